@@ -1,0 +1,48 @@
+# souk: `make demo` (install, build the demo index, search it) and `make test` (install, run the tests).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SOUK   := $(VENV)/bin/souk
+STAMP  := $(VENV)/.installed
+SHARED ?= ../shared
+DEMO   := .demo/index
+
+.PHONY: install browser demo demo-index test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's chromium for the browser tests (playwright's own browser download does not work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
+	    || echo "warning: could not install chromium; browser tests will skip"; \
+	  else echo "note: chromium missing and not root; browser tests will skip (sudo apt-get install chromium)"; fi; }
+
+demo-index: install
+	@if [ ! -f $(DEMO)/manifest.json ]; then \
+	  $(SOUK) index souk/demo/pricewatch.json --index $(DEMO) --schema souk/demo/pricewatch.toml; fi
+
+demo: demo-index
+	$(SOUK) stats --index $(DEMO)
+	$(SOUK) search --index $(DEMO) "chocolate biscuits" -k 5
+	$(SOUK) search --index $(DEMO) "蛋糕" -k 5
+	$(SOUK) search --index $(DEMO) "嘉頓 麵包" -k 5
+	$(SOUK) search --index $(DEMO) "milk" --filter 'price<20' --filter 'category=Dairy / Soy products / Eggs' -k 5 --sort price
+	$(SOUK) search --index $(DEMO) "instant noodles" --facet brand --facet supermarket --facet price -k 5
+
+test: install browser
+	$(PY) -m pytest -q
+
+bench: install
+	@mkdir -p .bench
+	$(SOUK) bench keyword --dataset $(SHARED)/data/scifact --split dev --repeat 5 --json | tee .bench/keyword-scifact.json
+	$(SOUK) bench keyword --dataset $(SHARED)/data/homedepot --split dev --json | tee .bench/keyword-homedepot.json
+
+clean:
+	rm -rf $(VENV) .demo .bench

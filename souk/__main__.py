@@ -1,0 +1,4 @@
+"""`python -m souk` runs the CLI."""
+from souk.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""Analyzers by name: the same chain runs at index and query time, chosen per field.
+
+| name       | Han text               | Latin text                   |
+|------------|------------------------|------------------------------|
+| standard   | jieba search mode      | stopwords removed, stemmed   |
+| cjk_bigram | overlapping bigrams    | stopwords removed, stemmed   |
+| simple     | jieba search mode      | lower-cased words, no stems  |
+| keyword    | the whole value, normalized, as one term                |
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from souk.analysis.filters import english_stopwords, stem, stem_words
+from souk.analysis.normalize import DEFAULT_MAX_CHARS, has_han, normalize
+from souk.analysis.tokenize import WORD, Token, tokenize
+from souk.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """normalize -> tokenize -> filters. Frozen so it can be shared and cached."""
+
+    name: str
+    han: str = "jieba"
+    stem: bool = True
+    stopwords: bool = True
+    whole: bool = False
+    user_dict: str | None = None
+    max_chars: int = DEFAULT_MAX_CHARS
+
+    def tokens(self, text: str) -> list[Token]:
+        """Tokens of the normalized text with spans into it (stemmed text, original spans)."""
+        norm = normalize(text, self.max_chars)
+        if self.whole:
+            value = "_".join(norm.split())
+            return [Token(value, 0, len(norm))] if value else []
+        stop = english_stopwords() if self.stopwords else frozenset()
+        out = []
+        for tok in tokenize(norm, self.han, self.user_dict):
+            if tok.text in stop:
+                continue
+            out.append(Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end))
+        return out
+
+    def terms(self, text: str) -> list[str]:
+        """The index terms of `text`, in order (duplicates kept: BM25 counts them)."""
+        norm = normalize(text, self.max_chars)
+        if self.whole or self.han != "jieba" or has_han(norm):
+            return [t.text for t in self.tokens(text)]
+        words = WORD.findall(norm)  # no Han text: skip span bookkeeping (hot path)
+        if self.stopwords:
+            stop = english_stopwords()
+            words = [w for w in words if w not in stop]
+        return stem_words(words) if self.stem else words
+
+
+_PRESETS: dict[str, dict] = {
+    "standard": {},
+    "cjk_bigram": {"han": "bigram"},
+    "simple": {"stem": False, "stopwords": False},
+    "keyword": {"whole": True, "stem": False, "stopwords": False},
+}
+
+
+def analyzer_names() -> list[str]:
+    """Names accepted in a schema's `analyzer` key."""
+    return sorted(_PRESETS)
+
+
+@functools.lru_cache(maxsize=64)
+def get_analyzer(name: str, user_dict: str | None = None, max_chars: int = DEFAULT_MAX_CHARS) -> Analyzer:
+    """The analyzer registered under `name`; unknown names list the known ones."""
+    if name not in _PRESETS:
+        raise ConfigError(f"unknown analyzer {name!r}; known analyzers: {', '.join(analyzer_names())}")
+    return Analyzer(name=name, user_dict=user_dict, max_chars=max_chars, **_PRESETS[name])

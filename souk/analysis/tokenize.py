@@ -1,0 +1,72 @@
+"""Script-aware tokenization: Han runs go to jieba (or bigrams), everything else splits on word boundaries.
+
+Mixed strings such as `iphone 15 手机壳` or `garden 嘉顿蛋糕 75g` become
+`iphone | 15 | 手机 | 机壳 | 手机壳 | garden | 嘉顿 | 蛋糕 | 75g`. Input must already be normalized.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+_HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_RUNS = re.compile(rf"(?P<han>[{_HAN_CLASS}]+)|(?P<word>[^\W_{_HAN_CLASS}]+)")
+WORD = re.compile(rf"[^\W_{_HAN_CLASS}]+")
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token with its character span in the (normalized) input."""
+
+    text: str
+    start: int
+    end: int
+
+
+@functools.lru_cache(maxsize=8)
+def _jieba(user_dict: str | None):
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    if user_dict:
+        tokenizer.load_userdict(str(Path(user_dict)))
+    return tokenizer
+
+
+def han_words(run: str, user_dict: str | None = None) -> Iterator[tuple[str, int, int]]:
+    """jieba search-mode words of a Han run with their spans (overlapping sub-words included)."""
+    for word, start, end in _jieba(user_dict).tokenize(run, mode="search"):
+        yield word, start, end
+
+
+def han_bigrams(run: str) -> Iterator[tuple[str, int, int]]:
+    """Overlapping character bigrams; a single character stays a unigram."""
+    if len(run) == 1:
+        yield run, 0, 1
+        return
+    for i in range(len(run) - 1):
+        yield run[i : i + 2], i, i + 2
+
+
+def tokenize(text: str, han: str = "jieba", user_dict: str | None = None) -> list[Token]:
+    """Split normalized text into tokens; `han` is "jieba", "bigram" or "char"."""
+    tokens: list[Token] = []
+    for match in _RUNS.finditer(text):
+        start = match.start()
+        if match.lastgroup == "word":
+            tokens.append(Token(match.group(), start, match.end()))
+            continue
+        run = match.group()
+        if han == "jieba":
+            pieces = han_words(run, user_dict)
+        elif han == "bigram":
+            pieces = han_bigrams(run)
+        else:
+            pieces = ((c, i, i + 1) for i, c in enumerate(run))
+        tokens.extend(Token(w, start + s, start + e) for w, s, e in pieces if w.strip())
+    return tokens

@@ -1,0 +1,108 @@
+"""`souk bench keyword`: souk's BM25 index against bm25s on the same tokens and the same k1/b.
+
+Both sides see identical analyzed terms (souk's analyzer); both are timed from raw text, so the
+analysis cost counts on both sides. Queries run one at a time on one thread, as a server answers them.
+"""
+from __future__ import annotations
+
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from souk.catalogs import read_catalog
+from souk.index import Index
+from souk.schema import beir_schema
+
+K1, B = 1.2, 0.75  # tantivy's BM25 constants; the peer is configured to match
+
+
+def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat: int = 1) -> dict[str, Any]:
+    """Index `dataset` (a BEIR dir) with souk and bm25s, run every judged query with both, report ratios."""
+    from souk.evaluation.datasets import load_beir
+    from souk.evaluation.metrics import score_run
+
+    split = split or _default_split(dataset)
+    data = load_beir(dataset, split)
+    records = list(read_catalog(dataset))
+    queries = list(data.queries.items())
+    workdir = Path(tempfile.mkdtemp(prefix="souk-bench-"))
+    try:
+        t0 = time.perf_counter()
+        index = Index.create(workdir / "index", beir_schema())
+        with index.writer() as writer:
+            writer.add(records, on_error="skip")
+            writer.commit()
+        index_s = time.perf_counter() - t0
+        searcher = index.searcher()
+        searcher.bm25("warm up", 1)
+        souk_run, souk_s = _timed_queries(lambda q: searcher.bm25(q, k).pairs(), queries, repeat)
+
+        analyzer = index.schema.fields["all"]
+        peer = _Peer(analyzer.analyzer)
+        t0 = time.perf_counter()
+        ids = peer.index(records)
+        peer_index_s = time.perf_counter() - t0
+        peer_run, peer_s = _timed_queries(lambda q: peer.search(q, ids, k), queries, repeat)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    souk_m = score_run(souk_run, data.qrels, ["ndcg@10", "recall@100"]).means()
+    peer_m = score_run(peer_run, data.qrels, ["ndcg@10", "recall@100"]).means()
+    n = len(queries) * repeat
+    return {
+        "dataset": str(dataset), "split": split, "docs": len(records), "queries": len(queries),
+        "qps": round(n / souk_s, 1), "peer_qps": round(n / peer_s, 1), "ratio": round(peer_s / souk_s, 3),
+        "index_docs_per_s": round(len(records) / index_s, 1), "peer_index_docs_per_s": round(len(records) / peer_index_s, 1),
+        "ndcg@10": round(souk_m["ndcg@10"], 4), "peer_ndcg@10": round(peer_m["ndcg@10"], 4),
+        "recall@100": round(souk_m["recall@100"], 4), "peer_recall@100": round(peer_m["recall@100"], 4),
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "peer": "bm25s (lucene, k1=1.2, b=0.75)",
+    }
+
+
+def _timed_queries(search, queries, repeat: int):
+    run: dict[str, list[tuple[str, float]]] = {}
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for qid, text in queries:
+            run[qid] = search(text)
+    return run, time.perf_counter() - t0
+
+
+class _Peer:
+    """bm25s over souk's terms of title + text (the same text souk's `all` field indexes)."""
+
+    def __init__(self, analyzer_name: str):
+        from souk.analysis.registry import get_analyzer
+
+        self.analyzer = get_analyzer(analyzer_name)
+
+    def index(self, records) -> np.ndarray:
+        import bm25s
+
+        docs = [r.data for r in records if r.data]
+        corpus = [self.analyzer.terms(d.get("title", "")) + self.analyzer.terms(d.get("text", "")) for d in docs]
+        self.model = bm25s.BM25(k1=K1, b=B, method="lucene")
+        self.model.index(corpus, show_progress=False)
+        self.vocab = self.model.vocab_dict
+        return np.asarray([d["_id"] for d in docs])
+
+    def search(self, text: str, ids: np.ndarray, k: int) -> list[tuple[str, float]]:
+        ids_q = [self.vocab[t] for t in self.analyzer.terms(text) if t in self.vocab]
+        if not ids_q:
+            return []
+        scores = self.model.get_scores(ids_q)
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+def _default_split(dataset: Path) -> str:
+    splits = sorted(p.stem for p in (dataset / "qrels").glob("*.tsv"))
+    for preferred in ("test", "dev", "train"):
+        if preferred in splits:
+            return preferred
+    return splits[0]

@@ -1,0 +1,29 @@
+"""`souk bench ...` commands owned by the core (keyword); other benches register themselves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from souk.cli.output import console, emit_json
+
+
+def register(bench_app: typer.Typer) -> None:
+    @bench_app.command("keyword")
+    def keyword_cmd(
+        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
+        split: Optional[str] = typer.Option(None, "--split", help="qrels split (default: test, dev or train)."),
+        k: int = typer.Option(100, "-k", help="Hits per query."),
+        repeat: int = typer.Option(1, "--repeat", help="Run the query set this many times."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """souk BM25 vs bm25s: queries/s, indexing docs/s, nDCG@10, memory."""
+        from souk.bench.keyword import bench_keyword
+
+        result = bench_keyword(dataset, split, k, repeat)
+        if as_json:
+            emit_json(result)
+        else:
+            for key, value in result.items():
+                console.print(f"{key:>24}: {value}")

@@ -1,0 +1,79 @@
+"""Index: where do documents live, and how are they written and read back?
+
+`Index` ties the manifest (schema, format), the tantivy keyword index and the vector caches of one
+directory together. Write with `index.writer()`, read with `index.searcher()`.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from souk.errors import IndexStateError
+from souk.index.manifest import MANIFEST, new_manifest, read_manifest, write_json_atomic
+from souk.index.store import open_tantivy
+from souk.schema import Schema
+
+__all__ = ["Index"]
+
+
+class Index:
+    """One index directory: `manifest.json`, `keyword/` (tantivy), `vectors/` (FAISS caches)."""
+
+    def __init__(self, path: Path, schema: Schema, manifest: dict[str, Any], tantivy_index):
+        self.path = path
+        self.schema = schema
+        self.manifest = manifest
+        self._tantivy = tantivy_index
+
+    @classmethod
+    def create(cls, path: str | Path, schema: Schema) -> "Index":
+        """Create an empty index; refuses a directory that already holds one."""
+        path = Path(path)
+        if (path / MANIFEST).exists():
+            raise IndexStateError(f"{path} already holds an index; open it to add documents, or delete the directory")
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            tindex = open_tantivy(path, schema, create=True)
+            manifest = new_manifest(schema.to_dict())
+            write_json_atomic(path / MANIFEST, manifest)
+        except BaseException:
+            shutil.rmtree(path / "keyword", ignore_errors=True)
+            raise
+        return cls(path, schema, manifest, tindex)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Index":
+        """Open an existing index (the schema comes from its manifest)."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        schema = Schema.from_dict(manifest["schema"], origin=f"{path}/{MANIFEST}")
+        return cls(path, schema, manifest, open_tantivy(path, schema))
+
+    @classmethod
+    def exists(cls, path: str | Path) -> bool:
+        return (Path(path) / MANIFEST).is_file()
+
+    def writer(self, heap_mb: int = 128, threads: int = 1):
+        """The single writer of this index (see `souk.index.writer.Writer`)."""
+        from souk.index.writer import Writer
+
+        return Writer(self, heap_mb=heap_mb, threads=threads)
+
+    def searcher(self):
+        """A snapshot searcher of the last commit."""
+        from souk.index.searcher import Searcher
+
+        return Searcher(self)
+
+    def stats(self) -> dict[str, Any]:
+        """Document count, fields and bytes on disk."""
+        searcher = self.searcher()
+        size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        return {
+            "docs": searcher.num_docs,
+            "fields": [{"name": f.name, "kind": f.kind} for f in self.schema.fields.values()],
+            "bytes": size,
+            "segments": searcher._s.num_segments,
+            "updated": read_manifest(self.path).get("updated"),
+        }

@@ -1,0 +1,56 @@
+"""Highlighted snippets: the best window of the original text around matched query terms."""
+from __future__ import annotations
+
+import unicodedata
+
+from souk.analysis.normalize import to_simplified
+from souk.analysis.registry import Analyzer
+
+
+def highlight(text: str, terms: set[str], analyzer: Analyzer, width: int = 160, tag: str = "mark") -> str | None:
+    """A snippet of `text` with matched terms wrapped in <tag>; None when nothing matches.
+
+    Offsets come from a per-character normalization so they map back onto the original text.
+    """
+    if not terms or not text:
+        return None
+    folded, origin = _fold_with_offsets(text[: analyzer.max_chars])
+    spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded) if t.text in terms]
+    if not spans:
+        return None
+    start = _best_window(spans, width)
+    end = min(len(text), start + width)
+    out, pos = [], start
+    for s, e in spans:
+        if s < pos or e > end:
+            continue
+        out.append(_escape(text[pos:s]))
+        out.append(f"<{tag}>{_escape(text[s:e])}</{tag}>")
+        pos = e
+    out.append(_escape(text[pos:end]))
+    return ("…" if start > 0 else "") + "".join(out) + ("…" if end < len(text) else "")
+
+
+def _fold_with_offsets(text: str) -> tuple[str, list[int]]:
+    chars, origin = [], []
+    for i, ch in enumerate(text):
+        folded = unicodedata.normalize("NFKC", ch).casefold()
+        folded = to_simplified(folded) if len(folded) == 1 else folded
+        for c in folded:
+            chars.append(c)
+            origin.append(i)
+    origin.append(len(text))
+    return "".join(chars), origin
+
+
+def _best_window(spans: list[tuple[int, int]], width: int) -> int:
+    best, best_count = spans[0][0], 0
+    for s, _ in spans:
+        count = sum(1 for t, e in spans if s <= t and e <= s + width)
+        if count > best_count:
+            best, best_count = s, count
+    return max(0, best - width // 5)
+
+
+def _escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,59 @@
+"""The index manifest (`manifest.json`): format version, schema, analyzers and models by name.
+
+Written atomically (temp file, fsync, rename) so a crash leaves the previous manifest intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from souk.version import __version__
+from souk.errors import IndexStateError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as JSON, never leaving a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, ensure_ascii=False, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_manifest(schema_dict: dict[str, Any]) -> dict[str, Any]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"format": FORMAT_VERSION, "souk": __version__, "created": now, "updated": now, "schema": schema_dict}
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any]:
+    """The manifest of `index_dir`; a clear error when missing, corrupt or of another format."""
+    path = index_dir / MANIFEST
+    if not path.is_file():
+        raise IndexStateError(f"{index_dir} is not a souk index (no {MANIFEST}); create it with `souk index DATA --index {index_dir}`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexStateError(f"{path} is corrupt: {e}") from e
+    if data.get("format") != FORMAT_VERSION:
+        raise IndexStateError(f"{path}: index format {data.get('format')!r}, this souk reads {FORMAT_VERSION}; rebuild the index")
+    return data
+
+
+def touch_manifest(index_dir: Path, **extra: Any) -> None:
+    """Record the time of the last commit (and any extra keys) in the manifest."""
+    data = read_manifest(index_dir)
+    data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data.update(extra)
+    write_json_atomic(index_dir / MANIFEST, data)

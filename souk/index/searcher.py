@@ -1,0 +1,275 @@
+"""The searcher: a snapshot of the last commit that answers keyword queries with filters, facets,
+sorting, pagination and highlights, plus the cheap id-level paths retrieval stages build on.
+
+A searcher never sees later commits; open a new one (`Index.searcher()`) to see them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import tantivy
+
+from souk.analysis.registry import get_analyzer
+from souk.errors import QueryError
+from souk.index.filters import Filter, combine
+from souk.index.highlight import highlight
+from souk.index.keys import doc_keys
+from souk.index.store import ID, KEY, SOURCE, meta_path
+from souk.query.syntax import is_strict, parse_query
+from souk.retrieval.base import Ranking
+
+if TYPE_CHECKING:
+    from souk.index import Index
+
+MAX_QUERY_CHARS = 1_000
+
+
+@dataclass
+class SearchRequest:
+    """One keyword search. `sort` is a number field, `-name` for descending; `fields` overrides
+    the schema's default search fields."""
+
+    query: str = ""
+    k: int = 10
+    offset: int = 0
+    filters: Sequence[Filter] = ()
+    facets: Sequence[str] = ()
+    facet_size: int = 10
+    sort: str | None = None
+    fields: Sequence[str] | None = None
+    highlight: bool = True
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    doc: dict[str, Any]
+    highlights: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    total: int
+    terms: list[str]
+    facets: dict[str, Any] = field(default_factory=dict)
+    took_ms: float = 0.0
+    relaxed: bool = False  # the strict query ("phrases", +words) matched nothing; these are plain-word matches
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total, "terms": self.terms, "took_ms": round(self.took_ms, 3), "facets": self.facets,
+            "relaxed": self.relaxed,
+            "hits": [{"id": h.id, "score": h.score, "doc": h.doc, "highlights": h.highlights} for h in self.hits],
+        }
+
+
+class Searcher:
+    """Snapshot reader over one commit of an index."""
+
+    def __init__(self, index: "Index"):
+        self.index = index
+        self.schema = index.schema
+        self.path = index.path
+        self._tschema = index._tantivy.schema
+        for _ in range(5):
+            before = _digest(meta_path(self.path))
+            index._tantivy.reload()
+            self._s = index._tantivy.searcher()
+            if _digest(meta_path(self.path)) == before:
+                break
+        self.commit_id: str = before
+        self.num_docs: int = self._s.num_docs
+        self._ids_by_key: dict[int, str] | None = None
+        self._user_dict = self.schema.analysis.get("user_dict")
+
+    # ---- full search -------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> SearchResult:
+        """Keyword search with filters, facets, sort, pagination and highlights.
+
+        A query whose "phrases" or +required words match nothing is relaxed to plain words
+        (`SearchResult.relaxed` says so), the way a shop shows related products instead of nothing.
+        """
+        t0 = time.perf_counter()
+        if req.k < 0 or req.offset < 0:
+            raise QueryError("k and offset must be >= 0")
+        result = self._search(req, relaxed=False)
+        if result.total == 0 and is_strict(req.query):
+            result = self._search(req, relaxed=True)
+        result.took_ms = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def _search(self, req: SearchRequest, relaxed: bool) -> SearchResult:
+        query, terms = self.text_query(req.query, req.fields, relaxed)
+        if query is None and req.query.strip() and not req.filters:
+            return SearchResult([], 0, terms, relaxed=relaxed)
+        q = combine(query, req.filters, self.schema, self._tschema)
+        kwargs: dict[str, Any] = {}
+        if req.sort:
+            name = req.sort.lstrip("-+")
+            self.schema.field(name, kinds=("number",))
+            kwargs = {"order_by_field": name, "order": tantivy.Order.Desc if req.sort.startswith("-") else tantivy.Order.Asc}
+        res = self._s.search(q, req.k, count=True, offset=req.offset, **kwargs) if req.k else None
+        total = res.count if res is not None else self._s.search(q, 1, count=True).count
+        term_set = set(terms)
+        hits = []
+        for score, addr in res.hits if res is not None else []:
+            doc = self._s.doc(addr)
+            source = json.loads(bytes(doc.get_first(SOURCE)))
+            hl = self._highlights(source, term_set, req.fields) if req.highlight else {}
+            hits.append(Hit(doc.get_first(ID), float(score), source, hl))
+        facets = {name: self._facet(q, name, req.facet_size) for name in req.facets}
+        return SearchResult(hits, int(total), terms, facets, relaxed=relaxed)
+
+    def text_query(self, text: str, fields: Sequence[str] | None = None,
+                   relaxed: bool = False) -> tuple[tantivy.Query | None, list[str]]:
+        """BM25 query over the search fields (boosted, per-field scores summed); None if no terms.
+
+        Honours the query syntax of `souk.query.syntax`: "phrases", +required and -excluded words;
+        `relaxed` turns phrases and required words into plain words (exclusions stay).
+        """
+        if len(text) > MAX_QUERY_CHARS:
+            raise QueryError(f"query of {len(text)} characters is too long (max {MAX_QUERY_CHARS})")
+        names = list(fields) if fields else self.schema.search_fields
+        parsed = parse_query(text) if ('"' in text or "+" in text or "-" in text) else None
+        if parsed is None or not parsed.has_operators:
+            return self._match(text, names)
+        Occur = tantivy.Occur
+        clauses, terms = [], []
+        strict = parsed.phrases + parsed.required
+        parts = [(Occur.Should, " ".join([parsed.free, *strict]) if relaxed else parsed.free)]
+        parts += [] if relaxed else [(Occur.Must, p) for p in strict]
+        parts += [(Occur.MustNot, w) for w in parsed.excluded]
+        for occur, part in parts:
+            query, part_terms = self._match(part, names, phrase=occur != Occur.Should)
+            if query is not None:
+                clauses.append((occur, query))
+                if occur != Occur.MustNot:
+                    terms.extend(t for t in part_terms if t not in terms)
+        if not any(occ != Occur.MustNot for occ, _ in clauses):
+            if not clauses:
+                return None, terms
+            clauses.append((Occur.Must, tantivy.Query.all_query()))
+        return tantivy.Query.boolean_query(clauses), terms
+
+    def _match(self, text: str, names: Sequence[str], phrase: bool = False) -> tuple[tantivy.Query | None, list[str]]:
+        """OR over fields of: any of the terms (BM25 sum), or with `phrase` all terms in order."""
+        clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        all_terms: list[str] = []
+        cache: dict[str, list[str]] = {}
+        for name in names:
+            f = self.schema.field(name, kinds=("text",))
+            terms = cache.get(f.analyzer)
+            if terms is None:
+                terms = cache[f.analyzer] = get_analyzer(f.analyzer, self._user_dict).terms(text)
+                all_terms.extend(t for t in terms if t not in all_terms)
+            if not terms:
+                continue
+            if phrase and len(terms) > 1:
+                queries = [tantivy.Query.phrase_query(self._tschema, name, terms)]
+            else:
+                queries = [tantivy.Query.term_query(self._tschema, name, t) for t in terms]
+            for q in queries:
+                clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, f.boost) if f.boost != 1.0 else q))
+        if not clauses:
+            return None, all_terms
+        return (clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)), all_terms
+
+    # ---- cheap paths for retrieval stages ------------------------------------------------------
+    def bm25(self, text: str, k: int, filters: Sequence[Filter] = (), relaxed: bool = False) -> Ranking:
+        """Top-k ids and BM25 scores without fetching stored documents (relaxed like `search`)."""
+        query, _ = self.text_query(text, relaxed=relaxed)
+        if query is None or k <= 0:
+            return Ranking.empty()
+        if filters:
+            query = combine(query, filters, self.schema, self._tschema)
+        hits = self._s.search(query, k, count=False).hits
+        if not hits:
+            return self.bm25(text, k, filters, relaxed=True) if not relaxed and is_strict(text) else Ranking.empty()
+        keys = self._s.fast_field_values(KEY, [a for _, a in hits])
+        lookup = self._id_map()
+        return Ranking([lookup[key] for key in keys], np.fromiter((s for s, _ in hits), dtype=np.float32, count=len(hits)))
+
+    def filter_keys(self, filters: Sequence[Filter]) -> np.ndarray:
+        """Keys (int64) of every live document passing all filters."""
+        q = combine(None, filters, self.schema, self._tschema)
+        return self._keys_of(self._s.search(q, max(self.num_docs, 1), count=False).hits)
+
+    def keys_to_ids(self, keys: Sequence[int] | np.ndarray) -> list[str]:
+        """Document ids of keys (as produced by `souk.index.keys.doc_key`)."""
+        lookup = self._id_map()
+        return [lookup[int(k)] for k in keys]
+
+    def stored_bytes(self, field_name: str) -> tuple[np.ndarray, list[bytes]]:
+        """Keys and raw stored bytes of one bytes field for every live document."""
+        addrs = self._all_addresses()
+        docs = [self._s.doc(a) for a in addrs]
+        keys = self._keys_of([(0.0, a) for a in addrs])
+        return keys, [bytes(d.get_first(field_name) or b"") for d in docs]
+
+    def docs(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Stored fields of documents by id (None for unknown ids)."""
+        out = []
+        for doc_id in ids:
+            hits = self._s.search(tantivy.Query.term_query(self._tschema, ID, doc_id), 1, count=False).hits
+            out.append(json.loads(bytes(self._s.doc(hits[0][1]).get_first(SOURCE))) if hits else None)
+        return out
+
+    def ids(self) -> list[str]:
+        """Every live document id."""
+        return list(self._id_map().values())
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _all_addresses(self) -> list[tantivy.DocAddress]:
+        if self.num_docs == 0:
+            return []
+        return [a for _, a in self._s.search(tantivy.Query.all_query(), self.num_docs, count=False).hits]
+
+    def _keys_of(self, hits: list) -> np.ndarray:
+        if not hits:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self._s.fast_field_values(KEY, [a for _, a in hits]), dtype=np.int64)
+
+    def _id_map(self) -> dict[int, str]:
+        if self._ids_by_key is None:
+            addrs = self._all_addresses()
+            ids = [self._s.doc(a).get_first(ID) for a in addrs]
+            self._ids_by_key = dict(zip(doc_keys(ids).tolist(), ids))
+        return self._ids_by_key
+
+    def _facet(self, query: tantivy.Query, name: str, size: int) -> dict[str, Any]:
+        f = self.schema.field(name, kinds=("keyword", "number"))
+        if f.kind == "number":
+            stats = self._s.aggregate(query, {"s": {"stats": {"field": name}}})["s"]
+            return {k: stats.get(k) for k in ("min", "max", "avg", "count")}
+        res = self._s.aggregate(query, {"t": {"terms": {"field": name, "size": size}}})["t"]
+        return {
+            "buckets": [(b["key"], b["doc_count"]) for b in res["buckets"]],
+            "distinct": int(self._s.cardinality(query, name)),
+            "other": res.get("sum_other_doc_count", 0),
+        }
+
+    def _highlights(self, source: dict, terms: set[str], fields: Sequence[str] | None) -> dict[str, str]:
+        out = {}
+        for name in fields or self.schema.search_fields:
+            f = self.schema.fields[name]
+            for src in f.copy_from or [name]:
+                text = source.get(src)
+                if isinstance(text, str) and src not in out:
+                    snippet = highlight(text, terms, get_analyzer(f.analyzer, self._user_dict))
+                    if snippet:
+                        out[src] = snippet
+        return out
+
+
+def _digest(path) -> str:
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        return "empty"

@@ -1,0 +1,169 @@
+"""The index writer: validate, analyze and add records; delete by id; commit atomically.
+
+Until `commit()` returns nothing is visible or durable; a crash (even `kill -9`) mid-way leaves the
+last committed state fully readable. One writer per index at a time (a lock file enforces it);
+readers keep searching their snapshot while a writer writes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable
+
+import tantivy
+
+from souk.analysis.registry import get_analyzer
+from souk.catalogs import Record
+from souk.errors import DocumentError, IndexStateError
+from souk.index.keys import doc_key
+from souk.index.manifest import touch_manifest
+from souk.index.store import ID, KEY, SOURCE
+
+if TYPE_CHECKING:
+    from souk.index import Index
+
+ON_ERROR = ("fail", "skip")
+MAX_REPORTED = 50
+
+
+@dataclass
+class WriteReport:
+    """What a batch did: documents written, ids deleted, rejected records as (line, field, message)."""
+
+    written: int = 0
+    deleted: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+class Writer:
+    """Adds, updates (same id replaces) and deletes documents; `commit()` publishes them."""
+
+    def __init__(self, index: "Index", heap_mb: int = 128, threads: int = 1, batch: int = 256):
+        self.index = index
+        self.schema = index.schema
+        try:
+            self._w = index._tantivy.writer(heap_size=heap_mb * 1_000_000, num_threads=threads)
+        except ValueError as e:
+            raise IndexStateError(f"{index.path}: cannot open a writer ({e}); is another `souk index` running?") from e
+        self._batch_size = batch
+        self._pending: list[dict] = []
+        self._analysis = dict(self.schema.analysis)
+
+    # ---- writes ------------------------------------------------------------------------------
+    def add(self, records: Iterable[Record], on_error: str = "fail",
+            progress: Callable[[int], None] | None = None) -> WriteReport:
+        """Validate and add records. `fail`: any bad record rolls back the whole batch and raises
+        DocumentError listing every problem; `skip`: good records are kept, rejects are reported."""
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+        report = WriteReport()
+        for rec in records:
+            if progress:
+                progress(1)
+            if rec.error is not None:
+                report.rejected.append((rec.line, "", rec.error))
+                continue
+            values, problems = self.schema.extract(rec.data or {})
+            if problems:
+                report.rejected.extend((rec.line, f, m) for f, m in problems)
+                continue
+            if report.rejected and on_error == "fail":
+                continue  # keep validating to report every problem, but write nothing more
+            self._pending.append(values)
+            if len(self._pending) >= self._batch_size:
+                report.written += self._flush()
+        if report.rejected and on_error == "fail":
+            self._pending.clear()
+            self._w.rollback()
+            raise DocumentError(_describe(report.rejected), report.rejected)
+        report.written += self._flush()
+        return report
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete documents by id (visible after commit); returns how many ids were given."""
+        n = 0
+        for doc_id in ids:
+            self._w.delete_documents_by_term(ID, str(doc_id))
+            n += 1
+        return n
+
+    def commit(self) -> int:
+        """Publish and persist everything since the last commit; returns tantivy's opstamp."""
+        self._flush()
+        opstamp = self._w.commit()
+        touch_manifest(self.index.path)
+        return opstamp
+
+    def rollback(self) -> None:
+        """Drop everything since the last commit."""
+        self._pending.clear()
+        self._w.rollback()
+
+    def close(self) -> None:
+        """Wait for background merges and release the writer lock (uncommitted work is dropped)."""
+        self._pending.clear()
+        self._w.wait_merging_threads()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _flush(self) -> int:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return 0
+        vectors = self._encode(batch)
+        for i, values in enumerate(batch):
+            doc_id = values[self.schema.id_field]
+            self._w.delete_documents_by_term(ID, doc_id)
+            self._w.add_document(self._document(values, {n: v[i] for n, v in vectors.items()}))
+        return len(batch)
+
+    def _encode(self, batch: list[dict]) -> dict:
+        out = {}
+        for vf in self.schema.vector_fields:
+            from souk.index import vectors
+
+            sources = vf.params.get("source") or self.schema.content_fields()
+            texts = [" ".join(str(v[s]) for s in sources if v.get(s)) for v in batch]
+            out[vf.name] = vectors.encode_documents(vf, texts, progress=False)
+        return out
+
+    def _document(self, values: dict, vectors: dict) -> tantivy.Document:
+        doc = tantivy.Document()
+        doc_id = values[self.schema.id_field]
+        doc.add_text(ID, doc_id)
+        doc.add_integer(KEY, doc_key(doc_id))
+        stored = {n: v for n, v in values.items() if self.schema.fields[n].stored}
+        doc.add_bytes(SOURCE, json.dumps(stored, ensure_ascii=False).encode("utf-8"))
+        analyzed: dict[tuple[str, str], str] = {}  # (analyzer, source field) -> terms, shared by copy fields
+        for f in self.schema.fields.values():
+            if f.kind == "text":
+                parts = []
+                for src in f.copy_from or [f.name]:
+                    if src in values:
+                        key = (f.analyzer, src)
+                        if key not in analyzed:
+                            analyzer = get_analyzer(f.analyzer, self._analysis.get("user_dict"))
+                            analyzed[key] = " ".join(analyzer.terms(values[src]))
+                        parts.append(analyzed[key])
+                if parts:
+                    doc.add_text(f.name, " ".join(parts))
+            elif f.kind == "keyword" and f.name in values:
+                vals = values[f.name]
+                for v in [vals] if isinstance(vals, str) else vals:
+                    doc.add_text(f.name, v)
+            elif f.kind == "number" and f.name in values:
+                doc.add_float(f.name, float(values[f.name]))
+        for name, vec in vectors.items():
+            doc.add_bytes(name, vec.astype("<f4").tobytes())
+        return doc
+
+
+def _describe(rejected: list[tuple[int, str, str]]) -> str:
+    lines = [f"line {line}: {fld + ': ' if fld else ''}{msg}" for line, fld, msg in rejected[:MAX_REPORTED]]
+    more = f"\n... and {len(rejected) - MAX_REPORTED} more" if len(rejected) > MAX_REPORTED else ""
+    return f"{len(rejected)} record(s) rejected, nothing from this batch was committed:\n" + "\n".join(lines) + more

@@ -1,0 +1,1 @@
+"""Query understanding: what does the user mean by this query string?"""

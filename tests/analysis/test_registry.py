@@ -1,0 +1,38 @@
+import pytest
+
+from souk.analysis import analyzer_names, get_analyzer
+from souk.errors import ConfigError
+
+
+def test_standard_stems_and_drops_stopwords():
+    assert get_analyzer("standard").terms("The Running Shoes of the year") == ["run", "shoe", "year"]
+
+
+def test_product_words_are_not_stopwords():
+    assert get_analyzer("standard").terms("deck over") == ["deck", "over"]
+
+
+def test_traditional_query_matches_simplified_terms():
+    a = get_analyzer("standard")
+    assert a.terms("嘉頓蛋糕") == a.terms("嘉顿蛋糕")
+
+
+def test_fast_path_equals_token_path():
+    a = get_analyzer("standard")
+    text = "Lightweight running shoes, men's 2.5 size"
+    assert a.terms(text) == [t.text for t in a.tokens(text)]
+
+
+def test_keyword_analyzer_is_one_term():
+    assert get_analyzer("keyword").terms(" Garden  Co ") == ["garden_co"]
+
+
+def test_simple_keeps_stopwords_and_forms():
+    assert get_analyzer("simple").terms("The Shoes") == ["the", "shoes"]
+
+
+def test_unknown_analyzer_lists_known_names():
+    with pytest.raises(ConfigError) as e:
+        get_analyzer("klingon")
+    for name in analyzer_names():
+        assert name in str(e.value)

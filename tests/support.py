@@ -1,0 +1,35 @@
+"""Test helpers importable from every test module (`from support import ...`): paths, skips, the CLI."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED = (REPO.parent / "shared").resolve()
+DATA = SHARED / "data"
+SOUK = [sys.executable, "-m", "souk"]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def needs_shared(*parts: str):
+    """Skip unless ../shared/<parts> exists (a fresh clone has no ../shared)."""
+    path = SHARED.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (the shared data beside the repo), absent here")
+
+
+def run_souk(*args: str, check: bool = True, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `souk` CLI in a subprocess and return the completed process."""
+    proc = subprocess.run([*SOUK, *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"souk {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
