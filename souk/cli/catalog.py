@@ -172,6 +172,8 @@ def _pipeline_search(searcher, name: str, req):
 
 
 def _print_result(result, schema: Schema) -> None:
+    if result.relaxed:
+        console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
     table = Table(title=f"{result.total} hits in {result.took_ms:.1f} ms", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("id")

@@ -77,7 +77,7 @@ def eval_command(
         return
     console.print(_key_value_table(f"{data.name}/{split} {pipeline}", result))
     if comparison is not None:
-        _print_comparison(comparison, "baseline", "this run")
+        _print_comparison(comparison, "baseline", "this run", dataset)
 
 
 def compare_command(
@@ -103,7 +103,7 @@ def compare_command(
             "skipped": data.skipped, **_comparison_json(comparison, top),
         })
         return
-    _print_comparison(comparison, run_a.name, run_b.name)
+    _print_comparison(comparison, run_a.name, run_b.name, dataset)
 
 
 def _check_metric(name: str) -> str:
@@ -144,9 +144,14 @@ def _key_value_table(title: str, values: dict):
     return table
 
 
-def _print_comparison(comparison: Comparison, name_a: str, name_b: str) -> None:
+def _print_comparison(comparison: Comparison, name_a: str, name_b: str, dataset: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    from souk.evaluation.datasets import corpus_titles
+
+    shown = {docid for d in comparison.disagreements for docid, _ in d.top_a + d.top_b}
+    titles = corpus_titles(dataset, shown | {docid for d in comparison.disagreements for docid in d.judgments})
 
     table = Table(title=escape(f"{name_a} (A) vs {name_b} (B), {comparison.queries} queries"))
     for column in ("metric", "A", "B", "B - A", "p randomization", "p t-test"):
@@ -166,19 +171,21 @@ def _print_comparison(comparison: Comparison, name_a: str, name_b: str) -> None:
         for column in ("rank", "A top 5 (grade)", "B top 5 (grade)"):
             tops.add_column(column)
         for rank in range(max(len(d.top_a), len(d.top_b))):
-            tops.add_row(str(rank + 1), _hit(d.top_a, rank), _hit(d.top_b, rank))
+            tops.add_row(str(rank + 1), _hit(d.top_a, rank, titles), _hit(d.top_b, rank, titles))
         console.print(tops)
-        judged = [f"{docid} ({grade})" for docid, grade in d.judgments.items()]
+        judged = [f"{docid} ({grade}) {titles.get(docid, '')}".rstrip() for docid, grade in d.judgments.items()]
         more = f" and {len(judged) - 20} more" if len(judged) > 20 else ""
         console.print(f"  relevant: {escape(', '.join(judged[:20]))}{more}", highlight=False)
 
 
-def _hit(hits: list[tuple[str, int | None]], rank: int) -> str:
+def _hit(hits: list[tuple[str, int | None]], rank: int, titles: dict[str, str]) -> str:
     from rich.markup import escape
 
     if rank >= len(hits):
         return ""
-    docid, grade = escape(hits[rank][0]), hits[rank][1]
+    docid, grade = hits[rank]
+    label = escape(f"{docid} ({'-' if grade is None else grade})")
+    title = escape(titles.get(docid, ""))
     if grade is None:
-        return f"[dim]{docid} (-)[/dim]"
-    return f"[green]{docid} ({grade})[/green]" if grade >= 1 else f"{docid} ({grade})"
+        return f"[dim]{label}[/dim] {title}".rstrip()
+    return (f"[green]{label}[/green] {title}" if grade >= 1 else f"{label} {title}").rstrip()

@@ -131,6 +131,18 @@ def iter_beir_corpus(directory: str | Path) -> Iterator[dict]:
         yield record
 
 
+def corpus_titles(directory: str | Path, ids: set[str], width: int = 60) -> dict[str, str]:
+    """Short labels (title, else the start of the text) of the given documents, for case tables."""
+    out: dict[str, str] = {}
+    if not (Path(directory) / "corpus.jsonl").is_file():
+        return out
+    for doc in iter_beir_corpus(directory):
+        if doc["_id"] in ids:
+            label = (doc.get("title") or doc.get("text") or "").strip()
+            out[doc["_id"]] = label if len(label) <= width else label[: width - 1] + "…"
+    return out
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers; DatasetError when the file is missing."""
     if not path.is_file():
