@@ -33,8 +33,8 @@ def parse_filter(expr: str, schema: Schema) -> Filter:
     if not m or not m.group(3):
         raise QueryError(f"cannot parse filter {expr!r}; write FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N or FIELD=A..B")
     name, op, raw = m.groups()
-    field = schema.field(name, kinds=("keyword", "number")) if name in schema.fields else None
-    if field is None:
+    field = schema.fields.get(name)
+    if field is None or field.kind not in ("keyword", "number"):
         filterable = [f.name for f in schema.fields.values() if f.kind in ("keyword", "number")]
         raise QueryError(f"filter {expr!r}: no filterable field {name!r}; filterable: {', '.join(filterable) or '(none)'}")
     values = tuple(v.strip() for v in raw.split("|")) if op in ("=", "!=") else (raw,)

@@ -1,0 +1,55 @@
+"""`souk bench encoder` and `souk bench ann` (dense recall benchmarks)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from souk.cli.output import console, emit_json
+
+
+def register(bench_app: typer.Typer) -> None:
+    @bench_app.command("encoder")
+    def encoder_cmd(
+        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
+        split: Optional[str] = typer.Option(None, "--split", help="qrels split for nDCG (default: test, dev or train)."),
+        max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Encode a seeded sample of this many docs (judged ones kept)."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Docs/s of souk's chosen encoder path vs sentence-transformers fp32; nDCG@10 of both."""
+        from souk.bench.encoder import bench_encoder
+
+        result = bench_encoder(dataset, split, max_docs)
+        if as_json:
+            emit_json(result)
+            return
+        for key, value in result.items():
+            console.print(f"{key:>16}: {value}")
+
+    @bench_app.command("ann")
+    def ann_cmd(
+        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
+        split: Optional[str] = typer.Option(None, "--split", help="qrels split (default: test, dev or train)."),
+        index: Optional[list[str]] = typer.Option(None, "--index", help="Index type(s); default: all."),
+        transform: str = typer.Option("none", "--transform", help='"none", "whiten" or "pca:N".'),
+        max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Use a seeded sample of this many docs."),
+        k: int = typer.Option(10, "-k", min=1, help="Neighbours per query (recall@k against exact search)."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Per FAISS index type: recall@k against exact search, queries/s, memory, build time, nDCG@10."""
+        from rich.table import Table
+
+        from souk.bench.ann import bench_ann
+
+        result = bench_ann(dataset, split, index or None, transform, max_docs, k)
+        if as_json:
+            emit_json(result)
+            return
+        rows = result["rows"]
+        table = Table(title=f"{result['docs']} docs, {result['queries']} queries, dim {result['dim']}, transform {result['transform']}")
+        for col in rows[0]:
+            table.add_column(col, justify="left" if col == "index" else "right")
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        console.print(table)

@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from souk.index.vectors import INDEX_TYPES
+from souk.models.encoder import BACKENDS
+from support import DATA, needs_shared, run_souk
+
+pytestmark = [needs_shared("data", "scifact"), pytest.mark.slow]
+SCIFACT = str(DATA / "scifact")
+
+
+def last_json(proc) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_encoder_json():
+    out = last_json(run_souk("bench", "encoder", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "200", "--json"))
+    assert {"docs_per_s", "peer_docs_per_s", "ratio", "ndcg_delta", "path"} <= set(out)
+    assert list(out)[-5:] == ["docs_per_s", "peer_docs_per_s", "ratio", "ndcg_delta", "path"]
+    assert out["path"] in BACKENDS and out["docs"] == 200 and out["docs_per_s"] > 0 and out["peer_docs_per_s"] > 0
+    assert abs(out["ndcg_delta"]) <= 0.03 and out["peer_ndcg@10"] > 0.5
+
+
+def test_bench_ann_json_and_table():
+    out = last_json(run_souk("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300", "--json"))
+    rows = {r["index"]: r for r in out["rows"]}
+    assert set(rows) == set(INDEX_TYPES) and out["docs"] == 300
+    assert rows["flat"]["recall@10"] == 1.0
+    assert all(r["qps"] > 0 and r["memory_mb"] > 0 for r in rows.values())
+    assert rows["sq8"]["memory_mb"] < rows["flat"]["memory_mb"] / 3
+    table = run_souk("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300", "--index", "flat").stdout
+    assert "recall@10" in table and "flat" in table

@@ -1,0 +1,95 @@
+import json
+
+import pytest
+
+from souk.errors import ConfigError
+from souk.evaluation.datasets import load_beir
+from souk.evaluation.metrics import score_run
+from souk.index import Index
+from souk.index.filters import parse_filter
+from souk.ranking.pipeline import build_pipeline
+from souk.retrieval.dense import DenseRetriever
+from support import DATA, FIXTURES, needs_shared, run_souk
+
+N = 200
+
+
+@pytest.fixture(scope="module")
+def slice_dir(tmp_path_factory):
+    """SciFact dev queries over a 200-doc corpus: every judged doc plus the first unjudged ones."""
+    src, dst = DATA / "scifact", tmp_path_factory.mktemp("scifact200")
+    (dst / "qrels").mkdir()
+    qrels = (src / "qrels" / "dev.tsv").read_text()
+    (dst / "qrels" / "dev.tsv").write_text(qrels)
+    judged = {line.split("\t")[1] for line in qrels.splitlines()[1:]}
+    docs = [json.loads(line) for line in (src / "corpus.jsonl").open()]
+    keep = [d for d in docs if d["_id"] in judged]
+    keep += [d for d in docs if d["_id"] not in judged][: N - len(keep)]
+    (dst / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in keep))
+    (dst / "queries.jsonl").write_text((src / "queries.jsonl").read_text())
+    return dst
+
+
+@pytest.fixture(scope="module")
+def searcher(slice_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("dense") / "index"
+    run_souk("index", str(slice_dir), "--index", str(path), "--vectors")
+    return Index.open(path).searcher()
+
+
+def ndcg(pipeline, data) -> float:
+    run = {qid: pipeline.search(text, 10).pairs() for qid, text in data.queries.items()}
+    return score_run(run, data.qrels, ["ndcg@10"]).means()["ndcg@10"]
+
+
+@needs_shared("data", "scifact")
+def test_dense_and_hybrid_recall_on_a_scifact_slice(slice_dir, searcher):
+    data = load_beir(slice_dir, "dev")
+    scores = {name: ndcg(build_pipeline(name, searcher), data) for name in ("bm25", "dense", "hybrid")}
+    assert scores["dense"] >= 0.75, scores
+    assert scores["hybrid"] >= max(scores["dense"], scores["bm25"] - 0.02), scores
+
+
+@needs_shared("data", "scifact")
+def test_filters_apply_to_both_retrievers(searcher):
+    allowed = searcher.ids()[:7]
+    filters = [parse_filter("_id=" + "|".join(allowed), searcher.schema)]
+    for name in ("dense", "hybrid"):
+        ranking = build_pipeline(name, searcher).search("cancer cells and tumour growth", 5, filters)
+        assert 0 < len(ranking) <= 5 and set(ranking.ids) <= set(allowed), name
+    hybrid = build_pipeline("hybrid", searcher)
+    bm25, dense = (r.retrieve("cancer", 50, filters) for r in hybrid.retrievers.values())
+    assert set(bm25.ids) <= set(allowed) and set(dense.ids) <= set(allowed)
+
+
+@needs_shared("data", "scifact")
+def test_batched_queries_match_single_queries(searcher):
+    dense = DenseRetriever(searcher)
+    many = dense.retrieve_many(["vitamin D and bone density", "smoking and lung cancer"], 5)
+    assert [r.ids[:3] for r in many] == [dense.retrieve(q, 5).ids[:3] for q in ("vitamin D and bone density", "smoking and lung cancer")]
+
+
+@needs_shared("data", "scifact")
+@pytest.mark.parametrize("options, key", [
+    ({"fusoin": "rrf"}, "fusoin"), ({"fusion": "borda"}, "fusion"), ({"norm": "rank"}, "norm"),
+    ({"weights": {"bm25": 1.0, "colbert": 1.0}}, "colbert"), ({"depth": -1}, "depth"), ({"rrf_k": "sixty"}, "rrf_k"),
+    ({"field": "vectors"}, "field"),
+])
+def test_hybrid_options_are_checked(searcher, options, key):
+    with pytest.raises(ConfigError, match=key):
+        build_pipeline("hybrid", searcher, options)
+
+
+@needs_shared("data", "scifact")
+def test_hybrid_options_take_effect(searcher):
+    p = build_pipeline("hybrid", searcher, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+    assert (p.fusion, p.rrf_k, p.weights["dense"], p.depth["bm25"]) == ("rrf", 10.0, 0.0, 20)
+    q = "vitamin D and bone density"
+    assert p.search(q, 10).ids == p.retrievers["bm25"].retrieve(q, 20).ids[:10]
+
+
+def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
+    path = tmp_path / "index"
+    run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(path))
+    with pytest.raises(ConfigError, match="--vectors"):
+        build_pipeline("dense", Index.open(path))
