@@ -32,9 +32,10 @@ def bench_ann(dataset: Path, split: str | None = None, types: Sequence[str] | No
     doc_ids, texts = corpus_texts(dataset, {d for rel in data.qrels.values() for d in rel}, max_docs)
     params = {n: validate_params(SimpleNamespace(name="bench", params={"index": n, "transform": transform}))
               for n in (types or INDEX_TYPES)}
-    encoder = get_encoder(encoder_config(next(iter(params.values()))), probe=texts[:PROBE_DOCS])
+    first = next(iter(params.values()))
+    encoder = get_encoder(encoder_config(first), probe=texts[:PROBE_DOCS])
     docs = encode_resumable(encoder, texts, progress=progress, description="encoding corpus")
-    queries = encoder.encode(list(data.queries.values()))
+    queries = get_encoder(encoder_config(first, queries=True)).encode(list(data.queries.values()))
     keys = doc_keys(doc_ids)
     id_of = dict(zip(keys.tolist(), doc_ids))
     exact = VectorSet.build(keys, docs, validate_params(SimpleNamespace(name="bench", params={"transform": transform})))

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from souk.models.encoder import PROBE_DOCS, Encoder, EncoderConfig, choose_backend, get_encoder, model_dir
+from souk.models.encoder import PROBE_DOCS, Encoder, EncoderConfig, choose_backend, get_encoder, model_dir, quiet_transformers
 
 CHUNK = 256
 
@@ -61,6 +61,7 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
     config = EncoderConfig()
     choice = choose_backend(config, texts[:PROBE_DOCS])
     ours: Encoder = get_encoder(replace(config, backend=choice["backend"]))
+    quiet_transformers()
     peer = SentenceTransformer(str(model_dir(config.model)), device="cpu")
     peer.max_seq_length = config.max_length
     sides: dict[str, Callable[[list[str]], np.ndarray]] = {

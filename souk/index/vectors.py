@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from souk.errors import ConfigError, IndexStateError
-from souk.models.encoder import BACKENDS, MODELS, EncoderConfig, encode_resumable, get_encoder, model_dim
+from souk.models.encoder import (BACKENDS, MODELS, EncoderConfig, choose_backend, encode_resumable, get_encoder,
+                                 model_dim)
 
 FORMAT = 1
 EXACT_BELOW = 4096  # filters allowing fewer docs are scored exactly on reconstructed vectors
@@ -31,7 +32,7 @@ KEEP_CACHES = 2     # commit caches kept per field (the newest by time); older o
 
 DEFAULTS: dict[str, Any] = {
     "model": "all-MiniLM-L6-v2", "source": [], "index": "flat", "normalize": True, "max_length": 256,
-    "transform": "none", "backend": "auto", "batch_size": 32, "ef_search": 64, "nprobe": 16,
+    "transform": "none", "backend": "auto", "query_backend": "torch-fp32", "batch_size": 32, "ef_search": 64, "nprobe": 16,
 }
 
 
@@ -102,7 +103,8 @@ def validate_params(field) -> dict[str, Any]:
     check("source", isinstance(params["source"], list) and all(isinstance(s, str) for s in params["source"]), "a list of field names")
     check("index", params["index"] in INDEX_TYPES, "one of " + ", ".join(INDEX_TYPES))
     check("normalize", isinstance(params["normalize"], bool), "true or false")
-    check("backend", params["backend"] in ("auto", *BACKENDS), "one of auto, " + ", ".join(BACKENDS))
+    for key in ("backend", "query_backend"):
+        check(key, params[key] in ("auto", *BACKENDS), "one of auto, " + ", ".join(BACKENDS))
     for key, lo, hi in (("max_length", 8, 512), ("batch_size", 1, 4096), ("ef_search", 1, 100_000), ("nprobe", 1, 100_000)):
         check(key, type(params[key]) is int and lo <= params[key] <= hi, f"an integer in {lo}..{hi}")
     dim = model_dim(params["model"])
@@ -114,9 +116,19 @@ def validate_params(field) -> dict[str, Any]:
     return params
 
 
-def encoder_config(params: dict[str, Any]) -> EncoderConfig:
+def encoder_config(params: dict[str, Any], queries: bool = False) -> EncoderConfig:
+    """Documents use `backend` (default: the fastest path within tolerance); queries use `query_backend`
+    (default: the fp32 reference; queries are short, so exactness costs little there)."""
     return EncoderConfig(model=params["model"], max_length=params["max_length"], normalize=params["normalize"],
-                         batch_size=params["batch_size"], backend=params["backend"])
+                         batch_size=params["batch_size"], backend=params["query_backend" if queries else "backend"])
+
+
+def model_record(field) -> dict[str, Any]:
+    """What the manifest records for a vector field: model, dimension and the document path in use."""
+    config = encoder_config(field.params)
+    backend = config.backend if config.backend != "auto" else choose_backend(config)["backend"]
+    return {"model": config.model, "dim": field.params["dim"], "max_length": config.max_length, "backend": backend,
+            "query_backend": field.params["query_backend"]}
 
 
 def encode_documents(field, texts: list[str], progress: bool = True) -> np.ndarray:
@@ -149,8 +161,6 @@ class VectorSet:
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if transform is None and params["transform"] != "none":
-            transform = _fit_transform(params["transform"], vectors)
         keys = np.asarray(keys, dtype=np.int64)
         if len(np.unique(keys)) != len(keys):
             raise IndexStateError("duplicate keys: each document has one vector")
@@ -235,7 +245,7 @@ class VectorSet:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Model-space query vectors (same model, truncation and normalization as the documents)."""
-        return get_encoder(encoder_config(self.params), probe=texts).encode(list(texts))
+        return get_encoder(encoder_config(self.params, queries=True), probe=texts).encode(list(texts))
 
     def _to_index_space(self, x: np.ndarray) -> np.ndarray:
         if self.transform is not None:
@@ -281,7 +291,7 @@ class VectorSet:
                 pass
         keys, vectors = _stored_vectors(searcher, field)
         vs = _update_from_older(root, field.params, keys, vectors)
-        vs, built = (vs, "incremental") if vs else (cls.build(keys, vectors, field.params), "full")
+        vs, built = (vs, "incremental") if vs is not None else (cls.build(keys, vectors, field.params), "full")
         vs.meta.update(commit_id=searcher.commit_id, field=field.name, count=len(vs), built=built)
         tmp = root / f".tmp-{searcher.commit_id}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -91,7 +91,7 @@ class Writer:
         """Publish and persist everything since the last commit; returns tantivy's opstamp."""
         self._flush()
         opstamp = self._w.commit()
-        touch_manifest(self.index.path)
+        touch_manifest(self.index.path, **self._model_records())
         return opstamp
 
     def rollback(self) -> None:
@@ -111,6 +111,13 @@ class Writer:
         self.close()
 
     # ---- internals ---------------------------------------------------------------------------
+    def _model_records(self) -> dict:
+        if not self.schema.vector_fields:
+            return {}
+        from souk.index import vectors
+
+        return {"models": {vf.name: vectors.model_record(vf) for vf in self.schema.vector_fields}}
+
     def _flush(self) -> int:
         batch, self._pending = self._pending, []
         if not batch:

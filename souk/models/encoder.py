@@ -5,8 +5,12 @@ Paths (registry `BACKENDS`, names persisted with the index):
   torch-bf16  bf16 weights; offered only when the CPU has bf16 instructions (AMX or AVX-512 BF16).
   onnx-int8   ONNX Runtime, int8 dynamic quantization (per-channel weights); offered only with VNNI/AMX-int8.
 `backend = "auto"` probes each offered path on a slice of the caller's texts and keeps the fastest whose
-embeddings stay within `TOLERANCE` of fp32 (cached per machine under `cache_dir()`). Never assume a
+embeddings stay within `TOLERANCE` of fp32 (near-lossless; measurements cached per machine under `cache_dir()`). Never assume a
 capability: every path is checked against what the machine reports.
+
+onnx-int8 quantizes activations per batch, so a text's vector shifts slightly with its batch mates
+(cosine > 0.99 to fp32 either way). The index encodes queries on fp32 by default (`query_backend`):
+they are short, and that halves the nDCG@10 gap of int8 documents on SciFact.
 
 Misuse to avoid: encoding queries with another model than the documents (the model is named in the schema).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -26,7 +31,10 @@ import numpy as np
 from souk.errors import ModelError
 
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> mean-pooled (n, dim)
-TOLERANCE = {"cos_mean": 0.99, "cos_min": 0.98}  # a path's embeddings vs torch-fp32 on the probe
+# A path's embeddings vs torch-fp32 on the probe. Near-lossless on purpose: the automatic choice must not
+# change rankings measurably (bf16: cosine 0.99995, no nDCG change on SciFact). onnx-int8 (cosine ~0.995,
+# nDCG@10 -0.004 on SciFact dev) stays available as an explicit `backend = "onnx-int8"`.
+TOLERANCE = {"cos_mean": 0.999, "cos_min": 0.995}
 ONNX_FORMAT = 1  # bump when the export changes: cached ONNX files are keyed by it
 PROBE_DOCS = 48
 
@@ -107,7 +115,8 @@ def _mean_pool(hidden, mask):
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """Silence transformers' loading bars and warnings (stderr stays readable)."""
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -119,7 +128,7 @@ def _torch_forward(dtype_name: str) -> Callable[[str], Forward]:
         import torch
         from transformers import AutoModel
 
-        _quiet_transformers()
+        quiet_transformers()
         net = AutoModel.from_pretrained(str(model_dir(model)), dtype=getattr(torch, dtype_name)).eval()
 
         def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -145,7 +154,7 @@ def onnx_int8_path(model: str) -> Path:
         from transformers import AutoModel
     except ImportError as e:
         raise ModelError(f"the onnx-int8 path needs {e.name}: pip install onnx onnxruntime") from e
-    _quiet_transformers()
+    quiet_transformers()
     net = AutoModel.from_pretrained(str(model_dir(model)), attn_implementation="eager").eval()
 
     class Pooled(torch.nn.Module):
@@ -167,7 +176,12 @@ def onnx_int8_path(model: str) -> Path:
                           output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                         "embedding": {0: "batch"}})
-        quantize_dynamic(str(tmp / "model.onnx"), str(tmp / out.name), weight_type=QuantType.QInt8, per_channel=True)
+        root, level = logging.getLogger(), logging.getLogger().level
+        root.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing on the root logger
+        try:
+            quantize_dynamic(str(tmp / "model.onnx"), str(tmp / out.name), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
     (tmp / "model.onnx").unlink()
     try:
         os.replace(tmp, out.parent)
@@ -306,7 +320,7 @@ def choose_backend(config: EncoderConfig, probe: Sequence[str] = (), refresh: bo
     key = hashlib.sha1(json.dumps([config.model, config.max_length, m.signature(), ONNX_FORMAT]).encode()).hexdigest()[:16]
     path = cache_dir() / "models" / f"choice-{key}.json"
     if path.exists() and not refresh:
-        return json.loads(path.read_text())
+        return _verdict(json.loads(path.read_text())["paths"], m)
     texts = [str(t) for t in probe][:PROBE_DOCS] or ["a short text"]
     texts = (texts * (PROBE_DOCS // len(texts) + 1))[:PROBE_DOCS]
     report: dict[str, dict] = {}
@@ -330,10 +344,7 @@ def choose_backend(config: EncoderConfig, probe: Sequence[str] = (), refresh: bo
         ref = vecs if name == REFERENCE else ref
         cos = (vecs * ref).sum(1)
         report[name] = {"docs_per_s": round(max(runs), 2), "cos_mean": float(cos.mean()), "cos_min": float(cos.min())}
-    ok = {n: r for n, r in report.items() if "docs_per_s" in r
-          and r["cos_mean"] >= TOLERANCE["cos_mean"] and r["cos_min"] >= TOLERANCE["cos_min"]}
-    best = max(ok, key=lambda n: ok[n]["docs_per_s"])
-    result = {"backend": best, "machine": asdict(m) | {"flags": sorted(m.flags)}, "tolerance": TOLERANCE, "paths": report}
+    result = _verdict(report, m)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(result, indent=1))
@@ -341,8 +352,16 @@ def choose_backend(config: EncoderConfig, probe: Sequence[str] = (), refresh: bo
     return result
 
 
+def _verdict(report: dict[str, dict], m: Machine) -> dict:
+    """The fastest measured path within `TOLERANCE` (applied on read, so a cached report follows it)."""
+    ok = {n: r for n, r in report.items() if "docs_per_s" in r
+          and r["cos_mean"] >= TOLERANCE["cos_mean"] and r["cos_min"] >= TOLERANCE["cos_min"]}
+    best = max(ok, key=lambda n: ok[n]["docs_per_s"])
+    return {"backend": best, "machine": asdict(m) | {"flags": sorted(m.flags)}, "tolerance": TOLERANCE, "paths": report}
+
+
 # ---- long corpora: progress and resume -------------------------------------------------------
-def encode_resumable(encoder: Encoder, texts: Sequence[str], checkpoints: Path | None = None, chunk: int = 1024,
+def encode_resumable(encoder: Encoder, texts: Sequence[str], checkpoints: Path | None = None, chunk: int = 256,
                      progress: bool = True, description: str = "encoding") -> np.ndarray:
     """Encode in chunks, each saved as `<checkpoints>/<sha1 of its texts>.npy`; after an interruption
     a rerun loads the chunks already done. Default checkpoints: a dir per encoder config in the cache."""

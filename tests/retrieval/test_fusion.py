@@ -45,7 +45,7 @@ def test_weighted_minmax_by_hand():
     out = fuse([A, B], "weighted", [1.0, 1.0], norm="minmax")
     expected = {"a": 1.0, "b": 0.75, "c": 1.0, "d": 0.875}
     assert dict(zip(out.ids, np.round(out.scores, 4))) == pytest.approx(expected)
-    assert out.ids[:2] == ["a", "c"]  # tie broken by best rank: both reached rank 1; "a" is first by id order of best rank
+    assert out.ids[:2] == ["a", "c"]  # a tie (1.0 each, both ranked first somewhere) keeps id order
 
 
 def test_weighted_zscore_missing_doc_gets_the_lists_lowest_score():
