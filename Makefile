@@ -43,6 +43,8 @@ bench: install
 	@mkdir -p .bench
 	$(SOUK) bench keyword --dataset $(SHARED)/data/scifact --split dev --repeat 5 --json | tee .bench/keyword-scifact.json
 	$(SOUK) bench keyword --dataset $(SHARED)/data/homedepot --split dev --json | tee .bench/keyword-homedepot.json
+	$(SOUK) bench encoder --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/encoder-scifact.json
+	$(SOUK) bench ann --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/ann-scifact.json
 
 clean:
 	rm -rf $(VENV) .demo .bench

@@ -24,6 +24,8 @@ def _stemmer(language: str):
 
 def stem_words(words: list[str], language: str = "english") -> list[str]:
     """Stems of many tokens at once; only purely alphabetic tokens are stemmed."""
+    if all(map(_LATIN.match, words)):
+        return _stemmer(language).stemWords(words)
     stemmer = _stemmer(language)
     return [stemmer.stemWord(w) if _LATIN.match(w) else w for w in words]
 

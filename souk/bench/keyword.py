@@ -1,7 +1,8 @@
 """`souk bench keyword`: souk's BM25 index against bm25s on the same tokens and the same k1/b.
 
 Both sides see identical analyzed terms (souk's analyzer); both are timed from raw text, so the
-analysis cost counts on both sides. Queries run one at a time on one thread, as a server answers them.
+analysis cost counts on both sides. Queries run one at a time on one thread, as a server answers them,
+interleaved query by query between the two sides so that machine noise falls on both alike.
 """
 from __future__ import annotations
 
@@ -40,19 +41,20 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
         index_s = time.perf_counter() - t0
         searcher = index.searcher()
         searcher.bm25("warm up", 1)
-        souk_run, souk_s = _timed_queries(lambda q: searcher.bm25(q, k).pairs(), queries, repeat)
 
         analyzer = index.schema.fields["all"]
         peer = _Peer(analyzer.analyzer)
         t0 = time.perf_counter()
         ids = peer.index(records)
         peer_index_s = time.perf_counter() - t0
-        peer_run, peer_s = _timed_queries(lambda q: peer.search(q, ids, k), queries, repeat)
+        peer.search("warm up", ids, 1)
+        sides = {"souk": lambda q: searcher.bm25(q, k).pairs(), "peer": lambda q: peer.search(q, ids, k)}
+        runs, seconds = _interleaved(sides, queries, repeat)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    souk_m = score_run(souk_run, data.qrels, ["ndcg@10", "recall@100"]).means()
-    peer_m = score_run(peer_run, data.qrels, ["ndcg@10", "recall@100"]).means()
-    n = len(queries) * repeat
+    souk_m = score_run(runs["souk"], data.qrels, ["ndcg@10", "recall@100"]).means()
+    peer_m = score_run(runs["peer"], data.qrels, ["ndcg@10", "recall@100"]).means()
+    n, souk_s, peer_s = len(queries) * repeat, seconds["souk"], seconds["peer"]
     return {
         "dataset": str(dataset), "split": split, "docs": len(records), "queries": len(queries),
         "qps": round(n / souk_s, 1), "peer_qps": round(n / peer_s, 1), "ratio": round(peer_s / souk_s, 3),
@@ -63,13 +65,19 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
     }
 
 
-def _timed_queries(search, queries, repeat: int):
-    run: dict[str, list[tuple[str, float]]] = {}
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        for qid, text in queries:
-            run[qid] = search(text)
-    return run, time.perf_counter() - t0
+def _interleaved(sides: dict, queries: list[tuple[str, str]], repeat: int) -> tuple[dict, dict]:
+    """Run every query on every side, alternating which side goes first, so that machine noise
+    (other processes, frequency changes) falls on both sides alike. Returns runs and seconds per side."""
+    runs: dict[str, dict] = {name: {} for name in sides}
+    seconds = {name: 0.0 for name in sides}
+    order = list(sides)
+    for r in range(repeat):
+        for i, (qid, text) in enumerate(queries):
+            for name in order if (i + r) % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                runs[name][qid] = sides[name](text)
+                seconds[name] += time.perf_counter() - t0
+    return runs, seconds
 
 
 class _Peer:

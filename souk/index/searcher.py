@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import tantivy
 
-from souk.analysis.registry import get_analyzer
+from souk.analysis.registry import Analyzer, get_analyzer
 from souk.errors import QueryError
 from souk.index.filters import Filter, combine
 from souk.index.highlight import highlight
@@ -86,8 +86,9 @@ class Searcher:
                 break
         self.commit_id: str = before
         self.num_docs: int = self._s.num_docs
-        self._ids_by_key: dict[int, str] | None = None
+        self._id_table: tuple[np.ndarray, np.ndarray] | None = None  # sorted keys, ids in the same order
         self._user_dict = self.schema.analysis.get("user_dict")
+        self._plans: dict[tuple[str, ...], list[tuple[str, Analyzer, float]]] = {}
 
     # ---- full search -------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchResult:
@@ -162,12 +163,11 @@ class Searcher:
         """OR over fields of: any of the terms (BM25 sum), or with `phrase` all terms in order."""
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
         all_terms: list[str] = []
-        cache: dict[str, list[str]] = {}
-        for name in names:
-            f = self.schema.field(name, kinds=("text",))
-            terms = cache.get(f.analyzer)
+        analyzed: dict[Analyzer, list[str]] = {}
+        for name, analyzer, boost in self._plan(tuple(names)):
+            terms = analyzed.get(analyzer)
             if terms is None:
-                terms = cache[f.analyzer] = get_analyzer(f.analyzer, self._user_dict).terms(text)
+                terms = analyzed[analyzer] = analyzer.terms(text)
                 all_terms.extend(t for t in terms if t not in all_terms)
             if not terms:
                 continue
@@ -175,11 +175,20 @@ class Searcher:
                 queries = [tantivy.Query.phrase_query(self._tschema, name, terms)]
             else:
                 queries = [tantivy.Query.term_query(self._tschema, name, t) for t in terms]
-            for q in queries:
-                clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, f.boost) if f.boost != 1.0 else q))
+            if boost != 1.0:
+                queries = [tantivy.Query.boost_query(q, boost) for q in queries]
+            clauses.extend((tantivy.Occur.Should, q) for q in queries)
         if not clauses:
             return None, all_terms
         return (clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)), all_terms
+
+    def _plan(self, names: tuple[str, ...]) -> list[tuple[str, Analyzer, float]]:
+        """(field, analyzer, boost) of each search field, checked once per field list."""
+        plan = self._plans.get(names)
+        if plan is None:
+            fields = [self.schema.field(n, kinds=("text",)) for n in names]
+            plan = self._plans[names] = [(f.name, get_analyzer(f.analyzer, self._user_dict), f.boost) for f in fields]
+        return plan
 
     # ---- cheap paths for retrieval stages ------------------------------------------------------
     def bm25(self, text: str, k: int, filters: Sequence[Filter] = (), relaxed: bool = False) -> Ranking:
@@ -192,9 +201,10 @@ class Searcher:
         hits = self._s.search(query, k, count=False).hits
         if not hits:
             return self.bm25(text, k, filters, relaxed=True) if not relaxed and is_strict(text) else Ranking.empty()
-        keys = self._s.fast_field_values(KEY, [a for _, a in hits])
-        lookup = self._id_map()
-        return Ranking([lookup[key] for key in keys], np.fromiter((s for s, _ in hits), dtype=np.float32, count=len(hits)))
+        scores, addrs = zip(*hits)
+        sorted_keys, ids = self._ids_table()  # keys of this snapshot's hits are always in the table
+        pos = np.searchsorted(sorted_keys, np.asarray(self._s.fast_field_values(KEY, list(addrs)), dtype=np.int64))
+        return Ranking(ids[pos].tolist(), np.asarray(scores, dtype=np.float32))
 
     def filter_keys(self, filters: Sequence[Filter]) -> np.ndarray:
         """Keys (int64) of every live document passing all filters."""
@@ -202,9 +212,13 @@ class Searcher:
         return self._keys_of(self._s.search(q, max(self.num_docs, 1), count=False).hits)
 
     def keys_to_ids(self, keys: Sequence[int] | np.ndarray) -> list[str]:
-        """Document ids of keys (as produced by `souk.index.keys.doc_key`)."""
-        lookup = self._id_map()
-        return [lookup[int(k)] for k in keys]
+        """Document ids of keys (as produced by `souk.index.keys.doc_key`); unknown keys raise KeyError."""
+        sorted_keys, ids = self._ids_table()
+        keys = np.asarray(keys, dtype=np.int64)
+        pos = np.searchsorted(sorted_keys, keys)
+        if len(keys) and (pos.max() >= len(sorted_keys) or not np.array_equal(sorted_keys[pos], keys)):
+            raise KeyError("keys not in this snapshot of the index")
+        return ids[pos].tolist()
 
     def stored_bytes(self, field_name: str) -> tuple[np.ndarray, list[bytes]]:
         """Keys and raw stored bytes of one bytes field for every live document."""
@@ -223,7 +237,7 @@ class Searcher:
 
     def ids(self) -> list[str]:
         """Every live document id."""
-        return list(self._id_map().values())
+        return self._ids_table()[1].tolist()
 
     # ---- internals ---------------------------------------------------------------------------
     def _all_addresses(self) -> list[tantivy.DocAddress]:
@@ -236,12 +250,14 @@ class Searcher:
             return np.zeros(0, dtype=np.int64)
         return np.asarray(self._s.fast_field_values(KEY, [a for _, a in hits]), dtype=np.int64)
 
-    def _id_map(self) -> dict[int, str]:
-        if self._ids_by_key is None:
-            addrs = self._all_addresses()
-            ids = [self._s.doc(a).get_first(ID) for a in addrs]
-            self._ids_by_key = dict(zip(doc_keys(ids).tolist(), ids))
-        return self._ids_by_key
+    def _ids_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys sorted, with the ids in the same order: a vectorized key -> id map built once per snapshot."""
+        if self._id_table is None:
+            ids = np.asarray([self._s.doc(a).get_first(ID) for a in self._all_addresses()], dtype=object)
+            keys = doc_keys(ids.tolist())
+            order = np.argsort(keys)
+            self._id_table = (keys[order], ids[order])
+        return self._id_table
 
     def _facet(self, query: tantivy.Query, name: str, size: int) -> dict[str, Any]:
         f = self.schema.field(name, kinds=("keyword", "number"))

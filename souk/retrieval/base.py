@@ -23,7 +23,7 @@ class Ranking:
 
     def pairs(self) -> list[tuple[str, float]]:
         """(id, score) tuples, convenient for run files and printing."""
-        return list(zip(self.ids, (float(s) for s in self.scores)))
+        return list(zip(self.ids, np.asarray(self.scores, dtype=np.float64).tolist()))
 
     @classmethod
     def empty(cls) -> "Ranking":
