@@ -158,15 +158,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _pipeline_search(searcher, name: str, req):
-    """Rank with a named pipeline, then fetch documents and facets like a keyword search."""
-    from souk.index.searcher import Hit, SearchResult
+    """Rank with a named pipeline, then fetch documents, highlights and facets like a keyword search."""
+    from souk.index.searcher import SearchResult
     from souk.ranking.pipeline import build_pipeline
 
     t0 = time.perf_counter()
     ranking = build_pipeline(name, searcher).search(req.query, req.k + req.offset, req.filters)
-    ids, scores = ranking.ids[req.offset :], ranking.scores[req.offset :]
-    docs = searcher.docs(ids)
-    hits = [Hit(i, float(s), d or {}) for i, s, d in zip(ids, scores, docs)]
+    hits = searcher.hits(ranking.top(req.k + req.offset), req.query)[req.offset :]
     facets = searcher.search(type(req)(query=req.query, k=0, filters=req.filters, facets=req.facets)).facets
     return SearchResult(hits, len(ranking), [], facets, (time.perf_counter() - t0) * 1e3)
 

@@ -235,6 +235,15 @@ class Searcher:
             out.append(json.loads(bytes(self._s.doc(hits[0][1]).get_first(SOURCE))) if hits else None)
         return out
 
+    def hits(self, ranking: Ranking, query: str = "", highlight: bool = True) -> list[Hit]:
+        """Stored documents and highlights for a ranking made by any pipeline (unknown ids are dropped)."""
+        terms = set(self.text_query(query, relaxed=True)[1]) if highlight and query else set()
+        out = []
+        for doc_id, score, doc in zip(ranking.ids, ranking.scores, self.docs(ranking.ids)):
+            if doc is not None:
+                out.append(Hit(doc_id, float(score), doc, self._highlights(doc, terms, None) if terms else {}))
+        return out
+
     def ids(self) -> list[str]:
         """Every live document id."""
         return self._ids_table()[1].tolist()

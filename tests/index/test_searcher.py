@@ -103,3 +103,10 @@ def test_strict_query_without_matches_is_relaxed(searcher):
     assert res.relaxed and "A9" in ids(res)
     assert not search(searcher, '"running shoes"').relaxed
     assert searcher.bm25('"shoes lightweight running"', 5).ids[0] == "A9"
+
+
+def test_hits_for_any_ranking_carry_docs_and_highlights(searcher):
+    ranking = searcher.bm25("running shoes", 3)
+    hits = searcher.hits(ranking, "running shoes")
+    assert [h.id for h in hits] == ranking.ids
+    assert all("<mark>" in h.highlights["title"] for h in hits)
