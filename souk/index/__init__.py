@@ -67,13 +67,15 @@ class Index:
         return Searcher(self)
 
     def stats(self) -> dict[str, Any]:
-        """Document count, fields and bytes on disk."""
+        """Document count, fields, bytes on disk, segments, last commit time and the models of vector fields."""
         searcher = self.searcher()
         size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        manifest = read_manifest(self.path)
         return {
             "docs": searcher.num_docs,
             "fields": [{"name": f.name, "kind": f.kind} for f in self.schema.fields.values()],
             "bytes": size,
             "segments": searcher._s.num_segments,
-            "updated": read_manifest(self.path).get("updated"),
+            "updated": manifest.get("updated"),
+            "models": manifest.get("models", {}),
         }
