@@ -20,7 +20,7 @@ from souk.index.filters import Filter, combine
 from souk.index.highlight import highlight
 from souk.index.keys import doc_keys
 from souk.index.store import ID, KEY, SOURCE, meta_path
-from souk.query.syntax import is_strict, parse_query
+from souk.query.syntax import is_strict, may_have_operators, parse_query
 from souk.retrieval.base import Ranking
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Searcher:
         if len(text) > MAX_QUERY_CHARS:
             raise QueryError(f"query of {len(text)} characters is too long (max {MAX_QUERY_CHARS})")
         names = list(fields) if fields else self.schema.search_fields
-        parsed = parse_query(text) if ('"' in text or "+" in text or "-" in text) else None
+        parsed = parse_query(text) if may_have_operators(text) else None
         if parsed is None or not parsed.has_operators:
             return self._match(text, names)
         Occur = tantivy.Occur
@@ -174,7 +174,7 @@ class Searcher:
             if phrase and len(terms) > 1:
                 queries = [tantivy.Query.phrase_query(self._tschema, name, terms)]
             else:
-                queries = [tantivy.Query.term_query(self._tschema, name, t) for t in terms]
+                queries = [tantivy.Query.term_query(self._tschema, name, t, index_option="freq") for t in terms]
             if boost != 1.0:
                 queries = [tantivy.Query.boost_query(q, boost) for q in queries]
             clauses.extend((tantivy.Occur.Should, q) for q in queries)

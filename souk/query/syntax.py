@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+_OPERATOR = re.compile(r'"|(?:^|\s)[+-][^\W\d_]')
 _PART = re.compile(r'"([^"]*)"|(?:(?<=\s)|^)([+-])([^\W\d_]\S*)|(\S+)')
 
 
@@ -47,9 +48,14 @@ def parse_query(text: str) -> ParsedQuery:
     return parsed
 
 
+def may_have_operators(text: str) -> bool:
+    """Cheap test: False means the text is certainly plain words (most queries); True means parse it."""
+    return _OPERATOR.search(text) is not None
+
+
 def is_strict(text: str) -> bool:
     """True when the query has phrases or required words (which a relaxed query drops)."""
-    if '"' not in text and "+" not in text:
+    if not may_have_operators(text):
         return False
     parsed = parse_query(text)
     return bool(parsed.phrases or parsed.required)

@@ -20,3 +20,11 @@ def test_unbalanced_quote_is_plain_text():
 def test_signs_before_digits_are_text():
     p = parse_query("E2f-1, -2, -3 TKO cells +1 nucleosomes")
     assert not p.has_operators
+
+
+def test_cheap_operator_check_agrees_with_the_parser():
+    from souk.query.syntax import may_have_operators
+
+    for text in ['a "b c"', "x -y", "+z w", "usb-c cable", "E2f-1, -2", "c++ 5+", "plain words"]:
+        assert may_have_operators(text) or not parse_query(text).has_operators, text
+    assert not may_have_operators("usb-c cable e2f-1, -2 +1")
