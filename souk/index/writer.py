@@ -28,10 +28,9 @@ MAX_REPORTED = 50
 
 @dataclass
 class WriteReport:
-    """What a batch did: documents written, ids deleted, rejected records as (line, field, message)."""
+    """What a batch did: documents written and rejected records as (line, field, message)."""
 
     written: int = 0
-    deleted: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
 
 
