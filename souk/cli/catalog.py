@@ -147,14 +147,17 @@ def register(app: typer.Typer) -> None:
                    as_json: bool = typer.Option(False, "--json")) -> None:
         """Delete documents by id (committed at once)."""
         idx = Index.open(index)
+        before = idx.searcher().num_docs
         with idx.writer() as writer:
             writer.delete(ids)
             writer.commit()
         docs = idx.stats()["docs"]
+        result = {"requested": len(ids), "deleted": before - docs, "docs": docs}
         if as_json:
-            emit_json({"deleted_ids": len(ids), "docs": docs})
+            emit_json(result)
         else:
-            console.print(f"deleted {len(ids)} id(s); {docs} docs remain")
+            missing = len(ids) - result["deleted"]
+            console.print(f"deleted {result['deleted']} document(s){f' ({missing} id(s) not found)' if missing else ''}; {docs} remain")
 
 
 def _pipeline_search(searcher, name: str, req):

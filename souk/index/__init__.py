@@ -32,6 +32,8 @@ class Index:
         path = Path(path)
         if (path / MANIFEST).exists():
             raise IndexStateError(f"{path} already holds an index; open it to add documents, or delete the directory")
+        if path.is_dir() and any(path.iterdir()):
+            raise IndexStateError(f"{path} is not empty and holds no souk index; choose a new or empty directory")
         path.mkdir(parents=True, exist_ok=True)
         try:
             tindex = open_tantivy(path, schema, create=True)

@@ -93,3 +93,7 @@ def test_create_refuses_existing_and_open_missing(tmp_path, index):
         Index.create(index.path, index.schema)
     with pytest.raises(IndexStateError, match="not a souk index"):
         Index.open(tmp_path / "nothing")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(IndexStateError, match="not empty and holds no souk index"):
+        Index.create(tmp_path / "photos", index.schema)
