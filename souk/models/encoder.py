@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -29,6 +30,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from souk.errors import ModelError
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> mean-pooled (n, dim)
 # A path's embeddings vs torch-fp32 on the probe. Near-lossless on purpose: the automatic choice must not
@@ -54,15 +57,35 @@ def _minilm_version() -> str:
 
 
 # model name -> (directory, version); models load only from installed packages, never from a hub
-MODELS: dict[str, tuple[Callable[[], Path], Callable[[], str]]] = {
-    "all-MiniLM-L6-v2": (_minilm_dir, _minilm_version),
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a packaged model lives, its version (keys caches), and whether it was trained to read Han text."""
+
+    locate: Callable[[], Path]
+    version: Callable[[], str]
+    reads_han: bool
+
+
+MODELS: dict[str, ModelSpec] = {
+    "all-MiniLM-L6-v2": ModelSpec(_minilm_dir, _minilm_version, reads_han=False),  # English-only training data
 }
+
+
+def text_coverage(model: str, text: str) -> float:
+    """Share of the text's characters (spaces aside) in scripts the model was trained on, 0..1.
+
+    A hybrid pipeline scales the dense weight by it: an English-only encoder has little to say about a
+    Chinese query, and fusing its guess would only dilute BM25."""
+    chars = [c for c in text if not c.isspace()]
+    if not chars or MODELS[model].reads_han:
+        return 1.0
+    return 1.0 - sum(1 for c in chars if _HAN.match(c)) / len(chars)
 
 
 def model_dir(name: str) -> Path:
     if name not in MODELS:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return MODELS[name][0]()
+    return MODELS[name].locate()
 
 
 def model_dim(name: str) -> int:
@@ -144,7 +167,7 @@ def _torch_forward(dtype_name: str) -> Callable[[str], Forward]:
 
 def onnx_int8_path(model: str) -> Path:
     """The int8 ONNX export of `model` (mean pooling inside), created once and cached."""
-    out = cache_dir() / "models" / f"{model}-{MODELS[model][1]()}-onnx{ONNX_FORMAT}" / "model.int8.onnx"
+    out = cache_dir() / "models" / f"{model}-{MODELS[model].version()}-onnx{ONNX_FORMAT}" / "model.int8.onnx"
     if out.exists():
         return out
     try:

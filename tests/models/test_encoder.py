@@ -107,3 +107,12 @@ def test_unknown_model_or_backend_says_what_is_known():
         model_dir("bert-huge")
     with pytest.raises(ModelError, match="onnx-int8"):
         Encoder(EncoderConfig(backend="tpu"))
+
+
+def test_text_coverage_counts_han_for_an_english_only_model():
+    from souk.models.encoder import text_coverage
+
+    assert text_coverage("all-MiniLM-L6-v2", "running shoes") == 1.0
+    assert text_coverage("all-MiniLM-L6-v2", "跑步鞋") == 0.0
+    assert text_coverage("all-MiniLM-L6-v2", "ab 跑步") == 0.5
+    assert text_coverage("all-MiniLM-L6-v2", "  ") == 1.0

@@ -93,3 +93,12 @@ def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
     run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(path))
     with pytest.raises(ConfigError, match="--vectors"):
         build_pipeline("dense", Index.open(path))
+
+
+def test_hybrid_gives_an_english_encoder_no_say_on_chinese_queries(searcher):
+    p = build_pipeline("hybrid", searcher)
+    assert p.query_weights("cancer cells")["dense"] == pytest.approx(p.weights["dense"])
+    assert p.query_weights("癌细胞")["dense"] == 0.0
+    assert 0 < p.query_weights("cancer 细胞")["dense"] < p.weights["dense"]
+    bm25 = build_pipeline("bm25", searcher)
+    assert p.search("细胞 cells", 10).ids[:3] != [] and p.search("癌细胞", 10).ids == bm25.search("癌细胞", 10).ids
