@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(10, "-k", "--k", help="Number of hits."),
         offset: int = typer.Option(0, "--offset", help="Skip this many hits (pagination)."),
         sort: Optional[str] = typer.Option(None, "--sort", help="Sort by a number field; '-price' for descending."),
-        pipeline: str = typer.Option("keyword", "--pipeline", help="keyword (BM25 with facets/highlights) or a named pipeline."),
+        pipeline: str = typer.Option("keyword", "--pipeline", help="keyword (BM25 with facets/highlights), bm25, dense or hybrid."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Search an index."""

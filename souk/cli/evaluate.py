@@ -33,7 +33,7 @@ def eval_command(
     index: Annotated[Path, typer.Option("--index", help="Index directory to search.")],
     dataset: DatasetOpt,
     split: SplitOpt = "test",
-    pipeline: Annotated[str, typer.Option("--pipeline", help="Pipeline name, e.g. bm25.")] = "bm25",
+    pipeline: Annotated[str, typer.Option("--pipeline", help="Pipeline name: bm25, dense or hybrid (dense needs an index built with --vectors).")] = "bm25",
     k: Annotated[int, typer.Option("--k", min=1, help="Documents retrieved per query.")] = 100,
     run: Annotated[Path | None, typer.Option("--run", help="Write the TREC run file here.")] = None,
     report: Annotated[
