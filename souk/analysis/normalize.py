@@ -11,7 +11,8 @@ import unicodedata
 import warnings
 
 DEFAULT_MAX_CHARS = 20_000
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs (unified, extension A, compatibility)
+HAN = re.compile(f"[{HAN_CLASS}]")
 # Symbols (So, Sk, Sm except a few), emoji, variation selectors, zero-width joiners, private use.
 _SYMBOLS = re.compile(
     "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE00-\uFE0F\u200B-\u200D\u2060\uE000-\uF8FF"
@@ -28,7 +29,13 @@ def _t2s():
 
 def has_han(text: str) -> bool:
     """True when the text contains at least one CJK ideograph."""
-    return _HAN.search(text) is not None
+    return HAN.search(text) is not None
+
+
+def han_share(text: str) -> float:
+    """Share of the text's non-space characters that are CJK ideographs (0 for empty text)."""
+    chars = [c for c in text if not c.isspace()]
+    return sum(1 for c in chars if HAN.match(c)) / len(chars) if chars else 0.0
 
 
 def to_simplified(text: str) -> str:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-_HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_RUNS = re.compile(rf"(?P<han>[{_HAN_CLASS}]+)|(?P<word>[^\W_{_HAN_CLASS}]+)")
-WORD = re.compile(rf"[^\W_{_HAN_CLASS}]+")
+from souk.analysis.normalize import HAN_CLASS
+
+_RUNS = re.compile(rf"(?P<han>[{HAN_CLASS}]+)|(?P<word>[^\W_{HAN_CLASS}]+)")
+WORD = re.compile(rf"[^\W_{HAN_CLASS}]+")
 
 
 @dataclass(frozen=True)

@@ -202,21 +202,21 @@ class Searcher:
         if not hits:
             return self.bm25(text, k, filters, relaxed=True) if not relaxed and is_strict(text) else Ranking.empty()
         scores, addrs = zip(*hits)
-        sorted_keys, ids = self._ids_table()  # keys of this snapshot's hits are always in the table
-        pos = np.searchsorted(sorted_keys, np.asarray(self._s.fast_field_values(KEY, list(addrs)), dtype=np.int64))
-        return Ranking(ids[pos].tolist(), np.asarray(scores, dtype=np.float32))
+        keys = self._s.fast_field_values(KEY, list(addrs))  # this snapshot's own hits: always in the table
+        return Ranking(self.keys_to_ids(keys, check=False), np.asarray(scores, dtype=np.float32))
 
     def filter_keys(self, filters: Sequence[Filter]) -> np.ndarray:
         """Keys (int64) of every live document passing all filters."""
         q = combine(None, filters, self.schema, self._tschema)
         return self._keys_of(self._s.search(q, max(self.num_docs, 1), count=False).hits)
 
-    def keys_to_ids(self, keys: Sequence[int] | np.ndarray) -> list[str]:
-        """Document ids of keys (as produced by `souk.index.keys.doc_key`); unknown keys raise KeyError."""
+    def keys_to_ids(self, keys: Sequence[int] | np.ndarray, check: bool = True) -> list[str]:
+        """Document ids of keys (as produced by `souk.index.keys.doc_key`); unknown keys raise KeyError.
+        `check=False` skips that test for keys read from this snapshot (the hot path of `bm25`)."""
         sorted_keys, ids = self._ids_table()
         keys = np.asarray(keys, dtype=np.int64)
         pos = np.searchsorted(sorted_keys, keys)
-        if len(keys) and (pos.max() >= len(sorted_keys) or not np.array_equal(sorted_keys[pos], keys)):
+        if check and len(keys) and (pos.max() >= len(sorted_keys) or not np.array_equal(sorted_keys[pos], keys)):
             raise KeyError("keys not in this snapshot of the index")
         return ids[pos].tolist()
 

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -29,9 +28,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from souk.analysis.normalize import han_share
 from souk.errors import ModelError
-
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> mean-pooled (n, dim)
 # A path's embeddings vs torch-fp32 on the probe. Near-lossless on purpose: the automatic choice must not
@@ -76,10 +74,7 @@ def text_coverage(model: str, text: str) -> float:
 
     A hybrid pipeline scales the dense weight by it: an English-only encoder has little to say about a
     Chinese query, and fusing its guess would only dilute BM25."""
-    chars = [c for c in text if not c.isspace()]
-    if not chars or MODELS[model].reads_han:
-        return 1.0
-    return 1.0 - sum(1 for c in chars if _HAN.match(c)) / len(chars)
+    return 1.0 if MODELS[model].reads_han else 1.0 - han_share(text)
 
 
 def model_dir(name: str) -> Path:
