@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -18,13 +17,7 @@ from souk.evaluation.datasets import Dataset
 from souk.evaluation.metrics import DEFAULT_METRICS, PerQuery, score_run
 from souk.evaluation.runs import Run
 from souk.progress import progress_bar
-from souk.retrieval.base import Ranking
-
-
-class Pipeline(Protocol):
-    """Anything that answers a query string with its top-k ranking."""
-
-    def search(self, query: str, k: int) -> Ranking: ...
+from souk.ranking.pipeline import Pipeline
 
 
 @dataclass(frozen=True)
