@@ -124,7 +124,7 @@ def predict_command(
         return
     for q, p in zip(queries, predictions):
         others = ", ".join(f"{label} {prob:.3f}" for label, prob in p.top)
-        console.print(f"{q}\t[bold]{p.label}[/bold] ({p.confidence:.3f}; {others})", highlight=False, soft_wrap=True)
+        console.print(f"{q} -> [bold]{p.label}[/bold] ({p.confidence:.3f}; {others})", highlight=False, soft_wrap=True)
 
 
 def _features(spec: str, defaults: dict[str, dict]) -> dict[str, dict]:

@@ -31,6 +31,11 @@ WEIGHTS = "weights.npz"
 THRESHOLD_RULE = ("maximise in_scope_accuracy + oos_recall on out-of-fold predictions of the training data; "
                   "predict oos when the top probability is below the threshold (0 without oos examples)")
 TRAIN_OOS = ("auto", "with", "without")
+SOLVERS = ("auto", "lbfgs", "newton-cg")
+# "auto": newton-cg up to this many classes, lbfgs above. Measured (2 cores, char+MiniLM features): newton-cg fits
+# 10 catalog categories in 1 s where lbfgs takes 9 s (scipy's L-BFGS-B step costs ~1 us per weight), 30 intents
+# in 1.8 s vs 3.4 s; at 75 intents lbfgs is faster (7.8 s vs 11 s), at 151 much faster (12 s vs 50 s).
+NEWTON_MAX_CLASSES = 50
 
 
 def default_features() -> dict[str, dict[str, Any]]:
@@ -40,20 +45,24 @@ def default_features() -> dict[str, dict[str, Any]]:
 @dataclass(frozen=True)
 class IntentConfig:
     """How to train. `features`: block name -> parameters (`features.FEATURES`); `c`: inverse L2 strength
-    of the logistic regression; `train_oos`: keep the `oos` examples as a class ("with"), only for the
-    threshold ("without"), or pick by cross-validation ("auto"); `threshold`: fixed instead of chosen."""
+    of the logistic regression; `solver`: its optimizer ("auto" picks by the number of classes);
+    `train_oos`: keep the `oos` examples as a class ("with"), use them only for the threshold ("without"),
+    or pick by cross-validation ("auto"); `threshold`: fixed instead of chosen."""
 
     features: dict[str, dict[str, Any]] = field(default_factory=default_features)
     c: float = 30.0
     train_oos: str = "auto"
     folds: int = 3
     max_iter: int = 300
+    solver: str = "auto"
     seed: int = 13
     threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.train_oos not in TRAIN_OOS:
             raise ConfigError(f"train_oos must be one of {', '.join(TRAIN_OOS)}, got {self.train_oos!r}")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.c <= 0:
@@ -148,7 +157,7 @@ class IntentModel:
         info = {
             "threshold_rule": THRESHOLD_RULE if config.threshold is None else "fixed by the caller",
             "hyper_parameters": {"c": config.c, "train_oos": config.train_oos, "oos_as_class": chosen == "with",
-                                 "folds": config.folds, "max_iter": config.max_iter, "solver": "lbfgs"},
+                                 "folds": config.folds, "max_iter": config.max_iter, "solver": _solver(config, len(classes))},
             "seed": config.seed,
             "metrics": {"cv": {v: cv[v].to_dict() for v in variants}},
             "training": {"source": data.source, "queries": len(data), "intents": len(intents), "oos": data.oos_count,
@@ -245,7 +254,8 @@ def _fit(x, y: np.ndarray, variant: str, config: IntentConfig) -> tuple[np.ndarr
     from sklearn.linear_model import LogisticRegression
 
     keep = np.ones(len(y), dtype=bool) if variant == "with" else y != OOS
-    clf = LogisticRegression(C=config.c, max_iter=config.max_iter, random_state=config.seed)
+    clf = LogisticRegression(C=config.c, max_iter=config.max_iter, solver=_solver(config, len(set(y[keep].tolist()))),
+                             random_state=config.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(x[keep], y[keep].astype(str))
@@ -253,6 +263,12 @@ def _fit(x, y: np.ndarray, variant: str, config: IntentConfig) -> tuple[np.ndarr
     if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: p(1) = sigmoid(w.x + b) = softmax([0, w.x + b])
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, intercept]
     return clf.classes_.astype(object), coef, intercept, int(np.max(clf.n_iter_))
+
+
+def _solver(config: IntentConfig, n_classes: int) -> str:
+    if config.solver != "auto":
+        return config.solver
+    return "newton-cg" if n_classes <= NEWTON_MAX_CLASSES else "lbfgs"
 
 
 def _out_of_fold(x, y: np.ndarray, variant: str, config: IntentConfig) -> tuple[np.ndarray, np.ndarray]:
