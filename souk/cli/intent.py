@@ -36,8 +36,9 @@ def train_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="Model directory to write (with --index: default the index's models/intent-N).")] = None,
     features: Annotated[str, typer.Option("--features", help="Comma-separated feature blocks: char, minilm.")] = "char,minilm",
     c: Annotated[float, typer.Option("--c", min=1e-6, help="Inverse L2 strength of the logistic regression.")] = 30.0,
-    train_oos: Annotated[str, typer.Option("--train-oos", help="oos examples as a class: auto (by cross-validation), with, without.")] = "auto",
-    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds for the threshold.")] = 3,
+    train_oos: Annotated[str, typer.Option("--train-oos", help="oos examples as a class: with, without, auto (both cross-validated).")] = "with",
+    oos_share: Annotated[float, typer.Option("--oos-share", help="Share of out-of-scope queries assumed in traffic; weighs oos recall in the threshold choice.")] = 0.2,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds for the threshold.")] = 5,
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Fixed oos threshold instead of the cross-validated one.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 13,
     json_output: JsonOpt = False,
@@ -54,8 +55,8 @@ def train_command(
         raise ConfigError("--label-field and --text-field go with --index, not --data")
     if data is not None and out is None:
         raise ConfigError("--data needs --out DIR, the model directory to write")
-    config = IntentConfig(features=_features(features, default_features()), c=c, train_oos=train_oos, folds=folds,
-                          threshold=threshold, seed=seed)
+    config = IntentConfig(features=_features(features, default_features()), c=c, train_oos=train_oos,
+                          oos_share=oos_share, folds=folds, threshold=threshold, seed=seed)
     dev_set = read_labeled_tsv(dev) if dev is not None else None  # read first: a bad dev file fails before training
     t0 = time.perf_counter()
     if data is not None:

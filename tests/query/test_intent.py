@@ -59,29 +59,38 @@ def test_tsv_reader_rejects_non_utf8_and_missing_file(tmp_path):
 
 
 # ---- threshold -------------------------------------------------------------------------------
-def _brute_force(probs, classes, y):
+def _brute_force(probs, classes, y, share):
     best = None
     for t in sorted({0.0, *np.round(probs.max(1), 6).tolist(), 1.0 + 1e-6}):
         labels, _ = decide(probs, classes, t)
         ins, oos = y != OOS, y == OOS
-        score = (labels[ins] == y[ins]).mean() + (labels[oos] == OOS).mean()
+        score = (1 - share) * (labels[ins] == y[ins]).mean() + share * (labels[oos] == OOS).mean()
         best = score if best is None else max(best, score)
     return best
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_threshold_choice_is_the_exact_optimum(seed):
+@pytest.mark.parametrize("seed, share", [(0, 0.2), (1, 0.5), (2, 0.05), (3, 0.2), (4, 0.9)])
+def test_threshold_choice_is_the_exact_optimum(seed, share):
     rng = np.random.default_rng(seed)
     classes = np.array(["a", "b", "c", OOS], dtype=object)
     y = rng.choice(classes, size=60, p=[0.3, 0.3, 0.25, 0.15])
     probs = rng.dirichlet(np.ones(4) * 0.7, size=60).astype(np.float32)
     probs = np.round(probs, 2)  # ties between confidences must be cut between, never through
-    choice = choose_threshold(probs, classes, y)
+    choice = choose_threshold(probs, classes, y, share)
     labels, _ = decide(probs, classes, choice.threshold)
     ins, oos = y != OOS, y == OOS
     assert choice.in_scope_accuracy == pytest.approx((labels[ins] == y[ins]).mean())
     assert choice.oos_recall == pytest.approx((labels[oos] == OOS).mean())
-    assert choice.objective == pytest.approx(_brute_force(probs, classes, y))
+    assert choice.objective == pytest.approx(_brute_force(probs, classes, y, share))
+
+
+def test_a_larger_oos_share_never_lowers_the_threshold():
+    rng = np.random.default_rng(7)
+    classes = np.array(["a", "b", OOS], dtype=object)
+    y = rng.choice(classes, size=200, p=[0.45, 0.45, 0.1])
+    probs = rng.dirichlet(np.ones(3), size=200)
+    thresholds = [choose_threshold(probs, classes, y, s).threshold for s in (0.01, 0.1, 0.3, 0.6, 0.9)]
+    assert thresholds == sorted(thresholds) and thresholds[-1] > thresholds[0]
 
 
 def test_threshold_is_zero_without_oos_examples():
@@ -111,12 +120,14 @@ def test_threshold_turns_low_confidence_into_oos(char_model):
     assert char_model.predict(query, threshold=float(probs.max()) - 1e-3)[0].label == low.top[0][0]
 
 
-def test_training_records_its_choices(char_model, tiny):
-    info = char_model.info
+def test_training_records_its_choices(tiny):
+    model = IntentModel.train(tiny, IntentConfig(features=CHAR.features, train_oos="auto", folds=3))
+    info = model.info
     assert set(info["metrics"]["cv"]) == {"with", "without"}  # auto tried both
     chosen = "with" if info["hyper_parameters"]["oos_as_class"] else "without"
-    assert char_model.threshold == info["metrics"]["cv"][chosen]["threshold"] > 0
-    assert (OOS in char_model.classes.tolist()) == info["hyper_parameters"]["oos_as_class"]
+    assert model.threshold == info["metrics"]["cv"][chosen]["threshold"] > 0
+    assert info["metrics"]["cv"][chosen]["objective"] >= max(v["objective"] for v in info["metrics"]["cv"].values())
+    assert (OOS in model.classes.tolist()) == info["hyper_parameters"]["oos_as_class"]
     assert info["training"]["queries"] == len(tiny) and info["training"]["oos"] == 6
     fixed = IntentModel.train(tiny, IntentConfig(features=CHAR.features, train_oos="with", threshold=0.25))
     assert fixed.threshold == 0.25 and OOS in fixed.classes.tolist() and set(fixed.info["metrics"]["cv"]) == {"with"}

@@ -118,6 +118,7 @@ class SentenceEmbedding:
     def __init__(self, model: str = "all-MiniLM-L6-v2", weight: float = 1.0, max_length: int = 64):
         self.model, self.weight, self.max_length = model, float(weight), int(max_length)
         self.backend = ""
+        self._encoder = None
 
     def fit(self, texts: Sequence[str]) -> None:
         """Nothing to learn: the encoder is pretrained."""
@@ -127,8 +128,10 @@ class SentenceEmbedding:
         from souk.progress import progress_bar
 
         texts = list(texts)
-        encoder = get_encoder(EncoderConfig(model=self.model, max_length=self.max_length), probe=texts[:PROBE_DOCS])
-        self.backend = encoder.backend
+        if self._encoder is None:  # resolved once: the backend choice is read from a cache file
+            self._encoder = get_encoder(EncoderConfig(model=self.model, max_length=self.max_length), probe=texts[:PROBE_DOCS])
+            self.backend = self._encoder.backend
+        encoder = self._encoder
         with progress_bar("encoding queries", len(texts), enabled=progress) as advance:
             vectors = encoder.encode(texts, on_batch=advance)
         return sp.csr_matrix(vectors * np.float32(self.weight))

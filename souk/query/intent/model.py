@@ -1,10 +1,11 @@
 """The intent classifier: query -> intent (or category) with a confidence, `oos` below the threshold.
 
-Features (`features.py`) feed a multinomial logistic regression (sklearn, lbfgs). Training runs a k-fold
-cross-validation on the training data itself, once with the `oos` examples as a class of their own and
-once without them (`train_oos="auto"`), keeps the variant whose out-of-fold predictions score best on
-`in_scope_accuracy + oos_recall` at its best threshold (`threshold.py`), then fits that variant on all
-the data. A model directory holds `manifest.json` (kind "intent-classifier") and `weights.npz` (no
+Features (`features.py`) feed a multinomial logistic regression (sklearn; lbfgs or newton-cg by class
+count). A k-fold cross-validation on the training data itself gives out-of-fold probabilities, on which
+the oos threshold is chosen (`threshold.py`); then the model is fitted on all the data. The `oos`
+examples are a class of their own (`train_oos="with"`, the default: it won on CLINC150's folds), only
+threshold material ("without"), or both are cross-validated and the better kept ("auto").
+A model directory holds `manifest.json` (kind "intent-classifier") and `weights.npz` (no
 pickles); it is written to a temporary directory and renamed into place.
 Misuse: passing the split you report as training data for the threshold; it is chosen on train folds.
 """
@@ -23,13 +24,14 @@ import numpy as np
 from souk.errors import ConfigError, DatasetError, ModelError
 from souk.query.intent.data import OOS, LabeledQueries, catalog_queries
 from souk.query.intent.features import Featurizer
-from souk.query.intent.threshold import ThresholdChoice, choose_threshold, decide
+from souk.query.intent.threshold import DEFAULT_OOS_SHARE, ThresholdChoice, choose_threshold, decide
 
 KIND = "intent-classifier"
 FORMAT = 1
 WEIGHTS = "weights.npz"
-THRESHOLD_RULE = ("maximise in_scope_accuracy + oos_recall on out-of-fold predictions of the training data; "
-                  "predict oos when the top probability is below the threshold (0 without oos examples)")
+THRESHOLD_RULE = ("maximise (1 - oos_share) * in_scope_accuracy + oos_share * oos_recall on out-of-fold predictions "
+                  "of the training data; predict oos when the top probability is below the threshold "
+                  "(0 without oos examples)")
 TRAIN_OOS = ("auto", "with", "without")
 SOLVERS = ("auto", "lbfgs", "newton-cg")
 # "auto": newton-cg up to this many classes, lbfgs above. Measured (2 cores, char+MiniLM features): newton-cg fits
@@ -47,12 +49,15 @@ class IntentConfig:
     """How to train. `features`: block name -> parameters (`features.FEATURES`); `c`: inverse L2 strength
     of the logistic regression; `solver`: its optimizer ("auto" picks by the number of classes);
     `train_oos`: keep the `oos` examples as a class ("with"), use them only for the threshold ("without"),
-    or pick by cross-validation ("auto"); `threshold`: fixed instead of chosen."""
+    or pick by cross-validation ("auto", twice the time); `oos_share`: the share of out-of-scope queries
+    assumed in traffic, which weighs oos recall against in-scope accuracy (`threshold.py`); `threshold`:
+    fixed instead of chosen."""
 
     features: dict[str, dict[str, Any]] = field(default_factory=default_features)
     c: float = 30.0
-    train_oos: str = "auto"
-    folds: int = 3
+    train_oos: str = "with"
+    oos_share: float = DEFAULT_OOS_SHARE
+    folds: int = 5
     max_iter: int = 300
     solver: str = "auto"
     seed: int = 13
@@ -63,6 +68,8 @@ class IntentConfig:
             raise ConfigError(f"train_oos must be one of {', '.join(TRAIN_OOS)}, got {self.train_oos!r}")
         if self.solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if not 0.0 < self.oos_share < 1.0:
+            raise ConfigError(f"oos_share must be strictly between 0 and 1, got {self.oos_share}")
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.c <= 0:
@@ -147,7 +154,7 @@ class IntentModel:
         cv: dict[str, ThresholdChoice] = {}
         for variant in variants:
             _say(progress, f"{config.folds}-fold cross-validation, oos {variant} a class")
-            cv[variant] = choose_threshold(*_out_of_fold(x, y, variant, config), y)
+            cv[variant] = choose_threshold(*_out_of_fold(x, y, variant, config), y, config.oos_share)
         chosen = max(variants, key=lambda v: cv[v].objective)  # ties: "with" first
         t_cv = time.perf_counter() - t0 - t_features
         _say(progress, f"final fit (oos {chosen} a class)")
@@ -157,6 +164,7 @@ class IntentModel:
         info = {
             "threshold_rule": THRESHOLD_RULE if config.threshold is None else "fixed by the caller",
             "hyper_parameters": {"c": config.c, "train_oos": config.train_oos, "oos_as_class": chosen == "with",
+                                 "oos_share": config.oos_share,
                                  "folds": config.folds, "max_iter": config.max_iter, "solver": _solver(config, len(classes))},
             "seed": config.seed,
             "metrics": {"cv": {v: cv[v].to_dict() for v in variants}},
