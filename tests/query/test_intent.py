@@ -200,22 +200,22 @@ def test_catalog_categories_train_a_category_classifier(demo_index):
 # ---- real data: one test loads MiniLM ------------------------------------------------------
 @needs_shared("data", "clinc150", "train.tsv")
 def test_clinc150_slice_with_minilm_meets_the_bar():
-    """30 intents of CLINC150 plus its oos queries: train on train, report on val (chosen on train folds)."""
+    """20 intents of CLINC150 plus its oos queries: train on train, check on val (threshold from train folds)."""
     train, val = read_labeled_tsv(DATA / "clinc150" / "train.tsv"), read_labeled_tsv(DATA / "clinc150" / "val.tsv")
-    keep = set(train.intents[:30]) | {OOS}
+    keep = set(train.intents[:20]) | {OOS}
 
     def part(d):
         rows = [(t, y) for t, y in zip(d.texts, d.labels) if y in keep]
         return LabeledQueries([t for t, _ in rows], [y for _, y in rows])
 
-    model = IntentModel.train(part(train))
+    model = IntentModel.train(part(train), IntentConfig(folds=3))
     assert model.info["training"]["encoder_backend"]
     dev = part(val)
     predicted = np.array([p.label for p in model.predict(dev.texts)], dtype=object)
     truth = np.array(dev.labels, dtype=object)
     in_scope = (predicted[truth != OOS] == truth[truth != OOS]).mean()
     oos_recall = (predicted[truth == OOS] == OOS).mean()
-    assert in_scope >= 0.93 and oos_recall >= 0.4, (in_scope, oos_recall)
+    assert in_scope >= 0.97 and oos_recall >= 0.8, (in_scope, oos_recall)  # measured 0.995 and 0.98
 
 
 # ---- the query step --------------------------------------------------------------------------
