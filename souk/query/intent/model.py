@@ -98,6 +98,7 @@ class IntentModel:
         self.featurizer = featurizer
         self.classes = np.asarray(classes, dtype=object)
         self.coef = np.asarray(coef, dtype=np.float32)
+        self._coef_t = np.ascontiguousarray(self.coef.T)  # (features, classes): sparse rows @ it without a copy
         self.intercept = np.asarray(intercept, dtype=np.float32)
         self.threshold = float(threshold)
         self.info: dict[str, Any] = dict(info or {})
@@ -118,7 +119,7 @@ class IntentModel:
         """(len(texts), len(classes)) class probabilities (softmax of the linear scores)."""
         if not len(texts):
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        scores = np.asarray(self.featurizer.transform(list(texts)) @ self.coef.T) + self.intercept
+        scores = np.asarray(self.featurizer.transform(list(texts)) @ self._coef_t) + self.intercept
         return _softmax(scores)
 
     def predict(self, texts: Sequence[str], k: int = 5, threshold: float | None = None) -> list[Prediction]:
