@@ -129,6 +129,24 @@ def register(app: typer.Typer) -> None:
         if explain and result.plan:
             _print_explain(result)
 
+    @app.command("explain")
+    def explain_cmd(
+        query: str = typer.Argument(..., help="Query text."),
+        index: Path = typer.Option(..., "--index", help="Index directory."),
+        pipeline: str = typer.Option("keyword", "--pipeline", help="Pipeline whose per-stage scores to show."),
+        k: int = typer.Option(5, "-k", "--k", help="Number of hits to explain."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Show the query plan (corrections, expansions, entities, intent) and each top hit's per-stage scores."""
+        from souk.engine import Engine
+
+        result = Engine.open(index).search(query, pipeline=pipeline, k=k, explain=True)
+        if as_json:
+            emit_json({"plan": result.plan, "timings_ms": result.timings_ms,
+                       "hits": [{"id": h.id, "explain": h.explain} for h in result.hits]})
+            return
+        _print_explain(result)
+
     @app.command("stats")
     def stats_cmd(index: Path = typer.Option(..., "--index"), as_json: bool = typer.Option(False, "--json")) -> None:
         """Document count, fields and size of an index."""
