@@ -14,7 +14,8 @@ A schema is one TOML file (validated on load; errors name the key):
     reduce = "min"           # min | max | first | sum for lists of numbers
     [search]
     fields = ["title_en", "title_zh"]   # default query fields (default: every text field)
-    [pipelines.hybrid]                   # per-pipeline options, validated by the pipeline
+    [pipelines.hybrid]                   # per-pipeline options or stages (souk.ranking.pipeline)
+    [query]                              # query understanding steps (souk.query.understand)
     [catalog]
     columns = ["code", "title", "price"] # names of the columns of a CSV/TSV file without a header row
 
@@ -40,7 +41,7 @@ from souk.limits import MAX_FIELD_CHARS, MAX_FIELDS, MAX_ID_BYTES, MAX_TERM_BYTE
 KINDS = ("text", "keyword", "number", "stored", "vector")
 REDUCERS = ("first", "min", "max", "sum", "join")
 _FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params"}
-_TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "catalog"}
+_TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "query", "catalog"}
 _CATALOG_KEYS = {"columns"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_id$")
 KEYWORD_HINTS = ("brand", "category", "colour", "color", "size", "type", "tag", "vendor", "maker", "manufacturer", "supermarket", "country", "grade", "status")
@@ -88,6 +89,7 @@ class Schema:
     search_fields: list[str] = field(default_factory=list)
     analysis: dict[str, Any] = field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
     catalog: dict[str, Any] = field(default_factory=dict)
 
     # ---- views -------------------------------------------------------------------------------
@@ -128,6 +130,7 @@ class Schema:
             "search": {"fields": list(self.search_fields)},
             "analysis": dict(self.analysis),
             "pipelines": {k: dict(v) for k, v in self.pipelines.items()},
+            "query": dict(self.query),
         }
         if self.catalog:
             data["catalog"] = dict(self.catalog)
@@ -154,21 +157,17 @@ class Schema:
         search = _table(data, "search", origin)
         search_fields = search.get("fields", [])
         if not _strings(search_fields):
-            raise ConfigError(f"{origin}: search.fields: expected a list of field names")
+            raise ConfigError(f"{origin}: search.fields: expected a list of field names, got {search_fields!r:.40}")
         unknown = set(search) - {"fields"}
         if unknown:
             raise ConfigError(f"{origin}: search: unknown key(s) {sorted(unknown)}; allowed: ['fields']")
-        pipelines = _table(data, "pipelines", origin)
-        for name, options in pipelines.items():
-            if not isinstance(options, dict):
-                raise ConfigError(f"{origin}: pipelines.{name}: expected a table ([pipelines.{name}]), "
-                                  f"got {_type_name(options)} {options!r:.40}")
         schema = cls(
             id_field=id_field,
             fields=fields,
             search_fields=list(search_fields) or [f.name for f in fields.values() if f.kind == "text"],
             analysis=_analysis(_table(data, "analysis", origin), origin),
-            pipelines={k: dict(v) for k, v in pipelines.items()},
+            pipelines=_tables(data, "pipelines", origin),
+            query=_table(data, "query", origin),
             catalog=_catalog(_table(data, "catalog", origin), origin),
         )
         _check(schema, origin)
@@ -293,8 +292,18 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
 def _table(data: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{origin}: {key}: expected a table ([{key}]), got {_type_name(value)} {value!r:.40}")
-    return value
+        raise ConfigError(f"{origin}: {key} must be a table ([{key}]), got {_type_name(value)} {value!r:.40}")
+    return dict(value)
+
+
+def _tables(data: dict[str, Any], key: str, origin: str) -> dict[str, dict[str, Any]]:
+    """A table of tables, e.g. [pipelines.NAME]; the values' contents are checked by their owner."""
+    out = {}
+    for name, value in _table(data, key, origin).items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{origin}: {key}.{name} must be a table ([{key}.{name}]), got {_type_name(value)} {value!r:.40}")
+        out[name] = dict(value)
+    return out
 
 
 def _strings(value: Any) -> bool:
