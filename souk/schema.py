@@ -157,7 +157,7 @@ class Schema:
         search = _table(data, "search", origin)
         search_fields = search.get("fields", [])
         if not _strings(search_fields):
-            raise ConfigError(f"{origin}: search.fields: expected a list of field names, got {search_fields!r:.40}")
+            raise ConfigError(f"{origin}: search.fields must be a list of field names, got {search_fields!r:.40}")
         unknown = set(search) - {"fields"}
         if unknown:
             raise ConfigError(f"{origin}: search: unknown key(s) {sorted(unknown)}; allowed: ['fields']")
@@ -564,3 +564,43 @@ def _numeric(v: Any) -> bool:
         return math.isfinite(float(s))
     except (ValueError, OverflowError):
         return False
+
+
+# ---- TOML ------------------------------------------------------------------------------------------
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def to_toml(schema: Schema, comments: Iterable[str] = ()) -> str:
+    """The schema as a TOML file that `Schema.load` reads back to the same schema (`comments` go on top)."""
+    data = schema.to_dict()
+    lines = [f"# {c}" for comment in comments for c in str(comment).splitlines()]
+    lines.append(f"id = {_toml_value(data['id'])}")
+    for section in ("search", "analysis", "query", "catalog"):
+        table = data.get(section)
+        if table:
+            lines += ["", f"[{section}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
+    for group in ("fields", "pipelines"):
+        for name, table in data.get(group, {}).items():
+            lines += ["", f"[{group}.{_toml_key(name)}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return repr(value)
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string but for DEL
+        return text.replace("\x7f", "\\u007f")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise ConfigError(f"cannot write {type(value).__name__} {value!r:.40} as TOML")
