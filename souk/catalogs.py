@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from souk.errors import DocumentError
-from souk.limits import MAX_FIELD_CHARS, MAX_LINE_BYTES, MAX_NESTING, describe
+from souk.limits import MAX_FIELD_CHARS, MAX_LINE_BYTES, MAX_NESTING, describe_bytes
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "beir")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -116,7 +116,7 @@ def _jsonl(path: Path) -> Iterator[Record]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(_capped_lines(fh), 1):
             if raw is None:
-                yield Record(lineno, None, f"line longer than {describe(MAX_LINE_BYTES)} (the line limit)")
+                yield Record(lineno, None, f"line longer than {describe_bytes(MAX_LINE_BYTES)} (the line limit)")
                 continue
             if not raw.strip():
                 continue
@@ -255,10 +255,10 @@ def _rows(reader, lines: _Lines) -> Iterator[tuple[list[str], str | None]]:
         except StopIteration:
             return
         except _LineTooLong:
-            yield [], f"line longer than {describe(MAX_LINE_BYTES)} (the line limit)"
+            yield [], f"line longer than {describe_bytes(MAX_LINE_BYTES)} (the line limit)"
         except csv.Error as e:
             if "field larger than field limit" in str(e):
-                yield [], f"a field is longer than {describe(MAX_FIELD_CHARS)} characters (the field size limit)"
+                yield [], f"a field is longer than {MAX_FIELD_CHARS:,} characters (the field size limit)"
             else:
                 yield [], f"unreadable CSV row: {e}"
 

@@ -25,11 +25,11 @@ EXACT_DISTINCT_LIMIT = 200
 """tantivy's distinct count (HyperLogLog) was measured exact up to about 200 values; above, it is an estimate."""
 
 
-def describe(value: int) -> str:
-    """A limit for humans: `1 MiB`, `16 MiB`, `65530`."""
+def describe_bytes(value: int) -> str:
+    """A size limit for humans: `16 MiB`, `65,530 bytes`."""
     if value >= 1_048_576 and value % 1_048_576 == 0:
         return f"{value // 1_048_576} MiB"
-    return str(value)
+    return f"{value:,} bytes"
 
 MAX_FIELDS = 1_024
 """Most fields one schema may declare (or one catalog may make an inferred schema declare)."""

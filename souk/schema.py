@@ -36,7 +36,7 @@ from typing import Any, Iterable
 from souk.analysis.registry import analyzer_names
 from souk.analysis.normalize import normalize_keyword
 from souk.errors import ConfigError, SchemaError
-from souk.limits import MAX_FIELD_CHARS, MAX_FIELDS, MAX_ID_BYTES, MAX_TERM_BYTES, describe
+from souk.limits import MAX_FIELD_CHARS, MAX_FIELDS, MAX_ID_BYTES, MAX_TERM_BYTES
 
 KINDS = ("text", "keyword", "number", "stored", "vector")
 REDUCERS = ("first", "min", "max", "sum", "join")
@@ -382,7 +382,7 @@ def _coerce(f: Field, raw: Any) -> Any:
     strings = [str(x).lower() if isinstance(x, bool) else str(x) for x in items]
     if sum(map(len, strings)) > MAX_FIELD_CHARS:
         raise ValueError(f"value of {sum(map(len, strings))} characters is longer than the field size limit "
-                         f"({describe(MAX_FIELD_CHARS)} characters)")
+                         f"({MAX_FIELD_CHARS:,} characters)")
     if f.kind == "keyword":
         vals = [v for v in (normalize_keyword(s) for s in strings) if v]
         for v in vals:
