@@ -366,7 +366,7 @@ def _coerce(f: Field, raw: Any) -> Any:
             if isinstance(item, bool) or not isinstance(item, (int, float, str)):
                 raise ValueError(f"expected a number, got {type(item).__name__} {item!r:.40}")
             try:
-                num = float(item)
+                num = float(item) + 0.0  # -0.0 becomes 0.0: tantivy orders -0.0 below 0.0
             except (ValueError, OverflowError):
                 raise ValueError(f"expected a number, got {item!r:.40}") from None
             if not math.isfinite(num):

@@ -27,7 +27,8 @@ class Index:
         self.schema = schema
         self.manifest = manifest
         self._tantivy = tantivy_index
-        self._made: Path | None = None  # the topmost directory `create` made, for `discard`
+        self._created = False  # made by `create` in this process (so `discard` may remove it)
+        self._made: Path | None = None  # the topmost directory `create` made
 
     @classmethod
     def create(cls, path: str | Path, schema: Schema) -> "Index":
@@ -51,7 +52,7 @@ class Index:
                 raise IndexStateError(f"cannot create an index in {path}: {e.strerror or e}") from None
             raise
         index = cls(path, schema, manifest, tindex)
-        index._made = made
+        index._created, index._made = True, made
         return index
 
     @classmethod
@@ -72,10 +73,10 @@ class Index:
     def discard(self) -> None:
         """Remove an index this process just created (after a failed first run), leaving the
         directory as it was; refuses an index it did not create."""
-        if self._made is None:
+        if not self._created:
             raise IndexStateError(f"{self.path} was not created by this process; it is not removed")
         _remove_created(self.path, self._made)
-        self._made = None
+        self._created, self._made = False, None
 
     @classmethod
     def exists(cls, path: str | Path) -> bool:

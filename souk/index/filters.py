@@ -124,15 +124,20 @@ def _number_query(name: str, op: str, value: str, tschema: tantivy.Schema) -> ta
     if op in ("=", "!="):
         if ".." in value:
             lo, hi = value.split("..", 1)
-            return rng(float(lo) if lo else None, float(hi) if hi else None)
-        return rng(float(value), float(value))
-    v = float(value)
+            return rng(_num(lo) if lo else None, _num(hi) if hi else None)
+        return rng(_num(value), _num(value))
+    v = _num(value)
     return {
         "<": lambda: rng(None, v, True, False),
         "<=": lambda: rng(None, v),
         ">": lambda: rng(v, None, False, True),
         ">=": lambda: rng(v, None),
     }[op]()
+
+
+def _num(text: str) -> float:
+    """A filter bound as indexed numbers are: -0.0 is 0.0 (tantivy orders -0.0 below 0.0)."""
+    return float(text) + 0.0
 
 
 def combine(query: tantivy.Query | None, filters: Sequence[Filter], schema: Schema, tschema: tantivy.Schema) -> tantivy.Query:
