@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from souk.errors import DocumentError
-from souk.limits import MAX_FIELD_CHARS, MAX_LINE_BYTES, MAX_NESTING, describe_bytes
+from souk.limits import MAX_FIELD_CHARS, MAX_JSON_ARRAY_BYTES, MAX_LINE_BYTES, MAX_NESTING, describe_bytes
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "beir")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -173,6 +173,9 @@ def _too_deep(obj: Any, limit: int = MAX_NESTING) -> bool:
 
 
 def _json_array(path: Path) -> Iterator[Record]:
+    if path.stat().st_size > MAX_JSON_ARRAY_BYTES:
+        raise DocumentError(f"{path}: a JSON array larger than {describe_bytes(MAX_JSON_ARRAY_BYTES)} (the limit for "
+                            ".json catalogs, read whole); convert it to JSONL, one record per line")
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as e:

@@ -12,6 +12,9 @@ MAX_FIELD_CHARS = 1_048_576
 MAX_LINE_BYTES = 16 * 1_048_576
 """Longest line of a JSONL catalog (one record) in bytes: 16 MiB."""
 
+MAX_JSON_ARRAY_BYTES = 1024 * 1_048_576
+"""Largest `.json` array catalog (read whole into memory): 1 GiB; JSONL has no such limit."""
+
 MAX_NESTING = 64
 """Deepest nesting of objects/arrays in one record (a JSON line, an element of a JSON array)."""
 
@@ -27,6 +30,8 @@ EXACT_DISTINCT_LIMIT = 200
 
 def describe_bytes(value: int) -> str:
     """A size limit for humans: `16 MiB`, `65,530 bytes`."""
+    if value >= 1_073_741_824 and value % 1_073_741_824 == 0:
+        return f"{value // 1_073_741_824} GiB"
     if value >= 1_048_576 and value % 1_048_576 == 0:
         return f"{value // 1_048_576} MiB"
     return f"{value:,} bytes"

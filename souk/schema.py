@@ -210,7 +210,8 @@ def read_schema_file(path: str | Path) -> dict[str, Any]:
     """The raw table of a TOML (or JSON) schema file, unvalidated (see `Schema.from_dict`, `complete`)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"schema file {path} does not exist")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"schema file {path} {what}")
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)

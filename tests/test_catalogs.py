@@ -139,3 +139,11 @@ def test_estimate_records_counts_lines_in_chunks(tmp_path):
     p.write_text("id\n1\n2\n3")  # no final newline
     assert estimate_records(p) == 3
     assert estimate_records(FIXTURES / "products.jsonl") == 12
+
+
+def test_json_array_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalogs, "MAX_JSON_ARRAY_BYTES", 10)
+    p = tmp_path / "big.json"
+    p.write_text('[{"id": "1"}, {"id": "2"}]')
+    with pytest.raises(DocumentError, match="larger than 10 bytes .*convert it to JSONL"):
+        list(read_catalog(p))
