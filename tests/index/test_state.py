@@ -182,11 +182,11 @@ def test_full_disk_keeps_the_last_commit(tmp_path):
     ix = tmp_path / "ix"
     build(ix, ROWS[:5])
     catalog = tmp_path / "more.jsonl"
-    catalog.write_text("".join(json.dumps({"sku": f"m{i}", "title": f"word{i} " * 20, "price": i}) + "\n" for i in range(20_000)))
+    catalog.write_text("".join(json.dumps({"sku": f"m{i}", "title": f"word{i} " * 20, "price": i}) + "\n" for i in range(6_000)))
 
     def small_files():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like ENOSPC
-        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
     proc = subprocess.run([*SOUK, "index", str(catalog), "--index", str(ix)], capture_output=True, text=True,
                           preexec_fn=small_files, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
