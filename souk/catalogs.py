@@ -121,7 +121,7 @@ def _jsonl(path: Path) -> Iterator[Record]:
             if not raw.strip():
                 continue
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark may open the file
             except UnicodeDecodeError as e:
                 yield Record(lineno, None, f"invalid UTF-8 at byte {e.start}")
                 continue

@@ -557,7 +557,10 @@ def _numeric(v: Any) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         return False
     if isinstance(v, (int, float)):
-        return math.isfinite(v)
+        try:
+            return math.isfinite(v)
+        except OverflowError:  # an int beyond float range
+            return False
     s = v.strip()
     if len(s) > 1 and s[0] == "0" and s[1] != ".":
         return False

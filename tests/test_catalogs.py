@@ -147,3 +147,14 @@ def test_json_array_over_the_size_limit_is_refused_before_reading(tmp_path, monk
     p.write_text('[{"id": "1"}, {"id": "2"}]')
     with pytest.raises(DocumentError, match="larger than 10 bytes .*convert it to JSONL"):
         list(read_catalog(p))
+
+
+def test_byte_order_mark_and_huge_integers(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"id": "1", "n": 10}\n{"id": "2", "n": 1' + b"0" * 400 + b"}\n")
+    recs = list(read_catalog(p))
+    assert recs[0].data == {"id": "1", "n": 10} and recs[1].data["n"] == 10**400
+    from souk.schema import infer
+
+    inf = infer([r.data for r in recs])  # 10**400 is no float: not a number, and said so
+    assert inf.schema.fields["n"].kind != "number" and any("1 of 2 sampled values are numbers" in n for n in inf.notes)
