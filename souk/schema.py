@@ -448,10 +448,16 @@ def infer(records: list[dict[str, Any]], id_field: str | None = None) -> Inferen
     for rec in records:
         for path, value in _flatten(rec):
             samples.setdefault(path, []).append(value)
+    notes: list[str] = []
+    unnamed = [p for p in samples if not p.replace("[]", "").replace(".", "").strip()]
+    for path in unnamed:
+        del samples[path]
+        notes.append(f"values under the unnamed key {path!r} are not indexed")
     if len(samples) > MAX_FIELDS:
         raise SchemaError(f"the catalog has {len(samples)} distinct fields, more than the limit of {MAX_FIELDS}; "
                           "declare the fields to index with --schema")
-    names, notes = _field_names(samples)
+    names, renamed = _field_names(samples)
+    notes += renamed
     if id_field is not None:
         id_path = id_field if id_field in samples else next((p for p, n in names.items() if n == id_field), None)
         if id_path is None:

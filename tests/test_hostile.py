@@ -100,7 +100,8 @@ def test_catalog_readers_and_inference_never_crash(tmp_path, catalog):
     sample = [r.data for r in recs if r.data is not None]
     try:
         inference = infer(sample)
-    except SoukError:
+    except SoukError as e:  # no id, nothing readable, too many fields: never a schema it made itself refuses
+        assert "inferred schema" not in str(e) and "\n" not in str(e), e
         return
     schema = inference.schema
     assert Schema.from_dict(tomllib.loads(to_toml(schema, inference.notes))).to_dict() == schema.to_dict()
