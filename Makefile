@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # Debian's chromium for the browser tests (playwright's own browser download does not work offline).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
 	    || echo "warning: could not install chromium; browser tests will skip"; \
 	  else echo "note: chromium missing and not root; browser tests will skip (sudo apt-get install chromium)"; fi; }
 

@@ -66,11 +66,14 @@ class Hit:
     doc: dict[str, Any]
     highlights: dict[str, str] = field(default_factory=dict)
     explain: dict[str, Any] = field(default_factory=dict)
+    collapsed: int | None = None  # with collapsing: how many more hits shared this hit's value
 
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "score": self.score, "doc": self.doc, "highlights": self.highlights}
         if self.explain:
             out["explain"] = self.explain
+        if self.collapsed is not None:
+            out["collapsed"] = self.collapsed
         return out
 
 

@@ -41,6 +41,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     "rerank": [_HYBRID, {"stage": "cross", "depth": 20}],
     "full": [_HYBRID, {"stage": "ltr", "optional": True}, {"stage": "cross", "depth": 20, "optional": True}],
 }
+FALLBACK_TO_BM25 = ("ltr", "rerank", "full")  # presets that recall with BM25 alone on an index without vectors
 _PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
 
 
@@ -199,10 +200,15 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
     config's table for this pipeline."""
     searcher = index_or_searcher.searcher() if hasattr(index_or_searcher, "writer") else index_or_searcher
     specs = stage_specs(name, searcher.schema.pipelines, options)
+    notes = []
+    if name in FALLBACK_TO_BM25 and "stages" not in searcher.schema.pipelines.get(name, {}) and not searcher.schema.vector_fields:
+        specs[0]["retrievers"] = [r for r in specs[0]["retrievers"] if r != "dense"]
+        specs[0].pop("weights", None)
+        notes.append("no vector field in this index: recall is BM25 alone")
     context = StageContext(searcher)
     recall_opts = {k: v for k, v in specs[0].items() if k != "stage"}
     recall = RecallStage(context, recall_opts, where=f"pipelines.{name}.stages[0]")
-    steps, notes = [], []
+    steps = []
     for i, spec in enumerate(specs[1:], 1):
         where = f"pipelines.{name}.stages[{i}]"
         stage_name = spec["stage"]
