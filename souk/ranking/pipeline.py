@@ -28,20 +28,22 @@ import numpy as np
 from souk.errors import ConfigError
 from souk.query.plan import Planner, QueryPlan
 from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
-from souk.ranking.stage import Stage, StageContext, StageUnavailable, positive_int, stage_factory
+from souk.errors import Unavailable
+from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
 from souk.types import Ranking
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS}
+# Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors.
+_LEARNED_RECALL = {**_HYBRID, "retrievers": ["bm25", "dense?"]}
 PRESETS: dict[str, list[dict[str, Any]]] = {
     "keyword": [{"stage": "recall", "retrievers": ["bm25"]}],
     "bm25": [{"stage": "recall", "retrievers": ["bm25"]}],
     "dense": [{"stage": "recall", "retrievers": ["dense"]}],
     "hybrid": [_HYBRID],
-    "ltr": [_HYBRID, {"stage": "ltr"}],
-    "rerank": [_HYBRID, {"stage": "cross", "depth": 20}],
-    "full": [_HYBRID, {"stage": "ltr", "optional": True}, {"stage": "cross", "depth": 20, "optional": True}],
+    "ltr": [_LEARNED_RECALL, {"stage": "ltr"}],
+    "rerank": [_LEARNED_RECALL, {"stage": "cross", "depth": 20}],
+    "full": [_LEARNED_RECALL, {"stage": "ltr", "optional": True}, {"stage": "cross", "depth": 20, "optional": True}],
 }
-FALLBACK_TO_BM25 = ("ltr", "rerank", "full")  # presets that recall with BM25 alone on an index without vectors
 _PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
 
 
@@ -200,14 +202,10 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
     config's table for this pipeline."""
     searcher = index_or_searcher.searcher() if hasattr(index_or_searcher, "writer") else index_or_searcher
     specs = stage_specs(name, searcher.schema.pipelines, options)
-    notes = []
-    if name in FALLBACK_TO_BM25 and "stages" not in searcher.schema.pipelines.get(name, {}) and not searcher.schema.vector_fields:
-        specs[0]["retrievers"] = [r for r in specs[0]["retrievers"] if r != "dense"]
-        specs[0].pop("weights", None)
-        notes.append("no vector field in this index: recall is BM25 alone")
     context = StageContext(searcher)
     recall_opts = {k: v for k, v in specs[0].items() if k != "stage"}
     recall = RecallStage(context, recall_opts, where=f"pipelines.{name}.stages[0]")
+    notes = list(recall.notes)
     steps = []
     for i, spec in enumerate(specs[1:], 1):
         where = f"pipelines.{name}.stages[{i}]"
@@ -220,7 +218,7 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
         opts = {k: v for k, v in spec.items() if k not in _PIPELINE_KEYS}
         try:
             stage = stage_factory(stage_name)(context, opts)
-        except StageUnavailable as e:
+        except Unavailable as e:
             if not optional:
                 raise
             notes.append(f"stage {stage_name} skipped: {e}")
