@@ -1,5 +1,5 @@
 """The index vocabulary a speller needs: words with document and collection frequencies, the analyzed
-terms of the search fields, word bigrams of titles, protected tokens and the pinyin of Chinese words.
+terms of the search fields, word bigrams, protected tokens and the pinyin of Chinese words.
 
 Built from a searcher's stored documents, analyzed with the analyzers the fields use, and cached per
 commit in `INDEX/cache/lexicon-<commit_id>.json` (written atomically), so it is built once per commit:
@@ -23,10 +23,9 @@ from souk.analysis.registry import get_analyzer
 from souk.analysis.tokenize import Token
 from souk.errors import DatasetError
 
-FORMAT = 1
-TITLE_HINTS = ("title", "name")
+FORMAT = 2
 PROTECTED_HINTS = ("brand", "maker", "manufacturer", "vendor", "model", "mpn", "series")
-MAX_BIGRAM_WORDS = 64  # per field value: titles are short, long texts add little context per word
+MAX_BIGRAM_WORDS = 64  # per field value: titles and brands are short; long texts add little context
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Lexicon:
     docs: int = 0
     words: dict[str, list[int]] = field(default_factory=dict)  # word -> [df, cf]
     terms: dict[str, int] = field(default_factory=dict)  # analyzed index term -> df
-    bigrams: dict[str, int] = field(default_factory=dict)  # "w1 w2" -> count in titles
+    bigrams: dict[str, int] = field(default_factory=dict)  # "w1 w2" -> count (first words of each field value)
     protected: set[str] = field(default_factory=set)  # brands, model numbers: never corrected
     pinyin: dict[str, str] = field(default_factory=dict)  # Han word -> toneless syllables "ping guo"
     commit_id: str = ""
@@ -118,43 +117,49 @@ def build_lexicon(searcher, progress: bool = False) -> Lexicon:
     schema = searcher.schema
     user_dict = schema.analysis.get("user_dict")
     simple = get_analyzer("simple", user_dict)
-    plan = []  # (source field, field analyzer, bigrams?)
+    plan = []  # (source field, the analyzer of the field searching it)
     for name in schema.search_fields:
         f = schema.fields[name]
         for src in f.copy_from or [f.name]:
             plan.append((src, get_analyzer(f.analyzer, user_dict)))
-    titles = {src for src, _ in plan if any(h in src.lower() for h in TITLE_HINTS)} or {src for src, _ in plan}
     brand_sources = [n for n, f in schema.fields.items()
                      if f.kind in ("keyword", "text") and n != schema.id_field
                      and any(h in n.lower() for h in PROTECTED_HINTS)]
 
     _, blobs = searcher.stored_bytes(SOURCE)
-    df, cf, term_df, bigrams = Counter(), Counter(), Counter(), Counter()
+    all_words: list[str] = []  # counted once at the end: one Counter per document is the slow part
+    doc_word_sets: list[str] = []
+    doc_term_sets: list[str] = []
+    pairs: list[str] = []
     protected: set[str] = set()
     with progress_bar("lexicon", len(blobs), enabled=progress) as advance:
         for blob in blobs:
             source = json.loads(blob) if blob else {}
             doc_words: set[str] = set()
             doc_terms: set[str] = set()
-            seen: set[str] = set()
+            done: set[tuple[str, str]] = set()
             for src, analyzer in plan:
-                for text in _texts(source.get(src)):
-                    doc_terms.update(analyzer.terms(text))
-                    if src in seen:
-                        continue  # a source shared by several fields counts once
+                texts = _texts(source.get(src))
+                if (src, analyzer.name) not in done:
+                    done.add((src, analyzer.name))
+                    for text in texts:
+                        doc_terms.update(analyzer.terms(text))
+                if (src, "") in done:
+                    continue  # a source shared by several fields counts once
+                done.add((src, ""))
+                for text in texts:
                     sequence, words = _analyze(simple, text)
-                    cf.update(words)
+                    all_words += words
                     doc_words.update(words)
-                    if src in titles:
-                        head = sequence[:MAX_BIGRAM_WORDS]
-                        bigrams.update(f"{a} {b}" for a, b in zip(head, head[1:]))
-                seen.add(src)
+                    head = sequence[:MAX_BIGRAM_WORDS]
+                    pairs += [f"{a} {b}" for a, b in zip(head, head[1:])]
             for src in brand_sources:
                 for text in _texts(source.get(src)):
                     protected.update(surface_words(text, user_dict))
-            df.update(doc_words)
-            term_df.update(doc_terms)
+            doc_word_sets += doc_words
+            doc_term_sets += doc_terms
             advance()
+    df, cf, term_df, bigrams = Counter(doc_word_sets), Counter(all_words), Counter(doc_term_sets), Counter(pairs)
     protected.update(w for w in df if _mixed(w))
     return Lexicon(
         docs=len(blobs), words={w: [df[w], cf[w]] for w in df}, terms=dict(term_df), bigrams=dict(bigrams),

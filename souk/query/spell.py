@@ -8,7 +8,7 @@ with unigram frequencies; a query log adds counts) plus log P(typed | words), an
 |------------|---------------------------------|----------------------------------------------------------|
 | spelling   | drll -> drill                   | `edit_cost` per OSA edit, less for doubled letters       |
 | split      | tshirt -> t shirt, cocacola     | `split_cost`                                             |
-| join       | almond milk -> almondmilk       | `join_cost`                                              |
+| join       | almond milk -> almondmilk       | `join_cost` (`join_known_cost` when both words are known) |
 | homophone  | 平果 -> 苹果 (same pinyin)        | `homophone_cost` per changed character (fuzzy: more)     |
 | pinyin     | pingguo shouji -> 苹果手机        | `pinyin_cost` per word                                   |
 | initials   | pg -> 苹果                       | `initials_cost`, only when one word dominates the initials |
@@ -49,6 +49,7 @@ class SpellConfig:
     two_edit_len: int = 8  # shortest word that may be corrected by two edits
     split_cost: float = 2.0
     join_cost: float = 2.0
+    join_known_cost: float = 6.0  # a join of two words the vocabulary trusts (chain saw -> chainsaw)
     homophone_cost: float = 1.5
     fuzzy_pinyin_cost: float = 3.5
     pinyin_cost: float = 1.0
@@ -90,7 +91,7 @@ class Correction:
                 "edits": [vars(e) for e in self.edits]}
 
 
-def decide(original_hits: int, corrected_hits: int, few: int = 0, plenty: int = 3, suggest_min: int = 1) -> str:
+def decide(original_hits: int, corrected_hits: int, few: int = 0, plenty: int = 1, suggest_min: int = 1) -> str:
     """What to do with a changed query, from the hits of the query as typed and of the correction.
 
     "rewrite": the original finds at most `few` documents and the correction at least `plenty` (search
@@ -275,7 +276,8 @@ class Speller:
                     and not (tok.text in self.lexicon.protected or nxt.text in self.lexicon.protected)):
                 joined = tok.text + nxt.text
                 if self.lexicon.df(joined) >= cfg.min_target_df:
-                    edges.append(_Edge(i, i + 2, (joined,), cfg.join_cost, "join"))
+                    cost = cfg.join_known_cost if tok.trusted and nxt.trusted else cfg.join_cost
+                    edges.append(_Edge(i, i + 2, (joined,), cost, "join"))
         edges.extend(self._pinyin_edges(tokens))
         return edges
 
@@ -309,10 +311,10 @@ class Speller:
         out = []
         for k in range(1, len(word)):
             a, b = word[:k], word[k:]
-            if a in self._stop or b in self._stop or lex.df(a) < cfg.trust_df or lex.df(b) < cfg.trust_df:
+            if lex.df(a) < cfg.trust_df or lex.df(b) < cfg.trust_df:
                 continue
-            if (len(a) == 1 or len(b) == 1) and not lex.bigram(a, b):
-                continue
+            if (len(a) == 1 or len(b) == 1 or a in self._stop or b in self._stop) and not lex.bigram(a, b):
+                continue  # t shirt: a letter or function word only where the titles pair it so
             out.append((a, b))
         return out
 
@@ -435,13 +437,18 @@ class Speller:
         return [(score, path) for score, _, path in final]
 
     def _render(self, norm: str, tokens: list[_Token], path: Sequence[_Edge]) -> str:
-        """The query text with each changed span replaced (untouched text kept as typed)."""
-        out, cursor = [], 0
+        """The query text with each changed span replaced (untouched text kept as typed); Han words
+        from neighbouring replacements run together (pingguo shouji -> 苹果手机)."""
+        out, cursor, prev = [], 0, None
         for e in path:
             start, end = tokens[e.start].start, tokens[e.end - 1].end
-            out.append(norm[cursor:start])
-            out.append(norm[start:end] if e.kind is None else _join(e.words))
-            cursor = end
+            text = norm[start:end] if e.kind is None else _join(e.words)
+            gap = norm[cursor:start]
+            if (prev is not None and prev.kind is not None and e.kind is not None and not gap.strip()
+                    and out and out[-1] and HAN.match(out[-1][-1]) and HAN.match(text[0])):
+                gap = ""
+            out += [gap, text]
+            cursor, prev = end, e
         out.append(norm[cursor:])
         return "".join(out)
 
