@@ -27,7 +27,7 @@ METRIC = "ndcg@10"
 class CorrectingPipeline:
     """A pipeline that spell-corrects each query first; `mode` is "policy" (decide) or "always"."""
 
-    def __init__(self, base, speller: Speller, searcher, mode: str = "policy", plenty: int = 3):
+    def __init__(self, base, speller: Speller, searcher, mode: str = "policy", plenty: int = 1):
         self.base, self.speller, self.searcher = base, speller, searcher
         self.mode, self.plenty = mode, plenty
         self.log: dict[str, tuple[str, str, str]] = {}  # query -> (corrected, decision, edits)
@@ -64,7 +64,7 @@ def parse_overrides(pairs: Sequence[str]) -> SpellConfig:
 
 
 def bench_spell(dataset: Path, split: str = "dev", index: Path | None = None, config: SpellConfig | None = None,
-                log: Path | None = None, plenty: int = 3, k: int = 100, examples: int = 15,
+                log: Path | None = None, plenty: int = 1, k: int = 100, examples: int = 15,
                 progress: bool = True) -> dict[str, Any]:
     """Measure BM25 with and without spelling correction on one split (an index is built when none given)."""
     from souk.evaluation.datasets import load_beir

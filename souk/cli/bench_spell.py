@@ -20,7 +20,7 @@ def bench_spell_command(
     index: Optional[Path] = typer.Option(None, "--index", help="Index of the corpus (default: build a temporary one)."),
     log: Optional[Path] = typer.Option(None, "--log", help="Query log adding frequencies (one query a line)."),
     overrides: list[str] = typer.Option([], "--set", help="SpellConfig KEY=VALUE, repeatable (e.g. edit_cost=4)."),
-    plenty: int = typer.Option(3, "--plenty", help="decide(): hits the correction needs for an automatic rewrite."),
+    plenty: int = typer.Option(1, "--plenty", help="decide(): hits the correction needs for an automatic rewrite."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Share of queries corrected; nDCG@10 before/after on them and on the whole split."""

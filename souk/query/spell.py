@@ -38,7 +38,8 @@ DECISIONS = ("rewrite", "suggest", "none")
 
 @dataclass(frozen=True)
 class SpellConfig:
-    """Weights of the noisy channel (log units) and the trust thresholds; defaults tuned on homedepot train."""
+    """Weights of the noisy channel (log units) and the trust thresholds. Checked on homedepot train:
+    nDCG@10 is flat (within 0.001) around these values; the decision policy matters more."""
 
     trust_df: int = 3  # a word in this many documents (or query-log lines) is never corrected
     min_target_df: int = 2  # a correction must occur in at least this many documents
@@ -247,7 +248,7 @@ class Speller:
 
     def _trust_han(self, tok: _Token) -> _Token:
         lex, trust = self.lexicon, self.config.trust_df
-        pieces = [t.text for t in maximal_tokens([t for t in tokenize(tok.text, "jieba")])]
+        pieces = [t.text for t in maximal_tokens(tokenize(tok.text, "jieba"))]
         trusted = tok.fixed or tok.text in lex.protected or lex.df(tok.text) >= trust or all(
             lex.df(p) >= trust or p in lex.protected for p in pieces)
         return _Token(tok.text, tok.start, tok.end, True, False, tok.fixed, trusted)
@@ -264,9 +265,7 @@ class Speller:
                 edges.extend(_Edge(i, i + 1, words, cost, kind) for words, cost, kind in paths if words != typed)
                 continue
             edges.append(_Edge(i, i + 1, (tok.text,), 0.0, None))
-            if tok.trusted or tok.fixed:
-                pass
-            else:
+            if not (tok.trusted or tok.fixed):
                 edges.extend(_Edge(i, i + 1, (w,), c, "spelling") for w, c in self._spellings(tok.text))
                 edges.extend(_Edge(i, i + 1, parts, cfg.split_cost, "split") for parts in self._splits(tok.text))
                 if 2 <= len(tok.text) <= 4 and (word := self._initial_word(tok.text)):
