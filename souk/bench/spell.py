@@ -19,7 +19,7 @@ import numpy as np
 
 from souk.errors import ConfigError
 from souk.query.spell import SpellConfig, Speller, correction_hits, decide
-from souk.retrieval.base import Ranking
+from souk.types import Ranking
 
 METRIC = "ndcg@10"
 

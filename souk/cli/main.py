@@ -25,13 +25,9 @@ def _register() -> None:
     from souk.cli import bench
 
     bench.register(bench_app)
-    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.serve", app),
+    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.fit", app),
                            ("souk.cli.spell", app), ("souk.cli.bench_spell", bench_app)):
-        try:
-            importlib.import_module(module).register(target)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
+        importlib.import_module(module).register(target)
 
 
 _register()
