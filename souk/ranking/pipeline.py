@@ -168,6 +168,7 @@ def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[s
     if not isinstance(table, dict):
         raise ConfigError(f"pipelines.{name}: expected a table, got {table!r}")
     table.update(options or {})
+    table.pop("query", None)  # the pipeline's query steps, read by `query_steps_of`
     if "stages" in table:
         specs = table.pop("stages")
         if table:
@@ -194,6 +195,20 @@ def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[s
     if specs[0]["stage"] != "recall":
         raise ConfigError(f"pipelines.{name}.stages[0]: the first stage must be `recall`, got {specs[0]['stage']!r}")
     return specs
+
+
+# Query-understanding steps a preset uses instead of the index's `[query] steps` (none yet: presets
+# follow the index config unless a pipeline table says `query = [...]`).
+PRESET_QUERY: dict[str, list[str]] = {}
+
+
+def query_steps_of(name: str, config: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> list[str] | None:
+    """The pipeline's own query steps (`[pipelines.NAME] query = [...]`), or None for the index's."""
+    table = {**dict((config or {}).get(name, {})), **(options or {})}
+    steps = table.get("query", PRESET_QUERY.get(name))
+    if steps is not None and (not isinstance(steps, list) or not all(isinstance(x, str) for x in steps)):
+        raise ConfigError(f"pipelines.{name}.query: expected a list of query steps, got {steps!r}")
+    return steps
 
 
 def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | None = None,
@@ -229,5 +244,5 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
     if planner is None:
         from souk.query.understand import planner_for
 
-        planner = planner_for(searcher)
+        planner = planner_for(searcher, query_steps_of(name, searcher.schema.pipelines, options))
     return Pipeline(name, searcher, planner, recall, steps, notes)
