@@ -58,8 +58,11 @@ function render(res) {
   const pages = Math.max(1, Math.ceil(res.total / state.size));
   $("summary").textContent = `${res.total.toLocaleString()} results · ${res.took_ms.toFixed(1)} ms`;
   const dym = $("did-you-mean");
-  dym.hidden = !res.did_you_mean;
-  if (res.did_you_mean) {
+  const rewrote = res.searched && res.searched !== state.q;
+  dym.hidden = !res.did_you_mean && !rewrote;
+  if (rewrote) {
+    dym.replaceChildren("Showing results for ", el("strong", { text: res.searched }), ".");
+  } else if (res.did_you_mean) {
     dym.replaceChildren("Did you mean ", el("a", { href: "#", text: res.did_you_mean, onclick: (e) => { e.preventDefault(); setQuery(res.did_you_mean); } }), "?");
   }
   $("results").replaceChildren(...res.hits.map(renderHit));
