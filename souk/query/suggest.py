@@ -50,6 +50,7 @@ _BIG_RANGE = 2048
 _CACHED_TOP = 64
 _HAN_GAP = re.compile(f"(?<=[{HAN_CLASS}]) (?=[{HAN_CLASS}])")
 _LATIN = re.compile("[a-z]")
+_TIERS = {"prefix": 0, "pinyin": 0, "initials": 0, "word": 1, "typo": 2}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class SuggestConfig:
     phrase_weight: float = 1.0  # per title containing the phrase
     pinyin_factor: float = 0.9
     initials_factor: float = 0.8
+    word_factor: float = 0.3  # completing only the last word of a longer prefix
     typo_factor: float = 0.5
     typo_min_chars: int = 4
 
@@ -117,7 +119,7 @@ class _Table:
         return start, bisect_left(self.keys, prefix + "\U0010ffff", start, hi)
 
     def top(self, lo: int, hi: int, k: int) -> np.ndarray:
-        """Entry ids of the k heaviest rows in [lo, hi), heaviest first."""
+        """The k heaviest rows in [lo, hi), heaviest first (`ids[rows]` are their entries)."""
         if hi - lo > _BIG_RANGE and k <= _CACHED_TOP:
             best = self._top.get((lo, hi))
             if best is None:
@@ -134,7 +136,7 @@ class _Table:
             order = part[np.argsort(-w[part], kind="stable")]
         else:
             order = np.argsort(-w, kind="stable")
-        return self.ids[lo + order]
+        return lo + order
 
     def next_chars(self, depth: int, lo: int, hi: int) -> Iterator[tuple[str, int, int]]:
         """Distinct characters at position `depth` among rows [lo, hi) sharing a `depth`-char prefix."""
@@ -289,8 +291,11 @@ class Suggester:
 
     # ---- querying ------------------------------------------------------------------------------
     def suggest(self, prefix: str, k: int = 10) -> list[Suggestion]:
-        """The k best completions of `prefix`, best first (empty for an empty prefix); completions
-        reached through a typo come after every exact, pinyin or initials match."""
+        """The k best completions of `prefix`, best first (empty for an empty prefix).
+
+        Exact, pinyin and initials matches come first; when they are fewer than k, completions of
+        the last word of a multi-word prefix (`match="word"`), then one-typo matches follow.
+        """
         if k < 0:
             raise QueryError("k must be >= 0")
         if len(prefix) > MAX_PREFIX_CHARS:
@@ -306,34 +311,68 @@ class Suggester:
             self._take(self.tables["pinyin"], self.tables["pinyin"].span(typed), k, cfg.pinyin_factor, "pinyin", found)
             if typed.isascii():
                 self._take(self.tables["initials"], self.tables["initials"].span(typed), k, cfg.initials_factor, "initials", found)
-        if len(found) < k and len(key) >= cfg.typo_min_chars and key.isascii():
+        out = [Suggestion(self.displays[i], score, SOURCES[self.sources[i]], how) for i, (score, how) in found.items()]
+        if len(found) < k and " " in key.strip():
+            out += self._last_word(key, k)
+        if len(out) < k and len(key) >= cfg.typo_min_chars and key.isascii():
             for name, typed_prefix, factor in (("text", key, cfg.typo_factor), ("pinyin", typed, cfg.typo_factor * cfg.pinyin_factor)):
                 if typed_prefix:
                     table = self.tables[name]
-                    for span in one_typo_spans(table, typed_prefix):
+                    for span in one_typo_spans(table, typed_prefix, _edit_limit(typed_prefix)):
                         self._take(table, span, k, factor, "typo", found)
-        best = sorted(found.items(), key=lambda kv: (kv[1][1] == "typo", -kv[1][0], len(self.displays[kv[0]]), kv[0]))[:k]
-        return [Suggestion(self.displays[i], score, SOURCES[self.sources[i]], how) for i, (score, how) in best]
+            out += [Suggestion(self.displays[i], score, SOURCES[self.sources[i]], how)
+                    for i, (score, how) in found.items() if how == "typo"]
+        out.sort(key=lambda s: (_TIERS[s.match], -s.score, len(s.text), s.text))
+        seen: set[str] = set()
+        unique = [s for s in out if not (s.text.casefold() in seen or seen.add(s.text.casefold()))]
+        return unique[:k]
+
+    def _last_word(self, key: str, k: int) -> list[Suggestion]:
+        """Completions of the last, unfinished word that follow the previous word in some completion
+        (`garage door o` -> `door opener` -> `garage door opener`), weighted by that word pair."""
+        head, _, last = key.rpartition(" ")
+        previous = head.rpartition(" ")[2]
+        if not previous or not last:
+            return []
+        table = self.tables["text"]
+        pair = f"{previous} {last}"
+        lo, hi = table.span(pair)
+        out = []
+        for row in table.top(lo, hi, 4 * k).tolist() if hi > lo else []:
+            word = table.keys[row][len(previous) + 1 :]
+            if " " not in word:
+                entry = int(table.ids[row])
+                score = float(self.weights[entry]) * self.config.word_factor
+                out.append(Suggestion(f"{head} {word}", score, SOURCES[self.sources[entry]], "word"))
+        return out[:k]
 
     def _take(self, table: _Table, span: tuple[int, int], k: int, factor: float, how: str,
               found: dict[int, tuple[float, str]]) -> None:
         lo, hi = span
         if hi <= lo:
             return
-        for entry in table.top(lo, hi, k).tolist():
+        for entry in table.ids[table.top(lo, hi, k)].tolist():
             score = float(self.weights[entry]) * factor
             old = found.get(entry)
             if old is None or old[0] < score:
                 found[entry] = (score, how)
 
 
-def one_typo_spans(table: _Table, p: str) -> Iterator[tuple[int, int]]:
-    """Row ranges of keys starting with a one-edit variant of `p` (the first character is trusted).
+def _edit_limit(key: str) -> int:
+    """Edits stay out of a last word shorter than 3 characters (`garage door o` is not a typo of
+    `garage door s`; it is unfinished)."""
+    last = key.rpartition(" ")[2]
+    return len(key) if len(last) >= 3 else len(key) - len(last)
+
+
+def one_typo_spans(table: _Table, p: str, limit: int | None = None) -> Iterator[tuple[int, int]]:
+    """Row ranges of keys starting with a one-edit variant of `p`, edited at a position in
+    [1, limit) (the first character is trusted).
 
     Like a trie walk: at each position only the characters that occur there are tried.
     """
     seen = {table.span(p)}
-    for d in range(1, len(p)):
+    for d in range(1, min(len(p), len(p) if limit is None else limit)):
         head_lo, head_hi = table.span(p[:d])
         if head_hi <= head_lo:
             break  # no key starts with p[:d]: no variant edited at d or later can match
