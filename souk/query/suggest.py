@@ -33,11 +33,11 @@ import numpy as np
 
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, HAN_CLASS, normalize
-from souk.analysis.tokenize import tokenize
 from souk.errors import QueryError
 from souk.query import documents
 from souk.query.pinyin import pinyin_keys, typed_key
 from souk.query.querylog import read_query_log
+from souk.query.words import word_runs
 
 if TYPE_CHECKING:
     from souk.index.searcher import Searcher
@@ -395,7 +395,7 @@ def title_phrases(key: str, max_words: int) -> Iterator[str]:
     `,` ends a phrase. Words are whitespace-separated (`strong-tie` stays one word); Han runs are split
     into jieba's longest words."""
     stop = english_stopwords()
-    for run in _word_runs(key):
+    for run in word_runs(key):
         edge = [len(w) > 1 and w not in stop for w, _, _ in run]
         for i, (w, s, _) in enumerate(run):
             if not edge[i]:
@@ -410,54 +410,6 @@ def title_phrases(key: str, max_words: int) -> Iterator[str]:
 def _cut_number(run: list[tuple[str, int, int]], j: int) -> bool:
     """True when word j is a number glued to the next word (`55` of `55克`): no phrase ends there."""
     return run[j][0].isdigit() and j + 1 < len(run) and run[j + 1][1] == run[j][2]
-
-
-_CHUNK = re.compile(r"\S+")
-_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~、。·–—…“”‘’《》【】「」"
-_BREAK = frozenset(",;:/|、。")
-
-
-def _word_runs(key: str) -> Iterator[list[tuple[str, int, int]]]:
-    """Runs of (word, start, end) in a normalized title, split where punctuation stands between words."""
-    run: list[tuple[str, int, int]] = []
-    for m in _CHUNK.finditer(key):
-        chunk, start = m.group(), m.start()
-        if HAN.search(chunk):
-            reach = 0
-            for w, a, b in _longest_tokens(chunk):
-                if run and chunk[reach:a].strip():  # punctuation between words ends a phrase
-                    yield run
-                    run = []
-                run.append((w, start + a, start + b))
-                reach = b
-            if chunk[reach:].strip() and run:
-                yield run
-                run = []
-            continue
-        word = chunk.strip(_PUNCT)
-        if not word:
-            if run:
-                yield run
-            run = []
-            continue
-        offset = chunk.index(word) if chunk[0] in _PUNCT else 0
-        run.append((word, start + offset, start + offset + len(word)))
-        if chunk[-1] in _BREAK:
-            yield run
-            run = []
-    if run:
-        yield run
-
-
-def _longest_tokens(text: str) -> list[tuple[str, int, int]]:
-    """Tokens of normalized text without the sub-words of jieba's search mode."""
-    toks = sorted(((t.start, -t.end, t.text) for t in tokenize(text)))
-    out, reach = [], -1
-    for start, neg_end, word in toks:
-        if -neg_end > reach:
-            out.append((word, start, -neg_end))
-            reach = -neg_end
-    return out
 
 
 class _Entries:
