@@ -44,6 +44,9 @@ for with without in on at to from by of that which who whose where when while be
 is are was were be been can could will would should that's than as about under over into
 """.split())
 _FEATURE_MARKERS = frozenset({"with", "has", "having"})
+_PRICE_UNITS = frozenset({"dollars", "dollar", "bucks", "usd", "hkd", "rmb", "yuan", "euros", "pounds"})
+_CHINESE_PRICE = re.compile(r"^[\d.零一二三四五六七八九十百千万两]+(元|块|块钱|港币|美元)?$")
+_CHINESE_CURRENCY = frozenset("元 块 块钱 港币 美元 rmb".split())
 _NEGATING = frozenset({"without", "no", "not", "non"})
 # jieba POS tag -> prior weight (0 drops the word). Unlisted tags weigh 0.3.
 _POS_PRIOR = {
@@ -56,7 +59,7 @@ _POS_PRIOR = {
 _NOUNISH = ("n", "nz", "nt", "ns", "nr", "nrt", "nrfg", "vn", "an", "j", "eng")
 _CHINESE_FILLER = frozenset(
     "想 想要 要 买 购买 求 推荐 请问 请 有没有 哪个 哪款 什么 一个 一款 一下 一点 一点儿 一些 给 帮 帮忙 谢谢 最好 好用 适合 需要 "
-    "不要 稍微 比较 非常 特别 价格 价钱 便宜 实惠 划算 贵 太贵 不贵 多少钱".split())
+    "不要 稍微 比较 非常 特别 价格 价钱 便宜 实惠 划算 贵 太贵 不贵 多少钱 左右 以内 以下 以上 就行 就好".split())
 _NEGATIONS = frozenset("不 无 没 没有 非 免 不含 无需".split())
 _CLAUSE_END = frozenset("，,。.;；!！?？、")
 MIN_SHARE = 0.2  # a keyword weighs at least this share of the heaviest one
@@ -141,6 +144,8 @@ def _english_terms(norm: str) -> list[_Term]:
     for i, w in enumerate(words):
         if weights[i] and any(c.isdigit() for c in w):
             weights[i] = max(weights[i], 1.5) if not w.isdigit() else weights[i]
+        if w.isdigit() and i + 1 < len(words) and words[i + 1] in _PRICE_UNITS:
+            weights[i] = 0.0  # "2000 dollars" is a price, not a product word
     return [_Term(w, i, weights[i]) for i, w in enumerate(words)]
 
 
@@ -174,9 +179,11 @@ def _chinese_terms(norm: str) -> list[_Term]:
         clause_of.append(i < first_clause)
     max_idf = max(idf.values()) if idf else 1.0
     weights = []
-    for word, flag in pairs:
+    for k, (word, flag) in enumerate(pairs):
         prior = _POS_PRIOR.get(flag, 0.3)
-        if word in _CHINESE_FILLER or word in stop or word in FILLER:
+        next_word = pairs[k + 1][0] if k + 1 < len(pairs) else ""
+        priced = _CHINESE_PRICE.match(word) and (not word[-1].isdigit() or next_word in _CHINESE_CURRENCY)
+        if word in _CHINESE_FILLER or word in stop or word in FILLER or word in _CHINESE_CURRENCY or priced:
             prior = 0.0
         elif len(word) == 1 and HAN.match(word) and flag not in ("n", "ng", "nz"):
             prior = min(prior, 0.2)

@@ -306,16 +306,18 @@ class Suggester:
         cfg = self.config
         found: dict[int, tuple[float, str]] = {}
         self._take(self.tables["text"], self.tables["text"].span(key), k, 1.0, "prefix", found)
-        typed = typed_key(key) if self.tables["pinyin"].keys and _LATIN.search(key) else ""
+        pinyin, initials = self.tables["pinyin"], self.tables["initials"]
+        typed = typed_key(key) if pinyin.keys and _LATIN.search(key) else ""
         if typed:
-            self._take(self.tables["pinyin"], self.tables["pinyin"].span(typed), k, cfg.pinyin_factor, "pinyin", found)
+            self._take(pinyin, pinyin.span(typed), k, cfg.pinyin_factor, "pinyin", found)
             if typed.isascii():
-                self._take(self.tables["initials"], self.tables["initials"].span(typed), k, cfg.initials_factor, "initials", found)
+                self._take(initials, initials.span(typed), k, cfg.initials_factor, "initials", found)
         out = [Suggestion(self.displays[i], score, SOURCES[self.sources[i]], how) for i, (score, how) in found.items()]
         if len(found) < k and " " in key.strip():
             out += self._last_word(key, k)
         if len(out) < k and len(key) >= cfg.typo_min_chars and key.isascii():
-            for name, typed_prefix, factor in (("text", key, cfg.typo_factor), ("pinyin", typed, cfg.typo_factor * cfg.pinyin_factor)):
+            variants = (("text", key, cfg.typo_factor), ("pinyin", typed, cfg.typo_factor * cfg.pinyin_factor))
+            for name, typed_prefix, factor in variants:
                 if typed_prefix:
                     table = self.tables[name]
                     for span in one_typo_spans(table, typed_prefix, _edit_limit(typed_prefix)):
