@@ -59,7 +59,7 @@ def mine_cmd(
     fields: list[str] = typer.Option([], "--field", help="Text field to mine; repeatable (default: title fields)."),
     file: Optional[Path] = typer.Option(None, "--synonyms", help="Synonym file whose pairs count as known (default: shipped)."),
     min_count: int = typer.Option(5, "--min-count", min=1, help="Words seen fewer times are ignored."),
-    epochs: int = typer.Option(8, "--epochs", min=1, help="word2vec epochs."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="word2vec epochs (default: 5-50 by corpus size)."),
     workers: int = typer.Option(1, "--workers", min=1, help="word2vec threads (1 is deterministic)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

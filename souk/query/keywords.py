@@ -131,8 +131,8 @@ def _english_terms(norm: str) -> list[_Term]:
             continue  # "without a hood", "no sugar": keyword search cannot negate, so these words go
         if not seen_head:
             seen_head = True
-            for i in seg[:-1]:
-                weights[i] = 2.0
+            for n, i in enumerate(seg[:-1]):
+                weights[i] = 1.8 + 0.2 * (n + 1) / len(seg)  # nearer the head: more likely part of the noun
             weights[seg[-1]] = 3.0 if not words[seg[-1]].isdigit() else 2.0
             if words[seg[-1]].isdigit() and len(seg) > 1:
                 weights[seg[-2]] = 3.0  # "tv 65" -> the noun before a trailing number

@@ -50,6 +50,7 @@ _BIG_RANGE = 2048
 _CACHED_TOP = 64
 _HAN_GAP = re.compile(f"(?<=[{HAN_CLASS}]) (?=[{HAN_CLASS}])")
 _LATIN = re.compile("[a-z]")
+_PARTICLES = frozenset("的 了 和 与 及 或 之 等 在 是 为 有 装 克 个 只 包 片 条 支 瓶 盒 件 套")
 _TIERS = {"prefix": 0, "pinyin": 0, "initials": 0, "word": 1, "typo": 2}
 
 
@@ -202,12 +203,10 @@ class Suggester:
             for key, display in keys.items():
                 entity_display.setdefault(key, display)
         log_counts: Counter[str] = Counter()
-        log_display: dict[str, str] = {}
         for query, count in (log or {}).items():
             key = completion_key(query)
             if key and count > 0 and len(key) <= MAX_PREFIX_CHARS:
                 log_counts[key] += count
-                log_display.setdefault(key, " ".join(query.split()))
 
         entries = _Entries()
         for key, n in phrase_titles.items():
@@ -218,7 +217,7 @@ class Suggester:
         for key, n in entity_docs.items():
             entries.add(key, entity_display[key], n * cfg.entity_weight, 1)
         for key, n in log_counts.items():
-            entries.add(key, log_display[key], n * cfg.log_weight, 0)
+            entries.add(key, key, n * cfg.log_weight, 0)  # logged queries show in their normalized form
         suggester = entries.suggester(cfg)
         suggester.info.update(titles=docs, build_s=round(time.perf_counter() - t0, 3), cached=False)
         return suggester
@@ -392,20 +391,21 @@ def one_typo_spans(table: _Table, p: str, limit: int | None = None) -> Iterator[
 
 
 def title_phrases(key: str, max_words: int) -> Iterator[str]:
-    """Word n-grams (1..max_words) of a normalized title that neither start nor end on a stopword, a
-    lone Han character or a single letter; lone numbers are skipped and punctuation such as ` - ` or
-    `,` ends a phrase. Words are whitespace-separated (`strong-tie` stays one word); Han runs are split
+    """Word n-grams (1..max_words) of a normalized title that neither start nor end on a stopword or a
+    single letter, nor start on a lone Han character (跑步鞋 may end on 鞋, not on 的); lone numbers are
+    skipped and punctuation such as ` - ` or `,` ends a phrase. Words are whitespace-separated (`strong-tie` stays one word); Han runs are split
     into jieba's longest words."""
     stop = english_stopwords()
     for run in word_runs(key):
-        edge = [len(w) > 1 and w not in stop for w, _, _ in run]
+        start = [len(w) > 1 and w not in stop for w, _, _ in run]
+        end = [ok or (HAN.match(w) is not None and w not in _PARTICLES) for ok, (w, _, _) in zip(start, run)]
         for i, (w, s, _) in enumerate(run):
-            if not edge[i]:
+            if not start[i]:
                 continue
             if not w.isdigit():
                 yield w
             for j in range(i + 1, min(i + max_words, len(run))):
-                if edge[j] and not _cut_number(run, j):
+                if end[j] and not _cut_number(run, j):
                     yield key[s : run[j][2]]
 
 

@@ -44,7 +44,7 @@ class MiningConfig:
     vector_size: int = 64
     window: int = 3
     min_count: int = 5
-    epochs: int = 8
+    epochs: int | None = None  # None: enough passes for about 2M words of training, 5 to 50
     workers: int = 1  # 1 keeps training deterministic for a given seed
     seed: int = 0
     top_words: int = 5000  # candidates for the most frequent words only
@@ -103,8 +103,10 @@ def mine_pairs(titles: Iterable[str], queries: Iterable[str] = (), top: int = 50
     t0 = time.perf_counter()
     from gensim.models import Word2Vec
 
+    words_seen = sum(map(len, sents))
+    epochs = cfg.epochs or int(min(50, max(5, round(2_000_000 / max(words_seen, 1)))))
     model = Word2Vec(sents, vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count, sg=1,
-                     negative=5, epochs=cfg.epochs, workers=cfg.workers, seed=cfg.seed)
+                     negative=5, epochs=epochs, workers=cfg.workers, seed=cfg.seed)
     train_s = time.perf_counter() - t0
     vocab = list(model.wv.index_to_key)  # most frequent first
     if len(vocab) < 2:
