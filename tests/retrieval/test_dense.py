@@ -7,6 +7,7 @@ from souk.evaluation.datasets import load_beir
 from souk.evaluation.metrics import score_run
 from souk.index import Index
 from souk.index.filters import parse_filter
+from souk.query.plan import QueryPlan
 from souk.ranking.pipeline import build_pipeline
 from souk.retrieval.dense import DenseRetriever
 from support import DATA, FIXTURES, needs_shared, run_souk
@@ -57,16 +58,19 @@ def test_filters_apply_to_both_retrievers(searcher):
     for name in ("dense", "hybrid"):
         ranking = build_pipeline(name, searcher).search("cancer cells and tumour growth", 5, filters)
         assert 0 < len(ranking) <= 5 and set(ranking.ids) <= set(allowed), name
-    hybrid = build_pipeline("hybrid", searcher)
-    bm25, dense = (r.retrieve("cancer", 50, filters) for r in hybrid.retrievers.values())
+    hybrid = build_pipeline("hybrid", searcher).recall_stage
+    plan = QueryPlan("cancer", "cancer", filters=filters)
+    bm25, dense = (r.retrieve([plan], 50)[0] for r in hybrid.retrievers.values())
     assert set(bm25.ids) <= set(allowed) and set(dense.ids) <= set(allowed)
 
 
 @needs_shared("data", "scifact")
 def test_batched_queries_match_single_queries(searcher):
     dense = DenseRetriever(searcher)
-    many = dense.retrieve_many(["vitamin D and bone density", "smoking and lung cancer"], 5)
-    assert [r.ids[:3] for r in many] == [dense.retrieve(q, 5).ids[:3] for q in ("vitamin D and bone density", "smoking and lung cancer")]
+    queries = ["vitamin D and bone density", "smoking and lung cancer", ""]
+    many = dense.retrieve([QueryPlan(q, q) for q in queries], 5)
+    assert [r.ids[:3] for r in many] == [dense.retrieve([QueryPlan(q, q)], 5)[0].ids[:3] for q in queries]
+    assert len(many[-1]) == 0, "an empty query finds nothing"
 
 
 @needs_shared("data", "scifact")
@@ -82,10 +86,11 @@ def test_hybrid_options_are_checked(searcher, options, key):
 
 @needs_shared("data", "scifact")
 def test_hybrid_options_take_effect(searcher):
-    p = build_pipeline("hybrid", searcher, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+    pipe = build_pipeline("hybrid", searcher, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+    p = pipe.recall_stage
     assert (p.fusion, p.rrf_k, p.weights["dense"], p.depth["bm25"]) == ("rrf", 10.0, 0.0, 20)
     q = "vitamin D and bone density"
-    assert p.search(q, 10).ids == p.retrievers["bm25"].retrieve(q, 20).ids[:10]
+    assert pipe.search(q, 10).ids == p.retrievers["bm25"].retrieve([QueryPlan(q, q)], 20)[0].ids[:10]
 
 
 def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
@@ -95,10 +100,13 @@ def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
         build_pipeline("dense", Index.open(path))
 
 
+@needs_shared("data", "scifact")
 def test_hybrid_gives_an_english_encoder_no_say_on_chinese_queries(searcher):
-    p = build_pipeline("hybrid", searcher)
-    assert p.query_weights("cancer cells")["dense"] == pytest.approx(p.weights["dense"])
-    assert p.query_weights("癌细胞")["dense"] == 0.0
-    assert 0 < p.query_weights("cancer 细胞")["dense"] < p.weights["dense"]
+    pipe = build_pipeline("hybrid", searcher)
+    p = pipe.recall_stage
+    weight = lambda q: p.query_weights(QueryPlan(q, q))["dense"]  # noqa: E731
+    assert weight("cancer cells") == pytest.approx(p.weights["dense"])
+    assert weight("癌细胞") == 0.0
+    assert 0 < weight("cancer 细胞") < p.weights["dense"]
     bm25 = build_pipeline("bm25", searcher)
-    assert p.search("细胞 cells", 10).ids[:3] != [] and p.search("癌细胞", 10).ids == bm25.search("癌细胞", 10).ids
+    assert pipe.search("细胞 cells", 10).ids[:3] != [] and pipe.search("癌细胞", 10).ids == bm25.search("癌细胞", 10).ids
