@@ -21,11 +21,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, han_share, normalize
 from souk.analysis.tokenize import WORD
-from souk.errors import QueryError
+from souk.errors import ConfigError, QueryError
+from souk.query.plan import register_rewriter
 
 DEFAULT_MAX_TERMS = 8
 DEFAULT_LONGER_THAN = 12
@@ -197,3 +199,29 @@ def _chinese_terms(norm: str) -> list[_Term]:
         if head - 1 in nouns or (head > 0 and pairs[head - 1][1] in ("n", "b", "vn", "nz", "eng")):
             weights[head - 1] = max(weights[head - 1], 0.1) * 1.5
     return [_Term(word, i, weights[i]) for i, (word, _) in enumerate(pairs)]
+
+
+@register_rewriter("keywords")
+class KeywordRewriter:
+    """Query step `keywords`: searches an over-long query's keywords instead of the whole sentence
+    and notes what was dropped. Options (`[query.keywords]`): `max_terms` (8), `longer_than` (12).
+    Queries with "phrases" or +/- words are left as typed."""
+
+    def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        self.max_terms = options.pop("max_terms", DEFAULT_MAX_TERMS)
+        self.longer_than = options.pop("longer_than", DEFAULT_LONGER_THAN)
+        if options:
+            raise ConfigError(f"query.keywords.{sorted(options)[0]}: unknown option; options: max_terms, longer_than")
+        for key, value in (("max_terms", self.max_terms), ("longer_than", self.longer_than)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"query.keywords.{key}: expected a whole number >= 1, got {value!r}")
+
+    def rewrite(self, plan):
+        if plan.syntax.has_operators:
+            return plan
+        result = reduce(plan.text, self.max_terms, self.longer_than)
+        if result.reduced:
+            plan.text = result.reduced_text
+            plan.notes.append(f"keywords: searched {result.reduced_text!r}; dropped {' '.join(result.dropped)}")
+        return plan

@@ -32,11 +32,12 @@ import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from souk.analysis.filters import stem
 from souk.analysis.normalize import HAN, HAN_CLASS, normalize
 from souk.errors import ConfigError
+from souk.query.plan import register_rewriter
 
 DEFAULT_WEIGHT = 0.5
 SHIPPED = Path(__file__).with_name("data") / "synonyms.toml"
@@ -279,3 +280,39 @@ def _weight(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
         raise ConfigError(f"{where}: must be a number in (0, 1], got {value!r}")
     return float(value)
+
+
+@register_rewriter("synonyms")
+class SynonymRewriter:
+    """Query step `synonyms`: adds each expansion to `plan.expansions` (optional, lower weight) and a
+    note naming the rules. Options (`[query.synonyms]`): `file` (default: the shipped set; re-read
+    when it changes) and `languages` (sections to apply besides `any`; default: all)."""
+
+    def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        unknown = set(options) - {"file", "languages"}
+        if unknown:
+            raise ConfigError(f"query.synonyms.{sorted(unknown)[0]}: unknown option; options: file, languages")
+        file = options.get("file")
+        if file is not None and not isinstance(file, str):
+            raise ConfigError(f"query.synonyms.file: expected a path, got {file!r}")
+        languages = options.get("languages")
+        if languages is not None and not (isinstance(languages, list) and all(isinstance(x, str) for x in languages)):
+            raise ConfigError(f"query.synonyms.languages: expected a list of section names, got {languages!r}")
+        if file is not None and searcher is not None and not Path(file).is_absolute():
+            file = str(Path(searcher.path) / file)  # relative to the index directory
+        self.path = Path(file) if file else SHIPPED
+        self.languages = languages
+        Synonyms.load(self.path)  # a broken file fails when the planner is built, not per query
+
+    def rewrite(self, plan):
+        from souk.query.plan import Expansion as PlanExpansion
+
+        expansions = Synonyms.load(self.path).expand(plan.text, self.languages)
+        known = {e.text for e in plan.expansions}
+        for e in expansions:
+            if e.text not in known:
+                plan.expansions.append(PlanExpansion(e.text, e.weight, "synonyms"))
+        if expansions:
+            plan.notes.append("synonyms: " + "; ".join(f"{e.matched} -> {e.text}" for e in expansions))
+        return plan

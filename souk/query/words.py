@@ -11,6 +11,7 @@ from typing import Iterator
 
 from souk.analysis.normalize import HAN
 from souk.analysis.tokenize import tokenize
+from souk.query.lexicon import maximal_tokens
 
 _CHUNK = re.compile(r"\S+")
 _PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~、。·–—…“”‘’《》【】「」"
@@ -51,13 +52,7 @@ def word_runs(key: str) -> Iterator[list[tuple[str, int, int]]]:
 
 def longest_tokens(text: str) -> list[tuple[str, int, int]]:
     """(word, start, end) of normalized text without the sub-words of jieba's search mode."""
-    toks = sorted(((t.start, -t.end, t.text) for t in tokenize(text)))
-    out, reach = [], -1
-    for start, neg_end, word in toks:
-        if -neg_end > reach:
-            out.append((word, start, -neg_end))
-            reach = -neg_end
-    return out
+    return [(t.text, t.start, t.end) for t in maximal_tokens(tokenize(text))]
 
 
 def words(text: str) -> list[str]:

@@ -40,3 +40,17 @@ def test_short_queries_are_left_alone_and_limits_are_configurable():
     assert short.reduced and short.kept == ["cotton", "shirt"]
     with pytest.raises(QueryError):
         reduce(long, max_terms=0)
+
+
+def test_keywords_step_rewrites_long_queries_only():
+    from souk.errors import ConfigError
+    from souk.query.plan import Planner
+
+    planner = Planner(None, ["syntax", "keywords"], {"keywords": {"max_terms": 3, "longer_than": 6}})
+    plan = planner.plan("please help me find a good waterproof hiking jacket for my wife")
+    assert plan.text == "waterproof hiking jacket" and plan.notes[0].startswith("keywords: searched")
+    assert planner.plan("waterproof hiking jacket").text == "waterproof hiking jacket"
+    quoted = 'please help me find a good "waterproof" hiking jacket for my wife'
+    assert planner.plan(quoted).text == quoted
+    with pytest.raises(ConfigError, match="query.keywords.max_terms"):
+        Planner(None, ["keywords"], {"keywords": {"max_terms": 0}})

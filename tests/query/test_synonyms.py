@@ -21,18 +21,34 @@ def test_chocolate_variants_expand_to_each_other_in_the_shipped_set():
 
 def test_qiaokeli_and_zhuguli_meet_in_the_demo_catalog(demo_index):
     from souk.index import Index
-    from souk.index.searcher import SearchRequest
+    from souk.query.plan import Planner
 
     searcher = Index.open(demo_index).searcher()
-    syn = Synonyms.shipped()
+    planner = Planner(searcher, ["syntax", "synonyms"])
 
-    def ids(query):
-        return {h.id for h in searcher.search(SearchRequest(query=query, k=500, highlight=False)).hits}
+    def ids(query, expand):
+        plan = planner.plan(query)
+        expansions = [(e.text, e.weight) for e in plan.expansions] if expand else []
+        return set(searcher.bm25(plan.text, 500, expansions=expansions).ids)
 
-    qiaokeli, zhuguli = ids("巧克力"), ids("朱古力")
+    qiaokeli, zhuguli = ids("巧克力", False), ids("朱古力", False)
     assert len(qiaokeli) == 40 and len(zhuguli) == 71
-    expanded = ids(" ".join(["巧克力", *texts(syn.expand("巧克力", languages=["zh"]))]))
-    assert zhuguli <= expanded and qiaokeli <= expanded
+    assert zhuguli <= ids("巧克力", True) and qiaokeli <= ids("朱古力", True)
+    plan = planner.plan("朱古力")
+    assert {(e.text, e.weight, e.source) for e in plan.expansions} >= {("巧克力", 0.5, "synonyms")}
+    assert plan.text == "朱古力" and plan.notes == ["synonyms: 朱古力 -> 巧克力; 朱古力 -> chocolate"]
+
+
+def test_synonyms_step_options(tmp_path):
+    from souk.query.synonyms import SynonymRewriter
+
+    (tmp_path / "my.txt").write_text("[en]\ntv => television\n")
+    step = SynonymRewriter(None, {"file": str(tmp_path / "my.txt"), "languages": ["en"]})
+    assert step.path == tmp_path / "my.txt"
+    with pytest.raises(ConfigError, match="query.synonyms.weights: unknown option"):
+        SynonymRewriter(None, {"weights": 1})
+    with pytest.raises(ConfigError, match="does not exist"):
+        SynonymRewriter(None, {"file": str(tmp_path / "nope.toml")})
 
 
 def test_one_way_rules_expand_one_direction_only(tmp_path):
