@@ -35,7 +35,7 @@ from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, HAN_CLASS, normalize
 from souk.errors import QueryError
 from souk.query import documents
-from souk.query.pinyin import pinyin_keys, typed_key
+from souk.query.pinyin import pinyin_keys, span_keys, syllables, typed_key
 from souk.query.querylog import read_query_log
 from souk.query.words import word_runs
 
@@ -176,6 +176,8 @@ class Suggester:
         phrase_titles: Counter[str] = Counter()
         title_docs: Counter[str] = Counter()
         title_display: dict[str, str] = {}
+        read: list[tuple[str, list[str | None]]] = []  # Han titles with their syllables (read in context)
+        first_read: dict[str, tuple[int, int, int]] = {}  # completion -> (title in `read`, start, end)
         docs = 0
         for values in titles:
             docs += 1
@@ -186,7 +188,13 @@ class Suggester:
                 if not key or key in doc_titles:
                     continue
                 doc_titles.add(key)
-                doc_phrases.update(title_phrases(key, cfg.max_words))
+                runs = list(word_runs(key))
+                spans = list(phrase_spans(key, cfg.max_words, runs))
+                doc_phrases.update(key[a:b] for a, b in spans)
+                if HAN.search(key):
+                    read.append((key, syllables(key, (w for run in runs for w in run))))
+                    for a, b in [*spans, (0, len(key))]:
+                        first_read.setdefault(key[a:b], (len(read) - 1, a, b))
                 if len(key) <= cfg.max_title_chars:
                     title_docs[key] += 1
                     title_display.setdefault(key, " ".join(value.split()))
@@ -218,7 +226,13 @@ class Suggester:
             entries.add(key, entity_display[key], n * cfg.entity_weight, 1)
         for key, n in log_counts.items():
             entries.add(key, key, n * cfg.log_weight, 0)  # logged queries show in their normalized form
-        suggester = entries.suggester(cfg)
+        pinyin_of = {}
+        for key in entries.keys:
+            where = first_read.get(key)
+            if where is not None:
+                text, sy = read[where[0]]
+                pinyin_of[key] = span_keys(text, sy, where[1], where[2])
+        suggester = entries.suggester(cfg, pinyin_of)
         suggester.info.update(titles=docs, build_s=round(time.perf_counter() - t0, 3), cached=False)
         return suggester
 
@@ -391,22 +405,27 @@ def one_typo_spans(table: _Table, p: str, limit: int | None = None) -> Iterator[
 
 
 def title_phrases(key: str, max_words: int) -> Iterator[str]:
-    """Word n-grams (1..max_words) of a normalized title that neither start nor end on a stopword or a
-    single letter, nor start on a lone Han character (跑步鞋 may end on 鞋, not on 的); lone numbers are
-    skipped and punctuation such as ` - ` or `,` ends a phrase. Words are whitespace-separated (`strong-tie` stays one word); Han runs are split
-    into jieba's longest words."""
+    """The phrases of `phrase_spans` as strings."""
+    return (key[a:b] for a, b in phrase_spans(key, max_words))
+
+
+def phrase_spans(key: str, max_words: int, runs: list | None = None) -> Iterator[tuple[int, int]]:
+    """Spans of word n-grams (1..max_words) of a normalized title that neither start nor end on a
+    stopword or a single letter, nor start on a lone Han character (跑步鞋 may end on 鞋, not on 的);
+    lone numbers are skipped and punctuation such as ` - ` or `,` ends a phrase. Words come from
+    `souk.query.words.word_runs` (pass `runs` when already computed)."""
     stop = english_stopwords()
-    for run in word_runs(key):
+    for run in word_runs(key) if runs is None else runs:
         start = [len(w) > 1 and w not in stop for w, _, _ in run]
         end = [ok or (HAN.match(w) is not None and w not in _PARTICLES) for ok, (w, _, _) in zip(start, run)]
         for i, (w, s, _) in enumerate(run):
             if not start[i]:
                 continue
             if not w.isdigit():
-                yield w
+                yield s, run[i][2]
             for j in range(i + 1, min(i + max_words, len(run))):
                 if end[j] and not _cut_number(run, j):
-                    yield key[s : run[j][2]]
+                    yield s, run[j][2]
 
 
 def _cut_number(run: list[tuple[str, int, int]], j: int) -> bool:
@@ -440,13 +459,13 @@ class _Entries:
         if amount >= self.best[i]:
             self.best[i], self.sources[i], self.displays[i] = amount, source, display
 
-    def suggester(self, cfg: SuggestConfig) -> Suggester:
+    def suggester(self, cfg: SuggestConfig, pinyin_of: Mapping[str, tuple[str, str]]) -> Suggester:
         weights = np.asarray(self.totals, dtype=np.float32)
         text, pinyin, initials = [], [], []
         for i, key in enumerate(self.keys):
             text.append((key, i))
             if HAN.search(key):
-                full, init = pinyin_keys(key)
+                full, init = pinyin_of.get(key) or pinyin_keys(key)
                 pinyin.append((full, i))
                 initials.append((init, i))
         tables = {"text": _Table.from_pairs(text, weights), "pinyin": _Table.from_pairs(pinyin, weights),
