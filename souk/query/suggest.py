@@ -21,13 +21,15 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
+import weakref
 import zipfile
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -378,6 +380,22 @@ def _edit_limit(key: str) -> int:
     `garage door s`; it is unfinished)."""
     last = key.rpartition(" ")[2]
     return len(key) if len(last) >= 3 else len(key) - len(last)
+
+
+_SUGGESTERS: "weakref.WeakKeyDictionary[Any, dict[str, Suggester]]" = weakref.WeakKeyDictionary()
+_BUILD_LOCK = threading.Lock()
+
+
+def suggester_for(searcher: "Searcher", fields: Sequence[str] | None = None, entity_fields: Sequence[str] | None = None,
+                  log: str | Path | None = None) -> Suggester:
+    """The Suggester of this searcher snapshot, built (or loaded from `IDX/cache/`) once and shared;
+    a server calls this per request with its current searcher."""
+    key = json.dumps([list(fields or []), None if entity_fields is None else list(entity_fields), str(log or "")])
+    with _BUILD_LOCK:
+        per_searcher = _SUGGESTERS.setdefault(searcher, {})
+        if key not in per_searcher:
+            per_searcher[key] = Suggester.build(searcher, fields, entity_fields, log)
+        return per_searcher[key]
 
 
 def one_typo_spans(table: _Table, p: str, limit: int | None = None) -> Iterator[tuple[int, int]]:

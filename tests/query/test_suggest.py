@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError, QueryError
-from souk.query.suggest import SuggestConfig, Suggester, one_typo_spans, prefix_key, title_phrases
+from souk.query.suggest import SuggestConfig, Suggester, one_typo_spans, prefix_key, suggester_for, title_phrases
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,9 @@ def test_cache_per_commit(tmp_path):
     with index.writer() as w:
         w.add(read_catalog(extra))
         w.commit()
-    fresh = Suggester.build(index.searcher())
+    searcher = index.searcher()
+    fresh = suggester_for(searcher)
+    assert suggester_for(searcher) is fresh  # one per snapshot
     assert not fresh.info["cached"] and "Wireless Charger Pad" in texts(fresh.suggest("wireless"))
     assert len(list((tmp_path / "ix" / "cache").glob("suggest-*.npz"))) == 1  # the old commit's cache went
 
