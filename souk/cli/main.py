@@ -24,6 +24,10 @@ COMMANDS = [
     ("souk.cli.serve", app),
     ("souk.cli.spell", app),
     ("souk.cli.bench_spell", bench_app),
+    ("souk.cli.suggest", app),
+    ("souk.cli.bench_suggest", bench_app),
+    ("souk.cli.synonyms", app),
+    ("souk.cli.keywords", app),
 ]
 
 

@@ -23,6 +23,8 @@ def load_builtin_rewriters() -> None:
     """Import the modules that register souk's own query-understanding steps."""
     import souk.query.plan  # noqa: F401  (syntax)
     import souk.query.spell  # noqa: F401  (spell)
+    import souk.query.synonyms  # noqa: F401  (synonyms)
+    import souk.query.keywords  # noqa: F401  (keywords)
 
 
 def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
