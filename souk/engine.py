@@ -152,6 +152,12 @@ class Engine:
         terms = searcher.text_query(plan.text, relaxed=True)[1] if plan.text.strip() else []
         return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms)
 
+    def suggest(self, prefix: str, k: int = 8) -> list[dict[str, Any]]:
+        """Completions for a typed prefix (titles, catalog entities, the query log), best first."""
+        from souk.query.suggest import suggester_for
+
+        return [s.to_dict() for s in suggester_for(self.searcher()).suggest(prefix, k)]
+
     # ---- writes -------------------------------------------------------------------------------
     def write(self, records: Sequence[Any], on_error: str = "fail", delete: Sequence[str] = ()) -> dict[str, Any]:
         """Upsert records (dicts keyed by the schema's id field) and delete ids, in one commit.
