@@ -261,6 +261,8 @@ def _print_explain(result) -> None:
 
 
 def _print_result(result, schema: Schema, sort: str | None = None) -> None:
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/]")
     if result.did_you_mean:
         console.print(f"did you mean: [bold]{result.did_you_mean}[/]")
     if result.relaxed:

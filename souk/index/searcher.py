@@ -167,6 +167,11 @@ class Searcher:
             plan = self._plans[names] = [(f.name, get_analyzer(f.analyzer, self._user_dict), f.boost) for f in fields]
         return plan
 
+    def warm(self) -> None:
+        """Load what the first query would otherwise wait for (jieba's dictionary for Chinese fields)."""
+        for _, analyzer, _ in self._plan(tuple(self.schema.search_fields)):
+            analyzer.terms("中文")
+
     # ---- cheap paths for retrieval stages ------------------------------------------------------
     def _expand(self, query: tantivy.Query | None, expansions: Sequence[tuple[str, float]],
                 fields: Sequence[str] | None = None) -> tantivy.Query | None:
