@@ -23,7 +23,6 @@ bench_app = typer.Typer(no_args_is_help=True, help="Side-by-side benchmarks agai
 app.add_typer(bench_app, name="bench")
 
 
-<<<<<<< HEAD
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"souk {__version__}")
@@ -34,7 +33,8 @@ def _print_version(value: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """souk: search for product catalogs and document collections (Chinese and English)."""
-=======
+
+
 # (module, app): each module's `register(app)` adds its commands; one line per module.
 COMMANDS = [
     ("souk.cli.evaluate", app),
@@ -47,8 +47,8 @@ COMMANDS = [
     ("souk.cli.bench_suggest", bench_app),
     ("souk.cli.synonyms", app),
     ("souk.cli.keywords", app),
+    ("souk.cli.schema", app),
 ]
->>>>>>> main
 
 
 def _register() -> None:
@@ -60,12 +60,7 @@ def _register() -> None:
     from souk.cli import bench
 
     bench.register(bench_app)
-<<<<<<< HEAD
-    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.fit", app),
-                           ("souk.cli.schema", app)):
-=======
     for module, target in COMMANDS:
->>>>>>> main
         importlib.import_module(module).register(target)
 
 

@@ -15,11 +15,7 @@ import tantivy
 
 from souk.analysis.registry import get_analyzer
 from souk.catalogs import Record
-<<<<<<< HEAD
-from souk.errors import DocumentError, IndexStateError, SoukError
-=======
-from souk.errors import ConfigError, DocumentError, IndexStateError
->>>>>>> main
+from souk.errors import ConfigError, DocumentError, IndexStateError, SoukError
 from souk.index.keys import doc_key
 from souk.index.manifest import touch_manifest
 from souk.index.store import ID, KEY, SOURCE, guard, share_commit_files
