@@ -313,8 +313,6 @@ def test_filter_sort_and_pages_match_brute_force(tmp_path_factory, rows, exprs, 
     assert [h.id for h in res.hits] == [r["sku"] for r in page]
 
 
-@pytest.mark.xfail(strict=True, reason="searcher.py (lead): sorting on a number some documents lack gives "
-                                       "tantivy sort value None -> TypeError in float(score); reported in issue 8 work")
 def test_sort_on_a_field_some_documents_lack(tmp_path):
     index = build(tmp_path / "ix", [{"sku": "a", "rank": 1, "price": 3}, {"sku": "b", "rank": 2}])
     res = index.searcher().search(SearchRequest("", k=5, sort="price"))

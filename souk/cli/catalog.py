@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from souk.catalogs import Record, detect_format, estimate_records, read_catalog
-from souk.cli.output import console, emit_json, err_console, progress_bar
+from souk.cli.output import console, emit_json, err_console, facet_line, plain_text, progress_bar
 from souk.errors import ConfigError, DocumentError
 from souk.index import Index
 from souk.index.writer import WriteReport
@@ -281,14 +281,11 @@ def _print_result(result, schema: Schema, sort: str | None = None) -> None:
             if value in (None, "", []):
                 continue
             value = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-            value = value.replace("[", "\\[").replace("<mark>", "[bold yellow]").replace("</mark>", "[/]")
+            value = plain_text(value.replace("<mark>", "\x01").replace("</mark>", "\x02"))
+            value = value.replace("\x01", "[bold yellow]").replace("\x02", "[/]")
             parts.append(f"[dim]{name}:[/] {value[:200]}")
         key = hit.doc.get(sort.lstrip("+-")) if sort else f"{hit.score:.3f}"
         table.add_row(str(i), hit.id, str(key), "\n".join(parts))
     console.print(table)
     for name, facet in result.facets.items():
-        if "buckets" in facet:
-            values = ", ".join(f"{v} ({c})" for v, c in facet["buckets"])
-            console.print(f"[bold]{name}[/] ({facet['distinct']} distinct): {values}")
-        else:
-            console.print(f"[bold]{name}[/]: min {facet['min']}, max {facet['max']}, avg {facet['avg']}")
+        console.print(facet_line(name, facet))
