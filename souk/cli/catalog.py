@@ -25,6 +25,8 @@ def open_or_create(data: Path, index_dir: Path, schema_file: Path | None, vector
         index = Index.open(index_dir)
         if schema_file and Schema.load(schema_file).to_dict()["fields"] != index.schema.to_dict()["fields"]:
             raise ConfigError(f"{index_dir} exists with another schema; index into a new directory to change it")
+        if vectors and not index.schema.vector_fields:
+            raise ConfigError(f"{index_dir} exists without a vector field; --vectors only applies when creating an index: index into a new directory")
         return index, records
     if schema_file:
         schema = Schema.load(schema_file)

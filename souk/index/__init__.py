@@ -28,8 +28,12 @@ class Index:
 
     @classmethod
     def create(cls, path: str | Path, schema: Schema) -> "Index":
-        """Create an empty index; refuses a directory that already holds one."""
+        """Create an empty index; refuses a directory that already holds one. Vector fields' params are
+        checked and completed first (model looked up, dimension read) and pinned in the manifest."""
+        from souk.index.vectors.config import validate_params
+
         path = Path(path)
+        vectors = {f.name: validate_params(f) for f in schema.vector_fields}
         if (path / MANIFEST).exists():
             raise IndexStateError(f"{path} already holds an index; open it to add documents, or delete the directory")
         if path.is_dir() and any(path.iterdir()):
@@ -37,7 +41,7 @@ class Index:
         path.mkdir(parents=True, exist_ok=True)
         try:
             tindex = open_tantivy(path, schema, create=True)
-            manifest = new_manifest(schema.to_dict())
+            manifest = new_manifest(schema.to_dict(), vectors=vectors) if vectors else new_manifest(schema.to_dict())
             write_json_atomic(path / MANIFEST, manifest)
         except BaseException:
             shutil.rmtree(path / "keyword", ignore_errors=True)

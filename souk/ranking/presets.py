@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from souk.errors import ConfigError
 from souk.index.filters import Filter
-from souk.models.encoder import text_coverage
+from souk.models.registry import text_coverage
 from souk.ranking.pipeline import Pipeline, RetrieverPipeline, check_options, register_pipeline
 from souk.retrieval.base import Ranking
 from souk.retrieval.bm25 import BM25Retriever
