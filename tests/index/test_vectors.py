@@ -199,3 +199,14 @@ def test_manifest_pins_completed_params_and_schema_keeps_what_was_written(small_
 @pytest.fixture
 def small_index(tmp_path, tiny_encoder):
     return vector_index(tmp_path, tiny_encoder, 60)
+
+
+def test_index_creation_checks_vector_params_before_writing(tmp_path):
+    from souk.index import Index
+    from souk.schema import Schema
+
+    schema = Schema.from_dict({"id": "_id", "fields": {"_id": {"kind": "keyword"}, "text": {"kind": "text"},
+                                                       "vec": {"kind": "vector", "params": {"model": "bert-huge"}}}})
+    with pytest.raises(ConfigError, match=r"fields.vec.params.model: unknown model 'bert-huge'"):
+        Index.create(tmp_path / "index", schema)
+    assert not (tmp_path / "index").exists()
