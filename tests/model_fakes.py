@@ -42,6 +42,7 @@ def write_tiny_bert(path: Path, kind: str = "bi-encoder", reads_han: bool = True
     `kind="cross-encoder"`) with its tokenizer and a souk manifest into `path`."""
     import torch
     from tokenizers import BertWordPieceTokenizer
+    from tokenizers.processors import TemplateProcessing
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     from souk.models.backends import quiet_transformers
@@ -51,6 +52,9 @@ def write_tiny_bert(path: Path, kind: str = "bi-encoder", reads_han: bool = True
     path.mkdir(parents=True, exist_ok=True)
     tok = BertWordPieceTokenizer(lowercase=True)
     tok.train_from_iterator(fixture_words(), vocab_size=VOCAB, min_frequency=1, show_progress=False)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                            special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     tok.save(str(path / "tokenizer.json"))
     tok.save_model(str(path))
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,

@@ -117,9 +117,10 @@ def _dir_card(path: str, stamp: tuple) -> ModelCard:
 
 
 def _stamp(path: Path) -> tuple:
-    """Names, sizes and times of the directory's files: a changed model is read again."""
+    """Names, sizes and times of the directory's files (sub-folders too): a changed model is read again."""
     try:
-        return tuple(sorted((f.name, st.st_size, st.st_mtime_ns) for f in path.iterdir() if f.is_file() for st in [f.stat()]))
+        return tuple(sorted((str(f.relative_to(path)), st.st_size, st.st_mtime_ns)
+                            for f in path.rglob("*") if f.is_file() for st in [f.stat()]))
     except OSError as e:
         raise ModelError(f"{path}: cannot read the model directory: {e}") from e
 
