@@ -162,13 +162,23 @@ def _checksum(path: Path) -> str:
 
 
 def _fit_transform(spec: str, vectors: np.ndarray):
-    """Whitening (all dims, unit variance) or PCA to N dims, fitted on the corpus vectors. A corpus with
-    fewer documents than dimensions keeps at most (documents - 1) dims: the rest carry no variance."""
+    """Whitening (all dims, unit variance) or PCA to N dims, fitted on the corpus vectors. Dims without
+    variance are dropped: a corpus with fewer documents than dimensions keeps at most (documents - 1), and
+    whitening keeps only dims whose variance is above 1e-6 of the largest (scaling noise up gives NaNs)."""
     import faiss
 
-    d = vectors.shape[1]
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    d = x.shape[1]
     out, power = (d, -0.5) if spec == "whiten" else (int(spec[4:]), 0.0)
-    t = faiss.PCAMatrix(d, max(1, min(out, len(vectors) - 1)), power, False)
-    t.epsilon = 1e-6
-    t.train(np.ascontiguousarray(vectors, dtype=np.float32))
-    return t
+    out = max(1, min(out, len(x) - 1))
+    while True:
+        t = faiss.PCAMatrix(d, out, power, False)
+        t.epsilon = 1e-6
+        t.train(x)
+        if power == 0.0:
+            return t
+        ev = faiss.vector_to_array(t.eigenvalues)[:out]
+        keep = max(1, int((ev > 1e-6 * ev[0]).sum())) if len(ev) and ev[0] > 0 else 1
+        if keep >= out:
+            return t
+        out = keep
