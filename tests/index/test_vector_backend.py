@@ -48,6 +48,16 @@ class NumpyBackend:
         return backend
 
 
+def test_exported_names_are_what_was_meant():
+    import souk.index.vectors as vectors
+
+    assert set(vectors.__all__) == {
+        "DEFAULTS", "INDEX_TYPES", "KEEP_CACHES", "FaissBackend", "VectorBackend", "VectorCacheWarning", "VectorSet",
+        "encode_documents", "encode_queries", "encoder_config", "field_params", "model_record", "open_vector_set",
+        "register_vector_backend", "validate_params", "vector_backend", "vector_backend_names"}
+    assert all(getattr(vectors, name) is not None for name in vectors.__all__)
+
+
 def test_both_backends_meet_the_protocol():
     assert isinstance(NumpyBackend(4, {}), VectorBackend) and isinstance(FaissBackend(4, {"index": "flat"}), VectorBackend)
     assert vector_backend("numpy-exact") is NumpyBackend
