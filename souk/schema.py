@@ -14,7 +14,8 @@ A schema is one TOML file (validated on load; errors name the key):
     reduce = "min"           # min | max | first | sum for lists of numbers
     [search]
     fields = ["title_en", "title_zh"]   # default query fields (default: every text field)
-    [pipelines.hybrid]                   # per-pipeline options, validated by the pipeline
+    [pipelines.hybrid]                   # per-pipeline options or stages (souk.ranking.pipeline)
+    [query]                              # query understanding steps (souk.query.understand)
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from souk.errors import ConfigError, SchemaError
 KINDS = ("text", "keyword", "number", "stored", "vector")
 REDUCERS = ("first", "min", "max", "sum", "join")
 _FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params"}
-_TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines"}
+_TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "query"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_id$")
 KEYWORD_HINTS = ("brand", "category", "colour", "color", "size", "type", "tag", "vendor", "maker", "manufacturer", "supermarket", "country", "grade", "status")
 ID_CANDIDATES = ("_id", "id", "code", "sku", "uniq_id", "product_id", "doc_id")
@@ -79,6 +80,7 @@ class Schema:
     search_fields: list[str] = field(default_factory=list)
     analysis: dict[str, Any] = field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
 
     # ---- views -------------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[Field]:
@@ -118,6 +120,7 @@ class Schema:
             "search": {"fields": list(self.search_fields)},
             "analysis": dict(self.analysis),
             "pipelines": {k: dict(v) for k, v in self.pipelines.items()},
+            "query": dict(self.query),
         }
 
     @classmethod
@@ -139,12 +142,15 @@ class Schema:
         if not isinstance(search, dict):
             raise ConfigError(f"{origin}: [search] must be a table")
         search_fields = search.get("fields") or [f.name for f in fields.values() if f.kind == "text"]
+        if not isinstance(search_fields, list) or not all(isinstance(n, str) for n in search_fields):
+            raise ConfigError(f"{origin}: search.fields must be a list of field names, got {search_fields!r}")
         schema = cls(
             id_field=id_field,
             fields=fields,
             search_fields=list(search_fields),
             analysis=dict(data.get("analysis", {})),
-            pipelines={k: dict(v) for k, v in data.get("pipelines", {}).items()},
+            pipelines=_tables(data, "pipelines", origin),
+            query=_table(data, "query", origin),
         )
         _check(schema, origin)
         return schema
@@ -237,6 +243,23 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
         name=name, kind=kind, source=spec.get("from", name), analyzer=analyzer, boost=float(boost),
         reduce=reduce, copy_from=list(copy_from), stored=bool(spec.get("stored", not copy_from)), params=params,
     )
+
+
+def _table(data: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{origin}: {key} must be a table ([{key}]), got {value!r}")
+    return dict(value)
+
+
+def _tables(data: dict[str, Any], key: str, origin: str) -> dict[str, dict[str, Any]]:
+    """A table of tables, e.g. [pipelines.NAME]; the values' contents are checked by their owner."""
+    out = {}
+    for name, value in _table(data, key, origin).items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{origin}: {key}.{name} must be a table ([{key}.{name}]), got {value!r}")
+        out[name] = dict(value)
+    return out
 
 
 def _check(schema: Schema, origin: str) -> None:

@@ -33,3 +33,26 @@ def run_souk(*args: str, check: bool = True, cwd: Path | None = None, timeout: f
     return proc
 
 
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+ARTIFACTS = REPO / ".artifacts"  # screenshots kept by browser tests (ignored by git)
+
+
+def browser_or_skip():
+    """Playwright's sync API, or skip when Debian's chromium or playwright is absent."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent; install it with `apt-get install chromium`")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

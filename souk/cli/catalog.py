@@ -114,25 +114,40 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(10, "-k", "--k", help="Number of hits."),
         offset: int = typer.Option(0, "--offset", help="Skip this many hits (pagination)."),
         sort: Optional[str] = typer.Option(None, "--sort", help="Sort by a number field; '-price' for descending."),
-        pipeline: str = typer.Option("keyword", "--pipeline", help="keyword (BM25 with facets/highlights), bm25, dense or hybrid."),
+        pipeline: str = typer.Option("keyword", "--pipeline", help="keyword, bm25, dense, hybrid, ltr, rerank, full or one the index config declares."),
+        explain: bool = typer.Option(False, "--explain", help="Show the query plan and each hit's per-stage scores."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Search an index."""
-        from souk.index.filters import parse_filters
-        from souk.index.searcher import SearchRequest
+        """Search an index through a pipeline (keyword: BM25 with facets, sort and highlights over every match)."""
+        from souk.engine import Engine
 
-        idx = Index.open(index)
-        searcher = idx.searcher()
-        flt = parse_filters(filters, idx.schema)
-        req = SearchRequest(query=query, k=k, offset=offset, filters=flt, facets=facets, sort=sort)
-        if pipeline == "keyword":
-            result = searcher.search(req)
-        else:
-            result = _pipeline_search(searcher, pipeline, req)
+        engine = Engine.open(index)
+        result = engine.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort,
+                               k=k, offset=offset, explain=explain)
         if as_json:
             emit_json(result.to_dict())
             return
-        _print_result(result, idx.schema)
+        _print_result(result, engine.index.schema, sort)
+        if explain and result.plan:
+            _print_explain(result)
+
+    @app.command("explain")
+    def explain_cmd(
+        query: str = typer.Argument(..., help="Query text."),
+        index: Path = typer.Option(..., "--index", help="Index directory."),
+        pipeline: str = typer.Option("keyword", "--pipeline", help="Pipeline whose per-stage scores to show."),
+        k: int = typer.Option(5, "-k", "--k", help="Number of hits to explain."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Show the query plan (corrections, expansions, entities, intent) and each top hit's per-stage scores."""
+        from souk.engine import Engine
+
+        result = Engine.open(index).search(query, pipeline=pipeline, k=k, explain=True)
+        if as_json:
+            emit_json({"plan": result.plan, "timings_ms": result.timings_ms,
+                       "hits": [{"id": h.id, "explain": h.explain} for h in result.hits]})
+            return
+        _print_explain(result)
 
     @app.command("stats")
     def stats_cmd(index: Path = typer.Option(..., "--index"), as_json: bool = typer.Option(False, "--json")) -> None:
@@ -162,29 +177,33 @@ def register(app: typer.Typer) -> None:
             console.print(f"deleted {result['deleted']} document(s){f' ({missing} id(s) not found)' if missing else ''}; {docs} remain")
 
 
-def _pipeline_search(searcher, name: str, req):
-    """Rank with a named pipeline, then fetch documents, highlights and facets like a keyword search."""
-    from souk.index.searcher import SearchResult
-    from souk.ranking.pipeline import build_pipeline
+def _print_explain(result) -> None:
+    plan = result.plan
+    console.print(f"[bold]plan[/]: {plan['original']!r} -> {plan['text']!r}; steps {', '.join(plan['steps'])}")
+    for key in ("corrections", "expansions", "entities", "intent", "notes"):
+        if plan.get(key):
+            console.print(f"  {key}: {plan[key]}")
+    console.print("timings: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()))
+    for hit in result.hits:
+        stages = ", ".join(f"{k} #{v['rank']} {v['score']:.3f}" for k, v in hit.explain.items() if k != "signals")
+        console.print(f"  {hit.id}: {stages} {hit.explain.get('signals', '')}")
 
-    t0 = time.perf_counter()
-    ranking = build_pipeline(name, searcher).search(req.query, req.k + req.offset, req.filters)
-    hits = searcher.hits(ranking.top(req.k + req.offset), req.query)[req.offset :]
-    facets = searcher.search(type(req)(query=req.query, k=0, filters=req.filters, facets=req.facets)).facets
-    return SearchResult(hits, len(ranking), [], facets, (time.perf_counter() - t0) * 1e3)
 
-
-def _print_result(result, schema: Schema) -> None:
+def _print_result(result, schema: Schema, sort: str | None = None) -> None:
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/]")
+    if result.did_you_mean:
+        console.print(f"did you mean: [bold]{result.did_you_mean}[/]")
     if result.relaxed:
         console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
     table = Table(title=f"{result.total} hits in {result.took_ms:.1f} ms", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("id")
-    table.add_column("score", justify="right")
+    table.add_column(sort.lstrip("+-") if sort else "score", justify="right")
     table.add_column("document")
     shown = [f.name for f in schema.fields.values()
              if f.kind in ("text", "keyword", "number", "stored") and not f.copy_from and f.name != schema.id_field][:6]
-    for i, hit in enumerate(result.hits, 1):
+    for i, hit in enumerate(result.hits, result.offset + 1):
         parts = []
         for name in shown:
             value = hit.highlights.get(name) or hit.doc.get(name)
@@ -193,7 +212,8 @@ def _print_result(result, schema: Schema) -> None:
             value = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
             value = value.replace("[", "\\[").replace("<mark>", "[bold yellow]").replace("</mark>", "[/]")
             parts.append(f"[dim]{name}:[/] {value[:200]}")
-        table.add_row(str(i), hit.id, f"{hit.score:.3f}", "\n".join(parts))
+        key = hit.doc.get(sort.lstrip("+-")) if sort else f"{hit.score:.3f}"
+        table.add_row(str(i), hit.id, str(key), "\n".join(parts))
     console.print(table)
     for name, facet in result.facets.items():
         if "buckets" in facet:

@@ -16,6 +16,21 @@ bench_app = typer.Typer(no_args_is_help=True, help="Side-by-side benchmarks agai
 app.add_typer(bench_app, name="bench")
 
 
+# (module, app): each module's `register(app)` adds its commands; one line per module.
+COMMANDS = [
+    ("souk.cli.evaluate", app),
+    ("souk.cli.bench_dense", bench_app),
+    ("souk.cli.fit", app),
+    ("souk.cli.serve", app),
+    ("souk.cli.spell", app),
+    ("souk.cli.bench_spell", bench_app),
+    ("souk.cli.suggest", app),
+    ("souk.cli.bench_suggest", bench_app),
+    ("souk.cli.synonyms", app),
+    ("souk.cli.keywords", app),
+]
+
+
 def _register() -> None:
     import importlib
 
@@ -25,12 +40,8 @@ def _register() -> None:
     from souk.cli import bench
 
     bench.register(bench_app)
-    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.serve", app)):
-        try:
-            importlib.import_module(module).register(target)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
+    for module, target in COMMANDS:
+        importlib.import_module(module).register(target)
 
 
 _register()

@@ -14,7 +14,7 @@ import tantivy
 
 from souk.analysis.registry import get_analyzer
 from souk.catalogs import Record
-from souk.errors import DocumentError, IndexStateError
+from souk.errors import ConfigError, DocumentError, IndexStateError
 from souk.index.keys import doc_key
 from souk.index.manifest import touch_manifest
 from souk.index.store import ID, KEY, SOURCE
@@ -54,7 +54,7 @@ class Writer:
         """Validate and add records. `fail`: any bad record rolls back the whole batch and raises
         DocumentError listing every problem; `skip`: good records are kept, rejects are reported."""
         if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+            raise ConfigError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
         report = WriteReport()
         for rec in records:
             if progress:

@@ -1,7 +1,7 @@
 """Models souk runs: bi-encoders (text -> vector) and cross-encoders (pair -> score).
 
 Models are registered names (packaged, e.g. all-MiniLM-L6-v2) or model directories with an optional
-`souk-model.json` manifest; both load the same way. Nothing here is downloaded from a hub, and nothing
+`manifest.json`; both load the same way. Nothing here is downloaded from a hub, and nothing
 heavy (torch, transformers) is imported until a model is loaded.
 """
 from souk.models.backends import BACKENDS, choose_backend

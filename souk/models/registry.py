@@ -3,7 +3,8 @@
 A model is a directory of Hugging Face files (`config.json`, `tokenizer.json`, weights). It is named
 either by a registered name (the bundled `all-MiniLM-L6-v2`, located in its installed package) or by
 its path, so a model trained by `souk fit` is just another directory. An optional manifest
-`souk-model.json` in the directory says what souk needs to know about it:
+`manifest.json` (the one `souk.models.store` publishes fitted models with) says what souk needs to
+know about it:
 
     {"format": 1, "kind": "bi-encoder", "reads_han": true, "base": "...", "created": "...", "metrics": {...}}
 
@@ -27,8 +28,8 @@ from typing import Any, Callable
 
 from souk.analysis.normalize import han_share
 from souk.errors import ModelError
+from souk.models.store import MANIFEST as MODEL_MANIFEST
 
-MODEL_MANIFEST = "souk-model.json"
 MANIFEST_FORMAT = 1
 KINDS = ("bi-encoder", "cross-encoder")
 _ST_MODULES = {"sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
@@ -147,7 +148,7 @@ def read_model_dir(path: Path) -> ModelCard:
 
 
 def write_model_manifest(path: Path, kind: str, reads_han: bool, **meta: Any) -> Path:
-    """Write `souk-model.json` into a model directory (what `souk fit` leaves beside the weights)."""
+    """Write the manifest into a model directory (a fitter returns the same fields to `ModelStore.publish`)."""
     if kind not in KINDS:
         raise ModelError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     out = Path(path) / MODEL_MANIFEST

@@ -7,6 +7,7 @@ from souk.evaluation.datasets import load_beir
 from souk.evaluation.metrics import score_run
 from souk.index import Index
 from souk.index.filters import parse_filter
+from souk.query.plan import QueryPlan
 from souk.ranking.pipeline import build_pipeline
 from souk.retrieval.dense import DenseRetriever
 from model_fakes import vector_index
@@ -64,24 +65,25 @@ def test_filters_apply_to_both_retrievers(tiny):
     for name in ("dense", "hybrid"):
         ranking = build_pipeline(name, tiny).search("solar panels and green tea", 5, filters)
         assert 0 < len(ranking) <= 5 and set(ranking.ids) <= set(allowed), name
-    hybrid = build_pipeline("hybrid", tiny)
-    bm25, dense = (r.retrieve("solar", 50, filters) for r in hybrid.retrievers.values())
+    hybrid = build_pipeline("hybrid", tiny).recall_stage
+    plan = QueryPlan("solar", "solar", filters=filters)
+    bm25, dense = (r.retrieve([plan], 50)[0] for r in hybrid.retrievers.values())
     assert set(bm25.ids) <= set(allowed) and set(dense.ids) == set(allowed)
 
 
 def test_batched_queries_match_single_queries(tiny):
     dense = DenseRetriever(tiny)
-    queries = ["solar panels on rooftops", "espresso machines and coffee"]
-    many = dense.retrieve_many(queries, 5)
-    assert [r.ids for r in many] == [dense.retrieve(q, 5).ids for q in queries]
+    queries = ["solar panels on rooftops", "espresso machines and coffee", ""]
+    many = dense.retrieve([QueryPlan(q, q) for q in queries], 5)
+    assert [r.ids for r in many] == [dense.retrieve([QueryPlan(q, q)], 5)[0].ids for q in queries]
+    assert len(many[-1]) == 0, "an empty query finds nothing"
 
 
 def test_k_hits_come_back_and_a_blank_query_finds_nothing(tiny):
     dense = DenseRetriever(tiny)
-    assert len(dense.retrieve("wind turbines", 20)) == 20
-    blank, some, spaces = dense.retrieve_many(["", "wind turbines", "   "], 20)
-    assert len(blank) == 0 and len(spaces) == 0 and len(some) == 20
+    assert len(dense.retrieve([QueryPlan("wind turbines", "wind turbines")], 20)[0]) == 20
     assert len(build_pipeline("dense", tiny).search("", 10)) == 0
+    assert len(build_pipeline("dense", tiny).search("   ", 10)) == 0
 
 
 @pytest.mark.parametrize("options, key", [
@@ -95,10 +97,11 @@ def test_hybrid_options_are_checked(tiny, options, key):
 
 
 def test_hybrid_options_take_effect(tiny):
-    p = build_pipeline("hybrid", tiny, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+    pipe = build_pipeline("hybrid", tiny, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+    p = pipe.recall_stage
     assert (p.fusion, p.rrf_k, p.weights["dense"], p.depth["bm25"]) == ("rrf", 10.0, 0.0, 20)
     q = "solar electricity"
-    assert p.search(q, 10).ids == p.retrievers["bm25"].retrieve(q, 20).ids[:10]
+    assert pipe.search(q, 10).ids == p.retrievers["bm25"].retrieve([QueryPlan(q, q)], 20)[0].ids[:10]
 
 
 def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
@@ -112,10 +115,12 @@ def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
 
 def test_hybrid_gives_an_english_encoder_no_say_on_chinese_queries(tmp_path, tiny_english_encoder):
     searcher = vector_index(tmp_path, tiny_english_encoder, 40).searcher()
-    p = build_pipeline("hybrid", searcher)
-    assert p.query_weights("phone case")["dense"] == pytest.approx(p.weights["dense"])
-    assert p.query_weights("手机壳")["dense"] == 0.0
-    assert 0 < p.query_weights("iPhone 手机壳")["dense"] < p.weights["dense"]
+    pipe = build_pipeline("hybrid", searcher)
+    p = pipe.recall_stage
+    weight = lambda q: p.query_weights(QueryPlan(q, q))["dense"]  # noqa: E731
+    assert weight("phone case") == pytest.approx(p.weights["dense"])
+    assert weight("手机壳") == 0.0
+    assert 0 < weight("iPhone 手机壳") < p.weights["dense"]
     bm25 = build_pipeline("bm25", searcher)
-    assert p.search("手机壳", 10).ids == bm25.search("手机壳", 10).ids != []
-    assert p.search("iPhone 手机壳", 10).ids != bm25.search("iPhone 手机壳", 10).ids  # the dense list has a say here
+    assert pipe.search("手机壳", 10).ids == bm25.search("手机壳", 10).ids != []
+    assert pipe.search("iPhone 手机壳", 10).ids != bm25.search("iPhone 手机壳", 10).ids  # the dense list has a say here
