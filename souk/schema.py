@@ -346,14 +346,28 @@ def _check(schema: Schema, origin: str) -> None:
             if src not in schema.fields or schema.fields[src].kind not in ("text", "stored"):
                 raise SchemaError(f"{origin}: fields.{f.name}.copy_from: {src!r} is not a text or stored field")
         if f.kind == "vector":
-            from souk.index import vectors
-
-            f.params = vectors.validate_params(f)
+            _check_vector_source(schema, f, origin)
     for name in schema.search_fields:
         if name not in schema.fields or schema.fields[name].kind != "text":
             raise SchemaError(f"{origin}: search.fields: {name!r} is not a text field")
     if not schema.search_fields and schema.text_fields:
         schema.search_fields = [f.name for f in schema.text_fields]
+
+
+def _check_vector_source(schema: Schema, f: Field, origin: str) -> None:
+    """A vector field's `source` lists fields holding their own values. The rest of its params (model,
+    index, ...) are checked by the index when it is created (`souk.index.vectors.config`)."""
+    source = f.params.get("source", [])
+    where = f"{origin}: fields.{f.name}.params.source"
+    if not isinstance(source, list) or not all(isinstance(s, str) for s in source):
+        raise SchemaError(f"{where}: expected a list of field names, got {source!r}")
+    for name in source:
+        src = schema.fields.get(name)
+        if src is None:
+            raise SchemaError(f"{where}: no field {name!r}; declared fields: {', '.join(schema.fields)}")
+        if src.kind == "vector" or src.copy_from:
+            what = "a copy field (name its sources instead)" if src.copy_from else "a vector field"
+            raise SchemaError(f"{where}: {name!r} is {what}; a vector reads the values of text, keyword, number or stored fields")
 
 
 def _coerce(f: Field, raw: Any) -> Any:

@@ -72,6 +72,34 @@ def test_beir_schema_keeps_beir_names():
     assert s.id_field == "_id" and {"title", "text"} <= set(s.fields) and s.search_fields == ["all"]
 
 
+def vector_schema(**params):
+    fields = {**BASE["fields"], "all": {"kind": "text", "copy_from": ["title"]}, "vec": {"kind": "vector", "params": params}}
+    return Schema.from_dict({"id": "sku", "fields": fields})
+
+
+@pytest.mark.parametrize("source, message", [
+    (["title", "titel"], r"fields.vec.params.source: no field 'titel'"),
+    (["all"], r"'all' is a copy field"),
+    ("title", r"expected a list of field names"),
+])
+def test_vector_source_must_name_fields_with_values(source, message):
+    with pytest.raises(SchemaError, match=message):
+        vector_schema(source=source)
+
+
+def test_parsing_a_vector_schema_loads_no_model_and_no_index():
+    import subprocess
+    import sys
+
+    code = ("import sys; from souk.schema import Schema; "
+            "Schema.from_dict({'id': 'sku', 'fields': {'sku': {'kind': 'keyword'}, "
+            "'vec': {'kind': 'vector', 'params': {'model': 'not-a-model-yet', 'source': ['sku']}}}}); "
+            "print(sorted(m for m in sys.modules if m.startswith(('souk.index.vectors', 'souk.models', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert vector_schema(source=["title"]).fields["vec"].params == {"source": ["title"]}  # kept as written
+
+
 # ---- hostile and careless schemas (issue 8) -------------------------------------------------------
 import tomllib
 

@@ -45,6 +45,8 @@ def open_or_create(data: Path, index_dir: Path, schema_file: Path | None, vector
                 raise ConfigError(f"{index_dir} exists with another schema; index into a new directory to change it")
         elif raw is not None and raw.get("id", index.schema.id_field) != index.schema.id_field:
             raise ConfigError(f"{index_dir} exists with id field {index.schema.id_field!r}, not {raw.get('id')!r}")
+        if vectors and not index.schema.vector_fields:
+            raise ConfigError(f"{index_dir} exists without a vector field; --vectors only applies when creating an index: index into a new directory")
         cols = columns or _file_columns(raw, schema_file) or index.schema.catalog.get("columns")
         return Opened(index, read_catalog(data, columns=cols))
     cols = columns or _file_columns(raw, schema_file)

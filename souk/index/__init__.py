@@ -33,8 +33,13 @@ class Index:
     @classmethod
     def create(cls, path: str | Path, schema: Schema) -> "Index":
         """Create an empty index; refuses a directory that already holds one, and paths that are
-        files, under files, dangling symlinks or symlink loops. Nothing is left behind on failure."""
+        files, under files, dangling symlinks or symlink loops. Nothing is left behind on failure.
+        Vector fields' params are checked and completed first (model looked up, dimension read) and
+        pinned in the manifest."""
+        from souk.index.vectors.config import validate_params
+
         path = Path(path)
+        vectors = {f.name: validate_params(f) for f in schema.vector_fields}
         check_index_path(path)
         if (path / MANIFEST).exists():
             raise IndexStateError(f"{path} already holds an index; open it to add documents, or delete the directory")
@@ -44,7 +49,7 @@ class Index:
         try:
             path.mkdir(parents=True, exist_ok=True)
             tindex = open_tantivy(path, schema, create=True)
-            manifest = new_manifest(schema.to_dict())
+            manifest = new_manifest(schema.to_dict(), **({"vectors": vectors} if vectors else {}))
             write_json_atomic(path / MANIFEST, manifest)
         except BaseException as e:
             _remove_created(path, made)

@@ -37,9 +37,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def new_manifest(schema_dict: dict[str, Any]) -> dict[str, Any]:
+def new_manifest(schema_dict: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A fresh manifest; `extra` adds keys (e.g. `vectors`: the pinned params of vector fields)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"format": FORMAT_VERSION, "souk": __version__, "created": now, "updated": now, "schema": schema_dict}
+    return {"format": FORMAT_VERSION, "souk": __version__, "created": now, "updated": now, "schema": schema_dict, **extra}
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:

@@ -148,9 +148,9 @@ class Writer:
     def _model_records(self) -> dict:
         if not self.schema.vector_fields:
             return {}
-        from souk.index import vectors
+        from souk.index.vectors import field_params, model_record
 
-        return {"models": {vf.name: vectors.model_record(vf) for vf in self.schema.vector_fields}}
+        return {"models": {vf.name: model_record(field_params(self.index, vf)) for vf in self.schema.vector_fields}}
 
     def _flush(self) -> int:
         batch, self._pending = self._pending, []
@@ -167,11 +167,12 @@ class Writer:
     def _encode(self, batch: list[dict]) -> dict:
         out = {}
         for vf in self.schema.vector_fields:
-            from souk.index import vectors
+            from souk.index.vectors import encode_documents, field_params
 
-            sources = vf.params.get("source") or self.schema.content_fields()
-            texts = [" ".join(str(v[s]) for s in sources if v.get(s)) for v in batch]
-            out[vf.name] = vectors.encode_documents(vf, texts, progress=False)
+            params = field_params(self.index, vf)
+            sources = params["source"] or self.schema.content_fields()
+            texts = [" ".join(_text(v[s]) for s in sources if v.get(s)) for v in batch]
+            out[vf.name] = encode_documents(params, texts, progress=False, description=f"encoding {vf.name}")
         return out
 
     def _document(self, values: dict, vectors: dict) -> tantivy.Document:
@@ -203,6 +204,11 @@ class Writer:
         for name, vec in vectors.items():
             doc.add_bytes(name, vec.astype("<f4").tobytes())
         return doc
+
+
+def _text(value) -> str:
+    """A field value as text for an encoder (keyword lists joined by spaces)."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _describe(rejected: list[tuple[int, str, str]]) -> str:
