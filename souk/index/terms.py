@@ -171,6 +171,9 @@ class TermStore:
             lens = np.diff(ragged.offsets)
             if not lens.sum():
                 continue  # empty everywhere (HomeDepot's `text`): no features from it
+            parent = built.get(next((p.name for p in units if p.sources != u.sources and set(u.sources) < set(p.sources)), ""))
+            if parent is not None and np.array_equal(parent.values, ragged.values) and np.array_equal(parent.offsets, ragged.offsets):
+                continue  # the only non-empty source of its field (HomeDepot's `title` in `all`): a duplicate
             built[u.name] = UnitTerms(ragged.offsets, ragged.values, u, _doc_freq(ragged.values, lens, len(vocab)),
                                       float(lens.mean()))
         keywords = {}

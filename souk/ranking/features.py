@@ -6,10 +6,12 @@ per query term is fine, never one per candidate). Columns are named `group.part.
 
 | group    | columns (per unit `U`: each search field, and each source of a field copying several)          |
 |----------|-------------------------------------------------------------------------------------------------|
-| `text`   | `text.U.bm25`, `.bm25_rank`, `.cover` (share of query terms present), `.idf_cover`, `.bigram`    |
-|          | (share of query bigrams present in order), `.phrase` (whole query present), `.span` (shortest    |
-|          | window holding every present query term / their count), `.first` (first match position),       |
-|          | `.equals` (the unit is exactly the query), `.len` (terms)                                         |
+| `text`   | `text.U.bm25`, `.bm25_rank`, `.cover` (share of query terms present), `.idf_cover`, `.dcover`    |
+|          | (share of the unit's terms that are query terms), `.last` (holds the query's last term, often   |
+|          | its head noun), `.bigram` (share of query bigrams present in order), `.phrase` (whole query     |
+|          | present), `.span` (shortest window holding every present query term / their count), `.first`   |
+|          | (first match position), `.equals` (the unit is exactly the query), `.len` (terms); short units  |
+|          | (titles) also `.fuzzy`: query terms present exactly or misspelt (rapidfuzz ratio >= 80)         |
 | `signal` | `signal.recall`, `signal.bm25`, `signal.dense` and their `_rank`s: earlier stages' scores        |
 |          | (NaN where a retriever never saw the document)                                                   |
 | `number` | `number.F.log` (signed log1p), `number.F.rank` (within the candidates) of number fields marked   |
@@ -163,33 +165,44 @@ def rank_desc(values: np.ndarray) -> np.ndarray:
     return out
 
 
-# ---- text ------------------------------------------------------------------------------------
-TEXT_FEATURES = ("bm25", "bm25_rank", "cover", "idf_cover", "bigram", "phrase", "span", "first", "equals", "len")
+# ---- text ----------------------------------------------------------------------------------
+TEXT_FEATURES = ("bm25", "bm25_rank", "cover", "idf_cover", "dcover", "last", "bigram", "phrase", "span", "first",
+                 "equals", "len")
+FUZZY_MAX_AVG_LEN = 32  # units this short on average (titles) also get `fuzzy`: misspelt query words
+FUZZY_MIN_CHARS, FUZZY_MIN_RATIO = 4, 80.0
+
+
+def unit_columns(unit: UnitTerms) -> list[str]:
+    return list(TEXT_FEATURES) + (["fuzzy"] if unit.avg_len <= FUZZY_MAX_AVG_LEN else [])
 
 
 def _text_columns(env: FeatureEnv) -> list[str]:
-    return [f"text.{u}.{f}" for u in env.terms.units for f in TEXT_FEATURES]
+    return [f"text.{name}.{f}" for name, u in env.terms.units.items() for f in unit_columns(u)]
 
 
-def query_term_ids(env: FeatureEnv, batch: Batch, unit: UnitTerms) -> np.ndarray:
-    """The query's terms under `unit`'s analyzer as term ids, in order; unknown terms get distinct
-    negative ids (they match nothing but count as asked for)."""
+def query_term_ids(env: FeatureEnv, batch: Batch, unit: UnitTerms) -> tuple[np.ndarray, list[str]]:
+    """The query's terms under `unit`'s analyzer, in order, as term ids and strings; unknown terms get
+    distinct negative ids (they match nothing but count as asked for)."""
     key = f"terms:{unit.unit.analyzer}"
-    ids = batch.cache.get(key)
-    if ids is None:
-        ids = env.terms.term_ids(env.terms.analyze(batch.text, unit.unit.name))
+    found = batch.cache.get(key)
+    if found is None:
+        terms = env.terms.analyze(batch.text, unit.unit.name)
+        ids = env.terms.term_ids(terms)
         unknown = ids < 0
         ids[unknown] = -1 - np.arange(int(unknown.sum()))
-        batch.cache[key] = ids
-    return ids
+        found = batch.cache[key] = (ids, terms)
+    return found
 
 
-def unit_features(unit: UnitTerms, rows: np.ndarray, seq: np.ndarray, n_docs: int) -> np.ndarray:
-    """The `TEXT_FEATURES` of one unit for candidate `rows` and query term ids `seq` (in query order)."""
+def unit_features(unit: UnitTerms, rows: np.ndarray, seq: np.ndarray, n_docs: int,
+                  strings: list[str] | None = None, vocab: Any = None) -> dict[str, np.ndarray]:
+    """`unit_columns` of one unit for candidate `rows` and query term ids `seq` (in query order); with the
+    query term `strings` and the store (`vocab`) also `fuzzy`."""
     n = len(rows)
-    out = np.full((n, len(TEXT_FEATURES)), np.nan, dtype=np.float64)
+    nan = np.full(n, np.nan)
     flat, which, pos, lens = unit.gather(rows)
-    out[:, 9] = lens
+    out: dict[str, np.ndarray] = {f: nan for f in unit_columns(unit)}
+    out["len"] = lens.astype(np.float64)
     if not len(seq):
         return out
     uniq, inv = np.unique(seq, return_inverse=True)  # sorted; negative ids are unknown terms
@@ -202,38 +215,67 @@ def unit_features(unit: UnitTerms, rows: np.ndarray, seq: np.ndarray, n_docs: in
     df = np.where(uniq >= 0, unit.df[np.maximum(uniq, 0)], 0)
     idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
     norm = K1 * (1.0 - B + B * lens / max(unit.avg_len, 1e-9))
-    out[:, 0] = (idf * tf * (K1 + 1.0) / (tf + norm[:, None])).sum(axis=1)
-    out[:, 1] = rank_desc(out[:, 0])
+    out["bm25"] = (idf * tf * (K1 + 1.0) / (tf + norm[:, None])).sum(axis=1)
+    out["bm25_rank"] = rank_desc(out["bm25"])
     present = tf > 0
     npresent = present.sum(axis=1)
-    out[:, 2] = npresent / m
-    out[:, 3] = (present * idf).sum(axis=1) / idf.sum()
+    out["cover"] = npresent / m
+    out["idf_cover"] = (present * idf).sum(axis=1) / idf.sum()
+    out["dcover"] = np.bincount(hdoc, minlength=n) / np.maximum(lens, 1)
+    out["last"] = present[:, inv[-1]].astype(np.float64)
+    first = np.full(n, np.nan)
     if len(hit):
-        docs, first = np.unique(hdoc, return_index=True)
-        out[docs, 7] = hpos[first]
+        docs, at = np.unique(hdoc, return_index=True)
+        first[docs] = hpos[at]
+    out["first"] = first
     # query terms in order at consecutive positions of one document: bigrams, phrase, equality
-    code = inv[:-1] * m + inv[1:]  # the query's bigrams as (term, next term) codes
-    nxt = np.flatnonzero((hit[1:] == hit[:-1] + 1) & (hdoc[1:] == hdoc[:-1]))
     if L > 1:
-        pairs = np.isin(hj[nxt] * m + hj[nxt + 1], code)
-        found = np.unique(hdoc[nxt[pairs]] * (m * m) + (hj[nxt[pairs]] * m + hj[nxt[pairs] + 1]))
-        out[:, 4] = np.bincount(found // (m * m), minlength=n) / len(np.unique(code))
+        code = inv[:-1] * m + inv[1:]  # the query's bigrams as (term, next term) codes
+        nxt = np.flatnonzero((hit[1:] == hit[:-1] + 1) & (hdoc[1:] == hdoc[:-1]))
+        pairs = nxt[np.isin(hj[nxt] * m + hj[nxt + 1], code)]
+        found = np.unique(hdoc[pairs] * (m * m) + (hj[pairs] * m + hj[pairs + 1]))
+        out["bigram"] = np.bincount(found // (m * m), minlength=n) / len(np.unique(code))
     run = hj == inv[0]  # hits that start the whole query sequence
     for k in range(1, L):
-        nxt_k = np.zeros(len(hit), dtype=bool)
         idx = np.flatnonzero(run)
         idx = idx[idx + k < len(hit)]
         ok = (hit[idx + k] == hit[idx] + k) & (hdoc[idx + k] == hdoc[idx]) & (hj[idx + k] == inv[k])
-        nxt_k[idx[ok]] = True
-        run &= nxt_k
-    phrase = np.zeros(n)
+        run = np.zeros(len(hit), dtype=bool)
+        run[idx[ok]] = True
+    phrase, equals = np.zeros(n), np.zeros(n)
     phrase[hdoc[run]] = 1.0
-    equals = np.zeros(n)
     equals[hdoc[run & (hpos == 0)]] = 1.0
-    out[:, 5] = phrase if L > 1 else np.nan
-    out[:, 8] = equals * (lens == L)
-    out[:, 6] = _span(hj, hdoc, hpos, present, npresent, m, n)
+    if L > 1:
+        out["phrase"] = phrase
+    out["equals"] = equals * (lens == L)
+    out["span"] = _span(hj, hdoc, hpos, present, npresent, m, n)
+    if "fuzzy" in out and strings is not None and vocab is not None:
+        out["fuzzy"] = _fuzzy_cover(flat, which, present, uniq, inv, strings, vocab, n)
     return out
+
+
+def _fuzzy_cover(flat: np.ndarray, which: np.ndarray, present: np.ndarray, uniq: np.ndarray, inv: np.ndarray,
+                 strings: list[str], vocab: Any, n: int) -> np.ndarray:
+    """Share of query terms a document holds exactly or as a near spelling (ratio >= 80, words of 4+
+    characters): `bracet` finds `bracket`. One similarity matrix between the query's terms and the
+    candidates' distinct terms."""
+    from rapidfuzz import fuzz, process
+
+    covered = present.copy()
+    by_uniq = {}
+    for k, t in enumerate(strings):
+        by_uniq.setdefault(int(inv[k]), t)
+    todo = [(jj, t) for jj, t in sorted(by_uniq.items()) if len(t) >= FUZZY_MIN_CHARS]
+    doc_terms = np.unique(flat)
+    if todo and len(doc_terms):
+        names = vocab.terms_of(doc_terms)
+        sim = process.cdist([t for _, t in todo], names, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN_RATIO, workers=1)
+        near = sim >= FUZZY_MIN_RATIO  # (query terms, distinct candidate terms)
+        at = np.searchsorted(doc_terms, flat)
+        for row, (jj, _) in enumerate(todo):
+            if near[row].any():
+                covered[np.unique(which[near[row][at]]), jj] = True
+    return covered.sum(axis=1) / len(uniq)
 
 
 def _span(hj: np.ndarray, hdoc: np.ndarray, hpos: np.ndarray, present: np.ndarray, npresent: np.ndarray,
@@ -263,8 +305,12 @@ def _span(hj: np.ndarray, hdoc: np.ndarray, hpos: np.ndarray, present: np.ndarra
 @register_features("text", version=1, columns=_text_columns)
 def _text(env: FeatureEnv, batch: Batch) -> np.ndarray:
     n_docs = len(env.terms)
-    parts = [unit_features(u, batch.rows, query_term_ids(env, batch, u), n_docs) for u in env.terms.units.values()]
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(batch), 0))
+    cols = []
+    for name, u in env.terms.units.items():
+        seq, strings = query_term_ids(env, batch, u)
+        f = unit_features(u, batch.rows, seq, n_docs, strings, env.terms)
+        cols += [f[c] for c in unit_columns(u)]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(batch), 0))
 
 
 # ---- earlier stages' signals -----------------------------------------------------------------
@@ -296,7 +342,7 @@ def _numbers(env: FeatureEnv, batch: Batch) -> np.ndarray:
 @register_features("query", version=1, columns=lambda env: ["query.terms", "query.chars"])
 def _query(env: FeatureEnv, batch: Batch) -> np.ndarray:
     units = list(env.terms.units.values())
-    terms = len(query_term_ids(env, batch, units[0])) if units else 0
+    terms = len(query_term_ids(env, batch, units[0])[0]) if units else 0
     return np.tile([terms, len(batch.text.strip())], (len(batch), 1))
 
 

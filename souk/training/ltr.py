@@ -34,7 +34,10 @@ from souk.types import Ranking
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "num_leaves": 31, "learning_rate": 0.05,
     "min_data_in_leaf": 50, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
-    "lambdarank_truncation_level": 20, "verbosity": -1, "deterministic": True, "force_row_wise": True, "num_threads": 2,
+    "lambdarank_truncation_level": 20, "verbosity": -1, "deterministic": True, "force_row_wise": True,
+    # one thread: on a shared 2-core machine LightGBM's OpenMP threads spin against other processes (100 rounds
+    # on 1,400 rows took 52 s with 2 threads and 2.5 s with 1 under load); option `threads` overrides it
+    "num_threads": 1,
 }
 MAX_ROUNDS = 2000
 PATIENCE = 100
@@ -117,11 +120,11 @@ def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float 
     return out
 
 
-def _train(X, y, g, valid: tuple | None, rounds: int, seed: int, deadline: float | None, names: list[str]):
+def _train(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], deadline: float | None, names: list[str]):
     """One booster; with `valid`, the per-round nDCG@10 history of train and valid (the caller picks the best)."""
     import lightgbm as lgb
 
-    params = {**PARAMS, "seed": seed}
+    params = dict(params)
     top = int(max(y.max(initial=0), valid[1].max(initial=0) if valid else 0))
     params["label_gain"] = [float(2 ** i - 1) for i in range(max(top + 1, 2))]
     train = lgb.Dataset(X, y, group=g, feature_name=names, free_raw_data=False)
@@ -169,6 +172,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     names = features.columns
     _, depth, recall_opts = recall_for(searcher)
     seed = job.seed
+    params = {**PARAMS, "seed": seed, "num_threads": int(job.options.get("threads", PARAMS["num_threads"]))}
     started = time.monotonic()
     budget = max(job.seconds_left, 1.0)
     # features for train (at most half the budget) and dev
@@ -189,7 +193,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         valid_set, valid_idx, valid_qrels, valid_name = train, sorted(held), job.train.qrels, "held-out tenth of train"
     X, y, g = train.subset(fit_idx)
     valid = valid_set.subset(valid_idx)
-    booster, history, by_budget = _train(X, y, g, valid, MAX_ROUNDS, seed, job.deadline, names)
+    booster, history, by_budget = _train(X, y, g, valid, MAX_ROUNDS, params, job.deadline, names)
     curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
     curve_train = list(history.get("train", {}).get("ndcg@10", []))
     best = int(np.argmax(curve_valid)) + 1 if curve_valid else booster.current_iteration()
@@ -198,7 +202,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     def predict(judged: Judged, idx: list[int], model=booster, rounds=best) -> list[np.ndarray]:
         scores = [np.zeros(0)] * len(judged.qids)
         for i in idx:
-            scores[i] = model.predict(judged.blocks[i], num_iteration=rounds, num_threads=2) if len(judged.blocks[i]) else np.zeros(0)
+            scores[i] = model.predict(judged.blocks[i], num_iteration=rounds, num_threads=1) if len(judged.blocks[i]) else np.zeros(0)
         return scores
 
     valid_ltr = valid_set.ndcg10(predict(valid_set, valid_idx), valid_qrels, valid_idx)
@@ -210,7 +214,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
             break
         rest = np.setdiff1d(all_train, fold).tolist()
         Xf, yf, gf = train.subset(rest)
-        model, _, cut = _train(Xf, yf, gf, None, best, seed, job.deadline, names)
+        model, _, cut = _train(Xf, yf, gf, None, best, params, job.deadline, names)
         if cut:
             break
         cv_ltr.append(train.ndcg10(predict(train, fold.tolist(), model, best), job.train.qrels, fold.tolist()))
@@ -224,7 +228,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     return {
         "kind": KIND,
         "features": features.spec,
-        "params": {**PARAMS, "seed": seed, "max_rounds": MAX_ROUNDS, "patience": PATIENCE},
+        "params": {**params, "max_rounds": MAX_ROUNDS, "patience": PATIENCE},
         "rounds": best,
         "recall": recall_opts,
         "depth": depth,

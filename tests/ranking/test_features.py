@@ -60,6 +60,14 @@ def test_title_features_by_hand(env):
     assert f["text.title.equals"].tolist() == [0, 0, 0, 1]
     assert f["text.title.first"].tolist() == [1, 0, 0, 0]
     assert f["text.title.span"][[0, 3]].tolist() == [1, 1] and np.isnan(f["text.title.span"][[1, 2]]).all()
+    assert f["text.title.dcover"] == pytest.approx([2 / 3, 1, 1 / 2, 1])
+    assert f["text.title.last"].tolist() == [1, 0, 1, 1]  # holds "pie", the query's last word
+
+
+def test_misspelt_words_count_as_fuzzy_cover(env):
+    f = features(env, "crusst pie")  # "crusst" is no term; "crust" is near it
+    assert f["text.title.cover"].tolist() == [0.5, 0, 1 / 2, 0.5]
+    assert f["text.title.fuzzy"].tolist() == [0.5, 0, 1, 0.5]
 
 
 def test_body_span_order_and_unknown_terms(env):
