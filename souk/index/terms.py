@@ -29,7 +29,7 @@ from souk.errors import IndexStateError
 from souk.index.keys import doc_key, doc_keys
 from souk.index.store import SOURCE
 
-FORMAT = 1
+FORMAT = 2
 KEEP_CACHES = 2
 _OPEN: "weakref.WeakKeyDictionary[object, TermStore]" = weakref.WeakKeyDictionary()
 
@@ -132,6 +132,15 @@ class TermStore:
         """Term id of each term (-1 for a term no document holds: it matches nothing)."""
         get = self._term.get
         return np.fromiter((get(t, -1) for t in terms), dtype=np.int64, count=len(terms))
+
+    def parts(self, name: str) -> list[str]:
+        """The units that, end to end, make unit `name` (each of its sources is a unit of its own), or []
+        when it stands alone."""
+        u = self.units[name].unit
+        if len(u.sources) < 2:
+            return []
+        found = [n for src in u.sources for n, v in self.units.items() if v.unit.sources == (src,) and v.unit.analyzer == u.analyzer]
+        return found if len(found) == len(u.sources) else []
 
     def analyze(self, text: str, unit: str | None = None) -> list[str]:
         """A query's terms under `unit`'s analyzer (default: the first unit's), as the store holds them."""

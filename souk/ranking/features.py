@@ -26,6 +26,7 @@ without bumping its group's version (old models would silently score garbage).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -172,12 +173,20 @@ FUZZY_MAX_AVG_LEN = 32  # units this short on average (titles) also get `fuzzy`:
 FUZZY_MIN_CHARS, FUZZY_MIN_RATIO = 4, 80.0
 
 
-def unit_columns(unit: UnitTerms) -> list[str]:
+COMPOSITE_FEATURES = ("bm25", "bm25_rank", "cover", "idf_cover", "len")
+
+
+def unit_columns(unit: UnitTerms, composite: bool = False) -> list[str]:
+    """A unit's text features; a composite unit (its sources are units too: BEIR's `all` = title + text)
+    gets only those its parts' term counts give, without a pass over its terms."""
+    if composite:
+        return list(COMPOSITE_FEATURES)
     return list(TEXT_FEATURES) + (["fuzzy"] if unit.avg_len <= FUZZY_MAX_AVG_LEN else [])
 
 
 def _text_columns(env: FeatureEnv) -> list[str]:
-    return [f"text.{name}.{f}" for name, u in env.terms.units.items() for f in unit_columns(u)]
+    return [f"text.{name}.{f}" for name, u in env.terms.units.items()
+            for f in unit_columns(u, bool(env.terms.parts(name)))]
 
 
 def query_term_ids(env: FeatureEnv, batch: Batch, unit: UnitTerms) -> tuple[np.ndarray, list[str]]:
@@ -207,20 +216,20 @@ def unit_features(unit: UnitTerms, rows: np.ndarray, seq: np.ndarray, n_docs: in
         return out
     uniq, inv = np.unique(seq, return_inverse=True)  # sorted; negative ids are unknown terms
     m, L = len(uniq), len(seq)
-    # every occurrence of a query term, in document order: (index into flat, query term)
-    j = np.minimum(np.searchsorted(uniq, flat), m - 1)
-    hit = np.flatnonzero(uniq[j] == flat)
-    hj, hdoc, hpos = j[hit], which[hit], pos[hit]
+    # every occurrence of a query term, in document order: (index into flat, query term), through a
+    # term id -> query term table (one gather over the candidates' terms, no search)
+    known = np.flatnonzero(uniq >= 0)
+    lut = _lookup(len(unit.df))
+    lut[uniq[known]] = known
+    j = lut[flat]
+    lut[uniq[known]] = -1
+    hit = np.flatnonzero(j >= 0)
+    hj, hdoc, hpos = j[hit].astype(np.int64), which[hit], pos[hit]
     tf = np.bincount(hdoc * m + hj, minlength=n * m).reshape(n, m).astype(np.float64)
-    df = np.where(uniq >= 0, unit.df[np.maximum(uniq, 0)], 0)
-    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
-    norm = K1 * (1.0 - B + B * lens / max(unit.avg_len, 1e-9))
-    out["bm25"] = (idf * tf * (K1 + 1.0) / (tf + norm[:, None])).sum(axis=1)
-    out["bm25_rank"] = rank_desc(out["bm25"])
+    _counts(out, unit, uniq, tf, lens, n_docs)
+    out["tf"] = tf
     present = tf > 0
     npresent = present.sum(axis=1)
-    out["cover"] = npresent / m
-    out["idf_cover"] = (present * idf).sum(axis=1) / idf.sum()
     out["dcover"] = np.bincount(hdoc, minlength=n) / np.maximum(lens, 1)
     out["last"] = present[:, inv[-1]].astype(np.float64)
     first = np.full(n, np.nan)
@@ -252,6 +261,31 @@ def unit_features(unit: UnitTerms, rows: np.ndarray, seq: np.ndarray, n_docs: in
     if "fuzzy" in out and strings is not None and vocab is not None:
         out["fuzzy"] = _fuzzy_cover(flat, which, present, uniq, inv, strings, vocab, n)
     return out
+
+
+def _counts(out: dict[str, np.ndarray], unit: UnitTerms, uniq: np.ndarray, tf: np.ndarray, lens: np.ndarray,
+            n_docs: int) -> None:
+    """The features of term counts alone: BM25 (tantivy's k1, b, idf), its rank, and coverage."""
+    df = np.where(uniq >= 0, unit.df[np.maximum(uniq, 0)], 0)
+    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    norm = K1 * (1.0 - B + B * lens / max(unit.avg_len, 1e-9))
+    out["bm25"] = (idf * tf * (K1 + 1.0) / (tf + norm[:, None])).sum(axis=1)
+    out["bm25_rank"] = rank_desc(out["bm25"])
+    present = tf > 0
+    out["cover"] = present.sum(axis=1) / len(uniq)
+    out["idf_cover"] = (present * idf).sum(axis=1) / idf.sum()
+    out["len"] = lens.astype(np.float64)
+
+
+_SCRATCH = threading.local()
+
+
+def _lookup(size: int) -> np.ndarray:
+    """A per-thread table of `size` entries, all -1; callers set entries and reset them before returning."""
+    lut = getattr(_SCRATCH, "lut", None)
+    if lut is None or len(lut) < size:
+        lut = _SCRATCH.lut = np.full(max(size, 1024), -1, dtype=np.int32)
+    return lut
 
 
 def _fuzzy_cover(flat: np.ndarray, which: np.ndarray, present: np.ndarray, uniq: np.ndarray, inv: np.ndarray,
@@ -290,7 +324,8 @@ def _span(hj: np.ndarray, hdoc: np.ndarray, hpos: np.ndarray, present: np.ndarra
     last = np.full((h, m), -1, dtype=np.int64)
     for t in range(m):  # one pass per query term
         last[:, t] = np.maximum.accumulate(np.where(hj == t, idx, -1))
-    start_of_doc = np.searchsorted(hdoc, hdoc, side="left")  # hits are grouped by document
+    starts = np.flatnonzero(np.r_[True, hdoc[1:] != hdoc[:-1]])  # hits are grouped by document
+    start_of_doc = np.repeat(starts, np.diff(np.r_[starts, h]))
     needed = present[hdoc]
     valid = np.all((last >= start_of_doc[:, None]) | ~needed, axis=1)
     lo = np.where(needed, last, h).min(axis=1)
@@ -305,11 +340,22 @@ def _span(hj: np.ndarray, hdoc: np.ndarray, hpos: np.ndarray, present: np.ndarra
 @register_features("text", version=1, columns=_text_columns)
 def _text(env: FeatureEnv, batch: Batch) -> np.ndarray:
     n_docs = len(env.terms)
-    cols = []
+    found: dict[str, dict[str, np.ndarray]] = {}
+    composite = {name: env.terms.parts(name) for name in env.terms.units}
     for name, u in env.terms.units.items():
-        seq, strings = query_term_ids(env, batch, u)
-        f = unit_features(u, batch.rows, seq, n_docs, strings, env.terms)
-        cols += [f[c] for c in unit_columns(u)]
+        if not composite[name]:
+            seq, strings = query_term_ids(env, batch, u)
+            found[name] = unit_features(u, batch.rows, seq, n_docs, strings, env.terms)
+    for name, parts in composite.items():
+        if parts:  # term counts of the parts add up (they share the analyzer, so the query's terms)
+            u = env.terms.units[name]
+            seq, _ = query_term_ids(env, batch, u)
+            out = found[name] = {}
+            if len(seq) and all("tf" in found[p] for p in parts):
+                _counts(out, u, np.unique(seq), sum(found[p]["tf"] for p in parts), sum(found[p]["len"] for p in parts), n_docs)
+            else:
+                out.update({c: np.full(len(batch), np.nan) for c in COMPOSITE_FEATURES}, len=sum(found[p]["len"] for p in parts))
+    cols = [found[name][c] for name, u in env.terms.units.items() for c in unit_columns(u, bool(composite[name]))]
     return np.stack(cols, axis=1) if cols else np.zeros((len(batch), 0))
 
 

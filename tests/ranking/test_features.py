@@ -119,3 +119,25 @@ def test_schema_feature_flag_only_on_numbers():
     assert Schema.from_dict(SCHEMA).fields["price"].feature
     with pytest.raises(SchemaError, match="only number fields"):
         Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}, "t": {"kind": "text", "feature": True}}})
+
+
+def test_a_field_copying_two_sources_adds_up_its_parts(tmp_path):
+    from souk.catalogs import read_catalog
+    from souk.ranking.pipeline import build_pipeline
+    from souk.schema import beir_schema
+    from support import FIXTURES
+
+    index = Index.create(tmp_path / "beir", beir_schema())
+    with index.writer() as w:
+        w.add(read_catalog(FIXTURES / "beir-mini" / "corpus.jsonl"))
+        w.commit()
+    env = FeatureEnv.open(index.searcher())
+    fs = FeatureSet(env, ["text", "signal"])
+    assert list(env.terms.units) == ["all", "title", "text"]
+    assert [c for c in fs.columns if c.startswith("text.all.")] == [f"text.all.{c}" for c in ("bm25", "bm25_rank", "cover", "idf_cover", "len")]
+    pipe = build_pipeline("bm25", index.searcher())
+    run = pipe.run(pipe.plan("solar panels electricity"), 10)
+    X = fs.matrix(run.plan, run.ranking)
+    col = {c: X[:, i] for i, c in enumerate(fs.columns)}
+    assert col["text.all.bm25"] == pytest.approx(col["signal.bm25"], rel=0.02)  # tantivy's BM25 over `all`
+    assert col["text.all.len"].tolist() == (col["text.title.len"] + col["text.text.len"]).tolist()
