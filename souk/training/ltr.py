@@ -42,7 +42,7 @@ PARAMS: dict[str, Any] = {
 MAX_ROUNDS = 2000
 PATIENCE = 100
 FOLDS = 5
-BATCH = 64
+BATCH = 256
 
 
 @dataclass
