@@ -5,8 +5,9 @@ coverage, phrase, span and first-position features need the latter for 100-200 c
 The store is a forward index built once per commit from the stored documents (the same analyzers as the
 keyword index), kept in memory as flat int32 term ids with per-document offsets (so a batch of
 candidates is gathered with array ops, never a loop per document), and cached on disk under
-`DIR/terms/<commit>/` like the vector caches. It also holds the values of number fields marked
-`feature = true` and the keyword values of each document (as stable keys, for click and entity features).
+`DIR/cache/terms-<commit>/` (a read-only index keeps it in memory only). It also holds the values of
+number fields marked `feature = true` and each document's keyword values (as stable keys, for click and
+entity features).
 
 A *unit* is what features are computed over: every search field (its sources joined, as indexed), and
 for a field copying several sources (BEIR's `all` = title + text), each source on its own.
@@ -201,13 +202,13 @@ class TermStore:
         store = _OPEN.get(searcher)
         if store is not None:
             return store
-        root = Path(searcher.path) / "terms"
-        final = root / searcher.commit_id
+        root = Path(searcher.path) / "cache"
+        final = root / f"terms-{searcher.commit_id}"
         layout = {"units": [{"name": u.name, "analyzer": u.analyzer, "sources": list(u.sources)}
                             for u in feature_units(searcher.schema)],
                   "numbers": [f.name for f in searcher.schema.of_kind("number") if f.feature],
                   "keywords": [f.name for f in searcher.schema.of_kind("keyword") if f.stored]}
-        if (final / "meta.json").exists():
+        if (final / "meta.json").is_file() and not final.is_symlink():
             try:
                 meta = json.loads((final / "meta.json").read_text())
                 store = cls.load(final) if meta.get("layout") == layout else None
@@ -215,15 +216,15 @@ class TermStore:
                 store = None
         if store is None:
             store = cls.build(searcher)
-            tmp = root / f".tmp-{searcher.commit_id}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            store.save(tmp, {"layout": layout})
-            shutil.rmtree(final, ignore_errors=True)
+            tmp = root / f".tmp-terms-{searcher.commit_id}-{os.getpid()}"
             try:
-                os.replace(tmp, final)
-            except OSError:  # another process cached the same commit first
                 shutil.rmtree(tmp, ignore_errors=True)
-            _prune(root)
+                store.save(tmp, {"layout": layout})
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+                _prune(root)
+            except OSError:  # a read-only index, or another process cached the same commit first
+                shutil.rmtree(tmp, ignore_errors=True)
         store.user_dict = searcher.schema.analysis.get("user_dict")
         _OPEN[searcher] = store
         return store
@@ -270,7 +271,7 @@ def _doc_freq(tokens: np.ndarray, lens: np.ndarray, vocab_size: int) -> np.ndarr
 
 
 def _prune(root: Path) -> None:
-    dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+    dirs = sorted((p for p in root.glob("terms-*") if p.is_dir() and not p.is_symlink()),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     for old in dirs[KEEP_CACHES:]:
         shutil.rmtree(old, ignore_errors=True)

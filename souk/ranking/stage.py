@@ -13,6 +13,7 @@ from numbers import Real
 from typing import Any, Callable, Protocol
 
 from souk.errors import ConfigError
+from souk.errors import Unavailable as StageUnavailable  # noqa: F401  (stages raise it when not fitted)
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
 
@@ -23,10 +24,6 @@ class Stage(Protocol):
     name: str
 
     def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking: ...
-
-
-class StageUnavailable(ConfigError):
-    """A stage cannot be built here (e.g. its model was never fitted); optional stages are skipped."""
 
 
 @dataclass
