@@ -9,7 +9,7 @@ SHOP = FIXTURES / "ltr-shop"
 
 
 def shop_index(path: Path) -> Path:
-    """Index the shop into `path` (no vectors: its `ltr` pipeline recalls with BM25)."""
+    """Index the shop into `path` (no vectors: the `ltr` preset then recalls with BM25 alone)."""
     from souk.catalogs import read_catalog
     from souk.index import Index
     from souk.schema import Schema

@@ -1,7 +1,7 @@
 """`souk fit --stages ltr`: LightGBM lambdarank over the recall candidates of judged queries.
 
-For every train query the `ltr` pipeline's own recall (hybrid, or BM25 when the index has no vector
-field) gives the candidates the stage will see at serving time (its `depth`, default 100), labelled with
+For every train query the `ltr` pipeline's own query steps and recall (hybrid, or BM25 when the index
+has no vector field) give the candidates the stage will see at serving time (its `depth`, default 100), labelled with
 their qrels grades (unjudged = 0) and described by `souk.ranking.features`. One model is trained on all
 train queries, early-stopped on the dev split's nDCG@10 when one is given (else on a held-out tenth of
 train, chosen by query); then grouped K-fold by query on train, each fold trained to the same number of
@@ -25,7 +25,7 @@ from souk.progress import progress_bar
 from souk.ranking.clicks import active_click_model
 from souk.ranking.features import FeatureEnv, FeatureSet, default_groups
 from souk.ranking.ltr import KIND, MODEL_FILE
-from souk.ranking.pipeline import stage_specs
+from souk.ranking.pipeline import query_steps_of, stage_specs
 from souk.ranking.recall import RecallStage
 from souk.ranking.stage import StageContext
 from souk.training.fit import FitJob, register_fitter
@@ -77,27 +77,23 @@ class Judged:
         return float(score_run(run, {self.qids[i]: qrels[self.qids[i]] for i in keep}, ["ndcg@10"]).means()["ndcg@10"])
 
 
-def recall_for(searcher: Any) -> tuple[RecallStage, int, dict[str, Any]]:
-    """The `ltr` pipeline's recall stage and the stage's depth, as serving will run them; BM25 alone
-    when the index has no vector field."""
-    specs = stage_specs("ltr", searcher.schema.pipelines)
+def recall_for(searcher: Any) -> tuple[Any, RecallStage, int, dict[str, Any]]:
+    """The `ltr` pipeline's planner (its query steps), recall stage and the stage's depth, as serving
+    builds them (`souk.ranking.pipeline.build_pipeline`), so training sees what serving will."""
+    from souk.query.understand import planner_for
+
+    config = searcher.schema.pipelines
+    specs = stage_specs("ltr", config)
     recall_opts = {k: v for k, v in specs[0].items() if k != "stage"}
     depth = next((int(s.get("depth", 100)) for s in specs[1:] if s["stage"] == "ltr"), 100)
-    if not searcher.schema.vector_fields and "dense" in recall_opts.get("retrievers", []):
-        recall_opts["retrievers"] = [r for r in recall_opts["retrievers"] if r != "dense"]
-        recall_opts.pop("weights", None)
-        if isinstance(recall_opts.get("depth"), dict):
-            recall_opts["depth"] = max(recall_opts["depth"].values())
-    return RecallStage(StageContext(searcher), recall_opts, where="pipelines.ltr.stages[0]"), depth, recall_opts
+    planner = planner_for(searcher, query_steps_of("ltr", config, None, searcher.schema.query.get("steps")))
+    return planner, RecallStage(StageContext(searcher), recall_opts, where="pipelines.ltr.stages[0]"), depth, recall_opts
 
 
 def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
             progress: bool = True, what: str = "train") -> Judged:
     """Recall, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`)."""
-    from souk.query.understand import planner_for
-
-    recall, depth, _ = recall_for(searcher)
-    planner = planner_for(searcher)
+    planner, recall, depth, _ = recall_for(searcher)
     out = Judged()
     t0 = time.monotonic()
     qids = list(data.queries)
@@ -170,7 +166,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         raise ConfigError(f"ltr.features: expected a list of feature groups, got {groups!r}")
     features = FeatureSet(env, groups)
     names = features.columns
-    _, depth, recall_opts = recall_for(searcher)
+    planner, recall, depth, recall_opts = recall_for(searcher)
     seed = job.seed
     params = {**PARAMS, "seed": seed, "num_threads": int(job.options.get("threads", PARAMS["num_threads"]))}
     started = time.monotonic()
