@@ -48,6 +48,7 @@ COMMANDS = [
     ("souk.cli.synonyms", app),
     ("souk.cli.keywords", app),
     ("souk.cli.schema", app),
+    ("souk.cli.clicks", app),
 ]
 
 

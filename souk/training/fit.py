@@ -73,6 +73,7 @@ def fitter_names() -> list[str]:
 
 def load_builtin_fitters() -> None:
     """Import the modules that register souk's own fitters."""
+    import souk.training.ltr  # noqa: F401
 
 
 @dataclass
