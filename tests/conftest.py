@@ -43,3 +43,11 @@ def copy_fixture(tmp_path):
         return dst
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def tiny_cross(tmp_path_factory) -> dict:
+    """A tiny BERT cross-encoder fitted on a synthetic collection (see tests/tiny_bert.py)."""
+    from tiny_bert import tiny_fitted_index
+
+    return tiny_fitted_index(tmp_path_factory.mktemp("cross"))

@@ -25,7 +25,8 @@ def _register() -> None:
     from souk.cli import bench
 
     bench.register(bench_app)
-    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.fit", app)):
+    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.fit", app),
+                           ("souk.cli.bench_rerank", bench_app)):
         importlib.import_module(module).register(target)
 
 

@@ -87,3 +87,4 @@ def positive_int(where: str, value: Any) -> int:
 def load_builtin_stages() -> None:
     """Import the modules that register souk's own stages."""
     import souk.ranking.recall  # noqa: F401
+    import souk.ranking.rerank  # noqa: F401
