@@ -36,11 +36,9 @@ def topic_collection(root: Path, topics: int = 48, seed: int = 0) -> Path:
     return root
 
 
-def tiny_bert(folder: Path, texts: list[str], seed: int = 0) -> Path:
-    """Save a random 2-layer BERT (hidden 32) and a WordPiece tokenizer over the words of `texts`."""
-    import torch
+def tiny_tokenizer(folder: Path, texts: list[str]) -> int:
+    """Save a WordPiece tokenizer (tokenizer.json, vocab.txt) over the words of `texts`; returns its size."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
     words = sorted({w for t in texts for w in t.lower().split()})
@@ -54,8 +52,17 @@ def tiny_bert(folder: Path, texts: list[str], seed: int = 0) -> Path:
     tok.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True,
                                                               "model_max_length": 128}))
+    return len(vocab)
+
+
+def tiny_bert(folder: Path, texts: list[str], seed: int = 0) -> Path:
+    """Save a random 2-layer BERT (hidden 32) and a WordPiece tokenizer over the words of `texts`."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    size = tiny_tokenizer(folder, texts)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(SPECIAL) + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    config = BertConfig(vocab_size=size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, initializer_range=0.1)
     BertModel(config).save_pretrained(str(folder))
     return folder
@@ -71,7 +78,9 @@ def pipelines_schema() -> dict:
     from souk.schema import beir_schema
 
     data = beir_schema().to_dict()
-    data["pipelines"] = {"rerank": {"retrievers": ["bm25"]}, "full": {"retrievers": ["bm25"]}}
+    data["pipelines"] = {"rerank": {"retrievers": ["bm25"]},
+                         "full": {"stages": [{"stage": "recall", "retrievers": ["bm25"]},
+                                             {"stage": "cross", "depth": 20, "optional": True}]}}
     return data
 
 

@@ -121,7 +121,8 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
         nonlocal eval_cost, best_state, last_eval
         t0 = time.monotonic()
         net.eval()
-        metric = float(evaluate()) if evaluate else -float(loss_avg if not math.isnan(loss_avg) else 0.0)
+        with torch.no_grad():
+            metric = float(evaluate()) if evaluate else -float(loss_avg if not math.isnan(loss_avg) else 0.0)
         net.train()
         eval_cost = time.monotonic() - t0
         last_eval = time.monotonic()
