@@ -85,7 +85,7 @@ def pipelines_schema() -> dict:
 
 
 FIT_OPTIONS = {"weak_groups": 48, "max_length": 64, "query_length": 8, "title_length": 16, "lr": 5e-4,
-               "eval_every": 25, "epochs": 12, "patience": 10}
+               "eval_every": 25, "epochs": 12, "patience": 10, "eval_start": True, "dev_max": 100}
 
 
 def tiny_fitted_index(root: Path) -> dict:

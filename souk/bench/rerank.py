@@ -70,6 +70,9 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
     from souk.progress import progress_bar
     from souk.ranking.rerank import doc_fields, doc_pair
 
+    from souk.models.cross_encoder import torch_threads
+
+    torch.set_num_threads(torch_threads())  # the same for both sides
     data = load_beir(dataset, split)
     qids = sorted(data.qrels)
     if max_queries is not None:
@@ -127,6 +130,7 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
     return {
         "dataset": data.name, "split": split, "queries": len(lists), "pairs": pairs, "depth": depth,
         "model": label, "backend": ours.backend, "max_length": ours.packer.limits.max_length,
+        "threads": torch.get_num_threads(),
         "peer": "sentence-transformers CrossEncoder fp32",
         "ndcg@10": round(ndcg["souk"], 4), "peer_ndcg@10": round(ndcg["peer"], 4),
         "pairs_per_s": round(ours_speed, 1), "peer_pairs_per_s": round(peer_speed, 1),

@@ -210,6 +210,16 @@ def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
     return forward
 
 
+def torch_threads() -> int:
+    """Threads for torch work: the cores this process may use, or half of them while other processes
+    already keep them busy (OpenMP threads spinning against other work cost more than they give: a
+    2-core machine under load ran training steps 2.5x and bf16 scoring 2x slower with 2 threads than 1);
+    `SOUK_TORCH_THREADS` overrides."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > cores + 0.5
+    return max(1, int(os.environ.get("SOUK_TORCH_THREADS", cores // 2 if busy else cores)))
+
+
 def offered_paths() -> dict[str, str | None]:
     """Each path and why this machine should not use it (None: offered), by the encoder's own checks."""
     m = detect_machine()

@@ -11,6 +11,7 @@ Misuse: reading dev numbers from the manifest as test numbers (dev chose the che
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,11 +41,12 @@ DEFAULTS: dict[str, Any] = {
     "weak_groups": 3000,     # pseudo-query groups from the corpus (0: none)
     "weak_share": 0.3,       # at most this share of the training time on them
     "eval_every": 200,       # steps between dev evaluations ...
-    "evals": 5,              # ... or this many evaluations spread over the training time, whichever is sooner
+    "evals": 4,              # ... or this many evaluations spread over the training time, whichever is sooner
+    "eval_start": False,     # also score the untrained model (costs one evaluation of the budget)
     "patience": 3,
     "held_out": 0.2,         # share of TRAIN queries (at most `held_out_max`) kept for choosing the mix
     "held_out_max": 200,
-    "dev_max": 100,          # dev queries for early stopping (a seeded sample beyond this)
+    "dev_max": 60,           # dev queries for early stopping (a seeded sample beyond this)
     # 20 pairs of 128 tokens are what 2 cores can score within a search's latency budget
     "max_length": 128, "query_length": 32, "title_length": 48,
     "batch_size": 32,        # scoring batch
@@ -230,10 +232,13 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     dev_pairs = max(sum(len(ids) for ids, _ in dev_c.values()), 1)
     spread = max(job.deadline - time.monotonic(), 0) / max(opts["evals"], 1)
     config = LoopConfig(lr=opts["lr"], eval_every=opts["eval_every"], eval_every_s=spread, patience=opts["patience"], seed=job.seed,
-                        reserve_s=15.0, reserve_evals=0.0 if dev is held else held_pairs / dev_pairs)
+                        reserve_s=15.0, reserve_evals=0.0 if dev is held else held_pairs / dev_pairs,
+                        eval_at_start=opts["eval_start"])
     result = train(net, phases, loss_of, evaluate, job.deadline, config, job.device, job.progress,
                    description="fitting cross-encoder", on_best=lambda: best.update(last))
 
+    if "scores" not in best:  # the budget ended before any evaluation: score dev once now
+        best["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})
     held_scores = best["scores"] if dev is held else scorer.score(held.queries, {q: ids for q, (ids, _) in held_c.items()})
     weight, table = choose_weight(held, held_c, held_scores)
     held_prior = ndcg10(held, held_c, {q: s for q, (_, s) in held_c.items()})
@@ -243,7 +248,7 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
         "ndcg@10": ndcg10(dev, dev_c, {q: mix.apply(dev_scores[q], dev_c[q][1]) for q in dev_scores}),
         "prior_ndcg@10": ndcg10(dev, dev_c, {q: s for q, (_, s) in dev_c.items()}),
         "cross_ndcg@10": ndcg10(dev, dev_c, dev_scores),
-        "untrained_cross_ndcg@10": result.baseline,
+        "untrained_cross_ndcg@10": None if math.isnan(result.baseline) else result.baseline,
         "queries": len(dev.qrels),
     }
     save_model(net, job.workdir, base)

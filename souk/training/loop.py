@@ -3,8 +3,8 @@ metric, a deadline, the best checkpoint kept.
 
 The same code runs on CUDA (bf16 autocast) and on CPU (bf16 autocast where the CPU has bf16
 instructions, else fp32). Each phase (e.g. weak corpus pairs, then judged pairs) runs for its epochs
-or its time share; the dev metric is measured at the start, every `eval_every` steps and at the end
-of each phase; after `patience` evaluations without a gain in an early-stopping phase, that phase
+or its time share; the dev metric is measured at the start (unless told not to), every `eval_every`
+steps (or `eval_every_s` seconds) and at the end of each phase; after `patience` evaluations without a gain in an early-stopping phase, that phase
 ends. When the deadline (minus `reserve_s` for the caller's own finishing work) comes, the loop stops
 and the best checkpoint so far is restored. Misuse: an `evaluate` that reads the training queries;
 it must score held-out ones.
@@ -12,7 +12,6 @@ it must score held-out ones.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -44,6 +43,7 @@ class LoopConfig:
     reserve_s: float = 0.0      # seconds kept after the loop for the caller's finishing work
     reserve_evals: float = 0.0  # ... plus this many evaluations' worth (scoring held-out queries)
     seed: int = 13
+    eval_at_start: bool = True  # measure the untrained model (the curve's first point)
 
 
 @dataclass
@@ -71,14 +71,12 @@ def autocast_dtype(device: str):
 
 
 def set_threads() -> int:
-    """Torch threads for training: the cores this process may run on, or half of them when other
-    processes already keep them busy (OpenMP threads spinning against other work cost more than they
-    give: 2.5x slower steps on a shared 2-core machine); `SOUK_TRAIN_THREADS` overrides."""
+    """Set torch's threads for training by `souk.models.cross_encoder.torch_threads` and return them."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > cores + 0.5
-    n = max(1, int(os.environ.get("SOUK_TRAIN_THREADS", cores // 2 if busy else cores)))
+    from souk.models.cross_encoder import torch_threads
+
+    n = torch_threads()
     torch.set_num_threads(n)
     return n
 
@@ -136,7 +134,8 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
         return metric
 
     result = LoopResult(best=-math.inf, best_step=0, baseline=math.nan, steps=0)
-    result.baseline = measure("start")
+    if config.eval_at_start or evaluate is None:
+        result.baseline = measure("start")
     total = sum(p.steps_per_epoch * p.epochs for p in phases)
     net.train()
     with progress_bar(description, total, enabled=progress) as advance:
