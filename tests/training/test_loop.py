@@ -26,7 +26,7 @@ def loss_of(net, batch):
 def test_the_loop_learns_and_restores_the_best_checkpoint():
     batches, x, y = problem()
     net = torch.nn.Linear(4, 1)
-    metric = lambda: -float(loss_of(net, (x, y)))  # noqa: E731
+    metric = lambda: -float(loss_of(net, (x, y)).detach())  # noqa: E731
     result = train(net, [Phase("fit", lambda e: batches, len(batches), epochs=20)], loss_of, metric,
                    time.monotonic() + 60, LoopConfig(lr=0.05, warmup_steps=1, eval_every=8, patience=50), progress=False)
     assert result.best > result.baseline and result.steps == 160
