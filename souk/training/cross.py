@@ -47,8 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "held_out": 0.2,         # share of TRAIN queries (at most `held_out_max`) kept for choosing the mix
     "held_out_max": 200,
     "dev_max": 60,           # dev queries for early stopping (a seeded sample beyond this)
-    # 20 pairs of 128 tokens are what 2 cores can score within a search's latency budget
-    "max_length": 128, "query_length": 32, "title_length": 48,
+    "max_length": FieldLimits.max_length, "query_length": FieldLimits.query, "title_length": FieldLimits.title,
     "batch_size": 32,        # scoring batch
 }
 
