@@ -25,7 +25,7 @@ def _register() -> None:
     from souk.cli import bench
 
     bench.register(bench_app)
-    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.serve", app)):
+    for module, target in (("souk.cli.evaluate", app), ("souk.cli.bench_dense", bench_app), ("souk.cli.serve", app), ("souk.cli.ner", app)):
         try:
             importlib.import_module(module).register(target)
         except ModuleNotFoundError as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -60,18 +60,17 @@ class TrainResult:
     seconds: float
 
 
-def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence], config: TrainConfig | None = None,
-                 network_config=None, progress: Progress | None = None) -> TrainResult:
-    """Train a tagger on `train`, keeping the epoch with the best entity F1 on `dev`."""
+def new_tagger(train: Sequence[TaggedSentence], config: TrainConfig | None = None, network_config=None) -> Tagger:
+    """An untrained tagger: vocabularies and tag set of `train` (plus word2vec vectors when
+    `config.pretrain` names unlabeled text), weights drawn from `config.seed`."""
     import torch
 
-    from souk.query.entities.network import Batch, BiLstmCrf, NetworkConfig
+    from souk.query.entities.network import BiLstmCrf, NetworkConfig
 
     config = config or TrainConfig()
     network_config = network_config or NetworkConfig()
     if not config.segments:
-        network_config.segment_dim = 0
-    t0 = time.perf_counter()
+        network_config = replace(network_config, segment_dim=0)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     tags = _tag_set(train)
@@ -82,8 +81,20 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
     _load_vectors(network.chars, chars, vectors.get("chars", {}))
     if network.bigrams is not None:
         _load_vectors(network.bigrams, bigram_vocab, vectors.get("bigrams", {}))
-    tagger = Tagger(network, chars, bigram_vocab, tags, config.segments)
+    return Tagger(network, chars, bigram_vocab, tags, config.segments)
 
+
+def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence], config: TrainConfig | None = None,
+                 network_config=None, progress: Progress | None = None) -> TrainResult:
+    """Train a tagger on `train`, keeping the epoch with the best entity F1 on `dev`."""
+    import torch
+
+    from souk.query.entities.network import Batch
+
+    config = config or TrainConfig()
+    t0 = time.perf_counter()
+    tagger = new_tagger(train, config, network_config)
+    network, chars, bigram_vocab, tags = tagger.network, tagger.chars, tagger.bigrams, tagger.tags
     tag_id = {t: i for i, t in enumerate(tags)}
     encoded = [encode(s.chars, chars, bigram_vocab, config.segments) for s in train]
     gold = [[tag_id[t] for t in s.tags] for s in train]
@@ -208,6 +219,6 @@ def _load_vectors(embedding, vocab: Vocab, vectors: dict[str, Any]) -> None:
         return
     ids = vocab.ids(vectors)
     matrix = np.stack(list(vectors.values()))
-    matrix = matrix / (matrix.std() + 1e-8) * float(embedding.weight.std())
+    matrix = matrix / (matrix.std() + 1e-8) * float(embedding.weight.detach().std())
     with torch.no_grad():
         embedding.weight[torch.tensor(ids)] = torch.tensor(matrix, dtype=embedding.weight.dtype)
