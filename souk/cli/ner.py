@@ -39,14 +39,15 @@ def train_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Train the BiLSTM-CRF entity tagger; keeps the epoch with the best dev entity F1."""
+    from souk.query.entities.data import read_tagged
+
+    train_set, dev_set = read_tagged(data), read_tagged(dev)  # bad data fails before torch loads
     import torch
 
-    from souk.query.entities.data import read_tagged
     from souk.query.entities.training import TrainConfig, train_tagger
 
     if threads:
         torch.set_num_threads(threads)
-    train_set, dev_set = read_tagged(data), read_tagged(dev)
     config = TrainConfig(epochs=epochs, seed=seed, patience=patience, budget_s=budget_min * 60 if budget_min else None,
                          pretrain=[str(p) for p in pretrain or []])
     per_epoch = -(-len(train_set) // config.batch_size)
@@ -74,8 +75,8 @@ def eval_command(model: ModelOpt,
     from souk.query.entities.tagger import Tagger
     from souk.query.entities.training import evaluate_tagger
 
-    tagger = Tagger.load(model)
-    scores = evaluate_tagger(tagger, read_tagged(data)).to_dict()
+    sentences = read_tagged(data)
+    scores = evaluate_tagger(Tagger.load(model), sentences).to_dict()
     if json_output:
         emit_json(scores)
         return

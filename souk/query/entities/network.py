@@ -38,8 +38,11 @@ class BiLstmCrf(nn.Module):
         self.segments = nn.Embedding(5, config.segment_dim, padding_idx=0) if config.segment_dim else None
         width = config.char_dim + 2 * config.bigram_dim + config.segment_dim
         self.dropout = nn.Dropout(config.dropout)
-        self.lstm = nn.LSTM(width, config.hidden, num_layers=config.layers, batch_first=True, bidirectional=True,
-                            dropout=config.dropout if config.layers > 1 else 0.0)
+        # two one-way LSTMs, the second over each sentence reversed within its length: exact on
+        # right-padded batches without the cost of packed sequences
+        lstm_dropout = config.dropout if config.layers > 1 else 0.0
+        self.forward_lstm = nn.LSTM(width, config.hidden, num_layers=config.layers, batch_first=True, dropout=lstm_dropout)
+        self.backward_lstm = nn.LSTM(width, config.hidden, num_layers=config.layers, batch_first=True, dropout=lstm_dropout)
         self.out = nn.Linear(2 * config.hidden, len(tags))
         self.crf = CRF(len(tags), *bio_constraints(tags))
 
@@ -50,9 +53,9 @@ class BiLstmCrf(nn.Module):
         if self.segments is not None:
             parts.append(self.segments(batch.segments))
         x = self.dropout(torch.cat(parts, dim=-1))
-        packed = nn.utils.rnn.pack_padded_sequence(x, batch.lengths, batch_first=True, enforce_sorted=False)
-        h, _ = self.lstm(packed)
-        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+        forward, _ = self.forward_lstm(x)
+        backward, _ = self.backward_lstm(_reverse(x, batch.reversal))
+        h = torch.cat([forward, _reverse(backward, batch.reversal)], dim=-1)
         return self.out(self.dropout(h))
 
     def loss(self, batch: "Batch") -> torch.Tensor:
@@ -78,7 +81,8 @@ class Batch:
     segments: torch.Tensor  # (B, L)
     tags: torch.Tensor  # (B, L), 0 where padded
     mask: torch.Tensor  # (B, L) bool
-    lengths: torch.Tensor  # (B,) on CPU
+    lengths: torch.Tensor  # (B,)
+    reversal: torch.Tensor  # (B, L): position i of row b reads position reversal[b, i] (each row reversed within its length)
 
     @classmethod
     def of(cls, encoded: Sequence[Encoded], tags: Sequence[Sequence[int]] | None = None) -> "Batch":
@@ -95,5 +99,12 @@ class Batch:
             if tags is not None:
                 tag_ids[i, :k] = torch.tensor(tags[i])
         lengths = torch.tensor([len(e.chars) for e in encoded])
-        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
-        return cls(chars, bigrams, segs, tag_ids, mask, lengths)
+        positions = torch.arange(width).unsqueeze(0)
+        mask = positions < lengths.unsqueeze(1)
+        reversal = torch.where(mask, lengths.unsqueeze(1) - 1 - positions, positions)
+        return cls(chars, bigrams, segs, tag_ids, mask, lengths, reversal)
+
+
+def _reverse(x: torch.Tensor, reversal: torch.Tensor) -> torch.Tensor:
+    """Each row of (B, L, D) reversed within its length (padding stays at the end)."""
+    return x.gather(1, reversal.unsqueeze(2).expand_as(x))

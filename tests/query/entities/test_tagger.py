@@ -70,9 +70,25 @@ def test_load_and_save_refuse_other_directories(mini, tmp_path):
 def test_short_training_on_real_titles_lowers_loss_and_beats_an_untrained_model():
     train = read_tagged(DATA / "taobao-ner" / "train.jsonl")[:200]
     dev = read_tagged(DATA / "taobao-ner" / "dev.jsonl")[:100]
-    config = TrainConfig(epochs=2, batch_size=16, lr=1e-2, seed=7)
+    config = TrainConfig(epochs=2, batch_size=8, lr=2e-2, seed=7)
     network = NetworkConfig(char_dim=32, bigram_dim=32, segment_dim=8, hidden=48, dropout=0.2)
     untrained = evaluate_tagger(new_tagger(train, config, network), dev).f1
     result = train_tagger(train, dev, config, network)
     assert result.history[1].loss < result.history[0].loss
     assert result.best.dev.f1 > untrained + 0.1, (untrained, result.best.dev.f1)
+
+
+def test_padding_in_a_batch_does_not_change_a_sentence(mini):
+    import torch
+
+    from souk.query.entities.features import encode
+    from souk.query.entities.network import Batch
+
+    tagger = Tagger.load(mini[1])
+    sentences = read_tagged(FIXTURES / "ner-mini.jsonl")
+    encoded = [encode(s.chars, tagger.chars, tagger.bigrams) for s in sentences]
+    together = tagger.network.emissions(Batch.of(encoded))
+    with torch.no_grad():
+        for i, e in enumerate(encoded):
+            alone = tagger.network.emissions(Batch.of([e]))[0]
+            assert torch.allclose(together[i, : len(e.chars)], alone, atol=1e-5)
