@@ -54,6 +54,44 @@ def segments(units: Sequence[str]) -> list[int]:
     return out if len(out) == len(units) else [4] * len(units)
 
 
+class Lexicon:
+    """Known entity strings by type (from training titles); `marks` says, for each unit, in which
+    entity strings it stands first (B), inside (M), last (E) or alone (S), as a 4 x types bit mask.
+    Every occurrence counts, overlapping ones too; the network learns how far to trust them."""
+
+    def __init__(self, words: dict[str, Iterable[str]]):
+        self.types = sorted(words)
+        self.words = {t: sorted(set(words[t])) for t in self.types}
+        self._trie: dict = {}
+        for k, t in enumerate(self.types):
+            for w in self.words[t]:
+                node = self._trie
+                for c in w:
+                    node = node.setdefault(c, {})
+                node[""] = node.get("", 0) | (1 << k)
+
+    @property
+    def width(self) -> int:
+        return 4 * len(self.types)
+
+    def marks(self, units: Sequence[str]) -> list[int]:
+        out = [0] * len(units)
+        for i in range(len(units)):
+            node, j = self._trie, i
+            while j < len(units) and (node := node.get(units[j])) is not None:
+                j += 1
+                for k in range(len(self.types)):
+                    if node.get("", 0) >> k & 1:
+                        if j - i == 1:
+                            out[i] |= 1 << (4 * k + 3)  # S
+                        else:
+                            out[i] |= 1 << (4 * k)  # B
+                            out[j - 1] |= 1 << (4 * k + 2)  # E
+                            for m in range(i + 1, j - 1):
+                                out[m] |= 1 << (4 * k + 1)  # M
+        return out
+
+
 @dataclass(frozen=True)
 class Encoded:
     """Feature ids of one sentence."""
@@ -61,9 +99,21 @@ class Encoded:
     chars: list[int]
     bigrams: list[int]  # len(chars) + 1 ids: left bigram of i at i, right bigram at i + 1
     segments: list[int]
+    lexicon: list[int]  # bit masks of `Lexicon.marks` (all 0 without a lexicon)
 
 
-def encode(units: Sequence[str], chars: Vocab, bigram_vocab: Vocab, use_segments: bool = True) -> Encoded:
-    """Feature ids of one sentence of units."""
-    segs = segments(units) if use_segments else [4] * len(units)
-    return Encoded(chars.ids(units), bigram_vocab.ids(bigrams(units)), segs)
+@dataclass
+class Featurizer:
+    """Turns a sentence of units into feature ids; the same object serves training and tagging."""
+
+    chars: Vocab
+    bigrams: Vocab
+    segments: bool = True
+    lexicon: Lexicon | None = None
+
+    def encode(self, units: Sequence[str], lexicon: Lexicon | None = None) -> Encoded:
+        """Feature ids of one sentence; `lexicon` overrides the featurizer's (training folds)."""
+        segs = segments(units) if self.segments else [4] * len(units)
+        lexicon = lexicon or self.lexicon
+        marks = lexicon.marks(units) if lexicon is not None else [0] * len(units)
+        return Encoded(self.chars.ids(units), self.bigrams.ids(bigrams(units)), segs, marks)

@@ -1,4 +1,4 @@
-"""The tagger network: character + bigram + word-position embeddings -> BiLSTM -> CRF (torch)."""
+"""The tagger network: character, bigram and word-position embeddings plus lexicon bits -> BiLSTM -> CRF (torch)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -18,6 +18,7 @@ class NetworkConfig:
     char_dim: int = 100
     bigram_dim: int = 100
     segment_dim: int = 20
+    lexicon_width: int = 0  # 4 x entity types when a lexicon feeds the network
     hidden: int = 200  # per direction
     layers: int = 1
     dropout: float = 0.5
@@ -36,7 +37,7 @@ class BiLstmCrf(nn.Module):
         self.chars = nn.Embedding(n_chars, config.char_dim, padding_idx=0, sparse=True)
         self.bigrams = nn.Embedding(n_bigrams, config.bigram_dim, padding_idx=0, sparse=True) if config.bigram_dim else None
         self.segments = nn.Embedding(5, config.segment_dim, padding_idx=0) if config.segment_dim else None
-        width = config.char_dim + 2 * config.bigram_dim + config.segment_dim
+        width = config.char_dim + 2 * config.bigram_dim + config.segment_dim + config.lexicon_width
         self.dropout = nn.Dropout(config.dropout)
         # two one-way LSTMs, the second over each sentence reversed within its length: exact on
         # right-padded batches without the cost of packed sequences
@@ -52,6 +53,9 @@ class BiLstmCrf(nn.Module):
             parts += [self.bigrams(batch.bigrams[:, :-1]), self.bigrams(batch.bigrams[:, 1:])]
         if self.segments is not None:
             parts.append(self.segments(batch.segments))
+        if self.config.lexicon_width:
+            bits = torch.arange(self.config.lexicon_width)
+            parts.append(((batch.lexicon.unsqueeze(2) >> bits) & 1).to(parts[0].dtype))
         x = self.dropout(torch.cat(parts, dim=-1))
         forward, _ = self.forward_lstm(x)
         backward, _ = self.backward_lstm(_reverse(x, batch.reversal))
@@ -79,6 +83,7 @@ class Batch:
     chars: torch.Tensor  # (B, L)
     bigrams: torch.Tensor  # (B, L + 1)
     segments: torch.Tensor  # (B, L)
+    lexicon: torch.Tensor  # (B, L) bit masks
     tags: torch.Tensor  # (B, L), 0 where padded
     mask: torch.Tensor  # (B, L) bool
     lengths: torch.Tensor  # (B,)
@@ -90,19 +95,21 @@ class Batch:
         chars = torch.zeros(n, width, dtype=torch.long)
         bigrams = torch.zeros(n, width + 1, dtype=torch.long)
         segs = torch.zeros(n, width, dtype=torch.long)
+        lexicon = torch.zeros(n, width, dtype=torch.long)
         tag_ids = torch.zeros(n, width, dtype=torch.long)
         for i, e in enumerate(encoded):
             k = len(e.chars)
             chars[i, :k] = torch.tensor(e.chars)
             bigrams[i, : k + 1] = torch.tensor(e.bigrams)
             segs[i, :k] = torch.tensor(e.segments)
+            lexicon[i, :k] = torch.tensor(e.lexicon)
             if tags is not None:
                 tag_ids[i, :k] = torch.tensor(tags[i])
         lengths = torch.tensor([len(e.chars) for e in encoded])
         positions = torch.arange(width).unsqueeze(0)
         mask = positions < lengths.unsqueeze(1)
         reversal = torch.where(mask, lengths.unsqueeze(1) - 1 - positions, positions)
-        return cls(chars, bigrams, segs, tag_ids, mask, lengths, reversal)
+        return cls(chars, bigrams, segs, lexicon, tag_ids, mask, lengths, reversal)
 
 
 def _reverse(x: torch.Tensor, reversal: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 A model directory holds `model.pt` (the network's state dict), `manifest.json` (kind
 "ner-tagger", tags, network sizes, features, seed, training data and dev metrics) and the vocabularies
-`chars.json` and `bigrams.json`. torch is imported only when a tagger is loaded. Misuse: feeding
+`chars.json` and `bigrams.json`, and the entity lexicon `lexicon.json`. torch is imported only when a tagger is loaded. Misuse: feeding
 the network units normalized another way than `data.unit`/`text.char_key` (training and tagging
 share them).
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from souk.errors import ModelError
 from souk.query.entities.entity import Entity, bio_spans
-from souk.query.entities.features import Vocab, encode
+from souk.query.entities.features import Featurizer, Lexicon, Vocab
 from souk.query.entities.text import canonical, normalize_with_offsets
 
 if TYPE_CHECKING:
@@ -27,17 +27,17 @@ KIND = "ner-tagger"
 FORMAT = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.pt"
-CHARS, BIGRAMS = "chars.json", "bigrams.json"
+CHARS, BIGRAMS, LEXICON = "chars.json", "bigrams.json", "lexicon.json"
 
 
 class Tagger:
     """A BiLSTM-CRF tagger with its vocabularies and tag set; `tag(text)` finds entities."""
 
-    def __init__(self, network: "BiLstmCrf", chars: Vocab, bigrams: Vocab, tags: Sequence[str],
-                 use_segments: bool, manifest: dict[str, Any] | None = None):
+    def __init__(self, network: "BiLstmCrf", features: Featurizer, tags: Sequence[str],
+                 manifest: dict[str, Any] | None = None):
         self.network = network.eval()
-        self.chars, self.bigrams, self.tags = chars, bigrams, list(tags)
-        self.use_segments = use_segments
+        self.features = features
+        self.tags = list(tags)
         self.manifest = manifest or {}
 
     @property
@@ -60,7 +60,7 @@ class Tagger:
         with torch.no_grad():
             for lo in range(0, len(order), batch_size):
                 idx = order[lo: lo + batch_size]
-                batch = Batch.of([encode(sentences[i], self.chars, self.bigrams, self.use_segments) for i in idx])
+                batch = Batch.of([self.features.encode(sentences[i]) for i in idx])
                 paths, probs = self.network.decode(batch, scores)
                 for i, path, p in zip(idx, paths, probs):
                     out[i] = ([self.tags[t] for t in path], p)
@@ -99,15 +99,20 @@ class Tagger:
         if path.exists() and not _is_tagger_dir(path) and (not path.is_dir() or any(path.iterdir())):
             raise ModelError(f"{path} exists and is not a souk ner-tagger directory; choose a new or empty directory")
         path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.features
         manifest = {**self.manifest, **(extra or {}), "kind": KIND, "format": FORMAT, "tags": self.tags,
-                    "network": self.network.config.to_dict(), "segments": "jieba" if self.use_segments else None,
-                    "vocab": {"chars": {"file": CHARS, "size": len(self.chars)},
-                              "bigrams": {"file": BIGRAMS, "size": len(self.bigrams)}}}
+                    "network": self.network.config.to_dict(), "segments": "jieba" if f.segments else None,
+                    "vocab": {"chars": {"file": CHARS, "size": len(f.chars)},
+                              "bigrams": {"file": BIGRAMS, "size": len(f.bigrams)}},
+                    "lexicon": {"file": LEXICON, "words": {t: len(w) for t, w in f.lexicon.words.items()}}
+                    if f.lexicon is not None else None}
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         try:
             torch.save(self.network.state_dict(), tmp / WEIGHTS)
-            (tmp / CHARS).write_text(json.dumps(self.chars.tokens, ensure_ascii=False), encoding="utf-8")
-            (tmp / BIGRAMS).write_text(json.dumps(self.bigrams.tokens, ensure_ascii=False), encoding="utf-8")
+            (tmp / CHARS).write_text(json.dumps(f.chars.tokens, ensure_ascii=False), encoding="utf-8")
+            (tmp / BIGRAMS).write_text(json.dumps(f.bigrams.tokens, ensure_ascii=False), encoding="utf-8")
+            if f.lexicon is not None:
+                (tmp / LEXICON).write_text(json.dumps(f.lexicon.words, ensure_ascii=False), encoding="utf-8")
             (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
@@ -135,11 +140,13 @@ class Tagger:
         try:
             chars = Vocab(json.loads((path / CHARS).read_text(encoding="utf-8")))
             bigrams = Vocab(json.loads((path / BIGRAMS).read_text(encoding="utf-8")))
+            lexicon = Lexicon(json.loads((path / LEXICON).read_text(encoding="utf-8"))) if manifest.get("lexicon") else None
             network = BiLstmCrf(NetworkConfig(**manifest["network"]), len(chars), len(bigrams), manifest["tags"])
             network.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise ModelError(f"{path}: damaged ner-tagger directory ({type(e).__name__}: {e}); retrain it") from None
-        return cls(network, chars, bigrams, manifest["tags"], bool(manifest.get("segments")), manifest)
+        features = Featurizer(chars, bigrams, bool(manifest.get("segments")), lexicon)
+        return cls(network, features, manifest["tags"], manifest)
 
 
 def _is_tagger_dir(path: Path) -> bool:

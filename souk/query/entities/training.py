@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 
 from souk.errors import DatasetError
 from souk.query.entities.data import TaggedSentence
-from souk.query.entities.features import Vocab, bigrams, encode
+from souk.query.entities.entity import bio_spans
+from souk.query.entities.features import Featurizer, Lexicon, Vocab, bigrams
 from souk.query.entities.metrics import EntityScores, entity_scores
 from souk.query.entities.tagger import Tagger
 from souk.query.entities.text import char_key
@@ -30,12 +31,16 @@ class TrainConfig:
 
     epochs: int = 30
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-2
+    lr_decay: float = 0.85  # learning rate multiplied by this after every epoch
+    unk_rate: float = 0.0  # share of training characters (and their bigrams) read as unknown, for unseen ones
     clip: float = 5.0
     patience: int = 6  # epochs without a better dev F1 before stopping
     seed: int = 13
     budget_s: float | None = None  # stop after the epoch that crosses this many seconds
     segments: bool = True  # jieba word-position features
+    lexicon: bool = True  # bits for the entity strings of the training titles (jackknifed, see `_fold_lexicons`)
+    lexicon_folds: int = 5
     pretrain: list[str] = field(default_factory=list)  # unlabeled text files, one title or query a line
     pretrain_epochs: int = 5
     pretrain_min_count: int = 3
@@ -77,11 +82,13 @@ def new_tagger(train: Sequence[TaggedSentence], config: TrainConfig | None = Non
     vectors = _pretrain(train, config, network_config) if config.pretrain else {}
     chars = Vocab.build(_by_count(u for s in train for u in s.chars) + list(vectors.get("chars", {})))
     bigram_vocab = Vocab.build(_by_count(b for s in train for b in bigrams(s.chars)) + list(vectors.get("bigrams", {})))
+    lexicon = Lexicon(_entity_words(train, tags)) if config.lexicon else None
+    network_config = replace(network_config, lexicon_width=lexicon.width if lexicon else 0)
     network = BiLstmCrf(network_config, len(chars), len(bigram_vocab), tags)
     _load_vectors(network.chars, chars, vectors.get("chars", {}))
     if network.bigrams is not None:
         _load_vectors(network.bigrams, bigram_vocab, vectors.get("bigrams", {}))
-    return Tagger(network, chars, bigram_vocab, tags, config.segments)
+    return Tagger(network, Featurizer(chars, bigram_vocab, config.segments, lexicon), tags)
 
 
 def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence], config: TrainConfig | None = None,
@@ -94,9 +101,10 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
     config = config or TrainConfig()
     t0 = time.perf_counter()
     tagger = new_tagger(train, config, network_config)
-    network, chars, bigram_vocab, tags = tagger.network, tagger.chars, tagger.bigrams, tagger.tags
+    network, tags = tagger.network, tagger.tags
     tag_id = {t: i for i, t in enumerate(tags)}
-    encoded = [encode(s.chars, chars, bigram_vocab, config.segments) for s in train]
+    lexicons = _fold_lexicons(train, tags, config) if config.lexicon else [None] * len(train)
+    encoded = [tagger.features.encode(s.chars, lex) for s, lex in zip(train, lexicons)]
     gold = [[tag_id[t] for t in s.tags] for s in train]
     sparse = [p for m in (network.chars, network.bigrams) if m is not None for p in m.parameters()]
     dense = [p for p in network.parameters() if all(p is not q for q in sparse)]
@@ -107,10 +115,15 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
     best_state: dict | None = None
     for epoch in range(1, config.epochs + 1):
         t_epoch = time.perf_counter()
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
         network.train()
         total, count = 0.0, 0
         for idx in _batches(encoded, config.batch_size, rng):
             batch = Batch.of([encoded[i] for i in idx], [gold[i] for i in idx])
+            if config.unk_rate:
+                _forget(batch, config.unk_rate)
             for opt in optimizers:
                 opt.zero_grad()
             loss = network.loss(batch)
@@ -153,6 +166,37 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
 def evaluate_tagger(tagger: Tagger, sentences: Sequence[TaggedSentence]) -> EntityScores:
     """Entity-level scores of the tagger on gold-tagged sentences."""
     return entity_scores([s.tags for s in sentences], tagger.predict([s.chars for s in sentences]))
+
+
+def _forget(batch, rate: float) -> None:
+    """Replace a random share of the batch's characters and bigrams by the unknown id (in place)."""
+    import torch
+
+    from souk.query.entities.features import UNK
+
+    for ids in (batch.chars, batch.bigrams):
+        drop = (torch.rand(ids.shape) < rate) & (ids > UNK)
+        ids[drop] = UNK
+
+
+def _entity_words(sentences: Sequence[TaggedSentence], tags: Sequence[str]) -> dict[str, list[str]]:
+    words: dict[str, set[str]] = {t[2:]: set() for t in tags if t != "O"}
+    for s in sentences:
+        for kind, start, end in bio_spans(s.tags):
+            words[kind].add("".join(s.chars[start:end]))
+    return {t: sorted(w) for t, w in words.items()}
+
+
+def _fold_lexicons(train: Sequence[TaggedSentence], tags: Sequence[str], config: TrainConfig) -> list[Lexicon]:
+    """The lexicon each training sentence sees: built from the other folds only, so its own
+    entities are marked only when other titles hold them too, as on unseen text (otherwise the
+    network learns that lexicon bits are always right and trusts them blindly)."""
+    k = max(2, config.lexicon_folds)
+    order = list(range(len(train)))
+    random.Random(config.seed).shuffle(order)
+    fold_of = {i: n % k for n, i in enumerate(order)}
+    lexicons = [Lexicon(_entity_words([s for i, s in enumerate(train) if fold_of[i] != f], tags)) for f in range(k)]
+    return [lexicons[fold_of[i]] for i in range(len(train))]
 
 
 def _tag_set(train: Sequence[TaggedSentence]) -> list[str]:

@@ -30,8 +30,8 @@ def test_learns_the_fixture_and_keeps_the_best_epoch(mini):
     assert result.best.epoch == max(result.history, key=lambda h: h.dev.f1).epoch
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "ner-tagger" and manifest["seed"] == 1 and manifest["dev"]["f1"] == pytest.approx(1.0)
-    assert manifest["tags"][0] == "O" and {"chars", "bigrams"} == set(manifest["vocab"])
-    assert {"model.pt", "chars.json", "bigrams.json", "manifest.json"} <= {p.name for p in path.iterdir()}
+    assert manifest["tags"][0] == "O" and {"chars", "bigrams"} == set(manifest["vocab"]) and manifest["lexicon"]["words"]["HPPX"] == 11
+    assert {"model.pt", "chars.json", "bigrams.json", "lexicon.json", "manifest.json"} <= {p.name for p in path.iterdir()}
 
 
 def test_tag_spans_point_into_the_raw_query(mini):
@@ -81,12 +81,11 @@ def test_short_training_on_real_titles_lowers_loss_and_beats_an_untrained_model(
 def test_padding_in_a_batch_does_not_change_a_sentence(mini):
     import torch
 
-    from souk.query.entities.features import encode
     from souk.query.entities.network import Batch
 
     tagger = Tagger.load(mini[1])
     sentences = read_tagged(FIXTURES / "ner-mini.jsonl")
-    encoded = [encode(s.chars, tagger.chars, tagger.bigrams) for s in sentences]
+    encoded = [tagger.features.encode(s.chars) for s in sentences]
     together = tagger.network.emissions(Batch.of(encoded))
     with torch.no_grad():
         for i, e in enumerate(encoded):
