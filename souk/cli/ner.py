@@ -6,6 +6,7 @@ JSON object; progress (loss, dev F1) goes to stderr.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,7 +33,7 @@ def train_command(
     out: Annotated[Path, typer.Option("--out", help="Model directory to write (replaced atomically).")],
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Most epochs to run.")] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, batch order and word2vec.")] = 13,
-    budget_min: Annotated[Optional[float], typer.Option("--budget-min", min=0.1, help="Stop after the epoch that crosses this many minutes.")] = None,
+    budget_min: Annotated[Optional[float], typer.Option("--budget-min", min=0.1, help="Wall-clock minutes for the whole run: no epoch starts that would end past them.")] = None,
     pretrain: Annotated[Optional[list[Path]], typer.Option("--pretrain", help="Unlabeled text (one title or query a line) for word2vec character and bigram vectors; repeatable.")] = None,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without a better dev F1 before stopping.")] = 6,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch threads (default: torch's choice).")] = None,
@@ -42,12 +43,9 @@ def train_command(
     from souk.query.entities.data import read_tagged
 
     train_set, dev_set = read_tagged(data), read_tagged(dev)  # bad data fails before torch loads
-    import torch
-
+    torch = _torch(threads)
     from souk.query.entities.training import TrainConfig, train_tagger
 
-    if threads:
-        torch.set_num_threads(threads)
     config = TrainConfig(epochs=epochs, seed=seed, patience=patience, budget_s=budget_min * 60 if budget_min else None,
                          pretrain=[str(p) for p in pretrain or []])
     per_epoch = -(-len(train_set) // config.batch_size)
@@ -88,20 +86,18 @@ def tag_command(
     text: Annotated[str, typer.Argument(help="Query or title text.")],
     model: Annotated[Optional[Path], typer.Option("--model", help="Tagger directory written by `souk ner train`.")] = None,
     gazetteer: Annotated[Optional[Path], typer.Option("--gazetteer", help="Gazetteer JSON written by `souk ner gazetteer`.")] = None,
+    min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, help="Drop tagger entities less sure than this.")] = 0.0,
     json_output: JsonOpt = False,
 ) -> None:
-    """Print the entities of one text (tagger, gazetteer or both)."""
+    """Print the entities of one text: gazetteer matches first, then tagger entities overlapping none."""
     from souk.query.entities.gazetteer import Gazetteer
+    from souk.query.entities.recognize import recognize
     from souk.query.entities.tagger import Tagger
 
     if model is None and gazetteer is None:
         raise ConfigError("give --model DIR, --gazetteer FILE or both")
-    entities = []
-    if gazetteer is not None:
-        entities += Gazetteer.load(gazetteer).match(text)
-    if model is not None:
-        entities += Tagger.load(model).tag(text)
-    entities.sort(key=lambda e: (e.start, e.source))
+    entities = recognize(text, Gazetteer.load(gazetteer) if gazetteer is not None else None,
+                         Tagger.load(model) if model is not None else None, min_score)
     if json_output:
         emit_json({"text": text, "entities": [e.to_dict() for e in entities]})
         return
@@ -131,6 +127,17 @@ def gazetteer_command(
         emit_json(summary)
         return
     console.print(f"wrote {out}: {len(built)} entries of {', '.join(built.types)}")
+
+
+def _torch(threads: int | None):
+    """torch, with idle OpenMP threads sleeping instead of spinning: on a busy machine spinning
+    threads made small training steps many times slower (must be set before torch loads)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch
 
 
 def _read_aliases(path: Path) -> dict[str, str]:

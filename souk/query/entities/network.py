@@ -19,9 +19,9 @@ class NetworkConfig:
     bigram_dim: int = 100
     segment_dim: int = 20
     lexicon_width: int = 0  # 4 x entity types when a lexicon feeds the network
-    hidden: int = 200  # per direction
+    hidden: int = 128  # per direction
     layers: int = 1
-    dropout: float = 0.5
+    dropout: float = 0.4
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

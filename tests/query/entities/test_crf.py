@@ -12,7 +12,7 @@ TAGS = ["O", "B-X", "I-X", "B-Y", "I-Y"]
 
 def brute_force(crf: CRF, emissions: torch.Tensor, length: int) -> dict[tuple[int, ...], float]:
     """Score of every tag path of one sequence, by enumeration."""
-    trans, start, end = crf._scores()
+    trans, start, end = (x.detach() for x in crf._scores())
     scores = {}
     for path in itertools.product(range(crf.num_tags), repeat=length):
         s = start[path[0]] + end[path[-1]] + sum(emissions[t, y] for t, y in enumerate(path))

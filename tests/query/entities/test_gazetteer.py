@@ -77,3 +77,16 @@ def test_save_load_round_trip(gazetteer, tmp_path):
     (tmp_path / "other.json").write_text('{"kind": "ner-tagger"}')
     with pytest.raises(ConfigError, match="not a souk gazetteer"):
         Gazetteer.load(tmp_path / "other.json")
+
+
+def test_recognize_prefers_catalog_values_over_tagger_spans(gazetteer):
+    from souk.query.entities import Entity, recognize
+
+    class FakeTagger:
+        def tag(self, text):
+            return [Entity("HPPX", 0, 4, "嘉顿蛋糕", text[0:4], "tagger", 0.9),
+                    Entity("HCCX", 5, 7, "礼盒", text[5:7], "tagger", 0.4)]
+
+    found = recognize("嘉頓蛋糕 礼盒", gazetteer, FakeTagger())
+    assert [(e.source, e.text) for e in found] == [("gazetteer", "嘉頓"), ("tagger", "礼盒")]
+    assert [e.text for e in recognize("嘉頓蛋糕 礼盒", None, FakeTagger(), min_score=0.5)] == ["嘉頓蛋糕"]
