@@ -69,8 +69,8 @@ def test_training_the_crf_alone_learns_the_tags():
     for _ in range(50):
         opt.zero_grad()
         loss = crf.neg_log_likelihood(emissions, gold, mask)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         loss.backward()
         opt.step()
-    assert float(loss) < first / 10
+    assert loss.item() < first / 10
     assert crf.decode(emissions.detach(), mask) == gold.tolist()
