@@ -108,6 +108,7 @@ class Tagger:
                     if f.lexicon is not None else None}
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is shared like any other
             torch.save(self.network.state_dict(), tmp / WEIGHTS)
             (tmp / CHARS).write_text(json.dumps(f.chars.tokens, ensure_ascii=False), encoding="utf-8")
             (tmp / BIGRAMS).write_text(json.dumps(f.bigrams.tokens, ensure_ascii=False), encoding="utf-8")
