@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -99,7 +100,7 @@ def tag_command(
     entities = recognize(text, Gazetteer.load(gazetteer) if gazetteer is not None else None,
                          Tagger.load(model) if model is not None else None, min_score)
     if json_output:
-        emit_json({"text": text, "entities": [e.to_dict() for e in entities]})
+        emit_json({"text": text, "entities": [asdict(e) for e in entities]})
         return
     if not entities:
         console.print("no entities")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -20,8 +20,9 @@ from souk.index.filters import Filter, combine
 from souk.index.highlight import highlight
 from souk.index.keys import doc_keys
 from souk.index.store import ID, KEY, SOURCE, meta_path
-from souk.query.syntax import is_strict, may_have_operators, parse_query
-from souk.retrieval.base import Ranking
+from souk.limits import EXACT_DISTINCT_LIMIT
+from souk.analysis.syntax import is_strict, may_have_operators, parse_query
+from souk.types import Hit, Ranking, SearchResult
 
 if TYPE_CHECKING:
     from souk.index import Index
@@ -43,31 +44,7 @@ class SearchRequest:
     sort: str | None = None
     fields: Sequence[str] | None = None
     highlight: bool = True
-
-
-@dataclass
-class Hit:
-    id: str
-    score: float
-    doc: dict[str, Any]
-    highlights: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class SearchResult:
-    hits: list[Hit]
-    total: int
-    terms: list[str]
-    facets: dict[str, Any] = field(default_factory=dict)
-    took_ms: float = 0.0
-    relaxed: bool = False  # the strict query ("phrases", +words) matched nothing; these are plain-word matches
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total, "terms": self.terms, "took_ms": round(self.took_ms, 3), "facets": self.facets,
-            "relaxed": self.relaxed,
-            "hits": [{"id": h.id, "score": h.score, "doc": h.doc, "highlights": h.highlights} for h in self.hits],
-        }
+    expansions: Sequence[tuple[str, float]] = ()  # (text, weight): optional words joined with a lower weight
 
 
 class Searcher:
@@ -108,6 +85,7 @@ class Searcher:
 
     def _search(self, req: SearchRequest, relaxed: bool) -> SearchResult:
         query, terms = self.text_query(req.query, req.fields, relaxed)
+        query = self._expand(query, req.expansions, req.fields)
         if query is None and req.query.strip() and not req.filters:
             return SearchResult([], 0, terms, relaxed=relaxed)
         q = combine(query, req.filters, self.schema, self._tschema)
@@ -124,7 +102,7 @@ class Searcher:
             doc = self._s.doc(addr)
             source = json.loads(bytes(doc.get_first(SOURCE)))
             hl = self._highlights(source, term_set, req.fields) if req.highlight else {}
-            hits.append(Hit(doc.get_first(ID), float(score), source, hl))
+            hits.append(Hit(doc.get_first(ID), 0.0 if score is None else float(score), source, hl))  # None: sort value missing
         facets = {name: self._facet(q, name, req.facet_size) for name in req.facets}
         return SearchResult(hits, int(total), terms, facets, relaxed=relaxed)
 
@@ -132,7 +110,7 @@ class Searcher:
                    relaxed: bool = False) -> tuple[tantivy.Query | None, list[str]]:
         """BM25 query over the search fields (boosted, per-field scores summed); None if no terms.
 
-        Honours the query syntax of `souk.query.syntax`: "phrases", +required and -excluded words;
+        Honours the query syntax of `souk.analysis.syntax`: "phrases", +required and -excluded words;
         `relaxed` turns phrases and required words into plain words (exclusions stay).
         """
         if len(text) > MAX_QUERY_CHARS:
@@ -190,17 +168,36 @@ class Searcher:
             plan = self._plans[names] = [(f.name, get_analyzer(f.analyzer, self._user_dict), f.boost) for f in fields]
         return plan
 
+    def warm(self) -> None:
+        """Load what the first query would otherwise wait for (jieba's dictionary for Chinese fields)."""
+        for _, analyzer, _ in self._plan(tuple(self.schema.search_fields)):
+            analyzer.terms("中文")
+
     # ---- cheap paths for retrieval stages ------------------------------------------------------
-    def bm25(self, text: str, k: int, filters: Sequence[Filter] = (), relaxed: bool = False) -> Ranking:
+    def _expand(self, query: tantivy.Query | None, expansions: Sequence[tuple[str, float]],
+                fields: Sequence[str] | None = None) -> tantivy.Query | None:
+        """`query` OR the expansion words, each scored with its weight (never required)."""
+        if not expansions or query is None:
+            return query
+        clauses = [(tantivy.Occur.Should, query)]
+        for text, weight in expansions:
+            extra, _ = self._match(text, list(fields) if fields else self.schema.search_fields)
+            if extra is not None and weight > 0:
+                clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(extra, float(weight))))
+        return tantivy.Query.boolean_query(clauses) if len(clauses) > 1 else query
+
+    def bm25(self, text: str, k: int, filters: Sequence[Filter] = (), relaxed: bool = False,
+             expansions: Sequence[tuple[str, float]] = ()) -> Ranking:
         """Top-k ids and BM25 scores without fetching stored documents (relaxed like `search`)."""
         query, _ = self.text_query(text, relaxed=relaxed)
+        query = self._expand(query, expansions)
         if query is None or k <= 0:
             return Ranking.empty()
         if filters:
             query = combine(query, filters, self.schema, self._tschema)
         hits = self._s.search(query, k, count=False).hits
         if not hits:
-            return self.bm25(text, k, filters, relaxed=True) if not relaxed and is_strict(text) else Ranking.empty()
+            return self.bm25(text, k, filters, True, expansions) if not relaxed and is_strict(text) else Ranking.empty()
         scores, addrs = zip(*hits)
         keys = self._s.fast_field_values(KEY, list(addrs))  # this snapshot's own hits: always in the table
         return Ranking(self.keys_to_ids(keys, check=False), np.asarray(scores, dtype=np.float32))
@@ -244,6 +241,35 @@ class Searcher:
                 out.append(Hit(doc_id, float(score), doc, self._highlights(doc, terms, None) if terms else {}))
         return out
 
+    def _addresses_of(self, ids: Sequence[str]) -> list[tantivy.DocAddress | None]:
+        """Doc addresses of ids in this snapshot (None for unknown ids), in the order given."""
+        if not ids:
+            return []
+        keys = doc_keys(list(ids))
+        query = tantivy.Query.term_set_query(self._tschema, KEY, [int(k) for k in keys])
+        hits = self._s.search(query, len(ids), count=False).hits
+        found = dict(zip(self._keys_of(hits).tolist(), (a for _, a in hits)))
+        return [found.get(int(k)) for k in keys]
+
+    def numbers(self, ids: Sequence[str], name: str) -> np.ndarray:
+        """Values of number field `name` for ids (NaN where unknown or missing); reads fast fields only."""
+        self.schema.field(name, kinds=("number",))
+        addrs = self._addresses_of(ids)
+        live = [i for i, a in enumerate(addrs) if a is not None]
+        out = np.full(len(ids), np.nan)
+        if live:
+            values = self._s.fast_field_values(name, [addrs[i] for i in live])
+            out[live] = [np.nan if v is None else v for v in values]
+        return out
+
+    def facets_of(self, ids: Sequence[str], names: Sequence[str], size: int = 10) -> dict[str, Any]:
+        """Facets over exactly the documents `ids` (a pipeline's candidates)."""
+        if not names:
+            return {}
+        keys = [int(k) for k in doc_keys(list(ids))] if ids else []
+        query = tantivy.Query.term_set_query(self._tschema, KEY, keys) if keys else tantivy.Query.empty_query()
+        return {name: self._facet(query, name, size) for name in names}
+
     def ids(self) -> list[str]:
         """Every live document id."""
         return self._ids_table()[1].tolist()
@@ -276,7 +302,8 @@ class Searcher:
         res = self._s.aggregate(query, {"t": {"terms": {"field": name, "size": size}}})["t"]
         return {
             "buckets": [(b["key"], b["doc_count"]) for b in res["buckets"]],
-            "distinct": int(self._s.cardinality(query, name)),
+            "distinct": (distinct := int(self._s.cardinality(query, name))),
+            "approximate": distinct > EXACT_DISTINCT_LIMIT,
             "other": res.get("sum_other_doc_count", 0),
         }
 

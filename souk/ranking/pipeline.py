@@ -1,84 +1,255 @@
-"""Named search pipelines: a retrieval stage (and later rerank stages) behind one `search` call.
+"""Pipelines: named lists of stages, declared in the index config or taken from presets.
 
-Pipelines are registered by name with `@register_pipeline(name)`; a factory takes a searcher and
-the pipeline's options from the index config (`[pipelines.NAME]`) and returns a `Pipeline`.
+```toml
+[pipelines.mine]
+stages = [
+  {stage = "recall", retrievers = ["bm25", "dense"], depth = 200},
+  {stage = "ltr", depth = 200, keep = 50},
+  {stage = "cross", depth = 20},
+]
+```
+Each stage after recall reads the top `depth` candidates (default 100) and scores them (the pipeline
+orders them by those scores, ties kept in their earlier order); the rest
+follow below, in their earlier order, unless `keep` cuts the list; `optional = true` skips a stage
+that cannot be built (no fitted model) and says so in the plan notes. Presets (`PRESETS`) are the
+same lists; a preset's table in the config may override its recall options with top-level keys
+(`[pipelines.hybrid] fusion = "rrf"`) and any stage's options with a sub-table named after the stage
+(`[pipelines.full.cross] depth = 10`). Every run records per-stage timings and scores (`explain`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
 
 from souk.errors import ConfigError
-from souk.index.filters import Filter
-from souk.retrieval.base import Ranking
+from souk.query.plan import Planner, QueryPlan
+from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
+from souk.errors import Unavailable
+from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
+from souk.types import Ranking
 
-Factory = Callable[[Any, dict[str, Any]], "Pipeline"]
-_REGISTRY: dict[str, Factory] = {}
+_HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS}
+# Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors.
+_LEARNED_RECALL = {**_HYBRID, "retrievers": ["bm25", "dense?"]}
+PRESETS: dict[str, list[dict[str, Any]]] = {
+    "keyword": [{"stage": "recall", "retrievers": ["bm25"]}],
+    "bm25": [{"stage": "recall", "retrievers": ["bm25"]}],
+    "dense": [{"stage": "recall", "retrievers": ["dense"]}],
+    "hybrid": [_HYBRID],
+    "ltr": [_LEARNED_RECALL, {"stage": "ltr"}],
+    "rerank": [_LEARNED_RECALL, {"stage": "cross", "depth": 20}],
+    "full": [_LEARNED_RECALL, {"stage": "ltr", "optional": True}, {"stage": "cross", "depth": 20, "optional": True}],
+}
+_PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
 
 
-class Pipeline(Protocol):
+@dataclass
+class StageRun:
+    """What one stage did for one query: its output (ids + its scores) and its wall time."""
+
     name: str
-
-    def search(self, query: str, k: int, filters: Sequence[Filter] | None = None) -> Ranking: ...
-
-
-def register_pipeline(name: str) -> Callable[[Factory], Factory]:
-    """Decorator: register a pipeline factory under `name`."""
-
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    ranking: Ranking
+    ms: float
 
 
-def pipeline_names() -> list[str]:
-    _load_presets()
-    return sorted(_REGISTRY)
+@dataclass
+class PipelineRun:
+    """The final ranking of one query with every stage's output, for timings and `explain`."""
+
+    plan: QueryPlan
+    ranking: Ranking
+    stages: list[StageRun] = field(default_factory=list)
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return {s.name: s.ms for s in self.stages}
+
+    def explain(self, doc_id: str) -> dict[str, Any]:
+        """Per-stage score and rank of one document, and the signals the final list carries for it."""
+        out: dict[str, Any] = {}
+        for s in self.stages:
+            try:
+                pos = s.ranking.ids.index(doc_id)
+            except ValueError:
+                continue
+            out[s.name] = {"rank": pos + 1, "score": float(s.ranking.scores[pos])}
+        if doc_id in self.ranking.ids:
+            pos = self.ranking.ids.index(doc_id)
+            sig = {n: float(v[pos]) for n, v in self.ranking.signals.items() if not np.isnan(v[pos])}
+            if sig:
+                out["signals"] = sig
+        return out
 
 
-def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | None = None) -> "Pipeline":
-    """The pipeline `name` over an Index (a fresh snapshot is taken) or a Searcher."""
-    _load_presets()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown pipeline {name!r}; known pipelines: {', '.join(sorted(_REGISTRY))}")
-    searcher = index_or_searcher.searcher() if hasattr(index_or_searcher, "writer") else index_or_searcher
-    opts = dict(searcher.schema.pipelines.get(name, {}))
-    opts.update(options or {})
-    return _REGISTRY[name](searcher, opts)
+@dataclass
+class _Step:
+    stage: Stage
+    name: str
+    depth: int
+    keep: int | None
 
 
-def check_options(name: str, options: dict[str, Any], allowed: dict[str, type]) -> dict[str, Any]:
-    """Validate pipeline options against `allowed` (key -> type); errors name the key."""
-    for key, value in options.items():
-        if key not in allowed:
-            raise ConfigError(f"pipelines.{name}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
-        if not isinstance(value, allowed[key]):
-            raise ConfigError(f"pipelines.{name}.{key}: expected {allowed[key].__name__}, got {value!r}")
-    return options
+class Pipeline:
+    """A planner and a list of stages; the first stage recalls, the others rerank."""
 
-
-class RetrieverPipeline:
-    """A pipeline made of one retriever."""
-
-    def __init__(self, name: str, retriever):
+    def __init__(self, name: str, searcher: Any, planner: Planner, recall: RecallStage, steps: list[_Step], notes: list[str]):
         self.name = name
-        self.retriever = retriever
+        self.searcher = searcher
+        self.planner = planner
+        self.recall_stage = recall
+        self.steps = steps
+        self.notes = notes
 
-    def search(self, query: str, k: int, filters: Sequence[Filter] | None = None) -> Ranking:
-        return self.retriever.retrieve(query, k, filters)
+    @property
+    def lexical(self) -> bool:
+        """True when recall is BM25 alone and nothing reranks (the keyword index can then count, sort
+        and facet every match itself)."""
+        return list(self.recall_stage.retrievers) == ["bm25"] and not self.steps
+
+    def plan(self, query: str, filters: Sequence[Any] = ()) -> QueryPlan:
+        plan = self.planner.plan(query, filters)
+        plan.notes.extend(self.notes)
+        return plan
+
+    def run(self, plan: QueryPlan, k: int) -> PipelineRun:
+        return self.run_many([plan], k)[0]
+
+    def run_many(self, plans: Sequence[QueryPlan], k: int) -> list[PipelineRun]:
+        """Every plan through every stage; the result holds at least the top `k` (where found)."""
+        t0 = time.perf_counter()
+        recalled = self.recall_stage.recall(plans, k)
+        ms = (time.perf_counter() - t0) * 1e3 / max(len(plans), 1)
+        runs = []
+        for plan, ranking in zip(plans, recalled):
+            ranking = ranking.with_signal("recall", ranking.scores)
+            run = PipelineRun(plan, ranking, [StageRun("recall", ranking, ms)])
+            for step in self.steps:
+                t1 = time.perf_counter()
+                run.ranking = _apply(step, plan, run.ranking)
+                run.stages.append(StageRun(step.name, run.ranking, (time.perf_counter() - t1) * 1e3))
+            run.ranking = run.ranking.top(max(k, 0))
+            runs.append(run)
+        return runs
+
+    def search(self, query: str, k: int, filters: Sequence[Any] | None = None) -> Ranking:
+        """The top-k ranking for a query string (what evaluation runs)."""
+        return self.run(self.plan(query, filters or ()), k).ranking
 
 
-@register_pipeline("bm25")
-def _bm25(searcher, options: dict[str, Any]) -> Pipeline:
-    from souk.retrieval.bm25 import BM25Retriever
+def _apply(step: _Step, plan: QueryPlan, candidates: Ranking) -> Ranking:
+    """Rerank the head (`depth`), keep the tail below it in its order, then cut to `keep`."""
+    head, tail = candidates.top(step.depth), candidates.take(slice(step.depth, None))
+    if not len(head):
+        return candidates
+    out = step.stage.rerank(plan, head)
+    out = out.take(np.argsort(-np.asarray(out.scores, dtype=np.float64), kind="stable"))
+    out = out.with_signal(step.name, out.scores)
+    if len(tail):
+        floor = float(np.min(out.scores)) if len(out) else 0.0
+        tail_scores = floor - 1.0 - np.arange(1, len(tail) + 1, dtype=np.float32) * 1e-3
+        tail = tail.take(slice(None), tail_scores).with_signal(step.name, np.full(len(tail), np.nan, dtype=np.float32))
+        out = Ranking(out.ids + tail.ids, np.concatenate([out.scores, tail.scores]).astype(np.float32),
+                      {n: np.concatenate([out.signal(n), tail.signal(n)]) for n in set(out.signals) | set(tail.signals)})
+    return out.top(step.keep) if step.keep else out
 
-    check_options("bm25", options, {})
-    return RetrieverPipeline("bm25", BM25Retriever(searcher))
+
+def pipeline_names(config: dict[str, Any] | None = None) -> list[str]:
+    """Presets plus the pipelines an index config declares."""
+    return sorted(set(PRESETS) | set(config or {}))
 
 
-def _load_presets() -> None:
-    try:
-        import souk.ranking.presets  # noqa: F401  (registers dense, hybrid, ...)
-    except ModuleNotFoundError as e:
-        if e.name != "souk.ranking.presets":
-            raise
+def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The stage list of pipeline `name`: its own `stages`, or a preset with the config's overrides."""
+    table = dict((config or {}).get(name, {}))
+    if not isinstance(table, dict):
+        raise ConfigError(f"pipelines.{name}: expected a table, got {table!r}")
+    table.update(options or {})
+    table.pop("query", None)  # the pipeline's query steps, read by `query_steps_of`
+    if "stages" in table:
+        specs = table.pop("stages")
+        if table:
+            raise ConfigError(f"pipelines.{name}: with `stages`, put options inside each stage, not {sorted(table)[0]!r}")
+        if not isinstance(specs, list) or not specs or not all(isinstance(s, dict) for s in specs):
+            raise ConfigError(f"pipelines.{name}.stages: expected a non-empty list of tables like {{stage = \"recall\"}}")
+        specs = copy.deepcopy(specs)
+    elif name in PRESETS:
+        specs = copy.deepcopy(PRESETS[name])
+        by_stage = {s["stage"]: s for s in specs}
+        for key, value in table.items():
+            if isinstance(value, dict) and key in by_stage and key != "recall":
+                by_stage[key].update(value)
+            elif key == "recall" and isinstance(value, dict):
+                specs[0].update(value)
+            else:
+                specs[0][key] = value
+    else:
+        known = ", ".join(pipeline_names(config))
+        raise ConfigError(f"unknown pipeline {name!r}; known pipelines: {known}")
+    for i, spec in enumerate(specs):
+        if not isinstance(spec.get("stage"), str):
+            raise ConfigError(f"pipelines.{name}.stages[{i}]: missing `stage = \"NAME\"`")
+    if specs[0]["stage"] != "recall":
+        raise ConfigError(f"pipelines.{name}.stages[0]: the first stage must be `recall`, got {specs[0]['stage']!r}")
+    return specs
+
+
+# Query steps the learned presets add to the index's `[query] steps`. Spelling was measured on train splits
+# (`souk bench spell --split train`): homedepot 0.376 -> 0.394 nDCG@10, qbqtc 0.7932 -> 0.7942 (18 queries
+# better, 1 worse), scifact unchanged (no rewrite); the raw presets (bm25, dense, hybrid) stay baselines.
+PRESET_EXTRA_STEPS: dict[str, list[str]] = {"ltr": ["spell"], "rerank": ["spell"], "full": ["spell"]}
+
+
+def query_steps_of(name: str, config: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+                   index_steps: list[str] | None = None) -> list[str] | None:
+    """The pipeline's own query steps (`[pipelines.NAME] query = [...]`; for learned presets the index's
+    steps plus `PRESET_EXTRA_STEPS`), or None for the index's steps."""
+    table = {**dict((config or {}).get(name, {})), **(options or {})}
+    steps = table.get("query")
+    if steps is None and name in PRESET_EXTRA_STEPS and "stages" not in table:
+        base = list(index_steps or ["syntax"])
+        steps = base + [s for s in PRESET_EXTRA_STEPS[name] if s not in base]
+    if steps is not None and (not isinstance(steps, list) or not all(isinstance(x, str) for x in steps)):
+        raise ConfigError(f"pipelines.{name}.query: expected a list of query steps, got {steps!r}")
+    return steps
+
+
+def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | None = None,
+                   planner: Planner | None = None) -> Pipeline:
+    """Pipeline `name` over an Index (a fresh snapshot is taken) or a Searcher; `options` override the
+    config's table for this pipeline."""
+    searcher = index_or_searcher.searcher() if hasattr(index_or_searcher, "writer") else index_or_searcher
+    specs = stage_specs(name, searcher.schema.pipelines, options)
+    context = StageContext(searcher)
+    recall_opts = {k: v for k, v in specs[0].items() if k != "stage"}
+    recall = RecallStage(context, recall_opts, where=f"pipelines.{name}.stages[0]")
+    notes = list(recall.notes)
+    steps = []
+    for i, spec in enumerate(specs[1:], 1):
+        where = f"pipelines.{name}.stages[{i}]"
+        stage_name = spec["stage"]
+        depth = positive_int(f"{where}.depth", spec.get("depth", 100))
+        keep = positive_int(f"{where}.keep", spec["keep"]) if spec.get("keep") is not None else None
+        optional = spec.get("optional", False)
+        if not isinstance(optional, bool):
+            raise ConfigError(f"{where}.optional: expected true or false, got {optional!r}")
+        opts = {k: v for k, v in spec.items() if k not in _PIPELINE_KEYS}
+        try:
+            stage = stage_factory(stage_name)(context, opts)
+        except Unavailable as e:
+            if not optional:
+                raise
+            notes.append(f"stage {stage_name} skipped: {e}")
+            continue
+        except ConfigError as e:
+            raise ConfigError(f"{where} ({stage_name}): {e}") from e
+        steps.append(_Step(stage, stage_name, depth, keep))
+    if planner is None:
+        from souk.query.understand import planner_for
+
+        index_steps = searcher.schema.query.get("steps")
+        planner = planner_for(searcher, query_steps_of(name, searcher.schema.pipelines, options, index_steps))
+    return Pipeline(name, searcher, planner, recall, steps, notes)

@@ -1,36 +1,57 @@
-"""The shape every retriever and pipeline returns: a ranked list of document ids with scores."""
+"""Retrievers: which documents are candidates for these queries?
+
+A retriever is one method, `retrieve(plans, k) -> list[Ranking]` (batched: one ranking per plan,
+honouring each plan's filters), registered by name with `@register_retriever`; a factory builds it
+from a searcher and its options. `bm25` and `dense` are the first; a new backend is one class.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-import numpy as np
-
-
-@dataclass
-class Ranking:
-    """Document ids in descending score order; `scores[i]` belongs to `ids[i]`."""
-
-    ids: list[str]
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def top(self, k: int) -> "Ranking":
-        """The first `k` entries."""
-        return Ranking(self.ids[:k], self.scores[:k])
-
-    def pairs(self) -> list[tuple[str, float]]:
-        """(id, score) tuples, convenient for run files and printing."""
-        return list(zip(self.ids, np.asarray(self.scores, dtype=np.float64).tolist()))
-
-    @classmethod
-    def empty(cls) -> "Ranking":
-        return cls([], np.zeros(0, dtype=np.float32))
+from souk.errors import ConfigError
+from souk.query.plan import QueryPlan
+from souk.types import Ranking
 
 
 class Retriever(Protocol):
-    """Anything that turns a query string into a Ranking, honouring filters."""
+    """Turns query plans into candidate rankings (top `k` each), honouring `plan.filters`."""
 
-    def retrieve(self, query: str, k: int, filters: Sequence["object"] | None = None) -> Ranking: ...
+    name: str
+
+    def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]: ...
+
+    def coverage(self, plan: QueryPlan) -> float:
+        """How much of this query the retriever can read, 0..1 (fusion scales its weight by it)."""
+        ...
+
+
+RetrieverFactory = Callable[[Any, dict[str, Any]], Retriever]
+_RETRIEVERS: dict[str, RetrieverFactory] = {}
+
+
+def register_retriever(name: str) -> Callable[[RetrieverFactory], RetrieverFactory]:
+    """Decorator: register a retriever factory `(searcher, options) -> Retriever` under `name`."""
+
+    def deco(factory: RetrieverFactory) -> RetrieverFactory:
+        _RETRIEVERS[name] = factory
+        return factory
+
+    return deco
+
+
+def retriever_names() -> list[str]:
+    _load_builtin()
+    return sorted(_RETRIEVERS)
+
+
+def build_retriever(name: str, searcher: Any, options: dict[str, Any] | None = None) -> Retriever:
+    """The retriever registered as `name`, over `searcher`."""
+    _load_builtin()
+    if name not in _RETRIEVERS:
+        raise ConfigError(f"unknown retriever {name!r}; known retrievers: {', '.join(sorted(_RETRIEVERS))}")
+    return _RETRIEVERS[name](searcher, dict(options or {}))
+
+
+def _load_builtin() -> None:
+    import souk.retrieval.bm25  # noqa: F401  (registers bm25)
+    import souk.retrieval.dense  # noqa: F401  (registers dense)

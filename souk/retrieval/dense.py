@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ConfigError
-from souk.index.filters import Filter
+from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
-from souk.retrieval.base import Ranking
+from souk.models.registry import text_coverage
+from souk.query.plan import QueryPlan
+from souk.retrieval.base import register_retriever
+from souk.types import Ranking
 
 _OPEN: "weakref.WeakKeyDictionary[object, dict[str, VectorSet]]" = weakref.WeakKeyDictionary()
 
@@ -18,7 +20,7 @@ def vector_set(searcher, field: str | None = None) -> VectorSet:
     """The searcher's vector set for `field` (default: the only vector field), opened once per searcher."""
     fields = {f.name: f for f in searcher.schema.vector_fields}
     if not fields:
-        raise ConfigError("this index has no vector field: declare one (kind = \"vector\") or index with --vectors")
+        raise Unavailable("this index has no vector field: declare one (kind = \"vector\") or index with --vectors")
     if field is None and len(fields) > 1:
         raise ConfigError(f"several vector fields ({', '.join(fields)}): name one with `field`")
     name = field or next(iter(fields))
@@ -31,23 +33,41 @@ def vector_set(searcher, field: str | None = None) -> VectorSet:
 
 
 class DenseRetriever:
-    """Query text -> encoder -> FAISS top-k -> ids; filters become an allowed-key set."""
+    """Query text -> encoder -> vector backend top-k -> ids; filters become an allowed-key set."""
 
     name = "dense"
 
-    def __init__(self, searcher, field: str | None = None):
+    def __init__(self, searcher: Any, field: str | None = None):
         self.searcher = searcher
         self.vectors = vector_set(searcher, field)
 
-    def retrieve(self, query: str, k: int, filters: Sequence[Filter] | None = None) -> Ranking:
-        return self.retrieve_many([query], k, filters)[0]
-
-    def retrieve_many(self, queries: Sequence[str], k: int, filters: Sequence[Filter] | None = None) -> list[Ranking]:
-        """One Ranking per query; queries are encoded in one batch."""
-        allowed = self.searcher.filter_keys(filters) if filters else None
-        keys, scores = self.vectors.search(self.vectors.encode_queries(queries), k, allowed)
-        out = []
-        for row_keys, row_scores in zip(keys, scores):
-            keep = row_keys >= 0
-            out.append(Ranking(self.searcher.keys_to_ids(row_keys[keep]), np.asarray(row_scores[keep], dtype=np.float32)))
+    def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
+        """One Ranking per plan; queries are encoded in one batch (plans with empty text find nothing)."""
+        out: list[Ranking] = [Ranking.empty() for _ in plans]
+        live = [i for i, p in enumerate(plans) if p.text.strip()]
+        if not live or k <= 0:
+            return out
+        vectors = self.vectors.encode_queries([plans[i].text for i in live])
+        by_filters: dict[int, list[int]] = {}
+        for row, i in enumerate(live):
+            by_filters.setdefault(id(plans[i].filters) if plans[i].filters else 0, []).append(row)
+        for rows in by_filters.values():
+            flt = plans[live[rows[0]]].filters
+            allowed = self.searcher.filter_keys(flt) if flt else None
+            keys, scores = self.vectors.search(vectors[rows], k, allowed)
+            for row, row_keys, row_scores in zip(rows, keys, scores):
+                keep = row_keys >= 0
+                out[live[row]] = Ranking(self.searcher.keys_to_ids(row_keys[keep]), np.asarray(row_scores[keep], dtype=np.float32))
         return out
+
+    def coverage(self, plan: QueryPlan) -> float:
+        """Share of the query in scripts the encoder was trained on (an English-only model reads no Han)."""
+        return text_coverage(self.vectors.params["model"], plan.text)
+
+
+@register_retriever("dense")
+def _dense(searcher: Any, options: dict[str, Any]) -> DenseRetriever:
+    unknown = set(options) - {"field"}
+    if unknown:
+        raise ConfigError(f"retriever dense: unknown option {sorted(unknown)[0]!r}; allowed: field")
+    return DenseRetriever(searcher, options.get("field"))

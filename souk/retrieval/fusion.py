@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from souk.errors import ConfigError
-from souk.retrieval.base import Ranking
+from souk.types import Ranking
 
 
 def _minmax(s: np.ndarray) -> tuple[np.ndarray, float]:
@@ -48,6 +48,20 @@ def _ranked(ids: np.ndarray, scores: np.ndarray, best: np.ndarray, k: int | None
     return Ranking(ids[order].tolist(), scores[order].astype(np.float32))
 
 
+def _with_signals(fused: Ranking, rankings: Sequence[Ranking], names: Sequence[str]) -> Ranking:
+    """`fused` carrying each input list's raw scores as a signal under its name (NaN where it missed)."""
+    pos = {doc_id: i for i, doc_id in enumerate(fused.ids)}
+    signals = dict(fused.signals)
+    for name, r in zip(names, rankings):
+        values = np.full(len(fused.ids), np.nan, dtype=np.float32)
+        for doc_id, score in zip(r.ids, np.asarray(r.scores, dtype=np.float32)):
+            i = pos.get(doc_id)
+            if i is not None:
+                values[i] = score
+        signals[name] = values
+    return Ranking(fused.ids, fused.scores, signals)
+
+
 def rrf(rankings: Sequence[Ranking], weights: Sequence[float], k: int | None = None, rrf_k: float = 60.0) -> Ranking:
     """Reciprocal rank fusion, weighted per list."""
     ids, where, best = _union(rankings)
@@ -74,11 +88,13 @@ FUSIONS: dict[str, Callable[..., Ranking]] = {"rrf": rrf, "weighted": weighted}
 
 
 def fuse(rankings: Sequence[Ranking], method: str = "rrf", weights: Sequence[float] | None = None,
-         k: int | None = None, **options) -> Ranking:
-    """Fuse `rankings` with `method` (a key of `FUSIONS`); `options` go to it (`rrf_k`, `norm`)."""
+         k: int | None = None, names: Sequence[str] | None = None, **options) -> Ranking:
+    """Fuse `rankings` with `method` (a key of `FUSIONS`); `options` go to it (`rrf_k`, `norm`).
+    With `names`, the result carries each list's raw scores as a signal of that name."""
     if method not in FUSIONS:
         raise ConfigError(f"fusion: unknown {method!r}; known: {', '.join(FUSIONS)}")
     weights = [1.0] * len(rankings) if weights is None else list(weights)
     if len(weights) != len(rankings):
         raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings; give one weight per ranking")
-    return FUSIONS[method](rankings, weights, k, **options)
+    fused = FUSIONS[method](rankings, weights, k, **options)
+    return _with_signals(fused, rankings, names) if names else fused

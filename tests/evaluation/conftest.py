@@ -9,7 +9,7 @@ import pytest
 
 from souk.evaluation.datasets import Dataset, iter_beir_corpus, load_beir
 from souk.evaluation.runs import Run
-from souk.retrieval.base import Ranking
+from souk.types import Ranking
 from support import DATA
 
 FIXTURES = Path(__file__).parent / "fixtures"

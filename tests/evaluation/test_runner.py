@@ -7,7 +7,7 @@ from souk.errors import SoukError
 from souk.evaluation.datasets import load_beir
 from souk.evaluation.runner import evaluate
 from souk.evaluation.runs import read_run, write_run
-from souk.retrieval.base import Ranking
+from souk.types import Ranking
 from support import DATA, needs_shared
 
 SUMMARY_KEYS = {"ndcg@10", "recall@100", "mrr@10", "map", "judged@10", "queries", "p50_ms", "p99_ms"}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError
-from souk.retrieval.base import Ranking
+from souk.types import Ranking
 from souk.retrieval.fusion import FUSIONS, NORMS, fuse
 
 

@@ -1,31 +1,13 @@
-"""The `Entity` a recognizer finds in a query, and BIO tags <-> entity spans."""
+"""BIO tags -> entity spans, and the `Entity` recognizers return (the query plan's own: `start`/`end`
+index the query as typed, `value` is the normalized form to filter or boost on, `score` is 1.0 for a
+gazetteer match and the tagger's mean marginal probability of the span's tags otherwise)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, Sequence
+from typing import Sequence
 
-Source = Literal["gazetteer", "tagger"]
+from souk.query.plan import Entity
 
-
-@dataclass(frozen=True)
-class Entity:
-    """A typed span of the query text.
-
-    `start`/`end` index the original query string (`text == query[start:end]`); `value` is the
-    normalized form to filter or boost on (for the gazetteer: the catalog's own keyword value);
-    `score` is 1.0 for a gazetteer match and the tagger's confidence (0..1) otherwise.
-    """
-
-    type: str
-    start: int
-    end: int
-    value: str
-    text: str
-    source: Source
-    score: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["Entity", "bio_spans"]
 
 
 def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:

@@ -79,21 +79,27 @@ class Gazetteer:
         return gazetteer
 
     @classmethod
-    def from_index(cls, searcher: "Searcher", fields: Sequence[str], aliases: Mapping[str, str] | None = None,
-                   max_values: int = 100_000, min_chars: int = 2) -> "Gazetteer":
-        """From every value of the keyword `fields` of an index snapshot (types are the field names),
-        most frequent first; warns when a field has more than `max_values` distinct values."""
+    def from_index(cls, searcher: "Searcher", fields: Sequence[str] | None = None,
+                   aliases: Mapping[str, str] | None = None, max_values: int = 100_000,
+                   min_chars: int = 2) -> "Gazetteer":
+        """From every value of the keyword `fields` of an index snapshot (types are the field names;
+        default: the keyword fields named like brand/category, see `documents.entity_fields`), read
+        with one terms aggregation per field; warns when a field has more than `max_values` values."""
         from souk.index.searcher import SearchRequest
+        from souk.query.documents import entity_fields
 
+        schema = searcher.schema
+        if fields is None:
+            fields = [n for n in entity_fields(schema) if schema.fields[n].kind == "keyword"]
         for name in fields:
-            searcher.schema.field(name, kinds=("keyword",))
+            schema.field(name, kinds=("keyword",))
         facets = searcher.search(SearchRequest(query="", k=0, facets=list(fields), facet_size=max_values,
                                                highlight=False)).facets
         values: dict[str, list[str]] = {}
         for name in fields:
             facet = facets[name]
-            if facet["distinct"] > len(facet["buckets"]):
-                warnings.warn(f"field {name!r} has about {facet['distinct']} values; the gazetteer keeps "
+            if facet.get("other"):
+                warnings.warn(f"field {name!r} has more than {max_values} values; the gazetteer keeps "
                               f"the {max_values} most frequent", stacklevel=2)
             values[name] = [str(key) for key, _ in facet["buckets"]]
         return cls.from_values(values, aliases, min_chars=min_chars)
@@ -125,7 +131,8 @@ class Gazetteer:
                 continue
             j, pairs = best
             start, end = offsets[i], offsets[j - 1] + 1
-            found.extend(Entity(kind, start, end, value, text[start:end], "gazetteer", 1.0) for kind, value in pairs)
+            found.extend(Entity(type=kind, text=text[start:end], value=value, start=start, end=end, source="gazetteer")
+                         for kind, value in pairs)
             i = j
         return found
 

@@ -85,7 +85,8 @@ class Tagger:
                 start, end = origin[s], origin[e - 1] + 1
                 surface = text[start:end]
                 score = sum(probs[s:e]) / (e - s)
-                found.append(Entity(kind, start, end, canonical(surface), surface, "tagger", round(score, 4)))
+                found.append(Entity(type=kind, text=surface, value=canonical(surface), start=start, end=end,
+                                    source="tagger", score=round(score, 4)))
             entities.append(found)
         return entities
 

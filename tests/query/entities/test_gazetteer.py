@@ -84,9 +84,14 @@ def test_recognize_prefers_catalog_values_over_tagger_spans(gazetteer):
 
     class FakeTagger:
         def tag(self, text):
-            return [Entity("HPPX", 0, 4, "嘉顿蛋糕", text[0:4], "tagger", 0.9),
-                    Entity("HCCX", 5, 7, "礼盒", text[5:7], "tagger", 0.4)]
+            return [Entity("HPPX", text[0:4], "嘉顿蛋糕", 0, 4, "tagger", 0.9),
+                    Entity("HCCX", text[5:7], "礼盒", 5, 7, "tagger", 0.4)]
 
     found = recognize("嘉頓蛋糕 礼盒", gazetteer, FakeTagger())
     assert [(e.source, e.text) for e in found] == [("gazetteer", "嘉頓"), ("tagger", "礼盒")]
     assert [e.text for e in recognize("嘉頓蛋糕 礼盒", None, FakeTagger(), min_score=0.5)] == ["嘉頓蛋糕"]
+
+
+def test_default_fields_are_the_keyword_entity_fields(product_index):
+    g = Gazetteer.from_index(Index.open(product_index).searcher())
+    assert "brand" in g.types and "category" in g.types

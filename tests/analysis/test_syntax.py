@@ -1,4 +1,4 @@
-from souk.query.syntax import parse_query
+from souk.analysis.syntax import parse_query
 
 
 def test_operators():
@@ -23,7 +23,7 @@ def test_signs_before_digits_are_text():
 
 
 def test_cheap_operator_check_agrees_with_the_parser():
-    from souk.query.syntax import may_have_operators
+    from souk.analysis.syntax import may_have_operators
 
     for text in ['a "b c"', "x -y", "+z w", "usb-c cable", "E2f-1, -2", "c++ 5+", "plain words"]:
         assert may_have_operators(text) or not parse_query(text).has_operators, text

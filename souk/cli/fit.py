@@ -1,0 +1,67 @@
+"""Commands that learn: `souk fit` (stages from judged queries) and `souk models` (what was fitted)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from souk.cli.output import console, emit_json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fit")
+    def fit_cmd(
+        index: Path = typer.Option(..., "--index", help="Index directory (its models/ gets the fitted models)."),
+        train: Path = typer.Option(..., "--train", help="BEIR directory with judged queries."),
+        split: str = typer.Option("train", "--split", help="Split to train on."),
+        dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
+        stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
+        budget_min: float = typer.Option(20.0, "--budget-min", help="Time budget in minutes for all stages together."),
+        seed: int = typer.Option(13, "--seed"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Train the index's learnable ranking stages from judged queries; the best model of each becomes active."""
+        from souk.evaluation.datasets import load_beir
+        from souk.training.fit import fit
+
+        train_set = load_beir(train, split)
+        dev_set = load_beir(train, dev_split) if dev_split else None
+        names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+        outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train)
+        result = {"index": str(index), "models": [
+            {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
+             "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}
+            for o in outcomes]}
+        if as_json:
+            emit_json(result)
+            return
+        for m in result["models"]:
+            budget = " (budget ran out: best checkpoint kept)" if m["stopped_by_budget"] else ""
+            console.print(f"{m['stage']}: {m['model']} in {m['seconds']}s, dev {m['dev']}{budget}")
+
+    @app.command("models")
+    def models_cmd(
+        index: Path = typer.Option(..., "--index"),
+        activate: Optional[str] = typer.Option(None, "--activate", help="Make this model (e.g. ltr-2) the active one of its stage."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """List the fitted models of an index and which is active."""
+        from souk.index import Index
+        from souk.models.store import ModelStore
+
+        store = ModelStore(Index.open(index).path)
+        if activate:
+            store.activate(activate)
+        models = store.list()
+        if as_json:
+            emit_json({"models": [{k: m.get(k) for k in ("name", "stage", "kind", "active", "created", "dev", "seconds", "device", "data")}
+                                  for m in models]})
+            return
+        table = Table(title=f"models of {index}")
+        for col in ("name", "kind", "active", "created", "dev"):
+            table.add_column(col)
+        for m in models:
+            table.add_row(m["name"], str(m.get("kind")), "yes" if m["active"] else "", str(m.get("created")), str(m.get("dev")))
+        console.print(table)

@@ -1,0 +1,214 @@
+"""The search façade: one object per open index that the CLI and the server call.
+
+`Engine.open(path).search(query, pipeline=..., filters=..., facets=..., sort=..., k=..., offset=...,
+explain=...)` plans the query, runs the pipeline, and turns the ranking into a page of hits with
+stored fields, highlights, facets, a total, per-stage timings and (with `explain`) the plan and each
+hit's per-stage scores. The engine keeps one snapshot searcher and its pipelines, and moves to a new
+snapshot when a commit lands, so models load once per process.
+Misuse: building pipelines per request; ask the engine, which caches them per snapshot.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from souk.errors import QueryError
+from souk.index import Index
+from souk.index.filters import Filter, parse_filters
+from souk.index.searcher import MAX_QUERY_CHARS, SearchRequest, Searcher, _digest
+from souk.index.store import meta_path
+from souk.ranking.pipeline import Pipeline, build_pipeline
+from souk.types import SearchResult
+
+MAX_K = 1_000          # hits per page
+MAX_DEPTH = 10_000     # offset + k: how deep a user may page
+MAX_FACET_SIZE = 1_000
+COLLAPSE_WINDOW = 4    # hits read per hit shown when collapsing
+
+
+class Engine:
+    """An index opened for searching."""
+
+    def __init__(self, index: Index):
+        self.index = index
+        self._lock = threading.Lock()
+        self._searcher: Searcher | None = None
+        self._pipelines: dict[str, Pipeline] = {}
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Engine":
+        from souk.config import check_config
+
+        index = Index.open(path)
+        check_config(index.schema)
+        return cls(index)
+
+    def searcher(self) -> Searcher:
+        """The snapshot of the newest commit (a new one once a commit has landed)."""
+        current = _digest(meta_path(self.index.path))
+        with self._lock:
+            if self._searcher is None or self._searcher.commit_id != current:
+                self._searcher = self.index.searcher()
+                self._pipelines = {}
+            return self._searcher
+
+    def pipeline(self, name: str) -> Pipeline:
+        """Pipeline `name` over the current snapshot (built once per snapshot)."""
+        searcher = self.searcher()
+        with self._lock:
+            pipe = self._pipelines.get(name)
+            if pipe is None or pipe.searcher is not searcher:
+                pipe = self._pipelines[name] = build_pipeline(name, searcher)
+                searcher.warm()
+            return pipe
+
+    def available_pipelines(self) -> list[str]:
+        """The pipelines that can run on this index now (vectors present, models fitted)."""
+        from souk.errors import SoukError
+        from souk.ranking.pipeline import pipeline_names
+
+        out = []
+        for name in pipeline_names(self.index.schema.pipelines):
+            try:
+                self.pipeline(name)
+            except SoukError:
+                continue
+            out.append(name)
+        return out
+
+    def search(self, query: str = "", *, pipeline: str = "keyword", filters: Sequence[str | Filter] = (),
+               facets: Sequence[str] = (), sort: str | None = None, k: int = 10, offset: int = 0,
+               explain: bool = False, highlight: bool = True, facet_size: int = 10,
+               collapse: str | None = None) -> SearchResult:
+        """One page of results; bad arguments raise QueryError naming the argument and its limit.
+
+        `collapse` names a stored field: hits sharing its value (e.g. one title from one seller) are
+        shown once, the first of them, with `collapsed` counting the others on the page's window."""
+        _check_request(query, k, offset, facet_size)
+        searcher = self.searcher()
+        self.pipeline(pipeline)  # built (models and caches loaded) once, outside the timing
+        t0 = time.perf_counter()
+        if collapse is not None:
+            if collapse not in searcher.schema.fields:
+                raise QueryError(f"collapse: no field {collapse!r}; fields: {', '.join(searcher.schema.fields)}")
+            result = self.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort,
+                                 k=min(MAX_DEPTH, (offset + k) * COLLAPSE_WINDOW), offset=0, explain=explain,
+                                 highlight=highlight, facet_size=facet_size)
+            result.hits = _collapse(result.hits, collapse)[offset:offset + k]
+            result.offset = offset
+            return result
+        pipe = self.pipeline(pipeline)
+        flt = [f if isinstance(f, Filter) else parse_filters([f], searcher.schema)[0] for f in filters]
+        if sort:
+            searcher.schema.field(sort.lstrip("+-"), kinds=("number",))
+        for name in facets:
+            searcher.schema.field(name, kinds=("keyword", "number"))
+        plan = pipe.plan(query, flt)
+        expansions = [(e.text, e.weight) for e in plan.expansions]
+        if pipe.lexical:
+            result = searcher.search(SearchRequest(query=plan.text, k=k, offset=offset, filters=plan.filters,
+                                                   facets=facets, facet_size=facet_size, sort=sort,
+                                                   highlight=highlight, expansions=expansions))
+            result.timings_ms = {"recall": result.took_ms}
+            if explain:
+                for i, hit in enumerate(result.hits):
+                    hit.explain = {"recall": {"rank": offset + i + 1, "score": hit.score}}
+        else:
+            result = self._pipeline_page(searcher, pipe, plan, facets, facet_size, sort, k, offset, explain, highlight, expansions)
+        result.pipeline = pipeline
+        result.offset = offset
+        result.did_you_mean = plan.did_you_mean
+        result.searched = plan.text
+        result.notes = list(plan.notes)
+        if explain:
+            result.plan = plan.to_dict()
+        result.took_ms = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def _pipeline_page(self, searcher: Searcher, pipe: Pipeline, plan, facets, facet_size: int, sort: str | None,
+                       k: int, offset: int, explain: bool, highlight: bool, expansions) -> SearchResult:
+        run = pipe.run(plan, k + offset)
+        ranking = run.stages[-1].ranking  # every candidate, in the pipeline's order
+        if list(pipe.recall_stage.retrievers) == ["bm25"]:  # lexical recall: count and facet every match
+            counted = searcher.search(SearchRequest(query=plan.text, k=0, filters=plan.filters, facets=facets,
+                                                    facet_size=facet_size, expansions=expansions))
+            total, facet_counts = counted.total, counted.facets
+        else:
+            total, facet_counts = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size)
+        if sort:
+            values = searcher.numbers(ranking.ids, sort.lstrip("+-"))
+            keyed = np.where(np.isnan(values), np.inf, -values if sort.startswith("-") else values)
+            ranking = ranking.take(np.argsort(keyed, kind="stable"))
+        page = ranking.take(slice(offset, offset + k))
+        hits = searcher.hits(page, plan.text, highlight=highlight)
+        if explain:
+            for hit in hits:
+                hit.explain = run.explain(hit.id)
+        terms = searcher.text_query(plan.text, relaxed=True)[1] if plan.text.strip() else []
+        return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms)
+
+    def suggest(self, prefix: str, k: int = 8) -> list[dict[str, Any]]:
+        """Completions for a typed prefix (titles, catalog entities, the query log), best first."""
+        from souk.query.suggest import suggester_for
+
+        return [s.to_dict() for s in suggester_for(self.searcher()).suggest(prefix, k)]
+
+    # ---- writes -------------------------------------------------------------------------------
+    def write(self, records: Sequence[Any], on_error: str = "fail", delete: Sequence[str] = ()) -> dict[str, Any]:
+        """Upsert records (dicts keyed by the schema's id field) and delete ids, in one commit.
+
+        Returns once the commit is durable; the next search sees it. With `on_error="fail"` a bad
+        record rejects the whole batch (DocumentError lists every problem) and nothing is written."""
+        from souk.catalogs import Record
+        from souk.errors import DocumentError
+
+        if on_error not in ("fail", "skip"):
+            raise QueryError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
+        batch = [Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
+                 for i, r in enumerate(records, 1)]
+        with self._write_lock, self.index.writer() as writer:
+            try:
+                report = writer.add(batch, on_error=on_error)
+            except DocumentError:
+                writer.rollback()
+                raise
+            deleted = writer.delete(delete)
+            writer.commit()
+        return {"written": report.written, "deleted": deleted, "docs": self.searcher().num_docs,
+                "rejected": [{"record": line, "field": f, "message": m} for line, f, m in report.rejected]}
+
+
+def _collapse(hits: list, field: str) -> list:
+    """The first hit of each value of `field` (compared normalized), counting the ones folded into it."""
+    from souk.analysis.normalize import normalize
+
+    first: dict[str, Any] = {}
+    for hit in hits:
+        value = hit.doc.get(field)
+        key = normalize(" ".join(map(str, value)) if isinstance(value, list) else str(value)) if value not in (None, "") else f"\0{hit.id}"
+        if key in first:
+            first[key].collapsed += 1
+        else:
+            hit.collapsed = 0
+            first[key] = hit
+    return list(first.values())
+
+
+def _check_request(query: str, k: int, offset: int, facet_size: int) -> None:
+    if not isinstance(query, str):
+        raise QueryError("query: expected text")
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(f"query: {len(query)} characters is too long (max {MAX_QUERY_CHARS})")
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_K:
+        raise QueryError(f"k: expected 0..{MAX_K} hits per page, got {k!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise QueryError(f"offset: expected a non-negative integer, got {offset!r}")
+    if offset + k > MAX_DEPTH:
+        raise QueryError(f"offset + k: at most {MAX_DEPTH} (pages deeper than that are not served), got {offset + k}")
+    if isinstance(facet_size, bool) or not isinstance(facet_size, int) or not 1 <= facet_size <= MAX_FACET_SIZE:
+        raise QueryError(f"facet_size: expected 1..{MAX_FACET_SIZE}, got {facet_size!r}")

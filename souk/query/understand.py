@@ -1,0 +1,62 @@
+"""Query understanding as configured: the `[query]` table of the index config picks the steps.
+
+```toml
+[query]
+steps = ["syntax", "spell", "synonyms", "entities", "intent"]   # default: ["syntax"]
+[query.spell]                                                    # options of one step
+```
+`planner_for(searcher)` builds the Planner once per searcher snapshot.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from souk.errors import ConfigError
+from souk.query.plan import Planner, rewriter_names
+
+DEFAULT_STEPS = ("syntax",)
+_PLANNERS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Planner]]" = weakref.WeakKeyDictionary()
+
+
+def load_builtin_rewriters() -> None:
+    """Import the modules that register souk's own query-understanding steps."""
+    import souk.query.plan  # noqa: F401  (syntax)
+    import souk.query.spell  # noqa: F401  (spell)
+    import souk.query.synonyms  # noqa: F401  (synonyms)
+    import souk.query.keywords  # noqa: F401  (keywords)
+
+
+def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Validated steps and per-step options of a `[query]` table; errors name the key."""
+    load_builtin_rewriters()
+    steps = config.get("steps", list(DEFAULT_STEPS))
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        raise ConfigError(f"query.steps: expected a list of step names, got {steps!r}")
+    known = rewriter_names()
+    for s in steps:
+        if s not in known:
+            raise ConfigError(f"query.steps: unknown step {s!r}; known: {', '.join(known)}")
+    options = {}
+    for key, value in config.items():
+        if key == "steps":
+            continue
+        if key not in known:
+            raise ConfigError(f"query.{key}: unknown key; expected `steps` or a step name ({', '.join(known)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"query.{key}: expected a table of options, got {value!r}")
+        options[key] = value
+    return steps, options
+
+
+def planner_for(searcher: Any, steps: list[str] | None = None) -> Planner:
+    """The planner of this searcher's index config, or with other `steps` (built once per searcher)."""
+    config = dict(searcher.schema.query)
+    if steps is not None:
+        config["steps"] = steps
+    steps, options = query_steps(config)
+    per_searcher = _PLANNERS.setdefault(searcher, {})
+    key = tuple(steps)
+    if key not in per_searcher:
+        per_searcher[key] = Planner(searcher, steps, options)
+    return per_searcher[key]

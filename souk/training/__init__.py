@@ -1,0 +1,1 @@
+"""Training: learn ranking stages from judged queries (`souk fit`) and from clicks."""

@@ -1,0 +1,138 @@
+"""`souk fit`: train each learnable stage of an index from judged queries, within a time budget.
+
+A fitter is registered by stage name with `@register_fitter(name)`; it receives a `FitJob` (the
+index, train and dev splits, its share of the budget as a deadline, the seed, the device, a
+directory to write into) and returns the manifest fields of the model it wrote (dev metrics,
+hyper-parameters, curve, ...). `fit` publishes each model through the index's `ModelStore` only
+when its fitter returns, so an interrupted or failed fit leaves the active models untouched.
+Misuse: choosing hyper-parameters on the dev split's test-time numbers; early-stop on dev, tune on train.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from souk.errors import ConfigError
+from souk.evaluation.datasets import Dataset
+from souk.models.store import ModelStore
+
+
+@dataclass
+class FitJob:
+    """What one fitter may use. `deadline` is a `time.monotonic()` value: stop and keep the best by then."""
+
+    index_path: Path
+    train: Dataset
+    dev: Dataset | None
+    corpus_dir: Path | None
+    workdir: Path
+    deadline: float
+    seed: int = 13
+    device: str = "cpu"
+    progress: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+class Fitter(Protocol):
+    def __call__(self, job: FitJob) -> dict[str, Any]: ...
+
+
+@dataclass
+class _Entry:
+    fitter: Fitter
+    applies: Callable[[Any], bool]  # (schema) -> does this stage apply to this index?
+    share: float                     # relative share of the time budget
+    order: int
+
+
+_FITTERS: dict[str, _Entry] = {}
+
+
+def register_fitter(name: str, applies: Callable[[Any], bool] = lambda schema: True, share: float = 1.0,
+                    order: int = 50) -> Callable[[Fitter], Fitter]:
+    """Decorator: register the fitter of stage `name`; `order` sets which stage fits first (a
+    later stage may use an earlier one's model, e.g. the cross-encoder trains on the bi-encoder's recall)."""
+
+    def deco(fitter: Fitter) -> Fitter:
+        _FITTERS[name] = _Entry(fitter, applies, share, order)
+        return fitter
+
+    return deco
+
+
+def fitter_names() -> list[str]:
+    load_builtin_fitters()
+    return sorted(_FITTERS, key=lambda n: _FITTERS[n].order)
+
+
+def load_builtin_fitters() -> None:
+    """Import the modules that register souk's own fitters."""
+
+
+@dataclass
+class FitOutcome:
+    stage: str
+    model: str | None
+    manifest: dict[str, Any]
+    seconds: float
+
+
+def device() -> str:
+    """`cuda` when torch sees a GPU, else `cpu` (the same code runs on both)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Sequence[str] | None = None,
+        budget_s: float = 1200.0, seed: int = 13, corpus_dir: Path | None = None, progress: bool = True,
+        options: dict[str, dict[str, Any]] | None = None) -> list[FitOutcome]:
+    """Fit `stages` (default: every stage that applies to the index) in order, sharing the budget."""
+    from souk.index import Index
+
+    load_builtin_fitters()
+    index = Index.open(index_path)
+    names = list(stages) if stages else [n for n in fitter_names() if _FITTERS[n].applies(index.schema)]
+    unknown = [n for n in names if n not in _FITTERS]
+    if unknown:
+        raise ConfigError(f"--stages: unknown stage {unknown[0]!r}; stages that can be fitted: {', '.join(fitter_names())}")
+    if not names:
+        raise ConfigError("no learnable stage applies to this index; name one with --stages")
+    if budget_s <= 0:
+        raise ConfigError(f"--budget-min must be positive, got {budget_s / 60:g}")
+    names.sort(key=lambda n: _FITTERS[n].order)
+    store = ModelStore(index.path)
+    store.clean()
+    outcomes = []
+    start = time.monotonic()
+    for i, name in enumerate(names):
+        remaining = budget_s - (time.monotonic() - start)
+        shares = [_FITTERS[n].share for n in names[i:]]
+        deadline = time.monotonic() + max(remaining, 0) * shares[0] / sum(shares)
+        workdir = store.new(name)
+        job = FitJob(index.path, train, dev, corpus_dir, workdir, deadline, seed, device(), progress,
+                     dict((options or {}).get(name, {})))
+        t0 = time.monotonic()
+        try:
+            manifest = _FITTERS[name].fitter(job)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        seconds = time.monotonic() - t0
+        manifest = {"seconds": round(seconds, 1), "device": job.device, "seed": seed,
+                    "data": {"train": f"{train.name}/{train.split}", "dev": f"{dev.name}/{dev.split}" if dev else None},
+                    **manifest}
+        activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
+        path = store.publish(name, workdir, manifest, activate=activate)
+        outcomes.append(FitOutcome(name, path.name, manifest, seconds))
+    return outcomes

@@ -1,0 +1,106 @@
+"""Pipelines as configuration, shown with an in-process fake retriever and a fake stage: a newcomer
+adds either by writing one class and registering it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from souk.errors import ConfigError
+from souk.index import Index
+from souk.ranking.pipeline import build_pipeline, stage_specs
+from souk.errors import Unavailable as StageUnavailable
+from souk.ranking.stage import register_stage
+from souk.retrieval.base import register_retriever
+from souk.types import Ranking
+
+
+class AlphabetRetriever:
+    """Fake retriever: every document whose id sorts before 'B', scored by reverse id order."""
+
+    name = "alphabet"
+
+    def __init__(self, searcher):
+        self.ids = sorted(searcher.ids())
+
+    def retrieve(self, plans, k):
+        out = []
+        for plan in plans:
+            ids = [i for i in self.ids if i < "B"][:k]
+            out.append(Ranking(ids, np.arange(len(ids), 0, -1).astype(np.float32)))
+        return out
+
+    def coverage(self, plan):
+        return 1.0
+
+
+class ReverseStage:
+    """Fake stage: scores the candidates it is given in reverse order."""
+
+    name = "reverse"
+
+    def rerank(self, plan, candidates):
+        return candidates.take(slice(None), np.arange(len(candidates), dtype=np.float32))
+
+
+register_retriever("alphabet")(lambda searcher, options: AlphabetRetriever(searcher))
+register_stage("reverse")(lambda context, options: ReverseStage())
+
+
+@register_stage("never-fitted")
+def _never(context, options):
+    raise StageUnavailable("no model fitted; run souk fit")
+
+
+def test_fake_retriever_and_stage_compose_from_config(product_index):
+    searcher = Index.open(product_index).searcher()
+    options = {"stages": [{"stage": "recall", "retrievers": ["alphabet"]}, {"stage": "reverse", "depth": 2}]}
+    pipe = build_pipeline("mine", searcher, options)
+    run = pipe.run(pipe.plan("anything"), 50)
+    recalled = [i for i in sorted(searcher.ids()) if i < "B"]
+    assert run.ranking.ids == recalled[:2][::-1] + recalled[2:]
+    assert list(run.timings_ms) == ["recall", "reverse"]
+    assert np.all(np.diff(run.ranking.scores) < 0), "scores must stay in ranking order (run files sort by score)"
+    top = run.ranking.ids[0]
+    assert run.explain(top)["reverse"]["rank"] == 1 and run.explain(top)["recall"]["rank"] == 2
+    assert run.explain(top)["signals"]["alphabet"] == pytest.approx(float(len(recalled) - 1))
+
+
+def test_keep_cuts_and_optional_stage_is_skipped_with_a_note(product_index):
+    searcher = Index.open(product_index).searcher()
+    options = {"stages": [{"stage": "recall", "retrievers": ["alphabet"]}, {"stage": "never-fitted", "optional": True},
+                          {"stage": "reverse", "depth": 3, "keep": 2}]}
+    pipe = build_pipeline("mine", searcher, options)
+    plan = pipe.plan("x")
+    assert pipe.run(plan, 10).ranking.ids and len(pipe.run(plan, 10).ranking) == 2
+    assert any("never-fitted skipped" in n for n in plan.notes)
+    with pytest.raises(StageUnavailable, match="souk fit"):
+        build_pipeline("mine", searcher, {"stages": [{"stage": "recall"}, {"stage": "never-fitted"}]})
+
+
+def test_bm25_preset_is_the_keyword_ranking(product_index):
+    searcher = Index.open(product_index).searcher()
+    from souk.index.searcher import SearchRequest
+
+    keyword = [h.id for h in searcher.search(SearchRequest(query="iphone case", k=5)).hits]
+    assert build_pipeline("bm25", searcher).search("iphone case", 5).ids == keyword
+    assert build_pipeline("keyword", searcher).search("iphone case", 5).ids == keyword
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"hybird": {}}, "unknown pipeline 'hybird'"),
+    ({"mine": {"stages": []}}, "pipelines.mine.stages: expected a non-empty list"),
+    ({"mine": {"stages": [{"stage": "reverse"}]}}, "first stage must be `recall`"),
+    ({"mine": {"stages": [{"retrievers": ["bm25"]}]}}, r"stages\[0\]: missing `stage"),
+])
+def test_bad_pipeline_tables_name_the_key(config, message):
+    name = next(iter(config))
+    with pytest.raises(ConfigError, match=message):
+        stage_specs(name, config if name != "hybird" else {})
+
+
+def test_stage_options_are_checked_with_the_key(product_index):
+    searcher = Index.open(product_index).searcher()
+    with pytest.raises(ConfigError, match=r"pipelines.bm25.stages\[0\]: unknown key 'fusoin'"):
+        build_pipeline("bm25", searcher, {"fusoin": "rrf"})
+    with pytest.raises(ConfigError, match=r"stages\[1\].depth: expected a positive integer"):
+        build_pipeline("mine", searcher, {"stages": [{"stage": "recall"}, {"stage": "reverse", "depth": 0}]})

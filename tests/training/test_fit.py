@@ -1,0 +1,47 @@
+"""`fit` with an in-process fake fitter: budgets, publishing, and failures that leave models alone."""
+import time
+
+import pytest
+
+from souk.errors import ConfigError
+from souk.evaluation.datasets import Dataset
+from souk.models.store import ModelStore
+from souk.training.fit import fit, register_fitter
+
+DATA = Dataset.from_parts({"q1": "iphone case"}, {"q1": {"A1": 1}}, name="tiny", split="train")
+CALLS = []
+
+
+@register_fitter("fake", applies=lambda schema: False)
+def _fake(job):
+    CALLS.append(job.seconds_left)
+    (job.workdir / "weights.txt").write_text("w=1")
+    if job.options.get("fail"):
+        raise RuntimeError("boom")
+    return {"kind": "fake", "dev": {"ndcg@10": 1.0}}
+
+
+def test_fit_publishes_and_activates(product_index):
+    [outcome] = fit(product_index, DATA, None, ["fake"], budget_s=60)
+    store = ModelStore(product_index)
+    assert store.active("fake").name == outcome.model
+    assert (store.active("fake") / "weights.txt").read_text() == "w=1"
+    assert 0 < CALLS[-1] <= 60
+    assert outcome.manifest["data"]["train"] == "tiny/train"
+
+
+def test_a_failing_fit_leaves_the_active_model_and_no_debris(product_index):
+    fit(product_index, DATA, None, ["fake"], budget_s=60)
+    store = ModelStore(product_index)
+    before = store.active("fake")
+    with pytest.raises(RuntimeError):
+        fit(product_index, DATA, None, ["fake"], budget_s=60, options={"fake": {"fail": True}})
+    assert store.active("fake") == before
+    assert not list(store.root.glob(".tmp-*"))
+
+
+def test_unknown_stage_and_bad_budget(product_index):
+    with pytest.raises(ConfigError, match="unknown stage 'nope'"):
+        fit(product_index, DATA, None, ["nope"])
+    with pytest.raises(ConfigError, match="--budget-min must be positive"):
+        fit(product_index, DATA, None, ["fake"], budget_s=0)
