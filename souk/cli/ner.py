@@ -50,7 +50,8 @@ def train_command(
     config = TrainConfig(epochs=epochs, seed=seed, patience=patience, budget_s=budget_min * 60 if budget_min else None,
                          pretrain=[str(p) for p in pretrain or []])
     per_epoch = -(-len(train_set) // config.batch_size)
-    with progress_bar("training", total=epochs * per_epoch) as advance:
+    total = None if budget_min else epochs * per_epoch  # a budget ends the run at an unknown batch
+    with progress_bar("training", total=total) as advance:
         result = train_tagger(train_set, dev_set, config, progress=advance)
     result.tagger.manifest["training"].update(data=str(data), dev=str(dev))
     result.tagger.save(out)
