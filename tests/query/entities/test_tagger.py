@@ -91,3 +91,16 @@ def test_padding_in_a_batch_does_not_change_a_sentence(mini):
         for i, e in enumerate(encoded):
             alone = tagger.network.emissions(Batch.of([e]))[0]
             assert torch.allclose(together[i, : len(e.chars)], alone, atol=1e-5)
+
+
+def test_same_seed_same_weights_including_word2vec(tmp_path):
+    import torch
+
+    sentences = read_tagged(FIXTURES / "ner-mini.jsonl")
+    text = tmp_path / "queries.txt"
+    text.write_text("华为手机壳 苹果 钢化膜\n小米充电宝\n耐克跑步鞋 索尼耳机\n" * 5, encoding="utf-8")
+    config = TrainConfig(epochs=2, batch_size=4, seed=5, pretrain=[str(text)], pretrain_min_count=1)
+    first, second = (train_tagger(sentences, sentences, config, SMALL).tagger.network.state_dict() for _ in range(2))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = train_tagger(sentences, sentences, TrainConfig(epochs=2, batch_size=4, seed=6), SMALL).tagger.network
+    assert not torch.equal(other.state_dict()["out.weight"], first["out.weight"])
