@@ -50,6 +50,7 @@ COMMANDS = [
     ("souk.cli.schema", app),
     ("souk.cli.clicks", app),
     ("souk.cli.bench_rerank", bench_app),
+    ("souk.cli.ner", app),
 ]
 
 
