@@ -51,6 +51,7 @@ COMMANDS = [
     ("souk.cli.clicks", app),
     ("souk.cli.bench_rerank", bench_app),
     ("souk.cli.ner", app),
+    ("souk.cli.intent", app),
 ]
 
 
