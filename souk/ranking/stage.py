@@ -83,4 +83,5 @@ def positive_int(where: str, value: Any) -> int:
 
 def load_builtin_stages() -> None:
     """Import the modules that register souk's own stages."""
+    import souk.ranking.interact  # noqa: F401  (registers interact)
     import souk.ranking.recall  # noqa: F401
