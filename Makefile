@@ -6,6 +6,7 @@ SOUK   := $(VENV)/bin/souk
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 DEMO   := .demo/index
+PORT   ?= 8000
 
 .PHONY: install browser demo demo-index test bench clean
 
@@ -35,6 +36,9 @@ demo: demo-index
 	$(SOUK) search --index $(DEMO) "嘉頓 麵包" -k 5
 	$(SOUK) search --index $(DEMO) "milk" --filter 'price<20' --filter 'category=Dairy / Soy products / Eggs' -k 5 --sort price
 	$(SOUK) search --index $(DEMO) "instant noodles" --facet brand --facet supermarket --facet price -k 5
+	$(SOUK) search --index $(DEMO) "choclate" -k 3
+	@echo "serving the search page on http://127.0.0.1:$(PORT)/ (API docs at /docs); Ctrl-C stops"
+	$(SOUK) serve --index $(DEMO) --port $(PORT)
 
 test: install browser
 	$(PY) -m pytest -q

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from souk.errors import SoukError
+from souk.errors import ConfigError, SoukError
 from souk.evaluation.datasets import Dataset
 from souk.evaluation.metrics import DEFAULT_METRICS, PerQuery, score_run
 from souk.evaluation.runs import Run
@@ -56,7 +56,7 @@ def evaluate(
 ) -> Evaluation:
     """Search every dataset query for its top `k`, then score the run on the dataset's qrels."""
     if k < 1:
-        raise ValueError(f"k must be a positive number of documents, got {k}")
+        raise ConfigError(f"k must be a positive number of documents, got {k}")
     qids = list(dataset.qrels)  # the row order score_run uses, so latency stays aligned
     run: Run = {}
     latency = np.zeros(len(qids))

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, normalize
 from souk.analysis.tokenize import tokenize
+from souk.query.plan import register_rewriter
 from souk.query.lexicon import Lexicon, maximal_tokens
 from souk.query.units import quantity_spans
 
@@ -493,3 +494,55 @@ def _join(words: Sequence[str]) -> str:
             out += " "
         out += w
     return out
+
+
+@register_rewriter("spell")
+class SpellRewriter:
+    """Query step `spell`: searches the correction when the query as typed finds (almost) nothing and
+    the correction finds plenty; otherwise keeps the query and offers "did you mean".
+
+    Options (`[query.spell]`): `few`, `plenty`, `suggest_min` (see `decide`), `log` (a query-log file),
+    and any `SpellConfig` weight by name."""
+
+    def __init__(self, searcher, options: dict[str, Any] | None = None):
+        from souk.errors import ConfigError
+        from souk.query.lexicon import load_lexicon
+
+        options = dict(options or {})
+        policy = {k: options.pop(k) for k in ("few", "plenty", "suggest_min") if k in options}
+        log = options.pop("log", None)
+        known = set(SpellConfig.__dataclass_fields__)
+        for key, value in options.items():
+            if key not in known:
+                raise ConfigError(f"query.spell.{key}: unknown option; options: few, plenty, suggest_min, log, {', '.join(sorted(known))}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"query.spell.{key}: expected a number, got {value!r}")
+        for key, value in policy.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"query.spell.{key}: expected a non-negative integer, got {value!r}")
+        try:
+            decide(0, 0, **policy)
+        except ValueError as e:
+            raise ConfigError(f"query.spell: {e}") from None
+        self.searcher = searcher
+        self.lexicon = load_lexicon(searcher)
+        if log is not None:
+            self.lexicon = self.lexicon.with_log(log)
+        self.speller = Speller(self.lexicon, SpellConfig(**options))
+        self.policy = policy
+
+    def rewrite(self, plan):
+        if not plan.text.strip() or plan.syntax.has_operators:
+            return plan  # quoted phrases and +/- words are typed on purpose
+        correction = self.speller.correct(plan.text)
+        if not correction.changed:
+            return plan
+        typed, fixed = correction_hits(self.searcher, self.lexicon, correction)
+        decision = decide(typed, fixed, **self.policy)
+        plan.corrections.append({**correction.to_dict(), "decision": decision, "hits": [typed, fixed]})
+        if decision == "rewrite":
+            plan.notes.append(f"showing results for {correction.corrected!r}: {plan.text!r} found {typed} documents")
+            plan.text = correction.corrected
+        elif decision == "suggest":
+            plan.did_you_mean = correction.corrected
+        return plan

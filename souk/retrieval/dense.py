@@ -8,7 +8,7 @@ import numpy as np
 
 from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
-from souk.models.encoder import text_coverage
+from souk.models.registry import text_coverage
 from souk.query.plan import QueryPlan
 from souk.retrieval.base import register_retriever
 from souk.types import Ranking

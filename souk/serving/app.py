@@ -55,6 +55,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     engine = Engine.open(index_path)
     for name in warm:
         engine.search("warm up", pipeline=name, k=1)
+    engine.suggest("warm")
     metrics = Metrics()
     pipelines = engine.available_pipelines()
     app = FastAPI(title="souk", description="Search API of one souk index.", version=_version())
@@ -148,6 +149,11 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         out = engine.write([], delete=[doc_id])
         return {**out, "deleted": before - out["docs"]}
 
+    @app.get("/suggest", summary="Autocomplete: completions for a typed prefix")
+    def suggest(_: Annotated[str, Depends(role)], q: Annotated[str, Query(max_length=200)] = "",
+                k: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
+        return {"query": q, "suggestions": engine.suggest(q, k)}
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         searcher = engine.searcher()
@@ -166,7 +172,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
                 "number_fields": [f.name for f in schema.fields.values() if f.kind == "number"],
                 "text_fields": list(schema.search_fields), "id_field": schema.id_field,
                 "pipelines": pipelines, "max_page_size": MAX_PAGE_SIZE, "max_k": MAX_K,
-                "suggest": False}
+                "suggest": True}
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

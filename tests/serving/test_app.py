@@ -133,3 +133,10 @@ def test_fuzzed_search_requests_never_fail_the_server(client, q, filters, facets
 def test_fuzzed_document_batches_never_fail_the_server(client, body):
     res = client.post("/documents", params={"on_error": "skip"}, content=json.dumps(body).encode())
     assert res.status_code in (200, 400, 422), res.text
+
+
+def test_suggest_completes_english_and_pinyin_prefixes(client):
+    english = client.get("/suggest", params={"q": "choc"}).json()["suggestions"]
+    assert english and all("choc" in s["text"].lower() for s in english[:3])
+    assert any("苹果" in s["text"] for s in client.get("/suggest", params={"q": "pingg"}).json()["suggestions"])
+    assert client.get("/suggest", params={"q": "x" * 201}).status_code == 422

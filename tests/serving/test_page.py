@@ -47,16 +47,28 @@ def test_shopper_types_filters_and_pages(server):
             page.wait_for_selector("#results li.hit mark")
             total = int(page.text_content("#summary").split()[0].replace(",", ""))
             assert total > 10
+            page.wait_for_selector("#suggestions li")
             page.screenshot(path=str(ARTIFACTS / "page-english.png"), full_page=True)
+            assert "choc" in page.text_content("#suggestions li").lower(), "autocomplete under the box"
+            page.press("#q", "Escape")
+            assert page.is_hidden("#suggestions")
 
             brand = page.locator("[data-facet=brand] button").first
             value, count = brand.get_attribute("data-value"), int(brand.locator(".count").text_content())
             brand.click()
-            page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{count} ')")
+            try:
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{count} ')", timeout=15000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "page-facet-fail.png"), full_page=True)
+                raise AssertionError(f"{value} {count}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
             assert page.locator("#active-filters .chip").count() == 1
             assert all(value in t for t in page.locator("#results .hit .meta").all_text_contents())
             page.locator("#active-filters .chip").click()
-            page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{total:,} ')")
+            try:
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{total:,} ')", timeout=15000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "page-chip-fail.png"), full_page=True)
+                raise AssertionError(f"{total}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
 
             first_page = page.locator("#results .hit h2").all_text_contents()
             page.click("#next")
@@ -68,6 +80,8 @@ def test_shopper_types_filters_and_pages(server):
             page.wait_for_function("document.querySelector('#page-label').textContent.startsWith('Page 1')")
             page.wait_for_selector("#results li.hit mark")
             assert "蛋糕" in page.text_content("#results")
+            page.wait_for_timeout(400)  # let the completions for 蛋糕 arrive, then close them
+            page.press("#q", "Escape")
             page.locator("#results .why").first.click()
             assert "recall" in page.text_content("#why-body")
             page.screenshot(path=str(ARTIFACTS / "page-chinese.png"), full_page=True)

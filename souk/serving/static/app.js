@@ -6,7 +6,7 @@ const params = new URLSearchParams(location.search);
 const key = params.get("key");  // a search key, when the server requires one
 const state = { q: params.get("q") || "", filters: params.getAll("filter"), sort: params.get("sort") || "",
                 page: Number(params.get("page") || 1), size: 10, pipeline: params.get("pipeline") || "keyword" };
-let config = null, composing = false, timer = null, seq = 0, lastHits = [];
+let config = null, composing = false, timer = null, seq = 0, lastHits = [], dismissed = null;
 
 function api(path) {
   return fetch(path, { headers: key ? { Authorization: "Bearer " + key } : {} }).then(async (r) => {
@@ -58,8 +58,11 @@ function render(res) {
   const pages = Math.max(1, Math.ceil(res.total / state.size));
   $("summary").textContent = `${res.total.toLocaleString()} results · ${res.took_ms.toFixed(1)} ms`;
   const dym = $("did-you-mean");
-  dym.hidden = !res.did_you_mean;
-  if (res.did_you_mean) {
+  const rewrote = res.searched && res.searched !== state.q;
+  dym.hidden = !res.did_you_mean && !rewrote;
+  if (rewrote) {
+    dym.replaceChildren("Showing results for ", el("strong", { text: res.searched }), ".");
+  } else if (res.did_you_mean) {
     dym.replaceChildren("Did you mean ", el("a", { href: "#", text: res.did_you_mean, onclick: (e) => { e.preventDefault(); setQuery(res.did_you_mean); } }), "?");
   }
   $("results").replaceChildren(...res.hits.map(renderHit));
@@ -146,6 +149,7 @@ async function suggest(prefix) {
   if (!config.suggest || prefix.trim().length < 1) return hideSuggestions();
   try {
     const res = await api("/suggest?" + new URLSearchParams({ q: prefix, k: 6 }));
+    if (prefix !== $("q").value || prefix === dismissed) return;  // typed on, or closed with Escape
     const list = $("suggestions");
     list.replaceChildren(...res.suggestions.map((s) => el("li", { role: "option", text: s.text, onmousedown: (e) => { e.preventDefault(); setQuery(s.text); } })));
     list.hidden = !res.suggestions.length || document.activeElement !== $("q");
@@ -166,6 +170,12 @@ async function start() {
   $("q").addEventListener("compositionend", () => { composing = false; scheduleSearch(); });
   $("q").addEventListener("input", scheduleSearch);
   $("q").addEventListener("blur", () => setTimeout(hideSuggestions, 100));
+  $("q").addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
+    dismissed = $("q").value;
+    if (!$("suggestions").hidden) e.preventDefault();  // first Escape closes the list, not clearing the box
+    hideSuggestions();
+  });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); setQuery($("q").value); });
   $("sort").addEventListener("change", () => { state.sort = $("sort").value; state.page = 1; search(); });
   $("pipeline").addEventListener("change", () => { state.pipeline = $("pipeline").value; state.page = 1; search(); });
