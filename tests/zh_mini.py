@@ -29,7 +29,7 @@ def build_index(path: Path, records_dir: Path = FIXTURE):
     return index
 
 
-def fit_fast(path: Path, stages=("wordvec", "interact"), budget_s: float = 120.0, data: Path = FIXTURE, options=None):
+def fit_fast(path: Path, stages=("wordvec", "interact"), budget_s: float = 600.0, data: Path = FIXTURE, options=None):
     from souk.evaluation.datasets import load_beir
     from souk.training.fit import fit
 

@@ -15,6 +15,7 @@ Misuse: encoding queries with another analyzer than the model's (the model recor
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -90,6 +91,13 @@ class WordVectors:
         if self.vectors.shape[0] != len(self.features) or self.weights.shape[0] != len(self.features):
             raise ModelError(f"word vectors: {len(self.features)} features but {self.vectors.shape[0]} vectors "
                              f"and {self.weights.shape[0]} weights")
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of the vocabulary (feature ids are only meaningful within one vocabulary)."""
+        if "_fingerprint" not in self.__dict__:
+            self._fingerprint = hashlib.blake2b("\n".join(self.features).encode("utf-8"), digest_size=8).hexdigest()
+        return self._fingerprint
 
     @property
     def dim(self) -> int:

@@ -25,6 +25,7 @@ from souk.errors import ConfigError, Unavailable
 from souk.index.keys import doc_keys
 from souk.index.store import SOURCE
 from souk.index.vectors import VectorSet
+from souk.errors import IndexStateError
 from souk.models.store import ModelStore, read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.progress import progress_bar
@@ -73,6 +74,7 @@ class CorpusView:
     digests: np.ndarray     # (n,) uint64 source digests, to reuse rows after a commit
     vectors: np.ndarray     # (n, dim) float32 unit vectors
     commit_id: str = ""
+    vocabulary: str = ""    # fingerprint of the model vocabulary the ids belong to
     _index: VectorSet | None = None
 
     def rows(self, positions: np.ndarray) -> list[np.ndarray]:
@@ -87,8 +89,9 @@ class CorpusView:
 
     @property
     def index(self) -> VectorSet:
+        """The FAISS inner-product index of the vectors (built on first use when not loaded)."""
         if self._index is None:
-            self._index = VectorSet.build(self.keys, self.vectors, _VECTOR_PARAMS)
+            self._index = VectorSet.build(self.keys, self.vectors, {**_VECTOR_PARAMS, "dim": self.vectors.shape[1]})
         return self._index
 
     @classmethod
@@ -114,24 +117,31 @@ class CorpusView:
     def reencode(self, model: WordVectors) -> "CorpusView":
         """The same documents with vectors from `model` (same vocabulary), e.g. after fine-tuning."""
         vectors = model.encode_ids(self.rows(np.arange(len(self.keys)))) if len(self.keys) else self.vectors
-        return CorpusView(self.keys, self.offsets, self.ids, self.digests, vectors, self.commit_id)
+        return CorpusView(self.keys, self.offsets, self.ids, self.digests, vectors, self.commit_id, model.fingerprint)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "view.npz", keys=self.keys, offsets=self.offsets, ids=self.ids, digests=self.digests)
         self.index.save(folder / "vectors")
-        (folder / "view.json").write_text(json.dumps({"format": VIEW_FORMAT, "commit_id": self.commit_id, "docs": len(self.keys)}))
+        (folder / "view.json").write_text(json.dumps({"format": VIEW_FORMAT, "commit_id": self.commit_id, "docs": len(self.keys),
+                                                      "vocabulary": self.vocabulary}))
 
     @classmethod
-    def load(cls, folder: Path) -> "CorpusView":
+    def load(cls, folder: Path, model: WordVectors) -> "CorpusView":
+        """A saved view; its vectors are recomputed from the feature ids with `model` (cheap, and always
+        the model's own), the FAISS index is read back. Raises ValueError or OSError when unusable."""
         info = json.loads((folder / "view.json").read_text())
-        if info.get("format") != VIEW_FORMAT:
-            raise ValueError(f"view format {info.get('format')}")
+        if info.get("format") != VIEW_FORMAT or info.get("vocabulary") != model.fingerprint:
+            raise ValueError(f"{folder}: a view of another format or model")
         a = np.load(folder / "view.npz")
-        index = VectorSet.load(folder / "vectors")
-        keys = a["keys"]
-        vectors = index.index.reconstruct_batch(keys) if len(keys) else np.zeros((0, index.index.d), np.float32)
-        return cls(keys, a["offsets"], a["ids"], a["digests"], np.asarray(vectors, np.float32), info["commit_id"], index)
+        try:
+            index = VectorSet.load(folder / "vectors")
+        except IndexStateError as e:
+            raise ValueError(str(e)) from e
+        view = cls(a["keys"], a["offsets"], a["ids"], a["digests"], np.zeros((len(a["keys"]), model.dim), np.float32),
+                   info["commit_id"]).reencode(model)
+        view._index = index
+        return view
 
 
 def load_model(path: Path) -> WordVectors:
@@ -161,7 +171,7 @@ def corpus_view(searcher, model_dir: Path, model: WordVectors, progress: bool = 
     view = None
     for folder in (own, root / searcher.commit_id):
         try:
-            candidate = CorpusView.load(folder)
+            candidate = CorpusView.load(folder, model)
         except (OSError, ValueError, KeyError):
             continue  # absent or damaged: rebuilt, never trusted
         if candidate.commit_id == searcher.commit_id:
@@ -179,7 +189,7 @@ def _build_cached(searcher, model: WordVectors, own: Path, root: Path, progress:
                         key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
     for folder in [*candidates, own]:
         try:
-            older = CorpusView.load(folder)
+            older = CorpusView.load(folder, model)
             break
         except (OSError, ValueError, KeyError):
             continue

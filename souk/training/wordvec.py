@@ -128,7 +128,7 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
     stopped_by_budget = False
 
     pairs = [(q, d) for q in learn for d, g in job.train.qrels[q].items() if g > 0]
-    if pairs and job.seconds_left > 30:
+    if pairs and job.seconds_left > 5:
         best_model, best_score, best_epoch, more, stopped_by_budget = _fine_tune(
             base, view, searcher, pairs, query_features, job, opts, rng, eval_queries, best_score)
         curve += more

@@ -52,8 +52,11 @@ def test_coverage_similarity_and_empty_queries(searcher):
     assert np.allclose(sims[:-1], top.scores, atol=1e-4) and np.isnan(sims[-1])
 
 
-def test_full_pipeline_fuses_wordvec_with_bm25(searcher):
-    pipe = build_pipeline("full", searcher)
+LEARNED = {"stages": [{"stage": "recall", "retrievers": ["bm25", "dense?", "wordvec?"]}]}  # full's recall
+
+
+def test_learned_recall_fuses_wordvec_with_bm25(searcher):
+    pipe = build_pipeline("full", searcher, LEARNED)
     assert "wordvec" in pipe.recall_stage.retrievers
     assert pipe.recall_stage.weights["wordvec"] == build_retriever("wordvec", searcher).default_weight
     run = pipe.run(pipe.plan("宝宝有痰怎么办"), 10)
@@ -65,7 +68,7 @@ def test_unfitted_index_leaves_wordvec_out(tmp_path):
     searcher = build_index(tmp_path / "plain").searcher()
     with pytest.raises(Unavailable, match="no fitted wordvec model"):
         WordVecRetriever(searcher)
-    pipe = build_pipeline("full", searcher)
+    pipe = build_pipeline("full", searcher, LEARNED)
     assert list(pipe.recall_stage.retrievers) == ["bm25"]
     assert any("wordvec left out" in n for n in pipe.notes)
 
