@@ -122,16 +122,16 @@ class WordVectors:
 
     def encode_ids(self, rows: Sequence[np.ndarray]) -> np.ndarray:
         """Unit sentence vectors of texts given as vocabulary ids (-1 entries are skipped)."""
-        out = np.zeros((len(rows), self.dim), np.float32)
+        from scipy.sparse import csr_matrix
+
         if not len(rows):
-            return out
-        lengths = np.fromiter((int((r >= 0).sum()) for r in rows), dtype=np.int64, count=len(rows))
-        flat = np.concatenate([r[r >= 0] for r in rows]).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
-        if len(flat):
-            weighted = self.vectors[flat] * self.weights[flat, None]
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            nonempty = lengths > 0
-            out[nonempty] = np.add.reduceat(weighted, starts[nonempty], axis=0)
+            return np.zeros((0, self.dim), np.float32)
+        kept = [r[r >= 0] for r in rows]
+        indptr = np.concatenate([[0], np.cumsum([len(r) for r in kept])]).astype(np.int64)
+        flat = np.concatenate(kept).astype(np.int64) if indptr[-1] else np.zeros(0, np.int64)
+        # texts x vocabulary, each entry the feature's weight (repeats add up), times the vectors
+        bag = csr_matrix((self.weights[flat], flat, indptr), shape=(len(rows), len(self.features)), dtype=np.float32)
+        out = np.asarray(bag @ self.vectors, dtype=np.float32)
         if self.pc is not None:
             out -= np.outer(out @ self.pc, self.pc)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)

@@ -303,9 +303,13 @@ def _fine_tune(base: WordVectors, view: CorpusView, searcher, pairs, query_featu
                 dv = encode(docs)
                 logits = qv @ dv.T / tau
                 # a document that is a positive of another query in the batch is not its negative
-                same = torch.tensor([[d2 in positives[q] and j != i for j, (_, d2) in enumerate(batch)]
-                                     for i, (q, _) in enumerate(batch)], device=device)
-                logits[:, :len(batch)] = logits[:, :len(batch)].masked_fill(same, -1e4)
+                where: dict[str, list[int]] = {}
+                for j, (_, d) in enumerate(batch):
+                    where.setdefault(d, []).append(j)
+                same = [(i, j) for i, (q, d) in enumerate(batch) for p in positives[q] for j in where.get(p, ()) if j != i]
+                if same:
+                    rows, cols = zip(*same)
+                    logits[list(rows), list(cols)] = -1e4
                 loss = F.cross_entropy(logits, torch.arange(len(batch), device=device))
                 opt.zero_grad()
                 loss.backward()
