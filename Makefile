@@ -6,6 +6,7 @@ SOUK   := $(VENV)/bin/souk
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 DEMO   := .demo/index
+PORT   ?= 8000
 
 .PHONY: install browser demo demo-index test bench clean
 
@@ -14,13 +15,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
 # Debian's chromium for the browser tests (playwright's own browser download does not work offline).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
 	    || echo "warning: could not install chromium; browser tests will skip"; \
 	  else echo "note: chromium missing and not root; browser tests will skip (sudo apt-get install chromium)"; fi; }
 
@@ -35,6 +36,9 @@ demo: demo-index
 	$(SOUK) search --index $(DEMO) "嘉頓 麵包" -k 5
 	$(SOUK) search --index $(DEMO) "milk" --filter 'price<20' --filter 'category=Dairy / Soy products / Eggs' -k 5 --sort price
 	$(SOUK) search --index $(DEMO) "instant noodles" --facet brand --facet supermarket --facet price -k 5
+	$(SOUK) search --index $(DEMO) "choclate" -k 3
+	@echo "serving the search page on http://127.0.0.1:$(PORT)/ (API docs at /docs); Ctrl-C stops"
+	$(SOUK) serve --index $(DEMO) --port $(PORT)
 
 test: install browser
 	$(PY) -m pytest -q

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from souk.errors import ConfigError
 from souk.query.understand import query_steps
-from souk.ranking.pipeline import PRESETS, stage_specs
+from souk.ranking.pipeline import PRESETS, query_steps_of, stage_specs
 from souk.ranking.recall import OPTIONS as RECALL_OPTIONS
 from souk.ranking.stage import check_options, stage_names
 from souk.schema import Schema
@@ -23,6 +23,12 @@ def check_config(schema: Schema) -> Schema:
         if name not in PRESETS and "stages" not in table:
             close = ", ".join(sorted(PRESETS))
             raise ConfigError(f"pipelines.{name}: not a preset ({close}); a new pipeline needs `stages = [...]`")
+        steps = query_steps_of(name, schema.pipelines)
+        if steps is not None:
+            try:
+                query_steps({**schema.query, "steps": steps})
+            except ConfigError as e:
+                raise ConfigError(f"pipelines.{name}.{e}") from None
         specs = stage_specs(name, schema.pipelines)
         for i, spec in enumerate(specs):
             if spec["stage"] not in known_stages:

@@ -27,6 +27,7 @@ from souk.types import SearchResult
 MAX_K = 1_000          # hits per page
 MAX_DEPTH = 10_000     # offset + k: how deep a user may page
 MAX_FACET_SIZE = 1_000
+COLLAPSE_WINDOW = 4    # hits read per hit shown when collapsing
 
 
 class Engine:
@@ -37,6 +38,7 @@ class Engine:
         self._lock = threading.Lock()
         self._searcher: Searcher | None = None
         self._pipelines: dict[str, Pipeline] = {}
+        self._write_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path) -> "Engine":
@@ -62,15 +64,44 @@ class Engine:
             pipe = self._pipelines.get(name)
             if pipe is None or pipe.searcher is not searcher:
                 pipe = self._pipelines[name] = build_pipeline(name, searcher)
+                searcher.warm()
             return pipe
+
+    def available_pipelines(self) -> list[str]:
+        """The pipelines that can run on this index now (vectors present, models fitted)."""
+        from souk.errors import SoukError
+        from souk.ranking.pipeline import pipeline_names
+
+        out = []
+        for name in pipeline_names(self.index.schema.pipelines):
+            try:
+                self.pipeline(name)
+            except SoukError:
+                continue
+            out.append(name)
+        return out
 
     def search(self, query: str = "", *, pipeline: str = "keyword", filters: Sequence[str | Filter] = (),
                facets: Sequence[str] = (), sort: str | None = None, k: int = 10, offset: int = 0,
-               explain: bool = False, highlight: bool = True, facet_size: int = 10) -> SearchResult:
-        """One page of results; bad arguments raise QueryError naming the argument and its limit."""
-        t0 = time.perf_counter()
+               explain: bool = False, highlight: bool = True, facet_size: int = 10,
+               collapse: str | None = None) -> SearchResult:
+        """One page of results; bad arguments raise QueryError naming the argument and its limit.
+
+        `collapse` names a stored field: hits sharing its value (e.g. one title from one seller) are
+        shown once, the first of them, with `collapsed` counting the others on the page's window."""
         _check_request(query, k, offset, facet_size)
         searcher = self.searcher()
+        self.pipeline(pipeline)  # built (models and caches loaded) once, outside the timing
+        t0 = time.perf_counter()
+        if collapse is not None:
+            if collapse not in searcher.schema.fields:
+                raise QueryError(f"collapse: no field {collapse!r}; fields: {', '.join(searcher.schema.fields)}")
+            result = self.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort,
+                                 k=min(MAX_DEPTH, (offset + k) * COLLAPSE_WINDOW), offset=0, explain=explain,
+                                 highlight=highlight, facet_size=facet_size)
+            result.hits = _collapse(result.hits, collapse)[offset:offset + k]
+            result.offset = offset
+            return result
         pipe = self.pipeline(pipeline)
         flt = [f if isinstance(f, Filter) else parse_filters([f], searcher.schema)[0] for f in filters]
         if sort:
@@ -92,6 +123,8 @@ class Engine:
         result.pipeline = pipeline
         result.offset = offset
         result.did_you_mean = plan.did_you_mean
+        result.searched = plan.text
+        result.notes = list(plan.notes)
         if explain:
             result.plan = plan.to_dict()
         result.took_ms = (time.perf_counter() - t0) * 1e3
@@ -118,6 +151,52 @@ class Engine:
                 hit.explain = run.explain(hit.id)
         terms = searcher.text_query(plan.text, relaxed=True)[1] if plan.text.strip() else []
         return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms)
+
+    def suggest(self, prefix: str, k: int = 8) -> list[dict[str, Any]]:
+        """Completions for a typed prefix (titles, catalog entities, the query log), best first."""
+        from souk.query.suggest import suggester_for
+
+        return [s.to_dict() for s in suggester_for(self.searcher()).suggest(prefix, k)]
+
+    # ---- writes -------------------------------------------------------------------------------
+    def write(self, records: Sequence[Any], on_error: str = "fail", delete: Sequence[str] = ()) -> dict[str, Any]:
+        """Upsert records (dicts keyed by the schema's id field) and delete ids, in one commit.
+
+        Returns once the commit is durable; the next search sees it. With `on_error="fail"` a bad
+        record rejects the whole batch (DocumentError lists every problem) and nothing is written."""
+        from souk.catalogs import Record
+        from souk.errors import DocumentError
+
+        if on_error not in ("fail", "skip"):
+            raise QueryError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
+        batch = [Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
+                 for i, r in enumerate(records, 1)]
+        with self._write_lock, self.index.writer() as writer:
+            try:
+                report = writer.add(batch, on_error=on_error)
+            except DocumentError:
+                writer.rollback()
+                raise
+            deleted = writer.delete(delete)
+            writer.commit()
+        return {"written": report.written, "deleted": deleted, "docs": self.searcher().num_docs,
+                "rejected": [{"record": line, "field": f, "message": m} for line, f, m in report.rejected]}
+
+
+def _collapse(hits: list, field: str) -> list:
+    """The first hit of each value of `field` (compared normalized), counting the ones folded into it."""
+    from souk.analysis.normalize import normalize
+
+    first: dict[str, Any] = {}
+    for hit in hits:
+        value = hit.doc.get(field)
+        key = normalize(" ".join(map(str, value)) if isinstance(value, list) else str(value)) if value not in (None, "") else f"\0{hit.id}"
+        if key in first:
+            first[key].collapsed += 1
+        else:
+            hit.collapsed = 0
+            first[key] = hit
+    return list(first.values())
 
 
 def _check_request(query: str, k: int, offset: int, facet_size: int) -> None:

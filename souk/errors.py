@@ -13,6 +13,10 @@ class ConfigError(SoukError):
     """A config or schema file is malformed; the message names the key."""
 
 
+class Unavailable(ConfigError):
+    """A part cannot run on this index yet (no vector field, no fitted model); optional parts are skipped."""
+
+
 class SchemaError(ConfigError):
     """A schema declares something impossible (unknown kind, two id fields, ...)."""
 

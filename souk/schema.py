@@ -12,13 +12,20 @@ A schema is one TOML file (validated on load; errors name the key):
     kind = "number"
     from = "prices[].price"
     reduce = "min"           # min | max | first | sum for lists of numbers
+    feature = true           # a learned ranking feature (log and rank within the candidates)
     [search]
     fields = ["title_en", "title_zh"]   # default query fields (default: every text field)
     [pipelines.hybrid]                   # per-pipeline options or stages (souk.ranking.pipeline)
     [query]                              # query understanding steps (souk.query.understand)
+    [catalog]
+    columns = ["code", "title", "price"] # names of the columns of a CSV/TSV file without a header row
+
+A schema file without `[fields]` (only `id = "..."`, say) is completed by `infer` from the catalog.
+Every value is type-checked (`stored = "no"` is an error, not true); limits come from `souk.limits`.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -30,14 +37,17 @@ from typing import Any, Iterable
 from souk.analysis.registry import analyzer_names
 from souk.analysis.normalize import normalize_keyword
 from souk.errors import ConfigError, SchemaError
+from souk.limits import MAX_FIELD_CHARS, MAX_FIELDS, MAX_ID_BYTES, MAX_TERM_BYTES
 
 KINDS = ("text", "keyword", "number", "stored", "vector")
 REDUCERS = ("first", "min", "max", "sum", "join")
-_FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params"}
-_TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "query"}
+_FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params", "feature"}
+_TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "query", "catalog"}
+_CATALOG_KEYS = {"columns"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_id$")
 KEYWORD_HINTS = ("brand", "category", "colour", "color", "size", "type", "tag", "vendor", "maker", "manufacturer", "supermarket", "country", "grade", "status")
 ID_CANDIDATES = ("_id", "id", "code", "sku", "uniq_id", "product_id", "doc_id")
+NUMBER_MAJORITY = 0.9  # share of numeric values above which an inferred column is a number despite a few texts
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Field:
     copy_from: list[str] = field(default_factory=list)
     stored: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    feature: bool = False  # number fields: a ranking feature (souk.ranking.features)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind}
@@ -68,6 +79,8 @@ class Field:
             d["stored"] = False
         if self.params:
             d["params"] = dict(self.params)
+        if self.feature:
+            d["feature"] = True
         return d
 
 
@@ -81,6 +94,7 @@ class Schema:
     analysis: dict[str, Any] = field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     query: dict[str, Any] = field(default_factory=dict)
+    catalog: dict[str, Any] = field(default_factory=dict)
 
     # ---- views -------------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[Field]:
@@ -114,7 +128,7 @@ class Schema:
 
     # ---- (de)serialization ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id_field,
             "fields": {n: f.to_dict() for n, f in self.fields.items()},
             "search": {"fields": list(self.search_fields)},
@@ -122,6 +136,9 @@ class Schema:
             "pipelines": {k: dict(v) for k, v in self.pipelines.items()},
             "query": dict(self.query),
         }
+        if self.catalog:
+            data["catalog"] = dict(self.catalog)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "schema") -> "Schema":
@@ -133,24 +150,29 @@ class Schema:
             raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
         raw_fields = data.get("fields")
         if not isinstance(raw_fields, dict) or not raw_fields:
-            raise ConfigError(f"{origin}: [fields] must declare at least one field")
+            raise ConfigError(f"{origin}: [fields] must be a table declaring at least one field "
+                              "(leave [fields] out of a schema file to infer them from the catalog)")
+        if len(raw_fields) > MAX_FIELDS:
+            raise SchemaError(f"{origin}: {len(raw_fields)} fields, more than the limit of {MAX_FIELDS}")
         fields = {name: _parse_field(name, spec, origin) for name, spec in raw_fields.items()}
         id_field = data.get("id")
         if not isinstance(id_field, str) or not id_field:
             raise ConfigError(f"{origin}: key 'id' must name the id field (a string)")
-        search = data.get("search", {})
-        if not isinstance(search, dict):
-            raise ConfigError(f"{origin}: [search] must be a table")
-        search_fields = search.get("fields") or [f.name for f in fields.values() if f.kind == "text"]
-        if not isinstance(search_fields, list) or not all(isinstance(n, str) for n in search_fields):
-            raise ConfigError(f"{origin}: search.fields must be a list of field names, got {search_fields!r}")
+        search = _table(data, "search", origin)
+        search_fields = search.get("fields", [])
+        if not _strings(search_fields):
+            raise ConfigError(f"{origin}: search.fields must be a list of field names, got {search_fields!r:.40}")
+        unknown = set(search) - {"fields"}
+        if unknown:
+            raise ConfigError(f"{origin}: search: unknown key(s) {sorted(unknown)}; allowed: ['fields']")
         schema = cls(
             id_field=id_field,
             fields=fields,
-            search_fields=list(search_fields),
-            analysis=dict(data.get("analysis", {})),
+            search_fields=list(search_fields) or [f.name for f in fields.values() if f.kind == "text"],
+            analysis=_analysis(_table(data, "analysis", origin), origin),
             pipelines=_tables(data, "pipelines", origin),
             query=_table(data, "query", origin),
+            catalog=_catalog(_table(data, "catalog", origin), origin),
         )
         _check(schema, origin)
         return schema
@@ -158,15 +180,7 @@ class Schema:
     @classmethod
     def load(cls, path: str | Path) -> "Schema":
         """Read a TOML (or JSON) schema file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"schema file {path} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}") from e
-        return cls.from_dict(data, origin=str(path))
+        return cls.from_dict(read_schema_file(path), origin=str(path))
 
     # ---- records -----------------------------------------------------------------------------
     def extract(self, record: dict[str, Any]) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
@@ -187,9 +201,35 @@ class Schema:
         doc_id = values.get(self.id_field)
         if isinstance(doc_id, list):
             doc_id = values[self.id_field] = doc_id[0] if len(doc_id) == 1 else None
-        if self.id_field not in [p[0] for p in problems] and not doc_id:
-            problems.append((self.id_field, "missing id (or several ids)"))
+        if self.id_field not in [p[0] for p in problems]:
+            if not doc_id:
+                problems.append((self.id_field, "missing id (or several ids)"))
+            elif len(doc_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+                problems.append((self.id_field, f"id of {len(doc_id.encode('utf-8', 'surrogatepass'))} bytes is "
+                                                f"longer than the id limit of {MAX_ID_BYTES} bytes"))
         return (None, problems) if problems else (values, [])
+
+
+def read_schema_file(path: str | Path) -> dict[str, Any]:
+    """The raw table of a TOML (or JSON) schema file, unvalidated (see `Schema.from_dict`, `complete`)."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"schema file {path} {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table at top level")
+    analysis = data.get("analysis")
+    if isinstance(analysis, dict) and isinstance(analysis.get("user_dict"), str):
+        user_dict = Path(analysis["user_dict"])
+        if not user_dict.is_file():
+            raise ConfigError(f"{path}: analysis.user_dict: {user_dict} is not a file (a jieba user dictionary)")
+        data["analysis"] = {**analysis, "user_dict": str(user_dict.resolve())}
+    return data
 
 
 def lookup(record: Any, path: str) -> Any:
@@ -215,7 +255,7 @@ def lookup(record: Any, path: str) -> Any:
 def _parse_field(name: str, spec: Any, origin: str) -> Field:
     where = f"{origin}: fields.{name}"
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table")
+        raise ConfigError(f"{where}: expected a table ([fields.{name}]), got {_type_name(spec)}")
     unknown = set(spec) - _FIELD_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FIELD_KEYS)}")
@@ -223,32 +263,44 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
         raise SchemaError(f"{where}: field names are letters, digits and '_' and start with a letter")
     kind = spec.get("kind")
     if kind not in KINDS:
-        raise SchemaError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
+        got = "missing" if kind is None else f"{kind!r:.40} is not one of {', '.join(KINDS)}"
+        raise SchemaError(f"{where}.kind: {got}" + ("; one of " + ", ".join(KINDS) if kind is None else ""))
+    source = spec.get("from", name)
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f"{where}.from: expected a dot path (a string such as \"name.en\"), got {_type_name(source)} {source!r:.40}")
     analyzer = spec.get("analyzer", "standard")
-    if analyzer not in analyzer_names():
-        raise SchemaError(f"{where}.analyzer: {analyzer!r} is not one of {', '.join(analyzer_names())}")
+    if not isinstance(analyzer, str) or analyzer not in analyzer_names():
+        raise SchemaError(f"{where}.analyzer: {analyzer!r:.40} is not one of {', '.join(analyzer_names())}")
     boost = spec.get("boost", 1.0)
-    if not isinstance(boost, (int, float)) or boost <= 0:
-        raise SchemaError(f"{where}.boost: must be a positive number")
+    if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost <= 0:
+        raise SchemaError(f"{where}.boost: must be a positive finite number, got {boost!r:.40}")
     reduce = spec.get("reduce", "first")
-    if reduce not in REDUCERS:
-        raise SchemaError(f"{where}.reduce: {reduce!r} is not one of {', '.join(REDUCERS)}")
+    if not isinstance(reduce, str) or reduce not in REDUCERS:
+        raise SchemaError(f"{where}.reduce: {reduce!r:.40} is not one of {', '.join(REDUCERS)}")
     copy_from = spec.get("copy_from", [])
+    if not _strings(copy_from):
+        raise ConfigError(f"{where}.copy_from: expected a list of field names, got {copy_from!r:.40}")
     if copy_from and kind != "text":
         raise SchemaError(f"{where}.copy_from: only text fields can copy from others")
+    stored = spec.get("stored", not copy_from)
+    if not isinstance(stored, bool):
+        raise ConfigError(f"{where}.stored: expected true or false, got {_type_name(stored)} {stored!r:.40}")
     params = spec.get("params", {})
     if not isinstance(params, dict):
         raise SchemaError(f"{where}.params: expected a table")
+    feature = spec.get("feature", False)
+    if not isinstance(feature, bool) or (feature and kind != "number"):
+        raise SchemaError(f"{where}.feature: only number fields can be ranking features (true/false)")
     return Field(
-        name=name, kind=kind, source=spec.get("from", name), analyzer=analyzer, boost=float(boost),
-        reduce=reduce, copy_from=list(copy_from), stored=bool(spec.get("stored", not copy_from)), params=params,
+        name=name, kind=kind, source=source, analyzer=analyzer, boost=float(boost),
+        reduce=reduce, copy_from=list(copy_from), stored=stored, params=params, feature=feature,
     )
 
 
 def _table(data: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{origin}: {key} must be a table ([{key}]), got {value!r}")
+        raise ConfigError(f"{origin}: {key} must be a table ([{key}]), got {_type_name(value)} {value!r:.40}")
     return dict(value)
 
 
@@ -257,14 +309,43 @@ def _tables(data: dict[str, Any], key: str, origin: str) -> dict[str, dict[str, 
     out = {}
     for name, value in _table(data, key, origin).items():
         if not isinstance(value, dict):
-            raise ConfigError(f"{origin}: {key}.{name} must be a table ([{key}.{name}]), got {value!r}")
+            raise ConfigError(f"{origin}: {key}.{name} must be a table ([{key}.{name}]), got {_type_name(value)} {value!r:.40}")
         out[name] = dict(value)
     return out
 
 
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _type_name(value: Any) -> str:
+    return {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _analysis(analysis: dict[str, Any], origin: str) -> dict[str, Any]:
+    """`[analysis]`; a `user_dict` is a path (checked to exist when a schema file is read)."""
+    user_dict = analysis.get("user_dict")
+    if user_dict is not None and (not isinstance(user_dict, str) or not user_dict):
+        raise ConfigError(f"{origin}: analysis.user_dict: expected a file path (a string)")
+    return dict(analysis)
+
+
+def _catalog(catalog: dict[str, Any], origin: str) -> dict[str, Any]:
+    unknown = set(catalog) - _CATALOG_KEYS
+    if unknown:
+        raise ConfigError(f"{origin}: catalog: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CATALOG_KEYS)}")
+    columns = catalog.get("columns")
+    if columns is not None and (not _strings(columns) or len(set(columns)) != len(columns)):
+        raise ConfigError(f"{origin}: catalog.columns: expected a list of distinct column names")
+    return dict(catalog)
+
+
 def _check(schema: Schema, origin: str) -> None:
     if schema.id_field not in schema.fields:
-        raise SchemaError(f"{origin}: id field {schema.id_field!r} is not declared under [fields]")
+        close = difflib.get_close_matches(schema.id_field, list(schema.fields), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SchemaError(f"{origin}: id field {schema.id_field!r} is not declared under [fields]{hint}")
     if schema.fields[schema.id_field].kind not in ("keyword", "text", "stored"):
         raise SchemaError(f"{origin}: id field {schema.id_field!r} must be a string field")
     for f in schema.fields.values():
@@ -272,14 +353,28 @@ def _check(schema: Schema, origin: str) -> None:
             if src not in schema.fields or schema.fields[src].kind not in ("text", "stored"):
                 raise SchemaError(f"{origin}: fields.{f.name}.copy_from: {src!r} is not a text or stored field")
         if f.kind == "vector":
-            from souk.index import vectors
-
-            f.params = vectors.validate_params(f)
+            _check_vector_source(schema, f, origin)
     for name in schema.search_fields:
         if name not in schema.fields or schema.fields[name].kind != "text":
             raise SchemaError(f"{origin}: search.fields: {name!r} is not a text field")
     if not schema.search_fields and schema.text_fields:
         schema.search_fields = [f.name for f in schema.text_fields]
+
+
+def _check_vector_source(schema: Schema, f: Field, origin: str) -> None:
+    """A vector field's `source` lists fields holding their own values. The rest of its params (model,
+    index, ...) are checked by the index when it is created (`souk.index.vectors.config`)."""
+    source = f.params.get("source", [])
+    where = f"{origin}: fields.{f.name}.params.source"
+    if not isinstance(source, list) or not all(isinstance(s, str) for s in source):
+        raise SchemaError(f"{where}: expected a list of field names, got {source!r}")
+    for name in source:
+        src = schema.fields.get(name)
+        if src is None:
+            raise SchemaError(f"{where}: no field {name!r}; declared fields: {', '.join(schema.fields)}")
+        if src.kind == "vector" or src.copy_from:
+            what = "a copy field (name its sources instead)" if src.copy_from else "a vector field"
+            raise SchemaError(f"{where}: {name!r} is {what}; a vector reads the values of text, keyword, number or stored fields")
 
 
 def _coerce(f: Field, raw: Any) -> Any:
@@ -293,8 +388,8 @@ def _coerce(f: Field, raw: Any) -> Any:
             if isinstance(item, bool) or not isinstance(item, (int, float, str)):
                 raise ValueError(f"expected a number, got {type(item).__name__} {item!r:.40}")
             try:
-                num = float(item)
-            except ValueError:
+                num = float(item) + 0.0  # -0.0 becomes 0.0: tantivy orders -0.0 below 0.0
+            except (ValueError, OverflowError):
                 raise ValueError(f"expected a number, got {item!r:.40}") from None
             if not math.isfinite(num):
                 raise ValueError(f"expected a finite number, got {item!r:.40}")
@@ -307,8 +402,15 @@ def _coerce(f: Field, raw: Any) -> Any:
         if isinstance(item, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
             raise ValueError("invalid UTF-8")
     strings = [str(x).lower() if isinstance(x, bool) else str(x) for x in items]
+    if sum(map(len, strings)) > MAX_FIELD_CHARS:
+        raise ValueError(f"value of {sum(map(len, strings))} characters is longer than the field size limit "
+                         f"({MAX_FIELD_CHARS:,} characters)")
     if f.kind == "keyword":
         vals = [v for v in (normalize_keyword(s) for s in strings) if v]
+        for v in vals:
+            if len(v.encode("utf-8")) > MAX_TERM_BYTES:
+                raise ValueError(f"keyword value of {len(v.encode('utf-8'))} bytes is longer than the term limit "
+                                 f"of {MAX_TERM_BYTES} bytes")
         return vals or None
     return " ".join(strings)
 
@@ -319,7 +421,10 @@ def _reduce(how: str, nums: list[float]) -> float:
     if how == "max":
         return max(nums)
     if how == "sum":
-        return sum(nums)
+        total = math.fsum(nums)
+        if not math.isfinite(total):
+            raise ValueError("the sum of the values is not a finite number")
+        return total
     return nums[0]
 
 
@@ -337,10 +442,26 @@ def beir_schema() -> Schema:
     }, origin="BEIR schema")
 
 
+# ---- inference -----------------------------------------------------------------------------------
+@dataclass
+class Inference:
+    """An inferred schema and what the guess rests on (renamed fields, kinds guessed by majority)."""
+
+    schema: Schema
+    notes: list[str] = field(default_factory=list)
+
+
 def infer_schema(records: list[dict[str, Any]]) -> Schema:
+    """Guess a schema from sample records (see `infer`, which also says what it guessed and why)."""
+    return infer(records).schema
+
+
+def infer(records: list[dict[str, Any]], id_field: str | None = None) -> Inference:
     """Guess a schema from sample records: ids by name, numbers, low-cardinality keywords, text.
 
-    Nested objects are flattened (`name.en` becomes field `name_en` with `from = "name.en"`).
+    Nested objects are flattened (`name.en` becomes field `name_en` with `from = "name.en"`); names
+    that would collide (`a_b` and `a.b`, `id` and `_id`) get a suffix and a note. `id_field` (a field
+    name or a path in the records) picks the id instead of the usual names.
     """
     if not records:
         raise SchemaError("cannot infer a schema from an empty catalog; pass --schema")
@@ -348,23 +469,73 @@ def infer_schema(records: list[dict[str, Any]]) -> Schema:
     for rec in records:
         for path, value in _flatten(rec):
             samples.setdefault(path, []).append(value)
-    id_path = next((c for c in ID_CANDIDATES if c in samples), None)
+    notes: list[str] = []
+    unnamed = [p for p in samples if not p.replace("[]", "").replace(".", "").strip()]
+    for path in unnamed:
+        del samples[path]
+        notes.append(f"values under the unnamed key {path!r} are not indexed")
+    if len(samples) > MAX_FIELDS:
+        raise SchemaError(f"the catalog has {len(samples)} distinct fields, more than the limit of {MAX_FIELDS}; "
+                          "declare the fields to index with --schema")
+    names, renamed = _field_names(samples)
+    notes += renamed
+    if id_field is not None:
+        id_path = id_field if id_field in samples else next((p for p, n in names.items() if n == id_field), None)
+        if id_path is None:
+            close = difflib.get_close_matches(id_field, list(names.values()), n=3)
+            raise SchemaError(f"id {id_field!r} is not a field of the catalog"
+                              + (f"; did you mean {', '.join(close)}?" if close else f"; fields: {', '.join(list(names.values())[:12])}"))
+    else:
+        id_path = next((c for c in ID_CANDIDATES if c in samples), None)
     if id_path is None:
         raise SchemaError(
             f"no id field found among {sorted(samples)[:12]}; name one of {', '.join(ID_CANDIDATES)} "
             "or pass --schema with id = \"FIELD\"")
     fields: dict[str, dict[str, Any]] = {}
     for path, values in samples.items():
-        name = re.sub(r"[^A-Za-z0-9_]", "_", path.replace("[]", "")).strip("_") or "field"
-        name = name if name[0].isalpha() or name == "_id" else "f_" + name
-        spec: dict[str, Any] = {"kind": _guess_kind(path, values, path == id_path)}
-        if name != path:
+        kind, note = _guess_kind(path, values, path == id_path)
+        if note:
+            notes.append(f"field {names[path]!r}: {note}")
+        spec: dict[str, Any] = {"kind": kind}
+        if names[path] != path:
             spec["from"] = path
-        if spec["kind"] == "number" and "[]" in path:
+        if kind == "number" and "[]" in path:
             spec["reduce"] = "min"
-        fields[name] = spec
-    id_name = next(n for n, s in fields.items() if s.get("from", n) == id_path)
-    return Schema.from_dict({"id": id_name, "fields": fields}, origin="inferred schema")
+        fields[names[path]] = spec
+    schema = Schema.from_dict({"id": names[id_path], "fields": fields}, origin="inferred schema")
+    return Inference(schema, notes)
+
+
+def complete(data: dict[str, Any], records: list[dict[str, Any]], origin: str = "schema") -> Inference:
+    """The schema of a schema file's table: as declared, or, when it has no `[fields]`, the fields
+    inferred from `records` merged with the rest of the file (its `id`, `[search]`, `[analysis]`...)."""
+    if "fields" in data:
+        return Inference(Schema.from_dict(data, origin=origin))
+    if "id" in data and (not isinstance(data["id"], str) or not data["id"]):
+        raise ConfigError(f"{origin}: key 'id' must name the id field (a string)")
+    inferred = infer(records, id_field=data.get("id"))
+    merged = {**inferred.schema.to_dict(), **{k: v for k, v in data.items() if k != "id"}}
+    return Inference(Schema.from_dict(merged, origin=f"{origin} with inferred fields"), inferred.notes)
+
+
+def _field_names(samples: dict[str, list[Any]]) -> tuple[dict[str, str], list[str]]:
+    """A field name for each record path; colliding names get `_2`, `_3`... and a note."""
+    names: dict[str, str] = {}
+    notes: list[str] = []
+    taken: set[str] = set()
+    for path in samples:
+        base = "_id" if path == "_id" else re.sub(r"[^A-Za-z0-9_]", "_", path.replace("[]", "")).strip("_") or "field"
+        base = base if base[0].isalpha() or base == "_id" else "f_" + base
+        name, n = base, 1
+        while name in taken or name.startswith("__"):
+            n += 1
+            name = f"{base}_{n}"
+        if name != base:
+            clash = next(p for p, q in names.items() if q == base) if base in names.values() else base
+            notes.append(f"{path!r} and {clash!r} both make the field name {base!r}; {path!r} is indexed as {name!r}")
+        names[path] = name
+        taken.add(name)
+    return names, notes
 
 
 def _flatten(rec: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -378,23 +549,34 @@ def _flatten(rec: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
         yield prefix, rec
 
 
-def _guess_kind(path: str, values: list[Any], is_id: bool) -> str:
+def _guess_kind(path: str, values: list[Any], is_id: bool) -> tuple[str, str | None]:
+    """The kind of a column and, when the guess rests on a majority, a note saying so."""
     present = [v for v in values if v not in (None, "", [])]
     if is_id:
-        return "keyword"
+        return "keyword", None
     if not present:
-        return "stored"
-    if all(_numeric(v) for v in present):
-        return "number"
+        return "stored", None
+    numeric = [v for v in present if _numeric(v)]
+    if len(numeric) == len(present):
+        return "number", None
+    others = [v for v in present if not _numeric(v)]
+    example = ", ".join(repr(v)[:30] for v in list(dict.fromkeys(map(str, others)))[:3])
+    if len(numeric) >= NUMBER_MAJORITY * len(present):
+        return "number", (f"number, as {len(numeric)} of {len(present)} sampled values are numbers; "
+                          f"records with the other {len(others)} ({example}) will be rejected")
+    note = None
+    if len(numeric) >= len(present) / 2:
+        note = f"text, though {len(numeric)} of {len(present)} sampled values are numbers (not: {example})"
     if all(isinstance(v, list) for v in present):
-        return "keyword"
+        return "keyword", note
     strings = [str(v) for v in present]
     mean_len = sum(map(len, strings)) / len(strings)
     distinct = len(set(strings)) / len(strings)
     if mean_len > 40:
-        return "text"
+        return "text", note
     hinted = any(h in path.lower() for h in KEYWORD_HINTS)
-    return "keyword" if hinted or (distinct <= 0.5 and len(strings) >= 20) else "text"
+    kind = "keyword" if hinted or (distinct <= 0.5 and len(strings) >= 20) else "text"
+    return kind, note.replace("text,", f"{kind},", 1) if note else None
 
 
 def _numeric(v: Any) -> bool:
@@ -402,11 +584,54 @@ def _numeric(v: Any) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         return False
     if isinstance(v, (int, float)):
-        return True
+        try:
+            return math.isfinite(v)
+        except OverflowError:  # an int beyond float range
+            return False
     s = v.strip()
     if len(s) > 1 and s[0] == "0" and s[1] != ".":
         return False
     try:
         return math.isfinite(float(s))
-    except ValueError:
+    except (ValueError, OverflowError):
         return False
+
+
+# ---- TOML ------------------------------------------------------------------------------------------
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def to_toml(schema: Schema, comments: Iterable[str] = ()) -> str:
+    """The schema as a TOML file that `Schema.load` reads back to the same schema (`comments` go on top)."""
+    data = schema.to_dict()
+    lines = [f"# {c}" for comment in comments for c in str(comment).splitlines()]
+    lines.append(f"id = {_toml_value(data['id'])}")
+    for section in ("search", "analysis", "query", "catalog"):
+        table = data.get(section)
+        if table:
+            lines += ["", f"[{section}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
+    for group in ("fields", "pipelines"):
+        for name, table in data.get(group, {}).items():
+            lines += ["", f"[{group}.{_toml_key(name)}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return repr(value)
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string but for DEL
+        return text.replace("\x7f", "\\u007f")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise ConfigError(f"cannot write {type(value).__name__} {value!r:.40} as TOML")

@@ -66,11 +66,14 @@ class Hit:
     doc: dict[str, Any]
     highlights: dict[str, str] = field(default_factory=dict)
     explain: dict[str, Any] = field(default_factory=dict)
+    collapsed: int | None = None  # with collapsing: how many more hits shared this hit's value
 
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "score": self.score, "doc": self.doc, "highlights": self.highlights}
         if self.explain:
             out["explain"] = self.explain
+        if self.collapsed is not None:
+            out["collapsed"] = self.collapsed
         return out
 
 
@@ -93,13 +96,15 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     plan: dict[str, Any] | None = None
     did_you_mean: str | None = None
+    searched: str | None = None  # the text searched, when query understanding rewrote the query
+    notes: list[str] = field(default_factory=list)  # what the plan did that the user should know
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "total": self.total, "terms": self.terms, "took_ms": round(self.took_ms, 3), "facets": self.facets,
             "relaxed": self.relaxed, "pipeline": self.pipeline, "offset": self.offset,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
-            "did_you_mean": self.did_you_mean,
+            "did_you_mean": self.did_you_mean, "searched": self.searched, "notes": self.notes,
             "hits": [h.to_dict() for h in self.hits],
         }
         if self.plan is not None:

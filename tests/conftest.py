@@ -43,3 +43,38 @@ def copy_fixture(tmp_path):
         return dst
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A random-weight tiny BERT bi-encoder directory (reads Chinese and English), loaded by path."""
+    from model_fakes import write_tiny_bert
+
+    return write_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_english_encoder(tiny_encoder, tmp_path_factory) -> Path:
+    """The same weights under a manifest saying the model reads no Chinese."""
+    from souk.models.registry import write_model_manifest
+
+    path = tmp_path_factory.mktemp("models") / "tiny-english"
+    shutil.copytree(tiny_encoder, path)
+    write_model_manifest(path, "bi-encoder", reads_han=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory) -> Path:
+    """A random-weight tiny BERT sequence classifier (one logit) directory."""
+    from model_fakes import write_tiny_bert
+
+    return write_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-cross-encoder", kind="cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_cross(tmp_path_factory) -> dict:
+    """A tiny BERT cross-encoder fitted on a synthetic collection (see tests/tiny_bert.py)."""
+    from tiny_bert import tiny_fitted_index
+
+    return tiny_fitted_index(tmp_path_factory.mktemp("cross"))

@@ -33,3 +33,50 @@ def run_souk(*args: str, check: bool = True, cwd: Path | None = None, timeout: f
     return proc
 
 
+
+
+def run_main(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `souk ARGS` through the real entry point in this process (no interpreter start-up, so
+    cheaper than `run_souk`); stdout, stderr and the exit status come back as from a subprocess."""
+    import contextlib
+    import io
+
+    from souk.cli.main import main
+
+    out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
+    sys.argv = ["souk", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = argv
+    proc = subprocess.CompletedProcess(["souk", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"souk {' '.join(args)} failed ({code}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+ARTIFACTS = REPO / ".artifacts"  # screenshots kept by browser tests (ignored by git)
+
+
+def browser_or_skip():
+    """Playwright's sync API, or skip when Debian's chromium or playwright is absent."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent; install it with `apt-get install chromium`")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

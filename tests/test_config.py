@@ -43,3 +43,10 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
     proc = run_souk("index", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "idx"), "--schema", str(tmp_path / "s.toml"), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "pipelines.hybrid must be a table" in proc.stderr
+
+
+def test_a_pipeline_may_choose_its_own_query_steps():
+    schema = Schema.from_dict({**BASE, "pipelines": {"bm25": {"query": ["syntax", "spel"]}}})
+    with pytest.raises(ConfigError, match="pipelines.bm25.query.steps: unknown step 'spel'"):
+        check_config(schema)
+    check_config(Schema.from_dict({**BASE, "pipelines": {"bm25": {"query": ["syntax", "spell"]}}}))

@@ -70,3 +70,124 @@ def test_infer_without_id_says_what_to_do():
 def test_beir_schema_keeps_beir_names():
     s = beir_schema()
     assert s.id_field == "_id" and {"title", "text"} <= set(s.fields) and s.search_fields == ["all"]
+
+
+def vector_schema(**params):
+    fields = {**BASE["fields"], "all": {"kind": "text", "copy_from": ["title"]}, "vec": {"kind": "vector", "params": params}}
+    return Schema.from_dict({"id": "sku", "fields": fields})
+
+
+@pytest.mark.parametrize("source, message", [
+    (["title", "titel"], r"fields.vec.params.source: no field 'titel'"),
+    (["all"], r"'all' is a copy field"),
+    ("title", r"expected a list of field names"),
+])
+def test_vector_source_must_name_fields_with_values(source, message):
+    with pytest.raises(SchemaError, match=message):
+        vector_schema(source=source)
+
+
+def test_parsing_a_vector_schema_loads_no_model_and_no_index():
+    import subprocess
+    import sys
+
+    code = ("import sys; from souk.schema import Schema; "
+            "Schema.from_dict({'id': 'sku', 'fields': {'sku': {'kind': 'keyword'}, "
+            "'vec': {'kind': 'vector', 'params': {'model': 'not-a-model-yet', 'source': ['sku']}}}}); "
+            "print(sorted(m for m in sys.modules if m.startswith(('souk.index.vectors', 'souk.models', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert vector_schema(source=["title"]).fields["vec"].params == {"source": ["title"]}  # kept as written
+
+
+# ---- hostile and careless schemas (issue 8) -------------------------------------------------------
+import tomllib
+
+from souk.schema import complete, infer, read_schema_file, to_toml
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\nfrom = 5', r"fields.sku.from: expected a dot path .* got a number 5"),
+    ('id = "sku"\npipelines = "x"\n[fields.sku]\nkind = "keyword"', "pipelines must be a table"),
+    ('id = "sku"\n[pipelines]\nhybrid = 3\n[fields.sku]\nkind = "keyword"', r"pipelines.hybrid must be a table \(\[pipelines.hybrid\]\), got a number 3"),
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\nstored = "no"', "fields.sku.stored: expected true or false, got a string 'no'"),
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.t]\nkind = "text"\nboost = nan', "fields.t.boost: must be a positive finite number"),
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.t]\nkind = "text"\ncopy_from = "sku"', "fields.t.copy_from: expected a list"),
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\nanalyzer = 3', "fields.sku.analyzer: 3 is not one of"),
+    ('id = "sku"\n[fields.sku]', "fields.sku.kind: missing; one of text"),
+    ('id = "sku"\nfields = 3', r"\[fields\] must be a table"),
+    ('id = "sku"\nanalysis = []\n[fields.sku]\nkind = "keyword"', "analysis must be a table"),
+    ('id = "sku"\n[analysis]\nuser_dict = "/no/such/dict.txt"\n[fields.sku]\nkind = "keyword"', "analysis.user_dict: /no/such/dict.txt is not a file"),
+    ('id = "sku"\n[catalog]\ncolumns = "a,b"\n[fields.sku]\nkind = "keyword"', "catalog.columns: expected a list"),
+    ('id = "skus"\n[fields.sku]\nkind = "keyword"', r"id field 'skus' is not declared under \[fields\]; did you mean sku\?"),
+])
+def test_every_key_is_type_checked_with_a_one_line_error(tmp_path, toml, message):
+    path = tmp_path / "s.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=message) as e:
+        Schema.load(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_stored_false_is_honoured_and_user_dict_made_absolute(tmp_path, monkeypatch):
+    (tmp_path / "dict.txt").write_text("云吞面 5 n\n", encoding="utf-8")
+    (tmp_path / "s.toml").write_text('id = "sku"\n[analysis]\nuser_dict = "dict.txt"\n[fields.sku]\nkind = "keyword"\n'
+                                     '[fields.note]\nkind = "stored"\nstored = false\n')
+    monkeypatch.chdir(tmp_path)
+    s = Schema.load("s.toml")
+    assert s.fields["note"].stored is False and s.analysis["user_dict"] == str(tmp_path / "dict.txt")
+
+
+def test_inferred_names_never_collide_silently():
+    inf = infer([{"_id": "x1", "id": "7", "a_b": "flat", "a": {"b": "nested"}, "title": "t"}])
+    s = inf.schema
+    assert s.id_field == "_id" and s.fields["id"].source == "id"
+    assert s.fields["a_b"].source == "a_b" and s.fields["a_b_2"].source == "a.b"
+    assert any("'a.b' and 'a_b' both make the field name 'a_b'" in n and "'a_b_2'" in n for n in inf.notes)
+    values, _ = s.extract({"_id": "x1", "id": "7", "a_b": "flat", "a": {"b": "nested"}})
+    assert values["a_b"] == "flat" and values["a_b_2"] == "nested" and values["id"] == 7.0 and values["_id"] == "x1"
+
+
+def test_one_stray_text_does_not_flip_a_number_column_and_says_so():
+    recs = [{"code": f"P{i}", "kcal": str(100 + i)} for i in range(30)] + [{"code": "P99", "kcal": "NOTANUMBER"}]
+    inf = infer(recs)
+    assert inf.schema.fields["kcal"].kind == "number"
+    assert any("30 of 31 sampled values are numbers" in n and "'NOTANUMBER'" in n and "rejected" in n for n in inf.notes)
+    values, problems = inf.schema.extract({"code": "P99", "kcal": "NOTANUMBER"})
+    assert values is None and problems == [("kcal", "expected a number, got 'NOTANUMBER'")]
+    mixed = infer([{"code": f"P{i}", "size": str(i) if i % 3 else "XL"} for i in range(30)])
+    assert mixed.schema.fields["size"].kind != "number" and any("are numbers" in n for n in mixed.notes)
+
+
+def test_schema_with_only_an_id_is_completed_by_inference():
+    recs = [{"product_name": f"thing {i}", "text": f"a long description of thing {i}", "kcal": i} for i in range(5)]
+    inf = complete({"id": "product_name", "search": {"fields": ["text"]}}, recs, origin="s.toml")
+    s = inf.schema
+    assert s.id_field == "product_name" and s.fields["product_name"].kind == "keyword"
+    assert s.fields["kcal"].kind == "number" and s.search_fields == ["text"]
+    with pytest.raises(SchemaError, match="id 'product_nam' is not a field of the catalog; did you mean product_name"):
+        complete({"id": "product_nam"}, recs)
+    assert complete(BASE, recs).schema.to_dict() == Schema.from_dict(BASE).to_dict()  # declared fields win
+
+
+def test_ids_and_keywords_over_tantivy_term_limit_are_rejected():
+    s = Schema.from_dict({"id": "sku", "fields": {"sku": {"kind": "keyword"}, "tag": {"kind": "keyword"}}})
+    _, problems = s.extract({"sku": "x" * 65_531})
+    assert problems == [("sku", "keyword value of 65531 bytes is longer than the term limit of 65530 bytes")]
+    _, problems = s.extract({"sku": "ok", "tag": "é" * 40_000})
+    assert problems and problems[0][0] == "tag" and "80000 bytes" in problems[0][1]
+    t = Schema.from_dict({"id": "sku", "fields": {"sku": {"kind": "stored"}}})
+    _, problems = t.extract({"sku": "y" * 70_000})
+    assert problems == [("sku", "id of 70000 bytes is longer than the id limit of 65530 bytes")]
+
+
+def test_to_toml_round_trips_through_load(tmp_path):
+    s = Schema.from_dict({"id": "sku", "fields": {
+        "sku": {"kind": "keyword"}, "name": {"kind": "text", "from": "n.\"en\" \u007f", "boost": 2.5},
+        "price": {"kind": "number", "from": "prices[].p", "reduce": "min"}, "raw": {"kind": "stored", "stored": False}},
+        "pipelines": {"my pipe": {"fusion": "rrf", "weights": [1, 2]}}, "catalog": {"columns": ["sku", "name"]}})
+    text = to_toml(s, ["guessed by souk", "second line"])
+    assert text.startswith("# guessed by souk\n# second line\n")
+    path = tmp_path / "s.toml"
+    path.write_text(text, encoding="utf-8")
+    assert Schema.load(path).to_dict() == s.to_dict() and read_schema_file(path) == tomllib.loads(text)

@@ -15,7 +15,9 @@ import numpy as np
 from souk.bench.encoder import corpus_texts, default_split
 from souk.index.keys import doc_keys
 from souk.index.vectors import INDEX_TYPES, VectorSet, encoder_config, validate_params
-from souk.models.encoder import PROBE_DOCS, encode_resumable, get_encoder
+from souk.models.backends import PROBE_DOCS
+from souk.models.checkpoints import encode_resumable
+from souk.models.encoder import get_encoder
 
 MIN_SECONDS = 1.0  # each type is timed over at least this long
 

@@ -13,7 +13,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from souk.models.encoder import PROBE_DOCS, Encoder, EncoderConfig, choose_backend, get_encoder, model_dir, quiet_transformers
+from souk.models.backends import PROBE_DOCS, choose_backend, quiet_transformers
+from souk.models.encoder import EncoderConfig, TransformerEncoder, get_encoder
+from souk.models.registry import model_card
 
 CHUNK = 256
 
@@ -60,9 +62,9 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
     doc_ids, texts = corpus_texts(dataset, judged, max_docs)
     config = EncoderConfig()
     choice = choose_backend(config, texts[:PROBE_DOCS])
-    ours: Encoder = get_encoder(replace(config, backend=choice["backend"]))
+    ours: TransformerEncoder = get_encoder(replace(config, backend=choice["backend"]))
     quiet_transformers()
-    peer = SentenceTransformer(str(model_dir(config.model)), device="cpu")
+    peer = SentenceTransformer(str(model_card(config.model).path), device="cpu")
     peer.max_seq_length = config.max_length
     sides: dict[str, Callable[[list[str]], np.ndarray]] = {
         "souk": ours.encode,

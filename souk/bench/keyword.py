@@ -89,7 +89,12 @@ class _Peer:
         self.analyzer = get_analyzer(analyzer_name)
 
     def index(self, records) -> np.ndarray:
-        import bm25s
+        try:
+            import bm25s
+        except ImportError:
+            from souk.errors import SoukError
+
+            raise SoukError("the keyword bench compares against bm25s: pip install 'souk[bench]'") from None
 
         docs = [r.data for r in records if r.data]
         corpus = [self.analyzer.terms(d.get("title", "")) + self.analyzer.terms(d.get("text", "")) for d in docs]

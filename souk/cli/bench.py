@@ -27,3 +27,21 @@ def register(bench_app: typer.Typer) -> None:
         else:
             for key, value in result.items():
                 console.print(f"{key:>24}: {value}")
+
+    @bench_app.command("serve")
+    def serve_cmd(
+        index: Path = typer.Option(..., "--index", help="Index directory to serve."),
+        clients: int = typer.Option(16, "--clients", help="Concurrent HTTP clients."),
+        seconds: float = typer.Option(10.0, "--seconds", help="How long the clients run."),
+        pipeline: str = typer.Option("keyword", "--pipeline"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """HTTP throughput and latency of `souk serve` on loopback vs in-process search."""
+        from souk.bench.serve import bench_serve
+
+        result = bench_serve(index, clients, seconds, pipeline)
+        if as_json:
+            emit_json(result)
+        else:
+            for key, value in result.items():
+                console.print(f"{key:>24}: {value}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from souk.errors import ConfigError
 from souk.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def eval_command(
     index: Annotated[Path, typer.Option("--index", help="Index directory to search.")],
     dataset: DatasetOpt,
     split: SplitOpt = "test",
-    pipeline: Annotated[str, typer.Option("--pipeline", help="Pipeline name: bm25, dense or hybrid (dense needs an index built with --vectors).")] = "bm25",
+    pipeline: Annotated[str, typer.Option("--pipeline", help="Pipeline: keyword, bm25, dense, hybrid, ltr, rerank, full or one the index config declares (dense needs --vectors).")] = "bm25",
     k: Annotated[int, typer.Option("--k", min=1, help="Documents retrieved per query.")] = 100,
     run: Annotated[Path | None, typer.Option("--run", help="Write the TREC run file here.")] = None,
     report: Annotated[
@@ -56,8 +57,7 @@ def eval_command(
     primary = _check_metric(metric)
     data = load_beir(dataset, split)
     baseline_run = read_run(baseline) if baseline is not None else None
-    searcher = build_pipeline(pipeline, Index.open(index))
-    evaluation = evaluate(searcher, data, k=k, metrics=_metrics(primary), progress=True)
+    evaluation = evaluate(build_pipeline(pipeline, Index.open(index)), data, k=k, metrics=_metrics(primary), progress=True)
     result: dict = {
         **evaluation.summary(), "dataset": data.name, "split": split, "pipeline": pipeline, "k": k,
     }
@@ -111,7 +111,7 @@ def _check_metric(name: str) -> str:
 
     try:
         parse_metric(name)
-    except ValueError as error:
+    except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--metric") from None
     return name
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from souk.errors import ConfigError, DatasetError
 from souk.evaluation.datasets import Qrels
 from souk.evaluation.runs import Run, trec_order
 
@@ -103,11 +104,11 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     """Split "ndcg@10" into ("ndcg", 10); ValueError names the known metrics."""
     base, _, cut = name.partition("@")
     if base not in _RANKING:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(_RANKING))} (add @k)")
+        raise ConfigError(f"unknown metric {name!r}; known: {', '.join(sorted(_RANKING))} (add @k)")
     if cut and not (cut.isdigit() and int(cut) > 0):
-        raise ValueError(f"metric {name!r}: the cutoff after @ must be a positive integer")
+        raise ConfigError(f"metric {name!r}: the cutoff after @ must be a positive integer")
     if not cut and base in _NEEDS_CUTOFF:
-        raise ValueError(f"metric {name!r} needs a cutoff, e.g. {base}@10")
+        raise ConfigError(f"metric {name!r} needs a cutoff, e.g. {base}@10")
     return base, int(cut) if cut else None
 
 
@@ -218,7 +219,7 @@ def classification_scores(y_true: Sequence, y_pred: Sequence, names: Iterable[st
     """Each named classification metric; ValueError names the known ones."""
     unknown = [n for n in names if n not in _CLASSIFICATION]
     if unknown:
-        raise ValueError(f"unknown metric {unknown[0]!r}; known: {', '.join(sorted(_CLASSIFICATION))}")
+        raise ConfigError(f"unknown metric {unknown[0]!r}; known: {', '.join(sorted(_CLASSIFICATION))}")
     return {n: _CLASSIFICATION[n](np.asarray(y_true), np.asarray(y_pred)) for n in names}
 
 
@@ -228,7 +229,7 @@ def confusion_matrix(
     """Labels and the matrix whose [i, j] counts items of label i predicted as label j."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}")
+        raise DatasetError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}")
     names = np.unique(np.concatenate([y_true, y_pred])) if labels is None else np.asarray(labels)
     true_idx, pred_idx = _label_index(names, y_true), _label_index(names, y_pred)
     n = len(names)
@@ -241,7 +242,7 @@ def _label_index(names: np.ndarray, values: np.ndarray) -> np.ndarray:
     index = order[np.searchsorted(names, values, sorter=order).clip(max=len(names) - 1)]
     unknown = names[index] != values
     if unknown.any():
-        raise ValueError(f"label {values[unknown][0].item()!r} is not among the labels given")
+        raise DatasetError(f"label {values[unknown][0].item()!r} is not among the labels given")
     return index
 
 
@@ -281,7 +282,7 @@ def best_f1_threshold(y_true: Sequence[bool], scores: Sequence[float]) -> tuple[
     positive = np.asarray(y_true, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
     if positive.shape != scores.shape or not positive.any():
-        raise ValueError("best_f1_threshold needs one score per label and at least one positive")
+        raise DatasetError("best_f1_threshold needs one score per label and at least one positive")
     order = np.argsort(-scores, kind="stable")
     sorted_scores, hits = scores[order], positive[order]
     last_of_value = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]

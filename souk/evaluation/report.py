@@ -199,7 +199,9 @@ def _table(header: list[str], rows: list[list], escape: bool = True, css: str = 
     return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _fmt(value: float | int) -> str:
+def _fmt(value: float | int | dict) -> str:
+    if isinstance(value, dict):  # per-stage figures
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from souk.errors import SoukError
+from souk.errors import ConfigError, SoukError
 from souk.evaluation.datasets import Dataset
 from souk.evaluation.metrics import DEFAULT_METRICS, PerQuery, score_run
 from souk.evaluation.runs import Run
 from souk.progress import progress_bar
 from souk.ranking.pipeline import Pipeline
+from souk.types import Ranking
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Evaluation:
     per_query: PerQuery
     latency_ms: np.ndarray  # aligned with per_query.qids
     k: int
+    stage_ms: dict[str, np.ndarray] = field(default_factory=dict)  # per stage, aligned like latency_ms
 
     def summary(self) -> dict[str, float | int]:
         """Mean metrics plus query counts and latency percentiles, ready for `--json`."""
@@ -40,6 +42,7 @@ class Evaluation:
             "p50_ms": float(np.percentile(latency, 50)),
             "p99_ms": float(np.percentile(latency, 99)),
             "mean_ms": float(latency.mean()),
+            **({"stage_p50_ms": {n: float(np.percentile(v, 50)) for n, v in self.stage_ms.items()}} if self.stage_ms else {}),
         }
 
 
@@ -53,21 +56,32 @@ def evaluate(
 ) -> Evaluation:
     """Search every dataset query for its top `k`, then score the run on the dataset's qrels."""
     if k < 1:
-        raise ValueError(f"k must be a positive number of documents, got {k}")
+        raise ConfigError(f"k must be a positive number of documents, got {k}")
     qids = list(dataset.qrels)  # the row order score_run uses, so latency stays aligned
     run: Run = {}
     latency = np.zeros(len(qids))
     label = f"evaluating {dataset.name or 'dataset'}/{dataset.split or '-'}"
+    stage_ms: dict[str, np.ndarray] = {}
     if qids and warmup:
-        pipeline.search(dataset.queries[qids[0]], k)  # load lazy models/caches outside the timings
+        _search(pipeline, dataset.queries[qids[0]], k)  # load lazy models/caches outside the timings
     with progress_bar(label, len(qids), enabled=progress) as advance:
         for row, qid in enumerate(qids):
             start = time.perf_counter()
-            ranking = pipeline.search(dataset.queries[qid], k)
+            ranking, timings = _search(pipeline, dataset.queries[qid], k)
             latency[row] = (time.perf_counter() - start) * 1000.0
+            for name, ms in timings.items():
+                stage_ms.setdefault(name, np.zeros(len(qids)))[row] = ms
             if len(set(ranking.ids)) != len(ranking.ids):
                 raise SoukError(f"the pipeline returned a document twice for query {qid}")
             run[qid] = list(zip(ranking.ids, np.asarray(ranking.scores, dtype=np.float64).tolist()))
             advance()
     per_query = score_run(run, dataset.qrels, metrics)
-    return Evaluation(dataset, run, per_query, latency, k)
+    return Evaluation(dataset, run, per_query, latency, k, stage_ms)
+
+
+def _search(pipeline: Pipeline, text: str, k: int) -> tuple[Ranking, dict[str, float]]:
+    """The ranking and, for a souk Pipeline, the time each stage took."""
+    if isinstance(pipeline, Pipeline):
+        run = pipeline.run(pipeline.plan(text), k)
+        return run.ranking, run.timings_ms
+    return pipeline.search(text, k), {}

@@ -1,6 +1,13 @@
-"""Filter expressions (`brand=Garden`, `price<20`, `price=5..20`, `brand!=Acme`) and their tantivy queries."""
+"""Filter expressions (`brand=Garden`, `price<20`, `price=5..20`, `brand!=Acme`) and their tantivy queries.
+
+Keyword values match regardless of case (`grade=A` finds `a`), after the NFKC normalization keyword
+fields get at index time. Numbers must be finite; an unknown field is named with the close ones.
+Misuse: building tantivy term queries for keyword filters yourself (they would be case-sensitive).
+"""
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -9,9 +16,12 @@ import tantivy
 
 from souk.analysis.normalize import normalize_keyword
 from souk.errors import QueryError
+from souk.limits import MAX_TERM_BYTES
 from souk.schema import Schema
 
-_EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*$", re.S)
+_EXPR = re.compile(r"^\s*([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*$", re.S)
+_REGEX_META = re.compile(r"([\\.+*?()|\[\]{}^$#&\-~])")
+MAX_CASELESS_CHARS = 200  # longer keyword values match exactly (tantivy's regex automaton has 1000 states)
 
 
 @dataclass(frozen=True)
@@ -30,23 +40,51 @@ def parse_filter(expr: str, schema: Schema) -> Filter:
     """Parse and check one filter expression against the schema."""
     m = _EXPR.match(expr)
     if not m or not m.group(3):
-        raise QueryError(f"cannot parse filter {expr!r}; write FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N or FIELD=A..B")
+        raise QueryError(f"cannot parse filter {expr!r:.80}; write FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N or FIELD=A..B")
     name, op, raw = m.groups()
     field = schema.fields.get(name)
-    if field is None or field.kind not in ("keyword", "number"):
-        filterable = [f.name for f in schema.fields.values() if f.kind in ("keyword", "number")]
-        raise QueryError(f"filter {expr!r}: no filterable field {name!r}; filterable: {', '.join(filterable) or '(none)'}")
+    filterable = [f.name for f in schema.fields.values() if f.kind in ("keyword", "number")]
+    if field is None:
+        close = difflib.get_close_matches(name, filterable, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise QueryError(f"filter {expr!r:.80}: no filterable field {name!r:.40}{hint}; "
+                         f"filterable: {', '.join(filterable) or '(none)'}")
+    if field.kind not in ("keyword", "number"):
+        raise QueryError(f"filter {expr!r:.80}: no filterable field {name!r}: it is a {field.kind} field; "
+                         f"filterable: {', '.join(filterable) or '(none)'}")
     values = tuple(v.strip() for v in raw.split("|")) if op in ("=", "!=") else (raw,)
-    if field.kind == "keyword" and op not in ("=", "!="):
-        raise QueryError(f"filter {expr!r}: {name} is a keyword field; use = or !=")
-    if field.kind == "number":
+    if field.kind == "keyword":
+        if op not in ("=", "!="):
+            raise QueryError(f"filter {expr!r:.80}: {name} is a keyword field; use = or !=")
         for v in values:
-            for part in v.split("..") if op in ("=", "!=") else [v]:
-                try:
-                    float(part)
-                except ValueError:
-                    raise QueryError(f"filter {expr!r}: {part!r} is not a number") from None
+            if not v:
+                raise QueryError(f"filter {expr!r:.80}: empty value; write {name}=A or {name}=A|B")
+            if len(v.encode("utf-8", "surrogatepass")) > MAX_TERM_BYTES:
+                raise QueryError(f"filter {expr!r:.40}...: value longer than the term limit of {MAX_TERM_BYTES} bytes")
+    else:
+        for v in values:
+            _check_number_value(expr, v, ranges=op in ("=", "!="))
     return Filter(name, op, values)
+
+
+def _check_number_value(expr: str, value: str, ranges: bool) -> None:
+    parts = value.split("..", 1) if ranges and ".." in value else [value]
+    bounds = [_finite(expr, p) for p in parts if p or len(parts) == 1]
+    if len(parts) == 2:
+        if not bounds:
+            raise QueryError(f"filter {expr!r:.80}: the range {value!r} needs at least one bound (5.., ..20 or 5..20)")
+        if len(bounds) == 2 and bounds[0] > bounds[1]:
+            raise QueryError(f"filter {expr!r:.80}: the range {value!r} is empty (its low end is above its high end)")
+
+
+def _finite(expr: str, part: str) -> float:
+    try:
+        num = float(part)
+    except ValueError:
+        raise QueryError(f"filter {expr!r:.80}: {part!r:.40} is not a number") from None
+    if not math.isfinite(num):
+        raise QueryError(f"filter {expr!r:.80}: {part!r:.40} is not a finite number")
+    return num
 
 
 def parse_filters(exprs: Sequence[str] | None, schema: Schema) -> list[Filter]:
@@ -58,10 +96,25 @@ def filter_query(flt: Filter, schema: Schema, tschema: tantivy.Schema) -> tuple[
     kind = schema.fields[flt.field].kind
     occur = tantivy.Occur.MustNot if flt.op == "!=" else tantivy.Occur.Must
     if kind == "keyword":
-        values = [normalize_keyword(v) for v in flt.values]
-        return occur, tantivy.Query.term_set_query(tschema, flt.field, values)
+        return occur, _keyword_query(flt.field, [normalize_keyword(v) for v in flt.values], tschema)
     clauses = [(tantivy.Occur.Should, _number_query(flt.field, flt.op, v, tschema)) for v in flt.values]
     return occur, clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
+
+
+def _keyword_query(name: str, values: list[str], tschema: tantivy.Schema) -> tantivy.Query:
+    """Terms equal to one of `values` up to case: the exact terms, or'ed with a case-insensitive
+    regex for each value that has cased letters and is short enough for tantivy's regex automaton."""
+    exact = tantivy.Query.term_set_query(tschema, name, values)
+    caseless = []
+    for v in values:
+        if v.lower() != v.upper() and len(v) <= MAX_CASELESS_CHARS:
+            try:
+                caseless.append(tantivy.Query.regex_query(tschema, name, "(?i)" + _REGEX_META.sub(r"\\\1", v)))
+            except ValueError:
+                pass  # over the automaton's size: the exact term still matches
+    if not caseless:
+        return exact
+    return tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in [exact, *caseless]])
 
 
 def _number_query(name: str, op: str, value: str, tschema: tantivy.Schema) -> tantivy.Query:
@@ -71,15 +124,20 @@ def _number_query(name: str, op: str, value: str, tschema: tantivy.Schema) -> ta
     if op in ("=", "!="):
         if ".." in value:
             lo, hi = value.split("..", 1)
-            return rng(float(lo) if lo else None, float(hi) if hi else None)
-        return rng(float(value), float(value))
-    v = float(value)
+            return rng(_num(lo) if lo else None, _num(hi) if hi else None)
+        return rng(_num(value), _num(value))
+    v = _num(value)
     return {
         "<": lambda: rng(None, v, True, False),
         "<=": lambda: rng(None, v),
         ">": lambda: rng(v, None, False, True),
         ">=": lambda: rng(v, None),
     }[op]()
+
+
+def _num(text: str) -> float:
+    """A filter bound as indexed numbers are: -0.0 is 0.0 (tantivy orders -0.0 below 0.0)."""
+    return float(text) + 0.0
 
 
 def combine(query: tantivy.Query | None, filters: Sequence[Filter], schema: Schema, tschema: tantivy.Schema) -> tantivy.Query:

@@ -15,6 +15,8 @@ def highlight(text: str, terms: set[str], analyzer: Analyzer, width: int = 160, 
     if not terms or not text:
         return None
     folded, origin = _fold_with_offsets(text[: analyzer.max_chars])
+    if not any(_stem_root(t) in folded for t in terms):  # cheap: no term could match, skip the analysis
+        return None
     spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded) if t.text in terms]
     if not spans:
         return None
@@ -31,16 +33,23 @@ def highlight(text: str, terms: set[str], analyzer: Analyzer, width: int = 160, 
     return ("…" if start > 0 else "") + "".join(out) + ("…" if end < len(text) else "")
 
 
+def _stem_root(term: str) -> str:
+    """A prefix every surface form of an analyzed term contains (stems keep the word's start)."""
+    return term[:2] if len(term) > 3 else term[:-1] or term
+
+
 def _fold_with_offsets(text: str) -> tuple[str, list[int]]:
     chars, origin = [], []
     for i, ch in enumerate(text):
-        folded = unicodedata.normalize("NFKC", ch).casefold()
-        folded = to_simplified(folded) if len(folded) == 1 else folded
-        for c in folded:
+        for c in unicodedata.normalize("NFKC", ch).casefold():
             chars.append(c)
             origin.append(i)
     origin.append(len(text))
-    return "".join(chars), origin
+    folded = "".join(chars)
+    simplified = to_simplified(folded)  # one conversion per text; per character where lengths would drift
+    if len(simplified) != len(folded):
+        simplified = "".join(to_simplified(c) if len(to_simplified(c)) == 1 else c for c in folded)
+    return simplified, origin
 
 
 def _best_window(spans: list[tuple[int, int]], width: int) -> int:

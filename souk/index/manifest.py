@@ -16,12 +16,17 @@ from souk.errors import IndexStateError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+"""Mode of the files souk writes itself (temp files are 0600; an index must be readable by others)."""
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace `path` with `data` as JSON, never leaving a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, ensure_ascii=False, indent=2)
             fh.flush()
@@ -32,9 +37,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def new_manifest(schema_dict: dict[str, Any]) -> dict[str, Any]:
+def new_manifest(schema_dict: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A fresh manifest; `extra` adds keys (e.g. `vectors`: the pinned params of vector fields)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"format": FORMAT_VERSION, "souk": __version__, "created": now, "updated": now, "schema": schema_dict}
+    return {"format": FORMAT_VERSION, "souk": __version__, "created": now, "updated": now, "schema": schema_dict, **extra}
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
@@ -44,8 +50,12 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
         raise IndexStateError(f"{index_dir} is not a souk index (no {MANIFEST}); create it with `souk index DATA --index {index_dir}`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IndexStateError(f"{path} is corrupt: {e}") from e
+    except OSError as e:
+        raise IndexStateError(f"{path} cannot be read: {e.strerror}") from None
+    except (ValueError, RecursionError) as e:
+        raise IndexStateError(f"{path} is corrupt: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("schema"), dict):
+        raise IndexStateError(f"{path} is corrupt: expected an object with a 'schema' table; rebuild the index")
     if data.get("format") != FORMAT_VERSION:
         raise IndexStateError(f"{path}: index format {data.get('format')!r}, this souk reads {FORMAT_VERSION}; rebuild the index")
     return data

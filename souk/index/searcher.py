@@ -20,6 +20,7 @@ from souk.index.filters import Filter, combine
 from souk.index.highlight import highlight
 from souk.index.keys import doc_keys
 from souk.index.store import ID, KEY, SOURCE, meta_path
+from souk.limits import EXACT_DISTINCT_LIMIT
 from souk.analysis.syntax import is_strict, may_have_operators, parse_query
 from souk.types import Hit, Ranking, SearchResult
 
@@ -101,7 +102,7 @@ class Searcher:
             doc = self._s.doc(addr)
             source = json.loads(bytes(doc.get_first(SOURCE)))
             hl = self._highlights(source, term_set, req.fields) if req.highlight else {}
-            hits.append(Hit(doc.get_first(ID), float(score), source, hl))
+            hits.append(Hit(doc.get_first(ID), 0.0 if score is None else float(score), source, hl))  # None: sort value missing
         facets = {name: self._facet(q, name, req.facet_size) for name in req.facets}
         return SearchResult(hits, int(total), terms, facets, relaxed=relaxed)
 
@@ -166,6 +167,11 @@ class Searcher:
             fields = [self.schema.field(n, kinds=("text",)) for n in names]
             plan = self._plans[names] = [(f.name, get_analyzer(f.analyzer, self._user_dict), f.boost) for f in fields]
         return plan
+
+    def warm(self) -> None:
+        """Load what the first query would otherwise wait for (jieba's dictionary for Chinese fields)."""
+        for _, analyzer, _ in self._plan(tuple(self.schema.search_fields)):
+            analyzer.terms("中文")
 
     # ---- cheap paths for retrieval stages ------------------------------------------------------
     def _expand(self, query: tantivy.Query | None, expansions: Sequence[tuple[str, float]],
@@ -296,7 +302,8 @@ class Searcher:
         res = self._s.aggregate(query, {"t": {"terms": {"field": name, "size": size}}})["t"]
         return {
             "buckets": [(b["key"], b["doc_count"]) for b in res["buckets"]],
-            "distinct": int(self._s.cardinality(query, name)),
+            "distinct": (distinct := int(self._s.cardinality(query, name))),
+            "approximate": distinct > EXACT_DISTINCT_LIMIT,
             "other": res.get("sum_other_doc_count", 0),
         }
 

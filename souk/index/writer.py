@@ -7,6 +7,7 @@ readers keep searching their snapshot while a writer writes.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -14,13 +15,14 @@ import tantivy
 
 from souk.analysis.registry import get_analyzer
 from souk.catalogs import Record
-from souk.errors import DocumentError, IndexStateError
+from souk.errors import ConfigError, DocumentError, IndexStateError, SoukError
 from souk.index.keys import doc_key
 from souk.index.manifest import touch_manifest
-from souk.index.store import ID, KEY, SOURCE
+from souk.index.store import ID, KEY, SOURCE, guard, share_commit_files
 
 if TYPE_CHECKING:
     from souk.index import Index
+    from souk.schema import Schema
 
 ON_ERROR = ("fail", "skip")
 MAX_REPORTED = 50
@@ -28,10 +30,25 @@ MAX_REPORTED = 50
 
 @dataclass
 class WriteReport:
-    """What a batch did: documents written and rejected records as (line, field, message)."""
+    """What a batch did: documents written, rejected records as (line, field, message), and how many
+    written records had a value for each field (`filled`)."""
 
     written: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    filled: Counter = field(default_factory=Counter)
+
+    def merge(self, other: "WriteReport") -> None:
+        self.written += other.written
+        self.rejected.extend(other.rejected)
+        self.filled.update(other.filled)
+
+    def empty_fields(self, schema: Schema) -> list[str]:
+        """Declared fields (not copies, not vectors) that no written record gave a value: usually a
+        misspelled name or `from` path."""
+        if not self.written:
+            return []
+        return [f.name for f in schema.fields.values()
+                if not f.copy_from and f.kind != "vector" and not self.filled.get(f.name)]
 
 
 class Writer:
@@ -43,7 +60,11 @@ class Writer:
         try:
             self._w = index._tantivy.writer(heap_size=heap_mb * 1_000_000, num_threads=threads)
         except ValueError as e:
-            raise IndexStateError(f"{index.path}: cannot open a writer ({e}); is another `souk index` running?") from e
+            if "LockBusy" in str(e):
+                raise IndexStateError(f"{index.path}: another writer holds the index (is another `souk index` "
+                                      "running?); wait for it to finish") from None
+            with guard(index.path, "write"):
+                raise
         self._batch_size = batch
         self._pending: list[dict] = []
         self._analysis = dict(self.schema.analysis)
@@ -54,7 +75,7 @@ class Writer:
         """Validate and add records. `fail`: any bad record rolls back the whole batch and raises
         DocumentError listing every problem; `skip`: good records are kept, rejects are reported."""
         if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+            raise ConfigError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
         report = WriteReport()
         for rec in records:
             if progress:
@@ -69,11 +90,11 @@ class Writer:
             if report.rejected and on_error == "fail":
                 continue  # keep validating to report every problem, but write nothing more
             self._pending.append(values)
+            report.filled.update(values.keys())
             if len(self._pending) >= self._batch_size:
                 report.written += self._flush()
         if report.rejected and on_error == "fail":
-            self._pending.clear()
-            self._w.rollback()
+            self.rollback()
             raise DocumentError(_describe(report.rejected), report.rejected)
         report.written += self._flush()
         return report
@@ -81,61 +102,77 @@ class Writer:
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id (visible after commit); returns how many ids were given."""
         n = 0
-        for doc_id in ids:
-            self._w.delete_documents_by_term(ID, str(doc_id))
-            n += 1
+        with guard(self.index.path, "write"):
+            for doc_id in ids:
+                self._w.delete_documents_by_term(ID, str(doc_id))
+                n += 1
         return n
 
     def commit(self) -> int:
-        """Publish and persist everything since the last commit; returns tantivy's opstamp."""
+        """Publish and persist everything since the last commit; returns tantivy's opstamp.
+        A full disk or a lost permission raises `IndexStateError`; the last commit stays intact."""
         self._flush()
-        opstamp = self._w.commit()
-        touch_manifest(self.index.path, **self._model_records())
+        with guard(self.index.path, "write"):
+            opstamp = self._w.commit()
+        share_commit_files(self.index.path)
+        try:
+            touch_manifest(self.index.path, **self._model_records())
+        except OSError as e:
+            raise IndexStateError(f"{self.index.path}: committed, but the manifest could not be updated: "
+                                  f"{e.strerror}") from None
         return opstamp
 
     def rollback(self) -> None:
         """Drop everything since the last commit."""
         self._pending.clear()
-        self._w.rollback()
+        with guard(self.index.path, "write"):
+            self._w.rollback()
 
     def close(self) -> None:
         """Wait for background merges and release the writer lock (uncommitted work is dropped)."""
         self._pending.clear()
-        self._w.wait_merging_threads()
+        with guard(self.index.path, "write"):
+            self._w.wait_merging_threads()
 
     def __enter__(self) -> "Writer":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            self.close()
+        except SoukError:
+            if exc_type is None:
+                raise  # otherwise the error that ended the block is the one to report
 
     # ---- internals ---------------------------------------------------------------------------
     def _model_records(self) -> dict:
         if not self.schema.vector_fields:
             return {}
-        from souk.index import vectors
+        from souk.index.vectors import field_params, model_record
 
-        return {"models": {vf.name: vectors.model_record(vf) for vf in self.schema.vector_fields}}
+        return {"models": {vf.name: model_record(field_params(self.index, vf)) for vf in self.schema.vector_fields}}
 
     def _flush(self) -> int:
         batch, self._pending = self._pending, []
         if not batch:
             return 0
         vectors = self._encode(batch)
-        for i, values in enumerate(batch):
-            doc_id = values[self.schema.id_field]
-            self._w.delete_documents_by_term(ID, doc_id)
-            self._w.add_document(self._document(values, {n: v[i] for n, v in vectors.items()}))
+        with guard(self.index.path, "write"):
+            for i, values in enumerate(batch):
+                doc_id = values[self.schema.id_field]
+                self._w.delete_documents_by_term(ID, doc_id)
+                self._w.add_document(self._document(values, {n: v[i] for n, v in vectors.items()}))
         return len(batch)
 
     def _encode(self, batch: list[dict]) -> dict:
         out = {}
         for vf in self.schema.vector_fields:
-            from souk.index import vectors
+            from souk.index.vectors import encode_documents, field_params
 
-            sources = vf.params.get("source") or self.schema.content_fields()
-            texts = [" ".join(str(v[s]) for s in sources if v.get(s)) for v in batch]
-            out[vf.name] = vectors.encode_documents(vf, texts, progress=False)
+            params = field_params(self.index, vf)
+            sources = params["source"] or self.schema.content_fields()
+            texts = [" ".join(_text(v[s]) for s in sources if v.get(s)) for v in batch]
+            out[vf.name] = encode_documents(params, texts, progress=False, description=f"encoding {vf.name}")
         return out
 
     def _document(self, values: dict, vectors: dict) -> tantivy.Document:
@@ -167,6 +204,11 @@ class Writer:
         for name, vec in vectors.items():
             doc.add_bytes(name, vec.astype("<f4").tobytes())
         return doc
+
+
+def _text(value) -> str:
+    """A field value as text for an encoder (keyword lists joined by spaces)."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _describe(rejected: list[tuple[int, str, str]]) -> str:

@@ -16,12 +16,15 @@ from souk.errors import ConfigError
 from souk.query.plan import Planner, rewriter_names
 
 DEFAULT_STEPS = ("syntax",)
-_PLANNERS: "weakref.WeakKeyDictionary[Any, Planner]" = weakref.WeakKeyDictionary()
+_PLANNERS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Planner]]" = weakref.WeakKeyDictionary()
 
 
 def load_builtin_rewriters() -> None:
     """Import the modules that register souk's own query-understanding steps."""
     import souk.query.plan  # noqa: F401  (syntax)
+    import souk.query.spell  # noqa: F401  (spell)
+    import souk.query.synonyms  # noqa: F401  (synonyms)
+    import souk.query.keywords  # noqa: F401  (keywords)
 
 
 def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -46,10 +49,14 @@ def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, 
     return steps, options
 
 
-def planner_for(searcher: Any) -> Planner:
-    """The planner of this searcher's index config (built once per searcher)."""
-    planner = _PLANNERS.get(searcher)
-    if planner is None:
-        steps, options = query_steps(searcher.schema.query)
-        planner = _PLANNERS[searcher] = Planner(searcher, steps, options)
-    return planner
+def planner_for(searcher: Any, steps: list[str] | None = None) -> Planner:
+    """The planner of this searcher's index config, or with other `steps` (built once per searcher)."""
+    config = dict(searcher.schema.query)
+    if steps is not None:
+        config["steps"] = steps
+    steps, options = query_steps(config)
+    per_searcher = _PLANNERS.setdefault(searcher, {})
+    key = tuple(steps)
+    if key not in per_searcher:
+        per_searcher[key] = Planner(searcher, steps, options)
+    return per_searcher[key]

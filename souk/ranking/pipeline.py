@@ -28,18 +28,25 @@ import numpy as np
 from souk.errors import ConfigError
 from souk.query.plan import Planner, QueryPlan
 from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
-from souk.ranking.stage import Stage, StageContext, StageUnavailable, positive_int, stage_factory
+from souk.errors import Unavailable
+from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
 from souk.types import Ranking
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS}
+# Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors,
+# wordvec where a word-vector model was fitted (its weight: the one its fitter chose on held-out train queries).
+_LEARNED_RECALL = {**_HYBRID, "retrievers": ["bm25", "dense?", "wordvec?"]}
 PRESETS: dict[str, list[dict[str, Any]]] = {
     "keyword": [{"stage": "recall", "retrievers": ["bm25"]}],
     "bm25": [{"stage": "recall", "retrievers": ["bm25"]}],
     "dense": [{"stage": "recall", "retrievers": ["dense"]}],
     "hybrid": [_HYBRID],
-    "ltr": [_HYBRID, {"stage": "ltr"}],
-    "rerank": [_HYBRID, {"stage": "cross", "depth": 20}],
-    "full": [_HYBRID, {"stage": "ltr", "optional": True}, {"stage": "cross", "depth": 20, "optional": True}],
+    "ltr": [_LEARNED_RECALL, {"stage": "ltr"}],
+    "rerank": [_LEARNED_RECALL, {"stage": "cross", "depth": 20}],
+    # interact: the interaction model fitted for indexes without a pretrained encoder (Chinese); its score is
+    # one more signal for ltr after it
+    "full": [_LEARNED_RECALL, {"stage": "interact", "depth": 100, "optional": True}, {"stage": "ltr", "optional": True},
+             {"stage": "cross", "depth": 20, "optional": True}],
 }
 _PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
 
@@ -165,6 +172,7 @@ def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[s
     if not isinstance(table, dict):
         raise ConfigError(f"pipelines.{name}: expected a table, got {table!r}")
     table.update(options or {})
+    table.pop("query", None)  # the pipeline's query steps, read by `query_steps_of`
     if "stages" in table:
         specs = table.pop("stages")
         if table:
@@ -193,6 +201,26 @@ def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[s
     return specs
 
 
+# Query steps the learned presets add to the index's `[query] steps`. Spelling was measured on train splits
+# (`souk bench spell --split train`): homedepot 0.376 -> 0.394 nDCG@10, qbqtc 0.7932 -> 0.7942 (18 queries
+# better, 1 worse), scifact unchanged (no rewrite); the raw presets (bm25, dense, hybrid) stay baselines.
+PRESET_EXTRA_STEPS: dict[str, list[str]] = {"ltr": ["spell"], "rerank": ["spell"], "full": ["spell"]}
+
+
+def query_steps_of(name: str, config: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+                   index_steps: list[str] | None = None) -> list[str] | None:
+    """The pipeline's own query steps (`[pipelines.NAME] query = [...]`; for learned presets the index's
+    steps plus `PRESET_EXTRA_STEPS`), or None for the index's steps."""
+    table = {**dict((config or {}).get(name, {})), **(options or {})}
+    steps = table.get("query")
+    if steps is None and name in PRESET_EXTRA_STEPS and "stages" not in table:
+        base = list(index_steps or ["syntax"])
+        steps = base + [s for s in PRESET_EXTRA_STEPS[name] if s not in base]
+    if steps is not None and (not isinstance(steps, list) or not all(isinstance(x, str) for x in steps)):
+        raise ConfigError(f"pipelines.{name}.query: expected a list of query steps, got {steps!r}")
+    return steps
+
+
 def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | None = None,
                    planner: Planner | None = None) -> Pipeline:
     """Pipeline `name` over an Index (a fresh snapshot is taken) or a Searcher; `options` override the
@@ -202,7 +230,8 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
     context = StageContext(searcher)
     recall_opts = {k: v for k, v in specs[0].items() if k != "stage"}
     recall = RecallStage(context, recall_opts, where=f"pipelines.{name}.stages[0]")
-    steps, notes = [], []
+    notes = list(recall.notes)
+    steps = []
     for i, spec in enumerate(specs[1:], 1):
         where = f"pipelines.{name}.stages[{i}]"
         stage_name = spec["stage"]
@@ -214,7 +243,7 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
         opts = {k: v for k, v in spec.items() if k not in _PIPELINE_KEYS}
         try:
             stage = stage_factory(stage_name)(context, opts)
-        except StageUnavailable as e:
+        except Unavailable as e:
             if not optional:
                 raise
             notes.append(f"stage {stage_name} skipped: {e}")
@@ -225,5 +254,6 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
     if planner is None:
         from souk.query.understand import planner_for
 
-        planner = planner_for(searcher)
+        index_steps = searcher.schema.query.get("steps")
+        planner = planner_for(searcher, query_steps_of(name, searcher.schema.pipelines, options, index_steps))
     return Pipeline(name, searcher, planner, recall, steps, notes)

@@ -1,13 +1,15 @@
 """The recall stage: one or more retrievers, each to its depth, fused into one candidate list.
 
 Options (`{stage = "recall", ...}` in `[pipelines.NAME] stages`, or top-level keys of a preset):
-  retrievers  names of registered retrievers                 (default ["bm25"])
+  retrievers  names of registered retrievers; "name?" is optional: left out, with a note, when it cannot
+              run on this index (no vector field, no fitted model)            (default ["bm25"])
   field       the vector field for `dense`                    (default: the only one)
   depth       candidates per retriever: an int or {bm25 = N, dense = N}   (default 100; never below k)
   fusion      "weighted" | "rrf"                              (default "weighted")
   norm        "minmax" | "zscore" for "weighted"              (default "minmax")
-  weights     {bm25 = w, dense = w}  (default 1 and 0.7; each scaled per query by how much of the
-              query that retriever can read: an English-only encoder gets no say on Chinese)
+  weights     {bm25 = w, dense = w}  (default 1 and 0.7, a fitted retriever's own `default_weight`
+              otherwise; each scaled per query by how much of the query that retriever can read: an
+              English-only encoder gets no say on Chinese)
   rrf_k       RRF's rank offset                               (default 60)
 The fused list carries each retriever's raw scores as signals named after it, plus `recall`.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 from numbers import Real
 from typing import Any, Sequence
 
-from souk.errors import ConfigError
+from souk.errors import ConfigError, Unavailable
 from souk.query.plan import QueryPlan
 from souk.ranking.stage import StageContext, check_options, register_stage
 from souk.retrieval.base import build_retriever
@@ -62,17 +64,32 @@ class RecallStage:
     def __init__(self, context: StageContext, options: dict[str, Any], where: str = "recall"):
         check_options(where, options, OPTIONS)
         opts = {**FUSION_DEFAULTS, **options}
-        names = list(opts.get("retrievers", ["bm25"]))
-        if not names or len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
-            raise ConfigError(f"{where}.retrievers: expected a list of distinct retriever names, got {names!r}")
+        wanted = opts.get("retrievers", ["bm25"])
+        if not isinstance(wanted, list) or not wanted or not all(isinstance(n, str) for n in wanted) \
+                or len({n.rstrip("?") for n in wanted}) != len(wanted):
+            raise ConfigError(f"{where}.retrievers: expected a list of distinct retriever names, got {wanted!r}")
+        field = {"field": opts["field"]} if "field" in opts else {}
+        self.retrievers: dict[str, Any] = {}
+        self.notes: list[str] = []
+        for name in wanted:
+            bare = name.rstrip("?")
+            try:
+                self.retrievers[bare] = build_retriever(bare, context.searcher, field if bare == "dense" else {})
+            except Unavailable as e:
+                if not name.endswith("?"):
+                    raise
+                self.notes.append(f"retriever {bare} left out: {e}")
+        names = list(self.retrievers)
         self.fusion = _choice(f"{where}.fusion", opts["fusion"], list(FUSIONS))
         self.norm = _choice(f"{where}.norm", opts["norm"], list(NORMS))
         self.rrf_k = float(opts["rrf_k"])
-        default_weights = {n: DEFAULT_WEIGHTS.get(n, 1.0) for n in names}
-        self.weights = _per_retriever(f"{where}.weights", opts.get("weights", default_weights), names, default_weights, Real)
+        # a fitted retriever may carry the weight its fitter chose on held-out train queries (`default_weight`)
+        default_weights = {n: float(getattr(r, "default_weight", DEFAULT_WEIGHTS.get(n, 1.0))) for n, r in self.retrievers.items()}
+        weights = opts.get("weights", default_weights)
+        if isinstance(weights, dict):  # weights of optional retrievers that were left out do not apply
+            weights = {n: w for n, w in weights.items() if n in names or n + "?" not in wanted}
+        self.weights = _per_retriever(f"{where}.weights", weights, names, default_weights, Real)
         self.depth = _per_retriever(f"{where}.depth", opts["depth"], names, FUSION_DEFAULTS["depth"], int)
-        field = {"field": opts["field"]} if "field" in opts else {}
-        self.retrievers = {n: build_retriever(n, context.searcher, field if n == "dense" else {}) for n in names}
 
     def recall(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """Candidates for each plan (at least `k` deep where the retrievers find that many)."""

@@ -13,6 +13,7 @@ from numbers import Real
 from typing import Any, Callable, Protocol
 
 from souk.errors import ConfigError
+from souk.errors import Unavailable as StageUnavailable  # noqa: F401  (stages raise it when not fitted)
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
 
@@ -23,10 +24,6 @@ class Stage(Protocol):
     name: str
 
     def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking: ...
-
-
-class StageUnavailable(ConfigError):
-    """A stage cannot be built here (e.g. its model was never fitted); optional stages are skipped."""
 
 
 @dataclass
@@ -86,4 +83,7 @@ def positive_int(where: str, value: Any) -> int:
 
 def load_builtin_stages() -> None:
     """Import the modules that register souk's own stages."""
+    import souk.ranking.interact  # noqa: F401  (registers interact)
     import souk.ranking.recall  # noqa: F401
+    import souk.ranking.ltr  # noqa: F401  (ltr, and clicks through it)
+    import souk.ranking.rerank  # noqa: F401

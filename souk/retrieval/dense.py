@@ -6,9 +6,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ConfigError
+from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
-from souk.models.encoder import text_coverage
+from souk.models.registry import text_coverage
 from souk.query.plan import QueryPlan
 from souk.retrieval.base import register_retriever
 from souk.types import Ranking
@@ -20,7 +20,7 @@ def vector_set(searcher, field: str | None = None) -> VectorSet:
     """The searcher's vector set for `field` (default: the only vector field), opened once per searcher."""
     fields = {f.name: f for f in searcher.schema.vector_fields}
     if not fields:
-        raise ConfigError("this index has no vector field: declare one (kind = \"vector\") or index with --vectors")
+        raise Unavailable("this index has no vector field: declare one (kind = \"vector\") or index with --vectors")
     if field is None and len(fields) > 1:
         raise ConfigError(f"several vector fields ({', '.join(fields)}): name one with `field`")
     name = field or next(iter(fields))

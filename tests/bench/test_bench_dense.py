@@ -3,7 +3,7 @@ import json
 import pytest
 
 from souk.index.vectors import INDEX_TYPES
-from souk.models.encoder import BACKENDS
+from souk.models import BACKENDS
 from support import DATA, needs_shared, run_souk
 
 pytestmark = [needs_shared("data", "scifact"), pytest.mark.slow]

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from souk.errors import ConfigError, DatasetError
 from souk.evaluation.metrics import (
     DEFAULT_METRICS,
     accuracy,
@@ -103,11 +104,11 @@ def test_tie_heavy_runs_agree_with_trec_eval(real_runs, collection: str):
 
 
 def test_registry_errors_list_known_names():
-    with pytest.raises(ValueError, match=r"unknown metric 'ndgc@10'; known: judged, map, mrr, ndcg"):
+    with pytest.raises(ConfigError, match=r"unknown metric 'ndgc@10'; known: judged, map, mrr, ndcg"):
         parse_metric("ndgc@10")
-    with pytest.raises(ValueError, match="needs a cutoff, e.g. precision@10"):
+    with pytest.raises(ConfigError, match="needs a cutoff, e.g. precision@10"):
         parse_metric("precision")
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ConfigError, match="positive integer"):
         parse_metric("ndcg@0")
     assert parse_metric("recall@100") == ("recall", 100) and parse_metric("map") == ("map", None)
 
@@ -139,9 +140,9 @@ def test_classification_against_sklearn():
 def test_classification_registry_and_label_errors():
     scores = classification_scores(LABELS_TRUE, LABELS_PRED, ["accuracy", "macro_f1"])
     assert scores["accuracy"] == 0.7
-    with pytest.raises(ValueError, match="unknown metric 'f1'; known: accuracy, macro_f1"):
+    with pytest.raises(ConfigError, match="unknown metric 'f1'; known: accuracy, macro_f1"):
         classification_scores(LABELS_TRUE, LABELS_PRED, ["f1"])
-    with pytest.raises(ValueError, match="label 'c' is not among the labels given"):
+    with pytest.raises(DatasetError, match="label 'c' is not among the labels given"):
         confusion_matrix(LABELS_TRUE, LABELS_PRED, labels=["a", "b"])
 
 
@@ -158,5 +159,5 @@ def test_best_f1_threshold_matches_brute_force():
 
     brute = max(np.unique(scores), key=f1_at)
     assert f1 == pytest.approx(f1_at(brute)) and f1_at(threshold) == pytest.approx(f1)
-    with pytest.raises(ValueError, match="at least one positive"):
+    with pytest.raises(DatasetError, match="at least one positive"):
         best_f1_threshold([False, False], [0.1, 0.2])

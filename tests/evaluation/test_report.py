@@ -8,12 +8,8 @@ from souk.evaluation.datasets import Dataset
 from souk.evaluation.report import write_report
 from souk.evaluation.runner import evaluate
 from souk.evaluation.runs import read_run
+from support import CHROMIUM, CHROMIUM_ARGS, browser_or_skip
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -39,9 +35,7 @@ def test_report_writes_plots_and_self_contained_html(report: Path):
 
 
 def test_report_opens_in_chromium_with_its_plots(report: Path, tmp_path: Path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent; install it with `apt-get install chromium`")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+    sync_api = browser_or_skip()
     shot = tmp_path / "report.png"
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

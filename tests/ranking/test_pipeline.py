@@ -8,7 +8,8 @@ import pytest
 from souk.errors import ConfigError
 from souk.index import Index
 from souk.ranking.pipeline import build_pipeline, stage_specs
-from souk.ranking.stage import StageUnavailable, register_stage
+from souk.errors import Unavailable as StageUnavailable
+from souk.ranking.stage import register_stage
 from souk.retrieval.base import register_retriever
 from souk.types import Ranking
 

@@ -7,8 +7,10 @@ from souk.evaluation.datasets import load_beir
 from souk.evaluation.metrics import score_run
 from souk.index import Index
 from souk.index.filters import parse_filter
+from souk.query.plan import QueryPlan
 from souk.ranking.pipeline import build_pipeline
 from souk.retrieval.dense import DenseRetriever
+from model_fakes import vector_index
 from support import DATA, FIXTURES, needs_shared, run_souk
 
 N = 200
@@ -16,7 +18,7 @@ N = 200
 
 @pytest.fixture(scope="module")
 def slice_dir(tmp_path_factory):
-    """SciFact dev queries over a 200-doc corpus: every judged doc plus the first unjudged ones."""
+    """SciFact dev queries over a 200-doc corpus: every judged doc plus the first unjudged ones (MiniLM)."""
     src, dst = DATA / "scifact", tmp_path_factory.mktemp("scifact200")
     (dst / "qrels").mkdir()
     qrels = (src / "qrels" / "dev.tsv").read_text()
@@ -37,11 +39,18 @@ def searcher(slice_dir, tmp_path_factory):
     return Index.open(path).searcher()
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_encoder):
+    """40 synthetic documents (English and Chinese words) with vectors of the tiny random encoder."""
+    return vector_index(tmp_path_factory.mktemp("tiny"), tiny_encoder, 40).searcher()
+
+
 def ndcg(pipeline, data) -> float:
     run = {qid: pipeline.search(text, 10).pairs() for qid, text in data.queries.items()}
     return score_run(run, data.qrels, ["ndcg@10"]).means()["ndcg@10"]
 
 
+@pytest.mark.slow
 @needs_shared("data", "scifact")
 def test_dense_and_hybrid_recall_on_a_scifact_slice(slice_dir, searcher):
     data = load_beir(slice_dir, "dev")
@@ -50,42 +59,49 @@ def test_dense_and_hybrid_recall_on_a_scifact_slice(slice_dir, searcher):
     assert scores["hybrid"] >= max(scores["dense"], scores["bm25"] - 0.02), scores
 
 
-@needs_shared("data", "scifact")
-def test_filters_apply_to_both_retrievers(searcher):
-    allowed = searcher.ids()[:7]
-    filters = [parse_filter("_id=" + "|".join(allowed), searcher.schema)]
+def test_filters_apply_to_both_retrievers(tiny):
+    allowed = tiny.ids()[:7]
+    filters = [parse_filter("_id=" + "|".join(allowed), tiny.schema)]
     for name in ("dense", "hybrid"):
-        ranking = build_pipeline(name, searcher).search("cancer cells and tumour growth", 5, filters)
+        ranking = build_pipeline(name, tiny).search("solar panels and green tea", 5, filters)
         assert 0 < len(ranking) <= 5 and set(ranking.ids) <= set(allowed), name
-    hybrid = build_pipeline("hybrid", searcher)
-    bm25, dense = (r.retrieve("cancer", 50, filters) for r in hybrid.retrievers.values())
-    assert set(bm25.ids) <= set(allowed) and set(dense.ids) <= set(allowed)
+    hybrid = build_pipeline("hybrid", tiny).recall_stage
+    plan = QueryPlan("solar", "solar", filters=filters)
+    bm25, dense = (r.retrieve([plan], 50)[0] for r in hybrid.retrievers.values())
+    assert set(bm25.ids) <= set(allowed) and set(dense.ids) == set(allowed)
 
 
-@needs_shared("data", "scifact")
-def test_batched_queries_match_single_queries(searcher):
-    dense = DenseRetriever(searcher)
-    many = dense.retrieve_many(["vitamin D and bone density", "smoking and lung cancer"], 5)
-    assert [r.ids[:3] for r in many] == [dense.retrieve(q, 5).ids[:3] for q in ("vitamin D and bone density", "smoking and lung cancer")]
+def test_batched_queries_match_single_queries(tiny):
+    dense = DenseRetriever(tiny)
+    queries = ["solar panels on rooftops", "espresso machines and coffee", ""]
+    many = dense.retrieve([QueryPlan(q, q) for q in queries], 5)
+    assert [r.ids for r in many] == [dense.retrieve([QueryPlan(q, q)], 5)[0].ids for q in queries]
+    assert len(many[-1]) == 0, "an empty query finds nothing"
 
 
-@needs_shared("data", "scifact")
+def test_k_hits_come_back_and_a_blank_query_finds_nothing(tiny):
+    dense = DenseRetriever(tiny)
+    assert len(dense.retrieve([QueryPlan("wind turbines", "wind turbines")], 20)[0]) == 20
+    assert len(build_pipeline("dense", tiny).search("", 10)) == 0
+    assert len(build_pipeline("dense", tiny).search("   ", 10)) == 0
+
+
 @pytest.mark.parametrize("options, key", [
     ({"fusoin": "rrf"}, "fusoin"), ({"fusion": "borda"}, "fusion"), ({"norm": "rank"}, "norm"),
     ({"weights": {"bm25": 1.0, "colbert": 1.0}}, "colbert"), ({"depth": -1}, "depth"), ({"rrf_k": "sixty"}, "rrf_k"),
     ({"field": "vectors"}, "field"),
 ])
-def test_hybrid_options_are_checked(searcher, options, key):
+def test_hybrid_options_are_checked(tiny, options, key):
     with pytest.raises(ConfigError, match=key):
-        build_pipeline("hybrid", searcher, options)
+        build_pipeline("hybrid", tiny, options)
 
 
-@needs_shared("data", "scifact")
-def test_hybrid_options_take_effect(searcher):
-    p = build_pipeline("hybrid", searcher, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+def test_hybrid_options_take_effect(tiny):
+    pipe = build_pipeline("hybrid", tiny, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+    p = pipe.recall_stage
     assert (p.fusion, p.rrf_k, p.weights["dense"], p.depth["bm25"]) == ("rrf", 10.0, 0.0, 20)
-    q = "vitamin D and bone density"
-    assert p.search(q, 10).ids == p.retrievers["bm25"].retrieve(q, 20).ids[:10]
+    q = "solar electricity"
+    assert pipe.search(q, 10).ids == p.retrievers["bm25"].retrieve([QueryPlan(q, q)], 20)[0].ids[:10]
 
 
 def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
@@ -93,12 +109,18 @@ def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
     run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(path))
     with pytest.raises(ConfigError, match="--vectors"):
         build_pipeline("dense", Index.open(path))
+    again = run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(path), "--vectors", check=False)
+    assert again.returncode == 2 and "without a vector field" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_hybrid_gives_an_english_encoder_no_say_on_chinese_queries(searcher):
-    p = build_pipeline("hybrid", searcher)
-    assert p.query_weights("cancer cells")["dense"] == pytest.approx(p.weights["dense"])
-    assert p.query_weights("癌细胞")["dense"] == 0.0
-    assert 0 < p.query_weights("cancer 细胞")["dense"] < p.weights["dense"]
+def test_hybrid_gives_an_english_encoder_no_say_on_chinese_queries(tmp_path, tiny_english_encoder):
+    searcher = vector_index(tmp_path, tiny_english_encoder, 40).searcher()
+    pipe = build_pipeline("hybrid", searcher)
+    p = pipe.recall_stage
+    weight = lambda q: p.query_weights(QueryPlan(q, q))["dense"]  # noqa: E731
+    assert weight("phone case") == pytest.approx(p.weights["dense"])
+    assert weight("手机壳") == 0.0
+    assert 0 < weight("iPhone 手机壳") < p.weights["dense"]
     bm25 = build_pipeline("bm25", searcher)
-    assert p.search("细胞 cells", 10).ids[:3] != [] and p.search("癌细胞", 10).ids == bm25.search("癌细胞", 10).ids
+    assert pipe.search("手机壳", 10).ids == bm25.search("手机壳", 10).ids != []
+    assert pipe.search("iPhone 手机壳", 10).ids != bm25.search("iPhone 手机壳", 10).ids  # the dense list has a say here

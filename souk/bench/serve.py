@@ -1,0 +1,141 @@
+"""`souk bench serve`: concurrent HTTP clients on loopback against `souk serve`, next to in-process search.
+
+Clients run in two worker processes (threads inside, one keep-alive connection each) for a bounded
+time; queries are the first words of titles sampled from the index. Reports throughput, latency
+percentiles, errors, the server's memory, and the same queries searched in-process for the HTTP overhead.
+"""
+from __future__ import annotations
+
+import http.client
+import multiprocessing as mp
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from souk.engine import Engine
+from souk.errors import SoukError
+
+
+def sample_queries(engine: Engine, n: int = 200, seed: int = 7) -> list[str]:
+    """Short queries: the first one to three words of sampled documents' first search field."""
+    searcher = engine.searcher()
+    ids = searcher.ids()
+    rng = random.Random(seed)
+    field = searcher.schema.search_fields[0]
+    out = []
+    for doc in searcher.docs(rng.sample(ids, min(n, len(ids)))):
+        words = str((doc or {}).get(field, "")).split()
+        if words:
+            out.append(" ".join(words[: rng.randint(1, 3)]))
+    if not out:
+        raise SoukError("the index has no text to sample queries from")
+    return out
+
+
+def _client(port: int, queries: list[str], pipeline: str, threads: int, seconds: float, out: "mp.Queue") -> None:
+    import threading
+
+    lat: list[float] = []
+    errors = [0]
+    deadline = time.perf_counter() + seconds
+
+    def run(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        i = offset
+        while time.perf_counter() < deadline:
+            q = queries[i % len(queries)]
+            i += 1
+            path = "/search?" + urllib.parse.urlencode({"q": q, "size": 10, "pipeline": pipeline})
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    errors[0] += 1
+            except (OSError, http.client.HTTPException):
+                errors[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                continue
+            lat.append(time.perf_counter() - t0)
+
+    ts = [threading.Thread(target=run, args=(k * 17,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put((lat, errors[0]))
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pipeline: str = "keyword") -> dict[str, Any]:
+    """Start a server on a free loopback port, load it with `clients` for `seconds`, stop it."""
+    if not 1 <= clients <= 256 or not 0 < seconds <= 600:
+        raise SoukError("--clients must be 1..256 and --seconds 0..600")
+    engine = Engine.open(index)
+    queries = sample_queries(engine)
+    engine.search(queries[0], pipeline=pipeline)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min(seconds, 5.0):
+        engine.search(queries[n % len(queries)], pipeline=pipeline, k=10)
+        n += 1
+    in_process_qps = n / (time.perf_counter() - t0)
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
+    server = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port), "--warm", pipeline],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise SoukError("the server did not start: " + server.stderr.read().decode()[-500:])
+                time.sleep(0.1)
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_client, args=(port, queries, pipeline, clients // 2 + (clients % 2 if i == 0 else 0), seconds, out))
+                 for i in range(2 if clients > 1 else 1)]
+        start = time.perf_counter()
+        for p in procs:
+            p.start()
+        parts = [out.get() for _ in procs]
+        for p in procs:
+            p.join()
+        wall = time.perf_counter() - start
+        rss = _rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(10)
+    lat = np.asarray([x for part, _ in parts for x in part]) * 1e3
+    errors = sum(e for _, e in parts)
+    qps = len(lat) / min(wall, seconds) if len(lat) else 0.0
+    return {"qps": round(qps, 1), "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None, "errors": errors,
+            "requests": int(len(lat)), "in_process_qps": round(in_process_qps, 1),
+            "http_vs_in_process": round(qps / in_process_qps, 2) if in_process_qps else None,
+            "clients": clients, "seconds": seconds, "pipeline": pipeline, "server_rss_mb": rss}

@@ -1,0 +1,57 @@
+"""`souk serve`: the HTTP API and the search page over one index."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import typer
+
+from souk.cli.output import err_console
+from souk.errors import ConfigError
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and names that resolve only to them (e.g. localhost)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_cmd(
+        index: Path = typer.Option(..., "--index", help="Index directory."),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        port: int = typer.Option(8000, "--port"),
+        workers: int = typer.Option(1, "--workers", help="Server processes (writes are serialized per index)."),
+        cors: str = typer.Option("", "--cors", help="Comma-separated origins allowed to call the API from a browser."),
+        warm: str = typer.Option("keyword", "--warm", help="Pipelines to load and run once before serving (e.g. keyword,hybrid)."),
+    ) -> None:
+        """Serve the search API (docs at /docs) and the search page (at /) until Ctrl-C.
+
+        Keys: SOUK_ADMIN_KEY (writes) and SOUK_SEARCH_KEY (search only), sent as `Authorization: Bearer KEY`.
+        Without keys the server is open and binds to loopback only."""
+        import uvicorn
+
+        from souk.engine import Engine
+        from souk.serving.auth import Keys
+
+        keys = Keys.from_env()
+        if not keys.enabled and not is_loopback(host):
+            raise ConfigError(f"refusing to serve {host} without API keys: set SOUK_ADMIN_KEY (and SOUK_SEARCH_KEY), or bind 127.0.0.1")
+        if not 1 <= workers <= 64:
+            raise ConfigError(f"--workers: expected 1..64, got {workers}")
+        if not 0 < port < 65536:
+            raise ConfigError(f"--port: expected 1..65535, got {port}")
+        Engine.open(index)  # fail here, in one line, on a bad index or config
+        os.environ.update({"SOUK_SERVE_INDEX": str(index.resolve()), "SOUK_SERVE_WARM": warm, "SOUK_SERVE_CORS": cors})
+        mode = "API keys required" if keys.enabled else "open, no API keys: loopback only"
+        err_console.print(f"souk: serving {index} on http://{host}:{port}/ ({mode}); API docs at /docs; Ctrl-C stops")
+        uvicorn.run("souk.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False)

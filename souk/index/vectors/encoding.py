@@ -1,0 +1,52 @@
+"""The index's side of the encoder seam: which encoder a vector field uses for documents and queries.
+
+The index reaches the models layer only here, lazily, through `souk.models`' public loaders.
+
+Misuse to avoid: building an `EncoderConfig` by hand for a field; the field's params decide it.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def encoder_config(params: dict[str, Any], queries: bool = False):
+    """Documents use `backend` (default: the fastest path within tolerance); queries use `query_backend`
+    (default: the fp32 reference; queries are short, so exactness costs little there)."""
+    from souk.models.encoder import EncoderConfig
+
+    return EncoderConfig(model=params["model"], max_length=params["max_length"], normalize=params["normalize"],
+                         batch_size=params["batch_size"], backend=params["query_backend" if queries else "backend"])
+
+
+def model_record(params: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest records for a vector field: model, dimension and the document path in use."""
+    from souk.models.backends import choose_backend
+
+    config = encoder_config(params)
+    backend = config.backend if config.backend != "auto" else choose_backend(config)["backend"]
+    return {"model": config.model, "dim": params["dim"], "max_length": config.max_length, "backend": backend,
+            "query_backend": params["query_backend"]}
+
+
+def encode_documents(params: dict[str, Any], texts: list[str], progress: bool = True, description: str = "encoding") -> np.ndarray:
+    """(len(texts), dim) float32 vectors of documents, for the writer to store; resumable (see
+    `souk.models.checkpoints.encode_resumable`)."""
+    from souk.models.checkpoints import encode_resumable
+    from souk.models.encoder import get_encoder
+
+    encoder = get_encoder(encoder_config(params), probe=texts)
+    return encode_resumable(encoder, texts, progress=progress, description=description)
+
+
+def encode_queries(params: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
+    """Model-space query vectors (same model, truncation and normalization as the documents); a blank
+    query is a zero row, which `VectorSet.search` answers with nothing."""
+    from souk.models.encoder import get_encoder
+
+    out = np.zeros((len(texts), params["dim"]), dtype=np.float32)
+    rows = [i for i, t in enumerate(texts) if str(t).strip()]
+    if rows:
+        out[rows] = get_encoder(encoder_config(params, queries=True), probe=texts).encode([texts[i] for i in rows])
+    return out

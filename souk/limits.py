@@ -1,0 +1,40 @@
+"""Explicit limits on what souk accepts, in one place; every check says which limit an input broke.
+
+Readers and validators import these instead of hard-coding numbers, so the documented limit and the
+enforced one never drift apart. Misuse: raising a limit here without checking what sits below it
+(tantivy drops terms over `MAX_TERM_BYTES`; Python's JSON decoder recurses per nesting level).
+"""
+from __future__ import annotations
+
+MAX_FIELD_CHARS = 1_048_576
+"""Longest value of one field (a CSV cell, a JSON string) in characters: 1 MiB."""
+
+MAX_LINE_BYTES = 16 * 1_048_576
+"""Longest line of a JSONL catalog (one record) in bytes: 16 MiB."""
+
+MAX_JSON_ARRAY_BYTES = 1024 * 1_048_576
+"""Largest `.json` array catalog (read whole into memory): 1 GiB; JSONL has no such limit."""
+
+MAX_NESTING = 64
+"""Deepest nesting of objects/arrays in one record (a JSON line, an element of a JSON array)."""
+
+MAX_TERM_BYTES = 65_530
+"""tantivy's longest term (u16::MAX - 5 bytes of UTF-8); ids and keyword values above it are refused."""
+
+MAX_ID_BYTES = MAX_TERM_BYTES
+"""Longest document id in UTF-8 bytes (ids are indexed as one raw term)."""
+
+EXACT_DISTINCT_LIMIT = 200
+"""tantivy's distinct count (HyperLogLog) was measured exact up to about 200 values; above, it is an estimate."""
+
+
+def describe_bytes(value: int) -> str:
+    """A size limit for humans: `16 MiB`, `65,530 bytes`."""
+    if value >= 1_073_741_824 and value % 1_073_741_824 == 0:
+        return f"{value // 1_073_741_824} GiB"
+    if value >= 1_048_576 and value % 1_048_576 == 0:
+        return f"{value // 1_048_576} MiB"
+    return f"{value:,} bytes"
+
+MAX_FIELDS = 1_024
+"""Most fields one schema may declare (or one catalog may make an inferred schema declare)."""

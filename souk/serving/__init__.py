@@ -1,0 +1,1 @@
+"""Serving: the HTTP API, its keys and metrics, and the search page."""

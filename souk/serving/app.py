@@ -1,0 +1,225 @@
+"""The HTTP API (FastAPI): search, documents, suggest, health, metrics and the search page.
+
+Every route goes through the same `Engine` the CLI uses, loaded once per process and warmed at start.
+Errors are JSON `{"error", "kind"}` with a 4xx status naming the problem; a SoukError is never a 500.
+Misuse: exposing a server without keys beyond loopback (`souk serve` refuses).
+"""
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from souk.engine import MAX_K, Engine
+from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
+from souk.serving.auth import Keys
+from souk.serving.metrics import Metrics
+
+log = logging.getLogger("souk.serving")
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BATCH = 10_000
+MAX_PAGE_SIZE = 100
+_STATUS = [(DocumentError, 422), (QueryError, 400), (ConfigError, 400), (ModelError, 503), (IndexStateError, 503)]
+
+
+class SearchBody(BaseModel):
+    """POST /search: the same fields as GET /search's parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field("", max_length=1000)
+    filters: list[str] = Field(default_factory=list, max_length=32)
+    facets: list[str] = Field(default_factory=list, max_length=32)
+    sort: str | None = None
+    page: int = Field(1, ge=1, le=10_000)
+    size: int = Field(10, ge=0, le=MAX_PAGE_SIZE)
+    pipeline: str = "keyword"
+    explain: bool = False
+    collapse: str | None = None
+
+
+def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: list[str] | None = None,
+               warm: tuple[str, ...] = ("keyword",)) -> FastAPI:
+    """The API over one index; pipelines in `warm` are built and run once before the first request."""
+    keys = keys or Keys()
+    engine = Engine.open(index_path)
+    for name in warm:
+        engine.search("warm up", pipeline=name, k=1)
+    engine.suggest("warm")
+    metrics = Metrics()
+    pipelines = engine.available_pipelines()
+    app = FastAPI(title="souk", description="Search API of one souk index.", version=_version())
+    app.state.engine = engine
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        t0 = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            response = _error(413, f"request body over {MAX_BODY_BYTES} bytes", "LimitError")
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - t0)
+        return response
+
+    @app.exception_handler(SoukError)
+    async def souk_error(request: Request, exc: SoukError):
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        body = {"error": str(exc), "kind": type(exc).__name__}
+        if isinstance(exc, DocumentError):
+            body["problems"] = [{"record": line, "field": f, "message": m} for line, f, m in exc.problems[:100]]
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}", "kind": "ValidationError"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error; see the server log", "kind": "InternalError"}, status_code=500)
+
+    def role(authorization: Annotated[str | None, Header()] = None) -> str:
+        if not keys.enabled:
+            return "admin"
+        found = keys.role(authorization)
+        if found is None:
+            raise HTTPException(401, "missing or wrong API key: send Authorization: Bearer KEY", headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    def admin(who: Annotated[str, Depends(role)]) -> str:
+        if who != "admin":
+            raise HTTPException(403, "this key may only search; writes need the admin key")
+        return who
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": exc.detail, "kind": "HTTPError"}, status_code=exc.status_code, headers=exc.headers)
+
+    def run_search(body: SearchBody) -> dict[str, Any]:
+        result = engine.search(body.q, pipeline=body.pipeline, filters=body.filters, facets=body.facets, sort=body.sort,
+                               k=body.size, offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse)
+        return {**result.to_dict(), "page": body.page, "size": body.size}
+
+    @app.get("/search", summary="Search (query parameters)")
+    def search_get(
+        _: Annotated[str, Depends(role)],
+        q: Annotated[str, Query(max_length=1000)] = "",
+        filter: Annotated[list[str], Query(max_length=32)] = [],  # noqa: B006 (FastAPI copies defaults)
+        facet: Annotated[list[str], Query(max_length=32)] = [],  # noqa: B006
+        sort: str | None = None,
+        page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+        size: Annotated[int, Query(ge=0, le=MAX_PAGE_SIZE)] = 10,
+        pipeline: str = "keyword",
+        explain: bool = False,
+        collapse: str | None = None,
+    ) -> dict[str, Any]:
+        return run_search(SearchBody(q=q, filters=filter, facets=facet, sort=sort, page=page, size=size,
+                                     pipeline=pipeline, explain=explain, collapse=collapse))
+
+    @app.post("/search", summary="Search (JSON body)")
+    def search_post(body: SearchBody, _: Annotated[str, Depends(role)]) -> dict[str, Any]:
+        return run_search(body)
+
+    @app.post("/documents", summary="Upsert a batch (JSON array or NDJSON), acknowledged once committed")
+    async def documents_post(request: Request, _: Annotated[str, Depends(admin)],
+                             on_error: Annotated[str, Query(pattern="^(fail|skip)$")] = "fail") -> dict[str, Any]:
+        records = _records(await request.body(), request.headers.get("content-type", ""))
+        return engine.write(records, on_error=on_error)
+
+    @app.delete("/documents/{doc_id}", summary="Delete one document, acknowledged once committed")
+    def documents_delete(doc_id: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+        before = engine.searcher().num_docs
+        out = engine.write([], delete=[doc_id])
+        return {**out, "deleted": before - out["docs"]}
+
+    @app.get("/suggest", summary="Autocomplete: completions for a typed prefix")
+    def suggest(_: Annotated[str, Depends(role)], q: Annotated[str, Query(max_length=200)] = "",
+                k: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
+        return {"query": q, "suggestions": engine.suggest(q, k)}
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        searcher = engine.searcher()
+        return {"status": "ok", "docs": searcher.num_docs, "commit": searcher.commit_id}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics_text() -> str:
+        searcher = engine.searcher()
+        size = sum(p.stat().st_size for p in engine.index.path.rglob("*") if p.is_file())
+        return metrics.render({"docs": searcher.num_docs, "index_bytes": size})
+
+    @app.get("/config", summary="What the search page needs: fields to facet and sort on, pipelines")
+    def config(_: Annotated[str, Depends(role)]) -> dict[str, Any]:
+        schema = engine.index.schema
+        return {"keyword_fields": [f.name for f in schema.fields.values() if f.kind == "keyword" and f.name != schema.id_field],
+                "number_fields": [f.name for f in schema.fields.values() if f.kind == "number"],
+                "text_fields": list(schema.search_fields), "id_field": schema.id_field,
+                "pipelines": pipelines, "max_page_size": MAX_PAGE_SIZE, "max_k": MAX_K,
+                "suggest": True}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _records(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array, or NDJSON (one object a line); errors name the line."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise QueryError(f"request body is not UTF-8 ({e})") from None
+    if "ndjson" in content_type or "jsonl" in content_type:
+        records = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except (json.JSONDecodeError, RecursionError) as e:
+                    raise QueryError(f"line {n}: not valid JSON ({e})") from None
+    else:
+        try:
+            records = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise QueryError(f"request body is not valid JSON ({e}); send a JSON array of documents or NDJSON") from None
+        if not isinstance(records, list):
+            raise QueryError("request body must be a JSON array of documents (or NDJSON with Content-Type application/x-ndjson)")
+    if len(records) > MAX_BATCH:
+        raise QueryError(f"batch of {len(records)} documents is over the limit of {MAX_BATCH}; split it")
+    return records
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": message, "kind": kind}, status_code=status)
+
+
+def _version() -> str:
+    from souk.version import __version__
+
+    return __version__
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: the index and options come from SOUK_SERVE_* variables."""
+    warm = tuple(p for p in os.environ.get("SOUK_SERVE_WARM", "keyword").split(",") if p)
+    cors = [o for o in os.environ.get("SOUK_SERVE_CORS", "").split(",") if o]
+    return create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm)

@@ -1,0 +1,100 @@
+"""A newcomer adds a vector backend by writing one class and registering it: an in-process numpy
+brute-force backend, used end to end through dense search."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from souk.errors import ConfigError
+from souk.index.vectors import FaissBackend, VectorBackend, open_vector_set, register_vector_backend, vector_backend
+from souk.ranking.pipeline import build_pipeline
+from model_fakes import vector_index
+
+
+@register_vector_backend("numpy-exact")
+class NumpyBackend:
+    """Every vector in one array; search is a matrix product and a sort."""
+
+    def __init__(self, dim: int, params: dict):
+        self.keys = np.zeros(0, np.int64)
+        self.vectors = np.zeros((0, dim), np.float32)
+
+    def add(self, keys, vectors):
+        self.keys = np.concatenate([self.keys, keys])
+        self.vectors = np.vstack([self.vectors, vectors])
+
+    def remove(self, keys):
+        keep = ~np.isin(self.keys, keys)
+        self.keys, self.vectors = self.keys[keep], self.vectors[keep]
+
+    def search(self, queries, k, allowed_keys):
+        mask = np.ones(len(self.keys), bool) if allowed_keys is None else np.isin(self.keys, allowed_keys)
+        keys, sims = self.keys[mask], queries @ self.vectors[mask].T
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        out_keys = np.full((len(queries), k), -1, np.int64)
+        out_scores = np.zeros((len(queries), k), np.float32)
+        out_keys[:, :top.shape[1]] = keys[top]
+        out_scores[:, :top.shape[1]] = np.take_along_axis(sims, top, axis=1)
+        return out_keys, out_scores
+
+    def save(self, folder: Path):
+        np.savez(folder / "numpy.npz", keys=self.keys, vectors=self.vectors)
+
+    @classmethod
+    def open(cls, folder: Path, params: dict):
+        data = np.load(folder / "numpy.npz")
+        backend = cls(data["vectors"].shape[1], params)
+        backend.keys, backend.vectors = data["keys"], data["vectors"]
+        return backend
+
+
+def test_exported_names_are_what_was_meant():
+    import souk.index.vectors as vectors
+
+    assert set(vectors.__all__) == {
+        "DEFAULTS", "INDEX_TYPES", "KEEP_CACHES", "FaissBackend", "VectorBackend", "VectorCacheWarning", "VectorSet",
+        "encode_documents", "encode_queries", "encoder_config", "field_params", "model_record", "open_vector_set",
+        "register_vector_backend", "validate_params", "vector_backend", "vector_backend_names"}
+    assert all(getattr(vectors, name) is not None for name in vectors.__all__)
+
+
+def test_both_backends_meet_the_protocol():
+    assert isinstance(NumpyBackend(4, {}), VectorBackend) and isinstance(FaissBackend(4, {"index": "flat"}), VectorBackend)
+    assert vector_backend("numpy-exact") is NumpyBackend
+    with pytest.raises(ConfigError, match="numpy-exact"):
+        vector_backend("annoy")
+
+
+@pytest.fixture
+def indexes(tmp_path, tiny_encoder):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    return vector_index(tmp_path / "a", tiny_encoder, 30, index="numpy-exact"), vector_index(tmp_path / "b", tiny_encoder, 30)
+
+
+def test_dense_search_on_the_numpy_backend_matches_faiss_flat(indexes):
+    numpy_index, flat_index = indexes
+    queries = ["solar panels", "green tea ceremony", "iPhone 15 手机壳"]
+    for q in queries:
+        ours, ref = (build_pipeline("dense", i.searcher()).search(q, 10) for i in indexes)
+        assert ours.ids == ref.ids and np.allclose(ours.scores, ref.scores, atol=1e-5)
+    folder = numpy_index.path / "vectors" / "embedding" / numpy_index.searcher().commit_id
+    assert (folder / "numpy.npz").exists() and not (folder / "index.faiss").exists()
+
+
+def test_the_numpy_backend_is_cached_and_updated_like_any_other(indexes):
+    numpy_index, _ = indexes
+    field = numpy_index.schema.fields["embedding"]
+    with numpy_index.writer() as w:
+        w.delete(["doc1", "doc2"])
+        w.commit()
+    vs = open_vector_set(numpy_index.searcher(), field)
+    assert vs.meta["built"] == "full" and len(vs) == 28  # no older cache yet: built from the stored vectors
+    with numpy_index.writer() as w:
+        w.delete(["doc3"])
+        w.commit()
+    searcher = numpy_index.searcher()
+    vs = open_vector_set(searcher, field)
+    assert vs.meta["built"] == "incremental" and len(vs) == 27
+    hits = build_pipeline("dense", searcher).search("solar panels", 30, [])
+    assert len(hits) == 27 and not {"doc1", "doc2", "doc3"} & set(hits.ids)
+    assert open_vector_set(numpy_index.searcher(), field).meta["built"] == "incremental"  # loaded, not rebuilt

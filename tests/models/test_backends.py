@@ -1,0 +1,97 @@
+"""Inference paths agree with fp32, and `auto` picks a path whose measured agreement clears the bar."""
+import json
+
+import numpy as np
+import pytest
+
+from souk.errors import ModelError
+from souk.models import EncoderConfig, get_encoder
+from souk.models.backends import BACKENDS, TOLERANCE, choose_backend, verdict
+from souk.models.machine import detect_machine
+from model_fakes import synthetic_texts
+from support import FIXTURES
+
+PROBE = synthetic_texts(48, seed=3)
+OPT_IN_BOUND = {"onnx-int8": {"cos_mean": 0.99, "cos_min": 0.98}}  # int8 is opt-in: close, not near-lossless
+
+
+def cosines(a, b):
+    return (a * b).sum(1)
+
+
+def test_verdict_takes_the_fastest_path_within_tolerance():
+    report = {"torch-fp32": {"docs_per_s": 10.0, "cos_mean": 1.0, "cos_min": 1.0},
+              "torch-bf16": {"docs_per_s": 30.0, "cos_mean": 0.9999, "cos_min": 0.999},
+              "onnx-int8": {"docs_per_s": 90.0, "cos_mean": 0.995, "cos_min": 0.99},  # fastest, but lossy
+              "other": {"skipped": "no instructions"}}
+    assert verdict(report, detect_machine())["backend"] == "torch-bf16"
+    report["torch-bf16"]["cos_min"] = 0.98
+    assert verdict(report, detect_machine())["backend"] == "torch-fp32"
+    with pytest.raises(ModelError, match="tolerance"):
+        verdict({"onnx-int8": report["onnx-int8"]}, detect_machine())
+
+
+def test_bf16_agrees_with_fp32(tiny_encoder):
+    """bf16 runs on any CPU torch supports (slowly without bf16 instructions); its output must stay near fp32."""
+    config = EncoderConfig(model=str(tiny_encoder), backend="torch-fp32")
+    fp32 = get_encoder(config).encode(PROBE)
+    bf16 = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="torch-bf16")).encode(PROBE)
+    cos = cosines(fp32, bf16)
+    assert cos.mean() >= TOLERANCE["cos_mean"] and cos.min() >= TOLERANCE["cos_min"]
+    assert not np.array_equal(fp32, bf16)  # it really ran in bf16
+
+
+def test_auto_picks_a_path_whose_agreement_clears_the_bar(tiny_encoder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    config = EncoderConfig(model=str(tiny_encoder))
+    choice = choose_backend(config, PROBE)
+    offered = {n for n, s in BACKENDS.items() if s.missing(detect_machine()) is None}
+    assert choice["backend"] in offered and set(choice["paths"]) == set(BACKENDS)
+    ours = get_encoder(config, PROBE).encode(PROBE)  # measured independently of the report
+    ref = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="torch-fp32")).encode(PROBE)
+    cos = cosines(ours, ref)
+    assert cos.mean() >= TOLERANCE["cos_mean"] and cos.min() >= TOLERANCE["cos_min"], choice
+    saved = next((tmp_path / "models").glob("choice-*.json"))
+    stamp = saved.stat().st_mtime_ns
+    assert choose_backend(config, PROBE) == choice and saved.stat().st_mtime_ns == stamp  # remembered, not re-measured
+    assert json.loads(saved.read_text())["backend"] == choice["backend"]
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch-fp32"])
+def test_each_offered_path_stays_within_its_bound(backend, tiny_encoder, tmp_path, monkeypatch):
+    why = BACKENDS[backend].missing(detect_machine())
+    if why:
+        pytest.skip(f"{backend}: {why}")
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))  # the ONNX export goes there
+    ref = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="torch-fp32")).encode(PROBE)
+    vecs = get_encoder(EncoderConfig(model=str(tiny_encoder), backend=backend)).encode(PROBE)
+    bound = OPT_IN_BOUND.get(backend, TOLERANCE)
+    cos = cosines(vecs, ref)
+    assert cos.mean() >= bound["cos_mean"] and cos.min() >= bound["cos_min"]
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+# ---- the real MiniLM ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    docs = [json.loads(line) for line in (FIXTURES / "beir-mini" / "corpus.jsonl").read_text().splitlines()]
+    return [f"{d['title']} {d['text']}" for d in docs] + synthetic_texts(24, seed=5, lo=30, hi=80)
+
+
+@pytest.mark.slow
+def test_minilm_fp32_matches_sentence_transformers(texts):
+    from sentence_transformers import SentenceTransformer
+
+    from souk.models import model_card
+
+    ours = get_encoder(EncoderConfig(backend="torch-fp32")).encode(texts)
+    peer = SentenceTransformer(str(model_card("all-MiniLM-L6-v2").path), device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.allclose(ours, peer, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_minilm_bf16_agrees_with_fp32(texts):
+    fp32 = get_encoder(EncoderConfig(backend="torch-fp32")).encode(texts)
+    bf16 = get_encoder(EncoderConfig(backend="torch-bf16")).encode(texts)
+    cos = cosines(fp32, bf16)
+    assert cos.mean() >= TOLERANCE["cos_mean"] and cos.min() >= TOLERANCE["cos_min"]

@@ -1,0 +1,119 @@
+"""The search page in headless Chromium against a real `souk serve` process: type, facet, page."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, browser_or_skip, free_port
+
+
+@pytest.fixture(scope="module")
+def server(served_index):
+    port = free_port()
+    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(served_index), "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode())
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_shopper_types_filters_and_pages(server):
+    sync_api = browser_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            requests = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(server + "/")
+            page.fill("#q", "chocolate")
+            page.wait_for_function("document.querySelector('#summary').textContent.includes('results')")
+            page.wait_for_selector("#results li.hit mark")
+            total = int(page.text_content("#summary").split()[0].replace(",", ""))
+            assert total > 10
+            page.wait_for_selector("#suggestions li")
+            page.screenshot(path=str(ARTIFACTS / "page-english.png"), full_page=True)
+            assert "choc" in page.text_content("#suggestions li").lower(), "autocomplete under the box"
+            page.press("#q", "Escape")
+            assert page.is_hidden("#suggestions")
+
+            brand = page.locator("[data-facet=brand] button").first
+            value, count = brand.get_attribute("data-value"), int(brand.locator(".count").text_content())
+            brand.click()
+            try:
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{count} ')", timeout=15000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "page-facet-fail.png"), full_page=True)
+                raise AssertionError(f"{value} {count}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
+            assert page.locator("#active-filters .chip").count() == 1
+            assert all(value in t for t in page.locator("#results .hit .meta").all_text_contents())
+            page.locator("#active-filters .chip").click()
+            try:
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{total:,} ')", timeout=15000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "page-chip-fail.png"), full_page=True)
+                raise AssertionError(f"{total}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
+
+            first_page = page.locator("#results .hit h2").all_text_contents()
+            page.click("#next")
+            page.wait_for_function("document.querySelector('#page-label').textContent.startsWith('Page 2')")
+            page.wait_for_function(f"document.querySelector('#results .hit h2').textContent !== {first_page[0]!r}")
+            assert not set(page.locator("#results .hit h2").all_text_contents()) & set(first_page)
+
+            page.fill("#q", "蛋糕")
+            page.wait_for_function("document.querySelector('#page-label').textContent.startsWith('Page 1')")
+            page.wait_for_selector("#results li.hit mark")
+            assert "蛋糕" in page.text_content("#results")
+            page.wait_for_timeout(400)  # let the completions for 蛋糕 arrive, then close them
+            page.press("#q", "Escape")
+            page.locator("#results .why").first.click()
+            assert "recall" in page.text_content("#why-body")
+            page.screenshot(path=str(ARTIFACTS / "page-chinese.png"), full_page=True)
+
+            page.set_viewport_size({"width": 390, "height": 844})
+            width = page.evaluate("document.documentElement.scrollWidth")
+            page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+            assert width <= 390, "the page must fit a phone-width screen"
+            assert all(u.startswith(server) for u in requests), "everything is served by souk, no CDN"
+        finally:
+            browser.close()
+
+
+def test_search_waits_for_input_method_composition(server):
+    sync_api = browser_or_skip()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            searches = []
+            page.on("request", lambda r: "/search?" in r.url and searches.append(r.url))
+            page.goto(server + "/")
+            page.wait_for_selector("#results li.hit")
+            searches.clear()
+            page.dispatch_event("#q", "compositionstart")
+            for partial in ("d", "da", "dan"):
+                page.fill("#q", partial)
+            page.wait_for_timeout(500)
+            assert searches == [], "no search while the input method composes"
+            page.fill("#q", "蛋糕")
+            page.dispatch_event("#q", "compositionend")
+            page.wait_for_timeout(600)
+            assert len(searches) == 1 and "%E8%9B%8B%E7%B3%95" in searches[0]
+        finally:
+            browser.close()

@@ -1,0 +1,106 @@
+"""A real `souk serve` process: searches keep answering during writes, acknowledged writes survive kill -9."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from support import REPO, free_port
+
+
+def start(index, port):
+    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode())
+            time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+def call(url, data=None, method=None):
+    req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.loads(r.read())
+
+
+@pytest.fixture
+def own_index(demo_index, tmp_path):
+    path = tmp_path / "index"
+    shutil.copytree(demo_index, path)
+    return path
+
+
+def batch(n, start_at):
+    return [{"code": f"W{i}", "name": {"en": f"Wombat snack number w{i}x"}, "prices": [{"price": 1.0 + i}]}
+            for i in range(start_at, start_at + n)]
+
+
+def test_searches_answer_while_batches_are_written(own_index):
+    port = free_port()
+    proc = start(own_index, port)
+    base = f"http://127.0.0.1:{port}"
+    errors, searches, stop = [], [0], threading.Event()
+
+    def searcher():
+        while not stop.is_set():
+            try:
+                status, body = call(base + "/search?q=chocolate&size=5")
+                assert status == 200 and body["total"] > 0
+                searches[0] += 1
+            except Exception as e:  # noqa: BLE001 - every failure is counted
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=searcher) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for b in range(8):
+            status, ack = call(base + "/documents", batch(25, b * 25), "POST")
+            assert status == 200 and ack["written"] == 25
+            _, found = call(base + f"/search?q=w{b * 25 + 24}x")
+            assert [h["id"] for h in found["hits"]] == [f"W{b * 25 + 24}"], "an acknowledged write is searchable at once"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        proc.terminate()
+        proc.wait(10)
+    assert not errors and searches[0] > 20, (errors[:3], searches)
+
+
+def test_kill_9_loses_no_acknowledged_write(own_index):
+    port = free_port()
+    proc = start(own_index, port)
+    base = f"http://127.0.0.1:{port}"
+    acked = []
+    for b in range(3):
+        status, ack = call(base + "/documents", batch(40, b * 40), "POST")
+        assert status == 200
+        acked += [f"W{i}" for i in range(b * 40, b * 40 + 40)]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc = start(own_index, port)
+    try:
+        _, found = call(base + "/search?q=wombat&size=100&page=2")
+        _, first = call(base + "/search?q=wombat&size=100")
+        assert first["total"] == len(acked)
+        assert {h["id"] for h in first["hits"] + found["hits"]} == set(acked)
+    finally:
+        proc.terminate()
+        proc.wait(10)
