@@ -10,12 +10,14 @@ n-gram range) after training; the classifier's weights only fit the features it 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from souk.errors import ConfigError
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp  # imported where used: it costs half a second, and `souk search` loads this module
 
 
 class FeatureBlock(Protocol):
@@ -111,7 +113,7 @@ class CharNgrams:
 
 @register_feature("minilm")
 class SentenceEmbedding:
-    """Unit sentence vectors of a packaged encoder (`souk.models.encoder.MODELS`), scaled by `weight`
+    """Unit sentence vectors of a registered bi-encoder (`souk.models.registry`), scaled by `weight`
     (the block's say next to the char n-grams, whose rows are unit vectors too).
 
     Queries encode on `threads` torch threads (default 1): short inputs gain little from a second thread,
@@ -129,16 +131,18 @@ class SentenceEmbedding:
         """Nothing to learn: the encoder is pretrained."""
 
     def transform(self, texts: Sequence[str], progress: bool = False) -> sp.csr_matrix:
-        from souk.models.encoder import PROBE_DOCS, EncoderConfig, get_encoder
+        from souk.models.encoder import EncoderConfig, get_encoder
         from souk.progress import progress_bar
 
         texts = list(texts)
         if self._encoder is None:  # resolved once: the backend choice is read from a cache file
-            self._encoder = get_encoder(EncoderConfig(model=self.model, max_length=self.max_length), probe=texts[:PROBE_DOCS])
+            self._encoder = get_encoder(EncoderConfig(model=self.model, max_length=self.max_length), probe=texts)
             self.backend = self._encoder.backend
         encoder = self._encoder
         with progress_bar("encoding queries", len(texts), enabled=progress) as advance, _torch_threads(self.threads):
             vectors = encoder.encode(texts, on_batch=advance)
+        import scipy.sparse as sp
+
         return sp.csr_matrix(vectors * np.float32(self.weight))
 
     def params(self) -> dict[str, Any]:
@@ -185,6 +189,8 @@ class Featurizer:
         return self.transform(texts, progress)
 
     def transform(self, texts: Sequence[str], progress: bool = False) -> sp.csr_matrix:
+        import scipy.sparse as sp
+
         parts = [block.transform(texts, progress) for block in self.blocks]
         return parts[0] if len(parts) == 1 else sp.hstack(parts, format="csr", dtype=np.float32)
 
