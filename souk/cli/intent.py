@@ -78,9 +78,10 @@ def train_command(
     if json_output:
         emit_json(result)
         return
-    console.print(f"wrote {path}: {result['classes']} classes, threshold {model.threshold:.3f}, "
-                  f"cross-validated in-scope accuracy {chosen['in_scope_accuracy']:.4f}, oos recall {chosen['oos_recall']}, "
-                  f"{train_seconds:.0f}s")
+    oos = (f"oos recall {chosen['oos_recall']:.4f}" if chosen["oos_recall"] is not None
+           else "no oos examples, so every query gets a label")
+    console.print(f"wrote {path}: {result['classes']} classes, threshold {model.threshold:.3f}, cross-validated "
+                  f"in-scope accuracy {chosen['in_scope_accuracy']:.4f}, {oos}, {train_seconds:.0f}s", soft_wrap=True)
     if result["dev"]:
         console.print("dev: " + ", ".join(f"{k} {v:.4f}" for k, v in result["dev"].items() if isinstance(v, float)))
 
