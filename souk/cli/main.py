@@ -49,6 +49,9 @@ COMMANDS = [
     ("souk.cli.keywords", app),
     ("souk.cli.schema", app),
     ("souk.cli.clicks", app),
+    ("souk.cli.bench_rerank", bench_app),
+    ("souk.cli.ner", app),
+    ("souk.cli.intent", app),
 ]
 
 

@@ -33,8 +33,9 @@ from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
 from souk.types import Ranking
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS}
-# Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors.
-_LEARNED_RECALL = {**_HYBRID, "retrievers": ["bm25", "dense?"]}
+# Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors,
+# wordvec where a word-vector model was fitted (its weight: the one its fitter chose on held-out train queries).
+_LEARNED_RECALL = {**_HYBRID, "retrievers": ["bm25", "dense?", "wordvec?"]}
 PRESETS: dict[str, list[dict[str, Any]]] = {
     "keyword": [{"stage": "recall", "retrievers": ["bm25"]}],
     "bm25": [{"stage": "recall", "retrievers": ["bm25"]}],
@@ -42,7 +43,10 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     "hybrid": [_HYBRID],
     "ltr": [_LEARNED_RECALL, {"stage": "ltr"}],
     "rerank": [_LEARNED_RECALL, {"stage": "cross", "depth": 20}],
-    "full": [_LEARNED_RECALL, {"stage": "ltr", "optional": True}, {"stage": "cross", "depth": 20, "optional": True}],
+    # interact: the interaction model fitted for indexes without a pretrained encoder (Chinese); its score is
+    # one more signal for ltr after it
+    "full": [_LEARNED_RECALL, {"stage": "interact", "depth": 100, "optional": True}, {"stage": "ltr", "optional": True},
+             {"stage": "cross", "depth": 20, "optional": True}],
 }
 _PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
 

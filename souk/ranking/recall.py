@@ -7,8 +7,9 @@ Options (`{stage = "recall", ...}` in `[pipelines.NAME] stages`, or top-level ke
   depth       candidates per retriever: an int or {bm25 = N, dense = N}   (default 100; never below k)
   fusion      "weighted" | "rrf"                              (default "weighted")
   norm        "minmax" | "zscore" for "weighted"              (default "minmax")
-  weights     {bm25 = w, dense = w}  (default 1 and 0.7; each scaled per query by how much of the
-              query that retriever can read: an English-only encoder gets no say on Chinese)
+  weights     {bm25 = w, dense = w}  (default 1 and 0.7, a fitted retriever's own `default_weight`
+              otherwise; each scaled per query by how much of the query that retriever can read: an
+              English-only encoder gets no say on Chinese)
   rrf_k       RRF's rank offset                               (default 60)
 The fused list carries each retriever's raw scores as signals named after it, plus `recall`.
 """
@@ -82,7 +83,8 @@ class RecallStage:
         self.fusion = _choice(f"{where}.fusion", opts["fusion"], list(FUSIONS))
         self.norm = _choice(f"{where}.norm", opts["norm"], list(NORMS))
         self.rrf_k = float(opts["rrf_k"])
-        default_weights = {n: DEFAULT_WEIGHTS.get(n, 1.0) for n in names}
+        # a fitted retriever may carry the weight its fitter chose on held-out train queries (`default_weight`)
+        default_weights = {n: float(getattr(r, "default_weight", DEFAULT_WEIGHTS.get(n, 1.0))) for n, r in self.retrievers.items()}
         weights = opts.get("weights", default_weights)
         if isinstance(weights, dict):  # weights of optional retrievers that were left out do not apply
             weights = {n: w for n, w in weights.items() if n in names or n + "?" not in wanted}

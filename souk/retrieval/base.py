@@ -55,3 +55,4 @@ def build_retriever(name: str, searcher: Any, options: dict[str, Any] | None = N
 def _load_builtin() -> None:
     import souk.retrieval.bm25  # noqa: F401  (registers bm25)
     import souk.retrieval.dense  # noqa: F401  (registers dense)
+    import souk.retrieval.wordvec  # noqa: F401  (registers wordvec)

@@ -46,7 +46,7 @@ class Fitter(Protocol):
 @dataclass
 class _Entry:
     fitter: Fitter
-    applies: Callable[[Any], bool]  # (schema) -> does this stage apply to this index?
+    applies: Callable[..., bool]    # (schema) or (schema, index) -> does this stage apply to this index?
     share: float                     # relative share of the time budget
     order: int
 
@@ -74,6 +74,18 @@ def fitter_names() -> list[str]:
 def load_builtin_fitters() -> None:
     """Import the modules that register souk's own fitters."""
     import souk.training.ltr  # noqa: F401
+    import souk.training.cross  # noqa: F401
+    import souk.training.interact  # noqa: F401  (registers interact)
+    import souk.training.wordvec  # noqa: F401  (registers wordvec)
+
+
+def _applies(entry: _Entry, index: Any) -> bool:
+    """Ask a fitter's `applies` about the index: with the schema, and the index too when it takes two
+    arguments (e.g. to sample the documents' language)."""
+    import inspect
+
+    takes_index = len(inspect.signature(entry.applies).parameters) >= 2
+    return bool(entry.applies(index.schema, index) if takes_index else entry.applies(index.schema))
 
 
 @dataclass
@@ -101,7 +113,7 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
 
     load_builtin_fitters()
     index = Index.open(index_path)
-    names = list(stages) if stages else [n for n in fitter_names() if _FITTERS[n].applies(index.schema)]
+    names = list(stages) if stages else [n for n in fitter_names() if _applies(_FITTERS[n], index)]
     unknown = [n for n in names if n not in _FITTERS]
     if unknown:
         raise ConfigError(f"--stages: unknown stage {unknown[0]!r}; stages that can be fitted: {', '.join(fitter_names())}")
@@ -135,5 +147,5 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
                     **manifest}
         activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
         path = store.publish(name, workdir, manifest, activate=activate)
-        outcomes.append(FitOutcome(name, path.name, manifest, seconds))
+        outcomes.append(FitOutcome(name, path.name, {**manifest, "active": activate}, seconds))
     return outcomes

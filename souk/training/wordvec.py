@@ -1,0 +1,345 @@
+"""`souk fit --stages wordvec`: word and character vectors for an index without a pretrained encoder
+(Chinese), then a small dual encoder fine-tuned on the judged pairs.
+
+1. Features of every document and train query (`souk.models.word_vectors.text_features`: analyzer terms,
+   Han characters and bigrams); a query log (option `query_log`, one query a line) adds sentences.
+2. gensim fastText over the term sequences gives every feature a vector; SIF weights and the corpus' first
+   principal component make the unsupervised model (its dev nDCG@10 is the curve's first point).
+3. Fine-tuning (torch, CPU or CUDA): the same sentence-vector formula (a weighted sum of feature vectors,
+   weights learned) as a dual encoder with InfoNCE over in-batch negatives plus one BM25-mined negative
+   per pair (ranks 10-60, judged positives removed); early-stopped on the dev split's nDCG@10 of the
+   word-vector ranking alone, stopped at the deadline with the best epoch kept.
+4. The fusion weight of `wordvec` next to BM25 (weighted min-max, as the recall stage fuses) is chosen on
+   a held-out tenth of the train queries the encoder never saw; the manifest keeps it and the recall
+   stage uses it as the default weight.
+The model directory holds the model, the corpus view of the commit it was fitted on (feature ids and a
+FAISS inner-product index) and `curve.png`. Misuse: choosing the fusion weight on dev.
+"""
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from souk.analysis.normalize import han_share
+from souk.errors import DatasetError
+from souk.evaluation.metrics import score_run
+from souk.models.word_vectors import (SIF_A, WordVectors, feature_level, feature_vectors, first_component,
+                                      sif_weights, text_features, train_gensim)
+from souk.progress import progress_bar
+from souk.retrieval.fusion import fuse
+from souk.retrieval.wordvec import STAGE, CorpusView, corpus_texts, search_analyzer
+from souk.training.fit import FitJob, register_fitter
+from souk.types import Ranking
+
+HAN_MIN = 0.3   # an index whose sampled text is at least this share Han gets word vectors by default
+DEFAULTS: dict[str, Any] = {
+    "dim": 128, "gensim_epochs": 5, "epochs": 6, "batch_size": 128, "lr": 0.005, "temperature": 0.05,
+    "hard_negatives": True, "held_out": 0.1, "patience": 2, "query_log": None, "init": "gensim",
+}
+WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+
+
+def reads_han(schema, index=None, sample: int = 200) -> bool:
+    """True when a search field's analyzer reads Han and (given the index) its documents are mostly Han."""
+    from souk.analysis.registry import get_analyzer
+
+    fields = [schema.fields[n] for n in schema.search_fields]
+    if not any(not get_analyzer(f.analyzer).whole for f in fields):
+        return False
+    if index is None:
+        return True
+    searcher = index.searcher()
+    ids = searcher.ids()[:sample]
+    texts = [" ".join(str(v) for v in (d or {}).values() if isinstance(v, str)) for d in searcher.docs(ids)]
+    return bool(texts) and han_share(" ".join(texts)) >= HAN_MIN
+
+
+@register_fitter(STAGE, applies=reads_han, share=0.45, order=20)
+def fit_wordvec(job: FitJob) -> dict[str, Any]:
+    """Train, fine-tune and write a word-vector model into `job.workdir`; returns its manifest fields."""
+    from souk.index import Index
+
+    opts = {**DEFAULTS, **{k: v for k, v in job.options.items() if k in DEFAULTS}}
+    t_start = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.monotonic() - t_start - sum(timings.values()), 1)
+    searcher = Index.open(job.index_path).searcher()
+    analyzer, user_dict = search_analyzer(searcher.schema), searcher.schema.analysis.get("user_dict")
+    rng = random.Random(job.seed)
+    np.random.seed(job.seed)
+
+    keys, texts, digests = corpus_texts(searcher)
+    if not len(keys):
+        raise DatasetError("the index has no documents to learn word vectors from")
+    with progress_bar("wordvec: features", len(texts) + len(job.train.queries), enabled=job.progress) as advance:
+        doc_features = []
+        for t in texts:
+            doc_features.append(text_features(t, analyzer, user_dict))
+            advance()
+        query_features = {}
+        for qid, text in job.train.queries.items():
+            query_features[qid] = text_features(text, analyzer, user_dict)
+            advance()
+    lap("features")
+    qids = sorted(job.train.queries)
+    rng.shuffle(qids)
+    n_held = int(len(qids) * opts["held_out"]) if len(qids) >= 50 else 0
+    held, learn = qids[:n_held], qids[n_held:]
+    log_features = _log_features(opts["query_log"], analyzer, user_dict)
+
+    # vocabulary: every feature of the corpus and the learning queries (and log features seen twice)
+    counts: dict[str, int] = {}
+    for feats in [*doc_features, *(query_features[q] for q in learn)]:
+        for f in feats:
+            counts[f] = counts.get(f, 0) + 1
+    log_counts: dict[str, int] = {}
+    for feats in log_features:
+        for f in feats:
+            log_counts[f] = log_counts.get(f, 0) + 1
+    for f, c in log_counts.items():
+        if c >= 2 or f in counts:
+            counts[f] = counts.get(f, 0) + c
+    features = sorted(counts, key=lambda f: (-counts[f], f))
+
+    terms_only = [[f for f in feats if feature_level(f) == 0]
+                  for feats in [*doc_features, *(query_features[q] for q in learn), *log_features]]
+    wv = train_gensim(terms_only, dim=int(opts["dim"]), epochs=int(opts["gensim_epochs"]), seed=job.seed, workers=2)
+    vectors = feature_vectors(wv, features)
+    lap("gensim")
+    weights = sif_weights(np.asarray([counts[f] for f in features]), SIF_A)
+    base = WordVectors(features, vectors, weights, None, analyzer, user_dict)
+    view = _view_from_features(base, keys, doc_features, digests, searcher.commit_id)
+    base.pc = first_component(view.reencode(base).vectors)
+    view = view.reencode(base)
+
+    dev = job.dev
+    evaluate_on = dev if dev is not None and len(dev) else None
+    eval_queries = ({q: evaluate_on.queries[q] for q in evaluate_on.queries}, evaluate_on.qrels) if evaluate_on else \
+        ({q: job.train.queries[q] for q in held}, {q: job.train.qrels[q] for q in held})
+    eval_name = f"{evaluate_on.name}/{evaluate_on.split}" if evaluate_on else "held-out train"
+    curve = [_ndcg_alone(base, view, searcher, *eval_queries)]
+    lap("unsupervised_eval")
+    best_model, best_score, best_epoch = base, curve[0], 0
+    stopped_by_budget = False
+
+    pairs = [(q, d) for q in learn for d, g in job.train.qrels[q].items() if g > 0]
+    if pairs and job.seconds_left > 5:
+        best_model, best_score, best_epoch, more, stopped_by_budget = _fine_tune(
+            base, view, searcher, pairs, query_features, job, opts, rng, eval_queries, best_score)
+        curve += more
+    view = view.reencode(best_model)
+    lap("fine_tune")
+
+    weight, held_scores = _fusion_weight(best_model, view, searcher, job, held)
+    best_model.meta = {"fine_tuned": best_epoch > 0}
+    best_model.save(job.workdir)
+    view.save(job.workdir / "corpus")
+    _plot_curve(curve, best_epoch, eval_name, job.workdir / "curve.png")
+    lap("fusion_weight_and_save")
+    latin = sum(1 for f in features if feature_level(f) == 0 and f.isascii())
+    return {
+        "kind": "wordvec",
+        "base_model": "fastText (gensim) trained on the corpus and train queries" + (" and a query log" if log_features else ""),
+        "analyzer": analyzer,
+        "reads": ["han"] + (["latin"] if latin else []),
+        "features": {"total": len(features), "terms": int((best_model.levels == 0).sum()),
+                     "chars": int((best_model.levels == 1).sum()), "bigrams": int((best_model.levels == 2).sum())},
+        "hyper": {k: v for k, v in opts.items() if k != "query_log"},
+        "query_log": str(opts["query_log"]) if opts["query_log"] else None,
+        "dev": {"ndcg@10": round(best_score, 4), "on": eval_name, "ranking": "wordvec alone"},
+        "curve": {"ndcg@10": [round(v, 4) for v in curve], "best_epoch": best_epoch},
+        "fusion_weight": weight,
+        "fusion_held_out": held_scores,
+        "pairs": len(pairs), "held_out_queries": len(held),
+        "commit_id": searcher.commit_id,
+        "stopped_by_budget": stopped_by_budget,
+        "timings_s": timings,
+    }
+
+
+def _view_from_features(model: WordVectors, keys: np.ndarray, doc_features: Sequence[list[str]], digests: np.ndarray,
+                        commit_id: str) -> CorpusView:
+    """A corpus view from features already computed (the fitter featurized every document once)."""
+    order = np.argsort(keys, kind="stable")
+    rows = [(r := model.ids(doc_features[i]))[r >= 0] for i in order]
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    flat = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+    return CorpusView(np.asarray(keys, np.int64)[order], offsets, flat, np.asarray(digests, np.uint64)[order],
+                      np.zeros((len(keys), model.dim), np.float32), commit_id)
+
+
+def _log_features(path, analyzer: str, user_dict: str | None, limit: int = 200_000) -> list[list[str]]:
+    if not path:
+        return []
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"query log {p} does not exist; pass a text file with one query a line")
+    with p.open(encoding="utf-8", errors="replace") as fh:
+        lines = [line.strip() for _, line in zip(range(limit), fh) if line.strip()]
+    return [text_features(line, analyzer, user_dict) for line in lines]
+
+
+def _ranking_run(model: WordVectors, view: CorpusView, searcher, queries: dict[str, str], k: int = 100) -> dict[str, Ranking]:
+    """Word-vector rankings of queries by exact inner product over the view (no FAISS: evaluation only)."""
+    qids = list(queries)
+    out: dict[str, Ranking] = {}
+    for start in range(0, len(qids), 512):
+        chunk = qids[start:start + 512]
+        q = model.encode([queries[x] for x in chunk])
+        sims = q @ view.vectors.T
+        kk = min(k, sims.shape[1])
+        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        for row, qid in enumerate(chunk):
+            t = top[row][np.argsort(-sims[row, top[row]], kind="stable")]
+            t = t[sims[row, t] > 0]
+            out[qid] = Ranking(searcher.keys_to_ids(view.keys[t]), sims[row, t].astype(np.float32))
+    return out
+
+
+def _ndcg(runs: dict[str, Ranking], qrels) -> float:
+    run = {q: r.pairs() for q, r in runs.items()}
+    return float(score_run(run, qrels, ["ndcg@10"]).means()["ndcg@10"]) if qrels else 0.0
+
+
+def _ndcg_alone(model, view, searcher, queries, qrels) -> float:
+    return _ndcg(_ranking_run(model, view, searcher, queries), qrels)
+
+
+def _fusion_weight(model, view, searcher, job: FitJob, held: list[str]) -> tuple[float, dict[str, float]]:
+    """The weight of wordvec beside BM25 (1.0) with the best nDCG@10 on held-out train queries."""
+    if not held:
+        return 0.3, {}
+    queries = {q: job.train.queries[q] for q in held}
+    qrels = {q: job.train.qrels[q] for q in held}
+    vec = _ranking_run(model, view, searcher, queries)
+    bm = {q: searcher.bm25(t, 100) for q, t in queries.items()}
+    scores = {}
+    for w in WEIGHT_GRID:
+        fused = {q: fuse([bm[q], vec[q]], "weighted", [1.0, w], 100, norm="minmax") for q in queries}
+        scores[str(w)] = round(_ndcg(fused, qrels), 4)
+    best = max(WEIGHT_GRID, key=lambda w: (scores[str(w)], -w))
+    return float(best), scores
+
+
+def _fine_tune(base: WordVectors, view: CorpusView, searcher, pairs, query_features, job: FitJob, opts, rng,
+               eval_queries, base_score: float):
+    """InfoNCE fine-tuning of vectors and weights; returns (best model, score, epoch, curve, stopped_by_budget)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(job.seed)
+    if job.device == "cpu":
+        torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    device = torch.device(job.device)
+    emb = torch.nn.EmbeddingBag(len(base.features), base.dim, mode="sum", sparse=True).to(device)
+    with torch.no_grad():
+        if opts["init"] == "gensim":  # the unsupervised vectors, scaled to the random init's norm
+            scale = float(np.linalg.norm(base.vectors, axis=1).mean()) or 1.0
+            emb.weight.copy_(torch.from_numpy(base.vectors / scale * 0.1 * np.sqrt(base.dim)))
+        else:
+            torch.nn.init.normal_(emb.weight, std=0.1)
+    raw_w = torch.nn.Embedding(len(base.features), 1, sparse=True).to(device)
+    with torch.no_grad():  # softplus^-1 of SIF weights scaled to ~1 so the learned weights start as SIF
+        w0 = torch.from_numpy(base.weights / max(float(base.weights.max()), 1e-9)).clamp(min=1e-4)
+        raw_w.weight.copy_((w0 + torch.log(-torch.expm1(-w0)))[:, None])
+    opt = torch.optim.SparseAdam([emb.weight, raw_w.weight], lr=float(opts["lr"]))
+    tau = float(opts["temperature"])
+    keys_pos = {k: i for i, k in enumerate(view.keys.tolist())}
+    id_rows = view.rows(np.arange(len(view.keys)))
+    from souk.index.keys import doc_key
+
+    def doc_row(doc_id: str) -> np.ndarray | None:
+        i = keys_pos.get(doc_key(doc_id))
+        return id_rows[i] if i is not None else None
+
+    q_rows = {q: (r := base.ids(f))[r >= 0] for q, f in query_features.items()}
+    pairs = [(q, d) for q, d in pairs if doc_row(d) is not None and len(q_rows[q])]
+    positives: dict[str, set[str]] = {}
+    for q, d in pairs:
+        positives.setdefault(q, set()).add(d)
+    negatives: dict[str, list[str]] = {}
+    if opts["hard_negatives"]:
+        for q in positives:
+            found = searcher.bm25(job.train.queries[q], 60).ids[10:60]
+            negatives[q] = [d for d in found if d not in positives[q] and doc_row(d) is not None]
+
+    def encode(rows: list[np.ndarray]):
+        lengths = torch.tensor([len(r) for r in rows])
+        flat = torch.from_numpy(np.concatenate(rows).astype(np.int64)).to(device)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]]).to(device)
+        w = F.softplus(raw_w(flat)[:, 0])
+        return F.normalize(emb(flat, offsets, per_sample_weights=w), dim=-1)
+
+    def export() -> WordVectors:
+        return WordVectors(base.features, emb.weight.detach().cpu().numpy().astype(np.float32),
+                           F.softplus(raw_w.weight.detach()[:, 0]).cpu().numpy().astype(np.float32), None,
+                           base.analyzer, base.user_dict)
+
+    best_model, best_score, best_epoch, curve, stale, stopped = base, base_score, 0, [], 0, False
+    bs = int(opts["batch_size"])
+    epoch_seconds = 0.0
+    for epoch in range(1, int(opts["epochs"]) + 1):
+        if job.seconds_left < max(epoch_seconds * 1.2, 15):
+            stopped = True
+            break
+        t0 = time.monotonic()
+        rng.shuffle(pairs)
+        total = 0.0
+        with progress_bar(f"wordvec: epoch {epoch}", len(pairs), enabled=job.progress) as advance:
+            for start in range(0, len(pairs), bs):
+                batch = pairs[start:start + bs]
+                docs = [doc_row(d) for _, d in batch]
+                if negatives:
+                    docs += [doc_row(rng.choice(negatives[q])) if negatives.get(q) else id_rows[rng.randrange(len(id_rows))]
+                             for q, _ in batch]
+                qv = encode([q_rows[q] for q, _ in batch])
+                dv = encode(docs)
+                logits = qv @ dv.T / tau
+                # a document that is a positive of another query in the batch is not its negative
+                where: dict[str, list[int]] = {}
+                for j, (_, d) in enumerate(batch):
+                    where.setdefault(d, []).append(j)
+                same = [(i, j) for i, (q, d) in enumerate(batch) for p in positives[q] for j in where.get(p, ()) if j != i]
+                if same:
+                    rows, cols = zip(*same)
+                    logits[list(rows), list(cols)] = -1e4
+                loss = F.cross_entropy(logits, torch.arange(len(batch), device=device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(batch)
+                advance(len(batch))
+                if job.seconds_left < 10:
+                    stopped = True
+                    break
+        model = export()
+        score = _ndcg_alone(model, view.reencode(model), searcher, *eval_queries)
+        curve.append(score)
+        epoch_seconds = time.monotonic() - t0
+        if score > best_score:
+            best_model, best_score, best_epoch, stale = model, score, epoch, 0
+        else:
+            stale += 1
+        if stopped or stale >= int(opts["patience"]):
+            break
+    return best_model, best_score, best_epoch, curve, stopped
+
+
+def _plot_curve(curve: list[float], best: int, name: str, path) -> None:
+    from souk.evaluation.report import _figure, _png
+
+    figure = _figure()
+    ax = figure.subplots()
+    ax.plot(range(len(curve)), curve, marker="o", color="#3b6ea5", label=f"wordvec alone, {name}")
+    ax.axvline(best, color="#333333", linestyle="--", label=f"kept epoch {best}")
+    ax.set(title="wordvec: nDCG@10 by epoch (0 = unsupervised SIF vectors)", xlabel="epoch", ylabel="nDCG@10")
+    ax.legend()
+    path.write_bytes(_png(figure))
+

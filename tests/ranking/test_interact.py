@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from souk.errors import Unavailable
+from souk.index import Index
+from souk.models.store import ModelStore
+from souk.ranking.interact import InteractModel, InteractStage, corpus_stats, features_for, query_feature_ids
+from souk.ranking.pipeline import build_pipeline
+from souk.query.plan import QueryPlan
+from souk.ranking.stage import StageContext
+from souk.retrieval.wordvec import active_model, corpus_view
+from souk.types import Ranking
+from zh_mini import build_index, copy_of_fitted
+
+PIPELINE = {"stages": [{"stage": "recall", "retrievers": ["bm25", "wordvec?"]}, {"stage": "interact", "depth": 20}]}
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """The fitted fixture with its interact model active (the fit may have left it inactive: on five dev
+    queries it need not beat recall)."""
+    path = copy_of_fitted(tmp_path_factory.mktemp("interact"))
+    store = ModelStore(path)
+    store.activate(sorted(p.name for p in store.root.glob("interact-*"))[-1])
+    searcher = Index.open(path).searcher()
+    wv_dir, model, _ = active_model(searcher)
+    view = corpus_view(searcher, wv_dir, model)
+    return searcher, model, view, corpus_stats(view, model)
+
+
+def test_match_features_count_exact_matches_per_level(parts):
+    searcher, model, view, stats = parts
+    x, positions = features_for(model, view, stats, ["华为手机截屏", "xyzzy"], [["d11", "d20", "nope"], ["d11"]])
+    assert x["present1"].shape[:2] == (2, 3) and (positions[0][:2] >= 0).all() and positions[0][2] == -1
+    chars = query_feature_ids(model, "华为手机截屏")[1]
+    assert len(chars) == 6
+    # every character of the query is in d11 ("华为手机怎么截屏"), none in d20 ("红烧肉的家常做法")
+    assert x["present1"][0, 0, :6].all() and not x["present1"][0, 1].any()
+    bm25 = x["doc"][0, :, :, 1]  # log1p BM25 per level
+    assert (bm25[0] > bm25[1]).all() and bm25[1].max() == 0
+    assert not x["present0"][1].any() and x["mask0"][1].sum() == 1  # an unknown word: a query term matching nothing
+
+
+def test_stage_reorders_candidates_and_keeps_unknown_ones_last(parts):
+    stage = InteractStage(StageContext(parts[0]), {})
+    ranking = Ranking(["d20", "nope", "d11", "d13"], np.array([3.0, 2.0, 1.0, 0.5], np.float32), {"bm25": np.ones(4, np.float32)})
+    out = stage.rerank(QueryPlan("华为手机截屏", "华为手机截屏"), ranking)
+    order = [out.ids[i] for i in np.argsort(-out.scores, kind="stable")]
+    assert order[0] == "d11" and order[-1] == "nope" and set(out.ids) == set(ranking.ids)
+    assert "bm25" in out.signals
+
+
+def test_model_round_trip_scores_like_the_stage(parts):
+    searcher, model, view, stats = parts
+    path = ModelStore(searcher.path).active("interact")
+    a, b = InteractModel(path), InteractModel(path)
+    x, _ = features_for(model, view, stats, ["红烧肉做法"], [["d20", "d21", "d0"]])
+    assert np.allclose(a.score(x), b.score(x)) and a.score(x).shape == (1, 3)
+
+
+def test_pipeline_with_interact_and_without_a_model(parts, tmp_path):
+    pipe = build_pipeline("mine", parts[0], PIPELINE)
+    run = pipe.run(pipe.plan("宝宝有痰怎么办"), 10)
+    assert [s.name for s in run.stages] == ["recall", "interact"] and run.ranking.ids[0] == "d2"
+    assert "interact" in run.ranking.signals
+    plain = build_index(tmp_path / "plain").searcher()
+    with pytest.raises(Unavailable, match="interact"):
+        InteractStage(StageContext(plain), {})
