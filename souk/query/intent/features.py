@@ -124,7 +124,8 @@ class SentenceEmbedding:
         """Nothing to learn: the encoder is pretrained."""
 
     def transform(self, texts: Sequence[str], progress: bool = False) -> sp.csr_matrix:
-        from souk.models.encoder import PROBE_DOCS, EncoderConfig, get_encoder
+        from souk.models.backends import PROBE_DOCS
+        from souk.models.encoder import EncoderConfig, get_encoder
         from souk.progress import progress_bar
 
         texts = list(texts)
