@@ -4,7 +4,6 @@ from __future__ import annotations
 import weakref
 from typing import Any, Sequence
 
-
 from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
 from souk.models.registry import text_coverage
