@@ -26,7 +26,7 @@ def _untrained_model(folder: Path, seed: int = 13) -> Path:
 
     from souk.models.cross_encoder import KIND, FieldLimits, new_model, save_model
     from souk.models.registry import model_card
-    from souk.models.store import write_json_atomic
+    from souk.files import write_json_atomic
 
     base = model_card("all-MiniLM-L6-v2").path
     save_model(new_model(base, seed), folder, base)

@@ -131,12 +131,14 @@ class SentenceEmbedding:
         """Nothing to learn: the encoder is pretrained."""
 
     def transform(self, texts: Sequence[str], progress: bool = False) -> sp.csr_matrix:
+        from souk.models.backends import PROBE_DOCS
         from souk.models.encoder import EncoderConfig, get_encoder
         from souk.progress import progress_bar
 
         texts = list(texts)
         if self._encoder is None:  # resolved once: the backend choice is read from a cache file
-            self._encoder = get_encoder(EncoderConfig(model=self.model, max_length=self.max_length), probe=texts)
+            self._encoder = get_encoder(EncoderConfig(model=self.model, max_length=self.max_length),
+                                        probe=texts[:PROBE_DOCS])
             self.backend = self._encoder.backend
         encoder = self._encoder
         with progress_bar("encoding queries", len(texts), enabled=progress) as advance, _torch_threads(self.threads):

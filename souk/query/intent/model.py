@@ -202,7 +202,8 @@ class IntentModel:
     def save(self, path: str | Path) -> Path:
         """Write the model directory atomically (temporary directory, then rename); an existing directory
         is replaced only when it holds an intent model or nothing."""
-        from souk.models.store import MANIFEST, write_json_atomic
+        from souk.files import write_json_atomic
+        from souk.models.store import MANIFEST
 
         path = Path(path)
         if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or _is_intent_model(path))):
