@@ -33,8 +33,12 @@ from souk.models.store import read_model_manifest
 
 KIND = "cross-encoder"
 PATHS = ("torch-fp32", "torch-bf16")  # int8 ONNX is not offered: it already costs nDCG on the bi-encoder
-# Scores on a path vs fp32 on the probe: near-lossless means the order of candidates does not move.
-TOLERANCE = {"corr_min": 0.999, "max_abs_over_std": 0.08}
+# Scores on a path vs fp32 on the probe: near-lossless means the order of candidates barely moves. bf16
+# weights gave correlation 0.9998 on a fitted MiniLM cross-encoder and moved SciFact dev nDCG@10 of the
+# top 20 by 0.002 (`souk bench rerank`).
+TOLERANCE = {"corr_min": 0.9995}
+CHOICE_FORMAT = 2  # bump when the measurement changes: cached choices are keyed by it
+ROUNDS = 3
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
@@ -198,9 +202,11 @@ class CrossEncoder:
 
 
 def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The scoring function of one path; sets torch's threads by `torch_threads` (process-wide)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    torch.set_num_threads(torch_threads())
     quiet_transformers()
     dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
     try:
@@ -233,29 +239,34 @@ def offered_paths() -> dict[str, str | None]:
 
 def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[str, Any]:
     """Measure each offered path on a probe of packed pairs (pairs/s, agreement with fp32) and keep the
-    fastest within `TOLERANCE`; cached per model directory (published ones never change) and machine."""
+    fastest within `TOLERANCE`; cached per model directory (published ones never change) and machine.
+    The paths are timed in turns, best of `ROUNDS`, so load from other processes falls on each alike."""
     manifest = read_model_manifest(path, KIND)
     m = detect_machine()
-    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), m.signature(), packer.limits.max_length]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), m.signature(), packer.limits.max_length,
+                                   CHOICE_FORMAT]).encode()).hexdigest()[:16]
     file = cache_dir() / "models" / f"cross-choice-{key}.json"
     if file.exists() and not refresh:
         return _verdict(json.loads(file.read_text())["paths"])
     probe = _probe_pairs(packer)
-    report: dict[str, dict[str, Any]] = {}
-    ref = None
-    for name, why in offered_paths().items():
-        if why:
-            report[name] = {"skipped": why}
-            continue
-        forward = _load(path, name)
-        forward(*[a[:4] for a in _stack(packer, probe)])  # warm up
-        t0 = time.perf_counter()
-        scores = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, probe, 16)])
-        speed = len(probe) / (time.perf_counter() - t0)
-        ref = scores if name == "torch-fp32" else ref
-        corr = float(np.corrcoef(scores, ref)[0, 1]) if np.std(ref) > 0 and np.std(scores) > 0 else 1.0
-        report[name] = {"pairs_per_s": round(speed, 1), "corr": corr,
-                        "max_abs_over_std": float(np.abs(scores - ref).max() / max(float(np.std(ref)), 1e-6))}
+    report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items() if why}
+    forwards = {name: _load(path, name) for name in PATHS if name not in report}
+    scores = {}
+    for name, forward in forwards.items():  # also the warm-up
+        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, probe, 16)])
+    best = {name: 0.0 for name in forwards}
+    for _ in range(ROUNDS):
+        for name, forward in forwards.items():
+            t0 = time.perf_counter()
+            for ids, types, mask in _chunks(packer, probe, 16):
+                forward(ids, types, mask)
+            best[name] = max(best[name], len(probe) / (time.perf_counter() - t0))
+    ref = scores["torch-fp32"]
+    for name in forwards:
+        s = scores[name]
+        corr = float(np.corrcoef(s, ref)[0, 1]) if np.std(ref) > 0 and np.std(s) > 0 else 1.0
+        report[name] = {"pairs_per_s": round(best[name], 1), "corr": corr,
+                        "max_abs_over_std": float(np.abs(s - ref).max() / max(float(np.std(ref)), 1e-6))}
     result = _verdict(report)
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(f".tmp{os.getpid()}")
@@ -265,8 +276,7 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[s
 
 
 def _verdict(report: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    ok = {n: r for n, r in report.items() if "pairs_per_s" in r
-          and r["corr"] >= TOLERANCE["corr_min"] and r["max_abs_over_std"] <= TOLERANCE["max_abs_over_std"]}
+    ok = {n: r for n, r in report.items() if "pairs_per_s" in r and r["corr"] >= TOLERANCE["corr_min"]}
     best = max(ok, key=lambda n: ok[n]["pairs_per_s"]) if ok else "torch-fp32"
     return {"backend": best, "tolerance": TOLERANCE, "paths": report}
 
@@ -282,11 +292,6 @@ def _probe_pairs(packer: PairPacker, n: int = 48) -> list[Pair]:
         doc = (rng.integers(lo, vocab, size=12).tolist(), rng.integers(lo, vocab, size=int(rng.integers(20, 300))).tolist())
         out.append(packer.pack(q, doc))
     return out
-
-
-def _stack(packer: PairPacker, pairs: Sequence[Pair]):
-    (_, ids, types, mask), = packer.batches(pairs, len(pairs))
-    return ids, types, mask
 
 
 def _chunks(packer: PairPacker, pairs: Sequence[Pair], size: int):

@@ -84,9 +84,10 @@ def test_a_model_directory_round_trips_and_the_path_choice_is_cached(tiny_cross,
     assert model.backend in PATHS and model.packer.limits.max_length == 64
     docs = [(f"t{i} {c}", "kit set") for i in range(6) for c in ("red", "blue")]
     ref = CrossEncoder(path, backend="torch-fp32").score("t3 red", docs)
-    assert np.allclose(model.score("t3 red", docs), ref, atol=0.2 * float(np.std(ref)) + 1e-3)
+    assert np.corrcoef(model.score("t3 red", docs), ref)[0, 1] >= 0.999  # the chosen path keeps the order
     verdict = choose_path(path, model.packer)
     assert verdict["paths"]["torch-fp32"]["corr"] == pytest.approx(1.0)
+    assert verdict["backend"] == model.backend and all(r.get("corr", 1) >= 0.9 for r in verdict["paths"].values())
     assert list(tmp_path.glob("models/cross-choice-*.json"))
     with pytest.raises(ModelError, match="not a souk model directory"):
         CrossEncoder(tmp_path)
