@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -25,8 +26,13 @@ def emit_json(data: dict[str, Any]) -> None:
         text = json.dumps(data, ensure_ascii=False, default=_default, allow_nan=False)
     except ValueError:
         text = json.dumps(_finite(data), ensure_ascii=False, default=_default, allow_nan=False)
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(_LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
     sys.stdout.flush()
+
+
+# characters that str.splitlines() and JavaScript treat as line breaks but JSON leaves raw: escaped so
+# that the object stays one line for every reader
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 
 def plain_text(value: Any) -> str:
