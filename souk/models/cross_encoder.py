@@ -47,8 +47,9 @@ Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed 
 class FieldLimits:
     """Token budgets: the whole pair (special tokens included), the query, and the title.
 
-    The defaults fit a search's latency budget: 20 pairs of 96 tokens score in about 110 ms on 2 cores
-    in bf16 (128 tokens took 270 ms of CPU per query on one core); a long text gives way first."""
+    The defaults keep a search's latency budget with long texts: 20 pairs of 96 tokens took 250 ms through
+    6 MiniLM layers on 2 cores in bf16, so the fitter also keeps fewer layers (see `layers_within`); a long
+    text gives way first, the title keeps its share."""
 
     max_length: int = 96
     query: int = 24
