@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "negatives": 3,          # per positive
     "groups_per_batch": 8,
     "lr": 4e-5,
-    "epochs": 3,
+    "epochs": 10,            # passes over the judged groups at most (the budget or early stopping usually ends it)
     "weak_groups": 3000,     # pseudo-query groups from the corpus (0: none)
     "weak_share": 0.3,       # at most this share of the training time on them
     "eval_every": 200,       # steps between dev evaluations ...
