@@ -47,8 +47,9 @@ Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed 
 class FieldLimits:
     """Token budgets: the whole pair (special tokens included), the query, and the title.
 
-    The defaults fit a search's latency budget: 20 pairs of 96 tokens score in about 110 ms on 2 cores
-    in bf16 (128 tokens took 270 ms of CPU per query on one core); a long text gives way first."""
+    The defaults keep a search's latency budget with long texts: 20 pairs of 96 tokens took 250 ms through
+    6 MiniLM layers on 2 cores in bf16, so the fitter also keeps fewer layers (see `layers_within`); a long
+    text gives way first, the title keeps its share."""
 
     max_length: int = 96
     query: int = 24
@@ -142,15 +143,33 @@ def logits(net, ids, types, mask):
     return net(input_ids=ids, token_type_ids=types, attention_mask=mask).logits[:, 0].float()
 
 
-def new_model(base_dir: Path, seed: int):
-    """A sequence-classification model (one output) from the encoder weights in `base_dir`; the head is new,
-    initialized from `seed`."""
+def new_model(base_dir: Path, seed: int, layers: int | None = None):
+    """A sequence-classification model (one output) from the encoder weights in `base_dir`, keeping its
+    first `layers` transformer layers (all when None); the head is new, initialized from `seed`."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     quiet_transformers()
     torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_pretrained(str(base_dir), num_labels=1)
+    net = AutoModelForSequenceClassification.from_pretrained(str(base_dir), num_labels=1)
+    stack = net.base_model.encoder.layer
+    if layers is not None and layers < len(stack):
+        if layers < 1:
+            raise ModelError(f"a cross-encoder needs at least one layer, got {layers}")
+        net.base_model.encoder.layer = stack[:layers]
+        net.config.num_hidden_layers = layers
+    return net
+
+
+def base_layers(base_dir: Path) -> int:
+    """How many transformer layers the model in `base_dir` has."""
+    return int(json.loads((Path(base_dir) / "config.json").read_text())["num_hidden_layers"])
+
+
+def layers_within(budget: int, depth: int, pair_tokens: float, most: int) -> int:
+    """The most layers (at least one, at most `most`) whose cost for `depth` pairs of `pair_tokens`
+    tokens stays within `budget` layer-tokens per query."""
+    return max(1, min(most, int(budget // max(depth * pair_tokens, 1.0))))
 
 
 def save_model(net, folder: Path, tokenizer_dir: Path) -> None:

@@ -22,13 +22,17 @@ import numpy as np
 from souk.errors import ConfigError, ModelError
 from souk.evaluation.datasets import Dataset
 from souk.evaluation.metrics import score_run
-from souk.models.cross_encoder import KIND, Combination, FieldLimits, PairPacker, logits, new_model, save_model
+from souk.models.cross_encoder import (KIND, Combination, FieldLimits, PairPacker, base_layers, layers_within, logits,
+                                       new_model, save_model)
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
 from souk.training.losses import LOSSES
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
+# Layer-tokens one query may cost (layers x pairs x tokens per pair): on 2 cores in bf16, 20 pairs of 96
+# tokens through 6 MiniLM layers took 250 ms; 3 layers of that (5,760) fit a 150 ms search with recall.
+LAYER_TOKENS = 5760
 NEGATIVE_DEPTH = 30    # hard negatives come from this deep in recall
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
 DEFAULTS: dict[str, Any] = {
@@ -37,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "negatives": 3,          # per positive
     "groups_per_batch": 8,
     "lr": 4e-5,
-    "epochs": 3,
+    "epochs": 10,            # passes over the judged groups at most (the budget or early stopping usually ends it)
     "weak_groups": 3000,     # pseudo-query groups from the corpus (0: none)
     "weak_share": 0.3,       # at most this share of the training time on them
     "eval_every": 200,       # steps between dev evaluations ...
@@ -49,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "dev_max": 60,           # dev queries for early stopping (a seeded sample beyond this)
     "max_length": FieldLimits.max_length, "query_length": FieldLimits.query, "title_length": FieldLimits.title,
     "batch_size": 32,        # scoring batch
+    "layers": None,          # transformer layers kept from the base (default: the most within LAYER_TOKENS)
 }
 
 
@@ -137,6 +142,17 @@ class Scorer:
         return out
 
 
+def pair_length(packer: PairPacker, data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], texts: DocTexts,
+                sample: int = 200) -> float:
+    """Median packed length of (query, top candidate) pairs of the first `sample` training queries."""
+    qids = [q for q in sorted(data.qrels) if heads.get(q, ([], None))[0]][:sample]
+    if not qids:
+        return float(packer.limits.max_length)
+    docs = packer.doc_tokens(texts.get([heads[q][0][0] for q in qids]))
+    queries = packer.tokens([data.queries[q] for q in qids], packer.limits.query)
+    return float(np.median([len(packer.pack(q, d)[0]) for q, d in zip(queries, docs)]))
+
+
 def ndcg10(data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], scores: dict[str, np.ndarray]) -> float:
     """nDCG@10 of every query's head ordered by `scores` (queries with no candidates score 0)."""
     run = {qid: list(zip(heads[qid][0], scores[qid].astype(np.float64).tolist())) for qid in data.qrels if qid in heads}
@@ -176,7 +192,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     threads = set_threads()
     rng = np.random.default_rng(job.seed)
     searcher = Index.open(job.index_path).searcher()
-    base = Path(opts["base"]) if opts["base"] else model_card("all-MiniLM-L6-v2").path
+    card = model_card(opts["base"] or "all-MiniLM-L6-v2")
+    base = card.path
     if not (base / "tokenizer.json").is_file():
         raise ModelError(f"{base}: no tokenizer.json; the base must be a BERT-style model directory")
     limits = FieldLimits(opts["max_length"], opts["query_length"], opts["title_length"])
@@ -190,7 +207,9 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     dev_c = held_c if dev is held else candidates(prior, dev.queries, RERANK_DEPTH)
     top = max_grade(job.train, job.dev)
 
-    net = new_model(base, job.seed).to(job.device)
+    layers = opts["layers"] or layers_within(LAYER_TOKENS, RERANK_DEPTH, pair_length(packer, train_set, train_c, texts),
+                                             base_layers(base))
+    net = new_model(base, job.seed, layers).to(job.device)
     scorer = Scorer(net, packer, texts, job.device, opts["batch_size"])
     loss_fn = LOSSES[opts["loss"]]
     last: dict[str, Any] = {}
@@ -254,12 +273,12 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     plot_curve(result.curve, job.workdir / "curve.png", f"cross-encoder on {job.train.name}")
     activate = table[f"{weight:.2f}"] > held_prior
     return {
-        "kind": KIND, "base": str(base) if opts["base"] else "all-MiniLM-L6-v2",
+        "kind": KIND, "base": card.name, "reads_han": card.reads_han,
         "limits": asdict(limits), "fields": texts.fields,
         "combination": asdict(mix),
         "held_out": {"queries": len(held.qrels), "prior_ndcg@10": held_prior, "by_weight": table, "weight": weight},
         "dev": {k: round(v, 4) if isinstance(v, float) else v for k, v in dev_metrics.items()},
-        "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)} | {"threads": threads, "depth": RERANK_DEPTH,
+        "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)} | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers,
                                                                            "autocast": str(autocast_dtype(job.device))},
         "training": {"steps": result.steps, "best_step": result.best_step, "train_queries": len(train_set.qrels),
                      "weak_groups": phases[0].steps_per_epoch * per if phases[0].name == "weak" else 0,
