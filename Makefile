@@ -49,6 +49,11 @@ bench: install
 	$(SOUK) bench keyword --dataset $(SHARED)/data/homedepot --split dev --json | tee .bench/keyword-homedepot.json
 	$(SOUK) bench encoder --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/encoder-scifact.json
 	$(SOUK) bench ann --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/ann-scifact.json
+	$(SOUK) bench spell --dataset $(SHARED)/data/homedepot --split dev --json | tee .bench/spell-homedepot.json
+	$(SOUK) bench suggest --dataset $(SHARED)/data/homedepot --json | tee .bench/suggest-homedepot.json
+	$(SOUK) bench rerank --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/rerank-scifact.json
+	$(MAKE) demo-index
+	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --json | tee .bench/serve-demo.json
 
 clean:
 	rm -rf $(VENV) .demo .bench

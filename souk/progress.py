@@ -18,9 +18,10 @@ LOG_SECONDS = 10.0
 
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """Yield `advance(n=1)`: a bar on a terminal, log lines otherwise, nothing when not enabled."""
+    """Yield `advance(n=1, status=None)`: a bar on a terminal, log lines otherwise, nothing when not
+    enabled; `status` (e.g. "loss 0.41 dev 0.70") follows the description."""
     if not enabled:
-        yield lambda n=1: None
+        yield lambda n=1, status=None: None
         return
     if not err_console.is_terminal:
         log = ProgressLog(description, total, _log_seconds())
@@ -30,7 +31,11 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err_console) as prog:
         task = prog.add_task(description, total=total)
-        yield lambda n=1: prog.advance(task, n)
+
+        def advance(n: int = 1, status: str | None = None) -> None:
+            prog.update(task, advance=n, **({"description": f"{description} {status}"} if status else {}))
+
+        yield advance
 
 
 class ProgressLog:
@@ -42,10 +47,12 @@ class ProgressLog:
         self.out = out
         self.done = 0
         self.lines = 0
+        self.status: str | None = None
         self.start = self.last = time.monotonic()
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, status: str | None = None) -> None:
         self.done += n
+        self.status = status or self.status
         now = time.monotonic()
         if now - self.last >= self.seconds:
             self.last = now
@@ -53,11 +60,12 @@ class ProgressLog:
 
     def line(self, now: float) -> str:
         elapsed = now - self.start
+        what = f"{self.description} {self.status}" if self.status else self.description
         if not self.total:
-            return f"{self.description}: {self.done}, {elapsed:.0f}s elapsed"
+            return f"{what}: {self.done}, {elapsed:.0f}s elapsed"
         share = min(self.done / self.total, 1.0)
         left = f", about {elapsed / share * (1 - share):.0f}s left" if 0 < share < 1 else ""
-        return f"{self.description}: {self.done}/{self.total} ({share:.0%}), {elapsed:.0f}s elapsed{left}"
+        return f"{what}: {self.done}/{self.total} ({share:.0%}), {elapsed:.0f}s elapsed{left}"
 
     def finish(self) -> None:
         if self.lines:

@@ -12,6 +12,7 @@ A schema is one TOML file (validated on load; errors name the key):
     kind = "number"
     from = "prices[].price"
     reduce = "min"           # min | max | first | sum for lists of numbers
+    feature = true           # a learned ranking feature (log and rank within the candidates)
     [search]
     fields = ["title_en", "title_zh"]   # default query fields (default: every text field)
     [pipelines.hybrid]                   # per-pipeline options or stages (souk.ranking.pipeline)
@@ -40,7 +41,7 @@ from souk.limits import MAX_FIELD_CHARS, MAX_FIELDS, MAX_ID_BYTES, MAX_TERM_BYTE
 
 KINDS = ("text", "keyword", "number", "stored", "vector")
 REDUCERS = ("first", "min", "max", "sum", "join")
-_FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params"}
+_FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params", "feature"}
 _TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "query", "catalog"}
 _CATALOG_KEYS = {"columns"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_id$")
@@ -62,6 +63,7 @@ class Field:
     copy_from: list[str] = field(default_factory=list)
     stored: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    feature: bool = False  # number fields: a ranking feature (souk.ranking.features)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind}
@@ -77,6 +79,8 @@ class Field:
             d["stored"] = False
         if self.params:
             d["params"] = dict(self.params)
+        if self.feature:
+            d["feature"] = True
         return d
 
 
@@ -284,9 +288,12 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
     params = spec.get("params", {})
     if not isinstance(params, dict):
         raise SchemaError(f"{where}.params: expected a table")
+    feature = spec.get("feature", False)
+    if not isinstance(feature, bool) or (feature and kind != "number"):
+        raise SchemaError(f"{where}.feature: only number fields can be ranking features (true/false)")
     return Field(
         name=name, kind=kind, source=source, analyzer=analyzer, boost=float(boost),
-        reduce=reduce, copy_from=list(copy_from), stored=stored, params=params,
+        reduce=reduce, copy_from=list(copy_from), stored=stored, params=params, feature=feature,
     )
 
 

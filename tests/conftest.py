@@ -70,3 +70,11 @@ def tiny_cross_encoder(tmp_path_factory) -> Path:
     from model_fakes import write_tiny_bert
 
     return write_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-cross-encoder", kind="cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_cross(tmp_path_factory) -> dict:
+    """A tiny BERT cross-encoder fitted on a synthetic collection (see tests/tiny_bert.py)."""
+    from tiny_bert import tiny_fitted_index
+
+    return tiny_fitted_index(tmp_path_factory.mktemp("cross"))

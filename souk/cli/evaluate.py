@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from souk.errors import ConfigError
 from souk.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def _check_metric(name: str) -> str:
 
     try:
         parse_metric(name)
-    except ValueError as error:
+    except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--metric") from None
     return name
 

@@ -48,6 +48,10 @@ COMMANDS = [
     ("souk.cli.synonyms", app),
     ("souk.cli.keywords", app),
     ("souk.cli.schema", app),
+    ("souk.cli.clicks", app),
+    ("souk.cli.bench_rerank", bench_app),
+    ("souk.cli.ner", app),
+    ("souk.cli.intent", app),
 ]
 
 

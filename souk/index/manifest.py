@@ -5,36 +5,16 @@ Written atomically (temp file, fsync, rename) so a crash leaves the previous man
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from souk.files import FILE_MODE, write_json_atomic  # noqa: F401  (re-exported for the index)
 from souk.version import __version__
 from souk.errors import IndexStateError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
-"""Mode of the files souk writes itself (temp files are 0600; an index must be readable by others)."""
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace `path` with `data` as JSON, never leaving a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def new_manifest(schema_dict: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -1,80 +1,322 @@
-"""Cross-encoder: (query, document) pairs -> relevance scores, for re-ranking a short candidate list.
+"""Cross-encoder: (query, title, text) -> one relevance score, a transformer pass over the pair.
 
-`CrossEncoder` is the seam rankers code against: one method, `score(pairs) -> (n,) float32`, higher is
-more relevant. `SequenceClassifier` is the real one: a Hugging Face sequence-classification model
-directory (what a trainer saves with `save_pretrained`, plus its fast tokenizer), found through the model
-registry like any other model. One output logit is the score; two logits score by `logit[1] - logit[0]`.
+Input is `[CLS] query [SEP] title [SEP] text [SEP]` packed by `FieldLimits`: the query is cut to its
+own budget, the title gets its budget next, and the text fills what is left, so a long abstract never
+crowds out the title. A model directory holds the transformers weights (`save_pretrained`), the
+tokenizer files and `manifest.json` (kind `cross-encoder`, base model, limits, how its score combines
+with the previous stage's). Inference runs on torch-fp32 or torch-bf16, whichever is fastest on this
+machine within `TOLERANCE` of fp32 (bf16 is offered only where the CPU has bf16 instructions; the
+choice is measured once per model and machine and cached).
 
-Misuse to avoid: scoring thousands of candidates per query (a cross-encoder reads every pair in full;
-give it the top tens from a cheaper stage), or comparing scores across models.
+Misuse: scoring pairs packed with other limits than the model was trained with (read them from the
+manifest, which `CrossEncoder` does), or comparing raw scores across queries (they are per-query logits).
 """
 from __future__ import annotations
 
-import inspect
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from souk.errors import ModelError
-from souk.models.backends import quiet_transformers
-from souk.models.registry import ModelCard, model_card
+from souk.models.backends import BACKENDS, quiet_transformers
+from souk.models.machine import detect_machine
+from souk.models.registry import cache_dir
+from souk.models.store import read_model_manifest
+
+KIND = "cross-encoder"
+PATHS = ("torch-fp32", "torch-bf16")  # int8 ONNX is not offered: it already costs nDCG on the bi-encoder
+# Scores on a path vs fp32 on the probe: near-lossless means the order of candidates barely moves. bf16
+# weights gave correlation 0.9998 on a fitted MiniLM cross-encoder and moved SciFact dev nDCG@10 of the
+# top 20 by 0.002 (`souk bench rerank`).
+TOLERANCE = {"corr_min": 0.9995}
+CHOICE_FORMAT = 2  # bump when the measurement changes: cached choices are keyed by it
+ROUNDS = 3
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
 
-@runtime_checkable
-class CrossEncoder(Protocol):
-    """(query, document) pairs -> (len(pairs),) float32 scores in input order; higher is more relevant."""
+@dataclass(frozen=True)
+class FieldLimits:
+    """Token budgets: the whole pair (special tokens included), the query, and the title.
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray: ...
+    The defaults fit a search's latency budget: 20 pairs of 96 tokens score in about 110 ms on 2 cores
+    in bf16 (128 tokens took 270 ms of CPU per query on one core); a long text gives way first."""
+
+    max_length: int = 96
+    query: int = 24
+    title: int = 32
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.max_length <= 512:
+            raise ModelError(f"max_length must be in 16..512, got {self.max_length}")
+        if self.query < 1 or self.title < 0 or self.query + 4 >= self.max_length:
+            raise ModelError(f"query ({self.query}) and title ({self.title}) budgets must leave room in max_length {self.max_length}")
 
 
-class SequenceClassifier:
-    """A transformer sequence classifier scoring pairs in fp32, in length-sorted batches."""
+class PairPacker:
+    """Tokenizes queries and documents once (no special tokens) and packs them into model inputs."""
 
-    def __init__(self, card: ModelCard, max_length: int = 256, batch_size: int = 16):
-        import torch
+    def __init__(self, tokenizer_file: Path, limits: FieldLimits):
         from tokenizers import Tokenizer
-        from transformers import AutoModelForSequenceClassification
 
-        if card.kind != "cross-encoder":
-            raise ModelError(f"{card.name} is a {card.kind}, not a cross-encoder (a sequence-classification model)")
-        quiet_transformers()
-        self.card = card
-        self.batch_size = batch_size
-        self._net = AutoModelForSequenceClassification.from_pretrained(str(card.path), dtype=torch.float32).eval()
-        labels = self._net.config.num_labels
-        if labels not in (1, 2):
-            raise ModelError(f"{card.path}: {labels} output labels; a cross-encoder has 1 (a score) or 2 (no/yes)")
-        self._types = "token_type_ids" in inspect.signature(self._net.forward).parameters
-        self._tok = Tokenizer.from_file(str(card.path / "tokenizer.json"))
-        self._tok.no_padding()
-        self._tok.enable_truncation(max_length, strategy="longest_first")
+        self.tok = Tokenizer.from_file(str(tokenizer_file))
+        self.tok.no_padding()
+        self.tok.no_truncation()
+        self.limits = limits
+        self.cls, self.sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
+        if self.cls is None or self.sep is None:
+            raise ModelError(f"{tokenizer_file}: the tokenizer has no [CLS]/[SEP] tokens (a BERT WordPiece tokenizer is expected)")
+        self.pad = self.tok.token_to_id("[PAD]") or 0
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        import torch
+    def tokens(self, texts: Sequence[str], cap: int) -> list[list[int]]:
+        """Token ids of each text (no special tokens), cut at `cap`."""
+        if not texts:
+            return []
+        return [e.ids[:cap] for e in self.tok.encode_batch([str(t or "") for t in texts], add_special_tokens=False)]
 
-        out = np.zeros(len(pairs), dtype=np.float32)
-        if not len(pairs):
-            return out
-        encs = self._tok.encode_batch([(str(q), str(d)) for q, d in pairs])
-        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+    def doc_tokens(self, docs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        """(title ids, text ids) of each (title, text), each cut at what a pair could ever hold."""
+        cap = self.limits.max_length
+        titles = self.tokens([d[0] for d in docs], min(cap, self.limits.title))
+        texts = self.tokens([d[1] for d in docs], cap)
+        return list(zip(titles, texts))
+
+    def pack(self, query: list[int], doc: tuple[list[int], list[int]]) -> Pair:
+        """`[CLS] q [SEP] title [SEP] text [SEP]` (no title: `[CLS] q [SEP] text [SEP]`) within the limits."""
+        lim = self.limits
+        q = query[:lim.query]
+        title, text = doc
+        room = lim.max_length - len(q) - 3 - (1 if title else 0)
+        t = title[:min(lim.title, room)]
+        x = text[:max(room - len(t), 0)]
+        second = t + [self.sep] + x if t else x
+        ids = [self.cls, *q, self.sep, *second, self.sep]
+        return ids, [0] * (len(q) + 2) + [1] * (len(second) + 1)
+
+    def batches(self, pairs: Sequence[Pair], batch_size: int):
+        """(rows, ids, types, mask) numpy batches over length-sorted pairs (less padding)."""
+        lengths = np.fromiter((len(p[0]) for p in pairs), dtype=np.int64, count=len(pairs))
         order = np.argsort(-lengths, kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
             width = int(lengths[rows].max())
-            ids, types, mask = (np.zeros((len(rows), width), dtype=np.int64) for _ in range(3))
+            ids = np.full((len(rows), width), self.pad, dtype=np.int64)
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
             for j, r in enumerate(rows):
                 n = lengths[r]
-                ids[j, :n], types[j, :n], mask[j, :n] = encs[r].ids, encs[r].type_ids, 1
-            inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-            if self._types:
-                inputs["token_type_ids"] = torch.from_numpy(types)
-            with torch.inference_mode():
-                logits = self._net(**inputs).logits.float().numpy()
-            out[rows] = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+                ids[j, :n], types[j, :n], mask[j, :n] = pairs[r][0], pairs[r][1], 1
+            yield rows, ids, types, mask
+
+
+@dataclass(frozen=True)
+class Combination:
+    """How the cross score meets the previous stage's score: per query, both are min-max scaled over
+    the candidates and mixed as `weight * cross + (1 - weight) * prior` (weight 1: the cross score alone)."""
+
+    weight: float = 1.0
+
+    def apply(self, cross: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        if self.weight >= 1.0 or not len(cross):
+            return np.asarray(cross, dtype=np.float32)
+        return (self.weight * minmax(cross) + (1.0 - self.weight) * minmax(prior)).astype(np.float32)
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Scale to 0..1 over the list (a constant list becomes all zeros; NaN counts as the minimum)."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=np.nanmin(x) if np.isfinite(x).any() else 0.0)
+    span = x.max() - x.min() if len(x) else 0.0
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+
+def logits(net, ids, types, mask):
+    """The model's first logit per pair (float32 tensor); works with torch tensors on any device."""
+    return net(input_ids=ids, token_type_ids=types, attention_mask=mask).logits[:, 0].float()
+
+
+def new_model(base_dir: Path, seed: int):
+    """A sequence-classification model (one output) from the encoder weights in `base_dir`; the head is new,
+    initialized from `seed`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    quiet_transformers()
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_pretrained(str(base_dir), num_labels=1)
+
+
+def save_model(net, folder: Path, tokenizer_dir: Path) -> None:
+    """Weights (safetensors) and the tokenizer files beside them; the manifest is the fitter's to write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    net.save_pretrained(str(folder))
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).is_file() and Path(tokenizer_dir).resolve() != folder.resolve():
+            shutil.copyfile(tokenizer_dir / name, folder / name)
+
+
+def limits_of(manifest: dict[str, Any]) -> FieldLimits:
+    return FieldLimits(**manifest.get("limits", {}))
+
+
+class CrossEncoder:
+    """A fitted cross-encoder directory, loaded for scoring on one path (`backend`)."""
+
+    def __init__(self, path: str | Path, backend: str = "auto", batch_size: int = 32, max_length: int | None = None):
+        self.path = Path(path)
+        self.manifest = read_model_manifest(self.path, KIND)
+        limits = limits_of(self.manifest)
+        if max_length is not None:
+            limits = FieldLimits(max_length, min(limits.query, max_length - 8), limits.title)
+        self.packer = PairPacker(self.path / "tokenizer.json", limits)
+        self.combination = Combination(**self.manifest.get("combination", {}))
+        self.batch_size = batch_size
+        self.backend = choose_path(self.path, self.packer)["backend"] if backend == "auto" else backend
+        if self.backend not in PATHS:
+            raise ModelError(f"unknown cross-encoder backend {self.backend!r}; known: auto, {', '.join(PATHS)}")
+        self._forward = _load(self.path, self.backend)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The document fields the model was trained on: {"title": name or None, "text": [names]}."""
+        return self.manifest.get("fields", {"title": "title", "text": ["text"]})
+
+    def score_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """One score per packed pair (float32)."""
+        out = np.zeros(len(pairs), dtype=np.float32)
+        for rows, ids, types, mask in self.packer.batches(pairs, self.batch_size):
+            out[rows] = self._forward(ids, types, mask)
         return out
 
+    def score(self, query: str, docs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Scores of (title, text) documents for one query."""
+        q = self.packer.tokens([query], self.packer.limits.query)[0]
+        return self.score_pairs([self.packer.pack(q, d) for d in self.packer.doc_tokens(docs)])
 
-def load_cross_encoder(model: str | Path, max_length: int = 256, batch_size: int = 16) -> SequenceClassifier:
-    """The cross-encoder of a registered name or a model directory (`ModelError` if it is not one)."""
-    return SequenceClassifier(model_card(model), max_length=max_length, batch_size=batch_size)
+
+def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The scoring function of one path; sets torch's threads by `torch_threads` (process-wide)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.set_num_threads(torch_threads())
+    quiet_transformers()
+    dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
+    try:
+        net = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype).eval()
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: cannot load the cross-encoder weights ({e})") from e
+
+    def forward(ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return logits(net, torch.from_numpy(ids), torch.from_numpy(types), torch.from_numpy(mask)).numpy()
+
+    return forward
+
+
+def torch_threads() -> int:
+    """Threads for torch work: the cores this process may use, or half of them while other processes
+    already keep them busy (OpenMP threads spinning against other work cost more than they give: a
+    2-core machine under load ran training steps 2.5x and bf16 scoring 2x slower with 2 threads than 1);
+    `SOUK_TORCH_THREADS` overrides."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > cores + 0.5
+    return max(1, int(os.environ.get("SOUK_TORCH_THREADS", cores // 2 if busy else cores)))
+
+
+def offered_paths() -> dict[str, str | None]:
+    """Each path and why this machine should not use it (None: offered), by the encoder's own checks."""
+    m = detect_machine()
+    return {name: BACKENDS[name].missing(m) for name in PATHS}
+
+
+def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[str, Any]:
+    """Measure each offered path on a probe of packed pairs (pairs/s, agreement with fp32) and keep the
+    fastest within `TOLERANCE`; cached per model directory (published ones never change) and machine.
+    The paths are timed in turns, best of `ROUNDS`, so load from other processes falls on each alike."""
+    manifest = read_model_manifest(path, KIND)
+    m = detect_machine()
+    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), m.signature(), packer.limits.max_length,
+                                   CHOICE_FORMAT]).encode()).hexdigest()[:16]
+    file = cache_dir() / "models" / f"cross-choice-{key}.json"
+    if file.exists() and not refresh:
+        return _verdict(json.loads(file.read_text())["paths"])
+    probe = _probe_pairs(packer)
+    report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items() if why}
+    forwards = {name: _load(path, name) for name in PATHS if name not in report}
+    scores = {}
+    for name, forward in forwards.items():  # also the warm-up
+        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, probe, 16)])
+    best = {name: 0.0 for name in forwards}
+    for _ in range(ROUNDS):
+        for name, forward in forwards.items():
+            t0 = time.perf_counter()
+            for ids, types, mask in _chunks(packer, probe, 16):
+                forward(ids, types, mask)
+            best[name] = max(best[name], len(probe) / (time.perf_counter() - t0))
+    ref = scores["torch-fp32"]
+    for name in forwards:
+        s = scores[name]
+        corr = float(np.corrcoef(s, ref)[0, 1]) if np.std(ref) > 0 and np.std(s) > 0 else 1.0
+        report[name] = {"pairs_per_s": round(best[name], 1), "corr": corr,
+                        "max_abs_over_std": float(np.abs(s - ref).max() / max(float(np.std(ref)), 1e-6))}
+    result = _verdict(report)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, file)
+    return result
+
+
+def _verdict(report: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    ok = {n: r for n, r in report.items() if "pairs_per_s" in r and r["corr"] >= TOLERANCE["corr_min"]}
+    best = max(ok, key=lambda n: ok[n]["pairs_per_s"]) if ok else "torch-fp32"
+    return {"backend": best, "tolerance": TOLERANCE, "paths": report}
+
+
+def _probe_pairs(packer: PairPacker, n: int = 48) -> list[Pair]:
+    """Deterministic pseudo-text pairs of realistic lengths from the tokenizer's own vocabulary."""
+    rng = np.random.default_rng(0)
+    vocab = packer.tok.get_vocab_size()
+    lo = min(1000, vocab // 2)  # past the special and rare tokens at the start of a BERT vocabulary
+    out = []
+    for i in range(n):
+        q = rng.integers(lo, vocab, size=int(rng.integers(4, 20))).tolist()
+        doc = (rng.integers(lo, vocab, size=12).tolist(), rng.integers(lo, vocab, size=int(rng.integers(20, 300))).tolist())
+        out.append(packer.pack(q, doc))
+    return out
+
+
+def _chunks(packer: PairPacker, pairs: Sequence[Pair], size: int):
+    for _, ids, types, mask in packer.batches(pairs, size):
+        yield ids, types, mask
+
+
+class TokenCache:
+    """Packed-ready document tokens by id, least recently used dropped beyond `capacity`."""
+
+    def __init__(self, capacity: int = 50_000):
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[list[int], list[int]]] = OrderedDict()
+
+    def get_many(self, ids: Sequence[str], load: Callable[[list[str]], list[tuple[list[int], list[int]]]]) -> list[tuple[list[int], list[int]]]:
+        """Tokens of `ids`, calling `load(missing ids)` once for those not cached."""
+        missing = [i for i in dict.fromkeys(ids) if i not in self._items]
+        if missing:
+            for doc_id, toks in zip(missing, load(missing)):
+                self._items[doc_id] = toks
+        out = []
+        for doc_id in ids:
+            self._items.move_to_end(doc_id)
+            out.append(self._items[doc_id])
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return out
+

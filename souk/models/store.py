@@ -18,26 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from souk.errors import ModelError
+from souk.files import write_json_atomic
 
 MODELS_DIR = "models"
 ACTIVE = "active.json"
 MANIFEST = "manifest.json"
 _VERSION = re.compile(r"^(?P<stage>[a-z][a-z0-9_]*)-(?P<n>\d+)$")
 _TMP_PREFIX = ".tmp-"
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file beside `path`, fsync, then rename over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_model_manifest(path: Path, kind: str | None = None) -> dict[str, Any]:

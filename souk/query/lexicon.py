@@ -177,7 +177,7 @@ def load_lexicon(searcher, cache: bool = True, progress: bool = False) -> Lexico
 
     A read-only index directory only loses the cache, never the lexicon.
     """
-    from souk.index.manifest import write_json_atomic
+    from souk.files import write_json_atomic
 
     path = lexicon_path(searcher.path, searcher.commit_id)
     if cache and path.is_file():

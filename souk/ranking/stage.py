@@ -85,3 +85,5 @@ def load_builtin_stages() -> None:
     """Import the modules that register souk's own stages."""
     import souk.ranking.interact  # noqa: F401  (registers interact)
     import souk.ranking.recall  # noqa: F401
+    import souk.ranking.ltr  # noqa: F401  (ltr, and clicks through it)
+    import souk.ranking.rerank  # noqa: F401

@@ -4,13 +4,11 @@ from __future__ import annotations
 import weakref
 from typing import Any, Sequence
 
-import numpy as np
-
 from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
 from souk.models.registry import text_coverage
 from souk.query.plan import QueryPlan
-from souk.retrieval.base import register_retriever
+from souk.retrieval.base import nearest, register_retriever
 from souk.types import Ranking
 
 _OPEN: "weakref.WeakKeyDictionary[object, dict[str, VectorSet]]" = weakref.WeakKeyDictionary()
@@ -43,22 +41,8 @@ class DenseRetriever:
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """One Ranking per plan; queries are encoded in one batch (plans with empty text find nothing)."""
-        out: list[Ranking] = [Ranking.empty() for _ in plans]
-        live = [i for i, p in enumerate(plans) if p.text.strip()]
-        if not live or k <= 0:
-            return out
-        vectors = self.vectors.encode_queries([plans[i].text for i in live])
-        by_filters: dict[int, list[int]] = {}
-        for row, i in enumerate(live):
-            by_filters.setdefault(id(plans[i].filters) if plans[i].filters else 0, []).append(row)
-        for rows in by_filters.values():
-            flt = plans[live[rows[0]]].filters
-            allowed = self.searcher.filter_keys(flt) if flt else None
-            keys, scores = self.vectors.search(vectors[rows], k, allowed)
-            for row, row_keys, row_scores in zip(rows, keys, scores):
-                keep = row_keys >= 0
-                out[live[row]] = Ranking(self.searcher.keys_to_ids(row_keys[keep]), np.asarray(row_scores[keep], dtype=np.float32))
-        return out
+        return nearest(self.searcher, plans, k, lambda live: self.vectors.encode_queries([p.text for p in live]),
+                       self.vectors.search)
 
     def coverage(self, plan: QueryPlan) -> float:
         """Share of the query in scripts the encoder was trained on (an English-only model reads no Han)."""

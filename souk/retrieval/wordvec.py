@@ -30,7 +30,7 @@ from souk.models.store import ModelStore, read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.progress import progress_bar
 from souk.query.plan import QueryPlan
-from souk.retrieval.base import register_retriever
+from souk.retrieval.base import nearest, register_retriever
 from souk.types import Ranking
 
 STAGE = "wordvec"
@@ -226,22 +226,8 @@ class WordVecRetriever:
         return self.model.encode([p.text for p in plans])
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
-        out: list[Ranking] = [Ranking.empty() for _ in plans]
-        live = [i for i, p in enumerate(plans) if p.text.strip()]
-        if not live or k <= 0:
-            return out
-        vectors = self.encode([plans[i] for i in live])
-        by_filters: dict[int, list[int]] = {}
-        for row, i in enumerate(live):
-            by_filters.setdefault(id(plans[i].filters) if plans[i].filters else 0, []).append(row)
-        for rows in by_filters.values():
-            flt = plans[live[rows[0]]].filters
-            allowed = self.searcher.filter_keys(flt) if flt else None
-            keys, scores = self.view.index.search(vectors[rows], k, allowed)
-            for row, row_keys, row_scores in zip(rows, keys, scores):
-                keep = (row_keys >= 0) & (row_scores > 0)  # a query with no known feature finds nothing
-                out[live[row]] = Ranking(self.searcher.keys_to_ids(row_keys[keep]), np.asarray(row_scores[keep], np.float32))
-        return out
+        # a query with no known feature finds nothing
+        return nearest(self.searcher, plans, k, self.encode, self.view.index.search, min_score=0.0)
 
     def coverage(self, plan: QueryPlan) -> float:
         """Share of the query's terms (by characters) the model has vectors for."""

@@ -73,6 +73,8 @@ def fitter_names() -> list[str]:
 
 def load_builtin_fitters() -> None:
     """Import the modules that register souk's own fitters."""
+    import souk.training.ltr  # noqa: F401
+    import souk.training.cross  # noqa: F401
     import souk.training.interact  # noqa: F401  (registers interact)
     import souk.training.wordvec  # noqa: F401  (registers wordvec)
 
@@ -145,5 +147,5 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
                     **manifest}
         activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
         path = store.publish(name, workdir, manifest, activate=activate)
-        outcomes.append(FitOutcome(name, path.name, manifest, seconds))
+        outcomes.append(FitOutcome(name, path.name, {**manifest, "active": activate}, seconds))
     return outcomes

@@ -1,41 +1,105 @@
-"""The cross-encoder seam: a sequence-classification directory loaded by path scores pairs."""
+"""Cross-encoder inputs, mixing, caching and model directories (tiny tokenizer; one test loads MiniLM)."""
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
 from souk.errors import ModelError
-from souk.models import CrossEncoder, load_cross_encoder
-from model_fakes import synthetic_texts
+from souk.models.cross_encoder import (PATHS, Combination, CrossEncoder, FieldLimits, PairPacker, TokenCache, choose_path,
+                                       minmax, new_model)
+from tiny_bert import tiny_tokenizer
 
-PAIRS = list(zip(synthetic_texts(12, seed=6, lo=1, hi=4), synthetic_texts(12, seed=7, lo=5, hi=40)))
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 
 
 @pytest.fixture(scope="module")
-def scorer(tiny_cross_encoder):
-    return load_cross_encoder(tiny_cross_encoder)
+def packer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tok")
+    tiny_tokenizer(folder, [" ".join(WORDS)])
+    return PairPacker(folder / "tokenizer.json", FieldLimits(max_length=24, query=4, title=6))
 
 
-def test_scores_match_the_model_run_directly(scorer, tiny_cross_encoder):
-    import torch
-    from transformers import AutoModelForSequenceClassification, BertTokenizerFast
-
-    assert isinstance(scorer, CrossEncoder)
-    scores = scorer.score(PAIRS)
-    assert scores.shape == (len(PAIRS),) and scores.dtype == np.float32
-    tok = BertTokenizerFast.from_pretrained(str(tiny_cross_encoder))
-    net = AutoModelForSequenceClassification.from_pretrained(str(tiny_cross_encoder)).eval()
-    with torch.inference_mode():
-        ref = [net(**tok(q, d, return_tensors="pt", truncation=True, max_length=256)).logits[0, 0].item() for q, d in PAIRS]
-    assert np.allclose(scores, ref, atol=1e-5)
-
-
-def test_order_and_batching_do_not_change_a_pair_score(scorer, tiny_cross_encoder):
-    scores = scorer.score(PAIRS)
-    order = np.random.default_rng(0).permutation(len(PAIRS))
-    assert np.allclose(scorer.score([PAIRS[i] for i in order]), scores[order], atol=1e-5)
-    assert np.allclose(load_cross_encoder(tiny_cross_encoder, batch_size=1).score(PAIRS), scores, atol=1e-5)
-    assert scorer.score([]).shape == (0,)
+def test_the_title_gets_its_budget_before_a_long_text(packer):
+    q = packer.tokens(["alpha beta gamma delta epsilon zeta"], packer.limits.query)[0]
+    [doc] = packer.doc_tokens([("pi rho sigma", " ".join(WORDS * 5))])
+    ids, types = packer.pack(q, doc)
+    assert len(ids) == 24 and len(types) == 24
+    cls, sep = packer.cls, packer.sep
+    assert ids[0] == cls and ids[-1] == sep and ids.count(sep) == 3
+    first, second = ids.index(sep), ids.index(sep, ids.index(sep) + 1)
+    assert first == 1 + 4                                        # the query is cut to its budget
+    assert ids[first + 1:second] == doc[0]                       # the whole title, then the text fills the rest
+    assert types[:first + 1] == [0] * (first + 1) and set(types[first + 1:]) == {1}
 
 
-def test_a_bi_encoder_is_not_a_cross_encoder(tiny_encoder):
-    with pytest.raises(ModelError, match="not a cross-encoder"):
-        load_cross_encoder(tiny_encoder)
+def test_a_document_without_title_or_text_still_packs(packer):
+    q = packer.tokens(["alpha"], 4)[0]
+    ids, _ = packer.pack(q, packer.doc_tokens([("", "beta gamma")])[0])
+    assert ids.count(packer.sep) == 2
+    ids, _ = packer.pack(q, packer.doc_tokens([("", "")])[0])
+    assert ids == [packer.cls, *q, packer.sep, packer.sep]
+
+
+def test_batches_keep_the_input_order_under_length_sorting(packer):
+    q = packer.tokens(["alpha"], 4)[0]
+    pairs = [packer.pack(q, d) for d in packer.doc_tokens([("beta", "gamma " * n) for n in (1, 9, 3, 5)])]
+    seen = {}
+    for rows, ids, types, mask in packer.batches(pairs, 3):
+        for j, r in enumerate(rows):
+            seen[int(r)] = ids[j][mask[j] == 1].tolist()
+    assert [seen[i] for i in range(4)] == [p[0] for p in pairs]
+
+
+def test_limits_are_checked():
+    with pytest.raises(ModelError, match="max_length"):
+        FieldLimits(max_length=8)
+    with pytest.raises(ModelError, match="room"):
+        FieldLimits(max_length=32, query=30)
+
+
+def test_the_mix_scales_each_list_and_weighs_them():
+    cross, prior = np.array([0.0, 10.0, 5.0]), np.array([3.0, 1.0, 2.0])
+    assert np.array_equal(Combination(1.0).apply(cross, prior), cross.astype(np.float32))
+    assert np.argsort(-Combination(0.0).apply(cross, prior)).tolist() == [0, 2, 1]
+    assert np.allclose(Combination(0.5).apply(cross, prior), 0.5 * minmax(cross) + 0.5 * minmax(prior))
+    assert minmax(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
+    assert minmax(np.array([np.nan, 1.0, 3.0])).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_token_cache_loads_missing_ids_once_and_drops_the_oldest():
+    calls = []
+    cache = TokenCache(capacity=2)
+    load = lambda ids: calls.append(list(ids)) or [([len(i)], []) for i in ids]  # noqa: E731
+    assert cache.get_many(["a", "bb", "a"], load) == [([1], []), ([2], []), ([1], [])]
+    cache.get_many(["bb", "ccc"], load)
+    assert calls == [["a", "bb"], ["ccc"]]
+    cache.get_many(["a"], load)
+    assert calls[-1] == ["a"]  # evicted as the least recently used
+
+
+def test_a_model_directory_round_trips_and_the_path_choice_is_cached(tiny_cross, monkeypatch, tmp_path):
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    path = tiny_cross["index"] / "models" / tiny_cross["outcome"].model
+    model = CrossEncoder(path)
+    assert model.backend in PATHS and model.packer.limits.max_length == 64
+    docs = [(f"t{i} {c}", "kit set") for i in range(6) for c in ("red", "blue")]
+    ref = CrossEncoder(path, backend="torch-fp32").score("t3 red", docs)
+    assert np.corrcoef(model.score("t3 red", docs), ref)[0, 1] >= 0.999  # the chosen path keeps the order
+    verdict = choose_path(path, model.packer)
+    assert verdict["paths"]["torch-fp32"]["corr"] == pytest.approx(1.0)
+    assert verdict["backend"] == model.backend and all(r.get("corr", 1) >= 0.9 for r in verdict["paths"].values())
+    assert list(tmp_path.glob("models/cross-choice-*.json"))
+    with pytest.raises(ModelError, match="not a souk model directory"):
+        CrossEncoder(tmp_path)
+
+
+def test_minilm_gets_a_new_one_score_head():
+    from souk.models.registry import model_card
+
+    base = model_card("all-MiniLM-L6-v2").path
+    a, b = new_model(base, 7), new_model(base, 7)
+    assert a.config.num_labels == 1
+    assert np.array_equal(a.classifier.weight.detach().numpy(), b.classifier.weight.detach().numpy())
+    packer = PairPacker(base / "tokenizer.json", FieldLimits())
+    ids, _ = packer.pack(packer.tokens(["does aspirin help?"], 32)[0], packer.doc_tokens([("Aspirin", "word " * 400)])[0])
+    assert len(ids) == FieldLimits().max_length and packer.tok.id_to_token(ids[0]) == "[CLS]"

@@ -46,7 +46,7 @@ def test_exported_names_are_what_was_meant():
     import souk.models
 
     assert set(souk.models.__all__) == {
-        "BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard", "SequenceClassifier",
+        "BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard", "PairScorer", "SequenceClassifier",
         "TransformerEncoder", "choose_backend", "detect_machine", "encode_resumable", "get_encoder", "load_cross_encoder",
         "load_encoder", "model_card", "model_names", "register_model", "text_coverage", "write_model_manifest"}
     assert all(getattr(souk.models, name) is not None for name in souk.models.__all__)

@@ -1,0 +1,37 @@
+"""`souk clicks learn`: learn the index's click model from an impression/click log (continues from its state)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from souk.cli.output import console, emit_json
+
+
+def register(app: typer.Typer) -> None:
+    clicks = typer.Typer(no_args_is_help=True, help="Learn from impression and click logs (online, position-corrected).")
+    app.add_typer(clicks, name="clicks")
+
+    @clicks.command("learn")
+    def learn_cmd(
+        index: Path = typer.Option(..., "--index", help="Index directory (its models/ gets the click model)."),
+        log: Path = typer.Option(..., "--log", help="JSONL impressions: request, query, shown (in order), clicked, purchased, ts."),
+        eta: Optional[float] = typer.Option(None, "--eta", help="Position bias: examination of rank r is r^-eta (default 1; 0 = no correction). Fixed at creation."),
+        floor: Optional[float] = typer.Option(None, "--floor", help="Lowest examination probability (clips the weights; default 0.1)."),
+        alpha: Optional[float] = typer.Option(None, "--alpha", help="FTRL learning rate (default 0.1). Fixed at creation."),
+        l1: Optional[float] = typer.Option(None, "--l1", help="FTRL L1 (default 0.5). Fixed at creation."),
+        l2: Optional[float] = typer.Option(None, "--l2", help="FTRL L2 (default 1). Fixed at creation."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Update the click model with a new log and publish it as the active `clicks` model."""
+        from souk.training.online import learn_log
+
+        result = learn_log(index, log, eta, floor, {"alpha": alpha, "l1": l1, "l2": l2})
+        if as_json:
+            emit_json(result)
+            return
+        start = f"continued from {result['continued_from']}" if result["continued_from"] else "new model"
+        console.print(f"{result['model']} ({start}): {result['impressions']} impressions, {result['clicks']} clicks, "
+                      f"{result['unknown']} unknown ids skipped, log loss {result['logloss']:.4f}, "
+                      f"{result['total_impressions']} impressions learned in all")

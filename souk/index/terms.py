@@ -1,0 +1,277 @@
+"""The term store: each document's analyzed terms per text field, in order, for ranking features.
+
+tantivy answers "which documents hold this term" but not "which terms, where, does this document hold";
+coverage, phrase, span and first-position features need the latter for 100-200 candidates per query.
+The store is a forward index built once per commit from the stored documents (the same analyzers as the
+keyword index), kept in memory as flat int32 term ids with per-document offsets (so a batch of
+candidates is gathered with array ops, never a loop per document), and cached on disk under
+`DIR/cache/terms-<commit>/` (a read-only index keeps it in memory only). It also holds the values of
+number fields marked `feature = true` and each document's keyword values (as stable keys, for click and
+entity features).
+
+A *unit* is what features are computed over: every search field (its sources joined, as indexed), and
+for a field copying several sources (BEIR's `all` = title + text), each source on its own.
+Misuse: building a store per query; `TermStore.open(searcher)` builds once per snapshot and caches.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from souk.analysis.registry import get_analyzer
+from souk.errors import IndexStateError
+from souk.index.keys import doc_key, doc_keys
+from souk.index.store import SOURCE
+
+FORMAT = 2
+KEEP_CACHES = 2
+_OPEN: "weakref.WeakKeyDictionary[object, TermStore]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A text over which features are computed: `sources` (stored fields) analyzed with `analyzer`, joined."""
+
+    name: str
+    analyzer: str
+    sources: tuple[str, ...]
+
+
+def feature_units(schema) -> list[Unit]:
+    """The units of a schema: each search field, plus each source of a field that copies several."""
+    units: list[Unit] = []
+    for name in schema.search_fields:
+        f = schema.fields[name]
+        sources = tuple(s for s in (f.copy_from or [f.name]) if schema.fields[s].stored)
+        if not sources:
+            continue  # nothing stored to rebuild its terms from
+        units.append(Unit(f.name, f.analyzer, sources))
+        if len(sources) > 1:
+            taken = {u.name for u in units} | set(schema.search_fields)
+            for src in sources:
+                units.append(Unit(src if src not in taken else f"{f.name}.{src}", f.analyzer, (src,)))
+    return units
+
+
+@dataclass
+class Ragged:
+    """Per-document lists laid end to end: row r holds `values[offsets[r]:offsets[r + 1]]`."""
+
+    offsets: np.ndarray  # int64, rows + 1
+    values: np.ndarray
+
+    def lengths(self, rows: np.ndarray) -> np.ndarray:
+        """List lengths of `rows` (0 for row -1, an unknown document)."""
+        ok = rows >= 0
+        r = np.where(ok, rows, 0)
+        return np.where(ok, self.offsets[r + 1] - self.offsets[r], 0)
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The lists of `rows` end to end: (values, index into `rows`, position in its list, lengths),
+        all without a loop over rows."""
+        lens = self.lengths(rows)
+        which = np.repeat(np.arange(len(rows)), lens)
+        first = np.cumsum(lens) - lens
+        pos = np.arange(int(lens.sum())) - np.repeat(first, lens)
+        starts = self.offsets[np.where(rows >= 0, rows, 0)]
+        return self.values[np.repeat(starts, lens) + pos], which, pos, lens
+
+    @classmethod
+    def of(cls, lists: list[list[int]], dtype) -> "Ragged":
+        lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        values = np.fromiter((v for lst in lists for v in lst), dtype=dtype, count=int(lens.sum()))
+        return cls(np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), values)
+
+
+@dataclass
+class UnitTerms(Ragged):
+    """One unit of every document: `values` are int32 term ids in document order."""
+
+    unit: Unit = Unit("", "standard", ())
+    df: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # per term id: documents holding it here
+    avg_len: float = 0.0
+
+
+def value_key(field_name: str, value: str) -> int:
+    """A stable 63-bit key of a keyword value (`brand=spigen`): the same across commits and processes."""
+    return doc_key(f"{field_name}={value}")
+
+
+class TermStore:
+    """Analyzed terms, keyword values and feature numbers of every document at one commit."""
+
+    def __init__(self, ids: list[str], vocab: list[str], units: dict[str, UnitTerms], numbers: dict[str, np.ndarray],
+                 keywords: dict[str, Ragged] | None = None, keys: np.ndarray | None = None, commit_id: str = ""):
+        self.ids = ids
+        self.vocab = vocab
+        self.units = units
+        self.numbers = numbers
+        self.keywords = keywords or {}  # field -> value keys (`value_key`) per document
+        self.keys = doc_keys(ids) if keys is None else keys
+        self.commit_id = commit_id
+        self.user_dict: str | None = None  # the schema's [analysis] user_dict, set by `open`
+        self._row = {doc_id: i for i, doc_id in enumerate(ids)}
+        self._term = {t: i for i, t in enumerate(vocab)}
+        self._vocab_array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, ids: Sequence[str]) -> np.ndarray:
+        """Row of each id (-1 for an id this commit does not hold)."""
+        get = self._row.get
+        return np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+
+    def term_ids(self, terms: Sequence[str]) -> np.ndarray:
+        """Term id of each term (-1 for a term no document holds: it matches nothing)."""
+        get = self._term.get
+        return np.fromiter((get(t, -1) for t in terms), dtype=np.int64, count=len(terms))
+
+    def parts(self, name: str) -> list[str]:
+        """The units that, end to end, make unit `name` (each of its sources is a unit of its own), or []
+        when it stands alone."""
+        u = self.units[name].unit
+        if len(u.sources) < 2:
+            return []
+        found = [n for src in u.sources for n, v in self.units.items() if v.unit.sources == (src,) and v.unit.analyzer == u.analyzer]
+        return found if len(found) == len(u.sources) else []
+
+    def analyze(self, text: str, unit: str | None = None) -> list[str]:
+        """A query's terms under `unit`'s analyzer (default: the first unit's), as the store holds them."""
+        u = self.units[unit].unit if unit else next(iter(self.units.values())).unit if self.units else None
+        return get_analyzer(u.analyzer if u else "standard", self.user_dict).terms(text)
+
+    def terms_of(self, ids: np.ndarray) -> list[str]:
+        """The strings of term ids."""
+        if self._vocab_array is None:
+            self._vocab_array = np.asarray(self.vocab, dtype=object)
+        return self._vocab_array[ids].tolist()
+
+    # ---- building and caching ----------------------------------------------------------------
+    @classmethod
+    def build(cls, searcher) -> "TermStore":
+        """Analyze every stored document of the searcher's commit (seconds for ~50k product titles)."""
+        schema = searcher.schema
+        user_dict = schema.analysis.get("user_dict")
+        _, blobs = searcher.stored_bytes(SOURCE)
+        sources = [json.loads(b) if b else {} for b in blobs]
+        ids = [str(s.get(schema.id_field, "")) for s in sources]
+        vocab: dict[str, int] = {}
+        analyzed: dict[tuple[str, str], list[list[int]]] = {}  # (analyzer, source field) -> term ids per document
+        units = feature_units(schema)
+        for u in units:
+            an = get_analyzer(u.analyzer, user_dict)
+            for src in u.sources:
+                if (u.analyzer, src) not in analyzed:
+                    analyzed[(u.analyzer, src)] = [
+                        [vocab.setdefault(t, len(vocab)) for t in an.terms(v)] if isinstance(v := s.get(src), str) and v else []
+                        for s in sources]
+        built = {}
+        for u in units:
+            parts = [analyzed[(u.analyzer, src)] for src in u.sources]
+            lists = parts[0] if len(parts) == 1 else [[t for p in parts for t in p[r]] for r in range(len(ids))]
+            ragged = Ragged.of(lists, np.int32)
+            lens = np.diff(ragged.offsets)
+            if not lens.sum():
+                continue  # empty everywhere (HomeDepot's `text`): no features from it
+            parent = built.get(next((p.name for p in units if p.sources != u.sources and set(u.sources) < set(p.sources)), ""))
+            if parent is not None and np.array_equal(parent.values, ragged.values) and np.array_equal(parent.offsets, ragged.offsets):
+                continue  # the only non-empty source of its field (HomeDepot's `title` in `all`): a duplicate
+            built[u.name] = UnitTerms(ragged.offsets, ragged.values, u, _doc_freq(ragged.values, lens, len(vocab)),
+                                      float(lens.mean()))
+        keywords = {}
+        for f in schema.of_kind("keyword"):
+            if f.name != schema.id_field and f.stored:
+                lists = [[value_key(f.name, v) for v in ([vals] if isinstance(vals, str) else vals or [])]
+                         for vals in (s.get(f.name) for s in sources)]
+                keywords[f.name] = Ragged.of(lists, np.int64)
+        numbers = {f.name: np.asarray(searcher.numbers(ids, f.name), dtype=np.float64)
+                   for f in schema.of_kind("number") if f.feature} if ids else {}
+        return cls(ids, list(vocab), built, numbers, keywords, commit_id=searcher.commit_id)
+
+    @classmethod
+    def open(cls, searcher) -> "TermStore":
+        """The store of the searcher's commit: in memory, else from the disk cache, else built and cached."""
+        store = _OPEN.get(searcher)
+        if store is not None:
+            return store
+        root = Path(searcher.path) / "cache"
+        final = root / f"terms-{searcher.commit_id}"
+        layout = {"units": [{"name": u.name, "analyzer": u.analyzer, "sources": list(u.sources)}
+                            for u in feature_units(searcher.schema)],
+                  "numbers": [f.name for f in searcher.schema.of_kind("number") if f.feature],
+                  "keywords": [f.name for f in searcher.schema.of_kind("keyword") if f.stored]}
+        if (final / "meta.json").is_file() and not final.is_symlink():
+            try:
+                meta = json.loads((final / "meta.json").read_text())
+                store = cls.load(final) if meta.get("layout") == layout else None
+            except Exception:  # a damaged cache is rebuilt, never trusted
+                store = None
+        if store is None:
+            store = cls.build(searcher)
+            tmp = root / f".tmp-terms-{searcher.commit_id}-{os.getpid()}"
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                store.save(tmp, {"layout": layout})
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+                _prune(root)
+            except OSError:  # a read-only index, or another process cached the same commit first
+                shutil.rmtree(tmp, ignore_errors=True)
+        store.user_dict = searcher.schema.analysis.get("user_dict")
+        _OPEN[searcher] = store
+        return store
+
+    def save(self, folder: Path, extra: dict | None = None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"keys": self.keys}
+        for i, u in enumerate(self.units.values()):
+            arrays.update({f"off{i}": u.offsets, f"tok{i}": u.values, f"df{i}": u.df})
+        for name, values in self.numbers.items():
+            arrays[f"num:{name}"] = values
+        for name, ragged in self.keywords.items():
+            arrays.update({f"kwoff:{name}": ragged.offsets, f"kw:{name}": ragged.values})
+        np.savez(folder / "store.npz", **arrays)
+        (folder / "ids.json").write_text(json.dumps(self.ids, ensure_ascii=False), encoding="utf-8")
+        (folder / "vocab.txt").write_text("\n".join(self.vocab), encoding="utf-8")
+        meta = {"format": FORMAT, "commit_id": self.commit_id, "docs": len(self.ids),
+                "stored_units": [{"name": u.unit.name, "analyzer": u.unit.analyzer, "sources": list(u.unit.sources),
+                                  "avg_len": u.avg_len} for u in self.units.values()], **(extra or {})}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> "TermStore":
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise IndexStateError(f"{folder}: term store format {meta.get('format')} is not {FORMAT}")
+        data = np.load(folder / "store.npz")
+        text = (folder / "vocab.txt").read_text(encoding="utf-8")
+        units = {}
+        for i, u in enumerate(meta["stored_units"]):
+            unit = Unit(u["name"], u["analyzer"], tuple(u["sources"]))
+            units[unit.name] = UnitTerms(data[f"off{i}"], data[f"tok{i}"], unit, data[f"df{i}"], float(u["avg_len"]))
+        numbers = {k[4:]: data[k] for k in data.files if k.startswith("num:")}
+        keywords = {k[3:]: Ragged(data[f"kwoff:{k[3:]}"], data[k]) for k in data.files if k.startswith("kw:")}
+        ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        return cls(ids, text.split("\n") if text else [], units, numbers, keywords, data["keys"], meta.get("commit_id", ""))
+
+
+def _doc_freq(tokens: np.ndarray, lens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Documents holding each term (a term repeated in one document counts once)."""
+    doc = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+    pairs = np.unique(doc * vocab_size + tokens.astype(np.int64))
+    return np.bincount((pairs % vocab_size).astype(np.int64), minlength=vocab_size).astype(np.int32)
+
+
+def _prune(root: Path) -> None:
+    dirs = sorted((p for p in root.glob("terms-*") if p.is_dir() and not p.is_symlink()),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in dirs[KEEP_CACHES:]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,91 @@
+"""The `ltr` stage: gradient-boosted trees (LightGBM lambdarank) over `souk.ranking.features`.
+
+It scores the candidates the pipeline hands it (by default the top 100 of hybrid recall) with the index's
+active `ltr` model (`DIR/models/ltr-<n>/`: `model.txt` and a manifest naming the features it was trained
+with), fitted by `souk fit --stages ltr` (`souk.training.ltr`). Options: `model` pins a model directory
+(e.g. "ltr-2"). Without a fitted model the stage is unavailable (the `full` pipeline then skips it).
+Misuse: scoring with a model whose features differ from what this index computes; `LtrModel` refuses.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from souk.errors import ModelError
+from souk.models.store import ModelStore, read_model_manifest
+from souk.query.plan import QueryPlan
+from souk.ranking.clicks import active_click_model
+from souk.ranking.features import FeatureEnv, FeatureSet
+from souk.ranking.stage import StageContext, StageUnavailable, check_options, register_stage
+from souk.types import Ranking
+
+KIND = "ltr-lightgbm"
+MODEL_FILE = "model.txt"
+
+
+class LtrModel:
+    """A fitted booster with the feature set it was trained on, checked against this snapshot."""
+
+    def __init__(self, path: Path, searcher: Any):
+        import lightgbm as lgb
+
+        self.path = Path(path)
+        self.manifest = read_model_manifest(self.path, kind=KIND)
+        spec = self.manifest.get("features") or {}
+        models = {}
+        if "clicks" in (spec.get("groups") or {}):
+            clicks = active_click_model(searcher.path)
+            if clicks is None:
+                raise StageUnavailable(f"{self.path.name} uses feature `clicks` but this index has no click model; "
+                                       "learn one with souk clicks learn, or refit ltr without it")
+            models["clicks"] = clicks
+        self.features = FeatureSet(FeatureEnv.open(searcher, models), list(spec.get("groups") or {}))
+        self.features.check(spec, model=f"model {self.path.name}")
+        try:
+            self.booster = lgb.Booster(model_file=str(self.path / MODEL_FILE))
+        except lgb.basic.LightGBMError as e:
+            raise ModelError(f"{self.path / MODEL_FILE}: unreadable LightGBM model ({e})") from e
+        if self.booster.num_feature() != len(self.features.columns):
+            raise ModelError(f"{self.path / MODEL_FILE} takes {self.booster.num_feature()} features, its manifest "
+                             f"names {len(self.features.columns)}: the model directory is inconsistent; refit it")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if not len(X):
+            return np.zeros(0)
+        return self.booster.predict(X, num_threads=1)
+
+    def scores(self, plan: QueryPlan, candidates: Ranking) -> np.ndarray:
+        return self.predict(self.features.matrix(plan, candidates))
+
+
+class LtrStage:
+    name = "ltr"
+
+    def __init__(self, model: LtrModel):
+        self.model = model
+
+    def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking:
+        return candidates.take(slice(None), self.model.scores(plan, candidates))
+
+
+def model_dir(index_path: Path, pinned: str | None = None) -> Path:
+    """The pinned model directory, or the index's active `ltr` model; StageUnavailable when none was fitted."""
+    store = ModelStore(index_path)
+    if pinned:
+        path = store.root / pinned
+        if not (path / "manifest.json").is_file():
+            known = ", ".join(m["name"] for m in store.list() if m.get("stage") == "ltr") or "none"
+            raise ModelError(f"model: no ltr model {pinned!r} in {store.root}; ltr models: {known}")
+        return path
+    path = store.active("ltr")
+    if path is None:
+        raise StageUnavailable("no fitted ltr model for this index; run souk fit --index DIR --train BEIR_DIR --stages ltr")
+    return path
+
+
+@register_stage("ltr")
+def _ltr(context: StageContext, options: dict[str, Any]) -> LtrStage:
+    check_options("ltr", options, {"model": str})
+    return LtrStage(LtrModel(model_dir(context.index_path, options.get("model")), context.searcher))

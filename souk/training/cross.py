@@ -1,0 +1,274 @@
+"""Fitter `cross`: a cross-encoder reranker from the bundled MiniLM weights, mixed with the recall score.
+
+Schedule: weak groups from the corpus first (a title or sentence of a document as its pseudo-query,
+negatives from BM25), then judged groups (each judged positive with lower-graded or unjudged recall
+candidates as hard negatives), listwise softmax loss by default. Early stopping reranks the dev
+queries' top `RERANK_DEPTH` candidates (the previous stages of `full`) and measures nDCG@10 of the
+cross score alone. A part of TRAIN is held out from training: the weight that mixes the cross score
+with the previous stage's (`Combination`) is chosen there, never on dev. On a small judged set the
+cross score alone falls below hybrid recall; the mix keeps what recall knows.
+Misuse: reading dev numbers from the manifest as test numbers (dev chose the checkpoint).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from souk.errors import ConfigError, ModelError
+from souk.evaluation.datasets import Dataset
+from souk.evaluation.metrics import score_run
+from souk.models.cross_encoder import KIND, Combination, FieldLimits, PairPacker, logits, new_model, save_model
+from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
+from souk.training.fit import FitJob, register_fitter
+from souk.training.losses import LOSSES
+from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
+
+RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
+NEGATIVE_DEPTH = 30    # hard negatives come from this deep in recall
+WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
+DEFAULTS: dict[str, Any] = {
+    "base": None,            # model directory to start from (default: the bundled all-MiniLM-L6-v2)
+    "loss": "listwise",
+    "negatives": 3,          # per positive
+    "groups_per_batch": 8,
+    "lr": 4e-5,
+    "epochs": 3,
+    "weak_groups": 3000,     # pseudo-query groups from the corpus (0: none)
+    "weak_share": 0.3,       # at most this share of the training time on them
+    "eval_every": 200,       # steps between dev evaluations ...
+    "evals": 4,              # ... or this many evaluations spread over the training time, whichever is sooner
+    "eval_start": False,     # also score the untrained model (costs one evaluation of the budget)
+    "patience": 3,
+    "held_out": 0.2,         # share of TRAIN queries (at most `held_out_max`) kept for choosing the mix
+    "held_out_max": 200,
+    "dev_max": 60,           # dev queries for early stopping (a seeded sample beyond this)
+    "max_length": FieldLimits.max_length, "query_length": FieldLimits.query, "title_length": FieldLimits.title,
+    "batch_size": 32,        # scoring batch
+}
+
+
+def prior_pipeline(searcher: Any):
+    """The stages `full` runs before the cross stage (hybrid recall, the learned ranker when fitted;
+    optional stages no module registers are left out)."""
+    from souk.ranking.pipeline import build_pipeline, stage_specs
+    from souk.ranking.stage import stage_names
+
+    known = set(stage_names())
+    specs = [s for s in stage_specs("full", searcher.schema.pipelines)
+             if s["stage"] != "cross" and (s["stage"] in known or not s.get("optional"))]
+    return build_pipeline("cross-prior", searcher, {"stages": specs})
+
+
+def candidates(pipeline: Any, queries: dict[str, str], depth: int, progress: bool = False) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Top `depth` ids and scores of the pipeline for each query, in batches."""
+    out: dict[str, tuple[list[str], np.ndarray]] = {}
+    qids = list(queries)
+    from souk.progress import progress_bar
+
+    with progress_bar("recall for training", len(qids), enabled=progress) as advance:
+        for start in range(0, len(qids), 64):
+            part = qids[start:start + 64]
+            runs = pipeline.run_many([pipeline.plan(queries[q]) for q in part], depth)
+            for qid, run in zip(part, runs):
+                head = run.ranking.top(depth)
+                out[qid] = (head.ids, np.asarray(head.scores, dtype=np.float32))
+            advance(len(part))
+    return out
+
+
+def subset(data: Dataset, qids: Sequence[str], split: str) -> Dataset:
+    return Dataset({q: data.queries[q] for q in qids}, {q: data.qrels[q] for q in qids}, 0, data.name, split)
+
+
+def split_train(data: Dataset, share: float, cap: int, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
+    """(train, held out): a seeded share of the queries, at most `cap`, held out for choosing the mix."""
+    qids = sorted(data.qrels)
+    n = min(cap, int(round(len(qids) * share)))
+    if n < 1 or n >= len(qids):
+        raise ConfigError(f"training split {data.split!r} has {len(qids)} judged queries; too few to hold some out")
+    held = set(rng.choice(qids, size=n, replace=False).tolist())
+    return (subset(data, [q for q in qids if q not in held], data.split),
+            subset(data, [q for q in qids if q in held], f"{data.split} (held out)"))
+
+
+def sample(data: Dataset, cap: int, rng: np.random.Generator) -> Dataset:
+    qids = sorted(data.qrels)
+    if len(qids) <= cap:
+        return data
+    return subset(data, sorted(rng.choice(qids, size=cap, replace=False).tolist()), data.split)
+
+
+class Scorer:
+    """Scores (query, candidate) lists with the model being trained; document tokens kept once."""
+
+    def __init__(self, net: Any, packer: PairPacker, texts: DocTexts, device: str, batch_size: int):
+        self.net, self.packer, self.texts, self.device, self.batch_size = net, packer, texts, device, batch_size
+        self._docs: dict[str, tuple[list[int], list[int]]] = {}
+
+    def doc_tokens(self, ids: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self._docs]
+        if missing:
+            self._docs.update(zip(missing, self.packer.doc_tokens(self.texts.get(missing))))
+        return [self._docs[i] for i in ids]
+
+    def score(self, queries: dict[str, str], lists: dict[str, list[str]]) -> dict[str, np.ndarray]:
+        import torch
+
+        pairs, owners = [], []
+        for qid, ids in lists.items():
+            q = self.packer.tokens([queries[qid]], self.packer.limits.query)[0]
+            pairs.extend(self.packer.pack(q, d) for d in self.doc_tokens(ids))
+            owners.extend([qid] * len(ids))
+        flat = np.zeros(len(pairs), dtype=np.float32)
+        dtype = autocast_dtype(self.device)
+        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            for rows, ids, types, mask in self.packer.batches(pairs, self.batch_size):
+                t = [torch.from_numpy(a).to(self.device) for a in (ids, types, mask)]
+                flat[rows] = logits(self.net, *t).cpu().numpy()
+        out, pos = {}, 0
+        for qid, ids in lists.items():
+            out[qid] = flat[pos:pos + len(ids)]
+            pos += len(ids)
+        return out
+
+
+def ndcg10(data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], scores: dict[str, np.ndarray]) -> float:
+    """nDCG@10 of every query's head ordered by `scores` (queries with no candidates score 0)."""
+    run = {qid: list(zip(heads[qid][0], scores[qid].astype(np.float64).tolist())) for qid in data.qrels if qid in heads}
+    return float(score_run(run, data.qrels, ["ndcg@10"]).means()["ndcg@10"])
+
+
+def choose_weight(data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], cross: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+    """The mixing weight with the best nDCG@10 on `data` (the smallest on ties) and the score of each."""
+    table = {}
+    for w in WEIGHTS:
+        c = Combination(float(w))
+        table[f"{w:.2f}"] = ndcg10(data, heads, {q: c.apply(cross[q], heads[q][1]) for q in cross})
+    best = max(table.values())
+    return next(float(w) for w in table if table[w] == best), table
+
+
+def batches_of(groups: Sequence[Group], per_batch: int):
+    for start in range(0, len(groups) - per_batch + 1, per_batch):
+        yield groups[start:start + per_batch]
+
+
+@register_fitter("cross", order=70)
+def fit_cross(job: FitJob) -> dict[str, Any]:
+    """Train, choose the mix on held-out TRAIN queries, save into `job.workdir`, return the manifest."""
+    import torch
+
+    from souk.index import Index
+    from souk.models.registry import model_card
+
+    t0 = time.monotonic()
+    opts = {**DEFAULTS, **job.options}
+    unknown = set(job.options) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"cross: unknown option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(DEFAULTS))}")
+    if opts["loss"] not in LOSSES:
+        raise ConfigError(f"cross.loss: expected one of {', '.join(LOSSES)}, got {opts['loss']!r}")
+    threads = set_threads()
+    rng = np.random.default_rng(job.seed)
+    searcher = Index.open(job.index_path).searcher()
+    base = Path(opts["base"]) if opts["base"] else model_card("all-MiniLM-L6-v2").path
+    if not (base / "tokenizer.json").is_file():
+        raise ModelError(f"{base}: no tokenizer.json; the base must be a BERT-style model directory")
+    limits = FieldLimits(opts["max_length"], opts["query_length"], opts["title_length"])
+    packer = PairPacker(base / "tokenizer.json", limits)
+    texts = DocTexts(searcher)
+    train_set, held = split_train(job.train, opts["held_out"], opts["held_out_max"], rng)
+    dev = sample(job.dev, opts["dev_max"], rng) if job.dev is not None else held
+    prior = prior_pipeline(searcher)
+    train_c = candidates(prior, train_set.queries, NEGATIVE_DEPTH, job.progress)
+    held_c = candidates(prior, held.queries, RERANK_DEPTH)
+    dev_c = held_c if dev is held else candidates(prior, dev.queries, RERANK_DEPTH)
+    top = max_grade(job.train, job.dev)
+
+    net = new_model(base, job.seed).to(job.device)
+    scorer = Scorer(net, packer, texts, job.device, opts["batch_size"])
+    loss_fn = LOSSES[opts["loss"]]
+    last: dict[str, Any] = {}
+    best: dict[str, Any] = {}
+
+    def evaluate() -> float:
+        last["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})
+        return ndcg10(dev, dev_c, last["scores"])
+
+    def loss_of(model, groups: list[Group]):
+        pairs, labels = [], []
+        for g in groups:
+            q = packer.tokens([g.query], limits.query)[0]
+            pairs.extend(packer.pack(q, d) for d in packer.doc_tokens(g.docs))
+            labels.append(g.labels)
+        (rows, ids, types, mask), = packer.batches(pairs, len(pairs))
+        flat = torch.empty(len(pairs), device=job.device, dtype=torch.float32)
+        t = [torch.from_numpy(a).to(job.device) for a in (ids, types, mask)]
+        flat[torch.from_numpy(rows).to(job.device)] = logits(model, *t)
+        width = len(groups[0].docs)
+        return loss_fn(flat.view(len(groups), width), torch.tensor(labels, device=job.device))
+
+    per = opts["groups_per_batch"]
+    pool = searcher.ids()
+    phases = []
+    if opts["weak_groups"] > 0:
+        weak = list(weak_groups(searcher, texts, opts["weak_groups"], opts["negatives"], rng,
+                                exclude=set(), depth=NEGATIVE_DEPTH))
+        if len(weak) >= per:
+            share = opts["weak_share"] * max(job.deadline - time.monotonic(), 0)
+            phases.append(Phase("weak", lambda epoch: batches_of(weak, per), len(weak) // per, 1, share, early_stop=False))
+    heads = {q: ids for q, (ids, _) in train_c.items()}
+    epoch_groups = lambda epoch: judged_groups(train_set, heads, texts, opts["negatives"],  # noqa: E731
+                                               np.random.default_rng([job.seed, epoch]), top, pool)
+    n_judged = sum(1 for rel in train_set.qrels.values() for g in rel.values() if g >= 1)
+    phases.append(Phase("judged", lambda epoch: batches_of(epoch_groups(epoch), per), max(n_judged // per, 1), opts["epochs"]))
+    held_pairs = sum(len(ids) for ids, _ in held_c.values())
+    dev_pairs = max(sum(len(ids) for ids, _ in dev_c.values()), 1)
+    spread = max(job.deadline - time.monotonic(), 0) / max(opts["evals"], 1)
+    config = LoopConfig(lr=opts["lr"], eval_every=opts["eval_every"], eval_every_s=spread, patience=opts["patience"], seed=job.seed,
+                        reserve_s=15.0, reserve_evals=0.0 if dev is held else held_pairs / dev_pairs,
+                        eval_at_start=opts["eval_start"])
+    result = train(net, phases, loss_of, evaluate, job.deadline, config, job.device, job.progress,
+                   description="fitting cross-encoder", on_best=lambda: best.update(last))
+
+    if "scores" not in best:  # the budget ended before any evaluation: score dev once now
+        best["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})
+    held_scores = best["scores"] if dev is held else scorer.score(held.queries, {q: ids for q, (ids, _) in held_c.items()})
+    weight, table = choose_weight(held, held_c, held_scores)
+    held_prior = ndcg10(held, held_c, {q: s for q, (_, s) in held_c.items()})
+    mix = Combination(weight)
+    dev_scores = best["scores"]
+    dev_metrics = {
+        "ndcg@10": ndcg10(dev, dev_c, {q: mix.apply(dev_scores[q], dev_c[q][1]) for q in dev_scores}),
+        "prior_ndcg@10": ndcg10(dev, dev_c, {q: s for q, (_, s) in dev_c.items()}),
+        "cross_ndcg@10": ndcg10(dev, dev_c, dev_scores),
+        "untrained_cross_ndcg@10": None if math.isnan(result.baseline) else result.baseline,
+        "queries": len(dev.qrels),
+    }
+    save_model(net, job.workdir, base)
+    plot_curve(result.curve, job.workdir / "curve.png", f"cross-encoder on {job.train.name}")
+    activate = table[f"{weight:.2f}"] > held_prior
+    return {
+        "kind": KIND, "base": str(base) if opts["base"] else "all-MiniLM-L6-v2",
+        "limits": asdict(limits), "fields": texts.fields,
+        "combination": asdict(mix),
+        "held_out": {"queries": len(held.qrels), "prior_ndcg@10": held_prior, "by_weight": table, "weight": weight},
+        "dev": {k: round(v, 4) if isinstance(v, float) else v for k, v in dev_metrics.items()},
+        "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)} | {"threads": threads, "depth": RERANK_DEPTH,
+                                                                           "autocast": str(autocast_dtype(job.device))},
+        "training": {"steps": result.steps, "best_step": result.best_step, "train_queries": len(train_set.qrels),
+                     "weak_groups": phases[0].steps_per_epoch * per if phases[0].name == "weak" else 0,
+                     "stopped_early": result.stopped_early, "curve": result.curve},
+        "curve": "curve.png",
+        "stopped_by_budget": result.stopped_by_budget,
+        "activate": activate,
+        "note": (f"mix weight {weight:.2f} chosen on {len(held.qrels)} held-out train queries" if activate else
+                 "published inactive: on held-out train queries no mix beat the previous stage alone"),
+        "fit_seconds": round(time.monotonic() - t0, 1),
+    }
+

@@ -1,0 +1,271 @@
+"""`souk fit --stages ltr`: LightGBM lambdarank over the recall candidates of judged queries.
+
+For every train query the `ltr` pipeline's own query steps and recall (hybrid, or BM25 when the index
+has no vector field) give the candidates the stage will see at serving time (its `depth`, default 100), labelled with
+their qrels grades (unjudged = 0) and described by `souk.ranking.features`. One model is trained on all
+train queries, early-stopped on the dev split's nDCG@10 when one is given (else on a held-out tenth of
+train, chosen by query); then grouped K-fold by query on train, each fold trained to the same number of
+rounds, gives an honest estimate (`cv`). The model directory holds `model.txt`, the manifest (features,
+hyper-parameters, gains, curve, dev and CV nDCG@10 next to recall's), `importance.png` and `curve.png`.
+Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from souk.errors import ConfigError, DatasetError
+from souk.evaluation.datasets import Dataset
+from souk.evaluation.metrics import score_run
+from souk.progress import progress_bar
+from souk.ranking.clicks import active_click_model
+from souk.ranking.features import FeatureEnv, FeatureSet, default_groups
+from souk.ranking.ltr import KIND, MODEL_FILE
+from souk.ranking.pipeline import query_steps_of, stage_specs
+from souk.ranking.recall import RecallStage
+from souk.ranking.stage import StageContext
+from souk.training.fit import FitJob, register_fitter
+from souk.types import Ranking
+
+PARAMS: dict[str, Any] = {
+    "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "num_leaves": 31, "learning_rate": 0.05,
+    "min_data_in_leaf": 50, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
+    "lambdarank_truncation_level": 20, "verbosity": -1, "deterministic": True, "force_row_wise": True,
+    # one thread: on a shared 2-core machine LightGBM's OpenMP threads spin against other processes (100 rounds
+    # on 1,400 rows took 52 s with 2 threads and 2.5 s with 1 under load); option `threads` overrides it
+    "num_threads": 1,
+}
+MAX_ROUNDS = 2000
+PATIENCE = 100
+FOLDS = 5
+BATCH = 256
+
+
+@dataclass
+class Judged:
+    """Candidates of judged queries with their features and labels (rows of all queries stacked)."""
+
+    qids: list[str] = field(default_factory=list)
+    rankings: list[Ranking] = field(default_factory=list)
+    blocks: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    seconds: float = 0.0
+    complete: bool = True
+
+    def subset(self, keep: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, y, group sizes) of the queries at positions `keep` that have a relevant candidate."""
+        keep = [i for i in keep if self.labels[i].max(initial=0) > 0]
+        if not keep:
+            return np.zeros((0, self.blocks[0].shape[1] if self.blocks else 0), np.float32), np.zeros(0), np.zeros(0, np.int64)
+        return (np.concatenate([self.blocks[i] for i in keep]), np.concatenate([self.labels[i] for i in keep]),
+                np.asarray([len(self.labels[i]) for i in keep], dtype=np.int64))
+
+    def ndcg10(self, scores: list[np.ndarray] | None, qrels: dict[str, dict[str, int]], keep: list[int] | None = None) -> float:
+        """Mean nDCG@10 (souk's metrics, every judged query counted) of the candidates ordered by `scores`
+        (None: in recall order): what `souk eval` reports for the pipeline's top 10."""
+        keep = list(range(len(self.qids))) if keep is None else keep
+        run = {}
+        for i in keep:
+            r = self.rankings[i]
+            s = -np.arange(len(r), dtype=np.float64) if scores is None else np.asarray(scores[i], dtype=np.float64)
+            order = np.argsort(-s, kind="stable")
+            run[self.qids[i]] = [(r.ids[j], float(len(order) - rank)) for rank, j in enumerate(order)]
+        return float(score_run(run, {self.qids[i]: qrels[self.qids[i]] for i in keep}, ["ndcg@10"]).means()["ndcg@10"])
+
+
+def recall_for(searcher: Any) -> tuple[Any, RecallStage, int, dict[str, Any]]:
+    """The `ltr` pipeline's planner (its query steps), recall stage and the stage's depth, as serving
+    builds them (`souk.ranking.pipeline.build_pipeline`), so training sees what serving will."""
+    from souk.query.understand import planner_for
+
+    config = searcher.schema.pipelines
+    specs = stage_specs("ltr", config)
+    recall_opts = {k: v for k, v in specs[0].items() if k != "stage"}
+    depth = next((int(s.get("depth", 100)) for s in specs[1:] if s["stage"] == "ltr"), 100)
+    planner = planner_for(searcher, query_steps_of("ltr", config, None, searcher.schema.query.get("steps")))
+    return planner, RecallStage(StageContext(searcher), recall_opts, where="pipelines.ltr.stages[0]"), depth, recall_opts
+
+
+def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
+            progress: bool = True, what: str = "train") -> Judged:
+    """Recall, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`)."""
+    planner, recall, depth, _ = recall_for(searcher)
+    out = Judged()
+    t0 = time.monotonic()
+    qids = list(data.queries)
+    with progress_bar(f"ltr features ({what})", len(qids), enabled=progress) as advance:
+        for start in range(0, len(qids), BATCH):
+            if deadline is not None and time.monotonic() > deadline:
+                out.complete = False
+                break
+            batch = qids[start:start + BATCH]
+            plans = [planner.plan(data.queries[q]) for q in batch]
+            for qid, plan, ranking in zip(batch, plans, recall.recall(plans, depth)):
+                head = ranking.with_signal("recall", ranking.scores).top(depth)
+                grades = data.qrels[qid]
+                out.qids.append(qid)
+                out.rankings.append(head)
+                out.blocks.append(features.matrix(plan, head))
+                out.labels.append(np.asarray([max(grades.get(i, 0), 0) for i in head.ids], dtype=np.float64))
+            advance(len(batch))
+    out.seconds = time.monotonic() - t0
+    return out
+
+
+def _train(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], deadline: float | None, names: list[str]):
+    """One booster; with `valid`, the per-round nDCG@10 history of train and valid (the caller picks the best)."""
+    import lightgbm as lgb
+
+    params = dict(params)
+    top = int(max(y.max(initial=0), valid[1].max(initial=0) if valid else 0))
+    params["label_gain"] = [float(2 ** i - 1) for i in range(max(top + 1, 2))]
+    train = lgb.Dataset(X, y, group=g, feature_name=names, free_raw_data=False)
+    sets, labels = [train], ["train"]
+    if valid is not None:
+        sets.append(lgb.Dataset(valid[0], valid[1], group=valid[2], reference=train))
+        labels.append("valid")
+    history: dict[str, Any] = {}
+    callbacks = [lgb.record_evaluation(history)] if valid is not None else []
+    stopped = {"budget": False}
+
+    def budget(env) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            stopped["budget"] = True
+            raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
+
+    callbacks.append(budget)
+    if valid is not None:
+        callbacks.append(lgb.early_stopping(PATIENCE, first_metric_only=True, verbose=False))
+    booster = lgb.train(params, train, num_boost_round=rounds, valid_sets=sets if valid is not None else None,
+                        valid_names=labels if valid is not None else None, callbacks=callbacks)
+    return booster, history, stopped["budget"]
+
+
+def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(order[i::k]) for i in range(k)]
+
+
+@register_fitter("ltr", order=40, share=1.0)
+def fit_ltr(job: FitJob) -> dict[str, Any]:
+    """Fit the LightGBM lambdarank model of the `ltr` stage (see the module docstring)."""
+    from souk.index import Index
+
+    searcher = Index.open(job.index_path).searcher()
+    models = {}
+    clicks = active_click_model(job.index_path)
+    if clicks is not None and job.options.get("clicks", True):
+        models["clicks"] = clicks
+    env = FeatureEnv.open(searcher, models)
+    groups = job.options.get("features") or default_groups(env)
+    if not isinstance(groups, list):
+        raise ConfigError(f"ltr.features: expected a list of feature groups, got {groups!r}")
+    features = FeatureSet(env, groups)
+    names = features.columns
+    planner, recall, depth, recall_opts = recall_for(searcher)
+    seed = job.seed
+    params = {**PARAMS, "seed": seed, "num_threads": int(job.options.get("threads", PARAMS["num_threads"]))}
+    started = time.monotonic()
+    budget = max(job.seconds_left, 1.0)
+    # features for train (at most half the budget) and dev
+    train = collect(searcher, features, job.train, started + budget * 0.5, job.progress, "train")
+    dev = collect(searcher, features, job.dev, None, job.progress, "dev") if job.dev is not None else None
+    positives = [i for i, y in enumerate(train.labels) if y.max(initial=0) > 0]
+    if len(positives) < 10:
+        raise DatasetError(f"only {len(positives)} train queries have a relevant document among the top {depth} "
+                           "candidates; ltr needs judged queries that recall can find (at least 10)")
+    all_train = list(range(len(train.qids)))
+    if dev is not None and any(y.max(initial=0) > 0 for y in dev.labels):
+        fit_idx, valid_set, valid_name = all_train, dev, f"{job.dev.name}/{job.dev.split}"
+        valid_idx = list(range(len(dev.qids)))
+        valid_qrels = job.dev.qrels
+    else:  # a held-out tenth of train, by query
+        held = set(_folds(len(all_train), 10, seed)[0].tolist())
+        fit_idx = [i for i in all_train if i not in held]
+        valid_set, valid_idx, valid_qrels, valid_name = train, sorted(held), job.train.qrels, "held-out tenth of train"
+    X, y, g = train.subset(fit_idx)
+    valid = valid_set.subset(valid_idx)
+    booster, history, by_budget = _train(X, y, g, valid, MAX_ROUNDS, params, job.deadline, names)
+    curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
+    curve_train = list(history.get("train", {}).get("ndcg@10", []))
+    best = int(np.argmax(curve_valid)) + 1 if curve_valid else booster.current_iteration()
+    booster.save_model(str(job.workdir / MODEL_FILE), num_iteration=best)
+
+    def predict(judged: Judged, idx: list[int], model=booster, rounds=best) -> list[np.ndarray]:
+        scores = [np.zeros(0)] * len(judged.qids)
+        for i in idx:
+            scores[i] = model.predict(judged.blocks[i], num_iteration=rounds, num_threads=1) if len(judged.blocks[i]) else np.zeros(0)
+        return scores
+
+    valid_ltr = valid_set.ndcg10(predict(valid_set, valid_idx), valid_qrels, valid_idx)
+    valid_recall = valid_set.ndcg10(None, valid_qrels, valid_idx)
+    # grouped K-fold on train with the same number of rounds: an estimate no early stopping has seen
+    cv_ltr, cv_recall = [], []
+    for fold in _folds(len(all_train), FOLDS, seed):
+        if job.seconds_left < 5:
+            break
+        rest = np.setdiff1d(all_train, fold).tolist()
+        Xf, yf, gf = train.subset(rest)
+        model, _, cut = _train(Xf, yf, gf, None, best, params, job.deadline, names)
+        if cut:
+            break
+        cv_ltr.append(train.ndcg10(predict(train, fold.tolist(), model, best), job.train.qrels, fold.tolist()))
+        cv_recall.append(train.ndcg10(None, job.train.qrels, fold.tolist()))
+    gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
+    gains = dict(sorted(gains.items(), key=lambda kv: -kv[1]))
+    _plot_importance(gains, job.workdir / "importance.png")
+    _plot_curve(curve_train, curve_valid, best, valid_name, job.workdir / "curve.png")
+    dev_metrics = {"ndcg@10": round(valid_ltr, 4), "recall_ndcg@10": round(valid_recall, 4), "on": valid_name,
+                   "queries": len(valid_idx)}
+    return {
+        "kind": KIND,
+        "features": features.spec,
+        "params": {**params, "max_rounds": MAX_ROUNDS, "patience": PATIENCE},
+        "rounds": best,
+        "recall": recall_opts,
+        "depth": depth,
+        "dev": dev_metrics,
+        "cv": {"folds": len(cv_ltr), "ndcg@10": _mean_sd(cv_ltr), "recall_ndcg@10": _mean_sd(cv_recall)},
+        "train": {"queries": len(train.qids), "with_relevant": len(positives), "rows": int(len(y)),
+                  "complete": train.complete, "feature_seconds": round(train.seconds, 1)},
+        "gain": {k: round(v, 3) for k, v in gains.items()},
+        "curve": {"train": [round(v, 4) for v in curve_train], "valid": [round(v, 4) for v in curve_valid]},
+        "stopped_by_budget": by_budget or not train.complete,
+        # a model that loses to its own candidates' order on the early-stopping split stays inactive
+        "activate": valid_ltr >= valid_recall - 0.002,
+    }
+
+
+def _mean_sd(values: list[float]) -> dict[str, float] | None:
+    return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values)), 4)} if values else None
+
+
+def _plot_importance(gains: dict[str, float], path: Path, top: int = 30) -> None:
+    from souk.evaluation.report import _figure, _png
+
+    items = list(gains.items())[:top][::-1]
+    figure = _figure(8.0, 0.25 * len(items) + 1.2)
+    ax = figure.subplots()
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#3b6ea5")
+    ax.set(title="ltr feature importance (total gain)", xlabel="gain")
+    ax.tick_params(axis="y", labelsize=7)
+    path.write_bytes(_png(figure))
+
+
+def _plot_curve(train: list[float], valid: list[float], best: int, valid_name: str, path: Path) -> None:
+    from souk.evaluation.report import _figure, _png
+
+    figure = _figure()
+    ax = figure.subplots()
+    if train:
+        ax.plot(range(1, len(train) + 1), train, label="train (candidates)", color="#3b6ea5")
+    if valid:
+        ax.plot(range(1, len(valid) + 1), valid, label=f"valid: {valid_name}", color="#c0392b")
+    ax.axvline(best, color="#333333", linestyle="--", label=f"kept {best} rounds")
+    ax.set(title="ltr training: LightGBM nDCG@10 over candidates", xlabel="boosting round", ylabel="nDCG@10")
+    ax.legend()
+    path.write_bytes(_png(figure))

@@ -1,0 +1,71 @@
+"""The `cross` stage through the pipeline, `souk search` and `souk eval` on a tiny fitted index."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from souk.cli.main import app
+from souk.errors import ConfigError
+from souk.index import Index
+from souk.models.store import ModelStore
+from souk.ranking.pipeline import build_pipeline
+from souk.ranking.stage import StageUnavailable
+
+runner = CliRunner()
+
+
+def last_json(*args) -> dict:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def active(tiny_cross):
+    ModelStore(tiny_cross["index"]).activate(tiny_cross["outcome"].model)
+    return tiny_cross
+
+
+def test_rerank_rescores_the_head_and_keeps_signals(active):
+    pipe = build_pipeline("rerank", Index.open(active["index"]))
+    run = pipe.run(pipe.plan("t5 green"), 30)
+    assert [s.name for s in run.stages] == ["recall", "cross"]
+    head = run.ranking.top(20)
+    assert set(head.ids) == set(run.stages[0].ranking.top(20).ids)
+    assert {"recall", "bm25", "cross", "cross_model"} <= set(head.signals)
+    assert np.all(np.diff(head.scores) <= 1e-6)
+    assert not np.isnan(head.signal("cross_model")).any()
+
+
+def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
+    found = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "rerank", "--explain", "--json")
+    assert found["hits"] and "cross" in found["timings_ms"]
+    assert "cross" in found["hits"][0]["explain"]
+    result = last_json("eval", "--index", active["index"], "--dataset", active["collection"], "--split", "dev",
+                       "--pipeline", "rerank", "--json")
+    assert result["pipeline"] == "rerank" and result["queries"] == 36 and 0.0 <= result["ndcg@10"] <= 1.0
+    assert result["p50_ms"] > 0
+    full = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "full", "--json")
+    assert "cross" in full["timings_ms"]
+
+
+def test_options_are_checked_and_a_missing_model_is_unavailable(active, tmp_path):
+    index = Index.open(active["index"])
+    with pytest.raises(ConfigError, match="cross.batch_size"):
+        build_pipeline("rerank", index, {"cross": {"batch_size": 0}})
+    with pytest.raises(ConfigError, match="unknown key 'depht'"):
+        build_pipeline("rerank", index, {"cross": {"depht": 5}})
+    with pytest.raises(ConfigError, match="neither a model of this index"):
+        build_pipeline("rerank", index, {"cross": {"model": "cross-99"}})
+    named = build_pipeline("rerank", index, {"cross": {"model": active["outcome"].model, "backend": "torch-fp32"}})
+    assert named.steps[0].stage.model.backend == "torch-fp32"
+    store = ModelStore(active["index"])
+    (store.root / "active.json").write_text("{}")
+    try:
+        with pytest.raises(StageUnavailable, match="souk fit --stages cross"):
+            build_pipeline("rerank", Index.open(active["index"]))
+    finally:
+        store.activate(active["outcome"].model)

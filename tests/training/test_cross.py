@@ -1,0 +1,74 @@
+"""Fitter `cross` on a tiny random BERT: it learns, publishes a loadable model, and an interrupted fit
+leaves the active model alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from souk.models.cross_encoder import CrossEncoder
+from souk.models.store import ModelStore
+from souk.training import losses
+from souk.training.cross import choose_weight, split_train
+from souk.training.fit import fit
+from tiny_bert import FIT_OPTIONS
+
+
+def test_the_fit_learns_beyond_the_untrained_model(tiny_cross):
+    manifest = tiny_cross["outcome"].manifest
+    dev = manifest["dev"]
+    assert dev["cross_ndcg@10"] >= dev["untrained_cross_ndcg@10"] + 0.1, manifest["training"]["curve"]
+    assert manifest["kind"] == "cross-encoder" and manifest["device"] == "cpu"
+    assert manifest["training"]["weak_groups"] > 0 and manifest["training"]["steps"] > 0
+    assert 0.0 <= manifest["combination"]["weight"] <= 1.0
+    assert set(manifest["held_out"]["by_weight"]) >= {"0.00", "1.00"}
+    assert manifest["limits"] == {"max_length": 64, "query": 8, "title": 16}
+
+
+def test_the_published_model_round_trips(tiny_cross):
+    store = ModelStore(tiny_cross["index"])
+    path = store.root / tiny_cross["outcome"].model
+    assert (path / "curve.png").stat().st_size > 0 and (path / "tokenizer.json").is_file()
+    model = CrossEncoder(path, backend="torch-fp32")
+    a = model.score("t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")])
+    b = CrossEncoder(path, backend="torch-fp32", batch_size=1).score("t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")])
+    assert a.shape == (2,) and np.allclose(a, b, atol=1e-5)
+
+
+def test_an_interrupted_fit_leaves_the_active_model(tiny_cross, monkeypatch):
+    store = ModelStore(tiny_cross["index"])
+    store.activate(tiny_cross["outcome"].model)
+    before = sorted(p.name for p in store.root.iterdir())
+
+    def boom(scores, labels=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(losses.LOSSES, "boom", boom)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cross["index"], tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=60, progress=False,
+            options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "weak_groups": 0, "loss": "boom"}})
+    assert store.active("cross").name == tiny_cross["outcome"].model
+    assert sorted(p.name for p in store.root.iterdir()) == before
+
+
+def test_the_mix_weight_is_chosen_on_held_out_train_queries(tiny_cross):
+    from souk.evaluation.datasets import Dataset
+
+    data = Dataset({"q": "x"}, {"q": {"good": 1}})
+    heads = {"q": (["bad", "good"], np.array([2.0, 1.0], dtype=np.float32))}  # the prior has it wrong
+    weight, table = choose_weight(data, heads, {"q": np.array([0.0, 5.0], dtype=np.float32)})
+    assert weight >= 0.5 and table["1.00"] == 1.0 and table["0.00"] < 1.0
+    train, held = split_train(tiny_cross["train"], 0.2, 300, np.random.default_rng(1))
+    assert not set(train.qrels) & set(held.qrels) and len(held) == round(len(tiny_cross["train"]) * 0.2)
+
+
+def test_losses_check_their_groups():
+    import torch
+
+    scores = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    good, bad = losses.listwise(scores[:1]), losses.listwise(scores[1:])
+    assert good < bad
+    assert losses.pointwise(scores, torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])) > 0
+    with pytest.raises(ValueError, match="1 positive"):
+        losses.listwise(torch.zeros(4))
+    with pytest.raises(ValueError, match="shape of scores"):
+        losses.pointwise(scores, torch.zeros(2, 2))

@@ -1,0 +1,48 @@
+"""The shared training loop on a linear model: it learns, keeps the best checkpoint, stops early and on time."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from souk.training.loop import LoopConfig, Phase, plot_curve, train
+
+torch = pytest.importorskip("torch")
+
+
+def problem(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0])
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+    return batches, x, y
+
+
+def loss_of(net, batch):
+    x, y = batch
+    return ((net(x).squeeze(-1) - y) ** 2).mean()
+
+
+def test_the_loop_learns_and_restores_the_best_checkpoint():
+    batches, x, y = problem()
+    net = torch.nn.Linear(4, 1)
+    metric = lambda: -float(loss_of(net, (x, y)).detach())  # noqa: E731
+    result = train(net, [Phase("fit", lambda e: batches, len(batches), epochs=20)], loss_of, metric,
+                   time.monotonic() + 60, LoopConfig(lr=0.05, warmup_steps=1, eval_every=8, patience=50), progress=False)
+    assert result.best > result.baseline and result.steps == 160
+    assert metric() == pytest.approx(result.best, rel=1e-5)  # the best checkpoint is what the net holds
+    assert [c["step"] for c in result.curve][:2] == [0, 8] and not result.stopped_by_budget
+
+
+def test_patience_ends_a_phase_and_the_deadline_ends_the_loop(tmp_path):
+    batches, x, y = problem()
+    net = torch.nn.Linear(4, 1)
+    result = train(net, [Phase("flat", lambda e: batches, len(batches), epochs=50)], loss_of, lambda: 0.0,
+                   time.monotonic() + 60, LoopConfig(eval_every=4, patience=2), progress=False)
+    assert result.stopped_early and result.steps == 8
+    slow = lambda net, batch: (time.sleep(0.02), loss_of(net, batch))[1]  # noqa: E731
+    result = train(torch.nn.Linear(4, 1), [Phase("fit", lambda e: batches, len(batches), epochs=100)], slow, lambda: 0.0,
+                   time.monotonic() + 0.5, LoopConfig(eval_every=1000), progress=False)
+    assert result.stopped_by_budget and 0 < result.steps < 800
+    plot_curve(result.curve, tmp_path / "curve.png", "test")
+    assert (tmp_path / "curve.png").stat().st_size > 0

@@ -1,0 +1,71 @@
+"""`souk fit --stages ltr` on the generated shop: the model, its evidence, reproducibility, click features."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from souk.errors import DatasetError
+from souk.evaluation.datasets import Dataset, load_beir
+from souk.index import Index
+from souk.models.store import ModelStore, read_model_manifest
+from souk.ranking.pipeline import build_pipeline
+from souk.training.fit import fit
+from souk.training.online import learn_log
+from ltr_shop import SHOP, shop_index
+
+TRAIN, DEV = load_beir(SHOP, "train"), load_beir(SHOP, "dev")
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    return shop_index(tmp_path_factory.mktemp("shop") / "index")
+
+
+def fit_ltr(path, dev=DEV, seed=3):
+    [outcome] = fit(path, TRAIN, dev, ["ltr"], budget_s=120, seed=seed, progress=False)
+    return ModelStore(path).root / outcome.model
+
+
+def trees(model_dir):
+    text = (model_dir / "model.txt").read_text()
+    return text[text.index("Tree=0"):text.index("end of trees")]
+
+
+def test_fit_writes_model_evidence_and_is_reproducible(shop):
+    first = fit_ltr(shop)
+    m = read_model_manifest(first, kind="ltr-lightgbm")
+    names = m["features"]["names"]
+    assert names[:2] == ["text.title.bm25", "text.title.bm25_rank"] and "number.rating.log" in names
+    assert set(m["gain"]) == set(names) and m["gain"]["text.title.bm25"] >= 0
+    assert m["cv"]["folds"] == 5 and 0 < m["cv"]["ndcg@10"]["mean"] <= 1
+    assert m["dev"]["on"] == "ltr-shop/dev" and m["dev"]["ndcg@10"] >= m["dev"]["recall_ndcg@10"]
+    assert m["rounds"] >= 1 and len(m["curve"]["valid"]) >= m["rounds"]
+    for png in ("importance.png", "curve.png"):
+        assert (first / png).read_bytes()[:4] == b"\x89PNG"
+    assert ModelStore(shop).active("ltr") == first
+    assert trees(fit_ltr(shop)) == trees(first)  # same seed, same trees
+
+
+def test_without_dev_it_stops_on_held_out_train_queries(shop):
+    m = read_model_manifest(fit_ltr(shop, dev=None, seed=4))
+    assert m["dev"]["on"] == "held-out tenth of train" and m["dev"]["queries"] >= 4
+
+
+def test_too_few_findable_queries_is_a_clear_error(shop):
+    tiny = Dataset.from_parts({"q": "red drill"}, {"q": {"p001": 1}}, name="tiny", split="train")
+    with pytest.raises(DatasetError, match="ltr needs judged queries"):
+        fit(shop, tiny, None, ["ltr"], budget_s=60, progress=False)
+
+
+def test_click_model_becomes_a_feature(tmp_path):
+    path = shop_index(tmp_path / "index")
+    log = tmp_path / "clicks.jsonl"
+    rows = [{"request": f"r{i}", "query": "red drill", "shown": ["p002", "p001", "p000"], "clicked": ["p000"]}
+            for i in range(30)]
+    log.write_text("\n".join(json.dumps(r) for r in rows))
+    learn_log(path, log, progress=False)
+    model_dir = fit_ltr(path)
+    assert "clicks" in read_model_manifest(model_dir)["features"]["names"]
+    pipe = build_pipeline("ltr", Index.open(path))
+    assert pipe.run(pipe.plan("red drill"), 5).ranking.ids
