@@ -189,29 +189,47 @@ def build_module(hidden: int = 32):
     return InteractionModel()
 
 
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
 class InteractModel:
-    """A fitted interaction model: the torch module's weights plus its manifest; scores candidates."""
+    """A fitted interaction model, scored in numpy (the same arithmetic as `build_module`'s forward; torch is
+    only needed to train it). Weights live in `weights.npz` under the torch parameter names."""
 
     def __init__(self, folder: Path):
-        import torch
-
         manifest = read_model_manifest(folder, KIND)
         if manifest.get("format") != FORMAT:
             raise ModelError(f"{folder}: interact model format {manifest.get('format')} is not {FORMAT}; fit it again")
         self.manifest = manifest
-        self.module = build_module(int(manifest.get("hyper", {}).get("hidden", 32)))
         try:
-            self.module.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        except (OSError, RuntimeError) as e:
+            with np.load(folder / "weights.npz") as data:
+                self.weights = {k: data[k].astype(np.float32) for k in data.files}
+        except (OSError, ValueError) as e:
             raise ModelError(f"{folder}: unreadable interact weights ({e}); fit it again") from e
-        self.module.eval()
+        expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
+                   {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
+        if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES:
+            raise ModelError(f"{folder}: interact weights do not fit this version's features; fit it again")
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            tensors = {k: torch.from_numpy(v) for k, v in arrays.items() if k != "valid"}
-            return self.module(tensors).numpy()
+        """(queries, candidates) scores of stacked features (see `stack_features`)."""
+        w = self.weights
+        feats = []
+        for level in range(3):
+            mask, idf = arrays[f"mask{level}"], arrays[f"idf{level}"]
+            nq = mask.sum(1, keepdims=True)
+            x = np.stack([idf, np.broadcast_to(np.log1p(nq), idf.shape)], -1)
+            h = np.tanh(x @ w[f"term_weights.{level}.0.weight"].T + w[f"term_weights.{level}.0.bias"])
+            tw = _softplus((h @ w[f"term_weights.{level}.2.weight"].T + w[f"term_weights.{level}.2.bias"])[..., 0]) * mask
+            a = (tw / np.maximum(tw.sum(1, keepdims=True), 1e-6))[:, None, :]
+            pres, ltf = arrays[f"present{level}"], arrays[f"log_tf{level}"]
+            cover = (a * pres).sum(-1)
+            feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / np.maximum(nq, 1), (cover > 0.999) * (nq > 0),
+                      *np.moveaxis(arrays["doc"][..., level, :], -1, 0)]
+        x = np.concatenate([np.stack(feats, -1).astype(np.float32), arrays["glob"]], -1)
+        h = np.maximum(x @ w["mlp.0.weight"].T + w["mlp.0.bias"], 0.0)
+        return (h @ w["mlp.2.weight"].T + w["mlp.2.bias"])[..., 0].astype(np.float32)
 
 
 class InteractStage:
@@ -275,9 +293,8 @@ def features_for(model: WordVectors, view: CorpusView, stats: CorpusStats, texts
 
 
 def save_module(module, folder: Path) -> None:
-    import torch
-
-    torch.save(module.state_dict(), folder / "model.pt")
+    """Write a trained module's parameters as `weights.npz` (what `InteractModel` reads)."""
+    np.savez(folder / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
 
 
 @register_stage(STAGE)
