@@ -140,6 +140,7 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
         best_model, best_score, best_epoch, more, stopped_by_budget = _fine_tune(
             base, view, searcher, pairs, query_features, job, opts, rng, eval_queries, best_score)
         curve += more
+    best_model = best_model.as_stored()
     view = view.reencode(best_model)
     lap("fine_tune")
 
