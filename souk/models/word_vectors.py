@@ -140,6 +140,12 @@ class WordVectors:
         """Unit sentence vectors, (len(texts), dim) float32; a text with no known feature gets zeros."""
         return self.encode_ids([self.text_ids(t) for t in texts])
 
+    def as_stored(self) -> "WordVectors":
+        """This model with its vectors rounded as `save` stores them (float16), so document vectors
+        computed before saving equal those computed after loading."""
+        return WordVectors(self.features, self.vectors.astype(np.float16).astype(np.float32), self.weights, self.pc,
+                           self.analyzer, self.user_dict, dict(self.meta))
+
     # persistence ---------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         """Write `features.txt` and `word_vectors.npz` (vectors as float16) into `folder`."""

@@ -33,7 +33,8 @@ FORMAT = 1
 MAX_QUERY = (16, 24, 24)    # query features kept per level (terms, characters, bigrams)
 MAX_DOC = (64, 96, 96)      # document features kept per level
 K1, B = 1.2, 0.75
-LEVEL_FEATURES = 6          # per level: weighted cover, weighted log tf, cover, doc share, full cover, log bm25
+LEVEL_FEATURES = 8          # per level: weighted cover, weighted log tf, cover, full cover, and the 4 of DOC_FEATURES
+DOC_FEATURES = 4            # per level: doc share, log1p BM25, BM25 / the list's best, longest run of present query features
 GLOBAL_FEATURES = 4
 
 
@@ -72,13 +73,14 @@ class PairFeatures:
     """The fixed (not learned) part of the model for one query and its candidates.
 
     Per level: `present`/`log_tf` (K, Lq) and the query features' IDF (Lq,) with a mask; per candidate
-    the level's document share, BM25 (K, 3); and global length features (K, 4)."""
+    the level's document share, BM25, BM25 relative to the list's best and longest matched stretch
+    (K, 3, DOC_FEATURES); and global length features (K, 4)."""
 
     present: list[np.ndarray]
     log_tf: list[np.ndarray]
     idf: list[np.ndarray]
     mask: list[np.ndarray]
-    doc: np.ndarray          # (K, 3, 2): doc share, log1p bm25 per level
+    doc: np.ndarray          # (K, 3, DOC_FEATURES) per level
     glob: np.ndarray         # (K, 4)
 
 
@@ -97,7 +99,7 @@ def pair_features(query: list[np.ndarray], rows: Sequence[np.ndarray], positions
     """Match features of one query against candidate documents (`rows`: their feature ids)."""
     k = len(rows)
     present, log_tf, idfs, masks = [], [], [], []
-    doc = np.zeros((k, 3, 2), np.float32)
+    doc = np.zeros((k, 3, DOC_FEATURES), np.float32)
     for level in range(3):
         q = query[level]
         lq = len(q)
@@ -120,6 +122,12 @@ def pair_features(query: list[np.ndarray], rows: Sequence[np.ndarray], positions
         norm = K1 * (1 - B + B * full_len / stats.mean_len[level])
         bm25 = (idf[None, :] * tf * (K1 + 1) / (tf + norm[:, None])).sum(-1) if lq else np.zeros(k, np.float32)
         doc[:, level, 1] = np.log1p(np.maximum(bm25, 0))
+        doc[:, level, 2] = bm25 / max(float(bm25.max()), 1e-6) if k else 0.0
+        run = best = np.zeros(k, np.float32)
+        for j in range(lq):  # longest stretch of consecutive query features the document holds (contiguity)
+            run = (run + 1.0) * present[-1][:, j]
+            best = np.maximum(best, run)
+        doc[:, level, 3] = best / max(lq, 1)
     dchars = stats.lengths[positions, 1] if len(positions) else np.zeros(k, np.float32)
     glob = np.stack([np.full(k, np.log1p(query_chars)), np.log1p(dchars), np.log1p(np.abs(dchars - query_chars)),
                      np.log1p(stats.lengths[positions, 0] if len(positions) else np.zeros(k))], -1).astype(np.float32)
@@ -143,7 +151,7 @@ def stack_features(items: Sequence[PairFeatures], k: int) -> dict[str, np.ndarra
             idf[i, :ll] = it.idf[level]
             mask[i, :ll] = it.mask[level]
         out[f"present{level}"], out[f"log_tf{level}"], out[f"idf{level}"], out[f"mask{level}"] = pres, ltf, idf, mask
-    doc = np.zeros((n, k, 3, 2), np.float32)
+    doc = np.zeros((n, k, 3, DOC_FEATURES), np.float32)
     glob = np.zeros((n, k, GLOBAL_FEATURES), np.float32)
     valid = np.zeros((n, k), bool)
     for i, it in enumerate(items):
@@ -173,37 +181,55 @@ def build_module(hidden: int = 32):
                 a = (w / w.sum(1, keepdim=True).clamp(min=1e-6))[:, None, :]                 # (B, 1, Lq)
                 pres, ltf = batch[f"present{level}"], batch[f"log_tf{level}"]               # (B, K, Lq)
                 cover = (a * pres).sum(-1)
-                feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / nq.clamp(min=1), batch["doc"][..., level, 0],
-                          (cover > 0.999).float() * (nq > 0).float(), batch["doc"][..., level, 1]]
+                feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / nq.clamp(min=1), (cover > 0.999).float() * (nq > 0).float(),
+                          *batch["doc"][..., level, :].unbind(-1)]
             x = torch.cat([torch.stack(feats, -1), batch["glob"]], -1)
             return self.mlp(x)[..., 0]
 
     return InteractionModel()
 
 
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
 class InteractModel:
-    """A fitted interaction model: the torch module's weights plus its manifest; scores candidates."""
+    """A fitted interaction model, scored in numpy (the same arithmetic as `build_module`'s forward; torch is
+    only needed to train it). Weights live in `weights.npz` under the torch parameter names."""
 
     def __init__(self, folder: Path):
-        import torch
-
         manifest = read_model_manifest(folder, KIND)
         if manifest.get("format") != FORMAT:
             raise ModelError(f"{folder}: interact model format {manifest.get('format')} is not {FORMAT}; fit it again")
         self.manifest = manifest
-        self.module = build_module(int(manifest.get("hyper", {}).get("hidden", 32)))
         try:
-            self.module.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        except (OSError, RuntimeError) as e:
+            with np.load(folder / "weights.npz") as data:
+                self.weights = {k: data[k].astype(np.float32) for k in data.files}
+        except (OSError, ValueError) as e:
             raise ModelError(f"{folder}: unreadable interact weights ({e}); fit it again") from e
-        self.module.eval()
+        expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
+                   {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
+        if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES:
+            raise ModelError(f"{folder}: interact weights do not fit this version's features; fit it again")
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            tensors = {k: torch.from_numpy(v) for k, v in arrays.items() if k != "valid"}
-            return self.module(tensors).numpy()
+        """(queries, candidates) scores of stacked features (see `stack_features`)."""
+        w = self.weights
+        feats = []
+        for level in range(3):
+            mask, idf = arrays[f"mask{level}"], arrays[f"idf{level}"]
+            nq = mask.sum(1, keepdims=True)
+            x = np.stack([idf, np.broadcast_to(np.log1p(nq), idf.shape)], -1)
+            h = np.tanh(x @ w[f"term_weights.{level}.0.weight"].T + w[f"term_weights.{level}.0.bias"])
+            tw = _softplus((h @ w[f"term_weights.{level}.2.weight"].T + w[f"term_weights.{level}.2.bias"])[..., 0]) * mask
+            a = (tw / np.maximum(tw.sum(1, keepdims=True), 1e-6))[:, None, :]
+            pres, ltf = arrays[f"present{level}"], arrays[f"log_tf{level}"]
+            cover = (a * pres).sum(-1)
+            feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / np.maximum(nq, 1), (cover > 0.999) * (nq > 0),
+                      *np.moveaxis(arrays["doc"][..., level, :], -1, 0)]
+        x = np.concatenate([np.stack(feats, -1).astype(np.float32), arrays["glob"]], -1)
+        h = np.maximum(x @ w["mlp.0.weight"].T + w["mlp.0.bias"], 0.0)
+        return (h @ w["mlp.2.weight"].T + w["mlp.2.bias"])[..., 0].astype(np.float32)
 
 
 class InteractStage:
@@ -267,9 +293,8 @@ def features_for(model: WordVectors, view: CorpusView, stats: CorpusStats, texts
 
 
 def save_module(module, folder: Path) -> None:
-    import torch
-
-    torch.save(module.state_dict(), folder / "model.pt")
+    """Write a trained module's parameters as `weights.npz` (what `InteractModel` reads)."""
+    np.savez(folder / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
 
 
 @register_stage(STAGE)

@@ -28,8 +28,8 @@ from souk.retrieval.wordvec import active_model, corpus_view
 from souk.training.fit import FitJob, register_fitter
 from souk.training.wordvec import reads_han
 
-DEFAULTS: dict[str, Any] = {"train_depth": 30, "depth": 100, "epochs": 8, "batch_size": 32, "lr": 3e-3,
-                            "hidden": 32, "patience": 2, "held_out": 0.1}
+DEFAULTS: dict[str, Any] = {"train_depth": 30, "depth": 100, "epochs": 12, "batch_size": 32, "lr": 3e-3,
+                            "hidden": 32, "patience": 2, "held_out": 0.1, "train_retrievers": ["bm25", "dense"]}
 
 
 @register_fitter(STAGE, applies=reads_han, share=0.55, order=30)
@@ -49,8 +49,11 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         raise Unavailable(f"interact reads the wordvec model's features: {e}") from None
     view = corpus_view(searcher, wv_dir, vectors, progress=job.progress)
     stats = corpus_stats(view, vectors)
-    spec = stage_specs("full", searcher.schema.pipelines)[0]
-    recall = RecallStage(StageContext(searcher), {k: v for k, v in spec.items() if k != "stage"})
+    spec = {k: v for k, v in stage_specs("full", searcher.schema.pipelines)[0].items() if k != "stage"}
+    recall = RecallStage(StageContext(searcher), spec)
+    # training candidates come from retrievers that never learned from these queries: the fitted wordvec
+    # model has, and its list would hand the model the positives lexical matching misses
+    train_recall = RecallStage(StageContext(searcher), {**spec, "retrievers": [r for r in spec["retrievers"] if r.rstrip("?") in opts["train_retrievers"]]})
     planner = planner_for(searcher)
 
     rng = random.Random(job.seed)
@@ -69,7 +72,7 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         valid_qrels = {q: job.train.qrels[q] for q in held}
         valid_name = "held-out train"
 
-    def candidates(queries: dict[str, str], depth: int, label: str) -> tuple[list[str], list[list[str]], list[Any]]:
+    def candidates(queries: dict[str, str], depth: int, label: str, recall=recall) -> tuple[list[str], list[list[str]], list[Any]]:
         ids, cands, rankings = list(queries), [], []
         with progress_bar(f"interact: recall ({label})", len(ids), enabled=job.progress) as advance:
             for start in range(0, len(ids), 256):
@@ -81,7 +84,7 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
                 advance(len(chunk))
         return ids, cands, rankings
 
-    train_q, train_c, _ = candidates({q: job.train.queries[q] for q in learn}, int(opts["train_depth"]), "train")
+    train_q, train_c, _ = candidates({q: job.train.queries[q] for q in learn}, int(opts["train_depth"]), "train", train_recall)
     keep = [i for i, (q, c) in enumerate(zip(train_q, train_c)) if any(job.train.qrels[q].get(d, 0) > 0 for d in c)]
     train_q, train_c = [train_q[i] for i in keep], [train_c[i] for i in keep]
     train_x, _ = features_for(vectors, view, stats, [job.train.queries[q] for q in train_q], train_c)

@@ -4,7 +4,9 @@ import pytest
 from souk.errors import Unavailable
 from souk.index import Index
 from souk.models.store import ModelStore
-from souk.ranking.interact import InteractModel, InteractStage, corpus_stats, features_for, query_feature_ids
+from souk.models.store import write_json_atomic
+from souk.ranking.interact import (InteractModel, InteractStage, build_module, corpus_stats, features_for,
+                                   manifest_fields, query_feature_ids, save_module)
 from souk.ranking.pipeline import build_pipeline
 from souk.query.plan import QueryPlan
 from souk.ranking.stage import StageContext
@@ -56,6 +58,21 @@ def test_model_round_trip_scores_like_the_stage(parts):
     a, b = InteractModel(path), InteractModel(path)
     x, _ = features_for(model, view, stats, ["红烧肉做法"], [["d20", "d21", "d0"]])
     assert np.allclose(a.score(x), b.score(x)) and a.score(x).shape == (1, 3)
+
+
+def test_numpy_scoring_matches_the_torch_module_it_was_trained_as(parts, tmp_path):
+    torch = pytest.importorskip("torch")
+    searcher, model, view, stats = parts
+    torch.manual_seed(5)
+    module = build_module()
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    save_module(module, tmp_path)
+    write_json_atomic(tmp_path / "manifest.json", manifest_fields())
+    x, _ = features_for(model, view, stats, ["华为手机截屏", "红烧肉 xyzzy"], [["d11", "d20", "d13"], ["d20", "d21"]])
+    with torch.no_grad():
+        expected = module({k: torch.from_numpy(v) for k, v in x.items() if k != "valid"}).numpy()
+    assert np.allclose(InteractModel(tmp_path).score(x), expected, atol=1e-4)
 
 
 def test_pipeline_with_interact_and_without_a_model(parts, tmp_path):

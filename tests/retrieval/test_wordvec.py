@@ -87,3 +87,13 @@ def test_a_new_commit_gets_its_own_cached_view(tmp_path):
     assert found.ids[0] == "new1" and "d11" not in found.ids
     cached = list((path / "cache" / "wordvec").glob("*/*/view.json"))
     assert len(cached) == 1 and searcher.commit_id in str(cached[0])
+
+
+def test_small_batches_in_numpy_agree_with_faiss(searcher):
+    retriever = build_retriever("wordvec", searcher)
+    vectors = retriever.encode([plan("手机截屏"), plan("西湖一日游")])
+    allowed = searcher.filter_keys([parse_filter("_id=d11|d12|d16|d32|d33", searcher.schema)])
+    for keys in (None, allowed):
+        got_keys, got_scores = retriever.search(vectors, 4, keys)
+        want_keys, want_scores = retriever.view.index.search(vectors, 4, keys)
+        assert np.array_equal(got_keys, want_keys) and np.allclose(got_scores, want_scores, atol=1e-5)
