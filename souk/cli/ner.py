@@ -38,9 +38,10 @@ def train_command(
     pretrain: Annotated[Optional[list[Path]], typer.Option("--pretrain", help="Unlabeled text (one title or query a line) for word2vec character and bigram vectors; repeatable.")] = None,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without a better dev F1 before stopping.")] = 6,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch threads (default: torch's choice).")] = None,
+    members: Annotated[int, typer.Option("--members", min=1, max=16, help="Networks trained from seeds seed, seed+1, ... and ensembled (1: a single network).")] = 3,
     json_output: JsonOpt = False,
 ) -> None:
-    """Train the BiLSTM-CRF entity tagger; keeps the epoch with the best dev entity F1."""
+    """Train the BiLSTM-CRF entity tagger (an ensemble of seeds); each network keeps its epoch with the best dev entity F1."""
     from souk.query.entities.data import read_tagged
 
     train_set, dev_set = read_tagged(data), read_tagged(dev)  # bad data fails before torch loads
@@ -48,15 +49,15 @@ def train_command(
     from souk.query.entities.training import TrainConfig, train_tagger
 
     config = TrainConfig(epochs=epochs, seed=seed, patience=patience, budget_s=budget_min * 60 if budget_min else None,
-                         pretrain=[str(p) for p in pretrain or []])
+                         pretrain=[str(p) for p in pretrain or []], members=members)
     per_epoch = -(-len(train_set) // config.batch_size)
-    total = None if budget_min else epochs * per_epoch  # a budget ends the run at an unknown batch
+    total = None if budget_min else members * epochs * per_epoch  # a budget ends the run at an unknown batch
     with progress_bar("training", total=total) as advance:
         result = train_tagger(train_set, dev_set, config, progress=advance)
     result.tagger.manifest["training"].update(data=str(data), dev=str(dev))
     result.tagger.save(out)
     summary = {"model": str(out), "dev": result.best.dev.to_dict(), "best_epoch": result.best.epoch,
-               "epochs_run": len(result.history), "seconds": round(result.seconds, 1),
+               "epochs_run": len(result.history), "members": members, "seconds": round(result.seconds, 1),
                "sentences": len(train_set), "threads": torch.get_num_threads()}
     if json_output:
         emit_json(summary)

@@ -1,6 +1,7 @@
 """The trained entity tagger: loads a model directory and finds entities in query text.
 
-A model directory holds `model.pt` (the network's state dict), `manifest.json` (kind
+A model directory holds `model.pt` (the network's state dict; an ensemble of `members` networks
+trained from different seeds when the manifest says so), `manifest.json` (kind
 "ner-tagger", tags, network sizes, features, seed, training data and dev metrics) and the vocabularies
 `chars.json` and `bigrams.json`, and the entity lexicon `lexicon.json`. torch is imported only when a tagger is loaded. Misuse: feeding
 the network units normalized another way than `data.unit`/`text.char_key` (training and tagging
@@ -21,7 +22,7 @@ from souk.query.entities.features import Featurizer, Lexicon, Vocab
 from souk.query.entities.text import canonical, normalize_with_offsets
 
 if TYPE_CHECKING:
-    from souk.query.entities.network import BiLstmCrf
+    from souk.query.entities.network import BiLstmCrf, Ensemble
 
 KIND = "ner-tagger"
 FORMAT = 1
@@ -33,7 +34,7 @@ CHARS, BIGRAMS, LEXICON = "chars.json", "bigrams.json", "lexicon.json"
 class Tagger:
     """A BiLSTM-CRF tagger with its vocabularies and tag set; `tag(text)` finds entities."""
 
-    def __init__(self, network: "BiLstmCrf", features: Featurizer, tags: Sequence[str],
+    def __init__(self, network: "BiLstmCrf | Ensemble", features: Featurizer, tags: Sequence[str],
                  manifest: dict[str, Any] | None = None):
         self.network = network.eval()
         self.features = features
@@ -102,7 +103,8 @@ class Tagger:
         path.parent.mkdir(parents=True, exist_ok=True)
         f = self.features
         manifest = {**self.manifest, **(extra or {}), "kind": KIND, "format": FORMAT, "tags": self.tags,
-                    "network": self.network.config.to_dict(), "segments": "jieba" if f.segments else None,
+                    "network": self.network.config.to_dict(),
+                    "members": len(getattr(self.network, "members", [self.network])), "segments": "jieba" if f.segments else None,
                     "vocab": {"chars": {"file": CHARS, "size": len(f.chars)},
                               "bigrams": {"file": BIGRAMS, "size": len(f.bigrams)}},
                     "lexicon": {"file": LEXICON, "words": {t: len(w) for t, w in f.lexicon.words.items()}}
@@ -135,7 +137,7 @@ class Tagger:
         """Load a model directory written by `save`; ModelError for anything else."""
         import torch
 
-        from souk.query.entities.network import BiLstmCrf, NetworkConfig
+        from souk.query.entities.network import BiLstmCrf, Ensemble, NetworkConfig
 
         path = Path(path)
         manifest = read_tagger_manifest(path)
@@ -143,7 +145,11 @@ class Tagger:
             chars = Vocab(json.loads((path / CHARS).read_text(encoding="utf-8")))
             bigrams = Vocab(json.loads((path / BIGRAMS).read_text(encoding="utf-8")))
             lexicon = Lexicon(json.loads((path / LEXICON).read_text(encoding="utf-8"))) if manifest.get("lexicon") else None
-            network = BiLstmCrf(NetworkConfig(**manifest["network"]), len(chars), len(bigrams), manifest["tags"])
+            def member() -> BiLstmCrf:
+                return BiLstmCrf(NetworkConfig(**manifest["network"]), len(chars), len(bigrams), manifest["tags"])
+
+            members = int(manifest.get("members", 1))
+            network = member() if members == 1 else Ensemble([member() for _ in range(members)])
             network.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise ModelError(f"{path}: damaged ner-tagger directory ({type(e).__name__}: {e}); retrain it") from None

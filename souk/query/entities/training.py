@@ -44,6 +44,7 @@ class TrainConfig:
     pretrain: list[str] = field(default_factory=list)  # unlabeled text files, one title or query a line
     pretrain_epochs: int = 3
     pretrain_min_count: int = 3
+    members: int = 3  # networks trained from seeds seed, seed+1, ... and ensembled (1: a single network)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,14 +94,63 @@ def new_tagger(train: Sequence[TaggedSentence], config: TrainConfig | None = Non
 
 def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence], config: TrainConfig | None = None,
                  network_config=None, progress: Progress | None = None) -> TrainResult:
-    """Train a tagger on `train`, keeping the epoch with the best entity F1 on `dev`."""
+    """Train `config.members` networks on `train` from seeds `seed, seed+1, ...`, each keeping its epoch
+    with the best entity F1 on `dev`; with more than one, the tagger is their ensemble."""
+    import torch
+
+    from souk.query.entities.network import Ensemble
+
+    config = config or TrainConfig()
+    if config.members < 1:
+        raise DatasetError(f"members must be at least 1, got {config.members}")
+    t0 = time.perf_counter()
+    tagger = new_tagger(train, config, network_config)
+    networks, runs = [], []
+    for m in range(config.members):
+        member_config = replace(config, seed=config.seed + m,
+                                budget_s=config.budget_s * (m + 1) / config.members - (time.perf_counter() - t0)
+                                if config.budget_s is not None else None)
+        member = tagger if m == 0 else _same_features(new_tagger(train, member_config, network_config), tagger)
+        label = f"member {m + 1}/{config.members} " if config.members > 1 else ""
+        runs.append(_fit_member(member, train, dev, member_config, progress, label))
+        networks.append(member.network)
+    if len(networks) > 1:
+        tagger = Tagger(Ensemble(networks), tagger.features, tagger.tags)
+    ensemble_dev = evaluate_tagger(tagger, dev) if len(networks) > 1 else runs[0][0].dev
+    best = max((r[0] for r in runs), key=lambda r: r.dev.f1)
+    best = EpochResult(best.epoch, best.loss, ensemble_dev, best.seconds)
+    seconds = time.perf_counter() - t0
+    history = [h for _, hist in runs for h in hist]
+    tagger.manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "souk": __version__, "seed": config.seed,
+        "training": {**config.to_dict(), "sentences": len(train), "dev_sentences": len(dev),
+                     "epochs_run": len(history), "best_epoch": best.epoch,
+                     "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
+                     "members": [{"seed": config.seed + m, "best_epoch": b.epoch, "dev_f1": round(b.dev.f1, 4),
+                                  "history": [{"epoch": h.epoch, "loss": round(h.loss, 4), "dev_f1": round(h.dev.f1, 4),
+                                               "seconds": round(h.seconds, 1)} for h in hist]}
+                                 for m, (b, hist) in enumerate(runs)]},
+        "dev": ensemble_dev.to_dict(),
+    }
+    return TrainResult(tagger, best, history, seconds)
+
+
+def _same_features(member: Tagger, first: Tagger) -> Tagger:
+    """`member` reading `first`'s features (the vocabularies are built from the same data, so the same)."""
+    if member.features.chars.tokens != first.features.chars.tokens or member.features.bigrams.tokens != first.features.bigrams.tokens:
+        raise DatasetError("ensemble members built different vocabularies; train with --members 1")
+    member.features = first.features
+    return member
+
+
+def _fit_member(tagger: Tagger, train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence], config: TrainConfig,
+                progress: Progress | None, label: str = "") -> tuple[EpochResult, list[EpochResult]]:
+    """Train one network in place: Adam epochs, the best dev epoch's weights restored, early stopping."""
     import torch
 
     from souk.query.entities.network import Batch
 
-    config = config or TrainConfig()
     t0 = time.perf_counter()
-    tagger = new_tagger(train, config, network_config)
     network, tags = tagger.network, tagger.tags
     tag_id = {t: i for i, t in enumerate(tags)}
     lexicons = _fold_lexicons(train, tags, config) if config.lexicon else [None] * len(train)
@@ -131,7 +181,7 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
                 opt.step()
             total, count = total + loss.item() * len(idx), count + len(idx)
             if progress:
-                progress(1, f"epoch {epoch} loss {total / count:.3f}" + (f" dev F1 {best.dev.f1:.4f}" if best else ""))
+                progress(1, f"{label}epoch {epoch} loss {total / count:.3f}" + (f" dev F1 {best.dev.f1:.4f}" if best else ""))
         network.eval()
         scores = evaluate_tagger(tagger, dev)
         result = EpochResult(epoch, total / count, scores, time.perf_counter() - t_epoch)
@@ -140,7 +190,7 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
             best = result
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
         if progress:
-            progress(0, f"epoch {epoch} loss {result.loss:.3f} dev F1 {scores.f1:.4f} (best {best.dev.f1:.4f})")
+            progress(0, f"{label}epoch {epoch} loss {result.loss:.3f} dev F1 {scores.f1:.4f} (best {best.dev.f1:.4f})")
         if epoch - best.epoch >= config.patience:
             break
         if config.budget_s is not None and time.perf_counter() - t0 + 1.1 * result.seconds > config.budget_s:
@@ -148,17 +198,7 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
     assert best is not None and best_state is not None
     network.load_state_dict(best_state)
     network.eval()
-    seconds = time.perf_counter() - t0
-    tagger.manifest = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "souk": __version__, "seed": config.seed, "training": {**config.to_dict(), "sentences": len(train), "dev_sentences": len(dev),
-                                           "epochs_run": len(history), "best_epoch": best.epoch,
-                                           "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
-                                           "history": [{"epoch": h.epoch, "loss": round(h.loss, 4),
-                                                        "dev_f1": round(h.dev.f1, 4), "seconds": round(h.seconds, 1)}
-                                                       for h in history]},
-        "dev": best.dev.to_dict(),
-    }
-    return TrainResult(tagger, best, history, seconds)
+    return best, history
 
 
 def evaluate_tagger(tagger: Tagger, sentences: Sequence[TaggedSentence]) -> EntityScores:

@@ -18,7 +18,7 @@ SMALL = NetworkConfig(char_dim=16, bigram_dim=16, segment_dim=4, hidden=24, drop
 def mini(tmp_path_factory):
     """A tagger that learned the 12 hand-made fixture titles by heart, saved to a directory."""
     sentences = read_tagged(FIXTURES / "ner-mini.jsonl")
-    config = TrainConfig(epochs=40, batch_size=4, lr=2e-2, patience=40, seed=1)
+    config = TrainConfig(epochs=40, batch_size=4, lr=2e-2, patience=40, seed=1, members=1)
     result = train_tagger(sentences, sentences, config, SMALL)
     path = result.tagger.save(tmp_path_factory.mktemp("ner") / "tagger")
     return result, path
@@ -70,7 +70,7 @@ def test_load_and_save_refuse_other_directories(mini, tmp_path):
 def test_short_training_on_real_titles_lowers_loss_and_beats_an_untrained_model():
     train = read_tagged(DATA / "taobao-ner" / "train.jsonl")[:200]
     dev = read_tagged(DATA / "taobao-ner" / "dev.jsonl")[:100]
-    config = TrainConfig(epochs=2, batch_size=8, lr=2e-2, seed=7)
+    config = TrainConfig(epochs=2, batch_size=8, lr=2e-2, seed=7, members=1)
     network = NetworkConfig(char_dim=32, bigram_dim=32, segment_dim=8, hidden=48, dropout=0.2)
     untrained = evaluate_tagger(new_tagger(train, config, network), dev).f1
     result = train_tagger(train, dev, config, network)
@@ -99,8 +99,33 @@ def test_same_seed_same_weights_including_word2vec(tmp_path):
     sentences = read_tagged(FIXTURES / "ner-mini.jsonl")
     text = tmp_path / "queries.txt"
     text.write_text("华为手机壳 苹果 钢化膜\n小米充电宝\n耐克跑步鞋 索尼耳机\n" * 5, encoding="utf-8")
-    config = TrainConfig(epochs=2, batch_size=4, seed=5, pretrain=[str(text)], pretrain_min_count=1)
+    config = TrainConfig(epochs=2, batch_size=4, seed=5, pretrain=[str(text)], pretrain_min_count=1, members=1)
     first, second = (train_tagger(sentences, sentences, config, SMALL).tagger.network.state_dict() for _ in range(2))
     assert all(torch.equal(first[k], second[k]) for k in first)
-    other = train_tagger(sentences, sentences, TrainConfig(epochs=2, batch_size=4, seed=6), SMALL).tagger.network
+    other = train_tagger(sentences, sentences, TrainConfig(epochs=2, batch_size=4, seed=6, members=1), SMALL).tagger.network
     assert not torch.equal(other.state_dict()["out.weight"], first["out.weight"])
+
+
+def test_an_ensemble_of_seeds_votes_as_one_and_round_trips(tmp_path):
+    import torch
+
+    from souk.query.entities.network import Batch, Ensemble
+
+    sentences = read_tagged(FIXTURES / "ner-mini.jsonl")
+    config = TrainConfig(epochs=30, batch_size=4, lr=2e-2, patience=30, seed=1, members=2)
+    result = train_tagger(sentences, sentences, config, SMALL)
+    network = result.tagger.network
+    assert isinstance(network, Ensemble) and len(network.members) == 2
+    a, b = network.members
+    assert not torch.equal(a.out.weight, b.out.weight)  # two seeds, two networks
+    encoded = Batch.of([result.tagger.features.encode(s.chars) for s in sentences])
+    with torch.no_grad():
+        assert torch.allclose(network.emissions(encoded), (a.emissions(encoded) + b.emissions(encoded)) / 2)
+    assert torch.allclose(network.crf.transitions, (a.crf.transitions + b.crf.transitions) / 2)
+    assert result.best.dev.f1 == pytest.approx(1.0)
+    path = result.tagger.save(tmp_path / "tagger")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["members"] == 2 and [m["seed"] for m in manifest["training"]["members"]] == [1, 2]
+    loaded = Tagger.load(path)
+    units = [s.chars for s in sentences]
+    assert isinstance(loaded.network, Ensemble) and loaded.predict(units) == result.tagger.predict(units)
