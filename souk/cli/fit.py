@@ -51,9 +51,11 @@ def register(app: typer.Typer) -> None:
         from souk.index import Index
         from souk.models.store import ModelStore
 
+        from souk.training.fit import activate_model
+
         store = ModelStore(Index.open(index).path)
         if activate:
-            store.activate(activate)
+            activate_model(store.root.parent, activate)
         models = store.list()
         if as_json:
             emit_json({"models": [{k: m.get(k) for k in ("name", "stage", "kind", "active", "created", "dev", "seconds", "device", "data")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import tantivy
 
@@ -99,6 +99,18 @@ class Writer:
         report.written += self._flush()
         return report
 
+    def rewrite(self, stored: Iterable[dict]) -> int:
+        """Write again documents as the index stored them (`Searcher.docs`), re-analyzed and re-encoded
+        with the index's current settings (e.g. a vector field's new model); same id replaces."""
+        n = 0
+        for values in stored:
+            self._pending.append(values)
+            n += 1
+            if len(self._pending) >= self._batch_size:
+                self._flush()
+        self._flush()
+        return n
+
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id (visible after commit); returns how many ids were given."""
         n = 0
@@ -108,15 +120,16 @@ class Writer:
                 n += 1
         return n
 
-    def commit(self) -> int:
-        """Publish and persist everything since the last commit; returns tantivy's opstamp.
+    def commit(self, **manifest: Any) -> int:
+        """Publish and persist everything since the last commit; returns tantivy's opstamp. `manifest`
+        keys are written into the index manifest with the commit record (one atomic write).
         A full disk or a lost permission raises `IndexStateError`; the last commit stays intact."""
         self._flush()
         with guard(self.index.path, "write"):
             opstamp = self._w.commit()
         share_commit_files(self.index.path)
         try:
-            touch_manifest(self.index.path, **self._model_records())
+            touch_manifest(self.index.path, **self._model_records(), **manifest)
         except OSError as e:
             raise IndexStateError(f"{self.index.path}: committed, but the manifest could not be updated: "
                                   f"{e.strerror}") from None

@@ -174,7 +174,15 @@ def batches_of(groups: Sequence[Group], per_batch: int):
         yield groups[start:start + per_batch]
 
 
-@register_fitter("cross", order=70)
+def applies(schema: Any, index: Any) -> bool:
+    """Where the base encoder reads the documents (the bundled MiniLM does not read Chinese)."""
+    from souk.models.registry import model_card
+    from souk.training.wordvec import reads_han
+
+    return model_card("all-MiniLM-L6-v2").reads_han or not reads_han(schema, index)
+
+
+@register_fitter("cross", applies=applies, order=70)
 def fit_cross(job: FitJob) -> dict[str, Any]:
     """Train, choose the mix on held-out TRAIN queries, save into `job.workdir`, return the manifest."""
     import torch

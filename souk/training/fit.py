@@ -49,18 +49,22 @@ class _Entry:
     applies: Callable[..., bool]    # (schema) or (schema, index) -> does this stage apply to this index?
     share: float                     # relative share of the time budget
     order: int
+    on_activate: Callable[[Path, Path], dict[str, Any]] | None = None  # (index, model dir): work that makes a model active
 
 
 _FITTERS: dict[str, _Entry] = {}
 
 
 def register_fitter(name: str, applies: Callable[[Any], bool] = lambda schema: True, share: float = 1.0,
-                    order: int = 50) -> Callable[[Fitter], Fitter]:
+                    order: int = 50, on_activate: Callable[[Path, Path], dict[str, Any]] | None = None
+                    ) -> Callable[[Fitter], Fitter]:
     """Decorator: register the fitter of stage `name`; `order` sets which stage fits first (a
-    later stage may use an earlier one's model, e.g. the cross-encoder trains on the bi-encoder's recall)."""
+    later stage may use an earlier one's model, e.g. the cross-encoder trains on the bi-encoder's recall);
+    `on_activate(index_path, model_dir)` runs before a model of the stage becomes active (e.g. re-encoding
+    the corpus with a new bi-encoder); if it fails, the model stays inactive."""
 
     def deco(fitter: Fitter) -> Fitter:
-        _FITTERS[name] = _Entry(fitter, applies, share, order)
+        _FITTERS[name] = _Entry(fitter, applies, share, order, on_activate)
         return fitter
 
     return deco
@@ -77,6 +81,7 @@ def load_builtin_fitters() -> None:
     import souk.training.cross  # noqa: F401
     import souk.training.interact  # noqa: F401  (registers interact)
     import souk.training.wordvec  # noqa: F401  (registers wordvec)
+    import souk.training.bi  # noqa: F401  (registers bi)
 
 
 def _applies(entry: _Entry, index: Any) -> bool:
@@ -146,6 +151,22 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
                     "data": {"train": f"{train.name}/{train.split}", "dev": f"{dev.name}/{dev.split}" if dev else None},
                     **manifest}
         activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
-        path = store.publish(name, workdir, manifest, activate=activate)
-        outcomes.append(FitOutcome(name, path.name, {**manifest, "active": activate}, seconds))
+        path = store.publish(name, workdir, manifest, activate=False)
+        done = activate_model(index.path, path.name) if activate else {}
+        outcomes.append(FitOutcome(name, path.name, {**manifest, **done, "active": activate}, seconds))
     return outcomes
+
+
+def activate_model(index_path: str | Path, name: str) -> dict[str, Any]:
+    """Make fitted model `name` (e.g. `bi-2`) active: its stage's activation work first (nothing for most
+    stages; re-encoding the corpus for `bi`), then the atomic switch. Returns what the work reported."""
+    load_builtin_fitters()
+    store = ModelStore(index_path)
+    path = store.root / name
+    stage = name.rsplit("-", 1)[0]
+    entry = _FITTERS.get(stage)
+    done: dict[str, Any] = {}
+    if entry is not None and entry.on_activate is not None and (path / "manifest.json").is_file():
+        done = {"activation": entry.on_activate(Path(index_path), path)}
+    store.activate(name)
+    return done

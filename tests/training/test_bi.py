@@ -1,0 +1,120 @@
+"""Fitter `bi` on a tiny random BERT: it learns beyond the starting encoder, the corpus is re-encoded with
+the published model in one commit, searches then encode queries with it, and a failed re-encoding leaves
+the index and the active models as they were."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from souk.errors import ConfigError  # noqa: E402
+from souk.evaluation.datasets import load_beir  # noqa: E402
+from souk.index import Index  # noqa: E402
+from souk.models.store import ModelStore  # noqa: E402
+from souk.training import bi  # noqa: E402
+from souk.training.fit import activate_model, fit  # noqa: E402
+from tiny_bert import collection_texts, pipelines_schema, tiny_bert, topic_collection  # noqa: E402
+
+OPTIONS = {"weak_pairs": 64, "queries_per_batch": 16, "lr": 1e-3, "epochs": 6, "evals": 6, "patience": 6,
+           "doc_length": 32, "query_length": 8, "pool": 20, "temperature": 0.1}
+
+
+def vector_schema(base) -> dict:
+    data = pipelines_schema()
+    data["fields"]["embedding"] = {"kind": "vector", "params": {"source": ["title", "text"], "model": str(base),
+                                                                "backend": "torch-fp32", "max_length": 32}}
+    data["pipelines"]["hybrid"] = {"retrievers": ["bm25", "dense"]}
+    return data
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from souk.catalogs import read_catalog
+    from souk.schema import Schema
+
+    root = tmp_path_factory.mktemp("bi")
+    coll = topic_collection(root / "beir", topics=24, seed=3)
+    base = tiny_bert(root / "base", collection_texts(coll))
+    index = Index.create(root / "index", Schema.from_dict(vector_schema(base), origin="tiny"))
+    with index.writer() as w:
+        w.add(read_catalog(coll))
+        w.commit()
+    before = Index.open(root / "index").searcher().stored_bytes("embedding")
+    train, dev = load_beir(coll, "train"), load_beir(coll, "dev")
+    [outcome] = fit(root / "index", train, dev, ["bi"], budget_s=150, progress=False, options={"bi": OPTIONS})
+    return {"index": root / "index", "base": base, "outcome": outcome, "before": before, "dev": dev}
+
+
+def test_the_fit_learns_beyond_the_starting_encoder(fitted):
+    manifest = fitted["outcome"].manifest
+    assert manifest["dev"]["ndcg@10"] >= manifest["dev"]["start_ndcg@10"] + 0.05, manifest["training"]["curve"]
+    assert manifest["kind"] == "bi-encoder" and manifest["active"] and manifest["device"] == "cpu"
+    assert manifest["activation"]["docs"] == 72 and manifest["activation"]["previous_model"] == str(fitted["base"].resolve())
+
+
+def test_the_corpus_is_reencoded_and_queries_use_the_new_model(fitted):
+    index = Index.open(fitted["index"])
+    model = ModelStore(index.path).active("bi")
+    assert index.manifest["vectors"]["embedding"]["model"] == str(model.resolve())
+    assert index.manifest["models"]["embedding"]["model"] == str(model.resolve())
+    keys_before, old = fitted["before"]
+    keys_after, new = index.searcher().stored_bytes("embedding")
+    assert sorted(keys_before.tolist()) == sorted(keys_after.tolist()) and index.searcher().num_docs == 72
+    assert sorted(old) != sorted(new)  # every vector changed
+    from souk.engine import Engine
+
+    result = Engine.open(index.path).search("t5 red", pipeline="dense", k=3)
+    assert result.hits and all(h.doc for h in result.hits)
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["base"] == str(fitted["base"].resolve()) and (model / "curve.png").stat().st_size > 0
+
+
+def test_a_failed_reencoding_leaves_index_and_active_models(fitted, monkeypatch):
+    index_path = fitted["index"]
+    store = ModelStore(index_path)
+    active = store.active("bi").name
+    manifest_before = (index_path / "manifest.json").read_text()
+    vectors_before = Index.open(index_path).searcher().stored_bytes("embedding")[1]
+    from souk.index import writer as writer_module
+
+    def boom(self, batch):
+        raise RuntimeError("power cut while encoding")
+
+    monkeypatch.setattr(writer_module.Writer, "_encode", boom)
+    store.activate(active)  # a second version to switch to: republish the same directory under a new name
+    import shutil
+
+    shutil.copytree(store.root / active, store.root / "bi-99")
+    with pytest.raises(RuntimeError, match="power cut"):
+        activate_model(index_path, "bi-99")
+    assert store.active("bi").name == active
+    assert (index_path / "manifest.json").read_text() == manifest_before
+    assert Index.open(index_path).searcher().stored_bytes("embedding")[1] == vectors_before
+
+
+def test_reencode_refuses_what_it_cannot_do(fitted, tmp_path):
+    from souk.index.vectors.reencode import reencode
+    from model_fakes import write_tiny_bert
+
+    cross = write_tiny_bert(tmp_path / "cross", kind="cross-encoder")
+    with pytest.raises(ConfigError, match="cross-encoder"):
+        reencode(fitted["index"], str(cross))
+    with pytest.raises(ConfigError, match="re-encode"):
+        reencode(fitted["index"], str(tmp_path / "nothing-here"))
+
+
+def test_infonce_prefers_the_matching_document():
+    import torch
+
+    q = torch.nn.functional.normalize(torch.eye(3), dim=-1)
+    assert float(bi.infonce(q, q, 0.05)) < 0.01
+    assert float(bi.infonce(q, q.flip(0), 0.05)) > 10
+    assert np.isclose(float(bi.infonce(q, torch.ones(3, 3) / 3 ** 0.5, 0.05)), np.log(3), atol=1e-5)
+
+
+def test_bi_is_not_fitted_by_default_on_a_cpu(fitted):
+    index = Index.open(fitted["index"])
+    assert not bi.applies(index.schema, index)
