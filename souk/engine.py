@@ -113,7 +113,8 @@ class Engine:
         if pipe.lexical:
             result = searcher.search(SearchRequest(query=plan.text, k=k, offset=offset, filters=plan.filters,
                                                    facets=facets, facet_size=facet_size, sort=sort,
-                                                   highlight=highlight, expansions=expansions))
+                                                   highlight=highlight, expansions=expansions,
+                                                   boosts=plan.boost_filters))
             result.timings_ms = {"recall": result.took_ms}
             if explain:
                 for i, hit in enumerate(result.hits):

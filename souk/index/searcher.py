@@ -16,7 +16,7 @@ import tantivy
 
 from souk.analysis.registry import Analyzer, get_analyzer
 from souk.errors import QueryError
-from souk.index.filters import Filter, combine
+from souk.index.filters import Filter, combine, filter_query
 from souk.index.highlight import highlight
 from souk.index.keys import doc_keys
 from souk.index.store import ID, KEY, SOURCE, meta_path
@@ -45,6 +45,7 @@ class SearchRequest:
     fields: Sequence[str] | None = None
     highlight: bool = True
     expansions: Sequence[tuple[str, float]] = ()  # (text, weight): optional words joined with a lower weight
+    boosts: Sequence[tuple[Filter, float]] = ()  # (filter, weight): documents passing the filter score `weight` more
 
 
 class Searcher:
@@ -85,7 +86,7 @@ class Searcher:
 
     def _search(self, req: SearchRequest, relaxed: bool) -> SearchResult:
         query, terms = self.text_query(req.query, req.fields, relaxed)
-        query = self._expand(query, req.expansions, req.fields)
+        query = self._expand(query, req.expansions, req.fields, req.boosts)
         if query is None and req.query.strip() and not req.filters:
             return SearchResult([], 0, terms, relaxed=relaxed)
         q = combine(query, req.filters, self.schema, self._tschema)
@@ -175,29 +176,34 @@ class Searcher:
 
     # ---- cheap paths for retrieval stages ------------------------------------------------------
     def _expand(self, query: tantivy.Query | None, expansions: Sequence[tuple[str, float]],
-                fields: Sequence[str] | None = None) -> tantivy.Query | None:
-        """`query` OR the expansion words, each scored with its weight (never required)."""
-        if not expansions or query is None:
+                fields: Sequence[str] | None = None, boosts: Sequence[tuple[Filter, float]] = ()) -> tantivy.Query | None:
+        """`query` OR the expansion words, each scored with its weight, OR the boosts (documents passing
+        a boost's filter get its weight added); none of them is ever required."""
+        if (not expansions and not boosts) or query is None:
             return query
         clauses = [(tantivy.Occur.Should, query)]
         for text, weight in expansions:
             extra, _ = self._match(text, list(fields) if fields else self.schema.search_fields)
             if extra is not None and weight > 0:
                 clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(extra, float(weight))))
+        for flt, weight in boosts:
+            _, matches = filter_query(flt, self.schema, self._tschema)
+            if weight > 0:
+                clauses.append((tantivy.Occur.Should, tantivy.Query.const_score_query(matches, float(weight))))
         return tantivy.Query.boolean_query(clauses) if len(clauses) > 1 else query
 
     def bm25(self, text: str, k: int, filters: Sequence[Filter] = (), relaxed: bool = False,
-             expansions: Sequence[tuple[str, float]] = ()) -> Ranking:
+             expansions: Sequence[tuple[str, float]] = (), boosts: Sequence[tuple[Filter, float]] = ()) -> Ranking:
         """Top-k ids and BM25 scores without fetching stored documents (relaxed like `search`)."""
         query, _ = self.text_query(text, relaxed=relaxed)
-        query = self._expand(query, expansions)
+        query = self._expand(query, expansions, None, boosts)
         if query is None or k <= 0:
             return Ranking.empty()
         if filters:
             query = combine(query, filters, self.schema, self._tschema)
         hits = self._s.search(query, k, count=False).hits
         if not hits:
-            return self.bm25(text, k, filters, True, expansions) if not relaxed and is_strict(text) else Ranking.empty()
+            return self.bm25(text, k, filters, True, expansions, boosts) if not relaxed and is_strict(text) else Ranking.empty()
         scores, addrs = zip(*hits)
         keys = self._s.fast_field_values(KEY, list(addrs))  # this snapshot's own hits: always in the table
         return Ranking(self.keys_to_ids(keys, check=False), np.asarray(scores, dtype=np.float32))

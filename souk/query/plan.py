@@ -61,6 +61,13 @@ class QueryPlan:
         """Share of the query's letters that are Han characters (0 for an all-Latin query)."""
         return han_share(self.text)
 
+    @property
+    def boost_filters(self) -> list[tuple[Any, float]]:
+        """`boosts` as (keyword filter, weight) pairs for recall: documents with the value score more."""
+        from souk.index.filters import Filter
+
+        return [(Filter(b["field"], "=", (b["value"],)), float(b["weight"])) for b in self.boosts]
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["syntax"] = asdict(self.syntax)

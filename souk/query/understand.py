@@ -26,6 +26,7 @@ def load_builtin_rewriters() -> None:
     import souk.query.synonyms  # noqa: F401  (synonyms)
     import souk.query.keywords  # noqa: F401  (keywords)
     import souk.query.intent.rewriter  # noqa: F401  (intent)
+    import souk.query.entities.rewriter  # noqa: F401  (entities)
 
 
 def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:

@@ -18,8 +18,8 @@ class BM25Retriever:
         self.searcher = searcher
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
-        return [self.searcher.bm25(p.text, k, p.filters, expansions=[(e.text, e.weight) for e in p.expansions])
-                for p in plans]
+        return [self.searcher.bm25(p.text, k, p.filters, expansions=[(e.text, e.weight) for e in p.expansions],
+                                   boosts=p.boost_filters) for p in plans]
 
     def coverage(self, plan: QueryPlan) -> float:
         return 1.0
