@@ -94,6 +94,11 @@ class RecallStage:
     def recall(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """Candidates for each plan (at least `k` deep where the retrievers find that many)."""
         weights = [self.query_weights(p) for p in plans]
+        for plan, w in zip(plans, weights):
+            for name in self.retrievers:
+                note = f"retriever {name} left out: its model cannot read this query"
+                if self.weights[name] > 0 and w[name] == 0 and note not in plan.notes:
+                    plan.notes.append(note)
         per_retriever: dict[str, list[Ranking]] = {}
         for name, retriever in self.retrievers.items():
             todo = [i for i, w in enumerate(weights) if w[name] > 0]

@@ -42,7 +42,15 @@ class ReverseStage:
         return candidates.take(slice(None), np.arange(len(candidates), dtype=np.float32))
 
 
+class LatinOnlyRetriever(AlphabetRetriever):
+    """Fake retriever whose model reads Latin script only (like the bundled MiniLM)."""
+
+    def coverage(self, plan):
+        return 0.0 if any("\u4e00" <= c <= "\u9fff" for c in plan.text) else 1.0
+
+
 register_retriever("alphabet")(lambda searcher, options: AlphabetRetriever(searcher))
+register_retriever("latin-only")(lambda searcher, options: LatinOnlyRetriever(searcher))
 register_stage("reverse")(lambda context, options: ReverseStage())
 
 
@@ -104,3 +112,18 @@ def test_stage_options_are_checked_with_the_key(product_index):
         build_pipeline("bm25", searcher, {"fusoin": "rrf"})
     with pytest.raises(ConfigError, match=r"stages\[1\].depth: expected a positive integer"):
         build_pipeline("mine", searcher, {"stages": [{"stage": "recall"}, {"stage": "reverse", "depth": 0}]})
+
+
+def test_a_retriever_that_cannot_read_the_query_is_left_out_and_the_plan_says_so(product_index):
+    searcher = Index.open(product_index).searcher()
+    alone = build_pipeline("mine", searcher, {"stages": [{"stage": "recall", "retrievers": ["latin-only"]}]})
+    plan = alone.plan("跑步鞋")
+    assert len(alone.run(plan, 10).ranking) == 0  # nothing pretended
+    assert plan.notes == ["retriever latin-only left out: its model cannot read this query"]
+    fused = build_pipeline("mine", searcher, {"stages": [{"stage": "recall", "retrievers": ["bm25", "latin-only"]}]})
+    plan = fused.plan("跑步鞋")
+    assert fused.run(plan, 10).ranking.ids == searcher.bm25("跑步鞋", 10).ids  # BM25 alone decides
+    assert any("latin-only left out" in n for n in plan.notes)
+    english = fused.plan("running shoes")
+    fused.run(english, 10)
+    assert not english.notes
