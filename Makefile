@@ -8,7 +8,7 @@ SHARED ?= ../shared
 DEMO   := .demo/index
 PORT   ?= 8000
 
-.PHONY: install browser demo demo-index test bench clean
+.PHONY: install browser demo demo-index test bench bench-fit clean
 
 install: $(STAMP)
 
@@ -54,6 +54,23 @@ bench: install
 	$(SOUK) bench rerank --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/rerank-scifact.json
 	$(MAKE) demo-index
 	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --json | tee .bench/serve-demo.json
+	$(MAKE) bench-fit
+
+# The learned stages as the issues' acceptance runs them: fit on train within a budget, evaluate `full` on dev
+# (about 1.5 hours on 2 cores: indexing with vectors, three fits, the NER tagger).
+bench-fit: install
+	@mkdir -p .bench
+	@test -f .bench/scifact/manifest.json || $(SOUK) index $(SHARED)/data/scifact --index .bench/scifact --vectors
+	$(SOUK) fit --index .bench/scifact --train $(SHARED)/data/scifact --split train --dev-split dev --budget-min 20 --seed 13 --json | tee .bench/fit-scifact.json
+	$(SOUK) eval --index .bench/scifact --dataset $(SHARED)/data/scifact --split dev --pipeline full --json | tee .bench/full-scifact.json
+	@test -f .bench/homedepot/manifest.json || $(SOUK) index $(SHARED)/data/homedepot --index .bench/homedepot --vectors
+	$(SOUK) fit --index .bench/homedepot --train $(SHARED)/data/homedepot --split train --dev-split dev --budget-min 30 --seed 13 --json | tee .bench/fit-homedepot.json
+	$(SOUK) eval --index .bench/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline full --json | tee .bench/full-homedepot.json
+	@test -f .bench/qbqtc/manifest.json || $(SOUK) index $(SHARED)/data/qbqtc --index .bench/qbqtc
+	$(SOUK) fit --index .bench/qbqtc --train $(SHARED)/data/qbqtc --split train --dev-split dev --budget-min 20 --seed 13 --json | tee .bench/fit-qbqtc.json
+	$(SOUK) eval --index .bench/qbqtc --dataset $(SHARED)/data/qbqtc --split dev --pipeline full --json | tee .bench/full-qbqtc.json
+	$(SOUK) ner train --data $(SHARED)/data/taobao-ner/train.jsonl --dev $(SHARED)/data/taobao-ner/dev.jsonl --out .bench/ner --json | tee .bench/ner-train.json
+	$(SOUK) ner eval --model .bench/ner --data $(SHARED)/data/taobao-ner/dev.jsonl --json | tee .bench/ner-dev.json
 
 clean:
 	rm -rf $(VENV) .demo .bench
