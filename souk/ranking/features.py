@@ -14,6 +14,7 @@ per query term is fine, never one per candidate). Columns are named `group.part.
 |          | (titles) also `.fuzzy`: query terms present exactly or misspelt (rapidfuzz ratio >= 80)         |
 | `signal` | `signal.recall`, `signal.bm25`, `signal.dense` and their `_rank`s: earlier stages' scores        |
 |          | (NaN where a retriever never saw the document)                                                   |
+| `learned`| `signal.wordvec`, `signal.interact` and their `_rank`s (only when those models are fitted)       |
 | `number` | `number.F.log` (signed log1p), `number.F.rank` (within the candidates) of number fields marked   |
 |          | `feature = true`                                                                                 |
 | `query`  | `query.terms`, `query.chars`                                                                     |
@@ -367,6 +368,27 @@ SIGNALS = ("recall", "bm25", "dense")
 def _signals(env: FeatureEnv, batch: Batch) -> np.ndarray:
     cols = []
     for name in SIGNALS:
+        values = np.asarray(batch.ranking.signal(name), dtype=np.float64)
+        cols += [values, rank_desc(values)]
+    return np.stack(cols, axis=1)
+
+
+# ---- fitted stages' signals (Chinese indexes: word vectors in recall, the interaction model before ltr) ----
+LEARNED_SIGNALS = ("wordvec", "interact")
+
+
+def _fitted(env: FeatureEnv) -> bool:
+    from souk.models.store import ModelStore
+
+    store = ModelStore(env.searcher.path)
+    return any(store.active(name) is not None for name in LEARNED_SIGNALS)
+
+
+@register_features("learned", version=1, columns=lambda env: [f"signal.{s}{r}" for s in LEARNED_SIGNALS for r in ("", "_rank")],
+                   applies=_fitted)
+def _learned(env: FeatureEnv, batch: Batch) -> np.ndarray:
+    cols = []
+    for name in LEARNED_SIGNALS:
         values = np.asarray(batch.ranking.signal(name), dtype=np.float64)
         cols += [values, rank_desc(values)]
     return np.stack(cols, axis=1)

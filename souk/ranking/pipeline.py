@@ -41,10 +41,10 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     "bm25": [{"stage": "recall", "retrievers": ["bm25"]}],
     "dense": [{"stage": "recall", "retrievers": ["dense"]}],
     "hybrid": [_HYBRID],
-    "ltr": [_LEARNED_RECALL, {"stage": "ltr"}],
+    # interact (fitted for indexes without a pretrained encoder, e.g. Chinese) runs before ltr wherever it exists:
+    # its score is one more signal for ltr, which is fitted on exactly these candidates
+    "ltr": [_LEARNED_RECALL, {"stage": "interact", "depth": 100, "optional": True}, {"stage": "ltr"}],
     "rerank": [_LEARNED_RECALL, {"stage": "cross", "depth": 20}],
-    # interact: the interaction model fitted for indexes without a pretrained encoder (Chinese); its score is
-    # one more signal for ltr after it
     "full": [_LEARNED_RECALL, {"stage": "interact", "depth": 100, "optional": True}, {"stage": "ltr", "optional": True},
              {"stage": "cross", "depth": 20, "optional": True}],
 }

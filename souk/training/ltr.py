@@ -1,7 +1,8 @@
 """`souk fit --stages ltr`: LightGBM lambdarank over the recall candidates of judged queries.
 
-For every train query the `ltr` pipeline's own query steps and recall (hybrid, or BM25 when the index
-has no vector field) give the candidates the stage will see at serving time (its `depth`, default 100), labelled with
+For every train query the `ltr` pipeline's own query steps and the stages before `ltr` (hybrid recall, or
+BM25 when the index has no vector field; the interaction model where one is fitted) give the candidates and
+signals the stage will see at serving time (its `depth`, default 100), labelled with
 their qrels grades (unjudged = 0) and described by `souk.ranking.features`. One model is trained on all
 train queries, early-stopped on the dev split's nDCG@10 when one is given (else on a held-out tenth of
 train, chosen by query); then grouped K-fold by query on train, each fold trained to the same number of
@@ -26,8 +27,6 @@ from souk.ranking.clicks import active_click_model
 from souk.ranking.features import FeatureEnv, FeatureSet, default_groups
 from souk.ranking.ltr import KIND, MODEL_FILE
 from souk.ranking.pipeline import query_steps_of, stage_specs
-from souk.ranking.recall import RecallStage
-from souk.ranking.stage import StageContext
 from souk.training.fit import FitJob, register_fitter
 from souk.types import Ranking
 
@@ -77,23 +76,27 @@ class Judged:
         return float(score_run(run, {self.qids[i]: qrels[self.qids[i]] for i in keep}, ["ndcg@10"]).means()["ndcg@10"])
 
 
-def recall_for(searcher: Any) -> tuple[Any, RecallStage, int, dict[str, Any]]:
-    """The `ltr` pipeline's planner (its query steps), recall stage and the stage's depth, as serving
-    builds them (`souk.ranking.pipeline.build_pipeline`), so training sees what serving will."""
+def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
+    """The `ltr` pipeline's planner (its query steps), the stages before `ltr` as one pipeline (recall, and
+    the interaction model where one is fitted) and the stage's depth, as serving builds them
+    (`souk.ranking.pipeline.build_pipeline`), so training sees the candidates and signals serving will."""
     from souk.query.understand import planner_for
+    from souk.ranking.pipeline import build_pipeline
 
     config = searcher.schema.pipelines
     specs = stage_specs("ltr", config)
+    at = next((i for i, s in enumerate(specs) if s["stage"] == "ltr"), len(specs))
     recall_opts = {k: v for k, v in specs[0].items() if k != "stage"}
-    depth = next((int(s.get("depth", 100)) for s in specs[1:] if s["stage"] == "ltr"), 100)
+    depth = int(specs[at].get("depth", 100)) if at < len(specs) else 100
     planner = planner_for(searcher, query_steps_of("ltr", config, None, searcher.schema.query.get("steps")))
-    return planner, RecallStage(StageContext(searcher), recall_opts, where="pipelines.ltr.stages[0]"), depth, recall_opts
+    prior = build_pipeline("ltr-candidates", searcher, {"stages": specs[:at]}, planner=planner)
+    return planner, prior, depth, recall_opts
 
 
 def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
             progress: bool = True, what: str = "train") -> Judged:
-    """Recall, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`)."""
-    planner, recall, depth, _ = recall_for(searcher)
+    """Candidates, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`)."""
+    planner, prior, depth, _ = recall_for(searcher)
     out = Judged()
     t0 = time.monotonic()
     qids = list(data.queries)
@@ -104,8 +107,8 @@ def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float 
                 break
             batch = qids[start:start + BATCH]
             plans = [planner.plan(data.queries[q]) for q in batch]
-            for qid, plan, ranking in zip(batch, plans, recall.recall(plans, depth)):
-                head = ranking.with_signal("recall", ranking.scores).top(depth)
+            for qid, plan, run in zip(batch, plans, prior.run_many(plans, depth)):
+                head = run.ranking.top(depth)
                 grades = data.qrels[qid]
                 out.qids.append(qid)
                 out.rankings.append(head)
