@@ -83,3 +83,22 @@ def test_pipeline_with_interact_and_without_a_model(parts, tmp_path):
     plain = build_index(tmp_path / "plain").searcher()
     with pytest.raises(Unavailable, match="interact"):
         InteractStage(StageContext(plain), {})
+
+
+def test_ltr_is_fitted_on_the_candidates_and_signals_interact_gives_it(parts, tmp_path):
+    import json
+
+    from souk.training.ltr import recall_for
+    from zh_mini import fit_fast
+
+    searcher = parts[0]
+    _, prior, depth, _ = recall_for(searcher)
+    assert [s.name for s in prior.steps] == ["interact"] and depth == 100
+    run = prior.run(prior.plan("宝宝有痰怎么办"), depth)
+    assert "interact" in run.ranking.signals
+    [outcome] = fit_fast(searcher.path, stages=("ltr",), options={"ltr": {"threads": 1}})
+    manifest = json.loads((ModelStore(searcher.path).root / outcome.model / "manifest.json").read_text())
+    assert "learned" in manifest["features"]["groups"] and "signal.interact" in manifest["features"]["names"]
+    ModelStore(searcher.path).activate(outcome.model)  # on five dev queries it need not beat interact's order
+    pipe = build_pipeline("ltr", searcher)
+    assert [s.name for s in pipe.run(pipe.plan("宝宝有痰怎么办"), 10).stages] == ["recall", "interact", "ltr"]
