@@ -10,9 +10,9 @@ the starting encoder there, and then every document is re-encoded with it in one
 (`souk.index.vectors.reencode`). Queries are encoded with the same model from then on (the index's
 manifest names it).
 
-On a CPU this stage is slow (every step runs the transformer forward and backward on queries and
-documents), so `souk fit` fits it by default only where torch sees a GPU; name it (`--stages bi`) to fit
-it on a CPU. Misuse: reading the dev figure in the manifest as a test figure (dev chose the checkpoint).
+On 2 CPU cores a step (32 queries, each with a positive, a hard and a random negative) of short product
+titles takes about a second: 15 minutes of it lifted homedepot dev hybrid nDCG@10 from 0.389 to 0.415.
+Misuse: reading the dev figure in the manifest as a test figure (dev chose the checkpoint).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 from souk.errors import ConfigError
 from souk.training.cross import candidates, ndcg10, sample, split_train
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
-from souk.training.fit import FitJob, device, register_fitter
+from souk.training.fit import FitJob, register_fitter
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
 
 KIND = "bi-encoder"
@@ -60,8 +60,8 @@ def _vector_field(index: Any) -> Any:
 
 
 def applies(schema: Any, index: Any) -> bool:
-    """An index with one vector field whose encoder reads its text, where torch sees a GPU."""
-    if len(schema.vector_fields) != 1 or device() != "cuda":
+    """An index with one vector field whose encoder reads its text."""
+    if len(schema.vector_fields) != 1:
         return False
     from souk.index.vectors import field_params
     from souk.models.registry import model_card
@@ -131,7 +131,7 @@ def infonce(queries, docs, temperature: float):
     return torch.nn.functional.cross_entropy(scores.float(), torch.arange(len(queries), device=queries.device))
 
 
-@register_fitter("bi", applies=applies, share=0.5, order=10, on_activate=activate_bi)
+@register_fitter("bi", applies=applies, share=1.0, order=10, on_activate=activate_bi)
 def fit_bi(job: FitJob) -> dict[str, Any]:
     """Fine-tune, keep the best dev checkpoint, save into `job.workdir`; returns the manifest."""
     from transformers import AutoModel

@@ -115,6 +115,8 @@ def test_infonce_prefers_the_matching_document():
     assert np.isclose(float(bi.infonce(q, torch.ones(3, 3) / 3 ** 0.5, 0.05)), np.log(3), atol=1e-5)
 
 
-def test_bi_is_not_fitted_by_default_on_a_cpu(fitted):
+def test_bi_applies_to_an_index_with_one_vector_field_it_can_read(fitted, product_index):
     index = Index.open(fitted["index"])
-    assert not bi.applies(index.schema, index)
+    assert bi.applies(index.schema, index)  # the tiny base reads every script
+    plain = Index.open(product_index)
+    assert not bi.applies(plain.schema, plain)  # no vector field
