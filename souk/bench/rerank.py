@@ -35,6 +35,17 @@ def _untrained_model(folder: Path, seed: int = 13) -> Path:
     return folder
 
 
+def same_inputs(packer: Any, query: str, docs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(query, document) strings holding exactly the tokens `packer` feeds the model for each pair."""
+    q = packer.tokens([query], packer.limits.query)[0]
+    out = []
+    for doc in packer.doc_tokens(docs):
+        ids, types = packer.pack(q, doc)
+        split = types.index(1) if 1 in types else len(types)
+        out.append((packer.tok.decode(ids[1:split - 1]), packer.tok.decode(ids[split:-1], skip_special_tokens=False)))
+    return out
+
+
 def _candidates(dataset: Path, split_queries: dict[str, str], index: Path | None, depth: int, work: Path):
     """(searcher, {qid: ids}) from the index's pre-cross stages, or BM25 over a temporary index."""
     from souk.index import Index
@@ -89,23 +100,27 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
             raise ConfigError(f"--model: {path} is not a cross-encoder model directory")
         ours = CrossEncoder(path)
         quiet_transformers()
-        peer = PeerCrossEncoder(str(path), device="cpu", max_length=ours.packer.limits.max_length)
+        # the peer reads exactly the text souk's packer keeps (query, title and text each cut to their token
+        # budget), given back as strings: both sides then score the same inputs, and only the path differs
+        peer = PeerCrossEncoder(str(path), device="cpu", max_length=ours.packer.limits.max_length + 16)
         identity = torch.nn.Identity()
         fields = ours.fields if "fields" in ours.manifest else doc_fields(searcher.schema)
         all_ids = sorted({d for ids in lists.values() for d in ids})
         docs = dict(zip(all_ids, (doc_pair(d, fields) for d in searcher.docs(all_ids))))
 
-        def souk_side(q: str, ids: list[str]) -> np.ndarray:
+        def souk_side(q: str, ids: list[str], qid: str = "") -> np.ndarray:
             return ours.score(q, [docs[d] for d in ids])
 
-        def peer_side(q: str, ids: list[str]) -> np.ndarray:
-            pairs = [(q, f"{docs[d][0]} [SEP] {docs[d][1]}" if docs[d][0] else docs[d][1]) for d in ids]
-            return np.asarray(peer.predict(pairs, batch_size=32, activation_fn=identity, show_progress_bar=False), dtype=np.float32)
+        peer_pairs = {qid: same_inputs(ours.packer, queries[qid], [docs[d] for d in ids]) for qid, ids in lists.items()}
+
+        def peer_side(q: str, ids: list[str], qid: str) -> np.ndarray:
+            return np.asarray(peer.predict(peer_pairs[qid], batch_size=32, activation_fn=identity, show_progress_bar=False),
+                              dtype=np.float32)
 
         sides = {"souk": souk_side, "peer": peer_side}
         warm = next(iter(lists))
         for fn in sides.values():
-            fn(queries[warm], lists[warm])
+            fn(queries[warm], lists[warm], warm)
         seconds = {s: 0.0 for s in sides}
         per_query_ms: list[float] = []
         runs: dict[str, dict[str, list[tuple[str, float]]]] = {s: {} for s in sides}
@@ -117,7 +132,7 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
                     continue
                 for side in (("souk", "peer") if i % 2 == 0 else ("peer", "souk")):
                     t0 = time.perf_counter()
-                    scores = sides[side](queries[qid], ids)
+                    scores = sides[side](queries[qid], ids, qid)
                     took = time.perf_counter() - t0
                     seconds[side] += took
                     if side == "souk":
