@@ -48,6 +48,34 @@ class SearchBody(BaseModel):
     collapse: str | None = None
 
 
+class LimitsAndMetrics:
+    """ASGI middleware: refuses bodies over `MAX_BODY_BYTES` (413) before they are read, and records each
+    request's route, status and time in `metrics` (plain ASGI: no per-request task as `@app.middleware` makes)."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        length = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        status = [500]
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _error(413, f"request body over {MAX_BODY_BYTES} bytes", "LimitError")(scope, receive, sending)
+        else:
+            await self.app(scope, receive, sending)
+        route = scope.get("route")
+        self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status[0], time.perf_counter() - t0)
+
+
 def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: list[str] | None = None,
                warm: tuple[str, ...] = ("keyword",)) -> FastAPI:
     """The API over one index; pipelines in `warm` are built and run once before the first request."""
@@ -64,17 +92,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        t0 = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response = _error(413, f"request body over {MAX_BODY_BYTES} bytes", "LimitError")
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - t0)
-        return response
+    app.add_middleware(LimitsAndMetrics, metrics=metrics)
 
     @app.exception_handler(SoukError)
     async def souk_error(request: Request, exc: SoukError):
@@ -112,10 +130,11 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     async def http_error(request: Request, exc: HTTPException):
         return JSONResponse({"error": exc.detail, "kind": "HTTPError"}, status_code=exc.status_code, headers=exc.headers)
 
-    def run_search(body: SearchBody) -> dict[str, Any]:
+    def run_search(body: SearchBody) -> JSONResponse:
         result = engine.search(body.q, pipeline=body.pipeline, filters=body.filters, facets=body.facets, sort=body.sort,
                                k=body.size, offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse)
-        return {**result.to_dict(), "page": body.page, "size": body.size}
+        # a plain JSON response: the result is JSON-ready, so FastAPI's per-value encoder walk is skipped
+        return JSONResponse({**result.to_dict(), "page": body.page, "size": body.size})
 
     @app.get("/search", summary="Search (query parameters)")
     def search_get(
@@ -129,12 +148,12 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         pipeline: str = "keyword",
         explain: bool = False,
         collapse: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         return run_search(SearchBody(q=q, filters=filter, facets=facet, sort=sort, page=page, size=size,
                                      pipeline=pipeline, explain=explain, collapse=collapse))
 
     @app.post("/search", summary="Search (JSON body)")
-    def search_post(body: SearchBody, _: Annotated[str, Depends(role)]) -> dict[str, Any]:
+    def search_post(body: SearchBody, _: Annotated[str, Depends(role)]) -> JSONResponse:
         return run_search(body)
 
     @app.post("/documents", summary="Upsert a batch (JSON array or NDJSON), acknowledged once committed")
