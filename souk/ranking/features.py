@@ -366,8 +366,13 @@ SIGNALS = ("recall", "bm25", "dense")
 
 @register_features("signal", version=1, columns=lambda env: [f"signal.{s}{r}" for s in SIGNALS for r in ("", "_rank")])
 def _signals(env: FeatureEnv, batch: Batch) -> np.ndarray:
+    return _signal_columns(batch, SIGNALS)
+
+
+def _signal_columns(batch: Batch, names: Sequence[str]) -> np.ndarray:
+    """Each named signal of the candidates and its rank (NaN where the stage never scored the document)."""
     cols = []
-    for name in SIGNALS:
+    for name in names:
         values = np.asarray(batch.ranking.signal(name), dtype=np.float64)
         cols += [values, rank_desc(values)]
     return np.stack(cols, axis=1)
@@ -387,11 +392,7 @@ def _fitted(env: FeatureEnv) -> bool:
 @register_features("learned", version=1, columns=lambda env: [f"signal.{s}{r}" for s in LEARNED_SIGNALS for r in ("", "_rank")],
                    applies=_fitted)
 def _learned(env: FeatureEnv, batch: Batch) -> np.ndarray:
-    cols = []
-    for name in LEARNED_SIGNALS:
-        values = np.asarray(batch.ranking.signal(name), dtype=np.float64)
-        cols += [values, rank_desc(values)]
-    return np.stack(cols, axis=1)
+    return _signal_columns(batch, LEARNED_SIGNALS)
 
 
 # ---- number fields marked as features --------------------------------------------------------
