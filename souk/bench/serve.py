@@ -77,19 +77,26 @@ def _client(port: int, queries: list[str], pipeline: str, threads: int, seconds:
 
 
 def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+    """Resident memory of a process and its children (uvicorn's worker processes), in MB."""
+    pids, total, found = [pid], 0, False
+    while pids:
+        p = pids.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total, found = total + int(line.split()[1]), True
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return round(total / 1024, 1) if found else None
 
 
-def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pipeline: str = "keyword") -> dict[str, Any]:
-    """Start a server on a free loopback port, load it with `clients` for `seconds`, stop it."""
-    if not 1 <= clients <= 256 or not 0 < seconds <= 600:
-        raise SoukError("--clients must be 1..256 and --seconds 0..600")
+def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pipeline: str = "keyword",
+                workers: int = 1) -> dict[str, Any]:
+    """Start a server (`workers` processes) on a free loopback port, load it with `clients` for `seconds`, stop it."""
+    if not 1 <= clients <= 256 or not 0 < seconds <= 600 or not 1 <= workers <= 64:
+        raise SoukError("--clients must be 1..256, --seconds 0..600 and --workers 1..64")
     engine = Engine.open(index)
     queries = sample_queries(engine)
     engine.search(queries[0], pipeline=pipeline)
@@ -105,7 +112,8 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    server = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port), "--warm", pipeline],
+    server = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port), "--warm", pipeline,
+                               "--workers", str(workers)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         for _ in range(600):
@@ -138,4 +146,4 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None, "errors": errors,
             "requests": int(len(lat)), "in_process_qps": round(in_process_qps, 1),
             "http_vs_in_process": round(qps / in_process_qps, 2) if in_process_qps else None,
-            "clients": clients, "seconds": seconds, "pipeline": pipeline, "server_rss_mb": rss}
+            "clients": clients, "workers": workers, "seconds": seconds, "pipeline": pipeline, "server_rss_mb": rss}

@@ -34,12 +34,13 @@ def register(bench_app: typer.Typer) -> None:
         clients: int = typer.Option(16, "--clients", help="Concurrent HTTP clients."),
         seconds: float = typer.Option(10.0, "--seconds", help="How long the clients run."),
         pipeline: str = typer.Option("keyword", "--pipeline"),
+        workers: int = typer.Option(1, "--workers", help="Server processes (`souk serve --workers`)."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """HTTP throughput and latency of `souk serve` on loopback vs in-process search."""
         from souk.bench.serve import bench_serve
 
-        result = bench_serve(index, clients, seconds, pipeline)
+        result = bench_serve(index, clients, seconds, pipeline, workers)
         if as_json:
             emit_json(result)
         else:
