@@ -94,9 +94,10 @@ def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
 
 
 def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
-            progress: bool = True, what: str = "train") -> Judged:
-    """Candidates, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`)."""
-    planner, prior, depth, _ = recall_for(searcher)
+            progress: bool = True, what: str = "train", stages: tuple | None = None) -> Judged:
+    """Candidates, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`);
+    `stages` is what `recall_for(searcher)` returns, built once by a caller that collects several splits."""
+    planner, prior, depth, _ = stages or recall_for(searcher)
     out = Judged()
     t0 = time.monotonic()
     qids = list(data.queries)
@@ -169,14 +170,15 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         raise ConfigError(f"ltr.features: expected a list of feature groups, got {groups!r}")
     features = FeatureSet(env, groups)
     names = features.columns
-    planner, recall, depth, recall_opts = recall_for(searcher)
+    stages = recall_for(searcher)
+    depth, recall_opts = stages[2], stages[3]
     seed = job.seed
     params = {**PARAMS, "seed": seed, "num_threads": int(job.options.get("threads", PARAMS["num_threads"]))}
     started = time.monotonic()
     budget = max(job.seconds_left, 1.0)
     # features for train (at most half the budget) and dev
-    train = collect(searcher, features, job.train, started + budget * 0.5, job.progress, "train")
-    dev = collect(searcher, features, job.dev, None, job.progress, "dev") if job.dev is not None else None
+    train = collect(searcher, features, job.train, started + budget * 0.5, job.progress, "train", stages)
+    dev = collect(searcher, features, job.dev, None, job.progress, "dev", stages) if job.dev is not None else None
     positives = [i for i, y in enumerate(train.labels) if y.max(initial=0) > 0]
     if len(positives) < 10:
         raise DatasetError(f"only {len(positives)} train queries have a relevant document among the top {depth} "
