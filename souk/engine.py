@@ -9,6 +9,7 @@ Misuse: building pipelines per request; ask the engine, which caches them per sn
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ class Engine:
         self._searcher: Searcher | None = None
         self._pipelines: dict[str, Pipeline] = {}
         self._write_lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None  # (inode, mtime, size) of the commit point last read
 
     @classmethod
     def open(cls, path: str | Path) -> "Engine":
@@ -49,12 +51,24 @@ class Engine:
         return cls(index)
 
     def searcher(self) -> Searcher:
-        """The snapshot of the newest commit (a new one once a commit has landed)."""
-        current = _digest(meta_path(self.index.path))
+        """The snapshot of the newest commit (a new one once a commit has landed).
+
+        A commit replaces tantivy's commit point atomically, so a `stat` tells whether one landed; the
+        file is read and hashed only when it changed."""
+        meta = meta_path(self.index.path)
+        try:
+            st = os.stat(meta)
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
         with self._lock:
+            if self._searcher is not None and seen is not None and seen == self._seen:
+                return self._searcher
+            current = _digest(meta)
             if self._searcher is None or self._searcher.commit_id != current:
                 self._searcher = self.index.searcher()
                 self._pipelines = {}
+            self._seen = seen
             return self._searcher
 
     def pipeline(self, name: str) -> Pipeline:
@@ -66,6 +80,13 @@ class Engine:
                 pipe = self._pipelines[name] = build_pipeline(name, searcher)
                 searcher.warm()
             return pipe
+
+    def is_lexical(self, name: str) -> bool:
+        """True when pipeline `name` is already built for the current snapshot and is BM25 alone (a search
+        costs about a millisecond: a server may run it without handing it to a thread)."""
+        searcher = self.searcher()
+        pipe = self._pipelines.get(name)
+        return pipe is not None and pipe.searcher is searcher and pipe.lexical
 
     def available_pipelines(self) -> list[str]:
         """The pipelines that can run on this index now (vectors present, models fitted)."""

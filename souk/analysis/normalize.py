@@ -39,8 +39,21 @@ def han_share(text: str) -> float:
 
 
 def to_simplified(text: str) -> str:
-    """Traditional to simplified Chinese; text without Han characters is returned unchanged."""
-    return _t2s().convert(text) if has_han(text) else text
+    """Traditional to simplified Chinese; text without Han characters is returned unchanged.
+
+    Short texts (titles, queries: the ones seen again and again) are converted once and remembered.
+    """
+    if not has_han(text):
+        return text
+    return _t2s_short(text) if len(text) <= _SHORT else _t2s().convert(text)
+
+
+_SHORT = 256
+
+
+@functools.lru_cache(maxsize=16384)
+def _t2s_short(text: str) -> str:
+    return _t2s().convert(text)
 
 
 def normalize(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:

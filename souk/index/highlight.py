@@ -1,9 +1,10 @@
 """Highlighted snippets: the best window of the original text around matched query terms."""
 from __future__ import annotations
 
+import functools
 import unicodedata
 
-from souk.analysis.normalize import to_simplified
+from souk.analysis.normalize import has_han, to_simplified
 from souk.analysis.registry import Analyzer
 
 
@@ -14,9 +15,12 @@ def highlight(text: str, terms: set[str], analyzer: Analyzer, width: int = 160, 
     """
     if not terms or not text:
         return None
-    folded, origin = _fold_with_offsets(text[: analyzer.max_chars])
-    if not any(_stem_root(t) in folded for t in terms):  # cheap: no term could match, skip the analysis
+    head = text[: analyzer.max_chars]
+    chinese = any(has_han(t) for t in terms)
+    quick = unicodedata.normalize("NFKC", head).casefold()  # cheap: no term could match, skip the analysis
+    if not any(_stem_root(t) in (to_simplified(quick) if chinese else quick) for t in terms):
         return None
+    folded, origin = _fold_with_offsets(head)
     spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded) if t.text in terms]
     if not spans:
         return None
@@ -39,9 +43,13 @@ def _stem_root(term: str) -> str:
 
 
 def _fold_with_offsets(text: str) -> tuple[str, list[int]]:
+    """`text` normalized character by character (NFKC, casefold, simplified Chinese) and, for each folded
+    character, the index of the original character it came from (plus one past the end)."""
+    if text.isascii():  # the common case: folding is lower-casing and keeps every offset
+        return text.lower(), list(range(len(text) + 1))
     chars, origin = [], []
     for i, ch in enumerate(text):
-        for c in unicodedata.normalize("NFKC", ch).casefold():
+        for c in _fold_char(ch):
             chars.append(c)
             origin.append(i)
     origin.append(len(text))
@@ -50,6 +58,11 @@ def _fold_with_offsets(text: str) -> tuple[str, list[int]]:
     if len(simplified) != len(folded):
         simplified = "".join(to_simplified(c) if len(to_simplified(c)) == 1 else c for c in folded)
     return simplified, origin
+
+
+@functools.lru_cache(maxsize=65536)
+def _fold_char(ch: str) -> str:
+    return unicodedata.normalize("NFKC", ch).casefold()
 
 
 def _best_window(spans: list[tuple[int, int]], width: int) -> int:

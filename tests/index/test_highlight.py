@@ -1,0 +1,34 @@
+"""Highlighting maps matches in normalized text back onto the original characters."""
+from souk.analysis.registry import get_analyzer
+from souk.index.highlight import _fold_with_offsets, highlight
+
+STANDARD = get_analyzer("standard")
+
+
+def test_ascii_text_marks_stemmed_matches():
+    got = highlight("Running Shoes & Socks", {"run", "sock"}, STANDARD)
+    assert got == "<mark>Running</mark> Shoes &amp; <mark>Socks</mark>"
+
+
+def test_full_width_and_case_folded_text_keeps_original_characters():
+    got = highlight("ＮＩＫＥ Air Shoes", {"nike"}, STANDARD)
+    assert got == "<mark>ＮＩＫＥ</mark> Air Shoes"
+
+
+def test_traditional_chinese_matches_simplified_terms():
+    got = highlight("陳年紹興花彫酒 640毫升", {"绍兴"}, STANDARD)
+    assert got is not None and "<mark>紹興</mark>" in got
+
+
+def test_no_match_is_none():
+    assert highlight("Running Shoes", {"apple"}, STANDARD) is None
+    assert highlight("陳年紹興花彫酒", {"apple"}, STANDARD) is None
+    assert highlight("", {"apple"}, STANDARD) is None
+
+
+def test_ascii_fast_path_agrees_with_the_per_character_fold():
+    for text in ["Hello World 42", "A-B_c.D", "MiXeD CaSe"]:
+        folded, origin = _fold_with_offsets(text)
+        assert folded == text.casefold() and origin == list(range(len(text) + 1))
+    folded, origin = _fold_with_offsets("ﬁne Ａ")  # a ligature folds to two characters of one origin
+    assert folded == "fine a" and origin[:2] == [0, 0] and origin[-1] == 5
