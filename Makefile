@@ -54,6 +54,7 @@ bench: install
 	$(SOUK) bench rerank --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/rerank-scifact.json
 	$(MAKE) demo-index
 	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --json | tee .bench/serve-demo.json
+	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --workers 2 --json | tee .bench/serve-demo-2workers.json
 	$(MAKE) bench-fit
 
 # The learned stages as the issues' acceptance runs them: fit on train within a budget, evaluate `full` on dev

@@ -193,7 +193,9 @@ class Engine:
             raise QueryError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
         batch = [Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
                  for i, r in enumerate(records, 1)]
-        with self._write_lock, self.index.writer() as writer:
+        from souk.index.writer import write_turn
+
+        with self._write_lock, write_turn(self.index.path), self.index.writer() as writer:
             try:
                 report = writer.add(batch, on_error=on_error)
             except DocumentError:

@@ -37,10 +37,9 @@ def register(app: typer.Typer) -> None:
 
         Keys: SOUK_ADMIN_KEY (writes) and SOUK_SEARCH_KEY (search only), sent as `Authorization: Bearer KEY`.
         Without keys the server is open and binds to loopback only."""
-        import uvicorn
-
         from souk.engine import Engine
         from souk.serving.auth import Keys
+        from souk.serving.server import serve
 
         keys = Keys.from_env()
         if not keys.enabled and not is_loopback(host):
@@ -53,5 +52,7 @@ def register(app: typer.Typer) -> None:
         os.environ.update({"SOUK_SERVE_INDEX": str(index.resolve()), "SOUK_SERVE_WARM": warm, "SOUK_SERVE_CORS": cors})
         mode = "API keys required" if keys.enabled else "open, no API keys: loopback only"
         err_console.print(f"souk: serving {index} on http://{host}:{port}/ ({mode}); API docs at /docs; Ctrl-C stops")
-        uvicorn.run("souk.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=False)
+        try:
+            serve(host, port, workers)
+        except KeyboardInterrupt:
+            pass

@@ -6,10 +6,15 @@ readers keep searching their snapshot while a writer writes.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import tantivy
 
@@ -26,6 +31,33 @@ if TYPE_CHECKING:
 
 ON_ERROR = ("fail", "skip")
 MAX_REPORTED = 50
+TURN_FILE = ".souk-write-turn"
+
+
+@contextlib.contextmanager
+def write_turn(path: Path, wait_s: float = 60.0) -> Iterator[None]:
+    """Wait (up to `wait_s`) until no other souk process is writing to the index at `path`, and hold
+    the turn inside the block: server workers queue their writes instead of failing on tantivy's
+    writer lock. The lock is the OS's (flock): a killed writer releases it."""
+    try:
+        fd = os.open(path / TURN_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        with guard(path, "write"):
+            raise e from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise IndexStateError(f"{path}: another process has been writing for over {wait_s:.0f} s; "
+                                          "try the write again later") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 @dataclass

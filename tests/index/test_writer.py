@@ -97,3 +97,14 @@ def test_create_refuses_existing_and_open_missing(tmp_path, index):
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"meow")
     with pytest.raises(IndexStateError, match="not empty and holds no souk index"):
         Index.create(tmp_path / "photos", index.schema)
+
+
+def test_write_turn_queues_writers_and_says_when_it_waited_too_long(tmp_path):
+    from souk.index.writer import write_turn
+
+    with write_turn(tmp_path):
+        with pytest.raises(IndexStateError, match="another process has been writing"):
+            with write_turn(tmp_path, wait_s=0.05):
+                pass
+    with write_turn(tmp_path, wait_s=0.05):  # released when the first block ended
+        pass

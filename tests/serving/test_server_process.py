@@ -17,9 +17,10 @@ import pytest
 from support import REPO, free_port
 
 
-def start(index, port):
+def start(index, port, workers=1):
     env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port),
+                             "--workers", str(workers)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(300):
         try:
@@ -52,8 +53,10 @@ def batch(n, start_at):
 
 
 def test_searches_answer_while_batches_are_written(own_index):
+    """Two worker processes: writes from two clients queue for the index, and an acknowledged write is
+    found by the next search whichever worker answers it."""
     port = free_port()
-    proc = start(own_index, port)
+    proc = start(own_index, port, workers=2)
     base = f"http://127.0.0.1:{port}"
     errors, searches, stop = [], [0], threading.Event()
 
@@ -66,15 +69,24 @@ def test_searches_answer_while_batches_are_written(own_index):
             except Exception as e:  # noqa: BLE001 - every failure is counted
                 errors.append(repr(e))
 
+    def writer(first_batch):
+        for b in range(first_batch, 8, 2):
+            try:
+                status, ack = call(base + "/documents", batch(25, b * 25), "POST")
+                assert status == 200 and ack["written"] == 25
+                for _ in range(3):  # each search may land on either worker
+                    _, found = call(base + f"/search?q=w{b * 25 + 24}x")
+                    assert [h["id"] for h in found["hits"]] == [f"W{b * 25 + 24}"], "an acknowledged write is searchable at once"
+            except Exception as e:  # noqa: BLE001 - every failure is counted
+                errors.append(repr(e))
+
     threads = [threading.Thread(target=searcher) for _ in range(4)]
+    writers = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
     try:
-        for t in threads:
+        for t in threads + writers:
             t.start()
-        for b in range(8):
-            status, ack = call(base + "/documents", batch(25, b * 25), "POST")
-            assert status == 200 and ack["written"] == 25
-            _, found = call(base + f"/search?q=w{b * 25 + 24}x")
-            assert [h["id"] for h in found["hits"]] == [f"W{b * 25 + 24}"], "an acknowledged write is searchable at once"
+        for t in writers:
+            t.join()
     finally:
         stop.set()
         for t in threads:
@@ -82,6 +94,18 @@ def test_searches_answer_while_batches_are_written(own_index):
         proc.terminate()
         proc.wait(10)
     assert not errors and searches[0] > 20, (errors[:3], searches)
+    _, everything = call_after_restart(own_index, "/search?q=wombat&size=100&page=2")
+    assert everything["total"] == 200, "every acknowledged batch is in the index"
+
+
+def call_after_restart(index, path):
+    port = free_port()
+    proc = start(index, port)
+    try:
+        return call(f"http://127.0.0.1:{port}{path}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_kill_9_loses_no_acknowledged_write(own_index):
