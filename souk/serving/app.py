@@ -162,7 +162,11 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     async def search_post(body: SearchBody, _: Annotated[str, Depends(role)]) -> JSONResponse:
         return await run_search(body)
 
-    @app.post("/documents", summary="Upsert a batch (JSON array or NDJSON), acknowledged once committed")
+    @app.post("/documents", summary="Upsert a batch (JSON array or NDJSON), acknowledged once committed",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"type": "array", "maxItems": MAX_BATCH,
+                                                   "items": {"type": "object", "description": "a document keyed by the schema's id field"}}},
+                  "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON document a line"}}}}})
     async def documents_post(request: Request, _: Annotated[str, Depends(admin)],
                              on_error: Annotated[str, Query(pattern="^(fail|skip)$")] = "fail") -> dict[str, Any]:
         records = _records(await request.body(), request.headers.get("content-type", ""))
