@@ -123,12 +123,23 @@ def doc_text(doc: tuple[str, str]) -> str:
     return " ".join(p for p in doc if p)
 
 
-def infonce(queries, docs, temperature: float):
-    """Softmax cross-entropy of query i against document i among all documents of the batch."""
+def infonce(queries, docs, temperature: float, doc_texts: Sequence[str] | None = None):
+    """Softmax cross-entropy of query i against document i among all documents of the batch.
+
+    With `doc_texts`, a column holding the same text as query i's positive (another query of the batch
+    sharing that product, or a sampled negative that is the positive itself) is left out of query i's
+    softmax rather than pushed away as a negative."""
     import torch
 
-    scores = queries @ docs.T / temperature
-    return torch.nn.functional.cross_entropy(scores.float(), torch.arange(len(queries), device=queries.device))
+    scores = (queries @ docs.T / temperature).float()
+    n = len(queries)
+    if doc_texts is not None:
+        same = [[j for j in range(len(doc_texts)) if j != i and doc_texts[j] == doc_texts[i]] for i in range(n)]
+        rows = [i for i, js in enumerate(same) for _ in js]
+        if rows:
+            cols = [j for js in same for j in js]
+            scores = scores.index_put((torch.tensor(rows), torch.tensor(cols)), torch.tensor(float("-inf")))
+    return torch.nn.functional.cross_entropy(scores, torch.arange(n, device=queries.device))
 
 
 @register_fitter("bi", applies=applies, share=1.0, order=10, on_activate=activate_bi)
@@ -193,7 +204,7 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
     def loss_of(model, batch: list[tuple[str, list[str]]]):
         queries = encoder([q for q, _ in batch], "query")
         docs = [ds[0] for _, ds in batch] + [d for _, ds in batch for d in ds[1:]]
-        return infonce(queries, encoder(docs, "doc"), opts["temperature"])
+        return infonce(queries, encoder(docs, "doc"), opts["temperature"], docs)
 
     per = opts["queries_per_batch"]
 

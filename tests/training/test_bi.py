@@ -115,6 +115,18 @@ def test_infonce_prefers_the_matching_document():
     assert np.isclose(float(bi.infonce(q, torch.ones(3, 3) / 3 ** 0.5, 0.05)), np.log(3), atol=1e-5)
 
 
+def test_infonce_does_not_push_a_query_away_from_its_own_document_seen_twice():
+    import torch
+
+    q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)  # two queries, one product
+    texts = ["sofa bed", "sofa bed"]
+    assert float(bi.infonce(q, q, 0.05)) > 0.6  # each is the other's "negative": log 2
+    assert float(bi.infonce(q, q, 0.05, texts)) < 1e-6
+    q.requires_grad_(True)
+    bi.infonce(q, q, 0.05, texts).backward()  # finite gradients through the left-out column
+    assert torch.isfinite(q.grad).all()
+
+
 def test_bi_applies_to_an_index_with_one_vector_field_it_can_read(fitted, product_index):
     index = Index.open(fitted["index"])
     assert bi.applies(index.schema, index)  # the tiny base reads every script
