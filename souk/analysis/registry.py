@@ -30,15 +30,16 @@ class Analyzer:
     user_dict: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS
 
-    def tokens(self, text: str) -> list[Token]:
-        """Tokens of the normalized text with spans into it (stemmed text, original spans)."""
+    def tokens(self, text: str, han: bool = True) -> list[Token]:
+        """Tokens of the normalized text with spans into it (stemmed text, original spans); `han=False`
+        leaves Han runs out (a caller that only looks for Latin terms skips segmenting them)."""
         norm = normalize(text, self.max_chars)
         if self.whole:
             value = "_".join(norm.split())
             return [Token(value, 0, len(norm))] if value else []
         stop = english_stopwords() if self.stopwords else frozenset()
         out = []
-        for tok in tokenize(norm, self.han, self.user_dict):
+        for tok in tokenize(norm, self.han if han else "skip", self.user_dict):
             if tok.text in stop:
                 continue
             out.append(Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end))

@@ -55,7 +55,7 @@ def han_bigrams(run: str) -> Iterator[tuple[str, int, int]]:
 
 
 def tokenize(text: str, han: str = "jieba", user_dict: str | None = None) -> list[Token]:
-    """Split normalized text into tokens; `han` is "jieba", "bigram" or "char"."""
+    """Split normalized text into tokens; `han` is "jieba", "bigram", "char" or "skip" (Han runs give no tokens)."""
     tokens: list[Token] = []
     for match in _RUNS.finditer(text):
         start = match.start()
@@ -63,6 +63,8 @@ def tokenize(text: str, han: str = "jieba", user_dict: str | None = None) -> lis
             tokens.append(Token(match.group(), start, match.end()))
             continue
         run = match.group()
+        if han == "skip":
+            continue
         if han == "jieba":
             pieces = han_words(run, user_dict)
         elif han == "bigram":

@@ -21,7 +21,7 @@ def highlight(text: str, terms: set[str], analyzer: Analyzer, width: int = 160, 
     if not any(_stem_root(t) in (to_simplified(quick) if chinese else quick) for t in terms):
         return None
     folded, origin = _fold_with_offsets(head)
-    spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded) if t.text in terms]
+    spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded, han=chinese) if t.text in terms]
     if not spans:
         return None
     start = _best_window(spans, width)

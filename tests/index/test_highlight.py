@@ -32,3 +32,10 @@ def test_ascii_fast_path_agrees_with_the_per_character_fold():
         assert folded == text.casefold() and origin == list(range(len(text) + 1))
     folded, origin = _fold_with_offsets("ﬁne Ａ")  # a ligature folds to two characters of one origin
     assert folded == "fine a" and origin[:2] == [0, 0] and origin[-1] == 5
+
+
+def test_mixed_script_text_marks_latin_and_han_terms():
+    text = "Apple iPhone 15 手機殼"
+    assert highlight(text, {"iphon"}, STANDARD) == "Apple <mark>iPhone</mark> 15 手機殼"
+    got = highlight(text, {"手机", "iphon"}, STANDARD)
+    assert "<mark>iPhone</mark>" in got and "<mark>手機</mark>" in got
