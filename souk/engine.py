@@ -29,6 +29,7 @@ MAX_K = 1_000          # hits per page
 MAX_DEPTH = 10_000     # offset + k: how deep a user may page
 MAX_FACET_SIZE = 1_000
 COLLAPSE_WINDOW = 4    # hits read per hit shown when collapsing
+COLLAPSE_DEPTH = MAX_K // COLLAPSE_WINDOW  # collapsed hits a user may page through
 
 
 class Engine:
@@ -117,10 +118,20 @@ class Engine:
         if collapse is not None:
             if collapse not in searcher.schema.fields:
                 raise QueryError(f"collapse: no field {collapse!r}; fields: {', '.join(searcher.schema.fields)}")
-            result = self.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort,
-                                 k=min(MAX_DEPTH, (offset + k) * COLLAPSE_WINDOW), offset=0, explain=explain,
-                                 highlight=highlight, facet_size=facet_size)
-            result.hits = _collapse(result.hits, collapse)[offset:offset + k]
+            if offset + k > COLLAPSE_DEPTH:
+                raise QueryError(f"collapse: only the first {COLLAPSE_DEPTH} collapsed hits can be paged; "
+                                 f"page * size is {offset + k}")
+            window = (offset + k) * COLLAPSE_WINDOW
+            while True:  # widen the window until it holds the page's collapsed hits or every hit
+                result = self.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort, k=window,
+                                     offset=0, explain=explain, highlight=False, facet_size=facet_size)
+                groups = _collapse(result.hits, collapse)
+                if len(groups) >= offset + k or len(result.hits) < window or window == MAX_K:
+                    break
+                window = min(MAX_K, window * COLLAPSE_WINDOW)
+            result.hits = groups[offset:offset + k]
+            if highlight:  # only the hits shown, not the whole window
+                searcher.highlight(result.hits, result.terms)
             result.offset = offset
             return result
         pipe = self.pipeline(pipeline)

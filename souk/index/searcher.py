@@ -240,12 +240,17 @@ class Searcher:
 
     def hits(self, ranking: Ranking, query: str = "", highlight: bool = True) -> list[Hit]:
         """Stored documents and highlights for a ranking made by any pipeline (unknown ids are dropped)."""
-        terms = set(self.text_query(query, relaxed=True)[1]) if highlight and query else set()
-        out = []
-        for doc_id, score, doc in zip(ranking.ids, ranking.scores, self.docs(ranking.ids)):
-            if doc is not None:
-                out.append(Hit(doc_id, float(score), doc, self._highlights(doc, terms, None) if terms else {}))
+        out = [Hit(doc_id, float(score), doc, {})
+               for doc_id, score, doc in zip(ranking.ids, ranking.scores, self.docs(ranking.ids)) if doc is not None]
+        if highlight and query:
+            self.highlight(out, self.text_query(query, relaxed=True)[1])
         return out
+
+    def highlight(self, hits: Sequence[Hit], terms: Sequence[str]) -> None:
+        """Fill the highlights of hits found without them (from their stored documents)."""
+        term_set = set(terms)
+        for hit in hits:
+            hit.highlights = self._highlights(hit.doc, term_set, None) if term_set else {}
 
     def _addresses_of(self, ids: Sequence[str]) -> list[tantivy.DocAddress | None]:
         """Doc addresses of ids in this snapshot (None for unknown ids), in the order given."""

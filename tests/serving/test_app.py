@@ -33,6 +33,16 @@ def test_collapse_shows_each_value_once(client):
     res = client.get("/search", params={"q": "chocolate", "collapse": "brand", "size": 10}).json()
     brands = [tuple(h["doc"]["brand"]) for h in res["hits"]]
     assert len(brands) == len(set(brands)) and any(h["collapsed"] > 0 for h in res["hits"])
+    assert all("<mark>" in " ".join(h["highlights"].values()) for h in res["hits"])
+
+
+def test_collapse_fills_the_page_and_limits_its_depth(client):
+    """A page of collapsed hits is full while the matches hold enough distinct values (the window widens),
+    and paging past what collapsing can reach is a 400 naming the limit."""
+    everything = client.get("/search", params={"q": "", "collapse": "supermarket", "size": 5}).json()
+    assert len({tuple(h["doc"]["supermarket"]) for h in everything["hits"]}) == len(everything["hits"]) == 5
+    deep = client.get("/search", params={"q": "", "collapse": "brand", "size": 100, "page": 3})
+    assert deep.status_code == 400 and "first 250 collapsed hits" in deep.json()["error"]
 
 
 def test_writes_are_searchable_from_the_next_request_and_deletable(client):
