@@ -4,9 +4,10 @@ For every train query the `ltr` pipeline's own query steps and the stages before
 BM25 when the index has no vector field; the interaction model where one is fitted) give the candidates and
 signals the stage will see at serving time (its `depth`, default 100), labelled with
 their qrels grades (unjudged = 0) and described by `souk.ranking.features`. One model is trained on all
-train queries, early-stopped on the dev split's nDCG@10 when one is given (else on a held-out tenth of
-train, chosen by query); then grouped K-fold by query on train, each fold trained to the same number of
-rounds, gives an honest estimate (`cv`). The model directory holds `model.txt`, the manifest (features,
+train queries, early-stopped on the dev split's nDCG@10 when one is given; then grouped K-fold by query on
+train, each fold trained to the same number of rounds, gives an honest estimate (`cv`). Without a dev
+split the rounds are the best of the K folds' mean validation curve (every train query validates once),
+and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The model directory holds `model.txt`, the manifest (features,
 hyper-parameters, gains, curve, dev and CV nDCG@10 next to recall's), `importance.png` and `curve.png`.
 Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
 """
@@ -184,42 +185,63 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         raise DatasetError(f"only {len(positives)} train queries have a relevant document among the top {depth} "
                            "candidates; ltr needs judged queries that recall can find (at least 10)")
     all_train = list(range(len(train.qids)))
-    if dev is not None and any(y.max(initial=0) > 0 for y in dev.labels):
-        fit_idx, valid_set, valid_name = all_train, dev, f"{job.dev.name}/{job.dev.split}"
-        valid_idx = list(range(len(dev.qids)))
-        valid_qrels = job.dev.qrels
-    else:  # a held-out tenth of train, by query
-        held = set(_folds(len(all_train), 10, seed)[0].tolist())
-        fit_idx = [i for i in all_train if i not in held]
-        valid_set, valid_idx, valid_qrels, valid_name = train, sorted(held), job.train.qrels, "held-out tenth of train"
-    X, y, g = train.subset(fit_idx)
-    valid = valid_set.subset(valid_idx)
-    booster, history, by_budget = _train(X, y, g, valid, MAX_ROUNDS, params, job.deadline, names)
-    curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
-    curve_train = list(history.get("train", {}).get("ndcg@10", []))
-    best = int(np.argmax(curve_valid)) + 1 if curve_valid else booster.current_iteration()
-    booster.save_model(str(job.workdir / MODEL_FILE), num_iteration=best)
 
-    def predict(judged: Judged, idx: list[int], model=booster, rounds=best) -> list[np.ndarray]:
+    def predict(judged: Judged, idx: list[int], model, rounds: int) -> list[np.ndarray]:
         scores = [np.zeros(0)] * len(judged.qids)
         for i in idx:
             scores[i] = model.predict(judged.blocks[i], num_iteration=rounds, num_threads=1) if len(judged.blocks[i]) else np.zeros(0)
         return scores
 
-    valid_ltr = valid_set.ndcg10(predict(valid_set, valid_idx), valid_qrels, valid_idx)
-    valid_recall = valid_set.ndcg10(None, valid_qrels, valid_idx)
-    # grouped K-fold on train with the same number of rounds: an estimate no early stopping has seen
     cv_ltr, cv_recall = [], []
-    for fold in _folds(len(all_train), FOLDS, seed):
-        if job.seconds_left < 5:
-            break
-        rest = np.setdiff1d(all_train, fold).tolist()
-        Xf, yf, gf = train.subset(rest)
-        model, _, cut = _train(Xf, yf, gf, None, best, params, job.deadline, names)
-        if cut:
-            break
-        cv_ltr.append(train.ndcg10(predict(train, fold.tolist(), model, best), job.train.qrels, fold.tolist()))
-        cv_recall.append(train.ndcg10(None, job.train.qrels, fold.tolist()))
+    if dev is not None and any(y.max(initial=0) > 0 for y in dev.labels):
+        valid_idx, valid_name = list(range(len(dev.qids))), f"{job.dev.name}/{job.dev.split}"
+        X, y, g = train.subset(all_train)
+        booster, history, by_budget = _train(X, y, g, dev.subset(valid_idx), MAX_ROUNDS, params, job.deadline, names)
+        curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
+        curve_train = list(history.get("train", {}).get("ndcg@10", []))
+        best = int(np.argmax(curve_valid)) + 1 if curve_valid else booster.current_iteration()
+        valid_ltr = dev.ndcg10(predict(dev, valid_idx, booster, best), job.dev.qrels, valid_idx)
+        valid_recall = dev.ndcg10(None, job.dev.qrels, valid_idx)
+        # grouped K-fold on train with the same number of rounds: an estimate no early stopping has seen
+        for fold in _folds(len(all_train), FOLDS, seed):
+            if job.seconds_left < 5:
+                break
+            Xf, yf, gf = train.subset(np.setdiff1d(all_train, fold).tolist())
+            model, _, cut = _train(Xf, yf, gf, None, best, params, job.deadline, names)
+            if cut:
+                break
+            cv_ltr.append(train.ndcg10(predict(train, fold.tolist(), model, best), job.train.qrels, fold.tolist()))
+            cv_recall.append(train.ndcg10(None, job.train.qrels, fold.tolist()))
+    else:
+        # no dev split: every train query validates once, in grouped K-fold; the rounds are the best of the
+        # folds' mean curve (a held-out tenth of a small train set is a handful of queries: too noisy to stop on)
+        valid_name, valid_idx = f"{FOLDS}-fold CV on train", all_train
+        folds, curves, train_curves, by_budget = [], [], [], False
+        for fold in _folds(len(all_train), FOLDS, seed):
+            Xf, yf, gf = train.subset(np.setdiff1d(all_train, fold).tolist())
+            held = train.subset(fold.tolist())
+            if not len(held[2]):
+                continue
+            model, history, cut = _train(Xf, yf, gf, held, MAX_ROUNDS, params, job.deadline, names)
+            folds.append((fold.tolist(), model))
+            curves.append(history["valid"]["ndcg@10"])
+            train_curves.append(history["train"]["ndcg@10"])
+            by_budget = by_budget or cut
+            if cut:
+                break
+        if not folds:
+            raise DatasetError("no fold of train has a judged query whose relevant document recall finds; add judged queries")
+        length = min(len(c) for c in curves)  # every fold ran at least this far (each ran PATIENCE past its own best)
+        curve_valid = np.mean([c[:length] for c in curves], axis=0).tolist()
+        curve_train = np.mean([c[:length] for c in train_curves], axis=0).tolist()
+        best = int(np.argmax(curve_valid)) + 1
+        for idx, model in folds:
+            cv_ltr.append(train.ndcg10(predict(train, idx, model, best), job.train.qrels, idx))
+            cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
+        valid_ltr, valid_recall = float(np.mean(cv_ltr)), float(np.mean(cv_recall))
+        X, y, g = train.subset(all_train)
+        booster, _, _ = _train(X, y, g, None, best, params, None, names)  # the served model: all train, `best` rounds
+    booster.save_model(str(job.workdir / MODEL_FILE), num_iteration=best)
     gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
     gains = dict(sorted(gains.items(), key=lambda kv: -kv[1]))
     _plot_importance(gains, job.workdir / "importance.png")
@@ -230,6 +252,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         "kind": KIND,
         "features": features.spec,
         "params": {**params, "max_rounds": MAX_ROUNDS, "patience": PATIENCE},
+        "rounds_chosen_on": valid_name,
         "rounds": best,
         "recall": recall_opts,
         "depth": depth,

@@ -47,9 +47,11 @@ def test_fit_writes_model_evidence_and_is_reproducible(shop):
     assert trees(fit_ltr(shop)) == trees(first)  # same seed, same trees
 
 
-def test_without_dev_it_stops_on_held_out_train_queries(shop):
+def test_without_dev_rounds_come_from_cross_validation_on_train(shop):
     m = read_model_manifest(fit_ltr(shop, dev=None, seed=4))
-    assert m["dev"]["on"] == "held-out tenth of train" and m["dev"]["queries"] >= 4
+    assert m["dev"]["on"] == "5-fold CV on train" and m["dev"]["queries"] == m["train"]["queries"]
+    assert m["cv"]["folds"] == 5 and m["dev"]["ndcg@10"] == pytest.approx(m["cv"]["ndcg@10"]["mean"], abs=1e-4)
+    assert 1 <= m["rounds"] <= len(m["curve"]["valid"]) and m["rounds_chosen_on"] == m["dev"]["on"]
 
 
 def test_too_few_findable_queries_is_a_clear_error(shop):
