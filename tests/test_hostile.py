@@ -323,8 +323,8 @@ def test_sort_on_a_field_some_documents_lack(tmp_path):
 def _assert_clean(code: int, stderr: str) -> None:
     assert code in (0, 2), (code, stderr[-2000:])
     assert "Traceback" not in stderr, stderr[-2000:]
-    if code == 2:
-        assert stderr.strip().splitlines()[-1].startswith("error: "), stderr[-2000:]
+    if code == 2:  # the failure is said as `error: ...` (a rejected batch lists its records on the lines after it)
+        assert any(line.startswith("error: ") for line in stderr.strip().splitlines()), stderr[-2000:]
 
 
 search_args = st.lists(st.one_of(
