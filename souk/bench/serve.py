@@ -25,14 +25,15 @@ from souk.errors import SoukError
 
 
 def sample_queries(engine: Engine, n: int = 200, seed: int = 7) -> list[str]:
-    """Short queries: the first one to three words of sampled documents' first search field."""
+    """Short queries: the first one to three words of sampled documents' first non-empty search field."""
     searcher = engine.searcher()
     ids = searcher.ids()
     rng = random.Random(seed)
-    field = searcher.schema.search_fields[0]
+    schema = searcher.schema
+    fields = [src for f in schema.search_fields for src in (schema.fields[f].copy_from or [f])]  # stored sources
     out = []
     for doc in searcher.docs(rng.sample(ids, min(n, len(ids)))):
-        words = str((doc or {}).get(field, "")).split()
+        words = next((w for w in (str((doc or {}).get(f) or "").split() for f in fields) if w), [])
         if words:
             out.append(" ".join(words[: rng.randint(1, 3)]))
     if not out:

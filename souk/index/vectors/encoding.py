@@ -6,6 +6,7 @@ Misuse to avoid: building an `EncoderConfig` by hand for a field; the field's pa
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -48,5 +49,13 @@ def encode_queries(params: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(texts), params["dim"]), dtype=np.float32)
     rows = [i for i, t in enumerate(texts) if str(t).strip()]
     if rows:
-        out[rows] = get_encoder(encoder_config(params, queries=True), probe=texts).encode([texts[i] for i in rows])
+        out[rows] = _batched(get_encoder(encoder_config(params, queries=True), probe=texts))([texts[i] for i in rows])
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _batched(encoder: Any):
+    """The encoder's queries micro-batched: concurrent searches (a server's) share forward passes."""
+    from souk.models.batching import MicroBatcher
+
+    return MicroBatcher(encoder.encode)
