@@ -30,9 +30,10 @@ class Analyzer:
     user_dict: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS
 
-    def tokens(self, text: str, han: bool = True) -> list[Token]:
-        """Tokens of the normalized text with spans into it (stemmed text, original spans); `han=False`
-        leaves Han runs out (a caller that only looks for Latin terms skips segmenting them)."""
+    def tokens(self, text: str, han: bool = True, prefixes: tuple[str, ...] | None = None) -> list[Token]:
+        """Tokens of the normalized text with spans into it (stemmed text, original spans). A caller looking for
+        given terms may narrow the work: `han=False` leaves Han runs out, `prefixes` keeps only tokens that
+        start with one of them (before stemming: stems keep a word's first letters)."""
         norm = normalize(text, self.max_chars)
         if self.whole:
             value = "_".join(norm.split())
@@ -40,7 +41,7 @@ class Analyzer:
         stop = english_stopwords() if self.stopwords else frozenset()
         out = []
         for tok in tokenize(norm, self.han if han else "skip", self.user_dict):
-            if tok.text in stop:
+            if tok.text in stop or (prefixes is not None and not tok.text.startswith(prefixes)):
                 continue
             out.append(Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end))
         return out

@@ -17,11 +17,13 @@ def highlight(text: str, terms: set[str], analyzer: Analyzer, width: int = 160, 
         return None
     head = text[: analyzer.max_chars]
     chinese = any(has_han(t) for t in terms)
+    roots = tuple(_stem_root(t) for t in terms)
     quick = unicodedata.normalize("NFKC", head).casefold()  # cheap: no term could match, skip the analysis
-    if not any(_stem_root(t) in (to_simplified(quick) if chinese else quick) for t in terms):
+    if not any(r in (to_simplified(quick) if chinese else quick) for r in roots):
         return None
     folded, origin = _fold_with_offsets(head)
-    spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded, han=chinese) if t.text in terms]
+    spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded, han=chinese, prefixes=roots)
+             if t.text in terms]
     if not spans:
         return None
     start = _best_window(spans, width)
