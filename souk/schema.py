@@ -253,9 +253,10 @@ def lookup(record: Any, path: str) -> Any:
 
 
 def _parse_field(name: str, spec: Any, origin: str) -> Field:
-    where = f"{origin}: fields.{name}"
+    shown = name if name.isprintable() else repr(name)  # a message stays one line whatever the name holds
+    where = f"{origin}: fields.{shown}"
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table ([fields.{name}]), got {_type_name(spec)}")
+        raise ConfigError(f"{where}: expected a table ([fields.{shown}]), got {_type_name(spec)}")
     unknown = set(spec) - _FIELD_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FIELD_KEYS)}")

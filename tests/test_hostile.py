@@ -3,7 +3,8 @@ and the CLI never end in anything but a result or a one-line SoukError (CLI: exi
 `error:` line; never a traceback, never a signal), and filters, sort and pagination agree with a
 brute-force Python reference on small random indexes.
 
-Budget: the whole module runs in about a minute on 2 cores (`max_examples` below, no deadlines).
+Budget: the whole module runs in about a minute on 2 cores (`max_examples` below, no deadlines);
+`SOUK_FUZZ_SCALE=20 pytest tests/test_hostile.py` multiplies every budget for a deeper search.
 `pytest --hypothesis-show-statistics tests/test_hostile.py` counts the cases run.
 """
 from __future__ import annotations
@@ -26,9 +27,10 @@ from souk.index.searcher import SearchRequest
 from souk.schema import Schema, complete, infer, to_toml
 from support import REPO, SOUK, run_main
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-CLI = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SCALE = max(1, int(os.environ.get("SOUK_FUZZ_SCALE", "1") or 1))
+FAST = settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=40 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+CLI = settings(max_examples=4 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # ---- strategies ------------------------------------------------------------------------------------
 nasty_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30) | st.sampled_from(
