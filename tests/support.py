@@ -14,6 +14,8 @@ FIXTURES = REPO / "tests" / "fixtures"
 SHARED = (REPO.parent / "shared").resolve()
 DATA = SHARED / "data"
 SOUK = [sys.executable, "-m", "souk"]
+# property-based tests multiply their example budgets by this (`SOUK_FUZZ_SCALE=20 pytest ...` searches deeper)
+FUZZ_SCALE = max(1, int(os.environ.get("SOUK_FUZZ_SCALE", "1") or 1))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

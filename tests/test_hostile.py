@@ -4,7 +4,7 @@ and the CLI never end in anything but a result or a one-line SoukError (CLI: exi
 brute-force Python reference on small random indexes.
 
 Budget: the whole module runs in about a minute on 2 cores (`max_examples` below, no deadlines);
-`SOUK_FUZZ_SCALE=20 pytest tests/test_hostile.py` multiplies every budget for a deeper search.
+`SOUK_FUZZ_SCALE=20 pytest tests/test_hostile.py tests/serving` multiplies every budget for a deeper search.
 `pytest --hypothesis-show-statistics tests/test_hostile.py` counts the cases run.
 """
 from __future__ import annotations
@@ -25,12 +25,11 @@ from souk.index import Index
 from souk.index.filters import Filter, parse_filter
 from souk.index.searcher import SearchRequest
 from souk.schema import Schema, complete, infer, to_toml
-from support import REPO, SOUK, run_main
+from support import FUZZ_SCALE, REPO, SOUK, run_main
 
-SCALE = max(1, int(os.environ.get("SOUK_FUZZ_SCALE", "1") or 1))
-FAST = settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=40 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-CLI = settings(max_examples=4 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=150 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=40 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+CLI = settings(max_examples=4 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # ---- strategies ------------------------------------------------------------------------------------
 nasty_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30) | st.sampled_from(

@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from support import REPO
+from support import FUZZ_SCALE, REPO
 
 TRIED: Counter = Counter()
 
@@ -34,7 +34,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_generated_request_yields_a_server_error(case):
     response = case.call()
     TRIED[f"{case.method} {case.path}"] += 1

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from souk.serving.auth import Keys
+from support import FUZZ_SCALE
 
 
 def test_search_get_and_post_agree_and_carry_facets(client):
@@ -123,7 +124,7 @@ FUZZ = {"cases": 0}
 text = st.text(max_size=40)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 @given(q=text, filters=st.lists(text, max_size=3), facets=st.lists(text, max_size=2), sort=st.none() | text,
        page=st.integers(-5, 20_000), size=st.integers(-5, 200), pipeline=st.sampled_from(["keyword", "bm25", "x", ""]),
        collapse=st.none() | text)
@@ -136,7 +137,7 @@ def test_fuzzed_search_requests_never_fail_the_server(client, q, filters, facets
     assert "error" in res.json() or "hits" in res.json()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
                          lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
                          max_leaves=12))
