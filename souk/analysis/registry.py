@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from souk.analysis.filters import english_stopwords, stem, stem_words
 from souk.analysis.normalize import DEFAULT_MAX_CHARS, has_han, normalize
-from souk.analysis.tokenize import WORD, Token, tokenize
+from souk.analysis.tokenize import WORD, Token, tokenize, words_starting
 from souk.errors import ConfigError
 
 
@@ -40,7 +40,11 @@ class Analyzer:
             return [Token(value, 0, len(norm))] if value else []
         stop = english_stopwords() if self.stopwords else frozenset()
         out = []
-        for tok in tokenize(norm, self.han if han else "skip", self.user_dict):
+        if prefixes is not None and not han:
+            found = words_starting(norm, prefixes)
+        else:
+            found = tokenize(norm, self.han if han else "skip", self.user_dict)
+        for tok in found:
             if tok.text in stop or (prefixes is not None and not tok.text.startswith(prefixes)):
                 continue
             out.append(Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end))

@@ -1,3 +1,5 @@
+from hypothesis import given, settings, strategies as st
+
 from souk.analysis.tokenize import tokenize
 
 
@@ -37,3 +39,13 @@ def test_user_dictionary(tmp_path):
     d = tmp_path / "dict.txt"
     d.write_text("孖宝蛋糕 100 n\n", encoding="utf-8")
     assert "孖宝蛋糕" in texts(tokenize("孖宝蛋糕", user_dict=str(d)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab xyz-_.'9手机Ａ\u00e9", max_size=40),
+       st.lists(st.text(alphabet="abx9'", min_size=1, max_size=3), min_size=1, max_size=3))
+def test_words_starting_is_tokenize_filtered_by_prefix(text, prefixes):
+    from souk.analysis.tokenize import words_starting
+
+    want = [t for t in tokenize(text, "skip") if t.text.startswith(tuple(prefixes))]
+    assert words_starting(text, tuple(prefixes)) == want
