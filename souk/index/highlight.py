@@ -19,7 +19,9 @@ def highlight(text: str, terms: set[str], analyzer: Analyzer, width: int = 160, 
     chinese = any(has_han(t) for t in terms)
     roots = tuple(_stem_root(t) for t in terms)
     quick = unicodedata.normalize("NFKC", head).casefold()  # cheap: no term could match, skip the analysis
-    if not any(r in (to_simplified(quick) if chinese else quick) for r in roots):
+    if chinese:
+        quick = to_simplified(quick)
+    if not any(r in quick for r in roots):
         return None
     folded, origin = _fold_with_offsets(head)
     spans = [(origin[t.start], origin[t.end - 1] + 1) for t in analyzer.tokens(folded, han=chinese, prefixes=roots)
