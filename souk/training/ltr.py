@@ -7,8 +7,8 @@ their qrels grades (unjudged = 0) and described by `souk.ranking.features`. One 
 train queries, early-stopped on the dev split's nDCG@10 when one is given; then grouped K-fold by query on
 train, each fold trained to the same number of rounds, gives an honest estimate (`cv`). Without a dev
 split the rounds are the best of the K folds' mean validation curve (every train query validates once),
-and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The model directory holds `model.txt`, the manifest (features,
-hyper-parameters, gains, curve, dev and CV nDCG@10 next to recall's), `importance.png` and `curve.png`.
+and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The
+model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to recall's), `importance.png` and `curve.png`.
 Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
 """
 from __future__ import annotations
@@ -193,9 +193,14 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         return scores
 
     cv_ltr, cv_recall = [], []
-    if dev is not None and any(y.max(initial=0) > 0 for y in dev.labels):
+
+    def score_fold(idx: list[int], model, rounds: int) -> None:
+        cv_ltr.append(train.ndcg10(predict(train, idx, model, rounds), job.train.qrels, idx))
+        cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
+
+    X, y, g = train.subset(all_train)
+    if dev is not None and any(labels.max(initial=0) > 0 for labels in dev.labels):
         valid_idx, valid_name = list(range(len(dev.qids))), f"{job.dev.name}/{job.dev.split}"
-        X, y, g = train.subset(all_train)
         booster, history, by_budget = _train(X, y, g, dev.subset(valid_idx), MAX_ROUNDS, params, job.deadline, names)
         curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
         curve_train = list(history.get("train", {}).get("ndcg@10", []))
@@ -210,8 +215,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
             model, _, cut = _train(Xf, yf, gf, None, best, params, job.deadline, names)
             if cut:
                 break
-            cv_ltr.append(train.ndcg10(predict(train, fold.tolist(), model, best), job.train.qrels, fold.tolist()))
-            cv_recall.append(train.ndcg10(None, job.train.qrels, fold.tolist()))
+            score_fold(fold.tolist(), model, best)
     else:
         # no dev split: every train query validates once, in grouped K-fold; the rounds are the best of the
         # folds' mean curve (a held-out tenth of a small train set is a handful of queries: too noisy to stop on)
@@ -236,10 +240,8 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         curve_train = np.mean([c[:length] for c in train_curves], axis=0).tolist()
         best = int(np.argmax(curve_valid)) + 1
         for idx, model in folds:
-            cv_ltr.append(train.ndcg10(predict(train, idx, model, best), job.train.qrels, idx))
-            cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
+            score_fold(idx, model, best)
         valid_ltr, valid_recall = float(np.mean(cv_ltr)), float(np.mean(cv_recall))
-        X, y, g = train.subset(all_train)
         booster, _, _ = _train(X, y, g, None, best, params, None, names)  # the served model: all train, `best` rounds
     booster.save_model(str(job.workdir / MODEL_FILE), num_iteration=best)
     gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
