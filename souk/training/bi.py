@@ -133,12 +133,10 @@ def infonce(queries, docs, temperature: float, doc_texts: Sequence[str] | None =
 
     scores = (queries @ docs.T / temperature).float()
     n = len(queries)
-    if doc_texts is not None:
-        same = [[j for j in range(len(doc_texts)) if j != i and doc_texts[j] == doc_texts[i]] for i in range(n)]
-        rows = [i for i, js in enumerate(same) for _ in js]
-        if rows:
-            cols = [j for js in same for j in js]
-            scores = scores.index_put((torch.tensor(rows), torch.tensor(cols)), torch.tensor(float("-inf")))
+    if doc_texts is not None:  # the mask is built on the scores' device (CUDA too)
+        same = torch.tensor([[j != i and doc_texts[j] == doc_texts[i] for j in range(len(doc_texts))] for i in range(n)],
+                            dtype=torch.bool, device=scores.device)
+        scores = scores.masked_fill(same, float("-inf"))
     return torch.nn.functional.cross_entropy(scores, torch.arange(n, device=queries.device))
 
 
