@@ -141,12 +141,12 @@ class Engine:
         for name in facets:
             searcher.schema.field(name, kinds=("keyword", "number"))
         plan = pipe.plan(query, flt)
-        expansions = [(e.text, e.weight) for e in plan.expansions]
+        expansions = [(e.text, e.weight, e.of) for e in plan.expansions]
         if pipe.lexical:
             result = searcher.search(SearchRequest(query=plan.text, k=k, offset=offset, filters=plan.filters,
                                                    facets=facets, facet_size=facet_size, sort=sort,
                                                    highlight=highlight, expansions=expansions,
-                                                   boosts=plan.boost_filters))
+                                                   boosts=plan.boost_filters, match=pipe.match))
             result.timings_ms = {"recall": result.took_ms}
             if explain:
                 for i, hit in enumerate(result.hits):
@@ -169,10 +169,10 @@ class Engine:
         ranking = run.stages[-1].ranking  # every candidate, in the pipeline's order
         if list(pipe.recall_stage.retrievers) == ["bm25"]:  # lexical recall: count and facet every match
             counted = searcher.search(SearchRequest(query=plan.text, k=0, filters=plan.filters, facets=facets,
-                                                    facet_size=facet_size, expansions=expansions))
-            total, facet_counts = counted.total, counted.facets
+                                                    facet_size=facet_size, expansions=expansions, match=pipe.match))
+            total, facet_counts, dropped = counted.total, counted.facets, counted.dropped
         else:
-            total, facet_counts = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size)
+            total, facet_counts, dropped = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size), []
         if sort:
             values = searcher.numbers(ranking.ids, sort.lstrip("+-"))
             keyed = np.where(np.isnan(values), np.inf, -values if sort.startswith("-") else values)
@@ -183,7 +183,7 @@ class Engine:
             for hit in hits:
                 hit.explain = run.explain(hit.id)
         terms = searcher.text_query(plan.text, relaxed=True)[1] if plan.text.strip() else []
-        return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms)
+        return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms, relaxed=bool(dropped), dropped=dropped)
 
     def suggest(self, prefix: str, k: int = 8) -> list[dict[str, Any]]:
         """Completions for a typed prefix (titles, catalog entities, the query log), best first."""

@@ -90,7 +90,7 @@ class SearchResult:
     terms: list[str]
     facets: dict[str, Any] = field(default_factory=dict)
     took_ms: float = 0.0
-    relaxed: bool = False  # the strict query ("phrases", +words) matched nothing; these are plain-word matches
+    relaxed: bool = False  # the strict query ("phrases", +words) matched nothing, or words were dropped (`dropped`)
     pipeline: str = "keyword"
     offset: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -98,11 +98,12 @@ class SearchResult:
     did_you_mean: str | None = None
     searched: str | None = None  # the text searched, when query understanding rewrote the query
     notes: list[str] = field(default_factory=list)  # what the plan did that the user should know
+    dropped: list[str] = field(default_factory=list)  # query words left out because too few documents held them all
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "total": self.total, "terms": self.terms, "took_ms": round(self.took_ms, 3), "facets": self.facets,
-            "relaxed": self.relaxed, "pipeline": self.pipeline, "offset": self.offset,
+            "relaxed": self.relaxed, "dropped": self.dropped, "pipeline": self.pipeline, "offset": self.offset,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "did_you_mean": self.did_you_mean, "searched": self.searched, "notes": self.notes,
             "hits": [h.to_dict() for h in self.hits],

@@ -256,6 +256,8 @@ def _print_explain(result) -> None:
     for key in ("corrections", "expansions", "entities", "intent", "notes"):
         if plan.get(key):
             console.print(f"  {key}: {plan[key]}")
+    if result.dropped:
+        console.print(f"  relaxed: dropped {', '.join(result.dropped)}")
     console.print("timings: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()))
     for hit in result.hits:
         stages = ", ".join(f"{k} #{v['rank']} {v['score']:.3f}" for k, v in hit.explain.items() if k != "signals")
@@ -267,7 +269,9 @@ def _print_result(result, schema: Schema, sort: str | None = None) -> None:
         console.print(f"[yellow]{note}[/]")
     if result.did_you_mean:
         console.print(f"did you mean: [bold]{result.did_you_mean}[/]")
-    if result.relaxed:
+    if result.dropped:
+        console.print(f"[yellow]relaxed: fewer results hold every word; also showing results without {', '.join(result.dropped)}[/]")
+    elif result.relaxed:
         console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
     table = Table(title=f"{result.total} hits in {result.took_ms:.1f} ms", show_lines=False)
     table.add_column("#", justify="right")

@@ -22,6 +22,7 @@ class Expansion:
     text: str
     weight: float
     source: str  # "synonyms", "spelling", "compound", ...
+    of: str = ""  # the query words it stands for (a synonym counts as them when every word must match)
 
 
 @dataclass

@@ -429,13 +429,16 @@ def title_phrases(key: str, max_words: int) -> Iterator[str]:
 
 def phrase_spans(key: str, max_words: int, runs: list | None = None) -> Iterator[tuple[int, int]]:
     """Spans of word n-grams (1..max_words) of a normalized title that neither start nor end on a
-    stopword or a single letter, nor start on a lone Han character (跑步鞋 may end on 鞋, not on 的);
+    stopword or a single letter, nor start on a lone Han character (跑步鞋 may end on 鞋, not on 的), nor
+    end inside a run of lone Han characters (jieba's pieces of a word it does not know: 兰蔻持妆 never
+    gives 兰蔻持, 粉底液遮瑕 never 粉底液遮);
     lone numbers are skipped and punctuation such as ` - ` or `,` ends a phrase. Words come from
     `souk.query.words.word_runs` (pass `runs` when already computed)."""
     stop = english_stopwords()
     for run in word_runs(key) if runs is None else runs:
         start = [len(w) > 1 and w not in stop for w, _, _ in run]
-        end = [ok or (HAN.match(w) is not None and w not in _PARTICLES) for ok, (w, _, _) in zip(start, run)]
+        end = [ok or (HAN.match(w) is not None and w not in _PARTICLES and not _glued_lone(run, j))
+               for j, (ok, (w, _, _)) in enumerate(zip(start, run))]
         for i, (w, s, _) in enumerate(run):
             if not start[i]:
                 continue
@@ -444,6 +447,14 @@ def phrase_spans(key: str, max_words: int, runs: list | None = None) -> Iterator
             for j in range(i + 1, min(i + max_words, len(run))):
                 if end[j] and not _cut_number(run, j):
                     yield s, run[j][2]
+
+
+def _glued_lone(run: list[tuple[str, int, int]], j: int) -> bool:
+    """True when word j is one Han character glued to a next one-character word (a piece of a longer word)."""
+    if len(run[j][0]) != 1 or j + 1 >= len(run):
+        return False
+    nxt = run[j + 1]
+    return len(nxt[0]) == 1 and nxt[1] == run[j][2] and HAN.match(nxt[0]) is not None
 
 
 def _cut_number(run: list[tuple[str, int, int]], j: int) -> bool:

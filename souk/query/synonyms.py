@@ -312,7 +312,7 @@ class SynonymRewriter:
         known = {e.text for e in plan.expansions}
         for e in expansions:
             if e.text not in known:
-                plan.expansions.append(PlanExpansion(e.text, e.weight, "synonyms"))
+                plan.expansions.append(PlanExpansion(e.text, e.weight, "synonyms", e.matched))
         if expansions:
             plan.notes.append("synonyms: " + "; ".join(f"{e.matched} -> {e.text}" for e in expansions))
         return plan

@@ -2,8 +2,9 @@
 
 ```toml
 [query]
-steps = ["syntax", "spell", "synonyms", "entities", "intent"]   # default: ["syntax"]
-[query.spell]                                                    # options of one step
+steps = ["syntax", "spell", "synonyms", "entities", "intent"]   # default: ["syntax", "spell"]
+match = "relax"                                                  # and minimum_should_match, relax_below:
+[query.spell]                                                    # options of one step (see souk.index.matching)
 ```
 `planner_for(searcher)` builds the Planner once per searcher snapshot.
 """
@@ -13,9 +14,10 @@ import weakref
 from typing import Any
 
 from souk.errors import ConfigError
+from souk.index.matching import KEYS as MATCH_KEYS, match_config
 from souk.query.plan import Planner, rewriter_names
 
-DEFAULT_STEPS = ("syntax",)
+DEFAULT_STEPS = ("syntax", "spell")
 _PLANNERS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Planner]]" = weakref.WeakKeyDictionary()
 
 
@@ -39,12 +41,13 @@ def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, 
     for s in steps:
         if s not in known:
             raise ConfigError(f"query.steps: unknown step {s!r}; known: {', '.join(known)}")
+    match_config(config)
     options = {}
     for key, value in config.items():
-        if key == "steps":
+        if key == "steps" or key in MATCH_KEYS:
             continue
         if key not in known:
-            raise ConfigError(f"query.{key}: unknown key; expected `steps` or a step name ({', '.join(known)})")
+            raise ConfigError(f"query.{key}: unknown key; expected `steps`, {', '.join(MATCH_KEYS)} or a step name ({', '.join(known)})")
         if not isinstance(value, dict):
             raise ConfigError(f"query.{key}: expected a table of options, got {value!r}")
         options[key] = value

@@ -32,13 +32,13 @@ from souk.errors import Unavailable
 from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
 from souk.types import Ranking
 
-_HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS}
+_HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS, "match": "any"}
 # Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors,
 # wordvec where a word-vector model was fitted (its weight: the one its fitter chose on held-out train queries).
 _LEARNED_RECALL = {**_HYBRID, "retrievers": ["bm25", "dense?", "wordvec?"]}
 PRESETS: dict[str, list[dict[str, Any]]] = {
     "keyword": [{"stage": "recall", "retrievers": ["bm25"]}],
-    "bm25": [{"stage": "recall", "retrievers": ["bm25"]}],
+    "bm25": [{"stage": "recall", "retrievers": ["bm25"], "match": "any"}],  # the raw baseline: any word, no spelling
     "dense": [{"stage": "recall", "retrievers": ["dense"]}],
     "hybrid": [_HYBRID],
     # interact (fitted for indexes without a pretrained encoder, e.g. Chinese) runs before ltr wherever it exists:
@@ -113,6 +113,11 @@ class Pipeline:
         """True when recall is BM25 alone and nothing reranks (the keyword index can then count, sort
         and facet every match itself)."""
         return list(self.recall_stage.retrievers) == ["bm25"] and not self.steps
+
+    @property
+    def match(self) -> str | None:
+        """The bm25 recall's matching strategy (None: the index's `[query] match`)."""
+        return getattr(self.recall_stage.retrievers.get("bm25"), "match", None)
 
     def plan(self, query: str, filters: Sequence[Any] = ()) -> QueryPlan:
         plan = self.planner.plan(query, filters)
@@ -205,6 +210,7 @@ def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[s
 # (`souk bench spell --split train`): homedepot 0.376 -> 0.394 nDCG@10, qbqtc 0.7932 -> 0.7942 (18 queries
 # better, 1 worse), scifact unchanged (no rewrite); the raw presets (bm25, dense, hybrid) stay baselines.
 PRESET_EXTRA_STEPS: dict[str, list[str]] = {"ltr": ["spell"], "rerank": ["spell"], "full": ["spell"]}
+PRESET_STEPS: dict[str, list[str]] = {"bm25": ["syntax"]}  # the raw baseline keeps its steps whatever the index says
 
 
 def query_steps_of(name: str, config: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
@@ -213,6 +219,8 @@ def query_steps_of(name: str, config: dict[str, Any] | None = None, options: dic
     steps plus `PRESET_EXTRA_STEPS`), or None for the index's steps."""
     table = {**dict((config or {}).get(name, {})), **(options or {})}
     steps = table.get("query")
+    if steps is None and name in PRESET_STEPS and "stages" not in table:
+        steps = list(PRESET_STEPS[name])
     if steps is None and name in PRESET_EXTRA_STEPS and "stages" not in table:
         base = list(index_steps or ["syntax"])
         steps = base + [s for s in PRESET_EXTRA_STEPS[name] if s not in base]

@@ -11,6 +11,8 @@ Options (`{stage = "recall", ...}` in `[pipelines.NAME] stages`, or top-level ke
               otherwise; each scaled per query by how much of the query that retriever can read: an
               English-only encoder gets no say on Chinese)
   rrf_k       RRF's rank offset                               (default 60)
+  match       the bm25 retriever's matching: "all" | "relax" | "any"  (default: the index's `[query] match`;
+              the bm25, hybrid and learned presets use "any": candidates for fusion and reranking)
 The fused list carries each retriever's raw scores as signals named after it, plus `recall`.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from souk.types import Ranking
 FUSION_DEFAULTS: dict[str, Any] = {"fusion": "weighted", "norm": "minmax", "rrf_k": 60, "depth": 100}
 DEFAULT_WEIGHTS = {"bm25": 1.0, "dense": 0.7}
 OPTIONS: dict[str, Any] = {"retrievers": list, "field": str, "depth": (int, dict), "fusion": str, "norm": str,
-                           "weights": dict, "rrf_k": Real}
+                           "weights": dict, "rrf_k": Real, "match": str}
 
 
 def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any, kind: type) -> dict[str, Any]:
@@ -74,7 +76,8 @@ class RecallStage:
         for name in wanted:
             bare = name.rstrip("?")
             try:
-                self.retrievers[bare] = build_retriever(bare, context.searcher, field if bare == "dense" else {})
+                extra = field if bare == "dense" else {"match": opts["match"]} if bare == "bm25" and "match" in opts else {}
+                self.retrievers[bare] = build_retriever(bare, context.searcher, extra)
             except Unavailable as e:
                 if not name.endswith("?"):
                     raise

@@ -1,4 +1,7 @@
-"""BM25 recall over the keyword index (tantivy's BM25: k1=1.2, b=0.75, summed over search fields)."""
+"""BM25 recall over the keyword index (tantivy's BM25: k1=1.2, b=0.75, summed over search fields).
+
+Option `match` (the recall stage's `match`): None follows the index's `[query] match`; the fused presets
+use "any", since their later stages reorder a wide candidate list."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -14,12 +17,13 @@ class BM25Retriever:
 
     name = "bm25"
 
-    def __init__(self, searcher: Any):
+    def __init__(self, searcher: Any, match: str | None = None):
         self.searcher = searcher
+        self.match = match  # None: the index's `[query] match` (tiers: every word first); "any": plain BM25
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
-        return [self.searcher.bm25(p.text, k, p.filters, expansions=[(e.text, e.weight) for e in p.expansions],
-                                   boosts=p.boost_filters) for p in plans]
+        return [self.searcher.bm25(p.text, k, p.filters, expansions=[(e.text, e.weight, e.of) for e in p.expansions],
+                                   boosts=p.boost_filters, match=self.match) for p in plans]
 
     def coverage(self, plan: QueryPlan) -> float:
         return 1.0
@@ -27,6 +31,10 @@ class BM25Retriever:
 
 @register_retriever("bm25")
 def _bm25(searcher: Any, options: dict[str, Any]) -> BM25Retriever:
+    options = dict(options)
+    match = options.pop("match", None)
     if options:
-        raise ConfigError(f"retriever bm25 takes no options, got {', '.join(options)}")
-    return BM25Retriever(searcher)
+        raise ConfigError(f"retriever bm25 takes only `match`, got {', '.join(options)}")
+    if match not in (None, "all", "relax", "any"):
+        raise ConfigError(f"match: expected all, relax or any, got {match!r}")
+    return BM25Retriever(searcher, match)

@@ -65,6 +65,12 @@ function render(res) {
   } else if (res.did_you_mean) {
     dym.replaceChildren("Did you mean ", el("a", { href: "#", text: res.did_you_mean, onclick: (e) => { e.preventDefault(); setQuery(res.did_you_mean); } }), "?");
   }
+  const relaxed = $("relaxed");  // fewer products hold every word: say which words these results may lack
+  relaxed.hidden = !(res.dropped && res.dropped.length);
+  if (!relaxed.hidden) {
+    relaxed.replaceChildren("Few results have every word; also showing results without ",
+      ...res.dropped.flatMap((w, i) => [i ? ", " : "", el("strong", { text: w })]), ".");
+  }
   $("results").replaceChildren(...res.hits.map(renderHit));
   $("page-label").textContent = `Page ${state.page} of ${pages}`;
   $("prev").disabled = state.page <= 1;
