@@ -117,3 +117,23 @@ def test_search_waits_for_input_method_composition(server):
             assert len(searches) == 1 and "%E8%9B%8B%E7%B3%95" in searches[0]
         finally:
             browser.close()
+
+
+def test_relaxed_results_say_which_words_they_may_lack(server):
+    sync_api = browser_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(server + "/")
+            page.fill("#q", "chocolate biscuit")  # fewer than 10 products hold both words (or a synonym of one)
+            page.wait_for_selector("#relaxed:not([hidden])")
+            notice = page.text_content("#relaxed")
+            assert "without" in notice and "chocolate" in notice
+            page.press("#q", "Escape")
+            page.screenshot(path=str(ARTIFACTS / "page-relaxed.png"), full_page=True)
+            page.fill("#q", "chocolate")  # one word: nothing to relax
+            page.wait_for_selector("#relaxed", state="hidden")
+        finally:
+            browser.close()
