@@ -172,7 +172,7 @@ class Engine:
                                                     facet_size=facet_size, expansions=expansions))
             total, facet_counts = counted.total, counted.facets
         else:
-            total, facet_counts = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size)
+            total, facet_counts = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size, plan.filters)
         if sort:
             values = searcher.numbers(ranking.ids, sort.lstrip("+-"))
             keyed = np.where(np.isnan(values), np.inf, -values if sort.startswith("-") else values)
