@@ -178,7 +178,7 @@ class Engine:
             keyed = np.where(np.isnan(values), np.inf, -values if sort.startswith("-") else values)
             ranking = ranking.take(np.argsort(keyed, kind="stable"))
         page = ranking.take(slice(offset, offset + k))
-        hits = searcher.hits(page, plan.text, highlight=highlight)
+        hits = searcher.hits(page, plan.text, highlight=highlight, expansions=expansions)
         if explain:
             for hit in hits:
                 hit.explain = run.explain(hit.id)

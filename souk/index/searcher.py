@@ -89,6 +89,7 @@ class Searcher:
     def _search(self, req: SearchRequest, relaxed: bool) -> SearchResult:
         query, terms = self.text_query(req.query, req.fields, relaxed)
         query = self._expand(query, req.expansions, req.fields, req.boosts)
+        terms = terms + self.expansion_terms(req.expansions, req.fields, terms)  # highlighted too
         if query is None and req.query.strip() and not req.filters:
             return SearchResult([], 0, terms, relaxed=relaxed)
         q = combine(query, req.filters, self.schema, self._tschema)
@@ -240,12 +241,26 @@ class Searcher:
             out.append(json.loads(bytes(self._s.doc(hits[0][1]).get_first(SOURCE))) if hits else None)
         return out
 
-    def hits(self, ranking: Ranking, query: str = "", highlight: bool = True) -> list[Hit]:
-        """Stored documents and highlights for a ranking made by any pipeline (unknown ids are dropped)."""
+    def hits(self, ranking: Ranking, query: str = "", highlight: bool = True,
+             expansions: Sequence[tuple[str, float]] = ()) -> list[Hit]:
+        """Stored documents and highlights (of the query's words and its `expansions`: synonyms) for a
+        ranking made by any pipeline (unknown ids are dropped)."""
         out = [Hit(doc_id, float(score), doc, {})
                for doc_id, score, doc in zip(ranking.ids, ranking.scores, self.docs(ranking.ids)) if doc is not None]
         if highlight and query:
-            self.highlight(out, self.text_query(query, relaxed=True)[1])
+            terms = self.text_query(query, relaxed=True)[1]
+            self.highlight(out, terms + self.expansion_terms(expansions, None, terms))
+        return out
+
+    def expansion_terms(self, expansions: Sequence[tuple[str, float]], fields: Sequence[str] | None = None,
+                        known: Sequence[str] = ()) -> list[str]:
+        """The analyzed terms of expansion words (synonyms) not in `known`, for highlighting."""
+        out: list[str] = []
+        for text, weight in expansions:
+            if weight > 0:
+                for t in self._match(text, list(fields) if fields else self.schema.search_fields)[1]:
+                    if t not in known and t not in out:
+                        out.append(t)
         return out
 
     def highlight(self, hits: Sequence[Hit], terms: Sequence[str]) -> None:

@@ -159,3 +159,11 @@ def test_hierarchy_facets_drill_down_level_by_level(category_searcher):
     assert dict(zh["buckets"]) == {"玩具 > 游戏 > 拼图": 2, "玩具 > 游戏 > 棋类": 1}
     chosen = s.facets_of(["p1", "p4"], ["cat"], filters=parse_filters(["cat=Toys"], s.schema))["cat"]
     assert sorted(chosen["buckets"]) == [("Toys > Dolls", 1), ("Toys > Games", 1)]
+
+
+def test_synonym_expansions_are_highlighted(searcher):
+    hits = search(searcher, "蛋糕", expansions=[("饼干", 0.5)]).hits
+    a4 = next(h for h in hits if h.id == "A4")
+    assert "<mark>饼干</mark>" in a4.highlights["title_zh"]
+    hits = search(searcher, "cake", expansions=[("biscuits", 0.5)]).hits
+    assert "<mark>Biscuits</mark>" in next(h for h in hits if h.id == "A4").highlights["title"]
