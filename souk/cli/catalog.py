@@ -17,6 +17,7 @@ from souk.errors import ConfigError, DocumentError
 from souk.index import Index
 from souk.index.writer import WriteReport
 from souk.schema import Inference, Schema, beir_schema, complete, infer, read_schema_file
+from souk.serving.display import format_value
 
 INFER_SAMPLE = 1000
 
@@ -282,11 +283,15 @@ def _print_result(result, schema: Schema, sort: str | None = None) -> None:
             value = hit.highlights.get(name) or hit.doc.get(name)
             if value in (None, "", []):
                 continue
+            if schema.fields[name].kind == "number" and isinstance(value, (int, float)):
+                value = format_value(value, schema.fields[name].unit)  # the schema's currency, or none
             value = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
             value = plain_text(value.replace("<mark>", "\x01").replace("</mark>", "\x02"))
             value = value.replace("\x01", "[bold yellow]").replace("\x02", "[/]")
             parts.append(f"[dim]{name}:[/] {value[:200]}")
         key = hit.doc.get(sort.lstrip("+-")) if sort else f"{hit.score:.3f}"
+        if sort and isinstance(key, (int, float)):
+            key = format_value(key, schema.fields[sort.lstrip("+-")].unit)
         table.add_row(str(i), hit.id, str(key), "\n".join(parts))
     console.print(table)
     for name, facet in result.facets.items():
