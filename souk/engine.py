@@ -172,13 +172,13 @@ class Engine:
                                                     facet_size=facet_size, expansions=expansions, match=pipe.match))
             total, facet_counts, dropped = counted.total, counted.facets, counted.dropped
         else:
-            total, facet_counts, dropped = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size), []
+            total, facet_counts, dropped = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size, plan.filters), []
         if sort:
             values = searcher.numbers(ranking.ids, sort.lstrip("+-"))
             keyed = np.where(np.isnan(values), np.inf, -values if sort.startswith("-") else values)
             ranking = ranking.take(np.argsort(keyed, kind="stable"))
         page = ranking.take(slice(offset, offset + k))
-        hits = searcher.hits(page, plan.text, highlight=highlight)
+        hits = searcher.hits(page, plan.text, highlight=highlight, expansions=expansions)
         if explain:
             for hit in hits:
                 hit.explain = run.explain(hit.id)

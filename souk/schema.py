@@ -17,8 +17,18 @@ A schema is one TOML file (validated on load; errors name the key):
     fields = ["title_en", "title_zh"]   # default query fields (default: every text field)
     [pipelines.hybrid]                   # per-pipeline options or stages (souk.ranking.pipeline)
     [query]                              # query understanding steps (souk.query.understand)
+    [fields.price_usd]
+    kind = "number"
+    from = "price"           # "$11.99", "¥1,299", "1.299,50 €" are read as numbers
+    unit = "$"               # the currency (or unit) shown with the value; inferred from the values
+    decimal = ","            # the decimal mark of this field's values ("." or ","; default: either)
+    [fields.category_path]
+    kind = "keyword"
+    from = "category_tree"
+    hierarchy = ">>"         # "A >> B >> C": filter on any level's path, facet level by level
     [catalog]
     columns = ["code", "title", "price"] # names of the columns of a CSV/TSV file without a header row
+    decimal = ","                        # the decimal mark of every number field (default: either)
 
 A schema file without `[fields]` (only `id = "..."`, say) is completed by `infer` from the catalog.
 Every value is type-checked (`stored = "no"` is an error, not true); limits come from `souk.limits`.
@@ -36,17 +46,23 @@ from typing import Any, Iterable
 
 from souk.analysis.registry import analyzer_names
 from souk.analysis.normalize import normalize_keyword
+from souk.analysis.values import (DECIMALS, decimal_of, guess_hierarchy, hierarchy_levels, hierarchy_paths,
+                                  is_currency, parse_number)
 from souk.errors import ConfigError, SchemaError
 from souk.limits import MAX_FIELD_CHARS, MAX_FIELDS, MAX_ID_BYTES, MAX_TERM_BYTES
 
 KINDS = ("text", "keyword", "number", "stored", "vector")
 REDUCERS = ("first", "min", "max", "sum", "join")
-_FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params", "feature"}
+_FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params", "feature",
+               "unit", "decimal", "hierarchy"}
 _TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "query", "catalog"}
-_CATALOG_KEYS = {"columns"}
+_CATALOG_KEYS = {"columns", "decimal"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_id$")
 KEYWORD_HINTS = ("brand", "category", "colour", "color", "size", "type", "tag", "vendor", "maker", "manufacturer", "supermarket", "country", "grade", "status")
-ID_CANDIDATES = ("_id", "id", "code", "sku", "uniq_id", "product_id", "doc_id")
+ID_CANDIDATES = ("_id", "id", "uniq_id", "sku", "product_id", "item_id", "asin", "doc_id", "article_id", "variant_id",
+                 "product_code", "item_code", "code", "ean", "gtin", "upc", "barcode")
+_ID_KEYS = {re.sub(r"[\s_\-]", "", c.lower()): i for i, c in enumerate(ID_CANDIDATES)}
+HIERARCHY_HINTS = ("category", "categories", "tree", "path", "breadcrumb", "taxonomy", "department")
 NUMBER_MAJORITY = 0.9  # share of numeric values above which an inferred column is a number despite a few texts
 
 
@@ -64,6 +80,9 @@ class Field:
     stored: bool = True
     params: dict[str, Any] = field(default_factory=dict)
     feature: bool = False  # number fields: a ranking feature (souk.ranking.features)
+    unit: str | None = None  # number fields: the currency or unit the values are in ("$", "HK$", "EUR", "ml")
+    decimal: str | None = None  # number fields: the decimal mark of the values ("." or ","; None: either)
+    hierarchy: str | None = None  # keyword fields: the separator of category paths (">", ">>", "|")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind}
@@ -81,6 +100,9 @@ class Field:
             d["params"] = dict(self.params)
         if self.feature:
             d["feature"] = True
+        for key in ("unit", "decimal", "hierarchy"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
 
@@ -192,7 +214,7 @@ class Schema:
                 continue
             raw = lookup(record, f.source or f.name)
             try:
-                value = _coerce(f, raw)
+                value = _coerce(f, raw, self.catalog.get("decimal"))
             except ValueError as e:
                 problems.append((f.name, str(e)))
                 continue
@@ -292,9 +314,19 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
     feature = spec.get("feature", False)
     if not isinstance(feature, bool) or (feature and kind != "number"):
         raise SchemaError(f"{where}.feature: only number fields can be ranking features (true/false)")
+    unit, decimal, hierarchy = spec.get("unit"), spec.get("decimal"), spec.get("hierarchy")
+    if unit is not None and (kind != "number" or not isinstance(unit, str) or not 0 < len(unit.strip()) <= 16):
+        raise SchemaError(f"{where}.unit: only number fields have a unit, a short string such as \"$\", \"EUR\" or \"ml\"")
+    if decimal is not None and (kind != "number" or decimal not in DECIMALS):
+        raise SchemaError(f"{where}.decimal: only number fields have a decimal mark, \".\" or \",\"; got {decimal!r:.20}")
+    if hierarchy is not None and (kind != "keyword" or not isinstance(hierarchy, str)
+                                  or not 0 < len(hierarchy.strip()) <= 8 or hierarchy != hierarchy.strip()):
+        raise SchemaError(f"{where}.hierarchy: only keyword fields are hierarchies; the level separator, "
+                          f"such as \">\", \">>\" or \"|\", got {hierarchy!r:.20}")
     return Field(
         name=name, kind=kind, source=source, analyzer=analyzer, boost=float(boost),
         reduce=reduce, copy_from=list(copy_from), stored=stored, params=params, feature=feature,
+        unit=unit.strip() if unit else None, decimal=decimal, hierarchy=hierarchy,
     )
 
 
@@ -339,6 +371,9 @@ def _catalog(catalog: dict[str, Any], origin: str) -> dict[str, Any]:
     columns = catalog.get("columns")
     if columns is not None and (not _strings(columns) or len(set(columns)) != len(columns)):
         raise ConfigError(f"{origin}: catalog.columns: expected a list of distinct column names")
+    if catalog.get("decimal", ".") not in DECIMALS:
+        raise ConfigError(f"{origin}: catalog.decimal: the decimal mark of numbers, \".\" or \",\"; "
+                          f"got {catalog.get('decimal')!r:.20}")
     return dict(catalog)
 
 
@@ -378,8 +413,9 @@ def _check_vector_source(schema: Schema, f: Field, origin: str) -> None:
             raise SchemaError(f"{where}: {name!r} is {what}; a vector reads the values of text, keyword, number or stored fields")
 
 
-def _coerce(f: Field, raw: Any) -> Any:
-    """Type-check and convert one raw value for field `f` (ValueError names the problem)."""
+def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
+    """Type-check and convert one raw value for field `f` (ValueError names the problem); `decimal`
+    is the catalog's decimal mark, used where the field sets none."""
     if raw is None or raw == [] or raw == "":
         return None
     if f.kind == "number":
@@ -388,10 +424,15 @@ def _coerce(f: Field, raw: Any) -> Any:
         for item in items:
             if isinstance(item, bool) or not isinstance(item, (int, float, str)):
                 raise ValueError(f"expected a number, got {type(item).__name__} {item!r:.40}")
-            try:
-                num = float(item) + 0.0  # -0.0 becomes 0.0: tantivy orders -0.0 below 0.0
-            except (ValueError, OverflowError):
-                raise ValueError(f"expected a number, got {item!r:.40}") from None
+            if isinstance(item, str):
+                num, currency = parse_number(item, f.decimal or decimal)
+                if currency and is_currency(currency) and is_currency(f.unit) and not same_currency(currency, f.unit):
+                    raise ValueError(f"{item!r:.40} is in {currency}, but the field's unit is {f.unit}")
+            else:
+                try:
+                    num = float(item) + 0.0  # -0.0 becomes 0.0: tantivy orders -0.0 below 0.0
+                except (ValueError, OverflowError):
+                    raise ValueError(f"expected a number, got {item!r:.40}") from None
             if not math.isfinite(num):
                 raise ValueError(f"expected a finite number, got {item!r:.40}")
             nums.append(num)
@@ -407,6 +448,8 @@ def _coerce(f: Field, raw: Any) -> Any:
         raise ValueError(f"value of {sum(map(len, strings))} characters is longer than the field size limit "
                          f"({MAX_FIELD_CHARS:,} characters)")
     if f.kind == "keyword":
+        if f.hierarchy:
+            strings = [p for s in strings for p in hierarchy_paths(s, f.hierarchy)]
         vals = [v for v in (normalize_keyword(s) for s in strings) if v]
         for v in vals:
             if len(v.encode("utf-8")) > MAX_TERM_BYTES:
@@ -414,6 +457,19 @@ def _coerce(f: Field, raw: Any) -> Any:
                                  f"of {MAX_TERM_BYTES} bytes")
         return vals or None
     return " ".join(strings)
+
+
+_SAME_MONEY = {"$": "USD", "US$": "USD", "€": "EUR", "£": "GBP", "HK$": "HKD", "元": "CNY", "RMB": "CNY",
+               "円": "JPY", "₹": "INR", "Rs": "INR", "Rs.": "INR", "₩": "KRW", "NT$": "TWD", "S$": "SGD",
+               "A$": "AUD", "C$": "CAD", "R$": "BRL", "NZ$": "NZD", "₽": "RUB"}
+
+
+def same_currency(a: str, b: str) -> bool:
+    """Whether two currency symbols or codes name the same money (`$` and `USD`; `¥` is JPY or CNY)."""
+    if a == b:
+        return True
+    codes = [{"JPY", "CNY"} if x == "¥" else {_SAME_MONEY.get(x, x)} for x in (a, b)]
+    return bool(codes[0] & codes[1])
 
 
 def _reduce(how: str, nums: list[float]) -> float:
@@ -487,11 +543,12 @@ def infer(records: list[dict[str, Any]], id_field: str | None = None) -> Inferen
             raise SchemaError(f"id {id_field!r} is not a field of the catalog"
                               + (f"; did you mean {', '.join(close)}?" if close else f"; fields: {', '.join(list(names.values())[:12])}"))
     else:
-        id_path = next((c for c in ID_CANDIDATES if c in samples), None)
+        id_path = _id_column(samples, len(records))
     if id_path is None:
         raise SchemaError(
-            f"no id field found among {sorted(samples)[:12]}; name one of {', '.join(ID_CANDIDATES)} "
-            "or pass --schema with id = \"FIELD\"")
+            f"no id field found among the catalog's {len(samples)} fields: {', '.join(samples)}; name one of "
+            f"{', '.join(ID_CANDIDATES[:8])}... (any case, spaces or '_'), or write a schema file with "
+            "id = \"FIELD\" (no [fields] needed) and pass it with --schema")
     fields: dict[str, dict[str, Any]] = {}
     for path, values in samples.items():
         kind, note = _guess_kind(path, values, path == id_path)
@@ -502,6 +559,14 @@ def infer(records: list[dict[str, Any]], id_field: str | None = None) -> Inferen
             spec["from"] = path
         if kind == "number" and "[]" in path:
             spec["reduce"] = "min"
+        if kind == "number":
+            spec.update(_number_options(values))
+        sep = None if path == id_path or kind == "number" else _hierarchy_of(path, values)
+        if sep is not None:
+            if kind == "text" and f"{names[path]}_text" not in names.values():  # its words stay searchable
+                fields[f"{names[path]}_text"] = {"kind": "text", "from": path}
+            spec = {**spec, "kind": "keyword", "hierarchy": sep}
+            notes.append(f"field {names[path]!r}: category paths split at {sep!r}, faceted level by level")
         fields[names[path]] = spec
     schema = Schema.from_dict({"id": names[id_path], "fields": fields}, origin="inferred schema")
     return Inference(schema, notes)
@@ -581,7 +646,8 @@ def _guess_kind(path: str, values: list[Any], is_id: bool) -> tuple[str, str | N
 
 
 def _numeric(v: Any) -> bool:
-    """Numbers and numeric strings; zero-padded codes such as "00123" stay strings."""
+    """Numbers and numeric strings (prices such as "$11.99", "1.299,50 €" too); zero-padded codes
+    such as "00123" stay strings."""
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         return False
     if isinstance(v, (int, float)):
@@ -590,12 +656,69 @@ def _numeric(v: Any) -> bool:
         except OverflowError:  # an int beyond float range
             return False
     s = v.strip()
-    if len(s) > 1 and s[0] == "0" and s[1] != ".":
+    if len(s) > 1 and s[0] == "0" and s[1] not in ".,":
         return False
     try:
-        return math.isfinite(float(s))
+        parse_number(s)
+        return True
     except (ValueError, OverflowError):
         return False
+
+
+def _id_column(samples: dict[str, list[Any]], n_records: int) -> str | None:
+    """The id column by its name (`id`, `SKU`, `Uniq Id`, `product_id`...: case, spaces and '_' ignored),
+    present in nearly every sampled record; the best-known name wins."""
+    best: tuple[int, str] | None = None
+    for path, values in samples.items():
+        if "[]" in path or "." in path:
+            continue
+        rank = _ID_KEYS.get(re.sub(r"[\s_\-]", "", path.lower()))
+        present = sum(1 for v in values if v not in (None, "", []) and not isinstance(v, (dict, list)))
+        if rank is not None and present >= 0.95 * n_records and (best is None or rank < best[0]):
+            best = (rank, path)
+    return best[1] if best else None
+
+
+def _number_options(values: list[Any]) -> dict[str, Any]:
+    """The unit (the currency most values are written with) and decimal mark of an inferred number column."""
+    strings = [v.strip() for v in values if isinstance(v, str) and v.strip()]
+    units: dict[str, int] = {}
+    marks: dict[str, int] = {}
+    for s in strings:
+        try:
+            _, unit = parse_number(s)
+        except ValueError:
+            continue
+        if unit:
+            units[unit] = units.get(unit, 0) + 1
+        mark = decimal_of(s)
+        if mark:
+            marks[mark] = marks.get(mark, 0) + 1
+    out: dict[str, Any] = {}
+    if units:
+        unit, count = max(units.items(), key=lambda kv: kv[1])
+        if count >= len(values) / 2:
+            out["unit"] = unit
+    if marks.get(",", 0) > marks.get(".", 0):
+        out["decimal"] = ","
+    return out
+
+
+def _hierarchy_of(path: str, values: list[Any]) -> str | None:
+    """The level separator of a column of category paths, or None. Columns named like categories need
+    60% of their values to be paths; others 90%."""
+    strings = [v for v in values if isinstance(v, str) and v.strip()]
+    if len(strings) < 3 or len(strings) < 0.5 * len(values):
+        return None
+    hinted = any(h in path.lower() for h in HIERARCHY_HINTS)
+    sep = guess_hierarchy(strings)
+    if sep is None:
+        return None
+    if not hinted:
+        paths = sum(1 for s in strings if len(hierarchy_levels(s, sep)) >= 2)
+        if paths < 0.9 * len(strings) or sum(map(len, strings)) / len(strings) > 200:
+            return None
+    return sep
 
 
 # ---- TOML ------------------------------------------------------------------------------------------

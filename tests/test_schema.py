@@ -1,7 +1,7 @@
 import pytest
 
 from souk.errors import ConfigError, SchemaError
-from souk.schema import Schema, beir_schema, infer_schema, lookup
+from souk.schema import Schema, beir_schema, infer_schema, lookup, to_toml
 
 BASE = {"id": "sku", "fields": {"sku": {"kind": "keyword"}, "title": {"kind": "text", "boost": 2.0}}}
 
@@ -191,3 +191,76 @@ def test_to_toml_round_trips_through_load(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(text, encoding="utf-8")
     assert Schema.load(path).to_dict() == s.to_dict() and read_schema_file(path) == tomllib.loads(text)
+
+
+# ---- real shop files: prices, id columns, category paths ------------------------------------------
+def test_prices_with_currency_and_separators_are_numbers_with_a_unit():
+    recs = [{"sku": f"S{i}", "title": f"item {i}", "price": p} for i, p in enumerate(["$11.99", "$1,299.50", "$5", "$0.99"] * 5)]
+    s = infer_schema(recs)
+    assert s.id_field == "sku"
+    assert s.fields["price"].kind == "number" and s.fields["price"].unit == "$"
+    values, problems = s.extract({"sku": "x", "price": "$1,299.50"})
+    assert problems == [] and values["price"] == 1299.5
+
+
+def test_chinese_prices_and_a_decimal_comma_catalog():
+    recs = [{"id": f"J{i}", "价格": p} for i, p in enumerate(["¥1,299", "¥630", "¥89.90"] * 4)]
+    s = infer_schema(recs)
+    price = next(f for f in s.fields.values() if f.source == "价格")
+    assert price.kind == "number" and price.unit == "¥"
+    assert s.extract(recs[0])[0][price.name] == 1299.0
+    eu = Schema.from_dict({"id": "id", "catalog": {"decimal": ","},
+                           "fields": {"id": {"kind": "keyword"}, "price": {"kind": "number", "unit": "EUR"}}})
+    values, _ = eu.extract({"id": "a", "price": "1.299,50 €"})
+    assert values["price"] == 1299.5
+    assert eu.extract({"id": "a", "price": "1.299"})[0]["price"] == 1299.0  # the catalog's decimal comma
+    inferred = infer_schema([{"id": str(i), "preis": f"{i}.299,50 €"} for i in range(1, 9)])
+    assert inferred.fields["preis"].unit == "€" and inferred.fields["preis"].decimal == ","
+
+
+def test_a_price_in_another_currency_is_a_per_record_error():
+    s = Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}, "price": {"kind": "number", "unit": "USD"}}})
+    assert s.extract({"id": "a", "price": "$3"})[0]["price"] == 3.0  # $ is USD
+    values, problems = s.extract({"id": "b", "price": "€3"})
+    assert values is None and problems[0][0] == "price" and "unit is USD" in problems[0][1]
+    assert "expected a number" in s.extract({"id": "c", "price": "call us"})[1][0][1]
+
+
+@pytest.mark.parametrize("column", ["Uniq Id", "uniq_id", "Sku", "SKU", "product_id", "Product ID", "asin", "item_id", "Code"])
+def test_id_columns_are_found_by_their_usual_names(column):
+    recs = [{"Product Name": f"thing {i}", column: f"X{i}", "Price": i} for i in range(5)]
+    s = infer_schema(recs)
+    assert s.fields[s.id_field].source in (column, None) and (s.fields[s.id_field].source or s.id_field) == column
+
+
+def test_no_id_column_lists_every_column():
+    columns = [f"column_{i:02d}" for i in range(28)]
+    with pytest.raises(SchemaError) as e:
+        infer_schema([{c: "x" for c in columns}])
+    message = str(e.value)
+    assert all(c in message for c in columns) and "28 fields" in message
+
+
+def test_category_paths_become_hierarchies():
+    recs = [{"uniq_id": f"u{i}", "name": f"product {i}", "category_tree": f'["Clothing >> Women >> Shorts{i % 3}"]'}
+            for i in range(30)]
+    s = infer_schema(recs)
+    f = s.fields["category_tree"]
+    assert f.kind == "keyword" and f.hierarchy == ">>"
+    values, _ = s.extract(recs[0])
+    assert values["category_tree"] == ["Clothing > Women > Shorts0"]
+    zh = infer_schema([{"id": str(i), "类目": "美妆 | 护肤 | 面霜" if i % 2 else "美妆 | 彩妆"} for i in range(10)])
+    assert zh.fields[zh.id_field].kind == "keyword" and any(g.hierarchy == "|" for g in zh.fields.values())
+
+
+def test_unit_decimal_and_hierarchy_are_checked_and_round_trip():
+    base = {"id": "id", "fields": {"id": {"kind": "keyword"}}}
+    for spec, match in [({"kind": "text", "unit": "$"}, "unit"), ({"kind": "number", "decimal": ";"}, "decimal"),
+                        ({"kind": "number", "hierarchy": ">"}, "hierarchy"), ({"kind": "keyword", "hierarchy": ""}, "hierarchy")]:
+        with pytest.raises(SchemaError, match=match):
+            Schema.from_dict({**base, "fields": {**base["fields"], "x": spec}})
+    with pytest.raises(ConfigError, match="catalog.decimal"):
+        Schema.from_dict({**base, "catalog": {"decimal": "x"}})
+    s = Schema.from_dict({**base, "fields": {**base["fields"], "p": {"kind": "number", "unit": "HK$", "decimal": ","},
+                                             "c": {"kind": "keyword", "hierarchy": "|"}}})
+    assert Schema.from_dict(tomllib.loads(to_toml(s))).to_dict() == s.to_dict()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import time
 from pathlib import Path
 
 import typer
@@ -51,8 +52,14 @@ def register(app: typer.Typer) -> None:
         Engine.open(index)  # fail here, in one line, on a bad index or config
         os.environ.update({"SOUK_SERVE_INDEX": str(index.resolve()), "SOUK_SERVE_WARM": warm, "SOUK_SERVE_CORS": cors})
         mode = "API keys required" if keys.enabled else "open, no API keys: loopback only"
-        err_console.print(f"souk: serving {index} on http://{host}:{port}/ ({mode}); API docs at /docs; Ctrl-C stops")
+        started = time.perf_counter()
+        err_console.print(f"souk: loading {index} (warming {warm or 'nothing'}) ...", soft_wrap=True)
+
+        def ready() -> None:  # called once the port answers: models and pipelines are loaded
+            err_console.print(f"souk: serving {index} on http://{host}:{port}/ ({mode}; ready in "
+                              f"{time.perf_counter() - started:.1f}s); API docs at /docs; Ctrl-C stops", soft_wrap=True)
+
         try:
-            serve(host, port, workers)
+            serve(host, port, workers, on_ready=ready)
         except KeyboardInterrupt:
             pass

@@ -15,6 +15,7 @@ from typing import Sequence
 import tantivy
 
 from souk.analysis.normalize import normalize_keyword
+from souk.analysis.values import canonical_path
 from souk.errors import QueryError
 from souk.limits import MAX_TERM_BYTES
 from souk.schema import Schema
@@ -96,7 +97,9 @@ def filter_query(flt: Filter, schema: Schema, tschema: tantivy.Schema) -> tuple[
     kind = schema.fields[flt.field].kind
     occur = tantivy.Occur.MustNot if flt.op == "!=" else tantivy.Occur.Must
     if kind == "keyword":
-        return occur, _keyword_query(flt.field, [normalize_keyword(v) for v in flt.values], tschema)
+        sep = schema.fields[flt.field].hierarchy
+        values = [normalize_keyword(canonical_path(v, sep) if sep else v) for v in flt.values]
+        return occur, _keyword_query(flt.field, values, tschema)
     clauses = [(tantivy.Occur.Should, _number_query(flt.field, flt.op, v, tschema)) for v in flt.values]
     return occur, clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
 

@@ -17,7 +17,8 @@ import tantivy
 from souk.analysis.normalize import normalize
 from souk.analysis.registry import Analyzer, get_analyzer
 from souk.errors import QueryError
-from souk.index.filters import Filter, combine, filter_query
+from souk.analysis.values import PATH_JOINER, canonical_path
+from souk.index.filters import _REGEX_META, Filter, combine, filter_query
 from souk.index.highlight import highlight
 from souk.index.keys import doc_keys
 from souk.index.matching import MatchConfig, drop_order, match_config, word_spans
@@ -36,6 +37,7 @@ MAX_QUERY_CHARS = 1_000
 # scifact (0.6961 -> 0.6509 at weight 1).
 PROXIMITY = 1.0
 PROXIMITY_SLOP = 2
+MAX_LEVEL_BUCKETS = 1_000  # values of one level of a hierarchy facet counted exactly
 
 
 @dataclass
@@ -118,6 +120,7 @@ class Searcher:
     def _search(self, req: SearchRequest, relaxed: bool) -> SearchResult:
         query, terms = self.text_query(req.query, req.fields, relaxed, proximity=(req.match or self.matching.mode) != "any")
         query = self._expand(query, req.expansions, req.fields, req.boosts)
+        terms = terms + self.expansion_terms(req.expansions, req.fields, terms)  # highlighted too
         if query is None and req.query.strip() and not req.filters:
             return SearchResult([], 0, terms, relaxed=relaxed)
         tiers = self._tiers(query, req.query, req.fields, relaxed, req.match, req.expansions) if query is not None else []
@@ -150,7 +153,7 @@ class Searcher:
             hl = self._highlights(source, term_set, req.fields) if req.highlight else {}
             hits.append(Hit(doc.get_first(ID), 0.0 if score is None else float(score), source, hl))  # None: sort value missing
         q = combine(tiers[-1].query, req.filters, self.schema, self._tschema)
-        facets = {name: self._facet(q, name, req.facet_size) for name in req.facets}
+        facets = {name: self._facet(q, name, req.facet_size, req.filters) for name in req.facets}
         dropped = tiers[-1].dropped
         return SearchResult(hits, int(total), terms, facets, relaxed=relaxed or bool(dropped), dropped=list(dropped))
 
@@ -439,12 +442,26 @@ class Searcher:
             out.append(json.loads(bytes(self._s.doc(hits[0][1]).get_first(SOURCE))) if hits else None)
         return out
 
-    def hits(self, ranking: Ranking, query: str = "", highlight: bool = True) -> list[Hit]:
-        """Stored documents and highlights for a ranking made by any pipeline (unknown ids are dropped)."""
+    def hits(self, ranking: Ranking, query: str = "", highlight: bool = True,
+             expansions: Sequence[tuple[str, float]] = ()) -> list[Hit]:
+        """Stored documents and highlights (of the query's words and its `expansions`: synonyms) for a
+        ranking made by any pipeline (unknown ids are dropped)."""
         out = [Hit(doc_id, float(score), doc, {})
                for doc_id, score, doc in zip(ranking.ids, ranking.scores, self.docs(ranking.ids)) if doc is not None]
         if highlight and query:
-            self.highlight(out, self.text_query(query, relaxed=True)[1])
+            terms = self.text_query(query, relaxed=True)[1]
+            self.highlight(out, terms + self.expansion_terms(expansions, None, terms))
+        return out
+
+    def expansion_terms(self, expansions: Sequence[tuple[str, float]], fields: Sequence[str] | None = None,
+                        known: Sequence[str] = ()) -> list[str]:
+        """The analyzed terms of expansion words (synonyms) not in `known`, for highlighting."""
+        out: list[str] = []
+        for text, weight in expansions:
+            if weight > 0:
+                for t in self._match(text, list(fields) if fields else self.schema.search_fields)[1]:
+                    if t not in known and t not in out:
+                        out.append(t)
         return out
 
     def highlight(self, hits: Sequence[Hit], terms: Sequence[str]) -> None:
@@ -474,13 +491,15 @@ class Searcher:
             out[live] = [np.nan if v is None else v for v in values]
         return out
 
-    def facets_of(self, ids: Sequence[str], names: Sequence[str], size: int = 10) -> dict[str, Any]:
-        """Facets over exactly the documents `ids` (a pipeline's candidates)."""
+    def facets_of(self, ids: Sequence[str], names: Sequence[str], size: int = 10,
+                  filters: Sequence[Filter] = ()) -> dict[str, Any]:
+        """Facets over exactly the documents `ids` (a pipeline's candidates); `filters` pick the level
+        of hierarchy facets (see `_facet`)."""
         if not names:
             return {}
         keys = [int(k) for k in doc_keys(list(ids))] if ids else []
         query = tantivy.Query.term_set_query(self._tschema, KEY, keys) if keys else tantivy.Query.empty_query()
-        return {name: self._facet(query, name, size) for name in names}
+        return {name: self._facet(query, name, size, filters) for name in names}
 
     def ids(self) -> list[str]:
         """Every live document id."""
@@ -506,17 +525,42 @@ class Searcher:
             self._id_table = (keys[order], ids[order])
         return self._id_table
 
-    def _facet(self, query: tantivy.Query, name: str, size: int) -> dict[str, Any]:
+    def _facet(self, query: tantivy.Query, name: str, size: int, filters: Sequence[Filter] = ()) -> dict[str, Any]:
         f = self.schema.field(name, kinds=("keyword", "number"))
         if f.kind == "number":
             stats = self._s.aggregate(query, {"s": {"stats": {"field": name}}})["s"]
             return {k: stats.get(k) for k in ("min", "max", "avg", "count")}
+        if f.hierarchy:
+            return self._level_facet(query, f, size, filters)
         res = self._s.aggregate(query, {"t": {"terms": {"field": name, "size": size}}})["t"]
         return {
             "buckets": [(b["key"], b["doc_count"]) for b in res["buckets"]],
             "distinct": (distinct := int(self._s.cardinality(query, name))),
             "approximate": distinct > EXACT_DISTINCT_LIMIT,
             "other": res.get("sum_other_doc_count", 0),
+        }
+
+    def _level_facet(self, query: tantivy.Query, f: Any, size: int, filters: Sequence[Filter]) -> dict[str, Any]:
+        """One level of a hierarchy facet: the top level, or the children of the path a `FIELD=PATH`
+        filter chose (a drill-down: filter on a bucket's key to get its children). Bucket keys are
+        whole paths (`Toys > Games`); `parent` is the chosen path, `level` the depth shown (1 = top)."""
+        chosen = [flt for flt in filters if flt.field == f.name and flt.op == "=" and len(flt.values) == 1]
+        parent = canonical_path(chosen[-1].values[0], f.hierarchy) if chosen else ""
+        joiner = PATH_JOINER  # no regex meta characters in it
+        if parent:
+            below = "(?i)" + _REGEX_META.sub(r"\\\1", parent) + joiner
+            spec = {"include": below + ".*", "exclude": below + f".*{joiner}.*"}
+        else:
+            spec = {"exclude": f".*{joiner}.*"}
+        res = self._s.aggregate(query, {"t": {"terms": {"field": f.name, "size": MAX_LEVEL_BUCKETS, **spec}}})["t"]
+        buckets = [(b["key"], b["doc_count"]) for b in res["buckets"]]
+        return {
+            "buckets": buckets[:size],
+            "distinct": len(buckets),
+            "approximate": len(buckets) >= MAX_LEVEL_BUCKETS,
+            "other": sum(c for _, c in buckets[size:]) + res.get("sum_other_doc_count", 0),
+            "hierarchy": {"parent": parent or None, "level": parent.count(PATH_JOINER) + 2 if parent else 1,
+                          "separator": PATH_JOINER.strip()},
         }
 
     def _highlights(self, source: dict, terms: set[str], fields: Sequence[str] | None) -> dict[str, str]:

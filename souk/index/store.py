@@ -6,6 +6,7 @@ boundary where tantivy's failures become `IndexStateError`s.
 | (every doc)     | `__id` raw text, stored + fast; `__key` i64 fast; `__source` stored JSON bytes |
 | text            | analyzed terms joined by spaces, whitespace tokenizer, positions |
 | keyword         | raw text, fast (filters, facets), multi-valued              |
+| keyword, `hierarchy` | every level's path (`A`, `A > B`, `A > B > C`), so filters and facets work per level |
 | number          | f64 indexed + fast (range filters, sort, features)          |
 | vector          | stored float32 bytes (the FAISS cache is rebuilt from them) |
 
@@ -33,9 +34,10 @@ from typing import Any, Callable, Iterator
 
 import tantivy
 
+from souk.analysis.values import hierarchy_prefixes
 from souk.errors import IndexStateError
 from souk.index.manifest import FILE_MODE
-from souk.schema import Schema
+from souk.schema import Field, Schema
 
 ID, KEY, SOURCE = "__id", "__key", "__source"
 TERMS_TOKENIZER = "whitespace"
@@ -62,6 +64,12 @@ def layout(schema: Schema) -> list[tuple[str, str, str | None]]:
         elif f.kind == "vector":
             out.append((f.name, "bytes", None))
     return out
+
+
+def keyword_terms(field: Field, values: list[str]) -> list[str]:
+    """The terms a keyword field indexes for its stored values: the values, or for a hierarchy every
+    level's path (a filter on `A > B` then finds `A > B > C`; facets read one level at a time)."""
+    return hierarchy_prefixes(values) if field.hierarchy else values
 
 
 def tantivy_schema(schema: Schema) -> tantivy.Schema:

@@ -23,7 +23,7 @@ from souk.catalogs import Record
 from souk.errors import ConfigError, DocumentError, IndexStateError, SoukError
 from souk.index.keys import doc_key
 from souk.index.manifest import touch_manifest
-from souk.index.store import ID, KEY, SOURCE, guard, share_commit_files
+from souk.index.store import ID, KEY, SOURCE, guard, keyword_terms, share_commit_files
 
 if TYPE_CHECKING:
     from souk.index import Index
@@ -242,7 +242,7 @@ class Writer:
                     doc.add_text(f.name, " ".join(parts))
             elif f.kind == "keyword" and f.name in values:
                 vals = values[f.name]
-                for v in [vals] if isinstance(vals, str) else vals:
+                for v in keyword_terms(f, [vals] if isinstance(vals, str) else vals):
                     doc.add_text(f.name, v)
             elif f.kind == "number" and f.name in values:
                 doc.add_float(f.name, float(values[f.name]))

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from souk.engine import MAX_K, Engine
 from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
 from souk.serving.auth import Keys
+from souk.serving.display import display_config
 from souk.serving.metrics import Metrics
 
 log = logging.getLogger("souk.serving")
@@ -201,7 +202,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
                 "number_fields": [f.name for f in schema.fields.values() if f.kind == "number"],
                 "text_fields": list(schema.search_fields), "id_field": schema.id_field,
                 "pipelines": pipelines, "max_page_size": MAX_PAGE_SIZE, "max_k": MAX_K,
-                "suggest": True}
+                "suggest": True, **display_config(schema)}
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

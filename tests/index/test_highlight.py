@@ -39,3 +39,20 @@ def test_mixed_script_text_marks_latin_and_han_terms():
     assert highlight(text, {"iphon"}, STANDARD) == "Apple <mark>iPhone</mark> 15 手機殼"
     got = highlight(text, {"手机", "iphon"}, STANDARD)
     assert "<mark>iPhone</mark>" in got and "<mark>手機</mark>" in got
+
+
+def test_overlapping_chinese_matches_mark_the_whole_word():
+    terms = set(STANDARD.terms("朱古力餅乾"))  # jieba gives 古力 and 朱古力 for the unknown word
+    got = highlight("嘉頓 朱古力餅乾 200克", terms, STANDARD)
+    assert got == "嘉頓 <mark>朱古力</mark><mark>餅乾</mark> 200克"
+
+
+def test_titles_are_shown_whole_and_long_text_starts_at_a_word():
+    title = "MAC魅可 子弹头口红 Milan） 雾感 哑光 持久 " * 6  # about 180 characters: whole
+    got = highlight(title, set(STANDARD.terms("口红")), STANDARD)
+    assert not got.startswith("…") and not got.endswith("…") and got.count("<mark>口红</mark>") == 6
+    long = "filler words here " * 30 + "a sturdy longboard for beginners " + "more filler text " * 30
+    got = highlight(long, set(STANDARD.terms("longboard")), STANDARD)
+    assert got.startswith("…") and got.endswith("…") and "<mark>longboard</mark>" in got
+    inner = got.strip("…")
+    assert inner.split()[0] in ("filler", "words", "here") and inner.split()[-1] in ("more", "filler", "text")

@@ -110,3 +110,60 @@ def test_hits_for_any_ranking_carry_docs_and_highlights(searcher):
     hits = searcher.hits(ranking, "running shoes")
     assert [h.id for h in hits] == ranking.ids
     assert all("<mark>" in h.highlights["title"] for h in hits)
+
+
+# ---- hierarchy facets ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def category_searcher(tmp_path_factory):
+    from souk.catalogs import Record
+    from souk.schema import Schema
+
+    schema = Schema.from_dict({"id": "id", "fields": {
+        "id": {"kind": "keyword"}, "title": {"kind": "text"},
+        "cat": {"kind": "keyword", "hierarchy": ">>"}, "zh": {"kind": "keyword", "hierarchy": "|"}}})
+    rows = [("p1", "wooden puzzle", '["Toys >> Games >> Puzzles"]', "玩具 | 游戏 | 拼图"),
+            ("p2", "jigsaw puzzle", "Toys >> Games >> Puzzles", "玩具 | 游戏 | 拼图"),
+            ("p3", "chess set", "Toys >> Games >> Board Games", "玩具 | 游戏 | 棋类"),
+            ("p4", "rag doll", "Toys >> Dolls", "玩具 | 娃娃"),
+            ("p5", "green tea", "Food >> Tea", "食品 | 茶")]
+    index = Index.create(tmp_path_factory.mktemp("cats") / "index", schema)
+    with index.writer() as w:
+        w.add([Record(i, {"id": a, "title": b, "cat": c, "zh": d}) for i, (a, b, c, d) in enumerate(rows, 1)])
+        w.commit()
+    return index.searcher()
+
+
+def test_a_filter_on_any_level_of_a_path_finds_the_documents_below(category_searcher):
+    s = category_searcher
+    assert set(ids(search(s, "", ["cat=Toys"]))) == {"p1", "p2", "p3", "p4"}
+    assert set(ids(search(s, "", ["cat=toys > games"]))) == {"p1", "p2", "p3"}
+    assert set(ids(search(s, "", ["cat=Toys >> Games >> Puzzles"]))) == {"p1", "p2"}
+    assert set(ids(search(s, "", ["zh=玩具 > 游戏"]))) == {"p1", "p2", "p3"}  # paths are written with '>' in filters
+    assert set(ids(search(s, "", ["zh=玩具 > 娃娃|食品"]))) == {"p4", "p5"}  # '|' separates alternatives
+    assert set(ids(search(s, "", ["zh=玩具>娃娃"]))) == {"p4"}
+    assert search(s, "", ["cat=Games"]).total == 0  # a level is found under its parents only
+    assert s.docs(["p1"])[0]["cat"] == ["Toys > Games > Puzzles"]  # stored as the whole path
+
+
+def test_hierarchy_facets_drill_down_level_by_level(category_searcher):
+    s = category_searcher
+    top = search(s, "", facets=["cat", "zh"]).facets
+    assert dict(top["cat"]["buckets"]) == {"Toys": 4, "Food": 1} and top["cat"]["hierarchy"]["level"] == 1
+    assert dict(top["zh"]["buckets"]) == {"玩具": 4, "食品": 1}
+    games = search(s, "", ["cat=Toys"], facets=["cat"]).facets["cat"]
+    assert dict(games["buckets"]) == {"Toys > Games": 3, "Toys > Dolls": 1}
+    assert games["hierarchy"] == {"parent": "Toys", "level": 2, "separator": ">"}
+    leaves = search(s, "puzzle", ["cat=toys > games"], facets=["cat"]).facets["cat"]
+    assert dict(leaves["buckets"]) == {"Toys > Games > Puzzles": 2}  # over what matches the query
+    zh = search(s, "", ["zh=玩具 > 游戏"], facets=["zh"]).facets["zh"]
+    assert dict(zh["buckets"]) == {"玩具 > 游戏 > 拼图": 2, "玩具 > 游戏 > 棋类": 1}
+    chosen = s.facets_of(["p1", "p4"], ["cat"], filters=parse_filters(["cat=Toys"], s.schema))["cat"]
+    assert sorted(chosen["buckets"]) == [("Toys > Dolls", 1), ("Toys > Games", 1)]
+
+
+def test_synonym_expansions_are_highlighted(searcher):
+    hits = search(searcher, "蛋糕", expansions=[("饼干", 0.5)]).hits
+    a4 = next(h for h in hits if h.id == "A4")
+    assert "<mark>饼干</mark>" in a4.highlights["title_zh"]
+    hits = search(searcher, "cake", expansions=[("biscuits", 0.5)]).hits
+    assert "<mark>Biscuits</mark>" in next(h for h in hits if h.id == "A4").highlights["title"]

@@ -119,6 +119,83 @@ def test_search_waits_for_input_method_composition(server):
             browser.close()
 
 
+# ---- a shop's own catalog: its currency and a category drill-down (inferred schema) ----------------
+SHOP_ROWS = [("J1", "兰蔻 小黑瓶 精华 Lancome serum", "¥1,299", "美妆 | 护肤 | 精华"),
+             ("J2", "雅诗兰黛 面霜 Estee Lauder cream", "¥630", "美妆 | 护肤 | 面霜"),
+             ("J3", "SK-II 神仙水 facial essence", "¥1,540.50", "美妆 | 护肤 | 精华"),
+             ("J4", "阿玛尼 粉底液 Armani foundation", "¥560", "美妆 | 彩妆 | 粉底"),
+             ("J5", "迪奥 口红 Dior lipstick", "¥350", "美妆 | 彩妆 | 口红"),
+             ("J6", "完美日记 口红 礼盒 lipstick gift set", "¥129.90", "美妆 | 彩妆 | 口红"),
+             ("J7", "乐高 积木 LEGO bricks", "¥899", "玩具 | 积木"),
+             ("J8", "拼图 1000片 jigsaw puzzle", "¥89", "玩具 | 拼图")]
+
+
+@pytest.fixture(scope="module")
+def shop_server(tmp_path_factory):
+    import csv
+
+    work = tmp_path_factory.mktemp("shop")
+    with open(work / "shop.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Sku", "商品名称 title", "Price", "Category Path"])
+        writer.writerows(SHOP_ROWS)
+    subprocess.run([sys.executable, "-m", "souk", "index", str(work / "shop.csv"), "--index", str(work / "index")],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    port = free_port()
+    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(work / "index"), "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode())
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_page_shows_the_catalogs_currency_and_a_category_drill_down(shop_server):
+    sync_api = browser_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(shop_server + "/")
+            page.wait_for_selector("#results li.hit .price")
+            prices = page.locator("#results .hit .price").all_text_contents()
+            assert "¥1,299.00" in prices and "¥129.90" in prices and not any("$" in x for x in prices)
+
+            facet = "[data-facet=Category_Path]"
+            assert page.locator(f"{facet} button").all_text_contents() == ["美妆6", "玩具2"]
+            assert page.get_attribute(facet, "data-level") == "1"
+            page.locator(f"{facet} button[data-value='美妆']").click()
+            page.wait_for_selector(f"{facet}[data-level='2']")
+            assert page.text_content("#summary").startswith("6 ")
+            assert sorted(page.locator(f"{facet} button").all_text_contents()) == ["彩妆3", "护肤3"]
+            page.locator(f"{facet} button[data-value='美妆 > 护肤']").click()
+            page.wait_for_selector(f"{facet}[data-level='3']")
+            assert page.text_content("#summary").startswith("3 ")
+            assert page.locator("[data-crumbs=Category_Path] button").all_text_contents() == ["All", "美妆", "护肤"]
+            page.screenshot(path=str(ARTIFACTS / "page-drill-down.png"), full_page=True)
+
+            page.fill("#q", "口红")  # the drill-down stays while the query changes
+            page.wait_for_function("document.querySelector('#summary').textContent.startsWith('0 ')")
+            page.locator("[data-crumbs=Category_Path] button[data-path='美妆']").click()
+            page.wait_for_function("document.querySelector('#summary').textContent.startsWith('2 ')")
+            assert sorted(page.locator(f"{facet} button").all_text_contents()) == ["彩妆2"]
+            page.locator("[data-crumbs=Category_Path] button[data-path='']").click()
+            page.wait_for_selector(f"{facet}[data-level='1']")
+            assert page.locator("#active-filters .chip").count() == 0
+        finally:
+            browser.close()
+
+
 def test_relaxed_results_say_which_words_they_may_lack(server):
     sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)

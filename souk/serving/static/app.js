@@ -86,10 +86,25 @@ function field(hit, name) {
   return v === undefined || v === null || v === "" ? null : el("span", { text: Array.isArray(v) ? v.join(", ") : String(v) });
 }
 
+const SUFFIX_UNITS = ["元", "円", "kr", "zł", "Fr."];
+// A number with its field's unit from the schema: money with two decimals and its symbol or code
+// (¥1,299.00, 1,299.50 EUR), other units after the number, no unit a plain number (never a made-up "$").
+function formatNumber(value, name) {
+  const unit = (config.units || {})[name];
+  if (unit && (config.currency_fields || []).includes(name)) {
+    const amount = Number(value).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    if (/^[A-Z]{3}$/.test(unit)) return `${amount} ${unit}`;
+    return SUFFIX_UNITS.includes(unit) ? amount + unit : unit + amount;
+  }
+  const n = Number(value).toLocaleString("en-US", { maximumFractionDigits: 2 });
+  return unit ? `${n} ${unit}` : n;
+}
+
 function renderHit(hit, i) {
   const [first, second] = config.text_fields;
   const title = field(hit, first) || el("span", { text: hit.id });
-  const price = config.number_fields.includes("price") && hit.doc.price != null ? el("div", { class: "price", text: "$" + Number(hit.doc.price).toFixed(2) }) : el("div");
+  const pf = config.price_field;
+  const price = pf && hit.doc[pf] != null ? el("div", { class: "price", text: formatNumber(hit.doc[pf], pf) }) : el("div");
   const meta = config.keyword_fields.map((f) => hit.doc[f] != null ? `${f}: ${[].concat(hit.doc[f]).join(", ")}` : null).filter(Boolean).join(" · ");
   const why = el("button", { class: "why", type: "button", text: "why this result?", onclick: () => showWhy(i) });
   return el("li", { class: "hit" },
@@ -109,7 +124,9 @@ function renderFacets(facets) {
   aside.replaceChildren();
   for (const [name, facet] of Object.entries(facets || {})) {
     aside.append(el("h3", { text: name }));
-    if (facet.buckets) {
+    if (facet.buckets && facet.hierarchy) {
+      renderLevels(aside, name, facet);
+    } else if (facet.buckets) {
       const ul = el("ul", { "data-facet": name });
       for (const [value, count] of facet.buckets) {
         const expr = `${name}=${value}`;
@@ -130,6 +147,37 @@ function renderFacets(facets) {
       aside.append(el("div", { class: "range" }, lo, "–", hi, go));
     }
   }
+}
+
+// A category hierarchy as a drill-down: the chosen path as breadcrumbs (each level clickable, "All"
+// clears it), then the children of the chosen level (or the top level) with their counts.
+function renderLevels(aside, name, facet) {
+  const sep = ` ${facet.hierarchy.separator} `;
+  const chosen = facet.hierarchy.parent;
+  if (chosen) {
+    const crumbs = el("nav", { class: "crumbs", "data-crumbs": name, "aria-label": `${name} path` },
+      el("button", { type: "button", "data-path": "", text: "All", onclick: () => setLevel(name, null) }));
+    const levels = chosen.split(sep);
+    levels.forEach((level, i) => {
+      const path = levels.slice(0, i + 1).join(sep);
+      crumbs.append(" › ", el("button", { type: "button", "data-path": path, "aria-current": String(i === levels.length - 1),
+        text: level, onclick: () => setLevel(name, path) }));
+    });
+    aside.append(crumbs);
+  }
+  const ul = el("ul", { "data-facet": name, "data-level": String(facet.hierarchy.level) });
+  for (const [value, count] of facet.buckets) {
+    ul.append(el("li", {}, el("button", { type: "button", "data-value": value, onclick: () => setLevel(name, value) },
+      el("span", { text: value.split(sep).pop() }), el("span", { class: "count", text: count }))));
+  }
+  aside.append(ul);
+}
+
+function setLevel(name, path) {
+  state.filters = state.filters.filter((f) => !f.startsWith(name + "="));
+  if (path) state.filters.push(`${name}=${path}`);
+  state.page = 1;
+  search();
 }
 
 function renderActive() {
