@@ -6,6 +6,7 @@ delayed ACK (uvicorn issue #3149). The socket is re-wrapped as TCP before the wo
 """
 from __future__ import annotations
 
+import os
 import socket
 
 
@@ -14,8 +15,13 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from souk.serving.guard import KEEP_ALIVE_S, MAX_HEAD_BYTES
+
+    os.environ["SOUK_SERVE_HOST"] = host  # the Host check of `app_from_env` answers the bound address
+    # h11 with a deadline on request heads, idle keep-alive connections closed, heads of bounded size
     config = uvicorn.Config("souk.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                            log_level="warning", access_log=False)
+                            log_level="warning", access_log=False, http="souk.serving.guard:GuardedH11",
+                            timeout_keep_alive=KEEP_ALIVE_S, h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     if workers == 1:
         uvicorn.Server(config).run()
         return
