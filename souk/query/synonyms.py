@@ -293,8 +293,8 @@ def _terms(part: str, where: str, text: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}: a rule of {len(raws)} terms on one side is over the limit of "
                           f"{MAX_SYNONYM_RULE_TERMS}; split it into rules of related terms")
     for raw in raws:
-        if len(raw) > MAX_SYNONYM_TERM_CHARS:
-            raise ConfigError(f"{where}: a term of {len(raw)} characters is over the limit of {MAX_SYNONYM_TERM_CHARS}")
+        if len(raw.strip()) > MAX_SYNONYM_TERM_CHARS:
+            raise ConfigError(f"{where}: a term of {len(raw.strip())} characters is over the limit of {MAX_SYNONYM_TERM_CHARS}")
         term = " ".join(normalize(raw).split())
         if not term or not units(term):
             raise ConfigError(f"{where}: {text!r} has an empty term")

@@ -179,7 +179,7 @@ class Guard:
         has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0").strip() not in (b"0", b"")
         close = {"Connection": "close"} if has_body else {}
         if self.hosts is not None and not self.hosts.allows(host):
-            log.warning("request %s: Host %r refused", request_id(scope), host[:200])
+            log.info("request %s: Host %r refused", request_id(scope), host[:200])
             return 400, "this server does not answer for that Host; see souk serve --allowed-hosts", "HostError", close
         if method in SAFE_METHODS:
             return None
