@@ -41,6 +41,9 @@ class Engine:
         self._searcher: Searcher | None = None
         self._pipelines: dict[str, Pipeline] = {}
         self._write_lock = threading.Lock()
+        self._build_lock = threading.Lock()  # pipelines are built one at a time, never under `_lock`
+        self._refresher: threading.Thread | None = None
+        self._suggests = False  # whether completions were asked for (then a commit rebuilds them too)
         self._seen: tuple[int, int, int] | None = None  # (inode, mtime, size) of the commit point last read
 
     @classmethod
@@ -67,19 +70,22 @@ class Engine:
                 return self._searcher
             current = _digest(meta)
             if self._searcher is None or self._searcher.commit_id != current:
-                self._searcher = self.index.searcher()
-                self._pipelines = {}
+                self._searcher = self.index.searcher()  # pipelines of the old one are rebuilt on first use
             self._seen = seen
             return self._searcher
 
     def pipeline(self, name: str) -> Pipeline:
         """Pipeline `name` over the current snapshot (built once per snapshot)."""
         searcher = self.searcher()
-        with self._lock:
+        pipe = self._pipelines.get(name)
+        if pipe is not None and pipe.searcher is searcher:
+            return pipe
+        with self._build_lock:  # not `_lock`: `searcher()` and built pipelines stay free meanwhile
             pipe = self._pipelines.get(name)
             if pipe is None or pipe.searcher is not searcher:
-                pipe = self._pipelines[name] = build_pipeline(name, searcher)
+                pipe = build_pipeline(name, searcher)
                 searcher.warm()
+                self._pipelines[name] = pipe
             return pipe
 
     def is_lexical(self, name: str) -> bool:
@@ -189,6 +195,7 @@ class Engine:
         """Completions for a typed prefix (titles, catalog entities, the query log), best first."""
         from souk.query.suggest import suggester_for
 
+        self._suggests = True
         return [s.to_dict() for s in suggester_for(self.searcher()).suggest(prefix, k)]
 
     # ---- writes -------------------------------------------------------------------------------
@@ -202,7 +209,7 @@ class Engine:
 
         if on_error not in ("fail", "skip"):
             raise QueryError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
-        batch = [Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
+        batch = [r if isinstance(r, Record) else Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
                  for i, r in enumerate(records, 1)]
         from souk.index.writer import write_turn
 
@@ -212,10 +219,48 @@ class Engine:
             except DocumentError:
                 writer.rollback()
                 raise
-            deleted = writer.delete(delete)
+            # the ids that existed, read inside the write turn (no other writer commits meanwhile)
+            existing = [i for i, doc in zip(delete, self.index.searcher().docs(list(delete))) if doc is not None] if delete else []
+            writer.delete(delete)
             writer.commit()
-        return {"written": report.written, "deleted": deleted, "docs": self.searcher().num_docs,
+        self.refresh()
+        return {"written": report.written, "deleted": len(existing), "docs": self.searcher().num_docs,
                 "rejected": [{"record": line, "field": f, "message": m} for line, f, m in report.rejected]}
+
+    def refresh(self) -> None:
+        """Move to the newest commit in a background thread: rebuild the pipelines in use (query-side
+        resources such as lexicons and suggesters rebuild in their own background threads, serving the
+        previous commit's version until then), so no request waits for them."""
+        with self._lock:
+            if self._refresher is not None:
+                return
+            self._refresher = threading.Thread(target=self._refresh, name="souk-refresh-engine", daemon=True)
+            self._refresher.start()
+
+    def _refresh(self) -> None:
+        from souk.errors import SoukError
+
+        try:
+            for name in list(self._pipelines):
+                try:
+                    self.pipeline(name)
+                except SoukError:
+                    pass  # the next search of that pipeline reports it
+            if self._suggests:
+                self.suggest("warm")
+        except Exception:  # noqa: BLE001 - a background warm-up must never kill the process
+            import logging
+
+            logging.getLogger("souk.engine").exception("refreshing pipelines after a commit failed")
+        finally:
+            with self._lock:
+                self._refresher = None
+
+    def refreshing(self) -> list[str]:
+        """What is being rebuilt in the background now (pipelines, lexicon, suggester)."""
+        from souk.query.refresh import builds_under_way
+
+        return (["pipelines"] if self._refresher is not None else []) + builds_under_way()
 
 
 def _collapse(hits: list, field: str) -> list:

@@ -38,3 +38,15 @@ def describe_bytes(value: int) -> str:
 
 MAX_FIELDS = 1_024
 """Most fields one schema may declare (or one catalog may make an inferred schema declare)."""
+
+MAX_SYNONYM_FILE_BYTES = 4 * 1_048_576
+"""Largest synonym file: 4 MiB (the shipped zh/en set is 5 KB)."""
+
+MAX_SYNONYM_RULE_TERMS = 32
+"""Most terms in one synonym rule (both sides): an equivalent rule of n terms makes n * (n - 1) expansions."""
+
+MAX_SYNONYM_EXPANSIONS = 200_000
+"""Most (term -> expansion) pairs one synonym file may define in all."""
+
+MAX_SYNONYM_TERM_CHARS = 200
+"""Longest term of a synonym rule in characters."""

@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", help="Server processes (writes are serialized per index)."),
         cors: str = typer.Option("", "--cors", help="Comma-separated origins allowed to call the API from a browser."),
         warm: str = typer.Option("keyword", "--warm", help="Pipelines to load and run once before serving (e.g. keyword,hybrid)."),
+        allowed_hosts: str = typer.Option("", "--allowed-hosts", help="Comma-separated Host names answered besides "
+                                          "the bound address (e.g. search.example.com); '*' answers any (DNS rebinding check off)."),
     ) -> None:
         """Serve the search API (docs at /docs) and the search page (at /) until Ctrl-C.
 
@@ -50,7 +52,8 @@ def register(app: typer.Typer) -> None:
         if not 0 < port < 65536:
             raise ConfigError(f"--port: expected 1..65535, got {port}")
         Engine.open(index)  # fail here, in one line, on a bad index or config
-        os.environ.update({"SOUK_SERVE_INDEX": str(index.resolve()), "SOUK_SERVE_WARM": warm, "SOUK_SERVE_CORS": cors})
+        os.environ.update({"SOUK_SERVE_INDEX": str(index.resolve()), "SOUK_SERVE_WARM": warm, "SOUK_SERVE_CORS": cors,
+                           "SOUK_SERVE_ALLOWED_HOSTS": allowed_hosts})
         mode = "API keys required" if keys.enabled else "open, no API keys: loopback only"
         started = time.perf_counter()
         err_console.print(f"souk: loading {index} (warming {warm or 'nothing'}) ...", soft_wrap=True)

@@ -200,6 +200,14 @@ def load_lexicon(searcher, cache: bool = True, progress: bool = False) -> Lexico
     return lexicon
 
 
+def prepare_cache(index_dir: str) -> None:
+    """Build and cache the lexicon of the index's newest commit (run in a child process by a server's
+    background rebuild, see `souk.query.refresh`)."""
+    from souk.index import Index
+
+    load_lexicon(Index.open(index_dir).searcher())
+
+
 def _texts(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value] if value else []

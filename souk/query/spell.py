@@ -25,6 +25,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import product
+from pathlib import Path
 from typing import Any, Sequence
 
 from souk.analysis.filters import english_stopwords
@@ -524,20 +525,42 @@ class SpellRewriter:
             decide(0, 0, **policy)
         except ValueError as e:
             raise ConfigError(f"query.spell: {e}") from None
+        from souk.query.refresh import refreshing
+
         self.searcher = searcher
-        self.lexicon = load_lexicon(searcher)
-        if log is not None:
-            self.lexicon = self.lexicon.with_log(log)
-        self.speller = Speller(self.lexicon, SpellConfig(**options))
+        config = SpellConfig(**options)
+
+        def build(snapshot) -> tuple[Lexicon, Speller]:
+            lexicon = load_lexicon(snapshot)
+            if log is not None:
+                lexicon = lexicon.with_log(log)
+            return lexicon, Speller(lexicon, config)
+
+        # one speller per index and options, rebuilt in the background after a commit (the previous
+        # commit's speller serves meanwhile: a server never waits seconds for a lexicon)
+        key = ("speller", str(Path(searcher.path).resolve()), str(log), repr(sorted(options.items())))
+        self._source = refreshing(key, "lexicon", build, ("souk.query.lexicon:prepare_cache", [key[1]]))
+        self._source.get(searcher)
         self.policy = policy
 
+    @property
+    def lexicon(self) -> Lexicon:
+        return self._source.get(self.searcher)[0]
+
+    @property
+    def speller(self) -> "Speller":
+        return self._source.get(self.searcher)[1]
+
     def rewrite(self, plan):
+        from souk.index.searcher import MAX_QUERY_CHARS
+
         if not plan.text.strip() or plan.syntax.has_operators:
             return plan  # quoted phrases and +/- words are typed on purpose
-        correction = self.speller.correct(plan.text)
-        if not correction.changed:
-            return plan
-        typed, fixed = correction_hits(self.searcher, self.lexicon, correction)
+        lexicon, speller = self._source.get(self.searcher)
+        correction = speller.correct(plan.text)
+        if not correction.changed or len(correction.corrected) > MAX_QUERY_CHARS:
+            return plan  # (the limit applies to what the user typed: a rewrite never breaks it)
+        typed, fixed = correction_hits(self.searcher, lexicon, correction)
         decision = decide(typed, fixed, **self.policy)
         plan.corrections.append({**correction.to_dict(), "decision": decision, "hits": [typed, fixed]})
         if decision == "rewrite":

@@ -21,9 +21,7 @@ import json
 import os
 import re
 import tempfile
-import threading
 import time
-import weakref
 import zipfile
 from bisect import bisect_left
 from collections import Counter
@@ -382,20 +380,29 @@ def _edit_limit(key: str) -> int:
     return len(key) if len(last) >= 3 else len(key) - len(last)
 
 
-_SUGGESTERS: "weakref.WeakKeyDictionary[Any, dict[str, Suggester]]" = weakref.WeakKeyDictionary()
-_BUILD_LOCK = threading.Lock()
-
-
 def suggester_for(searcher: "Searcher", fields: Sequence[str] | None = None, entity_fields: Sequence[str] | None = None,
                   log: str | Path | None = None) -> Suggester:
-    """The Suggester of this searcher snapshot, built (or loaded from `IDX/cache/`) once and shared;
-    a server calls this per request with its current searcher."""
-    key = json.dumps([list(fields or []), None if entity_fields is None else list(entity_fields), str(log or "")])
-    with _BUILD_LOCK:
-        per_searcher = _SUGGESTERS.setdefault(searcher, {})
-        if key not in per_searcher:
-            per_searcher[key] = Suggester.build(searcher, fields, entity_fields, log)
-        return per_searcher[key]
+    """The Suggester of this searcher's index, built (or loaded from `IDX/cache/`) once per commit and
+    shared; a server calls this per request with its current searcher. After a commit the previous
+    commit's suggester answers while the new one is built in the background (`souk.query.refresh`)."""
+    from souk.query.refresh import refreshing
+
+    fields = None if fields is None else list(fields)
+    entity_fields = None if entity_fields is None else list(entity_fields)
+    key = ("suggester", str(Path(searcher.path).resolve()),
+           json.dumps([fields or [], entity_fields, str(log or "")]))
+    prepare = ("souk.query.suggest:prepare_cache", [key[1], key[2]])
+    return refreshing(key, "suggester", lambda snapshot: Suggester.build(snapshot, fields, entity_fields, log),
+                      prepare).get(searcher)
+
+
+def prepare_cache(index_dir: str, options: str) -> None:
+    """Build and cache the suggester of the index's newest commit (`options`: the JSON of `suggester_for`'s
+    key; run in a child process by a server's background rebuild, see `souk.query.refresh`)."""
+    from souk.index import Index
+
+    fields, entity_fields, log = json.loads(options)
+    Suggester.build(Index.open(index_dir).searcher(), fields or None, entity_fields, log or None)
 
 
 def one_typo_spans(table: _Table, p: str, limit: int | None = None) -> Iterator[tuple[int, int]]:

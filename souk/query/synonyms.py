@@ -26,8 +26,10 @@ Files are re-read when they change (cached by modification time), so edits apply
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 import threading
 import tomllib
 from dataclasses import dataclass
@@ -37,7 +39,11 @@ from typing import Any, Iterable, Sequence
 from souk.analysis.filters import stem
 from souk.analysis.normalize import HAN, HAN_CLASS, normalize
 from souk.errors import ConfigError
+from souk.limits import (MAX_SYNONYM_EXPANSIONS, MAX_SYNONYM_FILE_BYTES, MAX_SYNONYM_RULE_TERMS,
+                         MAX_SYNONYM_TERM_CHARS, describe_bytes)
 from souk.query.plan import register_rewriter
+
+log = logging.getLogger("souk.query")
 
 DEFAULT_WEIGHT = 0.5
 SHIPPED = Path(__file__).with_name("data") / "synonyms.toml"
@@ -90,11 +96,17 @@ class Synonyms:
         self.rules = list(rules)
         self.path = path
         self._table: dict[tuple[str, ...], list[tuple[str, Rule]]] = {}
+        pairs = 0
         for rule in self.rules:
+            pairs += len(rule.sources) * len(rule.targets)
+            if pairs > MAX_SYNONYM_EXPANSIONS:
+                raise ConfigError(f"{rule.where}: the file defines over {MAX_SYNONYM_EXPANSIONS:,} expansions "
+                                  "(term -> term pairs) up to this rule; split it into fewer, smaller rules")
+            keys = {target: tuple(u for u, _, _ in units(target)) for target in rule.targets}
             for source in rule.sources:
                 key = tuple(u for u, _, _ in units(source))
                 for target in rule.targets:
-                    if tuple(u for u, _, _ in units(target)) != key:
+                    if keys[target] != key:
                         self._table.setdefault(key, []).append((target, rule))
         self._longest = max((len(k) for k in self._table), default=0)
 
@@ -193,9 +205,16 @@ def _join_tokens(tokens: list[str]) -> str:
 def parse_rules(path: Path) -> list[Rule]:
     """Rules of a synonym file; ConfigError names the file, section and rule of any problem."""
     try:
-        raw = path.read_text(encoding="utf-8")
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"synonym file {path} is not a regular file")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SYNONYM_FILE_BYTES + 1)
+        if len(data) > MAX_SYNONYM_FILE_BYTES:
+            raise ConfigError(f"synonym file {path} is over {describe_bytes(MAX_SYNONYM_FILE_BYTES)}; split it or prune it")
+        raw = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read synonym file {path}: {e}") from None
+        raise ConfigError(f"cannot read synonym file {path}: {type(e).__name__}") from None
     if path.suffix == ".toml":
         return _parse_toml(raw, path)
     return _parse_text(raw, path)
@@ -257,6 +276,9 @@ def parse_rule(text: str, language: str = "any", weight: float = DEFAULT_WEIGHT,
         sources, targets = _terms(left, where, text), _terms(right, where, text)
         if not sources or not targets:
             raise ConfigError(f"{where}: {text!r} needs terms on both sides of '=>'")
+        if len(sources) + len(targets) > MAX_SYNONYM_RULE_TERMS:
+            raise ConfigError(f"{where}: a rule of {len(sources) + len(targets)} terms is over the limit of "
+                              f"{MAX_SYNONYM_RULE_TERMS}; split it into rules of related terms")
         return Rule(sources, targets, False, weight, language, text.strip(), where)
     terms = _terms(text, where, text)
     if len(set(terms)) < 2:
@@ -266,7 +288,13 @@ def parse_rule(text: str, language: str = "any", weight: float = DEFAULT_WEIGHT,
 
 def _terms(part: str, where: str, text: str) -> tuple[str, ...]:
     out = []
-    for raw in part.split(","):
+    raws = part.split(",")
+    if len(raws) > MAX_SYNONYM_RULE_TERMS:
+        raise ConfigError(f"{where}: a rule of {len(raws)} terms on one side is over the limit of "
+                          f"{MAX_SYNONYM_RULE_TERMS}; split it into rules of related terms")
+    for raw in raws:
+        if len(raw.strip()) > MAX_SYNONYM_TERM_CHARS:
+            raise ConfigError(f"{where}: a term of {len(raw.strip())} characters is over the limit of {MAX_SYNONYM_TERM_CHARS}")
         term = " ".join(normalize(raw).split())
         if not term or not units(term):
             raise ConfigError(f"{where}: {text!r} has an empty term")
@@ -302,13 +330,15 @@ class SynonymRewriter:
         if file is not None and searcher is not None and not Path(file).is_absolute():
             file = str(Path(searcher.path) / file)  # relative to the index directory
         self.path = Path(file) if file else SHIPPED
+        if file is not None and searcher is not None:
+            _check_place(self.path, Path(searcher.path))
         self.languages = languages
-        Synonyms.load(self.path)  # a broken file fails when the planner is built, not per query
+        self._watch = _watched(self.path)  # a broken file fails when the planner is built, not per query
 
     def rewrite(self, plan):
         from souk.query.plan import Expansion as PlanExpansion
 
-        expansions = Synonyms.load(self.path).expand(plan.text, self.languages)
+        expansions = self._watch.current().expand(plan.text, self.languages)
         known = {e.text for e in plan.expansions}
         for e in expansions:
             if e.text not in known:
@@ -316,3 +346,79 @@ class SynonymRewriter:
         if expansions:
             plan.notes.append("synonyms: " + "; ".join(f"{e.matched} -> {e.text}" for e in expansions))
         return plan
+
+
+def _check_place(path: Path, index_dir: Path) -> None:
+    """A synonym file named by an index's config must lie inside that index directory or souk's own data
+    (the config is untrusted: it must not read /proc/self/environ or another user's files)."""
+    real = path.resolve()
+    for root in (index_dir.resolve(), SHIPPED.parent.resolve()):
+        if real == root or root in real.parents:
+            return
+    raise ConfigError("query.synonyms.file: the synonym file must lie inside the index directory "
+                      "(give a path relative to it)")
+
+
+class _Watched:
+    """The last good version of one synonym file. `current()` stats the file (cheap, per query); a
+    changed file is parsed again in a background thread while the last good version keeps serving,
+    and a file that became invalid is logged (server side) and skipped until it changes again."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp = _stamp(path)
+        self._synonyms = Synonyms.load(path)  # the first load raises: nothing older to serve
+        self._tried = self._stamp
+        self._thread: threading.Thread | None = None
+
+    def current(self) -> Synonyms:
+        try:
+            stamp = _stamp(self.path)
+        except ConfigError:
+            stamp = None
+        if stamp != self._tried:
+            with self._lock:
+                if stamp != self._tried and self._thread is None:
+                    self._tried = stamp
+                    self._thread = threading.Thread(target=self._reload, name="souk-refresh-synonyms", daemon=True)
+                    self._thread.start()
+        return self._synonyms
+
+    def wait(self, timeout: float | None = None) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _reload(self) -> None:
+        try:
+            self._synonyms = Synonyms.load(self.path)
+        except ConfigError as e:
+            log.warning("synonym file %s: %s; the last good version stays in use until it is fixed", self.path, e)
+        except Exception:  # noqa: BLE001 - whatever goes wrong, searches keep the last good version
+            log.exception("synonym file %s could not be reloaded; the last good version stays in use", self.path)
+        finally:
+            with self._lock:
+                self._thread = None
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        raise ConfigError(f"synonym file {path} does not exist") from None
+    return (st.st_mtime_ns, st.st_size)
+
+
+_WATCHED: dict[str, _Watched] = {}
+
+
+def _watched(path: Path) -> _Watched:
+    key = os.path.abspath(path)
+    with _LOCK:
+        found = _WATCHED.get(key)
+    if found is None:
+        found = _Watched(path)
+        with _LOCK:
+            found = _WATCHED.setdefault(key, found)
+    return found

@@ -8,6 +8,7 @@ Misuse: exposing a server without keys beyond loopback (`souk serve` refuses).
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,17 +23,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from souk.engine import MAX_K, Engine
+from souk.ranking.pipeline import pipeline_names
 from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
 from souk.serving.auth import Keys
 from souk.serving.display import display_config
+from souk.serving.guard import JSON_TYPES, NDJSON_TYPES, Guard, HostPolicy, Route, error_body, request_id
 from souk.serving.metrics import Metrics
 
 log = logging.getLogger("souk.serving")
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_SEARCH_BODY_BYTES = 64 * 1024
 MAX_BATCH = 10_000
 MAX_PAGE_SIZE = 100
-_STATUS = [(DocumentError, 422), (QueryError, 400), (ConfigError, 400), (ModelError, 503), (IndexStateError, 503)]
+_STATUS = [(DocumentError, 422), (QueryError, 400), (ConfigError, 503), (ModelError, 503), (IndexStateError, 503)]
+# errors about the request itself are shown; the others may carry paths or file contents of the server,
+# so the client gets what failed and a request id, and the server log gets the message
+_SHOWN = (DocumentError, QueryError)
+_HIDDEN = {"ConfigError": "the index configuration", "Unavailable": "a ranking stage or model",
+           "ModelError": "a model", "IndexStateError": "the index on disk", "DatasetError": "a data file"}
+_PATHS = re.compile(r"""(?<![^\s'"(=:,])(?:[A-Za-z]:)?(?:/[^\s/'"]+){2,}/?""")
 
 
 class SearchBody(BaseModel):
@@ -50,37 +60,11 @@ class SearchBody(BaseModel):
     collapse: str | None = None
 
 
-class LimitsAndMetrics:
-    """ASGI middleware: refuses bodies over `MAX_BODY_BYTES` (413) before they are read, and records each
-    request's route, status and time in `metrics` (plain ASGI: no per-request task as `@app.middleware` makes)."""
-
-    def __init__(self, app: Any, metrics: Metrics):
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        length = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"content-length"), None)
-        status = [500]
-
-        async def sending(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await _error(413, f"request body over {MAX_BODY_BYTES} bytes", "LimitError")(scope, receive, sending)
-        else:
-            await self.app(scope, receive, sending)
-        route = scope.get("route")
-        self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status[0], time.perf_counter() - t0)
-
-
 def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: list[str] | None = None,
-               warm: tuple[str, ...] = ("keyword",)) -> FastAPI:
-    """The API over one index; pipelines in `warm` are built and run once before the first request."""
+               warm: tuple[str, ...] = ("keyword",), hosts: HostPolicy | None = None) -> FastAPI:
+    """The API over one index; pipelines in `warm` are built and run once before the first request.
+
+    `hosts`: the Host header values answered (None: any; `app_from_env` passes the bound address)."""
     keys = keys or Keys()
     engine = Engine.open(index_path)
     for name in warm:
@@ -94,26 +78,35 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
 
-    app.add_middleware(LimitsAndMetrics, metrics=metrics)
+    routes = {"/search": Route(MAX_SEARCH_BODY_BYTES, JSON_TYPES)}
+    app.add_middleware(Guard, metrics=metrics, keys=keys, hosts=hosts, cors_origins=cors_origins or [],
+                       routes=routes, default=Route(MAX_BODY_BYTES, JSON_TYPES | NDJSON_TYPES))
+    scrub = _scrubber(engine.index.path)
 
     @app.exception_handler(SoukError)
     async def souk_error(request: Request, exc: SoukError):
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-        body = {"error": str(exc), "kind": type(exc).__name__}
+        kind = type(exc).__name__
+        if isinstance(exc, _SHOWN):
+            body = error_body(scrub(str(exc)), kind, request.scope)
+        else:
+            log.warning("request %s: %s: %s", request_id(request.scope), kind, exc)
+            what = _HIDDEN.get(kind, "the server")
+            body = error_body(f"{what} has a problem; the server log has the details under this request_id", kind, request.scope)
         if isinstance(exc, DocumentError):
-            body["problems"] = [{"record": line, "field": f, "message": m} for line, f, m in exc.problems[:100]]
+            body["problems"] = [{"record": line, "field": f, "message": scrub(m)} for line, f, m in exc.problems[:100]]
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}", "kind": "ValidationError"}, status_code=422)
+        return JSONResponse(error_body(f"{where}: {first.get('msg', 'invalid request')}", "ValidationError", request.scope), status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": "internal error; see the server log", "kind": "InternalError"}, status_code=500)
+        log.exception("request %s: unexpected error on %s %s", request_id(request.scope), request.method, request.url.path)
+        return JSONResponse(error_body("internal error; the server log has it under this request_id", "InternalError", request.scope), status_code=500)
 
     async def role(authorization: Annotated[str | None, Header()] = None) -> str:
         if not keys.enabled:
@@ -130,9 +123,20 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse({"error": exc.detail, "kind": "HTTPError"}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error_body(str(exc.detail), "HTTPError", request.scope), status_code=exc.status_code, headers=exc.headers)
+
+    known_pipelines = set(pipeline_names(engine.index.schema.pipelines))
 
     async def run_search(body: SearchBody) -> JSONResponse:
+        if body.pipeline not in known_pipelines:  # a client's typo, told apart from a broken configured pipeline
+            raise QueryError(f"unknown pipeline {body.pipeline[:60]!r}; known pipelines: {', '.join(sorted(known_pipelines))}")
+        schema = engine.index.schema
+        for name, kinds in [(body.sort.lstrip("+-") if body.sort else None, ("number",))] + [(f, ("keyword", "number")) for f in body.facets]:
+            if name is not None:
+                try:
+                    schema.field(name, kinds=kinds)
+                except ConfigError as e:
+                    raise QueryError(f"{'sort' if kinds == ('number',) else 'facet'}: {e}") from None
         if engine.is_lexical(body.pipeline):  # about a millisecond: on the event loop, no thread hand-off
             return page_of(body)
         return await run_in_threadpool(page_of, body)
@@ -170,14 +174,17 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
                   "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON document a line"}}}}})
     async def documents_post(request: Request, _: Annotated[str, Depends(admin)],
                              on_error: Annotated[str, Query(pattern="^(fail|skip)$")] = "fail") -> dict[str, Any]:
-        records = _records(await request.body(), request.headers.get("content-type", ""))
+        body = bytearray()
+        async for chunk in request.stream():  # through the Guard's counter: over the limit is a 413 mid-stream
+            body += chunk
+        records = _records(bytes(body), request.headers.get("content-type", ""), skip=on_error == "skip")
+        del body
         return await run_in_threadpool(engine.write, records, on_error=on_error)  # searches go on meanwhile
 
-    @app.delete("/documents/{doc_id}", summary="Delete one document, acknowledged once committed")
+    @app.delete("/documents/{doc_id:path}", summary="Delete one document (ids may hold '/'), acknowledged once committed; "
+                "`deleted` is 1 when the id existed, 0 when it did not")
     def documents_delete(doc_id: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
-        before = engine.searcher().num_docs
-        out = engine.write([], delete=[doc_id])
-        return {**out, "deleted": before - out["docs"]}
+        return engine.write([], delete=[doc_id])
 
     @app.get("/suggest", summary="Autocomplete: completions for a typed prefix")
     def suggest(_: Annotated[str, Depends(role)], q: Annotated[str, Query(max_length=200)] = "",
@@ -185,9 +192,9 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         return {"query": q, "suggestions": engine.suggest(q, k)}
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:  # on the event loop: it answers while threads rebuild things
         searcher = engine.searcher()
-        return {"status": "ok", "docs": searcher.num_docs, "commit": searcher.commit_id}
+        return {"status": "ok", "docs": searcher.num_docs, "commit": searcher.commit_id, "refreshing": engine.refreshing()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_text() -> str:
@@ -212,20 +219,25 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     return app
 
 
-def _records(body: bytes, content_type: str) -> list[Any]:
-    """A JSON array, or NDJSON (one object a line); errors name the line."""
+def _records(body: bytes, content_type: str, skip: bool = False) -> list[Any]:
+    """A JSON array, or NDJSON (one object a line, split on newlines only: a raw U+2028 inside a string
+    is text, as in the CLI); errors name the line, and with `skip` a bad line is a rejected record."""
+    from souk.catalogs import Record
+
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise QueryError(f"request body is not UTF-8 ({e})") from None
     if "ndjson" in content_type or "jsonl" in content_type:
         records = []
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
                     records.append(json.loads(line))
                 except (json.JSONDecodeError, RecursionError) as e:
-                    raise QueryError(f"line {n}: not valid JSON ({e})") from None
+                    if not skip:
+                        raise QueryError(f"line {n}: not valid JSON ({e})") from None
+                    records.append(Record(len(records) + 1, None, f"line {n}: not valid JSON ({e})"))
     else:
         try:
             records = json.loads(text)
@@ -238,18 +250,28 @@ def _records(body: bytes, content_type: str) -> list[Any]:
     return records
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": message, "kind": kind}, status_code=status)
-
-
 def _version() -> str:
     from souk.version import __version__
 
     return __version__
 
 
+def _scrubber(index_dir: Path):
+    """A function taking paths out of a message shown to a client (a safety net: shown errors are about
+    the request, but one quoting a server path must not leak it)."""
+    index = str(index_dir)
+
+    def scrub(message: str) -> str:
+        return _PATHS.sub("<path>", message.replace(index, "<index>"))
+
+    return scrub
+
+
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn workers: the index and options come from SOUK_SERVE_* variables."""
+    """Factory for uvicorn workers: the index and options come from SOUK_SERVE_* variables
+    (SOUK_SERVE_HOST: the bound address; SOUK_SERVE_ALLOWED_HOSTS: more Host names, `*` for any)."""
     warm = tuple(p for p in os.environ.get("SOUK_SERVE_WARM", "keyword").split(",") if p)
     cors = [o for o in os.environ.get("SOUK_SERVE_CORS", "").split(",") if o]
-    return create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm)
+    names = tuple(h.strip() for h in os.environ.get("SOUK_SERVE_ALLOWED_HOSTS", "").split(",") if h.strip())
+    hosts = HostPolicy(os.environ.get("SOUK_SERVE_HOST", "127.0.0.1"), names)
+    return create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm, hosts)

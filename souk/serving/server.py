@@ -10,6 +10,7 @@ on ..." is never printed while connections would still wait.
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -26,8 +27,13 @@ def serve(host: str, port: int, workers: int = 1, on_ready: Callable[[], None] |
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from souk.serving.guard import KEEP_ALIVE_S, MAX_HEAD_BYTES
+
+    os.environ["SOUK_SERVE_HOST"] = host  # the Host check of `app_from_env` answers the bound address
+    # h11 with a deadline on request heads, idle keep-alive connections closed, heads of bounded size
     config = uvicorn.Config("souk.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                            log_level="warning", access_log=False)
+                            log_level="warning", access_log=False, http="souk.serving.guard:GuardedH11",
+                            timeout_keep_alive=KEEP_ALIVE_S, h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     if on_ready is not None:
         threading.Thread(target=announce_when_ready, args=(host, port, on_ready), daemon=True,
                          name="souk-ready").start()

@@ -122,3 +122,55 @@ def test_bad_files_name_the_problem(tmp_path, body, message):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         Synonyms.load(tmp_path / "nope.toml")
+
+
+def test_rule_and_file_limits_name_the_line(tmp_path):
+    """A 3,001-term line is an error naming the line at once (it used to take 37 s and 780 MB), and so
+    are an over-long term and a file over the size limit."""
+    from souk.limits import MAX_SYNONYM_FILE_BYTES, MAX_SYNONYM_RULE_TERMS
+
+    path = tmp_path / "syn.txt"
+    path.write_text("[en]\nfridge, refrigerator\n" + ", ".join(f"w{i}" for i in range(3001)) + "\n")
+    with pytest.raises(ConfigError, match=rf"syn.txt:3: a rule of 3001 terms .* limit of {MAX_SYNONYM_RULE_TERMS}"):
+        Synonyms.load(path)
+    path.write_text("[en]\n" + "a" * 300 + " => b\n")
+    with pytest.raises(ConfigError, match="syn.txt:2: a term of 300 characters"):
+        Synonyms.load(path)
+    path.write_text("# " + "x" * MAX_SYNONYM_FILE_BYTES + "\n")
+    with pytest.raises(ConfigError, match="over 4 MiB"):
+        Synonyms.load(path)
+
+
+def test_a_file_that_turns_invalid_keeps_the_last_good_version(tmp_path):
+    """While serving, a broken edit is logged and skipped (searches keep the last good rules); the next
+    good edit applies once re-read in the background; files outside the index directory are refused."""
+    from souk.query.plan import QueryPlan
+    from souk.query.synonyms import SynonymRewriter, _watched
+
+    class Snapshot:
+        path = tmp_path
+
+    path = tmp_path / "syn.txt"
+    path.write_text("[en]\nfridge, refrigerator\n")
+    step = SynonymRewriter(Snapshot(), {"file": "syn.txt"})
+
+    def expanded(text):
+        return [e.text for e in step.rewrite(QueryPlan(original=text, text=text, normalized=text)).expansions]
+
+    def edit(body, seconds):
+        path.write_text(body)
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 1_000_000_000))
+        expanded("warm")  # notices the change, re-reads in the background
+        _watched(path).wait(30)
+
+    assert expanded("fridge") == ["refrigerator"]
+    edit("SECRET=hunter2hunter2, \n", 2)
+    assert expanded("fridge") == ["refrigerator"]
+    edit("[en]\nfridge => icebox\n", 4)
+    assert expanded("fridge") == ["icebox"]
+    with pytest.raises(ConfigError, match="inside the index directory"):
+        SynonymRewriter(Snapshot(), {"file": "/etc/hostname"})
+    (tmp_path / "link.txt").symlink_to("/etc/hostname")
+    with pytest.raises(ConfigError, match="inside the index directory"):
+        SynonymRewriter(Snapshot(), {"file": "link.txt"})

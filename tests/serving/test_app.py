@@ -81,9 +81,10 @@ def test_limits_and_bad_arguments_are_4xx_with_a_message(client, params, status,
 
 def test_body_limits_and_malformed_json(client):
     assert client.post("/search", content=b"{bad", headers={"Content-Type": "application/json"}).status_code == 422
-    assert client.post("/documents", content=b"{bad").status_code == 400
+    assert client.post("/documents", content=b"{bad", headers={"Content-Type": "application/json"}).status_code == 400
+    assert client.post("/documents", content=b"{bad").status_code == 415  # no content type: not JSON
     assert client.post("/documents", json={"code": "a"}).status_code == 400
-    huge = client.post("/documents", content=b"[]", headers={"Content-Length": str(64 * 1024 * 1024)})
+    huge = client.post("/documents", content=b"[]", headers={"Content-Length": str(64 * 1024 * 1024), "Content-Type": "application/json"})
     assert huge.status_code == 413
 
 
@@ -142,7 +143,8 @@ def test_fuzzed_search_requests_never_fail_the_server(client, q, filters, facets
                          lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
                          max_leaves=12))
 def test_fuzzed_document_batches_never_fail_the_server(client, body):
-    res = client.post("/documents", params={"on_error": "skip"}, content=json.dumps(body).encode())
+    res = client.post("/documents", params={"on_error": "skip"}, content=json.dumps(body).encode(),
+                      headers={"Content-Type": "application/json"})
     assert res.status_code in (200, 400, 422), res.text
 
 
