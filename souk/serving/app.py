@@ -83,10 +83,15 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     keys = keys or Keys()
     engine = Engine.open(index_path)
     for name in warm:
-        engine.search("warm up", pipeline=name, k=1)
+        try:
+            engine.search("warm up", pipeline=name, k=1)
+        except (ModelError, ConfigError) as e:  # a damaged model: that pipeline is off, keyword search is not
+            log.warning("souk serve: pipeline %s not warmed: %s", name, e)
     engine.suggest("warm")
     metrics = Metrics()
     pipelines = engine.available_pipelines()
+    for name, why in engine.off.items():
+        log.warning("souk serve: pipeline %s is off or partial: %s", name, why)
     app = FastAPI(title="souk", description="Search API of one souk index.", version=_version())
     app.state.engine = engine
     if cors_origins:
