@@ -125,3 +125,46 @@ def test_an_unreadable_active_json_is_one_clear_error(tmp_path, content):
     (store.root / "active.json").write_text(content)
     with pytest.raises(ModelUnavailable, match="models/active.json"):
         store.active("ltr")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200) | _json.map(lambda v: json.dumps({"ltr": v}).encode()))
+def test_property_any_active_json_resolves_inside_models_or_is_one_clear_error(tmp_path, content):
+    store = ModelStore(tmp_path)
+    if not (store.root / "ltr-1").exists():
+        _published(tmp_path)
+    (store.root / "active.json").write_bytes(content)
+    try:
+        found = store.active("ltr")
+    except ModelUnavailable as e:
+        assert "models/active.json" in str(e) and str(tmp_path) not in str(e) and "\n" not in str(e)
+        return
+    assert found is None or found == store.root / "ltr-1"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0, 1, exclude_max=True), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
+def test_property_a_truncated_or_flipped_manifest_is_refused_or_still_checks_the_files(tmp_path, cut, flips):
+    store = ModelStore(tmp_path)
+    path = store.root / "ltr-1"
+    if not path.exists():
+        _published(tmp_path)
+        (tmp_path / "good.json").write_bytes((path / "manifest.json").read_bytes())
+    data = bytearray((tmp_path / "good.json").read_bytes())
+    for where, bit in flips:
+        data[int(where * len(data))] ^= 1 << bit
+    (path / "manifest.json").write_bytes(bytes(data[: max(1, int(len(data) * (1 - cut / 2)))] if cut > 0.5 else data))
+    try:
+        manifest = read_model_manifest(path)
+    except ModelError as e:
+        assert "ltr-1" in str(e) or "not a" in str(e)
+        return
+    assert manifest["files"] == json.loads((tmp_path / "good.json").read_text())["files"]  # a hash that survived intact
