@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from souk.engine import MAX_K, Engine
 from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
+from souk.schema import loads_json
 from souk.serving.auth import Keys
 from souk.serving.metrics import Metrics
 
@@ -227,12 +228,12 @@ def _records(body: bytes, content_type: str) -> list[Any]:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
+                    records.append(loads_json(line))  # integers out of range: a per-record error
                 except (json.JSONDecodeError, RecursionError) as e:
                     raise QueryError(f"line {n}: not valid JSON ({e})") from None
     else:
         try:
-            records = json.loads(text)
+            records = loads_json(text)
         except (json.JSONDecodeError, RecursionError) as e:
             raise QueryError(f"request body is not valid JSON ({e}); send a JSON array of documents or NDJSON") from None
         if not isinstance(records, list):
