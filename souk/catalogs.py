@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 
 from souk.errors import DocumentError
 from souk.limits import MAX_FIELD_CHARS, MAX_JSON_ARRAY_BYTES, MAX_LINE_BYTES, MAX_NESTING, describe_bytes
+from souk.schema import loads_json
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "beir")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -148,7 +149,7 @@ def _capped_lines(fh) -> Iterator[bytes | None]:
 def _decode_json(text: str, openers: int) -> tuple[Any, str | None]:
     """Parsed value or an error; `openers` (count of [ and {) lets shallow lines skip the depth walk."""
     try:
-        obj = json.loads(text)
+        obj = loads_json(text)
     except json.JSONDecodeError as e:
         return None, f"invalid JSON: {e.msg} (column {e.colno})"
     except RecursionError:
@@ -177,7 +178,7 @@ def _json_array(path: Path) -> Iterator[Record]:
         raise DocumentError(f"{path}: a JSON array larger than {describe_bytes(MAX_JSON_ARRAY_BYTES)} (the limit for "
                             ".json catalogs, read whole); convert it to JSONL, one record per line")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = loads_json(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as e:
         raise DocumentError(f"{path}: invalid UTF-8 at byte {e.start}") from None
     except json.JSONDecodeError as e:

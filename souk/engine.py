@@ -97,15 +97,21 @@ class Engine:
 
     def available_pipelines(self) -> list[str]:
         """The pipelines that can run on this index now (vectors present, models fitted)."""
-        from souk.errors import SoukError
+        from souk.errors import ModelError, SoukError
         from souk.ranking.pipeline import pipeline_names
 
         out = []
+        self.off = {}  # pipeline -> a model that failed its checks, for the server's start-up log
         for name in pipeline_names(self.index.schema.pipelines):
             try:
-                self.pipeline(name)
-            except SoukError:
+                pipe = self.pipeline(name)
+            except SoukError as e:
+                if isinstance(e, ModelError):
+                    self.off[name] = str(e)
                 continue
+            skipped = [n for n in pipe.notes if " skipped: " in n and "no fitted" not in n]
+            if skipped:
+                self.off[name] = "; ".join(skipped)
             out.append(name)
         return out
 

@@ -43,3 +43,8 @@ class DatasetError(SoukError):
 
 class ModelError(SoukError):
     """A model is missing, of the wrong kind, or cannot run on this machine."""
+
+
+class ModelUnavailable(ModelError, Unavailable):
+    """A model exists but cannot be used (damaged, unsealed, refused by its loader): its stage is off; optional
+    stages are skipped with a note and keyword search is unaffected. The message names the model, never a path."""

@@ -390,11 +390,27 @@ def _check(schema: Schema, origin: str) -> None:
                 raise SchemaError(f"{origin}: fields.{f.name}.copy_from: {src!r} is not a text or stored field")
         if f.kind == "vector":
             _check_vector_source(schema, f, origin)
+    _check_copy_sources(schema, origin)
     for name in schema.search_fields:
         if name not in schema.fields or schema.fields[name].kind != "text":
             raise SchemaError(f"{origin}: search.fields: {name!r} is not a text field")
     if not schema.search_fields and schema.text_fields:
         schema.search_fields = [f.name for f in schema.text_fields]
+
+
+def _check_copy_sources(schema: Schema, origin: str) -> None:
+    """A copy field reads fields holding their own values: one copying itself or another copy field (a cycle
+    or a chain) would index nothing, so the schema is refused naming both fields."""
+    for f in schema.fields.values():
+        for src in f.copy_from:
+            if src == f.name:
+                raise SchemaError(f"{origin}: fields.{f.name}.copy_from: {f.name!r} copies itself; "
+                                  "list the fields holding the text instead")
+            other = schema.fields[src]
+            if other.copy_from:
+                back = " (and it copies back from " + repr(f.name) + ")" if f.name in other.copy_from else ""
+                raise SchemaError(f"{origin}: fields.{f.name}.copy_from: {src!r} is a copy field itself{back}; "
+                                  f"copy from its sources instead: {', '.join(other.copy_from)}")
 
 
 def _check_vector_source(schema: Schema, f: Field, origin: str) -> None:
@@ -420,6 +436,7 @@ def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
         return None
     if f.kind == "number":
         items = raw if isinstance(raw, list) else [raw]
+        _check_in_range(items)
         nums = []
         for item in items:
             if isinstance(item, bool) or not isinstance(item, (int, float, str)):
@@ -438,6 +455,7 @@ def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
             nums.append(num)
         return _reduce(f.reduce, nums)
     items = raw if isinstance(raw, list) else [raw]
+    _check_in_range(items)
     for item in items:
         if isinstance(item, (dict, list)):
             raise ValueError(f"expected text, got {type(item).__name__}")
@@ -470,6 +488,42 @@ def same_currency(a: str, b: str) -> bool:
         return True
     codes = [{"JPY", "CNY"} if x == "¥" else {_SAME_MONEY.get(x, x)} for x in (a, b)]
     return bool(codes[0] & codes[1])
+
+
+class OutOfRange:
+    """An integer literal of a JSON record beyond float range (2**1024, about 1.8e308; Python's own parser
+    stops at 4300 digits): kept as its size only, so a field holding it is a per-record error
+    (`_coerce`) instead of an exception that would stop a whole catalog or request."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<an integer of {self.digits} digits>"
+
+
+def json_int(literal: str) -> int | OutOfRange:
+    """`parse_int` for `json.loads` of records: an int, or `OutOfRange` for one no number field can hold."""
+    digits = len(literal) - literal.startswith("-")
+    if digits <= 308:  # below 10**308 < 2**1024
+        return int(literal)
+    if digits > 309:  # at least 10**309: beyond every float (and, past 4300 digits, Python's int parser)
+        return OutOfRange(digits)
+    value = int(literal)
+    return value if abs(value) < 2 ** 1024 else OutOfRange(digits)
+
+
+def loads_json(text: str | bytes) -> Any:
+    """`json.loads` for documents: integers out of every number's range become `OutOfRange` (see above)."""
+    return json.loads(text, parse_int=json_int)
+
+
+def _check_in_range(items: list[Any]) -> None:
+    for item in items:
+        if isinstance(item, OutOfRange):
+            raise ValueError(f"an integer of {item.digits} digits is beyond the range of numbers (about 1.8e308)")
 
 
 def _reduce(how: str, nums: list[float]) -> float:

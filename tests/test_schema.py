@@ -264,3 +264,46 @@ def test_unit_decimal_and_hierarchy_are_checked_and_round_trip():
     s = Schema.from_dict({**base, "fields": {**base["fields"], "p": {"kind": "number", "unit": "HK$", "decimal": ","},
                                              "c": {"kind": "keyword", "hierarchy": "|"}}})
     assert Schema.from_dict(tomllib.loads(to_toml(s))).to_dict() == s.to_dict()
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"all": {"kind": "text", "copy_from": ["all", "title"]}}, "fields.all.copy_from: 'all' copies itself"),
+    ({"a": {"kind": "text", "copy_from": ["b"]}, "b": {"kind": "text", "copy_from": ["a"]}},
+     r"fields.a.copy_from: 'b' is a copy field itself \(and it copies back from 'a'\)"),
+    ({"a": {"kind": "text", "copy_from": ["title"]}, "b": {"kind": "text", "copy_from": ["a"]}},
+     "fields.b.copy_from: 'a' is a copy field itself; copy from its sources instead: title"),
+])
+def test_copy_fields_copying_themselves_or_each_other_are_refused(fields, message):
+    with pytest.raises(SchemaError, match=message):
+        Schema.from_dict({**BASE, "fields": {**BASE["fields"], **fields}})
+
+
+def test_integers_beyond_float_range_are_a_record_problem_naming_the_field():
+    from souk.schema import OutOfRange, loads_json
+
+    schema = Schema.from_dict({**BASE, "fields": {**BASE["fields"], "price": {"kind": "number"}}})
+    big = "9" * 5000
+    assert isinstance(loads_json(big), OutOfRange) and loads_json("9" * 308) == int("9" * 308)
+    assert loads_json(str(2 ** 1024 - 1)) == 2 ** 1024 - 1 and isinstance(loads_json(str(2 ** 1024)), OutOfRange)
+    assert isinstance(loads_json("-" + "9" * 310), OutOfRange) and loads_json("[1, -2]") == [1, -2]
+    for record, field in ((f'{{"sku": "a", "price": {big}}}', "price"), (f'{{"sku": "a", "title": [{big}]}}', "title"),
+                          (f'{{"sku": {big}}}', "sku"), (f'{{"sku": "a", "price": [1, {"9" * 400}]}}', "price")):
+        values, problems = schema.extract(loads_json(record))
+        assert values is None and problems[0][0] == field and "digits is beyond the range of numbers" in problems[0][1]
+    values, problems = schema.extract(loads_json(f'{{"sku": "a", "unused": {big}, "price": 3}}'))
+    assert values == {"sku": "a", "price": 3.0} and not problems
+
+
+def test_souk_index_skips_a_record_with_a_huge_integer(tmp_path):
+    from support import run_main
+
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"sku": "a", "title": "ok"}\n{"sku": "b", "title": %s}\n{"sku": "c", "price": %s}\n'
+                       % ("9" * 5000, "-" + "9" * 4301))
+    schema = tmp_path / "s.toml"
+    schema.write_text('id = "sku"\n[fields]\nsku = {kind = "keyword"}\ntitle = {kind = "text"}\nprice = {kind = "number"}\n')
+    out = run_main("index", str(catalog), "--index", str(tmp_path / "ix"), "--schema", str(schema), "--on-error", "skip")
+    assert out.returncode == 0 and "skipped line 2: title: an integer of 5000 digits" in out.stderr + out.stdout
+    assert "skipped line 3: price: an integer of 4301 digits" in out.stderr + out.stdout
+    failed = run_main("index", str(catalog), "--index", str(tmp_path / "ix2"), "--schema", str(schema), check=False)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr and "line 2: title" in failed.stderr

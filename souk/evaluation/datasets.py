@@ -6,6 +6,7 @@ the others are dropped and counted in `skipped`, so every mean souk reports is o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,13 +99,25 @@ def _read_qrels(path: Path, columns: int, header: str | None) -> Qrels:
                 f"({'qid docid grade' if columns == 3 else 'qid iter docid grade'}), got {len(parts)}"
             )
         qid, docid, grade = parts[0], parts[-2], parts[-1]
-        try:
-            qrels.setdefault(qid, {})[docid] = int(grade)
-        except ValueError:
-            raise DatasetError(f"{path}:{lineno}: grade {grade!r} is not an integer") from None
+        qrels.setdefault(qid, {})[docid] = _grade(path, lineno, grade)
     if not qrels:
         raise DatasetError(f"{path} holds no judgments")
     return qrels
+
+
+MIN_GRADE, MAX_GRADE = -10, 100  # TREC collections grade -2 (spam) to 4; gains 2**grade stay finite
+_GRADE = re.compile(r"^[+-]?[0-9]{1,4}$")
+
+
+def _grade(path: Path, lineno: int, grade: str) -> int:
+    """A judgment's grade: a plain ASCII integer in MIN_GRADE..MAX_GRADE, else DatasetError naming the line."""
+    if not _GRADE.match(grade):
+        raise DatasetError(f"{path}:{lineno}: grade {grade[:20]!r} is not an integer") from None
+    value = int(grade)
+    if not MIN_GRADE <= value <= MAX_GRADE:
+        raise DatasetError(f"{path}:{lineno}: grade {value} is outside {MIN_GRADE}..{MAX_GRADE}; "
+                           "relevance grades are small integers (0 = not relevant)")
+    return value
 
 
 def load_jsonl_queries(path: str | Path) -> dict[str, str]:
@@ -147,10 +160,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers; DatasetError when the file is missing."""
     if not path.is_file():
         raise DatasetError(f"{path} does not exist")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DatasetError(f"{path}:{lineno}: not UTF-8 (byte {e.start} of the line)") from None
             if line.strip():
-                yield lineno, line.rstrip("\n")
+                yield lineno, line.rstrip("\r\n") if line.endswith("\r\n") else line.rstrip("\n")
 
 
 def _json_object(path: Path, lineno: int, line: str) -> dict:
@@ -158,6 +175,8 @@ def _json_object(path: Path, lineno: int, line: str) -> dict:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise DatasetError(f"{path}:{lineno}: not valid JSON ({error.msg})") from None
+    except (ValueError, RecursionError) as error:  # an integer past Python's 4300 digits, deep nesting
+        raise DatasetError(f"{path}:{lineno}: not a readable JSON object ({type(error).__name__})") from None
     if not isinstance(record, dict):
         raise DatasetError(f"{path}:{lineno}: expected a JSON object")
     return record

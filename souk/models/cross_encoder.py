@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from souk.errors import ModelError
+from souk.errors import ModelError, ModelUnavailable
 from souk.models.backends import BACKENDS, quiet_transformers
 from souk.models.machine import detect_machine
 from souk.models.registry import cache_dir
@@ -190,6 +190,15 @@ class CrossEncoder:
 
     def __init__(self, path: str | Path, backend: str = "auto", batch_size: int = 32, max_length: int | None = None):
         self.path = Path(path)
+        try:
+            self._open(backend, batch_size, max_length)
+        except ModelError:
+            raise
+        except Exception as e:  # tokenizers, safetensors, torch's unpickler, transformers: a file it refuses
+            raise ModelUnavailable(f"model {self.path.name}: its files cannot be loaded ({type(e).__name__}); "
+                                   "refit it, or activate another with souk models") from None
+
+    def _open(self, backend: str, batch_size: int, max_length: int | None) -> None:
         self.manifest = read_model_manifest(self.path, KIND)
         limits = limits_of(self.manifest)
         if max_length is not None:
@@ -230,8 +239,9 @@ def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
     dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
     try:
         net = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype).eval()
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: cannot load the cross-encoder weights ({e})") from e
+    except Exception as e:  # a truncated safetensors file, a pickle torch refuses, a broken config
+        raise ModelUnavailable(f"model {path.name}: cannot load the cross-encoder weights ({type(e).__name__}); "
+                               "refit it, or activate another with souk models") from None
 
     def forward(ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

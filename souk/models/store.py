@@ -2,12 +2,17 @@
 
 Layout: `DIR/models/<stage>-<n>/` (each with `manifest.json`: kind, base model, data and split,
 hyper-parameters, seed, dev metrics, curve, time taken, device) and `DIR/models/active.json`
-(stage -> directory name). A fit writes into a temporary directory beside them and is published
+(stage -> directory name, `<stage>-<n>` inside `models/` only). A fit writes into a temporary directory beside them and is published
 by a rename plus an atomic rewrite of `active.json`, so a failed or interrupted fit leaves the
-active models untouched. Misuse: writing into a published model directory; publish a new version.
+active models untouched. Model files are untrusted input: `publish` (and `seal`) records the sha256 of
+every file in the manifest (`files`), and `read_model_manifest` checks them before any loader (LightGBM,
+torch, numpy) sees the bytes; a directory under `models/` without them, with a changed, missing or extra
+file, or a symlink is refused with `ModelUnavailable` naming the model, never a path.
+Misuse: writing into a published model directory; publish a new version.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from souk.errors import ModelError
+from souk.errors import ModelError, ModelUnavailable
 from souk.files import write_json_atomic
 
 MODELS_DIR = "models"
@@ -25,20 +30,131 @@ ACTIVE = "active.json"
 MANIFEST = "manifest.json"
 _VERSION = re.compile(r"^(?P<stage>[a-z][a-z0-9_]*)-(?P<n>\d+)$")
 _TMP_PREFIX = ".tmp-"
+FILES = "files"  # manifest key: {relative path: sha256 hex} of every file but the manifest
+MANIFEST_BYTES = 16 << 20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def read_model_manifest(path: Path, kind: str | None = None) -> dict[str, Any]:
-    """The manifest of a model directory; with `kind`, refuse a model of another kind."""
+def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True) -> dict[str, Any]:
+    """The manifest of a model directory; with `kind`, refuse a model of another kind. With `verify`, the
+    files' hashes are checked (see `check_files`): required for `models/<stage>-<n>` directories of an
+    index, checked wherever a manifest lists them."""
     file = Path(path) / MANIFEST
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        if file.is_symlink():
+            raise ModelUnavailable(f"model {Path(path).name}: its {MANIFEST} is a symlink; refit the model")
+        with open(file, "rb") as f:
+            raw = f.read(MANIFEST_BYTES + 1)
+        if len(raw) > MANIFEST_BYTES:
+            raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is over {MANIFEST_BYTES >> 20} MB; refit the model")
+        manifest = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{path} is not a souk model directory (no {MANIFEST})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{file}: unreadable manifest ({e})") from e
+    except (OSError, ValueError, RecursionError) as e:  # JSON and UTF-8 errors are ValueErrors
+        raise ModelUnavailable(f"model {Path(path).name}: unreadable {MANIFEST} ({type(e).__name__}); refit the model") from None
+    if not isinstance(manifest, dict):
+        raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is not a JSON object; refit the model")
     if kind is not None and manifest.get("kind") != kind:
         raise ModelError(f"{path} holds a {manifest.get('kind')!r} model, not a {kind!r} model")
+    if verify and (FILES in manifest or in_store(path)):
+        check_files(path, manifest)
     return manifest
+
+
+def in_store(path: Path) -> bool:
+    """True for a published model directory of an index (`.../models/<stage>-<n>`), which must be sealed."""
+    path = Path(path)
+    return path.parent.name == MODELS_DIR and bool(_VERSION.match(path.name))
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` but the manifest, by relative POSIX path; symlinks are refused."""
+    folder = Path(folder)
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            p = here / name
+            rel = p.relative_to(folder).as_posix()
+            if p.is_symlink():
+                raise ModelUnavailable(f"model {folder.name}: {rel} is a symlink; a model directory holds plain files only")
+            if name in filenames and rel != MANIFEST:
+                out[rel] = _sha256(p)
+    return dict(sorted(out.items()))
+
+
+def seal(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record the hashes of the folder's files in its manifest (written atomically); returns the manifest."""
+    folder = Path(folder)
+    if manifest is None:
+        manifest = read_model_manifest(folder, verify=False)
+    manifest = {**manifest, FILES: file_hashes(folder)}
+    write_json_atomic(folder / MANIFEST, manifest)
+    return manifest
+
+
+def check_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """Refuse (`ModelUnavailable`) a model whose files differ from the hashes its manifest lists."""
+    folder = Path(folder)
+    listed = manifest.get(FILES)
+    name = folder.name
+    if listed is None:
+        raise ModelUnavailable(f"model {name} has no file hashes in its manifest (published by an older souk or "
+                               "written by hand); refit it, or activate another with souk models")
+    if not isinstance(listed, dict) or not all(isinstance(k, str) and isinstance(v, str) and _SHA256.match(v)
+                                               for k, v in listed.items()):
+        raise ModelUnavailable(f"model {name}: the manifest's `files` is not a map of file names to sha256; refit it")
+    key = _stamp(folder)
+    problem = _checked.get(key)
+    if problem is None:
+        problem = _compare(folder, listed)
+        if len(_checked) > 256:
+            _checked.clear()
+        _checked[key] = problem
+    if problem:
+        raise ModelUnavailable(f"model {name} is damaged: {problem}; refit it, or activate another with souk models")
+
+
+_checked: dict[tuple, str] = {}
+
+
+def _stamp(folder: Path) -> tuple:
+    """What a verdict is cached under: the files' names, sizes, times and inodes (a change re-checks)."""
+    items = [str(folder.resolve())]
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in sorted(dirnames + filenames):
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                st = None
+            items.append((os.path.join(dirpath, name), st and (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino)))
+    return tuple(items)
+
+
+def _compare(folder: Path, listed: dict[str, str]) -> str:
+    try:
+        found = file_hashes(folder)
+    except ModelUnavailable as e:
+        return str(e).split(": ", 1)[-1]
+    except OSError as e:
+        return f"a file cannot be read ({type(e).__name__})"
+    for rel, digest in listed.items():
+        if rel not in found:
+            return f"{rel} is missing"
+        if found[rel] != digest:
+            return f"{rel} does not match the sha256 in its manifest"
+    extra = sorted(set(found) - set(listed))
+    if extra:
+        return f"{extra[0]} is not listed in its manifest"
+    return ""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class ModelStore:
@@ -57,7 +173,9 @@ class ModelStore:
     def publish(self, stage: str, workdir: Path, manifest: dict[str, Any], activate: bool = True) -> Path:
         """Move a finished `workdir` to `<stage>-<n>` with its manifest; make it active if asked."""
         manifest = {"stage": stage, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest}
+        manifest.pop(FILES, None)
         write_json_atomic(Path(workdir) / MANIFEST, manifest)
+        seal(workdir, manifest)
         n = 1 + max((int(m["n"]) for p in self._versions() if (m := _VERSION.match(p.name)) and m["stage"] == stage), default=0)
         final = self.root / f"{stage}-{n}"
         os.replace(workdir, final)
@@ -67,23 +185,54 @@ class ModelStore:
 
     def activate(self, name: str) -> None:
         """Make model directory `name` (e.g. `ltr-3`) the active one of its stage."""
-        m = _VERSION.match(name)
-        if not m or not (self.root / name / MANIFEST).is_file():
+        m = _VERSION.match(name) if isinstance(name, str) else None
+        if not m or not self._inside(name) or not (self.root / name / MANIFEST).is_file():
             known = ", ".join(p.name for p in self._versions()) or "none"
             raise ModelError(f"no model {name!r} in {self.root}; models: {known}")
-        write_json_atomic(self.root / ACTIVE, {**self._active(), m["stage"]: name})
+        valid = {k: v for k, v in self._active().items() if self._valid_entry(k, v)}
+        write_json_atomic(self.root / ACTIVE, {**valid, m["stage"]: name})
 
     def active(self, stage: str) -> Path | None:
-        """The active model directory of `stage`, or None when none was fitted."""
+        """The active model directory of `stage`, or None when none was fitted. An entry that is not a name
+        `<stage>-<n>` of a directory inside `models/` is refused (`ModelUnavailable`), never followed."""
         name = self._active().get(stage)
-        return self.root / name if name and (self.root / name / MANIFEST).is_file() else None
+        if name is None:
+            return None
+        if not self._valid_entry(stage, name):
+            shown = repr(name) if isinstance(name, str) and len(name) <= 80 else f"a {type(name).__name__}"
+            raise ModelUnavailable(f"models/{ACTIVE}: {stage} -> {shown} is not a model name like {stage}-3 inside "
+                                   f"models/; activate a model again with souk models --activate {stage}-N")
+        return self.root / name if (self.root / name / MANIFEST).is_file() else None
+
+    def resolve(self, name: str) -> Path | None:
+        """The directory of model `name` (`<stage>-<n>`) inside `models/`, or None for any other name."""
+        if not isinstance(name, str) or not _VERSION.match(name) or not self._inside(name):
+            return None
+        return self.root / name
+
+    def _valid_entry(self, stage: Any, name: Any) -> bool:
+        m = _VERSION.match(name) if isinstance(name, str) else None
+        return bool(m) and m["stage"] == stage and self._inside(name)
+
+    def _inside(self, name: str) -> bool:
+        """The directory is a real one directly inside models/ (no symlink out of it)."""
+        path = self.root / name
+        if path.is_symlink():
+            return False
+        try:
+            return path.resolve().parent == self.root.resolve()
+        except (OSError, RuntimeError):
+            return False
 
     def list(self) -> list[dict[str, Any]]:
         """Every published model with its manifest and whether it is active, oldest first per stage."""
         active = set(self._active().values())
         out = []
         for path in self._versions():
-            manifest = read_model_manifest(path)
+            try:
+                manifest = read_model_manifest(path, verify=False)
+            except ModelError as e:
+                manifest = {"error": str(e)}
             out.append({"name": path.name, "active": path.name in active, "path": str(path), **manifest})
         return out
 
@@ -100,17 +249,26 @@ class ModelStore:
     def _versions(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        found = [p for p in self.root.iterdir() if p.is_dir() and _VERSION.match(p.name)]
+        found = [p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and _VERSION.match(p.name)]
         return sorted(found, key=lambda p: (_VERSION.match(p.name)["stage"], int(_VERSION.match(p.name)["n"])))
 
-    def _active(self) -> dict[str, str]:
+    def _active(self) -> dict[str, Any]:
+        file = self.root / ACTIVE
         try:
-            data = json.loads((self.root / ACTIVE).read_text(encoding="utf-8"))
+            if file.is_symlink():
+                raise ModelUnavailable(f"models/{ACTIVE} is a symlink; activate a model again with souk models")
+            with open(file, "rb") as f:
+                raw = f.read(MANIFEST_BYTES + 1)
+            data = json.loads(raw.decode("utf-8")) if len(raw) <= MANIFEST_BYTES else None
         except FileNotFoundError:
             return {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelError(f"{self.root / ACTIVE}: unreadable ({e}); activate a model again with souk models") from e
-        return data if isinstance(data, dict) else {}
+        except (OSError, ValueError, RecursionError) as e:
+            raise ModelUnavailable(f"models/{ACTIVE}: unreadable ({type(e).__name__}); "
+                                   "activate a model again with souk models") from None
+        if not isinstance(data, dict):
+            raise ModelUnavailable(f"models/{ACTIVE}: expected a JSON object of stage -> model name; "
+                                   "activate a model again with souk models")
+        return data
 
 
 def _alive(pid: int) -> bool:

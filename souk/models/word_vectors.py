@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,11 +162,15 @@ class WordVectors:
     @classmethod
     def load(cls, folder: str | Path) -> "WordVectors":
         folder = Path(folder)
+        if (folder / "manifest.json").exists():
+            from souk.models.store import read_model_manifest
+
+            read_model_manifest(folder)  # the files' hashes, before numpy reads them
         try:
             info = json.loads((folder / "word_vectors.json").read_text(encoding="utf-8"))
             features = (folder / "features.txt").read_text(encoding="utf-8").split("\n")[:-1]
             arrays = np.load(folder / "word_vectors.npz")
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise ModelError(f"{folder}: not a readable word-vector model ({e}); fit it again with souk fit") from e
         if info.get("format") != FORMAT or info.get("kind") != KIND:
             raise ModelError(f"{folder}: word-vector format {info.get('format')} is not {FORMAT}; fit it again")

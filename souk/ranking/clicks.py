@@ -16,6 +16,7 @@ features; a model's manifest names both.
 """
 from __future__ import annotations
 
+import zipfile
 from numbers import Real
 from pathlib import Path
 from typing import Any, Sequence
@@ -148,15 +149,17 @@ class ClickModel:
             data = np.load(Path(folder) / STATE)
             model.z[data["index"]] = data["z"]
             model.n[data["index"]] = data["n"]
-        except (OSError, KeyError, ValueError) as e:
-            raise ModelError(f"{folder}: unreadable click model state ({e})") from e
+        except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as e:
+            raise ModelError(f"{folder}: unreadable click model state ({type(e).__name__}); learn it again") from None
         return model
 
 
 def active_click_model(index_path: Path, pinned: str | None = None) -> ClickModel | None:
     """The index's active (or pinned) click model, or None when none was learned."""
     store = ModelStore(index_path)
-    path = store.root / pinned if pinned else store.active("clicks")
+    path = store.resolve(pinned) if pinned else store.active("clicks")
+    if pinned and (path is None or not path.is_dir()):
+        raise ModelError(f"no click model {pinned!r} in this index's models/")
     if path is None:
         return None
     return ClickModel.load(path)

@@ -12,6 +12,7 @@ keeps working when the word-vector model is refitted. Misuse: fitting it on the 
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -205,8 +206,8 @@ class InteractModel:
         try:
             with np.load(folder / "weights.npz") as data:
                 self.weights = {k: data[k].astype(np.float32) for k in data.files}
-        except (OSError, ValueError) as e:
-            raise ModelError(f"{folder}: unreadable interact weights ({e}); fit it again") from e
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise ModelError(f"{folder}: unreadable interact weights ({type(e).__name__}); fit it again") from None
         expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
                    {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
         if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES:

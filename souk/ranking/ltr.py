@@ -3,7 +3,8 @@
 It scores the candidates the pipeline hands it (by default the top 100 of hybrid recall) with the index's
 active `ltr` model (`DIR/models/ltr-<n>/`: `model.txt` and a manifest naming the features it was trained
 with), fitted by `souk fit --stages ltr` (`souk.training.ltr`). Options: `model` pins a model directory
-(e.g. "ltr-2"). Without a fitted model the stage is unavailable (the `full` pipeline then skips it).
+(e.g. "ltr-2"). Without a fitted model the stage is unavailable (the `full` pipeline then skips it); so is it
+with a model that fails its checks (file hashes, `souk.models.lightgbm_text`), with a note naming the model.
 Misuse: scoring with a model whose features differ from what this index computes; `LtrModel` refuses.
 """
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from souk.errors import ModelError
-from souk.models.store import ModelStore, read_model_manifest
+from souk.errors import ModelError, ModelUnavailable
+from souk.models.lightgbm_text import load_booster
+from souk.models.store import FILES, ModelStore, read_model_manifest
 from souk.query.plan import QueryPlan
 from souk.ranking.clicks import active_click_model
 from souk.ranking.features import FeatureEnv, FeatureSet
@@ -25,12 +27,34 @@ KIND = "ltr-lightgbm"
 MODEL_FILE = "model.txt"
 
 
+def read_booster(path: Path, manifest: dict[str, Any]):
+    """The booster of a model directory: the bytes are read once, checked against the manifest's sha256 and
+    by `load_booster` before LightGBM sees them; `ModelUnavailable` names the model, never a path."""
+    import hashlib
+
+    file = Path(path) / MODEL_FILE
+    try:
+        if file.is_symlink():
+            raise ModelUnavailable(f"model {path.name}: {MODEL_FILE} is a symlink; refit it")
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ModelUnavailable(f"model {path.name} has no {MODEL_FILE}; refit it") from None
+    except OSError as e:
+        raise ModelUnavailable(f"model {path.name}: {MODEL_FILE} cannot be read ({type(e).__name__})") from None
+    digest = (manifest.get(FILES) or {}).get(MODEL_FILE)
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise ModelUnavailable(f"model {path.name} is damaged: {MODEL_FILE} does not match the sha256 in its manifest; "
+                               "refit it, or activate another with souk models")
+    try:
+        return load_booster(data, MODEL_FILE)
+    except ModelError as e:
+        raise ModelUnavailable(f"model {path.name} is damaged: {e}; refit it, or activate another with souk models") from None
+
+
 class LtrModel:
     """A fitted booster with the feature set it was trained on, checked against this snapshot."""
 
     def __init__(self, path: Path, searcher: Any):
-        import lightgbm as lgb
-
         self.path = Path(path)
         self.manifest = read_model_manifest(self.path, kind=KIND)
         spec = self.manifest.get("features") or {}
@@ -43,13 +67,11 @@ class LtrModel:
             models["clicks"] = clicks
         self.features = FeatureSet(FeatureEnv.open(searcher, models), list(spec.get("groups") or {}))
         self.features.check(spec, model=f"model {self.path.name}")
-        try:
-            self.booster = lgb.Booster(model_file=str(self.path / MODEL_FILE))
-        except lgb.basic.LightGBMError as e:
-            raise ModelError(f"{self.path / MODEL_FILE}: unreadable LightGBM model ({e})") from e
+        self.booster = read_booster(self.path, self.manifest)
         if self.booster.num_feature() != len(self.features.columns):
-            raise ModelError(f"{self.path / MODEL_FILE} takes {self.booster.num_feature()} features, its manifest "
-                             f"names {len(self.features.columns)}: the model directory is inconsistent; refit it")
+            raise ModelUnavailable(f"model {self.path.name}: {MODEL_FILE} takes {self.booster.num_feature()} features, "
+                                   f"its manifest names {len(self.features.columns)}: the model directory is "
+                                   "inconsistent; refit it")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not len(X):
@@ -74,8 +96,8 @@ def model_dir(index_path: Path, pinned: str | None = None) -> Path:
     """The pinned model directory, or the index's active `ltr` model; StageUnavailable when none was fitted."""
     store = ModelStore(index_path)
     if pinned:
-        path = store.root / pinned
-        if not (path / "manifest.json").is_file():
+        path = store.resolve(pinned)
+        if path is None or not (path / "manifest.json").is_file():
             known = ", ".join(m["name"] for m in store.list() if m.get("stage") == "ltr") or "none"
             raise ModelError(f"model: no ltr model {pinned!r} in {store.root}; ltr models: {known}")
         return path
@@ -88,4 +110,10 @@ def model_dir(index_path: Path, pinned: str | None = None) -> Path:
 @register_stage("ltr")
 def _ltr(context: StageContext, options: dict[str, Any]) -> LtrStage:
     check_options("ltr", options, {"model": str})
-    return LtrStage(LtrModel(model_dir(context.index_path, options.get("model")), context.searcher))
+    path = model_dir(context.index_path, options.get("model"))
+    try:
+        return LtrStage(LtrModel(path, context.searcher))
+    except ModelUnavailable:
+        raise
+    except ModelError as e:  # features of another index, a click model it needs that fails: the stage is off
+        raise ModelUnavailable(str(e).replace(str(path), f"model {path.name}")) from None

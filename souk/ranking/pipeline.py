@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ConfigError
+from souk.errors import ConfigError, ModelError
 from souk.query.plan import Planner, QueryPlan
 from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
 from souk.errors import Unavailable
@@ -166,6 +166,15 @@ def _apply(step: _Step, plan: QueryPlan, candidates: Ranking) -> Ranking:
     return out.top(step.keep) if step.keep else out
 
 
+def _scrub(message: str, index_path: Any) -> str:
+    """A note for clients: the index directory's path left out."""
+    from pathlib import Path
+
+    for p in {str(index_path), str(Path(index_path).resolve())}:
+        message = message.replace(p + "/", "").replace(p, "the index")
+    return message
+
+
 def pipeline_names(config: dict[str, Any] | None = None) -> list[str]:
     """Presets plus the pipelines an index config declares."""
     return sorted(set(PRESETS) | set(config or {}))
@@ -251,10 +260,10 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
         opts = {k: v for k, v in spec.items() if k not in _PIPELINE_KEYS}
         try:
             stage = stage_factory(stage_name)(context, opts)
-        except Unavailable as e:
+        except (Unavailable, ModelError) as e:  # not fitted, or a model that fails its checks (ModelUnavailable)
             if not optional:
                 raise
-            notes.append(f"stage {stage_name} skipped: {e}")
+            notes.append(f"stage {stage_name} skipped: {_scrub(str(e), searcher.path)}")
             continue
         except ConfigError as e:
             raise ConfigError(f"{where} ({stage_name}): {e}") from e

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from souk.errors import ConfigError, ModelError
+from souk.errors import ConfigError, ModelError, ModelUnavailable
 from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache
 from souk.models.store import ModelStore
 from souk.query.plan import QueryPlan
@@ -79,7 +79,8 @@ def resolve_model(index_path: Path, name: str | None) -> Path:
         if path is None:
             raise StageUnavailable("no fitted cross-encoder in this index; run `souk fit --stages cross`")
         return path
-    candidate = store.root / name if (store.root / name).is_dir() else Path(name)
+    own = store.resolve(name)
+    candidate = own if own is not None and own.is_dir() else Path(name)
     if not candidate.is_dir():
         raise ConfigError(f"model: {name!r} is neither a model of this index nor a directory")
     return candidate
@@ -103,6 +104,8 @@ def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     path = resolve_model(Path(context.index_path), options.get("model"))
     try:
         model = load_cross(str(path.resolve()), backend, batch, max_length)
+    except ModelUnavailable:
+        raise  # a damaged or refused model: the stage is off (skipped where optional), the search goes on
     except ModelError as e:
         raise ConfigError(f"cross.model: {e}") from e
     return CrossStage(context.searcher, model)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from souk.engine import MAX_K, Engine
 from souk.ranking.pipeline import pipeline_names
 from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
+from souk.schema import loads_json
 from souk.serving.auth import Keys
 from souk.serving.display import display_config
 from souk.serving.guard import JSON_TYPES, NDJSON_TYPES, Guard, HostPolicy, Route, error_body, request_id
@@ -68,10 +69,15 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     keys = keys or Keys()
     engine = Engine.open(index_path)
     for name in warm:
-        engine.search("warm up", pipeline=name, k=1)
+        try:
+            engine.search("warm up", pipeline=name, k=1)
+        except (ModelError, ConfigError) as e:  # a damaged model: that pipeline is off, keyword search is not
+            log.warning("souk serve: pipeline %s not warmed: %s", name, e)
     engine.suggest("warm")
     metrics = Metrics()
     pipelines = engine.available_pipelines()
+    for name, why in engine.off.items():
+        log.warning("souk serve: pipeline %s is off or partial: %s", name, why)
     app = FastAPI(title="souk", description="Search API of one souk index.", version=_version())
     app.state.engine = engine
     if cors_origins:
@@ -233,14 +239,14 @@ def _records(body: bytes, content_type: str, skip: bool = False) -> list[Any]:
         for n, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
+                    records.append(loads_json(line))  # integers out of range: a per-record error
                 except (json.JSONDecodeError, RecursionError) as e:
                     if not skip:
                         raise QueryError(f"line {n}: not valid JSON ({e})") from None
                     records.append(Record(len(records) + 1, None, f"line {n}: not valid JSON ({e})"))
     else:
         try:
-            records = json.loads(text)
+            records = loads_json(text)
         except (json.JSONDecodeError, RecursionError) as e:
             raise QueryError(f"request body is not valid JSON ({e}); send a JSON array of documents or NDJSON") from None
         if not isinstance(records, list):

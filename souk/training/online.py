@@ -45,6 +45,7 @@ class Impression:
     clicked: set[str] = field(default_factory=set)
     purchased: set[str] = field(default_factory=set)
     ts: Any = None
+    ranks: list[int] | None = None  # display rank of each id in `shown` (1 first); None: 1, 2, 3, ...
 
 
 def read_log(path: str | Path) -> Iterator[Impression]:
@@ -52,14 +53,20 @@ def read_log(path: str | Path) -> Iterator[Impression]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"click log {path} does not exist")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DatasetError(f"{path}:{lineno}: not UTF-8 (byte {e.start} of the line)") from None
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            except (ValueError, RecursionError) as e:  # an integer past 4300 digits, deep nesting
+                raise DatasetError(f"{path}:{lineno}: not a readable JSON object ({type(e).__name__})") from None
             if not isinstance(rec, dict):
                 raise DatasetError(f"{path}:{lineno}: expected a JSON object")
             query, shown = rec.get("query"), rec.get("shown")
@@ -74,7 +81,18 @@ def read_log(path: str | Path) -> Iterator[Impression]:
                 if stray:
                     raise DatasetError(f'{path}:{lineno}: "{key}" names {sorted(stray)[0]!r}, which was not shown')
                 lists[key] = set(value)
-            yield Impression(str(rec.get("request", lineno)), query, shown, lists["clicked"], lists["purchased"], rec.get("ts"))
+            yield _impression(str(rec.get("request", lineno)), query, shown, lists["clicked"], lists["purchased"], rec.get("ts"))
+
+
+def _impression(request: str, query: str, shown: list[str], clicked: set[str], purchased: set[str], ts: Any) -> Impression:
+    """An id repeated in `shown` counts once, at its first (highest) display rank: its click is one click,
+    whatever the log repeats; the other ids keep their display ranks."""
+    first: dict[str, int] = {}
+    for rank, doc_id in enumerate(shown, 1):
+        first.setdefault(doc_id, rank)
+    if len(first) == len(shown):
+        return Impression(request, query, shown, clicked, purchased, ts)
+    return Impression(request, query, list(first), clicked, purchased, ts, list(first.values()))
 
 
 @dataclass
@@ -125,7 +143,7 @@ def learn(model: ClickModel, terms: TermStore, impressions: Iterable[Impression]
     with progress_bar("learning from clicks", total, enabled=progress) as advance:
         for imp in impressions:
             rows = terms.rows(imp.shown)
-            ranks = np.arange(1, len(rows) + 1)
+            ranks = np.asarray(imp.ranks) if imp.ranks else np.arange(1, len(rows) + 1)
             known = rows >= 0
             stats.unknown += int((~known).sum())
             stats.impressions += 1

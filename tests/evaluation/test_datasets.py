@@ -94,3 +94,28 @@ def test_shared_collections_load():
     assert (len(scifact), scifact.skipped) == (142, 0)
     assert {g for judged in cranfield.qrels.values() for g in judged.values()} <= {1, 2, 3, 4}
     assert sum(1 for _ in iter_beir_corpus(DATA / "cranfield")) == 1400
+
+
+@pytest.mark.parametrize("grade, message", [
+    ("1e9", "is not an integer"), ("٣", "is not an integer"), ("1_0", "is not an integer"), ("nan", "is not an integer"),
+    ("9" * 5000, "is not an integer"), ("101", "outside -10..100"), ("-11", "outside -10..100"), ("5000", "outside"),
+])
+def test_qrels_grades_are_small_plain_integers(tmp_path: Path, grade: str, message: str):
+    path = tmp_path / "q.tsv"
+    path.write_text(f"query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t{grade}\n")
+    with pytest.raises(DatasetError, match=f"q.tsv:3: grade .*{message}") as e:
+        load_beir_qrels(path)
+    assert len(str(e.value)) < 300
+    path.write_text("q1\td1\t-2\nq1\td2\t+4\nq2\td3\t0\r\n")
+    assert load_beir_qrels(path) == {"q1": {"d1": -2, "d2": 4}, "q2": {"d3": 0}}
+
+
+def test_undecodable_lines_and_huge_integers_name_the_line(tmp_path: Path):
+    path = tmp_path / "q.tsv"
+    path.write_bytes(b"q1\td1\t1\nq1\td\xff\t1\n")
+    with pytest.raises(DatasetError, match="q.tsv:2: not UTF-8"):
+        load_beir_qrels(path)
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"_id": "q1", "text": "a"}\n{"_id": %s, "text": "b"}\n' % ("9" * 5000))
+    with pytest.raises(DatasetError, match="queries.jsonl:2: not a readable JSON object"):
+        load_jsonl_queries(queries)

@@ -118,3 +118,40 @@ def test_layers_fit_the_latency_budget_and_a_cut_model_round_trips(tiny_cross, t
     assert AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "m")).config.num_hidden_layers == 1
     with pytest.raises(ModelError, match="at least one layer"):
         new_model(base, 1, layers=0)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3),
+       file=st.sampled_from(["model.safetensors", "config.json", "tokenizer.json"]))
+def test_property_damaged_cross_encoder_files_load_or_are_unavailable(tiny_cross, tmp_path_factory, cut, flips, file):
+    """Truncated or bit-flipped weights, config or tokenizer, with the hashes rewritten to match (so the loaders
+    themselves are tested): the model loads and scores finite numbers, or `ModelUnavailable`; nothing else."""
+    import shutil
+
+    from souk.errors import ModelUnavailable
+    from souk.models.store import seal
+
+    path = tmp_path_factory.mktemp("damaged") / "cross-1"
+    shutil.copytree(tiny_cross["index"] / "models" / tiny_cross["outcome"].model, path)
+    data = bytearray((path / file).read_bytes())
+    data = data[: int(len(data) * cut)] if cut < 0.5 else data
+    for where, bit in flips:
+        if data:
+            data[int(where * len(data))] ^= 1 << bit
+    (path / file).write_bytes(bytes(data))
+    seal(path)
+    try:
+        model = CrossEncoder(path, backend="torch-fp32")
+    except ModelUnavailable as e:
+        assert str(e).startswith("model cross-1") and "\n" not in str(e)
+        return
+    except ModelError as e:  # a manifest-level refusal (e.g. limits); still one clear line
+        assert "\n" not in str(e)
+        return
+    scores = model.score("t1 red", [("t1 red", "kit"), ("t2 blue", "set")])
+    assert scores.shape == (2,)

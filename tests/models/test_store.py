@@ -1,9 +1,10 @@
 """Versioned model directories: publish, activate, list; interrupted fits leave the active model alone."""
+import json
 import os
 
 import pytest
 
-from souk.errors import ModelError
+from souk.errors import ModelError, ModelUnavailable
 from souk.models.store import ModelStore, read_model_manifest
 
 
@@ -38,3 +39,132 @@ def test_stale_workdirs_of_dead_fits_are_cleaned(tmp_path):
     assert store.clean() == 1
     assert live.exists() and not dead.exists()
     assert os.listdir(store.root) == [live.name]
+
+
+def _published(tmp_path, files=None):
+    store = ModelStore(tmp_path)
+    work = store.new("ltr")
+    for name, data in (files or {"model.txt": b"tree\n", "sub/weights.npz": b"\x00\x01"}).items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_bytes(data)
+    return store, store.publish("ltr", work, {"kind": "ltr"})
+
+
+def test_publish_seals_every_file_and_a_changed_missing_or_extra_file_is_refused(tmp_path):
+    import hashlib
+
+    store, path = _published(tmp_path)
+    manifest = read_model_manifest(path, kind="ltr")
+    assert manifest["files"] == {"model.txt": hashlib.sha256(b"tree\n").hexdigest(),
+                                 "sub/weights.npz": hashlib.sha256(b"\x00\x01").hexdigest()}
+    (path / "model.txt").write_bytes(b"tree\nX")
+    with pytest.raises(ModelUnavailable, match="model ltr-1 is damaged: model.txt does not match the sha256"):
+        read_model_manifest(path)
+    (path / "model.txt").write_bytes(b"tree\n")
+    (path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ModelUnavailable, match="pytorch_model.bin is not listed"):
+        read_model_manifest(path)
+    (path / "pytorch_model.bin").unlink()
+    (path / "sub" / "weights.npz").unlink()
+    with pytest.raises(ModelUnavailable, match="sub/weights.npz is missing"):
+        read_model_manifest(path)
+    assert store.list()[0]["name"] == "ltr-1"  # listing never fails on a damaged model
+
+
+def test_unsealed_or_symlinked_files_in_a_published_model_are_refused(tmp_path):
+    store, path = _published(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelUnavailable, match="model ltr-1 has no file hashes"):
+        read_model_manifest(path)
+    manifest["files"] = {"model.txt": "not a hash"}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelUnavailable, match="not a map of file names to sha256"):
+        read_model_manifest(path)
+    store2, path2 = _published(tmp_path / "b")
+    secret = tmp_path / "secret"
+    secret.write_text("admin key")
+    (path2 / "model.txt").unlink()
+    (path2 / "model.txt").symlink_to(secret)
+    with pytest.raises(ModelUnavailable, match="model.txt is a symlink"):
+        read_model_manifest(path2)
+    for bad in ("[1, 2]", "{", "\xff"):
+        (path2 / "manifest.json").write_text(bad, encoding="latin-1")
+        with pytest.raises(ModelUnavailable, match="model ltr-1"):
+            read_model_manifest(path2)
+
+
+@pytest.mark.parametrize("entry", ["../../outside/evil", "/etc", 5, 1.5, ["ltr-1"], {"a": 1}, "cross-1", "ltr-1/../ltr-1",
+                                   "ltr-01x", "a" * 500])
+def test_active_json_entries_outside_models_or_of_another_type_are_refused(tmp_path, entry):
+    store, path = _published(tmp_path)
+    (store.root / "active.json").write_text(json.dumps({"ltr": entry}))
+    with pytest.raises(ModelUnavailable, match=r"models/active.json: ltr -> .* is not a model name like ltr-3") as e:
+        store.active("ltr")
+    assert str(tmp_path) not in str(e.value) and len(str(e.value)) < 300
+    store.activate("ltr-1")  # activating again repairs it
+    assert store.active("ltr") == path
+
+
+def test_a_model_directory_symlinked_out_of_models_is_refused(tmp_path):
+    store, path = _published(tmp_path)
+    outside = tmp_path / "outside"
+    path.rename(outside)
+    (store.root / "ltr-1").symlink_to(outside)
+    with pytest.raises(ModelUnavailable, match="ltr -> 'ltr-1' is not a model name"):
+        store.active("ltr")
+    with pytest.raises(ModelError, match="no model 'ltr-1'"):
+        store.activate("ltr-1")
+    assert store.resolve("ltr-1") is None and store.resolve("../x") is None
+
+
+@pytest.mark.parametrize("content", ["[]", '"ltr-1"', "{", "\x00\x01", "1e999999"])
+def test_an_unreadable_active_json_is_one_clear_error(tmp_path, content):
+    store, _ = _published(tmp_path)
+    (store.root / "active.json").write_text(content)
+    with pytest.raises(ModelUnavailable, match="models/active.json"):
+        store.active("ltr")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200) | _json.map(lambda v: json.dumps({"ltr": v}).encode()))
+def test_property_any_active_json_resolves_inside_models_or_is_one_clear_error(tmp_path, content):
+    store = ModelStore(tmp_path)
+    if not (store.root / "ltr-1").exists():
+        _published(tmp_path)
+    (store.root / "active.json").write_bytes(content)
+    try:
+        found = store.active("ltr")
+    except ModelUnavailable as e:
+        assert "models/active.json" in str(e) and str(tmp_path) not in str(e) and "\n" not in str(e)
+        return
+    assert found is None or found == store.root / "ltr-1"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0, 1, exclude_max=True), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
+def test_property_a_truncated_or_flipped_manifest_is_refused_or_still_checks_the_files(tmp_path, cut, flips):
+    store = ModelStore(tmp_path)
+    path = store.root / "ltr-1"
+    if not path.exists():
+        _published(tmp_path)
+        (tmp_path / "good.json").write_bytes((path / "manifest.json").read_bytes())
+    data = bytearray((tmp_path / "good.json").read_bytes())
+    for where, bit in flips:
+        data[int(where * len(data))] ^= 1 << bit
+    (path / "manifest.json").write_bytes(bytes(data[: max(1, int(len(data) * (1 - cut / 2)))] if cut > 0.5 else data))
+    try:
+        manifest = read_model_manifest(path)
+    except ModelError as e:
+        assert "ltr-1" in str(e) or "not a" in str(e)
+        return
+    assert manifest["files"] == json.loads((tmp_path / "good.json").read_text())["files"]  # a hash that survived intact

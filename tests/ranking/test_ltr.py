@@ -79,3 +79,102 @@ def test_mismatched_features_and_bad_options_are_refused(shop):
         build_pipeline("ltr", Index.open(shop), {"ltr": {"depht": 5}})
     with pytest.raises(ModelError, match="no ltr model 'ltr-99'"):
         build_pipeline("ltr", Index.open(shop), {"ltr": {"model": "ltr-99"}})
+
+
+def _root_loop(text: str) -> str:
+    """Tree 0's root points to itself (LightGBM would loop forever predicting)."""
+    lines = text.split("\n")
+    i = next(j for j in range(lines.index("Tree=0"), len(lines)) if lines[j].startswith("left_child="))
+    lines[i] = "left_child=0 " + lines[i].split(" ", 1)[1]
+    return "\n".join(lines)
+
+
+DAMAGES = {"cut 10%": lambda t: t[: len(t) // 10], "cut 90%": lambda t: t[: len(t) * 9 // 10],
+           "cut 99.9%": lambda t: t[: len(t) * 999 // 1000], "root loop": _root_loop,
+           "bit flips": lambda t: t.replace("left_child=", "left_chilt=", 1)}
+
+
+@pytest.fixture(scope="module")
+def damaged_shop(tmp_path_factory):
+    """An index with a published ltr model, and a factory of copies with that model damaged."""
+    import shutil
+
+    base = shop_index(tmp_path_factory.mktemp("damaged") / "index")
+    model_dir, _ = publish_tiny_model(base)
+
+    def damaged(name: str, reseal: bool):
+        path = tmp_path_factory.mktemp("copy") / "index"
+        shutil.copytree(base, path)
+        model = path / "models" / model_dir.name
+        (model / MODEL_FILE).write_text(DAMAGES[name]((model / MODEL_FILE).read_text()))
+        if reseal:  # the hashes rewritten to match: only the LightGBM checks stand between the file and the loader
+            from souk.models.store import seal
+
+            seal(model)
+        return path
+
+    return damaged
+
+
+@pytest.mark.parametrize("reseal", [False, True], ids=["hash mismatch", "resealed"])
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_ltr_model_turns_the_stage_off_and_full_still_answers(damaged_shop, damage, reseal):
+    from souk.errors import ModelUnavailable
+
+    path = damaged_shop(damage, reseal)
+    if reseal and damage.startswith("cut") and "\nend of trees" in (path / "models" / "ltr-1" / MODEL_FILE).read_text():
+        # cut inside the trailing feature importances and parameters: every tree is still whole, and loads
+        assert [s.name for s in build_pipeline("full", Index.open(path)).steps] == ["ltr"]
+        return
+    with pytest.raises(ModelUnavailable, match="model ltr-1 is damaged") as e:
+        build_pipeline("ltr", Index.open(path))
+    assert str(path) not in str(e.value)
+    pipe = build_pipeline("full", Index.open(path))
+    plan = pipe.plan("red drill")
+    assert pipe.run(plan, 5).ranking.ids
+    assert any(n.startswith("stage ltr skipped: model ltr-1 is damaged") and str(path) not in n for n in plan.notes)
+
+
+@pytest.mark.slow
+def test_cli_and_server_on_an_index_with_a_damaged_ltr_model(damaged_shop):
+    """Real processes: `souk search` exits 0 with results (full) or 2 with one line (ltr), never by a signal;
+    `souk serve` starts, says which pipeline is off, and serves keyword and full searches."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from support import REPO, free_port, run_souk
+
+    for damage in ("cut 10%", "root loop"):
+        path = str(damaged_shop(damage, reseal=damage == "root loop"))
+        full = run_souk("search", "red drill", "--index", path, "--pipeline", "full", "--json", check=False, timeout=120)
+        assert full.returncode == 0, full.stderr
+        found = json.loads(full.stdout.strip().splitlines()[-1])
+        assert found["hits"] and any("stage ltr skipped" in n for n in found["notes"])
+        ltr = run_souk("search", "red drill", "--index", path, "--pipeline", "ltr", check=False, timeout=120)
+        assert ltr.returncode == 2 and "Traceback" not in ltr.stderr
+        assert [x for x in ltr.stderr.splitlines() if x.strip()] == [next(x for x in ltr.stderr.splitlines() if "error" in x)]
+        assert "model ltr-1 is damaged" in ltr.stderr
+    port = free_port()
+    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", path, "--port", str(port), "--warm", "keyword,ltr"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                time.sleep(0.1)
+        for pipeline in ("keyword", "full"):
+            with urllib.request.urlopen(f"{base}/search?q=red+drill&pipeline={pipeline}", timeout=30) as r:
+                body = json.loads(r.read())
+            assert r.status == 200 and body["hits"]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, -15) and "pipeline ltr" in err.decode() and "model ltr-1 is damaged" in err.decode()

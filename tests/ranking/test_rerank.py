@@ -69,3 +69,77 @@ def test_options_are_checked_and_a_missing_model_is_unavailable(active, tmp_path
             build_pipeline("rerank", Index.open(active["index"]))
     finally:
         store.activate(active["outcome"].model)
+
+
+def _damaged_copy(active, tmp_path, damage) -> "Path":
+    """A copy of the fitted index whose active cross-encoder's files were damaged by `damage(model_dir)`."""
+    import shutil
+
+    from souk.models.store import seal
+
+    path = tmp_path / "index"
+    shutil.copytree(active["index"], path)
+    model = ModelStore(path).active("cross")
+    reseal = damage(model)
+    if reseal:
+        seal(model)
+    return path
+
+
+def _cut_safetensors(model):
+    data = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return False  # its hash in the manifest no longer matches
+
+
+def _cut_safetensors_resealed(model):
+    data = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors").write_bytes(data[: len(data) * 9 // 10])
+    return True  # the hashes rewritten: safetensors itself must refuse it
+
+
+def _pickle_weights(model):
+    """Weights as a pickle whose unpickling would create a directory: torch must refuse it, never run it."""
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.makedirs, (str(model.parent.parent / "PWNED"),))
+
+    (model / "model.safetensors").unlink()
+    (model / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    return True
+
+
+def _header_lies(model):
+    """A safetensors header claiming a tensor far beyond the file."""
+    import struct
+
+    header = b'{"bert.embeddings.word_embeddings.weight":{"dtype":"F32","shape":[999999999,4],"data_offsets":[0,15999999984]}}'
+    (model / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 64)
+    return True
+
+
+@pytest.mark.parametrize("damage", [_cut_safetensors, _cut_safetensors_resealed, _pickle_weights, _header_lies],
+                         ids=["cut", "cut resealed", "pickle", "header lies"])
+def test_a_damaged_cross_encoder_turns_the_stage_off_and_full_still_answers(active, tmp_path, damage):
+    from souk.errors import ModelUnavailable
+    from souk.ranking.rerank import load_cross
+
+    load_cross.cache_clear()
+    path = _damaged_copy(active, tmp_path, damage)
+    with pytest.raises(ModelUnavailable, match=r"model cross-\d+") as e:
+        build_pipeline("rerank", Index.open(path))
+    assert str(path) not in str(e.value) and "\n" not in str(e.value)
+    pipe = build_pipeline("full", Index.open(path))
+    plan = pipe.plan("t5 green")
+    assert pipe.run(plan, 5).ranking.ids and any(n.startswith("stage cross skipped: model cross-") for n in plan.notes)
+    assert not (path / "PWNED").exists()
+    from support import run_main
+
+    result = run_main("search", "t5 green", "--index", str(path), "--pipeline", "rerank", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [x for x in result.stderr.splitlines() if x.strip()] == [f"error: {e.value}"]
+    found = last_json("search", "t5 green", "--index", str(path), "--pipeline", "full", "--json")
+    assert found["hits"] and any("stage cross skipped" in n for n in found["notes"])

@@ -112,3 +112,36 @@ def test_malformed_logs_name_the_line(tmp_path):
     log.write_text('{"query": "saw", "shown": ["a"]}\n{"query": "saw"}\n')
     with pytest.raises(DatasetError, match="log.jsonl:2: an impression needs"):
         list(read_log(log))
+
+
+def test_an_id_repeated_in_shown_counts_its_click_once(shop, tmp_path):
+    """The same click with `shown` listing the clicked id 50 times moves the model exactly like listing it once."""
+    path, products = shop
+    terms = TermStore.open(Index.open(path).searcher())
+    log = tmp_path / "log.jsonl"
+    once = {"request": "r", "query": "drill", "shown": ["bolt-drill", "acme-drill", "zenith-drill"], "clicked": ["zenith-drill"]}
+    many = {**once, "shown": ["bolt-drill", "acme-drill", "zenith-drill"] + ["zenith-drill"] * 50 + ["acme-drill"]}
+    log.write_text(json.dumps(once) + "\n" + json.dumps(many) + "\n")
+    first, second = list(read_log(log))
+    assert second.shown == once["shown"] and second.ranks == [1, 2, 3] and first.ranks is None
+    models = []
+    for imp in (first, second):
+        model = ClickModel()
+        stats = learn(model, terms, [imp], PositionBias())
+        assert (stats.examples, stats.clicks) == (3, 1)
+        models.append(model)
+    assert np.array_equal(models[0].z, models[1].z) and np.array_equal(models[0].n, models[1].n)
+    gap = {"request": "g", "query": "drill", "shown": ["bolt-drill", "bolt-drill", "acme-drill"], "clicked": ["acme-drill"]}
+    log.write_text(json.dumps(gap) + "\n")
+    [imp] = read_log(log)
+    assert imp.shown == ["bolt-drill", "acme-drill"] and imp.ranks == [1, 3]  # acme keeps its display rank 3
+
+
+def test_undecodable_or_unreadable_log_lines_name_the_line(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b'{"query": "saw", "shown": ["a"]}\n{"query": "s\xffw", "shown": ["a"]}\n')
+    with pytest.raises(DatasetError, match="log.jsonl:2: not UTF-8"):
+        list(read_log(log))
+    log.write_text('{"query": "saw", "shown": ["a"], "n": %s}\n' % ("9" * 5000))
+    with pytest.raises(DatasetError, match="log.jsonl:1: not a readable JSON object"):
+        list(read_log(log))

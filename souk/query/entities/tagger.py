@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from souk.errors import ModelError
+from souk.models.store import FILES, check_files, in_store, seal
 from souk.query.entities.entity import Entity, bio_spans
 from souk.query.entities.features import Featurizer, Lexicon, Vocab
 from souk.query.entities.text import canonical, normalize_with_offsets
@@ -118,6 +119,7 @@ class Tagger:
             if f.lexicon is not None:
                 (tmp / LEXICON).write_text(json.dumps(f.lexicon.words, ensure_ascii=False), encoding="utf-8")
             (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+            manifest = seal(tmp, manifest)  # the files' sha256, checked before torch reads them
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -151,8 +153,8 @@ class Tagger:
             members = int(manifest.get("members", 1))
             network = member() if members == 1 else Ensemble([member() for _ in range(members)])
             network.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
-            raise ModelError(f"{path}: damaged ner-tagger directory ({type(e).__name__}: {e}); retrain it") from None
+        except Exception as e:  # torch's unpickler refusing a pickle, a shape that does not fit, a bad vocabulary
+            raise ModelError(f"{path}: damaged ner-tagger directory ({type(e).__name__}: {str(e)[:200]}); retrain it") from None
         features = Featurizer(chars, bigrams, bool(manifest.get("segments")), lexicon)
         return cls(network, features, manifest["tags"], manifest)
 
@@ -178,4 +180,6 @@ def read_tagger_manifest(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path} holds a model of kind {kind!r}, not {KIND!r}; pass a directory made by `souk ner train`")
     if manifest.get("format") != FORMAT:
         raise ModelError(f"{file}: tagger format {manifest.get('format')!r}, this souk reads {FORMAT}; retrain it")
+    if FILES in manifest or in_store(path):
+        check_files(path, manifest)
     return manifest

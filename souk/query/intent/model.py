@@ -203,7 +203,7 @@ class IntentModel:
         """Write the model directory atomically (temporary directory, then rename); an existing directory
         is replaced only when it holds an intent model or nothing."""
         from souk.files import write_json_atomic
-        from souk.models.store import MANIFEST
+        from souk.models.store import MANIFEST, seal
 
         path = Path(path)
         if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or _is_intent_model(path))):
@@ -215,6 +215,7 @@ class IntentModel:
         try:
             self.write_files(tmp)
             write_json_atomic(tmp / MANIFEST, {**self.manifest(), "created": _now()})
+            seal(tmp)  # the files' sha256, checked before numpy reads them
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             if path.exists():
                 os.replace(path, old)
@@ -238,8 +239,8 @@ class IntentModel:
         try:
             with np.load(path / WEIGHTS, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as e:
-            raise ModelError(f"{path / WEIGHTS}: unreadable weights ({e})") from e
+        except Exception as e:  # a damaged zip, a missing array
+            raise ModelError(f"{path / WEIGHTS}: unreadable weights ({type(e).__name__}); retrain it") from None
         featurizer = Featurizer.from_config(manifest["features"])
         featurizer.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("features.")})
         info = {k: v for k, v in manifest.items() if k in ("threshold_rule", "hyper_parameters", "seed", "metrics",
@@ -252,7 +253,7 @@ def _is_intent_model(path: Path) -> bool:
     from souk.models.store import read_model_manifest
 
     try:
-        return read_model_manifest(path).get("kind") == KIND
+        return read_model_manifest(path, verify=False).get("kind") == KIND
     except ModelError:
         return False
 
