@@ -98,6 +98,7 @@ class SearchResult:
     did_you_mean: str | None = None
     searched: str | None = None  # the text searched, when query understanding rewrote the query
     notes: list[str] = field(default_factory=list)  # what the plan did that the user should know
+    search_id: str | None = None  # the id clicks are reported against (souk.events), once the search is logged
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -109,4 +110,6 @@ class SearchResult:
         }
         if self.plan is not None:
             out["plan"] = self.plan
+        if self.search_id is not None:
+            out["search_id"] = self.search_id
         return out

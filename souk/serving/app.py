@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from souk.engine import MAX_K, Engine
 from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
 from souk.serving.auth import Keys
+from souk.serving.events import Experiment, events_router
 from souk.serving.metrics import Metrics
 
 log = logging.getLogger("souk.serving")
@@ -44,9 +46,10 @@ class SearchBody(BaseModel):
     sort: str | None = None
     page: int = Field(1, ge=1, le=10_000)
     size: int = Field(10, ge=0, le=MAX_PAGE_SIZE)
-    pipeline: str = "keyword"
+    pipeline: str | None = None  # None: "keyword", or the running experiment's interleaving (souk.serving.events)
     explain: bool = False
     collapse: str | None = None
+    session: str | None = Field(None, max_length=64)
 
 
 class LimitsAndMetrics:
@@ -78,12 +81,12 @@ class LimitsAndMetrics:
 
 
 def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: list[str] | None = None,
-               warm: tuple[str, ...] = ("keyword",)) -> FastAPI:
+               warm: tuple[str, ...] = ("keyword",), experiment: Any = None) -> FastAPI:
     """The API over one index; pipelines in `warm` are built and run once before the first request."""
     keys = keys or Keys()
     engine = Engine.open(index_path)
     for name in warm:
-        engine.search("warm up", pipeline=name, k=1)
+        engine.search("warm up", pipeline=name, k=1, record=False)
     engine.suggest("warm")
     metrics = Metrics()
     pipelines = engine.available_pipelines()
@@ -132,13 +135,15 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         return JSONResponse({"error": exc.detail, "kind": "HTTPError"}, status_code=exc.status_code, headers=exc.headers)
 
     async def run_search(body: SearchBody) -> JSONResponse:
-        if engine.is_lexical(body.pipeline):  # about a millisecond: on the event loop, no thread hand-off
+        if engine.is_lexical(body.pipeline or "keyword") and (body.pipeline or experiment is None):  # about a millisecond: on the event loop, no thread hand-off
             return page_of(body)
         return await run_in_threadpool(page_of, body)
 
     def page_of(body: SearchBody) -> JSONResponse:
-        result = engine.search(body.q, pipeline=body.pipeline, filters=body.filters, facets=body.facets, sort=body.sort,
-                               k=body.size, offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse)
+        search = partial(experiment.search, engine) if body.pipeline is None and experiment is not None and experiment.takes() else \
+            partial(engine.search, pipeline=body.pipeline or "keyword")
+        result = search(body.q, filters=body.filters, facets=body.facets, sort=body.sort, k=body.size,
+                        offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse, session=body.session)
         # a plain JSON response: the result is JSON-ready, so FastAPI's per-value encoder walk is skipped
         return JSONResponse({**result.to_dict(), "page": body.page, "size": body.size})
 
@@ -151,12 +156,13 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         sort: str | None = None,
         page: Annotated[int, Query(ge=1, le=10_000)] = 1,
         size: Annotated[int, Query(ge=0, le=MAX_PAGE_SIZE)] = 10,
-        pipeline: str = "keyword",
+        pipeline: str | None = None,
         explain: bool = False,
         collapse: str | None = None,
+        session: Annotated[str | None, Query(max_length=64)] = None,
     ) -> JSONResponse:
         return await run_search(SearchBody(q=q, filters=filter, facets=facet, sort=sort, page=page, size=size,
-                                     pipeline=pipeline, explain=explain, collapse=collapse))
+                                     pipeline=pipeline, explain=explain, collapse=collapse, session=session))
 
     @app.post("/search", summary="Search (JSON body)")
     async def search_post(body: SearchBody, _: Annotated[str, Depends(role)]) -> JSONResponse:
@@ -207,6 +213,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    app.include_router(events_router(engine, role, admin))  # /events, /experiments, /analytics
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -251,4 +258,5 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: the index and options come from SOUK_SERVE_* variables."""
     warm = tuple(p for p in os.environ.get("SOUK_SERVE_WARM", "keyword").split(",") if p)
     cors = [o for o in os.environ.get("SOUK_SERVE_CORS", "").split(",") if o]
-    return create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm)
+    experiment = Experiment.parse(os.environ.get("SOUK_SERVE_INTERLEAVE", ""), float(os.environ.get("SOUK_SERVE_SHARE", "1")))
+    return create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm, experiment)
