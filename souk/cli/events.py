@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -37,6 +38,29 @@ def _log(index: Path):
     from souk.index import Index
 
     return EventLog(Index.open(index).path, Retention.from_env())
+
+
+@contextmanager
+def events_as_impression_log(index: Path):
+    """A temporary impression log (`souk clicks learn` format) of the searches the clicks model has not learned
+    yet; the mark `events/clicks-learned.json` moves on only when the caller's learning succeeded."""
+    import json
+    import tempfile
+
+    from souk.errors import DatasetError
+    from souk.events.export import impressions
+
+    log = _log(index)
+    mark = log.dir / "clicks-learned.json"
+    since = json.loads(mark.read_text())["until"] if mark.is_file() else None
+    rows = [r for r in impressions(log.read()) if since is None or float(r["ts"]) > since]
+    if not rows:
+        raise DatasetError("no searches in the event log since the clicks model last learned from it")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "impressions.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        yield path
+    mark.write_text(json.dumps({"until": max(float(r["ts"]) for r in rows)}))
 
 
 def register(app: typer.Typer) -> None:

@@ -45,3 +45,23 @@ def write_parquet(records: Iterable[dict[str, Any]], out: Path) -> int:
         columns[c] = [None if v is None else str(v) for v in columns[c]]
     pq.write_table(pa.table(columns), out)
     return len(rows)
+
+
+def impressions(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Searches with their clicks and purchases in the impression-log format of `souk clicks learn`
+    (`request`, `query`, `shown` in display order, `clicked`, `purchased`, `ts`), searches in log order."""
+    searches: dict[str, dict[str, Any]] = {}
+    for r in records:
+        kind, sid = r.get("kind"), r.get("search_id")
+        if kind == "search" and isinstance(sid, str) and isinstance(r.get("shown"), list) and not r.get("offset"):
+            searches[sid] = {"request": sid, "query": r.get("query", ""), "shown": [str(x) for x in r["shown"]],
+                             "clicked": [], "purchased": [], "ts": r.get("t")}
+        elif kind in ("click", "cart", "purchase") and sid in searches:
+            doc = str(r.get("id"))
+            if doc in searches[sid]["shown"]:
+                target = searches[sid]["purchased" if kind == "purchase" else "clicked"]
+                if doc not in target:
+                    target.append(doc)
+    for s in searches.values():  # a purchase implies the click that led to it
+        s["clicked"] += [d for d in s["purchased"] if d not in s["clicked"]]
+    return list(searches.values())

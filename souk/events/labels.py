@@ -125,7 +125,8 @@ def fit_pbm(obs: Observations, iterations: int = ITERATIONS, prior: tuple[float,
     """MAP-EM of the position-based model over the observations (Chuklin et al. 2015, 4.2)."""
     npairs = len(obs.pairs)
     if not npairs:
-        raise DatasetError("the event log has no searches with shown results to learn from")
+        raise DatasetError("the event log has no searches with shown results to learn from; collect more traffic "
+                           "(souk simulate, or the search page) before fitting")
     k = obs.position - 1
     positions = int(k.max()) + 1
     theta = 1.0 / np.sqrt(np.arange(1, positions + 1, dtype=np.float64))  # start: a gentle decline
