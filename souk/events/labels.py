@@ -9,7 +9,9 @@ Rank in Personal Search", WSDM 2018, do before their regression step), with a Be
 gamma is identified where a (query, document) pair is seen at several positions (pages, ranking changes,
 interleaved experiments); where it never moves, the prior shares evidence across pairs, so theta[k]
 follows the click-through at k beyond what the pairs' relevance explains. Not implemented: Wang et
-al.'s regression of gamma on features. The label of a pair is its posterior gamma, rounded to a grade 0..4.
+al.'s regression of gamma on features. The label of a pair is its posterior gamma above the prior's mean,
+scaled to a grade 0..4 (a shown document never clicked is 0, like a candidate never shown: grading it above
+those would teach a ranker to copy the ranking that showed it).
 
 Robustness: one observation per (session, query) and document (a shopper repeating a search or clicking a
 result twice counts once; a session is the `session` given, else the search), searches with more than
@@ -156,8 +158,12 @@ def click_dataset(records: Iterable[dict[str, Any]], min_grade: int = 1, name: s
     with no document at `min_grade` or above are left out. Returns the dataset and a report."""
     obs = observations(records)
     model = fit_pbm(obs)
+    # grade what the clicks add to the prior: a pair never clicked (at most the prior's attractiveness, lowered
+    # more where it was examined more) is 0 like a candidate never shown; the most attractive 1% get the top grade
+    base = PRIOR[0] / sum(PRIOR)
     top = float(np.quantile(model.gamma, 0.99)) if len(model.gamma) else 1.0
-    grades = np.clip(np.rint(GRADES * model.gamma / max(top, 1e-6)), 0, GRADES).astype(int)
+    lift = (model.gamma - base) / max(top - base, 1e-6)
+    grades = np.clip(np.rint(GRADES * lift), 0, GRADES).astype(int)
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
     for (key, doc), grade in zip(obs.pairs, grades):
