@@ -8,7 +8,7 @@ SHARED ?= ../shared
 DEMO   := .demo/index
 PORT   ?= 8000
 
-.PHONY: install browser demo demo-index test bench bench-fit clean
+.PHONY: install browser demo demo-index test bench bench-fit bench-traffic clean
 
 install: $(STAMP)
 
@@ -56,6 +56,7 @@ bench: install
 	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --json | tee .bench/serve-demo.json
 	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --workers 2 --json | tee .bench/serve-demo-2workers.json
 	$(MAKE) bench-fit
+	$(MAKE) bench-traffic
 
 # The learned stages as the issues' acceptance runs them: fit on train within a budget, evaluate `full` on dev
 # (about 1.5 hours on 2 cores: indexing with vectors, three fits, the NER tagger).
@@ -72,6 +73,33 @@ bench-fit: install
 	$(SOUK) eval --index .bench/qbqtc --dataset $(SHARED)/data/qbqtc --split dev --pipeline full --json | tee .bench/full-qbqtc.json
 	$(SOUK) ner train --data $(SHARED)/data/taobao-ner/train.jsonl --dev $(SHARED)/data/taobao-ner/dev.jsonl --out .bench/ner --json | tee .bench/ner-train.json
 	$(SOUK) ner eval --model .bench/ner --data $(SHARED)/data/taobao-ner/dev.jsonl --json | tee .bench/ner-dev.json
+
+# Learning from the shop's own traffic (issue 19): 20,000 simulated shoppers on homedepot TRAIN queries through a
+# real `souk serve`, ltr fitted from the event log alone and from the judged train split, both evaluated on dev next
+# to BM25; then an interleaved experiment keyword vs the click-fitted ltr over 3,000 simulated dev searches
+# (about 45 minutes on 2 busy cores).
+TRAFFIC := .bench/traffic
+TPORT   ?= 8797
+bench-traffic: install
+	@mkdir -p $(TRAFFIC)
+	rm -rf $(TRAFFIC)/homedepot
+	$(SOUK) index $(SHARED)/data/homedepot --index $(TRAFFIC)/homedepot
+	$(SOUK) serve --index $(TRAFFIC)/homedepot --port $(TPORT) & pid=$$!; \
+	  for i in $$(seq 120); do curl -sf http://127.0.0.1:$(TPORT)/health >/dev/null && break; sleep 1; done; \
+	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split train --searches 20000 --url http://127.0.0.1:$(TPORT) --seed 13 --json | tee $(TRAFFIC)/simulate-train.json; \
+	  kill $$pid; wait $$pid || true
+	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline keyword --json | tee $(TRAFFIC)/eval-keyword.json
+	$(SOUK) fit --index $(TRAFFIC)/homedepot --events --stages ltr --budget-min 10 --json | tee $(TRAFFIC)/fit-events.json
+	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline ltr --json | tee $(TRAFFIC)/eval-ltr-events.json
+	$(SOUK) fit --index $(TRAFFIC)/homedepot --train $(SHARED)/data/homedepot --split train --stages ltr --budget-min 10 --json | tee $(TRAFFIC)/fit-judged.json
+	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline ltr --json | tee $(TRAFFIC)/eval-ltr-judged.json
+	$(SOUK) models --index $(TRAFFIC)/homedepot --activate ltr-1
+	$(SOUK) serve --index $(TRAFFIC)/homedepot --port $(TPORT) --interleave keyword,ltr & pid=$$!; \
+	  for i in $$(seq 120); do curl -sf http://127.0.0.1:$(TPORT)/health >/dev/null && break; sleep 1; done; \
+	  since=$$(date +%s); \
+	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --json | tee $(TRAFFIC)/simulate-interleave.json; \
+	  kill $$pid; wait $$pid || true; \
+	  $(SOUK) experiments --index $(TRAFFIC)/homedepot --since $$since --json | tee $(TRAFFIC)/experiments.json
 
 clean:
 	rm -rf $(VENV) .demo .bench

@@ -45,6 +45,8 @@ class Engine:
         self._refresher: threading.Thread | None = None
         self._suggests = False  # whether completions were asked for (then a commit rebuilds them too)
         self._seen: tuple[int, int, int] | None = None  # (inode, mtime, size) of the commit point last read
+        self.events: Any = None  # the index's event log (souk.events.log.EventLog) once a search is recorded
+        self.record_events = True  # every search logs an impression with a search_id (souk.events)
 
     @classmethod
     def open(cls, path: str | Path) -> "Engine":
@@ -118,11 +120,12 @@ class Engine:
     def search(self, query: str = "", *, pipeline: str = "keyword", filters: Sequence[str | Filter] = (),
                facets: Sequence[str] = (), sort: str | None = None, k: int = 10, offset: int = 0,
                explain: bool = False, highlight: bool = True, facet_size: int = 10,
-               collapse: str | None = None) -> SearchResult:
+               collapse: str | None = None, session: str | None = None, record: bool = True) -> SearchResult:
         """One page of results; bad arguments raise QueryError naming the argument and its limit.
 
         `collapse` names a stored field: hits sharing its value (e.g. one title from one seller) are
-        shown once, the first of them, with `collapsed` counting the others on the page's window."""
+        shown once, the first of them, with `collapsed` counting the others on the page's window.
+        With `record` the search gets a `search_id` and its impression is logged (`record_search`)."""
         _check_request(query, k, offset, facet_size)
         searcher = self.searcher()
         self.pipeline(pipeline)  # built (models and caches loaded) once, outside the timing
@@ -136,7 +139,7 @@ class Engine:
             window = (offset + k) * COLLAPSE_WINDOW
             while True:  # widen the window until it holds the page's collapsed hits or every hit
                 result = self.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort, k=window,
-                                     offset=0, explain=explain, highlight=False, facet_size=facet_size)
+                                     offset=0, explain=explain, highlight=False, facet_size=facet_size, record=False)
                 groups = _collapse(result.hits, collapse)
                 if len(groups) >= offset + k or len(result.hits) < window or window == MAX_K:
                     break
@@ -145,7 +148,7 @@ class Engine:
             if highlight:  # only the hits shown, not the whole window
                 searcher.highlight(result.hits, result.terms)
             result.offset = offset
-            return result
+            return self.record_search(result, query, filters, sort, session) if record else result
         pipe = self.pipeline(pipeline)
         flt = [f if isinstance(f, Filter) else parse_filters([f], searcher.schema)[0] for f in filters]
         if sort:
@@ -173,7 +176,14 @@ class Engine:
         if explain:
             result.plan = plan.to_dict()
         result.took_ms = (time.perf_counter() - t0) * 1e3
-        return result
+        return self.record_search(result, query, filters, sort, session) if record else result
+
+    def record_search(self, result: SearchResult, query: str, filters: Sequence[Any] = (), sort: str | None = None,
+                      session: str | None = None, **extra: Any) -> SearchResult:
+        """Give `result` a search_id and log its impression in the index's event log (souk.events.record)."""
+        from souk.events.record import record_search
+
+        return record_search(self, result, query, filters, sort, session, extra)
 
     def _pipeline_page(self, searcher: Searcher, pipe: Pipeline, plan, facets, facet_size: int, sort: str | None,
                        k: int, offset: int, explain: bool, highlight: bool, expansions) -> SearchResult:

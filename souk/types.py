@@ -99,6 +99,7 @@ class SearchResult:
     searched: str | None = None  # the text searched, when query understanding rewrote the query
     notes: list[str] = field(default_factory=list)  # what the plan did that the user should know
     dropped: list[str] = field(default_factory=list)  # query words left out because too few documents held them all
+    search_id: str | None = None  # the id clicks are reported against (souk.events), once the search is logged
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -110,4 +111,6 @@ class SearchResult:
         }
         if self.plan is not None:
             out["plan"] = self.plan
+        if self.search_id is not None:
+            out["search_id"] = self.search_id
         return out

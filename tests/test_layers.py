@@ -14,6 +14,7 @@ LAYERS = [
     ["souk.retrieval"],
     ["souk.ranking"],
     ["souk.evaluation"],
+    ["souk.events"],
     ["souk.training"],
     ["souk.config", "souk.engine"],
     ["souk.bench", "souk.serving"],

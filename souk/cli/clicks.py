@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
     @clicks.command("learn")
     def learn_cmd(
         index: Path = typer.Option(..., "--index", help="Index directory (its models/ gets the click model)."),
-        log: Path = typer.Option(..., "--log", help="JSONL impressions: request, query, shown (in order), clicked, purchased, ts."),
+        log: Optional[Path] = typer.Option(None, "--log", help="JSONL impressions: request, query, shown (in order), clicked, purchased, ts."),
+        events: bool = typer.Option(False, "--events", help="Learn from the index's own event log instead (the searches not learned yet)."),
         eta: Optional[float] = typer.Option(None, "--eta", help="Position bias: examination of rank r is r^-eta (default 1; 0 = no correction). Fixed at creation."),
         floor: Optional[float] = typer.Option(None, "--floor", help="Lowest examination probability (clips the weights; default 0.1)."),
         alpha: Optional[float] = typer.Option(None, "--alpha", help="FTRL learning rate (default 0.1). Fixed at creation."),
@@ -25,9 +26,18 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Update the click model with a new log and publish it as the active `clicks` model."""
+        from souk.errors import ConfigError
         from souk.training.online import learn_log
 
-        result = learn_log(index, log, eta, floor, {"alpha": alpha, "l1": l1, "l2": l2})
+        if (log is None) == (not events):
+            raise ConfigError("souk clicks learn: give --log FILE or --events (one of them)")
+        if events:
+            from souk.cli.events import events_as_impression_log
+
+            with events_as_impression_log(index) as log:
+                result = learn_log(index, log, eta, floor, {"alpha": alpha, "l1": l1, "l2": l2})
+        else:
+            result = learn_log(index, log, eta, floor, {"alpha": alpha, "l1": l1, "l2": l2})
         if as_json:
             emit_json(result)
             return

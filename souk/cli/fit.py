@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
     @app.command("fit")
     def fit_cmd(
         index: Path = typer.Option(..., "--index", help="Index directory (its models/ gets the fitted models)."),
-        train: Path = typer.Option(..., "--train", help="BEIR directory with judged queries."),
+        train: Optional[Path] = typer.Option(None, "--train", help="BEIR directory with judged queries (optional with --events)."),
+        events: bool = typer.Option(False, "--events", help="Also learn from the index's event log: labels from clicks, position bias removed."),
+        events_since: Optional[str] = typer.Option(None, "--events-since", help="Only events from then on (as souk analytics --since)."),
         split: str = typer.Option("train", "--split", help="Split to train on."),
         dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
@@ -26,11 +28,22 @@ def register(app: typer.Typer) -> None:
         from souk.evaluation.datasets import load_beir
         from souk.training.fit import fit
 
-        train_set = load_beir(train, split)
-        dev_set = load_beir(train, dev_split) if dev_split else None
+        from souk.errors import ConfigError
+
+        if train is None and not events:
+            raise ConfigError("souk fit needs judged queries (--train DIR), the index's event log (--events), or both")
+        train_set = load_beir(train, split) if train is not None else None
+        dev_set = load_beir(train, dev_split) if dev_split and train is not None else None
+        clicks_report = None
+        if events:
+            from souk.cli.events import _log, parse_since
+            from souk.events.labels import click_dataset, merge
+
+            clicked, clicks_report = click_dataset(_log(index).read(parse_since(events_since)))
+            train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train)
-        result = {"index": str(index), "models": [
+        result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}
             for o in outcomes]}

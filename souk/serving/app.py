@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from souk.schema import loads_json
 from souk.serving.auth import Keys
 from souk.serving.display import display_config
 from souk.serving.guard import JSON_TYPES, NDJSON_TYPES, Guard, HostPolicy, Route, error_body, request_id
+from souk.serving.events import Experiment, events_router
 from souk.serving.metrics import Metrics
 
 log = logging.getLogger("souk.serving")
@@ -56,21 +58,23 @@ class SearchBody(BaseModel):
     sort: str | None = None
     page: int = Field(1, ge=1, le=10_000)
     size: int = Field(10, ge=0, le=MAX_PAGE_SIZE)
-    pipeline: str = "keyword"
+    pipeline: str | None = None  # None: "keyword", or the running experiment's interleaving (souk.serving.events)
     explain: bool = False
     collapse: str | None = None
+    session: str | None = Field(None, max_length=64)
 
 
 def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: list[str] | None = None,
-               warm: tuple[str, ...] = ("keyword",), hosts: HostPolicy | None = None) -> FastAPI:
+               warm: tuple[str, ...] = ("keyword",), hosts: HostPolicy | None = None, experiment: Any = None) -> FastAPI:
     """The API over one index; pipelines in `warm` are built and run once before the first request.
 
-    `hosts`: the Host header values answered (None: any; `app_from_env` passes the bound address)."""
+    `hosts`: the Host header values answered (None: any; `app_from_env` passes the bound address);
+    `experiment`: the interleaving experiment run on searches that name no pipeline (souk.serving.events)."""
     keys = keys or Keys()
     engine = Engine.open(index_path)
     for name in warm:
         try:
-            engine.search("warm up", pipeline=name, k=1)
+            engine.search("warm up", pipeline=name, k=1, record=False)
         except (ModelError, ConfigError) as e:  # a damaged model: that pipeline is off, keyword search is not
             log.warning("souk serve: pipeline %s not warmed: %s", name, e)
     engine.suggest("warm")
@@ -134,7 +138,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     known_pipelines = set(pipeline_names(engine.index.schema.pipelines))
 
     async def run_search(body: SearchBody) -> JSONResponse:
-        if body.pipeline not in known_pipelines:  # a client's typo, told apart from a broken configured pipeline
+        if body.pipeline is not None and body.pipeline not in known_pipelines:  # a client's typo, told apart from a broken configured pipeline
             raise QueryError(f"unknown pipeline {body.pipeline[:60]!r}; known pipelines: {', '.join(sorted(known_pipelines))}")
         schema = engine.index.schema
         for name, kinds in [(body.sort.lstrip("+-") if body.sort else None, ("number",))] + [(f, ("keyword", "number")) for f in body.facets]:
@@ -143,13 +147,15 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
                     schema.field(name, kinds=kinds)
                 except ConfigError as e:
                     raise QueryError(f"{'sort' if kinds == ('number',) else 'facet'}: {e}") from None
-        if engine.is_lexical(body.pipeline):  # about a millisecond: on the event loop, no thread hand-off
+        if engine.is_lexical(body.pipeline or "keyword") and (body.pipeline or experiment is None):  # about a millisecond: on the event loop, no thread hand-off
             return page_of(body)
         return await run_in_threadpool(page_of, body)
 
     def page_of(body: SearchBody) -> JSONResponse:
-        result = engine.search(body.q, pipeline=body.pipeline, filters=body.filters, facets=body.facets, sort=body.sort,
-                               k=body.size, offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse)
+        search = partial(experiment.search, engine) if body.pipeline is None and experiment is not None and experiment.takes() else \
+            partial(engine.search, pipeline=body.pipeline or "keyword")
+        result = search(body.q, filters=body.filters, facets=body.facets, sort=body.sort, k=body.size,
+                        offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse, session=body.session)
         # a plain JSON response: the result is JSON-ready, so FastAPI's per-value encoder walk is skipped
         return JSONResponse({**result.to_dict(), "page": body.page, "size": body.size})
 
@@ -162,12 +168,13 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         sort: str | None = None,
         page: Annotated[int, Query(ge=1, le=10_000)] = 1,
         size: Annotated[int, Query(ge=0, le=MAX_PAGE_SIZE)] = 10,
-        pipeline: str = "keyword",
+        pipeline: str | None = None,
         explain: bool = False,
         collapse: str | None = None,
+        session: Annotated[str | None, Query(max_length=64)] = None,
     ) -> JSONResponse:
         return await run_search(SearchBody(q=q, filters=filter, facets=facet, sort=sort, page=page, size=size,
-                                     pipeline=pipeline, explain=explain, collapse=collapse))
+                                     pipeline=pipeline, explain=explain, collapse=collapse, session=session))
 
     @app.post("/search", summary="Search (JSON body)")
     async def search_post(body: SearchBody, _: Annotated[str, Depends(role)]) -> JSONResponse:
@@ -221,6 +228,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    app.include_router(events_router(engine, role, admin))  # /events, /experiments, /analytics
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -280,4 +288,5 @@ def app_from_env() -> FastAPI:
     cors = [o for o in os.environ.get("SOUK_SERVE_CORS", "").split(",") if o]
     names = tuple(h.strip() for h in os.environ.get("SOUK_SERVE_ALLOWED_HOSTS", "").split(",") if h.strip())
     hosts = HostPolicy(os.environ.get("SOUK_SERVE_HOST", "127.0.0.1"), names)
-    return create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm, hosts)
+    experiment = Experiment.parse(os.environ.get("SOUK_SERVE_INTERLEAVE", ""), float(os.environ.get("SOUK_SERVE_SHARE", "1")))
+    return create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm, hosts, experiment)

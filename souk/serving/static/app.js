@@ -44,6 +44,7 @@ async function search() {
   config.keyword_fields.forEach((f) => p.append("facet", f));
   config.number_fields.slice(0, 1).forEach((f) => p.append("facet", f));
   if (state.sort) p.set("sort", state.sort);
+  if (window.soukClicks && soukClicks.session) p.set("session", soukClicks.session);  // events.js
   syncUrl();
   try {
     const res = await api("/search?" + p.toString());
@@ -55,6 +56,7 @@ async function search() {
 
 function render(res) {
   lastHits = res.hits;
+  if (window.soukClicks) soukClicks.shown(res);  // events.js reports clicks against res.search_id
   const pages = Math.max(1, Math.ceil(res.total / state.size));
   $("summary").textContent = `${res.total.toLocaleString()} results · ${res.took_ms.toFixed(1)} ms`;
   const dym = $("did-you-mean");

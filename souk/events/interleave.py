@@ -1,0 +1,108 @@
+"""Interleaved experiments: team-draft interleaving of two rankings, credited from the shoppers' clicks.
+
+Team draft (Radlinski, Kurup, Joachims, "How Does Clickthrough Data Reflect Retrieval Quality?", CIKM
+2008): the team with fewer picks so far (a coin flip when even) adds its highest-ranked document not yet
+shown; each shown document remembers its team. A search is won by the pipeline whose documents got more
+clicks (carts and purchases count as clicks), tied when both got the same number (no clicks included).
+Over searches with a winner, a two-sided sign (binomial) test asks whether wins split 50:50; the winner is
+named once p < `ALPHA`. Misuse: crediting a search from clicks on documents it did not show.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+ALPHA = 0.05
+
+
+def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: random.Random) -> tuple[list[str], list[str]]:
+    """The first `k` documents of the interleaved list and the team ('a' or 'b') of each."""
+    shown: list[str] = []
+    teams: list[str] = []
+    seen: set[str] = set()
+    ia = ib = picks_a = picks_b = 0
+    while len(shown) < k:
+        while ia < len(a) and a[ia] in seen:
+            ia += 1
+        while ib < len(b) and b[ib] in seen:
+            ib += 1
+        if ia >= len(a) and ib >= len(b):
+            break
+        take_a = ib >= len(b) or (ia < len(a) and (picks_a < picks_b or (picks_a == picks_b and rng.random() < 0.5)))
+        doc = a[ia] if take_a else b[ib]
+        picks_a, picks_b = picks_a + take_a, picks_b + (not take_a)
+        seen.add(doc)
+        shown.append(doc)
+        teams.append("a" if take_a else "b")
+    return shown, teams
+
+
+def sign_test(wins_a: int, wins_b: int) -> float:
+    """Two-sided exact binomial test of wins_a against p = 0.5 (1.0 with no wins)."""
+    n = wins_a + wins_b
+    if n == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(wins_a, n, 0.5).pvalue)
+
+
+@dataclass
+class Outcome:
+    experiment: str
+    searches: int
+    wins_a: int
+    wins_b: int
+    ties: int
+    p_value: float
+    winner: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        a, b = self.experiment.split(",", 1) if "," in self.experiment else (None, None)
+        return {"experiment": self.experiment, "a": a, "b": b, "searches": self.searches, "wins_a": self.wins_a,
+                "wins_b": self.wins_b, "ties": self.ties, "p_value": round(self.p_value, 6), "winner": self.winner}
+
+
+def outcomes(records: Iterable[dict[str, Any]]) -> list[Outcome]:
+    """Every experiment in the log (searches carrying `interleave` and `teams`), most searches first."""
+    searches: dict[str, tuple[str, dict[str, str]]] = {}
+    clicked: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        kind = r.get("kind")
+        if kind == "search" and isinstance(r.get("interleave"), str) and isinstance(r.get("teams"), list):
+            shown = [str(x) for x in r.get("shown") or []]
+            searches[r["search_id"]] = (r["interleave"], dict(zip(shown, r["teams"])))
+        elif kind in ("click", "cart", "purchase"):
+            clicked[str(r.get("search_id"))].add(str(r.get("id")))
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for sid, (name, teams) in searches.items():
+        counts = {"a": 0, "b": 0}
+        for doc in clicked.get(sid, ()):
+            team = teams.get(doc)
+            if team in counts:
+                counts[team] += 1
+        t = tally[name]
+        t[0] += 1
+        if counts["a"] > counts["b"]:
+            t[1] += 1
+        elif counts["b"] > counts["a"]:
+            t[2] += 1
+        else:
+            t[3] += 1
+    out = []
+    for name, (n, wa, wb, ties) in tally.items():
+        p = sign_test(wa, wb)
+        out.append(Outcome(name, n, wa, wb, ties, p, ("a" if wa > wb else "b") if p < ALPHA else None))
+    return sorted(out, key=lambda o: -o.searches)
+
+
+def summary(records: Iterable[dict[str, Any]], experiment: str | None = None) -> dict[str, Any]:
+    """One JSON object: the named experiment's (or the largest one's) searches, wins, ties, p-value, winner,
+    and every experiment under `experiments`."""
+    found = outcomes(records)
+    chosen = next((o for o in found if o.experiment == experiment), None) if experiment else (found[0] if found else None)
+    base = chosen.to_dict() if chosen else {"experiment": experiment, "a": None, "b": None, "searches": 0, "wins_a": 0,
+                                            "wins_b": 0, "ties": 0, "p_value": 1.0, "winner": None}
+    return {**base, "alpha": ALPHA, "experiments": [o.to_dict() for o in found]}

@@ -1,0 +1,106 @@
+"""The traffic loop end to end on the tool shop: a real server, simulated shoppers over HTTP, analytics, export,
+`souk fit --events --stages ltr`, `souk eval --pipeline ltr`, `souk clicks learn --events`, and an interleaved
+experiment reported by `souk experiments --json`."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from ltr_shop import SHOP
+from support import REPO, free_port, run_souk
+
+
+def last_json(proc):
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def serve(index, *extra):
+    port = free_port()
+    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", index, "--port", str(port), *extra],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode())
+            time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+@pytest.mark.slow
+def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tmp_path):
+    index = str(tmp_path / "index")
+    run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
+    proc, url = serve(index)
+    try:
+        sim = last_json(run_souk("simulate", "--dataset", str(SHOP), "--split", "train", "--searches", "300",
+                                 "--url", url, "--seed", "3", "--json"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert sim["searches"] == 300 and sim["clicks"] == sim["accepted"] > 50
+
+    stats = last_json(run_souk("analytics", "--index", index, "--json"))
+    assert stats["searches"] == 300 and stats["actions"]["click"] == sim["clicks"]
+    ctr = [p["ctr"] for p in stats["by_position"]]
+    assert ctr[0] > ctr[-1]  # shoppers examine the top more
+    assert stats["by_pipeline"][0]["pipeline"] == "keyword" and 0 < stats["by_pipeline"][0]["mrr"] <= 1
+
+    exported = run_souk("events", "export", "--index", index, "--format", "jsonl").stdout.splitlines()
+    assert len(exported) == 300 + sim["clicks"] and json.loads(exported[0])["kind"] == "search"
+    parquet = run_souk("events", "export", "--index", index, "--format", "parquet", "--out", str(tmp_path / "e.parquet"), check=False)
+    if importlib.util.find_spec("pyarrow") is None:
+        assert parquet.returncode == 2 and "pyarrow" in parquet.stderr
+    else:
+        assert parquet.returncode == 0
+    assert run_souk("events", "export", "--index", index, "--since", "1d", "--format", "csv", check=False).returncode == 2
+
+    fitted = last_json(run_souk("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
+    assert fitted["events"]["searches"] == 300 and fitted["events"]["queries"] >= 10
+    assert fitted["events"]["theta"][0] == 1.0 and fitted["events"]["theta"][4] < 1.0
+    [model] = fitted["models"]
+    assert model["stage"] == "ltr" and model["model"] == "ltr-1"
+    run_souk("models", "--index", index, "--activate", "ltr-1")
+    ltr = last_json(run_souk("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev", "--pipeline", "ltr", "--json"))
+    assert ltr["ndcg@10"] > 0
+
+    learned = last_json(run_souk("clicks", "learn", "--index", index, "--events", "--json"))
+    assert learned["model"] == "clicks-1" and learned["impressions"] == 300
+    again = run_souk("clicks", "learn", "--index", index, "--events", check=False)
+    assert again.returncode == 2 and "since the clicks model last learned" in again.stderr
+
+    proc, url = serve(index, "--interleave", "keyword,ltr")
+    try:
+        run_souk("simulate", "--dataset", str(SHOP), "--split", "dev", "--searches", "60", "--url", url, "--seed", "4")
+        named = json.loads(urllib.request.urlopen(f"{url}/search?q=drill&pipeline=ltr").read())
+        assert named["pipeline"] == "ltr"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    report = last_json(run_souk("experiments", "--index", index, "--json"))
+    assert report["searches"] == 60 and report["a"] == "keyword" and report["b"] == "ltr"
+    assert report["wins_a"] + report["wins_b"] + report["ties"] == 60
+    assert 0 <= report["p_value"] <= 1 and report["winner"] in ("a", "b", None)
+
+
+def test_fit_needs_judgments_or_events_and_serve_refuses_a_bad_experiment(tmp_path):
+    index = str(tmp_path / "index")
+    run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
+    nothing = run_souk("fit", "--index", index, "--stages", "ltr", check=False)
+    assert nothing.returncode == 2 and "--events" in nothing.stderr
+    empty = run_souk("fit", "--index", index, "--events", "--stages", "ltr", check=False)
+    assert empty.returncode == 2 and "collect more traffic" in empty.stderr
+    for spec, words in (("keyword", "two pipelines"), ("keyword,keyword", "two different")):
+        bad = run_souk("serve", "--index", index, "--interleave", spec, check=False)
+        assert bad.returncode == 2 and words in bad.stderr
+    assert last_json(run_souk("experiments", "--index", index, "--json"))["winner"] is None

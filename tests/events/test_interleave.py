@@ -1,0 +1,42 @@
+"""Team-draft interleaving and its credit (Radlinski et al. 2008)."""
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from souk.events.interleave import outcomes, sign_test, summary, team_draft
+
+
+@given(st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
+       st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10), st.integers(0, 12), st.integers(0, 99))
+def test_team_draft_shows_each_document_once_and_keeps_each_rankings_order(a, b, k, seed):
+    shown, teams = team_draft(a, b, k, random.Random(seed))
+    assert len(shown) == len(set(shown)) == len(teams) == min(k, len(set(a) | set(b)))
+    for team, ranking in (("a", a), ("b", b)):
+        mine = [d for d, t in zip(shown, teams) if t == team]
+        assert mine == [d for d in ranking if d in mine]  # a team's picks come in its own order
+    picks_a, picks_b = teams.count("a"), teams.count("b")
+    if set(a) == set(b) and len(shown) == k:
+        assert abs(picks_a - picks_b) <= 1
+
+
+def test_identical_rankings_show_that_ranking():
+    shown, _ = team_draft(list("abcdef"), list("abcdef"), 6, random.Random(1))
+    assert shown == list("abcdef")
+
+
+def test_wins_come_from_clicked_teams_and_the_sign_test_names_a_winner():
+    records = []
+    for i in range(40):
+        records.append({"kind": "search", "search_id": f"s{i}", "interleave": "keyword,ltr", "shown": ["x", "y"],
+                        "teams": ["a", "b"]})
+        records.append({"kind": "click", "search_id": f"s{i}", "id": "y" if i % 8 else "x"})
+    records.append({"kind": "search", "search_id": "tie", "interleave": "keyword,ltr", "shown": ["x"], "teams": ["a"]})
+    [o] = outcomes(records)
+    assert (o.searches, o.wins_a, o.wins_b, o.ties) == (41, 5, 35, 1)
+    assert o.p_value < 0.05 and o.winner == "b"
+    data = summary(records)
+    assert data["winner"] == "b" and data["a"] == "keyword" and data["b"] == "ltr"
+    assert sign_test(10, 10) == 1.0 and sign_test(0, 0) == 1.0 and summary([])["winner"] is None

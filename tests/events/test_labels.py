@@ -1,0 +1,57 @@
+"""Labels from clicks: the position-based model recovers examination and attractiveness; bots are left out."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from souk.errors import DatasetError
+from souk.events.labels import click_dataset, fit_pbm, observations
+
+
+def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
+    """Queries whose 5 documents are shown in a random order each time (so positions vary), doc 0 the best."""
+    rng = np.random.default_rng(seed)
+    gamma = np.array([0.9, 0.5, 0.3, 0.1, 0.05])
+    records = []
+    for i in range(n_searches):
+        q = f"query {i % 30}"
+        order = rng.permutation(5)
+        sid = f"s{i}"
+        records.append({"kind": "search", "search_id": sid, "query": q, "shown": [f"{q}/d{j}" for j in order]})
+        for pos, j in enumerate(order):
+            if rng.random() < theta[pos] * gamma[j]:
+                records.append({"kind": "click", "search_id": sid, "id": f"{q}/d{j}"})
+    return records, np.array(theta), gamma
+
+
+def test_em_recovers_position_bias_when_documents_move():
+    records, theta, gamma = simulated()
+    obs = observations(records)
+    model = fit_pbm(obs)
+    assert np.abs(model.theta[:5] - theta).max() < 0.12
+    by_doc = {}
+    for (key, doc), g in zip(obs.pairs, model.gamma):
+        by_doc.setdefault(doc[-2:], []).append(g)
+    means = [np.mean(by_doc[f"d{j}"]) for j in range(5)]
+    assert means == sorted(means, reverse=True)  # attractiveness in the true order
+
+
+def test_labels_grade_clicked_documents_and_ignore_bots_and_repeats():
+    records, _, _ = simulated(1500)
+    dataset, report = click_dataset(records)
+    assert report["queries"] == 30 and dataset.split == "clicks"
+    best = [max(g, key=g.get) for g in dataset.qrels.values()]
+    assert sum(b.endswith("/d0") for b in best) >= 25
+    # a bot clicking everything on one query many times, and a shopper clicking one result ten times
+    bot = [{"kind": "search", "search_id": f"b{i}", "query": "query 0", "session": "bot",
+            "shown": [f"query 0/d{j}" for j in range(4, -1, -1)]} for i in range(600)]
+    bot += [{"kind": "click", "search_id": f"b{i}", "id": f"query 0/d4"} for i in range(600)]
+    _, with_bot = click_dataset(records + bot)
+    assert with_bot["bot_searches"] == 600 and with_bot["bot_sessions"] == 1
+    assert observations(records + bot).stats["clicks"] == observations(records).stats["clicks"]
+
+
+def test_too_little_traffic_is_a_clear_error():
+    with pytest.raises(DatasetError, match="collect more traffic"):
+        click_dataset([{"kind": "search", "search_id": "s", "query": "q", "shown": ["a"]},
+                       {"kind": "click", "search_id": "s", "id": "a"}])
