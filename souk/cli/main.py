@@ -52,6 +52,7 @@ COMMANDS = [
     ("souk.cli.bench_rerank", bench_app),
     ("souk.cli.ner", app),
     ("souk.cli.intent", app),
+    ("souk.cli.vectors", app),
 ]
 
 
