@@ -33,7 +33,7 @@ class Opened:
 
 
 def open_or_create(data: Path, index_dir: Path, schema_file: Path | None, vectors: bool,
-                   columns: list[str] | None = None) -> Opened:
+                   columns: list[str] | None = None, vector_params: dict | None = None) -> Opened:
     """Open the index at `index_dir`, or create it with the given, BEIR or inferred schema.
 
     A schema file without [fields] is completed from the catalog; CSV column names come from
@@ -70,7 +70,7 @@ def open_or_create(data: Path, index_dir: Path, schema_file: Path | None, vector
         data_["catalog"] = {**data_.get("catalog", {}), "columns": list(columns)}
         schema = Schema.from_dict(data_, origin="schema with --columns")
     if vectors:
-        schema = with_vector_field(schema)
+        schema = with_vector_field(schema, params=vector_params)
     return Opened(Index.create(index_dir, schema), records, inference.notes, created=True)
 
 
@@ -96,10 +96,10 @@ def parse_columns(text: str | None) -> list[str] | None:
     return names
 
 
-def with_vector_field(schema: Schema, name: str = "embedding") -> Schema:
-    """The schema plus a vector field `name` over its (non-copy) text fields."""
+def with_vector_field(schema: Schema, name: str = "embedding", params: dict | None = None) -> Schema:
+    """The schema plus a vector field `name` over its (non-copy) text fields (`params`: more of its params)."""
     data = schema.to_dict()
-    data["fields"][name] = {"kind": "vector", "params": {"source": schema.content_fields()}}
+    data["fields"][name] = {"kind": "vector", "params": {"source": schema.content_fields(), **(params or {})}}
     return Schema.from_dict(data, origin="schema with --vectors")
 
 
@@ -134,6 +134,9 @@ def register(app: typer.Typer) -> None:
         on_error: str = typer.Option("fail", "--on-error", help="fail: commit nothing from a bad batch; skip: commit the rest."),
         commit_every: int = typer.Option(0, "--commit-every", help="Commit after every N records (0: once at the end)."),
         vectors: bool = typer.Option(False, "--vectors", help="Add a dense vector field 'embedding' (MiniLM) when creating."),
+        vector_backend: Optional[str] = typer.Option(None, "--vector-backend", help="With --vectors: flat (default), hnsw, ivfpq, sq8, or milvus (needs --vector-uri)."),
+        vector_uri: Optional[str] = typer.Option(None, "--vector-uri", help="With --vector-backend milvus: a local FILE.db (Milvus Lite) or http://host:19530."),
+        vector_collection: Optional[str] = typer.Option(None, "--vector-collection", help="With --vector-backend milvus: the collection (default: souk_<index name>_<random>)."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     ) -> None:
         """Index a catalog: validate, analyze, write, commit. A failed first run leaves no index behind."""
@@ -142,7 +145,10 @@ def register(app: typer.Typer) -> None:
         if commit_every < 0:
             raise ConfigError(f"--commit-every must be 0 (one commit at the end) or a number of records, not {commit_every}")
         t0 = time.perf_counter()
-        opened = open_or_create(data, index, schema, vectors, parse_columns(columns))
+        from souk.cli.vectors import vector_options
+
+        opened = open_or_create(data, index, schema, vectors, parse_columns(columns),
+                                vector_options(index, vectors, vector_backend, vector_uri, vector_collection))
         idx = opened.index
         for note in opened.notes:
             err_console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)

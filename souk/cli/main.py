@@ -53,6 +53,7 @@ COMMANDS = [
     ("souk.cli.ner", app),
     ("souk.cli.intent", app),
     ("souk.cli.events", app),
+    ("souk.cli.vectors", app),
 ]
 
 

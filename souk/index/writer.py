@@ -99,6 +99,7 @@ class Writer:
                 raise
         self._batch_size = batch
         self._pending: list[dict] = []
+        self._mirrors: list | None = None  # vector fields kept in another service (Milvus), synced at commit
         self._analysis = dict(self.schema.analysis)
 
     # ---- writes ------------------------------------------------------------------------------
@@ -145,11 +146,14 @@ class Writer:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id (visible after commit); returns how many ids were given."""
-        n = 0
+        n, keys = 0, []
         with guard(self.index.path, "write"):
             for doc_id in ids:
                 self._w.delete_documents_by_term(ID, str(doc_id))
+                keys.append(doc_key(str(doc_id)))
                 n += 1
+        for mirror in self._mirror_list():
+            mirror.delete(keys)
         return n
 
     def commit(self, **manifest: Any) -> int:
@@ -165,11 +169,14 @@ class Writer:
         except OSError as e:
             raise IndexStateError(f"{self.index.path}: committed, but the manifest could not be updated: "
                                   f"{e.strerror}") from None
+        self._publish_mirrors()
         return opstamp
 
     def rollback(self) -> None:
         """Drop everything since the last commit."""
         self._pending.clear()
+        for mirror in self._mirrors or []:
+            mirror.clear()
         with guard(self.index.path, "write"):
             self._w.rollback()
 
@@ -197,11 +204,37 @@ class Writer:
 
         return {"models": {vf.name: model_record(field_params(self.index, vf)) for vf in self.schema.vector_fields}}
 
+    def _mirror_list(self) -> list:
+        if self._mirrors is None:
+            from souk.index.vectors.config import mirrors_for
+
+            self._mirrors = mirrors_for(self.index) if self.schema.vector_fields else []
+        return self._mirrors
+
+    def _publish_mirrors(self) -> None:
+        """After the tantivy commit: send the commit's writes and deletes to each mirror, stamped with the
+        commit id searchers will see. A failure leaves the index committed and the mirror stamped as
+        not in step (searches refuse it until `souk vectors rebuild`)."""
+        if not self._mirror_list():
+            return
+        from souk.index.searcher import _digest
+        from souk.index.store import meta_path
+
+        commit_id = _digest(meta_path(self.index.path))
+        for mirror in self._mirrors:
+            try:
+                mirror.publish(commit_id)
+            except SoukError as e:
+                raise IndexStateError(f"committed, but the vectors of field {mirror.field} could not be sent to "
+                                      f"their store ({e}); run `souk vectors rebuild --index DIR`") from None
+
     def _flush(self) -> int:
         batch, self._pending = self._pending, []
         if not batch:
             return 0
         vectors = self._encode(batch)
+        for mirror in self._mirror_list():
+            mirror.stage(batch, vectors[mirror.field])
         with guard(self.index.path, "write"):
             for i, values in enumerate(batch):
                 doc_id = values[self.schema.id_field]

@@ -28,9 +28,11 @@ class Retriever(Protocol):
 
 
 def nearest(searcher: Any, plans: Sequence[QueryPlan], k: int, encode: Callable[[list[QueryPlan]], Any],
-            search: Callable[[Any, int, Any], tuple[Any, Any]], min_score: float | None = None) -> list[Ranking]:
+            search: Callable[[Any, int, Any], tuple[Any, Any]], min_score: float | None = None,
+            push_down: bool = False) -> list[Ranking]:
     """Vector recall shared by vector retrievers: plans with text are encoded in one batch, then searched
-    once per distinct filter list (`search(vectors, k, allowed_keys)` -> keys, scores; -1 keys are gaps);
+    once per distinct filter list (`search(vectors, k, allowed_keys)` -> keys, scores; -1 keys are gaps;
+    with `push_down` the search gets the plan's filters instead of allowed keys and applies them itself);
     plans with empty text find nothing, and with `min_score` neither do scores at or below it."""
     out: list[Ranking] = [Ranking.empty() for _ in plans]
     live = [i for i, p in enumerate(plans) if p.text.strip()]
@@ -42,7 +44,8 @@ def nearest(searcher: Any, plans: Sequence[QueryPlan], k: int, encode: Callable[
         by_filters.setdefault(id(plans[i].filters) if plans[i].filters else 0, []).append(row)
     for rows in by_filters.values():
         flt = plans[live[rows[0]]].filters
-        keys, scores = search(vectors[rows], k, searcher.filter_keys(flt) if flt else None)
+        restrict = (list(flt) if flt else None) if push_down else (searcher.filter_keys(flt) if flt else None)
+        keys, scores = search(vectors[rows], k, restrict)
         for row, row_keys, row_scores in zip(rows, keys, scores):
             keep = row_keys >= 0 if min_score is None else (row_keys >= 0) & (row_scores > min_score)
             out[live[row]] = Ranking(searcher.keys_to_ids(row_keys[keep]), np.asarray(row_scores[keep], dtype=np.float32))
@@ -79,4 +82,5 @@ def build_retriever(name: str, searcher: Any, options: dict[str, Any] | None = N
 def _load_builtin() -> None:
     import souk.retrieval.bm25  # noqa: F401  (registers bm25)
     import souk.retrieval.dense  # noqa: F401  (registers dense)
+    import souk.retrieval.milvus  # noqa: F401  (registers milvus; pymilvus loads only when used)
     import souk.retrieval.wordvec  # noqa: F401  (registers wordvec)

@@ -41,8 +41,9 @@ class DenseRetriever:
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """One Ranking per plan; queries are encoded in one batch (plans with empty text find nothing)."""
+        pushed = getattr(self.vectors, "pushes_filters", False)  # Milvus: filters become its expressions
         return nearest(self.searcher, plans, k, lambda live: self.vectors.encode_queries([p.text for p in live]),
-                       self.vectors.search)
+                       self.vectors.search_filtered if pushed else self.vectors.search, push_down=pushed)
 
     def coverage(self, plan: QueryPlan) -> float:
         """Share of the query in scripts the encoder was trained on (an English-only model reads no Han)."""

@@ -55,25 +55,46 @@ class VectorBackend(Protocol):
 
 
 _BACKENDS: dict[str, type] = {}
+_PARAMS: dict[str, dict[str, Any]] = {}
+# backends in their own modules, registered when first named (their client libraries load only when used)
+_OPTIONAL = {"milvus": "souk.index.vectors.milvus"}
 
 
-def register_vector_backend(name: str) -> Callable[[type], type]:
-    """Class decorator: make the backend class available as `index = "<name>"` in vector field params."""
+def register_vector_backend(name: str, params: dict[str, Any] | None = None) -> Callable[[type], type]:
+    """Class decorator: make the backend class available as `index = "<name>"` in vector field params.
+
+    `params`: the backend's own keys in a vector field's params, with their defaults (checked by the class's
+    optional `check_params(params, where) -> params` when an index is created)."""
     def add(cls: type) -> type:
         _BACKENDS[name] = cls
+        _PARAMS[name] = dict(params or {})
         return cls
 
     return add
 
 
+def backend_params(name: str) -> dict[str, Any]:
+    """The extra params (with defaults) that backend `name` declared; {} for unknown names."""
+    _load_optional(name)
+    return dict(_PARAMS.get(name, {}))
+
+
+def _load_optional(name: Any) -> None:
+    if isinstance(name, str) and name in _OPTIONAL and name not in _BACKENDS:
+        import importlib
+
+        importlib.import_module(_OPTIONAL[name])
+
+
 def vector_backend_names() -> list[str]:
-    return list(_BACKENDS)
+    return list(dict.fromkeys([*_BACKENDS, *_OPTIONAL]))
 
 
 def vector_backend(name: str) -> type:
     """The backend class registered as `name`; `ConfigError` lists the known ones."""
+    _load_optional(name)
     if name not in _BACKENDS:
-        raise ConfigError(f"unknown vector index {name!r}; known: {', '.join(_BACKENDS)}")
+        raise ConfigError(f"unknown vector index {name!r}; known: {', '.join(vector_backend_names())}")
     return _BACKENDS[name]
 
 

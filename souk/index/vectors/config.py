@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from souk.errors import ConfigError, SoukError
-from souk.index.vectors.backend import vector_backend_names
+from souk.index.vectors.backend import backend_params, vector_backend, vector_backend_names
 
 DEFAULTS: dict[str, Any] = {
     "model": "all-MiniLM-L6-v2", "source": [], "index": "flat", "normalize": True, "max_length": 256,
@@ -28,10 +28,11 @@ def validate_params(field) -> dict[str, Any]:
 
     where = f"fields.{field.name}.params"
     params = dict(field.params or {})
-    unknown = set(params) - set(DEFAULTS) - {"dim"}
+    own = backend_params(params["index"]) if isinstance(params.get("index"), str) else {}
+    unknown = set(params) - set(DEFAULTS) - {"dim"} - set(own)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted([*DEFAULTS, 'dim']))}")
-    params = {**DEFAULTS, **params}
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted([*DEFAULTS, *own, 'dim']))}")
+    params = {**DEFAULTS, **own, **params}
 
     def check(key: str, ok: bool, expected: str) -> None:
         if not ok:
@@ -57,7 +58,8 @@ def validate_params(field) -> dict[str, Any]:
     t = params["transform"]
     ok = t in ("none", "whiten") or (isinstance(t, str) and t.startswith("pca:") and t[4:].isdigit() and 0 < int(t[4:]) <= dim)
     check("transform", ok, f'"none", "whiten" or "pca:N" with N in 1..{dim}')
-    return params
+    checker = getattr(vector_backend(params["index"]), "check_params", None)
+    return checker(params, where) if checker is not None else params
 
 
 def field_params(index, field) -> dict[str, Any]:
@@ -65,3 +67,15 @@ def field_params(index, field) -> dict[str, Any]:
     (indexes made before pinning completed them in the schema itself)."""
     pinned = index.manifest.get("vectors", {}).get(field.name)
     return dict(pinned) if pinned is not None else validate_params(field)
+
+
+def mirrors_for(index) -> list:
+    """What the writer must keep in step at each commit: one mirror per vector field whose backend lives
+    outside the index (a backend class with a `mirror(index, field, params)` factory, e.g. Milvus)."""
+    out = []
+    for vf in index.schema.vector_fields:
+        params = field_params(index, vf)
+        factory = getattr(vector_backend(params["index"]), "mirror", None)
+        if factory is not None:
+            out.append(factory(index, vf, params))
+    return out
