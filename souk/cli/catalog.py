@@ -192,17 +192,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Search an index through a pipeline (keyword: BM25 with facets, sort and highlights over every match)."""
-        from souk.engine import Engine
+        from souk.cli.quick import run_search  # also reached without typer: souk.cli.main's fast path
 
-        engine = Engine.open(index)
-        result = engine.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort,
-                               k=k, offset=offset, explain=explain)
-        if as_json:
-            emit_json(result.to_dict())
-            return
-        _print_result(result, engine.index.schema, sort)
-        if explain and result.plan:
-            _print_explain(result)
+        run_search(query, index, filters, facets, k, offset, sort, pipeline, explain, as_json)
 
     @app.command("explain")
     def explain_cmd(
