@@ -301,6 +301,8 @@ def set_calibration(texts: Sequence[str]) -> None:
 
 
 def _bf16_missing(m: Machine) -> str | None:
+    if capped_to_avx2():
+        return "capped to AVX2 (ONEDNN_MAX_CPU_ISA)"
     if not m.flags & {"amx_bf16", "avx512_bf16"}:
         return "no bf16 instructions (amx_bf16 / avx512_bf16)"
     import torch
@@ -326,7 +328,15 @@ def _module_missing(name: str) -> str | None:
     return None if importlib.util.find_spec(name) is not None else f"{name} is not installed"
 
 
+def _onnx_missing(m: Machine) -> str | None:
+    if capped_to_avx2():
+        return "onnxruntime cannot be capped to AVX2 (ONEDNN_MAX_CPU_ISA is set): it would not measure this CPU"
+    return _module_missing("onnxruntime")
+
+
 def _int8_missing(m: Machine) -> str | None:
+    if capped_to_avx2():
+        return _onnx_missing(m)
     if not (_has_vnni(m) or "avx2" in m.flags):
         return "no int8 dot-product instructions (amx_int8 / avx512_vnni / avx_vnni) and no AVX2"
     return _module_missing("onnxruntime")
@@ -350,7 +360,7 @@ class BackendSpec:
 BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("torch-fp32", lambda m: None, _torch_forward("float32")),
     BackendSpec("torch-bf16", _bf16_missing, _torch_forward("bfloat16")),
-    BackendSpec("onnx-fp32", lambda m: _module_missing("onnxruntime"), _onnx_fp32_forward),
+    BackendSpec("onnx-fp32", _onnx_missing, _onnx_fp32_forward),
     BackendSpec("openvino-fp32", lambda m: _module_missing("openvino"), _openvino_fp32_forward),
     BackendSpec("onnx-int8", _int8_missing, _onnx_forward),
     BackendSpec("openvino-int8", _openvino_int8_missing, _openvino_int8_forward),

@@ -98,3 +98,53 @@ def test_minilm_bf16_agrees_with_fp32(texts):
     bf16 = get_encoder(EncoderConfig(backend="torch-bf16")).encode(texts)
     cos = cosines(fp32, bf16)
     assert cos.mean() >= TOLERANCE["cos_mean"] and cos.min() >= TOLERANCE["cos_min"]
+
+
+# ---- exports, AVX2 capping, exact queries ---------------------------------------------------------
+def test_exports_are_built_once_and_rebuilt_when_damaged_or_foreign(tiny_encoder, tmp_path, monkeypatch):
+    import os
+
+    from souk.models.backends import exported
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card, builds = model_card(str(tiny_encoder)), []
+
+    def build(folder):
+        builds.append(folder)
+        (folder / "model.bin").write_bytes(b"weights" * 10)
+
+    out = exported(card, "test", build)
+    assert exported(card, "test", build) == out and len(builds) == 1  # verified, reused
+    (out / "model.bin").write_bytes(b"tampered")
+    assert exported(card, "test", build) == out and len(builds) == 2 and (out / "model.bin").read_bytes() == b"weights" * 10
+    (out / "extra.onnx").write_bytes(b"x")  # a file the export did not list
+    exported(card, "test", build)
+    assert len(builds) == 3 and not (out / "extra.onnx").exists()
+    os.chmod(out / "model.bin", 0o666)  # writable by anyone: not trusted
+    exported(card, "test", build)
+    assert len(builds) == 4
+
+
+def test_capped_to_avx2_offers_only_paths_that_run_there(monkeypatch):
+    from souk.models.backends import capped_to_avx2
+
+    m = detect_machine()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert capped_to_avx2()
+    for name in ("torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8"):
+        assert BACKENDS[name].missing(m), name  # bf16/VNNI capped away; onnxruntime cannot be capped
+    assert BACKENDS["torch-fp32"].missing(m) is None
+
+
+def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tiny_encoder, tmp_path, monkeypatch):
+    from souk.models.backends import cached_choice
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    config = EncoderConfig(model=str(tiny_encoder), backend="exact")
+    assert cached_choice(config) is None
+    assert get_encoder(config).backend == "torch-fp32"  # nothing measured: the reference, no probe run
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("choice-*.json"))
+    choice = choose_backend(EncoderConfig(model=str(tiny_encoder)), PROBE)
+    assert choice["exact"] in BACKENDS and "int8" not in choice["exact"]
+    assert get_encoder(config).backend == choice["exact"]
