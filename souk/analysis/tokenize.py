@@ -31,12 +31,10 @@ class Token:
 def _jieba(user_dict: str | None):
     import jieba
 
+    from souk.analysis.jieba_dict import new_tokenizer
+
     jieba.setLogLevel(logging.WARNING)
-    tokenizer = jieba.Tokenizer()
-    tokenizer.initialize()
-    if user_dict:
-        tokenizer.load_userdict(str(Path(user_dict)))
-    return tokenizer
+    return new_tokenizer(user_dict)
 
 
 def han_words(run: str, user_dict: str | None = None) -> Iterator[tuple[str, int, int]]:

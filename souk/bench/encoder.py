@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from souk.models.backends import PROBE_DOCS, choose_backend, quiet_transformers
+from souk.models.backends import PROBE_DOCS, capped_to_avx2, choose_backend, quiet_transformers
 from souk.models.encoder import EncoderConfig, TransformerEncoder, get_encoder
 from souk.models.registry import model_card
 
@@ -94,4 +94,34 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
         "probe": {n: r for n, r in choice["paths"].items()}, "peer": "sentence-transformers fp32 (batch 32)",
         "docs_per_s": round(docs_per_s, 1), "peer_docs_per_s": round(peer_docs_per_s, 1),
         "ratio": round(docs_per_s / peer_docs_per_s, 2), "ndcg_delta": round(ndcg["souk"] - ndcg["peer"], 4), "path": ours.backend,
+        "isa": "avx2" if capped_to_avx2() else "native",
     }
+
+
+CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def bench_encoder_capped(dataset: Path, split: str | None = None, max_docs: int | None = None) -> dict[str, Any]:
+    """`bench_encoder` in a child process whose torch and oneDNN (OpenVINO's CPU kernels) are capped to AVX2:
+    what souk chooses and how fast it runs on a CPU without AVX-512, VNNI or AMX. ONNX Runtime reads the CPU's
+    features itself and cannot be capped; the result says so."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from souk.errors import SoukError
+
+    cmd = [sys.executable, "-m", "souk", "bench", "encoder", "--dataset", str(dataset), "--json"]
+    cmd += ["--split", split] if split else []
+    cmd += ["--max-docs", str(max_docs)] if max_docs else []
+    done = subprocess.run(cmd, env={**os.environ, **CAP}, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise SoukError(f"the AVX2-capped encoder bench failed (exit {done.returncode}): {done.stderr.strip()[-300:]}")
+    result = json.loads(lines[-1])
+    result["isa"] = "avx2"
+    result["env"] = CAP
+    result["note"] = ("torch and OpenVINO capped to AVX2 via oneDNN/ATen; onnxruntime cannot be capped, so its "
+                      "paths were left out of the choice here (they would use the CPU's full instruction set)")
+    return result

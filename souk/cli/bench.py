@@ -28,6 +28,24 @@ def register(bench_app: typer.Typer) -> None:
             for key, value in result.items():
                 console.print(f"{key:>24}: {value}")
 
+    @bench_app.command("cli")
+    def cli_cmd(
+        index: Path = typer.Option(..., "--index", help="Index directory to search."),
+        query: str = typer.Option("water", "--query", help="The query each process searches."),
+        runs: int = typer.Option(7, "--runs", min=1, help="Timed processes per side (medians reported)."),
+        pipeline: str = typer.Option("keyword", "--pipeline", help="e.g. hybrid: the first query of a process."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Whole `souk search` processes vs a bare Python process opening the same tantivy index (medians)."""
+        from souk.bench.cli import bench_cli
+
+        result = bench_cli(index, query, runs, pipeline)
+        if as_json:
+            emit_json(result)
+        else:
+            for key, value in result.items():
+                console.print(f"{key:>24}: {value}")
+
     @bench_app.command("serve")
     def serve_cmd(
         index: Path = typer.Option(..., "--index", help="Index directory to serve."),

@@ -15,12 +15,15 @@ def register(bench_app: typer.Typer) -> None:
         dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
         split: Optional[str] = typer.Option(None, "--split", help="qrels split for nDCG (default: test, dev or train)."),
         max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Encode a seeded sample of this many docs (judged ones kept)."),
+        isa: str = typer.Option("native", "--isa", help="native, or avx2: both sides rerun in a process with oneDNN and torch capped to AVX2."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Docs/s of souk's chosen encoder path vs sentence-transformers fp32; nDCG@10 of both."""
-        from souk.bench.encoder import bench_encoder
+        from souk.bench.encoder import bench_encoder, bench_encoder_capped
 
-        result = bench_encoder(dataset, split, max_docs)
+        if isa not in ("native", "avx2"):
+            raise typer.BadParameter("native or avx2", param_hint="--isa")
+        result = bench_encoder(dataset, split, max_docs) if isa == "native" else bench_encoder_capped(dataset, split, max_docs)
         if as_json:
             emit_json(result)
             return

@@ -201,20 +201,9 @@ def register(app: typer.Typer) -> None:
         """Search an index through a pipeline (keyword: BM25 with facets, sort and highlights over every match).
 
         Loading the index, its models and caches is timed apart (`load_ms`): `took_ms` is the search alone."""
-        from souk.engine import Engine
+        from souk.cli.quick import run_search  # also reached without typer: souk.cli.main's fast path
 
-        started = time.perf_counter()
-        engine = Engine.open(index)
-        engine.search("warm up", pipeline=pipeline, k=1, highlight=False)  # models, dictionaries, caches
-        load_ms = (time.perf_counter() - started) * 1e3
-        result = engine.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort,
-                               k=k, offset=offset, explain=explain)
-        if as_json:
-            emit_json({**result.to_dict(), "load_ms": round(load_ms, 3)})
-            return
-        _print_result(result, engine.index.schema, sort, load_ms)
-        if explain and result.plan:
-            _print_explain(result)
+        run_search(query, index, filters, facets, k, offset, sort, pipeline, explain, as_json)
 
     @app.command("explain")
     def explain_cmd(

@@ -354,9 +354,20 @@ class Searcher:
         return plan
 
     def warm(self) -> None:
-        """Load what the first query would otherwise wait for (jieba's dictionary for Chinese fields)."""
+        """Load what the first query would otherwise wait for (jieba's dictionary for Chinese fields), only when
+        the index holds Chinese text (a sample of its documents): an English index never loads jieba or OpenCC."""
+        if not self._holds_han():
+            return
         for _, analyzer, _ in self._plan(tuple(self.schema.search_fields)):
             analyzer.terms("中文")
+
+    def _holds_han(self, sample: int = 64) -> bool:
+        from souk.analysis.normalize import has_han
+
+        for _, addr in self._s.search(tantivy.Query.all_query(), sample, count=False).hits:
+            if has_han(json.dumps(json.loads(bytes(self._s.doc(addr).get_first(SOURCE))), ensure_ascii=False)):
+                return True
+        return False
 
     # ---- cheap paths for retrieval stages ------------------------------------------------------
     def _expand(self, query: tantivy.Query | None, expansions: Sequence[tuple[str, float]],

@@ -1,12 +1,22 @@
 """Inference paths for transformer encoders, and the measured choice between them.
 
 Paths (registry `BACKENDS`, names persisted with the index):
-  torch-fp32  the reference; always available.
-  torch-bf16  bf16 weights; offered only when the CPU has bf16 instructions (AMX or AVX-512 BF16).
-  onnx-int8   ONNX Runtime, int8 dynamic quantization (per-channel weights); offered only with VNNI/AMX-int8.
+  torch-fp32     the reference; always available.
+  torch-bf16     bf16 weights; offered only when the CPU has bf16 instructions (AMX or AVX-512 BF16).
+  onnx-fp32      ONNX Runtime on the fp32 export (exact).
+  openvino-fp32  OpenVINO on the same export, f32 precision forced (exact; AMX would otherwise run bf16).
+  onnx-int8      ONNX Runtime, int8 dynamic quantization (per-channel weights; 7-bit `reduce_range` weights
+                 on CPUs without VNNI, where full-range u8*s8 products saturate).
+  openvino-int8  OpenVINO, NNCF post-training int8 (SmoothQuant, calibrated on a slice of the caller's
+                 texts); offered only with VNNI/AMX (on AVX2 alone it measured no faster than fp32).
 `choose_backend` probes each offered path on a slice of the caller's texts and keeps the fastest whose
-embeddings stay within `TOLERANCE` of fp32 (near-lossless; measurements cached per machine under
-`cache_dir()`). Never assume a capability: every path is checked against what the machine reports.
+embeddings stay within its tolerance of fp32 (`TOLERANCE` for exact paths, `INT8_TOLERANCE` for int8;
+measurements cached per machine under `cache_dir()`); `exact` names the fastest exact path (queries use it).
+Exports (ONNX, OpenVINO IR) are built once into `cache_dir()/models/` and hash-checked against their
+`export.json` on every load; one that fails the check, or is not owned by this user, is rebuilt.
+Never assume a capability: every path is checked against what the machine reports;
+`ONEDNN_MAX_CPU_ISA=AVX2` (with `ATEN_CPU_CAPABILITY=avx2`) makes torch and OpenVINO behave as on an AVX2-only
+CPU and is honoured here (`capped_to_avx2`); ONNX Runtime cannot be capped.
 
 onnx-int8 quantizes activations per batch, so a text's vector shifts slightly with its batch mates
 (cosine > 0.99 to fp32 either way).
@@ -35,11 +45,13 @@ if TYPE_CHECKING:
     from souk.models.encoder import EncoderConfig
 
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> mean-pooled (n, dim)
-# A path's embeddings vs torch-fp32 on the probe. Near-lossless on purpose: the automatic choice must not
-# change rankings measurably (bf16: cosine 0.99995, no nDCG change on SciFact). onnx-int8 (cosine ~0.995,
-# nDCG@10 -0.004 on SciFact dev) stays available as an explicit `backend = "onnx-int8"`.
+# A path's embeddings vs torch-fp32 on the probe. Exact paths (fp32 on another runtime, bf16) must stay
+# near-lossless (bf16: cosine 0.99995, no nDCG change on SciFact); int8 paths get their own bar (OpenVINO int8
+# with SmoothQuant: cosine 0.997 mean / 0.995 min, |delta nDCG@10| <= 0.005 on SciFact dev, `souk bench encoder`).
+# onnx-int8 (dynamic activations: 0.993 / 0.986) misses it and stays an explicit `backend = "onnx-int8"`.
 TOLERANCE = {"cos_mean": 0.999, "cos_min": 0.995}
-ONNX_FORMAT = 1  # bump when the export changes: cached ONNX files are keyed by it
+INT8_TOLERANCE = {"cos_mean": 0.995, "cos_min": 0.99}
+ONNX_FORMAT = 2  # bump when an export or the set of paths changes: cached exports and choices are keyed by it
 PROBE_DOCS = 48
 REFERENCE = "torch-fp32"
 
@@ -78,18 +90,76 @@ def _torch_forward(dtype_name: str) -> Callable[[ModelCard], Forward]:
     return load
 
 
-def onnx_int8_path(card: ModelCard) -> Path:
-    """The int8 ONNX export of the model (mean pooling inside), created once and cached."""
-    out = cache_dir() / "models" / f"{card.slug}-{card.version}-onnx{ONNX_FORMAT}" / "model.int8.onnx"
-    if out.exists():
-        return out
+# ---- exported models: built once into the cache, hash-checked on every load -----------------------
+def _ours(path: Path) -> bool:
+    """A real file or folder owned by this user that no one else may write (else: not loaded)."""
+    import stat
+
     try:
-        import onnx  # noqa: F401  (torch.onnx.export and the quantizer need it)
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(folder: Path) -> bool:
+    """True when `folder` holds exactly the files its `export.json` lists, each with the listed sha256."""
+    meta = folder / "export.json"
+    if not (_ours(folder) and _ours(meta)):
+        return False
+    try:
+        files = json.loads(meta.read_text())["files"]
+        names = {p.name for p in folder.iterdir()} - {"export.json"}
+        return bool(files) and names == set(files) and all(
+            _ours(folder / n) and _sha256(folder / n) == digest for n, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def exported(card: ModelCard, kind: str, build: Callable[[Path], None], **meta) -> Path:
+    """The folder of export `kind` of the model, built by `build(folder)` once (atomically) and verified by
+    hash on every load: a damaged or foreign export is removed and built again."""
+    import shutil
+
+    out = cache_dir() / "models" / f"{card.slug}-{card.version}-{kind}{ONNX_FORMAT}"
+    if out.exists():
+        if _verified(out):
+            return out
+        shutil.rmtree(out, ignore_errors=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, mode=0o700)
+    try:
+        build(tmp)
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        (tmp / "export.json").write_text(json.dumps({"kind": kind, "model": card.key, "files": files, **meta}))
+        os.replace(tmp, out)
+    except OSError:  # another process won the race: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _export_onnx(card: ModelCard, target: Path) -> None:
+    """fp32 ONNX of the model with mean pooling inside (inputs input_ids, attention_mask; output embedding)."""
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
         import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
         from transformers import AutoModel
     except ImportError as e:
-        raise ModelError(f"the onnx-int8 path needs {e.name}: pip install onnx onnxruntime") from e
+        raise ModelError(f"the ONNX paths need {e.name}: pip install onnx onnxruntime") from e
     quiet_transformers()
     net = AutoModel.from_pretrained(str(card.path), attn_implementation="eager").eval()
 
@@ -101,44 +171,138 @@ def onnx_int8_path(card: ModelCard) -> Path:
         def forward(self, input_ids, attention_mask):
             return mean_pool(self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask)
 
-    tmp = out.parent.with_name(out.parent.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     example = (torch.tensor([[1, 5, 2], [1, 2, 0]]), torch.tensor([[1, 1, 1], [1, 1, 0]]))
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Pooled(), example, str(tmp / "model.onnx"), input_names=["input_ids", "attention_mask"],
+        torch.onnx.export(Pooled(), example, str(target), input_names=["input_ids", "attention_mask"],
                           output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                         "embedding": {0: "batch"}})
+
+
+def onnx_fp32_path(card: ModelCard) -> Path:
+    """The fp32 ONNX export of the model (mean pooling inside), created once and cached."""
+    return exported(card, "onnx", lambda d: _export_onnx(card, d / "model.onnx")) / "model.onnx"
+
+
+def onnx_int8_path(card: ModelCard, reduce_range: bool = False) -> Path:
+    """The int8 ONNX export (dynamic quantization, per-channel weights). `reduce_range` (7-bit weights) is
+    what CPUs without VNNI need: their u8*s8 multiply-add saturates on full-range weights."""
+    def build(folder: Path) -> None:
+        try:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+        except ImportError as e:
+            raise ModelError(f"the onnx-int8 path needs {e.name}: pip install onnxruntime") from e
         root, level = logging.getLogger(), logging.getLogger().level
         root.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing on the root logger
         try:
-            quantize_dynamic(str(tmp / "model.onnx"), str(tmp / out.name), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(onnx_fp32_path(card)), str(folder / "model.int8.onnx"), weight_type=QuantType.QInt8,
+                             per_channel=True, reduce_range=reduce_range)
         finally:
             root.setLevel(level)
-    (tmp / "model.onnx").unlink()
-    try:
-        os.replace(tmp, out.parent)
-    except OSError:  # another process won the race: keep theirs
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return exported(card, "onnx-int8r" if reduce_range else "onnx-int8", build) / "model.int8.onnx"
 
 
-def _onnx_forward(card: ModelCard) -> Forward:
+def _ort_session(path: Path):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = detect_machine().threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_int8_path(card)), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return lambda ids, mask: sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
 
+def _onnx_forward(card: ModelCard) -> Forward:
+    return _ort_session(onnx_int8_path(card, reduce_range=not _has_vnni(detect_machine())))
+
+
+def _onnx_fp32_forward(card: ModelCard) -> Forward:
+    return _ort_session(onnx_fp32_path(card))
+
+
+# Calibration texts for NNCF: the probe `choose_backend` measures on (the caller's corpus) when there is one,
+# else the demo catalog's English names. The export records a hash of what it was calibrated on.
+_CALIBRATION: list[str] = []
+CALIBRATION_SIZE = 64
+
+
+def _calibration_texts() -> list[str]:
+    if _CALIBRATION:
+        return list(_CALIBRATION)
+    demo = Path(__file__).resolve().parent.parent / "demo" / "pricewatch.json"
+    try:
+        rows = json.loads(demo.read_text(encoding="utf-8"))
+        return [str(r["name"]["en"]) for r in rows[:CALIBRATION_SIZE] if isinstance(r.get("name"), dict) and r["name"].get("en")]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["a short text"]
+
+
+def openvino_int8_folder(card: ModelCard, max_length: int = 256) -> Path:
+    """The OpenVINO int8 model (NNCF post-training quantization with SmoothQuant, transformer preset),
+    calibrated once on `_calibration_texts()`."""
+    texts = _calibration_texts()
+
+    def build(folder: Path) -> None:
+        try:
+            import nncf
+            import openvino as ov
+        except ImportError as e:
+            raise ModelError(f"the openvino-int8 path needs {e.name}: pip install 'souk[fast]'") from e
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(card.path / "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(max_length)
+        items = []
+        for e in tok.encode_batch(texts):
+            ids = np.asarray([e.ids], dtype=np.int64)
+            items.append({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        model = ov.Core().read_model(str(onnx_fp32_path(card)))
+        logging.getLogger("nncf").setLevel(logging.ERROR)
+        quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=len(items))
+        ov.save_model(quantized, str(folder / "model.xml"), compress_to_fp16=False)
+
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    return exported(card, "openvino-int8", build, calibration=digest, calibration_texts=len(texts))
+
+
+def _openvino(path: Path, exact: bool) -> Forward:
+    import openvino as ov
+
+    config = {"INFERENCE_NUM_THREADS": detect_machine().threads, "PERFORMANCE_HINT": "LATENCY"}
+    if exact:
+        config["INFERENCE_PRECISION_HINT"] = "f32"  # AMX machines would otherwise run bf16
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    out = compiled.output(0)
+
+    def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.array(request.infer({"input_ids": ids, "attention_mask": mask})[out], dtype=np.float32)
+
+    return forward
+
+
+def _openvino_fp32_forward(card: ModelCard) -> Forward:
+    return _openvino(onnx_fp32_path(card), exact=True)
+
+
+def _openvino_int8_forward(card: ModelCard) -> Forward:
+    return _openvino(openvino_int8_folder(card) / "model.xml", exact=False)
+
+
+def set_calibration(texts: Sequence[str]) -> None:
+    """Texts NNCF calibrates on when an int8 OpenVINO export is first built (a slice of the caller's corpus)."""
+    _CALIBRATION[:] = [str(t) for t in texts][:CALIBRATION_SIZE]
+
+
 def _bf16_missing(m: Machine) -> str | None:
+    if capped_to_avx2():
+        return "capped to AVX2 (ONEDNN_MAX_CPU_ISA)"
     if not m.flags & {"amx_bf16", "avx512_bf16"}:
         return "no bf16 instructions (amx_bf16 / avx512_bf16)"
     import torch
@@ -148,14 +312,40 @@ def _bf16_missing(m: Machine) -> str | None:
     return None
 
 
+def _has_vnni(m: Machine) -> bool:
+    return bool(m.flags & {"amx_int8", "avx512_vnni", "avx_vnni"}) and not capped_to_avx2()
+
+
+def capped_to_avx2() -> bool:
+    """True when oneDNN (torch, OpenVINO) is told to use AVX2 at most (ONEDNN_MAX_CPU_ISA=AVX2): the machine
+    then behaves, for those libraries, like one without AVX-512, VNNI or AMX. ONNX Runtime cannot be capped."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ("AVX2", "AVX", "SSE41")
+
+
+def _module_missing(name: str) -> str | None:
+    import importlib.util
+
+    return None if importlib.util.find_spec(name) is not None else f"{name} is not installed"
+
+
+def _onnx_missing(m: Machine) -> str | None:
+    if capped_to_avx2():
+        return "onnxruntime cannot be capped to AVX2 (ONEDNN_MAX_CPU_ISA is set): it would not measure this CPU"
+    return _module_missing("onnxruntime")
+
+
 def _int8_missing(m: Machine) -> str | None:
-    if not m.flags & {"amx_int8", "avx512_vnni", "avx_vnni"}:
-        return "no int8 dot-product instructions (amx_int8 / avx512_vnni / avx_vnni)"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "onnxruntime is not installed"
-    return None
+    if capped_to_avx2():
+        return _onnx_missing(m)
+    if not (_has_vnni(m) or "avx2" in m.flags):
+        return "no int8 dot-product instructions (amx_int8 / avx512_vnni / avx_vnni) and no AVX2"
+    return _module_missing("onnxruntime")
+
+
+def _openvino_int8_missing(m: Machine) -> str | None:
+    if not _has_vnni(m):  # without VNNI OpenVINO's int8 kernels are no faster than fp32 (measured: 1.04x)
+        return "no int8 dot-product instructions (amx_int8 / avx512_vnni / avx_vnni), or capped to AVX2"
+    return _module_missing("openvino") or _module_missing("nncf")
 
 
 @dataclass(frozen=True)
@@ -170,14 +360,17 @@ class BackendSpec:
 BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("torch-fp32", lambda m: None, _torch_forward("float32")),
     BackendSpec("torch-bf16", _bf16_missing, _torch_forward("bfloat16")),
+    BackendSpec("onnx-fp32", _onnx_missing, _onnx_fp32_forward),
+    BackendSpec("openvino-fp32", lambda m: _module_missing("openvino"), _openvino_fp32_forward),
     BackendSpec("onnx-int8", _int8_missing, _onnx_forward),
+    BackendSpec("openvino-int8", _openvino_int8_missing, _openvino_int8_forward),
 )}
 
 
 def check_backend(name: str) -> str:
     """`name` if it is a known path, else a `ModelError` listing them."""
     if name not in BACKENDS:
-        raise ModelError(f"unknown encoder backend {name!r}; known: auto, {', '.join(BACKENDS)}")
+        raise ModelError(f"unknown encoder backend {name!r}; known: auto, exact, {', '.join(BACKENDS)}")
     return name
 
 
@@ -229,17 +422,38 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 # ---- the measured choice ---------------------------------------------------------------------
-def choose_backend(config: "EncoderConfig", probe: Sequence[str] = (), refresh: bool = False) -> dict:
-    """Measure each path this machine offers on `probe` (docs/s, cosine to fp32); keep the fastest within
-    `TOLERANCE`. The verdict is cached per model, max length and machine, so it is measured once."""
+def _choice_path(config: "EncoderConfig") -> Path:
     m = detect_machine()
     card = model_card(config.model)
-    key = hashlib.sha1(json.dumps([card.key, config.max_length, m.signature(), ONNX_FORMAT]).encode()).hexdigest()[:16]
-    path = cache_dir() / "models" / f"choice-{key}.json"
-    if path.exists() and not refresh:
-        return verdict(json.loads(path.read_text())["paths"], m)
+    key = hashlib.sha1(json.dumps([card.key, config.max_length, m.signature(), ONNX_FORMAT, capped_to_avx2()]).encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"choice-{key}.json"
+
+
+def cached_choice(config: "EncoderConfig") -> dict | None:
+    """The verdict measured earlier for this model, max length and machine; None when there is none (or it is
+    unreadable, or not ours)."""
+    path = _choice_path(config)
+    try:
+        if not _ours(path):
+            return None
+        return verdict(json.loads(path.read_text())["paths"], detect_machine())
+    except (OSError, ValueError, KeyError, TypeError, ModelError):
+        return None
+
+
+def choose_backend(config: "EncoderConfig", probe: Sequence[str] = (), refresh: bool = False) -> dict:
+    """Measure each path this machine offers on `probe` (docs/s, cosine to fp32); keep the fastest within
+    its tolerance. The verdict is cached per model, max length and machine, so it is measured once."""
+    m = detect_machine()
+    card = model_card(config.model)
+    path = _choice_path(config)
+    if not refresh:
+        cached = cached_choice(config)
+        if cached is not None:
+            return cached
     texts = [str(t) for t in probe][:PROBE_DOCS] or ["a short text"]
     texts = (texts * (PROBE_DOCS // len(texts) + 1))[:PROBE_DOCS]
+    set_calibration(texts)
     tokenizer = load_tokenizer(config.model, config.max_length)
     report: dict[str, dict] = {}
     ref: np.ndarray | None = None
@@ -270,11 +484,25 @@ def choose_backend(config: "EncoderConfig", probe: Sequence[str] = (), refresh: 
     return result
 
 
+def tolerance(name: str) -> dict[str, float]:
+    """The cosine bar path `name` must clear against torch-fp32 to be chosen automatically."""
+    return INT8_TOLERANCE if "int8" in name else TOLERANCE
+
+
+def within(name: str, r: dict) -> bool:
+    """True when the measured path `name` (a report entry) clears its bar."""
+    bar = tolerance(name)
+    return "docs_per_s" in r and r["cos_mean"] >= bar["cos_mean"] and r["cos_min"] >= bar["cos_min"]
+
+
 def verdict(report: dict[str, dict], m: Machine) -> dict:
-    """The fastest measured path within `TOLERANCE` (applied on read, so a cached report follows it)."""
-    ok = {n: r for n, r in report.items() if "docs_per_s" in r
-          and r["cos_mean"] >= TOLERANCE["cos_mean"] and r["cos_min"] >= TOLERANCE["cos_min"]}
+    """The fastest measured path within its tolerance (applied on read, so a cached report follows it), and
+    the fastest exact one (`exact`: what queries use)."""
+    ok = {n: r for n, r in report.items() if within(n, r)}
     if not ok:
         raise ModelError(f"no encoder path measured within tolerance {TOLERANCE}: {report}")
     best = max(ok, key=lambda n: ok[n]["docs_per_s"])
-    return {"backend": best, "machine": asdict(m) | {"flags": sorted(m.flags)}, "tolerance": TOLERANCE, "paths": report}
+    exact = max((n for n in ok if "int8" not in n), key=lambda n: ok[n]["docs_per_s"], default=REFERENCE)
+    return {"backend": best, "exact": exact, "machine": asdict(m) | {"flags": sorted(m.flags)},
+            "capped_to_avx2": capped_to_avx2(), "tolerance": {"exact": TOLERANCE, "int8": INT8_TOLERANCE},
+            "paths": report}

@@ -6,13 +6,13 @@ import pytest
 
 from souk.errors import ModelError
 from souk.models import EncoderConfig, get_encoder
-from souk.models.backends import BACKENDS, TOLERANCE, choose_backend, verdict
+from souk.models.backends import BACKENDS, TOLERANCE, choose_backend, tolerance, verdict
 from souk.models.machine import detect_machine
 from model_fakes import synthetic_texts
 from support import FIXTURES
 
 PROBE = synthetic_texts(48, seed=3)
-OPT_IN_BOUND = {"onnx-int8": {"cos_mean": 0.99, "cos_min": 0.98}}  # int8 is opt-in: close, not near-lossless
+OPT_IN_BOUND = {"onnx-int8": {"cos_mean": 0.99, "cos_min": 0.98}}  # onnx-int8 is opt-in: close, not near-lossless
 
 
 def cosines(a, b):
@@ -22,11 +22,14 @@ def cosines(a, b):
 def test_verdict_takes_the_fastest_path_within_tolerance():
     report = {"torch-fp32": {"docs_per_s": 10.0, "cos_mean": 1.0, "cos_min": 1.0},
               "torch-bf16": {"docs_per_s": 30.0, "cos_mean": 0.9999, "cos_min": 0.999},
-              "onnx-int8": {"docs_per_s": 90.0, "cos_mean": 0.995, "cos_min": 0.99},  # fastest, but lossy
+              "onnx-int8": {"docs_per_s": 90.0, "cos_mean": 0.993, "cos_min": 0.986},  # fastest, but lossy
               "other": {"skipped": "no instructions"}}
     assert verdict(report, detect_machine())["backend"] == "torch-bf16"
     report["torch-bf16"]["cos_min"] = 0.98
     assert verdict(report, detect_machine())["backend"] == "torch-fp32"
+    report["openvino-int8"] = {"docs_per_s": 80.0, "cos_mean": 0.997, "cos_min": 0.994}  # int8 within its own bar
+    assert verdict(report, detect_machine())["backend"] == "openvino-int8"
+    assert verdict(report, detect_machine())["exact"] == "torch-fp32"
     with pytest.raises(ModelError, match="tolerance"):
         verdict({"onnx-int8": report["onnx-int8"]}, detect_machine())
 
@@ -65,7 +68,7 @@ def test_each_offered_path_stays_within_its_bound(backend, tiny_encoder, tmp_pat
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))  # the ONNX export goes there
     ref = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="torch-fp32")).encode(PROBE)
     vecs = get_encoder(EncoderConfig(model=str(tiny_encoder), backend=backend)).encode(PROBE)
-    bound = OPT_IN_BOUND.get(backend, TOLERANCE)
+    bound = OPT_IN_BOUND.get(backend, tolerance(backend))
     cos = cosines(vecs, ref)
     assert cos.mean() >= bound["cos_mean"] and cos.min() >= bound["cos_min"]
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -95,3 +98,53 @@ def test_minilm_bf16_agrees_with_fp32(texts):
     bf16 = get_encoder(EncoderConfig(backend="torch-bf16")).encode(texts)
     cos = cosines(fp32, bf16)
     assert cos.mean() >= TOLERANCE["cos_mean"] and cos.min() >= TOLERANCE["cos_min"]
+
+
+# ---- exports, AVX2 capping, exact queries ---------------------------------------------------------
+def test_exports_are_built_once_and_rebuilt_when_damaged_or_foreign(tiny_encoder, tmp_path, monkeypatch):
+    import os
+
+    from souk.models.backends import exported
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card, builds = model_card(str(tiny_encoder)), []
+
+    def build(folder):
+        builds.append(folder)
+        (folder / "model.bin").write_bytes(b"weights" * 10)
+
+    out = exported(card, "test", build)
+    assert exported(card, "test", build) == out and len(builds) == 1  # verified, reused
+    (out / "model.bin").write_bytes(b"tampered")
+    assert exported(card, "test", build) == out and len(builds) == 2 and (out / "model.bin").read_bytes() == b"weights" * 10
+    (out / "extra.onnx").write_bytes(b"x")  # a file the export did not list
+    exported(card, "test", build)
+    assert len(builds) == 3 and not (out / "extra.onnx").exists()
+    os.chmod(out / "model.bin", 0o666)  # writable by anyone: not trusted
+    exported(card, "test", build)
+    assert len(builds) == 4
+
+
+def test_capped_to_avx2_offers_only_paths_that_run_there(monkeypatch):
+    from souk.models.backends import capped_to_avx2
+
+    m = detect_machine()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert capped_to_avx2()
+    for name in ("torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8"):
+        assert BACKENDS[name].missing(m), name  # bf16/VNNI capped away; onnxruntime cannot be capped
+    assert BACKENDS["torch-fp32"].missing(m) is None
+
+
+def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tiny_encoder, tmp_path, monkeypatch):
+    from souk.models.backends import cached_choice
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    config = EncoderConfig(model=str(tiny_encoder), backend="exact")
+    assert cached_choice(config) is None
+    assert get_encoder(config).backend == "torch-fp32"  # nothing measured: the reference, no probe run
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("choice-*.json"))
+    choice = choose_backend(EncoderConfig(model=str(tiny_encoder)), PROBE)
+    assert choice["exact"] in BACKENDS and "int8" not in choice["exact"]
+    assert get_encoder(config).backend == choice["exact"]

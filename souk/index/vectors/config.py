@@ -17,7 +17,7 @@ from souk.index.vectors.backend import backend_params, vector_backend, vector_ba
 
 DEFAULTS: dict[str, Any] = {
     "model": "all-MiniLM-L6-v2", "source": [], "index": "flat", "normalize": True, "max_length": 256,
-    "transform": "none", "backend": "auto", "query_backend": "torch-fp32", "batch_size": 32, "ef_search": 64, "nprobe": 16,
+    "transform": "none", "backend": "auto", "query_backend": "exact", "batch_size": 32, "ef_search": 64, "nprobe": 16,
 }
 
 
@@ -49,7 +49,7 @@ def validate_params(field) -> dict[str, Any]:
     check("index", params["index"] in vector_backend_names(), "one of " + ", ".join(vector_backend_names()))
     check("normalize", isinstance(params["normalize"], bool), "true or false")
     for key in ("backend", "query_backend"):
-        check(key, params[key] in ("auto", *BACKENDS), "one of auto, " + ", ".join(BACKENDS))
+        check(key, params[key] in ("auto", "exact", *BACKENDS), "one of auto, exact, " + ", ".join(BACKENDS))
     for key, lo, hi in (("max_length", 8, 512), ("batch_size", 1, 4096), ("ef_search", 1, 100_000), ("nprobe", 1, 100_000)):
         check(key, type(params[key]) is int and lo <= params[key] <= hi, f"an integer in {lo}..{hi}")
     dim = card.dim

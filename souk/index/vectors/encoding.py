@@ -22,13 +22,21 @@ def encoder_config(params: dict[str, Any], queries: bool = False):
 
 
 def model_record(params: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest records for a vector field: model, dimension and the document path in use."""
-    from souk.models.backends import choose_backend
+    """What the manifest records for a vector field: model, dimension, the document and query paths in use and
+    what was measured for them on this machine (docs/s, cosine to torch fp32)."""
+    from souk.models.backends import cached_choice, choose_backend
 
     config = encoder_config(params)
-    backend = config.backend if config.backend != "auto" else choose_backend(config)["backend"]
+    choice = choose_backend(config) if config.backend == "auto" else cached_choice(config)
+    backend = config.backend if config.backend != "auto" else choice["backend"]
+    query = params["query_backend"]
+    if query in ("auto", "exact"):
+        query = (choice or {}).get("backend" if query == "auto" else "exact", "torch-fp32")
+    paths = (choice or {}).get("paths", {})
+    measured = {name: paths[name] for name in {backend, query, "torch-fp32"} if "docs_per_s" in paths.get(name, {})}
     return {"model": config.model, "dim": params["dim"], "max_length": config.max_length, "backend": backend,
-            "query_backend": params["query_backend"]}
+            "query_backend": query, "measured": measured,
+            "machine": (choice or {}).get("machine", {}).get("cpu"), "capped_to_avx2": (choice or {}).get("capped_to_avx2")}
 
 
 def encode_documents(params: dict[str, Any], texts: list[str], progress: bool = True, description: str = "encoding") -> np.ndarray:
