@@ -464,11 +464,11 @@ class Searcher:
             self.highlight(out, terms + self.expansion_terms(expansions, None, terms))
         return out
 
-    def expansion_terms(self, expansions: Sequence[tuple[str, float]], fields: Sequence[str] | None = None,
+    def expansion_terms(self, expansions: Sequence[tuple], fields: Sequence[str] | None = None,
                         known: Sequence[str] = ()) -> list[str]:
         """The analyzed terms of expansion words (synonyms) not in `known`, for highlighting."""
         out: list[str] = []
-        for text, weight in expansions:
+        for text, weight, *_ in expansions:  # (text, weight) or (text, weight, of)
             if weight > 0:
                 for t in self._match(text, list(fields) if fields else self.schema.search_fields)[1]:
                     if t not in known and t not in out:
