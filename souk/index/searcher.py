@@ -76,6 +76,7 @@ class _Tier:
     fresh: tantivy.Query
     dropped: list[str]
     kept: tantivy.Query | None = None  # documents holding every kept word (None: no condition)
+    count: int | None = None  # documents of `query` under the request's filters, when already counted
 
 
 class Searcher:
@@ -126,7 +127,8 @@ class Searcher:
             name = req.sort.lstrip("-+")
             self.schema.field(name, kinds=("number",))
             kwargs = {"order_by_field": name, "order": tantivy.Order.Desc if req.sort.startswith("-") else tantivy.Order.Asc}
-        more = self._tiers(query, req.query, req.fields, relaxed, req.match, req.expansions, terms) if query is not None else iter(())
+        more = self._tiers(query, req.query, req.fields, relaxed, req.match, req.expansions, terms, req.filters) \
+            if query is not None else iter(())
         first = next(more, None) or _Tier(query, query, [])  # no words to match (filters only, one single-term word): every match
         q = combine(first.query, req.filters, self.schema, self._tschema)
         res = self._s.search(q, req.k, count=True, offset=req.offset, **kwargs) if req.k else self._s.search(q, 1, count=True)
@@ -182,17 +184,18 @@ class Searcher:
             if tier is None:
                 break
             tiers.append(tier)
-            count = None
+            count = tier.count
         chosen = len(counts) - 1
         while chosen > 0 and counts[chosen] == counts[chosen - 1]:
             chosen -= 1  # dropping a word that found nothing more is no relaxation
         return chosen, counts, tiers
 
     def _tiers(self, query: tantivy.Query, text: str, fields: Sequence[str] | None, relaxed: bool,
-               match: str | None, expansions: Sequence[tuple] = (), terms: Sequence[str] | None = None) -> Iterator[_Tier]:
+               match: str | None, expansions: Sequence[tuple] = (), terms: Sequence[str] | None = None,
+               filters: Sequence[Filter] = ()) -> Iterator[_Tier]:
         """The matching strategy as tiers, strictest first, made as they are asked for (see
-        `souk.index.matching`): every word, then one word fewer at a time; `any` (and queries of one
-        single-term word): none."""
+        `souk.index.matching`): every word, then one word fewer at a time, the first word in drop order
+        whose dropping finds more documents (under `filters`); `any` (and one-term queries): none."""
         mode = match or self.matching.mode
         if mode not in ("all", "relax", "any"):
             raise QueryError(f"match: expected all, relax or any, got {mode!r}")
@@ -214,20 +217,34 @@ class Searcher:
         order: list[int] | None = None
         dropped: list[str] = []
         last: int | None = None
+        def count(q: tantivy.Query) -> int:
+            return self._s.search(combine(q, filters, self.schema, self._tschema), 1, count=True).count
+
+        q = self._holding(query, [words[i] for i in kept])
+        tier = _Tier(q, q, [], self._all_of([words[i] for i in kept]))
         while True:
-            q = self._holding(query, [words[i] for i in kept])
-            fresh = q if last is None else tantivy.Query.boolean_query(
-                [(Occur.Must, q), (Occur.MustNot, words[last].clause)])
-            kept_words = [words[i].clause for i in kept]
-            holding = kept_words[0] if len(kept_words) == 1 else tantivy.Query.boolean_query([(Occur.Must, c) for c in kept_words])
-            yield _Tier(q, fresh, list(dropped), holding)
+            yield tier
             if mode != "relax" or len(kept) <= floor:
                 return
             if order is None:
                 order = drop_order([self._df(w) for w in words])
-            last = order.pop(0)
-            kept.remove(last)
-            dropped.append(words[last].text)
+            now = tier.count if tier.count is not None else count(tier.query)
+            for i in order:  # the first word in drop order whose dropping finds more documents (else the first)
+                rest = [words[j] for j in kept if j != i]
+                q = self._holding(query, rest)
+                found = count(q)
+                if found > now:
+                    break
+            else:
+                i = order[0]
+                rest = [words[j] for j in kept if j != i]
+                q = self._holding(query, rest)
+                found = now
+            order.remove(i)
+            kept.remove(i)
+            dropped.append(words[i].text)
+            fresh = tantivy.Query.boolean_query([(Occur.Must, q), (Occur.MustNot, words[i].clause)])
+            tier = _Tier(q, fresh, list(dropped), self._all_of(rest), found)
 
     def _df(self, word: _Word) -> int:
         """About how many documents hold the word: its rarest term's count in the field where that is
@@ -247,6 +264,13 @@ class Searcher:
         if not per_field:
             return None
         return per_field[0] if len(per_field) == 1 else tantivy.Query.boolean_query([(Occur.Should, q) for q in per_field])
+
+    @staticmethod
+    def _all_of(words: Sequence[_Word]) -> tantivy.Query:
+        """Documents holding every one of `words`."""
+        if len(words) == 1:
+            return words[0].clause
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, w.clause) for w in words])
 
     @staticmethod
     def _holding(query: tantivy.Query, words: Sequence[_Word]) -> tantivy.Query:
@@ -415,7 +439,7 @@ class Searcher:
         query = self._expand(query, expansions, None, boosts)
         if query is None or k <= 0:
             return Ranking.empty()
-        more = self._tiers(query, text, None, relaxed, match, expansions, terms)
+        more = self._tiers(query, text, None, relaxed, match, expansions, terms, filters)
         first = next(more, None)
         if first is None:
             tiers = [_Tier(query, query, [])]
