@@ -9,7 +9,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import tantivy
@@ -66,7 +66,8 @@ class _Word:
 
     text: str
     clause: tantivy.Query
-    df: int
+    terms: list[tuple[str, list[str]]]  # (field, the word's terms there): its document frequency, read when relaxing
+    alternative: bool = False  # a synonym stands in for it
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Tier:
     fresh: tantivy.Query
     dropped: list[str]
     kept: tantivy.Query | None = None  # documents holding every kept word (None: no condition)
+    count: int | None = None  # documents of `query` under the request's filters, when already counted
 
 
 class Searcher:
@@ -123,15 +125,21 @@ class Searcher:
         terms = terms + self.expansion_terms(req.expansions, req.fields, terms)  # highlighted too
         if query is None and req.query.strip() and not req.filters:
             return SearchResult([], 0, terms, relaxed=relaxed)
-        tiers = self._tiers(query, req.query, req.fields, relaxed, req.match, req.expansions) if query is not None else []
         kwargs: dict[str, Any] = {}
         if req.sort:
             name = req.sort.lstrip("-+")
             self.schema.field(name, kinds=("number",))
             kwargs = {"order_by_field": name, "order": tantivy.Order.Desc if req.sort.startswith("-") else tantivy.Order.Asc}
-        if not tiers:  # no words to match (filters only, or one single-term word): every match
-            tiers = [_Tier(query, query, [])] if query is not None else [_Tier(None, None, [])]
-        chosen, counts = self._chosen(tiers, req.filters)
+        more = self._tiers(query, req.query, req.fields, relaxed, req.match, req.expansions, terms, req.filters) \
+            if query is not None else iter(())
+        first = next(more, None) or _Tier(query, query, [])  # no words to match (filters only, one single-term word): every match
+        q = combine(first.query, req.filters, self.schema, self._tschema)
+        res = self._s.search(q, req.k, count=True, offset=req.offset, **kwargs) if req.k else self._s.search(q, 1, count=True)
+        if res.count >= self.matching.relax_below:  # the usual case: one search
+            more = iter(())
+        chosen, counts, tiers = self._chosen(first, res.count, more, req.filters)
+        if chosen == 0:
+            return self._result(req, res.hits if req.k else [], res.count, terms, tiers[0], relaxed)
         total, tiers = counts[chosen], tiers[:chosen + 1]
         sizes = [c - (counts[i - 1] if i else 0) for i, c in enumerate(counts[:chosen + 1])]
         rows: list[tuple[Any, Any]] = []
@@ -145,6 +153,11 @@ class Searcher:
             q = combine(tier.fresh, req.filters, self.schema, self._tschema)
             rows.extend(self._s.search(q, want, count=False, offset=start, **kwargs).hits)
             want, start = req.k - len(rows), 0
+        return self._result(req, rows, total, terms, tiers[-1], relaxed)
+
+    def _result(self, req: SearchRequest, rows: list, total: int, terms: list[str], chosen: _Tier,
+                relaxed: bool) -> SearchResult:
+        """Hits of `rows` (score, address) with highlights, facets over the chosen tier's documents."""
         term_set = set(terms)
         hits = []
         for score, addr in rows:
@@ -152,62 +165,95 @@ class Searcher:
             source = json.loads(bytes(doc.get_first(SOURCE)))
             hl = self._highlights(source, term_set, req.fields) if req.highlight else {}
             hits.append(Hit(doc.get_first(ID), 0.0 if score is None else float(score), source, hl))  # None: sort value missing
-        q = combine(tiers[-1].query, req.filters, self.schema, self._tschema)
+        q = combine(chosen.query, req.filters, self.schema, self._tschema)
         facets = {name: self._facet(q, name, req.facet_size, req.filters) for name in req.facets}
-        dropped = tiers[-1].dropped
+        dropped = chosen.dropped
         return SearchResult(hits, int(total), terms, facets, relaxed=relaxed or bool(dropped), dropped=list(dropped))
 
-    def _chosen(self, tiers: list[_Tier], filters: Sequence[Filter]) -> tuple[int, list[int]]:
+    def _chosen(self, first: _Tier, count: int | None, more: Any,
+                filters: Sequence[Filter]) -> tuple[int, list[int], list[_Tier]]:
         """The strictest tier whose documents (with all above it) number `relax_below` or more, else the
-        last; and the cumulative counts of the tiers counted."""
-        counts: list[int] = []
-        for tier in tiers:
-            q = combine(tier.query, filters, self.schema, self._tschema) if tier.query is not None or filters else None
-            counts.append(self._s.search(q, 1, count=True).count if q is not None else self.num_docs)
-            if counts[-1] >= self.matching.relax_below:
+        last (`first`, its count if known, then the tiers of `more`, made as needed); the cumulative
+        counts and the tiers counted."""
+        tiers, counts = [first], []
+        while True:
+            if count is None:
+                q = combine(tiers[-1].query, filters, self.schema, self._tschema)
+                count = self._s.search(q, 1, count=True).count
+            counts.append(count)
+            if count >= self.matching.relax_below:
                 break
+            tier = next(more, None)
+            if tier is None:
+                break
+            tiers.append(tier)
+            count = tier.count
         chosen = len(counts) - 1
         while chosen > 0 and counts[chosen] == counts[chosen - 1]:
             chosen -= 1  # dropping a word that found nothing more is no relaxation
-        return chosen, counts
+        return chosen, counts, tiers
 
     def _tiers(self, query: tantivy.Query, text: str, fields: Sequence[str] | None, relaxed: bool,
-               match: str | None, expansions: Sequence[tuple] = ()) -> list[_Tier]:
-        """The matching strategy as a list of tiers, strictest first (see `souk.index.matching`): every
-        word, then one word fewer at a time; `any` (and queries of one single-term word): no tiers."""
+               match: str | None, expansions: Sequence[tuple] = (), terms: Sequence[str] | None = None,
+               filters: Sequence[Filter] = ()) -> Iterator[_Tier]:
+        """The matching strategy as tiers, strictest first, made as they are asked for (see
+        `souk.index.matching`): every word, then one word fewer at a time, the first word in drop order
+        whose dropping finds more documents (under `filters`); `any` (and one-term queries): none."""
         mode = match or self.matching.mode
         if mode not in ("all", "relax", "any"):
             raise QueryError(f"match: expected all, relax or any, got {mode!r}")
         if mode == "any":
-            return []
+            return
+        alternatives = [(e[0], e[2]) for e in expansions if len(e) > 2 and e[2]]
+        if terms is not None and len(set(terms)) <= 1 and not alternatives:
+            return  # one term: BM25 over it already means every word
         names = list(fields) if fields else self.schema.search_fields
         parsed = parse_query(text) if may_have_operators(text) else None
         free = text if parsed is None or not parsed.has_operators else (
             " ".join([parsed.free, *parsed.phrases, *parsed.required]) if relaxed else parsed.free)
-        words = self._words(free, names, [(e[0], e[2]) for e in expansions if len(e) > 2 and e[2]])
+        words = self._words(free, names, alternatives)
         if not words:
-            return []
+            return
         Occur = tantivy.Occur
-        if mode == "any":
-            return []
         floor = self.matching.required(len(words))
         kept = list(range(len(words)))
-        order = drop_order([w.df for w in words]) if mode == "relax" else []
-        tiers: list[_Tier] = []
+        order: list[int] | None = None
         dropped: list[str] = []
         last: int | None = None
+        def count(q: tantivy.Query) -> int:
+            return self._s.search(combine(q, filters, self.schema, self._tschema), 1, count=True).count
+
+        q = self._holding(query, [words[i] for i in kept])
+        tier = _Tier(q, q, [], self._all_of([words[i] for i in kept]))
         while True:
-            q = self._holding(query, [words[i] for i in kept])
-            fresh = q if last is None else tantivy.Query.boolean_query(
-                [(Occur.Must, q), (Occur.MustNot, words[last].clause)])
-            kept_words = [words[i].clause for i in kept]
-            holding = kept_words[0] if len(kept_words) == 1 else tantivy.Query.boolean_query([(Occur.Must, c) for c in kept_words])
-            tiers.append(_Tier(q, fresh, list(dropped), holding))
-            if not order or len(kept) <= floor:
-                return tiers
-            last = order.pop(0)
-            kept.remove(last)
-            dropped.append(words[last].text)
+            yield tier
+            if mode != "relax" or len(kept) <= floor:
+                return
+            if order is None:
+                order = drop_order([self._df(w) for w in words])
+            now = tier.count if tier.count is not None else count(tier.query)
+            for i in order:  # the first word in drop order whose dropping finds more documents (else the first)
+                rest = [words[j] for j in kept if j != i]
+                q = self._holding(query, rest)
+                found = count(q)
+                if found > now:
+                    break
+            else:
+                i = order[0]
+                rest = [words[j] for j in kept if j != i]
+                q = self._holding(query, rest)
+                found = now
+            order.remove(i)
+            kept.remove(i)
+            dropped.append(words[i].text)
+            fresh = tantivy.Query.boolean_query([(Occur.Must, q), (Occur.MustNot, words[i].clause)])
+            tier = _Tier(q, fresh, list(dropped), self._all_of(rest), found)
+
+    def _df(self, word: _Word) -> int:
+        """About how many documents hold the word: its rarest term's count in the field where that is
+        highest (at least 1 when a synonym stands in for it)."""
+        df = max((min(self._s.doc_freq(name, t) for t in terms) for name, terms in word.terms if terms), default=0)
+        return max(df, 1) if word.alternative else df
 
     def _all_terms(self, text: str, names: Sequence[str]) -> tantivy.Query | None:
         """Documents holding every term of `text` in one of the search fields (None: no terms)."""
@@ -221,6 +267,13 @@ class Searcher:
         if not per_field:
             return None
         return per_field[0] if len(per_field) == 1 else tantivy.Query.boolean_query([(Occur.Should, q) for q in per_field])
+
+    @staticmethod
+    def _all_of(words: Sequence[_Word]) -> tantivy.Query:
+        """Documents holding every one of `words`."""
+        if len(words) == 1:
+            return words[0].clause
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, w.clause) for w in words])
 
     @staticmethod
     def _holding(query: tantivy.Query, words: Sequence[_Word]) -> tantivy.Query:
@@ -261,12 +314,11 @@ class Searcher:
         for (a, b), by_field in zip(spans, per_word):
             if not by_field:
                 continue
-            per_field, df = [], 0
+            per_field, alternative = [], False
             for name, field_terms in by_field.items():
                 term_qs = [tantivy.Query.term_query(self._tschema, name, t) for t in field_terms]
                 per_field.append(term_qs[0] if len(term_qs) == 1 else
                                  tantivy.Query.boolean_query([(Occur.Must, tq) for tq in term_qs]))
-                df = max(df, min(self._s.doc_freq(name, t) for t in field_terms))
             word = norm[a:b]
             for alt, of in alternatives:
                 of = normalize(of)
@@ -274,9 +326,9 @@ class Searcher:
                     alt_clause = self._all_terms(alt, names)
                     if alt_clause is not None:
                         per_field.append(alt_clause)
-                        df = max(df, 1)
+                        alternative = True
             clause = per_field[0] if len(per_field) == 1 else tantivy.Query.boolean_query([(Occur.Should, q) for q in per_field])
-            words.append(_Word(word, clause, df))
+            words.append(_Word(word, clause, list(by_field.items()), alternative))
             single = len(per_field) == 1 and all(len(t) == 1 for t in by_field.values())
         if len(words) == 1 and single:
             return []
@@ -321,7 +373,9 @@ class Searcher:
         all_terms: list[str] = []
         analyzed: dict[Analyzer, list[str]] = {}
         pairs_of: dict[Analyzer, list[tuple[str, str]]] = {}
-        for name, analyzer, boost in self._plan(tuple(names)):
+        plan = self._plan(tuple(names))
+        top = max((b for _, _, b in plan), default=1.0)  # proximity counts in the most boosted (title) fields
+        for name, analyzer, boost in plan:
             terms = analyzed.get(analyzer)
             if terms is None:
                 terms = analyzed[analyzer] = analyzer.terms(text)
@@ -332,7 +386,7 @@ class Searcher:
                 queries = [tantivy.Query.phrase_query(self._tschema, name, terms)]
             else:
                 queries = [tantivy.Query.term_query(self._tschema, name, t, index_option="freq") for t in terms]
-                if proximity and self.proximity > 0 and len(terms) > 1:  # a bonus for query words standing close together
+                if proximity and self.proximity > 0 and len(terms) > 1 and boost == top:  # a bonus for query words standing close together
                     pairs = pairs_of.get(analyzer)
                     if pairs is None:
                         pairs = pairs_of[analyzer] = _adjacent_pairs(analyzer.tokens(text))
@@ -395,13 +449,17 @@ class Searcher:
         `match` (None: the index's `[query] match`) orders documents holding every word first, then
         those holding one word fewer, ... (BM25 inside each tier), filling `k` from every allowed tier;
         "any" (the default, for candidate generation) is plain BM25 over any word."""
-        query, _ = self.text_query(text, relaxed=relaxed, proximity=(match or self.matching.mode) != "any")
+        query, terms = self.text_query(text, relaxed=relaxed, proximity=(match or self.matching.mode) != "any")
         query = self._expand(query, expansions, None, boosts)
         if query is None or k <= 0:
             return Ranking.empty()
-        tiers = self._tiers(query, text, None, relaxed, match, expansions) or [_Tier(query, query, [])]
-        if len(tiers) > 1:  # as `search` relaxes: the strictest tiers holding `relax_below` documents
-            tiers = tiers[:self._chosen(tiers, filters)[0] + 1]
+        more = self._tiers(query, text, None, relaxed, match, expansions, terms, filters)
+        first = next(more, None)
+        if first is None:
+            tiers = [_Tier(query, query, [])]
+        else:  # as `search` relaxes: the strictest tiers holding `relax_below` documents
+            chosen, _, tiers = self._chosen(first, None, more, filters)
+            tiers = tiers[:chosen + 1]
         if tiers[-1].kept is not None and (match or self.matching.mode) == "relax":
             rest = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.MustNot, tiers[-1].kept)])
             tiers.append(_Tier(rest, rest, []))  # the other candidates, BM25 order, below the matches

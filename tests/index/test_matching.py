@@ -144,6 +144,11 @@ def test_relaxing_drops_the_least_informative_word_and_says_so(strict):
     assert res.to_dict()["dropped"] == ["grownups"]
 
 
+def test_relaxing_skips_a_drop_that_finds_nothing_more(strict):
+    res = strict.search(SearchRequest("yoga mat piano"))  # mat is commonest, but yoga + piano finds nothing
+    assert res.dropped == ["yoga"] and ids(res) == ["e5"]
+
+
 def test_minimum_should_match_bounds_relaxing(tmp_path):
     searcher = build(tmp_path, "loose", {"relax_below": 1, "minimum_should_match": "1"}).searcher()
     res = searcher.search(SearchRequest("yoga keyboard exercise"))
