@@ -31,6 +31,7 @@ def train_command(
     data: Annotated[Optional[Path], typer.Option("--data", help="Labeled queries: TSV text<TAB>intent, `oos` = out of scope.")] = None,
     index: Annotated[Optional[Path], typer.Option("--index", help="Train on a catalog instead: titles as pseudo-queries.")] = None,
     label_field: Annotated[Optional[str], typer.Option("--label-field", help="With --index: the field holding the label (e.g. category).")] = None,
+    label_level: Annotated[int, typer.Option("--label-level", min=1, help="With --index and a hierarchy field: the category level to predict (1: top).")] = 1,
     text_fields: Annotated[Optional[list[str]], typer.Option("--text-field", help="With --index: field(s) used as pseudo-queries (default: the highest-boost text fields).")] = None,
     dev: Annotated[Optional[Path], typer.Option("--dev", help="TSV to report dev metrics on (never used for any choice).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Model directory to write (with --index: default the index's models/intent-N).")] = None,
@@ -64,7 +65,8 @@ def train_command(
     else:
         from souk.index import Index
 
-        model = IntentModel.from_catalog(Index.open(index).searcher(), label_field, text_fields, config, progress=True)
+        model = IntentModel.from_catalog(Index.open(index).searcher(), label_field, text_fields, config, progress=True,
+                                         level=label_level)
     train_seconds = time.perf_counter() - t0
     if dev_set is not None:
         from souk.evaluation.intent import evaluate_intents
@@ -78,8 +80,9 @@ def train_command(
     if json_output:
         emit_json(result)
         return
-    oos = (f"oos recall {chosen['oos_recall']:.4f}" if chosen["oos_recall"] is not None
-           else "no oos examples, so every query gets a label")
+    oos = ("no oos examples, so every query gets a label" if chosen["oos_recall"] is None
+           else f"oos recall {chosen['oos_recall']:.4f}" + (" (no oos examples: held-out classes stood in)"
+                                                            if chosen.get("oos_from") == "held-out classes" else ""))
     console.print(f"wrote {path}: {result['classes']} classes, threshold {model.threshold:.3f}, cross-validated "
                   f"in-scope accuracy {chosen['in_scope_accuracy']:.4f}, {oos}, {train_seconds:.0f}s", soft_wrap=True)
     if result["dev"]:

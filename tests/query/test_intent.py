@@ -179,6 +179,31 @@ def test_loading_refuses_other_kinds_and_save_refuses_foreign_dirs(char_model, t
     assert json.loads((other / "manifest.json").read_text())["kind"] == "lightgbm-ranker"
 
 
+def test_without_oos_examples_held_out_classes_stand_in():
+    from souk.query.intent.threshold import MAX_IN_SCOPE_REJECTED, choose_threshold_without_oos, without_own_class
+
+    classes = np.array(["a", "b", "c"], dtype=object)
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.0, 0.0, 0.0]], dtype=np.float32)
+    stand_ins = without_own_class(probs, classes, np.array(["a", "c", "b"], dtype=object))
+    assert np.allclose(stand_ins, [[0, 2 / 3, 1 / 3], [0.1 / 0.7, 0.6 / 0.7, 0], [0, 0, 0]])
+    rng = np.random.default_rng(3)
+    y = rng.choice(classes, size=300)
+    sure = rng.random(300) < 0.8  # most rows confidently right, the rest spread out
+    probs = np.where(sure[:, None], 0.05, 1 / 3) + np.where(sure[:, None], 0.85, 0.0) * (classes == y[:, None])
+    probs = (probs + rng.random((300, 3)) * 0.05).astype(np.float32)
+    probs /= probs.sum(1, keepdims=True)
+    choice = choose_threshold_without_oos(probs, classes, y)
+    assert choice.threshold > 0.0 and choice.oos_from == "held-out classes"
+    assert (probs.max(1) < choice.threshold).mean() <= MAX_IN_SCOPE_REJECTED + 1e-9  # the cap on in-scope rows lost
+    stand_in_labels, _ = decide(without_own_class(probs, classes, y), classes, choice.threshold)
+    assert choice.oos_recall == pytest.approx((stand_in_labels == OOS).mean())
+    loose = choose_threshold_without_oos(probs, classes, y, max_rejected=0.5)
+    assert loose.threshold > choice.threshold and loose.oos_recall > 0.9  # stand-ins near 0.5 are rejected
+    two = choose_threshold_without_oos(probs[:, :2] / probs[:, :2].sum(1, keepdims=True), classes[:2],
+                                       np.where(y == "c", "a", y))
+    assert two.threshold == 0.0 and two.oos_recall is None  # two classes: no stand-in possible
+
+
 # ---- catalog pseudo-queries ------------------------------------------------------------------
 def test_catalog_categories_train_a_category_classifier(demo_index):
     from souk.index import Index
@@ -188,9 +213,13 @@ def test_catalog_categories_train_a_category_classifier(demo_index):
     assert len(set(data.labels)) == 10 and data.oos_count == 0
     assert "Marbo Cake - Cherry & Raisin 75g" in data.texts  # titles in English and Chinese are the pseudo-queries
     model = IntentModel.from_catalog(searcher, "category", config=IntentConfig(features=CHAR.features, folds=2))
-    assert model.threshold == 0.0 and model.info["training"]["label_field"] == "category"
+    assert model.info["training"]["label_field"] == "category"
     labels = [p.label for p in model.predict(["shampoo", "beer", "洗发水", "milk powder for babies"])]
     assert labels == ["Personal care", "Beer / Wines / Spirits", "Personal care", "Milk powder / Baby care"]
+    # no oos examples in a catalog: the threshold comes from held-out classes, so unrelated queries are oos
+    cv = model.info["metrics"]["cv"]["without"]
+    assert 0.0 < model.threshold < 0.9 and cv["oos_from"] == "held-out classes" and cv["in_scope_accuracy"] > 0.8
+    assert [p.label for p in model.predict(["iphone charger", "car insurance quote", "手机壳", "running shoes"])] == [OOS] * 4
     with pytest.raises(ConfigError, match="no keyword/text/stored field 'colour'"):
         catalog_queries(searcher, "colour")
     brands = catalog_queries(searcher, "category", text_fields=["brand_en"])
@@ -239,3 +268,100 @@ def test_intent_step_fills_the_query_plan(char_model, tmp_path):
     assert Planner(searcher, ["intent"], {"intent": {"model": "models/intent-1"}}).plan("  ").intent is None
     with pytest.raises(ConfigError, match="query.intent.depth: unknown option"):
         Planner(searcher, ["intent"], {"intent": {"depth": 3}})
+
+
+@pytest.mark.slow
+@needs_shared("catalogs", "flipkart", "flipkart-20k.csv")
+def test_a_shop_catalog_model_answers_oos_for_unrelated_queries(tmp_path):
+    """A fashion, home and toys shop built from flipkart's `category_tree` paths (no phones, computers or cars),
+    indexed with an inferred schema and trained with no oos examples: unrelated queries are oos."""
+    import csv
+
+    from souk.catalogs import read_catalog
+    from souk.index import Index
+    from souk.schema import infer_schema
+    from support import SHARED
+
+    keep = ("Clothing", "Footwear", "Jewellery", "Toys & School Supplies", "Home Decor & Festive Needs",
+            "Kitchen & Dining", "Watches", "Beauty and Personal Care", "Bags, Wallets & Belts")
+    out = tmp_path / "shop.csv"
+    with open(SHARED / "catalogs" / "flipkart" / "flipkart-20k.csv", encoding="utf-8") as fh, \
+            open(out, "w", newline="", encoding="utf-8") as dst:
+        writer = csv.writer(dst)
+        writer.writerow(["Uniq Id", "Product Name", "Category Tree"])
+        kept = dict.fromkeys(keep, 0)
+        for row in csv.reader(fh):
+            top = next((k for k in keep if len(row) == 3 and row[2].startswith(f'["{k} >>')), None)
+            if top and kept[top] < 400:  # at most 400 products a category
+                writer.writerow(row)
+                kept[top] += 1
+    records = list(read_catalog(out))
+    schema = infer_schema([r.data for r in records[:1000]])
+    assert schema.id_field == "Uniq_Id" and schema.fields["Category_Tree"].hierarchy == ">>"
+    index = Index.create(tmp_path / "index", schema)
+    with index.writer() as w:
+        w.add(records)
+        w.commit()
+    model = IntentModel.from_catalog(index.searcher(), "Category_Tree", text_fields=["Product_Name"],
+                                     config=IntentConfig(features=CHAR.features, folds=3))
+    assert set(model.classes.tolist()) == set(keep)
+    cv = model.info["metrics"]["cv"]["without"]
+    assert model.threshold > 0.2 and cv["in_scope_accuracy"] > 0.85 and cv["oos_recall"] > 0.5, cv
+    inside = model.predict(["women's cotton kurta", "analog watch for men", "remote control car toy", "ceramic coffee mug"])
+    print([(p.label, p.confidence, p.top[:2]) for p in inside], model.threshold)
+    assert [p.label for p in inside] == ["Clothing", "Watches", "Toys & School Supplies", "Kitchen & Dining"]
+    unrelated = model.predict(["iphone charger", "how do i reset my password", "car insurance quote", "laptop ram 16gb"])
+    assert sum(p.label == OOS for p in unrelated) >= 3, [(p.label, p.confidence) for p in unrelated]
+
+
+@pytest.mark.slow
+@needs_shared("catalogs", "openfoodfacts", "openfoodfacts-19k.tsv")
+def test_a_food_catalog_model_answers_oos_for_unrelated_queries(tmp_path):
+    """openfoodfacts products with a `level_1 > level_2` category path, indexed and trained with no oos examples."""
+    import csv
+
+    from souk.catalogs import read_catalog
+    from souk.index import Index
+    from souk.schema import Schema
+    from support import SHARED
+
+    rows = []
+    with open(SHARED / "catalogs" / "openfoodfacts" / "openfoodfacts-19k.tsv", encoding="utf-8") as fh:
+        for i, row in enumerate(csv.DictReader(fh, delimiter="\t")):
+            if row["product_name"].strip() and row["level_2"].strip() and len(rows) < 3000:
+                rows.append({"id": str(i), "name": row["product_name"], "category": f"{row['level_1']} > {row['level_2']}"})
+    (tmp_path / "food.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    schema = Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}, "name": {"kind": "text"},
+                                                      "category": {"kind": "keyword", "hierarchy": ">"}}})
+    index = Index.create(tmp_path / "index", schema)
+    with index.writer() as w:
+        w.add(read_catalog(tmp_path / "food.jsonl"))
+        w.commit()
+    model = IntentModel.from_catalog(index.searcher(), "category", config=IntentConfig(features=CHAR.features, folds=3))
+    assert " > " not in "".join(model.classes.tolist()) and len(model.classes) >= 5  # level 1 of the paths
+    assert model.threshold > 0 and model.info["metrics"]["cv"]["without"]["in_scope_accuracy"] > 0.75
+    unrelated = model.predict(["iphone charger", "how do i reset my password", "car insurance quote", "手机壳"])
+    assert sum(p.label == OOS for p in unrelated) >= 3, [(p.label, p.confidence) for p in unrelated]
+    level2 = catalog_queries(index.searcher(), "category", level=2)
+    assert all(" > " in label for label in level2.labels)
+
+
+def test_familiarity_of_wording_in_english_and_chinese(tmp_path):
+    from souk.query.intent import familiarity
+
+    titles = ["Garden lemon puff biscuits 200g", "Nissin cup noodles seafood", "嘉顿 柠檬夹心饼干", "日清 合味道 海鲜味 杯面"]
+    vocab = familiarity.vocabulary(titles)
+    assert vocab.dtype == np.uint32 and np.all(np.diff(vocab.astype(np.int64)) > 0)
+    got = familiarity.shares(["lemon biscuits", "iphone charger", "柠檬饼干", "手机壳", "tv"], vocab)
+    assert got[0] == 1.0 and got[1] == 0.0 and got[2] > 0.5 and got[3] == 0.0
+    assert got[4] == 1.0  # no gram to judge by: not judged
+    data = LabeledQueries(titles * 6, ["snacks", "noodles", "snacks", "noodles"] * 6 + [], source="t")
+    tiny = LabeledQueries(data.texts + ["Meiji fresh milk 946ml", "明治 鲜牛奶"] * 6,
+                          data.labels + ["dairy", "dairy"] * 6)
+    model = IntentModel.train(tiny, IntentConfig(features=CHAR.features, folds=2))
+    assert model.familiarity is not None and model.info["familiarity"]["grams"] == len(model.grams)
+    again = IntentModel.load(model.save(tmp_path / "m"))
+    queries = ["lemon biscuits", "car insurance quote", "鲜牛奶", "手机壳"]
+    assert [p.label for p in again.predict(queries)] == [p.label for p in model.predict(queries)]
+    assert [p.label for p in model.predict(queries)][1::2] == [OOS, OOS]
+    assert model.predict(["car insurance quote"], threshold=0.0)[0].label != OOS  # an explicit threshold: no gate

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from souk.analysis.values import PATH_JOINER
 from souk.errors import DatasetError
 
 OOS = "oos"
@@ -80,10 +81,14 @@ def read_labeled_tsv(path: str | Path) -> LabeledQueries:
     return LabeledQueries(texts, labels, source=str(path))
 
 
-def catalog_queries(searcher: Any, label_field: str, text_fields: Sequence[str] | None = None) -> LabeledQueries:
+def catalog_queries(searcher: Any, label_field: str, text_fields: Sequence[str] | None = None,
+                    level: int = 1) -> LabeledQueries:
     """Pseudo-queries from an index: each document's `text_fields` values (default: the text fields with
     the highest boost, usually the titles) labeled with its `label_field` value; documents without a
-    label are skipped, a list-valued label contributes its first value."""
+    label are skipped, a list-valued label contributes its first value. A hierarchy field's label is
+    its path down to `level` (1: the top category)."""
+    if level < 1:
+        raise DatasetError(f"level must be >= 1 (1 is the top category), got {level}")
     from souk.index.store import SOURCE
 
     schema = searcher.schema
@@ -105,6 +110,8 @@ def catalog_queries(searcher: Any, label_field: str, text_fields: Sequence[str] 
         label = doc.get(label_field)
         if isinstance(label, list):
             label = label[0] if label else None
+        if label is not None and schema.fields[label_field].hierarchy:
+            label = PATH_JOINER.join(str(label).split(PATH_JOINER)[:level])
         if label is None or not str(label).strip():
             continue
         for name in fields:

@@ -22,16 +22,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from souk.errors import ConfigError, DatasetError, ModelError
+from souk.query.intent import familiarity
 from souk.query.intent.data import OOS, LabeledQueries, catalog_queries
 from souk.query.intent.features import Featurizer
-from souk.query.intent.threshold import DEFAULT_OOS_SHARE, ThresholdChoice, choose_threshold, decide
+from souk.query.intent.threshold import (DEFAULT_OOS_SHARE, ThresholdChoice, choose_threshold,
+                                         choose_threshold_without_oos, decide)
 
 KIND = "intent-classifier"
 FORMAT = 1
 WEIGHTS = "weights.npz"
 THRESHOLD_RULE = ("maximise (1 - oos_share) * in_scope_accuracy + oos_share * oos_recall on out-of-fold predictions "
                   "of the training data; predict oos when the top probability is below the threshold "
-                  "(0 without oos examples)")
+                  "(without oos examples: held-out-class stand-ins as oos, the threshold capped at the "
+                  "10% quantile of out-of-fold confidence)")
 TRAIN_OOS = ("auto", "with", "without")
 SOLVERS = ("auto", "lbfgs", "newton-cg")
 # "auto": newton-cg up to this many classes, lbfgs above. Measured (2 cores, char+MiniLM features): newton-cg fits
@@ -94,13 +97,17 @@ class IntentModel:
     """A trained classifier. Invariant: `coef` has one row per entry of `classes`, one column per feature."""
 
     def __init__(self, featurizer: Featurizer, classes: Sequence[str], coef: np.ndarray, intercept: np.ndarray,
-                 threshold: float, info: dict[str, Any] | None = None):
+                 threshold: float, info: dict[str, Any] | None = None, familiarity: float | None = None,
+                 grams: np.ndarray | None = None):
         self.featurizer = featurizer
         self.classes = np.asarray(classes, dtype=object)
         self.coef = np.asarray(coef, dtype=np.float32)
         self._coef_t = np.ascontiguousarray(self.coef.T)  # (features, classes): sparse rows @ it without a copy
         self.intercept = np.asarray(intercept, dtype=np.float32)
         self.threshold = float(threshold)
+        # trained without oos examples: a query whose wording is less familiar than this is oos (familiarity.py)
+        self.familiarity = None if familiarity is None or grams is None else float(familiarity)
+        self.grams = grams
         self.info: dict[str, Any] = dict(info or {})
         self.info.setdefault("metrics", {})
 
@@ -128,6 +135,8 @@ class IntentModel:
             raise TypeError("predict takes a list of texts, not one string")
         probs = self.probabilities(texts)
         labels, confidence = decide(probs, self.classes, self.threshold if threshold is None else threshold)
+        if self.familiarity is not None and threshold is None:
+            labels[familiarity.shares(list(texts), self.grams) < self.familiarity] = OOS
         best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(str(labels[i]), float(confidence[i]),
                            [(str(self.classes[j]), float(probs[i, j])) for j in best[i]]) for i in range(len(probs))]
@@ -155,12 +164,17 @@ class IntentModel:
         cv: dict[str, ThresholdChoice] = {}
         for variant in variants:
             _say(progress, f"{config.folds}-fold cross-validation, oos {variant} a class")
-            cv[variant] = choose_threshold(*_out_of_fold(x, y, variant, config), y, config.oos_share)
+            choose = choose_threshold if data.oos_count else choose_threshold_without_oos
+            cv[variant] = choose(*_out_of_fold(x, y, variant, config), y, config.oos_share)
         chosen = max(variants, key=lambda v: cv[v].objective)  # ties: "with" first
         t_cv = time.perf_counter() - t0 - t_features
         _say(progress, f"final fit (oos {chosen} a class)")
         classes, coef, intercept, n_iter = _fit(x, y, chosen, config)
         threshold = cv[chosen].threshold if config.threshold is None else config.threshold
+        gate, grams = None, None
+        if data.oos_count == 0 and config.threshold is None:
+            _say(progress, "familiarity of the wording, out of fold")
+            gate, grams = familiarity.calibrate(data.texts, config.folds, config.seed), familiarity.vocabulary(data.texts)
         backend = getattr(next((b for b in featurizer.blocks if b.name == "minilm"), None), "backend", None)
         info = {
             "threshold_rule": THRESHOLD_RULE if config.threshold is None else "fixed by the caller",
@@ -174,14 +188,17 @@ class IntentModel:
                          "seconds": {"features": round(t_features, 2), "cross_validation": round(t_cv, 2),
                                      "total": round(time.perf_counter() - t0, 2)}},
         }
-        return cls(featurizer, classes, coef, intercept, threshold, info)
+        if gate is not None:
+            info["familiarity"] = {"threshold": gate, "quantile": familiarity.DEFAULT_QUANTILE, "grams": int(len(grams))}
+        return cls(featurizer, classes, coef, intercept, threshold, info, gate, grams)
 
     @classmethod
     def from_catalog(cls, searcher: Any, label_field: str, text_fields: Sequence[str] | None = None,
-                     config: IntentConfig | None = None, progress: bool = False) -> "IntentModel":
+                     config: IntentConfig | None = None, progress: bool = False, level: int = 1) -> "IntentModel":
         """Category prediction for a shop without labeled queries: titles as pseudo-queries labeled with
-        `label_field` (see `data.catalog_queries`). No oos examples, so the threshold is 0 unless given."""
-        model = cls.train(catalog_queries(searcher, label_field, text_fields), config, progress)
+        `label_field` (see `data.catalog_queries`). No oos examples: the threshold is calibrated on
+        held-out classes (`threshold.choose_threshold_without_oos`) unless given."""
+        model = cls.train(catalog_queries(searcher, label_field, text_fields, level), config, progress)
         model.info["training"]["label_field"] = label_field
         return model
 
@@ -190,12 +207,15 @@ class IntentModel:
         from souk.version import __version__
 
         return {"kind": KIND, "format": FORMAT, "labels": self.labels, "classes": self.classes.tolist(),
-                "oos_label": OOS, "threshold": self.threshold, "features": self.featurizer.config(),
+                "oos_label": OOS, "threshold": self.threshold, "familiarity_threshold": self.familiarity,
+                "features": self.featurizer.config(),
                 **self.info, "dev": self.metrics.get("dev"), "souk_version": __version__}
 
     def write_files(self, directory: str | Path) -> None:
         """Write `weights.npz` into an existing directory (the caller writes the manifest)."""
         arrays = {f"features.{k}": v for k, v in self.featurizer.arrays().items()}
+        if self.grams is not None:
+            arrays["familiarity.grams"] = self.grams
         np.savez(Path(directory) / WEIGHTS, coef=self.coef, intercept=self.intercept,
                  classes=self.classes.astype(str), **arrays)
 
@@ -244,9 +264,13 @@ class IntentModel:
         featurizer = Featurizer.from_config(manifest["features"])
         featurizer.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("features.")})
         info = {k: v for k, v in manifest.items() if k in ("threshold_rule", "hyper_parameters", "seed", "metrics",
-                                                            "training", "created")}
+                                                            "training", "created", "familiarity")}
+        gate = manifest.get("familiarity_threshold")
+        grams = arrays.get("familiarity.grams")
+        if gate is not None and (not isinstance(gate, (int, float)) or grams is None or grams.dtype != np.uint32):
+            raise ModelError(f"{path}: the familiarity threshold or grams are damaged; train the model again")
         return cls(featurizer, arrays["classes"].tolist(), arrays["coef"], arrays["intercept"],
-                   manifest["threshold"], info)
+                   manifest["threshold"], info, gate, grams)
 
 
 def _is_intent_model(path: Path) -> bool:
