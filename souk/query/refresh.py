@@ -10,9 +10,11 @@ Misuse: calling `get` with searchers of different indexes on one `Refreshing` (k
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Generic, TypeVar
 
 log = logging.getLogger("souk.query")
@@ -81,12 +83,24 @@ class Refreshing(Generic[T]):
             try:
                 if self._prepare is not None:
                     _in_child(*self._prepare)
-                value = self._build(searcher)
+                with _collector_paused():  # loading allocates much: no full GC pass stalls other threads meanwhile
+                    value = self._build(searcher)
             except Exception:  # noqa: BLE001 - a failed rebuild keeps the previous version serving
                 log.exception("rebuilding %s for commit %s failed; the previous version stays", self.name, searcher.commit_id)
                 continue
             with self._lock:
                 self._value, self._commit = value, searcher.commit_id
+
+
+@contextmanager
+def _collector_paused():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def refreshing(key: tuple, name: str, build: Callable[[Any], T],

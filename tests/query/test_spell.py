@@ -126,3 +126,22 @@ def test_real_shopper_typos_on_homedepot(tmp_path):
     assert {q: speller.correct(q).corrected for q in fixed} == fixed
     for query in ["mdf 3/4", "honda mower", "briggs and stratton lawn mower", "t25 torx", "10x30x1 hepa filter"]:
         assert not speller.correct(query).changed, query
+
+
+def test_a_rewrite_never_pushes_a_valid_query_over_the_length_limit(spell_searcher):
+    """The query-length limit applies to what the user typed: a correction that would make the searched
+    text longer than the limit is not applied (a 1000-character query stays searchable)."""
+    from types import SimpleNamespace
+
+    from souk.index.searcher import MAX_QUERY_CHARS
+    from souk.query.plan import QueryPlan, parse_query
+    from souk.query.spell import SpellRewriter
+
+    step = SpellRewriter(spell_searcher, {})
+    lexicon = step.lexicon
+    longer = SimpleNamespace(changed=True, corrected="x" * (MAX_QUERY_CHARS + 1))
+    step._source = SimpleNamespace(get=lambda searcher: (lexicon, SimpleNamespace(correct=lambda text: longer)))
+    typed = "y" * MAX_QUERY_CHARS
+    plan = QueryPlan(original=typed, text=typed, normalized=typed)
+    plan.syntax = parse_query(typed)
+    assert step.rewrite(plan).text == typed and not plan.corrections
