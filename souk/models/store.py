@@ -189,7 +189,10 @@ class ModelStore:
         if not m or not self._inside(name) or not (self.root / name / MANIFEST).is_file():
             known = ", ".join(p.name for p in self._versions()) or "none"
             raise ModelError(f"no model {name!r} in {self.root}; models: {known}")
-        valid = {k: v for k, v in self._active().items() if self._valid_entry(k, v)}
+        try:  # entries that are not model names, or an unreadable file, are dropped: activating repairs it
+            valid = {k: v for k, v in self._active().items() if self._valid_entry(k, v)}
+        except ModelUnavailable:
+            valid = {}
         write_json_atomic(self.root / ACTIVE, {**valid, m["stage"]: name})
 
     def active(self, stage: str) -> Path | None:
@@ -226,7 +229,10 @@ class ModelStore:
 
     def list(self) -> list[dict[str, Any]]:
         """Every published model with its manifest and whether it is active, oldest first per stage."""
-        active = set(self._active().values())
+        try:
+            active = {v for k, v in self._active().items() if self._valid_entry(k, v)}
+        except ModelUnavailable:
+            active = set()
         out = []
         for path in self._versions():
             try:

@@ -103,6 +103,7 @@ def test_active_json_entries_outside_models_or_of_another_type_are_refused(tmp_p
     with pytest.raises(ModelUnavailable, match=r"models/active.json: ltr -> .* is not a model name like ltr-3") as e:
         store.active("ltr")
     assert str(tmp_path) not in str(e.value) and len(str(e.value)) < 300
+    assert [m["active"] for m in store.list()] == [False]
     store.activate("ltr-1")  # activating again repairs it
     assert store.active("ltr") == path
 
@@ -125,6 +126,9 @@ def test_an_unreadable_active_json_is_one_clear_error(tmp_path, content):
     (store.root / "active.json").write_text(content)
     with pytest.raises(ModelUnavailable, match="models/active.json"):
         store.active("ltr")
+    assert [m["active"] for m in store.list()] == [False]  # listing still works
+    store.activate("ltr-1")  # and activating repairs the file
+    assert store.active("ltr") == store.root / "ltr-1"
 
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
