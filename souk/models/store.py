@@ -202,10 +202,20 @@ class ModelStore:
         if name is None:
             return None
         if not self._valid_entry(stage, name):
-            shown = repr(name) if isinstance(name, str) and len(name) <= 80 else f"a {type(name).__name__}"
+            shown = repr(name) if len(repr(name)) <= 80 else f"a long {type(name).__name__}"
             raise ModelUnavailable(f"models/{ACTIVE}: {stage} -> {shown} is not a model name like {stage}-3 inside "
                                    f"models/; activate a model again with souk models --activate {stage}-N")
         return self.root / name if (self.root / name / MANIFEST).is_file() else None
+
+    def seal(self, name: str) -> Path:
+        """Record the present files' hashes of model `name` (one published by a souk that did not seal
+        models): only for files you trust; the loaders' own checks still apply."""
+        path = self.resolve(name)
+        if path is None or not (path / MANIFEST).is_file():
+            known = ", ".join(p.name for p in self._versions()) or "none"
+            raise ModelError(f"no model {name!r} in this index's models/; models: {known}")
+        seal(path)
+        return path
 
     def resolve(self, name: str) -> Path | None:
         """The directory of model `name` (`<stage>-<n>`) inside `models/`, or None for any other name."""

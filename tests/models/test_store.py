@@ -172,3 +172,17 @@ def test_property_a_truncated_or_flipped_manifest_is_refused_or_still_checks_the
         assert "ltr-1" in str(e) or "not a" in str(e)
         return
     assert manifest["files"] == json.loads((tmp_path / "good.json").read_text())["files"]  # a hash that survived intact
+
+
+def test_seal_records_hashes_of_an_older_model_by_name_only(tmp_path):
+    store, path = _published(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelUnavailable, match="no file hashes"):
+        read_model_manifest(path)
+    assert store.seal("ltr-1") == path
+    assert set(read_model_manifest(path)["files"]) == {"model.txt", "sub/weights.npz"}
+    for bad in ("../ltr-1", "/etc", "ltr-7"):
+        with pytest.raises(ModelError, match="no model"):
+            store.seal(bad)
