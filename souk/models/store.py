@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ _VERSION = re.compile(r"^(?P<stage>[a-z][a-z0-9_]*)-(?P<n>\d+)$")
 _TMP_PREFIX = ".tmp-"
 FILES = "files"  # manifest key: {relative path: sha256 hex} of every file but the manifest
 MANIFEST_BYTES = 16 << 20
+MAX_MODEL_BYTES = 8 << 30  # all files of one model directory (a MiniLM cross-encoder: 90 MB)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -41,8 +43,8 @@ def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True
     index, checked wherever a manifest lists them."""
     file = Path(path) / MANIFEST
     try:
-        if file.is_symlink():
-            raise ModelUnavailable(f"model {Path(path).name}: its {MANIFEST} is a symlink; refit the model")
+        if file.is_symlink() or (file.exists() and not file.is_file()):
+            raise ModelUnavailable(f"model {Path(path).name}: its {MANIFEST} is not a regular file; refit the model")
         with open(file, "rb") as f:
             raw = f.read(MANIFEST_BYTES + 1)
         if len(raw) > MANIFEST_BYTES:
@@ -70,17 +72,25 @@ def in_store(path: Path) -> bool:
 def file_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder` but the manifest, by relative POSIX path; symlinks are refused."""
     folder = Path(folder)
-    out = {}
+    files = []
+    total = 0
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
         for name in sorted(dirnames + filenames):
             p = here / name
             rel = p.relative_to(folder).as_posix()
-            if p.is_symlink():
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
                 raise ModelUnavailable(f"model {folder.name}: {rel} is a symlink; a model directory holds plain files only")
-            if name in filenames and rel != MANIFEST:
-                out[rel] = _sha256(p)
-    return dict(sorted(out.items()))
+            if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever
+                raise ModelUnavailable(f"model {folder.name}: {rel} is not a regular file")
+            if stat.S_ISREG(st.st_mode) and rel != MANIFEST:
+                files.append((rel, p))
+                total += st.st_size
+    if total > MAX_MODEL_BYTES:
+        raise ModelUnavailable(f"model {folder.name}: its files hold {total >> 20} MB, over the {MAX_MODEL_BYTES >> 30} GB "
+                               "a model directory may hold")
+    return dict(sorted((rel, _sha256(p)) for rel, p in files))
 
 
 def seal(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -271,8 +281,8 @@ class ModelStore:
     def _active(self) -> dict[str, Any]:
         file = self.root / ACTIVE
         try:
-            if file.is_symlink():
-                raise ModelUnavailable(f"models/{ACTIVE} is a symlink; activate a model again with souk models")
+            if file.is_symlink() or (file.exists() and not file.is_file()):
+                raise ModelUnavailable(f"models/{ACTIVE} is not a regular file; activate a model again with souk models")
             with open(file, "rb") as f:
                 raw = f.read(MANIFEST_BYTES + 1)
             data = json.loads(raw.decode("utf-8")) if len(raw) <= MANIFEST_BYTES else None

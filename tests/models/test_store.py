@@ -186,3 +186,19 @@ def test_seal_records_hashes_of_an_older_model_by_name_only(tmp_path):
     for bad in ("../ltr-1", "/etc", "ltr-7"):
         with pytest.raises(ModelError, match="no model"):
             store.seal(bad)
+
+
+def test_fifos_never_block_the_check_and_manifests_or_active_json_that_are_not_files_are_refused(tmp_path):
+    store, path = _published(tmp_path)
+    os.mkfifo(path / "pipe")
+    with pytest.raises(ModelUnavailable, match="pipe is not a regular file"):
+        read_model_manifest(path)
+    (path / "pipe").unlink()
+    (path / "manifest.json").rename(path / "m.json")
+    os.mkfifo(path / "manifest.json")
+    with pytest.raises(ModelUnavailable, match="manifest.json is not a regular file"):
+        read_model_manifest(path)
+    (store.root / "active.json").unlink()
+    os.mkfifo(store.root / "active.json")
+    with pytest.raises(ModelUnavailable, match="models/active.json is not a regular file"):
+        store.active("ltr")
