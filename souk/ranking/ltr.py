@@ -119,3 +119,5 @@ def _ltr(context: StageContext, options: dict[str, Any]) -> LtrStage:
         raise
     except ModelError as e:  # features of another index, a click model it needs that fails: the stage is off
         raise ModelUnavailable(str(e).replace(str(path), f"model {path.name}")) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:  # a manifest of the wrong shape
+        raise ModelUnavailable(f"model {path.name}: its manifest is malformed ({type(e).__name__}); refit it") from None
