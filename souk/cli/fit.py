@@ -58,6 +58,8 @@ def register(app: typer.Typer) -> None:
     def models_cmd(
         index: Path = typer.Option(..., "--index"),
         activate: Optional[str] = typer.Option(None, "--activate", help="Make this model (e.g. ltr-2) the active one of its stage."),
+        seal: Optional[str] = typer.Option(None, "--seal", help="Record the file hashes of this model (one fitted by an "
+                                           "older souk, whose files you trust) so it loads again."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """List the fitted models of an index and which is active."""
@@ -67,6 +69,8 @@ def register(app: typer.Typer) -> None:
         from souk.training.fit import activate_model
 
         store = ModelStore(Index.open(index).path)
+        if seal:
+            store.seal(seal)
         if activate:
             activate_model(store.root.parent, activate)
         models = store.list()

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ _VERSION = re.compile(r"^(?P<stage>[a-z][a-z0-9_]*)-(?P<n>\d+)$")
 _TMP_PREFIX = ".tmp-"
 FILES = "files"  # manifest key: {relative path: sha256 hex} of every file but the manifest
 MANIFEST_BYTES = 16 << 20
+MAX_MODEL_BYTES = 8 << 30  # all files of one model directory (a MiniLM cross-encoder: 90 MB)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -41,8 +43,8 @@ def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True
     index, checked wherever a manifest lists them."""
     file = Path(path) / MANIFEST
     try:
-        if file.is_symlink():
-            raise ModelUnavailable(f"model {Path(path).name}: its {MANIFEST} is a symlink; refit the model")
+        if file.is_symlink() or (file.exists() and not file.is_file()):
+            raise ModelUnavailable(f"model {Path(path).name}: its {MANIFEST} is not a regular file; refit the model")
         with open(file, "rb") as f:
             raw = f.read(MANIFEST_BYTES + 1)
         if len(raw) > MANIFEST_BYTES:
@@ -70,17 +72,25 @@ def in_store(path: Path) -> bool:
 def file_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder` but the manifest, by relative POSIX path; symlinks are refused."""
     folder = Path(folder)
-    out = {}
+    files = []
+    total = 0
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
         for name in sorted(dirnames + filenames):
             p = here / name
             rel = p.relative_to(folder).as_posix()
-            if p.is_symlink():
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
                 raise ModelUnavailable(f"model {folder.name}: {rel} is a symlink; a model directory holds plain files only")
-            if name in filenames and rel != MANIFEST:
-                out[rel] = _sha256(p)
-    return dict(sorted(out.items()))
+            if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever
+                raise ModelUnavailable(f"model {folder.name}: {rel} is not a regular file")
+            if stat.S_ISREG(st.st_mode) and rel != MANIFEST:
+                files.append((rel, p))
+                total += st.st_size
+    if total > MAX_MODEL_BYTES:
+        raise ModelUnavailable(f"model {folder.name}: its files hold {total >> 20} MB, over the {MAX_MODEL_BYTES >> 30} GB "
+                               "a model directory may hold")
+    return dict(sorted((rel, _sha256(p)) for rel, p in files))
 
 
 def seal(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -189,7 +199,10 @@ class ModelStore:
         if not m or not self._inside(name) or not (self.root / name / MANIFEST).is_file():
             known = ", ".join(p.name for p in self._versions()) or "none"
             raise ModelError(f"no model {name!r} in {self.root}; models: {known}")
-        valid = {k: v for k, v in self._active().items() if self._valid_entry(k, v)}
+        try:  # entries that are not model names, or an unreadable file, are dropped: activating repairs it
+            valid = {k: v for k, v in self._active().items() if self._valid_entry(k, v)}
+        except ModelUnavailable:
+            valid = {}
         write_json_atomic(self.root / ACTIVE, {**valid, m["stage"]: name})
 
     def active(self, stage: str) -> Path | None:
@@ -199,10 +212,20 @@ class ModelStore:
         if name is None:
             return None
         if not self._valid_entry(stage, name):
-            shown = repr(name) if isinstance(name, str) and len(name) <= 80 else f"a {type(name).__name__}"
+            shown = repr(name) if len(repr(name)) <= 80 else f"a long {type(name).__name__}"
             raise ModelUnavailable(f"models/{ACTIVE}: {stage} -> {shown} is not a model name like {stage}-3 inside "
                                    f"models/; activate a model again with souk models --activate {stage}-N")
         return self.root / name if (self.root / name / MANIFEST).is_file() else None
+
+    def seal(self, name: str) -> Path:
+        """Record the present files' hashes of model `name` (one published by a souk that did not seal
+        models): only for files you trust; the loaders' own checks still apply."""
+        path = self.resolve(name)
+        if path is None or not (path / MANIFEST).is_file():
+            known = ", ".join(p.name for p in self._versions()) or "none"
+            raise ModelError(f"no model {name!r} in this index's models/; models: {known}")
+        seal(path)
+        return path
 
     def resolve(self, name: str) -> Path | None:
         """The directory of model `name` (`<stage>-<n>`) inside `models/`, or None for any other name."""
@@ -226,7 +249,10 @@ class ModelStore:
 
     def list(self) -> list[dict[str, Any]]:
         """Every published model with its manifest and whether it is active, oldest first per stage."""
-        active = set(self._active().values())
+        try:
+            active = {v for k, v in self._active().items() if self._valid_entry(k, v)}
+        except ModelUnavailable:
+            active = set()
         out = []
         for path in self._versions():
             try:
@@ -255,8 +281,8 @@ class ModelStore:
     def _active(self) -> dict[str, Any]:
         file = self.root / ACTIVE
         try:
-            if file.is_symlink():
-                raise ModelUnavailable(f"models/{ACTIVE} is a symlink; activate a model again with souk models")
+            if file.is_symlink() or (file.exists() and not file.is_file()):
+                raise ModelUnavailable(f"models/{ACTIVE} is not a regular file; activate a model again with souk models")
             with open(file, "rb") as f:
                 raw = f.read(MANIFEST_BYTES + 1)
             data = json.loads(raw.decode("utf-8")) if len(raw) <= MANIFEST_BYTES else None

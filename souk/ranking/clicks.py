@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ModelError
+from souk.errors import ModelError, ModelUnavailable
 from souk.index.keys import doc_key
 from souk.index.terms import TermStore
 from souk.models.store import ModelStore, read_model_manifest
@@ -144,7 +144,11 @@ class ClickModel:
     @classmethod
     def load(cls, folder: Path) -> "ClickModel":
         manifest = read_model_manifest(folder, kind=KIND)
-        model = cls(**manifest["params"], meta=manifest)
+        try:
+            model = cls(**manifest["params"], meta=manifest)
+        except (TypeError, ValueError, KeyError) as e:  # params of the wrong shape in a hand-edited manifest
+            raise ModelUnavailable(f"model {Path(folder).name}: its manifest's params are malformed ({type(e).__name__}); "
+                                   "learn it again") from None
         try:
             data = np.load(Path(folder) / STATE)
             model.z[data["index"]] = data["z"]

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ConfigError, ModelError, Unavailable
+from souk.errors import ConfigError, ModelError, ModelUnavailable, Unavailable
 from souk.index.keys import doc_keys
 from souk.models.store import ModelStore, read_model_manifest
 from souk.models.word_vectors import WordVectors
@@ -244,7 +244,10 @@ class InteractStage:
         path = ModelStore(searcher.path).active(STAGE)
         if path is None:
             raise Unavailable("no fitted interact model: run `souk fit --index DIR --train BEIR_DIR` (Chinese text) first")
-        self.model = InteractModel(path)
+        try:
+            self.model = InteractModel(path)
+        except (TypeError, ValueError, KeyError, IndexError) as e:  # weights or manifest of the wrong shape
+            raise ModelUnavailable(f"model {path.name}: malformed ({type(e).__name__}); fit it again") from None
         wv_dir, self.vectors, _ = active_model(searcher)
         self.view = corpus_view(searcher, wv_dir, self.vectors)
         self.stats = corpus_stats(self.view, self.vectors)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from souk.errors import ModelError, ModelUnavailable
-from souk.models.lightgbm_text import load_booster
+from souk.models.lightgbm_text import MAX_BYTES, load_booster
 from souk.models.store import FILES, ModelStore, read_model_manifest
 from souk.query.plan import QueryPlan
 from souk.ranking.clicks import active_click_model
@@ -34,8 +34,10 @@ def read_booster(path: Path, manifest: dict[str, Any]):
 
     file = Path(path) / MODEL_FILE
     try:
-        if file.is_symlink():
-            raise ModelUnavailable(f"model {path.name}: {MODEL_FILE} is a symlink; refit it")
+        if file.is_symlink() or (file.exists() and not file.is_file()):
+            raise ModelUnavailable(f"model {path.name}: {MODEL_FILE} is not a regular file; refit it")
+        if file.stat().st_size > MAX_BYTES:
+            raise ModelUnavailable(f"model {path.name}: {MODEL_FILE} is over {MAX_BYTES >> 20} MB; refit it")
         data = file.read_bytes()
     except FileNotFoundError:
         raise ModelUnavailable(f"model {path.name} has no {MODEL_FILE}; refit it") from None
@@ -117,3 +119,5 @@ def _ltr(context: StageContext, options: dict[str, Any]) -> LtrStage:
         raise
     except ModelError as e:  # features of another index, a click model it needs that fails: the stage is off
         raise ModelUnavailable(str(e).replace(str(path), f"model {path.name}")) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:  # a manifest of the wrong shape
+        raise ModelUnavailable(f"model {path.name}: its manifest is malformed ({type(e).__name__}); refit it") from None

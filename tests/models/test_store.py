@@ -103,6 +103,7 @@ def test_active_json_entries_outside_models_or_of_another_type_are_refused(tmp_p
     with pytest.raises(ModelUnavailable, match=r"models/active.json: ltr -> .* is not a model name like ltr-3") as e:
         store.active("ltr")
     assert str(tmp_path) not in str(e.value) and len(str(e.value)) < 300
+    assert [m["active"] for m in store.list()] == [False]
     store.activate("ltr-1")  # activating again repairs it
     assert store.active("ltr") == path
 
@@ -125,6 +126,9 @@ def test_an_unreadable_active_json_is_one_clear_error(tmp_path, content):
     (store.root / "active.json").write_text(content)
     with pytest.raises(ModelUnavailable, match="models/active.json"):
         store.active("ltr")
+    assert [m["active"] for m in store.list()] == [False]  # listing still works
+    store.activate("ltr-1")  # and activating repairs the file
+    assert store.active("ltr") == store.root / "ltr-1"
 
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -168,3 +172,33 @@ def test_property_a_truncated_or_flipped_manifest_is_refused_or_still_checks_the
         assert "ltr-1" in str(e) or "not a" in str(e)
         return
     assert manifest["files"] == json.loads((tmp_path / "good.json").read_text())["files"]  # a hash that survived intact
+
+
+def test_seal_records_hashes_of_an_older_model_by_name_only(tmp_path):
+    store, path = _published(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelUnavailable, match="no file hashes"):
+        read_model_manifest(path)
+    assert store.seal("ltr-1") == path
+    assert set(read_model_manifest(path)["files"]) == {"model.txt", "sub/weights.npz"}
+    for bad in ("../ltr-1", "/etc", "ltr-7"):
+        with pytest.raises(ModelError, match="no model"):
+            store.seal(bad)
+
+
+def test_fifos_never_block_the_check_and_manifests_or_active_json_that_are_not_files_are_refused(tmp_path):
+    store, path = _published(tmp_path)
+    os.mkfifo(path / "pipe")
+    with pytest.raises(ModelUnavailable, match="pipe is not a regular file"):
+        read_model_manifest(path)
+    (path / "pipe").unlink()
+    (path / "manifest.json").rename(path / "m.json")
+    os.mkfifo(path / "manifest.json")
+    with pytest.raises(ModelUnavailable, match="manifest.json is not a regular file"):
+        read_model_manifest(path)
+    (store.root / "active.json").unlink()
+    os.mkfifo(store.root / "active.json")
+    with pytest.raises(ModelUnavailable, match="models/active.json is not a regular file"):
+        store.active("ltr")

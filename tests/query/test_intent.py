@@ -365,3 +365,41 @@ def test_familiarity_of_wording_in_english_and_chinese(tmp_path):
     assert [p.label for p in again.predict(queries)] == [p.label for p in model.predict(queries)]
     assert [p.label for p in model.predict(queries)][1::2] == [OOS, OOS]
     assert model.predict(["car insurance quote"], threshold=0.0)[0].label != OOS  # an explicit threshold: no gate
+
+
+@pytest.mark.parametrize("damage", ["flip", "extra file", "no hashes"])
+def test_a_damaged_intent_model_turns_the_step_off_with_a_note(char_model, tmp_path, damage):
+    import types
+
+    import souk.query.intent.rewriter  # noqa: F401  (registers the step)
+    from souk.models.store import ModelStore
+    from souk.query.plan import Planner
+
+    store = ModelStore(tmp_path)
+    workdir = store.new("intent")
+    char_model.write_files(workdir)
+    path = store.publish("intent", workdir, char_model.manifest())
+    weights = next(p for p in path.iterdir() if p.suffix == ".npz")
+    if damage == "flip":
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        weights.write_bytes(bytes(data))
+    elif damage == "extra file":
+        (path / "evil.pkl").write_bytes(b"\x80\x04")
+    else:
+        manifest = json.loads((path / "manifest.json").read_text())
+        del manifest["files"]
+        (path / "manifest.json").write_text(json.dumps(manifest))
+    plan = Planner(types.SimpleNamespace(path=tmp_path), ["syntax", "intent"]).plan("set an alarm for 6 am")
+    assert plan.intent is None and plan.text == "set an alarm for 6 am"
+    assert any(n.startswith("query step intent skipped: model intent-1") for n in plan.notes)
+    assert not any(str(tmp_path) in n for n in plan.notes)
+
+
+def test_a_saved_model_directory_is_sealed_and_checked(char_model, tmp_path):
+    out = char_model.save(tmp_path / "model")
+    assert set(json.loads((out / "manifest.json").read_text())["files"]) == {p.name for p in out.iterdir()} - {"manifest.json"}
+    weights = next(p for p in out.iterdir() if p.suffix == ".npz")
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(ModelError, match="model model is damaged"):
+        IntentModel.load(out)

@@ -113,6 +113,7 @@ def damaged_shop(tmp_path_factory):
             seal(model)
         return path
 
+    damaged.base = base
     return damaged
 
 
@@ -178,3 +179,56 @@ def test_cli_and_server_on_an_index_with_a_damaged_ltr_model(damaged_shop):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert proc.returncode in (0, -15) and "pipeline ltr" in err.decode() and "model ltr-1 is damaged" in err.decode()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.none() | st.booleans() | st.integers(-10, 10 ** 6) | st.floats() | st.text(max_size=12) | \
+    st.lists(st.integers(0, 5) | st.text(max_size=5), max_size=3) | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, path + (i,))
+    yield path
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_property_a_hand_edited_ltr_manifest_never_breaks_full(damaged_shop, data):
+    """Any leaf of the manifest (features, kind, files, ...) replaced by any JSON value: `full` still answers, and
+    `ltr` either loads or is one ModelError/ConfigError line."""
+    from souk.errors import ConfigError, ModelError
+
+    index = _edited_copy(damaged_shop, data)
+    try:
+        build_pipeline("ltr", Index.open(index))
+    except (ModelError, ConfigError) as e:
+        assert "\n" not in str(e) and "Traceback" not in str(e)
+    pipe = build_pipeline("full", Index.open(index))
+    assert pipe.run(pipe.plan("red drill"), 3).ranking.ids
+
+
+def _edited_copy(damaged_shop, data):
+    """A copy of the index whose ltr manifest has one leaf replaced by a drawn JSON value."""
+    import shutil
+
+    index = damaged_shop.base.parent.parent / f"edited-{next(_COPIES)}"
+    shutil.copytree(damaged_shop.base, index)
+    manifest_file = index / "models" / "ltr-1" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    target = data.draw(st.sampled_from([p for p in _leaves(manifest) if p]))
+    node = manifest
+    for key in target[:-1]:
+        node = node[key]
+    node[target[-1]] = data.draw(_values)
+    manifest_file.write_text(json.dumps(manifest))
+    return index
+
+
+_COPIES = __import__("itertools").count()

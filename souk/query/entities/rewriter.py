@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from souk.errors import ConfigError
+from souk.errors import ConfigError, ModelUnavailable
 from souk.query.plan import QueryPlan, register_rewriter
 
 USES = ("boost", "filter", "none")
@@ -69,11 +69,15 @@ class EntityRewriter:
             if field is None or field.kind != "keyword":
                 raise ConfigError(f"query.entities.types.{kind}: {name!r} is not a keyword field")
         self.tagger = None
+        self.note: str | None = None
         if "tagger" in options:
             from souk.query.entities.tagger import Tagger
 
             path = Path(searcher.path) / str(options["tagger"])
-            self.tagger = Tagger.load(path)
+            try:
+                self.tagger = Tagger.load(path)
+            except ModelUnavailable as e:  # damaged: catalog values are still recognized, with a note
+                self.note = f"entity tagger skipped: {e}"
 
     def rewrite(self, plan: QueryPlan) -> QueryPlan:
         from souk.index.filters import Filter
@@ -81,6 +85,8 @@ class EntityRewriter:
 
         if not plan.text.strip():
             return plan
+        if self.note:
+            plan.notes.append(self.note)
         found = recognize(plan.text, self.gazetteer, self.tagger, self.min_score)
         plan.entities.extend(found)
         if self.use == "none":

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from souk.errors import ModelError
+from souk.errors import ModelError, ModelUnavailable
 from souk.models.store import FILES, check_files, in_store, seal
 from souk.query.entities.entity import Entity, bio_spans
 from souk.query.entities.features import Featurizer, Lexicon, Vocab
@@ -154,7 +154,8 @@ class Tagger:
             network = member() if members == 1 else Ensemble([member() for _ in range(members)])
             network.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
         except Exception as e:  # torch's unpickler refusing a pickle, a shape that does not fit, a bad vocabulary
-            raise ModelError(f"{path}: damaged ner-tagger directory ({type(e).__name__}: {str(e)[:200]}); retrain it") from None
+            raise ModelUnavailable(f"model {path.name}: damaged ner-tagger directory ({type(e).__name__}); "
+                                   "retrain it") from None
         features = Featurizer(chars, bigrams, bool(manifest.get("segments")), lexicon)
         return cls(network, features, manifest["tags"], manifest)
 

@@ -260,7 +260,9 @@ class IntentModel:
             with np.load(path / WEIGHTS, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except Exception as e:  # a damaged zip, a missing array
-            raise ModelError(f"{path / WEIGHTS}: unreadable weights ({type(e).__name__}); retrain it") from None
+            from souk.errors import ModelUnavailable
+
+            raise ModelUnavailable(f"model {path.name}: unreadable {WEIGHTS} ({type(e).__name__}); retrain it") from None
         featurizer = Featurizer.from_config(manifest["features"])
         featurizer.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("features.")})
         info = {k: v for k, v in manifest.items() if k in ("threshold_rule", "hyper_parameters", "seed", "metrics",

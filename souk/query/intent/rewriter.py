@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from souk.errors import ConfigError
+from souk.errors import ConfigError, ModelUnavailable
 from souk.query.plan import QueryPlan, register_rewriter
 
 STAGE = "intent"
@@ -45,10 +45,18 @@ class IntentRewriter:
             raise ConfigError(f"query.intent: {index_path} has no intent model; train one with "
                               f"`souk intent train --index {index_path} --label-field FIELD`")
         self.path = path
-        self.model = IntentModel.load(path)
+        self.note = None
+        try:
+            self.model = IntentModel.load(path)
+        except ModelUnavailable as e:  # a damaged model: the step is off, searches go on with a note
+            self.model, self.field, self.note = None, None, f"query step intent skipped: {e}"
+            return
         self.field = self.model.info.get("training", {}).get("label_field")
 
     def rewrite(self, plan: QueryPlan) -> QueryPlan:
+        if self.model is None:
+            plan.notes.append(self.note)
+            return plan
         if plan.text.strip():
             prediction = self.model.predict([plan.text], k=self.k)[0]
             plan.intent = {**prediction.to_dict(), "field": self.field, "model": self.path.name}

@@ -129,3 +129,30 @@ def test_an_ensemble_of_seeds_votes_as_one_and_round_trips(tmp_path):
     loaded = Tagger.load(path)
     units = [s.chars for s in sentences]
     assert isinstance(loaded.network, Ensemble) and loaded.predict(units) == result.tagger.predict(units)
+
+
+@pytest.mark.parametrize("resealed", [False, True], ids=["hash mismatch", "resealed"])
+def test_a_damaged_or_pickled_tagger_is_unavailable_and_never_unpickled(mini, tmp_path, resealed):
+    """model.pt cut short, or replaced by a pickle that would create a directory if run: refused, one line."""
+    import os
+    import pickle
+    import shutil
+
+    from souk.errors import ModelUnavailable
+    from souk.models.store import seal
+
+    class Payload:
+        def __reduce__(self):
+            return (os.makedirs, (str(tmp_path / "PWNED"),))
+
+    for damage in ("cut", "pickle"):
+        path = tmp_path / f"tagger-{damage}"
+        shutil.copytree(mini[1], path)
+        data = (path / "model.pt").read_bytes()
+        (path / "model.pt").write_bytes(data[: len(data) // 3] if damage == "cut" else pickle.dumps(Payload()))
+        if resealed:
+            seal(path)
+        with pytest.raises(ModelUnavailable, match=f"model tagger-{damage}") as e:
+            Tagger.load(path)
+        assert "\n" not in str(e.value) and str(tmp_path) not in str(e.value)
+    assert not (tmp_path / "PWNED").exists()
