@@ -117,12 +117,19 @@ def register(app: typer.Typer) -> None:
         index: Path = typer.Option(..., "--index"),
         since: Optional[str] = typer.Option(None, "--since", help=SINCE_HELP),
         experiment: Optional[str] = typer.Option(None, "--experiment", help="A,B as given to --interleave (default: the largest)."),
+        ab: Optional[str] = typer.Option(None, "--ab", help="A,B: also compare the searches each pipeline ran alone (an A/B split), by click-through."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Interleaved experiments: searches, wins of A and B, ties, sign-test p-value and the winner."""
-        from souk.events.interleave import summary
+        from souk.events.interleave import ab_summary, summary
 
-        data = summary(_log(index).read(parse_since(since)), experiment)
+        records = list(_log(index).read(parse_since(since)))
+        data = summary(records, experiment)
+        if ab:
+            names = [p.strip() for p in ab.split(",")]
+            if len(names) != 2:
+                raise ConfigError(f"--ab: expected two pipelines as A,B, got {ab!r}")
+            data["ab"] = ab_summary(records, *names)
         if as_json:
             emit_json(data)
             return

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         train: Optional[Path] = typer.Option(None, "--train", help="BEIR directory with judged queries (optional with --events)."),
         events: bool = typer.Option(False, "--events", help="Also learn from the index's event log: labels from clicks, position bias removed."),
         events_since: Optional[str] = typer.Option(None, "--events-since", help="Only events from then on (as souk analytics --since)."),
+        events_until: Optional[str] = typer.Option(None, "--events-until", help="Only events before then (same forms as --events-since)."),
         split: str = typer.Option("train", "--split", help="Split to train on."),
         dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
@@ -39,7 +40,9 @@ def register(app: typer.Typer) -> None:
             from souk.cli.events import _log, parse_since
             from souk.events.labels import click_dataset, merge
 
-            clicked, clicks_report = click_dataset(_log(index).read(parse_since(events_since)))
+            until = parse_since(events_until)
+            records = (r for r in _log(index).read(parse_since(events_since)) if until is None or float(r.get("t", 0)) < until)
+            clicked, clicks_report = click_dataset(records)
             train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train)

@@ -5,7 +5,7 @@ Team draft (Radlinski, Kurup, Joachims, "How Does Clickthrough Data Reflect Retr
 shown; each shown document remembers its team. A search is won by the pipeline whose documents got more
 clicks (carts and purchases count as clicks), tied when both got the same number (no clicks included).
 Over searches with a winner, a two-sided sign (binomial) test asks whether wins split 50:50; the winner is
-named once p < `ALPHA`. Misuse: crediting a search from clicks on documents it did not show.
+named once p < `ALPHA`, and `significant_at` says after how many searches the test stayed significant. Misuse: crediting a search from clicks on documents it did not show.
 """
 from __future__ import annotations
 
@@ -58,11 +58,13 @@ class Outcome:
     ties: int
     p_value: float
     winner: str | None
+    significant_at: int | None = None  # searches after which the test first said p < ALPHA and never lost it
 
     def to_dict(self) -> dict[str, Any]:
         a, b = self.experiment.split(",", 1) if "," in self.experiment else (None, None)
         return {"experiment": self.experiment, "a": a, "b": b, "searches": self.searches, "wins_a": self.wins_a,
-                "wins_b": self.wins_b, "ties": self.ties, "p_value": round(self.p_value, 6), "winner": self.winner}
+                "wins_b": self.wins_b, "ties": self.ties, "p_value": round(self.p_value, 6), "winner": self.winner,
+                "significant_at": self.significant_at}
 
 
 def outcomes(records: Iterable[dict[str, Any]]) -> list[Outcome]:
@@ -77,6 +79,7 @@ def outcomes(records: Iterable[dict[str, Any]]) -> list[Outcome]:
         elif kind in ("click", "cart", "purchase"):
             clicked[str(r.get("search_id"))].add(str(r.get("id")))
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    steps: dict[str, list[int]] = defaultdict(list)  # per search in log order: +1 a won, -1 b won, 0 tie
     for sid, (name, teams) in searches.items():
         counts = {"a": 0, "b": 0}
         for doc in clicked.get(sid, ()):
@@ -91,11 +94,27 @@ def outcomes(records: Iterable[dict[str, Any]]) -> list[Outcome]:
             t[2] += 1
         else:
             t[3] += 1
+        steps[name].append((counts["a"] > counts["b"]) - (counts["b"] > counts["a"]))
     out = []
     for name, (n, wa, wb, ties) in tally.items():
         p = sign_test(wa, wb)
-        out.append(Outcome(name, n, wa, wb, ties, p, ("a" if wa > wb else "b") if p < ALPHA else None))
+        winner = ("a" if wa > wb else "b") if p < ALPHA else None
+        out.append(Outcome(name, n, wa, wb, ties, p, winner, _significant_at(steps[name]) if winner else None))
     return sorted(out, key=lambda o: -o.searches)
+
+
+def _significant_at(steps: list[int]) -> int | None:
+    """The number of searches from which on every prefix of the experiment was significant."""
+    from scipy.stats import binom
+
+    a = b = 0
+    last_bad = 0
+    for i, step in enumerate(steps, 1):
+        a, b = a + (step > 0), b + (step < 0)
+        n = a + b
+        if n == 0 or min(1.0, 2 * float(binom.cdf(min(a, b), n, 0.5))) >= ALPHA:
+            last_bad = i
+    return last_bad + 1 if last_bad < len(steps) else None
 
 
 def summary(records: Iterable[dict[str, Any]], experiment: str | None = None) -> dict[str, Any]:
@@ -104,5 +123,33 @@ def summary(records: Iterable[dict[str, Any]], experiment: str | None = None) ->
     found = outcomes(records)
     chosen = next((o for o in found if o.experiment == experiment), None) if experiment else (found[0] if found else None)
     base = chosen.to_dict() if chosen else {"experiment": experiment, "a": None, "b": None, "searches": 0, "wins_a": 0,
-                                            "wins_b": 0, "ties": 0, "p_value": 1.0, "winner": None}
+                                            "wins_b": 0, "ties": 0, "p_value": 1.0, "winner": None, "significant_at": None}
     return {**base, "alpha": ALPHA, "experiments": [o.to_dict() for o in found]}
+
+
+def ab_summary(records: Iterable[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    """The A/B split view of the same question, for comparison: searches run by pipeline `a` or `b` alone (not
+    interleaved), their click-through (share of searches with a click) and a two-sided two-proportion z-test."""
+    from scipy.stats import norm
+
+    searches: dict[str, str] = {}
+    clicked: set[str] = set()
+    for r in records:
+        if r.get("kind") == "search" and not r.get("interleave") and r.get("pipeline") in (a, b):
+            searches[r["search_id"]] = r["pipeline"]
+        elif r.get("kind") in ("click", "cart", "purchase"):
+            clicked.add(str(r.get("search_id")))
+    n = {p: sum(1 for v in searches.values() if v == p) for p in (a, b)}
+    c = {p: sum(1 for s, v in searches.items() if v == p and s in clicked) for p in (a, b)}
+    if min(n.values()) == 0:
+        p_value = 1.0
+    else:
+        pooled = (c[a] + c[b]) / (n[a] + n[b])
+        se = (pooled * (1 - pooled) * (1 / n[a] + 1 / n[b])) ** 0.5
+        p_value = 1.0 if se == 0 else float(2 * norm.sf(abs(c[a] / n[a] - c[b] / n[b]) / se))
+    ctr = {p: round(c[p] / n[p], 4) if n[p] else None for p in (a, b)}
+    winner = None
+    if p_value < ALPHA:
+        winner = "a" if (ctr[a] or 0) > (ctr[b] or 0) else "b"
+    return {"a": a, "b": b, "searches_a": n[a], "searches_b": n[b], "ctr_a": ctr[a], "ctr_b": ctr[b],
+            "p_value": round(p_value, 6), "winner": winner}

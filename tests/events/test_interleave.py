@@ -36,7 +36,22 @@ def test_wins_come_from_clicked_teams_and_the_sign_test_names_a_winner():
     records.append({"kind": "search", "search_id": "tie", "interleave": "keyword,ltr", "shown": ["x"], "teams": ["a"]})
     [o] = outcomes(records)
     assert (o.searches, o.wins_a, o.wins_b, o.ties) == (41, 5, 35, 1)
-    assert o.p_value < 0.05 and o.winner == "b"
+    assert o.p_value < 0.05 and o.winner == "b" and 6 <= o.significant_at <= 41
     data = summary(records)
     assert data["winner"] == "b" and data["a"] == "keyword" and data["b"] == "ltr"
     assert sign_test(10, 10) == 1.0 and sign_test(0, 0) == 1.0 and summary([])["winner"] is None
+
+
+def test_the_ab_view_compares_click_through_of_searches_run_alone():
+    from souk.events.interleave import ab_summary
+
+    records = []
+    for i in range(400):
+        pipeline = "keyword" if i % 2 else "ltr"
+        records.append({"kind": "search", "search_id": f"s{i}", "pipeline": pipeline, "shown": ["x"]})
+        if (pipeline == "ltr" and i % 4 == 0) or (pipeline == "keyword" and i % 20 == 1):
+            records.append({"kind": "click", "search_id": f"s{i}", "id": "x"})
+    data = ab_summary(records, "keyword", "ltr")
+    assert (data["searches_a"], data["searches_b"]) == (200, 200) and data["ctr_b"] == 0.5 and data["ctr_a"] == 0.1
+    assert data["p_value"] < 0.001 and data["winner"] == "b"
+    assert ab_summary(records, "keyword", "dense")["p_value"] == 1.0

@@ -40,8 +40,8 @@ def test_labels_grade_clicked_documents_and_ignore_bots_and_repeats():
     records, _, _ = simulated(1500)
     dataset, report = click_dataset(records)
     assert report["queries"] == 30 and dataset.split == "clicks"
-    best = [max(g, key=g.get) for g in dataset.qrels.values()]
-    assert sum(b.endswith("/d0") for b in best) >= 25
+    tops = [max(g.values()) == max((v for d, v in g.items() if d.endswith("/d0")), default=-1) for g in dataset.qrels.values()]
+    assert sum(tops) >= 25  # the most attractive document has the top grade (ties allowed: grades are coarse)
     # a bot clicking everything on one query many times, and a shopper clicking one result ten times
     bot = [{"kind": "search", "search_id": f"b{i}", "query": "query 0", "session": "bot",
             "shown": [f"query 0/d{j}" for j in range(4, -1, -1)]} for i in range(600)]
