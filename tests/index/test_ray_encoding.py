@@ -62,3 +62,31 @@ def test_ray_without_vectors_is_refused(ray_local, tmp_path):
     cat.write_text('{"id": "1", "title": "a"}\n')
     out = run_main("index", str(cat), "--index", str(tmp_path / "ix"), "--ray", "auto", "--json", check=False)
     assert out.returncode == 2 and "--vectors" in out.stderr
+
+
+def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny_english_encoder, tmp_path, monkeypatch):
+    import souk.models.checkpoints as checkpoints
+    from souk.index import Index
+    from souk.index.vectors import encode_documents
+    from souk.index.vectors.cache import stored_vectors
+    from souk.index.vectors.config import field_params
+    from souk.index.vectors.encoding import document_texts
+    from souk.index.vectors.reencode import reencode
+    from model_fakes import vector_index
+
+    index = vector_index(tmp_path, tiny_encoder, 60)
+    real, encoded_here = checkpoints.encode_resumable, []
+    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts) or real(enc, texts, **kw))
+    out = reencode(index.path, str(tiny_english_encoder), ray="auto")
+    assert not encoded_here  # the actors encoded every document
+    monkeypatch.setattr(checkpoints, "encode_resumable", real)
+    assert out["docs"] == 60
+    index = Index.open(index.path)
+    vf = index.schema.vector_fields[0]
+    params = field_params(index, vf)
+    assert params["model"] == str(tiny_english_encoder)
+    searcher = index.searcher()
+    keys, vectors = stored_vectors(searcher, vf.name, params)
+    docs = searcher.docs(searcher.keys_to_ids(keys))
+    local = encode_documents(params, document_texts(index.schema, params, docs), progress=False)
+    assert ((vectors * local).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(local, axis=1)).min() >= 0.9999

@@ -70,6 +70,15 @@ def ray_cluster(address: str | None, num_cpus: int | None = None, object_store_m
         ray.shutdown()
 
 
+def _quiet(ray) -> None:
+    """No Ray Data progress bars or per-second execution logs on the driver's stderr (souk reports progress)."""
+    import logging
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
 class _EncodeBatch:
     """One actor of the pool: loads the encoder once, then encodes the text batches it is given."""
 
@@ -94,6 +103,7 @@ def encode_on_ray(params: dict[str, Any], texts: Sequence[str], actors: int | No
     out = np.zeros((len(texts), params["dim"]), dtype=np.float32)
     if not len(texts):
         return out
+    _quiet(ray)
     backend = model_record(params)["backend"]  # resolved once here: every actor computes the same vectors
     cpus = float(ray.cluster_resources().get("CPU", 1))
     n = actors or max(1, min(int(cpus), 1 + len(texts) // max(1, params["batch_size"])))
