@@ -78,3 +78,18 @@ def tiny_cross(tmp_path_factory) -> dict:
     from tiny_bert import tiny_fitted_index
 
     return tiny_fitted_index(tmp_path_factory.mktemp("cross"))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """ONE local Ray cluster for the whole session (2 CPUs, a 100 MB object store), stopped at the end;
+    tests using it are marked slow (starting it takes tens of seconds)."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray
+    ray.shutdown()

@@ -137,6 +137,7 @@ def register(app: typer.Typer) -> None:
         vector_backend: Optional[str] = typer.Option(None, "--vector-backend", help="With --vectors: flat (default), hnsw, ivfpq, sq8, or milvus (needs --vector-uri)."),
         vector_uri: Optional[str] = typer.Option(None, "--vector-uri", help="With --vector-backend milvus: a local FILE.db (Milvus Lite) or http://host:19530."),
         vector_collection: Optional[str] = typer.Option(None, "--vector-collection", help="With --vector-backend milvus: the collection (default: souk_<index name>_<random>)."),
+        ray: Optional[str] = typer.Option(None, "--ray", help="Encode vectors on Ray: auto (a local cluster for this run) or a cluster ADDRESS."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     ) -> None:
         """Index a catalog: validate, analyze, write, commit. A failed first run leaves no index behind."""
@@ -154,10 +155,12 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
         docs_before = 0 if opened.created else idx.searcher().num_docs
         total, commits = WriteReport(), 0
+        from souk.cli.vectors import ray_encoding
+
         try:
-            with idx.writer() as writer, progress_bar("indexing", estimate_records(data)) as advance:
+            with ray_encoding(idx, ray) as pre, idx.writer() as writer, progress_bar("indexing", estimate_records(data)) as advance:
                 for chunk in _chunks(opened.records, commit_every) if commit_every > 0 else [opened.records]:
-                    report = writer.add(chunk, on_error=on_error, progress=advance)
+                    report = writer.add(pre(chunk), on_error=on_error, progress=advance)
                     writer.commit()
                     commits += 1
                     total.merge(report)

@@ -45,6 +45,7 @@ def eval_command(
     ] = None,
     metric: PrimaryOpt = "ndcg@10",
     json_output: JsonOpt = False,
+    ray: Annotated[str | None, typer.Option("--ray", help="Split the queries over Ray workers: auto (a local cluster) or a cluster ADDRESS.")] = None,
 ) -> None:
     """Run every judged query through a pipeline; print quality metrics and latency."""
     from souk.evaluation.compare import compare_runs
@@ -57,7 +58,14 @@ def eval_command(
     primary = _check_metric(metric)
     data = load_beir(dataset, split)
     baseline_run = read_run(baseline) if baseline is not None else None
-    evaluation = evaluate(build_pipeline(pipeline, Index.open(index)), data, k=k, metrics=_metrics(primary), progress=True)
+    if ray:
+        from souk.evaluation.ray_eval import evaluate_on_ray
+        from souk.index.vectors.ray_encoding import ray_cluster
+
+        with ray_cluster(ray):
+            evaluation = evaluate_on_ray(index, pipeline, data, k=k, metrics=_metrics(primary))
+    else:
+        evaluation = evaluate(build_pipeline(pipeline, Index.open(index)), data, k=k, metrics=_metrics(primary), progress=True)
     result: dict = {
         **evaluation.summary(), "dataset": data.name, "split": split, "pipeline": pipeline, "k": k,
     }

@@ -2,10 +2,11 @@
 and the `souk index` options that put a new index's vector field there."""
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import typer
 
@@ -34,6 +35,21 @@ def vector_options(index: Path, vectors: bool, backend: str | None, uri: str | N
     elif uri or collection:
         raise ConfigError(f"--vector-uri and --vector-collection apply to --vector-backend milvus, not {backend}")
     return params
+
+
+@contextlib.contextmanager
+def ray_encoding(index, address: str | None) -> Iterator[Callable[[Iterable], Iterable]]:
+    """For `--ray`: records passed through the returned function get their vectors computed on Ray
+    (identity without --ray)."""
+    if not address:
+        yield lambda records: records
+        return
+    if not index.schema.vector_fields:
+        raise ConfigError("--ray encodes vectors: it applies to an index with a vector field (--vectors)")
+    from souk.index.vectors.ray_encoding import RayEncoding, ray_cluster
+
+    with ray_cluster(address), RayEncoding(index) as encoding:
+        yield encoding.records
 
 
 def register(app: typer.Typer) -> None:

@@ -246,10 +246,10 @@ class Writer:
         out = {}
         for vf in self.schema.vector_fields:
             from souk.index.vectors import encode_documents, field_params
+            from souk.index.vectors.encoding import document_texts
 
             params = field_params(self.index, vf)
-            sources = params["source"] or self.schema.content_fields()
-            texts = [" ".join(_text(v[s]) for s in sources if v.get(s)) for v in batch]
+            texts = document_texts(self.schema, params, batch)
             out[vf.name] = encode_documents(params, texts, progress=False, description=f"encoding {vf.name}")
         return out
 
@@ -282,11 +282,6 @@ class Writer:
         for name, vec in vectors.items():
             doc.add_bytes(name, vec.astype("<f4").tobytes())
         return doc
-
-
-def _text(value) -> str:
-    """A field value as text for an encoder (keyword lists joined by spaces)."""
-    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _describe(rejected: list[tuple[int, str, str]]) -> str:

@@ -157,7 +157,8 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         result = search(body.q, filters=body.filters, facets=body.facets, sort=body.sort, k=body.size,
                         offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse, session=body.session)
         # a plain JSON response: the result is JSON-ready, so FastAPI's per-value encoder walk is skipped
-        return JSONResponse({**result.to_dict(), "page": body.page, "size": body.size})
+        return JSONResponse({**result.to_dict(), "page": body.page, "size": body.size},
+                            headers={"X-Souk-Commit": engine.searcher().commit_id})  # replicas behind a balancer: which snapshot answered
 
     @app.get("/search", summary="Search (query parameters)")
     async def search_get(

@@ -6,8 +6,10 @@ Misuse to avoid: building an `EncoderConfig` by hand for a field; the field's pa
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -39,14 +41,65 @@ def model_record(params: dict[str, Any]) -> dict[str, Any]:
             "machine": (choice or {}).get("machine", {}).get("cpu"), "capped_to_avx2": (choice or {}).get("capped_to_avx2")}
 
 
+_READY: dict[tuple[str, int, str], list[np.ndarray]] = {}  # (model, max_length, text) -> vectors computed elsewhere
+_READY_LOCK = threading.Lock()
+
+
+def _ready_key(params: dict[str, Any], text: str) -> tuple[str, int, str]:
+    return (params["model"], params["max_length"], text)
+
+
+@contextlib.contextmanager
+def precomputed_vectors(params: dict[str, Any], texts: Sequence[str], vectors: np.ndarray) -> Iterator[None]:
+    """Inside the block, `encode_documents` takes these texts' vectors as given (computed by the same model
+    elsewhere, e.g. a Ray actor pool) instead of encoding them here."""
+    keys = [_ready_key(params, t) for t in texts]
+    with _READY_LOCK:
+        for key, vec in zip(keys, vectors):
+            _READY.setdefault(key, []).append(vec)
+    try:
+        yield
+    finally:
+        with _READY_LOCK:
+            for key in keys:
+                stack = _READY.get(key)
+                if stack:
+                    stack.pop()
+                    if not stack:
+                        del _READY[key]
+
+
+def document_texts(schema: Any, params: dict[str, Any], batch: Sequence[dict]) -> list[str]:
+    """The text a vector field encodes for each document (extracted values): its sources joined."""
+    sources = params["source"] or schema.content_fields()
+    return [" ".join(_text(v[s]) for s in sources if v.get(s)) for v in batch]
+
+
+def _text(value: Any) -> str:
+    """A field value as text for an encoder (keyword lists joined by spaces)."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def encode_documents(params: dict[str, Any], texts: list[str], progress: bool = True, description: str = "encoding") -> np.ndarray:
     """(len(texts), dim) float32 vectors of documents, for the writer to store; resumable (see
-    `souk.models.checkpoints.encode_resumable`)."""
+    `souk.models.checkpoints.encode_resumable`). Texts given to `precomputed_vectors` are not encoded again."""
     from souk.models.checkpoints import encode_resumable
     from souk.models.encoder import get_encoder
 
-    encoder = get_encoder(encoder_config(params), probe=texts)
-    return encode_resumable(encoder, texts, progress=progress, description=description)
+    out = np.zeros((len(texts), params["dim"]), dtype=np.float32)
+    missing = list(range(len(texts)))
+    if _READY:
+        with _READY_LOCK:
+            ready = [_READY.get(_ready_key(params, t)) for t in texts]
+        missing = [i for i, r in enumerate(ready) if not r]
+        for i, r in enumerate(ready):
+            if r:
+                out[i] = r[-1]
+    if missing:
+        todo = [texts[i] for i in missing]
+        encoder = get_encoder(encoder_config(params), probe=todo)
+        out[missing] = encode_resumable(encoder, todo, progress=progress, description=description)
+    return out
 
 
 def encode_queries(params: dict[str, Any], texts: Sequence[str]) -> np.ndarray:

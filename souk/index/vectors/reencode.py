@@ -7,6 +7,8 @@ whose fields are not all stored (their terms would be lost); it is refused.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,9 +16,11 @@ from souk.errors import ConfigError, SoukError
 
 
 def reencode(index_path: str | Path, model: str, field: str | None = None,
-             progress: Callable[[int], None] | None = None, batch: int = 512) -> dict[str, Any]:
+             progress: Callable[[int], None] | None = None, batch: int = 512, ray: str | None = None) -> dict[str, Any]:
     """Switch vector field `field` (default: the only one) of the index to bi-encoder `model`, re-encoding
-    every document; returns what changed."""
+    every document; returns what changed. `ray` (default: the `SOUK_RAY` environment variable, so a fit's
+    activation can use it too): `auto` or a cluster address encodes in a Ray actor pool, this process
+    still the only writer."""
     from souk.index import Index
     from souk.index.vectors.config import field_params
     from souk.models.registry import model_card
@@ -45,11 +49,20 @@ def reencode(index_path: str | Path, model: str, field: str | None = None,
     index.manifest.setdefault("vectors", {})[vf.name] = params  # the writer encodes with these
     searcher = index.searcher()
     ids = searcher.ids()
-    with index.writer() as writer:
-        for start in range(0, len(ids), batch):
-            docs = [d for d in searcher.docs(ids[start:start + batch]) if d is not None]
-            writer.rewrite(docs)
-            if progress:
-                progress(len(docs))
-        writer.commit(vectors=index.manifest["vectors"])
+    address = ray if ray is not None else os.environ.get("SOUK_RAY") or None
+    with contextlib.ExitStack() as stack:
+        pre = None
+        if address:
+            from souk.index.vectors.ray_encoding import CHUNK, RayEncoding, ray_cluster
+
+            stack.enter_context(ray_cluster(address))
+            pre, batch = stack.enter_context(RayEncoding(index)), max(batch, CHUNK)
+        with index.writer() as writer:
+            for start in range(0, len(ids), batch):
+                docs = [d for d in searcher.docs(ids[start:start + batch]) if d is not None]
+                with pre.documents(docs) if pre is not None else contextlib.nullcontext():
+                    writer.rewrite(docs)
+                if progress:
+                    progress(len(docs))
+            writer.commit(vectors=index.manifest["vectors"])
     return {"field": vf.name, "model": card.name, "previous_model": old["model"], "docs": len(ids)}

@@ -1,0 +1,32 @@
+"""`souk eval --ray`: queries split over Ray workers (the session's local cluster), runs merged, the
+metrics those of the single-process run."""
+import json
+
+import pytest
+
+from model_fakes import vector_index
+
+pytestmark = pytest.mark.slow
+
+
+def test_split_queries_give_the_single_process_metrics(ray_local, tiny_encoder, tmp_path):
+    from souk.evaluation.datasets import load_beir
+    from souk.evaluation.ray_eval import evaluate_on_ray
+    from souk.evaluation.runner import evaluate
+    from souk.index import Index
+    from souk.ranking.pipeline import build_pipeline
+
+    index = vector_index(tmp_path, tiny_encoder, 50)
+    beir = tmp_path / "beir"
+    docs = [json.loads(line) for line in (beir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": " ".join(d["text"].split()[1:4])}) + "\n"
+                                                for i, d in enumerate(docs[:21])), encoding="utf-8")
+    (beir / "qrels").mkdir()
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(docs[:21])))
+    data = load_beir(beir, "dev")
+    for pipeline in ("bm25", "hybrid"):
+        local = evaluate(build_pipeline(pipeline, Index.open(index.path)), data, k=10, progress=False)
+        split = evaluate_on_ray(index.path, pipeline, data, k=10, workers=2)
+        assert split.run == local.run
+        assert split.per_query.means() == local.per_query.means()
+        assert len(split.latency_ms) == len(local.latency_ms) == 21
