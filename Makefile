@@ -47,12 +47,18 @@ bench: install
 	@mkdir -p .bench
 	$(SOUK) bench keyword --dataset $(SHARED)/data/scifact --split dev --repeat 5 --json | tee .bench/keyword-scifact.json
 	$(SOUK) bench keyword --dataset $(SHARED)/data/homedepot --split dev --json | tee .bench/keyword-homedepot.json
+	$(SOUK) bench index --dataset $(SHARED)/data/scifact --json | tee .bench/index-scifact.json
+	$(SOUK) bench index --dataset $(SHARED)/data/homedepot --json | tee .bench/index-homedepot.json
 	$(SOUK) bench encoder --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/encoder-scifact.json
+	$(SOUK) bench encoder --dataset $(SHARED)/data/scifact --split dev --isa avx2 --json | tee .bench/encoder-scifact-avx2.json
 	$(SOUK) bench ann --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/ann-scifact.json
 	$(SOUK) bench spell --dataset $(SHARED)/data/homedepot --split dev --json | tee .bench/spell-homedepot.json
 	$(SOUK) bench suggest --dataset $(SHARED)/data/homedepot --json | tee .bench/suggest-homedepot.json
 	$(SOUK) bench rerank --dataset $(SHARED)/data/scifact --split dev --json | tee .bench/rerank-scifact.json
 	$(MAKE) demo-index
+	@test -f .bench/scifact-keyword/manifest.json || $(SOUK) index $(SHARED)/data/scifact --index .bench/scifact-keyword
+	$(SOUK) bench cli --index .bench/scifact-keyword --query "protein folding" --json | tee .bench/cli-scifact.json
+	$(SOUK) bench cli --index $(DEMO) --query "嘉頓 麵包" --json | tee .bench/cli-demo-zh.json
 	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --json | tee .bench/serve-demo.json
 	$(SOUK) bench serve --index $(DEMO) --clients 16 --seconds 10 --workers 2 --json | tee .bench/serve-demo-2workers.json
 	$(MAKE) bench-fit

@@ -429,6 +429,9 @@ def _check_vector_source(schema: Schema, f: Field, origin: str) -> None:
             raise SchemaError(f"{where}: {name!r} is {what}; a vector reads the values of text, keyword, number or stored fields")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes read with surrogateescape
+
+
 def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
     """Type-check and convert one raw value for field `f` (ValueError names the problem); `decimal`
     is the catalog's decimal mark, used where the field sets none."""
@@ -459,7 +462,7 @@ def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
     for item in items:
         if isinstance(item, (dict, list)):
             raise ValueError(f"expected text, got {type(item).__name__}")
-        if isinstance(item, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+        if isinstance(item, str) and not item.isascii() and _SURROGATE.search(item):
             raise ValueError("invalid UTF-8")
     strings = [str(x).lower() if isinstance(x, bool) else str(x) for x in items]
     if sum(map(len, strings)) > MAX_FIELD_CHARS:

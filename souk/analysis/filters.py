@@ -22,12 +22,24 @@ def _stemmer(language: str):
     return Stemmer.Stemmer(language)
 
 
+_STEMS: dict[str, dict[str, str]] = {}  # language -> word -> stem (or the word itself when it is not stemmed)
+_STEMS_MAX = 500_000
+
+
 def stem_words(words: list[str], language: str = "english") -> list[str]:
-    """Stems of many tokens at once; only purely alphabetic tokens are stemmed."""
-    if all(map(_LATIN.match, words)):
-        return _stemmer(language).stemWords(words)
-    stemmer = _stemmer(language)
-    return [stemmer.stemWord(w) if _LATIN.match(w) else w for w in words]
+    """Stems of many tokens at once; only purely alphabetic tokens are stemmed. Stems are remembered (word
+    frequencies are Zipfian: most tokens of a corpus are words seen before)."""
+    known = _STEMS.setdefault(language, {})
+    get = known.get
+    out = [get(w) for w in words]
+    if None not in out:
+        return out  # type: ignore[return-value]
+    if len(known) > _STEMS_MAX:
+        known.clear()
+    new = list({w for w, s in zip(words, out) if s is None})
+    for w, s in zip(new, _stemmer(language).stemWords(new)):
+        known[w] = s if _LATIN.match(w) else w
+    return [known[w] for w in words]
 
 
 def stem(word: str, language: str = "english") -> str:

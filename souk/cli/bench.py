@@ -28,6 +28,22 @@ def register(bench_app: typer.Typer) -> None:
             for key, value in result.items():
                 console.print(f"{key:>24}: {value}")
 
+    @bench_app.command("index")
+    def index_cmd(
+        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
+        repeat: int = typer.Option(2, "--repeat", min=1, help="Runs per side (medians reported)."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """souk indexing vs bm25s indexing the same corpus and tokens: docs/s and their ratio."""
+        from souk.bench.index import bench_index
+
+        result = bench_index(dataset, repeat)
+        if as_json:
+            emit_json(result)
+        else:
+            for key, value in result.items():
+                console.print(f"{key:>24}: {value}")
+
     @bench_app.command("cli")
     def cli_cmd(
         index: Path = typer.Option(..., "--index", help="Index directory to search."),

@@ -86,8 +86,10 @@ class WriteReport:
 class Writer:
     """Adds, updates (same id replaces) and deletes documents; `commit()` publishes them."""
 
-    def __init__(self, index: "Index", heap_mb: int = 128, threads: int = 1, batch: int = 256):
+    def __init__(self, index: "Index", heap_mb: int = 128, threads: int = 1, batch: int = 256,
+                 workers: int | None = None):
         self.index = index
+        self._analysis_pool = AnalysisPool(workers)
         self.schema = index.schema
         try:
             self._w = index._tantivy.writer(heap_size=heap_mb * 1_000_000, num_threads=threads)
@@ -183,6 +185,7 @@ class Writer:
     def close(self) -> None:
         """Wait for background merges and release the writer lock (uncommitted work is dropped)."""
         self._pending.clear()
+        self._analysis_pool.close()
         with guard(self.index.path, "write"):
             self._w.wait_merging_threads()
 
@@ -233,14 +236,27 @@ class Writer:
         if not batch:
             return 0
         vectors = self._encode(batch)
+        specs = self._text_sources()
+        analyzed = self._analysis_pool.analyze(specs, self._analysis.get("user_dict"),
+                                               [[values.get(src) for _, src in specs] for values in batch])
         for mirror in self._mirror_list():
             mirror.stage(batch, vectors[mirror.field])
         with guard(self.index.path, "write"):
             for i, values in enumerate(batch):
                 doc_id = values[self.schema.id_field]
                 self._w.delete_documents_by_term(ID, doc_id)
-                self._w.add_document(self._document(values, {n: v[i] for n, v in vectors.items()}))
+                terms = dict(zip(specs, analyzed[i]))
+                self._w.add_document(self._document(values, {n: v[i] for n, v in vectors.items()}, terms))
         return len(batch)
+
+    def _text_sources(self) -> list[tuple[str, str]]:
+        """(analyzer, source field) pairs the text fields read, each once (copy fields share them)."""
+        out: dict[tuple[str, str], None] = {}
+        for f in self.schema.fields.values():
+            if f.kind == "text":
+                for src in f.copy_from or [f.name]:
+                    out[(f.analyzer, src)] = None
+        return list(out)
 
     def _encode(self, batch: list[dict]) -> dict:
         out = {}
@@ -253,21 +269,21 @@ class Writer:
             out[vf.name] = encode_documents(params, texts, progress=False, description=f"encoding {vf.name}")
         return out
 
-    def _document(self, values: dict, vectors: dict) -> tantivy.Document:
+    def _document(self, values: dict, vectors: dict, analyzed: dict[tuple[str, str], str | None] | None = None) -> tantivy.Document:
         doc = tantivy.Document()
         doc_id = values[self.schema.id_field]
         doc.add_text(ID, doc_id)
         doc.add_integer(KEY, doc_key(doc_id))
         stored = {n: v for n, v in values.items() if self.schema.fields[n].stored}
         doc.add_bytes(SOURCE, json.dumps(stored, ensure_ascii=False).encode("utf-8"))
-        analyzed: dict[tuple[str, str], str] = {}  # (analyzer, source field) -> terms, shared by copy fields
+        analyzed = dict(analyzed or {})  # (analyzer, source field) -> terms, shared by copy fields
         for f in self.schema.fields.values():
             if f.kind == "text":
                 parts = []
                 for src in f.copy_from or [f.name]:
                     if src in values:
                         key = (f.analyzer, src)
-                        if key not in analyzed:
+                        if analyzed.get(key) is None:
                             analyzer = get_analyzer(f.analyzer, self._analysis.get("user_dict"))
                             analyzed[key] = " ".join(analyzer.terms(values[src]))
                         parts.append(analyzed[key])
@@ -282,6 +298,61 @@ class Writer:
         for name, vec in vectors.items():
             doc.add_bytes(name, vec.astype("<f4").tobytes())
         return doc
+
+
+def analyze_rows(specs: list[tuple[str, str]], user_dict: str | None, rows: list[list[Any]]) -> list[list[str | None]]:
+    """The index terms (space-joined) of each row's source values, one per (analyzer, source) spec; None where
+    a row has no value. Runs in the writer's process or in an analysis worker."""
+    analyzers = [get_analyzer(name, user_dict) for name, _ in specs]
+    return [[None if v is None else " ".join(a.terms(v)) for a, v in zip(analyzers, row)] for row in rows]
+
+
+class AnalysisPool:
+    """Analysis of large batches split between this process and worker processes (forkserver: started clean,
+    never forked from a process with tantivy's threads running). Small batches (a server's upserts) and
+    single-core machines stay in-process; a failed worker means the batch is analyzed here.
+    Misuse: sharing one pool between writers (each writer closes its own)."""
+
+    MIN_ROWS = 64  # below this, shipping rows to a worker costs more than it saves
+
+    def __init__(self, workers: int | None = None):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        env = os.environ.get("SOUK_ANALYSIS_WORKERS")
+        self.workers = workers if workers is not None else (int(env) if env and env.isdigit() else min(cores, 8) - 1)
+        self._pool = None
+
+    def analyze(self, specs, user_dict, rows):
+        if not specs:
+            return [[] for _ in rows]
+        if self.workers < 1 or len(rows) < self.MIN_ROWS:
+            return analyze_rows(specs, user_dict, rows)
+        pool = self._start()
+        share = -(-len(rows) // (self.workers + 1))  # this process takes the first share
+        futures = [pool.submit(analyze_rows, specs, user_dict, rows[i:i + share]) for i in range(share, len(rows), share)]
+        out = analyze_rows(specs, user_dict, rows[:share])
+        for i, future in zip(range(share, len(rows), share), futures):
+            try:
+                out += future.result()
+            except Exception:  # a worker died (memory, a signal): this process does its share
+                self.close()
+                self.workers = 0
+                out += analyze_rows(specs, user_dict, rows[i:i + share])
+        return out
+
+    def _start(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["souk.index.writer"])
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def _describe(rejected: list[tuple[int, str, str]]) -> str:

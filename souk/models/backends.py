@@ -251,7 +251,7 @@ def openvino_int8_folder(card: ModelCard, max_length: int = 256) -> Path:
             import nncf
             import openvino as ov
         except ImportError as e:
-            raise ModelError(f"the openvino-int8 path needs {e.name}: pip install 'souk[fast]'") from e
+            raise ModelError(f"the openvino-int8 path needs {e.name}: pip install openvino nncf") from e
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(card.path / "tokenizer.json"))
