@@ -162,8 +162,8 @@ def test_hierarchy_facets_drill_down_level_by_level(category_searcher):
 
 
 def test_synonym_expansions_are_highlighted(searcher):
-    hits = search(searcher, "蛋糕", expansions=[("饼干", 0.5)]).hits
+    hits = search(searcher, "蛋糕", expansions=[("饼干", 0.5, "蛋糕")]).hits
     a4 = next(h for h in hits if h.id == "A4")
     assert "<mark>饼干</mark>" in a4.highlights["title_zh"]
-    hits = search(searcher, "cake", expansions=[("biscuits", 0.5)]).hits
+    hits = search(searcher, "cake", expansions=[("biscuits", 0.5, "cake")]).hits
     assert "<mark>Biscuits</mark>" in next(h for h in hits if h.id == "A4").highlights["title"]
