@@ -307,3 +307,24 @@ def test_souk_index_skips_a_record_with_a_huge_integer(tmp_path):
     assert "skipped line 3: price: an integer of 4301 digits" in out.stderr + out.stdout
     failed = run_main("index", str(catalog), "--index", str(tmp_path / "ix2"), "--schema", str(schema), check=False)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr and "line 2: title" in failed.stderr
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(digits=st.integers(1, 6000), negative=st.booleans(), field=st.sampled_from(["sku", "title", "price", "other"]),
+       as_list=st.booleans())
+def test_property_integers_of_any_size_in_any_field_are_a_value_or_a_problem(digits, negative, field, as_list):
+    from souk.schema import loads_json
+
+    schema = Schema.from_dict({**BASE, "fields": {**BASE["fields"], "price": {"kind": "number"}}})
+    literal = ("-" if negative else "") + "8" * digits
+    value = f"[{literal}]" if as_list else literal
+    record = loads_json(f'{{"sku": "a", "title": "t", "{field}": {value}}}')
+    values, problems = schema.extract(record)
+    if field == "other" or digits <= 308:
+        assert problems == [] and values is not None
+    if digits > 309 and field != "other":
+        assert values is None and problems[0][0] == field and f"{digits} digits" in problems[0][1]

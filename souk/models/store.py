@@ -280,6 +280,8 @@ class ModelStore:
 
     def _active(self) -> dict[str, Any]:
         file = self.root / ACTIVE
+        if self.root.is_symlink():  # the index's models would come from wherever it points
+            raise ModelUnavailable(f"{MODELS_DIR}/ is a symlink; an index keeps its models in a directory of its own")
         try:
             if file.is_symlink() or (file.exists() and not file.is_file()):
                 raise ModelUnavailable(f"models/{ACTIVE} is not a regular file; activate a model again with souk models")

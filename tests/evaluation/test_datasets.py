@@ -119,3 +119,21 @@ def test_undecodable_lines_and_huge_integers_name_the_line(tmp_path: Path):
     queries.write_text('{"_id": "q1", "text": "a"}\n{"_id": %s, "text": "b"}\n' % ("9" * 5000))
     with pytest.raises(DatasetError, match="queries.jsonl:2: not a readable JSON object"):
         load_jsonl_queries(queries)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(grade=st.text(st.characters(blacklist_categories=["Zs", "Cc", "Zl", "Zp", "Cs"]), min_size=1, max_size=8)
+       | st.integers(-10 ** 6, 10 ** 6).map(str))
+def test_property_a_grade_is_a_small_integer_or_a_line_error(tmp_path_factory, grade):
+    path = tmp_path_factory.mktemp("q") / "q.tsv"
+    path.write_text(f"q1\td1\t{grade}\n", encoding="utf-8")
+    try:
+        qrels = load_beir_qrels(path)
+    except DatasetError as e:
+        assert "q.tsv:1:" in str(e)
+        return
+    assert -10 <= qrels["q1"]["d1"] <= 100 and type(qrels["q1"]["d1"]) is int

@@ -202,3 +202,11 @@ def test_fifos_never_block_the_check_and_manifests_or_active_json_that_are_not_f
     os.mkfifo(store.root / "active.json")
     with pytest.raises(ModelUnavailable, match="models/active.json is not a regular file"):
         store.active("ltr")
+
+
+def test_a_models_directory_that_is_a_symlink_out_of_the_index_is_refused(tmp_path):
+    outside, _ = _published(tmp_path / "outside")
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "models").symlink_to(outside.root)
+    with pytest.raises(ModelUnavailable, match="models/ is a symlink"):
+        ModelStore(tmp_path / "index").active("ltr")

@@ -102,3 +102,23 @@ def test_ltr_is_fitted_on_the_candidates_and_signals_interact_gives_it(parts, tm
     ModelStore(searcher.path).activate(outcome.model)  # on five dev queries it need not beat interact's order
     pipe = build_pipeline("ltr", searcher)
     assert [s.name for s in pipe.run(pipe.plan("宝宝有痰怎么办"), 10).stages] == ["recall", "interact", "ltr"]
+
+
+@pytest.mark.parametrize("target", ["wordvec", "interact"])
+def test_damaged_word_vectors_or_interact_weights_turn_their_parts_off(tmp_path, target):
+    """A cut `.npz` of the word-vector model or the interact weights: the learned recall leaves wordvec out (or the
+    interact stage is skipped) with a note naming the model, and the `ltr`-less pipelines still answer."""
+    path = copy_of_fitted(tmp_path)
+    store = ModelStore(path)
+    store.activate(sorted(p.name for p in store.root.glob("interact-*"))[-1])
+    model = store.active(target)
+    npz = next(model.glob("*.npz"))
+    npz.write_bytes(npz.read_bytes()[:100])
+    pipe = build_pipeline("full", Index.open(path))
+    plan = pipe.plan("宝宝有痰怎么办")
+    assert pipe.run(plan, 5).ranking.ids
+    notes = " | ".join(plan.notes)
+    assert f"model {model.name} is damaged: {npz.name} does not match the sha256" in notes
+    assert "stage interact skipped" in notes and str(path) not in notes
+    if target == "wordvec":
+        assert "retriever wordvec left out" in notes

@@ -145,3 +145,24 @@ def test_undecodable_or_unreadable_log_lines_name_the_line(tmp_path):
     log.write_text('{"query": "saw", "shown": ["a"], "n": %s}\n' % ("9" * 5000))
     with pytest.raises(DatasetError, match="log.jsonl:1: not a readable JSON object"):
         list(read_log(log))
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shown=st.lists(st.sampled_from(["acme-saw", "bolt-saw", "orbit-saw", "zenith-saw", "nope"]), min_size=1, max_size=30),
+       data=st.data())
+def test_property_repeats_in_shown_never_add_clicks_or_examples(shop, shown, data):
+    path, _ = shop
+    terms = TermStore.open(Index.open(path).searcher())
+    clicked = set(data.draw(st.lists(st.sampled_from(shown), max_size=3)))
+    from souk.training.online import _impression
+
+    imp = _impression("r", "saw", shown, clicked, set(), None)
+    unique = list(dict.fromkeys(shown))
+    assert imp.shown == unique and (imp.ranks or list(range(1, len(unique) + 1))) == [shown.index(i) + 1 for i in unique]
+    stats = learn(ClickModel(), terms, [imp], PositionBias())
+    known = [i for i in unique if i != "nope"]
+    assert stats.examples == len(known) and stats.clicks == len(clicked & set(known))
