@@ -37,6 +37,11 @@ def _jieba(user_dict: str | None):
     return new_tokenizer(user_dict)
 
 
+def in_dictionary(word: str, user_dict: str | None = None) -> bool:
+    """True when jieba's dictionary (plus the user dictionary) holds `word`, i.e. it is no HMM guess."""
+    return _jieba(user_dict).FREQ.get(word, 0) > 0
+
+
 def han_words(run: str, user_dict: str | None = None) -> Iterator[tuple[str, int, int]]:
     """jieba search-mode words of a Han run with their spans (overlapping sub-words included)."""
     for word, start, end in _jieba(user_dict).tokenize(run, mode="search"):

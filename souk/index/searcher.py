@@ -38,6 +38,7 @@ MAX_QUERY_CHARS = 1_000
 PROXIMITY = 1.0
 PROXIMITY_SLOP = 2
 MAX_LEVEL_BUCKETS = 1_000  # values of one level of a hierarchy facet counted exactly
+SKIP_WORDS = 3
 
 
 @dataclass
@@ -232,7 +233,9 @@ class Searcher:
             if order is None:
                 order = drop_order([self._df(w) for w in words])
             now = tier.count if tier.count is not None else count(tier.query)
-            for i in order:  # the first word in drop order whose dropping finds more documents (else the first)
+            # the first word in drop order whose dropping finds more documents (else the first), for queries of up to
+            # SKIP_WORDS words: on long claims it ranked n-1-word matches first and lost (scifact train 0.698 -> 0.692)
+            for i in order if len(words) <= SKIP_WORDS else order[:1]:
                 rest = [words[j] for j in kept if j != i]
                 q = self._holding(query, rest)
                 found = count(q)

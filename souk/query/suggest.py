@@ -33,6 +33,7 @@ import numpy as np
 
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, HAN_CLASS, normalize
+from souk.analysis.tokenize import in_dictionary
 from souk.errors import QueryError
 from souk.query import documents
 from souk.query.pinyin import pinyin_keys, span_keys, syllables, typed_key
@@ -437,19 +438,20 @@ def title_phrases(key: str, max_words: int) -> Iterator[str]:
 def phrase_spans(key: str, max_words: int, runs: list | None = None) -> Iterator[tuple[int, int]]:
     """Spans of word n-grams (1..max_words) of a normalized title that neither start nor end on a
     stopword or a single letter, nor start on a lone Han character (跑步鞋 may end on 鞋, not on 的), nor
-    end inside a run of lone Han characters (jieba's pieces of a word it does not know: 兰蔻持妆 never
-    gives 兰蔻持, 粉底液遮瑕 never 粉底液遮);
+    end right before a lone Han character glued to it (jieba's pieces of a word it does not know: 兰蔻持妆
+    never gives 兰蔻持, 粉底液遮瑕 never 粉底液遮);
     lone numbers are skipped and punctuation such as ` - ` or `,` ends a phrase. Words come from
     `souk.query.words.word_runs` (pass `runs` when already computed)."""
     stop = english_stopwords()
     for run in word_runs(key) if runs is None else runs:
         start = [len(w) > 1 and w not in stop for w, _, _ in run]
-        end = [ok or (HAN.match(w) is not None and w not in _PARTICLES and not _glued_lone(run, j))
+        end = [(ok or (HAN.match(w) is not None and w not in _PARTICLES)) and not _glued_lone(run, j)
                for j, (ok, (w, _, _)) in enumerate(zip(start, run))]
         for i, (w, s, _) in enumerate(run):
             if not start[i]:
                 continue
-            if not w.isdigit():
+            # not 兰蔻持 of 兰蔻持|妆: a jieba guess of three or more characters with a lone character glued after it
+            if not w.isdigit() and not (len(w) > 2 and _glued_lone(run, i) and not in_dictionary(w)):
                 yield s, run[i][2]
             for j in range(i + 1, min(i + max_words, len(run))):
                 if end[j] and not _cut_number(run, j):
@@ -457,8 +459,9 @@ def phrase_spans(key: str, max_words: int, runs: list | None = None) -> Iterator
 
 
 def _glued_lone(run: list[tuple[str, int, int]], j: int) -> bool:
-    """True when word j is one Han character glued to a next one-character word (a piece of a longer word)."""
-    if len(run[j][0]) != 1 or j + 1 >= len(run):
+    """True when Han word j is followed, with no space, by a lone Han character: jieba's pieces of a word it
+    does not know (兰蔻持|妆, 粉底液|遮|瑕), so no phrase ends there."""
+    if j + 1 >= len(run) or HAN.match(run[j][0]) is None:
         return False
     nxt = run[j + 1]
     return len(nxt[0]) == 1 and nxt[1] == run[j][2] and HAN.match(nxt[0]) is not None

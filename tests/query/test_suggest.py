@@ -156,3 +156,11 @@ def test_latency_on_the_demo_catalog(demo):
         demo.suggest(p, 10)
         times.append(time.perf_counter() - t)
     assert np.median(times) < 0.005
+
+
+def test_no_fragments_of_words_jieba_does_not_know():
+    titles = [["兰蔻持妆粉底液 30ml"], ["兰蔻持妆粉底液 50ml"], ["粉底液遮瑕 自然色"], ["粉底液遮瑕 象牙白"]]
+    suggester = Suggester.from_texts(titles)
+    offered = texts(suggester.suggest("兰蔻", 10)) + texts(suggester.suggest("粉底液", 10))
+    assert "兰蔻持妆" in offered and "粉底液遮瑕" in offered and "粉底液" in offered  # whole words and phrases
+    assert not {"兰蔻持", "粉底液遮"} & set(offered)
