@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from souk.engine import MAX_K, Engine
 from souk.ranking.pipeline import pipeline_names
-from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
+from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError,
+                         Unavailable)
 from souk.serving.auth import Keys
 from souk.serving.guard import JSON_TYPES, NDJSON_TYPES, Guard, HostPolicy, Route, error_body, request_id
 from souk.serving.metrics import Metrics
@@ -35,12 +36,11 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_SEARCH_BODY_BYTES = 64 * 1024
 MAX_BATCH = 10_000
 MAX_PAGE_SIZE = 100
-_STATUS = [(DocumentError, 422), (QueryError, 400), (ConfigError, 503), (ModelError, 503), (IndexStateError, 503)]
+_STATUS = [(DocumentError, 422), (QueryError, 400), (Unavailable, 400), (ConfigError, 503), (ModelError, 503), (IndexStateError, 503)]
 # errors about the request itself are shown; the others may carry paths or file contents of the server,
 # so the client gets what failed and a request id, and the server log gets the message
-_SHOWN = (DocumentError, QueryError)
-_HIDDEN = {"ConfigError": "the index configuration", "Unavailable": "a ranking stage or model",
-           "ModelError": "a model", "IndexStateError": "the index on disk", "DatasetError": "a data file"}
+_SHOWN = (DocumentError, QueryError, Unavailable)  # (Unavailable: a pipeline this index cannot run, and why)
+_HIDDEN = {"ConfigError": "the index configuration", "ModelError": "a model", "IndexStateError": "the index on disk", "DatasetError": "a data file"}
 _PATHS = re.compile(r"""(?<![^\s'"(=:,])(?:[A-Za-z]:)?(?:/[^\s/'"]+){2,}/?""")
 
 

@@ -249,3 +249,22 @@ def test_a_synonym_file_turning_invalid_while_serving_leaks_nothing(tmp_path):
         _watched(path / "syn.txt").wait(30)
         assert res.status_code == 200 and res.json()["total"] == 1
         assert "hunter2" not in res.text and str(tmp_path) not in res.text
+
+
+@pytest.mark.parametrize("error", ["ConfigError", "IndexStateError", "ModelError", "DatasetError"])
+def test_server_side_errors_name_what_failed_never_the_details(served_index, monkeypatch, error):
+    """An error from the server's own files (config, index, model, data) reaches the client as what
+    failed plus a request id; its message (a path, a file's contents, a key) only goes to the log."""
+    import souk.errors
+
+    client = make_client(served_index)
+    engine = client.app.state.engine
+
+    def broken(*args, **kwargs):
+        raise getattr(souk.errors, error)("/srv/secret/index/syn.txt: 'SOUK_ADMIN_KEY=hunter2hunter2' is not a rule")
+
+    monkeypatch.setattr(engine, "search", broken)
+    monkeypatch.setattr(engine, "is_lexical", lambda name: True)
+    res = client.get("/search", params={"q": "tea"})
+    assert res.status_code in (400, 503) and res.json()["kind"] == error and len(res.json()["request_id"]) == 16
+    assert "hunter2" not in res.text and "/srv" not in res.text, res.text
