@@ -117,7 +117,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
 
     async def admin(who: Annotated[str, Depends(role)]) -> str:
         if who != "admin":
-            raise HTTPException(403, "this key may only search; writes need the admin key")
+            raise HTTPException(403, "this key may only search; writes need the admin key", headers={"Connection": "close"})
         return who
 
     @app.exception_handler(StarletteHTTPException)

@@ -90,6 +90,8 @@ def test_key_is_checked_before_the_body_is_read(guarded):
 
     res = guarded.post("/search", content=body(), headers=JSON)
     assert res.status_code == 401 and not read, "the body was never pulled"
+    res = guarded.request("GET", "/search", content=body(), headers=auth(SEARCH))
+    assert res.status_code == 400 and "no body" in res.json()["error"] and not read
     assert res.headers.get("connection") == "close"
     ok = guarded.post("/search", content=b'{"q": "tea"}', headers={**JSON, **auth(SEARCH)})
     assert ok.status_code == 200
