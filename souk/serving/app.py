@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from souk.engine import MAX_K, Engine
 from souk.ranking.pipeline import pipeline_names
-from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError)
+from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError,
+                         Unavailable)
 from souk.schema import loads_json
 from souk.serving.auth import Keys
 from souk.serving.display import display_config
@@ -39,12 +40,11 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_SEARCH_BODY_BYTES = 64 * 1024
 MAX_BATCH = 10_000
 MAX_PAGE_SIZE = 100
-_STATUS = [(DocumentError, 422), (QueryError, 400), (ConfigError, 503), (ModelError, 503), (IndexStateError, 503)]
+_STATUS = [(DocumentError, 422), (QueryError, 400), (Unavailable, 400), (ConfigError, 503), (ModelError, 503), (IndexStateError, 503)]
 # errors about the request itself are shown; the others may carry paths or file contents of the server,
 # so the client gets what failed and a request id, and the server log gets the message
-_SHOWN = (DocumentError, QueryError)
-_HIDDEN = {"ConfigError": "the index configuration", "Unavailable": "a ranking stage or model",
-           "ModelError": "a model", "IndexStateError": "the index on disk", "DatasetError": "a data file"}
+_SHOWN = (DocumentError, QueryError, Unavailable)  # (Unavailable: a pipeline this index cannot run, and why)
+_HIDDEN = {"ConfigError": "the index configuration", "ModelError": "a model", "IndexStateError": "the index on disk", "DatasetError": "a data file"}
 _PATHS = re.compile(r"""(?<![^\s'"(=:,])(?:[A-Za-z]:)?(?:/[^\s/'"]+){2,}/?""")
 
 
@@ -128,7 +128,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
 
     async def admin(who: Annotated[str, Depends(role)]) -> str:
         if who != "admin":
-            raise HTTPException(403, "this key may only search; writes need the admin key")
+            raise HTTPException(403, "this key may only search; writes need the admin key", headers={"Connection": "close"})
         return who
 
     @app.exception_handler(StarletteHTTPException)

@@ -181,8 +181,8 @@ class Guard:
         if self.hosts is not None and not self.hosts.allows(host):
             log.info("request %s: Host %r refused", request_id(scope), host[:200])
             return 400, "this server does not answer for that Host; see souk serve --allowed-hosts", "HostError", close
-        if method in SAFE_METHODS:
-            return None
+        if method in SAFE_METHODS:  # reads carry no body: one that does would be read (and dropped) after the answer
+            return (400, f"{method} requests carry no body", "HTTPError", close) if has_body else None
         origin = headers.get(b"origin")
         if origin is not None and not self._origin_ok(origin.decode("latin-1"), host, scope):
             return 403, "cross-origin writes are refused; allow the origin with souk serve --cors", "OriginError", close

@@ -51,6 +51,12 @@ def guarded(served_index):
         mp.undo()
 
 
+@pytest.fixture(scope="module")
+def plain(served_index):
+    """An open app (no keys, any Host), the way tests and library users create it."""
+    return make_client(served_index)
+
+
 def auth(key=ADMIN):
     return {"Authorization": f"Bearer {key}"}
 
@@ -84,6 +90,8 @@ def test_key_is_checked_before_the_body_is_read(guarded):
 
     res = guarded.post("/search", content=body(), headers=JSON)
     assert res.status_code == 401 and not read, "the body was never pulled"
+    res = guarded.request("GET", "/search", content=body(), headers=auth(SEARCH))
+    assert res.status_code == 400 and "no body" in res.json()["error"] and not read
     assert res.headers.get("connection") == "close"
     ok = guarded.post("/search", content=b'{"q": "tea"}', headers={**JSON, **auth(SEARCH)})
     assert ok.status_code == 200
@@ -117,7 +125,7 @@ def test_body_limit_counts_received_bytes_chunked_or_not(guarded):
     assert under.status_code == 200
 
 
-def test_errors_carry_a_request_id_and_no_server_paths(served_index):
+def test_errors_carry_a_request_id_and_no_server_paths(served_index, plain):
     """A synonym file the config points outside the index (here /proc/self/environ) is refused, and an
     index whose config breaks at search time answers with what failed and a request id, never the path."""
     from souk.errors import ConfigError
@@ -130,13 +138,12 @@ def test_errors_carry_a_request_id_and_no_server_paths(served_index):
         SynonymRewriter(Snapshot(), {"file": "/proc/self/environ"})
     with pytest.raises(ConfigError, match="inside the index directory"):
         SynonymRewriter(Snapshot(), {"file": "../../../../proc/self/environ"})
-    client = make_client(served_index)
-    res = client.get("/search", params={"q": "x", "filter": "nope=1"})
+    res = plain.get("/search", params={"q": "x", "filter": "nope=1"})
     assert res.status_code == 400 and len(res.json()["request_id"]) == 16
 
 
-def test_delete_answers_whether_the_id_existed_and_takes_slashes(served_index):
-    client = make_client(served_index)
+def test_delete_answers_whether_the_id_existed_and_takes_slashes(plain):
+    client = plain
     doc = {"code": "a/b/c", "name": {"en": "Slashed wombat"}}
     assert client.post("/documents", json=[doc]).status_code == 200
     first = client.delete("/documents/a/b/c")
@@ -145,8 +152,8 @@ def test_delete_answers_whether_the_id_existed_and_takes_slashes(served_index):
     assert client.delete("/documents/never-there").json()["deleted"] == 0
 
 
-def test_ndjson_skips_only_bad_lines_and_keeps_u2028_inside_strings(served_index):
-    client = make_client(served_index)
+def test_ndjson_skips_only_bad_lines_and_keeps_u2028_inside_strings(plain):
+    client = plain
     body = ('{"code": "N1", "name": {"en": "Numbat\u2028line"}}\n{bad\n{"code": "N2", "name": {"en": "Numbat two"}}\n').encode()
     nd = {"Content-Type": "application/x-ndjson"}
     assert client.post("/documents", content=body, headers=nd).status_code == 400  # on_error=fail: the batch
@@ -154,8 +161,8 @@ def test_ndjson_skips_only_bad_lines_and_keeps_u2028_inside_strings(served_index
     assert res["written"] == 2 and [r["record"] for r in res["rejected"]] == [2] and "line 2" in res["rejected"][0]["message"]
 
 
-def test_metric_labels_stay_bounded(served_index):
-    client = make_client(served_index)
+def test_metric_labels_stay_bounded(plain):
+    client = plain
     for i in range(60):
         client.request(f"M{i}X", f"/nowhere/{i}")
     text = client.get("/metrics").text
@@ -249,3 +256,43 @@ def test_a_synonym_file_turning_invalid_while_serving_leaks_nothing(tmp_path):
         _watched(path / "syn.txt").wait(30)
         assert res.status_code == 200 and res.json()["total"] == 1
         assert "hunter2" not in res.text and str(tmp_path) not in res.text
+
+
+@pytest.mark.parametrize("error", ["ConfigError", "IndexStateError", "ModelError", "DatasetError"])
+def test_server_side_errors_name_what_failed_never_the_details(plain, monkeypatch, error):
+    """An error from the server's own files (config, index, model, data) reaches the client as what
+    failed plus a request id; its message (a path, a file's contents, a key) only goes to the log."""
+    import souk.errors
+
+    client = plain
+    engine = client.app.state.engine
+
+    def broken(*args, **kwargs):
+        raise getattr(souk.errors, error)("/srv/secret/index/syn.txt: 'SOUK_ADMIN_KEY=hunter2hunter2' is not a rule")
+
+    monkeypatch.setattr(engine, "search", broken)
+    monkeypatch.setattr(engine, "is_lexical", lambda name: True)
+    res = client.get("/search", params={"q": "tea"})
+    assert res.status_code in (400, 503) and res.json()["kind"] == error and len(res.json()["request_id"]) == 16
+    assert "hunter2" not in res.text and "/srv" not in res.text, res.text
+
+
+def test_app_from_env_answers_the_bound_address_and_allowed_hosts(served_index, monkeypatch):
+    """What `souk serve --host H --allowed-hosts N` hands its workers: H and N are answered, other names not."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from souk.serving.app import app_from_env
+
+    monkeypatch.setenv("SOUK_SERVE_INDEX", str(served_index))
+    monkeypatch.setenv("SOUK_SERVE_HOST", "127.0.0.1")
+    monkeypatch.setenv("SOUK_SERVE_ALLOWED_HOSTS", "search.shop.example, other.example")
+    monkeypatch.setenv("SOUK_ADMIN_KEY", "")
+    try:
+        client = TestClient(app_from_env(), base_url="http://127.0.0.1:8000")
+    finally:
+        gc.unfreeze()
+    assert client.get("/health", headers={"Host": "search.shop.example"}).status_code == 200
+    assert client.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
+    assert client.get("/health", headers={"Host": "shop.example"}).status_code == 400
