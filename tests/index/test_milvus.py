@@ -73,6 +73,19 @@ def test_a_local_file_is_pinned_absolute(tmp_path, monkeypatch):
     assert check_params(params, "w")["uri"] == str(tmp_path / "v.db")
 
 
+def test_a_missing_extra_is_named(monkeypatch):
+    from souk.index.vectors import milvus, ray_encoding
+
+    monkeypatch.setitem(sys.modules, "pymilvus", None)  # what an environment without the extra looks like
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr(milvus, "_CLIENTS", {})
+    with pytest.raises(ConfigError, match=r"souk\[milvus\]"):
+        milvus.client("/nowhere/x.db")
+    with pytest.raises(ConfigError, match=r"souk\[ray\]"):
+        with ray_encoding.ray_cluster("auto"):
+            pass
+
+
 def test_a_keyword_search_never_imports_pymilvus_or_ray(demo_index):
     code = ("import sys; from souk.engine import Engine; e = Engine.open(sys.argv[1]); e.search('milk', filters=['price<20']);"
             "bad = [m for m in ('pymilvus', 'milvus_lite', 'ray') if m in sys.modules]; assert not bad, bad")
