@@ -21,6 +21,7 @@ from souk.schema import beir_schema
 
 def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     """Docs/s of `souk index` (in-process, same code path) and of bm25s on `dataset`, `repeat` runs each."""
+    from souk.analysis.filters import _STEMS
     from souk.bench.keyword import _Peer
 
     records = list(read_catalog(dataset))
@@ -30,6 +31,7 @@ def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     workers = 0
     for r in range(repeat):
         for side in ("souk", "peer") if r % 2 == 0 else ("peer", "souk"):
+            _STEMS.clear()  # every run starts with no remembered stems (the first would otherwise warm the other's)
             t0 = time.perf_counter()
             if side == "peer":
                 peer.index(records)

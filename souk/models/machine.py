@@ -16,7 +16,7 @@ CPU_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "
 
 @dataclass(frozen=True)
 class Machine:
-    """CPU features relevant to inference, as reported by the OS and by torch."""
+    """CPU features relevant to inference, as reported by the OS (and what torch makes of them)."""
 
     flags: frozenset[str]
     torch_capability: str
@@ -48,7 +48,14 @@ def detect_machine() -> Machine:
         flags, cpu = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         flags, cpu = frozenset(), "unknown"
-    import torch
-
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return Machine(flags, torch.backends.cpu.get_cpu_capability(), threads, cpu)
+    return Machine(flags, torch_capability(flags), threads, cpu)
+
+
+def torch_capability(flags: frozenset[str]) -> str:
+    """The kernels torch's ATen would pick here (`torch.backends.cpu.get_cpu_capability()`), read without
+    importing torch (seconds that a query process should not pay): ATEN_CPU_CAPABILITY if set, else by flags."""
+    forced = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().upper()
+    if forced in ("DEFAULT", "AVX2", "AVX512"):
+        return forced
+    return "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "DEFAULT"

@@ -38,6 +38,7 @@ class DenseRetriever:
     def __init__(self, searcher: Any, field: str | None = None):
         self.searcher = searcher
         self.vectors = vector_set(searcher, field)
+        self.vectors.encode_queries(["warm up"])  # the query encoder loads with the pipeline, not in a query's time
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """One Ranking per plan; queries are encoded in one batch (plans with empty text find nothing)."""

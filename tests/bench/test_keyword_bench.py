@@ -2,7 +2,7 @@ import json
 
 from support import FIXTURES, needs_shared, DATA, run_souk
 
-KEYS = {"qps", "peer_qps", "ratio", "index_docs_per_s", "peer_index_docs_per_s", "ndcg@10", "peer_ndcg@10", "rss_mb"}
+KEYS = {"qps", "peer_qps", "ratio", "ndcg_delta", "index_docs_per_s", "peer_index_docs_per_s", "ndcg@10", "peer_ndcg@10", "rss_mb"}
 
 
 def test_bench_keyword_json_on_fixture():
@@ -10,6 +10,7 @@ def test_bench_keyword_json_on_fixture():
     assert KEYS <= set(out)
     assert out["queries"] == 4  # q5 has no relevant judgment and is skipped
     assert abs(out["ndcg@10"] - out["peer_ndcg@10"]) < 0.05
+    assert out["ndcg_delta"] == round(out["ndcg@10"] - out["peer_ndcg@10"], 4)
 
 
 @needs_shared("data", "cranfield")

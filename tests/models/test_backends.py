@@ -29,7 +29,9 @@ def test_verdict_takes_the_fastest_path_within_tolerance():
     assert verdict(report, detect_machine())["backend"] == "torch-fp32"
     report["openvino-int8"] = {"docs_per_s": 80.0, "cos_mean": 0.997, "cos_min": 0.994}  # int8 within its own bar
     assert verdict(report, detect_machine())["backend"] == "openvino-int8"
-    assert verdict(report, detect_machine())["exact"] == "torch-fp32"
+    assert verdict(report, detect_machine())["exact"] == "torch-fp32"  # bf16 failed its bar; nothing lighter measured
+    report["onnx-fp32"] = {"docs_per_s": 20.0, "cos_mean": 1.0, "cos_min": 0.99999}
+    assert verdict(report, detect_machine())["exact"] == "onnx-fp32"  # exact and loads without torch
     with pytest.raises(ModelError, match="tolerance"):
         verdict({"onnx-int8": report["onnx-int8"]}, detect_machine())
 
