@@ -723,17 +723,18 @@ def _numeric(v: Any) -> bool:
 
 
 def _id_column(samples: dict[str, list[Any]], n_records: int) -> str | None:
-    """The id column by its name (`id`, `SKU`, `Uniq Id`, `product_id`...: case, spaces and '_' ignored),
-    present in nearly every sampled record; the best-known name wins."""
-    best: tuple[int, str] | None = None
+    """The id column by its name (`id`, `SKU`, `Uniq Id`, `product_id`...: case, spaces and '_' ignored):
+    the best-known name present in nearly every sampled record, else (a catalog with some ids missing, whose
+    records then fail one by one) the best-known name present in at least half of them."""
+    found: list[tuple[bool, int, str]] = []
     for path, values in samples.items():
         if "[]" in path or "." in path:
             continue
         rank = _ID_KEYS.get(re.sub(r"[\s_\-]", "", path.lower()))
         present = sum(1 for v in values if v not in (None, "", []) and not isinstance(v, (dict, list)))
-        if rank is not None and present >= 0.95 * n_records and (best is None or rank < best[0]):
-            best = (rank, path)
-    return best[1] if best else None
+        if rank is not None and present >= 0.5 * n_records:
+            found.append((present < 0.95 * n_records, rank, path))
+    return min(found)[2] if found else None
 
 
 def _number_options(values: list[Any]) -> dict[str, Any]:
