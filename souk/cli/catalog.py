@@ -270,7 +270,7 @@ def _print_result(result, schema: Schema, sort: str | None = None) -> None:
     if result.did_you_mean:
         console.print(f"did you mean: [bold]{result.did_you_mean}[/]")
     if result.dropped:
-        console.print(f"[yellow]relaxed: fewer results hold every word; also showing results without {', '.join(result.dropped)}[/]")
+        console.print(f"[yellow]relaxed: too few results hold every word; showing results without {', '.join(result.dropped)}[/]")
     elif result.relaxed:
         console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
     table = Table(title=f"{result.total} hits in {result.took_ms:.1f} ms", show_lines=False)
