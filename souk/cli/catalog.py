@@ -279,7 +279,7 @@ def _print_result(result, schema: Schema, sort: str | None = None, load_ms: floa
     if result.did_you_mean:
         console.print(f"did you mean: [bold]{result.did_you_mean}[/]")
     if result.dropped:
-        console.print(f"[yellow]relaxed: fewer results hold every word; also showing results without {', '.join(result.dropped)}[/]")
+        console.print(f"[yellow]relaxed: too few results hold every word; showing results without {', '.join(result.dropped)}[/]")
     elif result.relaxed:
         console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
     loaded = f" (index and models loaded in {load_ms:,.0f} ms before)" if load_ms is not None else ""

@@ -4,7 +4,7 @@
 [query]
 match = "relax"              # "all" | "relax" (default) | "any"
 minimum_should_match = "-1"  # relax keeps at least this many words (Elasticsearch syntax: 2, -1, 75%, "3<75%")
-relax_below = 10             # relax when fewer documents than this hold every word
+relax_below = 1              # relax when fewer documents than this hold every word (1: only when none does)
 ```
 A query's words are what the shopper typed between spaces, Han text cut into jieba's longest words (a
 lone Han character stays with its neighbour, so 花西子 is one word, never 花 alone); a word holds
@@ -38,7 +38,7 @@ class MatchConfig:
 
     mode: str = "relax"
     minimum_should_match: str = "-1"
-    relax_below: int = 10
+    relax_below: int = 1
 
     def required(self, n: int) -> int:
         """Words (of `n`) a document must hold at least, after relaxing as far as allowed."""
@@ -57,7 +57,7 @@ def match_config(table: dict[str, Any], where: str = "query") -> MatchConfig:
         required_count(str(msm), 1)
     except ValueError as e:
         raise ConfigError(f"{where}.minimum_should_match: {e}") from None
-    below = table.get("relax_below", 10)
+    below = table.get("relax_below", 1)
     if isinstance(below, bool) or not isinstance(below, int) or below < 1:
         raise ConfigError(f"{where}.relax_below: expected a positive number of documents, got {below!r}")
     return MatchConfig(mode, str(msm), below)

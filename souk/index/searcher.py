@@ -63,7 +63,7 @@ class SearchRequest:
 
 @dataclass
 class _Word:
-    """One word of a query: its text, a query for the documents holding all its terms, how many do."""
+    """One word of a query: its text, a query for the documents holding all its terms (or a synonym)."""
 
     text: str
     clause: tantivy.Query
@@ -220,7 +220,7 @@ class Searcher:
         kept = list(range(len(words)))
         order: list[int] | None = None
         dropped: list[str] = []
-        last: int | None = None
+
         def count(q: tantivy.Query) -> int:
             return self._s.search(combine(q, filters, self.schema, self._tschema), 1, count=True).count
 

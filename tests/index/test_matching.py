@@ -48,13 +48,14 @@ def build(tmp_path, name: str, query: dict | None = None) -> Index:
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
-    """Relax only when nothing holds every word (`relax_below = 1`)."""
-    return build(tmp_path_factory.mktemp("match"), "strict", {"relax_below": 1}).searcher()
+    """The defaults: relax only when nothing holds every word (`relax_below = 1`)."""
+    return build(tmp_path_factory.mktemp("match"), "strict").searcher()
 
 
 @pytest.fixture(scope="module")
 def default(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("match"), "default").searcher()
+    """Relax when fewer than 10 products hold every word."""
+    return build(tmp_path_factory.mktemp("match"), "default", {"relax_below": 10}).searcher()
 
 
 def ids(result):
@@ -89,7 +90,7 @@ def test_drop_order_unknown_words_first_then_most_common():
 
 
 def test_config_keys_are_checked():
-    assert match_config({}) == MatchConfig("relax", "-1", 10)
+    assert match_config({}) == MatchConfig("relax", "-1", 1)
     for table, key in [({"match": "most"}, "query.match"), ({"relax_below": 0}, "query.relax_below"),
                        ({"minimum_should_match": "lots"}, "query.minimum_should_match"),
                        ({"minimum_should_match": True}, "query.minimum_should_match")]:

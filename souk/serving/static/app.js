@@ -70,7 +70,7 @@ function render(res) {
   const relaxed = $("relaxed");  // fewer products hold every word: say which words these results may lack
   relaxed.hidden = !(res.dropped && res.dropped.length);
   if (!relaxed.hidden) {
-    relaxed.replaceChildren("Few results have every word; also showing results without ",
+    relaxed.replaceChildren("Too few results have every word; showing results without ",
       ...res.dropped.flatMap((w, i) => [i ? ", " : "", el("strong", { text: w })]), ".");
   }
   $("results").replaceChildren(...res.hits.map(renderHit));
