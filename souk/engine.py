@@ -257,13 +257,16 @@ class Engine:
         from souk.errors import SoukError
 
         try:
-            for name in list(self._pipelines):
-                try:
-                    self.pipeline(name)
-                except SoukError:
-                    pass  # the next search of that pipeline reports it
-            if self._suggests:
-                self.suggest("warm")
+            done = None
+            while done != self.searcher().commit_id:  # again when another commit landed meanwhile
+                done = self.searcher().commit_id
+                for name in list(self._pipelines):
+                    try:
+                        self.pipeline(name)
+                    except SoukError:
+                        pass  # the next search of that pipeline reports it
+                if self._suggests:
+                    self.suggest("warm")
         except Exception:  # noqa: BLE001 - a background warm-up must never kill the process
             import logging
 

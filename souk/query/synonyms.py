@@ -391,8 +391,11 @@ class _Watched:
             thread.join(timeout)
 
     def _reload(self) -> None:
+        from souk.query.refresh import collector_paused
+
         try:
-            self._synonyms = Synonyms.load(self.path)
+            with collector_paused():  # no full GC pass on a server's event loop while the rules are built
+                self._synonyms = Synonyms.load(self.path)
         except ConfigError as e:
             log.warning("synonym file %s: %s; the last good version stays in use until it is fixed", self.path, e)
         except Exception:  # noqa: BLE001 - whatever goes wrong, searches keep the last good version

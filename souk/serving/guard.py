@@ -16,8 +16,8 @@
 
 `GuardedH11` is uvicorn's h11 protocol with a deadline on the request head (slow-header clients and
 connections that never send a request are closed after `HEAD_TIMEOUT_S`).
-Misuse: reading a request body in a route without `request.stream()` (this middleware's counter is
-what enforces the limit; FastAPI's own body reading goes through it too).
+Misuse: mounting an app or route outside this middleware (its body counter is what enforces the limits;
+`request.body()`, `request.stream()` and FastAPI's own body parsing all read through it).
 """
 from __future__ import annotations
 

@@ -296,3 +296,27 @@ def test_app_from_env_answers_the_bound_address_and_allowed_hosts(served_index, 
     assert client.get("/health", headers={"Host": "search.shop.example"}).status_code == 200
     assert client.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
     assert client.get("/health", headers={"Host": "shop.example"}).status_code == 400
+
+
+def test_a_stalled_body_is_cut_off(monkeypatch):
+    """A client that stops sending mid-body gets a 408 once the idle deadline passes (here 0.2 s)."""
+    import asyncio
+
+    import souk.serving.guard as guard
+
+    monkeypatch.setattr(guard, "BODY_IDLE_TIMEOUT_S", 0.2)
+    messages = [{"type": "http.request", "body": b"[", "more_body": True}]
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)
+
+    async def read_all():
+        capped = guard._capped(receive, 100)
+        await capped()
+        await capped()
+
+    with pytest.raises(guard.BodyTimeout) as stalled:
+        asyncio.run(read_all())
+    assert stalled.value.status_code == 408
