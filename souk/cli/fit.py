@@ -46,7 +46,11 @@ def register(app: typer.Typer) -> None:
             train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         # from clicks alone nothing unbiased can veto the model (see souk.training.ltr): it becomes active
-        options = {"ltr": {"activate_anyway": True}} if events and dev_set is None else None
+        options = None
+        if events and dev_set is None:
+            from souk.events.labels import LTR_ROUNDS
+
+            options = {"ltr": {"activate_anyway": True, "rounds": LTR_ROUNDS}}
         outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options)
         result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
