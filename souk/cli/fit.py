@@ -45,7 +45,13 @@ def register(app: typer.Typer) -> None:
             clicked, clicks_report = click_dataset(records)
             train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
-        outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train)
+        # from clicks alone nothing unbiased can veto the model (see souk.training.ltr): it becomes active
+        options = None
+        if events and dev_set is None:
+            from souk.events.labels import LTR_ROUNDS
+
+            options = {"ltr": {"activate_anyway": True, "rounds": LTR_ROUNDS}}
+        outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options)
         result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}

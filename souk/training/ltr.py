@@ -95,9 +95,10 @@ def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
 
 
 def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
-            progress: bool = True, what: str = "train", stages: tuple | None = None) -> Judged:
+            progress: bool = True, what: str = "train", stages: tuple | None = None, judged_only: bool = False) -> Judged:
     """Candidates, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`);
-    `stages` is what `recall_for(searcher)` returns, built once by a caller that collects several splits."""
+    `stages` is what `recall_for(searcher)` returns, built once by a caller that collects several splits.
+    `judged_only` keeps the candidates with a judgment (labels from clicks: only shown documents were observed)."""
     planner, prior, depth, _ = stages or recall_for(searcher)
     out = Judged()
     t0 = time.monotonic()
@@ -112,6 +113,10 @@ def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float 
             for qid, plan, run in zip(batch, plans, prior.run_many(plans, depth)):
                 head = run.ranking.top(depth)
                 grades = data.qrels[qid]
+                if judged_only:
+                    head = head.take([i for i, d in enumerate(head.ids) if d in grades])
+                    if not head.ids:
+                        continue
                 out.qids.append(qid)
                 out.rankings.append(head)
                 out.blocks.append(features.matrix(plan, head))
@@ -178,7 +183,10 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     started = time.monotonic()
     budget = max(job.seconds_left, 1.0)
     # features for train (at most half the budget) and dev
-    train = collect(searcher, features, job.train, started + budget * 0.5, job.progress, "train", stages)
+    # option `judged_only`: train on judged candidates only (on homedepot click labels it let unshown deep candidates
+    # climb: dev nDCG@10 0.371 against 0.400 with every candidate, unjudged as 0)
+    judged_only = bool(job.options.get("judged_only", False))
+    train = collect(searcher, features, job.train, started + budget * 0.5, job.progress, "train", stages, judged_only)
     dev = collect(searcher, features, job.dev, None, job.progress, "dev", stages) if job.dev is not None else None
     positives = [i for i, y in enumerate(train.labels) if y.max(initial=0) > 0]
     if len(positives) < 10:
@@ -238,7 +246,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         length = min(len(c) for c in curves)  # every fold ran at least this far (each ran PATIENCE past its own best)
         curve_valid = np.mean([c[:length] for c in curves], axis=0).tolist()
         curve_train = np.mean([c[:length] for c in train_curves], axis=0).tolist()
-        best = int(np.argmax(curve_valid)) + 1
+        best = int(job.options.get("rounds", int(np.argmax(curve_valid)) + 1))  # option `rounds`: fixed by the caller
         for idx, model in folds:
             score_fold(idx, model, best)
         valid_ltr, valid_recall = float(np.mean(cv_ltr)), float(np.mean(cv_recall))
@@ -266,7 +274,9 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         "curve": {"train": [round(v, 4) for v in curve_train], "valid": [round(v, 4) for v in curve_valid]},
         "stopped_by_budget": by_budget or not train.complete,
         # a model that loses to its own candidates' order on the early-stopping split stays inactive
-        "activate": valid_ltr >= valid_recall - 0.002,
+        # (option `activate_anyway`: labels from clicks exist only for the documents recall showed, so a CV on them
+        # favours recall's order by construction and cannot judge the model; `souk fit --events` activates it)
+        "activate": valid_ltr >= valid_recall - 0.002 or bool(job.options.get("activate_anyway", False)),
     }
 
 

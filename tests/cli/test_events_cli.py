@@ -69,8 +69,7 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     assert fitted["events"]["searches"] == 300 and fitted["events"]["queries"] >= 10
     assert fitted["events"]["theta"][0] == 1.0 and fitted["events"]["theta"][4] < 1.0
     [model] = fitted["models"]
-    assert model["stage"] == "ltr" and model["model"] == "ltr-1"
-    run_souk("models", "--index", index, "--activate", "ltr-1")
+    assert model["stage"] == "ltr" and model["model"] == "ltr-1" and model["active"]
     ltr = last_json(run_souk("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev", "--pipeline", "ltr", "--json"))
     assert ltr["ndcg@10"] > 0
 
