@@ -86,6 +86,7 @@ def test_a_missing_extra_is_named(monkeypatch):
             pass
 
 
+@pytest.mark.slow
 def test_a_keyword_search_never_imports_pymilvus_or_ray(demo_index):
     code = ("import sys; from souk.engine import Engine; e = Engine.open(sys.argv[1]); e.search('milk', filters=['price<20']);"
             "bad = [m for m in ('pymilvus', 'milvus_lite', 'ray') if m in sys.modules]; assert not bad, bad")
