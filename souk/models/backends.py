@@ -113,16 +113,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stamp(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 def _verified(folder: Path) -> bool:
-    """True when `folder` holds exactly the files its `export.json` lists, each with the listed sha256."""
-    meta = folder / "export.json"
+    """True when `folder` holds exactly the files its `export.json` lists, each with the listed sha256. A full
+    check is remembered in `verified.json` by each file's inode, size, mtime and ctime (ctime changes with any
+    write and cannot be set back), so later loads skip hashing files that were not touched since."""
+    meta, seen = folder / "export.json", folder / "verified.json"
     if not (_ours(folder) and _ours(meta)):
         return False
     try:
         files = json.loads(meta.read_text())["files"]
-        names = {p.name for p in folder.iterdir()} - {"export.json"}
-        return bool(files) and names == set(files) and all(
-            _ours(folder / n) and _sha256(folder / n) == digest for n, digest in files.items())
+        names = {p.name for p in folder.iterdir() if not p.name.startswith(".verified.")} - {"export.json", "verified.json"}
+        if not files or names != set(files) or not all(_ours(folder / n) for n in files):
+            return False
+        stamps = {n: _stamp(folder / n) for n in files}
+        if _ours(seen) and json.loads(seen.read_text()) == {"files": files, "stamps": stamps}:
+            return True
+        if not all(_sha256(folder / n) == digest for n, digest in files.items()):
+            return False
+        tmp = folder / f".verified.{os.getpid()}"
+        tmp.write_text(json.dumps({"files": files, "stamps": stamps}))
+        os.replace(tmp, seen)
+        return True
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 

@@ -118,6 +118,7 @@ def test_exports_are_built_once_and_rebuilt_when_damaged_or_foreign(tiny_encoder
 
     out = exported(card, "test", build)
     assert exported(card, "test", build) == out and len(builds) == 1  # verified, reused
+    assert (out / "verified.json").exists() and exported(card, "test", build) == out and len(builds) == 1
     (out / "model.bin").write_bytes(b"tampered")
     assert exported(card, "test", build) == out and len(builds) == 2 and (out / "model.bin").read_bytes() == b"weights" * 10
     (out / "extra.onnx").write_bytes(b"x")  # a file the export did not list
