@@ -18,5 +18,5 @@ def test_bench_cli_times_whole_processes_and_sees_no_heavy_module(tmp_path):
     run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(index))
     out = json.loads(run_souk("bench", "cli", "--index", str(index), "--query", "solar", "--runs", "1", "--json").stdout.splitlines()[-1])
     assert out["language"] == "english" and out["heavy_modules"] == []
-    assert out["souk_s"] > out["peer_s"] > 0 and out["ratio"] == round(out["peer_s"] / out["souk_s"], 3)
+    assert out["souk_s"] > out["peer_s"] > 0 and abs(out["ratio"] - out["peer_s"] / out["souk_s"]) < 0.01  # from unrounded times
     assert out["took_ms"] is not None
