@@ -603,8 +603,7 @@ def infer(records: list[dict[str, Any]], id_field: str | None = None) -> Inferen
         id_path = _id_column(samples, len(records))
     if id_path is None:
         raise SchemaError(
-            f"no id field found among the catalog's {len(samples)} fields: "
-            f"{', '.join(c if c.isprintable() else repr(c) for c in samples)}; name one of "
+            f"no id field found among the catalog's {len(samples)} fields: {', '.join(map(repr, samples))}; name one of "
             f"{', '.join(ID_CANDIDATES[:8])}... (any case, spaces or '_'), or write a schema file with "
             "id = \"FIELD\" (no [fields] needed) and pass it with --schema")
     fields: dict[str, dict[str, Any]] = {}
