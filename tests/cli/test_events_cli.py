@@ -92,6 +92,7 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     assert 0 <= report["p_value"] <= 1 and report["winner"] in ("a", "b", None)
 
 
+@pytest.mark.slow
 def test_fit_needs_judgments_or_events_and_serve_refuses_a_bad_experiment(tmp_path):
     index = str(tmp_path / "index")
     run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
