@@ -275,8 +275,8 @@ def analyze_rows(specs: list[tuple[str, str]], user_dict: str | None, rows: list
 
 
 class AnalysisPool:
-    """Analysis of large batches split between this process and worker processes (forkserver: started clean,
-    never forked from a process with tantivy's threads running). Small batches (a server's upserts) and
+    """Analysis of large batches split between this process and worker processes (spawned: started clean,
+    never forked from a process with tantivy's threads running; they exit when this process dies). Small batches (a server's upserts) and
     single-core machines stay in-process; a failed worker means the batch is analyzed here.
     Misuse: sharing one pool between writers (each writer closes its own)."""
 
@@ -311,15 +311,30 @@ class AnalysisPool:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["souk.index.writer"])
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            # spawn: a fresh interpreter, never a fork of a process with tantivy's threads running; each worker
+            # watches its parent and exits when it is gone (kill -9 of `souk index` leaves no worker behind)
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_watch_parent)
         return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _watch_parent() -> None:
+    """In an analysis worker: exit as soon as the writer's process is gone (the pool's pipes would not tell)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="souk-parent-watch").start()
 
 
 def _text(value) -> str:
