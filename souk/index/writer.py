@@ -276,8 +276,9 @@ def analyze_rows(specs: list[tuple[str, str]], user_dict: str | None, rows: list
 
 class AnalysisPool:
     """Analysis of large batches split between this process and worker processes (spawned: started clean,
-    never forked from a process with tantivy's threads running; they exit when this process dies). Small batches (a server's upserts) and
-    single-core machines stay in-process; a failed worker means the batch is analyzed here.
+    never forked from a process with tantivy's threads running; they exit when this process dies), opt-in with
+    `workers` or SOUK_ANALYSIS_WORKERS (at most cores - 1). Small batches (a server's upserts) stay in-process;
+    a failed worker means the batch is analyzed here.
     Misuse: sharing one pool between writers (each writer closes its own)."""
 
     MIN_ROWS = 64  # below this, shipping rows to a worker costs more than it saves
@@ -285,7 +286,8 @@ class AnalysisPool:
     def __init__(self, workers: int | None = None):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         env = os.environ.get("SOUK_ANALYSIS_WORKERS")
-        self.workers = workers if workers is not None else (int(env) if env and env.isdigit() else min(cores, 8) - 1)
+        # opt-in: on 2 shared cores a worker measured slower than none (scifact: 0.32x vs 0.87x bm25s docs/s)
+        self.workers = min(workers if workers is not None else (int(env) if env and env.isdigit() else 0), max(cores, 2) - 1)
         self._pool = None
 
     def analyze(self, specs, user_dict, rows):
