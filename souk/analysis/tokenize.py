@@ -9,7 +9,6 @@ import functools
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 from souk.analysis.normalize import HAN_CLASS

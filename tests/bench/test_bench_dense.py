@@ -22,6 +22,14 @@ def test_bench_encoder_json():
     assert abs(out["ndcg_delta"]) <= 0.03 and out["peer_ndcg@10"] > 0.5
 
 
+def test_bench_encoder_capped_to_avx2_reruns_itself_in_a_capped_process():
+    out = last_json(run_souk("bench", "encoder", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "150", "--isa", "avx2", "--json"))
+    assert out["isa"] == "avx2" and out["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and "onnxruntime cannot be capped" in out["note"]
+    assert list(out)[-5:] == ["docs_per_s", "peer_docs_per_s", "ratio", "ndcg_delta", "path"]
+    assert not any(n in out["path"] for n in ("onnx", "bf16", "openvino-int8"))  # what an AVX2-only CPU runs
+    assert "skipped" in out["probe"]["onnx-fp32"] and abs(out["ndcg_delta"]) <= 0.03
+
+
 def test_bench_ann_json_and_table():
     out = last_json(run_souk("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300", "--json"))
     rows = {r["index"]: r for r in out["rows"]}

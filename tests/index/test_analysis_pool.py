@@ -52,3 +52,40 @@ def test_index_written_with_a_worker_equals_one_written_alone(tmp_path):
         s = index.searcher()
         results.append([(s.num_docs, s.bm25(q, 5).pairs()) for q in ("solar panels", "electricity wind", "coffee")])
     assert results[0] == results[1] and results[0][0][0] == 8
+
+
+def test_workers_exit_when_the_writing_process_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from support import REPO
+
+    script = ("import sys, time\n"
+              "from souk.index.writer import AnalysisPool\n"
+              "if __name__ == '__main__':\n"
+              "    pool = AnalysisPool(workers=1)\n"
+              "    pool.analyze([('standard', 'title')], None, [['solar panel']] * 100)\n"
+              "    print(*pool._pool._processes, flush=True)\n"
+              "    time.sleep(60)\n")
+    (tmp_path / "writer.py").write_text(script)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "writer.py")], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
