@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import QueryError
+from souk.errors import QueryError, SoukError
 from souk.index import Index
 from souk.index.filters import Filter, parse_filters
 from souk.index.searcher import MAX_QUERY_CHARS, SearchRequest, Searcher, _digest
@@ -30,6 +30,7 @@ MAX_DEPTH = 10_000     # offset + k: how deep a user may page
 MAX_FACET_SIZE = 1_000
 COLLAPSE_WINDOW = 4    # hits read per hit shown when collapsing
 COLLAPSE_DEPTH = MAX_K // COLLAPSE_WINDOW  # collapsed hits a user may page through
+ZERO_HIT_SUGGESTIONS = 5  # queries offered instead of a search that found nothing
 
 
 class Engine:
@@ -171,6 +172,8 @@ class Engine:
         result.pipeline = pipeline
         result.offset = offset
         result.did_you_mean = plan.did_you_mean
+        if result.total == 0 and not offset and plan.text.strip() and not plan.did_you_mean:
+            result.suggestions = self._instead(searcher, plan.text, pipe.match)
         result.searched = plan.text
         result.notes = list(plan.notes)
         if explain:
@@ -206,6 +209,27 @@ class Engine:
                 hit.explain = run.explain(hit.id)
         terms = searcher.text_query(plan.text, relaxed=True)[1] if plan.text.strip() else []
         return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms, relaxed=bool(dropped), dropped=dropped)
+
+    def _instead(self, searcher: Searcher, text: str, match: str | None) -> list[str]:
+        """Queries to offer when `text` matched nothing (never silent partial matches): completions of the
+        query (pinyin, initials, one typo), else of each of its words, longest first; only those that find
+        something, at most `ZERO_HIT_SUGGESTIONS`.
+        Misuse: calling it for a query with hits (the suggestions are not a ranking)."""
+        from souk.query.suggest import suggester_for
+
+        try:
+            suggester = suggester_for(searcher)
+            words = sorted(dict.fromkeys(text.split()), key=len, reverse=True)
+            out: list[str] = []
+            for prefix in [text] + (words if len(words) > 1 else []):
+                for s in suggester.suggest(prefix, ZERO_HIT_SUGGESTIONS * 2):
+                    if s.text not in out and searcher.search(SearchRequest(query=s.text, k=0, match=match)).total:
+                        out.append(s.text)
+                    if len(out) >= ZERO_HIT_SUGGESTIONS:
+                        return out
+            return out
+        except SoukError:  # a query the suggester refuses (too long...) simply gets no suggestions
+            return []
 
     def suggest(self, prefix: str, k: int = 8) -> list[dict[str, Any]]:
         """Completions for a typed prefix (titles, catalog entities, the query log), best first."""

@@ -100,13 +100,15 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)  # what the plan did that the user should know
     dropped: list[str] = field(default_factory=list)  # query words left out because too few documents held them all
     search_id: str | None = None  # the id clicks are reported against (souk.events), once the search is logged
+    suggestions: list[str] = field(default_factory=list)  # queries that find something, when this one found nothing
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "total": self.total, "terms": self.terms, "took_ms": round(self.took_ms, 3), "facets": self.facets,
             "relaxed": self.relaxed, "dropped": self.dropped, "pipeline": self.pipeline, "offset": self.offset,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
-            "did_you_mean": self.did_you_mean, "searched": self.searched, "notes": self.notes,
+            "did_you_mean": self.did_you_mean, "suggestions": self.suggestions, "searched": self.searched,
+            "notes": self.notes,
             "hits": [h.to_dict() for h in self.hits],
         }
         if self.plan is not None:

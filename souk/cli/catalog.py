@@ -278,6 +278,8 @@ def _print_result(result, schema: Schema, sort: str | None = None, load_ms: floa
         console.print(f"[yellow]{note}[/]")
     if result.did_you_mean:
         console.print(f"did you mean: [bold]{result.did_you_mean}[/]")
+    if result.suggestions:
+        console.print("no results; try: " + ", ".join(f"[bold]{escape(s)}[/]" for s in result.suggestions))
     if result.dropped:
         console.print(f"[yellow]relaxed: too few results hold every word; showing results without {', '.join(result.dropped)}[/]")
     elif result.relaxed:

@@ -69,3 +69,12 @@ def test_two_words_sorted_by_price_hold_both(shop):
 def test_no_acceptable_match_means_no_hits(shop):
     res = shop.search("花西子")  # a brand the catalog lacks: never the lipstick holding 花
     assert res.total == 0 and res.hits == []
+
+
+def test_a_query_finding_nothing_offers_queries_that_find_something(shop):
+    res = shop.search("longbo")  # a word cut short: no product holds it, completions do
+    assert res.total == 0 and res.hits == [] and res.did_you_mean is None
+    assert res.suggestions and res.suggestions[0] == "longboard"
+    assert all(shop.search(s, record=False).total > 0 for s in res.suggestions)
+    assert res.to_dict()["suggestions"] == res.suggestions
+    assert shop.search("longboard").suggestions == []  # a query with hits gets none

@@ -61,8 +61,12 @@ function render(res) {
   $("summary").textContent = `${res.total.toLocaleString()} results · ${res.took_ms.toFixed(1)} ms`;
   const dym = $("did-you-mean");
   const rewrote = res.searched && res.searched !== state.q;
-  dym.hidden = !res.did_you_mean && !rewrote;
-  if (rewrote) {
+  const instead = res.suggestions || [];  // nothing matched: queries that find something
+  dym.hidden = !res.did_you_mean && !rewrote && !instead.length;
+  if (instead.length && !res.did_you_mean) {
+    dym.replaceChildren("No results. Try ", ...instead.flatMap((q, i) => [i ? ", " : "",
+      el("a", { href: "#", text: q, onclick: (e) => { e.preventDefault(); setQuery(q); } })]), ".");
+  } else if (rewrote) {
     dym.replaceChildren("Showing results for ", el("strong", { text: res.searched }), ".");
   } else if (res.did_you_mean) {
     dym.replaceChildren("Did you mean ", el("a", { href: "#", text: res.did_you_mean, onclick: (e) => { e.preventDefault(); setQuery(res.did_you_mean); } }), "?");
