@@ -89,7 +89,7 @@ def load_trec_qrels(path: str | Path) -> Qrels:
 
 def _read_qrels(path: Path, columns: int, header: str | None) -> Qrels:
     qrels: Qrels = {}
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         parts = line.split()
         if lineno == 1 and header is not None and parts[0] == header:
             continue
@@ -124,7 +124,7 @@ def load_jsonl_queries(path: str | Path) -> dict[str, str]:
     """Read queries, one JSON object a line with `_id` (or `id`) and `text` (or `query`)."""
     path = Path(path)
     queries: dict[str, str] = {}
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         record = _json_object(path, lineno, line)
         qid = record.get("_id", record.get("id"))
         text = record.get("text", record.get("query"))
@@ -137,7 +137,7 @@ def load_jsonl_queries(path: str | Path) -> dict[str, str]:
 def iter_beir_corpus(directory: str | Path) -> Iterator[dict]:
     """Yield the documents of `corpus.jsonl` as dicts (`_id`, `title`, `text`, ...)."""
     path = Path(directory) / "corpus.jsonl"
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         record = _json_object(path, lineno, line)
         if "_id" not in record:
             raise DatasetError(f'{path}:{lineno}: a document needs an "_id"')
@@ -156,10 +156,11 @@ def corpus_titles(directory: str | Path, ids: set[str], width: int = 60) -> dict
     return out
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers; DatasetError when the file is missing."""
+def numbered_lines(path: Path, what: str = "") -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers; DatasetError when the file (`what`, e.g. "click log")
+    is missing or a line is not UTF-8."""
     if not path.is_file():
-        raise DatasetError(f"{path} does not exist")
+        raise DatasetError(f"{what + ' ' if what else ''}{path} does not exist")
     with path.open("rb") as handle:
         for lineno, raw in enumerate(handle, 1):
             try:

@@ -41,6 +41,7 @@ import numpy as np
 from souk.errors import ModelError
 from souk.models.machine import Machine, detect_machine
 from souk.models.registry import ModelCard, cache_dir, model_card
+from souk.models.store import file_sha256
 
 if TYPE_CHECKING:
     from souk.models.encoder import EncoderConfig
@@ -105,14 +106,6 @@ def _ours(path: Path) -> bool:
     return st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stamp(path: Path) -> list[int]:
     st = os.stat(path)
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
@@ -133,7 +126,7 @@ def _verified(folder: Path) -> bool:
         stamps = {n: _stamp(folder / n) for n in files}
         if _ours(seen) and json.loads(seen.read_text()) == {"files": files, "stamps": stamps}:
             return True
-        if not all(_sha256(folder / n) == digest for n, digest in files.items()):
+        if not all(file_sha256(folder / n) == digest for n, digest in files.items()):
             return False
         tmp = folder / f".verified.{os.getpid()}"
         tmp.write_text(json.dumps({"files": files, "stamps": stamps}))
@@ -158,7 +151,7 @@ def exported(card: ModelCard, kind: str, build: Callable[[Path], None], **meta) 
     tmp.mkdir(parents=True, mode=0o700)
     try:
         build(tmp)
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
         (tmp / "export.json").write_text(json.dumps({"kind": kind, "model": card.key, "files": files, **meta}))
         os.replace(tmp, out)
     except OSError:  # another process won the race: keep theirs

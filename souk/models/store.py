@@ -90,7 +90,7 @@ def file_hashes(folder: Path) -> dict[str, str]:
     if total > MAX_MODEL_BYTES:
         raise ModelUnavailable(f"model {folder.name}: its files hold {total >> 20} MB, over the {MAX_MODEL_BYTES >> 30} GB "
                                "a model directory may hold")
-    return dict(sorted((rel, _sha256(p)) for rel, p in files))
+    return dict(sorted((rel, file_sha256(p)) for rel, p in files))
 
 
 def seal(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -159,7 +159,8 @@ def _compare(folder: Path, listed: dict[str, str]) -> str:
     return ""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

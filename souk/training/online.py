@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from souk.errors import ConfigError, DatasetError
+from souk.evaluation.datasets import numbered_lines
 from souk.index.terms import TermStore
 from souk.models.store import ModelStore
 from souk.progress import progress_bar
@@ -51,37 +52,28 @@ class Impression:
 def read_log(path: str | Path) -> Iterator[Impression]:
     """Impressions of a JSONL log; DatasetError names the line of a malformed one."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"click log {path} does not exist")
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DatasetError(f"{path}:{lineno}: not UTF-8 (byte {e.start} of the line)") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            except (ValueError, RecursionError) as e:  # an integer past 4300 digits, deep nesting
-                raise DatasetError(f"{path}:{lineno}: not a readable JSON object ({type(e).__name__})") from None
-            if not isinstance(rec, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object")
-            query, shown = rec.get("query"), rec.get("shown")
-            if not isinstance(query, str) or not isinstance(shown, list) or not all(isinstance(s, str) for s in shown):
-                raise DatasetError(f'{path}:{lineno}: an impression needs "query" (text) and "shown" (a list of ids)')
-            lists = {}
-            for key in ("clicked", "purchased"):
-                value = rec.get(key, [])
-                if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-                    raise DatasetError(f'{path}:{lineno}: "{key}" must be a list of ids')
-                stray = set(value) - set(shown)
-                if stray:
-                    raise DatasetError(f'{path}:{lineno}: "{key}" names {sorted(stray)[0]!r}, which was not shown')
-                lists[key] = set(value)
-            yield _impression(str(rec.get("request", lineno)), query, shown, lists["clicked"], lists["purchased"], rec.get("ts"))
+    for lineno, line in numbered_lines(path, "click log"):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:  # an integer past 4300 digits, deep nesting
+            raise DatasetError(f"{path}:{lineno}: not a readable JSON object ({type(e).__name__})") from None
+        if not isinstance(rec, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object")
+        query, shown = rec.get("query"), rec.get("shown")
+        if not isinstance(query, str) or not isinstance(shown, list) or not all(isinstance(s, str) for s in shown):
+            raise DatasetError(f'{path}:{lineno}: an impression needs "query" (text) and "shown" (a list of ids)')
+        lists = {}
+        for key in ("clicked", "purchased"):
+            value = rec.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+                raise DatasetError(f'{path}:{lineno}: "{key}" must be a list of ids')
+            stray = set(value) - set(shown)
+            if stray:
+                raise DatasetError(f'{path}:{lineno}: "{key}" names {sorted(stray)[0]!r}, which was not shown')
+            lists[key] = set(value)
+        yield _impression(str(rec.get("request", lineno)), query, shown, lists["clicked"], lists["purchased"], rec.get("ts"))
 
 
 def _impression(request: str, query: str, shown: list[str], clicked: set[str], purchased: set[str], ts: Any) -> Impression:
