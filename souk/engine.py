@@ -121,12 +121,14 @@ class Engine:
     def search(self, query: str = "", *, pipeline: str = "keyword", filters: Sequence[str | Filter] = (),
                facets: Sequence[str] = (), sort: str | None = None, k: int = 10, offset: int = 0,
                explain: bool = False, highlight: bool = True, facet_size: int = 10,
-               collapse: str | None = None, session: str | None = None, record: bool = True) -> SearchResult:
+               collapse: str | None = None, session: str | None = None, record: bool = True,
+               suggest_instead: bool = True) -> SearchResult:
         """One page of results; bad arguments raise QueryError naming the argument and its limit.
 
         `collapse` names a stored field: hits sharing its value (e.g. one title from one seller) are
         shown once, the first of them, with `collapsed` counting the others on the page's window.
-        With `record` the search gets a `search_id` and its impression is logged (`record_search`)."""
+        With `record` the search gets a `search_id` and its impression is logged (`record_search`); with
+        `suggest_instead` a search finding nothing offers `suggestions` (off for warm-up searches)."""
         _check_request(query, k, offset, facet_size)
         searcher = self.searcher()
         self.pipeline(pipeline)  # built (models and caches loaded) once, outside the timing
@@ -172,7 +174,7 @@ class Engine:
         result.pipeline = pipeline
         result.offset = offset
         result.did_you_mean = plan.did_you_mean
-        if result.total == 0 and not offset and plan.text.strip() and not plan.did_you_mean:
+        if suggest_instead and result.total == 0 and not offset and plan.text.strip() and not plan.did_you_mean:
             result.suggestions = self._instead(searcher, plan.text, pipe.match)
         result.searched = plan.text
         result.notes = list(plan.notes)
@@ -228,7 +230,7 @@ class Engine:
                     if len(out) >= ZERO_HIT_SUGGESTIONS:
                         return out
             return out
-        except SoukError:  # a query the suggester refuses (too long...) simply gets no suggestions
+        except (SoukError, OSError):  # a query the suggester refuses, an unreadable cache: no suggestions
             return []
 
     def suggest(self, prefix: str, k: int = 8) -> list[dict[str, Any]]:

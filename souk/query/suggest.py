@@ -265,10 +265,13 @@ class Suggester:
                                    ([v for n in entity_names for v in d[n]] for d in docs), counts, cfg)
         suggester.info.update(build_s=round(time.perf_counter() - t0, 3), fields=names, entity_fields=entity_names)
         if cache:
-            suggester.save(path)
-            for old in path.parent.glob("suggest-*.npz"):
-                if not old.name.startswith(f"suggest-{searcher.commit_id}-"):
-                    old.unlink(missing_ok=True)
+            try:
+                suggester.save(path)
+                for old in path.parent.glob("suggest-*.npz"):
+                    if not old.name.startswith(f"suggest-{searcher.commit_id}-"):
+                        old.unlink(missing_ok=True)
+            except OSError:  # a read-only index (another user's, read-only media): kept in memory only
+                pass
         return suggester
 
     # ---- persistence ---------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     engine = Engine.open(index_path)
     for name in warm:
         try:
-            engine.search("warm up", pipeline=name, k=1, record=False)
+            engine.search("warm up", pipeline=name, k=1, record=False, suggest_instead=False)
         except (ModelError, ConfigError) as e:  # a damaged model: that pipeline is off, keyword search is not
             log.warning("souk serve: pipeline %s not warmed: %s", name, e)
     engine.suggest("warm")
