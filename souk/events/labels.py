@@ -17,8 +17,9 @@ with inverse propensity weighting (Joachims, Swaminathan, Schnabel, WSDM 2017; W
 estimates as these propensities), weights each click by 1 / theta[k] (clipped) instead: unbiased, but with
 two or three searches a query its top grades went to single clicks far down (on the judged train queries of
 20,000 simulated homedepot searches, the mean true grade of ips grades 1..4 was 3.6, 5.1, 4.7, 4.8; of
-posterior grades 2.5, 4.4, 5.5, 6.0; the ltr fitted from either scored the same on dev, 0.412 and 0.413). A shown document never clicked is 0 like a candidate never shown (its
-true grade hardly fell with its examination there: no mild negatives). Grading every pair by the EM's
+posterior grades 2.5, 4.4, 5.5, 6.0; the ltr fitted from either scored the same on dev, 0.412 and 0.413).
+A shown document never clicked is 0 like a candidate never shown (its true grade hardly fell with its
+examination there: no mild negatives). Grading every pair by the EM's
 posterior gamma, unclicked ones too, kept clicks' pull towards the top positions: ltr learnt to copy BM25.
 
 Robustness: one observation per (session, query) and document (a shopper repeating a search or clicking a
