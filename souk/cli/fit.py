@@ -18,6 +18,8 @@ def register(app: typer.Typer) -> None:
         events: bool = typer.Option(False, "--events", help="Also learn from the index's event log: labels from clicks, position bias removed."),
         events_since: Optional[str] = typer.Option(None, "--events-since", help="Only events from then on (as souk analytics --since)."),
         events_until: Optional[str] = typer.Option(None, "--events-until", help="Only events before then (same forms as --events-since)."),
+        click_grades: str = typer.Option("posterior", "--click-grades", help="With --events: how clicks become grades, "
+                                         "posterior (clicks over expected examinations) or ips (inverse propensity)."),
         split: str = typer.Option("train", "--split", help="Split to train on."),
         dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
             until = parse_since(events_until)
             records = (r for r in _log(index).read(parse_since(events_since)) if until is None or float(r.get("t", 0)) < until)
-            clicked, clicks_report = click_dataset(records)
+            clicked, clicks_report = click_dataset(records, grading=click_grades)
             train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         # from clicks alone nothing unbiased can veto the model (see souk.training.ltr): it becomes active

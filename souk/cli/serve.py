@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
                                           "the bound address (e.g. search.example.com); '*' answers any (DNS rebinding check off)."),
         interleave: str = typer.Option("", "--interleave", help="A,B: team-draft interleave two pipelines on searches that name none (souk experiments reports)."),
         share: float = typer.Option(1.0, "--share", help="Share of those searches interleaved (0..1]."),
+        explore: float = typer.Option(0.0, "--explore", help="Share of the searches naming no pipeline (and not interleaved) "
+                                      "shown with one document from below the page moved onto it, for learning from clicks (0: none)."),
     ) -> None:
         """Serve the search API (docs at /docs) and the search page (at /) until Ctrl-C.
 
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
         Without keys the server is open and binds to loopback only."""
         from souk.engine import Engine
         from souk.serving.auth import Keys
-        from souk.serving.events import Experiment
+        from souk.serving.events import Experiment, Exploration
         from souk.serving.server import serve
 
         keys = Keys.from_env()
@@ -56,13 +58,15 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--port: expected 1..65535, got {port}")
         engine = Engine.open(index)  # fail here, in one line, on a bad index or config
         experiment = Experiment.parse(interleave, share)
+        Exploration.parse(explore)  # a bad share fails here
         if experiment is not None:
             for name in (experiment.a, experiment.b):
                 engine.pipeline(name)  # a pipeline the index cannot run fails here, naming it
             warm = ",".join(dict.fromkeys([*warm.split(","), experiment.a, experiment.b]))
         os.environ.update({"SOUK_SERVE_INDEX": str(index.resolve()), "SOUK_SERVE_WARM": warm, "SOUK_SERVE_CORS": cors,
                            "SOUK_SERVE_ALLOWED_HOSTS": allowed_hosts,
-                           "SOUK_SERVE_INTERLEAVE": experiment.name if experiment else "", "SOUK_SERVE_SHARE": str(share)})
+                           "SOUK_SERVE_INTERLEAVE": experiment.name if experiment else "", "SOUK_SERVE_SHARE": str(share),
+                           "SOUK_SERVE_EXPLORE": str(explore)})
         mode = "API keys required" if keys.enabled else "open, no API keys: loopback only"
         started = time.perf_counter()
         err_console.print(f"souk: loading {index} (warming {warm or 'nothing'}) ...", soft_wrap=True)

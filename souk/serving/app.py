@@ -31,7 +31,7 @@ from souk.schema import loads_json
 from souk.serving.auth import Keys
 from souk.serving.display import display_config
 from souk.serving.guard import JSON_TYPES, NDJSON_TYPES, Guard, HostPolicy, Route, error_body, request_id
-from souk.serving.events import Experiment, events_router
+from souk.serving.events import Experiment, Exploration, events_router
 from souk.serving.metrics import Metrics
 
 log = logging.getLogger("souk.serving")
@@ -65,11 +65,13 @@ class SearchBody(BaseModel):
 
 
 def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: list[str] | None = None,
-               warm: tuple[str, ...] = ("keyword",), hosts: HostPolicy | None = None, experiment: Any = None) -> FastAPI:
+               warm: tuple[str, ...] = ("keyword",), hosts: HostPolicy | None = None, experiment: Any = None,
+               exploration: Any = None) -> FastAPI:
     """The API over one index; pipelines in `warm` are built and run once before the first request.
 
     `hosts`: the Host header values answered (None: any; `app_from_env` passes the bound address);
-    `experiment`: the interleaving experiment run on searches that name no pipeline (souk.serving.events)."""
+    `experiment`: the interleaving experiment run on searches that name no pipeline, `exploration` the
+    exploration of the others (souk.serving.events)."""
     keys = keys or Keys()
     engine = Engine.open(index_path)
     for name in warm:
@@ -153,6 +155,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
 
     def page_of(body: SearchBody) -> JSONResponse:
         search = partial(experiment.search, engine) if body.pipeline is None and experiment is not None and experiment.takes() else \
+            partial(exploration.search, engine) if body.pipeline is None and exploration is not None and exploration.takes() else \
             partial(engine.search, pipeline=body.pipeline or "keyword")
         result = search(body.q, filters=body.filters, facets=body.facets, sort=body.sort, k=body.size,
                         offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse, session=body.session)
@@ -290,7 +293,8 @@ def app_from_env() -> FastAPI:
     names = tuple(h.strip() for h in os.environ.get("SOUK_SERVE_ALLOWED_HOSTS", "").split(",") if h.strip())
     hosts = HostPolicy(os.environ.get("SOUK_SERVE_HOST", "127.0.0.1"), names)
     experiment = Experiment.parse(os.environ.get("SOUK_SERVE_INTERLEAVE", ""), float(os.environ.get("SOUK_SERVE_SHARE", "1")))
-    app = create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm, hosts, experiment)
+    exploration = Exploration.parse(float(os.environ.get("SOUK_SERVE_EXPLORE", "0")))
+    app = create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm, hosts, experiment, exploration)
     import gc
 
     gc.collect()

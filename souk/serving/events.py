@@ -4,7 +4,8 @@
 `id`, optional 1-based `position` and `session`) and answers 202 once they are fsynced into the index's
 event log; an unknown search id or type is a 400 naming it. `GET /experiments` (admin key) reports the
 interleaved experiments, `GET /analytics` is the admin page (its data at `GET /analytics/data`, admin key).
-`Experiment` runs team-draft interleaving of two pipelines on a share of the searches that name no pipeline.
+`Experiment` runs team-draft interleaving of two pipelines on a share of the searches that name no pipeline;
+`Exploration` moves one document from below the page onto it on a share of the others.
 Misuse: interleaving a pipeline the index cannot run (refused at start).
 """
 
@@ -65,6 +66,44 @@ class Experiment:
         result.pipeline = f"interleave:{self.name}"
         result.timings_ms = {f"{n}.{s}": v for n, r in zip((self.a, self.b), runs) for s, v in r.timings_ms.items()}
         return engine.record_search(result, q, filters, sort, session, interleave=self.name, teams=teams[offset:depth])
+
+
+class Exploration:
+    """On a `share` of the searches that name no pipeline, one document from just below the page (uniformly one
+    of the next `size` of `pipeline`'s order) is shown at a uniformly random place on it, pushing the rest down
+    one; the search is logged as pipeline `explore:<pipeline>` with what moved. Clicks then reach documents
+    the ranking would not show, and documents are seen at more than one position, which identifies position
+    bias (intervention harvesting: Joachims, Swaminathan, Schnabel, WSDM 2017; Agarwal et al., WSDM 2019).
+    Sorted searches are not explored. Misuse: a share so large that shoppers mostly see perturbed pages."""
+
+    def __init__(self, share: float, pipeline: str = "keyword", seed: int | None = None):
+        if not 0 < share <= 1:
+            raise ConfigError(f"--explore: expected a share in (0, 1], got {share}")
+        self.share, self.pipeline = share, pipeline
+        self.rng = random.Random(seed)
+
+    @classmethod
+    def parse(cls, share: float) -> "Exploration | None":
+        """`souk serve --explore SHARE` (0: none)."""
+        return None if share == 0 else cls(share)
+
+    def takes(self) -> bool:
+        return self.rng.random() < self.share
+
+    def search(self, engine: Any, q: str, *, filters: list[str], facets: list[str], sort: str | None, k: int,
+               offset: int, explain: bool, collapse: str | None, session: str | None) -> SearchResult:
+        """One explored page (see the class), logged."""
+        result = engine.search(q, pipeline=self.pipeline, filters=filters, facets=facets, sort=sort,
+                               k=k if sort else 2 * k, offset=offset, explain=explain, collapse=collapse, record=False)
+        page, below = result.hits[:k], result.hits[k:]
+        moved: dict[str, Any] = {}
+        if page and below:
+            j, at = self.rng.randrange(len(below)), self.rng.randrange(len(page))
+            moved = {"id": below[j].id, "from": offset + k + j + 1, "to": offset + at + 1}
+            page = page[:at] + [below[j]] + page[at:k - 1]
+        result.hits = page
+        result.pipeline = f"explore:{self.pipeline}"
+        return engine.record_search(result, q, filters, sort, session, explore=moved)
 
 
 def events_router(engine: Any, role: Callable, admin: Callable) -> APIRouter:

@@ -68,6 +68,7 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     fitted = last_json(run_souk("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
     assert fitted["events"]["searches"] == 300 and fitted["events"]["queries"] >= 10
     assert fitted["events"]["theta"][0] == 1.0 and fitted["events"]["theta"][4] < 1.0
+    assert fitted["events"]["grading"] == "posterior"
     [model] = fitted["models"]
     assert model["stage"] == "ltr" and model["model"] == "ltr-1" and model["active"]
     ltr = last_json(run_souk("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev", "--pipeline", "ltr", "--json"))
@@ -100,6 +101,8 @@ def test_fit_needs_judgments_or_events_and_serve_refuses_a_bad_experiment(tmp_pa
     assert nothing.returncode == 2 and "--events" in nothing.stderr
     empty = run_souk("fit", "--index", index, "--events", "--stages", "ltr", check=False)
     assert empty.returncode == 2 and "collect more traffic" in empty.stderr
+    grades = run_souk("fit", "--index", index, "--events", "--click-grades", "ctr", "--stages", "ltr", check=False)
+    assert grades.returncode == 2 and "posterior" in grades.stderr
     for spec, words in (("keyword", "two pipelines"), ("keyword,keyword", "two different")):
         bad = run_souk("serve", "--index", index, "--interleave", spec, check=False)
         assert bad.returncode == 2 and words in bad.stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from souk.errors import DatasetError
-from souk.events.labels import click_dataset, fit_pbm, observations
+from souk.errors import ConfigError, DatasetError
+from souk.events.labels import ClickModel, Observations, click_dataset, fit_pbm, ips_grades, observations, posterior_grades
 
 
 def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
@@ -55,3 +55,34 @@ def test_too_little_traffic_is_a_clear_error():
     with pytest.raises(DatasetError, match="collect more traffic"):
         click_dataset([{"kind": "search", "search_id": "s", "query": "q", "shown": ["a"]},
                        {"kind": "click", "search_id": "s", "id": "a"}])
+
+
+def grades_of(rows, theta=(1.0, 0.5, 0.25, 0.125)):
+    """Grades of pairs observed as rows (pair, position, clicked) under a fixed examination curve."""
+    pair, position, clicked = (np.asarray(c) for c in zip(*rows))
+    obs = Observations([("q", f"d{i}") for i in range(int(pair.max()) + 1)], pair.astype(np.int64),
+                       position.astype(np.int64), clicked.astype(np.float64))
+    model = ClickModel(np.asarray(theta), np.full(len(obs.pairs), 0.2), 1)
+    return posterior_grades(obs, model).tolist(), ips_grades(obs, model).tolist()
+
+
+def test_posterior_grades_do_not_inflate_one_click_far_down():
+    # d0: clicked in 3 of 3 searches at the top; d1: clicked once at position 4 (examined 1/8); d2: shown, never clicked
+    rows = [(0, 1, 1), (0, 1, 1), (0, 1, 1), (1, 4, 1), (2, 2, 0), (2, 2, 0)]
+    posterior, ips = grades_of(rows)
+    assert ips[1] > ips[0]  # inverse propensity: the one click far down outranks three at the top
+    assert posterior[0] >= posterior[1] > posterior[2] == 0  # one click is one click wherever it was
+
+
+def test_posterior_grades_fall_with_unclicked_examinations():
+    once = [(0, 1, 1)]
+    ignored_after = [(0, 1, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)]
+    ignored_far_down = [(0, 1, 1), (0, 4, 0), (0, 4, 0), (0, 4, 0)]
+    assert grades_of(ignored_after)[0][0] < grades_of(once)[0][0]
+    assert grades_of(ignored_after)[0][0] < grades_of(ignored_far_down)[0][0]  # barely examined: little evidence
+
+
+def test_unknown_grading_is_a_clear_error():
+    records, _, _ = simulated(200)
+    with pytest.raises(ConfigError, match="posterior"):
+        click_dataset(records, grading="ctr")

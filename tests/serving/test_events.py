@@ -6,10 +6,11 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
+from souk.errors import ConfigError
 from souk.events.log import EventLog
 from souk.serving.app import create_app
 from souk.serving.auth import Keys
-from souk.serving.events import Experiment
+from souk.serving.events import Experiment, Exploration
 
 ADMIN, SEARCH = "a" * 20, "s" * 20
 
@@ -84,3 +85,31 @@ def test_interleaving_applies_to_searches_naming_no_pipeline_and_credits_clicks(
     report = client.get("/experiments").json()
     assert (report["searches"], report["wins_a"], report["wins_b"], report["ties"]) == (30, wins["a"], wins["b"], 0)
     assert report["experiment"] == "keyword,bm25" and 0 <= report["p_value"] <= 1
+
+
+def test_exploration_moves_one_document_from_below_the_page_onto_it_and_logs_it(own_index):
+    client = TestClient(create_app(own_index, exploration=Exploration(1.0, seed=5)))
+    plain = client.get("/search", params={"q": "chocolate", "size": 8, "pipeline": "keyword"}).json()
+    order = [h["id"] for h in plain["hits"]]
+    assert len(order) == 8  # the demo has enough chocolate for a page of 4 and 4 more below it
+    places = set()
+    for _ in range(20):
+        res = client.get("/search", params={"q": "chocolate", "size": 4}).json()
+        shown = [h["id"] for h in res["hits"]]
+        assert res["pipeline"] == "explore:keyword" and len(shown) == 4
+        newcomer = [d for d in shown if d not in order[:4]]
+        assert len(newcomer) == 1 and newcomer[0] in order[4:]
+        assert [d for d in shown if d != newcomer[0]] == order[:3]  # the rest keep their order, the last drops off
+        places.add(shown.index(newcomer[0]) + 1)
+    searches = [r for r in EventLog(own_index).read() if r["kind"] == "search" and r.get("explore")]
+    assert len(searches) == 20 and all(s["explore"]["to"] == s["shown"].index(s["explore"]["id"]) + 1 for s in searches)
+    assert len(places) > 1  # the newcomer is shown at random places
+    by_price = client.get("/search", params={"q": "chocolate", "size": 4, "sort": "price", "pipeline": "keyword"}).json()
+    explored = client.get("/search", params={"q": "chocolate", "size": 4, "sort": "price"}).json()
+    assert explored["pipeline"] == "explore:keyword" and explored["hits"] == by_price["hits"]  # sorted: not moved
+
+
+def test_exploration_share_must_be_a_share():
+    assert Exploration.parse(0) is None
+    with pytest.raises(ConfigError, match="--explore"):
+        Exploration(1.5)
