@@ -133,7 +133,7 @@ def fit_on_ray(name: str, job: Any, workers: int = WORKERS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="souk-ray-train-") as storage:
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"name": name, "job": job, "wall_deadline": time.time() + job.seconds_left},
+            train_loop_config={"name": name, "job": replace(job, device="cpu"), "wall_deadline": time.time() + job.seconds_left},
             torch_config=TorchConfig(backend="gloo"),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": WORKER_CPUS}),
             run_config=RunConfig(name=f"souk-fit-{name}", storage_path=storage))
@@ -152,5 +152,5 @@ def fit_on_ray(name: str, job: Any, workers: int = WORKERS) -> dict[str, Any]:
                           "that rank 0's machine reaches (the same machine for --ray auto)")
     manifest = json.loads(report.read_text())
     report.unlink()
-    return {**manifest, "distributed": {"engine": "ray-train", "workers": workers, "backend": "gloo",
+    return {**manifest, "device": "cpu", "distributed": {"engine": "ray-train", "workers": workers, "backend": "gloo",
                                                 "cpus_per_worker": WORKER_CPUS}}

@@ -44,6 +44,17 @@ def test_a_shard_is_every_world_th_item_of_each_batch_with_equal_counts():
     assert replica() is None  # a single-process fit sees no replica
 
 
+def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path):
+    import sys
+
+    from souk.errors import ConfigError
+    from souk.training.distributed import fit_on_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"souk\[ray\]"):
+        fit_on_ray("bi", None)
+
+
 @pytest.mark.slow
 def test_bi_fits_on_ray_train_like_the_single_process_fit(ray_local, tmp_path):
     coll = topic_collection(tmp_path / "beir", topics=24, seed=3)
