@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
         budget_min: float = typer.Option(20.0, "--budget-min", help="Time budget in minutes for all stages together."),
         seed: int = typer.Option(13, "--seed"),
-        ray: Optional[str] = typer.Option(None, "--ray", help="Train the neural stages that can (bi) data-parallel on Ray Train: auto (a local cluster) or a cluster ADDRESS."),
+        ray: Optional[str] = typer.Option(None, "--ray", help="Train the neural stages that can (bi, cross) data-parallel on Ray Train: auto (a local cluster) or a cluster ADDRESS."),
         ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray Train workers (DDP replicas) with --ray."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:

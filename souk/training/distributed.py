@@ -54,7 +54,8 @@ class Replica:
         def batches(epoch: int):
             for batch in phase.batches(epoch):
                 items = list(batch)
-                yield items[self.rank:len(items) - len(items) % self.world:self.world]
+                if len(items) >= self.world:  # a batch smaller than the world is skipped by every replica
+                    yield items[self.rank:len(items) - len(items) % self.world:self.world]
 
         return replace(phase, batches=batches)
 

@@ -74,3 +74,21 @@ def test_bi_fits_on_ray_train_like_the_single_process_fit(ray_local, tmp_path):
     assert written["distributed"]["workers"] == 2 and (model / "curve.png").stat().st_size > 0
     assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in ModelStore(local_ix).active("bi").iterdir())
     assert Index.open(ray_ix).manifest["vectors"]["embedding"]["model"] == str(model.resolve())
+
+
+@pytest.mark.slow
+def test_cross_fits_on_ray_train_like_the_single_process_fit(ray_local, tiny_cross, tmp_path):
+    import shutil
+
+    from tiny_bert import FIT_OPTIONS
+
+    index = shutil.copytree(tiny_cross["index"], tmp_path / "index")
+    local = tiny_cross["outcome"].manifest
+    [remote] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=60, progress=False,
+                   options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"])}}, ray_workers=2)
+    m = remote.manifest
+    assert m["distributed"]["workers"] == 2 and m["kind"] == local["kind"] and m["device"] == "cpu"
+    assert m["dev"]["untrained_cross_ndcg@10"] == local["dev"]["untrained_cross_ndcg@10"]  # same seed, same start
+    assert m["dev"]["cross_ndcg@10"] >= m["dev"]["untrained_cross_ndcg@10"] + 0.05, m["training"]["curve"]
+    assert abs(m["dev"]["cross_ndcg@10"] - local["dev"]["cross_ndcg@10"]) <= 0.06, (m["dev"], local["dev"])
+    assert (ModelStore(index).root / remote.model / "model.safetensors").is_file()
