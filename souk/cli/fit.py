@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
         budget_min: float = typer.Option(20.0, "--budget-min", help="Time budget in minutes for all stages together."),
         seed: int = typer.Option(13, "--seed"),
+        ray: Optional[str] = typer.Option(None, "--ray", help="Train the neural stages that can (bi, cross) data-parallel on Ray Train: auto (a local cluster) or a cluster ADDRESS."),
+        ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray Train workers (DDP replicas) with --ray."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Train the index's learnable ranking stages from judged queries; the best model of each becomes active."""
@@ -53,7 +55,11 @@ def register(app: typer.Typer) -> None:
             from souk.events.labels import LTR_ROUNDS
 
             options = {"ltr": {"activate_anyway": True, "rounds": LTR_ROUNDS}}
-        outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options)
+        from souk.index.vectors.ray_encoding import ray_cluster
+
+        with ray_cluster(ray):
+            outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options,
+                           ray_workers=ray_workers if ray else 0)
         result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}

@@ -25,6 +25,7 @@ import numpy as np
 
 from souk.errors import ConfigError
 from souk.training.cross import candidates, ndcg10, sample, split_train
+from souk.training.distributed import replica
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
@@ -140,7 +141,7 @@ def infonce(queries, docs, temperature: float, doc_texts: Sequence[str] | None =
     return torch.nn.functional.cross_entropy(scores, torch.arange(n, device=queries.device))
 
 
-@register_fitter("bi", applies=applies, share=1.0, order=10, on_activate=activate_bi)
+@register_fitter("bi", applies=applies, share=1.0, order=10, on_activate=activate_bi, distributed=True)
 def fit_bi(job: FitJob) -> dict[str, Any]:
     """Fine-tune, keep the best dev checkpoint, save into `job.workdir`; returns the manifest."""
     from transformers import AutoModel
@@ -226,8 +227,17 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
     spread = max(job.deadline - time.monotonic(), 0) / max(opts["evals"], 1)
     config = LoopConfig(lr=opts["lr"], eval_every=10**9, eval_every_s=spread, patience=opts["patience"], seed=job.seed,
                         reserve_s=30.0, eval_at_start=True)
-    result = train(net, phases, loss_of, evaluate, job.deadline, config, job.device, job.progress,
-                   description="fitting bi-encoder")
+    rep = replica()  # data-parallel on Ray Train: DDP, a shard of the batches, rank 0's clock and dev metric
+    if rep is not None:
+        if getattr(net, "pooler", None) is not None:  # unused by mean pooling (no gradient ever): DDP wants one for
+            net.pooler.requires_grad_(False)          # every parameter it trains
+        encoder.net = rep.wrap(net)
+        phases, evaluate = [rep.shard(p) for p in phases], rep.from_rank0(evaluate)
+    result = train(encoder.net, phases, loss_of, evaluate, job.deadline, config, job.device, job.progress,
+                   description="fitting bi-encoder", agree=rep.agree if rep is not None else None)
+    encoder.net = net
+    if rep is not None and rep.rank != 0:
+        return {}  # rank 0 saves and reports
     improved = result.best >= result.baseline + opts["min_gain"]
     save_model(net, job.workdir, card.path)
     for extra in ("modules.json", "sentence_bert_config.json", "1_Pooling", "2_Normalize"):

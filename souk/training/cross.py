@@ -27,6 +27,7 @@ from souk.models.cross_encoder import (KIND, Combination, FieldLimits, PairPacke
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
 from souk.training.losses import LOSSES
+from souk.training.distributed import replica
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
@@ -182,7 +183,7 @@ def applies(schema: Any, index: Any) -> bool:
     return model_card("all-MiniLM-L6-v2").reads_han or not reads_han(schema, index)
 
 
-@register_fitter("cross", applies=applies, order=70)
+@register_fitter("cross", applies=applies, order=70, distributed=True)
 def fit_cross(job: FitJob) -> dict[str, Any]:
     """Train, choose the mix on held-out TRAIN queries, save into `job.workdir`, return the manifest."""
     import torch
@@ -260,8 +261,14 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     config = LoopConfig(lr=opts["lr"], eval_every=opts["eval_every"], eval_every_s=spread, patience=opts["patience"], seed=job.seed,
                         reserve_s=15.0, reserve_evals=0.0 if dev is held else held_pairs / dev_pairs,
                         eval_at_start=opts["eval_start"])
-    result = train(net, phases, loss_of, evaluate, job.deadline, config, job.device, job.progress,
-                   description="fitting cross-encoder", on_best=lambda: best.update(last))
+    rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
+    if rep is not None:
+        phases, evaluate = [rep.shard(p) for p in phases], rep.from_rank0(evaluate)
+    result = train(rep.wrap(net) if rep is not None else net, phases, loss_of, evaluate, job.deadline, config, job.device,
+                   job.progress, description="fitting cross-encoder", on_best=lambda: best.update(last),
+                   agree=rep.agree if rep is not None else None)
+    if rep is not None and rep.rank != 0:
+        return {}  # rank 0 scores the held-out queries, saves and reports
 
     if "scores" not in best:  # the budget ended before any evaluation: score dev once now
         best["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})

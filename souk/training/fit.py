@@ -50,21 +50,23 @@ class _Entry:
     share: float                     # relative share of the time budget
     order: int
     on_activate: Callable[[Path, Path], dict[str, Any]] | None = None  # (index, model dir): work that makes a model active
+    distributed: bool = False        # trains data-parallel on Ray Train (`souk.training.distributed`) under `fit(ray=...)`
 
 
 _FITTERS: dict[str, _Entry] = {}
 
 
 def register_fitter(name: str, applies: Callable[[Any], bool] = lambda schema: True, share: float = 1.0,
-                    order: int = 50, on_activate: Callable[[Path, Path], dict[str, Any]] | None = None
-                    ) -> Callable[[Fitter], Fitter]:
+                    order: int = 50, on_activate: Callable[[Path, Path], dict[str, Any]] | None = None,
+                    distributed: bool = False) -> Callable[[Fitter], Fitter]:
     """Decorator: register the fitter of stage `name`; `order` sets which stage fits first (a
     later stage may use an earlier one's model, e.g. the cross-encoder trains on the bi-encoder's recall);
     `on_activate(index_path, model_dir)` runs before a model of the stage becomes active (e.g. re-encoding
-    the corpus with a new bi-encoder); if it fails, the model stays inactive."""
+    the corpus with a new bi-encoder); if it fails, the model stays inactive. `distributed`: the fitter
+    runs data-parallel on Ray Train when `fit` is given a cluster (it reads `distributed.replica()`)."""
 
     def deco(fitter: Fitter) -> Fitter:
-        _FITTERS[name] = _Entry(fitter, applies, share, order, on_activate)
+        _FITTERS[name] = _Entry(fitter, applies, share, order, on_activate, distributed)
         return fitter
 
     return deco
@@ -112,8 +114,10 @@ def device() -> str:
 
 def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Sequence[str] | None = None,
         budget_s: float = 1200.0, seed: int = 13, corpus_dir: Path | None = None, progress: bool = True,
-        options: dict[str, dict[str, Any]] | None = None) -> list[FitOutcome]:
-    """Fit `stages` (default: every stage that applies to the index) in order, sharing the budget."""
+        options: dict[str, dict[str, Any]] | None = None, ray_workers: int = 0) -> list[FitOutcome]:
+    """Fit `stages` (default: every stage that applies to the index) in order, sharing the budget.
+    `ray_workers` > 0: the stages that can train data-parallel do so over that many Ray Train workers (Ray
+    already initialized, e.g. by `ray_cluster`); the others fit in this process as without it."""
     from souk.index import Index
 
     load_builtin_fitters()
@@ -140,7 +144,12 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
                      dict((options or {}).get(name, {})))
         t0 = time.monotonic()
         try:
-            manifest = _FITTERS[name].fitter(job)
+            if ray_workers and _FITTERS[name].distributed:
+                from souk.training.distributed import fit_on_ray
+
+                manifest = fit_on_ray(name, job, ray_workers)
+            else:
+                manifest = _FITTERS[name].fitter(job)
         except BaseException:
             import shutil
 

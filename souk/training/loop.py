@@ -94,13 +94,19 @@ def seed_everything(seed: int) -> None:
 
 def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate: Callable[[], float] | None,
           deadline: float, config: LoopConfig = LoopConfig(), device: str = "cpu", progress: bool = True,
-          description: str = "training", on_best: Callable[[], None] | None = None) -> LoopResult:
+          description: str = "training", on_best: Callable[[], None] | None = None,
+          agree: Callable[[int], int] | None = None) -> LoopResult:
     """Train `net` (already on `device`) through `phases`; `loss_of(net, batch)` returns a scalar loss
     tensor; `evaluate()` returns the dev metric (higher is better); `on_best()` runs right after an
-    evaluation that set a new best. The best checkpoint is loaded into `net` on return."""
+    evaluation that set a new best. The best checkpoint is loaded into `net` on return.
+
+    `agree(code)` returns the code every replica acts on (data-parallel training: rank 0's, broadcast; see
+    `souk.training.distributed`): each decision that reads a clock (stop for the deadline or the phase's
+    time share, evaluate now) goes through it so all replicas take the same steps."""
     import torch
 
     seed_everything(config.seed)
+    agree = agree or (lambda code: code)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     warm = lambda step: min(1.0, (step + 1) / max(config.warmup_steps, 1))  # noqa: E731
@@ -145,10 +151,12 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
             for epoch in range(phase.epochs):
                 for batch in phase.batches(epoch):
                     now = time.monotonic()
-                    if now + step_cost + left_after(eval_cost) > deadline:
+                    stop = agree(1 if now + step_cost + left_after(eval_cost) > deadline else
+                                 2 if phase.max_seconds is not None and now - phase_start > phase.max_seconds else 0)
+                    if stop == 1:
                         result.stopped_by_budget = done = True
                         break
-                    if phase.max_seconds is not None and now - phase_start > phase.max_seconds:
+                    if stop == 2:
                         done = True
                         break
                     with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -165,8 +173,8 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
                     step += 1
                     since_eval += 1
                     advance(1, f"[{phase.name}] loss {loss_avg:.3f} dev {result.best:.3f}")
-                    if since_eval >= config.eval_every or (config.eval_every_s is not None
-                                                           and time.monotonic() - last_eval >= config.eval_every_s):
+                    if agree(int(since_eval >= config.eval_every or (config.eval_every_s is not None
+                                                                     and time.monotonic() - last_eval >= config.eval_every_s))):
                         since_eval = 0
                         before = result.best
                         measure(phase.name)
@@ -176,7 +184,7 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
                             break
                 if done:
                     break
-            if since_eval and time.monotonic() + left_after(eval_cost) <= deadline:
+            if since_eval and agree(int(time.monotonic() + left_after(eval_cost) <= deadline)):
                 measure(phase.name)
             if result.stopped_by_budget:
                 break

@@ -46,3 +46,23 @@ def test_patience_ends_a_phase_and_the_deadline_ends_the_loop(tmp_path):
     assert result.stopped_by_budget and 0 < result.steps < 800
     plot_curve(result.curve, tmp_path / "curve.png", "test")
     assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_agree_overrides_each_clock_decision():
+    """`agree` (rank 0's decision in a data-parallel fit) is what the loop acts on, not its own clock."""
+    batches, x, y = problem()
+    asked = []
+
+    def stop_at_step_5(code: int) -> int:
+        asked.append(code)
+        return 1 if len(result_steps) >= 5 else 0
+
+    result_steps: list[int] = []
+    counting = lambda net, batch: (result_steps.append(1), loss_of(net, batch))[1]  # noqa: E731
+    result = train(torch.nn.Linear(4, 1), [Phase("fit", lambda e: batches, len(batches), epochs=10)], counting, lambda: 0.0,
+                   time.monotonic() + 60, LoopConfig(eval_every=1000), progress=False, agree=stop_at_step_5)
+    assert result.stopped_by_budget and result.steps == 5 and set(asked) == {0}  # its own clock said go on
+    assert [c["step"] for c in result.curve] == [0, 5]  # ... and not to evaluate at step 5 (agree said 1 there too)
+    evals = train(torch.nn.Linear(4, 1), [Phase("fit", lambda e: batches, len(batches), epochs=1)], loss_of, lambda: 0.0,
+                  time.monotonic() + 60, LoopConfig(eval_every=1000, patience=100), progress=False, agree=lambda code: 1)
+    assert evals.stopped_by_budget and evals.steps == 0  # code 1 before the first step: the deadline
