@@ -99,13 +99,14 @@ class SearchResult:
     searched: str | None = None  # the text searched, when query understanding rewrote the query
     notes: list[str] = field(default_factory=list)  # what the plan did that the user should know
     dropped: list[str] = field(default_factory=list)  # query words left out because too few documents held them all
+    partial: int = 0  # documents holding only some of a long query's words, shown after the matched set
     search_id: str | None = None  # the id clicks are reported against (souk.events), once the search is logged
     suggestions: list[str] = field(default_factory=list)  # queries that find something, when this one found nothing
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "total": self.total, "terms": self.terms, "took_ms": round(self.took_ms, 3), "facets": self.facets,
-            "relaxed": self.relaxed, "dropped": self.dropped, "pipeline": self.pipeline, "offset": self.offset,
+            "relaxed": self.relaxed, "dropped": self.dropped, "partial": self.partial, "pipeline": self.pipeline, "offset": self.offset,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "did_you_mean": self.did_you_mean, "suggestions": self.suggestions, "searched": self.searched,
             "notes": self.notes,

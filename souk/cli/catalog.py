@@ -282,6 +282,8 @@ def _print_result(result, schema: Schema, sort: str | None = None, load_ms: floa
         console.print("no results; try: " + ", ".join(f"[bold]{escape(s)}[/]" for s in result.suggestions))
     if result.dropped:
         console.print(f"[yellow]relaxed: too few results hold every word; showing results without {', '.join(result.dropped)}[/]")
+    if result.partial:
+        console.print(f"[yellow]the last {result.partial} results hold only some of the query's words[/]")
     elif result.relaxed:
         console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
     loaded = f" (index and models loaded in {load_ms:,.0f} ms before)" if load_ms is not None else ""

@@ -39,6 +39,10 @@ PROXIMITY = 1.0
 PROXIMITY_SLOP = 2
 MAX_LEVEL_BUCKETS = 1_000  # values of one level of a hierarchy facet counted exactly
 SKIP_WORDS = 3
+# A query of this many distinct terms or more (natural-language questions, long product descriptions) shows, after
+# the documents holding its words, the others holding some of them in BM25 order; shorter ones the matched set only.
+# Served-page nDCG@10 (dev, every page as `Engine.search` returns it) with and without: see README "Matching".
+LONG_QUERY_TERMS = 3
 
 
 @dataclass
@@ -123,6 +127,7 @@ class Searcher:
     def _search(self, req: SearchRequest, relaxed: bool) -> SearchResult:
         query, terms = self.text_query(req.query, req.fields, relaxed, proximity=(req.match or self.matching.mode) != "any")
         query = self._expand(query, req.expansions, req.fields, req.boosts)
+        typed = len(set(terms))  # the query's own terms (a long query is followed by partial matches)
         terms = terms + self.expansion_terms(req.expansions, req.fields, terms)  # highlighted too
         if query is None and req.query.strip() and not req.filters:
             return SearchResult([], 0, terms, relaxed=relaxed)
@@ -139,10 +144,15 @@ class Searcher:
         if res.count >= self.matching.relax_below:  # the usual case: one search
             more = iter(())
         chosen, counts, tiers = self._chosen(first, res.count, more, req.filters)
-        if chosen == 0:
+        rest = self._rest(query, tiers[chosen], req, typed)
+        if chosen == 0 and rest is None:
             return self._result(req, res.hits if req.k else [], res.count, terms, tiers[0], relaxed)
         total, tiers = counts[chosen], tiers[:chosen + 1]
         sizes = [c - (counts[i - 1] if i else 0) for i, c in enumerate(counts[:chosen + 1])]
+        if rest is not None:
+            rest_count = self._s.search(combine(rest.fresh, req.filters, self.schema, self._tschema), 1, count=True).count
+            if rest_count:
+                tiers, sizes, total = tiers + [rest], sizes + [rest_count], total + rest_count
         rows: list[tuple[Any, Any]] = []
         start, want = req.offset, req.k
         for tier, size in zip(tiers, sizes):
@@ -154,7 +164,21 @@ class Searcher:
             q = combine(tier.fresh, req.filters, self.schema, self._tschema)
             rows.extend(self._s.search(q, want, count=False, offset=start, **kwargs).hits)
             want, start = req.k - len(rows), 0
-        return self._result(req, rows, total, terms, tiers[-1], relaxed)
+        result = self._result(req, rows, total, terms, tiers[chosen], relaxed)
+        if len(tiers) > chosen + 1:  # documents holding fewer words follow the matched set: say so
+            result.relaxed, result.partial = True, sizes[-1]
+        return result
+
+    def _rest(self, query: tantivy.Query | None, chosen: _Tier, req: SearchRequest, typed: int) -> _Tier | None:
+        """For a long query (`LONG_QUERY_TERMS` or more terms) ranked by relevance under `relax`: the other
+        documents holding some of its words, in BM25 order, to follow the matched set (as Meilisearch fills a
+        page); None otherwise. A short query or a sorted page shows the matched set only.
+        Misuse: appending them to a sorted page (a product missing words would surface by price)."""
+        mode = req.match or self.matching.mode
+        if query is None or req.sort or mode != "relax" or chosen.kept is None or typed < LONG_QUERY_TERMS:
+            return None
+        rest = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.MustNot, chosen.kept)])
+        return _Tier(rest, rest, list(chosen.dropped))
 
     def _result(self, req: SearchRequest, rows: list, total: int, terms: list[str], chosen: _Tier,
                 relaxed: bool) -> SearchResult:

@@ -72,10 +72,14 @@ function render(res) {
     dym.replaceChildren("Did you mean ", el("a", { href: "#", text: res.did_you_mean, onclick: (e) => { e.preventDefault(); setQuery(res.did_you_mean); } }), "?");
   }
   const relaxed = $("relaxed");  // fewer products hold every word: say which words these results may lack
-  relaxed.hidden = !(res.dropped && res.dropped.length);
-  if (!relaxed.hidden) {
+  const partial = res.partial || 0;  // a long query: products holding only some of its words follow the matches
+  relaxed.hidden = !(res.dropped && res.dropped.length) && !partial;
+  if (res.dropped && res.dropped.length) {
     relaxed.replaceChildren("Too few results have every word; showing results without ",
-      ...res.dropped.flatMap((w, i) => [i ? ", " : "", el("strong", { text: w })]), ".");
+      ...res.dropped.flatMap((w, i) => [i ? ", " : "", el("strong", { text: w })]),
+      partial ? `, then ${partial.toLocaleString()} holding only some of your words.` : ".");
+  } else if (partial) {
+    relaxed.replaceChildren(`The last ${partial.toLocaleString()} results hold only some of your words.`);
   }
   $("results").replaceChildren(...res.hits.map(renderHit));
   $("page-label").textContent = `Page ${state.page} of ${pages}`;
