@@ -46,6 +46,7 @@ def eval_command(
     metric: PrimaryOpt = "ndcg@10",
     json_output: JsonOpt = False,
     ray: Annotated[str | None, typer.Option("--ray", help="Split the queries over Ray workers: auto (a local cluster) or a cluster ADDRESS.")] = None,
+    served: Annotated[bool, typer.Option("--served", help="Score the pages `souk search` and the server show (matched set, relaxation, partial matches), not the pipeline's candidate ranking.")] = False,
 ) -> None:
     """Run every judged query through a pipeline; print quality metrics and latency."""
     from souk.evaluation.compare import compare_runs
@@ -64,10 +65,15 @@ def eval_command(
 
         with ray_cluster(ray):
             evaluation = evaluate_on_ray(index, pipeline, data, k=k, metrics=_metrics(primary))
+    elif served:
+        from souk.engine import Engine
+
+        evaluation = evaluate(ServedPages(Engine.open(index), pipeline), data, k=k, metrics=_metrics(primary), progress=True)
     else:
         evaluation = evaluate(build_pipeline(pipeline, Index.open(index)), data, k=k, metrics=_metrics(primary), progress=True)
     result: dict = {
         **evaluation.summary(), "dataset": data.name, "split": split, "pipeline": pipeline, "k": k,
+        **({"served": True} if served else {}),
     }
     if run is not None:
         result["run"] = str(write_run(evaluation.run, run, tag=f"souk-{pipeline}"))
@@ -197,3 +203,22 @@ def _hit(hits: list[tuple[str, int | None]], rank: int, titles: dict[str, str]) 
     if grade is None:
         return f"[dim]{label}[/dim] {title}".rstrip()
     return (f"[green]{label}[/green] {title}" if grade >= 1 else f"{label} {title}").rstrip()
+
+
+class ServedPages:
+    """The first page of `k` hits exactly as `Engine.search` serves it (query steps, matching strategy,
+    relaxation, partial matches), as a searcher `evaluate` can run; impressions are not logged.
+    Misuse: comparing it with a pipeline's candidate ranking as if both were pages (the pipeline ranks
+    candidates beyond the matched set)."""
+
+    def __init__(self, engine, pipeline: str):
+        self.engine, self.pipeline = engine, pipeline
+
+    def search(self, text: str, k: int):
+        import numpy as np
+
+        from souk.types import Ranking
+
+        res = self.engine.search(text, pipeline=self.pipeline, k=k, highlight=False, record=False, suggest_instead=False)
+        ids = list(dict.fromkeys(h.id for h in res.hits))
+        return Ranking(ids, np.arange(len(ids), 0, -1, dtype=np.float32))  # the page's order

@@ -51,6 +51,19 @@ def test_eval_writes_run_report_and_json(tiny_index: Path, tmp_path: Path):
     assert written == {"index.html", "metrics.png", "latency.png", "baseline_diff.png"}
 
 
+def test_eval_served_scores_the_pages_search_shows(tiny_index: Path, tmp_path: Path):
+    from souk.engine import Engine
+
+    run = tmp_path / "served.trec"
+    out = last_json(souk("eval", "--index", tiny_index, "--dataset", FIXTURES / "tiny", "--split", "test",
+                         "--pipeline", "keyword", "--k", "5", "--served", "--run", run, "--json"))
+    assert out["served"] is True and EVAL_KEYS <= set(out)
+    engine, data = Engine.open(tiny_index), load_beir(FIXTURES / "tiny", "test")
+    for qid, ranked in read_run(run).items():  # each query's run is the page `souk search` shows, in its order
+        page = engine.search(data.queries[qid], k=5, highlight=False, record=False, suggest_instead=False)
+        assert [d for d, _ in sorted(ranked, key=lambda x: -x[1])] == [h.id for h in page.hits]
+
+
 def test_eval_human_output(tiny_index: Path):
     result = souk("eval", "--index", tiny_index, "--dataset", FIXTURES / "tiny", "--split", "test")
     assert result.exit_code == 0, result.output
