@@ -22,11 +22,7 @@ def register(bench_app: typer.Typer) -> None:
         from souk.bench.keyword import bench_keyword
 
         result = bench_keyword(dataset, split, k, repeat)
-        if as_json:
-            emit_json(result)
-        else:
-            for key, value in result.items():
-                console.print(f"{key:>24}: {value}")
+        _show(result, as_json)
 
     @bench_app.command("index")
     def index_cmd(
@@ -38,11 +34,7 @@ def register(bench_app: typer.Typer) -> None:
         from souk.bench.index import bench_index
 
         result = bench_index(dataset, repeat)
-        if as_json:
-            emit_json(result)
-        else:
-            for key, value in result.items():
-                console.print(f"{key:>24}: {value}")
+        _show(result, as_json)
 
     @bench_app.command("cli")
     def cli_cmd(
@@ -56,11 +48,7 @@ def register(bench_app: typer.Typer) -> None:
         from souk.bench.cli import bench_cli
 
         result = bench_cli(index, query, runs, pipeline)
-        if as_json:
-            emit_json(result)
-        else:
-            for key, value in result.items():
-                console.print(f"{key:>24}: {value}")
+        _show(result, as_json)
 
     @bench_app.command("serve")
     def serve_cmd(
@@ -75,8 +63,13 @@ def register(bench_app: typer.Typer) -> None:
         from souk.bench.serve import bench_serve
 
         result = bench_serve(index, clients, seconds, pipeline, workers)
-        if as_json:
-            emit_json(result)
-        else:
-            for key, value in result.items():
-                console.print(f"{key:>24}: {value}")
+        _show(result, as_json)
+
+
+def _show(result: dict, as_json: bool) -> None:
+    """A bench's result: one JSON line, or one `key: value` line per entry."""
+    if as_json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            console.print(f"{key:>24}: {value}")
