@@ -82,3 +82,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_server(index, port: int, admin_key: str = "", search_key: str = ""):
+    """A real `souk serve` over `index` on loopback `port`, returned once /health answers (stderr piped for
+    the failure message). Misuse: leaving it running; stop it with terminate() and wait()."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    env = {**os.environ, "SOUK_ADMIN_KEY": admin_key, "SOUK_SEARCH_KEY": search_key}
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode())
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not start")

@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -16,22 +14,11 @@ import urllib.request
 import pytest
 
 from souk.events.log import EventLog
-from support import REPO, free_port
+from support import free_port, start_server
 
 
 def start(index, port):
-    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode())
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
+    return start_server(index, port)
 
 
 def call(url, data=None):

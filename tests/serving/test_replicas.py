@@ -3,33 +3,19 @@ one is searchable on the other, and each says which commit answered (`/health`, 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-from support import REPO, free_port
+from support import free_port, start_server
 
 pytestmark = pytest.mark.slow
 
 
 def start(index, port):
-    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode())
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
+    return start_server(index, port)
 
 
 def call(url, data=None, method=None):

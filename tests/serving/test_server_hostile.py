@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import select
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from support import REPO, free_port
+from support import free_port, start_server
 
 pytestmark = pytest.mark.slow
 ADMIN, SEARCH = "A" * 24, "S" * 24
@@ -28,18 +25,7 @@ MB = 1024 * 1024
 
 
 def start(index, port, keys=False):
-    env = {**os.environ, "SOUK_ADMIN_KEY": ADMIN if keys else "", "SOUK_SEARCH_KEY": SEARCH if keys else ""}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode())
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
+    return start_server(index, port, ADMIN if keys else "", SEARCH if keys else "")
 
 
 def stop(proc):
