@@ -1,17 +1,12 @@
 """The admin analytics page in headless Chromium: clicks from the search page show up in its tables and plots."""
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from souk.events.log import EventLog
-from support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, browser_or_skip, free_port
+from support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, browser_or_skip, free_port, start_server
 
 ADMIN, SEARCH = "A" * 24, "S" * 24
 
@@ -21,18 +16,8 @@ def server(demo_index, tmp_path_factory):
     index = tmp_path_factory.mktemp("analytics") / "index"
     shutil.copytree(demo_index, index, ignore=shutil.ignore_patterns("events"))
     port = free_port()
-    env = {**os.environ, "SOUK_ADMIN_KEY": ADMIN, "SOUK_SEARCH_KEY": SEARCH}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_server(index, port, ADMIN, SEARCH)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode())
-            time.sleep(0.1)
     yield url, index
     proc.terminate()
     proc.wait(10)

@@ -1,32 +1,19 @@
 """The search page in headless Chromium against a real `souk serve` process: type, facet, page."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, browser_or_skip, free_port
+from support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, browser_or_skip, free_port, start_server
 
 
 @pytest.fixture(scope="module")
 def server(served_index):
     port = free_port()
-    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(served_index), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_server(served_index, port)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode())
-            time.sleep(0.1)
     yield url
     proc.terminate()
     proc.wait(10)
@@ -142,18 +129,8 @@ def shop_server(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "souk", "index", str(work / "shop.csv"), "--index", str(work / "index")],
                    cwd=REPO, check=True, capture_output=True, timeout=300)
     port = free_port()
-    env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(work / "index"), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_server(work / "index", port)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode())
-            time.sleep(0.1)
     yield url
     proc.terminate()
     proc.wait(10)
