@@ -6,7 +6,7 @@ import souk
 
 # Lowest first; a module may import its own layer and any layer below it.
 LAYERS = [
-    ["souk.errors", "souk.version", "souk.types", "souk.progress", "souk.files", "souk.limits"],
+    ["souk.errors", "souk.version", "souk.types", "souk.progress", "souk.files", "souk.limits", "souk.plugins"],
     ["souk.analysis"],
     ["souk.models", "souk.schema", "souk.catalogs"],
     ["souk.index"],
