@@ -10,15 +10,16 @@ from __future__ import annotations
 from souk.errors import ConfigError
 from souk.query.understand import query_steps
 from souk.ranking.pipeline import PRESETS, query_steps_of, stage_specs
-from souk.ranking.recall import OPTIONS as RECALL_OPTIONS
-from souk.ranking.stage import check_options, stage_names
+from souk.plugins import parse_options
+from souk.ranking.recall import RecallOptions
+from souk.ranking.stage import STAGES
 from souk.schema import Schema
 
 
 def check_config(schema: Schema) -> Schema:
     """Raise ConfigError (naming the key) for a bad `[pipelines]` or `[query]` section; return the schema."""
     query_steps(schema.query)
-    known_stages = stage_names()
+    known_stages = STAGES.names()
     for name, table in schema.pipelines.items():
         if name not in PRESETS and "stages" not in table:
             close = ", ".join(sorted(PRESETS))
@@ -33,5 +34,5 @@ def check_config(schema: Schema) -> Schema:
         for i, spec in enumerate(specs):
             if spec["stage"] not in known_stages:
                 raise ConfigError(f"pipelines.{name}.stages[{i}]: unknown stage {spec['stage']!r}; known: {', '.join(known_stages)}")
-        check_options(f"pipelines.{name}.stages[0]", {k: v for k, v in specs[0].items() if k != "stage"}, RECALL_OPTIONS)
+        parse_options(f"pipelines.{name}.stages[0]", {k: v for k, v in specs[0].items() if k != "stage"}, RecallOptions)
     return schema

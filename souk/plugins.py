@@ -48,8 +48,9 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str, builtins: tuple[str, ...] = (), plural: str | None = None,
                  optional: dict[str, str] | None = None) -> None:
-        self.kind = kind
-        self.plural = plural or kind + "s"
+        self.kind = kind  # entry point group `souk.<kind>`; messages read it with spaces ("query_step": "query step")
+        self.label = kind.replace("_", " ")
+        self.plural = plural or self.label + "s"
         self._builtins = builtins
         self._optional = dict(optional or {})  # name -> module that registers it (imported only when named)
         self._items: dict[str, T] = {}
@@ -76,10 +77,10 @@ class Registry(Generic[T]):
 
     def _put(self, name: str, item: T, replace: bool) -> None:
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"a {self.kind} needs a non-empty name, got {name!r}")
+            raise ConfigError(f"a {self.label} needs a non-empty name, got {name!r}")
         with self._lock:
             if name in self._items and not replace and self._items[name] is not item:
-                raise ConfigError(f"{self.kind} {name!r} is registered twice; pick another name")
+                raise ConfigError(f"{self.label} {name!r} is registered twice; pick another name")
             self._items[name] = item
 
     def unregister(self, name: str) -> None:
@@ -114,7 +115,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except (KeyError, TypeError):
-            raise ConfigError(f"unknown {self.kind} {name!r}; known {self.plural}: {', '.join(self.names())}") from None
+            raise ConfigError(f"unknown {self.label} {name!r}; known {self.plural}: {', '.join(self.names())}") from None
 
     def __contains__(self, name: object) -> bool:
         self._load()
@@ -129,6 +130,13 @@ class Registry(Generic[T]):
         """The loaded plug-ins as (name, item), sorted by name."""
         self._load()
         return sorted(self._items.items(), key=lambda kv: kv[0])
+
+    def in_order(self) -> list[tuple[str, T]]:
+        """The loaded plug-ins as (name, item) in registration order (for kinds whose order means something,
+        e.g. the columns of ranking features)."""
+        self._load()
+        with self._lock:
+            return list(self._items.items())
 
     def _load(self) -> None:
         if self._loaded:
@@ -158,10 +166,18 @@ class Registry(Generic[T]):
 
 
 # ---- options ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The options of a plug-in that takes none (any key is refused)."""
+
+
 def option_check(check: Callable[[Any], bool], expected: str) -> dict[str, Any]:
     """Field metadata for `parse_options`: `field(default=..., metadata=option_check(lambda v: v > 0,
     "a positive number"))`."""
     return {"check": check, "expected": expected}
+
+
+POSITIVE_INT = option_check(lambda v: v > 0, "a positive integer")
 
 
 def parse_options(where: str, raw: dict[str, Any] | None, cls: type[O]) -> O:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from souk.analysis.registry import analyzer_names
+from souk.analysis.registry import ANALYZERS
 from souk.analysis.normalize import normalize_keyword
 from souk.analysis.values import (DECIMALS, decimal_of, guess_hierarchy, hierarchy_levels, hierarchy_paths,
                                   is_currency, parse_number)
@@ -292,8 +292,8 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
     if not isinstance(source, str) or not source.strip():
         raise ConfigError(f"{where}.from: expected a dot path (a string such as \"name.en\"), got {_type_name(source)} {source!r:.40}")
     analyzer = spec.get("analyzer", "standard")
-    if not isinstance(analyzer, str) or analyzer not in analyzer_names():
-        raise SchemaError(f"{where}.analyzer: {analyzer!r:.40} is not one of {', '.join(analyzer_names())}")
+    if not isinstance(analyzer, str) or analyzer not in ANALYZERS:
+        raise SchemaError(f"{where}.analyzer: {analyzer!r:.40} is not one of {', '.join(ANALYZERS.names())}")
     boost = spec.get("boost", 1.0)
     if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost <= 0:
         raise SchemaError(f"{where}.boost: must be a positive finite number, got {boost!r:.40}")

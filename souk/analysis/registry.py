@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from souk.analysis.filters import english_stopwords, stem, stem_words
 from souk.analysis.normalize import DEFAULT_MAX_CHARS, has_han, normalize
 from souk.analysis.tokenize import WORD, Token, tokenize, words_starting
-from souk.errors import ConfigError
+from souk.plugins import Registry
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,15 @@ class Analyzer:
         return stem_words(words) if self.stem else words
 
 
-_PRESETS: dict[str, dict] = {
-    "standard": {},
-    "cjk_bigram": {"han": "bigram"},
-    "simple": {"stem": False, "stopwords": False},
-    "keyword": {"whole": True, "stem": False, "stopwords": False},
-}
-
-
-def analyzer_names() -> list[str]:
-    """Names accepted in a schema's `analyzer` key."""
-    return sorted(_PRESETS)
+# analyzer name (a schema's `analyzer` key) -> `Analyzer` settings
+ANALYZERS: Registry[dict[str, Any]] = Registry("analyzer")
+ANALYZERS.register("standard", {})
+ANALYZERS.register("cjk_bigram", {"han": "bigram"})
+ANALYZERS.register("simple", {"stem": False, "stopwords": False})
+ANALYZERS.register("keyword", {"whole": True, "stem": False, "stopwords": False})
 
 
 @functools.lru_cache(maxsize=64)
 def get_analyzer(name: str, user_dict: str | None = None, max_chars: int = DEFAULT_MAX_CHARS) -> Analyzer:
     """The analyzer registered under `name`; unknown names list the known ones."""
-    if name not in _PRESETS:
-        raise ConfigError(f"unknown analyzer {name!r}; known analyzers: {', '.join(analyzer_names())}")
-    return Analyzer(name=name, user_dict=user_dict, max_chars=max_chars, **_PRESETS[name])
+    return Analyzer(name=name, user_dict=user_dict, max_chars=max_chars, **ANALYZERS.get(name))

@@ -18,6 +18,7 @@ import numpy as np
 from souk.errors import ConfigError, DatasetError
 from souk.evaluation.datasets import Qrels
 from souk.evaluation.runs import Run, trec_order
+from souk.plugins import Registry
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "ndcg@10", "recall@100", "mrr@10", "map", "precision@10", "judged@10",
@@ -84,15 +85,16 @@ def _pad(rows: list[np.ndarray], dtype: type) -> np.ndarray:
 # ---------------------------------------------------------------- ranking metrics
 
 RankingMetric = Callable[[Judged, int | None], np.ndarray]
-_RANKING: dict[str, RankingMetric] = {}
+RANKING_METRICS: Registry[RankingMetric] = Registry("ranking_metric")
 _NEEDS_CUTOFF: set[str] = set()
 
 
 def ranking_metric(name: str, needs_cutoff: bool = False) -> Callable[[RankingMetric], RankingMetric]:
-    """Register `fn(judged, k) -> per-query values` under `name`; k is None for the whole ranking."""
+    """Register `fn(judged, k) -> per-query values` in `RANKING_METRICS` as `name`; k is None for the whole
+    ranking; `needs_cutoff`: the name is only valid with `@k`."""
 
     def register(fn: RankingMetric) -> RankingMetric:
-        _RANKING[name] = fn
+        RANKING_METRICS.register(name, fn)
         if needs_cutoff:
             _NEEDS_CUTOFF.add(name)
         return fn
@@ -103,8 +105,8 @@ def ranking_metric(name: str, needs_cutoff: bool = False) -> Callable[[RankingMe
 def parse_metric(name: str) -> tuple[str, int | None]:
     """Split "ndcg@10" into ("ndcg", 10); ValueError names the known metrics."""
     base, _, cut = name.partition("@")
-    if base not in _RANKING:
-        raise ConfigError(f"unknown metric {name!r}; known: {', '.join(sorted(_RANKING))} (add @k)")
+    if base not in RANKING_METRICS:
+        raise ConfigError(f"unknown metric {name!r}; known: {', '.join(RANKING_METRICS.names())} (add @k)")
     if cut and not (cut.isdigit() and int(cut) > 0):
         raise ConfigError(f"metric {name!r}: the cutoff after @ must be a positive integer")
     if not cut and base in _NEEDS_CUTOFF:
@@ -113,13 +115,13 @@ def parse_metric(name: str) -> tuple[str, int | None]:
 
 
 def ranking_metric_names() -> list[str]:
-    return sorted(_RANKING)
+    return RANKING_METRICS.names()
 
 
 def compute(judged: Judged, names: Iterable[str]) -> dict[str, np.ndarray]:
     """Per-query values of each named metric, aligned with `judged.qids`."""
     parsed = {name: parse_metric(name) for name in names}
-    return {name: _RANKING[base](judged, k) for name, (base, k) in parsed.items()}
+    return {name: RANKING_METRICS.get(base)(judged, k) for name, (base, k) in parsed.items()}
 
 
 def _cut(matrix: np.ndarray, k: int | None) -> np.ndarray:
@@ -202,25 +204,15 @@ def score_run(run: Run, qrels: Qrels, names: Sequence[str] = DEFAULT_METRICS) ->
 # ---------------------------------------------------------------- classification metrics
 
 ClassificationMetric = Callable[[np.ndarray, np.ndarray], float]
-_CLASSIFICATION: dict[str, ClassificationMetric] = {}
-
-
-def classification_metric(name: str) -> Callable[[ClassificationMetric], ClassificationMetric]:
-    """Register `fn(y_true, y_pred) -> float` under `name`."""
-
-    def register(fn: ClassificationMetric) -> ClassificationMetric:
-        _CLASSIFICATION[name] = fn
-        return fn
-
-    return register
+CLASSIFICATION_METRICS: Registry[ClassificationMetric] = Registry("classification_metric")
 
 
 def classification_scores(y_true: Sequence, y_pred: Sequence, names: Iterable[str]) -> dict[str, float]:
     """Each named classification metric; ValueError names the known ones."""
-    unknown = [n for n in names if n not in _CLASSIFICATION]
+    unknown = [n for n in names if n not in CLASSIFICATION_METRICS]
     if unknown:
-        raise ConfigError(f"unknown metric {unknown[0]!r}; known: {', '.join(sorted(_CLASSIFICATION))}")
-    return {n: _CLASSIFICATION[n](np.asarray(y_true), np.asarray(y_pred)) for n in names}
+        raise ConfigError(f"unknown metric {unknown[0]!r}; known: {', '.join(CLASSIFICATION_METRICS.names())}")
+    return {n: CLASSIFICATION_METRICS.get(n)(np.asarray(y_true), np.asarray(y_pred)) for n in names}
 
 
 def confusion_matrix(
@@ -265,12 +257,12 @@ def _prf(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return p, r, _safe_divide(2 * p * r, p + r)
 
 
-@classification_metric("accuracy")
+@CLASSIFICATION_METRICS.register("accuracy")
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float((y_true == y_pred).mean()) if len(y_true) else 0.0
 
 
-@classification_metric("macro_f1")
+@CLASSIFICATION_METRICS.register("macro_f1")
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean F1 over the labels seen in y_true or y_pred (sklearn's `average="macro"`)."""
     _, matrix = confusion_matrix(y_true, y_pred)

@@ -10,8 +10,9 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import tantivy
 
 from souk.analysis.normalize import normalize_keyword
@@ -150,3 +151,35 @@ def combine(query: tantivy.Query | None, filters: Sequence[Filter], schema: Sche
         return base
     clauses = [(occ, tantivy.Query.const_score_query(q, 0.0)) for occ, q in (filter_query(f, schema, tschema) for f in filters)]
     return tantivy.Query.boolean_query([(tantivy.Occur.Must, base), *clauses])
+
+
+class Filters:
+    """The filters a vector search receives: `items`, the structured `Filter`s (an engine that evaluates
+    filters itself, e.g. Milvus, pushes them down), and `keys()`, the sorted keys of the documents they allow,
+    computed on first use (what FAISS restricts by). `items` is None when only the keys are known.
+    Misuse: calling `keys()` in a backend that can push `items` down (it runs a keyword search)."""
+
+    def __init__(self, items: Sequence[Filter] | None, keys: Callable[[], np.ndarray]):
+        self.items = None if items is None else tuple(items)
+        self._compute = keys
+        self._keys: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, searcher: Any, items: Sequence[Filter]) -> "Filters":
+        """A plan's filters over a snapshot searcher (keys from `searcher.filter_keys`)."""
+        return cls(items, lambda: searcher.filter_keys(items))
+
+    @classmethod
+    def of_keys(cls, keys: Sequence[int] | np.ndarray) -> "Filters":
+        """Only these keys allowed (no structured form)."""
+        return cls(None, lambda: np.asarray(keys, dtype=np.int64))
+
+    def keys(self) -> np.ndarray:
+        """Sorted unique int64 keys of the allowed documents."""
+        if self._keys is None:
+            self._keys = np.unique(np.asarray(self._compute(), dtype=np.int64))
+        return self._keys
+
+    def within(self, present: np.ndarray) -> "Filters":
+        """The same filters with `keys()` limited to `present` (sorted keys a vector set holds), still lazy."""
+        return Filters(self.items, lambda: np.intersect1d(self.keys(), present))

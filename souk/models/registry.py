@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from souk.analysis.normalize import han_share
 from souk.errors import ModelError
+from souk.plugins import Registry
 from souk.models.store import FILES, MANIFEST as MODEL_MANIFEST, check_files, in_store
 
 MANIFEST_FORMAT = 1
@@ -80,24 +81,24 @@ class _Registered:
     reads_han: bool
 
 
-_MODELS: dict[str, _Registered] = {}
+MODELS: Registry[_Registered] = Registry("model")
 
 
 def register_model(name: str, locate: Callable[[], Path], version: Callable[[], str], reads_han: bool) -> None:
     """Make a packaged model loadable by `name`: `locate` returns its directory, `version` keys its caches."""
-    _MODELS[name] = _Registered(locate, version, reads_han)
+    MODELS.register(name, _Registered(locate, version, reads_han))
     _registered_card.cache_clear()
 
 
 def model_names() -> list[str]:
     """Registered model names (directories need no registration)."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_card(ref: str | Path) -> ModelCard:
     """The card of a registered model name or of a model directory; `ModelError` names what is known."""
     key = str(ref)
-    if key in _MODELS:
+    if key in MODELS:
         return _registered_card(key)
     path = Path(key).expanduser()
     if path.is_dir():
@@ -107,7 +108,7 @@ def model_card(ref: str | Path) -> ModelCard:
 
 @lru_cache(maxsize=8)
 def _registered_card(name: str) -> ModelCard:
-    reg = _MODELS[name]
+    reg = MODELS.get(name)
     card = read_model_dir(reg.locate())
     return ModelCard(name, card.path, card.kind, card.dim, reg.reads_han, reg.version(), card.meta)
 

@@ -27,7 +27,7 @@ from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, han_share, normalize
 from souk.analysis.tokenize import WORD
 from souk.errors import ConfigError, QueryError
-from souk.query.plan import register_rewriter
+from souk.query.plan import QUERY_STEPS
 
 DEFAULT_MAX_TERMS = 8
 DEFAULT_LONGER_THAN = 12
@@ -201,7 +201,7 @@ def _chinese_terms(norm: str) -> list[_Term]:
     return [_Term(word, i, weights[i]) for i, (word, _) in enumerate(pairs)]
 
 
-@register_rewriter("keywords")
+@QUERY_STEPS.register("keywords")
 class KeywordRewriter:
     """Query step `keywords`: searches an over-long query's keywords instead of the whole sentence
     and notes what was dropped. Options (`[query.keywords]`): `max_terms` (8), `longer_than` (12).

@@ -1,8 +1,8 @@
 """The query plan: what souk understood a query string to mean, made once per request.
 
-Rewriters registered by name (`@register_rewriter`) turn the raw string into a `QueryPlan` in the
-order the index config's `[query] steps` names them; retrievers and stages read the plan, never the
-raw string. Every step records what it did, so `souk explain` and the search page can show it.
+Query steps registered by name in `QUERY_STEPS` (`@QUERY_STEPS.register("name")`) turn the raw string
+into a `QueryPlan` in the order the index config's `[query] steps` names them; retrievers and stages
+read the plan, never the raw string. Every step records what it did, so `souk explain` and the search page can show it.
 Misuse: a stage re-parsing `plan.original` instead of reading `plan.text`/`plan.expansions`.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Callable, Protocol, Sequence
 from souk.analysis.normalize import han_share, normalize
 from souk.analysis.syntax import ParsedQuery, parse_query
 from souk.errors import ConfigError
+from souk.plugins import NoOptions, Registry, parse_options
 
 
 @dataclass
@@ -82,35 +83,23 @@ class Rewriter(Protocol):
     def rewrite(self, plan: QueryPlan) -> QueryPlan: ...
 
 
-# name -> factory(searcher, options) -> Rewriter
+# name -> factory(searcher, options) -> Rewriter; the name is what `[query] steps` lists
 RewriterFactory = Callable[[Any, dict[str, Any]], Rewriter]
-_REWRITERS: dict[str, RewriterFactory] = {}
-
-
-def register_rewriter(name: str) -> Callable[[RewriterFactory], RewriterFactory]:
-    """Decorator: register a rewriter factory under `name` (the name `[query] steps` uses)."""
-
-    def deco(factory: RewriterFactory) -> RewriterFactory:
-        _REWRITERS[name] = factory
-        return factory
-
-    return deco
-
-
-def rewriter_names() -> list[str]:
-    return sorted(_REWRITERS)
+QUERY_STEPS: Registry[RewriterFactory] = Registry("query_step", builtins=(
+    "souk.query.spell", "souk.query.synonyms", "souk.query.keywords", "souk.query.intent.rewriter",
+    "souk.query.entities.rewriter"))
 
 
 class Planner:
     """Builds a QueryPlan with the configured rewriters, in order; built once per searcher."""
 
     def __init__(self, searcher: Any, steps: Sequence[str] = ("syntax",), options: dict[str, dict[str, Any]] | None = None):
-        unknown = [s for s in steps if s not in _REWRITERS]
+        unknown = [s for s in steps if s not in QUERY_STEPS]
         if unknown:
-            raise ConfigError(f"query.steps: unknown step {unknown[0]!r}; known: {', '.join(rewriter_names())}")
+            raise ConfigError(f"query.steps: unknown step {unknown[0]!r}; known: {', '.join(QUERY_STEPS.names())}")
         options = options or {}
         self.steps = list(steps)
-        self.rewriters = [(s, _REWRITERS[s](searcher, dict(options.get(s, {})))) for s in steps]
+        self.rewriters = [(s, QUERY_STEPS.get(s)(searcher, dict(options.get(s, {})))) for s in steps]
 
     def plan(self, text: str, filters: Sequence[Any] = ()) -> QueryPlan:
         plan = QueryPlan(original=text, text=text, normalized=normalize(text), filters=list(filters))
@@ -120,14 +109,13 @@ class Planner:
         return plan
 
 
-@register_rewriter("syntax")
+@QUERY_STEPS.register("syntax")
 class SyntaxRewriter:
     """Parses "phrases", +required and -excluded words into `plan.syntax` (the text stays as typed,
     since the keyword index reads the operators itself)."""
 
     def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
-        if options:
-            raise ConfigError(f"query.syntax: takes no options, got {', '.join(options)}")
+        parse_options("query.syntax", options, NoOptions)
 
     def rewrite(self, plan: QueryPlan) -> QueryPlan:
         plan.syntax = parse_query(plan.text)

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, normalize
 from souk.analysis.tokenize import tokenize
-from souk.query.plan import register_rewriter
+from souk.query.plan import QUERY_STEPS
 from souk.query.lexicon import Lexicon, maximal_tokens
 from souk.query.units import quantity_spans
 
@@ -497,7 +497,7 @@ def _join(words: Sequence[str]) -> str:
     return out
 
 
-@register_rewriter("spell")
+@QUERY_STEPS.register("spell")
 class SpellRewriter:
     """Query step `spell`: searches the correction when the query as typed finds (almost) nothing and
     the correction finds plenty; otherwise keeps the query and offers "did you mean".

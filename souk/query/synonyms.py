@@ -41,7 +41,7 @@ from souk.analysis.normalize import HAN, HAN_CLASS, normalize
 from souk.errors import ConfigError
 from souk.limits import (MAX_SYNONYM_EXPANSIONS, MAX_SYNONYM_FILE_BYTES, MAX_SYNONYM_RULE_TERMS,
                          MAX_SYNONYM_TERM_CHARS, describe_bytes)
-from souk.query.plan import register_rewriter
+from souk.query.plan import QUERY_STEPS
 
 log = logging.getLogger("souk.query")
 
@@ -310,7 +310,7 @@ def _weight(value, where: str) -> float:
     return float(value)
 
 
-@register_rewriter("synonyms")
+@QUERY_STEPS.register("synonyms")
 class SynonymRewriter:
     """Query step `synonyms`: adds each expansion to `plan.expansions` (optional, lower weight) and a
     note naming the rules. Options (`[query.synonyms]`): `file` (default: the shipped set; re-read

@@ -15,29 +15,18 @@ from typing import Any
 
 from souk.errors import ConfigError
 from souk.index.matching import KEYS as MATCH_KEYS, match_config
-from souk.query.plan import Planner, rewriter_names
+from souk.query.plan import QUERY_STEPS, Planner
 
 DEFAULT_STEPS = ("syntax", "spell")
 _PLANNERS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Planner]]" = weakref.WeakKeyDictionary()
 
 
-def load_builtin_rewriters() -> None:
-    """Import the modules that register souk's own query-understanding steps."""
-    import souk.query.plan  # noqa: F401  (syntax)
-    import souk.query.spell  # noqa: F401  (spell)
-    import souk.query.synonyms  # noqa: F401  (synonyms)
-    import souk.query.keywords  # noqa: F401  (keywords)
-    import souk.query.intent.rewriter  # noqa: F401  (intent)
-    import souk.query.entities.rewriter  # noqa: F401  (entities)
-
-
 def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Validated steps and per-step options of a `[query]` table; errors name the key."""
-    load_builtin_rewriters()
     steps = config.get("steps", list(DEFAULT_STEPS))
     if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
         raise ConfigError(f"query.steps: expected a list of step names, got {steps!r}")
-    known = rewriter_names()
+    known = QUERY_STEPS.names()
     for s in steps:
         if s not in known:
             raise ConfigError(f"query.steps: unknown step {s!r}; known: {', '.join(known)}")

@@ -17,7 +17,7 @@ features; a model's manifest names both.
 from __future__ import annotations
 
 import zipfile
-from numbers import Real
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +28,8 @@ from souk.index.keys import doc_key
 from souk.index.terms import TermStore
 from souk.models.store import ModelStore, read_model_manifest
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import StageContext, StageUnavailable, check_options, register_stage
+from souk.plugins import parse_options
+from souk.ranking.stage import STAGES, StageContext, StageUnavailable
 from souk.types import Ranking
 
 KIND = "clicks-ftrl"
@@ -187,9 +188,17 @@ class ClicksStage:
         return candidates.take(slice(None), np.asarray(candidates.scores, dtype=np.float64) + self.weight * logit)
 
 
-@register_stage("clicks")
+@dataclass
+class ClicksOptions:
+    """Stage `clicks`: `weight` of the click logit added to the previous scores, `model` (default: the active one)."""
+
+    weight: float = 1.0
+    model: str | None = None
+
+
+@STAGES.register("clicks")
 def _clicks(context: StageContext, options: dict[str, Any]) -> ClicksStage:
-    check_options("clicks", options, {"weight": Real, "model": str})
+    parse_options("clicks", options, ClicksOptions)
     model = active_click_model(context.index_path, options.get("model"))
     if model is None:
         raise StageUnavailable("no click model for this index; learn one with souk clicks learn --index DIR --log FILE")

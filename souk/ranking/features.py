@@ -1,6 +1,6 @@
 """Ranking features by name: what a learned stage knows about each (query, candidate) pair.
 
-Features come in groups registered with `@register_features(name, version, columns)`; a group computes
+Features come in groups (`FEATURE_GROUPS`, added with `@register_features(name, version, columns)`); a group computes
 all its columns for every candidate of one query at once, with array operations (a loop per field or
 per query term is fine, never one per candidate). Columns are named `group.part...`:
 
@@ -36,6 +36,7 @@ import numpy as np
 from souk.analysis.syntax import may_have_operators, parse_query
 from souk.errors import ModelError
 from souk.index.terms import TermStore, UnitTerms
+from souk.plugins import Registry
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
 
@@ -83,38 +84,39 @@ class FeatureGroup:
     applies: Callable[[FeatureEnv], bool]
 
 
-_GROUPS: dict[str, FeatureGroup] = {}
+FEATURE_GROUPS: Registry[FeatureGroup] = Registry("feature_group")  # in registration order: the default columns
 
 
 def register_features(name: str, version: int, columns: Callable[[FeatureEnv], list[str]],
                       applies: Callable[[FeatureEnv], bool] = lambda env: True) -> Callable[[Compute], Compute]:
-    """Decorator: register a group whose `compute(env, batch)` returns an array (candidates, len(columns))."""
+    """Decorator: register a group whose `compute(env, batch)` returns an array (candidates, len(columns))
+    in `FEATURE_GROUPS`."""
 
     def deco(compute: Compute) -> Compute:
-        _GROUPS[name] = FeatureGroup(name, version, columns, compute, applies)
+        FEATURE_GROUPS.register(name, FeatureGroup(name, version, columns, compute, applies))
         return compute
 
     return deco
 
 
 def feature_groups() -> list[str]:
-    return list(_GROUPS)
+    return [name for name, _ in FEATURE_GROUPS.in_order()]
 
 
 def default_groups(env: FeatureEnv) -> list[str]:
     """The groups that apply to this index (e.g. `clicks` only when a click model is active)."""
-    return [g.name for g in _GROUPS.values() if g.applies(env)]
+    return [g.name for _, g in FEATURE_GROUPS.in_order() if g.applies(env)]
 
 
 class FeatureSet:
     """Named groups over one environment: the exact columns, in order, a model is trained and scored with."""
 
     def __init__(self, env: FeatureEnv, groups: Sequence[str]):
-        unknown = [g for g in groups if g not in _GROUPS]
+        unknown = [g for g in groups if g not in FEATURE_GROUPS]
         if unknown:
-            raise ModelError(f"unknown feature group {unknown[0]!r}; known: {', '.join(_GROUPS)}")
+            raise ModelError(f"unknown feature group {unknown[0]!r}; known: {', '.join(feature_groups())}")
         self.env = env
-        self.groups = [_GROUPS[g] for g in groups]
+        self.groups = [FEATURE_GROUPS.get(g) for g in groups]
         self.columns = [c for g in self.groups for c in g.columns(env)]
 
     @property

@@ -19,12 +19,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ConfigError, ModelError, ModelUnavailable, Unavailable
+from souk.errors import ModelError, ModelUnavailable, Unavailable
 from souk.index.keys import doc_keys
 from souk.models.store import ModelStore, read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import StageContext, check_options, register_stage
+from souk.plugins import NoOptions, parse_options
+from souk.ranking.stage import STAGES, StageContext
 from souk.retrieval.wordvec import CorpusView, active_model, corpus_view
 from souk.types import Ranking
 
@@ -239,7 +240,7 @@ class InteractStage:
     name = STAGE
 
     def __init__(self, context: StageContext, options: dict[str, Any]):
-        check_options(STAGE, options, {})
+        parse_options(STAGE, options, NoOptions)
         searcher = context.searcher
         path = ModelStore(searcher.path).active(STAGE)
         if path is None:
@@ -301,11 +302,7 @@ def save_module(module, folder: Path) -> None:
     np.savez(folder / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
 
 
-@register_stage(STAGE)
-def _interact(context: StageContext, options: dict[str, Any]) -> InteractStage:
-    if options:
-        raise ConfigError(f"stage interact: unknown option {sorted(options)[0]!r}; it takes none")
-    return InteractStage(context, options)
+STAGES.register(STAGE, InteractStage)
 
 
 def manifest_fields() -> dict[str, Any]:

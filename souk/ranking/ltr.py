@@ -9,6 +9,7 @@ Misuse: scoring with a model whose features differ from what this index computes
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ from souk.models.lightgbm_text import MAX_BYTES, load_booster
 from souk.models.store import FILES, ModelStore, read_model_manifest
 from souk.query.plan import QueryPlan
 from souk.ranking.clicks import active_click_model
+from souk.plugins import parse_options
 from souk.ranking.features import FeatureEnv, FeatureSet
-from souk.ranking.stage import StageContext, StageUnavailable, check_options, register_stage
+from souk.ranking.stage import STAGES, StageContext, StageUnavailable
 from souk.types import Ranking
 
 KIND = "ltr-lightgbm"
@@ -109,9 +111,16 @@ def model_dir(index_path: Path, pinned: str | None = None) -> Path:
     return path
 
 
-@register_stage("ltr")
+@dataclass
+class LtrOptions:
+    """Stage `ltr`: `model`, a fitted model's name (default: the active one)."""
+
+    model: str | None = None
+
+
+@STAGES.register("ltr")
 def _ltr(context: StageContext, options: dict[str, Any]) -> LtrStage:
-    check_options("ltr", options, {"model": str})
+    parse_options("ltr", options, LtrOptions)
     path = model_dir(context.index_path, options.get("model"))
     try:
         return LtrStage(LtrModel(path, context.searcher))

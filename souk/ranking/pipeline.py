@@ -29,7 +29,8 @@ from souk.errors import ConfigError, ModelError
 from souk.query.plan import Planner, QueryPlan
 from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
 from souk.errors import Unavailable
-from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
+from souk.plugins import POSITIVE_INT, option_check, parse_options
+from souk.ranking.stage import STAGES, Stage, StageContext
 from souk.types import Ranking
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS, "match": "any"}
@@ -49,6 +50,15 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
              {"stage": "cross", "depth": 20, "optional": True}],
 }
 _PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
+
+
+@dataclass
+class StepOptions:
+    """What the pipeline reads of a later stage's table: candidates in (`depth`), out (`keep`), `optional`."""
+
+    depth: int = field(default=100, metadata=POSITIVE_INT)
+    keep: int | None = field(default=None, metadata=option_check(lambda v: v is None or v > 0, "a positive integer"))
+    optional: bool = False
 
 
 @dataclass
@@ -252,14 +262,11 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
     for i, spec in enumerate(specs[1:], 1):
         where = f"pipelines.{name}.stages[{i}]"
         stage_name = spec["stage"]
-        depth = positive_int(f"{where}.depth", spec.get("depth", 100))
-        keep = positive_int(f"{where}.keep", spec["keep"]) if spec.get("keep") is not None else None
-        optional = spec.get("optional", False)
-        if not isinstance(optional, bool):
-            raise ConfigError(f"{where}.optional: expected true or false, got {optional!r}")
+        step = parse_options(where, {k: spec[k] for k in ("depth", "keep", "optional") if k in spec}, StepOptions)
+        depth, keep, optional = step.depth, step.keep, step.optional
         opts = {k: v for k, v in spec.items() if k not in _PIPELINE_KEYS}
         try:
-            stage = stage_factory(stage_name)(context, opts)
+            stage = STAGES.get(stage_name)(context, opts)
         except (Unavailable, ModelError) as e:  # not fitted, or a model that fails its checks (ModelUnavailable)
             if not optional:
                 raise

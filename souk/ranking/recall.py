@@ -17,13 +17,15 @@ The fused list carries each retriever's raw scores as signals named after it, pl
 """
 from __future__ import annotations
 
+import dataclasses
 from numbers import Real
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from souk.errors import ConfigError, Unavailable
+from souk.plugins import option_check, parse_options
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import StageContext, check_options, register_stage
-from souk.retrieval.base import build_retriever
+from souk.ranking.stage import STAGES, StageContext
+from souk.retrieval.base import RETRIEVERS
 from souk.retrieval.fusion import FUSIONS, NORMS, fuse
 from souk.types import Ranking
 
@@ -33,8 +35,27 @@ from souk.types import Ranking
 # did as well on SciFact (0.736) but fell below BM25 on products (0.375); RRF k=60 trailed at every weight.
 FUSION_DEFAULTS: dict[str, Any] = {"fusion": "weighted", "norm": "minmax", "rrf_k": 60, "depth": 100}
 DEFAULT_WEIGHTS = {"bm25": 1.0, "dense": 0.7}
-OPTIONS: dict[str, Any] = {"retrievers": list, "field": str, "depth": (int, dict), "fusion": str, "norm": str,
-                           "weights": dict, "rrf_k": Real, "match": str}
+
+
+def _distinct(names: list[str]) -> bool:
+    return bool(names) and len({n.rstrip("?") for n in names}) == len(names)
+
+
+@dataclasses.dataclass
+class RecallOptions:
+    """The recall stage's options (see the module docstring); `None`: not given."""
+
+    retrievers: list[str] = dataclasses.field(default_factory=lambda: ["bm25"], metadata=option_check(
+        _distinct, "a list of distinct retriever names"))
+    field: str | None = None
+    depth: int | dict = FUSION_DEFAULTS["depth"]
+    fusion: str = dataclasses.field(default=FUSION_DEFAULTS["fusion"], metadata=option_check(
+        lambda v: v in FUSIONS, "one of " + ", ".join(FUSIONS)))
+    norm: str = dataclasses.field(default=FUSION_DEFAULTS["norm"], metadata=option_check(
+        lambda v: v in NORMS, "one of " + ", ".join(NORMS)))
+    weights: dict | None = None
+    rrf_k: float = FUSION_DEFAULTS["rrf_k"]
+    match: Literal["all", "relax", "any"] | None = None
 
 
 def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any, kind: type) -> dict[str, Any]:
@@ -52,47 +73,35 @@ def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[s
     return {n: value for n in names}
 
 
-def _choice(where: str, value: Any, known: Sequence[str]) -> str:
-    if value not in known:
-        raise ConfigError(f"{where}: expected one of {', '.join(known)}, got {value!r}")
-    return value
-
-
 class RecallStage:
     """Retrievers under the plan's filters, fused (weights scaled by what each can read)."""
 
     name = "recall"
 
     def __init__(self, context: StageContext, options: dict[str, Any], where: str = "recall"):
-        check_options(where, options, OPTIONS)
-        opts = {**FUSION_DEFAULTS, **options}
-        wanted = opts.get("retrievers", ["bm25"])
-        if not isinstance(wanted, list) or not wanted or not all(isinstance(n, str) for n in wanted) \
-                or len({n.rstrip("?") for n in wanted}) != len(wanted):
-            raise ConfigError(f"{where}.retrievers: expected a list of distinct retriever names, got {wanted!r}")
-        field = {"field": opts["field"]} if "field" in opts else {}
+        opts = parse_options(where, options, RecallOptions)
+        wanted = opts.retrievers
+        field = {"field": opts.field} if opts.field is not None else {}
         self.retrievers: dict[str, Any] = {}
         self.notes: list[str] = []
         for name in wanted:
             bare = name.rstrip("?")
             try:
-                extra = field if bare == "dense" else {"match": opts["match"]} if bare == "bm25" and "match" in opts else {}
-                self.retrievers[bare] = build_retriever(bare, context.searcher, extra)
+                extra = field if bare == "dense" else {"match": opts.match} if bare == "bm25" and opts.match else {}
+                self.retrievers[bare] = RETRIEVERS.get(bare)(context.searcher, extra)
             except Unavailable as e:
                 if not name.endswith("?"):
                     raise
                 self.notes.append(f"retriever {bare} left out: {e}")
         names = list(self.retrievers)
-        self.fusion = _choice(f"{where}.fusion", opts["fusion"], list(FUSIONS))
-        self.norm = _choice(f"{where}.norm", opts["norm"], list(NORMS))
-        self.rrf_k = float(opts["rrf_k"])
+        self.fusion, self.norm, self.rrf_k = opts.fusion, opts.norm, float(opts.rrf_k)
         # a fitted retriever may carry the weight its fitter chose on held-out train queries (`default_weight`)
         default_weights = {n: float(getattr(r, "default_weight", DEFAULT_WEIGHTS.get(n, 1.0))) for n, r in self.retrievers.items()}
-        weights = opts.get("weights", default_weights)
+        weights = default_weights if opts.weights is None else opts.weights
         if isinstance(weights, dict):  # weights of optional retrievers that were left out do not apply
             weights = {n: w for n, w in weights.items() if n in names or n + "?" not in wanted}
         self.weights = _per_retriever(f"{where}.weights", weights, names, default_weights, Real)
-        self.depth = _per_retriever(f"{where}.depth", opts["depth"], names, FUSION_DEFAULTS["depth"], int)
+        self.depth = _per_retriever(f"{where}.depth", opts.depth, names, FUSION_DEFAULTS["depth"], int)
 
     def recall(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """Candidates for each plan (at least `k` deep where the retrievers find that many)."""
@@ -136,6 +145,6 @@ class RecallStage:
         return fuse(rankings, self.fusion, [weights[n] for n in self.retrievers], k, names=list(self.retrievers), **extra)
 
 
-@register_stage("recall")
+@STAGES.register("recall")
 def _recall(context: StageContext, options: dict[str, Any]) -> RecallStage:
     return RecallStage(context, options)

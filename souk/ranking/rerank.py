@@ -12,6 +12,7 @@ scores was chosen on lists of that length.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,22 @@ from souk.errors import ConfigError, ModelError, ModelUnavailable
 from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache
 from souk.models.store import ModelStore
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import StageContext, StageUnavailable, check_options, positive_int, register_stage
+from souk.plugins import POSITIVE_INT, option_check, parse_options
+from souk.ranking.stage import STAGES, StageContext, StageUnavailable
 from souk.types import Ranking
 
-OPTIONS: dict[str, Any] = {"model": str, "batch_size": int, "max_length": int, "backend": str}
+
+
+@dataclass
+class CrossOptions:
+    """Stage `cross`: `model` (default: the active one), `batch_size`, `max_length` (default: the model's), `backend`."""
+
+    model: str | None = None
+    batch_size: int = field(default=32, metadata=POSITIVE_INT)
+    max_length: int | None = field(default=None, metadata=option_check(lambda v: v is None or 16 <= v <= 512,
+                                                                       "an integer in 16..512"))
+    backend: str = field(default="auto", metadata=option_check(lambda v: v in ("auto", *PATHS),
+                                                               "one of auto, " + ", ".join(PATHS)))
 TITLE_NAMES = ("title", "name", "product_title")
 
 
@@ -93,14 +106,8 @@ def load_cross(path: str, backend: str, batch_size: int, max_length: int | None)
 
 
 def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
-    check_options("cross", options, OPTIONS)
-    batch = positive_int("cross.batch_size", options.get("batch_size", 32))
-    max_length = options.get("max_length")
-    if max_length is not None and not 16 <= positive_int("cross.max_length", max_length) <= 512:
-        raise ConfigError(f"cross.max_length: expected an integer in 16..512, got {max_length}")
-    backend = options.get("backend", "auto")
-    if backend not in ("auto", *PATHS):
-        raise ConfigError(f"cross.backend: expected one of auto, {', '.join(PATHS)}, got {backend!r}")
+    opts = parse_options("cross", options, CrossOptions)
+    batch, max_length, backend = opts.batch_size, opts.max_length, opts.backend
     path = resolve_model(Path(context.index_path), options.get("model"))
     try:
         model = load_cross(str(path.resolve()), backend, batch, max_length)
@@ -111,5 +118,5 @@ def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     return CrossStage(context.searcher, model)
 
 
-register_stage("cross")(cross_stage)
+STAGES.register("cross", cross_stage)
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from souk.errors import ConfigError
+from dataclasses import dataclass
+from typing import Literal
+
+from souk.plugins import parse_options
 from souk.query.plan import QueryPlan
-from souk.retrieval.base import register_retriever
+from souk.retrieval.base import RETRIEVERS
 from souk.types import Ranking
 
 
@@ -29,12 +32,13 @@ class BM25Retriever:
         return 1.0
 
 
-@register_retriever("bm25")
+@dataclass
+class BM25Options:
+    """Retriever `bm25`: `match` (None: the index's `[query] match`)."""
+
+    match: Literal["all", "relax", "any"] | None = None
+
+
+@RETRIEVERS.register("bm25")
 def _bm25(searcher: Any, options: dict[str, Any]) -> BM25Retriever:
-    options = dict(options)
-    match = options.pop("match", None)
-    if options:
-        raise ConfigError(f"retriever bm25 takes only `match`, got {', '.join(options)}")
-    if match not in (None, "all", "relax", "any"):
-        raise ConfigError(f"match: expected all, relax or any, got {match!r}")
-    return BM25Retriever(searcher, match)
+    return BM25Retriever(searcher, parse_options("retrievers.bm25", options, BM25Options).match)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
 from souk.models.registry import text_coverage
 from souk.query.plan import QueryPlan
-from souk.retrieval.base import nearest, register_retriever
+from souk.plugins import parse_options
+from souk.retrieval.base import RETRIEVERS, nearest
 from souk.types import Ranking
 
 _OPEN: "weakref.WeakKeyDictionary[object, dict[str, VectorSet]]" = weakref.WeakKeyDictionary()
@@ -31,7 +33,8 @@ def vector_set(searcher, field: str | None = None) -> VectorSet:
 
 
 class DenseRetriever:
-    """Query text -> encoder -> vector backend top-k -> ids; filters become an allowed-key set."""
+    """Query text -> encoder -> vector backend top-k -> ids; the backend gets the plan's filters (`Filters`:
+    pushed down by a remote engine such as Milvus, an allowed-key set for FAISS)."""
 
     name = "dense"
 
@@ -42,18 +45,21 @@ class DenseRetriever:
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """One Ranking per plan; queries are encoded in one batch (plans with empty text find nothing)."""
-        pushed = getattr(self.vectors, "pushes_filters", False)  # Milvus: filters become its expressions
         return nearest(self.searcher, plans, k, lambda live: self.vectors.encode_queries([p.text for p in live]),
-                       self.vectors.search_filtered if pushed else self.vectors.search, push_down=pushed)
+                       self.vectors.search)
 
     def coverage(self, plan: QueryPlan) -> float:
         """Share of the query in scripts the encoder was trained on (an English-only model reads no Han)."""
         return text_coverage(self.vectors.params["model"], plan.text)
 
 
-@register_retriever("dense")
+@dataclass
+class DenseOptions:
+    """Retrievers `dense` and `milvus`: `field`, the vector field (default: the only one)."""
+
+    field: str | None = None
+
+
+@RETRIEVERS.register("dense")
 def _dense(searcher: Any, options: dict[str, Any]) -> DenseRetriever:
-    unknown = set(options) - {"field"}
-    if unknown:
-        raise ConfigError(f"retriever dense: unknown option {sorted(unknown)[0]!r}; allowed: field")
-    return DenseRetriever(searcher, options.get("field"))
+    return DenseRetriever(searcher, parse_options("retrievers.dense", options, DenseOptions).field)

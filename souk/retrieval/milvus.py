@@ -9,16 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from souk.errors import ConfigError
-from souk.retrieval.base import register_retriever
-from souk.retrieval.dense import DenseRetriever
+from souk.plugins import parse_options
+from souk.retrieval.base import RETRIEVERS
+from souk.retrieval.dense import DenseOptions, DenseRetriever
 
 
-@register_retriever("milvus")
+@RETRIEVERS.register("milvus")
 def _milvus(searcher: Any, options: dict[str, Any]) -> DenseRetriever:
-    unknown = set(options) - {"field"}
-    if unknown:
-        raise ConfigError(f"retriever milvus: unknown option {sorted(unknown)[0]!r}; allowed: field")
-    retriever = DenseRetriever(searcher, options.get("field"))
+    retriever = DenseRetriever(searcher, parse_options("retrievers.milvus", options, DenseOptions).field)
     if not getattr(retriever.vectors, "pushes_filters", False):
         raise ConfigError("retriever milvus: this vector field is kept in the index, not in Milvus; index with "
                           "--vector-backend milvus --vector-uri URI (or use the dense retriever)")

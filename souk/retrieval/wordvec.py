@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ConfigError, Unavailable
+from souk.errors import Unavailable
 from souk.index.keys import doc_keys
 from souk.index.store import SOURCE
 from souk.index.vectors import VectorSet
@@ -31,7 +31,9 @@ from souk.models.store import ModelStore, read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.progress import progress_bar
 from souk.query.plan import QueryPlan
-from souk.retrieval.base import nearest, register_retriever
+from souk.index.filters import Filters
+from souk.plugins import NoOptions, parse_options
+from souk.retrieval.base import RETRIEVERS, nearest
 from souk.types import Ranking
 
 STAGE = "wordvec"
@@ -239,20 +241,20 @@ class WordVecRetriever:
         # a query with no known feature finds nothing
         return nearest(self.searcher, plans, k, self.encode, self.search, min_score=0.0)
 
-    def search(self, vectors: np.ndarray, k: int, allowed_keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (keys, scores) by inner product: FAISS for batches, single-threaded numpy for a few queries
         (FAISS's OpenMP threads cost more than they save on one query: 33 ms against under 1 ms per query over
         19k titles on two busy cores); both exact, so they agree."""
         if len(vectors) > SMALL_BATCH:
-            return self.view.index.search(vectors, k, allowed_keys)
-        rows = np.arange(len(self.view.keys)) if allowed_keys is None else self.view.positions(np.asarray(allowed_keys, np.int64))
+            return self.view.index.search(vectors, k, filters)
+        rows = np.arange(len(self.view.keys)) if filters is None else self.view.positions(filters.keys())
         rows = rows[rows >= 0]
         k = min(k, len(rows))
         keys, scores = np.full((len(vectors), k), -1, np.int64), np.zeros((len(vectors), k), np.float32)
         if k == 0:
             return keys, scores
         with _blas().limit(limits=1, user_api="blas"):  # one small product: BLAS threads only spin against each other
-            sims = vectors @ (self.view.vectors if allowed_keys is None else self.view.vectors[rows]).T
+            sims = vectors @ (self.view.vectors if filters is None else self.view.vectors[rows]).T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         order = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable"), 1)
         return self.view.keys[rows[order]], np.take_along_axis(sims, order, 1).astype(np.float32)
@@ -271,8 +273,7 @@ class WordVecRetriever:
         return out
 
 
-@register_retriever(STAGE)
+@RETRIEVERS.register(STAGE)
 def _wordvec(searcher: Any, options: dict[str, Any]) -> WordVecRetriever:
-    if options:
-        raise ConfigError(f"retriever wordvec takes no options, got {', '.join(options)}")
+    parse_options("retrievers.wordvec", options, NoOptions)
     return WordVecRetriever(searcher)

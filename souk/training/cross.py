@@ -62,9 +62,9 @@ def prior_pipeline(searcher: Any):
     """The stages `full` runs before the cross stage (hybrid recall, the learned ranker when fitted;
     optional stages no module registers are left out)."""
     from souk.ranking.pipeline import build_pipeline, stage_specs
-    from souk.ranking.stage import stage_names
+    from souk.ranking.stage import STAGES
 
-    known = set(stage_names())
+    known = set(STAGES.names())
     specs = [s for s in stage_specs("full", searcher.schema.pipelines)
              if s["stage"] != "cross" and (s["stage"] in known or not s.get("optional"))]
     return build_pipeline("cross-prior", searcher, {"stages": specs})

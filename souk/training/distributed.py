@@ -104,7 +104,7 @@ def _worker(config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
-    from souk.training.fit import _FITTERS, load_builtin_fitters
+    from souk.training.fit import FITTERS
 
     ctx = ray.train.get_context()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -113,9 +113,8 @@ def _worker(config: dict[str, Any]) -> None:
     _REPLICA = Replica(ctx.get_world_rank(), ctx.get_world_size())
     job = replace(config["job"], deadline=time.monotonic() + config["wall_deadline"] - time.time(),
                   progress=config["job"].progress and _REPLICA.rank == 0)
-    load_builtin_fitters()
     try:
-        manifest = _FITTERS[config["name"]].fitter(job)
+        manifest = FITTERS.get(config["name"]).fitter(job)
     finally:
         _REPLICA = None
     if ctx.get_world_rank() == 0:  # next to the model it describes; the driver takes it from there

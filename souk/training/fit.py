@@ -1,6 +1,7 @@
 """`souk fit`: train each learnable stage of an index from judged queries, within a time budget.
 
-A fitter is registered by stage name with `@register_fitter(name)`; it receives a `FitJob` (the
+A fitter is registered by stage name in `FITTERS` with `@register_fitter(name, ...)` (which records when
+it applies, its budget share and order); it receives a `FitJob` (the
 index, train and dev splits, its share of the budget as a deadline, the seed, the device, a
 directory to write into) and returns the manifest fields of the model it wrote (dev metrics,
 hyper-parameters, curve, ...). `fit` publishes each model through the index's `ModelStore` only
@@ -17,6 +18,7 @@ from typing import Any, Callable, Protocol, Sequence
 from souk.errors import ConfigError
 from souk.evaluation.datasets import Dataset
 from souk.models.store import ModelStore
+from souk.plugins import Registry
 
 
 @dataclass
@@ -44,16 +46,19 @@ class Fitter(Protocol):
 
 
 @dataclass
-class _Entry:
+class FitterEntry:
+    """A registered fitter and what `fit` needs to schedule it (see `register_fitter`)."""
+
     fitter: Fitter
-    applies: Callable[..., bool]    # (schema) or (schema, index) -> does this stage apply to this index?
-    share: float                     # relative share of the time budget
-    order: int
+    applies: Callable[..., bool] = lambda schema: True  # (schema) or (schema, index): does it apply to this index?
+    share: float = 1.0               # relative share of the time budget
+    order: int = 50
     on_activate: Callable[[Path, Path], dict[str, Any]] | None = None  # (index, model dir): work that makes a model active
     distributed: bool = False        # trains data-parallel on Ray Train (`souk.training.distributed`) under `fit(ray=...)`
 
 
-_FITTERS: dict[str, _Entry] = {}
+FITTERS: Registry[FitterEntry] = Registry("fitter", builtins=(
+    "souk.training.ltr", "souk.training.cross", "souk.training.interact", "souk.training.wordvec", "souk.training.bi"))
 
 
 def register_fitter(name: str, applies: Callable[[Any], bool] = lambda schema: True, share: float = 1.0,
@@ -66,27 +71,18 @@ def register_fitter(name: str, applies: Callable[[Any], bool] = lambda schema: T
     runs data-parallel on Ray Train when `fit` is given a cluster (it reads `distributed.replica()`)."""
 
     def deco(fitter: Fitter) -> Fitter:
-        _FITTERS[name] = _Entry(fitter, applies, share, order, on_activate, distributed)
+        FITTERS.register(name, FitterEntry(fitter, applies, share, order, on_activate, distributed))
         return fitter
 
     return deco
 
 
 def fitter_names() -> list[str]:
-    load_builtin_fitters()
-    return sorted(_FITTERS, key=lambda n: _FITTERS[n].order)
+    """The registered fitters in the order they fit."""
+    return [name for name, _ in sorted(FITTERS.items(), key=lambda kv: kv[1].order)]
 
 
-def load_builtin_fitters() -> None:
-    """Import the modules that register souk's own fitters."""
-    import souk.training.ltr  # noqa: F401
-    import souk.training.cross  # noqa: F401
-    import souk.training.interact  # noqa: F401  (registers interact)
-    import souk.training.wordvec  # noqa: F401  (registers wordvec)
-    import souk.training.bi  # noqa: F401  (registers bi)
-
-
-def _applies(entry: _Entry, index: Any) -> bool:
+def _applies(entry: FitterEntry, index: Any) -> bool:
     """Ask a fitter's `applies` about the index: with the schema, and the index too when it takes two
     arguments (e.g. to sample the documents' language)."""
     import inspect
@@ -120,36 +116,35 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
     already initialized, e.g. by `ray_cluster`); the others fit in this process as without it."""
     from souk.index import Index
 
-    load_builtin_fitters()
     index = Index.open(index_path)
-    names = list(stages) if stages else [n for n in fitter_names() if _applies(_FITTERS[n], index)]
-    unknown = [n for n in names if n not in _FITTERS]
+    names = list(stages) if stages else [n for n in fitter_names() if _applies(FITTERS.get(n), index)]
+    unknown = [n for n in names if n not in FITTERS]
     if unknown:
         raise ConfigError(f"--stages: unknown stage {unknown[0]!r}; stages that can be fitted: {', '.join(fitter_names())}")
     if not names:
         raise ConfigError("no learnable stage applies to this index; name one with --stages")
     if budget_s <= 0:
         raise ConfigError(f"--budget-min must be positive, got {budget_s / 60:g}")
-    names.sort(key=lambda n: _FITTERS[n].order)
+    names.sort(key=lambda n: FITTERS.get(n).order)
     store = ModelStore(index.path)
     store.clean()
     outcomes = []
     start = time.monotonic()
     for i, name in enumerate(names):
         remaining = budget_s - (time.monotonic() - start)
-        shares = [_FITTERS[n].share for n in names[i:]]
+        shares = [FITTERS.get(n).share for n in names[i:]]
         deadline = time.monotonic() + max(remaining, 0) * shares[0] / sum(shares)
         workdir = store.new(name)
         job = FitJob(index.path, train, dev, corpus_dir, workdir, deadline, seed, device(), progress,
                      dict((options or {}).get(name, {})))
         t0 = time.monotonic()
         try:
-            if ray_workers and _FITTERS[name].distributed:
+            if ray_workers and FITTERS.get(name).distributed:
                 from souk.training.distributed import fit_on_ray
 
                 manifest = fit_on_ray(name, job, ray_workers)
             else:
-                manifest = _FITTERS[name].fitter(job)
+                manifest = FITTERS.get(name).fitter(job)
         except BaseException:
             import shutil
 
@@ -169,11 +164,10 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
 def activate_model(index_path: str | Path, name: str) -> dict[str, Any]:
     """Make fitted model `name` (e.g. `bi-2`) active: its stage's activation work first (nothing for most
     stages; re-encoding the corpus for `bi`), then the atomic switch. Returns what the work reported."""
-    load_builtin_fitters()
     store = ModelStore(index_path)
     path = store.root / name
     stage = name.rsplit("-", 1)[0]
-    entry = _FITTERS.get(stage)
+    entry = FITTERS.get(stage) if stage in FITTERS else None
     done: dict[str, Any] = {}
     if entry is not None and entry.on_activate is not None and (path / "manifest.json").is_file():
         done = {"activation": entry.on_activate(Path(index_path), path)}

@@ -1,6 +1,6 @@
 import pytest
 
-from souk.analysis import analyzer_names, get_analyzer
+from souk.analysis import ANALYZERS, get_analyzer
 from souk.errors import ConfigError
 
 
@@ -34,5 +34,5 @@ def test_simple_keeps_stopwords_and_forms():
 def test_unknown_analyzer_lists_known_names():
     with pytest.raises(ConfigError) as e:
         get_analyzer("klingon")
-    for name in analyzer_names():
+    for name in ANALYZERS.names():
         assert name in str(e.value)

@@ -128,11 +128,11 @@ def make_index(tmp_path, model, docs, backend="milvus"):
 
 def dense(index, text, k, filters=()):
     from souk.query.plan import QueryPlan
-    from souk.retrieval.base import build_retriever
+    from souk.retrieval.base import RETRIEVERS
 
     searcher = index.searcher()
     plan = QueryPlan(original=text, text=text, filters=[parse_filter(f, index.schema) for f in filters])
-    return build_retriever("milvus", searcher).retrieve([plan], k)[0]
+    return RETRIEVERS.get("milvus")(searcher, {}).retrieve([plan], k)[0]
 
 
 @pytest.fixture(scope="module")
@@ -161,13 +161,13 @@ def test_filtered_search_returns_only_matches_and_k_of_them(shop):
 @pytest.mark.slow
 @pytestmark_milvus
 def test_same_ranking_as_faiss_flat(tmp_path, tiny_encoder, shop):
-    from souk.retrieval.base import build_retriever
+    from souk.retrieval.base import RETRIEVERS
     from souk.query.plan import QueryPlan
 
     flat = make_index(tmp_path, tiny_encoder, products(120), backend="flat")
     for text in ("green tea", "milk", "醬油 noodles"):
         plan = QueryPlan(original=text, text=text)
-        a = build_retriever("dense", flat.searcher()).retrieve([plan], 10)[0]
+        a = RETRIEVERS.get("dense")(flat.searcher(), {}).retrieve([plan], 10)[0]
         b = dense(shop, text, 10)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)  # ties (near-equal titles) may swap places
         clear = a.scores > a.scores[-1] + 1e-3
@@ -193,8 +193,8 @@ def test_writes_and_deletes_follow_commits_and_versions_never_mix(tmp_path, tiny
     assert "s1" not in everything and "s2" not in everything and len(everything) == 29
     assert status(index.path)["in_step"] and status(index.path)["rows"] == 29
     with pytest.raises(IndexStateError, match="commit"):  # an older snapshot never reads the newer collection
-        from souk.retrieval.base import build_retriever
-        build_retriever("milvus", before)
+        from souk.retrieval.base import RETRIEVERS
+        RETRIEVERS.get("milvus")(before, {})
     cl = client(str(tmp_path / "m.db"))
     cl.delete("shop", ids=[int(k) for k in __import__("souk.index.keys", fromlist=["doc_keys"]).doc_keys(["s3"])])
     cl.alter_collection_properties("shop", properties={"souk.commit": "drifted"})

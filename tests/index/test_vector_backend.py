@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError
-from souk.index.vectors import FaissBackend, VectorBackend, open_vector_set, register_vector_backend, vector_backend
+from souk.index.vectors import VECTOR_BACKENDS, FaissBackend, VectorBackend, open_vector_set
 from souk.ranking.pipeline import build_pipeline
 from model_fakes import vector_index
 
 
-@register_vector_backend("numpy-exact")
 class NumpyBackend:
     """Every vector in one array; search is a matrix product and a sort."""
 
@@ -27,8 +26,8 @@ class NumpyBackend:
         keep = ~np.isin(self.keys, keys)
         self.keys, self.vectors = self.keys[keep], self.vectors[keep]
 
-    def search(self, queries, k, allowed_keys):
-        mask = np.ones(len(self.keys), bool) if allowed_keys is None else np.isin(self.keys, allowed_keys)
+    def search(self, queries, k, filters):
+        mask = np.ones(len(self.keys), bool) if filters is None else np.isin(self.keys, filters.keys())
         keys, sims = self.keys[mask], queries @ self.vectors[mask].T
         top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         out_keys = np.full((len(queries), k), -1, np.int64)
@@ -48,21 +47,28 @@ class NumpyBackend:
         return backend
 
 
+@pytest.fixture(autouse=True)
+def numpy_backend():
+    """Registered for each test here only (`override`), gone after it."""
+    with VECTOR_BACKENDS.override("numpy-exact", NumpyBackend):
+        yield
+
+
 def test_exported_names_are_what_was_meant():
     import souk.index.vectors as vectors
 
     assert set(vectors.__all__) == {
-        "DEFAULTS", "INDEX_TYPES", "KEEP_CACHES", "FaissBackend", "VectorBackend", "VectorCacheWarning", "VectorSet",
-        "encode_documents", "encode_queries", "encoder_config", "field_params", "model_record", "open_vector_set",
-        "register_vector_backend", "validate_params", "vector_backend", "vector_backend_names"}
+        "DEFAULTS", "ENCODERS", "INDEX_TYPES", "KEEP_CACHES", "VECTOR_BACKENDS", "FaissBackend", "VectorBackend",
+        "VectorCacheWarning", "VectorSet", "encode_documents", "encode_queries", "encoder_config", "field_params",
+        "model_record", "open_vector_set", "validate_params"}
     assert all(getattr(vectors, name) is not None for name in vectors.__all__)
 
 
 def test_both_backends_meet_the_protocol():
     assert isinstance(NumpyBackend(4, {}), VectorBackend) and isinstance(FaissBackend(4, {"index": "flat"}), VectorBackend)
-    assert vector_backend("numpy-exact") is NumpyBackend
+    assert VECTOR_BACKENDS.get("numpy-exact") is NumpyBackend
     with pytest.raises(ConfigError, match="numpy-exact"):
-        vector_backend("annoy")
+        VECTOR_BACKENDS.get("annoy")
 
 
 @pytest.fixture

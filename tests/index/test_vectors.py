@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import souk.index.vectors.backend as backend
+from souk.index.filters import Filters
 from souk.errors import ConfigError, IndexStateError
 from souk.index.keys import doc_keys
 from souk.index.vectors import INDEX_TYPES, KEEP_CACHES, VectorSet, validate_params
@@ -94,15 +95,15 @@ def test_filters_restrict_results(kind, exact_below, corpus, params, monkeypatch
     monkeypatch.setattr(backend, "EXACT_BELOW", exact_below)
     vs = VectorSet.build(corpus.keys, corpus.x, params(index=kind))
     allowed = np.concatenate([corpus.keys[::9], [12345]])  # an unknown key is ignored
-    found, _ = vs.search(corpus.q, 5, allowed)
+    found, _ = vs.search(corpus.q, 5, Filters.of_keys(allowed))
     assert np.isin(found[found >= 0], allowed).all()
     if kind == "flat":
         assert np.array_equal(found, brute(corpus.x, corpus.keys, corpus.q, 5, allowed))
-    keys, _ = vs.search(corpus.q[:1], 5, np.array([corpus.keys[3]]))
+    keys, _ = vs.search(corpus.q[:1], 5, Filters.of_keys([corpus.keys[3]]))
     if kind != "hnsw" or exact_below:  # a graph walk under a one-key selector may miss it; EXACT_BELOW covers that case
         assert keys[0, 0] == corpus.keys[3]
     assert (keys[0, 1:] == -1).all()
-    assert (vs.search(corpus.q[:2], 5, np.array([12345]))[0] == -1).all()  # nothing allowed: nothing found
+    assert (vs.search(corpus.q[:2], 5, Filters.of_keys([12345]))[0] == -1).all()  # nothing allowed: nothing found
 
 
 @pytest.mark.parametrize("kind", list(INDEX_TYPES))
@@ -146,7 +147,7 @@ def test_add_update_delete_by_key(kind, corpus, params):
     assert not np.isin(vs.search(corpus.q, 20)[0], corpus.keys[:10]).any()
     vs.add(corpus.keys[20:21], corpus.x[199:200])  # update: key 20 now carries doc 199's vector
     pair = np.array([corpus.keys[20], corpus.keys[199]])
-    found, scores = vs.search(corpus.x[199:200], 2, pair)  # the two copies score alike (quantized or not)
+    found, scores = vs.search(corpus.x[199:200], 2, Filters.of_keys(pair))  # the two copies score alike (quantized or not)
     assert set(found[0]) == set(pair) and scores[0, 0] == pytest.approx(scores[0, 1]) and len(vs) == N - 10
     if kind == "flat":
         assert set(vs.search(corpus.x[199:200], 2)[0][0]) == set(pair)

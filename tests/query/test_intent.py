@@ -266,7 +266,7 @@ def test_intent_step_fills_the_query_plan(char_model, tmp_path):
     assert plan.intent["label"] == "alarm" and len(plan.intent["top"]) == 2
     assert plan.intent["model"] == "intent-1" and plan.intent["field"] is None and plan.steps == ["syntax", "intent"]
     assert Planner(searcher, ["intent"], {"intent": {"model": "models/intent-1"}}).plan("  ").intent is None
-    with pytest.raises(ConfigError, match="query.intent.depth: unknown option"):
+    with pytest.raises(ConfigError, match="query.intent: unknown key .depth."):
         Planner(searcher, ["intent"], {"intent": {"depth": 3}})
 
 

@@ -11,7 +11,7 @@ from souk.errors import ModelError, SchemaError
 from souk.index import Index
 from souk.index.searcher import SearchRequest
 from souk.query.plan import QueryPlan
-from souk.ranking.features import FeatureEnv, FeatureSet, rank_desc, register_features
+from souk.ranking.features import FEATURE_GROUPS, FeatureEnv, FeatureGroup, FeatureSet, rank_desc
 from souk.schema import Schema
 from souk.types import Ranking
 
@@ -108,11 +108,13 @@ def test_a_model_refuses_other_features(env):
     with pytest.raises(ModelError, match="trained with feature groups"):
         fs.check({**fs.spec, "groups": {"text": 2, "signal": 1}})
 
-    @register_features("plan.tiny", version=1, columns=lambda env: ["plan.tiny.len"], applies=lambda env: False)
     def _tiny(env, batch):  # a query-plan feature plugs in by name
         return np.full(len(batch), len(batch.plan.entities), dtype=np.float32)
 
-    assert FeatureSet(env, ["query", "plan.tiny"]).columns == ["query.terms", "query.chars", "plan.tiny.len"]
+    tiny = FeatureGroup("plan.tiny", 1, lambda env: ["plan.tiny.len"], _tiny, lambda env: False)
+    with FEATURE_GROUPS.override("plan.tiny", tiny):
+        assert FeatureSet(env, ["query", "plan.tiny"]).columns == ["query.terms", "query.chars", "plan.tiny.len"]
+    assert "plan.tiny" not in FEATURE_GROUPS
 
 
 def test_schema_feature_flag_only_on_numbers():

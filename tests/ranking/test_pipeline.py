@@ -9,8 +9,8 @@ from souk.errors import ConfigError
 from souk.index import Index
 from souk.ranking.pipeline import build_pipeline, stage_specs
 from souk.errors import Unavailable as StageUnavailable
-from souk.ranking.stage import register_stage
-from souk.retrieval.base import register_retriever
+from souk.ranking.stage import STAGES
+from souk.retrieval.base import RETRIEVERS
 from souk.types import Ranking
 
 
@@ -49,14 +49,17 @@ class LatinOnlyRetriever(AlphabetRetriever):
         return 0.0 if any("\u4e00" <= c <= "\u9fff" for c in plan.text) else 1.0
 
 
-register_retriever("alphabet")(lambda searcher, options: AlphabetRetriever(searcher))
-register_retriever("latin-only")(lambda searcher, options: LatinOnlyRetriever(searcher))
-register_stage("reverse")(lambda context, options: ReverseStage())
-
-
-@register_stage("never-fitted")
 def _never(context, options):
     raise StageUnavailable("no model fitted; run souk fit")
+
+
+@pytest.fixture(autouse=True)
+def fakes():
+    """The fakes are registered for each test of this module only (`override`), then gone."""
+    with RETRIEVERS.override("alphabet", lambda searcher, options: AlphabetRetriever(searcher)), \
+            RETRIEVERS.override("latin-only", lambda searcher, options: LatinOnlyRetriever(searcher)), \
+            STAGES.override("reverse", lambda context, options: ReverseStage()), STAGES.override("never-fitted", _never):
+        yield
 
 
 def test_fake_retriever_and_stage_compose_from_config(product_index):

@@ -6,19 +6,24 @@ import pytest
 from souk.errors import ConfigError
 from souk.evaluation.datasets import Dataset
 from souk.models.store import ModelStore
-from souk.training.fit import fit, register_fitter
+from souk.training.fit import FITTERS, FitterEntry, fit
 
 DATA = Dataset.from_parts({"q1": "iphone case"}, {"q1": {"A1": 1}}, name="tiny", split="train")
 CALLS = []
 
 
-@register_fitter("fake", applies=lambda schema: False)
 def _fake(job):
     CALLS.append(job.seconds_left)
     (job.workdir / "weights.txt").write_text("w=1")
     if job.options.get("fail"):
         raise RuntimeError("boom")
     return {"kind": "fake", "dev": {"ndcg@10": 1.0}}
+
+
+@pytest.fixture(autouse=True)
+def fake_fitter():
+    with FITTERS.override("fake", FitterEntry(_fake, applies=lambda schema: False)):
+        yield
 
 
 def test_fit_publishes_and_activates(product_index):

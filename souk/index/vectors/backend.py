@@ -1,18 +1,24 @@
 """Vector backends: where index-space vectors live and how the nearest ones are found.
 
-A backend is one class with a verb per method (`VectorBackend`), registered by the name a vector field's
-`index` param gives. `VectorSet` does everything around it (keys present, transform, normalization,
-caching), so a newcomer writes only storage and search:
+A backend is one class with a verb per method (`VectorBackend`), registered in `VECTOR_BACKENDS` by the
+name a vector field's `index` param gives. `VectorSet` does everything around it (keys present, transform,
+normalization, caching), so a newcomer writes only storage and search:
 
-    @register_vector_backend("exact")
+    @VECTOR_BACKENDS.register("exact")
     class Exact:
+        Params = ExactParams                       # optional: a dataclass of the backend's own field params
         def __init__(self, dim, params): ...
         def add(self, keys, vectors): ...          # new keys only (replacing is remove + add)
         def remove(self, keys): ...                # keys known to be present
-        def search(self, queries, k, allowed_keys): ...  # -> (keys, scores), shape (queries, k), -1 pads
+        def search(self, queries, k, filters): ...  # -> (keys, scores), shape (queries, k), -1 pads
         def save(self, folder): ...
         @classmethod
         def open(cls, folder, params): ...
+
+`filters` is None or a `Filters`: `filters.items` are the plan's structured filters (an engine that
+evaluates filters itself pushes them down), `filters.keys()` the allowed keys this set holds (computed
+on first use). The backend's `Params` keys (with their defaults) join the vector field's params, checked
+by `parse_options` when an index is created, then by the class's optional `check_params(params, where)`.
 
 FAISS (inner product) is the first backend, under the names `flat`, `hnsw`, `ivfpq` and `sq8`.
 
@@ -22,13 +28,15 @@ registered it (the name is stored in the cache; an unknown name rebuilds, it nev
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from souk.errors import ConfigError, IndexStateError
+from souk.errors import IndexStateError
+from souk.index.filters import Filters
+from souk.plugins import Registry, option_check
 
 EXACT_BELOW = 4096  # filters allowing fewer docs are scored exactly on reconstructed vectors
 
@@ -37,8 +45,8 @@ EXACT_BELOW = 4096  # filters allowing fewer docs are scored exactly on reconstr
 class VectorBackend(Protocol):
     """Stores unit index-space vectors by int64 key and finds the top-k by inner product.
 
-    Invariants the caller keeps: `add` gets keys not present, `remove` gets keys present, `allowed_keys`
-    is None or a sorted array of present keys, and 0 < k <= number of vectors held."""
+    Invariants the caller keeps: `add` gets keys not present, `remove` gets keys present, `filters` is
+    None or a `Filters` whose `keys()` are sorted present keys, and 0 < k <= number of vectors held."""
 
     def __init__(self, dim: int, params: dict[str, Any]) -> None: ...
 
@@ -46,7 +54,7 @@ class VectorBackend(Protocol):
 
     def remove(self, keys: np.ndarray) -> None: ...
 
-    def search(self, queries: np.ndarray, k: int, allowed_keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]: ...
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]: ...
 
     def save(self, folder: Path) -> None: ...
 
@@ -54,48 +62,18 @@ class VectorBackend(Protocol):
     def open(cls, folder: Path, params: dict[str, Any]) -> "VectorBackend": ...
 
 
-_BACKENDS: dict[str, type] = {}
-_PARAMS: dict[str, dict[str, Any]] = {}
-# backends in their own modules, registered when first named (their client libraries load only when used)
-_OPTIONAL = {"milvus": "souk.index.vectors.milvus"}
+# backends in their own modules are optional: imported when first named (their client libraries load only when used)
+VECTOR_BACKENDS: Registry[type] = Registry("vector_backend", optional={"milvus": "souk.index.vectors.milvus"})
 
 
-def register_vector_backend(name: str, params: dict[str, Any] | None = None) -> Callable[[type], type]:
-    """Class decorator: make the backend class available as `index = "<name>"` in vector field params.
+def backend_param_names(name: Any) -> set[str]:
+    """The keys backend `name` adds to a vector field's params (its `Params` dataclass); none for unknown names."""
+    from dataclasses import fields
 
-    `params`: the backend's own keys in a vector field's params, with their defaults (checked by the class's
-    optional `check_params(params, where) -> params` when an index is created)."""
-    def add(cls: type) -> type:
-        _BACKENDS[name] = cls
-        _PARAMS[name] = dict(params or {})
-        return cls
-
-    return add
-
-
-def backend_params(name: str) -> dict[str, Any]:
-    """The extra params (with defaults) that backend `name` declared; {} for unknown names."""
-    _load_optional(name)
-    return dict(_PARAMS.get(name, {}))
-
-
-def _load_optional(name: Any) -> None:
-    if isinstance(name, str) and name in _OPTIONAL and name not in _BACKENDS:
-        import importlib
-
-        importlib.import_module(_OPTIONAL[name])
-
-
-def vector_backend_names() -> list[str]:
-    return list(dict.fromkeys([*_BACKENDS, *_OPTIONAL]))
-
-
-def vector_backend(name: str) -> type:
-    """The backend class registered as `name`; `ConfigError` lists the known ones."""
-    _load_optional(name)
-    if name not in _BACKENDS:
-        raise ConfigError(f"unknown vector index {name!r}; known: {', '.join(vector_backend_names())}")
-    return _BACKENDS[name]
+    if not isinstance(name, str) or name not in VECTOR_BACKENDS:
+        return set()
+    own = getattr(VECTOR_BACKENDS.get(name), "Params", None)
+    return {f.name for f in fields(own)} if own is not None else set()
 
 
 # ---- FAISS -----------------------------------------------------------------------------------
@@ -147,11 +125,21 @@ INDEX_TYPES: dict[str, IndexType] = {t.name: t for t in (
 )}
 
 
+@dataclass
+class FaissParams:
+    """FAISS's own vector field params: `ef_search` (HNSW) and `nprobe` (IVF-PQ), read at search time."""
+
+    ef_search: int = field(default=64, metadata=option_check(lambda v: 1 <= v <= 100_000, "an integer in 1..100000"))
+    nprobe: int = field(default=16, metadata=option_check(lambda v: 1 <= v <= 100_000, "an integer in 1..100000"))
+
+
 class FaissBackend:
     """A FAISS index over document keys; the kind (`params["index"]`) is one of `INDEX_TYPES`.
 
     The index is built (and trained, for IVF-PQ and SQ8) on the first vectors added, so build a set
     from the whole corpus at once rather than growing it from a handful."""
+
+    Params = FaissParams
 
     def __init__(self, dim: int, params: dict[str, Any], index=None):
         self.dim = dim
@@ -183,12 +171,13 @@ class FaissBackend:
         sel = faiss.IDSelectorArray(keys) if self.kind.native_ids else faiss.IDSelectorBatch(keys)
         self.index.remove_ids(sel)
 
-    def search(self, queries: np.ndarray, k: int, allowed_keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
-        if allowed_keys is None:
+        if filters is None:
             scores, keys = self.index.search(queries, k, params=self.kind.params(faiss, self.params, None))
             return keys, scores
+        allowed_keys = filters.keys()
         if len(allowed_keys) <= EXACT_BELOW:
             return self._exact(queries, k, allowed_keys)
         sel = faiss.IDSelectorBatch(allowed_keys)
@@ -232,4 +221,4 @@ class FaissBackend:
 
 
 for _name in INDEX_TYPES:
-    register_vector_backend(_name)(FaissBackend)
+    VECTOR_BACKENDS.register(_name, FaissBackend)

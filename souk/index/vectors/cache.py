@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from souk.errors import IndexStateError
-from souk.index.vectors.backend import vector_backend
+from souk.index.vectors.backend import VECTOR_BACKENDS
 from souk.index.vectors.config import field_params
 from souk.index.vectors.vector_set import META, VectorSet
 
@@ -44,7 +44,7 @@ def open_vector_set(searcher, field) -> VectorSet:
     """The vector set of `field` at the searcher's commit: its verified cache, else built from the stored
     vectors and cached (atomically) when the index directory allows it."""
     params = field_params(searcher.index, field)
-    remote = getattr(vector_backend(params["index"]), "open_remote", None)
+    remote = getattr(VECTOR_BACKENDS.get(params["index"]), "open_remote", None)
     if remote is not None:  # the vectors live in another service (Milvus): nothing cached here
         return remote(searcher, field, params)
     index_dir = Path(searcher.path).resolve()

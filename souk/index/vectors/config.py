@@ -2,63 +2,105 @@
 
 The schema only checks what it can see (params is a table; `source` names its fields). Everything else
 is checked here when an index is created (`Index.create` calls `validate_params`, before writing
-anything): the model is looked up in the model registry (a registered name, or a model directory whose
-path is pinned absolute), the dimension read from it, and the completed params stored in the manifest
-under `vectors`, so later defaults never change an existing index.
+anything): the core keys (`VectorParams`) and the keys of the field's backend (its `Params` dataclass, e.g.
+FAISS's `ef_search`/`nprobe`, Milvus's `uri`/`collection`) are read by `parse_options`; with the default
+encoder the model is looked up in the model registry (a registered name, or a model directory whose path is
+pinned absolute) and the dimension read from it; another encoder (`encoder = "NAME"`, see
+`encoding.ENCODERS`) takes `model` as written and needs `dim`. The completed params are stored in the
+manifest under `vectors`, so later defaults never change an existing index.
 
 Misuse to avoid: reading `field.params` for behaviour; it is what the user wrote. Use `field_params`.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from souk.errors import ConfigError, SoukError
-from souk.index.vectors.backend import backend_params, vector_backend, vector_backend_names
+from souk.index.vectors.backend import VECTOR_BACKENDS, backend_param_names
+from souk.index.vectors.encoding import DEFAULT_ENCODER, ENCODERS
+from souk.plugins import option_check, parse_options
 
-DEFAULTS: dict[str, Any] = {
-    "model": "all-MiniLM-L6-v2", "source": [], "index": "flat", "normalize": True, "max_length": 256,
-    "transform": "none", "backend": "auto", "query_backend": "exact", "batch_size": 32, "ef_search": 64, "nprobe": 16,
-}
+
+def _in(lo: int, hi: int) -> dict[str, Any]:
+    return option_check(lambda v: lo <= v <= hi, f"an integer in {lo}..{hi}")
+
+
+def _path_choice(v: str) -> bool:
+    from souk.models.backends import BACKENDS
+
+    return v in ("auto", "exact", *BACKENDS)
+
+
+_PATHS = option_check(_path_choice, "auto, exact or an encoder path (souk.models.backends.BACKENDS)")
+
+
+@dataclass
+class VectorParams:
+    """The core keys of a vector field's params (its backend adds its own)."""
+
+    model: str = field(default="all-MiniLM-L6-v2", metadata=option_check(bool, "a model name or directory"))
+    source: list[str] = field(default_factory=list)
+    index: str = field(default="flat", metadata=option_check(lambda v: v in VECTOR_BACKENDS,
+                                                             "a vector backend (flat, hnsw, ivfpq, sq8, milvus...)"))
+    encoder: str = field(default=DEFAULT_ENCODER, metadata=option_check(lambda v: v in ENCODERS, "a registered encoder"))
+    normalize: bool = True
+    max_length: int = field(default=256, metadata=_in(8, 512))
+    transform: str = "none"
+    backend: str = field(default="auto", metadata=_PATHS)
+    query_backend: str = field(default="exact", metadata=_PATHS)
+    batch_size: int = field(default=32, metadata=_in(1, 4096))
+    dim: int | None = field(default=None, metadata=option_check(lambda v: v is None or v > 0, "a positive integer"))
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                            for f in dataclasses.fields(VectorParams) if f.name != "dim"}
+CORE_KEYS = frozenset(f.name for f in dataclasses.fields(VectorParams))
+
+
+def core_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` without its backend's own keys (what moving a field to another backend keeps)."""
+    return {k: v for k, v in params.items() if k in CORE_KEYS}
 
 
 def validate_params(field) -> dict[str, Any]:
     """Complete and check a vector field's params (idempotent); errors name the key."""
-    from souk.models.backends import BACKENDS
     from souk.models.registry import model_card
 
     where = f"fields.{field.name}.params"
-    params = dict(field.params or {})
-    own = backend_params(params["index"]) if isinstance(params.get("index"), str) else {}
-    unknown = set(params) - set(DEFAULTS) - {"dim"} - set(own)
+    raw = dict(field.params or {})
+    own = backend_param_names(raw.get("index", DEFAULTS["index"]))
+    unknown = sorted(set(raw) - CORE_KEYS - own)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted([*DEFAULTS, *own, 'dim']))}")
-    params = {**DEFAULTS, **own, **params}
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(CORE_KEYS | own))}")
+    core = parse_options(where, {k: v for k, v in raw.items() if k in CORE_KEYS}, VectorParams)
+    backend = VECTOR_BACKENDS.get(core.index)
+    extra = getattr(backend, "Params", None)
+    params = dataclasses.asdict(core)
+    if extra is not None:
+        params.update(dataclasses.asdict(parse_options(where, {k: v for k, v in raw.items() if k in own}, extra)))
 
     def check(key: str, ok: bool, expected: str) -> None:
         if not ok:
             raise ConfigError(f"{where}.{key}: expected {expected}, got {params[key]!r}")
 
-    check("model", isinstance(params["model"], str) and params["model"] != "", "a model name or directory")
-    try:
-        card = model_card(params["model"])
-    except SoukError as e:
-        raise ConfigError(f"{where}.model: {e}") from e
-    check("model", card.kind == "bi-encoder", f"a bi-encoder ({params['model']} is a {card.kind})")
-    params["model"] = card.name  # a directory is pinned as its absolute path
-    check("source", isinstance(params["source"], list) and all(isinstance(s, str) for s in params["source"]), "a list of field names")
-    check("index", params["index"] in vector_backend_names(), "one of " + ", ".join(vector_backend_names()))
-    check("normalize", isinstance(params["normalize"], bool), "true or false")
-    for key in ("backend", "query_backend"):
-        check(key, params[key] in ("auto", "exact", *BACKENDS), "one of auto, exact, " + ", ".join(BACKENDS))
-    for key, lo, hi in (("max_length", 8, 512), ("batch_size", 1, 4096), ("ef_search", 1, 100_000), ("nprobe", 1, 100_000)):
-        check(key, type(params[key]) is int and lo <= params[key] <= hi, f"an integer in {lo}..{hi}")
-    dim = card.dim
-    check("dim", params.get("dim", dim) == dim, f"{dim} (the dimension of {params['model']})")
-    params["dim"] = dim
+    if core.encoder == DEFAULT_ENCODER:
+        try:
+            card = model_card(core.model)
+        except SoukError as e:
+            raise ConfigError(f"{where}.model: {e}") from e
+        check("model", card.kind == "bi-encoder", f"a bi-encoder ({core.model} is a {card.kind})")
+        params["model"] = card.name  # a directory is pinned as its absolute path
+        check("dim", core.dim in (None, card.dim), f"{card.dim} (the dimension of {core.model})")
+        params["dim"] = card.dim
+    else:
+        check("dim", core.dim is not None, f"the dimension of encoder {core.encoder}'s vectors")
+    dim = params["dim"]
     t = params["transform"]
-    ok = t in ("none", "whiten") or (isinstance(t, str) and t.startswith("pca:") and t[4:].isdigit() and 0 < int(t[4:]) <= dim)
+    ok = t in ("none", "whiten") or (t.startswith("pca:") and t[4:].isdigit() and 0 < int(t[4:]) <= dim)
     check("transform", ok, f'"none", "whiten" or "pca:N" with N in 1..{dim}')
-    checker = getattr(vector_backend(params["index"]), "check_params", None)
+    checker = getattr(backend, "check_params", None)
     return checker(params, where) if checker is not None else params
 
 
@@ -75,7 +117,7 @@ def mirrors_for(index) -> list:
     out = []
     for vf in index.schema.vector_fields:
         params = field_params(index, vf)
-        factory = getattr(vector_backend(params["index"]), "mirror", None)
+        factory = getattr(VECTOR_BACKENDS.get(params["index"]), "mirror", None)
         if factory is not None:
             out.append(factory(index, vf, params))
     return out

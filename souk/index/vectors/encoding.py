@@ -1,5 +1,12 @@
 """The index's side of the encoder seam: which encoder a vector field uses for documents and queries.
 
+Encoders are plug-ins in `ENCODERS`, named by a vector field's `encoder` param (default
+`sentence-transformer`: the field's transformer model through `souk.models`, the fastest path within
+tolerance on this machine). An encoder is one class or function `(params, queries, probe) -> object with
+encode(texts) -> (n, dim) float32`: `params` are the field's completed params (`model`, `dim`,
+`max_length`, `normalize`, ...), `queries` says whether it encodes queries, `probe` is a sample of the
+texts to come. A remote or Ray encoder registers here and vector fields name it; caching a loaded model
+is the encoder's business (the built-in's loader caches per config).
 The index reaches the models layer only here, lazily, through `souk.models`' public loaders.
 
 Misuse to avoid: building an `EncoderConfig` by hand for a field; the field's params decide it.
@@ -9,9 +16,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+
+from souk.plugins import Registry
+
+DEFAULT_ENCODER = "sentence-transformer"
+ENCODERS: Registry[Callable[..., Any]] = Registry("encoder")
+
+
+@ENCODERS.register(DEFAULT_ENCODER)
+def sentence_transformer(params: dict[str, Any], queries: bool = False, probe: Sequence[str] = ()) -> Any:
+    """The field's transformer model (`model`) through `souk.models.encoder.get_encoder` (cached per config)."""
+    from souk.models.encoder import get_encoder
+
+    return get_encoder(encoder_config(params, queries), probe=probe)
+
+
+def field_encoder(params: dict[str, Any], queries: bool = False, probe: Sequence[str] = ()) -> Any:
+    """The encoder a vector field's params name (indexes made before encoders were named: the default)."""
+    return ENCODERS.get(params.get("encoder", DEFAULT_ENCODER))(params, queries, probe)
 
 
 def encoder_config(params: dict[str, Any], queries: bool = False):
@@ -25,8 +50,12 @@ def encoder_config(params: dict[str, Any], queries: bool = False):
 
 def model_record(params: dict[str, Any]) -> dict[str, Any]:
     """What the manifest records for a vector field: model, dimension, the document and query paths in use and
-    what was measured for them on this machine (docs/s, cosine to torch fp32)."""
+    what was measured for them on this machine (docs/s, cosine to torch fp32); another encoder than the
+    default records its name."""
     from souk.models.backends import cached_choice, choose_backend
+
+    if params.get("encoder", DEFAULT_ENCODER) != DEFAULT_ENCODER:
+        return {"model": params["model"], "dim": params["dim"], "encoder": params["encoder"]}
 
     config = encoder_config(params)
     choice = choose_backend(config) if config.backend == "auto" else cached_choice(config)
@@ -84,7 +113,6 @@ def encode_documents(params: dict[str, Any], texts: list[str], progress: bool = 
     """(len(texts), dim) float32 vectors of documents, for the writer to store; resumable (see
     `souk.models.checkpoints.encode_resumable`). Texts given to `precomputed_vectors` are not encoded again."""
     from souk.models.checkpoints import encode_resumable
-    from souk.models.encoder import get_encoder
 
     out = np.zeros((len(texts), params["dim"]), dtype=np.float32)
     missing = list(range(len(texts)))
@@ -97,20 +125,22 @@ def encode_documents(params: dict[str, Any], texts: list[str], progress: bool = 
                 out[i] = r[-1]
     if missing:
         todo = [texts[i] for i in missing]
-        encoder = get_encoder(encoder_config(params), probe=todo)
-        out[missing] = encode_resumable(encoder, todo, progress=progress, description=description)
+        encoder = field_encoder(params, probe=todo)
+        if getattr(encoder, "fingerprint", None) is None:  # a plug-in without one: no checkpoints
+            out[missing] = np.asarray(encoder.encode(todo), dtype=np.float32).reshape(len(todo), -1)
+        else:
+            out[missing] = encode_resumable(encoder, todo, progress=progress, description=description)
     return out
 
 
 def encode_queries(params: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
     """Model-space query vectors (same model, truncation and normalization as the documents); a blank
     query is a zero row, which `VectorSet.search` answers with nothing."""
-    from souk.models.encoder import get_encoder
 
     out = np.zeros((len(texts), params["dim"]), dtype=np.float32)
     rows = [i for i, t in enumerate(texts) if str(t).strip()]
     if rows:
-        out[rows] = _batched(get_encoder(encoder_config(params, queries=True), probe=texts))([texts[i] for i in rows])
+        out[rows] = _batched(field_encoder(params, queries=True, probe=texts))([texts[i] for i in rows])
     return out
 
 

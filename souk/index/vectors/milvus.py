@@ -4,7 +4,7 @@ mirrored into one Milvus collection that follows the index's commits.
 The index stays the source of truth (raw vectors are stored in tantivy as for FAISS); the collection is a
 mirror, so it can always be rebuilt from the index (`rebuild`, `souk vectors rebuild --index DIR`).
 
-- Params (`register_vector_backend("milvus", params=...)`): `uri` (a local `.db` file served in-process by
+- Params (`MilvusParams`, the backend's own keys in a vector field's params): `uri` (a local `.db` file served in-process by
   milvus-lite, or `http://host:19530` for a cluster; a token comes from `SOUK_MILVUS_TOKEN`, never the
   params), `collection`, `mirror` (fields copied for filtering; default: every stored keyword and number
   field but the id) and `milvus_index` (the collection's index type).
@@ -12,8 +12,8 @@ mirror, so it can always be rebuilt from the index (`rebuild`, `souk vectors reb
   the tantivy commit, deletes, upserts and stamps the collection with the commit id (property
   `souk.commit`, set to `pending:<id>` while it syncs).
 - Searches (`MilvusVectorSet`) run only when the collection's stamp is the searcher's commit (a writer
-  mid-sync is waited for, briefly); anything else is an `IndexStateError` saying what to run. Filters are
-  pushed down as Milvus boolean expressions (`filter_expression`): keyword values compared in lower case
+  mid-sync is waited for, briefly); anything else is an `IndexStateError` saying what to run. The plan's
+  filters (`Filters.items`) are pushed down as Milvus boolean expressions (`filter_expression`): keyword values compared in lower case
   (as the keyword index matches them), number comparisons and ranges, `!=` keeping documents without the
   field, as the keyword index does.
 
@@ -28,6 +28,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -37,7 +38,8 @@ import numpy as np
 from souk.analysis.normalize import normalize_keyword
 from souk.errors import ConfigError, IndexStateError, QueryError
 from souk.index.keys import doc_key
-from souk.index.vectors.backend import register_vector_backend
+from souk.index.filters import Filters
+from souk.index.vectors.backend import VECTOR_BACKENDS
 from souk.index.vectors.encoding import encode_queries
 
 EXTRA = "pip install 'souk[milvus]'"
@@ -50,7 +52,6 @@ MAX_TOPK = 16_384     # Milvus's limit on k
 MAX_VALUES = 4096     # Milvus's limit on an array's length
 MAX_VARCHAR = 65_535
 MILVUS_INDEXES = ("AUTOINDEX", "FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8")
-PARAMS: dict[str, Any] = {"uri": "", "collection": "", "mirror": None, "milvus_index": "AUTOINDEX"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
 
 _CLIENTS: dict[str, Any] = {}
@@ -103,6 +104,16 @@ def _call(what: str, fn: Callable, *args, **kwargs):
 
 
 # ---- params and the mirrored fields --------------------------------------------------------
+@dataclass
+class MilvusParams:
+    """Milvus's own keys in a vector field's params (types checked by `parse_options`, values by `check_params`)."""
+
+    uri: str = ""
+    collection: str = ""
+    mirror: list[str] | None = None
+    milvus_index: str = "AUTOINDEX"
+
+
 def check_params(params: dict[str, Any], where: str) -> dict[str, Any]:
     """The backend's own params checked and completed (a local file's path pinned absolute)."""
     uri, coll, mirror = params["uri"], params["collection"], params["mirror"]
@@ -296,7 +307,7 @@ class MilvusMirror:
         return {"upserted": len(rows), "deleted": len(gone)}
 
 
-@register_vector_backend("milvus", params=PARAMS)
+@VECTOR_BACKENDS.register("milvus")
 class MilvusBackend:
     """Registers `index = "milvus"`: the vectors live in a Milvus collection, not in a per-commit cache.
 
@@ -304,6 +315,7 @@ class MilvusBackend:
     `mirror` gives the writer what to send at each commit."""
 
     remote = True
+    Params = MilvusParams
     check_params = staticmethod(check_params)
 
     def __init__(self, dim: int, params: dict[str, Any]):
@@ -319,8 +331,8 @@ class MilvusBackend:
 
 
 class MilvusVectorSet:
-    """The search side, with `VectorSet`'s interface (`search`, `encode_queries`, `params`, `len`) plus
-    `search_filtered(vectors, k, filters)`, which pushes filters down as a Milvus expression."""
+    """The search side, with `VectorSet`'s interface (`search`, `encode_queries`, `params`, `len`); `search`
+    pushes the plan's filters down as a Milvus expression (`pushes_filters`)."""
 
     pushes_filters = True
 
@@ -363,16 +375,17 @@ class MilvusVectorSet:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return encode_queries(self.params, list(texts))
 
-    def search(self, query_vectors: np.ndarray, k: int, allowed_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k keys and scores per query (-1 pads); `allowed_keys` becomes a key list expression."""
-        if allowed_keys is not None and not len(allowed_keys):
+    def search(self, query_vectors: np.ndarray, k: int, filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k keys and scores per query (-1 pads); the structured filters are evaluated inside Milvus
+        (a key list expression when only the allowed keys are known)."""
+        if filters is None:
+            return self._search(query_vectors, k, "")
+        if filters.items is not None:
+            return self._search(query_vectors, k, filter_expression(filters.items, self.searcher.schema, self.names))
+        allowed = filters.keys()
+        if not len(allowed):
             return self._empty(len(np.atleast_2d(query_vectors)), k)
-        expr = "" if allowed_keys is None else f"key in [{', '.join(str(int(x)) for x in allowed_keys)}]"
-        return self._search(query_vectors, k, expr)
-
-    def search_filtered(self, query_vectors: np.ndarray, k: int, filters: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k keys and scores per query, restricted by souk filters evaluated inside Milvus."""
-        return self._search(query_vectors, k, filter_expression(filters or (), self.searcher.schema, self.names))
+        return self._search(query_vectors, k, f"key in [{', '.join(str(int(x)) for x in allowed)}]")
 
     def _empty(self, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32)
@@ -471,7 +484,7 @@ def move(index_path: str | Path, backend: str, uri: str | None = None, collectio
     from types import SimpleNamespace
 
     from souk.index import Index
-    from souk.index.vectors.config import field_params, validate_params
+    from souk.index.vectors.config import core_params, field_params, validate_params
 
     index = Index.open(index_path)
     fields = [f for f in index.schema.vector_fields if field is None or f.name == field]
@@ -479,7 +492,7 @@ def move(index_path: str | Path, backend: str, uri: str | None = None, collectio
         raise ConfigError(f"name the vector field to move (vector fields: {', '.join(f.name for f in index.schema.vector_fields) or 'none'})")
     vf = fields[0]
     old = field_params(index, vf)
-    params = {k: v for k, v in old.items() if k not in PARAMS}
+    params = core_params(old)
     params["index"] = backend
     if backend == "milvus":
         params.update(uri=uri or "", collection=collection or "")

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from souk.errors import IndexStateError
-from souk.index.vectors.backend import vector_backend
+from souk.index.filters import Filters
+from souk.index.vectors.backend import VECTOR_BACKENDS
 from souk.index.vectors.encoding import encode_queries
 
 FORMAT = 2  # 2: checksums, commit stamp and counts are stored with each cache and checked before use
@@ -45,7 +46,7 @@ class VectorSet:
         if transform is None and params["transform"] != "none":
             transform = _fit_transform(params["transform"], vectors)
         dim = transform.d_out if transform is not None else params["dim"]
-        vs = cls(vector_backend(params["index"])(dim, params), np.zeros(0, np.int64), params, transform)
+        vs = cls(VECTOR_BACKENDS.get(params["index"])(dim, params), np.zeros(0, np.int64), params, transform)
         vs._add(keys, vs._to_index_space(vectors))
         return vs
 
@@ -76,10 +77,10 @@ class VectorSet:
         return int(getattr(self.backend, "memory_bytes", lambda: 0)())
 
     # searching ---------------------------------------------------------------------------------
-    def search(self, query_vectors: np.ndarray, k: int, allowed_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query_vectors: np.ndarray, k: int, filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k keys and scores per query, shape (queries, k); -1 keys pad short result lists.
 
-        `allowed_keys` restricts results (filters); unknown keys in it are ignored."""
+        `filters` restricts results (`Filters.of_keys(keys)` for a plain key set); unknown keys are ignored."""
         raw = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
         k = max(0, min(k, len(self)))
         keys = np.full((len(raw), k), -1, np.int64)
@@ -87,10 +88,8 @@ class VectorSet:
         live = np.flatnonzero(np.abs(raw).sum(axis=1) > 0)  # a zero row is a blank query: no hits
         if k == 0 or not len(live):
             return keys, scores
-        allowed = None if allowed_keys is None else np.intersect1d(np.asarray(allowed_keys, dtype=np.int64), self.keys)
-        if allowed is not None and not len(allowed):
-            return keys, scores
-        found, sims = self.backend.search(self._to_index_space(raw[live]), k, allowed)
+        within = None if filters is None else filters.within(self.keys)
+        found, sims = self.backend.search(self._to_index_space(raw[live]), k, within)
         keys[live], scores[live] = found, sims
         return keys, scores
 
@@ -138,7 +137,7 @@ class VectorSet:
         keys = np.load(folder / "keys.npy")
         if len(keys) != meta.get("count"):
             raise IndexStateError(f"{folder}: {len(keys)} keys, but {meta.get('count')} recorded")
-        backend = vector_backend(params["index"]).open(folder, params)
+        backend = VECTOR_BACKENDS.get(params["index"]).open(folder, params)
         held = len(backend) if hasattr(backend, "__len__") else len(keys)
         if held != len(keys):
             raise IndexStateError(f"{folder}: the index holds {held} vectors for {len(keys)} keys")

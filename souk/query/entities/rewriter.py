@@ -21,59 +21,60 @@ filter hides every other document; prefer boosts there.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from souk.errors import ConfigError, ModelUnavailable
-from souk.query.plan import QueryPlan, register_rewriter
+from souk.plugins import option_check, parse_options
+from souk.query.plan import QUERY_STEPS, QueryPlan
 
 USES = ("boost", "filter", "none")
-OPTIONS = {"fields", "aliases", "tagger", "types", "min_score", "use", "weight"}
+_AT_LEAST_0 = option_check(lambda v: v >= 0, "a number >= 0")
 
 
-@register_rewriter("entities")
+def _str_table(expected: str) -> dict[str, Any]:
+    return option_check(lambda v: all(isinstance(x, str) for x in v.values()), expected)
+
+
+@dataclass
+class EntityOptions:
+    """`[query.entities]`."""
+
+    fields: list[str] | None = None
+    aliases: dict[str, str] = field(default_factory=dict, metadata=_str_table("a table of name = catalog value"))
+    tagger: str | None = None
+    types: dict[str, str] = field(default_factory=dict, metadata=_str_table("a table of tagger type = keyword field"))
+    min_score: float = field(default=0.6, metadata=_AT_LEAST_0)
+    use: Literal["boost", "filter", "none"] = "boost"
+    weight: float = field(default=2.0, metadata=_AT_LEAST_0)
+
+
+@QUERY_STEPS.register("entities")
 class EntityRewriter:
     """Gazetteer (built from the index's keyword values once per snapshot) plus an optional tagger."""
 
     def __init__(self, searcher: Any, options: dict[str, Any] | None = None):
         from souk.query.entities.gazetteer import Gazetteer
 
-        options = dict(options or {})
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ConfigError(f"query.entities.{unknown[0]}: unknown option; known: {', '.join(sorted(OPTIONS))}")
-        self.use = options.get("use", "boost")
-        if self.use not in USES:
-            raise ConfigError(f"query.entities.use: expected one of {', '.join(USES)}, got {self.use!r}")
-        self.weight = options.get("weight", 2.0)
-        self.min_score = options.get("min_score", 0.6)
-        for key in ("weight", "min_score"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"query.entities.{key}: expected a number >= 0, got {value!r}")
-        fields = options.get("fields")
-        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
-            raise ConfigError(f"query.entities.fields: expected a list of keyword field names, got {fields!r}")
-        aliases = options.get("aliases", {})
-        if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
-            raise ConfigError(f"query.entities.aliases: expected a table of name = catalog value, got {aliases!r}")
+        opts = parse_options("query.entities", options, EntityOptions)
+        self.use, self.weight, self.min_score = opts.use, opts.weight, opts.min_score
+        fields, aliases = opts.fields, opts.aliases
         try:
             self.gazetteer = Gazetteer.from_index(searcher, fields, aliases)
         except (ConfigError, KeyError) as e:
             raise ConfigError(f"query.entities.fields: {e}") from e
-        self.types = options.get("types", {})
-        if not isinstance(self.types, dict):
-            raise ConfigError(f"query.entities.types: expected a table of tagger type = keyword field, got {self.types!r}")
+        self.types = opts.types
         for kind, name in self.types.items():
             field = searcher.schema.fields.get(name)
             if field is None or field.kind != "keyword":
                 raise ConfigError(f"query.entities.types.{kind}: {name!r} is not a keyword field")
         self.tagger = None
         self.note: str | None = None
-        if "tagger" in options:
+        if opts.tagger is not None:
             from souk.query.entities.tagger import Tagger
 
-            path = Path(searcher.path) / str(options["tagger"])
+            path = Path(searcher.path) / opts.tagger
             try:
                 self.tagger = Tagger.load(path)
             except ModelUnavailable as e:  # damaged: catalog values are still recognized, with a note

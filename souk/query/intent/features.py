@@ -1,4 +1,4 @@
-"""Query features for intent classification, as blocks registered by name in `FEATURES`.
+"""Query features for intent classification, as blocks registered by name in `INTENT_FEATURES`.
 
 `char`: TF-IDF over character n-grams inside word boundaries (sklearn `char_wb`) of souk's normalized
 text (NFKC, casefold, traditional -> simplified), so it reads Chinese and English alike and survives
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from souk.errors import ConfigError
+from souk.plugins import Registry
 
 if TYPE_CHECKING:
     import scipy.sparse as sp  # imported where used: it costs half a second, and `souk search` loads this module
@@ -37,28 +38,19 @@ class FeatureBlock(Protocol):
 
 
 # name -> factory(**params)
-FEATURES: dict[str, Callable[..., FeatureBlock]] = {}
-
-
-def register_feature(name: str) -> Callable[[Callable[..., FeatureBlock]], Callable[..., FeatureBlock]]:
-    def deco(factory: Callable[..., FeatureBlock]) -> Callable[..., FeatureBlock]:
-        FEATURES[name] = factory
-        return factory
-
-    return deco
+INTENT_FEATURES: Registry[Callable[..., FeatureBlock]] = Registry("intent_feature")
 
 
 def build_block(name: str, params: dict[str, Any]) -> FeatureBlock:
     """The block `name` with `params`; ConfigError names the known blocks or the bad parameter."""
-    if name not in FEATURES:
-        raise ConfigError(f"unknown intent feature {name!r}; known: {', '.join(sorted(FEATURES))}")
+    factory = INTENT_FEATURES.get(name)
     try:
-        return FEATURES[name](**params)
+        return factory(**params)
     except TypeError as e:
         raise ConfigError(f"intent feature {name!r}: {e}") from e
 
 
-@register_feature("char")
+@INTENT_FEATURES.register("char")
 class CharNgrams:
     """TF-IDF (sublinear tf, l2 rows) of character n-grams of normalized text."""
 
@@ -111,7 +103,7 @@ class CharNgrams:
         self._vec = vec
 
 
-@register_feature("minilm")
+@INTENT_FEATURES.register("minilm")
 class SentenceEmbedding:
     """Unit sentence vectors of a registered bi-encoder (`souk.models.registry`), scaled by `weight`
     (the block's say next to the char n-grams, whose rows are unit vectors too).

@@ -49,7 +49,7 @@ def default_features() -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class IntentConfig:
-    """How to train. `features`: block name -> parameters (`features.FEATURES`); `c`: inverse L2 strength
+    """How to train. `features`: block name -> parameters (`features.INTENT_FEATURES`); `c`: inverse L2 strength
     of the logistic regression; `solver`: its optimizer ("auto" picks by the number of classes);
     `train_oos`: keep the `oos` examples as a class ("with"), use them only for the threshold ("without"),
     or pick by cross-validation ("auto", twice the time); `oos_share`: the share of out-of-scope queries

@@ -14,17 +14,26 @@ Misuse: filtering on `label` without looking at `confidence` (an `oos` or unsure
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from souk.errors import ConfigError, ModelUnavailable
-from souk.query.plan import QueryPlan, register_rewriter
+from souk.plugins import POSITIVE_INT, parse_options
+from souk.query.plan import QUERY_STEPS, QueryPlan
 
 STAGE = "intent"
-OPTIONS = {"model", "k"}
 
 
-@register_rewriter("intent")
+@dataclass
+class IntentOptions:
+    """`[query.intent]`: `model` (a model directory inside the index; default the active intent model), `k`."""
+
+    model: str | None = None
+    k: int = field(default=3, metadata=POSITIVE_INT)
+
+
+@QUERY_STEPS.register("intent")
 class IntentRewriter:
     """Predicts the intent (or category) of `plan.text` once per request (a few ms with MiniLM)."""
 
@@ -33,12 +42,7 @@ class IntentRewriter:
         from souk.query.intent.model import IntentModel
 
         options = dict(options or {})
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ConfigError(f"query.intent.{unknown[0]}: unknown option; known: {', '.join(sorted(OPTIONS))}")
-        self.k = options.get("k", 3)
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"query.intent.k: expected a positive integer, got {self.k!r}")
+        self.k = parse_options("query.intent", options, IntentOptions).k
         index_path = Path(searcher.path)
         path = index_path / options["model"] if "model" in options else ModelStore(index_path).active(STAGE)
         if path is None:

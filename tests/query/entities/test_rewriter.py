@@ -57,7 +57,7 @@ def test_tagger_entities_only_boost_through_their_mapped_field(searcher):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"use": "always"}, "query.entities.use"), ({"colour": 1}, "query.entities.colour"),
+    ({"use": "always"}, "query.entities.use"), ({"colour": 1}, "query.entities: unknown key .colour."),
     ({"weight": -1}, "query.entities.weight"), ({"types": {"HPPX": "title"}}, "types.HPPX"),
     ({"fields": "brand"}, "query.entities.fields"), ({"aliases": {"x": "Nope"}}, "alias"),
 ])
