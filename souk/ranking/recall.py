@@ -13,6 +13,7 @@ Options (`{stage = "recall", ...}` in `[pipelines.NAME] stages`, or top-level ke
   rrf_k       RRF's rank offset                               (default 60)
   match       the bm25 retriever's matching: "all" | "relax" | "any"  (default: the index's `[query] match`;
               the bm25, hybrid and learned presets use "any": candidates for fusion and reranking)
+  options     {NAME = {...}}: a retriever's own options (its options dataclass reads them)
 The fused list carries each retriever's raw scores as signals named after it, plus `recall`.
 """
 from __future__ import annotations
@@ -56,6 +57,8 @@ class RecallOptions:
     weights: dict | None = None
     rrf_k: float = FUSION_DEFAULTS["rrf_k"]
     match: Literal["all", "relax", "any"] | None = None
+    options: dict[str, dict] = dataclasses.field(default_factory=dict, metadata=option_check(
+        lambda v: all(isinstance(t, dict) for t in v.values()), "a table of retriever name = options table"))
 
 
 def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any, kind: type) -> dict[str, Any]:
@@ -88,7 +91,7 @@ class RecallStage:
             bare = name.rstrip("?")
             try:
                 extra = field if bare == "dense" else {"match": opts.match} if bare == "bm25" and opts.match else {}
-                self.retrievers[bare] = RETRIEVERS.get(bare)(context.searcher, extra)
+                self.retrievers[bare] = RETRIEVERS.get(bare)(context.searcher, {**extra, **opts.options.get(bare, {})})
             except Unavailable as e:
                 if not name.endswith("?"):
                     raise

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
+from souk.index.vectors.encoding import DEFAULT_ENCODER
 from souk.models.registry import text_coverage
 from souk.query.plan import QueryPlan
 from souk.plugins import parse_options
@@ -49,7 +50,10 @@ class DenseRetriever:
                        self.vectors.search)
 
     def coverage(self, plan: QueryPlan) -> float:
-        """Share of the query in scripts the encoder was trained on (an English-only model reads no Han)."""
+        """Share of the query in scripts the encoder was trained on (an English-only model reads no Han);
+        1 for a plug-in encoder (`encoder` param), whose model souk does not know."""
+        if self.vectors.params.get("encoder", DEFAULT_ENCODER) != DEFAULT_ENCODER:
+            return 1.0
         return text_coverage(self.vectors.params["model"], plan.text)
 
 
