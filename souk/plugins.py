@@ -38,7 +38,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar, overload
 from souk.errors import ConfigError
 
 T = TypeVar("T")
-O = TypeVar("O")
+OptionsT = TypeVar("OptionsT")
 
 
 class Registry(Generic[T]):
@@ -115,7 +115,8 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except (KeyError, TypeError):
-            raise ConfigError(f"unknown {self.label} {name!r}; known {self.plural}: {', '.join(self.names())}") from None
+            known = ", ".join(self.names())
+            raise ConfigError(f"unknown {self.label} {name!r}; known {self.plural}: {known}") from None
 
     def __contains__(self, name: object) -> bool:
         self._load()
@@ -180,7 +181,7 @@ def option_check(check: Callable[[Any], bool], expected: str) -> dict[str, Any]:
 POSITIVE_INT = option_check(lambda v: v > 0, "a positive integer")
 
 
-def parse_options(where: str, raw: dict[str, Any] | None, cls: type[O]) -> O:
+def parse_options(where: str, raw: dict[str, Any] | None, cls: type[OptionsT]) -> OptionsT:
     """Build the options dataclass `cls` from `raw` (a config table or query parameters), checking keys,
     types (ints are not bools; floats accept ints) and each field's `option_check`.
 

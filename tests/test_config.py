@@ -21,7 +21,7 @@ def test_schema_sections_are_typed(extra, message):
 
 @pytest.mark.parametrize("extra, message", [
     ({"pipelines": {"hybird": {}}}, "pipelines.hybird: not a preset"),
-    ({"pipelines": {"hybrid": {"fusion": "max"}}}, r"pipelines.hybrid.stages\[0\].fusion: expected one of rrf, weighted"),
+    ({"pipelines": {"hybrid": {"fusion": "max"}}}, r"hybrid.stages\[0\].fusion: expected one of rrf, weighted"),
     ({"pipelines": {"hybrid": {"fusion": "rrf"}}}, None),
     ({"pipelines": {"mine": {"stages": [{"stage": "recall"}, {"stage": "nope"}]}}}, r"unknown stage 'nope'"),
     ({"pipelines": {"hybrid": {"wieghts": {}}}}, "unknown key 'wieghts'"),

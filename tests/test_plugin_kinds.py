@@ -27,7 +27,8 @@ from support import FIXTURES
 
 FIELDS = {"sku": {"kind": "keyword"}, "title": {"kind": "text"}, "brand": {"kind": "keyword"},
           "price": {"kind": "number"}}
-HASHED = {"kind": "vector", "params": {"encoder": "hashed-words", "model": "hashed-words", "dim": 64, "source": ["title"]}}
+HASHED = {"kind": "vector",
+          "params": {"encoder": "hashed-words", "model": "hashed-words", "dim": 64, "source": ["title"]}}
 
 
 def make_index(path: Path, fields: dict | None = None, **config) -> Path:
@@ -79,7 +80,8 @@ class ByIdRetriever:
 
 
 def test_a_retriever(tmp_path):
-    pipelines = {"by-id": {"stages": [{"stage": "recall", "retrievers": ["by-id"], "options": {"by-id": {"descending": True}}}]}}
+    recall = {"stage": "recall", "retrievers": ["by-id"], "options": {"by-id": {"descending": True}}}
+    pipelines = {"by-id": {"stages": [recall]}}
     with RETRIEVERS.override("by-id", ByIdRetriever):
         engine = Engine.open(make_index(tmp_path / "ix", pipelines=pipelines))
         result = engine.search("", pipeline="by-id", filters=["brand=Spigen"], k=20)

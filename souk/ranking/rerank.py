@@ -31,7 +31,8 @@ from souk.types import Ranking
 
 @dataclass
 class CrossOptions:
-    """Stage `cross`: `model` (default: the active one), `batch_size`, `max_length` (default: the model's), `backend`."""
+    """Stage `cross`: `model` (default: the active one), `batch_size`, `max_length` (default: the model's),
+    `backend`."""
 
     model: str | None = None
     batch_size: int = field(default=32, metadata=POSITIVE_INT)

@@ -61,7 +61,7 @@ FITTERS: Registry[FitterEntry] = Registry("fitter", builtins=(
     "souk.training.ltr", "souk.training.cross", "souk.training.interact", "souk.training.wordvec", "souk.training.bi"))
 
 
-def register_fitter(name: str, applies: Callable[[Any], bool] = lambda schema: True, share: float = 1.0,
+def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: True, share: float = 1.0,
                     order: int = 50, on_activate: Callable[[Path, Path], dict[str, Any]] | None = None,
                     distributed: bool = False) -> Callable[[Fitter], Fitter]:
     """Decorator: register the fitter of stage `name`; `order` sets which stage fits first (a

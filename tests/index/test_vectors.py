@@ -147,7 +147,7 @@ def test_add_update_delete_by_key(kind, corpus, params):
     assert not np.isin(vs.search(corpus.q, 20)[0], corpus.keys[:10]).any()
     vs.add(corpus.keys[20:21], corpus.x[199:200])  # update: key 20 now carries doc 199's vector
     pair = np.array([corpus.keys[20], corpus.keys[199]])
-    found, scores = vs.search(corpus.x[199:200], 2, Filters.of_keys(pair))  # the two copies score alike (quantized or not)
+    found, scores = vs.search(corpus.x[199:200], 2, Filters.of_keys(pair))  # the two copies score alike
     assert set(found[0]) == set(pair) and scores[0, 0] == pytest.approx(scores[0, 1]) and len(vs) == N - 10
     if kind == "flat":
         assert set(vs.search(corpus.x[199:200], 2)[0][0]) == set(pair)

@@ -58,7 +58,8 @@ def fakes():
     """The fakes are registered for each test of this module only (`override`), then gone."""
     with RETRIEVERS.override("alphabet", lambda searcher, options: AlphabetRetriever(searcher)), \
             RETRIEVERS.override("latin-only", lambda searcher, options: LatinOnlyRetriever(searcher)), \
-            STAGES.override("reverse", lambda context, options: ReverseStage()), STAGES.override("never-fitted", _never):
+            STAGES.override("reverse", lambda context, options: ReverseStage()), \
+            STAGES.override("never-fitted", _never):
         yield
 
 

@@ -44,7 +44,8 @@ class VectorParams:
     source: list[str] = field(default_factory=list)
     index: str = field(default="flat", metadata=option_check(lambda v: v in VECTOR_BACKENDS,
                                                              "a vector backend (flat, hnsw, ivfpq, sq8, milvus...)"))
-    encoder: str = field(default=DEFAULT_ENCODER, metadata=option_check(lambda v: v in ENCODERS, "a registered encoder"))
+    encoder: str = field(default=DEFAULT_ENCODER, metadata=option_check(lambda v: v in ENCODERS,
+                                                                         "a registered encoder"))
     normalize: bool = True
     max_length: int = field(default=256, metadata=_in(8, 512))
     transform: str = "none"

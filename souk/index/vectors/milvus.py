@@ -4,7 +4,8 @@ mirrored into one Milvus collection that follows the index's commits.
 The index stays the source of truth (raw vectors are stored in tantivy as for FAISS); the collection is a
 mirror, so it can always be rebuilt from the index (`rebuild`, `souk vectors rebuild --index DIR`).
 
-- Params (`MilvusParams`, the backend's own keys in a vector field's params): `uri` (a local `.db` file served in-process by
+- Params (`MilvusParams`, the backend's own keys in a vector field's params): `uri` (a local `.db` file served
+  in-process by
   milvus-lite, or `http://host:19530` for a cluster; a token comes from `SOUK_MILVUS_TOKEN`, never the
   params), `collection`, `mirror` (fields copied for filtering; default: every stored keyword and number
   field but the id) and `milvus_index` (the collection's index type).
@@ -13,7 +14,8 @@ mirror, so it can always be rebuilt from the index (`rebuild`, `souk vectors reb
   `souk.commit`, set to `pending:<id>` while it syncs).
 - Searches (`MilvusVectorSet`) run only when the collection's stamp is the searcher's commit (a writer
   mid-sync is waited for, briefly); anything else is an `IndexStateError` saying what to run. The plan's
-  filters (`Filters.items`) are pushed down as Milvus boolean expressions (`filter_expression`): keyword values compared in lower case
+  filters (`Filters.items`) are pushed down as Milvus boolean expressions (`filter_expression`): keyword values
+  compared in lower case
   (as the keyword index matches them), number comparisons and ranges, `!=` keeping documents without the
   field, as the keyword index does.
 
@@ -375,7 +377,8 @@ class MilvusVectorSet:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return encode_queries(self.params, list(texts))
 
-    def search(self, query_vectors: np.ndarray, k: int, filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query_vectors: np.ndarray, k: int,
+               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k keys and scores per query (-1 pads); the structured filters are evaluated inside Milvus
         (a key list expression when only the allowed keys are known)."""
         if filters is None:

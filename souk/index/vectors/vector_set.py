@@ -77,7 +77,8 @@ class VectorSet:
         return int(getattr(self.backend, "memory_bytes", lambda: 0)())
 
     # searching ---------------------------------------------------------------------------------
-    def search(self, query_vectors: np.ndarray, k: int, filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query_vectors: np.ndarray, k: int,
+               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k keys and scores per query, shape (queries, k); -1 keys pad short result lists.
 
         `filters` restricts results (`Filters.of_keys(keys)` for a plain key set); unknown keys are ignored."""
