@@ -26,7 +26,8 @@ from typing import Any
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, han_share, normalize
 from souk.analysis.tokenize import WORD
-from souk.errors import ConfigError, QueryError
+from souk.errors import QueryError
+from souk.plugins import POSITIVE_INT, parse_options
 from souk.query.plan import QUERY_STEPS
 
 DEFAULT_MAX_TERMS = 8
@@ -201,6 +202,14 @@ def _chinese_terms(norm: str) -> list[_Term]:
     return [_Term(word, i, weights[i]) for i, (word, _) in enumerate(pairs)]
 
 
+@dataclass
+class KeywordOptions:
+    """`[query.keywords]`."""
+
+    max_terms: int = field(default=DEFAULT_MAX_TERMS, metadata=POSITIVE_INT)
+    longer_than: int = field(default=DEFAULT_LONGER_THAN, metadata=POSITIVE_INT)
+
+
 @QUERY_STEPS.register("keywords")
 class KeywordRewriter:
     """Query step `keywords`: searches an over-long query's keywords instead of the whole sentence
@@ -208,14 +217,8 @@ class KeywordRewriter:
     Queries with "phrases" or +/- words are left as typed."""
 
     def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
-        options = dict(options or {})
-        self.max_terms = options.pop("max_terms", DEFAULT_MAX_TERMS)
-        self.longer_than = options.pop("longer_than", DEFAULT_LONGER_THAN)
-        if options:
-            raise ConfigError(f"query.keywords.{sorted(options)[0]}: unknown option; options: max_terms, longer_than")
-        for key, value in (("max_terms", self.max_terms), ("longer_than", self.longer_than)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"query.keywords.{key}: expected a whole number >= 1, got {value!r}")
+        opts = parse_options("query.keywords", options, KeywordOptions)
+        self.max_terms, self.longer_than = opts.max_terms, opts.longer_than
 
     def rewrite(self, plan):
         if plan.syntax.has_operators:

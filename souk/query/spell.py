@@ -31,6 +31,7 @@ from typing import Any, Sequence
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, normalize
 from souk.analysis.tokenize import tokenize
+from souk.plugins import option_check, parse_options
 from souk.query.plan import QUERY_STEPS
 from souk.query.lexicon import Lexicon, maximal_tokens
 from souk.query.units import quantity_spans
@@ -497,6 +498,19 @@ def _join(words: Sequence[str]) -> str:
     return out
 
 
+_AT_LEAST_0 = option_check(lambda v: v >= 0, "a non-negative integer")
+
+
+@dataclass(frozen=True)
+class SpellOptions(SpellConfig):
+    """`[query.spell]`: the `decide` policy, a query-log file, and any `SpellConfig` weight by name."""
+
+    few: int = field(default=0, metadata=_AT_LEAST_0)
+    plenty: int = field(default=1, metadata=_AT_LEAST_0)
+    suggest_min: int = field(default=1, metadata=_AT_LEAST_0)
+    log: str | None = None
+
+
 @QUERY_STEPS.register("spell")
 class SpellRewriter:
     """Query step `spell`: searches the correction when the query as typed finds (almost) nothing and
@@ -509,18 +523,9 @@ class SpellRewriter:
         from souk.errors import ConfigError
         from souk.query.lexicon import load_lexicon
 
-        options = dict(options or {})
-        policy = {k: options.pop(k) for k in ("few", "plenty", "suggest_min") if k in options}
-        log = options.pop("log", None)
-        known = set(SpellConfig.__dataclass_fields__)
-        for key, value in options.items():
-            if key not in known:
-                raise ConfigError(f"query.spell.{key}: unknown option; options: few, plenty, suggest_min, log, {', '.join(sorted(known))}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"query.spell.{key}: expected a number, got {value!r}")
-        for key, value in policy.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"query.spell.{key}: expected a non-negative integer, got {value!r}")
+        opts = parse_options("query.spell", options, SpellOptions)
+        policy = {"few": opts.few, "plenty": opts.plenty, "suggest_min": opts.suggest_min}
+        log = opts.log
         try:
             decide(0, 0, **policy)
         except ValueError as e:
@@ -528,7 +533,7 @@ class SpellRewriter:
         from souk.query.refresh import refreshing
 
         self.searcher = searcher
-        config = SpellConfig(**options)
+        config = SpellConfig(**{k: getattr(opts, k) for k in SpellConfig.__dataclass_fields__})
 
         def build(snapshot) -> tuple[Lexicon, Speller]:
             lexicon = load_lexicon(snapshot)

@@ -41,6 +41,7 @@ from souk.analysis.normalize import HAN, HAN_CLASS, normalize
 from souk.errors import ConfigError
 from souk.limits import (MAX_SYNONYM_EXPANSIONS, MAX_SYNONYM_FILE_BYTES, MAX_SYNONYM_RULE_TERMS,
                          MAX_SYNONYM_TERM_CHARS, describe_bytes)
+from souk.plugins import parse_options
 from souk.query.plan import QUERY_STEPS
 
 log = logging.getLogger("souk.query")
@@ -310,6 +311,14 @@ def _weight(value, where: str) -> float:
     return float(value)
 
 
+@dataclass
+class SynonymOptions:
+    """`[query.synonyms]`: `file` (relative to the index directory; default the shipped set), `languages`."""
+
+    file: str | None = None
+    languages: list[str] | None = None
+
+
 @QUERY_STEPS.register("synonyms")
 class SynonymRewriter:
     """Query step `synonyms`: adds each expansion to `plan.expansions` (optional, lower weight) and a
@@ -317,16 +326,8 @@ class SynonymRewriter:
     when it changes) and `languages` (sections to apply besides `any`; default: all)."""
 
     def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
-        options = dict(options or {})
-        unknown = set(options) - {"file", "languages"}
-        if unknown:
-            raise ConfigError(f"query.synonyms.{sorted(unknown)[0]}: unknown option; options: file, languages")
-        file = options.get("file")
-        if file is not None and not isinstance(file, str):
-            raise ConfigError(f"query.synonyms.file: expected a path, got {file!r}")
-        languages = options.get("languages")
-        if languages is not None and not (isinstance(languages, list) and all(isinstance(x, str) for x in languages)):
-            raise ConfigError(f"query.synonyms.languages: expected a list of section names, got {languages!r}")
+        opts = parse_options("query.synonyms", options, SynonymOptions)
+        file, languages = opts.file, opts.languages
         if file is not None and searcher is not None and not Path(file).is_absolute():
             file = str(Path(searcher.path) / file)  # relative to the index directory
         self.path = Path(file) if file else SHIPPED

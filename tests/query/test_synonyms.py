@@ -45,7 +45,7 @@ def test_synonyms_step_options(tmp_path):
     (tmp_path / "my.txt").write_text("[en]\ntv => television\n")
     step = SynonymRewriter(None, {"file": str(tmp_path / "my.txt"), "languages": ["en"]})
     assert step.path == tmp_path / "my.txt"
-    with pytest.raises(ConfigError, match="query.synonyms.weights: unknown option"):
+    with pytest.raises(ConfigError, match="query.synonyms: unknown key .weights."):
         SynonymRewriter(None, {"weights": 1})
     with pytest.raises(ConfigError, match="does not exist"):
         SynonymRewriter(None, {"file": str(tmp_path / "nope.toml")})
