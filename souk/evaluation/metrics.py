@@ -114,10 +114,6 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     return base, int(cut) if cut else None
 
 
-def ranking_metric_names() -> list[str]:
-    return RANKING_METRICS.names()
-
-
 def compute(judged: Judged, names: Iterable[str]) -> dict[str, np.ndarray]:
     """Per-query values of each named metric, aligned with `judged.qids`."""
     parsed = {name: parse_metric(name) for name in names}
