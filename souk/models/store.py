@@ -8,7 +8,14 @@ active models untouched. Model files are untrusted input: `publish` (and `seal`)
 every file in the manifest (`files`), and `read_model_manifest` checks them before any loader (LightGBM,
 torch, numpy) sees the bytes; a directory under `models/` without them, with a changed, missing or extra
 file, or a symlink is refused with `ModelUnavailable` naming the model, never a path.
-Misuse: writing into a published model directory; publish a new version.
+
+Every stage, query step and tool finds its model the same way: `resolve(index, stage, pinned)` (a model
+pinned in the pipeline config, else the active one) and `load(index, stage, loader, pinned)`, one cache of
+loaded models keyed by the directory's files (path, names, sizes, times, inodes: a newly activated or
+replaced model is loaded again, an unchanged one once per process; `MAX_LOADED` kept, least recently used
+dropped). Loaders read their manifest with `read_model_manifest` (the one reader: size, JSON object, kind,
+format, file hashes). Misuse: writing into a published model directory (publish a new version); a lambda as
+`loader` (each is a new cache key).
 """
 from __future__ import annotations
 
@@ -19,11 +26,13 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Hashable, TypeVar
 
-from souk.errors import ModelError, ModelUnavailable
+from souk.errors import ModelError, ModelUnavailable, Unavailable
 from souk.files import write_json_atomic
 
 MODELS_DIR = "models"
@@ -35,12 +44,16 @@ FILES = "files"  # manifest key: {relative path: sha256 hex} of every file but t
 MANIFEST_BYTES = 16 << 20
 MAX_MODEL_BYTES = 8 << 30  # all files of one model directory (a MiniLM cross-encoder: 90 MB)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_LOADED = 16  # loaded models kept by `load` (a MiniLM cross-encoder: 90 MB; most are far smaller)
+T = TypeVar("T")
 
 
-def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True) -> dict[str, Any]:
-    """The manifest of a model directory; with `kind`, refuse a model of another kind. With `verify`, the
-    files' hashes are checked (see `check_files`): required for `models/<stage>-<n>` directories of an
-    index, checked wherever a manifest lists them."""
+def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True,
+                        format: int | None = None) -> dict[str, Any]:
+    """The manifest of a model directory; with `kind` (and `format`), refuse a model of another kind (or
+    format). With `verify`, the files' hashes are checked (see `check_files`): required for
+    `models/<stage>-<n>` directories of an index, checked wherever a manifest lists them.
+    Misuse: `json.load` on a model's manifest (no size, shape or hash checks)."""
     file = Path(path) / MANIFEST
     try:
         if file.is_symlink() or (file.exists() and not file.is_file()):
@@ -58,6 +71,9 @@ def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True
         raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is not a JSON object; refit the model")
     if kind is not None and manifest.get("kind") != kind:
         raise ModelError(f"{path} holds a {manifest.get('kind')!r} model, not a {kind!r} model")
+    if format is not None and manifest.get("format") != format:
+        raise ModelError(f"{path}: {kind or 'model'} format {manifest.get('format')!r}; this souk reads format {format}; "
+                         "fit or train it again")
     if verify and (FILES in manifest or in_store(path)):
         check_files(path, manifest)
     return manifest
@@ -166,6 +182,75 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def resolve(index_path: str | Path, stage: str, pinned: str | None = None) -> Path | None:
+    """The model directory of `stage` for an index: `pinned` (from the pipeline or query config: a model
+    of this index by name, e.g. `ltr-2`, or a model directory, relative to the index directory or
+    absolute), else the stage's active model; None when none is active. A pinned model that is not there
+    is a `ModelError` listing the stage's models; a bad `active.json` is `ModelUnavailable`.
+    Misuse: reading `active.json` or joining `models/` paths yourself."""
+    store = ModelStore(index_path)
+    if pinned is None:
+        return store.active(stage)
+    if not isinstance(pinned, str) or not pinned:
+        raise ModelError(f"a pinned {stage} model is a name like {stage}-2 or a model directory, not {pinned!r}")
+    own = store.resolve(pinned)
+    if own is not None and (own / MANIFEST).is_file():
+        return own
+    path = Path(pinned) if Path(pinned).is_absolute() else Path(index_path) / pinned
+    if own is None and path.is_dir():
+        return path
+    known = ", ".join(m["name"] for m in store.list() if m.get("stage") == stage) or "none"
+    raise ModelError(f"no {stage} model {pinned!r} in this index (neither a model of this index nor a "
+                     f"directory); {stage} models: {known}")
+
+
+def load(index_path: str | Path, stage: str, loader: Callable[..., T], pinned: str | None = None, *,
+         unfitted: str, options: tuple[Hashable, ...] = ()) -> T:
+    """The loaded model of `stage` (see `resolve`): `loader(path, *options)` through `cached`;
+    `Unavailable(unfitted)` when no model is active (say what to run to fit one). Where a model is
+    optional, `resolve` and `cached` give None instead."""
+    path = resolve(index_path, stage, pinned)
+    if path is None:
+        raise Unavailable(unfitted)
+    return cached(path, loader, *options)
+
+
+def cached(path: str | Path, loader: Callable[..., T], *options: Hashable) -> T:
+    """`loader(path, *options)`, loaded once while the directory's files stay as they are (see `_stamp`);
+    at most `MAX_LOADED` models are kept, the least recently used dropped. Failures are not kept; a loader
+    failing on a manifest of the wrong shape (TypeError, ValueError, KeyError ...) is `ModelUnavailable`
+    naming the model."""
+    path = Path(path)
+    key = (loader, options, _stamp(path))
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
+    try:
+        model = loader(path, *options)
+    except ModelError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:  # a manifest of the wrong shape
+        raise ModelUnavailable(f"model {path.name}: malformed ({type(e).__name__}); fit it again, or activate another "
+                               "with souk models") from None
+    with _LOADED_LOCK:
+        _LOADED[key] = model
+        _LOADED.move_to_end(key)
+        while len(_LOADED) > MAX_LOADED:
+            _LOADED.popitem(last=False)
+    return model
+
+
+def loaded() -> list[Path]:
+    """The model directories `cached` holds now, least recently used first (for tests and /health)."""
+    with _LOADED_LOCK:
+        return [Path(key[2][0]) for key in _LOADED]
+
+
+_LOADED: "OrderedDict[tuple, Any]" = OrderedDict()
+_LOADED_LOCK = threading.Lock()
 
 
 class ModelStore:

@@ -21,7 +21,6 @@ filter hides every other document; prefer boosts there.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from souk.errors import ConfigError, ModelUnavailable
@@ -71,11 +70,12 @@ class EntityRewriter:
         self.tagger = None
         self.note: str | None = None
         if "tagger" in options:
+            from souk.models import store
             from souk.query.entities.tagger import Tagger
 
-            path = Path(searcher.path) / str(options["tagger"])
             try:
-                self.tagger = Tagger.load(path)
+                path = store.resolve(searcher.path, "tagger", options["tagger"])
+                self.tagger = store.cached(path, Tagger.load) if path is not None else None
             except ModelUnavailable as e:  # damaged: catalog values are still recognized, with a note
                 self.note = f"entity tagger skipped: {e}"
 

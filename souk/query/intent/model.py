@@ -253,9 +253,7 @@ class IntentModel:
         path = Path(path)
         if not path.is_dir():
             raise ModelError(f"{path}: no such model directory")
-        manifest = read_model_manifest(path, kind=KIND)
-        if manifest.get("format") != FORMAT:
-            raise ModelError(f"{path}: intent model format {manifest.get('format')!r}; this souk reads format {FORMAT}")
+        manifest = read_model_manifest(path, kind=KIND, format=FORMAT)
         try:
             with np.load(path / WEIGHTS, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
