@@ -2,9 +2,9 @@
 
 Layout: `DIR/models/<stage>-<n>/` (each with `manifest.json`: kind, base model, data and split,
 hyper-parameters, seed, dev metrics, curve, time taken, device) and `DIR/models/active.json`
-(stage -> directory name, `<stage>-<n>` inside `models/` only). A fit writes into a temporary directory beside them and is published
-by a rename plus an atomic rewrite of `active.json`, so a failed or interrupted fit leaves the
-active models untouched. Model files are untrusted input: `publish` (and `seal`) records the sha256 of
+(stage -> directory name, `<stage>-<n>` inside `models/` only). A fit writes into a temporary directory
+beside them and is published by a rename plus an atomic rewrite of `active.json`, so a failed or interrupted
+fit leaves the active models untouched. Model files are untrusted input: `publish` (and `seal`) records the sha256 of
 every file in the manifest (`files`), and `read_model_manifest` checks them before any loader (LightGBM,
 torch, numpy) sees the bytes; a directory under `models/` without them, with a changed, missing or extra
 file, or a symlink is refused with `ModelUnavailable` naming the model, never a path.
@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Hashable, TypeVar
+from typing import Any, Callable, Hashable, List, TypeVar
 
 from souk.errors import ModelError, ModelUnavailable, Unavailable
 from souk.files import write_json_atomic
@@ -61,19 +61,21 @@ def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True
         with open(file, "rb") as f:
             raw = f.read(MANIFEST_BYTES + 1)
         if len(raw) > MANIFEST_BYTES:
-            raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is over {MANIFEST_BYTES >> 20} MB; refit the model")
+            raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is over {MANIFEST_BYTES >> 20} MB; "
+                                   "refit the model")
         manifest = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{path} is not a souk model directory (no {MANIFEST})") from None
     except (OSError, ValueError, RecursionError) as e:  # JSON and UTF-8 errors are ValueErrors
-        raise ModelUnavailable(f"model {Path(path).name}: unreadable {MANIFEST} ({type(e).__name__}); refit the model") from None
+        raise ModelUnavailable(f"model {Path(path).name}: unreadable {MANIFEST} ({type(e).__name__}); "
+                               "refit the model") from None
     if not isinstance(manifest, dict):
         raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is not a JSON object; refit the model")
     if kind is not None and manifest.get("kind") != kind:
         raise ModelError(f"{path} holds a {manifest.get('kind')!r} model, not a {kind!r} model")
     if format is not None and manifest.get("format") != format:
-        raise ModelError(f"{path}: {kind or 'model'} format {manifest.get('format')!r}; this souk reads format {format}; "
-                         "fit or train it again")
+        raise ModelError(f"{path}: {kind or 'model'} format {manifest.get('format')!r}; this souk reads format "
+                         f"{format}; fit or train it again")
     if verify and (FILES in manifest or in_store(path)):
         check_files(path, manifest)
     return manifest
@@ -97,14 +99,16 @@ def file_hashes(folder: Path) -> dict[str, str]:
             rel = p.relative_to(folder).as_posix()
             st = os.lstat(p)
             if stat.S_ISLNK(st.st_mode):
-                raise ModelUnavailable(f"model {folder.name}: {rel} is a symlink; a model directory holds plain files only")
+                raise ModelUnavailable(f"model {folder.name}: {rel} is a symlink; "
+                                       "a model directory holds plain files only")
             if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever
                 raise ModelUnavailable(f"model {folder.name}: {rel} is not a regular file")
             if stat.S_ISREG(st.st_mode) and rel != MANIFEST:
                 files.append((rel, p))
                 total += st.st_size
     if total > MAX_MODEL_BYTES:
-        raise ModelUnavailable(f"model {folder.name}: its files hold {total >> 20} MB, over the {MAX_MODEL_BYTES >> 30} GB "
+        raise ModelUnavailable(f"model {folder.name}: its files hold {total >> 20} MB, "
+                               f"over the {MAX_MODEL_BYTES >> 30} GB "
                                "a model directory may hold")
     return dict(sorted((rel, file_sha256(p)) for rel, p in files))
 
@@ -146,7 +150,7 @@ _checked: dict[tuple, str] = {}
 
 def _stamp(folder: Path) -> tuple:
     """What a verdict is cached under: the files' names, sizes, times and inodes (a change re-checks)."""
-    items = [str(folder.resolve())]
+    items: list[Any] = [str(folder.resolve())]
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in sorted(dirnames + filenames):
             try:
@@ -272,7 +276,7 @@ class ModelStore:
         manifest.pop(FILES, None)
         write_json_atomic(Path(workdir) / MANIFEST, manifest)
         seal(workdir, manifest)
-        n = 1 + max((int(m["n"]) for p in self._versions() if (m := _VERSION.match(p.name)) and m["stage"] == stage), default=0)
+        n = 1 + max((n for s, n in map(_version_key, self._versions()) if s == stage), default=0)
         final = self.root / f"{stage}-{n}"
         os.replace(workdir, final)
         if activate:
@@ -321,7 +325,7 @@ class ModelStore:
 
     def _valid_entry(self, stage: Any, name: Any) -> bool:
         m = _VERSION.match(name) if isinstance(name, str) else None
-        return bool(m) and m["stage"] == stage and self._inside(name)
+        return m is not None and m["stage"] == stage and self._inside(name)
 
     def _inside(self, name: str) -> bool:
         """The directory is a real one directly inside models/ (no symlink out of it)."""
@@ -333,7 +337,7 @@ class ModelStore:
         except (OSError, RuntimeError):
             return False
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> List[dict[str, Any]]:
         """Every published model with its manifest and whether it is active, oldest first per stage."""
         try:
             active = {v for k, v in self._active().items() if self._valid_entry(k, v)}
@@ -358,11 +362,11 @@ class ModelStore:
                 removed += 1
         return removed
 
-    def _versions(self) -> list[Path]:
+    def _versions(self) -> List[Path]:
         if not self.root.is_dir():
             return []
         found = [p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and _VERSION.match(p.name)]
-        return sorted(found, key=lambda p: (_VERSION.match(p.name)["stage"], int(_VERSION.match(p.name)["n"])))
+        return sorted(found, key=_version_key)
 
     def _active(self) -> dict[str, Any]:
         file = self.root / ACTIVE
@@ -370,7 +374,8 @@ class ModelStore:
             raise ModelUnavailable(f"{MODELS_DIR}/ is a symlink; an index keeps its models in a directory of its own")
         try:
             if file.is_symlink() or (file.exists() and not file.is_file()):
-                raise ModelUnavailable(f"models/{ACTIVE} is not a regular file; activate a model again with souk models")
+                raise ModelUnavailable(f"models/{ACTIVE} is not a regular file; "
+                                       "activate a model again with souk models")
             with open(file, "rb") as f:
                 raw = f.read(MANIFEST_BYTES + 1)
             data = json.loads(raw.decode("utf-8")) if len(raw) <= MANIFEST_BYTES else None
@@ -383,6 +388,11 @@ class ModelStore:
             raise ModelUnavailable(f"models/{ACTIVE}: expected a JSON object of stage -> model name; "
                                    "activate a model again with souk models")
         return data
+
+
+def _version_key(path: Path) -> tuple[str, int]:
+    m = _VERSION.match(path.name)
+    return (m["stage"], int(m["n"])) if m else (path.name, 0)
 
 
 def _alive(pid: int) -> bool:

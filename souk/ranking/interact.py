@@ -206,11 +206,13 @@ class InteractModel:
             with np.load(folder / "weights.npz") as data:
                 self.weights = {k: data[k].astype(np.float32) for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise ModelUnavailable(f"model {folder.name}: unreadable interact weights ({type(e).__name__}); fit it again") from None
+            raise ModelUnavailable(f"model {folder.name}: unreadable interact weights ({type(e).__name__}); "
+                                   "fit it again") from None
         expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
                    {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
         if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES:
-            raise ModelUnavailable(f"model {folder.name}: interact weights do not fit this version's features; fit it again")
+            raise ModelUnavailable(f"model {folder.name}: interact weights do not fit this version's features; "
+                                   "fit it again")
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """(queries, candidates) scores of stacked features (see `stack_features`)."""

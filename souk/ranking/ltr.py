@@ -105,7 +105,8 @@ def _ltr(context: StageContext, options: dict[str, Any]) -> LtrStage:
     check_options("ltr", options, {"model": str})
     path = store.resolve(context.index_path, "ltr", options.get("model"))
     if path is None:
-        raise StageUnavailable("no fitted ltr model for this index; run souk fit --index DIR --train BEIR_DIR --stages ltr")
+        raise StageUnavailable("no fitted ltr model for this index; "
+                               "run souk fit --index DIR --train BEIR_DIR --stages ltr")
     try:
         return LtrStage(LtrModel(path, context.searcher))
     except ModelUnavailable:

@@ -95,8 +95,8 @@ def test_unsealed_or_symlinked_files_in_a_published_model_are_refused(tmp_path):
             read_model_manifest(path2)
 
 
-@pytest.mark.parametrize("entry", ["../../outside/evil", "/etc", 5, 1.5, ["ltr-1"], {"a": 1}, "cross-1", "ltr-1/../ltr-1",
-                                   "ltr-01x", "a" * 500])
+@pytest.mark.parametrize("entry", ["../../outside/evil", "/etc", 5, 1.5, ["ltr-1"], {"a": 1}, "cross-1",
+                                   "ltr-1/../ltr-1", "ltr-01x", "a" * 500])
 def test_active_json_entries_outside_models_or_of_another_type_are_refused(tmp_path, entry):
     store, path = _published(tmp_path)
     (store.root / "active.json").write_text(json.dumps({"ltr": entry}))
@@ -135,7 +135,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     lambda inner: (st.lists(inner, max_size=4)
+                                    | st.dictionaries(st.text(max_size=8), inner, max_size=4)),
                      max_leaves=12)
 
 
@@ -155,7 +156,8 @@ def test_property_any_active_json_resolves_inside_models_or_is_one_clear_error(t
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.floats(0, 1, exclude_max=True), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
+@given(cut=st.floats(0, 1, exclude_max=True),
+       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
 def test_property_a_truncated_or_flipped_manifest_is_refused_or_still_checks_the_files(tmp_path, cut, flips):
     store = ModelStore(tmp_path)
     path = store.root / "ltr-1"
@@ -255,9 +257,9 @@ def _interact(work: Path, seed: int):
     from souk.ranking.interact import GLOBAL_FEATURES, LEVEL_FEATURES, InteractModel, manifest_fields
 
     rng = np.random.default_rng(seed)
-    shapes = {**{f"term_weights.{i}.0.weight": (8, 2) for i in range(3)}, **{f"term_weights.{i}.0.bias": (8,) for i in range(3)},
-              **{f"term_weights.{i}.2.weight": (1, 8) for i in range(3)}, **{f"term_weights.{i}.2.bias": (1,) for i in range(3)},
-              "mlp.0.weight": (4, 3 * LEVEL_FEATURES + GLOBAL_FEATURES), "mlp.0.bias": (4,), "mlp.2.weight": (1, 4),
+    layers = ((0, "weight", (8, 2)), (0, "bias", (8,)), (2, "weight", (1, 8)), (2, "bias", (1,)))
+    shapes = {f"term_weights.{i}.{layer}.{p}": shape for i in range(3) for layer, p, shape in layers}
+    shapes |= {"mlp.0.weight": (4, 3 * LEVEL_FEATURES + GLOBAL_FEATURES), "mlp.0.bias": (4,), "mlp.2.weight": (1, 4),
               "mlp.2.bias": (1,)}
     np.savez(work / "weights.npz", **{k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()})
     return manifest_fields(), InteractModel, ()
@@ -268,7 +270,8 @@ def _wordvec(work: Path, seed: int):
     from souk.retrieval.wordvec import read_model
 
     feats = ["手机", "#手", "#机", "##手机"]
-    WordVectors(feats, np.random.default_rng(seed).normal(size=(4, 8)).astype(np.float32), np.ones(4, np.float32)).save(work)
+    vectors = np.random.default_rng(seed).normal(size=(4, 8)).astype(np.float32)
+    WordVectors(feats, vectors, np.ones(4, np.float32)).save(work)
     return {"kind": "wordvec"}, read_model, ()
 
 
@@ -323,10 +326,10 @@ def test_every_kind_loads_once_pinned_or_active_and_follows_activation(tmp_path,
     assert model_store.loaded()[-1] == (store.root / f"{stage}-2").resolve() and load() is active  # loaded once
     first = load(f"{stage}-1")
     assert first is not active and model_store.loaded()[-1].name == f"{stage}-1"
-    assert load(f"models/{stage}-1") is first and load(str(store.root / f"{stage}-1")) is first  # a path: the same model
+    assert load(f"models/{stage}-1") is first and load(str(store.root / f"{stage}-1")) is first  # a path: the same
     store.activate(f"{stage}-1")  # `souk fit` or `souk models --activate` in another process: the next build sees it
     assert load() is first
-    with pytest.raises(ModelError, match=f"no {stage} model '{stage}-9' in this index.*{stage} models: {stage}-1, {stage}-2"):
+    with pytest.raises(ModelError, match=f"no {stage} model '{stage}-9' in this index.*models: {stage}-1, {stage}-2"):
         load(f"{stage}-9")
     (store.root / "active.json").write_text("{}")
     assert model_store.resolve(tmp_path, stage) is None
@@ -338,7 +341,8 @@ def test_every_kind_loads_once_pinned_or_active_and_follows_activation(tmp_path,
 def test_every_kind_refuses_a_damaged_file_or_manifest_with_the_model_name_only(tmp_path, stage):
     store, loader, options = _publish_two(tmp_path, stage)
     second = store.root / f"{stage}-2"
-    biggest = max((p for p in second.rglob("*") if p.is_file() and p.name != "manifest.json"), key=lambda p: p.stat().st_size)
+    files = [p for p in second.rglob("*") if p.is_file() and p.name != "manifest.json"]
+    biggest = max(files, key=lambda p: p.stat().st_size)
     biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
     with pytest.raises(ModelUnavailable, match=f"model {stage}-2 is damaged") as e:
         model_store.load(tmp_path, stage, loader, options=options, unfitted="-")

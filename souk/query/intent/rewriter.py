@@ -4,7 +4,7 @@
 [query]
 steps = ["syntax", "intent"]
 [query.intent]
-model = "intent-1"          # optional; default: the index's active `intent` model; or a directory (relative to the index)
+model = "intent-1"          # optional; default: the active `intent` model; or a directory, relative to the index
 k = 3                       # optional; best classes listed in `top`
 ```
 `field` is the catalog field the labels came from (`souk intent train --index --label-field`), or None
@@ -45,7 +45,8 @@ class IntentRewriter:
             raise ConfigError(f"query.intent: {index_path} has no intent model; train one with "
                               f"`souk intent train --index {index_path} --label-field FIELD`")
         self.path = path
-        self.note = None
+        self.note = ""
+        self.model: IntentModel | None
         try:
             self.model = store.cached(path, IntentModel.load)
         except ModelUnavailable as e:  # a damaged model: the step is off, searches go on with a note
