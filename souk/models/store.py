@@ -247,6 +247,16 @@ def cached(path: str | Path, loader: Callable[..., T], *options: Hashable) -> T:
     return model
 
 
+def activation(index_path: str | Path) -> tuple[int, int, int] | None:
+    """What the index's `active.json` is now (inode, mtime, size; None without one): it changes when a model
+    is activated, so a holder of built pipelines knows to build them again (`Engine.pipeline`)."""
+    try:
+        st = os.stat(Path(index_path) / MODELS_DIR / ACTIVE)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def loaded() -> list[Path]:
     """The model directories `cached` holds now, least recently used first (for tests and /health)."""
     with _LOADED_LOCK:
