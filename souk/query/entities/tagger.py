@@ -118,8 +118,7 @@ class Tagger:
             (tmp / BIGRAMS).write_text(json.dumps(f.bigrams.tokens, ensure_ascii=False), encoding="utf-8")
             if f.lexicon is not None:
                 (tmp / LEXICON).write_text(json.dumps(f.lexicon.words, ensure_ascii=False), encoding="utf-8")
-            (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-            manifest = seal(tmp, manifest)  # the files' sha256, checked before torch reads them
+            manifest = seal(tmp, manifest)  # the manifest with the files' sha256, checked before torch reads them
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
