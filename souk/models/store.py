@@ -44,7 +44,8 @@ FILES = "files"  # manifest key: {relative path: sha256 hex} of every file but t
 MANIFEST_BYTES = 16 << 20
 MAX_MODEL_BYTES = 8 << 30  # all files of one model directory (a MiniLM cross-encoder: 90 MB)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MAX_LOADED = 16  # loaded models kept by `load` (a MiniLM cross-encoder: 90 MB; most are far smaller)
+MAX_LOADED = 16  # loaded models kept by `cached` (a MiniLM cross-encoder: 90 MB; most are far smaller)
+MAX_LOADED_PER_LOADER = 4  # of them per loader (kind): models replaced by newer activations go first
 T = TypeVar("T")
 
 
@@ -223,7 +224,8 @@ def load(index_path: str | Path, stage: str, loader: Callable[..., T], pinned: s
 
 def cached(path: str | Path, loader: Callable[..., T], *options: Hashable) -> T:
     """`loader(path, *options)`, loaded once while the directory's files stay as they are (see `_stamp`);
-    at most `MAX_LOADED` models are kept, the least recently used dropped. Failures are not kept; a loader
+    at most `MAX_LOADED` models are kept (`MAX_LOADED_PER_LOADER` of one loader), the least recently used
+    dropped. Failures are not kept; a loader
     failing on a manifest of the wrong shape (TypeError, ValueError, KeyError ...) is `ModelUnavailable`
     naming the model."""
     path = Path(path)
@@ -242,6 +244,9 @@ def cached(path: str | Path, loader: Callable[..., T], *options: Hashable) -> T:
     with _LOADED_LOCK:
         _LOADED[key] = model
         _LOADED.move_to_end(key)
+        same = [k for k in _LOADED if k[0] == loader]
+        for old in same[:max(0, len(same) - MAX_LOADED_PER_LOADER)]:
+            del _LOADED[old]
         while len(_LOADED) > MAX_LOADED:
             _LOADED.popitem(last=False)
     return model

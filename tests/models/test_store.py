@@ -373,6 +373,16 @@ def test_the_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatch):
     model_store.cached(paths[2], _read)
     assert model_store.loaded()[-2:] == [paths[0].resolve(), paths[2].resolve()] and len(model_store.loaded()) == 2
     assert model_store.cached(paths[0], _read) is a and model_store.cached(paths[1], _read) is not None
+    monkeypatch.setattr(model_store, "MAX_LOADED", 16)
+    monkeypatch.setattr(model_store, "MAX_LOADED_PER_LOADER", 1)  # per kind: a replaced model goes first
+    other = model_store.cached(paths[2], _read_again)
+    model_store.cached(paths[2], _read)  # loaded: the older models of this loader are dropped, not the other's
+    assert model_store.loaded() == [paths[2].resolve(), paths[2].resolve()]
+    assert model_store.cached(paths[2], _read_again) is other and model_store.cached(paths[0], _read) is not a
+
+
+def _read_again(path: Path) -> dict:
+    return _read(path)
 
 
 def test_a_replaced_model_directory_is_loaded_again_and_failures_are_not_kept(tmp_path):
