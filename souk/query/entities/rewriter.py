@@ -7,7 +7,7 @@ steps = ["syntax", "spell", "entities"]
 [query.entities]
 fields = ["brand", "category"]   # keyword fields whose values are the gazetteer (default: fields named like brand/category)
 aliases = {"日清" = "Nissin"}     # other names of catalog values
-tagger = "models/ner"            # optional `souk ner train` directory (relative to the index)
+tagger = "models/ner"            # optional `souk ner train` directory (relative to the index) or model name
 types = {HPPX = "brand"}         # tagger type -> keyword field its entities boost
 min_score = 0.6                  # tagger entities below this are ignored
 use = "boost"                    # "boost" | "filter" | "none" (only listed in the plan)
