@@ -4,7 +4,8 @@
 explain=...)` plans the query, runs the pipeline, and turns the ranking into a page of hits with
 stored fields, highlights, facets, a total, per-stage timings and (with `explain`) the plan and each
 hit's per-stage scores. The engine keeps one snapshot searcher and its pipelines, and moves to a new
-snapshot when a commit lands, so models load once per process.
+snapshot when a commit lands (or builds its pipelines again when a model was activated), so models load once
+per process.
 Misuse: building pipelines per request; ask the engine, which caches them per snapshot.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from souk.index import Index
 from souk.index.filters import Filter, parse_filters
 from souk.index.searcher import MAX_QUERY_CHARS, SearchRequest, Searcher, _digest
 from souk.index.store import meta_path
+from souk.models.store import activation
 from souk.ranking.pipeline import Pipeline, build_pipeline
 from souk.types import SearchResult
 
@@ -41,6 +43,7 @@ class Engine:
         self._lock = threading.Lock()
         self._searcher: Searcher | None = None
         self._pipelines: dict[str, Pipeline] = {}
+        self._activation: dict[str, Any] = {}  # pipeline -> the models' activation it was built with
         self._write_lock = threading.Lock()
         self._build_lock = threading.Lock()  # pipelines are built one at a time, never under `_lock`
         self._refresher: threading.Thread | None = None
@@ -80,15 +83,17 @@ class Engine:
     def pipeline(self, name: str) -> Pipeline:
         """Pipeline `name` over the current snapshot (built once per snapshot)."""
         searcher = self.searcher()
+        models = activation(self.index.path)  # a model activated since (souk fit, souk models): built again
         pipe = self._pipelines.get(name)
-        if pipe is not None and pipe.searcher is searcher:
+        if pipe is not None and pipe.searcher is searcher and self._activation.get(name) == models:
             return pipe
         with self._build_lock:  # not `_lock`: `searcher()` and built pipelines stay free meanwhile
             pipe = self._pipelines.get(name)
-            if pipe is None or pipe.searcher is not searcher:
+            if pipe is None or pipe.searcher is not searcher or self._activation.get(name) != models:
                 pipe = build_pipeline(name, searcher)
                 searcher.warm()
                 self._pipelines[name] = pipe
+                self._activation[name] = models
             return pipe
 
     def is_lexical(self, name: str) -> bool:

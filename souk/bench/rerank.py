@@ -77,7 +77,7 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
     from souk.evaluation.metrics import score_run
     from souk.models.cross_encoder import CrossEncoder
     from souk.models.backends import quiet_transformers
-    from souk.models.store import ModelStore
+    from souk.models.store import resolve
     from souk.progress import progress_bar
     from souk.ranking.rerank import doc_fields, doc_pair
 
@@ -93,7 +93,7 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
         work = Path(tmp)
         searcher, lists = _candidates(dataset, queries, index, depth, work)
         if model is None and index is not None:
-            model = ModelStore(index).active("cross")
+            model = resolve(index, "cross")
         label = str(model) if model is not None else "all-MiniLM-L6-v2 (new head, untrained)"
         path = Path(model) if model is not None else _untrained_model(work / "model")
         if not (path / "manifest.json").is_file():

@@ -154,7 +154,7 @@ def _publish(model, index: Path) -> Path:
 def _model_dir(path: Path) -> Path:
     """A model directory as given, or the active intent model of an index directory."""
     from souk.errors import ModelError
-    from souk.models.store import ModelStore, read_model_manifest
+    from souk.models.store import read_model_manifest, resolve
     from souk.query.intent import KIND
 
     try:
@@ -162,7 +162,7 @@ def _model_dir(path: Path) -> Path:
             return path
     except ModelError:
         return path  # loading says what is wrong with it
-    active = ModelStore(path).active(STAGE)
+    active = resolve(path, STAGE)
     if active is None:
         raise ModelError(f"{path} has no active intent model; train one with souk intent train --index {path} --label-field FIELD")
     return active

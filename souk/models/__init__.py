@@ -7,12 +7,11 @@ heavy (torch, transformers) is imported until a model is loaded.
 from souk.models.backends import BACKENDS, choose_backend
 from souk.models.checkpoints import encode_resumable
 from souk.models.cross_encoder import CrossEncoder
-from souk.models.sequence_classifier import PairScorer, SequenceClassifier, load_cross_encoder
 from souk.models.encoder import Encoder, EncoderConfig, TransformerEncoder, get_encoder, load_encoder
 from souk.models.machine import detect_machine
 from souk.models.registry import (MODEL_MANIFEST, ModelCard, model_card, model_names, register_model, text_coverage,
                                   write_model_manifest)
 
-__all__ = ["BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard", "PairScorer", "SequenceClassifier",
-           "TransformerEncoder", "choose_backend", "detect_machine", "encode_resumable", "get_encoder", "load_cross_encoder",
+__all__ = ["BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard",
+           "TransformerEncoder", "choose_backend", "detect_machine", "encode_resumable", "get_encoder",
            "load_encoder", "model_card", "model_names", "register_model", "text_coverage", "write_model_manifest"]

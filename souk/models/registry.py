@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 from souk.analysis.normalize import han_share
 from souk.errors import ModelError
+from souk.models.store import MANIFEST as MODEL_MANIFEST, read_model_manifest
 from souk.plugins import Registry
-from souk.models.store import FILES, MANIFEST as MODEL_MANIFEST, check_files, in_store
 
 MANIFEST_FORMAT = 1
 KINDS = ("bi-encoder", "cross-encoder")
@@ -131,9 +131,8 @@ def read_model_dir(path: Path) -> ModelCard:
     """Read a model directory (manifest, else a Hugging Face / sentence-transformers folder)."""
     path = Path(path).resolve()
     config = _read_json(path / "config.json", "a Hugging Face model directory has a config.json")
-    manifest = _read_json(path / MODEL_MANIFEST, None) if (path / MODEL_MANIFEST).exists() else {}
-    if FILES in manifest or in_store(path):  # a fitted model's files, checked before torch or onnx reads them
-        check_files(path, manifest)
+    # the one manifest reader: a fitted model's files are checked before torch or onnx reads them
+    manifest = read_model_manifest(path) if (path / MODEL_MANIFEST).exists() else {}
     if not (path / "tokenizer.json").is_file():
         raise ModelError(f"{path}: no tokenizer.json; save the model with a fast tokenizer (tokenizer.save_pretrained)")
     _check_sentence_transformers(path)

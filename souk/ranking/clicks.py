@@ -26,7 +26,8 @@ import numpy as np
 from souk.errors import ModelError, ModelUnavailable
 from souk.index.keys import doc_key
 from souk.index.terms import TermStore
-from souk.models.store import ModelStore, read_model_manifest
+from souk.models import store
+from souk.models.store import read_model_manifest
 from souk.query.plan import QueryPlan
 from souk.plugins import parse_options
 from souk.ranking.stage import STAGES, StageContext, StageUnavailable
@@ -160,14 +161,10 @@ class ClickModel:
 
 
 def active_click_model(index_path: Path, pinned: str | None = None) -> ClickModel | None:
-    """The index's active (or pinned) click model, or None when none was learned."""
-    store = ModelStore(index_path)
-    path = store.resolve(pinned) if pinned else store.active("clicks")
-    if pinned and (path is None or not path.is_dir()):
-        raise ModelError(f"no click model {pinned!r} in this index's models/")
-    if path is None:
-        return None
-    return ClickModel.load(path)
+    """The index's active (or pinned) click model, loaded once by the model store; None when none was learned.
+    Shared: never update it in place (`souk clicks learn` loads its own copy)."""
+    path = store.resolve(index_path, "clicks", pinned)
+    return None if path is None else store.cached(path, ClickModel.load)
 
 
 class ClicksStage:

@@ -385,10 +385,9 @@ LEARNED_SIGNALS = ("wordvec", "interact")
 
 
 def _fitted(env: FeatureEnv) -> bool:
-    from souk.models.store import ModelStore
+    from souk.models.store import resolve
 
-    store = ModelStore(env.searcher.path)
-    return any(store.active(name) is not None for name in LEARNED_SIGNALS)
+    return any(resolve(env.searcher.path, name) is not None for name in LEARNED_SIGNALS)
 
 
 @register_features("learned", version=1, columns=lambda env: [f"signal.{s}{r}" for s in LEARNED_SIGNALS for r in ("", "_rank")],

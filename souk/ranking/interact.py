@@ -19,9 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from souk.errors import ModelError, ModelUnavailable, Unavailable
+from souk.errors import ModelUnavailable
 from souk.index.keys import doc_keys
-from souk.models.store import ModelStore, read_model_manifest
+from souk.models import store
+from souk.models.store import read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.query.plan import QueryPlan
 from souk.plugins import NoOptions, parse_options
@@ -200,19 +201,19 @@ class InteractModel:
     only needed to train it). Weights live in `weights.npz` under the torch parameter names."""
 
     def __init__(self, folder: Path):
-        manifest = read_model_manifest(folder, KIND)
-        if manifest.get("format") != FORMAT:
-            raise ModelError(f"{folder}: interact model format {manifest.get('format')} is not {FORMAT}; fit it again")
+        manifest = read_model_manifest(folder, KIND, format=FORMAT)
         self.manifest = manifest
         try:
             with np.load(folder / "weights.npz") as data:
                 self.weights = {k: data[k].astype(np.float32) for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise ModelError(f"{folder}: unreadable interact weights ({type(e).__name__}); fit it again") from None
+            raise ModelUnavailable(f"model {folder.name}: unreadable interact weights ({type(e).__name__}); "
+                                   "fit it again") from None
         expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
                    {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
         if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES:
-            raise ModelError(f"{folder}: interact weights do not fit this version's features; fit it again")
+            raise ModelUnavailable(f"model {folder.name}: interact weights do not fit this version's features; "
+                                   "fit it again")
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """(queries, candidates) scores of stacked features (see `stack_features`)."""
@@ -242,13 +243,8 @@ class InteractStage:
     def __init__(self, context: StageContext, options: dict[str, Any]):
         parse_options(STAGE, options, NoOptions)
         searcher = context.searcher
-        path = ModelStore(searcher.path).active(STAGE)
-        if path is None:
-            raise Unavailable("no fitted interact model: run `souk fit --index DIR --train BEIR_DIR` (Chinese text) first")
-        try:
-            self.model = InteractModel(path)
-        except (TypeError, ValueError, KeyError, IndexError) as e:  # weights or manifest of the wrong shape
-            raise ModelUnavailable(f"model {path.name}: malformed ({type(e).__name__}); fit it again") from None
+        self.model = store.load(searcher.path, STAGE, InteractModel, unfitted="no fitted interact model: run "
+                                "`souk fit --index DIR --train BEIR_DIR` (Chinese text) first")
         wv_dir, self.vectors, _ = active_model(searcher)
         self.view = corpus_view(searcher, wv_dir, self.vectors)
         self.stats = corpus_stats(self.view, self.vectors)

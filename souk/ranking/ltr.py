@@ -17,7 +17,8 @@ import numpy as np
 
 from souk.errors import ModelError, ModelUnavailable
 from souk.models.lightgbm_text import MAX_BYTES, load_booster
-from souk.models.store import FILES, ModelStore, read_model_manifest
+from souk.models import store
+from souk.models.store import FILES, read_model_manifest
 from souk.query.plan import QueryPlan
 from souk.ranking.clicks import active_click_model
 from souk.plugins import parse_options
@@ -55,12 +56,18 @@ def read_booster(path: Path, manifest: dict[str, Any]):
         raise ModelUnavailable(f"model {path.name} is damaged: {e}; refit it, or activate another with souk models") from None
 
 
+def read_model(path: Path) -> tuple[dict[str, Any], Any]:
+    """(manifest, booster) of an ltr model directory (what `store.load` caches)."""
+    manifest = read_model_manifest(path, kind=KIND)
+    return manifest, read_booster(Path(path), manifest)
+
+
 class LtrModel:
     """A fitted booster with the feature set it was trained on, checked against this snapshot."""
 
     def __init__(self, path: Path, searcher: Any):
         self.path = Path(path)
-        self.manifest = read_model_manifest(self.path, kind=KIND)
+        self.manifest, self.booster = store.cached(self.path, read_model)
         spec = self.manifest.get("features") or {}
         models = {}
         if "clicks" in (spec.get("groups") or {}):
@@ -71,7 +78,6 @@ class LtrModel:
             models["clicks"] = clicks
         self.features = FeatureSet(FeatureEnv.open(searcher, models), list(spec.get("groups") or {}))
         self.features.check(spec, model=f"model {self.path.name}")
-        self.booster = read_booster(self.path, self.manifest)
         if self.booster.num_feature() != len(self.features.columns):
             raise ModelUnavailable(f"model {self.path.name}: {MODEL_FILE} takes {self.booster.num_feature()} features, "
                                    f"its manifest names {len(self.features.columns)}: the model directory is "
@@ -96,21 +102,6 @@ class LtrStage:
         return candidates.take(slice(None), self.model.scores(plan, candidates))
 
 
-def model_dir(index_path: Path, pinned: str | None = None) -> Path:
-    """The pinned model directory, or the index's active `ltr` model; StageUnavailable when none was fitted."""
-    store = ModelStore(index_path)
-    if pinned:
-        path = store.resolve(pinned)
-        if path is None or not (path / "manifest.json").is_file():
-            known = ", ".join(m["name"] for m in store.list() if m.get("stage") == "ltr") or "none"
-            raise ModelError(f"model: no ltr model {pinned!r} in {store.root}; ltr models: {known}")
-        return path
-    path = store.active("ltr")
-    if path is None:
-        raise StageUnavailable("no fitted ltr model for this index; run souk fit --index DIR --train BEIR_DIR --stages ltr")
-    return path
-
-
 @dataclass
 class LtrOptions:
     """Stage `ltr`: `model`, a fitted model's name (default: the active one)."""
@@ -120,8 +111,11 @@ class LtrOptions:
 
 @STAGES.register("ltr")
 def _ltr(context: StageContext, options: dict[str, Any]) -> LtrStage:
-    parse_options("ltr", options, LtrOptions)
-    path = model_dir(context.index_path, options.get("model"))
+    opts = parse_options("ltr", options, LtrOptions)
+    path = store.resolve(context.index_path, "ltr", opts.model)
+    if path is None:
+        raise StageUnavailable("no fitted ltr model for this index; "
+                               "run souk fit --index DIR --train BEIR_DIR --stages ltr")
     try:
         return LtrStage(LtrModel(path, context.searcher))
     except ModelUnavailable:

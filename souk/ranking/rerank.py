@@ -2,7 +2,7 @@
 stage's scores the way its manifest says (`Combination`).
 
 Options (`[pipelines.rerank.cross]` or `{stage = "cross", ...}`):
-  model       a model of this index (`cross-2`) or a model directory path   (default: the active one)
+  model       a model of this index (`cross-2`) or a model directory, relative to the index (default: the active one)
   batch_size  pairs per forward pass                                        (default 32)
   max_length  tokens per pair                                               (default: the model's own)
   backend     "auto" | "torch-fp32" | "torch-bf16"                          (default "auto")
@@ -13,18 +13,16 @@ scores was chosen on lists of that length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from souk.errors import ConfigError, ModelError, ModelUnavailable
 from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache
-from souk.models.store import ModelStore
+from souk.models import store
 from souk.query.plan import QueryPlan
 from souk.plugins import POSITIVE_INT, option_check, parse_options
-from souk.ranking.stage import STAGES, StageContext, StageUnavailable
+from souk.ranking.stage import STAGES, StageContext
 from souk.types import Ranking
 
 
@@ -85,33 +83,13 @@ class CrossStage:
         return self.model.packer.doc_tokens([doc_pair(d, self.fields) for d in self.searcher.docs(ids)])
 
 
-def resolve_model(index_path: Path, name: str | None) -> Path:
-    """The model directory: the active `cross` model, one of the index's by name, or a path."""
-    store = ModelStore(index_path)
-    if name is None:
-        path = store.active("cross")
-        if path is None:
-            raise StageUnavailable("no fitted cross-encoder in this index; run `souk fit --stages cross`")
-        return path
-    own = store.resolve(name)
-    candidate = own if own is not None and own.is_dir() else Path(name)
-    if not candidate.is_dir():
-        raise ConfigError(f"model: {name!r} is neither a model of this index nor a directory")
-    return candidate
-
-
-@lru_cache(maxsize=4)
-def load_cross(path: str, backend: str, batch_size: int, max_length: int | None) -> CrossEncoder:
-    """A loaded cross-encoder, shared by the pipelines of every snapshot (published models never change)."""
-    return CrossEncoder(path, backend, batch_size, max_length)
-
-
 def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     opts = parse_options("cross", options, CrossOptions)
     batch, max_length, backend = opts.batch_size, opts.max_length, opts.backend
-    path = resolve_model(Path(context.index_path), options.get("model"))
     try:
-        model = load_cross(str(path.resolve()), backend, batch, max_length)
+        model = store.load(context.index_path, "cross", CrossEncoder, opts.model,
+                           options=(backend, batch, max_length), unfitted="no fitted cross-encoder in this index; "
+                           "run `souk fit --stages cross`")
     except ModelUnavailable:
         raise  # a damaged or refused model: the stage is off (skipped where optional), the search goes on
     except ModelError as e:

@@ -27,7 +27,8 @@ from souk.index.keys import doc_keys
 from souk.index.store import SOURCE
 from souk.index.vectors import VectorSet
 from souk.errors import IndexStateError
-from souk.models.store import ModelStore, read_model_manifest
+from souk.models import store
+from souk.models.store import read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.progress import progress_bar
 from souk.query.plan import QueryPlan
@@ -41,7 +42,6 @@ SMALL_BATCH = 8      # query batches up to this size are searched in numpy (see 
 VIEW_FORMAT = 1
 KEEP_VIEWS = 2
 _VECTOR_PARAMS = {"index": "flat", "transform": "none", "normalize": True, "ef_search": 64, "nprobe": 16}
-_MODELS: dict[str, WordVectors] = {}
 _VIEWS: "weakref.WeakKeyDictionary[object, dict[str, CorpusView]]" = weakref.WeakKeyDictionary()
 
 
@@ -148,20 +148,18 @@ class CorpusView:
         return view
 
 
-def load_model(path: Path) -> WordVectors:
-    """The word-vector model in a model directory, loaded once per process."""
-    key = str(Path(path).resolve())
-    if key not in _MODELS:
-        _MODELS[key] = WordVectors.load(path)
-    return _MODELS[key]
+def read_model(path: Path) -> tuple[WordVectors, dict[str, Any]]:
+    """The word vectors and manifest of a `wordvec` model directory (what the model store caches)."""
+    return WordVectors.load(path), read_model_manifest(path)
 
 
 def active_model(searcher) -> tuple[Path, WordVectors, dict[str, Any]]:
     """The index's active `wordvec` model directory, model and manifest; Unavailable when none was fitted."""
-    path = ModelStore(searcher.path).active(STAGE)
+    path = store.resolve(searcher.path, STAGE)
     if path is None:
         raise Unavailable("no fitted wordvec model: run `souk fit --index DIR --train BEIR_DIR` (Chinese text) first")
-    return path, load_model(path), read_model_manifest(path)
+    model, manifest = store.cached(path, read_model)
+    return path, model, manifest
 
 
 def corpus_view(searcher, model_dir: Path, model: WordVectors, progress: bool = False) -> CorpusView:

@@ -95,8 +95,8 @@ def test_unsealed_or_symlinked_files_in_a_published_model_are_refused(tmp_path):
             read_model_manifest(path2)
 
 
-@pytest.mark.parametrize("entry", ["../../outside/evil", "/etc", 5, 1.5, ["ltr-1"], {"a": 1}, "cross-1", "ltr-1/../ltr-1",
-                                   "ltr-01x", "a" * 500])
+@pytest.mark.parametrize("entry", ["../../outside/evil", "/etc", 5, 1.5, ["ltr-1"], {"a": 1}, "cross-1",
+                                   "ltr-1/../ltr-1", "ltr-01x", "a" * 500])
 def test_active_json_entries_outside_models_or_of_another_type_are_refused(tmp_path, entry):
     store, path = _published(tmp_path)
     (store.root / "active.json").write_text(json.dumps({"ltr": entry}))
@@ -135,7 +135,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     lambda inner: (st.lists(inner, max_size=4)
+                                    | st.dictionaries(st.text(max_size=8), inner, max_size=4)),
                      max_leaves=12)
 
 
@@ -155,7 +156,8 @@ def test_property_any_active_json_resolves_inside_models_or_is_one_clear_error(t
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.floats(0, 1, exclude_max=True), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
+@given(cut=st.floats(0, 1, exclude_max=True),
+       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
 def test_property_a_truncated_or_flipped_manifest_is_refused_or_still_checks_the_files(tmp_path, cut, flips):
     store = ModelStore(tmp_path)
     path = store.root / "ltr-1"
@@ -210,3 +212,203 @@ def test_a_models_directory_that_is_a_symlink_out_of_the_index_is_refused(tmp_pa
     (tmp_path / "index" / "models").symlink_to(outside.root)
     with pytest.raises(ModelUnavailable, match="models/ is a symlink"):
         ModelStore(tmp_path / "index").active("ltr")
+
+
+# ---- resolve and load: one way for every kind of model ----------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from souk.errors import Unavailable  # noqa: E402
+from souk.models import store as model_store  # noqa: E402
+
+
+def _ltr(work: Path, seed: int):
+    import lightgbm as lgb
+
+    from souk.ranking.ltr import KIND, MODEL_FILE, read_model
+
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
+    lgb.train({"objective": "lambdarank", "verbosity": -1, "min_data_in_leaf": 2, "num_threads": 1},
+              lgb.Dataset(X, y, group=[20, 20, 20]), num_boost_round=2).save_model(str(work / MODEL_FILE))
+    return {"kind": KIND, "features": {}}, read_model, ()
+
+
+def _cross(work: Path, seed: int):
+    from model_fakes import write_tiny_bert
+    from souk.models.cross_encoder import CrossEncoder
+
+    write_tiny_bert(work, kind="cross-encoder", seed=seed)
+    return json.loads((work / "manifest.json").read_text()), CrossEncoder, ("torch-fp32", 8, None)
+
+
+def _clicks(work: Path, seed: int):
+    from souk.ranking.clicks import KIND, ClickModel
+
+    model = ClickModel(bits=10)
+    model.z[seed] = 1.0
+    model.n[seed] = 1.0
+    model.save(work)
+    return {"kind": KIND, "params": model.params}, ClickModel.load, ()
+
+
+def _interact(work: Path, seed: int):
+    from souk.ranking.interact import GLOBAL_FEATURES, LEVEL_FEATURES, InteractModel, manifest_fields
+
+    rng = np.random.default_rng(seed)
+    layers = ((0, "weight", (8, 2)), (0, "bias", (8,)), (2, "weight", (1, 8)), (2, "bias", (1,)))
+    shapes = {f"term_weights.{i}.{layer}.{p}": shape for i in range(3) for layer, p, shape in layers}
+    shapes |= {"mlp.0.weight": (4, 3 * LEVEL_FEATURES + GLOBAL_FEATURES), "mlp.0.bias": (4,), "mlp.2.weight": (1, 4),
+              "mlp.2.bias": (1,)}
+    np.savez(work / "weights.npz", **{k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()})
+    return manifest_fields(), InteractModel, ()
+
+
+def _wordvec(work: Path, seed: int):
+    from souk.models.word_vectors import WordVectors
+    from souk.retrieval.wordvec import read_model
+
+    feats = ["手机", "#手", "#机", "##手机"]
+    vectors = np.random.default_rng(seed).normal(size=(4, 8)).astype(np.float32)
+    WordVectors(feats, vectors, np.ones(4, np.float32)).save(work)
+    return {"kind": "wordvec"}, read_model, ()
+
+
+def _intent(work: Path, seed: int):
+    from souk.query.intent import IntentConfig, IntentModel, read_labeled_tsv
+    from support import FIXTURES
+
+    model = IntentModel.train(read_labeled_tsv(FIXTURES / "intents.tsv"),
+                              IntentConfig(features={"char": {"ngrams": [1, 3], "min_df": 1}}, c=float(seed)))
+    model.write_files(work)
+    return model.manifest(), IntentModel.load, ()
+
+
+def _tagger(work: Path, seed: int):
+    import torch
+
+    from souk.query.entities.features import Featurizer, Vocab
+    from souk.query.entities.network import BiLstmCrf, NetworkConfig
+    from souk.query.entities.tagger import Tagger
+
+    torch.manual_seed(seed)
+    tags = ["O", "B-HPPX", "I-HPPX"]
+    chars, bigrams = Vocab(list("华为手机壳")), Vocab(["华为", "手机"])
+    network = BiLstmCrf(NetworkConfig(char_dim=8, bigram_dim=8, segment_dim=4, hidden=8, dropout=0.0),
+                        len(chars), len(bigrams), tags)
+    Tagger(network, Featurizer(chars, bigrams, False), tags).save(work)
+    return json.loads((work / "manifest.json").read_text()), Tagger.load, ()
+
+
+KINDS = {"ltr": _ltr, "cross": _cross, "clicks": _clicks, "interact": _interact, "wordvec": _wordvec, "intent": _intent,
+         "tagger": _tagger}
+
+
+def _publish_two(tmp_path, stage):
+    """Two models of `stage` published into an index directory's store (the second active)."""
+    store = ModelStore(tmp_path)
+    for seed in (1, 2):
+        work = store.new(stage)
+        manifest, loader, options = KINDS[stage](work, seed)
+        store.publish(stage, work, {k: v for k, v in manifest.items() if k != "files"})
+    return store, loader, options
+
+
+@pytest.mark.parametrize("stage", [pytest.param(k, marks=pytest.mark.slow) if k == "cross" else k for k in KINDS])
+def test_every_kind_loads_once_pinned_or_active_and_follows_activation(tmp_path, stage):
+    store, loader, options = _publish_two(tmp_path, stage)
+
+    def load(pinned=None):
+        return model_store.load(tmp_path, stage, loader, pinned, options=options, unfitted=f"fit a {stage} model")
+
+    active = load()
+    assert model_store.loaded()[-1] == (store.root / f"{stage}-2").resolve() and load() is active  # loaded once
+    first = load(f"{stage}-1")
+    assert first is not active and model_store.loaded()[-1].name == f"{stage}-1"
+    assert load(f"models/{stage}-1") is first and load(str(store.root / f"{stage}-1")) is first  # a path: the same
+    store.activate(f"{stage}-1")  # `souk fit` or `souk models --activate` in another process: the next build sees it
+    assert load() is first
+    with pytest.raises(ModelError, match=f"no {stage} model '{stage}-9' in this index.*models: {stage}-1, {stage}-2"):
+        load(f"{stage}-9")
+    (store.root / "active.json").write_text("{}")
+    assert model_store.resolve(tmp_path, stage) is None
+    with pytest.raises(Unavailable, match=f"fit a {stage} model"):
+        load()
+
+
+@pytest.mark.parametrize("stage", [pytest.param(k, marks=pytest.mark.slow) if k == "cross" else k for k in KINDS])
+def test_every_kind_refuses_a_damaged_file_or_manifest_with_the_model_name_only(tmp_path, stage):
+    store, loader, options = _publish_two(tmp_path, stage)
+    second = store.root / f"{stage}-2"
+    files = [p for p in second.rglob("*") if p.is_file() and p.name != "manifest.json"]
+    biggest = max(files, key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    with pytest.raises(ModelUnavailable, match=f"model {stage}-2 is damaged") as e:
+        model_store.load(tmp_path, stage, loader, options=options, unfitted="-")
+    assert str(tmp_path) not in str(e.value)
+    (store.root / f"{stage}-1" / "manifest.json").write_text('{"kind": ')
+    with pytest.raises(ModelUnavailable, match=f"model {stage}-1: unreadable manifest.json") as e:
+        model_store.load(tmp_path, stage, loader, f"{stage}-1", options=options, unfitted="-")
+    assert str(tmp_path) not in str(e.value)
+
+
+def _read(path: Path) -> dict:
+    return {"text": (path / "weights.txt").read_text(), "manifest": read_model_manifest(path)}
+
+
+def _publish_text(store: ModelStore, stage: str, text: str, **manifest) -> Path:
+    work = store.new(stage)
+    (work / "weights.txt").write_text(text)
+    return store.publish(stage, work, {"kind": "fake", **manifest})
+
+
+def test_the_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_store, "MAX_LOADED", 2)
+    store = ModelStore(tmp_path)
+    paths = [_publish_text(store, "fake", f"w={i}") for i in range(3)]
+    a = model_store.cached(paths[0], _read)
+    model_store.cached(paths[1], _read)
+    assert model_store.cached(paths[0], _read) is a  # used again: now the most recent
+    model_store.cached(paths[2], _read)
+    assert model_store.loaded()[-2:] == [paths[0].resolve(), paths[2].resolve()] and len(model_store.loaded()) == 2
+    assert model_store.cached(paths[0], _read) is a and model_store.cached(paths[1], _read) is not None
+    monkeypatch.setattr(model_store, "MAX_LOADED", 16)
+    monkeypatch.setattr(model_store, "MAX_LOADED_PER_LOADER", 1)  # per kind: a replaced model goes first
+    other = model_store.cached(paths[2], _read_again)
+    model_store.cached(paths[2], _read)  # loaded: the older models of this loader are dropped, not the other's
+    assert model_store.loaded() == [paths[2].resolve(), paths[2].resolve()]
+    assert model_store.cached(paths[2], _read_again) is other and model_store.cached(paths[0], _read) is not a
+
+
+def _read_again(path: Path) -> dict:
+    return _read(path)
+
+
+def test_a_replaced_model_directory_is_loaded_again_and_failures_are_not_kept(tmp_path):
+    from souk.models.store import seal
+
+    outside = tmp_path / "tagger"
+    outside.mkdir()
+    (outside / "weights.txt").write_text("old")
+    seal(outside, {"kind": "fake"})
+    old = model_store.load(tmp_path, "fake", _read, "tagger", unfitted="-")
+    assert old["text"] == "old" and model_store.load(tmp_path, "fake", _read, "tagger", unfitted="-") is old
+    (outside / "weights.txt").write_text("new")  # changed in place without sealing: refused, never the old copy
+    with pytest.raises(ModelUnavailable, match="model tagger is damaged"):
+        model_store.load(tmp_path, "fake", _read, "tagger", unfitted="-")
+    seal(outside, {"kind": "fake"})
+    assert model_store.load(tmp_path, "fake", _read, "tagger", unfitted="-")["text"] == "new"
+
+
+def test_a_manifest_of_the_wrong_shape_is_unavailable_naming_the_model(tmp_path):
+    store = ModelStore(tmp_path)
+    _publish_text(store, "fake", "w", params=[1, 2])
+
+    def strict(path: Path) -> dict:
+        return dict(**read_model_manifest(path)["params"])  # a list where a table belongs: TypeError
+
+    with pytest.raises(ModelUnavailable, match=r"model fake-1: malformed \(TypeError\)"):
+        model_store.load(tmp_path, "fake", strict, unfitted="-")
+    with pytest.raises(ModelError, match="a pinned fake model is a name like fake-2"):
+        model_store.resolve(tmp_path, "fake", ["fake-1"])  # type: ignore[arg-type]

@@ -232,3 +232,21 @@ def _edited_copy(damaged_shop, data):
 
 
 _COPIES = __import__("itertools").count()
+
+
+def test_an_engine_builds_its_pipelines_again_when_a_model_is_activated_without_a_commit(shop):
+    """`souk fit` or `souk models --activate` in another process: a serving engine's next search uses the
+    newly active model (the store loads it; the one activated again comes from its cache)."""
+    from souk.engine import Engine
+
+    first, _ = publish_tiny_model(shop)
+    engine = Engine.open(shop)
+    engine.search("blue saw", pipeline="ltr", record=False)
+    model = engine.pipeline("ltr").steps[0].stage.model
+    assert model.path == first and engine.pipeline("ltr").steps[0].stage.model is model  # built once
+    second, _ = publish_tiny_model(shop, rounds=3)
+    assert engine.search("blue saw", pipeline="ltr", record=False).hits
+    assert engine.pipeline("ltr").steps[0].stage.model.path == second
+    ModelStore(shop).activate(first.name)
+    again = engine.pipeline("ltr").steps[0].stage.model
+    assert again.path == first and again.booster is model.booster

@@ -46,10 +46,33 @@ def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
     assert "cross" in found["hits"][0]["explain"]
     result = last_json("eval", "--index", active["index"], "--dataset", active["collection"], "--split", "dev",
                        "--pipeline", "rerank", "--json")
-    assert result["pipeline"] == "rerank" and result["queries"] == 36 and 0.0 <= result["ndcg@10"] <= 1.0
+    assert result["pipeline"] == "rerank" and result["queries"] == 36 and result["ndcg@10"] >= 0.9  # measured 0.99
     assert result["p50_ms"] > 0
     full = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "full", "--json")
     assert "cross" in full["timings_ms"]
+
+
+def test_the_fitted_cross_encoder_ranks_the_relevant_document_far_above_chance(active):
+    """On the 36 dev queries (topics never trained on), the cross-encoder's own score alone puts the one
+    relevant document of recall's top 20 well above chance (a reranker ignoring the query, or scoring at random,
+    sits near MRR 0.18 over 20), and the mixed order keeps recall's nDCG@10 or betters it."""
+    from souk.evaluation.metrics import score_run
+
+    pipe = build_pipeline("rerank", Index.open(active["index"]))
+    dev = active["dev"]
+    model, mixed, recall = {}, {}, {}
+    for qid in dev.qrels:
+        run = pipe.run(pipe.plan(dev.queries[qid]), 20)
+        head = run.ranking.top(20)
+        model[qid] = list(zip(head.ids, head.signal("cross_model").tolist()))
+        mixed[qid] = list(zip(head.ids, np.asarray(head.scores).tolist()))
+        first = run.stages[0].ranking.top(20)
+        recall[qid] = list(zip(first.ids, np.asarray(first.scores).tolist()))
+    scores = {name: score_run(r, dev.qrels, ["mrr@20", "ndcg@10"]).means() for name, r in
+              (("model", model), ("mixed", mixed), ("recall", recall))}
+    # measured: model MRR 0.39 (chance 0.18, one standard deviation of chance over 36 queries 0.04); mixed = recall 0.99
+    assert len(model) == 36 and scores["model"]["mrr@20"] >= 0.3, scores
+    assert scores["mixed"]["ndcg@10"] >= scores["recall"]["ndcg@10"] - 0.01, scores
 
 
 def test_options_are_checked_and_a_missing_model_is_unavailable(active, tmp_path):
@@ -125,9 +148,7 @@ def _header_lies(model):
                          ids=["cut", "cut resealed", "pickle", "header lies"])
 def test_a_damaged_cross_encoder_turns_the_stage_off_and_full_still_answers(active, tmp_path, damage):
     from souk.errors import ModelUnavailable
-    from souk.ranking.rerank import load_cross
 
-    load_cross.cache_clear()
     path = _damaged_copy(active, tmp_path, damage)
     with pytest.raises(ModelUnavailable, match=r"model cross-\d+") as e:
         build_pipeline("rerank", Index.open(path))

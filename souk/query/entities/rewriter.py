@@ -7,7 +7,7 @@ steps = ["syntax", "spell", "entities"]
 [query.entities]
 fields = ["brand", "category"]   # keyword fields whose values are the gazetteer (default: fields named like brand/category)
 aliases = {"日清" = "Nissin"}     # other names of catalog values
-tagger = "models/ner"            # optional `souk ner train` directory (relative to the index)
+tagger = "models/ner"            # optional `souk ner train` directory (relative to the index) or model name
 types = {HPPX = "brand"}         # tagger type -> keyword field its entities boost
 min_score = 0.6                  # tagger entities below this are ignored
 use = "boost"                    # "boost" | "filter" | "none" (only listed in the plan)
@@ -22,7 +22,6 @@ filter hides every other document; prefer boosts there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from souk.errors import ConfigError, ModelUnavailable
@@ -72,11 +71,12 @@ class EntityRewriter:
         self.tagger = None
         self.note: str | None = None
         if opts.tagger is not None:
+            from souk.models import store
             from souk.query.entities.tagger import Tagger
 
-            path = Path(searcher.path) / opts.tagger
             try:
-                self.tagger = Tagger.load(path)
+                path = store.resolve(searcher.path, "tagger", opts.tagger)
+                self.tagger = store.cached(path, Tagger.load) if path is not None else None
             except ModelUnavailable as e:  # damaged: catalog values are still recognized, with a note
                 self.note = f"entity tagger skipped: {e}"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from souk.errors import ModelError, ModelUnavailable
-from souk.models.store import FILES, check_files, in_store, seal
+from souk.models.store import read_model_manifest, seal
 from souk.query.entities.entity import Entity, bio_spans
 from souk.query.entities.features import Featurizer, Lexicon, Vocab
 from souk.query.entities.text import canonical, normalize_with_offsets
@@ -118,8 +118,7 @@ class Tagger:
             (tmp / BIGRAMS).write_text(json.dumps(f.bigrams.tokens, ensure_ascii=False), encoding="utf-8")
             if f.lexicon is not None:
                 (tmp / LEXICON).write_text(json.dumps(f.lexicon.words, ensure_ascii=False), encoding="utf-8")
-            (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-            manifest = seal(tmp, manifest)  # the files' sha256, checked before torch reads them
+            manifest = seal(tmp, manifest)  # the manifest with the files' sha256, checked before torch reads them
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -142,7 +141,7 @@ class Tagger:
         from souk.query.entities.network import BiLstmCrf, Ensemble, NetworkConfig
 
         path = Path(path)
-        manifest = read_tagger_manifest(path)
+        manifest = read_model_manifest(path, KIND, format=FORMAT)
         try:
             chars = Vocab(json.loads((path / CHARS).read_text(encoding="utf-8")))
             bigrams = Vocab(json.loads((path / BIGRAMS).read_text(encoding="utf-8")))
@@ -162,25 +161,7 @@ class Tagger:
 
 def _is_tagger_dir(path: Path) -> bool:
     try:
-        return json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("kind") == KIND
-    except (OSError, ValueError, AttributeError):
+        return read_model_manifest(path, verify=False).get("kind") == KIND
+    except ModelError:
         return False
 
-
-def read_tagger_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a tagger directory; ModelError when missing, corrupt or of another kind."""
-    file = path / MANIFEST
-    if not file.is_file():
-        raise ModelError(f"{path} is not a model directory (no {MANIFEST}); train one with `souk ner train`")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelError(f"{file} is corrupt: {e}") from None
-    kind = manifest.get("kind") if isinstance(manifest, dict) else None
-    if kind != KIND:
-        raise ModelError(f"{path} holds a model of kind {kind!r}, not {KIND!r}; pass a directory made by `souk ner train`")
-    if manifest.get("format") != FORMAT:
-        raise ModelError(f"{file}: tagger format {manifest.get('format')!r}, this souk reads {FORMAT}; retrain it")
-    if FILES in manifest or in_store(path):
-        check_files(path, manifest)
-    return manifest

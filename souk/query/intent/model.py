@@ -222,8 +222,7 @@ class IntentModel:
     def save(self, path: str | Path) -> Path:
         """Write the model directory atomically (temporary directory, then rename); an existing directory
         is replaced only when it holds an intent model or nothing."""
-        from souk.files import write_json_atomic
-        from souk.models.store import MANIFEST, seal
+        from souk.models.store import seal
 
         path = Path(path)
         if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or _is_intent_model(path))):
@@ -234,8 +233,7 @@ class IntentModel:
         tmp.mkdir()
         try:
             self.write_files(tmp)
-            write_json_atomic(tmp / MANIFEST, {**self.manifest(), "created": _now()})
-            seal(tmp)  # the files' sha256, checked before numpy reads them
+            seal(tmp, {**self.manifest(), "created": _now()})  # with the files' sha256, checked before numpy reads them
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             if path.exists():
                 os.replace(path, old)
@@ -253,9 +251,7 @@ class IntentModel:
         path = Path(path)
         if not path.is_dir():
             raise ModelError(f"{path}: no such model directory")
-        manifest = read_model_manifest(path, kind=KIND)
-        if manifest.get("format") != FORMAT:
-            raise ModelError(f"{path}: intent model format {manifest.get('format')!r}; this souk reads format {FORMAT}")
+        manifest = read_model_manifest(path, kind=KIND, format=FORMAT)
         try:
             with np.load(path / WEIGHTS, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}

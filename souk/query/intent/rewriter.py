@@ -4,7 +4,7 @@
 [query]
 steps = ["syntax", "intent"]
 [query.intent]
-model = "models/intent-1"   # optional; default: the index's active `intent` model; relative to the index
+model = "intent-1"          # optional; default: the active `intent` model; or a directory, relative to the index
 k = 3                       # optional; best classes listed in `top`
 ```
 `field` is the catalog field the labels came from (`souk intent train --index --label-field`), or None
@@ -38,20 +38,21 @@ class IntentRewriter:
     """Predicts the intent (or category) of `plan.text` once per request (a few ms with MiniLM)."""
 
     def __init__(self, searcher: Any, options: dict[str, Any] | None = None):
-        from souk.models.store import ModelStore
+        from souk.models import store
         from souk.query.intent.model import IntentModel
 
         options = dict(options or {})
         self.k = parse_options("query.intent", options, IntentOptions).k
         index_path = Path(searcher.path)
-        path = index_path / options["model"] if "model" in options else ModelStore(index_path).active(STAGE)
+        path = store.resolve(index_path, STAGE, options.get("model"))
         if path is None:
             raise ConfigError(f"query.intent: {index_path} has no intent model; train one with "
                               f"`souk intent train --index {index_path} --label-field FIELD`")
         self.path = path
-        self.note = None
+        self.note = ""
+        self.model: IntentModel | None
         try:
-            self.model = IntentModel.load(path)
+            self.model = store.cached(path, IntentModel.load)
         except ModelUnavailable as e:  # a damaged model: the step is off, searches go on with a note
             self.model, self.field, self.note = None, None, f"query step intent skipped: {e}"
             return

@@ -57,10 +57,10 @@ def test_round_trip_gives_the_same_predictions(mini, tmp_path):
 
 
 def test_load_and_save_refuse_other_directories(mini, tmp_path):
-    with pytest.raises(ModelError, match="not a model directory"):
+    with pytest.raises(ModelError, match="not a souk model directory"):
         Tagger.load(tmp_path)
     (tmp_path / "manifest.json").write_text('{"kind": "encoder"}')
-    with pytest.raises(ModelError, match="kind 'encoder'"):
+    with pytest.raises(ModelError, match="holds a 'encoder' model, not a 'ner-tagger' model"):
         Tagger.load(tmp_path)
     with pytest.raises(ModelError, match="not a souk ner-tagger"):
         Tagger.load(mini[1]).save(tmp_path)
