@@ -63,9 +63,9 @@ def train_command(
     if data is not None:
         model = IntentModel.train(read_labeled_tsv(data), config, progress=True)
     else:
-        from souk.index import Index
+        from souk.indexing import open_index
 
-        model = IntentModel.from_catalog(Index.open(index).searcher(), label_field, text_fields, config, progress=True,
+        model = IntentModel.from_catalog(open_index(index).searcher(), label_field, text_fields, config, progress=True,
                                          level=label_level)
     train_seconds = time.perf_counter() - t0
     if dev_set is not None:

@@ -119,11 +119,11 @@ def gazetteer_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Build a gazetteer from the values of keyword fields of an index."""
-    from souk.index import Index
+    from souk.indexing import open_index
     from souk.query.entities.gazetteer import Gazetteer
 
     alias_map = _read_aliases(aliases) if aliases is not None else None
-    built = Gazetteer.from_index(Index.open(index).searcher(), field, alias_map)
+    built = Gazetteer.from_index(open_index(index).searcher(), field, alias_map)
     built.save(out)
     summary = {"gazetteer": str(out), "entries": len(built), "types": built.types}
     if json_output:

@@ -2,11 +2,10 @@
 and the `souk index` options that put a new index's vector field there."""
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Optional
 
 import typer
 
@@ -37,21 +36,6 @@ def vector_options(index: Path, vectors: bool, backend: str | None, uri: str | N
     return params
 
 
-@contextlib.contextmanager
-def ray_encoding(index, address: str | None) -> Iterator[Callable[[Iterable], Iterable]]:
-    """For `--ray`: records passed through the returned function get their vectors computed on Ray
-    (identity without --ray)."""
-    if not address:
-        yield lambda records: records
-        return
-    if not index.schema.vector_fields:
-        raise ConfigError("--ray encodes vectors: it applies to an index with a vector field (--vectors)")
-    from souk.index.vectors.ray_encoding import RayEncoding, ray_cluster
-
-    with ray_cluster(address), RayEncoding(index) as encoding:
-        yield encoding.records
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(vectors_app, name="vectors")
 
@@ -62,9 +46,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Is the Milvus collection at the index's last commit? (rows, commit stamps, mirrored fields)"""
-        from souk.index.vectors.milvus import status
+        from souk.indexing import vector_status
 
-        result = status(index, field)
+        result = vector_status(index, field)
         if as_json:
             emit_json(result)
             return
@@ -79,11 +63,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Drop and refill the Milvus collection from the index's last commit (after drift or a mirror change)."""
-        from souk.index.vectors.milvus import rebuild
+        from souk.indexing import rebuild_vectors
         from souk.progress import progress_bar
 
         with progress_bar("sending vectors", None) as advance:
-            result = rebuild(index, field, progress=advance)
+            result = rebuild_vectors(index, field, progress=advance)
         if as_json:
             emit_json(result)
             return
@@ -101,12 +85,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Keep a vector field's vectors in another backend (e.g. an index outgrowing one machine moves to
         Milvus); nothing is re-encoded."""
-        from souk.index.vectors.milvus import move
+        from souk.indexing import move_vectors
         from souk.progress import progress_bar
 
         params = vector_options(index, True, backend, uri, collection) or {}
         with progress_bar("sending vectors", None) as advance:
-            result = move(index, backend, params.get("uri"), params.get("collection"), field, progress=advance)
+            result = move_vectors(index, backend, params.get("uri"), params.get("collection"), field, progress=advance)
         if as_json:
             emit_json(result)
             return

@@ -30,7 +30,7 @@ from souk.query.plan import Planner, QueryPlan
 from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
 from souk.errors import Unavailable
 from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
-from souk.types import Ranking
+from souk.types import Explanation, Ranking
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS, "match": "any"}
 # Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors,
@@ -72,21 +72,28 @@ class PipelineRun:
     def timings_ms(self) -> dict[str, float]:
         return {s.name: s.ms for s in self.stages}
 
-    def explain(self, doc_id: str) -> dict[str, Any]:
-        """Per-stage score and rank of one document, and the signals the final list carries for it."""
-        out: dict[str, Any] = {}
+    def explanation(self, doc_id: str) -> Explanation:
+        """How the document's final score came about: a child per stage that saw it (its score and rank
+        there), each with the scores that stage added for it (e.g. recall's retrievers) as children."""
+        stages, before = [], set()
         for s in self.stages:
+            added = [n for n in s.ranking.signals if n not in before and n != s.name]
+            before |= set(s.ranking.signals)
             try:
                 pos = s.ranking.ids.index(doc_id)
             except ValueError:
                 continue
-            out[s.name] = {"rank": pos + 1, "score": float(s.ranking.scores[pos])}
-        if doc_id in self.ranking.ids:
-            pos = self.ranking.ids.index(doc_id)
-            sig = {n: float(v[pos]) for n, v in self.ranking.signals.items() if not np.isnan(v[pos])}
-            if sig:
-                out["signals"] = sig
-        return out
+            children = [Explanation(float(s.ranking.signals[n][pos]), n) for n in added
+                        if not np.isnan(s.ranking.signals[n][pos])]
+            stages.append(Explanation(float(s.ranking.scores[pos]), s.name, pos + 1, children))
+        final = self.ranking.ids.index(doc_id) if doc_id in self.ranking.ids else None
+        score = float(self.ranking.scores[final]) if final is not None else float("nan")
+        return Explanation(score, "final", None if final is None else final + 1, stages)
+
+    def explain(self, doc_id: str) -> dict[str, Any]:
+        """`explanation(doc_id)` as JSON, keyed by stage: `{"recall": {"score", "rank", "description",
+        "children": [{"score", "description": "bm25"}, ...]}, "ltr": {...}}`."""
+        return {node.description: node.to_dict() for node in self.explanation(doc_id).children}
 
 
 @dataclass

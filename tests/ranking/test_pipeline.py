@@ -70,7 +70,10 @@ def test_fake_retriever_and_stage_compose_from_config(product_index):
     assert np.all(np.diff(run.ranking.scores) < 0), "scores must stay in ranking order (run files sort by score)"
     top = run.ranking.ids[0]
     assert run.explain(top)["reverse"]["rank"] == 1 and run.explain(top)["recall"]["rank"] == 2
-    assert run.explain(top)["signals"]["alphabet"] == pytest.approx(float(len(recalled) - 1))
+    recall = run.explain(top)["recall"]  # a tree per stage: the retrievers' scores are recall's children
+    assert recall["children"] == [{"score": pytest.approx(float(len(recalled) - 1)), "description": "alphabet"}]
+    tree = run.explanation(top)
+    assert [s.description for s in tree.children] == ["recall", "reverse"] and tree.rank == 1
 
 
 def test_keep_cuts_and_optional_stage_is_skipped_with_a_note(product_index):
