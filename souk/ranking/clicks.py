@@ -28,7 +28,7 @@ from souk.index.keys import doc_key
 from souk.index.terms import TermStore
 from souk.models.store import ModelStore, read_model_manifest
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import StageContext, StageUnavailable, check_options, register_stage
+from souk.ranking.stage import Stage, StageContext, StageUnavailable, check_options, register_stage
 from souk.types import Ranking
 
 KIND = "clicks-ftrl"
@@ -169,7 +169,7 @@ def active_click_model(index_path: Path, pinned: str | None = None) -> ClickMode
     return ClickModel.load(path)
 
 
-class ClicksStage:
+class ClicksStage(Stage):
     """Adds `weight` × the click model's logit to the incoming scores."""
 
     name = "clicks"

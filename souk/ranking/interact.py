@@ -24,7 +24,7 @@ from souk.index.keys import doc_keys
 from souk.models.store import ModelStore, read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import StageContext, check_options, register_stage
+from souk.ranking.stage import Stage, StageContext, check_options, register_stage
 from souk.retrieval.wordvec import CorpusView, active_model, corpus_view
 from souk.types import Ranking
 
@@ -233,7 +233,7 @@ class InteractModel:
         return (h @ w["mlp.2.weight"].T + w["mlp.2.bias"])[..., 0].astype(np.float32)
 
 
-class InteractStage:
+class InteractStage(Stage):
     """Scores the top candidates with the interaction model; documents the view lacks keep their order."""
 
     name = STAGE

@@ -20,7 +20,7 @@ from souk.models.store import FILES, ModelStore, read_model_manifest
 from souk.query.plan import QueryPlan
 from souk.ranking.clicks import active_click_model
 from souk.ranking.features import FeatureEnv, FeatureSet
-from souk.ranking.stage import StageContext, StageUnavailable, check_options, register_stage
+from souk.ranking.stage import Stage, StageContext, StageUnavailable, check_options, register_stage
 from souk.types import Ranking
 
 KIND = "ltr-lightgbm"
@@ -84,7 +84,7 @@ class LtrModel:
         return self.predict(self.features.matrix(plan, candidates))
 
 
-class LtrStage:
+class LtrStage(Stage):
     name = "ltr"
 
     def __init__(self, model: LtrModel):

@@ -29,7 +29,7 @@ from souk.errors import ConfigError, ModelError
 from souk.query.plan import Planner, QueryPlan
 from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
 from souk.errors import Unavailable
-from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
+from souk.ranking.stage import Stage, StageContext, positive_int, rerank_many, stage_factory
 from souk.types import Explanation, Ranking
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS, "match": "any"}
@@ -135,20 +135,24 @@ class Pipeline:
         return self.run_many([plan], k)[0]
 
     def run_many(self, plans: Sequence[QueryPlan], k: int) -> list[PipelineRun]:
-        """Every plan through every stage; the result holds at least the top `k` (where found)."""
+        """Every plan through every stage, each stage once for all plans (`rerank_many`: a batched stage
+        scores every query's candidates in one pass); the result holds at least the top `k` (where found)."""
         t0 = time.perf_counter()
         recalled = self.recall_stage.recall(plans, k)
         ms = (time.perf_counter() - t0) * 1e3 / max(len(plans), 1)
         runs = []
         for plan, ranking in zip(plans, recalled):
             ranking = ranking.with_signal("recall", ranking.scores)
-            run = PipelineRun(plan, ranking, [StageRun("recall", ranking, ms)])
-            for step in self.steps:
-                t1 = time.perf_counter()
-                run.ranking = _apply(step, plan, run.ranking)
-                run.stages.append(StageRun(step.name, run.ranking, (time.perf_counter() - t1) * 1e3))
+            runs.append(PipelineRun(plan, ranking, [StageRun("recall", ranking, ms)]))
+        for step in self.steps:
+            t1 = time.perf_counter()
+            rankings = _apply(step, plans, [run.ranking for run in runs])
+            ms = (time.perf_counter() - t1) * 1e3 / max(len(plans), 1)
+            for run, ranking in zip(runs, rankings):
+                run.ranking = ranking
+                run.stages.append(StageRun(step.name, ranking, ms))
+        for run in runs:
             run.ranking = run.ranking.top(max(k, 0))
-            runs.append(run)
         return runs
 
     def search(self, query: str, k: int, filters: Sequence[Any] | None = None) -> Ranking:
@@ -156,12 +160,18 @@ class Pipeline:
         return self.run(self.plan(query, filters or ()), k).ranking
 
 
-def _apply(step: _Step, plan: QueryPlan, candidates: Ranking) -> Ranking:
-    """Rerank the head (`depth`), keep the tail below it in its order, then cut to `keep`."""
-    head, tail = candidates.top(step.depth), candidates.take(slice(step.depth, None))
-    if not len(head):
-        return candidates
-    out = step.stage.rerank(plan, head)
+def _apply(step: _Step, plans: Sequence[QueryPlan], candidates: Sequence[Ranking]) -> list[Ranking]:
+    """Rerank each list's head (`depth`) in one `rerank_many` call, keep the tail below it in its order,
+    then cut to `keep`."""
+    heads = [c.top(step.depth) for c in candidates]
+    todo = [i for i, head in enumerate(heads) if len(head)]
+    done = dict(zip(todo, rerank_many(step.stage, [plans[i] for i in todo], [heads[i] for i in todo]))) if todo else {}
+    return [_merge(step, done[i], candidates[i].take(slice(step.depth, None))) if i in done else candidates[i]
+            for i in range(len(candidates))]
+
+
+def _merge(step: _Step, out: Ranking, tail: Ranking) -> Ranking:
+    """A reranked head in the stage's order, its candidates' tail below it, cut to `keep`."""
     out = out.take(np.argsort(-np.asarray(out.scores, dtype=np.float64), kind="stable"))
     out = out.with_signal(step.name, out.scores)
     if len(tail):

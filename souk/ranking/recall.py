@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from souk.errors import ConfigError, Unavailable
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import StageContext, check_options, register_stage
+from souk.ranking.stage import Stage, StageContext, check_options, register_stage
 from souk.retrieval.base import build_retriever
 from souk.retrieval.fusion import FUSIONS, NORMS, fuse
 from souk.types import Ranking
@@ -58,7 +58,7 @@ def _choice(where: str, value: Any, known: Sequence[str]) -> str:
     return value
 
 
-class RecallStage:
+class RecallStage(Stage):
     """Retrievers under the plan's filters, fused (weights scaled by what each can read)."""
 
     name = "recall"

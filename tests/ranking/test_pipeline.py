@@ -130,3 +130,29 @@ def test_a_retriever_that_cannot_read_the_query_is_left_out_and_the_plan_says_so
     english = fused.plan("running shoes")
     fused.run(english, 10)
     assert not english.notes
+
+
+class BatchedStage(ReverseStage):
+    """Fake batched stage: one `rerank_many` call per pipeline step, whatever the number of queries."""
+
+    name = "batched"
+    calls: list[int] = []
+
+    def rerank_many(self, plans, candidates):
+        BatchedStage.calls.append(len(plans))
+        return [self.rerank(p, c) for p, c in zip(plans, candidates)]
+
+
+register_stage("batched")(lambda context, options: BatchedStage())
+
+
+def test_run_many_hands_every_query_to_a_stage_at_once(product_index):
+    searcher = Index.open(product_index).searcher()
+    pipe = build_pipeline("mine", searcher, {"stages": [{"stage": "recall", "retrievers": ["alphabet"]},
+                                                        {"stage": "batched", "depth": 2}, {"stage": "reverse", "depth": 3}]})
+    plans = [pipe.plan(q) for q in ("one", "two", "three")]
+    BatchedStage.calls.clear()
+    runs = pipe.run_many(plans, 10)
+    assert BatchedStage.calls == [3]  # one call for three queries; `reverse` (no rerank_many) loops over rerank
+    assert [r.ranking.ids for r in runs] == [pipe.run(p, 10).ranking.ids for p in plans]
+    assert [list(r.timings_ms) for r in runs] == [["recall", "batched", "reverse"]] * 3
