@@ -13,18 +13,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from souk.cli.options import JsonOpt, command_group
 from souk.cli.output import console, emit_json, progress_bar
 from souk.errors import ConfigError, SoukError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="Tagger directory written by `souk ner train`.")]
 
-ner_app = typer.Typer(no_args_is_help=True, help="Entities in queries (brands, product types, models): train, evaluate, tag.")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `ner` command group to `app`."""
-    app.add_typer(ner_app, name="ner")
+ner_app, register = command_group("ner", "Entities in queries (brands, product types, models): train, evaluate, tag.")
 
 
 @ner_app.command("train")
