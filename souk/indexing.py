@@ -143,7 +143,7 @@ def index_records(opened: Opened, on_error: str = "fail", commit_every: int = 0,
     total, commits = WriteReport(), 0
     chunks: Iterable[Any] = _chunks(opened.records, commit_every) if commit_every > 0 else [opened.records]
     try:
-        with ray_encoding(index, ray) as prepare, write_turn(index.path), index.writer() as writer:
+        with ray_encoding(index, ray) as prepare, _writing(index) as writer:
             for chunk in chunks:
                 report = writer.add(prepare(chunk) if prepare else chunk, on_error=on_error, progress=progress)
                 writer.commit()
@@ -170,7 +170,7 @@ def write_batch(index: Index, records: Sequence[Any] = (), on_error: str = "fail
     batch = [r if isinstance(r, Record) else Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
              for i, r in enumerate(records, 1)]
     ids = list(dict.fromkeys(str(i) for i in delete))
-    with lock or contextlib.nullcontext(), write_turn(index.path), index.writer() as writer:
+    with _writing(index, lock) as writer:
         try:
             report = writer.add(batch, on_error=on_error)
         except DocumentError:
@@ -182,6 +182,15 @@ def write_batch(index: Index, records: Sequence[Any] = (), on_error: str = "fail
         writer.commit()
     return {"written": report.written, "deleted": len(existing), "docs": (snapshot or index.searcher)().num_docs,
             "rejected": [{"record": line, "field": f, "message": m} for line, f, m in report.rejected]}
+
+
+@contextlib.contextmanager
+def _writing(index: Index, lock: threading.Lock | None = None) -> Iterator[Any]:
+    """The index's writer inside its write turn (and `lock`): other processes' writes wait for it."""
+    if index.read_only:
+        index.writer()  # raises: the index layer says why this index cannot be written here
+    with lock or contextlib.nullcontext(), write_turn(index.path), index.writer() as writer:
+        yield writer
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
