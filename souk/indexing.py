@@ -154,7 +154,8 @@ def index_records(opened: Opened, on_error: str = "fail", commit_every: int = 0,
             index.discard()  # a failed first run leaves nothing behind
         raise
     docs = index.searcher().num_docs
-    return IndexRun(total, commits, docs_before, docs, _warnings(total, index.schema, docs_before, docs, opened.created))
+    warnings = _warnings(total, index.schema, docs_before, docs, opened.created)
+    return IndexRun(total, commits, docs_before, docs, warnings)
 
 
 def write_batch(index: Index, records: Sequence[Any] = (), on_error: str = "fail", delete: Sequence[str] = (),
@@ -167,8 +168,8 @@ def write_batch(index: Index, records: Sequence[Any] = (), on_error: str = "fail
     and nothing is written. `lock`: held around the write (an engine's, so its threads write in turn);
     `snapshot`: the searcher of the new commit that counts `docs` (default: a fresh one)."""
     check_on_error(on_error)
-    batch = [r if isinstance(r, Record) else Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
-             for i, r in enumerate(records, 1)]
+    batch = [r if isinstance(r, Record) else Record(i, r) if isinstance(r, dict)
+             else Record(i, None, "expected a JSON object") for i, r in enumerate(records, 1)]
     ids = list(dict.fromkeys(str(i) for i in delete))
     with _writing(index, lock) as writer:
         try:
@@ -244,7 +245,8 @@ def vector_status(index: Path, field_name: str | None) -> dict[str, Any]:
     return status(index, field_name)
 
 
-def rebuild_vectors(index: Path, field_name: str | None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def rebuild_vectors(index: Path, field_name: str | None,
+                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Drop and refill a vector field's Milvus collection from the index's last commit."""
     from souk.index.vectors.milvus import rebuild
 

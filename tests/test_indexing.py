@@ -54,7 +54,8 @@ def test_write_batch_upserts_and_deletes_in_one_commit(tmp_path):
     index_records(index)
     ix = Index.open(tmp_path / "shop")
     before = ix.searcher().num_docs
-    done = write_batch(ix, [{"sku": "N1", "title": "new"}, "not an object"], on_error="skip", delete=["A1", "A1", "nope"])
+    done = write_batch(ix, [{"sku": "N1", "title": "new"}, "not an object"], on_error="skip",
+                       delete=["A1", "A1", "nope"])
     assert done["written"] == 1 and done["deleted"] == 1 and done["docs"] == before
     assert done["rejected"] == [{"record": 2, "field": "", "message": "expected a JSON object"}]
     with pytest.raises(DocumentError):

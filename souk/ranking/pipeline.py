@@ -179,7 +179,8 @@ def _merge(step: _Step, out: Ranking, tail: Ranking) -> Ranking:
         tail_scores = floor - 1.0 - np.arange(1, len(tail) + 1, dtype=np.float32) * 1e-3
         tail = tail.take(slice(None), tail_scores).with_signal(step.name, np.full(len(tail), np.nan, dtype=np.float32))
         out = Ranking(out.ids + tail.ids, np.concatenate([out.scores, tail.scores]).astype(np.float32),
-                      {n: np.concatenate([out.signal(n), tail.signal(n)]) for n in set(out.signals) | set(tail.signals)})
+                      {n: np.concatenate([out.signal(n), tail.signal(n)])
+                       for n in set(out.signals) | set(tail.signals)})
     return out.top(step.keep) if step.keep else out
 
 

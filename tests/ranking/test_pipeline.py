@@ -148,8 +148,9 @@ register_stage("batched")(lambda context, options: BatchedStage())
 
 def test_run_many_hands_every_query_to_a_stage_at_once(product_index):
     searcher = Index.open(product_index).searcher()
-    pipe = build_pipeline("mine", searcher, {"stages": [{"stage": "recall", "retrievers": ["alphabet"]},
-                                                        {"stage": "batched", "depth": 2}, {"stage": "reverse", "depth": 3}]})
+    stages = [{"stage": "recall", "retrievers": ["alphabet"]}, {"stage": "batched", "depth": 2},
+              {"stage": "reverse", "depth": 3}]
+    pipe = build_pipeline("mine", searcher, {"stages": stages})
     plans = [pipe.plan(q) for q in ("one", "two", "three")]
     BatchedStage.calls.clear()
     runs = pipe.run_many(plans, 10)

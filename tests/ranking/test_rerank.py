@@ -55,7 +55,8 @@ def test_rerank_many_scores_every_query_in_one_pass_as_each_alone(active):
         del cross.model.score_pairs
     for a, b in zip(together, alone):
         assert a.ranking.ids == b.ranking.ids
-        np.testing.assert_allclose(a.ranking.signal("cross_model"), b.ranking.signal("cross_model"), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.ranking.signal("cross_model"), b.ranking.signal("cross_model"),
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
