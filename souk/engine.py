@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +26,8 @@ from souk.index.searcher import MAX_QUERY_CHARS, SearchRequest, Searcher, _diges
 from souk.index.store import meta_path
 from souk.models.store import activation
 from souk.ranking.pipeline import Pipeline, build_pipeline
-from souk.types import SearchResult
+from souk.query.plan import QueryPlan
+from souk.types import Explanation, SearchResult
 
 MAX_K = 1_000          # hits per page
 MAX_DEPTH = 10_000     # offset + k: how deep a user may page
@@ -136,46 +138,13 @@ class Engine:
         `suggest_instead` a search finding nothing offers `suggestions` (off for warm-up searches)."""
         _check_request(query, k, offset, facet_size)
         searcher = self.searcher()
-        self.pipeline(pipeline)  # built (models and caches loaded) once, outside the timing
+        pipe = self.pipeline(pipeline)  # built (models and caches loaded) once, outside the timing
         t0 = time.perf_counter()
-        if collapse is not None:
-            if collapse not in searcher.schema.fields:
-                raise QueryError(f"collapse: no field {collapse!r}; fields: {', '.join(searcher.schema.fields)}")
-            if offset + k > COLLAPSE_DEPTH:
-                raise QueryError(f"collapse: only the first {COLLAPSE_DEPTH} collapsed hits can be paged; "
-                                 f"page * size is {offset + k}")
-            window = (offset + k) * COLLAPSE_WINDOW
-            while True:  # widen the window until it holds the page's collapsed hits or every hit
-                result = self.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort, k=window,
-                                     offset=0, explain=explain, highlight=False, facet_size=facet_size, record=False)
-                groups = _collapse(result.hits, collapse)
-                if len(groups) >= offset + k or len(result.hits) < window or window == MAX_K:
-                    break
-                window = min(MAX_K, window * COLLAPSE_WINDOW)
-            result.hits = groups[offset:offset + k]
-            if highlight:  # only the hits shown, not the whole window
-                searcher.highlight(result.hits, result.terms)
-            result.offset = offset
-            return self.record_search(result, query, filters, sort, session) if record else result
-        pipe = self.pipeline(pipeline)
+        page = _Page(k, offset, sort, tuple(facets), facet_size, highlight, explain, collapse)
+        page.check(searcher.schema)
         flt = [f if isinstance(f, Filter) else parse_filters([f], searcher.schema)[0] for f in filters]
-        if sort:
-            searcher.schema.field(sort.lstrip("+-"), kinds=("number",))
-        for name in facets:
-            searcher.schema.field(name, kinds=("keyword", "number"))
         plan = pipe.plan(query, flt)
-        expansions = [(e.text, e.weight, e.of) for e in plan.expansions]
-        if pipe.lexical:
-            result = searcher.search(SearchRequest(query=plan.text, k=k, offset=offset, filters=plan.filters,
-                                                   facets=facets, facet_size=facet_size, sort=sort,
-                                                   highlight=highlight, expansions=expansions,
-                                                   boosts=plan.boost_filters, match=pipe.match))
-            result.timings_ms = {"recall": result.took_ms}
-            if explain:
-                for i, hit in enumerate(result.hits):
-                    hit.explain = {"recall": {"rank": offset + i + 1, "score": hit.score}}
-        else:
-            result = self._pipeline_page(searcher, pipe, plan, facets, facet_size, sort, k, offset, explain, highlight, expansions)
+        result = self._page(searcher, pipe, plan, page)
         result.pipeline = pipeline
         result.offset = offset
         result.did_you_mean = plan.did_you_mean
@@ -195,27 +164,65 @@ class Engine:
 
         return record_search(self, result, query, filters, sort, session, extra)
 
-    def _pipeline_page(self, searcher: Searcher, pipe: Pipeline, plan, facets, facet_size: int, sort: str | None,
-                       k: int, offset: int, explain: bool, highlight: bool, expansions) -> SearchResult:
+    def _page(self, searcher: Searcher, pipe: Pipeline, plan: QueryPlan, page: "_Page") -> SearchResult:
+        """The one step after planning: run the pipeline, then page, sort, count, facet and collapse.
+
+        Collapsing reads a window of `COLLAPSE_WINDOW` hits per hit shown, widened until it holds the
+        page's collapsed hits or every hit; only the hits shown are highlighted."""
+        if page.collapse is None:
+            return self._window(searcher, pipe, plan, page, page.offset, page.k, page.highlight)
+        want = page.offset + page.k
+        window = want * COLLAPSE_WINDOW
+        while True:
+            result = self._window(searcher, pipe, plan, page, 0, window, False)
+            groups = _collapse(result.hits, page.collapse)
+            if len(groups) >= want or len(result.hits) < window or window == MAX_K:
+                break
+            window = min(MAX_K, window * COLLAPSE_WINDOW)
+        result.hits = groups[page.offset:want]
+        if page.highlight:
+            searcher.highlight(result.hits, result.terms)
+        return result
+
+    def _window(self, searcher: Searcher, pipe: Pipeline, plan: QueryPlan, page: "_Page", offset: int, k: int,
+                highlight: bool) -> SearchResult:
+        """Hits `offset .. offset + k` of the pipeline's ranking with the total and facets of the set they
+        come from. A lexical pipeline (BM25 alone) runs inside the keyword index, which counts, sorts,
+        facets and relaxes over every match in one pass (about a millisecond); other pipelines rank their
+        candidates, which are then sorted, counted and faceted here."""
+        expansions: list[Any] = [(e.text, e.weight, e.of) for e in plan.expansions]
+        if pipe.lexical:
+            result = searcher.search(SearchRequest(query=plan.text, k=k, offset=offset, filters=plan.filters,
+                                                   facets=page.facets, facet_size=page.facet_size, sort=page.sort,
+                                                   highlight=highlight, expansions=expansions,
+                                                   boosts=plan.boost_filters, match=pipe.match))
+            result.timings_ms = {"recall": result.took_ms}
+            if page.explain:
+                for i, hit in enumerate(result.hits):
+                    hit.explain = {"recall": Explanation(hit.score, "recall", offset + i + 1).to_dict()}
+            return result
         run = pipe.run(plan, k + offset)
         ranking = run.stages[-1].ranking  # every candidate, in the pipeline's order
         if list(pipe.recall_stage.retrievers) == ["bm25"]:  # lexical recall: count and facet every match
-            counted = searcher.search(SearchRequest(query=plan.text, k=0, filters=plan.filters, facets=facets,
-                                                    facet_size=facet_size, expansions=expansions, match=pipe.match))
+            counted = searcher.search(SearchRequest(query=plan.text, k=0, filters=plan.filters, facets=page.facets,
+                                                    facet_size=page.facet_size, expansions=expansions,
+                                                    match=pipe.match))
             total, facet_counts, dropped = counted.total, counted.facets, counted.dropped
         else:
-            total, facet_counts, dropped = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size, plan.filters), []
-        if sort:
-            values = searcher.numbers(ranking.ids, sort.lstrip("+-"))
-            keyed = np.where(np.isnan(values), np.inf, -values if sort.startswith("-") else values)
+            total, dropped = len(ranking), []
+            facet_counts = searcher.facets_of(ranking.ids, page.facets, page.facet_size, plan.filters)
+        if page.sort:
+            values = searcher.numbers(ranking.ids, page.sort.lstrip("+-"))
+            keyed = np.where(np.isnan(values), np.inf, -values if page.sort.startswith("-") else values)
             ranking = ranking.take(np.argsort(keyed, kind="stable"))
-        page = ranking.take(slice(offset, offset + k))
-        hits = searcher.hits(page, plan.text, highlight=highlight, expansions=expansions)
-        if explain:
+        shown = ranking.take(slice(offset, offset + k))
+        hits = searcher.hits(shown, plan.text, highlight=highlight, expansions=expansions)
+        if page.explain:
             for hit in hits:
                 hit.explain = run.explain(hit.id)
         terms = searcher.text_query(plan.text, relaxed=True)[1] if plan.text.strip() else []
-        return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms, relaxed=bool(dropped), dropped=dropped)
+        return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms, relaxed=bool(dropped),
+                            dropped=dropped)
 
     def _instead(self, searcher: Searcher, text: str, match: str | None) -> list[str]:
         """Queries to offer when `text` matched nothing (never silent partial matches): completions of the
@@ -251,28 +258,11 @@ class Engine:
 
         Returns once the commit is durable; the next search sees it. With `on_error="fail"` a bad
         record rejects the whole batch (DocumentError lists every problem) and nothing is written."""
-        from souk.catalogs import Record
-        from souk.errors import DocumentError
+        from souk.indexing import write_batch
 
-        if on_error not in ("fail", "skip"):
-            raise QueryError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
-        batch = [r if isinstance(r, Record) else Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
-                 for i, r in enumerate(records, 1)]
-        from souk.index.writer import write_turn
-
-        with self._write_lock, write_turn(self.index.path), self.index.writer() as writer:
-            try:
-                report = writer.add(batch, on_error=on_error)
-            except DocumentError:
-                writer.rollback()
-                raise
-            # the ids that existed, read inside the write turn (no other writer commits meanwhile)
-            existing = [i for i, doc in zip(delete, self.index.searcher().docs(list(delete))) if doc is not None] if delete else []
-            writer.delete(delete)
-            writer.commit()
+        done = write_batch(self.index, records, on_error, delete, lock=self._write_lock, snapshot=self.searcher)
         self.refresh()
-        return {"written": report.written, "deleted": len(existing), "docs": self.searcher().num_docs,
-                "rejected": [{"record": line, "field": f, "message": m} for line, f, m in report.rejected]}
+        return done
 
     def refresh(self) -> None:
         """Move to the newest commit in a background thread: rebuild the pipelines in use (query-side
@@ -311,6 +301,33 @@ class Engine:
         from souk.query.refresh import builds_under_way
 
         return (["pipelines"] if self._refresher is not None else []) + builds_under_way()
+
+
+@dataclass(frozen=True)
+class _Page:
+    """What a search shows of its ranking: which hits, in what order, with which counts."""
+
+    k: int
+    offset: int
+    sort: str | None
+    facets: tuple[str, ...]
+    facet_size: int
+    highlight: bool
+    explain: bool
+    collapse: str | None
+
+    def check(self, schema: Any) -> None:
+        """QueryError (collapse) or ConfigError (sort, facets) naming a field this index cannot use so."""
+        if self.collapse is not None:
+            if self.collapse not in schema.fields:
+                raise QueryError(f"collapse: no field {self.collapse!r}; fields: {', '.join(schema.fields)}")
+            if self.offset + self.k > COLLAPSE_DEPTH:
+                raise QueryError(f"collapse: only the first {COLLAPSE_DEPTH} collapsed hits can be paged; "
+                                 f"page * size is {self.offset + self.k}")
+        if self.sort:
+            schema.field(self.sort.lstrip("+-"), kinds=("number",))
+        for name in self.facets:
+            schema.field(name, kinds=("keyword", "number"))
 
 
 def _collapse(hits: list, field: str) -> list:

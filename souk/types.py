@@ -57,6 +57,26 @@ class Ranking:
 
 
 @dataclass
+class Explanation:
+    """How a score came about, as a tree (tantivy's `Explanation`): the score, what it is, its rank in
+    the list it belongs to, and the scores it was made from (`children`). `to_dict` is the JSON form.
+    Misuse: putting numbers in `description`; each number gets its own child."""
+
+    score: float
+    description: str
+    rank: int | None = None
+    children: list["Explanation"] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"score": self.score, "description": self.description}
+        if self.rank is not None:
+            out["rank"] = self.rank
+        if self.children:
+            out["children"] = [c.to_dict() for c in self.children]
+        return out
+
+
+@dataclass
 class Hit:
     """One result as shown: id, final score, stored fields, highlighted snippets, and per-stage scores
     (`explain`, filled when asked for)."""
@@ -65,7 +85,7 @@ class Hit:
     score: float
     doc: dict[str, Any]
     highlights: dict[str, str] = field(default_factory=dict)
-    explain: dict[str, Any] = field(default_factory=dict)
+    explain: dict[str, Any] = field(default_factory=dict)  # stage -> its `Explanation.to_dict()`
     collapsed: int | None = None  # with collapsing: how many more hits shared this hit's value
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ LAYERS = [
     ["souk.evaluation"],
     ["souk.events"],
     ["souk.training"],
-    ["souk.config", "souk.engine"],
+    ["souk.config", "souk.engine", "souk.indexing"],
     ["souk.bench", "souk.serving"],
     ["souk.cli", "souk.__main__", "souk"],
 ]
@@ -52,6 +52,14 @@ def test_no_module_imports_a_higher_layer():
         for line, target in imports(path):
             if layer_of(target) > here:
                 problems.append(f"{rel}.py:{line} imports {target} (layer {layer_of(target)} above {here})")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_cli_writes_and_opens_indexes_through_the_facade():
+    """Commands reach the index layer only through `souk.engine` / `souk.indexing` (one write path)."""
+    problems = [f"{path.relative_to(ROOT.parent)}:{line} imports {target}"
+                for path in sorted((ROOT / "cli").rglob("*.py")) for line, target in imports(path)
+                if target == "souk.index" or target.startswith("souk.index.")]
     assert not problems, "\n".join(problems)
 
 

@@ -1,44 +1,39 @@
 """`souk bench encoder` and `souk bench ann` (dense recall benchmarks)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 
+from souk.cli.options import DatasetOpt, JsonOpt, SplitOpt, show_result
 from souk.cli.output import console, emit_json
 
 
 def register(bench_app: typer.Typer) -> None:
     @bench_app.command("encoder")
     def encoder_cmd(
-        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
-        split: Optional[str] = typer.Option(None, "--split", help="qrels split for nDCG (default: test, dev or train)."),
+        dataset: DatasetOpt,
+        split: SplitOpt = None,
         max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Encode a seeded sample of this many docs (judged ones kept)."),
         isa: str = typer.Option("native", "--isa", help="native, or avx2: both sides rerun in a process with oneDNN and torch capped to AVX2."),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: JsonOpt = False,
     ) -> None:
         """Docs/s of souk's chosen encoder path vs sentence-transformers fp32; nDCG@10 of both."""
         from souk.bench.encoder import bench_encoder, bench_encoder_capped
 
         if isa not in ("native", "avx2"):
             raise typer.BadParameter("native or avx2", param_hint="--isa")
-        result = bench_encoder(dataset, split, max_docs) if isa == "native" else bench_encoder_capped(dataset, split, max_docs)
-        if as_json:
-            emit_json(result)
-            return
-        for key, value in result.items():
-            console.print(f"{key:>16}: {value}")
+        show_result((bench_encoder if isa == "native" else bench_encoder_capped)(dataset, split, max_docs), as_json)
 
     @bench_app.command("ann")
     def ann_cmd(
-        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
-        split: Optional[str] = typer.Option(None, "--split", help="qrels split (default: test, dev or train)."),
+        dataset: DatasetOpt,
+        split: SplitOpt = None,
         index: Optional[list[str]] = typer.Option(None, "--index", help="Index type(s); default: all."),
         transform: str = typer.Option("none", "--transform", help='"none", "whiten" or "pca:N".'),
         max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Use a seeded sample of this many docs."),
         k: int = typer.Option(10, "-k", min=1, help="Neighbours per query (recall@k against exact search)."),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: JsonOpt = False,
     ) -> None:
         """Per FAISS index type: recall@k against exact search, queries/s, memory, build time, nDCG@10."""
         from rich.table import Table

@@ -6,27 +6,28 @@ from typing import Optional
 
 import typer
 
-from souk.cli.output import console, emit_json
+from souk.cli.bench import run_bench
+from souk.cli.options import DatasetOpt, JsonOpt, SplitOpt
 
 
 def register(bench_app: typer.Typer) -> None:
-    @bench_app.command("rerank")
-    def rerank_cmd(
-        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
-        split: Optional[str] = typer.Option(None, "--split", help="qrels split (default: test, dev or train)."),
-        index: Optional[Path] = typer.Option(None, "--index", help="Take candidates (and the active cross model) from this index."),
-        model: Optional[Path] = typer.Option(None, "--model", help="Cross-encoder model directory (default: the index's active one, else MiniLM with an untrained head)."),
-        depth: int = typer.Option(20, "--depth", min=1, help="Candidates reranked per query."),
-        max_queries: Optional[int] = typer.Option(None, "--max-queries", min=1, help="A seeded sample of this many queries."),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Pairs/s of souk's cross-encoder path vs sentence-transformers fp32 on the same weights; nDCG@10 of both."""
-        from souk.bench.encoder import default_split
-        from souk.bench.rerank import bench_rerank
+    """Add `rerank` to the bench commands."""
+    bench_app.command("rerank")(rerank_command)
 
-        result = bench_rerank(dataset, split or default_split(dataset), index, model, depth, max_queries)
-        if as_json:
-            emit_json(result)
-            return
-        for key, value in result.items():
-            console.print(f"{key:>18}: {value}")
+
+def rerank_command(
+    dataset: DatasetOpt,
+    split: SplitOpt = None,
+    index: Optional[Path] = typer.Option(None, "--index",
+                                         help="Take candidates (and the active cross model) from this index."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Cross-encoder model directory (default: the index's "
+                                         "active one, else MiniLM with an untrained head)."),
+    depth: int = typer.Option(20, "--depth", min=1, help="Candidates reranked per query."),
+    max_queries: Optional[int] = typer.Option(None, "--max-queries", min=1,
+                                              help="A seeded sample of this many queries."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Pairs/s of souk's cross-encoder path vs sentence-transformers fp32 on the same weights; nDCG@10 of both."""
+    from souk.bench.encoder import default_split
+
+    run_bench("rerank", as_json, dataset, split or default_split(dataset), index, model, depth, max_queries)

@@ -1,89 +1,22 @@
 """Commands over one index: `index`, `search`, `stats`, `delete`."""
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from souk.catalogs import Record, detect_format, estimate_records, read_catalog
+from souk.catalogs import estimate_records
 from souk.cli.output import console, emit_json, err_console, facet_line, plain_text, progress_bar
-from souk.errors import ConfigError, DocumentError
-from souk.index import Index
-from souk.index.writer import WriteReport
-from souk.schema import Inference, Schema, beir_schema, complete, infer, read_schema_file
+from souk.errors import ConfigError
+from souk.indexing import INFER_SAMPLE, check_commit_every, check_on_error, index_records, open_index, open_or_create
+from souk.schema import Schema
 from souk.serving.display import format_value
 
-INFER_SAMPLE = 1000
-
-
-@dataclass
-class Opened:
-    """An index ready for a catalog: its records, notes on guessed schema parts, and whether this run made it."""
-
-    index: Index
-    records: Iterator[Record]
-    notes: list[str] = field(default_factory=list)
-    created: bool = False
-
-
-def open_or_create(data: Path, index_dir: Path, schema_file: Path | None, vectors: bool,
-                   columns: list[str] | None = None, vector_params: dict | None = None) -> Opened:
-    """Open the index at `index_dir`, or create it with the given, BEIR or inferred schema.
-
-    A schema file without [fields] is completed from the catalog; CSV column names come from
-    `columns`, the schema file's `[catalog] columns` or, for an existing index, its schema."""
-    raw = read_schema_file(schema_file) if schema_file else None
-    if Index.exists(index_dir):
-        index = Index.open(index_dir)
-        if raw is not None and "fields" in raw:
-            if Schema.from_dict(raw, origin=str(schema_file)).to_dict()["fields"] != index.schema.to_dict()["fields"]:
-                raise ConfigError(f"{index_dir} exists with another schema; index into a new directory to change it")
-        elif raw is not None and raw.get("id", index.schema.id_field) != index.schema.id_field:
-            raise ConfigError(f"{index_dir} exists with id field {index.schema.id_field!r}, not {raw.get('id')!r}")
-        if vectors and not index.schema.vector_fields:
-            raise ConfigError(f"{index_dir} exists without a vector field; --vectors only applies when creating an index: index into a new directory")
-        cols = columns or _file_columns(raw, schema_file) or index.schema.catalog.get("columns")
-        return Opened(index, read_catalog(data, columns=cols))
-    cols = columns or _file_columns(raw, schema_file)
-    records = read_catalog(data, columns=cols)
-    if raw is not None and "fields" in raw:
-        inference = Inference(Schema.from_dict(raw, origin=str(schema_file)))
-    elif raw is None and detect_format(data) == "beir":
-        inference = Inference(beir_schema())
-    else:
-        head = list(itertools.islice(records, INFER_SAMPLE))
-        sample = [r.data for r in head if r.data is not None]
-        if head and not sample:
-            raise DocumentError(f"{data}: none of the first {len(head)} records could be read to infer a schema "
-                                f"(line {head[0].line}: {head[0].error})", [(r.line, "", r.error or "") for r in head])
-        inference = complete(raw, sample, origin=str(schema_file)) if raw is not None else infer(sample)
-        records = itertools.chain(head, records)
-    schema = inference.schema
-    if columns:
-        data_ = schema.to_dict()
-        data_["catalog"] = {**data_.get("catalog", {}), "columns": list(columns)}
-        schema = Schema.from_dict(data_, origin="schema with --columns")
-    if vectors:
-        schema = with_vector_field(schema, params=vector_params)
-    return Opened(Index.create(index_dir, schema), records, inference.notes, created=True)
-
-
-def _file_columns(raw: dict | None, schema_file: Path | None) -> list[str] | None:
-    catalog = (raw or {}).get("catalog")
-    if catalog is None:
-        return None
-    if not isinstance(catalog, dict):
-        raise ConfigError(f"{schema_file}: catalog must be a table ([catalog])")
-    columns = catalog.get("columns")
-    if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
-        raise ConfigError(f"{schema_file}: catalog.columns: expected a list of column names")
-    return columns
+__all__ = ["INFER_SAMPLE", "parse_columns", "register"]
 
 
 def parse_columns(text: str | None) -> list[str] | None:
@@ -94,34 +27,6 @@ def parse_columns(text: str | None) -> list[str] | None:
     if not all(names):
         raise ConfigError(f"--columns {text!r}: expected names separated by commas, such as id,title,price")
     return names
-
-
-def with_vector_field(schema: Schema, name: str = "embedding", params: dict | None = None) -> Schema:
-    """The schema plus a vector field `name` over its (non-copy) text fields (`params`: more of its params)."""
-    data = schema.to_dict()
-    data["fields"][name] = {"kind": "vector", "params": {"source": schema.content_fields(), **(params or {})}}
-    return Schema.from_dict(data, origin="schema with --vectors")
-
-
-def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    it = iter(records)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
-
-
-def _warnings(total: WriteReport, schema: Schema, docs_before: int, docs: int, created: bool) -> list[str]:
-    """What happened to the data without being an error: fields never filled, records merged by id."""
-    out = []
-    for name in total.empty_fields(schema):
-        f = schema.fields[name]
-        out.append(f"declared field {name} was empty in every record (its source {f.source!r} was never found); "
-                   "check the field name or its `from` path")
-    replaced = total.written - (docs - docs_before)
-    if replaced > 0:
-        where = "an earlier record of this catalog" if created else "an earlier record or an indexed document"
-        out.append(f"{replaced} of {total.written} records had the id of {where} and replaced it "
-                   f"(id field {schema.id_field!r}; ids are compared after trimming and NFKC normalization)")
-    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -141,39 +46,22 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     ) -> None:
         """Index a catalog: validate, analyze, write, commit. A failed first run leaves no index behind."""
-        if on_error not in ("fail", "skip"):
-            raise ConfigError(f"--on-error must be 'fail' or 'skip', not {on_error!r}")
-        if commit_every < 0:
-            raise ConfigError(f"--commit-every must be 0 (one commit at the end) or a number of records, not {commit_every}")
+        check_on_error(on_error, "--on-error")
+        check_commit_every(commit_every, "--commit-every")
         t0 = time.perf_counter()
         from souk.cli.vectors import vector_options
 
         opened = open_or_create(data, index, schema, vectors, parse_columns(columns),
                                 vector_options(index, vectors, vector_backend, vector_uri, vector_collection))
-        idx = opened.index
         for note in opened.notes:
             err_console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
-        docs_before = 0 if opened.created else idx.searcher().num_docs
-        total, commits = WriteReport(), 0
-        from souk.cli.vectors import ray_encoding
-
-        try:
-            with ray_encoding(idx, ray) as pre, idx.writer() as writer, progress_bar("indexing", estimate_records(data)) as advance:
-                for chunk in _chunks(opened.records, commit_every) if commit_every > 0 else [opened.records]:
-                    report = writer.add(pre(chunk), on_error=on_error, progress=advance)
-                    writer.commit()
-                    commits += 1
-                    total.merge(report)
-        except BaseException:
-            if opened.created and commits == 0:
-                idx.discard()  # a failed first run leaves nothing behind
-            raise
+        with progress_bar("indexing", estimate_records(data)) as advance:
+            run = index_records(opened, on_error, commit_every, ray, advance)
         elapsed = time.perf_counter() - t0
-        written, rejected = total.written, total.rejected
-        stats = idx.stats()
-        warnings = _warnings(total, idx.schema, docs_before, stats["docs"], opened.created)
-        result = {"index": str(index), "written": written, "rejected": len(rejected), "docs": stats["docs"],
-                  "commits": commits, "seconds": round(elapsed, 3), "docs_per_s": round(written / elapsed, 1) if elapsed else None,
+        written, rejected, warnings = run.report.written, run.report.rejected, run.warnings
+        result = {"index": str(index), "written": written, "rejected": len(rejected), "docs": run.docs,
+                  "commits": run.commits, "seconds": round(elapsed, 3),
+                  "docs_per_s": round(written / elapsed, 1) if elapsed else None,
                   "warnings": warnings, "notes": opened.notes}
         for line, fld, msg in rejected[:20]:
             err_console.print(f"[yellow]skipped[/] line {line}: {escape(fld + ': ' if fld else '')}{escape(msg)}", soft_wrap=True)
@@ -182,10 +70,10 @@ def register(app: typer.Typer) -> None:
         for warning in warnings:
             err_console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
         if as_json:
-            result["rejects"] = [{"line": l, "field": f, "message": m} for l, f, m in rejected]
+            result["rejects"] = [{"line": n, "field": f, "message": m} for n, f, m in rejected]
             emit_json(result)
         else:
-            console.print(f"indexed {written} records into {escape(str(index))} ({stats['docs']} docs, "
+            console.print(f"indexed {written} records into {escape(str(index))} ({run.docs} docs, "
                           f"{len(rejected)} rejected) in {elapsed:.1f}s")
 
     @app.command("search")
@@ -229,7 +117,7 @@ def register(app: typer.Typer) -> None:
     @app.command("stats")
     def stats_cmd(index: Path = typer.Option(..., "--index"), as_json: bool = typer.Option(False, "--json")) -> None:
         """Document count, fields and size of an index."""
-        stats = Index.open(index).stats()
+        stats = open_index(index).stats()
         if as_json:
             emit_json(stats)
         else:
@@ -245,13 +133,11 @@ def register(app: typer.Typer) -> None:
     def delete_cmd(ids: list[str] = typer.Argument(..., help="Document ids."), index: Path = typer.Option(..., "--index"),
                    as_json: bool = typer.Option(False, "--json")) -> None:
         """Delete documents by id (committed at once)."""
-        idx = Index.open(index)
-        before = idx.searcher().num_docs
-        with idx.writer() as writer:
-            writer.delete(ids)
-            writer.commit()
-        docs = idx.stats()["docs"]
-        result = {"requested": len(ids), "deleted": before - docs, "docs": docs}
+        from souk.indexing import write_batch
+
+        done = write_batch(open_index(index), delete=ids)
+        docs = done["docs"]
+        result = {"requested": len(ids), "deleted": done["deleted"], "docs": docs}
         if as_json:
             emit_json(result)
         else:
@@ -269,8 +155,14 @@ def _print_explain(result) -> None:
         console.print(f"  relaxed: dropped {', '.join(result.dropped)}")
     console.print("timings: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()))
     for hit in result.hits:
-        stages = ", ".join(f"{k} #{v['rank']} {v['score']:.3f}" for k, v in hit.explain.items() if k != "signals")
-        console.print(f"  {hit.id}: {stages} {hit.explain.get('signals', '')}")
+        console.print(f"  {escape(hit.id)}: " + ", ".join(_explained(k, v) for k, v in hit.explain.items()))
+
+
+def _explained(name: str, node: dict) -> str:
+    """One stage's explanation on a line: `ltr #1 0.812`, its children in brackets."""
+    rank = f" #{node['rank']}" if node.get("rank") is not None else ""
+    inner = " ".join(_explained(c["description"], c) for c in node.get("children", []))
+    return f"{escape(name)}{rank} {node['score']:.3f}" + (f" ({inner})" if inner else "")
 
 
 def _print_result(result, schema: Schema, sort: str | None = None, load_ms: float | None = None) -> None:

@@ -53,7 +53,7 @@ def eval_command(
     from souk.evaluation.datasets import load_beir
     from souk.evaluation.runner import evaluate
     from souk.evaluation.runs import read_run, write_run
-    from souk.index import Index
+    from souk.indexing import open_index
     from souk.ranking.pipeline import build_pipeline
 
     primary = _check_metric(metric)
@@ -61,7 +61,7 @@ def eval_command(
     baseline_run = read_run(baseline) if baseline is not None else None
     if ray:
         from souk.evaluation.ray_eval import evaluate_on_ray
-        from souk.index.vectors.ray_encoding import ray_cluster
+        from souk.indexing import ray_cluster
 
         with ray_cluster(ray):
             evaluation = evaluate_on_ray(index, pipeline, data, k=k, metrics=_metrics(primary))
@@ -70,7 +70,8 @@ def eval_command(
 
         evaluation = evaluate(ServedPages(Engine.open(index), pipeline), data, k=k, metrics=_metrics(primary), progress=True)
     else:
-        evaluation = evaluate(build_pipeline(pipeline, Index.open(index)), data, k=k, metrics=_metrics(primary), progress=True)
+        pipe = build_pipeline(pipeline, open_index(index))
+        evaluation = evaluate(pipe, data, k=k, metrics=_metrics(primary), progress=True)
     result: dict = {
         **evaluation.summary(), "dataset": data.name, "split": split, "pipeline": pipeline, "k": k,
         **({"served": True} if served else {}),

@@ -35,9 +35,9 @@ def parse_since(since: str | None) -> float | None:
 
 def _log(index: Path):
     from souk.events.log import EventLog, Retention
-    from souk.index import Index
+    from souk.indexing import open_index
 
-    return EventLog(Index.open(index).path, Retention.from_env())
+    return EventLog(open_index(index).path, Retention.from_env())
 
 
 @contextmanager

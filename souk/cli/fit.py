@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
             from souk.events.labels import LTR_ROUNDS
 
             options = {"ltr": {"activate_anyway": True, "rounds": LTR_ROUNDS}}
-        from souk.index.vectors.ray_encoding import ray_cluster
+        from souk.indexing import ray_cluster
 
         with ray_cluster(ray):
             outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options,
@@ -80,12 +80,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """List the fitted models of an index and which is active."""
-        from souk.index import Index
+        from souk.indexing import open_index
         from souk.models.store import ModelStore
 
         from souk.training.fit import activate_model
 
-        store = ModelStore(Index.open(index).path)
+        store = ModelStore(open_index(index).path)
         if seal:
             store.seal(seal)
         if activate:

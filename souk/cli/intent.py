@@ -11,19 +11,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from souk.cli.options import JsonOpt, command_group
 from souk.cli.output import console, emit_json
 from souk.errors import ConfigError
 
 STAGE = "intent"
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="Intent model directory, or an index whose active intent model to use.")]
 
-intent_app = typer.Typer(no_args_is_help=True, help="Intent / category prediction for queries, with out-of-scope (oos) detection.")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `intent` sub-app to `app`."""
-    app.add_typer(intent_app, name="intent")
+intent_app, register = command_group(
+    "intent", "Intent / category prediction for queries, with out-of-scope (oos) detection.")
 
 
 @intent_app.command("train")
@@ -63,9 +59,9 @@ def train_command(
     if data is not None:
         model = IntentModel.train(read_labeled_tsv(data), config, progress=True)
     else:
-        from souk.index import Index
+        from souk.indexing import open_index
 
-        model = IntentModel.from_catalog(Index.open(index).searcher(), label_field, text_fields, config, progress=True,
+        model = IntentModel.from_catalog(open_index(index).searcher(), label_field, text_fields, config, progress=True,
                                          level=label_level)
     train_seconds = time.perf_counter() - t0
     if dev_set is not None:

@@ -13,18 +13,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from souk.cli.options import JsonOpt, command_group
 from souk.cli.output import console, emit_json, progress_bar
 from souk.errors import ConfigError, SoukError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="Tagger directory written by `souk ner train`.")]
 
-ner_app = typer.Typer(no_args_is_help=True, help="Entities in queries (brands, product types, models): train, evaluate, tag.")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `ner` command group to `app`."""
-    app.add_typer(ner_app, name="ner")
+ner_app, register = command_group("ner", "Entities in queries (brands, product types, models): train, evaluate, tag.")
 
 
 @ner_app.command("train")
@@ -119,11 +114,11 @@ def gazetteer_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Build a gazetteer from the values of keyword fields of an index."""
-    from souk.index import Index
+    from souk.indexing import open_index
     from souk.query.entities.gazetteer import Gazetteer
 
     alias_map = _read_aliases(aliases) if aliases is not None else None
-    built = Gazetteer.from_index(Index.open(index).searcher(), field, alias_map)
+    built = Gazetteer.from_index(open_index(index).searcher(), field, alias_map)
     built.save(out)
     summary = {"gazetteer": str(out), "entries": len(built), "types": built.types}
     if json_output:

@@ -21,11 +21,11 @@ def spell_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Correct a query against an index: "did you mean", compounds, pinyin; units and brands left alone."""
-    from souk.index import Index
+    from souk.indexing import open_index
     from souk.query.lexicon import load_lexicon
     from souk.query.spell import Speller, correction_hits, decide
 
-    searcher = Index.open(index).searcher()
+    searcher = open_index(index).searcher()
     lexicon = load_lexicon(searcher, progress=True)
     if log is not None:
         lexicon = lexicon.with_log(log)

@@ -23,11 +23,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Complete a prefix from titles, catalog entities and a query log (built once per commit, cached)."""
-        from souk.index import Index
+        from souk.indexing import open_index
         from souk.query.suggest import Suggester
 
         t0 = time.perf_counter()
-        suggester = Suggester.build(Index.open(index).searcher(), fields or None, entity_fields or None, log)
+        suggester = Suggester.build(open_index(index).searcher(), fields or None, entity_fields or None, log)
         t1 = time.perf_counter()
         out = suggester.suggest(prefix, k)
         took = (time.perf_counter() - t1) * 1e3

@@ -64,13 +64,13 @@ def mine_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Propose candidate synonym pairs for review; nothing is applied until a person adds them to a file."""
-    from souk.index import Index
+    from souk.indexing import open_index
     from souk.query import documents
     from souk.query.querylog import read_query_log
     from souk.query.synonym_mining import MiningConfig, mine_pairs
     from souk.query.synonyms import Synonyms
 
-    searcher = Index.open(index).searcher()
+    searcher = open_index(index).searcher()
     names = documents.check_fields(searcher.schema, fields) if fields else documents.title_fields(searcher.schema)
     titles = [v for doc in documents.field_values(searcher, names) for n in names for v in doc[n]]
     queries = list(read_query_log(log)) if log else []

@@ -2,16 +2,17 @@
 and the `souk index` options that put a new index's vector field there."""
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
+from souk.cli.options import IndexOpt, JsonOpt
 from souk.cli.output import console, emit_json
 from souk.errors import ConfigError
+from souk.indexing import rebuild_vectors, vector_status
 
 vectors_app = typer.Typer(no_args_is_help=True, help="Vector fields kept outside the index (Milvus): status and rebuild.")
 
@@ -37,58 +38,46 @@ def vector_options(index: Path, vectors: bool, backend: str | None, uri: str | N
     return params
 
 
-@contextlib.contextmanager
-def ray_encoding(index, address: str | None) -> Iterator[Callable[[Iterable], Iterable]]:
-    """For `--ray`: records passed through the returned function get their vectors computed on Ray
-    (identity without --ray)."""
-    if not address:
-        yield lambda records: records
-        return
-    if not index.schema.vector_fields:
-        raise ConfigError("--ray encodes vectors: it applies to an index with a vector field (--vectors)")
-    from souk.index.vectors.ray_encoding import RayEncoding, ray_cluster
+FieldOpt = Annotated[Optional[str], typer.Option("--field", help="Vector field (default: the one kept in Milvus).")]
 
-    with ray_cluster(address), RayEncoding(index) as encoding:
-        yield encoding.records
+
+def _field_command(name: str, run: Callable[[Path, Optional[str]], dict], line: Callable[[dict], str],
+                   doc: str) -> None:
+    """Register `souk vectors NAME --index DIR [--field F] [--json]`: `run` gives the result, `line` says it."""
+
+    def command(index: IndexOpt, field: FieldOpt = None, as_json: JsonOpt = False) -> None:
+        result = run(index, field)
+        if as_json:
+            emit_json(result)
+        else:
+            console.print(line(result))
+
+    command.__doc__ = doc
+    vectors_app.command(name)(command)
+
+
+def _status_line(result: dict) -> str:
+    state = "in step" if result["in_step"] else "NOT in step: run `souk vectors rebuild`"
+    return (f"{result['field']} -> Milvus collection {result['collection']}: {result['rows']} rows, "
+            f"commit {result['milvus_commit']} (index: {result['index_commit']}), {state}")
+
+
+def _rebuild(index: Path, field: Optional[str]) -> dict:
+    from souk.progress import progress_bar
+
+    with progress_bar("sending vectors", None) as advance:
+        return rebuild_vectors(index, field, progress=advance)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(vectors_app, name="vectors")
 
-    @vectors_app.command("status")
-    def status_cmd(
-        index: Path = typer.Option(..., "--index", help="Index directory."),
-        field: Optional[str] = typer.Option(None, "--field", help="Vector field (default: the one kept in Milvus)."),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Is the Milvus collection at the index's last commit? (rows, commit stamps, mirrored fields)"""
-        from souk.index.vectors.milvus import status
-
-        result = status(index, field)
-        if as_json:
-            emit_json(result)
-            return
-        state = "in step" if result["in_step"] else "NOT in step: run `souk vectors rebuild`"
-        console.print(f"{result['field']} -> Milvus collection {result['collection']}: {result['rows']} rows, "
-                      f"commit {result['milvus_commit']} (index: {result['index_commit']}), {state}")
-
-    @vectors_app.command("rebuild")
-    def rebuild_cmd(
-        index: Path = typer.Option(..., "--index", help="Index directory."),
-        field: Optional[str] = typer.Option(None, "--field", help="Vector field (default: the one kept in Milvus)."),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Drop and refill the Milvus collection from the index's last commit (after drift or a mirror change)."""
-        from souk.index.vectors.milvus import rebuild
-        from souk.progress import progress_bar
-
-        with progress_bar("sending vectors", None) as advance:
-            result = rebuild(index, field, progress=advance)
-        if as_json:
-            emit_json(result)
-            return
-        console.print(f"{result['vectors']} vectors of {result['field']} sent to Milvus collection "
-                      f"{result['collection']} at commit {result['commit']} in {result['seconds']}s")
+    _field_command("status", vector_status, _status_line,
+                   "Is the Milvus collection at the index's last commit? (rows, commit stamps, mirrored fields)")
+    _field_command("rebuild", _rebuild, lambda r: f"{r['vectors']} vectors of {r['field']} sent to Milvus collection "
+                   f"{r['collection']} at commit {r['commit']} in {r['seconds']}s",
+                   "Drop and refill the Milvus collection from the index's last commit "
+                   "(after drift or a mirror change).")
 
     @vectors_app.command("move")
     def move_cmd(
@@ -101,12 +90,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Keep a vector field's vectors in another backend (e.g. an index outgrowing one machine moves to
         Milvus); nothing is re-encoded."""
-        from souk.index.vectors.milvus import move
+        from souk.indexing import move_vectors
         from souk.progress import progress_bar
 
         params = vector_options(index, True, backend, uri, collection) or {}
         with progress_bar("sending vectors", None) as advance:
-            result = move(index, backend, params.get("uri"), params.get("collection"), field, progress=advance)
+            result = move_vectors(index, backend, params.get("uri"), params.get("collection"), field, progress=advance)
         if as_json:
             emit_json(result)
             return

@@ -159,6 +159,9 @@ def _remove_created(path: Path, made: Path | None) -> None:
     for leftover in path.glob(f".{MANIFEST}.*.tmp"):
         leftover.unlink(missing_ok=True)
     (path / MANIFEST).unlink(missing_ok=True)
+    from souk.index.writer import TURN_FILE
+
+    (path / TURN_FILE).unlink(missing_ok=True)  # the write turn of a failed first run
     if made is None:
         return
     for p in [path, *path.parents]:

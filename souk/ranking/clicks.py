@@ -30,7 +30,7 @@ from souk.models import store
 from souk.models.store import read_model_manifest
 from souk.query.plan import QueryPlan
 from souk.plugins import parse_options
-from souk.ranking.stage import STAGES, StageContext, StageUnavailable
+from souk.ranking.stage import STAGES, Stage, StageContext, StageUnavailable
 from souk.types import Ranking
 
 KIND = "clicks-ftrl"
@@ -167,7 +167,7 @@ def active_click_model(index_path: Path, pinned: str | None = None) -> ClickMode
     return None if path is None else store.cached(path, ClickModel.load)
 
 
-class ClicksStage:
+class ClicksStage(Stage):
     """Adds `weight` × the click model's logit to the incoming scores."""
 
     name = "clicks"

@@ -26,7 +26,7 @@ from souk.models.store import read_model_manifest
 from souk.models.word_vectors import WordVectors
 from souk.query.plan import QueryPlan
 from souk.plugins import NoOptions, parse_options
-from souk.ranking.stage import STAGES, StageContext
+from souk.ranking.stage import STAGES, Stage, StageContext
 from souk.retrieval.wordvec import CorpusView, active_model, corpus_view
 from souk.types import Ranking
 
@@ -235,7 +235,7 @@ class InteractModel:
         return (h @ w["mlp.2.weight"].T + w["mlp.2.bias"])[..., 0].astype(np.float32)
 
 
-class InteractStage:
+class InteractStage(Stage):
     """Scores the top candidates with the interaction model; documents the view lacks keep their order."""
 
     name = STAGE

@@ -23,7 +23,7 @@ from souk.query.plan import QueryPlan
 from souk.ranking.clicks import active_click_model
 from souk.plugins import parse_options
 from souk.ranking.features import FeatureEnv, FeatureSet
-from souk.ranking.stage import STAGES, StageContext, StageUnavailable
+from souk.ranking.stage import STAGES, Stage, StageContext, StageUnavailable
 from souk.types import Ranking
 
 KIND = "ltr-lightgbm"
@@ -92,7 +92,7 @@ class LtrModel:
         return self.predict(self.features.matrix(plan, candidates))
 
 
-class LtrStage:
+class LtrStage(Stage):
     name = "ltr"
 
     def __init__(self, model: LtrModel):

@@ -30,8 +30,8 @@ from souk.query.plan import Planner, QueryPlan
 from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
 from souk.errors import Unavailable
 from souk.plugins import POSITIVE_INT, option_check, parse_options
-from souk.ranking.stage import STAGES, Stage, StageContext
-from souk.types import Ranking
+from souk.ranking.stage import STAGES, Stage, StageContext, rerank_many
+from souk.types import Explanation, Ranking
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS, "match": "any"}
 # Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors,
@@ -82,21 +82,28 @@ class PipelineRun:
     def timings_ms(self) -> dict[str, float]:
         return {s.name: s.ms for s in self.stages}
 
-    def explain(self, doc_id: str) -> dict[str, Any]:
-        """Per-stage score and rank of one document, and the signals the final list carries for it."""
-        out: dict[str, Any] = {}
+    def explanation(self, doc_id: str) -> Explanation:
+        """How the document's final score came about: a child per stage that saw it (its score and rank
+        there), each with the scores that stage added for it (e.g. recall's retrievers) as children."""
+        stages, before = [], set()
         for s in self.stages:
+            added = [n for n in s.ranking.signals if n not in before and n != s.name]
+            before |= set(s.ranking.signals)
             try:
                 pos = s.ranking.ids.index(doc_id)
             except ValueError:
                 continue
-            out[s.name] = {"rank": pos + 1, "score": float(s.ranking.scores[pos])}
-        if doc_id in self.ranking.ids:
-            pos = self.ranking.ids.index(doc_id)
-            sig = {n: float(v[pos]) for n, v in self.ranking.signals.items() if not np.isnan(v[pos])}
-            if sig:
-                out["signals"] = sig
-        return out
+            children = [Explanation(float(s.ranking.signals[n][pos]), n) for n in added
+                        if not np.isnan(s.ranking.signals[n][pos])]
+            stages.append(Explanation(float(s.ranking.scores[pos]), s.name, pos + 1, children))
+        final = self.ranking.ids.index(doc_id) if doc_id in self.ranking.ids else None
+        score = float(self.ranking.scores[final]) if final is not None else float("nan")
+        return Explanation(score, "final", None if final is None else final + 1, stages)
+
+    def explain(self, doc_id: str) -> dict[str, Any]:
+        """`explanation(doc_id)` as JSON, keyed by stage: `{"recall": {"score", "rank", "description",
+        "children": [{"score", "description": "bm25"}, ...]}, "ltr": {...}}`."""
+        return {node.description: node.to_dict() for node in self.explanation(doc_id).children}
 
 
 @dataclass
@@ -138,20 +145,24 @@ class Pipeline:
         return self.run_many([plan], k)[0]
 
     def run_many(self, plans: Sequence[QueryPlan], k: int) -> list[PipelineRun]:
-        """Every plan through every stage; the result holds at least the top `k` (where found)."""
+        """Every plan through every stage, each stage once for all plans (`rerank_many`: a batched stage
+        scores every query's candidates in one pass); the result holds at least the top `k` (where found)."""
         t0 = time.perf_counter()
         recalled = self.recall_stage.recall(plans, k)
         ms = (time.perf_counter() - t0) * 1e3 / max(len(plans), 1)
         runs = []
         for plan, ranking in zip(plans, recalled):
             ranking = ranking.with_signal("recall", ranking.scores)
-            run = PipelineRun(plan, ranking, [StageRun("recall", ranking, ms)])
-            for step in self.steps:
-                t1 = time.perf_counter()
-                run.ranking = _apply(step, plan, run.ranking)
-                run.stages.append(StageRun(step.name, run.ranking, (time.perf_counter() - t1) * 1e3))
+            runs.append(PipelineRun(plan, ranking, [StageRun("recall", ranking, ms)]))
+        for step in self.steps:
+            t1 = time.perf_counter()
+            rankings = _apply(step, plans, [run.ranking for run in runs])
+            ms = (time.perf_counter() - t1) * 1e3 / max(len(plans), 1)
+            for run, ranking in zip(runs, rankings):
+                run.ranking = ranking
+                run.stages.append(StageRun(step.name, ranking, ms))
+        for run in runs:
             run.ranking = run.ranking.top(max(k, 0))
-            runs.append(run)
         return runs
 
     def search(self, query: str, k: int, filters: Sequence[Any] | None = None) -> Ranking:
@@ -159,12 +170,18 @@ class Pipeline:
         return self.run(self.plan(query, filters or ()), k).ranking
 
 
-def _apply(step: _Step, plan: QueryPlan, candidates: Ranking) -> Ranking:
-    """Rerank the head (`depth`), keep the tail below it in its order, then cut to `keep`."""
-    head, tail = candidates.top(step.depth), candidates.take(slice(step.depth, None))
-    if not len(head):
-        return candidates
-    out = step.stage.rerank(plan, head)
+def _apply(step: _Step, plans: Sequence[QueryPlan], candidates: Sequence[Ranking]) -> list[Ranking]:
+    """Rerank each list's head (`depth`) in one `rerank_many` call, keep the tail below it in its order,
+    then cut to `keep`."""
+    heads = [c.top(step.depth) for c in candidates]
+    todo = [i for i, head in enumerate(heads) if len(head)]
+    done = dict(zip(todo, rerank_many(step.stage, [plans[i] for i in todo], [heads[i] for i in todo]))) if todo else {}
+    return [_merge(step, done[i], candidates[i].take(slice(step.depth, None))) if i in done else candidates[i]
+            for i in range(len(candidates))]
+
+
+def _merge(step: _Step, out: Ranking, tail: Ranking) -> Ranking:
+    """A reranked head in the stage's order, its candidates' tail below it, cut to `keep`."""
     out = out.take(np.argsort(-np.asarray(out.scores, dtype=np.float64), kind="stable"))
     out = out.with_signal(step.name, out.scores)
     if len(tail):
@@ -172,7 +189,8 @@ def _apply(step: _Step, plan: QueryPlan, candidates: Ranking) -> Ranking:
         tail_scores = floor - 1.0 - np.arange(1, len(tail) + 1, dtype=np.float32) * 1e-3
         tail = tail.take(slice(None), tail_scores).with_signal(step.name, np.full(len(tail), np.nan, dtype=np.float32))
         out = Ranking(out.ids + tail.ids, np.concatenate([out.scores, tail.scores]).astype(np.float32),
-                      {n: np.concatenate([out.signal(n), tail.signal(n)]) for n in set(out.signals) | set(tail.signals)})
+                      {n: np.concatenate([out.signal(n), tail.signal(n)])
+                       for n in set(out.signals) | set(tail.signals)})
     return out.top(step.keep) if step.keep else out
 
 

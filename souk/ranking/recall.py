@@ -25,7 +25,7 @@ from typing import Any, Literal, Sequence
 from souk.errors import ConfigError, Unavailable
 from souk.plugins import option_check, parse_options
 from souk.query.plan import QueryPlan
-from souk.ranking.stage import STAGES, StageContext
+from souk.ranking.stage import STAGES, Stage, StageContext
 from souk.retrieval.base import RETRIEVERS
 from souk.retrieval.fusion import FUSIONS, NORMS, fuse
 from souk.types import Ranking
@@ -76,7 +76,7 @@ def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[s
     return {n: value for n in names}
 
 
-class RecallStage:
+class RecallStage(Stage):
     """Retrievers under the plan's filters, fused (weights scaled by what each can read)."""
 
     name = "recall"

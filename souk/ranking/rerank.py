@@ -13,7 +13,7 @@ scores was chosen on lists of that length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache
 from souk.models import store
 from souk.query.plan import QueryPlan
 from souk.plugins import POSITIVE_INT, option_check, parse_options
-from souk.ranking.stage import STAGES, StageContext
+from souk.ranking.stage import STAGES, Stage, StageContext
 from souk.types import Ranking
 
 
@@ -58,7 +58,7 @@ def doc_pair(doc: dict[str, Any] | None, fields: dict[str, Any]) -> tuple[str, s
     return title, text
 
 
-class CrossStage:
+class CrossStage(Stage):
     """Scores candidates with a cross-encoder; document tokens are cached per snapshot."""
 
     name = "cross"
@@ -70,14 +70,27 @@ class CrossStage:
         self.cache = TokenCache()
 
     def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking:
-        if not len(candidates):
-            return candidates
+        return self.rerank_many([plan], [candidates])[0]
+
+    def rerank_many(self, plans: Sequence[QueryPlan], candidates: Sequence[Ranking]) -> list[Ranking]:
+        """Every query's pairs scored in one pass of the model (its batches cut across queries)."""
         packer = self.model.packer
-        docs = self.cache.get_many(candidates.ids, self._tokens)
-        query = packer.tokens([plan.text], packer.limits.query)[0]
-        cross = self.model.score_pairs([packer.pack(query, d) for d in docs])
-        scores = self.model.combination.apply(cross, np.asarray(candidates.scores, dtype=np.float32))
-        return Ranking(candidates.ids, scores, {**candidates.signals, "cross_model": cross})
+        queries = packer.tokens([plan.text for plan in plans], packer.limits.query)
+        pairs, bounds = [], [0]
+        for query, ranking in zip(queries, candidates):
+            docs = self.cache.get_many(ranking.ids, self._tokens) if len(ranking) else []
+            pairs += [packer.pack(query, d) for d in docs]
+            bounds.append(len(pairs))
+        cross = self.model.score_pairs(pairs) if pairs else np.zeros(0, dtype=np.float32)
+        out = []
+        for i, ranking in enumerate(candidates):
+            if not len(ranking):
+                out.append(ranking)
+                continue
+            mine = cross[bounds[i]:bounds[i + 1]]
+            scores = self.model.combination.apply(mine, np.asarray(ranking.scores, dtype=np.float32))
+            out.append(Ranking(ranking.ids, scores, {**ranking.signals, "cross_model": mine}))
+        return out
 
     def _tokens(self, ids: list[str]) -> list[tuple[list[int], list[int]]]:
         return self.model.packer.doc_tokens([doc_pair(d, self.fields) for d in self.searcher.docs(ids)])

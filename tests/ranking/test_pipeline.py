@@ -59,7 +59,8 @@ def fakes():
     with RETRIEVERS.override("alphabet", lambda searcher, options: AlphabetRetriever(searcher)), \
             RETRIEVERS.override("latin-only", lambda searcher, options: LatinOnlyRetriever(searcher)), \
             STAGES.override("reverse", lambda context, options: ReverseStage()), \
-            STAGES.override("never-fitted", _never):
+            STAGES.override("never-fitted", _never), \
+            STAGES.override("batched", lambda context, options: BatchedStage()):
         yield
 
 
@@ -74,7 +75,10 @@ def test_fake_retriever_and_stage_compose_from_config(product_index):
     assert np.all(np.diff(run.ranking.scores) < 0), "scores must stay in ranking order (run files sort by score)"
     top = run.ranking.ids[0]
     assert run.explain(top)["reverse"]["rank"] == 1 and run.explain(top)["recall"]["rank"] == 2
-    assert run.explain(top)["signals"]["alphabet"] == pytest.approx(float(len(recalled) - 1))
+    recall = run.explain(top)["recall"]  # a tree per stage: the retrievers' scores are recall's children
+    assert recall["children"] == [{"score": pytest.approx(float(len(recalled) - 1)), "description": "alphabet"}]
+    tree = run.explanation(top)
+    assert [s.description for s in tree.children] == ["recall", "reverse"] and tree.rank == 1
 
 
 def test_keep_cuts_and_optional_stage_is_skipped_with_a_note(product_index):
@@ -131,3 +135,27 @@ def test_a_retriever_that_cannot_read_the_query_is_left_out_and_the_plan_says_so
     english = fused.plan("running shoes")
     fused.run(english, 10)
     assert not english.notes
+
+
+class BatchedStage(ReverseStage):
+    """Fake batched stage: one `rerank_many` call per pipeline step, whatever the number of queries."""
+
+    name = "batched"
+    calls: list[int] = []
+
+    def rerank_many(self, plans, candidates):
+        BatchedStage.calls.append(len(plans))
+        return [self.rerank(p, c) for p, c in zip(plans, candidates)]
+
+
+def test_run_many_hands_every_query_to_a_stage_at_once(product_index):
+    searcher = Index.open(product_index).searcher()
+    stages = [{"stage": "recall", "retrievers": ["alphabet"]}, {"stage": "batched", "depth": 2},
+              {"stage": "reverse", "depth": 3}]
+    pipe = build_pipeline("mine", searcher, {"stages": stages})
+    plans = [pipe.plan(q) for q in ("one", "two", "three")]
+    BatchedStage.calls.clear()
+    runs = pipe.run_many(plans, 10)
+    assert BatchedStage.calls == [3]  # one call for three queries; `reverse` (no rerank_many) loops over rerank
+    assert [r.ranking.ids for r in runs] == [pipe.run(p, 10).ranking.ids for p in plans]
+    assert [list(r.timings_ms) for r in runs] == [["recall", "batched", "reverse"]] * 3

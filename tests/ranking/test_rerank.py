@@ -40,6 +40,25 @@ def test_rerank_rescores_the_head_and_keeps_signals(active):
     assert not np.isnan(head.signal("cross_model")).any()
 
 
+def test_rerank_many_scores_every_query_in_one_pass_as_each_alone(active):
+    pipe = build_pipeline("rerank", Index.open(active["index"]))
+    plans = [pipe.plan(q) for q in ("t5 green", "blue", "t5")]
+    cross = pipe.steps[0].stage
+    calls = []
+    score_pairs = cross.model.score_pairs
+    cross.model.score_pairs = lambda pairs: calls.append(len(pairs)) or score_pairs(pairs)
+    try:
+        together = pipe.run_many(plans, 30)
+        assert len(calls) == 1  # one forward pass for the three queries' heads
+        alone = [pipe.run(p, 30) for p in plans]
+    finally:
+        del cross.model.score_pairs
+    for a, b in zip(together, alone):
+        assert a.ranking.ids == b.ranking.ids
+        np.testing.assert_allclose(a.ranking.signal("cross_model"), b.ranking.signal("cross_model"),
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
     found = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "rerank", "--explain", "--json")
     assert found["hits"] and "cross" in found["timings_ms"]
