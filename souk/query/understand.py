@@ -36,7 +36,8 @@ def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, 
             continue
         if key not in QUERY_STEPS:
             known = ", ".join(QUERY_STEPS.names())
-            raise ConfigError(f"query.{key}: unknown key; expected `steps`, {', '.join(MATCH_KEYS)} or a step name ({known})")
+            raise ConfigError(f"query.{key}: unknown key; expected `steps`, {', '.join(MATCH_KEYS)} "
+                              f"or a step name ({known})")
         if not isinstance(value, dict):
             raise ConfigError(f"query.{key}: expected a table of options, got {value!r}")
         options[key] = value
