@@ -19,7 +19,6 @@ from souk.schema import Schema
 def check_config(schema: Schema) -> Schema:
     """Raise ConfigError (naming the key) for a bad `[pipelines]` or `[query]` section; return the schema."""
     query_steps(schema.query)
-    known_stages = STAGES.names()
     for name, table in schema.pipelines.items():
         if name not in PRESETS and "stages" not in table:
             close = ", ".join(sorted(PRESETS))
@@ -32,7 +31,8 @@ def check_config(schema: Schema) -> Schema:
                 raise ConfigError(f"pipelines.{name}.{e}") from None
         specs = stage_specs(name, schema.pipelines)
         for i, spec in enumerate(specs):
-            if spec["stage"] not in known_stages:
-                raise ConfigError(f"pipelines.{name}.stages[{i}]: unknown stage {spec['stage']!r}; known: {', '.join(known_stages)}")
+            if spec["stage"] not in STAGES:
+                known = ", ".join(STAGES.names())
+                raise ConfigError(f"pipelines.{name}.stages[{i}]: unknown stage {spec['stage']!r}; known: {known}")
         parse_options(f"pipelines.{name}.stages[0]", {k: v for k, v in specs[0].items() if k != "stage"}, RecallOptions)
     return schema

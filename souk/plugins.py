@@ -27,10 +27,12 @@ Misuse to avoid: registering a name twice to "replace" a plug-in (it raises; use
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import threading
 import types
 import typing
+import warnings
 from contextlib import contextmanager
 from numbers import Real
 from typing import Any, Callable, Generic, Iterator, TypeVar, overload
@@ -54,7 +56,8 @@ class Registry(Generic[T]):
         self._builtins = builtins
         self._optional = dict(optional or {})  # name -> module that registers it (imported only when named)
         self._items: dict[str, T] = {}
-        self._loaded = False
+        self._loaded = False     # built-ins imported
+        self._installed = False  # entry points read (only when a name is not a built-in, or for a listing)
         self._lock = threading.RLock()
 
     # ---- registration --------------------------------------------------------------------------
@@ -110,8 +113,11 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The plug-in registered as `name`; ConfigError names the known ones."""
         self._load()
-        if name not in self._items and isinstance(name, str) and name in self._optional:
-            importlib.import_module(self._optional[name])
+        if name not in self._items and isinstance(name, str):
+            if name in self._optional:
+                importlib.import_module(self._optional[name])
+            else:
+                self._load_installed()
         try:
             return self._items[name]
         except (KeyError, TypeError):
@@ -120,22 +126,28 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         self._load()
-        return name in self._items or name in self._optional
+        if name in self._items or name in self._optional:
+            return True
+        self._load_installed()
+        return name in self._items
 
     def names(self) -> list[str]:
         """Every registered name (optional ones included, not loaded), sorted."""
         self._load()
+        self._load_installed()
         return sorted({*self._items, *self._optional})
 
     def items(self) -> list[tuple[str, T]]:
         """The loaded plug-ins as (name, item), sorted by name."""
         self._load()
+        self._load_installed()
         return sorted(self._items.items(), key=lambda kv: kv[0])
 
     def in_order(self) -> list[tuple[str, T]]:
         """The loaded plug-ins as (name, item) in registration order (for kinds whose order means something,
         e.g. the columns of ranking features)."""
         self._load()
+        self._load_installed()
         with self._lock:
             return list(self._items.items())
 
@@ -149,21 +161,50 @@ class Registry(Generic[T]):
             try:
                 for module in self._builtins:
                     importlib.import_module(module)
-                self._load_entry_points()
             except BaseException:
                 self._loaded = False
                 raise
 
-    def _load_entry_points(self) -> None:
-        from importlib.metadata import entry_points
+    def _load_installed(self) -> None:
+        """Installed packages' entry points of group `souk.<kind>`, read once (a scan of every installed
+        package's metadata: skipped while every name asked for is a built-in)."""
+        if self._installed:
+            return
+        with self._lock:
+            if self._installed:
+                return
+            self._installed = True
+            try:
+                self._load_entry_points()
+            except BaseException:
+                self._installed = False
+                raise
 
-        for ep in entry_points(group=f"souk.{self.kind}"):
+    def _load_entry_points(self) -> None:
+        for ep in _souk_entry_points().get(f"souk.{self.kind}", ()):
             obj = ep.load()
             if not isinstance(obj, types.ModuleType) and ep.name not in self._items:
                 self._put(ep.name, obj, False)
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._items)} registered)"
+
+
+@functools.lru_cache(maxsize=1)
+def _souk_entry_points() -> dict[str, tuple[Any, ...]]:
+    """Every installed entry point of a `souk.*` group, read once per process (a scan of the installed
+    packages' metadata costs milliseconds; every registry shares it)."""
+    from importlib.metadata import entry_points
+
+    found = entry_points()  # one scan; Python 3.11 answers a dict of group -> entry points, later ones a flat list
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.11's dict interface warns; it is the one-scan way
+        every = [ep for eps in found.values() for ep in eps] if isinstance(found, dict) else list(found)
+    out: dict[str, list[Any]] = {}
+    for ep in every:
+        if ep.group.startswith("souk."):
+            out.setdefault(ep.group, []).append(ep)
+    return {group: tuple(eps) for group, eps in out.items()}
 
 
 # ---- options ---------------------------------------------------------------------------------------

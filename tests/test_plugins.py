@@ -69,3 +69,20 @@ def test_parse_options_types_defaults_and_messages():
                      ({"depth": 0}, r"stages.x.depth: expected a positive integer, got 0")]:
         with pytest.raises(ConfigError, match=msg):
             parse_options("stages.x", raw, Opts)
+
+
+def test_installed_entry_points_are_read_once_and_only_for_names_not_built_in(monkeypatch):
+    import json
+    from importlib.metadata import EntryPoint
+
+    import souk.plugins as plugins
+
+    calls = []
+    installed = {"souk.gadget": (EntryPoint(name="dumps", value="json:dumps", group="souk.gadget"),
+                                 EntryPoint(name="a", value="json:loads", group="souk.gadget"))}
+    monkeypatch.setattr(plugins, "_souk_entry_points", lambda: calls.append(1) or installed)
+    reg: Registry[object] = Registry("gadget")
+    reg.register("a", 1)
+    assert reg.get("a") == 1 and "a" in reg and calls == []  # a built-in name: no scan of installed packages
+    assert reg.get("dumps") is json.dumps and calls == [1]
+    assert reg.names() == ["a", "dumps"] and reg.get("a") == 1 and calls == [1]  # read once; a built-in wins

@@ -26,17 +26,18 @@ def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, 
     steps = config.get("steps", list(DEFAULT_STEPS))
     if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
         raise ConfigError(f"query.steps: expected a list of step names, got {steps!r}")
-    known = QUERY_STEPS.names()
     for s in steps:
-        if s not in known:
-            raise ConfigError(f"query.steps: unknown step {s!r}; known: {', '.join(known)}")
+        if s not in QUERY_STEPS:
+            raise ConfigError(f"query.steps: unknown step {s!r}; known: {', '.join(QUERY_STEPS.names())}")
     match_config(config)
     options = {}
     for key, value in config.items():
         if key == "steps" or key in MATCH_KEYS:
             continue
-        if key not in known:
-            raise ConfigError(f"query.{key}: unknown key; expected `steps`, {', '.join(MATCH_KEYS)} or a step name ({', '.join(known)})")
+        if key not in QUERY_STEPS:
+            known = ", ".join(QUERY_STEPS.names())
+            raise ConfigError(f"query.{key}: unknown key; expected `steps`, {', '.join(MATCH_KEYS)} "
+                              f"or a step name ({known})")
         if not isinstance(value, dict):
             raise ConfigError(f"query.{key}: expected a table of options, got {value!r}")
         options[key] = value
