@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -115,8 +115,8 @@ def _difference_plot(diff: np.ndarray, primary: str, comparison: Comparison) -> 
     return _png(figure)
 
 
-def plot_curve(path: Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str = "step",
-               ylabel: str = "nDCG@10", kept: float | None = None, kept_label: str = "kept",
+def plot_curve(path: Path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str,
+               xlabel: str = "step", ylabel: str = "nDCG@10", kept: float | None = None, kept_label: str = "kept",
                lines: dict[str, float] | None = None, loss: tuple[Sequence[float], Sequence[float]] | None = None,
                notes: Sequence[tuple[float, float, str]] = ()) -> None:
     """A training curve as one PNG at `path`: each of `series` ({label: (x, y)}), horizontal `lines` (a

@@ -45,7 +45,7 @@ class LoopConfig:
     grad_clip: float = 1.0
     reserve_s: float = 0.0      # seconds kept after the loop for the caller's finishing work
     reserve_evals: float = 0.0  # ... plus this many evaluations' worth (scoring held-out queries)
-    seed: int = 13
+    seed: int | None = 13      # None: the caller seeded already (torch's generator is left where it is)
     eval_at_start: bool = True  # measure the untrained model (the curve's first point)
     optimizer: str = "adamw"    # for dense parameters: "adamw" or "adam" (sparse embeddings: SparseAdam)
     autocast: bool = True       # bf16 autocast where `autocast_dtype` offers it (False: always fp32)
@@ -132,7 +132,8 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any],
     time share, evaluate now) goes through it so all replicas take the same steps."""
     import torch
 
-    seed_everything(config.seed)
+    if config.seed is not None:
+        seed_everything(config.seed)
     agree = agree or (lambda code: code)
     evaluator = as_evaluator(evaluate)
     optimizers, params = optimizers_for(net, config)
