@@ -143,6 +143,18 @@ def plot_curve(path: Path, series: Mapping[str, tuple[Sequence[float], Sequence[
     path.write_bytes(_png(figure))
 
 
+def plot_bars(path: Path, values: Mapping[str, float], title: str, xlabel: str) -> None:
+    """Horizontal bars, one per label, first label on top, as one PNG at `path` (e.g. ltr's feature gains).
+    Misuse: hundreds of labels (pass the top few)."""
+    items = list(values.items())[::-1]
+    figure = _figure(8.0, 0.25 * len(items) + 1.2)
+    ax = figure.subplots()
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#3b6ea5")
+    ax.set(title=title, xlabel=xlabel)
+    ax.tick_params(axis="y", labelsize=7)
+    path.write_bytes(_png(figure))
+
+
 # ---------------------------------------------------------------- html
 
 _STYLE = """

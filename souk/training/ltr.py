@@ -285,15 +285,9 @@ def _mean_sd(values: list[float]) -> dict[str, float] | None:
 
 
 def _plot_importance(gains: dict[str, float], path: Path, top: int = 30) -> None:
-    from souk.evaluation.report import _figure, _png
+    from souk.evaluation.report import plot_bars
 
-    items = list(gains.items())[:top][::-1]
-    figure = _figure(8.0, 0.25 * len(items) + 1.2)
-    ax = figure.subplots()
-    ax.barh([k for k, _ in items], [v for _, v in items], color="#3b6ea5")
-    ax.set(title="ltr feature importance (total gain)", xlabel="gain")
-    ax.tick_params(axis="y", labelsize=7)
-    path.write_bytes(_png(figure))
+    plot_bars(path, dict(list(gains.items())[:top]), "ltr feature importance (total gain)", "gain")
 
 
 def _plot_curve(train: list[float], valid: list[float], best: int, valid_name: str, path: Path) -> None:
