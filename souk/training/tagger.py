@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from souk.errors import DatasetError
 from souk.version import __version__
@@ -107,7 +107,8 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
         raise DatasetError(f"members must be at least 1, got {config.members}")
     t0 = time.perf_counter()
     tagger = new_tagger(train, config, network_config)
-    networks, runs = [], []
+    networks: list[Any] = []
+    runs = []
     for m in range(config.members):
         member_config = replace(config, seed=config.seed + m,
                                 budget_s=config.budget_s * (m + 1) / config.members - (time.perf_counter() - t0)
@@ -208,7 +209,7 @@ def evaluate_tagger(tagger: Tagger, sentences: Sequence[TaggedSentence]) -> Enti
     return entity_scores([s.tags for s in sentences], tagger.predict([s.chars for s in sentences]))
 
 
-def _entity_words(sentences: Sequence[TaggedSentence], tags: Sequence[str]) -> dict[str, list[str]]:
+def _entity_words(sentences: Sequence[TaggedSentence], tags: Sequence[str]) -> dict[str, Iterable[str]]:
     words: dict[str, set[str]] = {t[2:]: set() for t in tags if t != "O"}
     for s in sentences:
         for kind, start, end in bio_spans(s.tags):

@@ -15,7 +15,8 @@ from souk.training.kit import (DevEvaluator, as_evaluator, candidates, epoch_cur
 
 
 def judged(n: int) -> Dataset:
-    return Dataset({f"q{i}": f"query {i}" for i in range(n)}, {f"q{i}": {f"d{i}": 1} for i in range(n)}, 0, "toy", "train")
+    queries = {f"q{i}": f"query {i}" for i in range(n)}
+    return Dataset(queries, {f"q{i}": {f"d{i}": 1} for i in range(n)}, 0, "toy", "train")
 
 
 def test_split_train_holds_out_a_seeded_disjoint_share_and_refuses_too_few():
@@ -112,7 +113,8 @@ def test_a_known_start_is_recorded_not_measured_and_a_worse_run_keeps_the_start(
 def test_sparse_embeddings_train_with_sparse_adam_and_the_lr_decays_per_epoch():
     from souk.training.loop import LoopConfig, Phase, optimizers_for, train
 
-    net = torch.nn.ModuleDict({"emb": torch.nn.EmbeddingBag(10, 3, mode="sum", sparse=True), "out": torch.nn.Linear(3, 1)})
+    net = torch.nn.ModuleDict({"emb": torch.nn.EmbeddingBag(10, 3, mode="sum", sparse=True),
+                               "out": torch.nn.Linear(3, 1)})
     opts, dense = optimizers_for(net, LoopConfig(optimizer="adam"))
     assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"] and len(dense) == 2
     with pytest.raises(ValueError, match="adamw or adam"):
@@ -143,7 +145,8 @@ def test_sparse_embeddings_train_with_sparse_adam_and_the_lr_decays_per_epoch():
 
 
 def test_curves_are_drawn_by_the_one_public_plot(tmp_path):
-    curve = [{"step": 0, "phase": "start", "loss": None, "dev": 0.2}, {"step": 5, "phase": "fit", "loss": 1.0, "dev": 0.4}]
+    curve = [{"step": 0, "phase": "start", "loss": None, "dev": 0.2},
+             {"step": 5, "phase": "fit", "loss": 1.0, "dev": 0.4}]
     write_curve(curve, tmp_path / "steps.png", "toy", best_step=5, lines={"recall alone": 0.3})
     write_epoch_curve([0.2, 0.4, 0.35], 1, "toy", "toy by epoch", tmp_path / "epochs.png")
     for name in ("steps.png", "epochs.png"):
