@@ -24,7 +24,8 @@ def _untrained_model(folder: Path, seed: int = 13) -> Path:
     """The bundled MiniLM with a new one-output head, saved as a cross-encoder directory."""
     from dataclasses import asdict
 
-    from souk.models.cross_encoder import KIND, FieldLimits, new_model, save_model
+    from souk.models.cross_encoder import KIND, FieldLimits
+    from souk.training.weights import new_model, save_model
     from souk.models.registry import model_card
     from souk.files import write_json_atomic
 
@@ -60,7 +61,7 @@ def _candidates(dataset: Path, split_queries: dict[str, str], index: Path | None
             w.commit()
         searcher = idx.searcher()
         return searcher, {q: searcher.bm25(text, depth, relaxed=True).ids for q, text in split_queries.items()}
-    from souk.training.cross import candidates, prior_pipeline
+    from souk.training.kit import candidates, prior_pipeline
 
     searcher = Index.open(index).searcher()
     found = candidates(prior_pipeline(searcher), split_queries, depth)

@@ -41,7 +41,7 @@ def train_command(
 
     train_set, dev_set = read_tagged(data), read_tagged(dev)  # bad data fails before torch loads
     torch = _torch(threads)
-    from souk.query.entities.training import TrainConfig, train_tagger
+    from souk.training.tagger import TrainConfig, train_tagger
 
     config = TrainConfig(epochs=epochs, seed=seed, patience=patience, budget_s=budget_min * 60 if budget_min else None,
                          pretrain=[str(p) for p in pretrain or []], members=members)
@@ -69,7 +69,7 @@ def eval_command(model: ModelOpt,
     """Entity-level precision, recall and F1 (exact spans, per type) of a tagger on gold data."""
     from souk.query.entities.data import read_tagged
     from souk.query.entities.tagger import Tagger
-    from souk.query.entities.training import evaluate_tagger
+    from souk.training.tagger import evaluate_tagger
 
     sentences = read_tagged(data)
     scores = evaluate_tagger(Tagger.load(model), sentences).to_dict()

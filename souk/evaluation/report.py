@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -112,6 +113,46 @@ def _difference_plot(diff: np.ndarray, primary: str, comparison: Comparison) -> 
         ylabel=f"delta {primary}",
     )
     return _png(figure)
+
+
+def plot_curve(path: Path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str,
+               xlabel: str = "step", ylabel: str = "nDCG@10", kept: float | None = None, kept_label: str = "kept",
+               lines: dict[str, float] | None = None, loss: tuple[Sequence[float], Sequence[float]] | None = None,
+               notes: Sequence[tuple[float, float, str]] = ()) -> None:
+    """A training curve as one PNG at `path`: each of `series` ({label: (x, y)}), horizontal `lines` (a
+    baseline such as recall alone), a dashed mark at the `kept` x (the checkpoint or round kept), `loss` on a
+    second axis and small `notes` ((x, y, text): phase names). Every fitter draws its curve with it.
+    Misuse: plotting test-split numbers as the curve (the curve is the split that early-stopped)."""
+    figure = _figure(6.0, 3.5)
+    ax = figure.subplots()
+    colors = ("#3b6ea5", "#c0392b", "#4c956c", "#8e44ad")
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        ax.plot(list(xs), list(ys), marker="o" if len(xs) < 40 else None, color=colors[i % len(colors)], label=label)
+    for label, value in (lines or {}).items():
+        ax.axhline(value, color="#c0392b", linestyle=":", label=label)
+    if kept is not None:
+        ax.axvline(kept, color="#333333", linestyle="--", label=kept_label)
+    for x, y, text in notes:
+        ax.annotate(text, (x, y), fontsize=6, alpha=0.5)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=7, loc="lower right")
+    if loss is not None and len(loss[0]):
+        twin = ax.twinx()
+        twin.plot(list(loss[0]), list(loss[1]), color="#e67e22", alpha=0.6)
+        twin.set_ylabel("loss")
+    path.write_bytes(_png(figure))
+
+
+def plot_bars(path: Path, values: Mapping[str, float], title: str, xlabel: str) -> None:
+    """Horizontal bars, one per label, first label on top, as one PNG at `path` (e.g. ltr's feature gains).
+    Misuse: hundreds of labels (pass the top few)."""
+    items = list(values.items())[::-1]
+    figure = _figure(8.0, 0.25 * len(items) + 1.2)
+    ax = figure.subplots()
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#3b6ea5")
+    ax.set(title=title, xlabel=xlabel)
+    ax.tick_params(axis="y", labelsize=7)
+    path.write_bytes(_png(figure))
 
 
 # ---------------------------------------------------------------- html

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ PATHS = ("torch-fp32", "torch-bf16")  # int8 ONNX is not offered: it already cos
 TOLERANCE = {"corr_min": 0.9995}
 CHOICE_FORMAT = 2  # bump when the measurement changes: cached choices are keyed by it
 ROUNDS = 3
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
 
@@ -48,8 +46,8 @@ class FieldLimits:
     """Token budgets: the whole pair (special tokens included), the query, and the title.
 
     The defaults keep a search's latency budget with long texts: 20 pairs of 96 tokens took 250 ms through
-    6 MiniLM layers on 2 cores in bf16, so the fitter also keeps fewer layers (see `layers_within`); a long
-    text gives way first, the title keeps its share."""
+    6 MiniLM layers on 2 cores in bf16, so the fitter also keeps fewer layers (see
+    `souk.training.weights.layers_within`); a long text gives way first, the title keeps its share."""
 
     max_length: int = 96
     query: int = 24
@@ -141,44 +139,6 @@ def minmax(x: np.ndarray) -> np.ndarray:
 def logits(net, ids, types, mask):
     """The model's first logit per pair (float32 tensor); works with torch tensors on any device."""
     return net(input_ids=ids, token_type_ids=types, attention_mask=mask).logits[:, 0].float()
-
-
-def new_model(base_dir: Path, seed: int, layers: int | None = None):
-    """A sequence-classification model (one output) from the encoder weights in `base_dir`, keeping its
-    first `layers` transformer layers (all when None); the head is new, initialized from `seed`."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    quiet_transformers()
-    torch.manual_seed(seed)
-    net = AutoModelForSequenceClassification.from_pretrained(str(base_dir), num_labels=1)
-    stack = net.base_model.encoder.layer
-    if layers is not None and layers < len(stack):
-        if layers < 1:
-            raise ModelError(f"a cross-encoder needs at least one layer, got {layers}")
-        net.base_model.encoder.layer = stack[:layers]
-        net.config.num_hidden_layers = layers
-    return net
-
-
-def base_layers(base_dir: Path) -> int:
-    """How many transformer layers the model in `base_dir` has."""
-    return int(json.loads((Path(base_dir) / "config.json").read_text())["num_hidden_layers"])
-
-
-def layers_within(budget: int, depth: int, pair_tokens: float, most: int) -> int:
-    """The most layers (at least one, at most `most`) whose cost for `depth` pairs of `pair_tokens`
-    tokens stays within `budget` layer-tokens per query."""
-    return max(1, min(most, int(budget // max(depth * pair_tokens, 1.0))))
-
-
-def save_model(net, folder: Path, tokenizer_dir: Path) -> None:
-    """Weights (safetensors) and the tokenizer files beside them; the manifest is the fitter's to write."""
-    folder.mkdir(parents=True, exist_ok=True)
-    net.save_pretrained(str(folder))
-    for name in TOKENIZER_FILES:
-        if (tokenizer_dir / name).is_file() and Path(tokenizer_dir).resolve() != folder.resolve():
-            shutil.copyfile(tokenizer_dir / name, folder / name)
 
 
 def limits_of(manifest: dict[str, Any]) -> FieldLimits:

@@ -1,5 +1,6 @@
 """The `interact` stage: a small interaction model over query × document match matrices, trained from
-judged queries (souk/training/interact.py), for indexes without a pretrained encoder (Chinese titles).
+judged queries (souk/training/interact.py: the torch module, its training and the model directory it writes),
+for indexes without a pretrained encoder (Chinese titles).
 
 For each candidate and each of three levels of the word-vector model's features (analyzer terms, Han
 characters, character bigrams) the query × document exact-match matrix gives, per query feature, whether
@@ -164,41 +165,14 @@ def stack_features(items: Sequence[PairFeatures], k: int) -> dict[str, np.ndarra
     return out
 
 
-def build_module(hidden: int = 32):
-    """The torch module: per-level term weights from IDF, then a two-layer perceptron over the features."""
-    import torch
-    from torch import nn
-
-    class InteractionModel(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.term_weights = nn.ModuleList([nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)) for _ in range(3)])
-            self.mlp = nn.Sequential(nn.Linear(3 * LEVEL_FEATURES + GLOBAL_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-
-        def forward(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-            feats = []
-            for level in range(3):
-                mask, idf = batch[f"mask{level}"], batch[f"idf{level}"]                      # (B, Lq)
-                nq = mask.sum(1, keepdim=True)
-                w = nn.functional.softplus(self.term_weights[level](torch.stack([idf, torch.log1p(nq).expand_as(idf)], -1))[..., 0]) * mask
-                a = (w / w.sum(1, keepdim=True).clamp(min=1e-6))[:, None, :]                 # (B, 1, Lq)
-                pres, ltf = batch[f"present{level}"], batch[f"log_tf{level}"]               # (B, K, Lq)
-                cover = (a * pres).sum(-1)
-                feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / nq.clamp(min=1), (cover > 0.999).float() * (nq > 0).float(),
-                          *batch["doc"][..., level, :].unbind(-1)]
-            x = torch.cat([torch.stack(feats, -1), batch["glob"]], -1)
-            return self.mlp(x)[..., 0]
-
-    return InteractionModel()
-
-
 def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
 
 class InteractModel:
-    """A fitted interaction model, scored in numpy (the same arithmetic as `build_module`'s forward; torch is
-    only needed to train it). Weights live in `weights.npz` under the torch parameter names."""
+    """A fitted interaction model, scored in numpy (the same arithmetic as the forward of
+    `souk.training.interact.build_module`; torch is only needed to train it). Weights live in `weights.npz`
+    under the torch parameter names."""
 
     def __init__(self, folder: Path):
         manifest = read_model_manifest(folder, KIND, format=FORMAT)
@@ -293,15 +267,4 @@ def features_for(model: WordVectors, view: CorpusView, stats: CorpusStats, texts
     return stack_features(items, max(k, 1)), positions
 
 
-def save_module(module, folder: Path) -> None:
-    """Write a trained module's parameters as `weights.npz` (what `InteractModel` reads)."""
-    np.savez(folder / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
-
-
 STAGES.register(STAGE, InteractStage)
-
-
-def manifest_fields() -> dict[str, Any]:
-    """Manifest fields every interact model records (its format and feature layout)."""
-    return {"kind": KIND, "format": FORMAT, "levels": ["term", "char", "bigram"], "max_query": list(MAX_QUERY),
-            "max_doc": list(MAX_DOC), "features_per_level": LEVEL_FEATURES, "global_features": GLOBAL_FEATURES}

@@ -24,11 +24,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from souk.errors import ConfigError
-from souk.training.cross import candidates, ndcg10, sample, split_train
 from souk.training.distributed import replica
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
-from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
+from souk.training.kit import candidates, ranking_evaluator, reordered, sample, split_train, write_curve
+from souk.training.loop import LoopConfig, Phase, autocast_dtype, set_threads, train
 
 KIND = "bi-encoder"
 DEFAULTS: dict[str, Any] = {
@@ -149,9 +149,9 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
     from souk.index import Index
     from souk.index.vectors import field_params
     from souk.models.backends import quiet_transformers
-    from souk.models.cross_encoder import save_model
     from souk.models.registry import model_card
     from souk.ranking.pipeline import build_pipeline
+    from souk.training.weights import save_model
 
     t0 = time.monotonic()
     unknown = set(job.options) - set(DEFAULTS)
@@ -186,12 +186,14 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
     corpus = searcher.ids()
     top = max_grade(job.train, job.dev)
 
-    def evaluate() -> float:
+    def dev_run() -> dict[str, list[tuple[str, float]]]:
         docs = dict(zip(pool_ids, encoder.encode(pool_texts, "doc")))
         qids = list(dev_pool)
         qv = encoder.encode([dev.queries[q] for q in qids], "query")
         scores = {q: np.array([float(docs[d] @ v) for d in dev_pool[q][0]], dtype=np.float32) for q, v in zip(qids, qv)}
-        return ndcg10(dev, dev_pool, scores)
+        return reordered(dev_pool, scores, dev.qrels)
+
+    evaluate = ranking_evaluator(dev.qrels, dev_run)
 
     def with_random(groups: Sequence[Group], r: np.random.Generator) -> list[tuple[str, list[str]]]:
         out = []
@@ -232,7 +234,7 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
         if getattr(net, "pooler", None) is not None:  # unused by mean pooling (no gradient ever): DDP wants one for
             net.pooler.requires_grad_(False)          # every parameter it trains
         encoder.net = rep.wrap(net)
-        phases, evaluate = [rep.shard(p) for p in phases], rep.from_rank0(evaluate)
+        phases, evaluate = [rep.shard(p) for p in phases], evaluate.wrapped(rep.from_rank0)
     result = train(encoder.net, phases, loss_of, evaluate, job.deadline, config, job.device, job.progress,
                    description="fitting bi-encoder", agree=rep.agree if rep is not None else None)
     encoder.net = net
@@ -246,7 +248,7 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
             shutil.copytree(src, job.workdir / extra, dirs_exist_ok=True)
         elif src.is_file():
             shutil.copyfile(src, job.workdir / extra)
-    plot_curve(result.curve, job.workdir / "curve.png", f"bi-encoder on {job.train.name}")
+    write_curve(result.curve, job.workdir / "curve.png", f"bi-encoder on {job.train.name}", best_step=result.best_step)
     return {
         "kind": KIND, "base": card.name, "reads_han": card.reads_han, "field": vf.name,
         "dev": {"ndcg@10": round(result.best, 4), "start_ndcg@10": round(result.baseline, 4),

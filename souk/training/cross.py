@@ -14,21 +14,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from souk.errors import ConfigError, ModelError
 from souk.evaluation.datasets import Dataset
-from souk.evaluation.metrics import score_run
-from souk.models.cross_encoder import (KIND, Combination, FieldLimits, PairPacker, base_layers, layers_within, logits,
-                                       new_model, save_model)
+from souk.models.cross_encoder import KIND, Combination, FieldLimits, PairPacker, logits
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
+from souk.training.kit import (Heads, candidates, ndcg10, prior_pipeline, ranking_evaluator, reordered, sample,
+                               split_train, write_curve)
 from souk.training.losses import LOSSES
 from souk.training.distributed import replica
-from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
+from souk.training.loop import LoopConfig, Phase, autocast_dtype, set_threads, train
+from souk.training.weights import base_layers, layers_within, new_model, save_model
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
 # Layer-tokens one query may cost (layers x pairs x tokens per pair): on 2 cores in bf16, 20 pairs of 96
@@ -56,57 +56,6 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,        # scoring batch
     "layers": None,          # transformer layers kept from the base (default: the most within LAYER_TOKENS)
 }
-
-
-def prior_pipeline(searcher: Any):
-    """The stages `full` runs before the cross stage (hybrid recall, the learned ranker when fitted;
-    optional stages no module registers are left out)."""
-    from souk.ranking.pipeline import build_pipeline, stage_specs
-    from souk.ranking.stage import STAGES
-
-    known = set(STAGES.names())
-    specs = [s for s in stage_specs("full", searcher.schema.pipelines)
-             if s["stage"] != "cross" and (s["stage"] in known or not s.get("optional"))]
-    return build_pipeline("cross-prior", searcher, {"stages": specs})
-
-
-def candidates(pipeline: Any, queries: dict[str, str], depth: int, progress: bool = False) -> dict[str, tuple[list[str], np.ndarray]]:
-    """Top `depth` ids and scores of the pipeline for each query, in batches."""
-    out: dict[str, tuple[list[str], np.ndarray]] = {}
-    qids = list(queries)
-    from souk.progress import progress_bar
-
-    with progress_bar("recall for training", len(qids), enabled=progress) as advance:
-        for start in range(0, len(qids), 64):
-            part = qids[start:start + 64]
-            runs = pipeline.run_many([pipeline.plan(queries[q]) for q in part], depth)
-            for qid, run in zip(part, runs):
-                head = run.ranking.top(depth)
-                out[qid] = (head.ids, np.asarray(head.scores, dtype=np.float32))
-            advance(len(part))
-    return out
-
-
-def subset(data: Dataset, qids: Sequence[str], split: str) -> Dataset:
-    return Dataset({q: data.queries[q] for q in qids}, {q: data.qrels[q] for q in qids}, 0, data.name, split)
-
-
-def split_train(data: Dataset, share: float, cap: int, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
-    """(train, held out): a seeded share of the queries, at most `cap`, held out for choosing the mix."""
-    qids = sorted(data.qrels)
-    n = min(cap, int(round(len(qids) * share)))
-    if n < 1 or n >= len(qids):
-        raise ConfigError(f"training split {data.split!r} has {len(qids)} judged queries; too few to hold some out")
-    held = set(rng.choice(qids, size=n, replace=False).tolist())
-    return (subset(data, [q for q in qids if q not in held], data.split),
-            subset(data, [q for q in qids if q in held], f"{data.split} (held out)"))
-
-
-def sample(data: Dataset, cap: int, rng: np.random.Generator) -> Dataset:
-    qids = sorted(data.qrels)
-    if len(qids) <= cap:
-        return data
-    return subset(data, sorted(rng.choice(qids, size=cap, replace=False).tolist()), data.split)
 
 
 class Scorer:
@@ -143,7 +92,7 @@ class Scorer:
         return out
 
 
-def pair_length(packer: PairPacker, data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], texts: DocTexts,
+def pair_length(packer: PairPacker, data: Dataset, heads: Heads, texts: DocTexts,
                 sample: int = 200) -> float:
     """Median packed length of (query, top candidate) pairs of the first `sample` training queries."""
     qids = [q for q in sorted(data.qrels) if heads.get(q, ([], None))[0]][:sample]
@@ -154,18 +103,17 @@ def pair_length(packer: PairPacker, data: Dataset, heads: dict[str, tuple[list[s
     return float(np.median([len(packer.pack(q, d)[0]) for q, d in zip(queries, docs)]))
 
 
-def ndcg10(data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], scores: dict[str, np.ndarray]) -> float:
+def head_ndcg(data: Dataset, heads: Heads, scores: dict[str, np.ndarray]) -> float:
     """nDCG@10 of every query's head ordered by `scores` (queries with no candidates score 0)."""
-    run = {qid: list(zip(heads[qid][0], scores[qid].astype(np.float64).tolist())) for qid in data.qrels if qid in heads}
-    return float(score_run(run, data.qrels, ["ndcg@10"]).means()["ndcg@10"])
+    return ndcg10(reordered(heads, scores, data.qrels), data.qrels)
 
 
-def choose_weight(data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], cross: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+def choose_weight(data: Dataset, heads: Heads, cross: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
     """The mixing weight with the best nDCG@10 on `data` (the smallest on ties) and the score of each."""
     table = {}
     for w in WEIGHTS:
         c = Combination(float(w))
-        table[f"{w:.2f}"] = ndcg10(data, heads, {q: c.apply(cross[q], heads[q][1]) for q in cross})
+        table[f"{w:.2f}"] = head_ndcg(data, heads, {q: c.apply(cross[q], heads[q][1]) for q in cross})
     best = max(table.values())
     return next(float(w) for w in table if table[w] == best), table
 
@@ -224,9 +172,11 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     last: dict[str, Any] = {}
     best: dict[str, Any] = {}
 
-    def evaluate() -> float:
+    def dev_run() -> dict[str, list[tuple[str, float]]]:
         last["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})
-        return ndcg10(dev, dev_c, last["scores"])
+        return reordered(dev_c, last["scores"], dev.qrels)
+
+    evaluate = ranking_evaluator(dev.qrels, dev_run)
 
     def loss_of(model, groups: list[Group]):
         pairs, labels = [], []
@@ -263,7 +213,7 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
                         eval_at_start=opts["eval_start"])
     rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
     if rep is not None:
-        phases, evaluate = [rep.shard(p) for p in phases], rep.from_rank0(evaluate)
+        phases, evaluate = [rep.shard(p) for p in phases], evaluate.wrapped(rep.from_rank0)
     result = train(rep.wrap(net) if rep is not None else net, phases, loss_of, evaluate, job.deadline, config, job.device,
                    job.progress, description="fitting cross-encoder", on_best=lambda: best.update(last),
                    agree=rep.agree if rep is not None else None)
@@ -274,18 +224,19 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
         best["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})
     held_scores = best["scores"] if dev is held else scorer.score(held.queries, {q: ids for q, (ids, _) in held_c.items()})
     weight, table = choose_weight(held, held_c, held_scores)
-    held_prior = ndcg10(held, held_c, {q: s for q, (_, s) in held_c.items()})
+    held_prior = head_ndcg(held, held_c, {q: s for q, (_, s) in held_c.items()})
     mix = Combination(weight)
     dev_scores = best["scores"]
     dev_metrics = {
-        "ndcg@10": ndcg10(dev, dev_c, {q: mix.apply(dev_scores[q], dev_c[q][1]) for q in dev_scores}),
-        "prior_ndcg@10": ndcg10(dev, dev_c, {q: s for q, (_, s) in dev_c.items()}),
-        "cross_ndcg@10": ndcg10(dev, dev_c, dev_scores),
+        "ndcg@10": head_ndcg(dev, dev_c, {q: mix.apply(dev_scores[q], dev_c[q][1]) for q in dev_scores}),
+        "prior_ndcg@10": head_ndcg(dev, dev_c, {q: s for q, (_, s) in dev_c.items()}),
+        "cross_ndcg@10": head_ndcg(dev, dev_c, dev_scores),
         "untrained_cross_ndcg@10": None if math.isnan(result.baseline) else result.baseline,
         "queries": len(dev.qrels),
     }
     save_model(net, job.workdir, base)
-    plot_curve(result.curve, job.workdir / "curve.png", f"cross-encoder on {job.train.name}")
+    write_curve(result.curve, job.workdir / "curve.png", f"cross-encoder on {job.train.name}",
+                best_step=result.best_step)
     activate = table[f"{weight:.2f}"] > held_prior
     return {
         "kind": KIND, "base": card.name, "reads_han": card.reads_han,

@@ -3,29 +3,33 @@ the `full` pipeline's recall gives each train query.
 
 Runs after `wordvec` (it reads that model's corpus view). Candidates: the top 30 of recall per train query
 (queries whose judged documents recall misses are left out), the top `depth` (100) per dev query. Loss:
-listwise softmax cross-entropy against the grades; Adam; early-stopped on the dev split's nDCG@10 of the
-reranked candidates (a held-out tenth of train without a dev split), stopped at the deadline with the
-best epoch kept. The model is made active only when it beats recall's own order on that split.
+listwise softmax cross-entropy against the grades; Adam in the one training loop (`souk.training.loop`), one
+evaluation per epoch: early-stopped on the dev split's nDCG@10 of the reranked candidates (a held-out tenth
+of train without a dev split), stopped at the deadline with the best epoch kept. The model is made active
+only when it beats recall's own order on that split. This module also holds the torch module (`build_module`;
+serving scores it in numpy) and writes the model directory.
 Misuse: fitting it on the split you report.
 """
 from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from souk.errors import Unavailable
-from souk.evaluation.metrics import score_run
 from souk.progress import progress_bar
-from souk.ranking.interact import (STAGE, build_module, corpus_stats, features_for, manifest_fields,
-                                   save_module)
+from souk.ranking.interact import (FORMAT, GLOBAL_FEATURES, KIND, LEVEL_FEATURES, MAX_DOC, MAX_QUERY, STAGE,
+                                   corpus_stats, features_for)
 from souk.ranking.pipeline import stage_specs
 from souk.ranking.recall import RecallStage
 from souk.ranking.stage import StageContext
 from souk.retrieval.wordvec import active_model, corpus_view
 from souk.training.fit import FitJob, register_fitter
+from souk.training.kit import DevEvaluator, epoch_curve, hold_out, ndcg10, write_epoch_curve
+from souk.training.loop import LoopConfig, Phase, train
 from souk.training.wordvec import reads_han
 
 DEFAULTS: dict[str, Any] = {"train_depth": 30, "depth": 100, "epochs": 12, "batch_size": 32, "lr": 3e-3,
@@ -53,26 +57,26 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     recall = RecallStage(StageContext(searcher), spec)
     # training candidates come from retrievers that never learned from these queries: the fitted wordvec
     # model has, and its list would hand the model the positives lexical matching misses
-    train_recall = RecallStage(StageContext(searcher), {**spec, "retrievers": [r for r in spec["retrievers"] if r.rstrip("?") in opts["train_retrievers"]]})
+    own = [r for r in spec["retrievers"] if r.rstrip("?") in opts["train_retrievers"]]
+    train_recall = RecallStage(StageContext(searcher), {**spec, "retrievers": own})
     planner = planner_for(searcher)
 
     rng = random.Random(job.seed)
     torch.manual_seed(job.seed)
     if job.device == "cpu":
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    qids = sorted(job.train.queries)
-    rng.shuffle(qids)
-    if job.dev is not None and len(job.dev):
-        learn, valid = qids, job.dev
+    has_dev = job.dev is not None and len(job.dev) > 0
+    learn, held = hold_out(sorted(job.train.queries), 0.0 if has_dev else opts["held_out"], rng, 0 if has_dev else 1)
+    if job.dev is not None and has_dev:
+        valid = job.dev
         valid_queries, valid_qrels, valid_name = valid.queries, valid.qrels, f"{valid.name}/{valid.split}"
     else:
-        n_held = max(1, int(len(qids) * opts["held_out"]))
-        learn, held = qids[n_held:], qids[:n_held]
         valid_queries = {q: job.train.queries[q] for q in held}
         valid_qrels = {q: job.train.qrels[q] for q in held}
         valid_name = "held-out train"
 
-    def candidates(queries: dict[str, str], depth: int, label: str, recall=recall) -> tuple[list[str], list[list[str]], list[Any]]:
+    def candidates(queries: dict[str, str], depth: int, label: str,
+                   recall=recall) -> tuple[list[str], list[list[str]], list[Any]]:
         ids, cands, rankings = list(queries), [], []
         with progress_bar(f"interact: recall ({label})", len(ids), enabled=job.progress) as advance:
             for start in range(0, len(ids), 256):
@@ -84,7 +88,8 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
                 advance(len(chunk))
         return ids, cands, rankings
 
-    train_q, train_c, _ = candidates({q: job.train.queries[q] for q in learn}, int(opts["train_depth"]), "train", train_recall)
+    train_q, train_c, _ = candidates({q: job.train.queries[q] for q in learn}, int(opts["train_depth"]), "train",
+                                     train_recall)
     keep = [i for i, (q, c) in enumerate(zip(train_q, train_c)) if any(job.train.qrels[q].get(d, 0) > 0 for d in c)]
     train_q, train_c = [train_q[i] for i in keep], [train_c[i] for i in keep]
     train_x, _ = features_for(vectors, view, stats, [job.train.queries[q] for q in train_q], train_c)
@@ -93,66 +98,52 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         train_y[i, : len(c)] = [max(job.train.qrels[q].get(d, 0), 0) for d in c]
     valid_q, valid_c, valid_r = candidates(dict(valid_queries), int(opts["depth"]), "valid")
     valid_x, _ = features_for(vectors, view, stats, [valid_queries[q] for q in valid_q], valid_c)
-    recall_score = _ndcg({q: r.pairs() for q, r in zip(valid_q, valid_r)}, valid_qrels)
+    recall_score = ndcg10({q: r.pairs() for q, r in zip(valid_q, valid_r)}, valid_qrels)
 
     module = build_module(int(opts["hidden"]))
-    optimizer = torch.optim.Adam(module.parameters(), lr=float(opts["lr"]))
     tensors = {k: torch.from_numpy(v) for k, v in train_x.items()}
     labels, valid_mask = torch.from_numpy(train_y), torch.from_numpy(train_x["valid"])
 
-    def evaluate() -> float:
-        module.eval()
+    def valid_run() -> dict[str, list[tuple[str, float]]]:
         with torch.no_grad():
-            scores = np.concatenate([module({k: torch.from_numpy(v[s:s + 512]) for k, v in valid_x.items() if k != "valid"}).numpy()
-                                     for s in range(0, len(valid_q), 512)]) if valid_q else np.zeros((0, 1))
+            parts = [module({k: torch.from_numpy(v[s:s + 512]) for k, v in valid_x.items() if k != "valid"}).numpy()
+                     for s in range(0, len(valid_q), 512)]
+            scores = np.concatenate(parts) if valid_q else np.zeros((0, 1))
         run = {}
         for i, (q, c) in enumerate(zip(valid_q, valid_c)):
             s = scores[i, : len(c)]
             order = np.argsort(-s, kind="stable")
             run[q] = [(c[j], float(s[j])) for j in order]
-        return _ndcg(run, valid_qrels)
+        return run
 
-    best_state = {k: v.clone() for k, v in module.state_dict().items()}
-    curve = [evaluate()]
-    best_score, best_epoch, stale, stopped, epoch_seconds = curve[0], 0, 0, False, 0.0
+    def loss_of(net, idx):
+        batch = {k: v[idx] for k, v in tensors.items() if k != "valid"}
+        s = net(batch).masked_fill(~valid_mask[idx], -1e4)
+        y = labels[idx]
+        target = y / y.sum(-1, keepdim=True).clamp(min=1e-6)
+        return -(torch.log_softmax(s, -1) * target).sum(-1).mean()
+
     bs = int(opts["batch_size"])
-    for epoch in range(1, int(opts["epochs"]) + 1):
-        if job.seconds_left < max(1.2 * epoch_seconds, 10):
-            stopped = True
-            break
-        t0 = time.monotonic()
-        module.train()
-        order = torch.randperm(len(train_q), generator=torch.Generator().manual_seed(job.seed + epoch))
-        total = 0.0
-        with progress_bar(f"interact: epoch {epoch}", len(train_q), enabled=job.progress) as advance:
-            for start in range(0, len(order), bs):
-                idx = order[start:start + bs]
-                batch = {k: v[idx] for k, v in tensors.items() if k != "valid"}
-                s = module(batch).masked_fill(~valid_mask[idx], -1e4)
-                y = labels[idx]
-                target = y / y.sum(-1, keepdim=True).clamp(min=1e-6)
-                loss = -(torch.log_softmax(s, -1) * target).sum(-1).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(idx)
-                advance(len(idx))
-                if job.seconds_left < 5:
-                    stopped = True
-                    break
-        score = evaluate()
-        curve.append(score)
-        epoch_seconds = time.monotonic() - t0
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = {k: v.clone() for k, v in module.state_dict().items()}
-        else:
-            stale += 1
-        if stopped or stale >= int(opts["patience"]):
-            break
-    module.load_state_dict(best_state)
+    per_epoch = max(1, -(-len(train_q) // bs))
+
+    def batches(epoch: int):  # epoch 0 is the first: the order interact has always drawn for epoch 1
+        order = torch.randperm(len(train_q), generator=torch.Generator().manual_seed(job.seed + epoch + 1))
+        for start in range(0, len(order), bs):
+            yield order[start:start + bs]
+
+    config = LoopConfig(lr=float(opts["lr"]), weight_decay=0.0, warmup_steps=0, eval_every=per_epoch,
+                        patience=int(opts["patience"]), grad_clip=0.0, reserve_s=5.0, seed=job.seed, optimizer="adam",
+                        autocast=False)
+    result = train(module, [Phase("judged", batches, per_epoch, int(opts["epochs"]))], loss_of,
+                   DevEvaluator(lambda: ndcg10(valid_run(), valid_qrels)), job.deadline, config, "cpu", job.progress,
+                   description="interact: training")
+    curve, best_epoch = epoch_curve(result.values, result.best_step, per_epoch)
+    best_score = result.best
     save_module(module, job.workdir)
-    _plot_curve(curve, recall_score, best_epoch, valid_name, job.workdir / "curve.png")
+    write_epoch_curve(curve, best_epoch, f"interact over recall, {valid_name}",
+                      "interact: nDCG@10 by epoch (0 = untrained)", job.workdir / "curve.png",
+                      {"recall alone": recall_score})
+    stopped = result.stopped_by_budget
     return {
         **manifest_fields(),
         "base_model": f"none (trained from scratch; features from wordvec model {wv_dir.name})",
@@ -169,18 +160,44 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     }
 
 
-def _ndcg(run: dict[str, list[tuple[str, float]]], qrels) -> float:
-    return float(score_run(run, qrels, ["ndcg@10"]).means()["ndcg@10"]) if qrels else 0.0
+def build_module(hidden: int = 32):
+    """The torch module: per-level term weights from IDF, then a two-layer perceptron over the features."""
+    import torch
+    from torch import nn
+
+    class InteractionModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.term_weights = nn.ModuleList([nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+                                               for _ in range(3)])
+            self.mlp = nn.Sequential(nn.Linear(3 * LEVEL_FEATURES + GLOBAL_FEATURES, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 1))
+
+        def forward(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+            feats = []
+            for level in range(3):
+                mask, idf = batch[f"mask{level}"], batch[f"idf{level}"]                      # (B, Lq)
+                nq = mask.sum(1, keepdim=True)
+                weigh = self.term_weights[level]
+                w = nn.functional.softplus(weigh(torch.stack([idf, torch.log1p(nq).expand_as(idf)], -1))[..., 0]) * mask
+                a = (w / w.sum(1, keepdim=True).clamp(min=1e-6))[:, None, :]                 # (B, 1, Lq)
+                pres, ltf = batch[f"present{level}"], batch[f"log_tf{level}"]               # (B, K, Lq)
+                cover = (a * pres).sum(-1)
+                feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / nq.clamp(min=1),
+                          (cover > 0.999).float() * (nq > 0).float(),
+                          *batch["doc"][..., level, :].unbind(-1)]
+            x = torch.cat([torch.stack(feats, -1), batch["glob"]], -1)
+            return self.mlp(x)[..., 0]
+
+    return InteractionModel()
 
 
-def _plot_curve(curve: list[float], recall_score: float, best: int, name: str, path) -> None:
-    from souk.evaluation.report import _figure, _png
+def save_module(module: Any, folder: Path) -> None:
+    """Write a trained module's parameters as `weights.npz` (what `InteractModel` reads)."""
+    np.savez(folder / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
 
-    figure = _figure()
-    ax = figure.subplots()
-    ax.plot(range(len(curve)), curve, marker="o", color="#3b6ea5", label=f"interact over recall, {name}")
-    ax.axhline(recall_score, color="#c0392b", linestyle=":", label="recall alone")
-    ax.axvline(best, color="#333333", linestyle="--", label=f"kept epoch {best}")
-    ax.set(title="interact: nDCG@10 by epoch (0 = untrained)", xlabel="epoch", ylabel="nDCG@10")
-    ax.legend()
-    path.write_bytes(_png(figure))
+
+def manifest_fields() -> dict[str, Any]:
+    """Manifest fields every interact model records (its format and feature layout)."""
+    return {"kind": KIND, "format": FORMAT, "levels": ["term", "char", "bigram"], "max_query": list(MAX_QUERY),
+            "max_doc": list(MAX_DOC), "features_per_level": LEVEL_FEATURES, "global_features": GLOBAL_FEATURES}

@@ -1,13 +1,15 @@
-"""The training loop shared by the neural stages: phases of batches, AdamW, early stopping on a dev
-metric, a deadline, the best checkpoint kept.
+"""The one training loop of every neural fitter (bi, cross, interact, wordvec): phases of batches, AdamW,
+early stopping on a dev metric, a deadline, the best checkpoint kept.
 
 The same code runs on CUDA (bf16 autocast) and on CPU (bf16 autocast where the CPU has bf16
 instructions, else fp32). Each phase (e.g. weak corpus pairs, then judged pairs) runs for its epochs
 or its time share; the dev metric is measured at the start (unless told not to), every `eval_every`
-steps (or `eval_every_s` seconds) and at the end of each phase; after `patience` evaluations without a gain in an early-stopping phase, that phase
-ends. When the deadline (minus `reserve_s` for the caller's own finishing work) comes, the loop stops
-and the best checkpoint so far is restored. Misuse: an `evaluate` that reads the training queries;
-it must score held-out ones.
+steps (or `eval_every_s` seconds) and at the end of each phase; after `patience` evaluations without a gain
+in an early-stopping phase, that phase ends. When the deadline (minus `reserve_s` for the caller's own
+finishing work) comes, the loop stops and the best checkpoint so far is restored. The dev metric comes
+from a `souk.training.kit.DevEvaluator` (its `greater_is_better` says which way is best). Parameters of
+sparse embeddings (`sparse=True`) train with SparseAdam, the others with AdamW (or Adam:
+`LoopConfig.optimizer`). Misuse: an `evaluate` that reads the training queries; it must score held-out ones.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from souk.progress import progress_bar
+from souk.training.kit import DevEvaluator, as_evaluator
 
 
 @dataclass
@@ -42,8 +45,11 @@ class LoopConfig:
     grad_clip: float = 1.0
     reserve_s: float = 0.0      # seconds kept after the loop for the caller's finishing work
     reserve_evals: float = 0.0  # ... plus this many evaluations' worth (scoring held-out queries)
-    seed: int = 13
+    seed: int | None = 13      # None: the caller seeded already (torch's generator is left where it is)
     eval_at_start: bool = True  # measure the untrained model (the curve's first point)
+    optimizer: str = "adamw"    # for dense parameters: "adamw" or "adam" (sparse embeddings: SparseAdam)
+    autocast: bool = True       # bf16 autocast where `autocast_dtype` offers it (False: always fp32)
+    lr_decay: float = 1.0       # the learning rate multiplied by this after every epoch of a phase
 
 
 @dataclass
@@ -55,6 +61,7 @@ class LoopResult:
     baseline: float
     steps: int
     curve: list[dict[str, Any]] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # each evaluation's dev metric, unrounded (the curve's "dev")
     stopped_by_budget: bool = False
     stopped_early: bool = False
 
@@ -92,26 +99,48 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate: Callable[[], float] | None,
-          deadline: float, config: LoopConfig = LoopConfig(), device: str = "cpu", progress: bool = True,
-          description: str = "training", on_best: Callable[[], None] | None = None,
-          agree: Callable[[int], int] | None = None) -> LoopResult:
+def optimizers_for(net, config: LoopConfig) -> tuple[list[Any], list[Any]]:
+    """(optimizers, dense parameters): SparseAdam for the parameters of sparse embeddings, AdamW or Adam
+    (`config.optimizer`) for the rest."""
+    import torch
+
+    sparse_ids = {id(p) for m in net.modules() if getattr(m, "sparse", False) is True for p in m.parameters()}
+    params = [p for p in net.parameters() if p.requires_grad]
+    dense = [p for p in params if id(p) not in sparse_ids]
+    sparse = [p for p in params if id(p) in sparse_ids]
+    kinds = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+    if config.optimizer not in kinds:
+        raise ValueError(f"LoopConfig.optimizer: expected adamw or adam, got {config.optimizer!r}")
+    out = [kinds[config.optimizer](dense, lr=config.lr, weight_decay=config.weight_decay)] if dense else []
+    if sparse:
+        out.append(torch.optim.SparseAdam(sparse, lr=config.lr))
+    return out, dense
+
+
+def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any],
+          evaluate: DevEvaluator | Callable[[], float] | None, deadline: float, config: LoopConfig = LoopConfig(),
+          device: str = "cpu", progress: bool = True, description: str = "training",
+          on_best: Callable[[], None] | None = None, agree: Callable[[int], int] | None = None) -> LoopResult:
     """Train `net` (already on `device`) through `phases`; `loss_of(net, batch)` returns a scalar loss
-    tensor; `evaluate()` returns the dev metric (higher is better); `on_best()` runs right after an
-    evaluation that set a new best. The best checkpoint is loaded into `net` on return.
+    tensor; `evaluate` is a `DevEvaluator` (or a plain `() -> float`, higher is better; None: the training
+    loss decides); when it carries `start` (the caller measured the starting model already) that is the
+    first point. `on_best()` runs right after an evaluation that set a new best. The best checkpoint is
+    loaded into `net` on return.
 
     `agree(code)` returns the code every replica acts on (data-parallel training: rank 0's, broadcast; see
     `souk.training.distributed`): each decision that reads a clock (stop for the deadline or the phase's
     time share, evaluate now) goes through it so all replicas take the same steps."""
     import torch
 
-    seed_everything(config.seed)
+    if config.seed is not None:
+        seed_everything(config.seed)
     agree = agree or (lambda code: code)
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    evaluator = as_evaluator(evaluate)
+    optimizers, params = optimizers_for(net, config)
     warm = lambda step: min(1.0, (step + 1) / max(config.warmup_steps, 1))  # noqa: E731
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warm)
-    dtype = autocast_dtype(device)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, warm) for o in optimizers]
+    first_lrs = [list(sched.base_lrs) for sched in schedules]
+    dtype = autocast_dtype(device) if config.autocast else None
     t_start = time.monotonic()
     step, eval_cost, step_cost = 0, 0.0, 0.0
     left_after = lambda cost: config.reserve_s + cost * (1 + config.reserve_evals)  # noqa: E731  (final eval + reserve)
@@ -121,27 +150,32 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
 
     last_eval = t_start
 
-    def measure(phase: str) -> float:
+    def measure(phase: str, known: float | None = None) -> bool:
+        """Measure (or record `known`), keep the checkpoint when it is the best so far; True then."""
         nonlocal eval_cost, best_state, last_eval
         t0 = time.monotonic()
         net.eval()
         with torch.no_grad():
-            metric = float(evaluate()) if evaluate else -float(loss_avg if not math.isnan(loss_avg) else 0.0)
+            metric = known if known is not None else float(evaluator()) if evaluator else \
+                -float(loss_avg if not math.isnan(loss_avg) else 0.0)
         net.train()
         eval_cost = time.monotonic() - t0
         last_eval = time.monotonic()
+        result.values.append(metric)
         curve.append({"step": step, "phase": phase, "loss": None if math.isnan(loss_avg) else round(loss_avg, 5),
                       "dev": round(metric, 5), "seconds": round(time.monotonic() - t_start, 1)})
-        if best_state is None or metric > result.best:
+        if best_state is None or (evaluator.better(metric, result.best) if evaluator else metric > result.best):
             result.best, result.best_step = metric, step
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
             if on_best:
                 on_best()
-        return metric
+            return True
+        return False
 
     result = LoopResult(best=-math.inf, best_step=0, baseline=math.nan, steps=0)
-    if config.eval_at_start or evaluate is None:
-        result.baseline = measure("start")
+    if config.eval_at_start or evaluator is None:
+        measure("start", getattr(evaluator, "start", None))
+        result.baseline = result.values[0]
     total = sum(p.steps_per_epoch * p.epochs for p in phases)
     net.train()
     with progress_bar(description, total, enabled=progress) as advance:
@@ -149,6 +183,11 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
             phase_start, stale, since_eval = time.monotonic(), 0, 0
             done = False
             for epoch in range(phase.epochs):
+                if config.lr_decay != 1.0:  # lr * decay ** epoch (times the warm-up factor) from this step on
+                    for opt, sched, lr0 in zip(optimizers, schedules, first_lrs):
+                        sched.base_lrs = [lr * config.lr_decay ** epoch for lr in lr0]
+                        for group, base in zip(opt.param_groups, sched.base_lrs):
+                            group["lr"] = base * warm(sched.last_epoch)
                 for batch in phase.batches(epoch):
                     now = time.monotonic()
                     stop = agree(1 if now + step_cost + left_after(eval_cost) > deadline else
@@ -162,23 +201,23 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
                     with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
                         loss = loss_of(net, batch)
                     loss.backward()
-                    if config.grad_clip:
+                    if config.grad_clip and params:
                         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    for opt, sched in zip(optimizers, schedules):
+                        opt.step()
+                        sched.step()
+                        opt.zero_grad(set_to_none=True)
                     value = float(loss.detach())
-                    step_cost = time.monotonic() - now if step_cost == 0 else 0.9 * step_cost + 0.1 * (time.monotonic() - now)
+                    took = time.monotonic() - now
+                    step_cost = took if step_cost == 0 else 0.9 * step_cost + 0.1 * took
                     loss_avg = value if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * value
                     step += 1
                     since_eval += 1
                     advance(1, f"[{phase.name}] loss {loss_avg:.3f} dev {result.best:.3f}")
-                    if agree(int(since_eval >= config.eval_every or (config.eval_every_s is not None
-                                                                     and time.monotonic() - last_eval >= config.eval_every_s))):
+                    timed = config.eval_every_s is not None and time.monotonic() - last_eval >= config.eval_every_s
+                    if agree(int(since_eval >= config.eval_every or timed)):
                         since_eval = 0
-                        before = result.best
-                        measure(phase.name)
-                        stale = 0 if result.best > before else stale + 1
+                        stale = 0 if measure(phase.name) else stale + 1
                         if phase.early_stop and stale >= config.patience:
                             result.stopped_early = done = True
                             break
@@ -194,29 +233,3 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
         net.load_state_dict(best_state)
     net.eval()
     return result
-
-
-def plot_curve(curve: list[dict[str, Any]], path, title: str) -> None:
-    """Loss and dev metric against steps, one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps = [c["step"] for c in curve]
-    ax.plot(steps, [c["dev"] for c in curve], marker="o", color="tab:blue", label="dev nDCG@10")
-    ax.set_xlabel("step")
-    ax.set_ylabel("dev nDCG@10")
-    losses = [(c["step"], c["loss"]) for c in curve if c["loss"] is not None]
-    if losses:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*losses), color="tab:red", alpha=0.6, label="loss")
-        ax2.set_ylabel("loss")
-    for c in curve:
-        if c["phase"] != "start":
-            ax.annotate(c["phase"], (c["step"], c["dev"]), fontsize=6, alpha=0.5)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -22,13 +22,13 @@ import numpy as np
 
 from souk.errors import ConfigError, DatasetError
 from souk.evaluation.datasets import Dataset
-from souk.evaluation.metrics import score_run
 from souk.progress import progress_bar
 from souk.ranking.clicks import active_click_model
 from souk.ranking.features import FeatureEnv, FeatureSet, default_groups
 from souk.ranking.ltr import KIND, MODEL_FILE
 from souk.ranking.pipeline import query_steps_of, stage_specs
 from souk.training.fit import FitJob, register_fitter
+from souk.training.kit import ndcg10
 from souk.types import Ranking
 
 PARAMS: dict[str, Any] = {
@@ -74,7 +74,7 @@ class Judged:
             s = -np.arange(len(r), dtype=np.float64) if scores is None else np.asarray(scores[i], dtype=np.float64)
             order = np.argsort(-s, kind="stable")
             run[self.qids[i]] = [(r.ids[j], float(len(order) - rank)) for rank, j in enumerate(order)]
-        return float(score_run(run, {self.qids[i]: qrels[self.qids[i]] for i in keep}, ["ndcg@10"]).means()["ndcg@10"])
+        return ndcg10(run, {self.qids[i]: qrels[self.qids[i]] for i in keep})
 
 
 def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
@@ -285,27 +285,15 @@ def _mean_sd(values: list[float]) -> dict[str, float] | None:
 
 
 def _plot_importance(gains: dict[str, float], path: Path, top: int = 30) -> None:
-    from souk.evaluation.report import _figure, _png
+    from souk.evaluation.report import plot_bars
 
-    items = list(gains.items())[:top][::-1]
-    figure = _figure(8.0, 0.25 * len(items) + 1.2)
-    ax = figure.subplots()
-    ax.barh([k for k, _ in items], [v for _, v in items], color="#3b6ea5")
-    ax.set(title="ltr feature importance (total gain)", xlabel="gain")
-    ax.tick_params(axis="y", labelsize=7)
-    path.write_bytes(_png(figure))
+    plot_bars(path, dict(list(gains.items())[:top]), "ltr feature importance (total gain)", "gain")
 
 
 def _plot_curve(train: list[float], valid: list[float], best: int, valid_name: str, path: Path) -> None:
-    from souk.evaluation.report import _figure, _png
+    from souk.evaluation.report import plot_curve
 
-    figure = _figure()
-    ax = figure.subplots()
-    if train:
-        ax.plot(range(1, len(train) + 1), train, label="train (candidates)", color="#3b6ea5")
-    if valid:
-        ax.plot(range(1, len(valid) + 1), valid, label=f"valid: {valid_name}", color="#c0392b")
-    ax.axvline(best, color="#333333", linestyle="--", label=f"kept {best} rounds")
-    ax.set(title="ltr training: LightGBM nDCG@10 over candidates", xlabel="boosting round", ylabel="nDCG@10")
-    ax.legend()
-    path.write_bytes(_png(figure))
+    series = {**({"train (candidates)": (range(1, len(train) + 1), train)} if train else {}),
+              **({f"valid: {valid_name}": (range(1, len(valid) + 1), valid)} if valid else {})}
+    plot_curve(path, series, "ltr training: LightGBM nDCG@10 over candidates", "boosting round", "nDCG@10", kept=best,
+               kept_label=f"kept {best} rounds")

@@ -25,13 +25,14 @@ import numpy as np
 
 from souk.analysis.normalize import han_share
 from souk.errors import DatasetError
-from souk.evaluation.metrics import score_run
 from souk.models.word_vectors import (SIF_A, WordVectors, feature_level, feature_vectors, first_component,
                                       sif_weights, text_features, train_gensim)
 from souk.progress import progress_bar
 from souk.retrieval.fusion import fuse
 from souk.retrieval.wordvec import STAGE, CorpusView, corpus_texts, search_analyzer
 from souk.training.fit import FitJob, register_fitter
+from souk.training.kit import DevEvaluator, epoch_curve, hold_out, ndcg10, write_epoch_curve
+from souk.training.loop import LoopConfig, Phase, train
 from souk.types import Ranking
 
 HAN_MIN = 0.3   # an index whose sampled text is at least this share Han gets word vectors by default
@@ -91,10 +92,7 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
             query_features[qid] = text_features(text, analyzer, user_dict)
             advance()
     lap("features")
-    qids = sorted(job.train.queries)
-    rng.shuffle(qids)
-    n_held = int(len(qids) * opts["held_out"]) if len(qids) >= 50 else 0
-    held, learn = qids[:n_held], qids[n_held:]
+    learn, held = hold_out(sorted(job.train.queries), opts["held_out"] if len(job.train.queries) >= 50 else 0.0, rng, 0)
     log_features = _log_features(opts["query_log"], analyzer, user_dict)
 
     # vocabulary: every feature of the corpus and the learning queries (and log features seen twice)
@@ -148,7 +146,8 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
     best_model.meta = {"fine_tuned": best_epoch > 0}
     best_model.save(job.workdir)
     view.save(job.workdir / "corpus")
-    _plot_curve(curve, best_epoch, eval_name, job.workdir / "curve.png")
+    write_epoch_curve(curve, best_epoch, f"wordvec alone, {eval_name}",
+                      "wordvec: nDCG@10 by epoch (0 = unsupervised SIF vectors)", job.workdir / "curve.png")
     lap("fusion_weight_and_save")
     latin = sum(1 for f in features if feature_level(f) == 0 and f.isascii())
     return {
@@ -214,8 +213,7 @@ def _ranking_run(model: WordVectors, view: CorpusView, searcher, queries: dict[s
 
 
 def _ndcg(runs: dict[str, Ranking], qrels) -> float:
-    run = {q: r.pairs() for q, r in runs.items()}
-    return float(score_run(run, qrels, ["ndcg@10"]).means()["ndcg@10"]) if qrels else 0.0
+    return ndcg10({q: r.pairs() for q, r in runs.items()}, qrels)
 
 
 def _ndcg_alone(model, view, searcher, queries, qrels) -> float:
@@ -256,7 +254,6 @@ def _fine_tune(base: WordVectors, view: CorpusView, searcher, pairs, query_featu
     with torch.no_grad():  # softplus^-1 of SIF weights scaled to ~1 so the learned weights start as SIF
         w0 = torch.from_numpy(base.weights / max(float(base.weights.max()), 1e-9)).clamp(min=1e-4)
         raw_w.weight.copy_((w0 + torch.log(-torch.expm1(-w0)))[:, None])
-    opt = torch.optim.SparseAdam([emb.weight, raw_w.weight], lr=float(opts["lr"]))
     tau = float(opts["temperature"])
     keys_pos = {k: i for i, k in enumerate(view.keys.tolist())}
     id_rows = view.rows(np.arange(len(view.keys)))
@@ -289,64 +286,41 @@ def _fine_tune(base: WordVectors, view: CorpusView, searcher, pairs, query_featu
                            F.softplus(raw_w.weight.detach()[:, 0]).cpu().numpy().astype(np.float32), None,
                            base.analyzer, base.user_dict)
 
-    best_model, best_score, best_epoch, curve, stale, stopped = base, base_score, 0, [], 0, False
+    net = torch.nn.ModuleDict({"emb": emb, "raw_w": raw_w})
     bs = int(opts["batch_size"])
-    epoch_seconds = 0.0
-    for epoch in range(1, int(opts["epochs"]) + 1):
-        if job.seconds_left < max(epoch_seconds * 1.2, 15):
-            stopped = True
-            break
-        t0 = time.monotonic()
+    per_epoch = max(1, -(-len(pairs) // bs))
+
+    def batches(epoch: int):
         rng.shuffle(pairs)
-        total = 0.0
-        with progress_bar(f"wordvec: epoch {epoch}", len(pairs), enabled=job.progress) as advance:
-            for start in range(0, len(pairs), bs):
-                batch = pairs[start:start + bs]
-                docs = [doc_row(d) for _, d in batch]
-                if negatives:
-                    docs += [doc_row(rng.choice(negatives[q])) if negatives.get(q) else id_rows[rng.randrange(len(id_rows))]
-                             for q, _ in batch]
-                qv = encode([q_rows[q] for q, _ in batch])
-                dv = encode(docs)
-                logits = qv @ dv.T / tau
-                # a document that is a positive of another query in the batch is not its negative
-                where: dict[str, list[int]] = {}
-                for j, (_, d) in enumerate(batch):
-                    where.setdefault(d, []).append(j)
-                same = [(i, j) for i, (q, d) in enumerate(batch) for p in positives[q] for j in where.get(p, ()) if j != i]
-                if same:
-                    rows, cols = zip(*same)
-                    logits[list(rows), list(cols)] = -1e4
-                loss = F.cross_entropy(logits, torch.arange(len(batch), device=device))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(batch)
-                advance(len(batch))
-                if job.seconds_left < 10:
-                    stopped = True
-                    break
+        for start in range(0, len(pairs), bs):
+            yield pairs[start:start + bs]
+
+    def loss_of(model, batch):
+        docs = [doc_row(d) for _, d in batch]
+        if negatives:
+            docs += [doc_row(rng.choice(negatives[q])) if negatives.get(q) else id_rows[rng.randrange(len(id_rows))]
+                     for q, _ in batch]
+        qv = encode([q_rows[q] for q, _ in batch])
+        dv = encode(docs)
+        logits = qv @ dv.T / tau
+        # a document that is a positive of another query in the batch is not its negative
+        where: dict[str, list[int]] = {}
+        for j, (_, d) in enumerate(batch):
+            where.setdefault(d, []).append(j)
+        same = [(i, j) for i, (q, d) in enumerate(batch) for p in positives[q] for j in where.get(p, ()) if j != i]
+        if same:
+            rows, cols = zip(*same)
+            logits[list(rows), list(cols)] = -1e4
+        return F.cross_entropy(logits, torch.arange(len(batch), device=device))
+
+    def dev_score() -> float:
         model = export()
-        score = _ndcg_alone(model, view.reencode(model), searcher, *eval_queries)
-        curve.append(score)
-        epoch_seconds = time.monotonic() - t0
-        if score > best_score:
-            best_model, best_score, best_epoch, stale = model, score, epoch, 0
-        else:
-            stale += 1
-        if stopped or stale >= int(opts["patience"]):
-            break
-    return best_model, best_score, best_epoch, curve, stopped
+        return _ndcg_alone(model, view.reencode(model), searcher, *eval_queries)
 
-
-def _plot_curve(curve: list[float], best: int, name: str, path) -> None:
-    from souk.evaluation.report import _figure, _png
-
-    figure = _figure()
-    ax = figure.subplots()
-    ax.plot(range(len(curve)), curve, marker="o", color="#3b6ea5", label=f"wordvec alone, {name}")
-    ax.axvline(best, color="#333333", linestyle="--", label=f"kept epoch {best}")
-    ax.set(title="wordvec: nDCG@10 by epoch (0 = unsupervised SIF vectors)", xlabel="epoch", ylabel="nDCG@10")
-    ax.legend()
-    path.write_bytes(_png(figure))
-
+    config = LoopConfig(lr=float(opts["lr"]), weight_decay=0.0, warmup_steps=0, eval_every=per_epoch,
+                        patience=int(opts["patience"]), grad_clip=0.0, reserve_s=10.0, seed=job.seed, autocast=False)
+    result = train(net, [Phase("judged", batches, per_epoch, int(opts["epochs"]))], loss_of,
+                   DevEvaluator(dev_score, start=base_score), job.deadline, config, job.device, job.progress,
+                   description="wordvec: fine-tuning")
+    curve, best_epoch = epoch_curve(result.values, result.best_step, per_epoch)
+    return (export() if best_epoch else base), result.best, best_epoch, curve[1:], result.stopped_by_budget

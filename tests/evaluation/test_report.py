@@ -49,3 +49,15 @@ def test_report_opens_in_chromium_with_its_plots(report: Path, tmp_path: Path):
     assert len(widths) == 3 and all(w > 0 for w in widths)
     image = shot.read_bytes()
     assert image.startswith(PNG_MAGIC) and len(image) > 50_000
+
+
+def test_the_public_training_plots_write_pngs(tmp_path: Path):
+    from souk.evaluation.report import plot_bars, plot_curve
+
+    series = {"dev": ([0, 1, 2], [0.2, 0.4, 0.3]), "train": (range(3), [0.3, 0.5, 0.6])}
+    plot_curve(tmp_path / "curve.png", series, "toy", "epoch", kept=1, kept_label="kept epoch 1",
+               lines={"recall alone": 0.35}, loss=([1, 2], [0.9, 0.7]), notes=[(1, 0.4, "judged")])
+    plot_bars(tmp_path / "bars.png", {"bm25": 3.0, "cover": 1.0}, "gains", "gain")
+    for name in ("curve.png", "bars.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000

@@ -5,8 +5,7 @@ from souk.errors import Unavailable
 from souk.index import Index
 from souk.models.store import ModelStore
 from souk.models.store import write_json_atomic
-from souk.ranking.interact import (InteractModel, InteractStage, build_module, corpus_stats, features_for,
-                                   manifest_fields, query_feature_ids, save_module)
+from souk.ranking.interact import InteractModel, InteractStage, corpus_stats, features_for, query_feature_ids
 from souk.ranking.pipeline import build_pipeline
 from souk.query.plan import QueryPlan
 from souk.ranking.stage import StageContext
@@ -62,6 +61,8 @@ def test_model_round_trip_scores_like_the_stage(parts):
 
 def test_numpy_scoring_matches_the_torch_module_it_was_trained_as(parts, tmp_path):
     torch = pytest.importorskip("torch")
+    from souk.training.interact import build_module, manifest_fields, save_module
+
     searcher, model, view, stats = parts
     torch.manual_seed(5)
     module = build_module()

@@ -8,8 +8,9 @@ import pytest
 from souk.models.cross_encoder import CrossEncoder
 from souk.models.store import ModelStore
 from souk.training import losses
-from souk.training.cross import choose_weight, split_train
+from souk.training.cross import choose_weight
 from souk.training.fit import fit
+from souk.training.kit import split_train
 from tiny_bert import FIT_OPTIONS
 
 

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from souk.training.loop import LoopConfig, Phase, plot_curve, train
+from souk.training.kit import write_curve
+from souk.training.loop import LoopConfig, Phase, train
 
 torch = pytest.importorskip("torch")
 
@@ -44,7 +45,7 @@ def test_patience_ends_a_phase_and_the_deadline_ends_the_loop(tmp_path):
     result = train(torch.nn.Linear(4, 1), [Phase("fit", lambda e: batches, len(batches), epochs=100)], slow, lambda: 0.0,
                    time.monotonic() + 0.5, LoopConfig(eval_every=1000), progress=False)
     assert result.stopped_by_budget and 0 < result.steps < 800
-    plot_curve(result.curve, tmp_path / "curve.png", "test")
+    write_curve(result.curve, tmp_path / "curve.png", "test", best_step=result.best_step)
     assert (tmp_path / "curve.png").stat().st_size > 0
 
 

@@ -8,7 +8,7 @@ from souk.errors import ModelError  # noqa: E402
 from souk.query.entities.data import read_tagged  # noqa: E402
 from souk.query.entities.network import NetworkConfig  # noqa: E402
 from souk.query.entities.tagger import Tagger  # noqa: E402
-from souk.query.entities.training import TrainConfig, evaluate_tagger, new_tagger, train_tagger  # noqa: E402
+from souk.training.tagger import TrainConfig, evaluate_tagger, new_tagger, train_tagger  # noqa: E402
 from support import DATA, FIXTURES, needs_shared  # noqa: E402
 
 SMALL = NetworkConfig(char_dim=16, bigram_dim=16, segment_dim=4, hidden=24, dropout=0.0)

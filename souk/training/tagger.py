@@ -1,6 +1,8 @@
-"""Training the entity tagger: mini-batch Adam on the CRF log-likelihood with a decaying learning
-rate, the best epoch by dev entity F1 kept, early stopping, an optional time budget, and optional
-word2vec vectors (character and bigram) pre-trained on unlabeled titles and queries.
+"""Training the entity tagger (`souk ner train`): mini-batch Adam (SparseAdam for the character and bigram
+embeddings) on the CRF log-likelihood with a decaying learning rate in the one training loop
+(`souk.training.loop`), one evaluation per epoch: the best epoch by dev entity F1 kept, early stopping, an
+optional time budget, and optional word2vec vectors (character and bigram) pre-trained on unlabeled titles
+and queries.
 
 Reproducible: one seed drives torch, the batch order and word2vec (run single-threaded).
 Misuse: reporting the dev F1 used for early stopping as a held-out test figure.
@@ -12,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from souk.errors import DatasetError
 from souk.version import __version__
@@ -105,7 +107,8 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
         raise DatasetError(f"members must be at least 1, got {config.members}")
     t0 = time.perf_counter()
     tagger = new_tagger(train, config, network_config)
-    networks, runs = [], []
+    networks: list[Any] = []
+    runs = []
     for m in range(config.members):
         member_config = replace(config, seed=config.seed + m,
                                 budget_s=config.budget_s * (m + 1) / config.members - (time.perf_counter() - t0)
@@ -137,7 +140,8 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
 
 def _same_features(member: Tagger, first: Tagger) -> Tagger:
     """`member` reading `first`'s features (the vocabularies are built from the same data, so the same)."""
-    if member.features.chars.tokens != first.features.chars.tokens or member.features.bigrams.tokens != first.features.bigrams.tokens:
+    mine, theirs = member.features, first.features
+    if mine.chars.tokens != theirs.chars.tokens or mine.bigrams.tokens != theirs.bigrams.tokens:
         raise DatasetError("ensemble members built different vocabularies; train with --members 1")
     member.features = first.features
     return member
@@ -145,10 +149,11 @@ def _same_features(member: Tagger, first: Tagger) -> Tagger:
 
 def _fit_member(tagger: Tagger, train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence], config: TrainConfig,
                 progress: Progress | None, label: str = "") -> tuple[EpochResult, list[EpochResult]]:
-    """Train one network in place: Adam epochs, the best dev epoch's weights restored, early stopping."""
-    import torch
-
+    """Train one network in place in the one loop: an evaluation per epoch, the best dev epoch's weights
+    restored, early stopping, the budget as the loop's deadline."""
     from souk.query.entities.network import Batch
+    from souk.training.kit import DevEvaluator
+    from souk.training.loop import LoopConfig, Phase, train as loop_train
 
     t0 = time.perf_counter()
     network, tags = tagger.network, tagger.tags
@@ -156,48 +161,46 @@ def _fit_member(tagger: Tagger, train: Sequence[TaggedSentence], dev: Sequence[T
     lexicons = _fold_lexicons(train, tags, config) if config.lexicon else [None] * len(train)
     encoded = [tagger.features.encode(s.chars, lex) for s, lex in zip(train, lexicons)]
     gold = [[tag_id[t] for t in s.tags] for s in train]
-    sparse = [p for m in (network.chars, network.bigrams) if m is not None for p in m.parameters()]
-    dense = [p for p in network.parameters() if all(p is not q for q in sparse)]
-    optimizers = [torch.optim.SparseAdam(sparse, lr=config.lr), torch.optim.Adam(dense, lr=config.lr)]
     rng = random.Random(config.seed)
+    per_epoch = -(-len(encoded) // config.batch_size)
     history: list[EpochResult] = []
-    best: EpochResult | None = None
-    best_state: dict | None = None
-    for epoch in range(1, config.epochs + 1):
-        t_epoch = time.perf_counter()
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
-        network.train()
-        total, count = 0.0, 0
-        for idx in _batches(encoded, config.batch_size, rng):
-            batch = Batch.of([encoded[i] for i in idx], [gold[i] for i in idx])
-            for opt in optimizers:
-                opt.zero_grad()
-            loss = network.loss(batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(dense, config.clip)
-            for opt in optimizers:
-                opt.step()
-            total, count = total + loss.item() * len(idx), count + len(idx)
-            if progress:
-                progress(1, f"{label}epoch {epoch} loss {total / count:.3f}" + (f" dev F1 {best.dev.f1:.4f}" if best else ""))
-        network.eval()
-        scores = evaluate_tagger(tagger, dev)
-        result = EpochResult(epoch, total / count, scores, time.perf_counter() - t_epoch)
-        history.append(result)
-        if best is None or scores.f1 > best.dev.f1:
-            best = result
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+    seen = {"epoch": 0, "total": 0.0, "count": 0, "start": time.perf_counter(), "best": -1.0}
+
+    def batches(epoch: int):
+        seen.update(epoch=epoch + 1, total=0.0, count=0, start=time.perf_counter())
+        return _batches(encoded, config.batch_size, rng)
+
+    def loss_of(net, idx: list[int]):
+        loss = net.loss(Batch.of([encoded[i] for i in idx], [gold[i] for i in idx]))
+        seen["total"] += loss.item() * len(idx)
+        seen["count"] += len(idx)
         if progress:
-            progress(0, f"{label}epoch {epoch} loss {result.loss:.3f} dev F1 {scores.f1:.4f} (best {best.dev.f1:.4f})")
-        if epoch - best.epoch >= config.patience:
-            break
-        if config.budget_s is not None and time.perf_counter() - t0 + 1.1 * result.seconds > config.budget_s:
-            break  # the next epoch would end past the budget
-    assert best is not None and best_state is not None
-    network.load_state_dict(best_state)
-    network.eval()
+            best = f" dev F1 {seen['best']:.4f}" if history else ""
+            progress(1, f"{label}epoch {seen['epoch']} loss {seen['total'] / seen['count']:.3f}{best}")
+        return loss
+
+    def dev_f1() -> float:
+        scores = evaluate_tagger(tagger, dev)
+        result = EpochResult(int(seen["epoch"]), seen["total"] / max(seen["count"], 1), scores,
+                             time.perf_counter() - seen["start"])
+        history.append(result)
+        seen["best"] = max(seen["best"], scores.f1)
+        if progress:
+            progress(0, f"{label}epoch {result.epoch} loss {result.loss:.3f} dev F1 {scores.f1:.4f} "
+                        f"(best {seen['best']:.4f})")
+        return scores.f1
+
+    left = config.budget_s - (time.perf_counter() - t0) if config.budget_s is not None else 10**9
+    deadline = time.monotonic() + left
+    loop = LoopConfig(lr=config.lr, weight_decay=0.0, warmup_steps=0, eval_every=per_epoch, patience=config.patience,
+                      grad_clip=config.clip, seed=None, eval_at_start=False, optimizer="adam", autocast=False,
+                      lr_decay=config.lr_decay)
+    result = loop_train(network, [Phase("tagged", batches, per_epoch, config.epochs)], loss_of,
+                        DevEvaluator(dev_f1, "entity f1"), deadline, loop, "cpu", progress=False)
+    if not history:  # the budget ended the first epoch before its evaluation: the weights as they are
+        dev_f1()
+        return history[0], history
+    best = next(h for h in history if h.dev.f1 == result.best)
     return best, history
 
 
@@ -206,7 +209,7 @@ def evaluate_tagger(tagger: Tagger, sentences: Sequence[TaggedSentence]) -> Enti
     return entity_scores([s.tags for s in sentences], tagger.predict([s.chars for s in sentences]))
 
 
-def _entity_words(sentences: Sequence[TaggedSentence], tags: Sequence[str]) -> dict[str, list[str]]:
+def _entity_words(sentences: Sequence[TaggedSentence], tags: Sequence[str]) -> dict[str, Iterable[str]]:
     words: dict[str, set[str]] = {t[2:]: set() for t in tags if t != "O"}
     for s in sentences:
         for kind, start, end in bio_spans(s.tags):
