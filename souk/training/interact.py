@@ -6,6 +6,8 @@ Runs after `wordvec` (it reads that model's corpus view). Candidates: the top 30
 listwise softmax cross-entropy against the grades; Adam; early-stopped on the dev split's nDCG@10 of the
 reranked candidates (a held-out tenth of train without a dev split), stopped at the deadline with the
 best epoch kept. The model is made active only when it beats recall's own order on that split.
+On Ray Train (`souk fit --ray`, `souk.training.distributed.replica()`): DDP, each replica a share of every
+batch, rank 0's clock and dev metric; rank 0 alone scores the dev candidates and saves.
 Misuse: fitting it on the split you report.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from souk.ranking.pipeline import stage_specs
 from souk.ranking.recall import RecallStage
 from souk.ranking.stage import StageContext
 from souk.retrieval.wordvec import active_model, corpus_view
+from souk.training.distributed import replica
 from souk.training.fit import FitJob, register_fitter
 from souk.training.wordvec import reads_han
 
@@ -32,7 +35,7 @@ DEFAULTS: dict[str, Any] = {"train_depth": 30, "depth": 100, "epochs": 12, "batc
                             "hidden": 32, "patience": 2, "held_out": 0.1, "train_retrievers": ["bm25", "dense"]}
 
 
-@register_fitter(STAGE, applies=reads_han, share=0.55, order=30)
+@register_fitter(STAGE, applies=reads_han, share=0.55, order=30, distributed=True)
 def fit_interact(job: FitJob) -> dict[str, Any]:
     """Train the interaction model into `job.workdir`; returns its manifest fields."""
     import torch
@@ -91,6 +94,9 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     train_y = np.zeros(train_x["valid"].shape, np.float32)
     for i, (q, c) in enumerate(zip(train_q, train_c)):
         train_y[i, : len(c)] = [max(job.train.qrels[q].get(d, 0), 0) for d in c]
+    rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
+    if rep is not None and rep.rank != 0:  # only rank 0 scores the dev candidates
+        valid_queries = {}
     valid_q, valid_c, valid_r = candidates(dict(valid_queries), int(opts["depth"]), "valid")
     valid_x, _ = features_for(vectors, view, stats, [valid_queries[q] for q in valid_q], valid_c)
     recall_score = _ndcg({q: r.pairs() for q, r in zip(valid_q, valid_r)}, valid_qrels)
@@ -100,7 +106,7 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     tensors = {k: torch.from_numpy(v) for k, v in train_x.items()}
     labels, valid_mask = torch.from_numpy(train_y), torch.from_numpy(train_x["valid"])
 
-    def evaluate() -> float:
+    def measured() -> float:
         module.eval()
         with torch.no_grad():
             scores = np.concatenate([module({k: torch.from_numpy(v[s:s + 512]) for k, v in valid_x.items() if k != "valid"}).numpy()
@@ -112,12 +118,15 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
             run[q] = [(c[j], float(s[j])) for j in order]
         return _ndcg(run, valid_qrels)
 
+    evaluate = rep.from_rank0(measured) if rep is not None else measured
+    trained = rep.wrap(module) if rep is not None else module
+    agree = rep.agree if rep is not None else (lambda code: code)
     best_state = {k: v.clone() for k, v in module.state_dict().items()}
     curve = [evaluate()]
     best_score, best_epoch, stale, stopped, epoch_seconds = curve[0], 0, 0, False, 0.0
     bs = int(opts["batch_size"])
     for epoch in range(1, int(opts["epochs"]) + 1):
-        if job.seconds_left < max(1.2 * epoch_seconds, 10):
+        if agree(int(job.seconds_left < max(1.2 * epoch_seconds, 10))):
             stopped = True
             break
         t0 = time.monotonic()
@@ -127,8 +136,12 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         with progress_bar(f"interact: epoch {epoch}", len(train_q), enabled=job.progress) as advance:
             for start in range(0, len(order), bs):
                 idx = order[start:start + bs]
+                if rep is not None:  # item i of the batch to replica i mod world, equal counts
+                    if len(idx) < rep.world:
+                        continue
+                    idx = idx[rep.rank:len(idx) - len(idx) % rep.world:rep.world]
                 batch = {k: v[idx] for k, v in tensors.items() if k != "valid"}
-                s = module(batch).masked_fill(~valid_mask[idx], -1e4)
+                s = trained(batch).masked_fill(~valid_mask[idx], -1e4)
                 y = labels[idx]
                 target = y / y.sum(-1, keepdim=True).clamp(min=1e-6)
                 loss = -(torch.log_softmax(s, -1) * target).sum(-1).mean()
@@ -137,7 +150,7 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
                 optimizer.step()
                 total += float(loss.detach()) * len(idx)
                 advance(len(idx))
-                if job.seconds_left < 5:
+                if agree(int(job.seconds_left < 5)):
                     stopped = True
                     break
         score = evaluate()
@@ -151,6 +164,8 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         if stopped or stale >= int(opts["patience"]):
             break
     module.load_state_dict(best_state)
+    if rep is not None and rep.rank != 0:
+        return {}  # rank 0 saves and reports
     save_module(module, job.workdir)
     _plot_curve(curve, recall_score, best_epoch, valid_name, job.workdir / "curve.png")
     return {
