@@ -57,6 +57,9 @@ def ray_cluster(address: str | None, num_cpus: int | None = None,
     runtime_env = {"env_vars": env} if env["PYTHONPATH"] else None
     try:
         if address == "auto":
+            # Ray runs its workers at nice 15 by default: on a machine shared with other work they would get a
+            # fraction of the CPU the same command gets without --ray (they do this command's real work)
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
                      log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
         else:
