@@ -194,6 +194,9 @@ def _run(trainer: Any, what: str) -> None:
             cause = cause.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
+        if any(m in str(cause) for m in ("OutOfMemoryError", "low on memory", "worker_killing_policy")):
+            raise ConfigError(f"{what} on Ray failed: Ray killed a worker because the machine ran short of memory; "
+                              "free memory, or run with fewer --ray-workers or without --ray") from None
         raise ConfigError(f"{what} on Ray failed ({type(cause).__name__}: {str(cause).strip()[-400:]})") from None
 
 

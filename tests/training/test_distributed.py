@@ -168,3 +168,19 @@ def test_interact_fits_on_ray_train_like_the_single_process_fit(ray_local, tmp_p
     assert sorted(p.name for p in (store.root / remote.model).iterdir()) == sorted(
         p.name for p in (store.root / local.model).iterdir())
     print("interact curves", lm["curve"], m["curve"])
+
+
+def test_a_worker_killed_for_memory_is_named_so():
+    from souk.errors import ConfigError
+    from souk.training.distributed import _run
+
+    class Killed:
+        def fit(self):
+            try:
+                raise RuntimeError("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on "
+                                   "memory. ... set `RAY_worker_killing_policy_by_group` to true")
+            except RuntimeError as e:
+                raise RuntimeError("Training failed due to worker errors") from e
+
+    with pytest.raises(ConfigError, match="short of memory"):
+        _run(Killed(), "fit bi")
