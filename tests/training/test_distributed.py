@@ -61,8 +61,8 @@ def test_bi_fits_on_ray_train_like_the_single_process_fit(ray_local, tmp_path):
     base = tiny_bert(tmp_path / "base", collection_texts(coll))
     train, dev = load_beir(coll, "train"), load_beir(coll, "dev")
     local_ix, ray_ix = _index(tmp_path / "local", base, coll), _index(tmp_path / "ray", base, coll)
-    [local] = fit(local_ix, train, dev, ["bi"], budget_s=60, progress=False, options={"bi": OPTIONS})
-    [remote] = fit(ray_ix, train, dev, ["bi"], budget_s=60, progress=False, options={"bi": OPTIONS}, ray_workers=2)
+    [local] = fit(local_ix, train, dev, ["bi"], budget_s=300, progress=False, options={"bi": OPTIONS})
+    [remote] = fit(ray_ix, train, dev, ["bi"], budget_s=300, progress=False, options={"bi": OPTIONS}, ray_workers=2)
     m = remote.manifest
     assert m["distributed"] == {"engine": "ray-train", "workers": 2, "backend": "gloo", "cpus_per_worker": 0.5}
     assert m["kind"] == "bi-encoder" and m["seed"] == 13 and m["params"] == local.manifest["params"] | {"threads": m["params"]["threads"]}
