@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
         budget_min: float = typer.Option(20.0, "--budget-min", help="Time budget in minutes for all stages together."),
         seed: int = typer.Option(13, "--seed"),
-        ray: Optional[str] = typer.Option(None, "--ray", help="Train the neural stages that can (bi, cross) data-parallel on Ray Train: auto (a local cluster) or a cluster ADDRESS."),
+        ray: Optional[str] = typer.Option(None, "--ray", help="Train the stages that can (bi, cross, interact; ltr "
+                                          "on large data) data-parallel on Ray Train, and re-encode on it: auto (a "
+                                          "local cluster) or a cluster ADDRESS."),
         ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray Train workers (DDP replicas) with --ray."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -55,11 +57,22 @@ def register(app: typer.Typer) -> None:
             from souk.events.labels import LTR_ROUNDS
 
             options = {"ltr": {"activate_anyway": True, "rounds": LTR_ROUNDS}}
+        import os
+
         from souk.indexing import ray_cluster
 
-        with ray_cluster(ray):
-            outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options,
-                           ray_workers=ray_workers if ray else 0)
+        previous = os.environ.get("SOUK_RAY")
+        if ray:  # a fitted bi-encoder's re-encode (its activation) runs on the same cluster
+            os.environ["SOUK_RAY"] = ray
+        try:
+            with ray_cluster(ray):
+                outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train,
+                               options=options, ray_workers=ray_workers if ray else 0)
+        finally:
+            if previous is None:
+                os.environ.pop("SOUK_RAY", None)
+            else:
+                os.environ["SOUK_RAY"] = previous
         result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}

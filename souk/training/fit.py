@@ -35,6 +35,7 @@ class FitJob:
     device: str = "cpu"
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    workers: int = 0  # Ray Train workers a fitter may spread over (Ray initialized); 0: this process only
 
     @property
     def seconds_left(self) -> float:
@@ -113,7 +114,8 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
         options: dict[str, dict[str, Any]] | None = None, ray_workers: int = 0) -> list[FitOutcome]:
     """Fit `stages` (default: every stage that applies to the index) in order, sharing the budget.
     `ray_workers` > 0: the stages that can train data-parallel do so over that many Ray Train workers (Ray
-    already initialized, e.g. by `ray_cluster`); the others fit in this process as without it."""
+    already initialized, e.g. by `ray_cluster`; `ltr` reads `job.workers` itself: LightGBM's distributed mode
+    on large data); the others fit in this process as without it."""
     from souk.index import Index
 
     index = Index.open(index_path)
@@ -136,7 +138,7 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
         deadline = time.monotonic() + max(remaining, 0) * shares[0] / sum(shares)
         workdir = store.new(name)
         job = FitJob(index.path, train, dev, corpus_dir, workdir, deadline, seed, device(), progress,
-                     dict((options or {}).get(name, {})))
+                     dict((options or {}).get(name, {})), workers=ray_workers)
         t0 = time.monotonic()
         try:
             if ray_workers and FITTERS.get(name).distributed:

@@ -8,6 +8,8 @@ evaluation per epoch: early-stopped on the dev split's nDCG@10 of the reranked c
 of train without a dev split), stopped at the deadline with the best epoch kept. The model is made active
 only when it beats recall's own order on that split. This module also holds the torch module (`build_module`;
 serving scores it in numpy) and writes the model directory.
+On Ray Train (`souk fit --ray`, `souk.training.distributed.replica()`): DDP, each replica a share of every
+batch, rank 0's clock and dev metric; rank 0 alone scores the dev candidates and saves.
 Misuse: fitting it on the split you report.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from souk.ranking.pipeline import stage_specs
 from souk.ranking.recall import RecallStage
 from souk.ranking.stage import StageContext
 from souk.retrieval.wordvec import active_model, corpus_view
+from souk.training.distributed import replica
 from souk.training.fit import FitJob, register_fitter
 from souk.training.kit import DevEvaluator, epoch_curve, hold_out, ndcg10, write_epoch_curve
 from souk.training.loop import LoopConfig, Phase, train
@@ -36,7 +39,7 @@ DEFAULTS: dict[str, Any] = {"train_depth": 30, "depth": 100, "epochs": 12, "batc
                             "hidden": 32, "patience": 2, "held_out": 0.1, "train_retrievers": ["bm25", "dense"]}
 
 
-@register_fitter(STAGE, applies=reads_han, share=0.55, order=30)
+@register_fitter(STAGE, applies=reads_han, share=0.55, order=30, distributed=True)
 def fit_interact(job: FitJob) -> dict[str, Any]:
     """Train the interaction model into `job.workdir`; returns its manifest fields."""
     import torch
@@ -96,6 +99,9 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     train_y = np.zeros(train_x["valid"].shape, np.float32)
     for i, (q, c) in enumerate(zip(train_q, train_c)):
         train_y[i, : len(c)] = [max(job.train.qrels[q].get(d, 0), 0) for d in c]
+    rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
+    if rep is not None and rep.rank != 0:  # only rank 0 scores the dev candidates
+        valid_queries = {}
     valid_q, valid_c, valid_r = candidates(dict(valid_queries), int(opts["depth"]), "valid")
     valid_x, _ = features_for(vectors, view, stats, [valid_queries[q] for q in valid_q], valid_c)
     recall_score = ndcg10({q: r.pairs() for q, r in zip(valid_q, valid_r)}, valid_qrels)
@@ -117,6 +123,7 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         return run
 
     def loss_of(net, idx):
+        idx = torch.as_tensor(idx)  # a replica's share of a batch comes as a list
         batch = {k: v[idx] for k, v in tensors.items() if k != "valid"}
         s = net(batch).masked_fill(~valid_mask[idx], -1e4)
         y = labels[idx]
@@ -134,9 +141,14 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     config = LoopConfig(lr=float(opts["lr"]), weight_decay=0.0, warmup_steps=0, eval_every=per_epoch,
                         patience=int(opts["patience"]), grad_clip=0.0, reserve_s=5.0, seed=job.seed, optimizer="adam",
                         autocast=False)
-    result = train(module, [Phase("judged", batches, per_epoch, int(opts["epochs"]))], loss_of,
-                   DevEvaluator(lambda: ndcg10(valid_run(), valid_qrels)), job.deadline, config, "cpu", job.progress,
-                   description="interact: training")
+    phases = [Phase("judged", batches, per_epoch, int(opts["epochs"]))]
+    evaluator = DevEvaluator(lambda: ndcg10(valid_run(), valid_qrels))
+    if rep is not None:  # each replica a share of every batch; rank 0 measures and its clock decides
+        phases, evaluator = [rep.shard(p) for p in phases], evaluator.wrapped(rep.from_rank0)
+    result = train(rep.wrap(module) if rep is not None else module, phases, loss_of, evaluator, job.deadline, config,
+                   "cpu", job.progress, description="interact: training", agree=rep.agree if rep is not None else None)
+    if rep is not None and rep.rank != 0:
+        return {}  # rank 0 saves and reports
     curve, best_epoch = epoch_curve(result.values, result.best_step, per_epoch)
     best_score = result.best
     save_module(module, job.workdir)

@@ -10,13 +10,16 @@ split the rounds are the best of the K folds' mean validation curve (every train
 and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The
 model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to recall's), `importance.png` and `curve.png`.
 Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
+Under `souk fit --ray` (`job.workers`) with at least `RAY_MIN_ROWS` train rows (option `ray_min_rows`), the
+boosters train in LightGBM's distributed mode on Ray (`souk.training.distributed.lightgbm_on_ray`: whole
+queries per worker, the same seed, rounds and early stopping); features are still collected here.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -41,6 +44,7 @@ PARAMS: dict[str, Any] = {
 }
 MAX_ROUNDS = 2000
 PATIENCE = 100
+RAY_MIN_ROWS = 50_000  # train rows from which `souk fit --ray` trains ltr data-parallel (below: one process)
 FOLDS = 5
 BATCH = 256
 
@@ -126,13 +130,20 @@ def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float 
     return out
 
 
-def _train(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], deadline: float | None, names: list[str]):
-    """One booster; with `valid`, the per-round nDCG@10 history of train and valid (the caller picks the best)."""
+def label_gain(top: float) -> list[float]:
+    """LightGBM's gain per grade 0..`top` (2^grade - 1, at least two grades)."""
+    return [float(2 ** i - 1) for i in range(max(int(top) + 1, 2))]
+
+
+def train_booster(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], deadline: float | None,
+                  names: list[str], agree: Callable[[bool], bool] | None = None, every: int = 1):
+    """One booster; with `valid`, the per-round nDCG@10 history of train and valid (the caller picks the best).
+    The deadline is checked every `every` rounds, through `agree` when given (distributed: rank 0's clock)."""
     import lightgbm as lgb
 
     params = dict(params)
-    top = int(max(y.max(initial=0), valid[1].max(initial=0) if valid else 0))
-    params["label_gain"] = [float(2 ** i - 1) for i in range(max(top + 1, 2))]
+    if "label_gain" not in params:
+        params["label_gain"] = label_gain(max(y.max(initial=0), valid[1].max(initial=0) if valid else 0))
     train = lgb.Dataset(X, y, group=g, feature_name=names, free_raw_data=False)
     sets, labels = [train], ["train"]
     if valid is not None:
@@ -143,7 +154,10 @@ def _train(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], de
     stopped = {"budget": False}
 
     def budget(env) -> None:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is None or env.iteration % every:
+            return
+        late = time.monotonic() > deadline
+        if agree(late) if agree is not None else late:
             stopped["budget"] = True
             raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
 
@@ -153,6 +167,28 @@ def _train(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], de
     booster = lgb.train(params, train, num_boost_round=rounds, valid_sets=sets if valid is not None else None,
                         valid_names=labels if valid is not None else None, callbacks=callbacks)
     return booster, history, stopped["budget"]
+
+
+def _boosted(tasks: Iterable[Any], params: dict[str, Any], names: list[str], deadline: float | None,
+             job: FitJob, workers: int, min_left: float = 0.0) -> Iterator[tuple[Any, dict[str, Any], bool]]:
+    """Each `BoosterTask` trained in turn, up to and including the first the deadline cut (and, in this
+    process, none started with under `min_left` seconds left): on Ray over `workers` (LightGBM's distributed
+    mode), else here."""
+    if workers:
+        from souk.training.distributed import lightgbm_on_ray
+
+        tasks = list(tasks)
+        top = max(max(t.y.max(initial=0), t.valid[1].max(initial=0) if t.valid else 0) for t in tasks)
+        yield from lightgbm_on_ray(tasks, {**params, "label_gain": label_gain(top)}, names, deadline, workers,
+                                   job.workdir)
+        return
+    for t in tasks:
+        if min_left and job.seconds_left < min_left:
+            return
+        done = train_booster(t.X, t.y, t.groups, t.valid, t.rounds, params, deadline, names)
+        yield done
+        if done[2]:
+            return
 
 
 def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
@@ -207,20 +243,25 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
 
     X, y, g = train.subset(all_train)
-    if dev is not None and any(labels.max(initial=0) > 0 for labels in dev.labels):
+    workers = job.workers if len(y) >= int(job.options.get("ray_min_rows", RAY_MIN_ROWS)) else 0
+    from souk.training.distributed import BoosterTask
+
+    def boosted(tasks: Iterable[Any], deadline: float | None, min_left: float = 0.0):
+        return _boosted(tasks, params, names, deadline, job, workers, min_left)
+
+    if dev is not None and job.dev is not None and any(labels.max(initial=0) > 0 for labels in dev.labels):
         valid_idx, valid_name = list(range(len(dev.qids))), f"{job.dev.name}/{job.dev.split}"
-        booster, history, by_budget = _train(X, y, g, dev.subset(valid_idx), MAX_ROUNDS, params, job.deadline, names)
+        main = BoosterTask(X, y, g, dev.subset(valid_idx), MAX_ROUNDS)
+        [(booster, history, by_budget)] = boosted([main], job.deadline)
         curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
         curve_train = list(history.get("train", {}).get("ndcg@10", []))
         best = int(np.argmax(curve_valid)) + 1 if curve_valid else booster.current_iteration()
         valid_ltr = dev.ndcg10(predict(dev, valid_idx, booster, best), job.dev.qrels, valid_idx)
         valid_recall = dev.ndcg10(None, job.dev.qrels, valid_idx)
         # grouped K-fold on train with the same number of rounds: an estimate no early stopping has seen
-        for fold in _folds(len(all_train), FOLDS, seed):
-            if job.seconds_left < 5:
-                break
-            Xf, yf, gf = train.subset(np.setdiff1d(all_train, fold).tolist())
-            model, _, cut = _train(Xf, yf, gf, None, best, params, job.deadline, names)
+        folds_of = _folds(len(all_train), FOLDS, seed)
+        tasks = (BoosterTask(*train.subset(np.setdiff1d(all_train, fold).tolist()), None, best) for fold in folds_of)
+        for fold, (model, _, cut) in zip(folds_of, boosted(tasks, job.deadline, min_left=5)):
             if cut:
                 break
             score_fold(fold.tolist(), model, best)
@@ -229,12 +270,11 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         # folds' mean curve (a held-out tenth of a small train set is a handful of queries: too noisy to stop on)
         valid_name, valid_idx = f"{FOLDS}-fold CV on train", all_train
         folds, curves, train_curves, by_budget = [], [], [], False
-        for fold in _folds(len(all_train), FOLDS, seed):
-            Xf, yf, gf = train.subset(np.setdiff1d(all_train, fold).tolist())
-            held = train.subset(fold.tolist())
-            if not len(held[2]):
-                continue
-            model, history, cut = _train(Xf, yf, gf, held, MAX_ROUNDS, params, job.deadline, names)
+        held_out = [(fold, held) for fold in _folds(len(all_train), FOLDS, seed)
+                    for held in [train.subset(fold.tolist())] if len(held[2])]
+        tasks = (BoosterTask(*train.subset(np.setdiff1d(all_train, fold).tolist()), held, MAX_ROUNDS)
+                 for fold, held in held_out)
+        for (fold, _), (model, history, cut) in zip(held_out, boosted(tasks, job.deadline)):
             folds.append((fold.tolist(), model))
             curves.append(history["valid"]["ndcg@10"])
             train_curves.append(history["train"]["ndcg@10"])
@@ -250,7 +290,8 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         for idx, model in folds:
             score_fold(idx, model, best)
         valid_ltr, valid_recall = float(np.mean(cv_ltr)), float(np.mean(cv_recall))
-        booster, _, _ = _train(X, y, g, None, best, params, None, names)  # the served model: all train, `best` rounds
+        # the served model: all train, `best` rounds
+        [(booster, _, _)] = boosted([BoosterTask(X, y, g, None, best)], None)
     booster.save_model(str(job.workdir / MODEL_FILE), num_iteration=best)
     gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
     gains = dict(sorted(gains.items(), key=lambda kv: -kv[1]))
@@ -273,6 +314,8 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         "gain": {k: round(v, 3) for k, v in gains.items()},
         "curve": {"train": [round(v, 4) for v in curve_train], "valid": [round(v, 4) for v in curve_valid]},
         "stopped_by_budget": by_budget or not train.complete,
+        **({"distributed": {"engine": "lightgbm data-parallel on ray-train", "workers": workers, "tree_learner": "data",
+                            "shards": "whole queries, round-robin"}} if workers else {}),
         # a model that loses to its own candidates' order on the early-stopping split stays inactive
         # (option `activate_anyway`: labels from clicks exist only for the documents recall showed, so a CV on them
         # favours recall's order by construction and cannot judge the model; `souk fit --events` activates it)

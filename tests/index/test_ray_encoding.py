@@ -9,9 +9,7 @@ from souk.errors import ConfigError
 from model_fakes import synthetic_texts
 from support import run_main
 
-pytestmark = pytest.mark.slow
-
-
+@pytest.mark.slow
 def test_the_actor_pool_gives_the_local_vectors(ray_local, tiny_encoder):
     from types import SimpleNamespace
 
@@ -26,6 +24,7 @@ def test_the_actor_pool_gives_the_local_vectors(ray_local, tiny_encoder):
     assert remote.shape == local.shape and cos.min() >= 0.9999
 
 
+@pytest.mark.slow
 def test_index_with_ray_stores_the_same_vectors(ray_local, tiny_encoder, tmp_path, monkeypatch):
     import souk.models.checkpoints as checkpoints
     from souk.index import Index
@@ -57,6 +56,7 @@ def test_index_with_ray_stores_the_same_vectors(ray_local, tiny_encoder, tmp_pat
     assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() >= 0.9999
 
 
+@pytest.mark.slow
 def test_ray_without_vectors_is_refused(ray_local, tmp_path):
     cat = tmp_path / "c.jsonl"
     cat.write_text('{"id": "1", "title": "a"}\n')
@@ -64,6 +64,7 @@ def test_ray_without_vectors_is_refused(ray_local, tmp_path):
     assert out.returncode == 2 and "--vectors" in out.stderr
 
 
+@pytest.mark.slow
 def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny_english_encoder, tmp_path, monkeypatch):
     import souk.models.checkpoints as checkpoints
     from souk.index import Index
@@ -90,3 +91,26 @@ def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny
     docs = searcher.docs(searcher.keys_to_ids(keys))
     local = encode_documents(params, document_texts(index.schema, params, docs), progress=False)
     assert ((vectors * local).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(local, axis=1)).min() >= 0.9999
+
+
+def test_actors_ask_for_a_gpu_only_where_the_cluster_has_one():
+    from souk.index.vectors.ray_encoding import ACTOR_CPUS, actor_resources
+
+    assert actor_resources({"CPU": 2.0, "memory": 1e9}) == {"num_cpus": ACTOR_CPUS}
+    assert actor_resources({"CPU": 16.0, "GPU": 2.0}) == {"num_cpus": ACTOR_CPUS, "num_gpus": 1.0}
+    assert actor_resources({"CPU": 16.0, "GPU": 0.5}) == {"num_cpus": ACTOR_CPUS}  # no whole GPU for an actor
+
+
+def test_an_actor_given_a_gpu_on_a_machine_without_cuda_encodes_as_on_cpu(tiny_encoder):
+    from types import SimpleNamespace
+
+    from souk.index.vectors import encode_documents, validate_params
+    from souk.index.vectors.ray_encoding import _EncodeBatch
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the actor would encode on it")
+    params = validate_params(SimpleNamespace(name="e", params={"model": str(tiny_encoder), "backend": "torch-fp32"}))
+    texts = synthetic_texts(20)
+    out = _EncodeBatch(params, "torch-fp32", 1, gpu=True)({"row": np.arange(20), "text": np.array(texts)})
+    assert np.allclose(out["vector"], encode_documents(params, texts, progress=False), atol=1e-5)

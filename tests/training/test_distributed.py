@@ -61,8 +61,8 @@ def test_bi_fits_on_ray_train_like_the_single_process_fit(ray_local, tmp_path):
     base = tiny_bert(tmp_path / "base", collection_texts(coll))
     train, dev = load_beir(coll, "train"), load_beir(coll, "dev")
     local_ix, ray_ix = _index(tmp_path / "local", base, coll), _index(tmp_path / "ray", base, coll)
-    [local] = fit(local_ix, train, dev, ["bi"], budget_s=60, progress=False, options={"bi": OPTIONS})
-    [remote] = fit(ray_ix, train, dev, ["bi"], budget_s=60, progress=False, options={"bi": OPTIONS}, ray_workers=2)
+    [local] = fit(local_ix, train, dev, ["bi"], budget_s=300, progress=False, options={"bi": OPTIONS})
+    [remote] = fit(ray_ix, train, dev, ["bi"], budget_s=300, progress=False, options={"bi": OPTIONS}, ray_workers=2)
     m = remote.manifest
     assert m["distributed"] == {"engine": "ray-train", "workers": 2, "backend": "gloo", "cpus_per_worker": 0.5}
     assert m["kind"] == "bi-encoder" and m["seed"] == 13 and m["params"] == local.manifest["params"] | {"threads": m["params"]["threads"]}
@@ -92,3 +92,95 @@ def test_cross_fits_on_ray_train_like_the_single_process_fit(ray_local, tiny_cro
     assert m["dev"]["cross_ndcg@10"] >= m["dev"]["untrained_cross_ndcg@10"] + 0.05, m["training"]["curve"]
     assert abs(m["dev"]["cross_ndcg@10"] - local["dev"]["cross_ndcg@10"]) <= 0.06, (m["dev"], local["dev"])
     assert (ModelStore(index).root / remote.model / "model.safetensors").is_file()
+
+
+def test_query_shards_keep_each_query_whole_on_one_worker():
+    import numpy as np
+
+    from souk.training.distributed import query_shards
+
+    groups = np.array([3, 1, 2, 4, 2])
+    shards = query_shards(groups, 2)
+    assert [s.tolist() for s in shards] == [[0, 1, 2, 4, 5, 10, 11], [3, 6, 7, 8, 9]]
+    assert sorted(np.concatenate(shards).tolist()) == list(range(12))
+
+
+def test_workers_take_a_gpu_each_only_when_the_cluster_has_one_for_every_worker():
+    from souk.training.distributed import WORKER_CPUS, placement
+
+    cpu = placement({"CPU": 2.0, "memory": 1e9}, 2)
+    assert (cpu.use_gpu, cpu.backend, cpu.device) == (False, "gloo", "cpu")
+    assert cpu.resources_per_worker == {"CPU": WORKER_CPUS}
+    gpu = placement({"CPU": 16.0, "GPU": 2.0}, 2)
+    assert (gpu.use_gpu, gpu.backend, gpu.device, gpu.resources_per_worker) == (True, "nccl", "cuda",
+                                                                                {"CPU": WORKER_CPUS, "GPU": 1.0})
+    assert not placement({"CPU": 16.0, "GPU": 1.0}, 2).use_gpu  # NCCL cannot put two replicas on one GPU
+
+
+@pytest.mark.slow
+def test_ltr_trains_in_lightgbms_distributed_mode_on_ray_like_one_process(ray_local, tmp_path):
+    from ltr_shop import SHOP, shop_index
+    from souk.models.store import read_model_manifest
+
+    index = shop_index(tmp_path / "shop")
+    train, dev = load_beir(SHOP, "train"), load_beir(SHOP, "dev")
+    ray_opts = {"ltr": {"ray_min_rows": 0}}
+    [local] = fit(index, train, dev, ["ltr"], budget_s=120, seed=3, progress=False)
+    [small] = fit(index, train, dev, ["ltr"], budget_s=120, seed=3, progress=False, ray_workers=2)
+    assert "distributed" not in local.manifest and "distributed" not in small.manifest  # under ray_min_rows: here
+    [remote] = fit(index, train, dev, ["ltr"], budget_s=900, seed=3, progress=False, options=ray_opts, ray_workers=2)
+    m = remote.manifest
+    assert m["distributed"]["workers"] == 2 and m["kind"] == local.manifest["kind"], m
+    assert m["cv"]["folds"] == 5 and not m["stopped_by_budget"], (m["cv"], m["seconds"])
+    assert m["params"] == local.manifest["params"] and m["features"] == local.manifest["features"]
+    assert m["dev"]["recall_ndcg@10"] == local.manifest["dev"]["recall_ndcg@10"]
+    assert abs(m["dev"]["ndcg@10"] - local.manifest["dev"]["ndcg@10"]) <= 0.05, (m["dev"], local.manifest["dev"])
+    assert len(m["curve"]["valid"]) >= m["rounds"] >= 1
+    written = read_model_manifest(ModelStore(index).root / remote.model, kind="ltr-lightgbm")
+    assert written["distributed"] == m["distributed"]
+    assert not list((ModelStore(index).root / remote.model).glob(".rank0*"))
+    # without a dev split: the K folds (validated, rounds from their mean curve) and the final model, on Ray too
+    [cv] = fit(index, train, None, ["ltr"], budget_s=900, seed=4, progress=False, options=ray_opts, ray_workers=2)
+    [cv_local] = fit(index, train, None, ["ltr"], budget_s=120, seed=4, progress=False)
+    assert cv.manifest["distributed"]["workers"] == 2 and cv.manifest["cv"]["folds"] == 5
+    assert abs(cv.manifest["dev"]["ndcg@10"] - cv_local.manifest["dev"]["ndcg@10"]) <= 0.05
+    print("ltr dev", local.manifest["dev"], m["dev"], m["seconds"], "cv", cv_local.manifest["dev"], cv.manifest["dev"],
+          cv.manifest["seconds"])
+
+
+@pytest.mark.slow
+def test_interact_fits_on_ray_train_like_the_single_process_fit(ray_local, tmp_path):
+    from zh_mini import FAST, FIXTURE, copy_of_fitted
+
+    index = copy_of_fitted(tmp_path)
+    train, dev = load_beir(FIXTURE, "train"), load_beir(FIXTURE, "dev")
+    options = {"interact": {**FAST["interact"], "patience": 4}}
+    [local] = fit(index, train, dev, ["interact"], budget_s=600, corpus_dir=FIXTURE, progress=False, options=options)
+    [remote] = fit(index, train, dev, ["interact"], budget_s=600, corpus_dir=FIXTURE, progress=False, options=options,
+                   ray_workers=2)
+    m, lm = remote.manifest, local.manifest
+    assert m["distributed"]["workers"] == 2 and m["kind"] == lm["kind"] and m["hyper"] == lm["hyper"]
+    assert m["curve"]["ndcg@10"][0] == lm["curve"]["ndcg@10"][0]  # same seed, same untrained model
+    assert m["dev"]["recall_ndcg@10"] == lm["dev"]["recall_ndcg@10"] and m["train_queries"] == lm["train_queries"]
+    assert len(m["curve"]["ndcg@10"]) == len(lm["curve"]["ndcg@10"]) >= 2  # the same epochs and early stop
+    assert abs(m["dev"]["ndcg@10"] - lm["dev"]["ndcg@10"]) <= 0.1, (m["curve"], lm["curve"])  # 5 dev queries
+    store = ModelStore(index)
+    assert sorted(p.name for p in (store.root / remote.model).iterdir()) == sorted(
+        p.name for p in (store.root / local.model).iterdir())
+    print("interact curves", lm["curve"], m["curve"])
+
+
+def test_a_worker_killed_for_memory_is_named_so():
+    from souk.errors import ConfigError
+    from souk.training.distributed import _run
+
+    class Killed:
+        def fit(self):
+            try:
+                raise RuntimeError("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on "
+                                   "memory. ... set `RAY_worker_killing_policy_by_group` to true")
+            except RuntimeError as e:
+                raise RuntimeError("Training failed due to worker errors") from e
+
+    with pytest.raises(ConfigError, match="short of memory"):
+        _run(Killed(), "fit bi")

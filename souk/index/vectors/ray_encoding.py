@@ -5,10 +5,11 @@ single index writer.
 existing cluster (left running). `RayEncoding(index)` then encodes each chunk of records (or stored
 documents, for a re-encode) in one Ray Data pipeline: `map_batches` over a pool of actors that each load
 souk's encoder once (the backend resolved by the driver, so every actor computes the same vectors as a
-local run), with fractional CPUs (`ACTOR_CPUS`) so the read tasks always find a CPU. The vectors come back
-to the driver and are handed to the writer through `encoding.precomputed_vectors`: the writer validates,
-writes and commits exactly as without Ray, so a failure anywhere leaves the last commit intact and a re-run
-starts over from it.
+local run), with fractional CPUs (`ACTOR_CPUS`) so the read tasks always find a CPU; on a cluster with GPUs
+each actor also takes one (`actor_resources`) and encodes there (torch fp32 on CUDA: souk's reference path).
+The vectors come back to the driver and are handed to the writer through `encoding.precomputed_vectors`:
+the writer validates, writes and commits exactly as without Ray, so a failure anywhere leaves the last
+commit intact and a re-run starts over from it.
 
 ray is imported only here, lazily: `pip install 'souk[ray]'`.
 Misuse to avoid: a chunk larger than the driver's memory holds as vectors (`CHUNK` records at a time).
@@ -41,7 +42,8 @@ def _ray():
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str | None, num_cpus: int | None = None, object_store_memory: int | None = None) -> Iterator[Any]:
+def ray_cluster(address: str | None, num_cpus: int | None = None,
+                object_store_memory: int | None = None) -> Iterator[Any]:
     """Ray for the block: None does nothing; `auto` starts a local cluster (stopped after); an address joins
     that cluster. A Ray already initialized in this process (a test's cluster) is used as it is."""
     if not address:
@@ -55,6 +57,9 @@ def ray_cluster(address: str | None, num_cpus: int | None = None, object_store_m
     runtime_env = {"env_vars": env} if env["PYTHONPATH"] else None
     try:
         if address == "auto":
+            # Ray runs its workers at nice 15 by default: on a machine shared with other work they would get a
+            # fraction of the CPU the same command gets without --ray (they do this command's real work)
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
                      log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
         else:
@@ -79,16 +84,55 @@ def _quiet(ray) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-class _EncodeBatch:
-    """One actor of the pool: loads the encoder once, then encodes the text batches it is given."""
+def actor_resources(resources: dict[str, float]) -> dict[str, float]:
+    """What each encoder actor asks of a cluster with `resources` (`ray.cluster_resources()`): `ACTOR_CPUS`,
+    plus one GPU when the cluster has one."""
+    return {"num_cpus": ACTOR_CPUS, **({"num_gpus": 1.0} if float(resources.get("GPU", 0)) >= 1 else {})}
 
-    def __init__(self, params: dict[str, Any], backend: str, threads: int):
+
+class _CudaEncoder:
+    """The encoder's model in fp32 on this actor's GPU, batched, pooled and normalized as souk's encoder does."""
+
+    def __init__(self, params: dict[str, Any]):
+        import torch
+        from transformers import AutoModel
+
+        from souk.models.backends import load_tokenizer, mean_pool, quiet_transformers
+        from souk.models.registry import model_card
+
+        quiet_transformers()
+        config = encoder_config(params)
+        card = model_card(config.model)
+        net = AutoModel.from_pretrained(str(card.path), dtype=torch.float32).eval().to("cuda")
+
+        def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                m = torch.from_numpy(mask).to("cuda")
+                hidden = net(input_ids=torch.from_numpy(ids).to("cuda"), attention_mask=m).last_hidden_state
+                return mean_pool(hidden.float(), m).cpu().numpy()
+
+        self.config, self.dim, self.forward = config, card.dim, forward
+        self.tokenizer = load_tokenizer(config.model, config.max_length)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        from souk.models.backends import run_batches, unit_rows
+
+        out = run_batches(self.forward, self.tokenizer, texts, self.config.batch_size, self.dim)
+        return unit_rows(out) if self.config.normalize else out
+
+
+class _EncodeBatch:
+    """One actor of the pool: loads the encoder once (on its GPU when it was given one), then encodes the
+    text batches it is given."""
+
+    def __init__(self, params: dict[str, Any], backend: str, threads: int, gpu: bool = False):
         import torch
 
         from souk.models.encoder import get_encoder
 
         torch.set_num_threads(max(1, threads))
-        self.encoder = get_encoder(replace(encoder_config(params), backend=backend))
+        self.encoder: Any = (_CudaEncoder(params) if gpu and torch.cuda.is_available() else
+                             get_encoder(replace(encoder_config(params), backend=backend)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
@@ -105,12 +149,14 @@ def encode_on_ray(params: dict[str, Any], texts: Sequence[str], actors: int | No
         return out
     _quiet(ray)
     backend = model_record(params)["backend"]  # resolved once here: every actor computes the same vectors
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    n = actors or max(1, min(int(cpus), 1 + len(texts) // max(1, params["batch_size"])))
+    resources = ray.cluster_resources()
+    each = actor_resources(resources)
+    slots = resources.get("GPU", 0) if "num_gpus" in each else resources.get("CPU", 1)
+    n = actors or max(1, min(int(slots), 1 + len(texts) // max(1, params["batch_size"])))
     ds = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-    encoded = ds.map_batches(_EncodeBatch, fn_constructor_kwargs={"params": params, "backend": backend, "threads": 1},
-                             batch_size=params["batch_size"] * 4, concurrency=n, num_cpus=ACTOR_CPUS,
-                             batch_format="numpy")
+    encoded = ds.map_batches(_EncodeBatch, fn_constructor_kwargs={"params": params, "backend": backend, "threads": 1,
+                                                                  "gpu": "num_gpus" in each},
+                             batch_size=params["batch_size"] * 4, concurrency=n, batch_format="numpy", **each)
     for batch in encoded.iter_batches(batch_format="numpy", batch_size=None):
         out[np.asarray(batch["row"], dtype=np.int64)] = batch["vector"]
     return out
