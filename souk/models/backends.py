@@ -139,9 +139,14 @@ def _verified(folder: Path) -> bool:
 def exported(card: ModelCard, kind: str, build: Callable[[Path], None], **meta) -> Path:
     """The folder of export `kind` of the model, built by `build(folder)` once (atomically) and verified by
     hash on every load: a damaged or foreign export is removed and built again."""
+    return exported_as(f"{card.slug}-{card.version}", card.key, kind, build, **meta)
+
+
+def exported_as(stem: str, model_key: str, kind: str, build: Callable[[Path], None], **meta) -> Path:
+    """`exported` for any model: the folder `cache_dir()/models/<stem>-<kind>`, `model_key` recorded in it."""
     import shutil
 
-    out = cache_dir() / "models" / f"{card.slug}-{card.version}-{kind}{ONNX_FORMAT}"
+    out = cache_dir() / "models" / f"{stem}-{kind}{ONNX_FORMAT}"
     if out.exists():
         if _verified(out):
             return out
@@ -152,7 +157,7 @@ def exported(card: ModelCard, kind: str, build: Callable[[Path], None], **meta) 
     try:
         build(tmp)
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-        (tmp / "export.json").write_text(json.dumps({"kind": kind, "model": card.key, "files": files, **meta}))
+        (tmp / "export.json").write_text(json.dumps({"kind": kind, "model": model_key, "files": files, **meta}))
         os.replace(tmp, out)
     except OSError:  # another process won the race: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,13 +221,18 @@ def onnx_int8_path(card: ModelCard, reduce_range: bool = False) -> Path:
     return exported(card, "onnx-int8r" if reduce_range else "onnx-int8", build) / "model.int8.onnx"
 
 
-def _ort_session(path: Path):
+def ort_session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session on `threads` threads (default: the usable cores)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = detect_machine().threads
+    opts.intra_op_num_threads = threads or detect_machine().threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_session(path: Path):
+    sess = ort_session(path)
     return lambda ids, mask: sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
 
@@ -281,13 +291,18 @@ def openvino_int8_folder(card: ModelCard, max_length: int = 256) -> Path:
     return exported(card, "openvino-int8", build, calibration=digest, calibration_texts=len(texts))
 
 
-def _openvino(path: Path, exact: bool) -> Forward:
+def openvino_compiled(path: Path, exact: bool, threads: int | None = None):
+    """An OpenVINO CPU model compiled for latency on `threads` threads; `exact` forces f32 (AMX would run bf16)."""
     import openvino as ov
 
-    config = {"INFERENCE_NUM_THREADS": detect_machine().threads, "PERFORMANCE_HINT": "LATENCY"}
+    config: dict = {"INFERENCE_NUM_THREADS": threads or detect_machine().threads, "PERFORMANCE_HINT": "LATENCY"}
     if exact:
-        config["INFERENCE_PRECISION_HINT"] = "f32"  # AMX machines would otherwise run bf16
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return ov.Core().compile_model(str(path), "CPU", config)
+
+
+def _openvino(path: Path, exact: bool) -> Forward:
+    compiled = openvino_compiled(path, exact)
     request = compiled.create_infer_request()
     out = compiled.output(0)
 
