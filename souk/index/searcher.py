@@ -478,6 +478,8 @@ class Searcher:
         those holding one word fewer, ... (BM25 inside each tier), filling `k` from every allowed tier;
         "any" (the default, for candidate generation) is plain BM25 over any word; that one, without filters,
         boosts, expansions or query operators, is read from the impacts when `prepare_bm25` built them."""
+        if self._impacts is None:
+            self._impacts_when_store_open()
         if self._impacts and not (filters or expansions or boosts) and (match or self.matching.mode) == "any" \
                 and len(text) <= MAX_QUERY_CHARS and not may_have_operators(text):
             return self._bm25_impacts(text, k)
@@ -518,12 +520,33 @@ class Searcher:
         and cached per commit when missing: seconds for ~50k documents), so that plain `bm25` queries skip
         tantivy. False when the search fields cannot be rebuilt from stored values (tantivy keeps answering)."""
         if self._impacts is None:
-            from souk.index.impacts import Impacts
-            from souk.index.terms import TermStore
-
-            plan = self._plan(tuple(self.schema.search_fields))
-            self._impacts = Impacts.of(TermStore.open(self), self.schema, plan) or False
+            self._impacts = self._built_impacts()
         return bool(self._impacts)
+
+    def _built_impacts(self) -> Any:
+        from souk.index.impacts import Impacts
+        from souk.index.terms import TermStore
+
+        return Impacts.of(TermStore.open(self), self.schema, self._plan(tuple(self.schema.search_fields))) or False
+
+    def _impacts_when_store_open(self) -> None:
+        """Once ranking features opened this snapshot's term store, build the impacts from it in a thread (tantivy
+        answers meanwhile): pipelines with features get the quick path without a query waiting for it."""
+        from souk.index.terms import is_open
+
+        if not is_open(self):
+            return
+        self._impacts = False  # (building: asked once)
+
+        def build() -> None:
+            try:
+                self._impacts = self._built_impacts()
+            except Exception:  # noqa: BLE001 - tantivy keeps answering
+                pass
+
+        import threading
+
+        threading.Thread(target=build, name="souk-impacts", daemon=True).start()
 
     def _bm25_impacts(self, text: str, k: int) -> Ranking:
         terms: dict[str, list[str]] = {}

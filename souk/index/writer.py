@@ -281,14 +281,15 @@ class Writer:
         analyzed = dict(analyzed or {})  # (analyzer, source field) -> terms, shared by copy fields
         for f in layout.fields:
             if f.kind == "text":
-                parts = []
+                parts: list[str] = []
                 for src in f.copy_from or [f.name]:
                     if src in values:
                         key = (f.analyzer, src)
-                        if analyzed.get(key) is None:
+                        terms = analyzed.get(key)
+                        if terms is None:
                             analyzer = get_analyzer(f.analyzer, self._analysis.get("user_dict"))
-                            analyzed[key] = " ".join(analyzer.terms(values[src]))
-                        parts.append(analyzed[key])
+                            terms = analyzed[key] = " ".join(analyzer.terms(values[src]))
+                        parts.append(terms)
                 if parts:
                     doc.add_text(f.name, parts[0] if len(parts) == 1 else " ".join(parts))
             elif f.kind == "keyword" and f.name in values:

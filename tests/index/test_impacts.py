@@ -44,3 +44,20 @@ def test_requests_the_impacts_cannot_answer_go_to_tantivy(pair):
 def test_empty_and_zero_k(pair):
     _, fast = pair
     assert fast.bm25("zzzzqqq", 5).ids == [] and fast.bm25("milk", 0).ids == []
+
+
+def test_a_snapshot_whose_term_store_is_open_builds_its_impacts_by_itself(product_index):
+    import time
+
+    from souk.index.terms import TermStore
+
+    searcher = Index.open(product_index).searcher()
+    want = searcher.bm25("milk tea", 10)
+    assert searcher._impacts is None  # no term store: tantivy, nothing built
+    TermStore.open(searcher)  # as ranking features do
+    assert searcher.bm25("milk tea", 10).ids == want.ids  # tantivy while the impacts are built in a thread
+    for _ in range(200):
+        if searcher._impacts:
+            break
+        time.sleep(0.05)
+    assert searcher._impacts and searcher.bm25("milk tea", 10).ids == want.ids
