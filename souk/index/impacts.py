@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from souk.limits import MAX_IMPACT_TOKENS
+
 K1, B = 1.2, 0.75
 
 
@@ -86,6 +88,8 @@ class Impacts:
         from souk.index.terms import feature_units
 
         rebuilt = {u.name for u in feature_units(schema)}
+        if sum(len(u.values) for name, _, _ in plan if (u := store.units.get(name)) is not None) > MAX_IMPACT_TOKENS:
+            return None
         fields = {}
         for name, analyzer, boost in plan:
             u = store.units.get(name)

@@ -61,3 +61,12 @@ def test_a_snapshot_whose_term_store_is_open_builds_its_impacts_by_itself(produc
             break
         time.sleep(0.05)
     assert searcher._impacts and searcher.bm25("milk tea", 10).ids == want.ids
+
+
+def test_an_index_past_the_token_limit_keeps_tantivy(product_index, monkeypatch):
+    import souk.index.impacts as impacts
+
+    monkeypatch.setattr(impacts, "MAX_IMPACT_TOKENS", 1)
+    searcher = Index.open(product_index).searcher()
+    assert searcher.prepare_bm25() is False
+    assert searcher.bm25("milk", 5).ids == Index.open(product_index).searcher().bm25("milk", 5).ids
