@@ -50,3 +50,7 @@ MAX_SYNONYM_EXPANSIONS = 200_000
 
 MAX_SYNONYM_TERM_CHARS = 200
 """Longest term of a synonym rule in characters."""
+
+MAX_IMPACT_TOKENS = 20_000_000
+"""Analyzed tokens of a commit's search fields up to which `Searcher.bm25` builds impacts (8 bytes a posting,
+a few times that while building); larger indexes keep answering from tantivy alone."""

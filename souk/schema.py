@@ -437,6 +437,13 @@ def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
     is the catalog's decimal mark, used where the field sets none."""
     if raw is None or raw == [] or raw == "":
         return None
+    if type(raw) is str and f.kind in ("text", "stored"):  # the usual value, as the general path below treats it
+        if not raw.isascii() and _SURROGATE.search(raw):
+            raise ValueError("invalid UTF-8")
+        if len(raw) > MAX_FIELD_CHARS:
+            raise ValueError(f"value of {len(raw)} characters is longer than the field size limit "
+                             f"({MAX_FIELD_CHARS:,} characters)")
+        return raw
     if f.kind == "number":
         items = raw if isinstance(raw, list) else [raw]
         _check_in_range(items)

@@ -42,6 +42,24 @@ def stem_words(words: list[str], language: str = "english") -> list[str]:
     return [known[w] for w in words]
 
 
+_KEPT: dict[str, str] = {}  # English word -> its stem, or "" for a stopword (one lookup for both filters)
+
+
+def kept_stems(words: list[str]) -> list[str]:
+    """`stem_words` of the words that are not English stopwords, in order: what the standard analyzer keeps."""
+    get = _KEPT.get
+    out = [get(w) for w in words]
+    if None in out:
+        if len(_KEPT) > _STEMS_MAX:
+            _KEPT.clear()
+        stop = english_stopwords()
+        new = list({w for w, s in zip(words, out) if s is None})
+        for w, s in zip(new, stem_words(new)):
+            _KEPT[w] = "" if w in stop else s
+        out = [_KEPT[w] for w in words]
+    return [s for s in out if s]  # type: ignore[misc]
+
+
 def stem(word: str, language: str = "english") -> str:
     """Snowball stem of an alphabetic word; digits, mixed tokens and Han words pass unchanged."""
     return _stemmer(language).stemWord(word) if _LATIN.match(word) else word

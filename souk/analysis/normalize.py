@@ -61,6 +61,8 @@ def normalize(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     if len(text) > max_chars:
         warnings.warn(f"input of {len(text)} characters truncated to {max_chars}", stacklevel=2)
         text = text[:max_chars]
+    if text.isascii():  # NFKC, the symbols and t2s leave ASCII unchanged, and casefold is lower (measured 19 -> 2 us)
+        return text.lower()
     text = unicodedata.normalize("NFKC", _SYMBOLS.sub(" ", text)).casefold()
     return to_simplified(text)
 

@@ -21,7 +21,7 @@ from souk.schema import beir_schema
 
 def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     """Docs/s of `souk index` (in-process, same code path) and of bm25s on `dataset`, `repeat` runs each."""
-    from souk.analysis.filters import _STEMS
+    from souk.analysis.filters import _KEPT, _STEMS
     from souk.bench.keyword import _Peer
 
     records = list(read_catalog(dataset))
@@ -32,6 +32,7 @@ def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     for r in range(repeat):
         for side in ("souk", "peer") if r % 2 == 0 else ("peer", "souk"):
             _STEMS.clear()  # every run starts with no remembered stems (the first would otherwise warm the other's)
+            _KEPT.clear()
             t0 = time.perf_counter()
             if side == "peer":
                 peer.index(records)

@@ -107,6 +107,7 @@ class Searcher:
         self._plans: dict[tuple[str, ...], list[tuple[str, Analyzer, float]]] = {}
         self.matching: MatchConfig = match_config(self.schema.query)
         self.proximity: float = PROXIMITY
+        self._impacts: Any = None  # `souk.index.impacts.Impacts` once `prepare_bm25` built them
 
     # ---- full search -------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchResult:
@@ -475,7 +476,13 @@ class Searcher:
 
         `match` (None: the index's `[query] match`) orders documents holding every word first, then
         those holding one word fewer, ... (BM25 inside each tier), filling `k` from every allowed tier;
-        "any" (the default, for candidate generation) is plain BM25 over any word."""
+        "any" (the default, for candidate generation) is plain BM25 over any word; that one, without filters,
+        boosts, expansions or query operators, is read from the impacts when `prepare_bm25` built them."""
+        if self._impacts is None:
+            self._impacts_when_store_open()
+        if self._impacts and not (filters or expansions or boosts) and (match or self.matching.mode) == "any" \
+                and len(text) <= MAX_QUERY_CHARS and not may_have_operators(text):
+            return self._bm25_impacts(text, k)
         query, terms = self.text_query(text, relaxed=relaxed, proximity=(match or self.matching.mode) != "any")
         query = self._expand(query, expansions, None, boosts)
         if query is None or k <= 0:
@@ -507,6 +514,49 @@ class Searcher:
             return self.bm25(text, k, filters, True, expansions, boosts, match) if not relaxed and is_strict(text) else Ranking.empty()
         keys = self._s.fast_field_values(KEY, rows)  # this snapshot's own hits: always in the table
         return Ranking(self.keys_to_ids(keys, check=False), np.asarray(scores, dtype=np.float32))
+
+    def prepare_bm25(self) -> bool:
+        """Build the impacts (`souk.index.impacts`) of this snapshot's search fields from its term store (built
+        and cached per commit when missing: seconds for ~50k documents), so that plain `bm25` queries skip
+        tantivy. False when the search fields cannot be rebuilt from stored values (tantivy keeps answering)."""
+        if self._impacts is None:
+            self._impacts = self._built_impacts()
+        return bool(self._impacts)
+
+    def _built_impacts(self) -> Any:
+        from souk.index.impacts import Impacts
+        from souk.index.terms import TermStore
+
+        return Impacts.of(TermStore.open(self), self.schema, self._plan(tuple(self.schema.search_fields))) or False
+
+    def _impacts_when_store_open(self) -> None:
+        """Once ranking features opened this snapshot's term store, build the impacts from it in a thread (tantivy
+        answers meanwhile): pipelines with features get the quick path without a query waiting for it."""
+        from souk.index.terms import is_open
+
+        if not is_open(self):
+            return
+        self._impacts = False  # (building: asked once)
+
+        def build() -> None:
+            try:
+                self._impacts = self._built_impacts()
+            except Exception:  # noqa: BLE001 - tantivy keeps answering
+                pass
+
+        import threading
+
+        threading.Thread(target=build, name="souk-impacts", daemon=True).start()
+
+    def _bm25_impacts(self, text: str, k: int) -> Ranking:
+        terms: dict[str, list[str]] = {}
+        last: tuple[Any, list[str]] = (None, [])
+        for name, analyzer, _ in self._plan(tuple(self.schema.search_fields)):
+            if analyzer is not last[0]:  # fields sharing an analyzer share its terms (no dataclass hash per query)
+                last = (analyzer, analyzer.terms(text))
+            terms[name] = last[1]
+        ids, scores = self._impacts.top(terms, k)
+        return Ranking(ids, scores) if ids else Ranking.empty()
 
     def filter_keys(self, filters: Sequence[Filter]) -> np.ndarray:
         """Keys (int64) of every live document passing all filters."""

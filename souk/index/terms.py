@@ -263,6 +263,11 @@ class TermStore:
         return cls(ids, text.split("\n") if text else [], units, numbers, keywords, data["keys"], meta.get("commit_id", ""))
 
 
+def is_open(searcher) -> bool:
+    """True when the term store of the searcher's snapshot is already in memory."""
+    return searcher in _OPEN
+
+
 def _doc_freq(tokens: np.ndarray, lens: np.ndarray, vocab_size: int) -> np.ndarray:
     """Documents holding each term (a term repeated in one document counts once)."""
     doc = np.repeat(np.arange(len(lens), dtype=np.int64), lens)

@@ -103,6 +103,7 @@ class Writer:
         self._pending: list[dict] = []
         self._mirrors: list | None = None  # vector fields kept in another service (Milvus), synced at commit
         self._analysis = dict(self.schema.analysis)
+        self._doc_layout: _Layout | None = None
 
     # ---- writes ------------------------------------------------------------------------------
     def add(self, records: Iterable[Record], on_error: str = "fail",
@@ -274,21 +275,23 @@ class Writer:
         doc_id = values[self.schema.id_field]
         doc.add_text(ID, doc_id)
         doc.add_integer(KEY, doc_key(doc_id))
-        stored = {n: v for n, v in values.items() if self.schema.fields[n].stored}
-        doc.add_bytes(SOURCE, json.dumps(stored, ensure_ascii=False).encode("utf-8"))
+        layout = self._layout()
+        stored = {n: v for n, v in values.items() if n in layout.stored}
+        doc.add_bytes(SOURCE, _JSON.encode(stored).encode("utf-8"))
         analyzed = dict(analyzed or {})  # (analyzer, source field) -> terms, shared by copy fields
-        for f in self.schema.fields.values():
+        for f in layout.fields:
             if f.kind == "text":
-                parts = []
+                parts: list[str] = []
                 for src in f.copy_from or [f.name]:
                     if src in values:
                         key = (f.analyzer, src)
-                        if analyzed.get(key) is None:
+                        terms = analyzed.get(key)
+                        if terms is None:
                             analyzer = get_analyzer(f.analyzer, self._analysis.get("user_dict"))
-                            analyzed[key] = " ".join(analyzer.terms(values[src]))
-                        parts.append(analyzed[key])
+                            terms = analyzed[key] = " ".join(analyzer.terms(values[src]))
+                        parts.append(terms)
                 if parts:
-                    doc.add_text(f.name, " ".join(parts))
+                    doc.add_text(f.name, parts[0] if len(parts) == 1 else " ".join(parts))
             elif f.kind == "keyword" and f.name in values:
                 vals = values[f.name]
                 for v in keyword_terms(f, [vals] if isinstance(vals, str) else vals):
@@ -298,6 +301,22 @@ class Writer:
         for name, vec in vectors.items():
             doc.add_bytes(name, vec.astype("<f4").tobytes())
         return doc
+
+    def _layout(self) -> "_Layout":
+        """The schema's stored field names and the fields a document adds to tantivy (worked out once)."""
+        if self._doc_layout is None:
+            fields = [f for f in self.schema.fields.values() if f.kind in ("text", "keyword", "number")]
+            self._doc_layout = _Layout(frozenset(n for n, f in self.schema.fields.items() if f.stored), fields)
+        return self._doc_layout
+
+
+@dataclass(frozen=True)
+class _Layout:
+    stored: frozenset[str]
+    fields: list
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # the stored source (what json.dumps(..., ensure_ascii=False) writes)
 
 
 def analyze_rows(specs: list[tuple[str, str]], user_dict: str | None, rows: list[list[Any]]) -> list[list[str | None]]:

@@ -4,9 +4,11 @@ Input is `[CLS] query [SEP] title [SEP] text [SEP]` packed by `FieldLimits`: the
 own budget, the title gets its budget next, and the text fills what is left, so a long abstract never
 crowds out the title. A model directory holds the transformers weights (`save_pretrained`), the
 tokenizer files and `manifest.json` (kind `cross-encoder`, base model, limits, how its score combines
-with the previous stage's). Inference runs on torch-fp32 or torch-bf16, whichever is fastest on this
-machine within `TOLERANCE` of fp32 (bf16 is offered only where the CPU has bf16 instructions; the
-choice is measured once per model and machine and cached).
+with the previous stage's). Inference runs on the bi-encoder's exact paths: torch-fp32, torch-bf16, and fp32
+on ONNX Runtime or OpenVINO (one ONNX export per model directory, built once into the cache and hash-checked
+like the encoder's), whichever is fastest on this machine within `TOLERANCE` of fp32 (bf16 is offered only where
+the CPU has bf16 instructions; ONNX Runtime not when capped to AVX2; the choice is measured once per model and
+machine and cached).
 
 Misuse: scoring pairs packed with other limits than the model was trained with (read them from the
 manifest, which `CrossEncoder` does), or comparing raw scores across queries (they are per-query logits).
@@ -25,18 +27,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from souk.errors import ModelError, ModelUnavailable
-from souk.models.backends import BACKENDS, quiet_transformers
+from souk.models.backends import BACKENDS, exported_as, openvino_compiled, ort_session, quiet_transformers
 from souk.models.machine import detect_machine
 from souk.models.registry import cache_dir
 from souk.models.store import read_model_manifest
 
 KIND = "cross-encoder"
-PATHS = ("torch-fp32", "torch-bf16")  # int8 ONNX is not offered: it already costs nDCG on the bi-encoder
+PATHS = ("torch-fp32", "torch-bf16", "onnx-fp32", "openvino-fp32")  # no int8: it costs nDCG on the bi-encoder
 # Scores on a path vs fp32 on the probe: near-lossless means the order of candidates barely moves. bf16
 # weights gave correlation 0.9998 on a fitted MiniLM cross-encoder and moved SciFact dev nDCG@10 of the
 # top 20 by 0.002 (`souk bench rerank`).
 TOLERANCE = {"corr_min": 0.9995}
-CHOICE_FORMAT = 2  # bump when the measurement changes: cached choices are keyed by it
+CHOICE_FORMAT = 3  # bump when the measurement changes: cached choices are keyed by it
 ROUNDS = 3
 Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
@@ -191,6 +193,8 @@ class CrossEncoder:
 
 def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """The scoring function of one path; sets torch's threads by `torch_threads` (process-wide)."""
+    if backend in ("onnx-fp32", "openvino-fp32"):
+        return _load_exported(path, backend)
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -208,6 +212,62 @@ def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
             return logits(net, torch.from_numpy(ids), torch.from_numpy(types), torch.from_numpy(mask)).numpy()
 
     return forward
+
+
+INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def _load_exported(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """fp32 on ONNX Runtime or OpenVINO over the model's ONNX export (exact: the same logits as torch-fp32)."""
+    model = onnx_export(path)
+    if backend == "onnx-fp32":
+        sess = ort_session(model, torch_threads())
+        return lambda ids, types, mask: sess.run(None, dict(zip(INPUTS, (ids, types, mask))))[0]
+    compiled = openvino_compiled(model, exact=True, threads=torch_threads())
+    request, out = compiled.create_infer_request(), compiled.output(0)
+    return lambda ids, types, mask: np.array(request.infer(dict(zip(INPUTS, (ids, types, mask))))[out],
+                                             dtype=np.float32)
+
+
+def onnx_export(path: Path) -> Path:
+    """The fp32 ONNX export of a cross-encoder directory (inputs `INPUTS`, output: the first logit per pair), built
+    once into the cache; keyed by the directory, its manifest's creation time and its weights' size and mtime."""
+    manifest = read_model_manifest(path, KIND)
+    weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()
+                     if p.suffix in (".safetensors", ".bin"))
+    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), weights]).encode()).hexdigest()[:16]
+
+    def build(folder: Path) -> None:
+        import warnings
+
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        quiet_transformers()
+        try:
+            net = AutoModelForSequenceClassification.from_pretrained(str(path), attn_implementation="eager").eval()
+        except Exception as e:
+            raise ModelUnavailable(f"model {path.name}: cannot load the cross-encoder weights ({type(e).__name__}); "
+                                   "refit it, or activate another with souk models") from None
+
+        class Scores(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, input_ids, token_type_ids, attention_mask):
+                return logits(self.net, input_ids, token_type_ids, attention_mask)
+
+        example = (torch.tensor([[1, 5, 2], [1, 2, 0]]), torch.tensor([[0, 0, 1], [0, 1, 0]]),
+                   torch.tensor([[1, 1, 1], [1, 1, 0]]))
+        axes = {name: {0: "batch", 1: "seq"} for name in INPUTS}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Scores(), example, str(folder / "model.onnx"), input_names=list(INPUTS),
+                              output_names=["score"], opset_version=17, dynamo=False,
+                              dynamic_axes={**axes, "score": {0: "batch"}})
+
+    return exported_as(f"cross-{key}", str(path.resolve()), "onnx", build) / "model.onnx"
 
 
 def torch_threads() -> int:

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from souk.analysis import ANALYZERS, get_analyzer
 from souk.errors import ConfigError
@@ -36,3 +38,12 @@ def test_unknown_analyzer_lists_known_names():
         get_analyzer("klingon")
     for name in ANALYZERS.names():
         assert name in str(e.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80))
+def test_property_ascii_text_takes_the_quick_path_to_the_same_terms(text):
+    # " é" sends the text down the general path (NFKC, casefold, the Unicode word pattern); é stays one last term
+    for name in ("standard", "simple", "cjk_bigram"):
+        an = get_analyzer(name)
+        assert an.terms(text) == an.terms(text + " é")[:-1]

@@ -137,3 +137,14 @@ def test_property_damaged_cross_encoder_files_load_or_are_unavailable(tiny_cross
         return
     scores = model.score("t1 red", [("t1 red", "kit"), ("t2 blue", "set")])
     assert scores.shape == (2,)
+
+
+def test_the_exported_exact_paths_score_as_torch_fp32(tiny_cross, monkeypatch, tmp_path):
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    path = tiny_cross["index"] / "models" / tiny_cross["outcome"].model
+    docs = [(f"t{i} {c}", "kit set " * i) for i in range(6) for c in ("red", "blue")]
+    ref = CrossEncoder(path, backend="torch-fp32").score("t3 red", docs)
+    for backend in ("onnx-fp32", "openvino-fp32"):
+        got = CrossEncoder(path, backend=backend).score("t3 red", docs)
+        assert np.allclose(got, ref, atol=1e-4), backend
+    assert len(list(tmp_path.glob("models/cross-*-onnx*/model.onnx"))) == 1  # one export, shared by both paths

@@ -1,0 +1,146 @@
+"""Impacts: each search field's postings with their BM25 scores computed once per commit, so that a plain
+"any word" BM25 query is a few array slices and one `bincount` instead of a tantivy query.
+
+Built from the term store (`souk.index.terms`: every document's analyzed terms per search field, as indexed),
+scored exactly as tantivy scores them: k1 = 1.2, b = 0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5)), document
+lengths through tantivy's one-byte field norms (`FIELD_NORMS`), f32 weights. Per query: the query's terms
+(duplicates count twice, as they do in tantivy's boolean query), each field's boost, summed per document;
+ties broken by document order, as tantivy breaks them. Statistics are those of the live documents (tantivy
+counts deleted documents until a merge, so scores can differ slightly after deletes).
+
+Misuse: using it for queries with filters, boosts, expansions, operators or matching tiers; `Searcher.bm25`
+takes this path only for plain queries and asks tantivy otherwise.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from souk.limits import MAX_IMPACT_TOKENS
+
+K1, B = 1.2, 0.75
+
+
+def _field_norms() -> np.ndarray:
+    """tantivy's 256 decoded field norms (`fieldnorm/code.rs`): 0..40 exactly, then buckets of 8 whose step doubles."""
+    table, value, step = list(range(41)), 40, 2
+    while len(table) < 256:
+        for _ in range(min(8, 256 - len(table))):
+            value += step
+            table.append(value)
+        step *= 2
+    return np.asarray(table, dtype=np.int64)
+
+
+FIELD_NORMS = _field_norms()
+
+
+@dataclass
+class FieldImpacts:
+    """One field: term id t's postings are `packed[starts[t]:starts[t + 1]]`, each a document row (high 32 bits)
+    and its boosted f32 score (low 32 bits): a query sorts one int64 array to gather each document's postings."""
+
+    starts: list[int]  # vocabulary size + 1 (Python ints: slicing with them is quicker than with numpy scalars)
+    packed: np.ndarray  # int64, ascending rows within a term
+
+    @classmethod
+    def of(cls, offsets: np.ndarray, tokens: np.ndarray, vocab_size: int, boost: float) -> "FieldImpacts":
+        """From one field's term ids per document (`Ragged` layout: offsets, flat term ids)."""
+        n = len(offsets) - 1
+        lens = np.diff(offsets)
+        doc = np.repeat(np.arange(n, dtype=np.int64), lens)
+        pairs, tf = np.unique(tokens.astype(np.int64) * max(n, 1) + doc, return_counts=True)
+        term, row = pairs // max(n, 1), pairs % max(n, 1)
+        df = np.bincount(term, minlength=vocab_size)
+        starts = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
+        total = max(n, 1)
+        avg = np.float32(lens.sum()) / np.float32(total) if lens.sum() else np.float32(1.0)
+        norm_id = np.searchsorted(FIELD_NORMS, lens, side="right") - 1
+        norms = FIELD_NORMS.astype(np.float32)
+        cache = (np.float32(K1) * (np.float32(1 - B) + np.float32(B) * norms / avg)).astype(np.float32)
+        dff = df[term].astype(np.float32)
+        idf = np.log1p((np.float32(total) - dff + np.float32(0.5)) / (dff + np.float32(0.5))).astype(np.float32)
+        weight = (idf * np.float32(1 + K1)).astype(np.float32)
+        tff = tf.astype(np.float32)
+        scores = (weight * (tff / (tff + cache[norm_id[row]]))).astype(np.float32)
+        if boost != 1.0:
+            scores = (scores * np.float32(boost)).astype(np.float32)
+        packed = (row << 32) | scores.view(np.uint32).astype(np.int64)
+        return cls(starts.tolist(), packed)
+
+
+class Impacts:
+    """The impacts of every search field of one commit (built from its term store)."""
+
+    def __init__(self, fields: dict[str, FieldImpacts], term_index: dict[str, int], ids: Sequence[str]):
+        self.fields = fields
+        self._term = term_index
+        self._ids = np.asarray(ids, dtype=object)
+        self.num_docs = len(ids)
+
+    @classmethod
+    def of(cls, store, schema, plan: Sequence[tuple[str, object, float]]) -> "Impacts | None":
+        """From a `TermStore` of `schema` for the search fields in `plan` ((field, analyzer, boost) each), or None
+        when the store cannot rebuild one of them (a search field with nothing stored)."""
+        from souk.index.terms import feature_units
+
+        rebuilt = {u.name for u in feature_units(schema)}
+        if sum(len(u.values) for name, _, _ in plan if (u := store.units.get(name)) is not None) > MAX_IMPACT_TOKENS:
+            return None
+        fields = {}
+        for name, analyzer, boost in plan:
+            u = store.units.get(name)
+            if u is not None and u.unit.analyzer == getattr(analyzer, "name", None):
+                fields[name] = FieldImpacts.of(np.asarray(u.offsets), np.asarray(u.values), len(store.vocab), boost)
+            elif u is not None or name not in rebuilt:
+                return None  # else: empty in every document, it adds nothing
+        return cls(fields, store._term, store.ids)
+
+    def top(self, terms_by_field: dict[str, list[str]], k: int) -> tuple[list[str], np.ndarray]:
+        """The `k` best documents (ids, scores, best first) for the query's terms per field."""
+        parts = []
+        get = self._term.get
+        for name, terms in terms_by_field.items():
+            f = self.fields.get(name)
+            if f is None:
+                continue
+            starts = f.starts
+            for t in terms:
+                tid = get(t)
+                if tid is not None and starts[tid] < starts[tid + 1]:
+                    parts.append(f.packed[starts[tid]:starts[tid + 1]])
+        if not parts or k <= 0:
+            return [], np.zeros(0, dtype=np.float32)
+        if len(parts) == 1:  # one posting list: one entry per document already
+            packed = parts[0]
+            cand = packed >> 32
+            sc = _scores(packed)
+        else:
+            packed = np.concatenate(parts)
+            if 8 * len(packed) >= self.num_docs:  # dense enough: one sum over every row (scifact: 4k postings, 5k docs)
+                total = np.bincount(packed >> 32, _scores(packed), minlength=self.num_docs)
+                cand = (total > 0).nonzero()[0]  # (a boolean mask: nonzero() on floats measured several times slower)
+                sc = total[cand]
+            else:  # sparse (homedepot: 3k postings, 55k docs): sorted, a document's postings stand together
+                packed.sort()
+                rows = packed >> 32
+                first = np.concatenate([[0], (rows[1:] != rows[:-1]).nonzero()[0] + 1])
+                cand, sc = rows[first], np.add.reduceat(_scores(packed), first)
+        if len(cand) > k:
+            keep = np.argpartition(sc, len(sc) - k)[len(sc) - k:]
+            cand, sc = cand[keep], sc[keep]
+        order = np.lexsort((cand, -sc))
+        return self._ids[cand[order]].tolist(), sc[order].astype(np.float32)
+
+
+def _scores(packed: np.ndarray) -> np.ndarray:
+    """The f32 scores in the low 32 bits of packed postings (summed in f32, as tantivy sums them)."""
+    if _LITTLE:  # the low half of each int64 is its first float32: a strided view, no copy
+        return packed.view(np.float32)[::2]
+    return (packed & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+
+
+_LITTLE = sys.byteorder == "little"

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from souk.index import Index
+from souk.index.filters import parse_filters
+from souk.index.impacts import FIELD_NORMS
+
+QUERIES = ["milk", "running shoes", "跑步鞋", "嘉顿蛋糕", "milk milk tea", "garden cake 75g", "nothing-like-this",
+           "iphone 15 手机壳"]
+
+
+@pytest.fixture(scope="module")
+def pair(product_index):
+    """A searcher answering from tantivy and one answering from the impacts, on one commit."""
+    plain = Index.open(product_index).searcher()
+    fast = Index.open(product_index).searcher()
+    assert fast.prepare_bm25()
+    return plain, fast
+
+
+def test_field_norms_are_tantivys_table():
+    assert FIELD_NORMS[:41].tolist() == list(range(41))
+    assert FIELD_NORMS[41:50].tolist() == [42, 44, 46, 48, 50, 52, 54, 56, 60]
+    assert FIELD_NORMS[-1] == 2_013_265_944 and len(FIELD_NORMS) == 256 and np.all(np.diff(FIELD_NORMS) > 0)
+
+
+def test_impacts_rank_and_score_as_tantivy(pair):
+    plain, fast = pair
+    for q in QUERIES:
+        want, got = plain.bm25(q, 20), fast.bm25(q, 20)
+        assert got.ids == want.ids, q
+        assert np.allclose(got.scores, want.scores, rtol=1e-5), q
+
+
+def test_requests_the_impacts_cannot_answer_go_to_tantivy(pair):
+    plain, fast = pair
+    flt = parse_filters(["brand=Garden"], plain.schema)
+    cases = [("cake", {"filters": flt}), ('"running shoes"', {}), ("-milk tea", {}), ("milk tea", {"match": "all"}),
+             ("milk", {"expansions": [("tea", 0.5)]})]
+    for q, kw in cases:
+        assert fast.bm25(q, 10, **kw).ids == plain.bm25(q, 10, **kw).ids, q
+
+
+def test_empty_and_zero_k(pair):
+    _, fast = pair
+    assert fast.bm25("zzzzqqq", 5).ids == [] and fast.bm25("milk", 0).ids == []
+
+
+def test_a_snapshot_whose_term_store_is_open_builds_its_impacts_by_itself(product_index):
+    import time
+
+    from souk.index.terms import TermStore
+
+    searcher = Index.open(product_index).searcher()
+    want = searcher.bm25("milk tea", 10)
+    assert searcher._impacts is None  # no term store: tantivy, nothing built
+    TermStore.open(searcher)  # as ranking features do
+    assert searcher.bm25("milk tea", 10).ids == want.ids  # tantivy while the impacts are built in a thread
+    for _ in range(200):
+        if searcher._impacts:
+            break
+        time.sleep(0.05)
+    assert searcher._impacts and searcher.bm25("milk tea", 10).ids == want.ids
+
+
+def test_an_index_past_the_token_limit_keeps_tantivy(product_index, monkeypatch):
+    import souk.index.impacts as impacts
+
+    monkeypatch.setattr(impacts, "MAX_IMPACT_TOKENS", 1)
+    searcher = Index.open(product_index).searcher()
+    assert searcher.prepare_bm25() is False
+    assert searcher.bm25("milk", 5).ids == Index.open(product_index).searcher().bm25("milk", 5).ids
