@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from souk.events.interleave import outcomes, sign_test, summary, team_draft
+from souk.events.interleave import ab_searches_needed, outcomes, sign_test, summary, team_draft
 
 
 @given(st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
@@ -55,3 +56,13 @@ def test_the_ab_view_compares_click_through_of_searches_run_alone():
     assert (data["searches_a"], data["searches_b"]) == (200, 200) and data["ctr_b"] == 0.5 and data["ctr_a"] == 0.1
     assert data["p_value"] < 0.001 and data["winner"] == "b"
     assert ab_summary(records, "keyword", "dense")["p_value"] == 1.0
+
+
+def test_ab_sample_size_matches_the_textbook_and_shrinks_with_the_effect():
+    # two-proportion z-test, alpha 0.05 two-sided, power 0.8: 0.45 vs 0.47 needs about 9,750 searches per arm
+    assert 9_700 * 2 <= ab_searches_needed(0.45, 0.47) <= 9_800 * 2
+    assert ab_searches_needed(0.3, 0.4) < ab_searches_needed(0.3, 0.35) < ab_searches_needed(0.3, 0.31)
+    assert ab_searches_needed(0.47, 0.45) == ab_searches_needed(0.45, 0.47)
+    assert ab_searches_needed(0.5, 0.5) is None
+    with pytest.raises(ValueError):
+        ab_searches_needed(1.5, 0.2)
