@@ -20,8 +20,9 @@ def register(app: typer.Typer) -> None:
         events_until: Optional[str] = typer.Option(None, "--events-until", help="Only events before then (same forms as --events-since)."),
         click_grades: str = typer.Option("posterior", "--click-grades", help="With --events: how clicks become grades, "
                                          "posterior (clicks over expected examinations) or ips (inverse propensity)."),
-        click_shown: Optional[bool] = typer.Option(None, "--click-shown/--no-click-shown", help="With --events: grade "
-                                                   "shown documents above unshown candidates (default: souk's choice)."),
+        click_shown: Optional[bool] = typer.Option(None, "--click-shown/--no-click-shown",
+                                                   help="With --events: grade shown documents above unshown "
+                                                   "candidates (default: souk's choice)."),
         split: str = typer.Option("train", "--split", help="Split to train on."),
         dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),

@@ -2,8 +2,13 @@
 
 Team draft (Radlinski, Kurup, Joachims, "How Does Clickthrough Data Reflect Retrieval Quality?", CIKM
 2008): the team with fewer picks so far (a coin flip when even) adds its highest-ranked document not yet
-shown; each shown document remembers its team. A search is won by the pipeline whose documents got more
-clicks (carts and purchases count as clicks), tied when both got the same number (no clicks included).
+shown; each shown document remembers its team. One change: the common prefix of the two rankings (the
+documents both put first, in the same order) is shown as it is and belongs to neither team ("ab"); the draft
+starts after it. Both rankings agree there, so a click on it says nothing about which is better, and the
+original draft credits it to a random team: variance without signal. On homedepot dev, BM25 and the ltr fitted
+from clicks had the same top result on 85% of 60 queries (mean common prefix 3.5), where most clicks land.
+A search is won by the pipeline whose documents got more clicks (carts and purchases count as clicks), tied
+when both got the same number (no clicks, or clicks on the common prefix only, included).
 Over searches with a winner, a two-sided sign (binomial) test asks whether wins split 50:50; the winner is
 named once p < `ALPHA`, and `significant_at` says after how many searches the test stayed significant. Misuse: crediting a search from clicks on documents it did not show.
 """
@@ -18,10 +23,14 @@ ALPHA = 0.05
 
 
 def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: random.Random) -> tuple[list[str], list[str]]:
-    """The first `k` documents of the interleaved list and the team ('a' or 'b') of each."""
-    shown: list[str] = []
-    teams: list[str] = []
-    seen: set[str] = set()
+    """The first `k` documents of the interleaved list and the team ('a', 'b', or 'ab' for the common prefix) of
+    each."""
+    prefix = 0
+    while prefix < min(len(a), len(b), k) and a[prefix] == b[prefix]:
+        prefix += 1
+    shown: list[str] = list(a[:prefix])
+    teams: list[str] = ["ab"] * prefix
+    seen: set[str] = set(shown)
     ia = ib = picks_a = picks_b = 0
     while len(shown) < k:
         while ia < len(a) and a[ia] in seen:

@@ -24,8 +24,18 @@ def test_team_draft_shows_each_document_once_and_keeps_each_rankings_order(a, b,
 
 
 def test_identical_rankings_show_that_ranking():
-    shown, _ = team_draft(list("abcdef"), list("abcdef"), 6, random.Random(1))
-    assert shown == list("abcdef")
+    shown, teams = team_draft(list("abcdef"), list("abcdef"), 6, random.Random(1))
+    assert shown == list("abcdef") and teams == ["ab"] * 6  # agreement is credited to neither
+
+
+def test_the_common_prefix_belongs_to_neither_team_and_the_draft_starts_after_it():
+    for seed in range(20):
+        shown, teams = team_draft(list("xyabc"), list("xycab"), 4, random.Random(seed))
+        assert shown[:2] == ["x", "y"] and teams[:2] == ["ab", "ab"]
+        assert sorted(teams[2:]) == ["a", "b"] and set(shown[2:]) <= {"a", "c"}
+    records = [{"kind": "search", "search_id": "s", "interleave": "p,q", "shown": ["x", "y", "a"],
+                "teams": ["ab", "ab", "a"]}, {"kind": "click", "search_id": "s", "id": "x"}]
+    assert summary(records)["ties"] == 1  # a click on the shared top decides nothing
 
 
 def test_wins_come_from_clicked_teams_and_the_sign_test_names_a_winner():
