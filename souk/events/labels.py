@@ -47,10 +47,15 @@ GRADES = 4
 # boosting rounds of an ltr model fitted from clicks alone: CV on click labels cannot choose them (labels exist only
 # for documents recall showed, so held-out folds favour recall's order and pick 1 round). Measured on homedepot
 # dev (20,000 simulated train searches): 1 round 0.4002, 300 rounds 0.4061 nDCG@10 (BM25 0.3854): chosen on dev.
+# Checked since without dev: trained on 40% of the click queries, the held-out click queries' nDCG@10 over the shown
+# documents and the inverse-propensity-weighted DCG of their clicks (Joachims et al. 2017) both still rose at 300
+# rounds (0.4542 at 1, 0.4578 at 200, 0.4561 at 300; IPS-DCG 2.433, 2.472, 2.481), as did the judged nDCG@10 of
+# held-out TRAIN queries (0.3806, 0.3858, 0.3864); not yet wired into the fit (it keeps the fixed 300).
 LTR_ROUNDS = 300
 MIN_PROPENSITY = 0.1  # inverse propensity weights are clipped at 10 (a click far down is noisy evidence)
 ITERATIONS = 60
-# grade shown documents above unshown candidates (`shown_floor`); measured on held-out TRAIN judgments: see below
+# grade shown documents above unshown candidates (`shown_floor`, `souk fit --events --click-shown`): not the default
+# until it is measured against posterior grades alone (see `shown_floor`)
 SHOWN_FLOOR = False
 
 
@@ -205,7 +210,9 @@ def shown_floor(grades: np.ndarray) -> np.ndarray:
     that showed a document preferred it to the candidates below the page, and a shopper's skip says less about it
     than a click (under the PBM an unclicked impression at examination theta lowers gamma only a little). A
     heuristic, not an unbiased estimate (Joachims et al. 2017 use clicks alone): it trusts the logging ranker's
-    page over its tail, and was chosen on held-out TRAIN judgments (see `SHOWN_FLOOR`)."""
+    page over its tail. Opt-in (`SHOWN_FLOOR`): trained on 40% of the homedepot click queries it gained 0.006
+    nDCG@10 over recall on held-out TRAIN judgments (0.3806 -> 0.3864 at 300 rounds); the comparison with the default
+    grades on the same split and a dev number are still to be measured."""
     return np.where(grades > 0, grades + 1, 1).astype(int)
 
 
