@@ -82,8 +82,8 @@ bench-fit: install
 
 # Learning from the shop's own traffic (issue 19): 20,000 simulated shoppers on homedepot TRAIN queries through a
 # real `souk serve`, ltr fitted from the event log alone and from the judged train split, both evaluated on dev next
-# to BM25; then an interleaved experiment keyword vs the click-fitted ltr over 3,000 simulated dev searches
-# (about 45 minutes on 2 busy cores).
+# to BM25; then BM25 vs the click-fitted ltr over simulated dev shoppers: 3,000 interleaved searches and 3,000
+# searches split A/B; `souk bench traffic` prints the table (about 45 minutes on 2 busy cores).
 TRAFFIC := .bench/traffic
 TPORT   ?= 8797
 bench-traffic: install
@@ -94,18 +94,21 @@ bench-traffic: install
 	  for i in $$(seq 120); do curl -sf http://127.0.0.1:$(TPORT)/health >/dev/null && break; sleep 1; done; \
 	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split train --searches 20000 --url http://127.0.0.1:$(TPORT) --seed 13 --json | tee $(TRAFFIC)/simulate-train.json; \
 	  kill $$pid; wait $$pid || true
-	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline keyword --json | tee $(TRAFFIC)/eval-keyword.json
+	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline bm25 --json | tee $(TRAFFIC)/eval-bm25.json
 	$(SOUK) fit --index $(TRAFFIC)/homedepot --events --stages ltr --budget-min 10 --json | tee $(TRAFFIC)/fit-events.json
 	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline ltr --json | tee $(TRAFFIC)/eval-ltr-events.json
 	$(SOUK) fit --index $(TRAFFIC)/homedepot --train $(SHARED)/data/homedepot --split train --stages ltr --budget-min 10 --json | tee $(TRAFFIC)/fit-judged.json
 	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline ltr --json | tee $(TRAFFIC)/eval-ltr-judged.json
 	$(SOUK) models --index $(TRAFFIC)/homedepot --activate ltr-1
-	$(SOUK) serve --index $(TRAFFIC)/homedepot --port $(TPORT) --interleave keyword,ltr & pid=$$!; \
+	$(SOUK) serve --index $(TRAFFIC)/homedepot --port $(TPORT) --interleave bm25,ltr & pid=$$!; \
 	  for i in $$(seq 120); do curl -sf http://127.0.0.1:$(TPORT)/health >/dev/null && break; sleep 1; done; \
 	  since=$$(date +%s); \
 	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --json | tee $(TRAFFIC)/simulate-interleave.json; \
+	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 8 --ab bm25,ltr --json | tee $(TRAFFIC)/simulate-ab.json; \
 	  kill $$pid; wait $$pid || true; \
-	  $(SOUK) experiments --index $(TRAFFIC)/homedepot --since $$since --json | tee $(TRAFFIC)/experiments.json
+	  $(SOUK) experiments --index $(TRAFFIC)/homedepot --since $$since --experiment bm25,ltr --ab bm25,ltr --json | tee $(TRAFFIC)/experiments.json
+	$(SOUK) bench traffic --dir $(TRAFFIC) --json | tee $(TRAFFIC)/result.json
+	$(SOUK) bench traffic --dir $(TRAFFIC)
 
 clean:
 	rm -rf $(VENV) .demo .bench

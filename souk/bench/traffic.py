@@ -15,6 +15,7 @@ import random
 import time
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from souk.errors import ConfigError, QueryError
@@ -66,11 +67,18 @@ class Client:
 
 
 def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | None = None,
-             pipeline: str | None = None, shoppers: Shoppers = Shoppers(), progress: bool = True) -> dict[str, Any]:
-    """Run `searches` simulated shoppers against the server at `url`; returns counts and timings."""
+             pipeline: str | None = None, shoppers: Shoppers = Shoppers(), progress: bool = True,
+             ab: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Run `searches` simulated shoppers against the server at `url`; returns counts and timings. With `ab`
+    each search names one of the two pipelines at random (an A/B split; named searches are never interleaved) and
+    the result adds, per pipeline, the searches, the share with a click and the expected share (the shoppers'
+    exact click probability on the pages shown), and the searches an A/B split needs (`ab_searches_needed`)."""
     if searches < 1:
         raise ConfigError(f"--searches: expected at least 1, got {searches}")
+    if ab is not None and (len(ab) != 2 or ab[0] == ab[1] or pipeline):
+        raise ConfigError(f"--ab: expected two different pipelines as A,B (and no --pipeline), got {','.join(ab)!r}")
     rng = random.Random(seed)
+    arms: dict[str, list[float]] = {name: [0, 0, 0.0] for name in ab or ()}  # searches, clicked, expected clicked
     qids = sorted(data.queries)
     if not qids:
         raise ConfigError("the dataset has no judged queries to draw shoppers from")
@@ -82,17 +90,26 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
         for n in range(searches):
             qid = rng.choice(qids)
             params = {"q": data.queries[qid], "size": shoppers.size, "session": f"sim-{seed}-{n}"}
-            if pipeline:
-                params["pipeline"] = pipeline
+            arm = rng.choice(ab) if ab else None
+            if pipeline or arm:
+                params["pipeline"] = pipeline or arm
             status, body = client.call("GET", "/search?" + urllib.parse.urlencode(params))
             if status != 200:
                 raise QueryError(f"GET /search answered {status}: {(body or {}).get('error')}")
             grades = data.qrels[qid]
             events = []
+            no_click = 1.0
             for i, hit in enumerate(body["hits"]):
                 position = body.get("offset", 0) + i + 1
-                if rng.random() < shoppers.examined(position) and rng.random() < shoppers.attracted(grades.get(hit["id"], 0), top):
-                    events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"], "position": position})
+                examined, attracted = shoppers.examined(position), shoppers.attracted(grades.get(hit["id"], 0), top)
+                no_click *= 1 - examined * attracted
+                if rng.random() < examined and rng.random() < attracted:
+                    events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"],
+                                   "position": position})
+            if arm:
+                arms[arm][0] += 1
+                arms[arm][1] += bool(events)
+                arms[arm][2] += 1 - no_click
             if events:
                 status, ack = client.call("POST", "/events", events)
                 if status != 202:
@@ -102,7 +119,54 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
                 clicked_searches += 1
             advance(1)
     seconds = time.monotonic() - t0
-    return {"searches": searches, "clicks": clicks, "accepted": accepted, "clicked_searches": clicked_searches,
-            "seconds": round(seconds, 1), "searches_per_s": round(searches / max(seconds, 1e-9), 1),
-            "shoppers": {"eta": shoppers.eta, "noise": shoppers.noise, "size": shoppers.size},
-            "data": f"{data.name}/{data.split}", "seed": seed}
+    result = {"searches": searches, "clicks": clicks, "accepted": accepted, "clicked_searches": clicked_searches,
+              "seconds": round(seconds, 1), "searches_per_s": round(searches / max(seconds, 1e-9), 1),
+              "shoppers": {"eta": shoppers.eta, "noise": shoppers.noise, "size": shoppers.size},
+              "data": f"{data.name}/{data.split}", "seed": seed}
+    if ab:
+        from souk.events.interleave import ab_searches_needed
+
+        split = {name: {"searches": int(n), "ctr": round(c / n, 4) if n else None,
+                        "expected_ctr": round(e / n, 4) if n else None} for name, (n, c, e) in arms.items()}
+        (na, _, ea), (nb, _, eb) = arms[ab[0]], arms[ab[1]]
+        result["ab"] = {"a": ab[0], "b": ab[1], "arms": split,
+                        "searches_needed": ab_searches_needed(ea / na, eb / nb) if na and nb else None}
+    return result
+
+
+# the files `make bench-traffic` writes into its directory, read by `report`
+REPORT_FILES = {"bm25": "eval-bm25.json", "judged_ltr": "eval-ltr-judged.json", "click_ltr": "eval-ltr-events.json",
+                "experiment": "experiments.json", "ab": "simulate-ab.json"}
+
+
+def report(directory: Path) -> dict[str, Any]:
+    """The traffic benchmark's result as one object, from the JSON files of its steps in `directory`: dev nDCG@10 of
+    BM25, of ltr fitted on the judged train split and of ltr fitted from clicks alone; the click-fitted ltr's share
+    of the judged gain over BM25; the interleaved experiment (BM25 vs the click-fitted ltr: searches, wins, p-value,
+    the searches after which it stayed significant) and the searches an A/B split of the same pair needs (from the
+    simulated shoppers' click-through on each pipeline's pages). Misuse: reading numbers of different indexes."""
+    found: dict[str, Any] = {}
+    for name, file in REPORT_FILES.items():
+        path = Path(directory) / file
+        try:
+            found[name] = json.loads(path.read_text(encoding="utf-8").strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError) as exc:
+            raise ConfigError(f"bench traffic: no result of its step {name} ({file}) in the directory; run "
+                              f"`make bench-traffic` first ({type(exc).__name__})") from None
+    bm25, judged, clicks = (float(found[k]["ndcg@10"]) for k in ("bm25", "judged_ltr", "click_ltr"))
+    experiment, ab = found["experiment"], found["ab"].get("ab") or {}
+    interleaving = experiment.get("significant_at")
+    needed = ab.get("searches_needed")
+    return {
+        "dataset": found["bm25"].get("dataset"), "split": found["bm25"].get("split"),
+        "ndcg@10": {"bm25": round(bm25, 4), "judged_ltr": round(judged, 4), "click_ltr": round(clicks, 4)},
+        "click_gain": round(clicks - bm25, 4), "judged_gain": round(judged - bm25, 4),
+        "share_of_judged_gain": round((clicks - bm25) / (judged - bm25), 3) if judged != bm25 else None,
+        "interleaving": {k: experiment.get(k) for k in ("experiment", "searches", "wins_a", "wins_b", "ties",
+                                                        "p_value", "winner", "significant_at")},
+        "offline_winner": "b" if clicks > bm25 else "a",
+        "ab": {"searches": found["ab"].get("searches"), "arms": ab.get("arms"), "searches_needed": needed},
+        "interleaving_searches_to_significance": interleaving,
+        "ab_searches_needed": needed,
+        "ab_over_interleaving": round(needed / interleaving, 1) if needed and interleaving else None,
+    }

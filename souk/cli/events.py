@@ -146,6 +146,8 @@ def register(app: typer.Typer) -> None:
         searches: int = typer.Option(1000, "--searches"),
         seed: int = typer.Option(13, "--seed"),
         pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Name a pipeline (default: none, so a running experiment interleaves)."),
+        ab: Optional[str] = typer.Option(None, "--ab", help="A,B: each search names one of the two at random (an A/B "
+                                         "split); reports click-through per pipeline and the searches A/B needs."),
         eta: float = typer.Option(1.0, "--eta", help="Examination of position k is k^-eta."),
         noise: float = typer.Option(0.05, "--noise", help="Click probability of an examined irrelevant result."),
         index: Optional[Path] = typer.Option(None, "--index", help="Accepted for symmetry with other commands; the server's index is used."),
@@ -159,7 +161,9 @@ def register(app: typer.Typer) -> None:
 
         data = load_beir(dataset, split)
         key = os.environ.get("SOUK_SEARCH_KEY") or os.environ.get("SOUK_ADMIN_KEY")
-        result = simulate(url, data, searches, seed, key, pipeline, Shoppers(eta, noise), progress=sys.stderr.isatty())
+        arms = tuple(p.strip() for p in ab.split(",")) if ab else None
+        result = simulate(url, data, searches, seed, key, pipeline, Shoppers(eta, noise), progress=sys.stderr.isatty(),
+                          ab=arms)
         if as_json:
             emit_json(result)
             return

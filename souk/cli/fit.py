@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         events_until: Optional[str] = typer.Option(None, "--events-until", help="Only events before then (same forms as --events-since)."),
         click_grades: str = typer.Option("posterior", "--click-grades", help="With --events: how clicks become grades, "
                                          "posterior (clicks over expected examinations) or ips (inverse propensity)."),
+        click_shown: Optional[bool] = typer.Option(None, "--click-shown/--no-click-shown",
+                                                   help="With --events: grade shown documents above unshown "
+                                                   "candidates (default: souk's choice)."),
         split: str = typer.Option("train", "--split", help="Split to train on."),
         dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
         stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
@@ -44,11 +47,12 @@ def register(app: typer.Typer) -> None:
         clicks_report = None
         if events:
             from souk.cli.events import _log, parse_since
-            from souk.events.labels import click_dataset, merge
+            from souk.events.labels import SHOWN_FLOOR, click_dataset, merge
 
             until = parse_since(events_until)
             records = (r for r in _log(index).read(parse_since(events_since)) if until is None or float(r.get("t", 0)) < until)
-            clicked, clicks_report = click_dataset(records, grading=click_grades)
+            clicked, clicks_report = click_dataset(records, grading=click_grades,
+                                                   shown=SHOWN_FLOOR if click_shown is None else click_shown)
             train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         # from clicks alone nothing unbiased can veto the model (see souk.training.ltr): it becomes active

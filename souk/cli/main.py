@@ -45,6 +45,7 @@ COMMANDS = [
     ("souk.cli.bench_spell", bench_app),
     ("souk.cli.suggest", app),
     ("souk.cli.bench_suggest", bench_app),
+    ("souk.cli.bench_traffic", bench_app),
     ("souk.cli.synonyms", app),
     ("souk.cli.keywords", app),
     ("souk.cli.schema", app),

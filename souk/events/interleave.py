@@ -2,8 +2,13 @@
 
 Team draft (Radlinski, Kurup, Joachims, "How Does Clickthrough Data Reflect Retrieval Quality?", CIKM
 2008): the team with fewer picks so far (a coin flip when even) adds its highest-ranked document not yet
-shown; each shown document remembers its team. A search is won by the pipeline whose documents got more
-clicks (carts and purchases count as clicks), tied when both got the same number (no clicks included).
+shown; each shown document remembers its team. One change: the common prefix of the two rankings (the
+documents both put first, in the same order) is shown as it is and belongs to neither team ("ab"); the draft
+starts after it. Both rankings agree there, so a click on it says nothing about which is better, and the
+original draft credits it to a random team: variance without signal. On homedepot dev, BM25 and the ltr fitted
+from clicks had the same top result on 85% of 60 queries (mean common prefix 3.5), where most clicks land.
+A search is won by the pipeline whose documents got more clicks (carts and purchases count as clicks), tied
+when both got the same number (no clicks, or clicks on the common prefix only, included).
 Over searches with a winner, a two-sided sign (binomial) test asks whether wins split 50:50; the winner is
 named once p < `ALPHA`, and `significant_at` says after how many searches the test stayed significant. Misuse: crediting a search from clicks on documents it did not show.
 """
@@ -18,10 +23,14 @@ ALPHA = 0.05
 
 
 def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: random.Random) -> tuple[list[str], list[str]]:
-    """The first `k` documents of the interleaved list and the team ('a' or 'b') of each."""
-    shown: list[str] = []
-    teams: list[str] = []
-    seen: set[str] = set()
+    """The first `k` documents of the interleaved list and the team ('a', 'b', or 'ab' for the common prefix) of
+    each."""
+    prefix = 0
+    while prefix < min(len(a), len(b), k) and a[prefix] == b[prefix]:
+        prefix += 1
+    shown: list[str] = list(a[:prefix])
+    teams: list[str] = ["ab"] * prefix
+    seen: set[str] = set(shown)
     ia = ib = picks_a = picks_b = 0
     while len(shown) < k:
         while ia < len(a) and a[ia] in seen:
@@ -125,6 +134,23 @@ def summary(records: Iterable[dict[str, Any]], experiment: str | None = None) ->
     base = chosen.to_dict() if chosen else {"experiment": experiment, "a": None, "b": None, "searches": 0, "wins_a": 0,
                                             "wins_b": 0, "ties": 0, "p_value": 1.0, "winner": None, "significant_at": None}
     return {**base, "alpha": ALPHA, "experiments": [o.to_dict() for o in found]}
+
+
+def ab_searches_needed(ctr_a: float, ctr_b: float, alpha: float = ALPHA, power: float = 0.8) -> int | None:
+    """Searches (both arms together, split 50:50) an A/B test of click-through needs to tell `ctr_a` from `ctr_b`
+    with a two-sided two-proportion z-test at `alpha` with probability `power` (the usual normal-approximation
+    sample size, e.g. Kohavi, Tang, Xu, "Trustworthy Online Controlled Experiments", 2020, ch. 17); None when the
+    rates are equal. Misuse: feeding it click-through rates measured on a handful of searches."""
+    from scipy.stats import norm
+
+    if not (0 <= ctr_a <= 1 and 0 <= ctr_b <= 1):
+        raise ValueError(f"click-through rates must lie in [0, 1], got {ctr_a}, {ctr_b}")
+    if ctr_a == ctr_b:
+        return None
+    mean = (ctr_a + ctr_b) / 2
+    z_alpha, z_power = float(norm.isf(alpha / 2)), float(norm.isf(1 - power))
+    root = z_alpha * (2 * mean * (1 - mean)) ** 0.5 + z_power * (ctr_a * (1 - ctr_a) + ctr_b * (1 - ctr_b)) ** 0.5
+    return 2 * int(-(-root ** 2 // (ctr_a - ctr_b) ** 2))
 
 
 def ab_summary(records: Iterable[dict[str, Any]], a: str, b: str) -> dict[str, Any]:

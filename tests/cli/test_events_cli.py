@@ -84,10 +84,19 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
         run_souk("simulate", "--dataset", str(SHOP), "--split", "dev", "--searches", "60", "--url", url, "--seed", "4")
         named = json.loads(urllib.request.urlopen(f"{url}/search?q=drill&pipeline=ltr").read())
         assert named["pipeline"] == "ltr"
+        split = last_json(run_souk("simulate", "--dataset", str(SHOP), "--split", "dev", "--searches", "40",
+                                   "--url", url, "--seed", "5", "--ab", "keyword,ltr", "--json"))["ab"]
+        arms = split["arms"]
+        assert arms["keyword"]["searches"] + arms["ltr"]["searches"] == 40
+        assert min(a["searches"] for a in arms.values()) > 0
+        assert all(0 <= a["expected_ctr"] <= 1 for a in arms.values())
+        assert split["searches_needed"] is None or split["searches_needed"] > 0
     finally:
         proc.terminate()
         proc.wait(10)
-    report = last_json(run_souk("experiments", "--index", index, "--json"))
+    report = last_json(run_souk("experiments", "--index", index, "--json", "--ab", "keyword,ltr"))
+    assert report["ab"]["searches_a"] + report["ab"]["searches_b"] >= 41  # the split and the named search
+    assert report["ab"]["searches_b"] > 0
     assert report["searches"] == 60 and report["a"] == "keyword" and report["b"] == "ltr"
     assert report["wins_a"] + report["wins_b"] + report["ties"] == 60
     assert 0 <= report["p_value"] <= 1 and report["winner"] in ("a", "b", None)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from souk.events.interleave import outcomes, sign_test, summary, team_draft
+from souk.events.interleave import ab_searches_needed, outcomes, sign_test, summary, team_draft
 
 
 @given(st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
@@ -23,8 +24,18 @@ def test_team_draft_shows_each_document_once_and_keeps_each_rankings_order(a, b,
 
 
 def test_identical_rankings_show_that_ranking():
-    shown, _ = team_draft(list("abcdef"), list("abcdef"), 6, random.Random(1))
-    assert shown == list("abcdef")
+    shown, teams = team_draft(list("abcdef"), list("abcdef"), 6, random.Random(1))
+    assert shown == list("abcdef") and teams == ["ab"] * 6  # agreement is credited to neither
+
+
+def test_the_common_prefix_belongs_to_neither_team_and_the_draft_starts_after_it():
+    for seed in range(20):
+        shown, teams = team_draft(list("xyabc"), list("xycab"), 4, random.Random(seed))
+        assert shown[:2] == ["x", "y"] and teams[:2] == ["ab", "ab"]
+        assert sorted(teams[2:]) == ["a", "b"] and set(shown[2:]) <= {"a", "c"}
+    records = [{"kind": "search", "search_id": "s", "interleave": "p,q", "shown": ["x", "y", "a"],
+                "teams": ["ab", "ab", "a"]}, {"kind": "click", "search_id": "s", "id": "x"}]
+    assert summary(records)["ties"] == 1  # a click on the shared top decides nothing
 
 
 def test_wins_come_from_clicked_teams_and_the_sign_test_names_a_winner():
@@ -55,3 +66,13 @@ def test_the_ab_view_compares_click_through_of_searches_run_alone():
     assert (data["searches_a"], data["searches_b"]) == (200, 200) and data["ctr_b"] == 0.5 and data["ctr_a"] == 0.1
     assert data["p_value"] < 0.001 and data["winner"] == "b"
     assert ab_summary(records, "keyword", "dense")["p_value"] == 1.0
+
+
+def test_ab_sample_size_matches_the_textbook_and_shrinks_with_the_effect():
+    # two-proportion z-test, alpha 0.05 two-sided, power 0.8: 0.45 vs 0.47 needs about 9,750 searches per arm
+    assert 9_700 * 2 <= ab_searches_needed(0.45, 0.47) <= 9_800 * 2
+    assert ab_searches_needed(0.3, 0.4) < ab_searches_needed(0.3, 0.35) < ab_searches_needed(0.3, 0.31)
+    assert ab_searches_needed(0.47, 0.45) == ab_searches_needed(0.45, 0.47)
+    assert ab_searches_needed(0.5, 0.5) is None
+    with pytest.raises(ValueError):
+        ab_searches_needed(1.5, 0.2)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError, DatasetError
-from souk.events.labels import ClickModel, Observations, click_dataset, fit_pbm, ips_grades, observations, posterior_grades
+from souk.events.labels import (ClickModel, Observations, click_dataset, fit_pbm, ips_grades, observations,
+                                posterior_grades, shown_floor)
 
 
 def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
@@ -86,3 +87,22 @@ def test_unknown_grading_is_a_clear_error():
     records, _, _ = simulated(200)
     with pytest.raises(ConfigError, match="posterior"):
         click_dataset(records, grading="ctr")
+
+
+def test_shown_floor_puts_every_shown_document_above_unshown_candidates_and_keeps_click_order():
+    records, _, _ = simulated(1500)
+    plain, plain_report = click_dataset(records, shown=False)
+    floored, report = click_dataset(records, shown=True)
+    assert report["shown_floor"] and not plain_report["shown_floor"]
+    assert report["clicked_queries"] == plain_report["clicked_queries"] == 30
+    for qid, grades in plain.qrels.items():
+        for doc, grade in grades.items():
+            assert floored.qrels[qid][doc] == (grade + 1 if grade > 0 else 1)  # shown, never clicked: 1
+    assert shown_floor(np.array([0, 1, 4])).tolist() == [1, 2, 5]
+
+
+def test_queries_without_a_click_do_not_count_towards_enough_traffic():
+    searches = [{"kind": "search", "search_id": f"s{i}", "query": f"q{i}", "shown": ["a", "b"]} for i in range(40)]
+    clicks = [{"kind": "click", "search_id": f"s{i}", "id": "a"} for i in range(5)]
+    with pytest.raises(DatasetError, match="only 5 queries with a clicked result"):
+        click_dataset(searches + clicks, shown=True)

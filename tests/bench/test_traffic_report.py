@@ -1,0 +1,39 @@
+"""`souk bench traffic`: the traffic benchmark's steps read back as one table."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from souk.bench.traffic import REPORT_FILES, report
+from souk.errors import ConfigError
+
+
+def write_steps(tmp_path, bm25=0.38, judged=0.42, clicks=0.41):
+    steps = {
+        "bm25": {"ndcg@10": bm25, "dataset": "homedepot", "split": "dev"},
+        "judged_ltr": {"ndcg@10": judged}, "click_ltr": {"ndcg@10": clicks},
+        "experiment": {"experiment": "bm25,ltr", "searches": 3000, "wins_a": 400, "wins_b": 600, "ties": 2000,
+                       "p_value": 1e-9, "winner": "b", "significant_at": 250},
+        "ab": {"searches": 3000, "ab": {"a": "bm25", "b": "ltr", "arms": {}, "searches_needed": 25000}},
+    }
+    for name, file in REPORT_FILES.items():
+        # a step's output may carry progress lines before its JSON: the last line counts
+        (tmp_path / file).write_text("noise\n" + json.dumps(steps[name]) + "\n", encoding="utf-8")
+
+
+def test_the_table_states_the_share_of_the_judged_gain_and_interleaving_against_ab(tmp_path):
+    write_steps(tmp_path)
+    got = report(tmp_path)
+    assert got["ndcg@10"] == {"bm25": 0.38, "judged_ltr": 0.42, "click_ltr": 0.41}
+    assert got["share_of_judged_gain"] == pytest.approx(0.75)
+    assert got["interleaving_searches_to_significance"] == 250 and got["ab_searches_needed"] == 25000
+    assert got["ab_over_interleaving"] == 100.0
+    assert got["interleaving"]["winner"] == got["offline_winner"] == "b"
+
+
+def test_a_missing_step_names_it_and_says_how_to_make_it(tmp_path):
+    write_steps(tmp_path)
+    (tmp_path / REPORT_FILES["ab"]).unlink()
+    with pytest.raises(ConfigError, match="step ab .*make bench-traffic"):
+        report(tmp_path)
