@@ -254,7 +254,8 @@ def _clicks(work: Path, seed: int):
 
 
 def _interact(work: Path, seed: int):
-    from souk.ranking.interact import GLOBAL_FEATURES, LEVEL_FEATURES, InteractModel, manifest_fields
+    from souk.ranking.interact import GLOBAL_FEATURES, LEVEL_FEATURES, InteractModel
+    from souk.training.interact import manifest_fields
 
     rng = np.random.default_rng(seed)
     layers = ((0, "weight", (8, 2)), (0, "bias", (8,)), (2, "weight", (1, 8)), (2, "bias", (1,)))
