@@ -38,7 +38,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar, overload
 from souk.errors import ConfigError
 
 T = TypeVar("T")
-O = TypeVar("O")
+O = TypeVar("O")  # noqa: E741
 
 
 class Registry(Generic[T]):

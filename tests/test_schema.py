@@ -1,7 +1,9 @@
+import tomllib
+
 import pytest
 
 from souk.errors import ConfigError, SchemaError
-from souk.schema import Schema, beir_schema, infer_schema, lookup, to_toml
+from souk.schema import Schema, beir_schema, complete, infer, infer_schema, lookup, read_schema_file, to_toml
 
 BASE = {"id": "sku", "fields": {"sku": {"kind": "keyword"}, "title": {"kind": "text", "boost": 2.0}}}
 
@@ -101,10 +103,6 @@ def test_parsing_a_vector_schema_loads_no_model_and_no_index():
 
 
 # ---- hostile and careless schemas (issue 8) -------------------------------------------------------
-import tomllib
-
-from souk.schema import complete, infer, read_schema_file, to_toml
-
 
 @pytest.mark.parametrize("toml, message", [
     ('id = "sku"\n[fields.sku]\nkind = "keyword"\nfrom = 5', r"fields.sku.from: expected a dot path .* got a number 5"),

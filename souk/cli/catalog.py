@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
         for warning in warnings:
             err_console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
         if as_json:
-            result["rejects"] = [{"line": l, "field": f, "message": m} for l, f, m in rejected]
+            result["rejects"] = [{"line": n, "field": f, "message": m} for n, f, m in rejected]
             emit_json(result)
         else:
             console.print(f"indexed {written} records into {escape(str(index))} ({stats['docs']} docs, "

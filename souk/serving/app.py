@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import time
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any

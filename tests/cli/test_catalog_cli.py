@@ -1,7 +1,7 @@
 """The real `souk` CLI in subprocesses: index, search, stats, delete, and every bad-input message."""
 import json
 
-from support import FIXTURES, REPO, run_souk
+from support import FIXTURES, run_souk
 
 
 def last_json(proc):

@@ -45,7 +45,7 @@ def test_labels_grade_clicked_documents_and_ignore_bots_and_repeats():
     # a bot clicking everything on one query many times, and a shopper clicking one result ten times
     bot = [{"kind": "search", "search_id": f"b{i}", "query": "query 0", "session": "bot",
             "shown": [f"query 0/d{j}" for j in range(4, -1, -1)]} for i in range(600)]
-    bot += [{"kind": "click", "search_id": f"b{i}", "id": f"query 0/d4"} for i in range(600)]
+    bot += [{"kind": "click", "search_id": f"b{i}", "id": "query 0/d4"} for i in range(600)]
     _, with_bot = click_dataset(records + bot)
     assert with_bot["bot_searches"] == 600 and with_bot["bot_sessions"] == 1
     assert observations(records + bot).stats["clicks"] == observations(records).stats["clicks"]

@@ -1,5 +1,4 @@
 """Analysis split between the writer's process and a worker gives the terms the writer would compute alone."""
-import json
 
 from souk.index import Index
 from souk.index.writer import AnalysisPool, analyze_rows

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from souk.errors import ConfigError
 from model_fakes import synthetic_texts
 from support import run_main
 

@@ -1,5 +1,4 @@
 """VectorSet over FAISS backends, on vectors of the tiny random-weight encoder (no MiniLM needed)."""
-import json
 import shutil
 from types import SimpleNamespace
 

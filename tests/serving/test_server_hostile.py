@@ -13,7 +13,6 @@ import shutil
 import socket
 import threading
 import time
-import urllib.request
 
 import pytest
 

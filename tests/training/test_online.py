@@ -75,7 +75,9 @@ def test_ipw_recovers_hidden_preferences_that_position_hides(shop):
     learn(naive, terms, log, PositionBias(eta=0.0))
     assert stats.impressions == 3000 and stats.clicks > 500
     # weights of the named preference features point the hidden way
-    w = lambda m, kind, *parts: float(m.weights(np.asarray([m.coordinate(kind, *parts)]))[0])
+    def w(m, kind, *parts):
+        return float(m.weights(np.asarray([m.coordinate(kind, *parts)]))[0])
+
     learned = np.asarray([w(corrected, "keyword", "brand", "zenith"), w(corrected, "keyword", "brand", "acme"),
                           w(corrected, "number", "price")])
     hidden = np.asarray([HIDDEN["zenith"], HIDDEN["acme"], HIDDEN["price"]])
