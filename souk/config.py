@@ -32,6 +32,8 @@ def check_config(schema: Schema) -> Schema:
         specs = stage_specs(name, schema.pipelines)
         for i, spec in enumerate(specs):
             if spec["stage"] not in known_stages:
-                raise ConfigError(f"pipelines.{name}.stages[{i}]: unknown stage {spec['stage']!r}; known: {', '.join(known_stages)}")
-        check_options(f"pipelines.{name}.stages[0]", {k: v for k, v in specs[0].items() if k != "stage"}, RECALL_OPTIONS)
+                raise ConfigError(f"pipelines.{name}.stages[{i}]: unknown stage {spec['stage']!r}; known: "
+                                  f"{', '.join(known_stages)}")
+        check_options(f"pipelines.{name}.stages[0]", {k: v for k, v in specs[0].items() if k != "stage"},
+                      RECALL_OPTIONS)
     return schema

@@ -170,7 +170,8 @@ class Engine:
                 for i, hit in enumerate(result.hits):
                     hit.explain = {"recall": {"rank": offset + i + 1, "score": hit.score}}
         else:
-            result = self._pipeline_page(searcher, pipe, plan, facets, facet_size, sort, k, offset, explain, highlight, expansions)
+            result = self._pipeline_page(searcher, pipe, plan, facets, facet_size, sort, k, offset, explain, highlight,
+                                         expansions)
         result.pipeline = pipeline
         result.offset = offset
         result.did_you_mean = plan.did_you_mean
@@ -199,7 +200,11 @@ class Engine:
                                                     facet_size=facet_size, expansions=expansions, match=pipe.match))
             total, facet_counts, dropped = counted.total, counted.facets, counted.dropped
         else:
-            total, facet_counts, dropped = len(ranking), searcher.facets_of(ranking.ids, facets, facet_size, plan.filters), []
+            total, facet_counts, dropped = (
+                len(ranking),
+                searcher.facets_of(ranking.ids, facets, facet_size, plan.filters),
+                [],
+            )
         if sort:
             values = searcher.numbers(ranking.ids, sort.lstrip("+-"))
             keyed = np.where(np.isnan(values), np.inf, -values if sort.startswith("-") else values)
@@ -210,7 +215,8 @@ class Engine:
             for hit in hits:
                 hit.explain = run.explain(hit.id)
         terms = searcher.text_query(plan.text, relaxed=True)[1] if plan.text.strip() else []
-        return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms, relaxed=bool(dropped), dropped=dropped)
+        return SearchResult(hits, total, terms, facet_counts, timings_ms=run.timings_ms, relaxed=bool(dropped),
+                            dropped=dropped)
 
     def _instead(self, searcher: Searcher, text: str, match: str | None) -> list[str]:
         """Queries to offer when `text` matched nothing (never silent partial matches): completions of the
@@ -251,7 +257,8 @@ class Engine:
 
         if on_error not in ("fail", "skip"):
             raise QueryError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
-        batch = [r if isinstance(r, Record) else Record(i, r) if isinstance(r, dict) else Record(i, None, "expected a JSON object")
+        batch = [r if isinstance(r, Record) else Record(i, r) if isinstance(r, dict)
+                 else Record(i, None, "expected a JSON object")
                  for i, r in enumerate(records, 1)]
         from souk.index.writer import write_turn
 
@@ -262,7 +269,8 @@ class Engine:
                 writer.rollback()
                 raise
             # the ids that existed, read inside the write turn (no other writer commits meanwhile)
-            existing = [i for i, doc in zip(delete, self.index.searcher().docs(list(delete))) if doc is not None] if delete else []
+            existing = [i for i, doc in zip(delete, self.index.searcher().docs(list(delete)))
+                        if doc is not None] if delete else []
             writer.delete(delete)
             writer.commit()
         self.refresh()
@@ -315,7 +323,11 @@ def _collapse(hits: list, field: str) -> list:
     first: dict[str, Any] = {}
     for hit in hits:
         value = hit.doc.get(field)
-        key = normalize(" ".join(map(str, value)) if isinstance(value, list) else str(value)) if value not in (None, "") else f"\0{hit.id}"
+        key = (
+            normalize(" ".join(map(str, value)) if isinstance(value, list) else str(value))
+            if value not in (None, "")
+            else f"\0{hit.id}"
+        )
         if key in first:
             first[key].collapsed += 1
         else:

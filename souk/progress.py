@@ -28,7 +28,8 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
         yield log.advance
         log.finish()
         return
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn()]
     with Progress(*columns, console=err_console) as prog:
         task = prog.add_task(description, total=total)
 

@@ -26,7 +26,9 @@ def needs_shared(*parts: str):
     return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (the shared data beside the repo), absent here")
 
 
-def run_souk(*args: str, check: bool = True, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_souk(
+    *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the real `souk` CLI in a subprocess and return the completed process."""
     proc = subprocess.run([*SOUK, *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout)
     if check and proc.returncode != 0:

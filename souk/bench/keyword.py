@@ -58,11 +58,13 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
     return {
         "dataset": str(dataset), "split": split, "docs": len(records), "queries": len(queries),
         "qps": round(n / souk_s, 1), "peer_qps": round(n / peer_s, 1), "ratio": round(peer_s / souk_s, 3),
-        "index_docs_per_s": round(len(records) / index_s, 1), "peer_index_docs_per_s": round(len(records) / peer_index_s, 1),
+        "index_docs_per_s": round(len(records) / index_s, 1),
+        "peer_index_docs_per_s": round(len(records) / peer_index_s, 1),
         "ndcg@10": round(souk_m["ndcg@10"], 4), "peer_ndcg@10": round(peer_m["ndcg@10"], 4),
         "ndcg_delta": round(souk_m["ndcg@10"] - peer_m["ndcg@10"], 4),
         "recall@100": round(souk_m["recall@100"], 4), "peer_recall@100": round(peer_m["recall@100"], 4),
-        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "peer": "bm25s (lucene, k1=1.2, b=0.75)",
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peer": "bm25s (lucene, k1=1.2, b=0.75)",
     }
 
 

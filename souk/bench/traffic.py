@@ -91,8 +91,11 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
             events = []
             for i, hit in enumerate(body["hits"]):
                 position = body.get("offset", 0) + i + 1
-                if rng.random() < shoppers.examined(position) and rng.random() < shoppers.attracted(grades.get(hit["id"], 0), top):
-                    events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"], "position": position})
+                if rng.random() < shoppers.examined(position) and rng.random() < shoppers.attracted(
+                    grades.get(hit["id"], 0), top
+                ):
+                    events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"],
+                                   "position": position})
             if events:
                 status, ack = client.call("POST", "/events", events)
                 if status != 202:

@@ -13,9 +13,13 @@ def register(bench_app: typer.Typer) -> None:
     @bench_app.command("encoder")
     def encoder_cmd(
         dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
-        split: Optional[str] = typer.Option(None, "--split", help="qrels split for nDCG (default: test, dev or train)."),
-        max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Encode a seeded sample of this many docs (judged ones kept)."),
-        isa: str = typer.Option("native", "--isa", help="native, or avx2: both sides rerun in a process with oneDNN and torch capped to AVX2."),
+        split: Optional[str] = typer.Option(None, "--split",
+                                            help="qrels split for nDCG (default: test, dev or train)."),
+        max_docs: Optional[int] = typer.Option(None, "--max-docs",
+                                               help="Encode a seeded sample of this many docs (judged ones kept)."),
+        isa: str = typer.Option("native", "--isa",
+                                help="native, or avx2: both sides rerun in a process with oneDNN and "
+                                     "torch capped to AVX2."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Docs/s of souk's chosen encoder path vs sentence-transformers fp32; nDCG@10 of both."""
@@ -23,7 +27,11 @@ def register(bench_app: typer.Typer) -> None:
 
         if isa not in ("native", "avx2"):
             raise typer.BadParameter("native or avx2", param_hint="--isa")
-        result = bench_encoder(dataset, split, max_docs) if isa == "native" else bench_encoder_capped(dataset, split, max_docs)
+        result = (
+            bench_encoder(dataset, split, max_docs)
+            if isa == "native"
+            else bench_encoder_capped(dataset, split, max_docs)
+        )
         if as_json:
             emit_json(result)
             return
@@ -50,7 +58,8 @@ def register(bench_app: typer.Typer) -> None:
             emit_json(result)
             return
         rows = result["rows"]
-        table = Table(title=f"{result['docs']} docs, {result['queries']} queries, dim {result['dim']}, transform {result['transform']}")
+        table = Table(title=f"{result['docs']} docs, {result['queries']} queries, dim {result['dim']}, transform "
+                            f"{result['transform']}")
         for col in rows[0]:
             table.add_column(col, justify="left" if col == "index" else "right")
         for row in rows:

@@ -14,10 +14,14 @@ def register(bench_app: typer.Typer) -> None:
     def rerank_cmd(
         dataset: Path = typer.Option(..., "--dataset", help="BEIR directory."),
         split: Optional[str] = typer.Option(None, "--split", help="qrels split (default: test, dev or train)."),
-        index: Optional[Path] = typer.Option(None, "--index", help="Take candidates (and the active cross model) from this index."),
-        model: Optional[Path] = typer.Option(None, "--model", help="Cross-encoder model directory (default: the index's active one, else MiniLM with an untrained head)."),
+        index: Optional[Path] = typer.Option(None, "--index",
+                                             help="Take candidates (and the active cross model) from this index."),
+        model: Optional[Path] = typer.Option(None, "--model",
+                                             help="Cross-encoder model directory (default: the index's active one, "
+                                                  "else MiniLM with an untrained head)."),
         depth: int = typer.Option(20, "--depth", min=1, help="Candidates reranked per query."),
-        max_queries: Optional[int] = typer.Option(None, "--max-queries", min=1, help="A seeded sample of this many queries."),
+        max_queries: Optional[int] = typer.Option(None, "--max-queries", min=1,
+                                                  help="A seeded sample of this many queries."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Pairs/s of souk's cross-encoder path vs sentence-transformers fp32 on the same weights; nDCG@10 of both."""

@@ -47,7 +47,8 @@ def open_or_create(data: Path, index_dir: Path, schema_file: Path | None, vector
         elif raw is not None and raw.get("id", index.schema.id_field) != index.schema.id_field:
             raise ConfigError(f"{index_dir} exists with id field {index.schema.id_field!r}, not {raw.get('id')!r}")
         if vectors and not index.schema.vector_fields:
-            raise ConfigError(f"{index_dir} exists without a vector field; --vectors only applies when creating an index: index into a new directory")
+            raise ConfigError(f"{index_dir} exists without a vector field; --vectors only applies when creating an "
+                              "index: index into a new directory")
         cols = columns or _file_columns(raw, schema_file) or index.schema.catalog.get("columns")
         return Opened(index, read_catalog(data, columns=cols))
     cols = columns or _file_columns(raw, schema_file)
@@ -129,22 +130,36 @@ def register(app: typer.Typer) -> None:
     def index_cmd(
         data: Path = typer.Argument(..., help="Catalog: .jsonl, .json, .csv, .tsv or a BEIR directory."),
         index: Path = typer.Option(..., "--index", help="Index directory (created, or added to/updated)."),
-        schema: Optional[Path] = typer.Option(None, "--schema", help="Schema TOML; inferred when absent (or when it has no [fields])."),
-        columns: Optional[str] = typer.Option(None, "--columns", help="Names of the columns of a CSV/TSV without a header row: a,b,c."),
-        on_error: str = typer.Option("fail", "--on-error", help="fail: commit nothing from a bad batch; skip: commit the rest."),
-        commit_every: int = typer.Option(0, "--commit-every", help="Commit after every N records (0: once at the end)."),
-        vectors: bool = typer.Option(False, "--vectors", help="Add a dense vector field 'embedding' (MiniLM) when creating."),
-        vector_backend: Optional[str] = typer.Option(None, "--vector-backend", help="With --vectors: flat (default), hnsw, ivfpq, sq8, or milvus (needs --vector-uri)."),
-        vector_uri: Optional[str] = typer.Option(None, "--vector-uri", help="With --vector-backend milvus: a local FILE.db (Milvus Lite) or http://host:19530."),
-        vector_collection: Optional[str] = typer.Option(None, "--vector-collection", help="With --vector-backend milvus: the collection (default: souk_<index name>_<random>)."),
-        ray: Optional[str] = typer.Option(None, "--ray", help="Encode vectors on Ray: auto (a local cluster for this run) or a cluster ADDRESS."),
+        schema: Optional[Path] = typer.Option(None, "--schema",
+                                              help="Schema TOML; inferred when absent (or when it has no [fields])."),
+        columns: Optional[str] = typer.Option(None, "--columns",
+                                              help="Names of the columns of a CSV/TSV without a header row: a,b,c."),
+        on_error: str = typer.Option("fail", "--on-error",
+                                     help="fail: commit nothing from a bad batch; skip: commit the rest."),
+        commit_every: int = typer.Option(0, "--commit-every",
+                                         help="Commit after every N records (0: once at the end)."),
+        vectors: bool = typer.Option(False, "--vectors",
+                                     help="Add a dense vector field 'embedding' (MiniLM) when creating."),
+        vector_backend: Optional[str] = typer.Option(None, "--vector-backend",
+                                                     help="With --vectors: flat (default), hnsw, ivfpq, sq8, or milvus "
+                                                          "(needs --vector-uri)."),
+        vector_uri: Optional[str] = typer.Option(None, "--vector-uri",
+                                                 help="With --vector-backend milvus: a local FILE.db (Milvus Lite) "
+                                                      "or http://host:19530."),
+        vector_collection: Optional[str] = typer.Option(None, "--vector-collection",
+                                                        help="With --vector-backend milvus: the collection (default: "
+                                                             "souk_<index name>_<random>)."),
+        ray: Optional[str] = typer.Option(None, "--ray",
+                                          help="Encode vectors on Ray: auto (a local cluster for this run) "
+                                               "or a cluster ADDRESS."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     ) -> None:
         """Index a catalog: validate, analyze, write, commit. A failed first run leaves no index behind."""
         if on_error not in ("fail", "skip"):
             raise ConfigError(f"--on-error must be 'fail' or 'skip', not {on_error!r}")
         if commit_every < 0:
-            raise ConfigError(f"--commit-every must be 0 (one commit at the end) or a number of records, not {commit_every}")
+            raise ConfigError("--commit-every must be 0 (one commit at the end) or a number of "
+                              f"records, not {commit_every}")
         t0 = time.perf_counter()
         from souk.cli.vectors import vector_options
 
@@ -158,7 +173,11 @@ def register(app: typer.Typer) -> None:
         from souk.cli.vectors import ray_encoding
 
         try:
-            with ray_encoding(idx, ray) as pre, idx.writer() as writer, progress_bar("indexing", estimate_records(data)) as advance:
+            with (
+                ray_encoding(idx, ray) as pre,
+                idx.writer() as writer,
+                progress_bar("indexing", estimate_records(data)) as advance,
+            ):
                 for chunk in _chunks(opened.records, commit_every) if commit_every > 0 else [opened.records]:
                     report = writer.add(pre(chunk), on_error=on_error, progress=advance)
                     writer.commit()
@@ -173,10 +192,12 @@ def register(app: typer.Typer) -> None:
         stats = idx.stats()
         warnings = _warnings(total, idx.schema, docs_before, stats["docs"], opened.created)
         result = {"index": str(index), "written": written, "rejected": len(rejected), "docs": stats["docs"],
-                  "commits": commits, "seconds": round(elapsed, 3), "docs_per_s": round(written / elapsed, 1) if elapsed else None,
+                  "commits": commits, "seconds": round(elapsed, 3), "docs_per_s": round(written / elapsed, 1) if elapsed
+                  else None,
                   "warnings": warnings, "notes": opened.notes}
         for line, fld, msg in rejected[:20]:
-            err_console.print(f"[yellow]skipped[/] line {line}: {escape(fld + ': ' if fld else '')}{escape(msg)}", soft_wrap=True)
+            err_console.print(f"[yellow]skipped[/] line {line}: {escape(fld + ': ' if fld else '')}{escape(msg)}",
+                              soft_wrap=True)
         if len(rejected) > 20:
             err_console.print(f"[yellow]... and {len(rejected) - 20} more rejected records[/]")
         for warning in warnings:
@@ -192,12 +213,15 @@ def register(app: typer.Typer) -> None:
     def search_cmd(
         query: str = typer.Argument("", help="Query text (empty: browse by filters)."),
         index: Path = typer.Option(..., "--index", help="Index directory."),
-        filters: list[str] = typer.Option([], "--filter", help="FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N, FIELD=A..B; repeatable."),
+        filters: list[str] = typer.Option([], "--filter",
+                                          help="FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N, FIELD=A..B; repeatable."),
         facets: list[str] = typer.Option([], "--facet", help="Keyword (counts) or number (min/max) field; repeatable."),
         k: int = typer.Option(10, "-k", "--k", help="Number of hits."),
         offset: int = typer.Option(0, "--offset", help="Skip this many hits (pagination)."),
         sort: Optional[str] = typer.Option(None, "--sort", help="Sort by a number field; '-price' for descending."),
-        pipeline: str = typer.Option("keyword", "--pipeline", help="keyword, bm25, dense, hybrid, ltr, rerank, full or one the index config declares."),
+        pipeline: str = typer.Option("keyword", "--pipeline",
+                                     help="keyword, bm25, dense, hybrid, ltr, rerank, full or one the "
+                                          "index config declares."),
         explain: bool = typer.Option(False, "--explain", help="Show the query plan and each hit's per-stage scores."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -233,16 +257,20 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(stats)
         else:
-            console.print(f"{index}: {stats['docs']} docs, {stats['bytes'] / 1e6:.1f} MB, {stats['segments']} segment(s)")
+            console.print(f"{index}: {stats['docs']} docs, {stats['bytes'] / 1e6:.1f} MB, "
+                          f"{stats['segments']} segment(s)")
             console.print("fields: " + ", ".join(f"{f['name']} ({f['kind']})" for f in stats["fields"]))
             for name, model in stats.get("models", {}).items():
                 measured = model.get("measured", {}).get(model.get("backend"), {})
-                speed = f", {measured['docs_per_s']} docs/s, cosine to fp32 {measured['cos_mean']:.4f}" if measured else ""
+                speed = (
+                    f", {measured['docs_per_s']} docs/s, cosine to fp32 {measured['cos_mean']:.4f}" if measured else ""
+                )
                 console.print(f"vectors {name}: {model.get('model')} on {model.get('backend')}{speed}; "
                               f"queries on {model.get('query_backend')}")
 
     @app.command("delete")
-    def delete_cmd(ids: list[str] = typer.Argument(..., help="Document ids."), index: Path = typer.Option(..., "--index"),
+    def delete_cmd(ids: list[str] = typer.Argument(..., help="Document ids."),
+                   index: Path = typer.Option(..., "--index"),
                    as_json: bool = typer.Option(False, "--json")) -> None:
         """Delete documents by id (committed at once)."""
         idx = Index.open(index)
@@ -256,7 +284,8 @@ def register(app: typer.Typer) -> None:
             emit_json(result)
         else:
             missing = len(ids) - result["deleted"]
-            console.print(f"deleted {result['deleted']} document(s){f' ({missing} id(s) not found)' if missing else ''}; {docs} remain")
+            console.print(f"deleted {result['deleted']} "
+                          f"document(s){f' ({missing} id(s) not found)' if missing else ''}; {docs} remain")
 
 
 def _print_explain(result) -> None:
@@ -281,11 +310,14 @@ def _print_result(result, schema: Schema, sort: str | None = None, load_ms: floa
     if result.suggestions:
         console.print("no results; try: " + ", ".join(f"[bold]{escape(s)}[/]" for s in result.suggestions))
     if result.dropped:
-        console.print(f"[yellow]relaxed: too few results hold every word; showing results without {', '.join(result.dropped)}[/]")
+        console.print("[yellow]relaxed: too few results hold every word; showing results without "
+                      f"{', '.join(result.dropped)}[/]")
     if result.partial:
         console.print(f"[yellow]the last {result.partial} results hold only some of the query's words[/]")
     elif result.relaxed:
-        console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
+        console.print(
+            "[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]"
+        )
     loaded = f" (index and models loaded in {load_ms:,.0f} ms before)" if load_ms is not None else ""
     table = Table(title=f"{result.total} hits in {result.took_ms:.1f} ms{loaded}", show_lines=False)
     table.add_column("#", justify="right")

@@ -10,17 +10,25 @@ from souk.cli.output import console, emit_json
 
 
 def register(app: typer.Typer) -> None:
-    clicks = typer.Typer(no_args_is_help=True, help="Learn from impression and click logs (online, position-corrected).")
+    clicks = typer.Typer(no_args_is_help=True,
+                         help="Learn from impression and click logs (online, position-corrected).")
     app.add_typer(clicks, name="clicks")
 
     @clicks.command("learn")
     def learn_cmd(
         index: Path = typer.Option(..., "--index", help="Index directory (its models/ gets the click model)."),
-        log: Optional[Path] = typer.Option(None, "--log", help="JSONL impressions: request, query, shown (in order), clicked, purchased, ts."),
-        events: bool = typer.Option(False, "--events", help="Learn from the index's own event log instead (the searches not learned yet)."),
-        eta: Optional[float] = typer.Option(None, "--eta", help="Position bias: examination of rank r is r^-eta (default 1; 0 = no correction). Fixed at creation."),
-        floor: Optional[float] = typer.Option(None, "--floor", help="Lowest examination probability (clips the weights; default 0.1)."),
-        alpha: Optional[float] = typer.Option(None, "--alpha", help="FTRL learning rate (default 0.1). Fixed at creation."),
+        log: Optional[Path] = typer.Option(None, "--log",
+                                           help="JSONL impressions: request, query, shown (in order), "
+                                                "clicked, purchased, ts."),
+        events: bool = typer.Option(False, "--events", help="Learn from the index's own event log instead (the "
+                                                            "searches not learned yet)."),
+        eta: Optional[float] = typer.Option(None, "--eta",
+                                            help="Position bias: examination of rank r is r^-eta (default 1; 0 = no "
+                                                 "correction). Fixed at creation."),
+        floor: Optional[float] = typer.Option(None, "--floor",
+                                              help="Lowest examination probability (clips the weights; default 0.1)."),
+        alpha: Optional[float] = typer.Option(None, "--alpha",
+                                              help="FTRL learning rate (default 0.1). Fixed at creation."),
         l1: Optional[float] = typer.Option(None, "--l1", help="FTRL L1 (default 0.5). Fixed at creation."),
         l2: Optional[float] = typer.Option(None, "--l2", help="FTRL L2 (default 1). Fixed at creation."),
         as_json: bool = typer.Option(False, "--json"),

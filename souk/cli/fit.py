@@ -14,18 +14,26 @@ def register(app: typer.Typer) -> None:
     @app.command("fit")
     def fit_cmd(
         index: Path = typer.Option(..., "--index", help="Index directory (its models/ gets the fitted models)."),
-        train: Optional[Path] = typer.Option(None, "--train", help="BEIR directory with judged queries (optional with --events)."),
-        events: bool = typer.Option(False, "--events", help="Also learn from the index's event log: labels from clicks, position bias removed."),
-        events_since: Optional[str] = typer.Option(None, "--events-since", help="Only events from then on (as souk analytics --since)."),
-        events_until: Optional[str] = typer.Option(None, "--events-until", help="Only events before then (same forms as --events-since)."),
+        train: Optional[Path] = typer.Option(None, "--train",
+                                             help="BEIR directory with judged queries (optional with --events)."),
+        events: bool = typer.Option(False, "--events",
+                                    help="Also learn from the index's event log: labels from clicks, "
+                                         "position bias removed."),
+        events_since: Optional[str] = typer.Option(None, "--events-since",
+                                                   help="Only events from then on (as souk analytics --since)."),
+        events_until: Optional[str] = typer.Option(None, "--events-until",
+                                                   help="Only events before then (same forms as --events-since)."),
         click_grades: str = typer.Option("posterior", "--click-grades", help="With --events: how clicks become grades, "
                                          "posterior (clicks over expected examinations) or ips (inverse propensity)."),
         split: str = typer.Option("train", "--split", help="Split to train on."),
         dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
-        stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
+        stages: Optional[str] = typer.Option(None, "--stages",
+                                             help="Comma-separated stages (default: every one that applies)."),
         budget_min: float = typer.Option(20.0, "--budget-min", help="Time budget in minutes for all stages together."),
         seed: int = typer.Option(13, "--seed"),
-        ray: Optional[str] = typer.Option(None, "--ray", help="Train the neural stages that can (bi, cross) data-parallel on Ray Train: auto (a local cluster) or a cluster ADDRESS."),
+        ray: Optional[str] = typer.Option(None, "--ray",
+                                          help="Train the neural stages that can (bi, cross) data-parallel on Ray "
+                                               "Train: auto (a local cluster) or a cluster ADDRESS."),
         ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray Train workers (DDP replicas) with --ray."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -45,7 +53,8 @@ def register(app: typer.Typer) -> None:
             from souk.events.labels import click_dataset, merge
 
             until = parse_since(events_until)
-            records = (r for r in _log(index).read(parse_since(events_since)) if until is None or float(r.get("t", 0)) < until)
+            records = (r for r in _log(index).read(parse_since(events_since)) if until is None
+                       or float(r.get("t", 0)) < until)
             clicked, clicks_report = click_dataset(records, grading=click_grades)
             train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
@@ -61,7 +70,8 @@ def register(app: typer.Typer) -> None:
             outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options,
                            ray_workers=ray_workers if ray else 0)
         result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
-            {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
+            {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1),
+             "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}
             for o in outcomes]}
         if as_json:
@@ -74,8 +84,10 @@ def register(app: typer.Typer) -> None:
     @app.command("models")
     def models_cmd(
         index: Path = typer.Option(..., "--index"),
-        activate: Optional[str] = typer.Option(None, "--activate", help="Make this model (e.g. ltr-2) the active one of its stage."),
-        seal: Optional[str] = typer.Option(None, "--seal", help="Record the file hashes of this model (one fitted by an "
+        activate: Optional[str] = typer.Option(None, "--activate",
+                                               help="Make this model (e.g. ltr-2) the active one of its stage."),
+        seal: Optional[str] = typer.Option(None, "--seal",
+                                           help="Record the file hashes of this model (one fitted by an "
                                            "older souk, whose files you trust) so it loads again."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -92,12 +104,15 @@ def register(app: typer.Typer) -> None:
             activate_model(store.root.parent, activate)
         models = store.list()
         if as_json:
-            emit_json({"models": [{k: m.get(k) for k in ("name", "stage", "kind", "active", "created", "dev", "seconds", "device", "data")}
+            emit_json({"models": [{k: m.get(k)
+                                   for k in ("name", "stage", "kind", "active", "created", "dev", "seconds",
+                                             "device", "data")}
                                   for m in models]})
             return
         table = Table(title=f"models of {index}")
         for col in ("name", "kind", "active", "created", "dev"):
             table.add_column(col)
         for m in models:
-            table.add_row(m["name"], str(m.get("kind")), "yes" if m["active"] else "", str(m.get("created")), str(m.get("dev")))
+            table.add_row(m["name"], str(m.get("kind")), "yes" if m["active"] else "", str(m.get("created")),
+                          str(m.get("dev")))
         console.print(table)

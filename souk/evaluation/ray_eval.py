@@ -42,7 +42,8 @@ def evaluate_on_ray(index: str | Path, pipeline: str, dataset: Dataset, k: int =
     task = ray.remote(num_cpus=WORKER_CPUS)(_shard)
     shards = [qids[i::n] for i in range(n)]
     futures = [task.remote(str(Path(index).resolve()), pipeline,
-                           replace(dataset, queries={q: dataset.queries[q] for q in s}, qrels={q: dataset.qrels[q] for q in s}), k)
+                           replace(dataset, queries={q: dataset.queries[q] for q in s},
+                                   qrels={q: dataset.qrels[q] for q in s}), k)
                for s in shards if s]
     run, latency, stages = {}, {}, {}
     for part in ray.get(futures):

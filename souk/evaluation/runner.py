@@ -42,7 +42,8 @@ class Evaluation:
             "p50_ms": float(np.percentile(latency, 50)),
             "p99_ms": float(np.percentile(latency, 99)),
             "mean_ms": float(latency.mean()),
-            **({"stage_p50_ms": {n: float(np.percentile(v, 50)) for n, v in self.stage_ms.items()}} if self.stage_ms else {}),
+            **({"stage_p50_ms": {n: float(np.percentile(v, 50)) for n, v in self.stage_ms.items()}}
+               if self.stage_ms else {}),
         }
 
 

@@ -109,7 +109,9 @@ def disagreements(records: Iterable[dict[str, Any]], top: int = TOP, min_clicks:
         return []
     model = fit_pbm(obs)
     rows: dict[str, list[tuple[str, float, float, float]]] = defaultdict(list)
-    position = np.bincount(obs.pair, obs.position, len(obs.pairs)) / np.maximum(np.bincount(obs.pair, minlength=len(obs.pairs)), 1)
+    position = np.bincount(obs.pair, obs.position, len(obs.pairs)) / np.maximum(
+        np.bincount(obs.pair, minlength=len(obs.pairs)), 1
+    )
     clicks = np.bincount(obs.pair, obs.clicked, len(obs.pairs))
     for i, (key, doc) in enumerate(obs.pairs):
         rows[key].append((doc, float(position[i]), float(model.gamma[i]), float(clicks[i])))
@@ -140,10 +142,12 @@ def bar_svg(labels: list[str], values: list[float], title: str, width: int = 640
     for i, (label, v) in enumerate(zip(labels, values)):
         h = (height - pad - bottom) * float(v) / top
         x = pad + i * bw
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - bottom - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
+        parts.append(f'<rect x="{x + 1:.1f}" y="{height - bottom - h:.1f}" '
+                     f'width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
                      f'fill="#3b6ea5"><title>{html.escape(str(label))}: {float(v):.4g}</title></rect>')
         if n <= 24:
             parts.append(f'<text x="{x + bw / 2:.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle" '
                          f'font-family="sans-serif">{html.escape(str(label)[:12])}</text>')
-    parts.append(f'<line x1="{pad}" y1="{height - bottom}" x2="{width - pad}" y2="{height - bottom}" stroke="#333"/></svg>')
+    parts.append(f'<line x1="{pad}" y1="{height - bottom}" x2="{width - pad}" y2="{height - bottom}" '
+                 'stroke="#333"/></svg>')
     return "".join(parts)

@@ -139,7 +139,8 @@ class EventLog:
             raise QueryError(f"{where}: expected an object with search_id, type and id")
         extra = set(e) - {"search_id", "type", "id", "position", "session"}
         if extra:
-            raise QueryError(f"{where}: unknown field {sorted(extra)[0]!r}; fields: search_id, type, id, position, session")
+            raise QueryError(f"{where}: unknown field {sorted(extra)[0]!r}; fields: search_id, type, "
+                             "id, position, session")
         kind, sid, doc, pos = e.get("type"), e.get("search_id"), e.get("id"), e.get("position")
         if kind not in ACTIONS:
             raise QueryError(f"{where}.type: unknown event type {kind!r}; expected one of {', '.join(ACTIONS)}")
@@ -225,7 +226,11 @@ class EventLog:
 
     # ---- reading ------------------------------------------------------------------------------
     def segments(self) -> list[Path]:
-        return [p for p in self.dir.glob("segment-*.log") if p.is_file() and not p.is_symlink()] if self.dir.is_dir() else []
+        return (
+            [p for p in self.dir.glob("segment-*.log") if p.is_file() and not p.is_symlink()]
+            if self.dir.is_dir()
+            else []
+        )
 
     def read(self, since: float | None = None, kinds: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
         """Every intact record (segments in start order, then file order), from time `since` on."""

@@ -269,7 +269,8 @@ class Writer:
             out[vf.name] = encode_documents(params, texts, progress=False, description=f"encoding {vf.name}")
         return out
 
-    def _document(self, values: dict, vectors: dict, analyzed: dict[tuple[str, str], str | None] | None = None) -> tantivy.Document:
+    def _document(self, values: dict, vectors: dict,
+                  analyzed: dict[tuple[str, str], str | None] | None = None) -> tantivy.Document:
         doc = tantivy.Document()
         doc_id = values[self.schema.id_field]
         doc.add_text(ID, doc_id)
@@ -320,7 +321,8 @@ class AnalysisPool:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         env = os.environ.get("SOUK_ANALYSIS_WORKERS")
         # opt-in: on 2 shared cores a worker measured slower than none (scifact: 0.32x vs 0.87x bm25s docs/s)
-        self.workers = min(workers if workers is not None else (int(env) if env and env.isdigit() else 0), max(cores, 2) - 1)
+        self.workers = min(workers if workers is not None else (int(env) if env and env.isdigit() else 0),
+                           max(cores, 2) - 1)
         self._pool = None
 
     def analyze(self, specs, user_dict, rows):
@@ -330,7 +332,8 @@ class AnalysisPool:
             return analyze_rows(specs, user_dict, rows)
         pool = self._start()
         share = -(-len(rows) // (self.workers + 1))  # this process takes the first share
-        futures = [pool.submit(analyze_rows, specs, user_dict, rows[i:i + share]) for i in range(share, len(rows), share)]
+        futures = [pool.submit(analyze_rows, specs, user_dict, rows[i:i + share])
+                   for i in range(share, len(rows), share)]
         out = analyze_rows(specs, user_dict, rows[:share])
         for i, future in zip(range(share, len(rows), share), futures):
             try:

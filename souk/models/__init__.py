@@ -13,6 +13,8 @@ from souk.models.machine import detect_machine
 from souk.models.registry import (MODEL_MANIFEST, ModelCard, model_card, model_names, register_model, text_coverage,
                                   write_model_manifest)
 
-__all__ = ["BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard", "PairScorer", "SequenceClassifier",
-           "TransformerEncoder", "choose_backend", "detect_machine", "encode_resumable", "get_encoder", "load_cross_encoder",
+__all__ = ["BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard", "PairScorer",
+           "SequenceClassifier",
+           "TransformerEncoder", "choose_backend", "detect_machine", "encode_resumable", "get_encoder",
+           "load_cross_encoder",
            "load_encoder", "model_card", "model_names", "register_model", "text_coverage", "write_model_manifest"]

@@ -11,7 +11,8 @@ Paths (registry `BACKENDS`, names persisted with the index):
                  texts); offered only with VNNI/AMX (on AVX2 alone it measured no faster than fp32).
 `choose_backend` probes each offered path on a slice of the caller's texts and keeps the fastest whose
 embeddings stay within its tolerance of fp32 (`TOLERANCE` for exact paths, `INT8_TOLERANCE` for int8;
-measurements cached per machine under `cache_dir()`); `exact` names the path queries use: the exact one quickest to load (onnx-fp32, then
+measurements cached per machine under `cache_dir()`); `exact` names the path queries use: the exact one quickest to load
+(onnx-fp32, then
 openvino-fp32), else the fastest exact one.
 Exports (ONNX, OpenVINO IR) are built once into `cache_dir()/models/` and hash-checked against their
 `export.json` on every load; one that fails the check, or is not owned by this user, is rebuilt.
@@ -120,7 +121,10 @@ def _verified(folder: Path) -> bool:
         return False
     try:
         files = json.loads(meta.read_text())["files"]
-        names = {p.name for p in folder.iterdir() if not p.name.startswith(".verified.")} - {"export.json", "verified.json"}
+        names = {p.name for p in folder.iterdir() if not p.name.startswith(".verified.")} - {
+            "export.json",
+            "verified.json",
+        }
         if not files or names != set(files) or not all(_ours(folder / n) for n in files):
             return False
         stamps = {n: _stamp(folder / n) for n in files}
@@ -179,7 +183,8 @@ def _export_onnx(card: ModelCard, target: Path) -> None:
             self.net = net
 
         def forward(self, input_ids, attention_mask):
-            return mean_pool(self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask)
+            return mean_pool(self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                             attention_mask)
 
     example = (torch.tensor([[1, 5, 2], [1, 2, 0]]), torch.tensor([[1, 1, 1], [1, 1, 0]]))
     import warnings
@@ -246,7 +251,8 @@ def _calibration_texts() -> list[str]:
     demo = Path(__file__).resolve().parent.parent / "demo" / "pricewatch.json"
     try:
         rows = json.loads(demo.read_text(encoding="utf-8"))
-        return [str(r["name"]["en"]) for r in rows[:CALIBRATION_SIZE] if isinstance(r.get("name"), dict) and r["name"].get("en")]
+        return [str(r["name"]["en"]) for r in rows[:CALIBRATION_SIZE] if isinstance(r.get("name"), dict)
+                and r["name"].get("en")]
     except (OSError, ValueError, KeyError, TypeError):
         return ["a short text"]
 
@@ -435,7 +441,9 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 def _choice_path(config: "EncoderConfig") -> Path:
     m = detect_machine()
     card = model_card(config.model)
-    key = hashlib.sha1(json.dumps([card.key, config.max_length, m.signature(), ONNX_FORMAT, capped_to_avx2()]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(
+        json.dumps([card.key, config.max_length, m.signature(), ONNX_FORMAT, capped_to_avx2()]).encode()
+    ).hexdigest()[:16]
     return cache_dir() / "models" / f"choice-{key}.json"
 
 

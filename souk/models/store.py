@@ -2,7 +2,8 @@
 
 Layout: `DIR/models/<stage>-<n>/` (each with `manifest.json`: kind, base model, data and split,
 hyper-parameters, seed, dev metrics, curve, time taken, device) and `DIR/models/active.json`
-(stage -> directory name, `<stage>-<n>` inside `models/` only). A fit writes into a temporary directory beside them and is published
+(stage -> directory name, `<stage>-<n>` inside `models/` only). A fit writes into a temporary directory beside them and
+is published
 by a rename plus an atomic rewrite of `active.json`, so a failed or interrupted fit leaves the
 active models untouched. Model files are untrusted input: `publish` (and `seal`) records the sha256 of
 every file in the manifest (`files`), and `read_model_manifest` checks them before any loader (LightGBM,
@@ -48,12 +49,15 @@ def read_model_manifest(path: Path, kind: str | None = None, verify: bool = True
         with open(file, "rb") as f:
             raw = f.read(MANIFEST_BYTES + 1)
         if len(raw) > MANIFEST_BYTES:
-            raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is over {MANIFEST_BYTES >> 20} MB; refit the model")
+            raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is over "
+                                   f"{MANIFEST_BYTES >> 20} MB; refit the model")
         manifest = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{path} is not a souk model directory (no {MANIFEST})") from None
     except (OSError, ValueError, RecursionError) as e:  # JSON and UTF-8 errors are ValueErrors
-        raise ModelUnavailable(f"model {Path(path).name}: unreadable {MANIFEST} ({type(e).__name__}); refit the model") from None
+        raise ModelUnavailable(
+            f"model {Path(path).name}: unreadable {MANIFEST} ({type(e).__name__}); refit the model"
+        ) from None
     if not isinstance(manifest, dict):
         raise ModelUnavailable(f"model {Path(path).name}: {MANIFEST} is not a JSON object; refit the model")
     if kind is not None and manifest.get("kind") != kind:
@@ -81,14 +85,16 @@ def file_hashes(folder: Path) -> dict[str, str]:
             rel = p.relative_to(folder).as_posix()
             st = os.lstat(p)
             if stat.S_ISLNK(st.st_mode):
-                raise ModelUnavailable(f"model {folder.name}: {rel} is a symlink; a model directory holds plain files only")
+                raise ModelUnavailable(f"model {folder.name}: {rel} is a symlink; a model directory "
+                                       "holds plain files only")
             if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever
                 raise ModelUnavailable(f"model {folder.name}: {rel} is not a regular file")
             if stat.S_ISREG(st.st_mode) and rel != MANIFEST:
                 files.append((rel, p))
                 total += st.st_size
     if total > MAX_MODEL_BYTES:
-        raise ModelUnavailable(f"model {folder.name}: its files hold {total >> 20} MB, over the {MAX_MODEL_BYTES >> 30} GB "
+        raise ModelUnavailable(f"model {folder.name}: its files hold {total >> 20} MB, over the "
+                               f"{MAX_MODEL_BYTES >> 30} GB "
                                "a model directory may hold")
     return dict(sorted((rel, file_sha256(p)) for rel, p in files))
 
@@ -187,7 +193,8 @@ class ModelStore:
         manifest.pop(FILES, None)
         write_json_atomic(Path(workdir) / MANIFEST, manifest)
         seal(workdir, manifest)
-        n = 1 + max((int(m["n"]) for p in self._versions() if (m := _VERSION.match(p.name)) and m["stage"] == stage), default=0)
+        n = 1 + max((int(m["n"]) for p in self._versions() if (m := _VERSION.match(p.name)) and m["stage"] == stage),
+                    default=0)
         final = self.root / f"{stage}-{n}"
         os.replace(workdir, final)
         if activate:
@@ -285,7 +292,9 @@ class ModelStore:
             raise ModelUnavailable(f"{MODELS_DIR}/ is a symlink; an index keeps its models in a directory of its own")
         try:
             if file.is_symlink() or (file.exists() and not file.is_file()):
-                raise ModelUnavailable(f"models/{ACTIVE} is not a regular file; activate a model again with souk models")
+                raise ModelUnavailable(
+                    f"models/{ACTIVE} is not a regular file; activate a model again with souk models"
+                )
             with open(file, "rb") as f:
                 raw = f.read(MANIFEST_BYTES + 1)
             data = json.loads(raw.decode("utf-8")) if len(raw) <= MANIFEST_BYTES else None

@@ -104,7 +104,8 @@ def rewriter_names() -> list[str]:
 class Planner:
     """Builds a QueryPlan with the configured rewriters, in order; built once per searcher."""
 
-    def __init__(self, searcher: Any, steps: Sequence[str] = ("syntax",), options: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, searcher: Any, steps: Sequence[str] = ("syntax",),
+                 options: dict[str, dict[str, Any]] | None = None):
         unknown = [s for s in steps if s not in _REWRITERS]
         if unknown:
             raise ConfigError(f"query.steps: unknown step {unknown[0]!r}; known: {', '.join(rewriter_names())}")

@@ -86,7 +86,8 @@ class Refreshing(Generic[T]):
                 with collector_paused():  # loading allocates much: no full GC pass stalls other threads meanwhile
                     value = self._build(searcher)
             except Exception:  # noqa: BLE001 - a failed rebuild keeps the previous version serving
-                log.exception("rebuilding %s for commit %s failed; the previous version stays", self.name, searcher.commit_id)
+                log.exception("rebuilding %s for commit %s failed; the previous version stays", self.name,
+                              searcher.commit_id)
                 continue
             with self._lock:
                 self._value, self._commit = value, searcher.commit_id

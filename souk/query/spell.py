@@ -176,7 +176,13 @@ class Speller:
             self._context[key.split(" ", 1)[0]] += count
         self._by_length: dict[int, list[str]] = defaultdict(list)
         for word, (df, _) in lexicon.words.items():
-            if df >= cfg.min_target_df and word.isalpha() and word.isascii() and len(word) > 1 and word not in self._stop:
+            if (
+                df >= cfg.min_target_df
+                and word.isalpha()
+                and word.isascii()
+                and len(word) > 1
+                and word not in self._stop
+            ):
                 self._by_length[len(word)].append(word)
         self._syllables: dict[str, list[str]] = defaultdict(list)  # "ping guo" -> [苹果]
         self._fuzzy: dict[str, list[str]] = defaultdict(list)
@@ -388,7 +394,8 @@ class Speller:
                     best[j].extend((s + gain, words + (word,), c + cost, f or (fuzzy and cost > 0))
                                    for s, words, c, f in best[i])
                 best[j] = heapq.nlargest(keep, best[j], key=lambda h: h[0])
-        return [(words, cost, "fuzzy_pinyin" if fuzzy else "homophone") for _, words, cost, fuzzy in best[n] if cost > 0]
+        return [(words, cost, "fuzzy_pinyin" if fuzzy else "homophone") for _, words, cost, fuzzy in best[n]
+                if cost > 0]
 
     # ---- scoring ------------------------------------------------------------------------------
     def _count(self, word: str) -> float:
@@ -515,7 +522,8 @@ class SpellRewriter:
         known = set(SpellConfig.__dataclass_fields__)
         for key, value in options.items():
             if key not in known:
-                raise ConfigError(f"query.spell.{key}: unknown option; options: few, plenty, suggest_min, log, {', '.join(sorted(known))}")
+                raise ConfigError(f"query.spell.{key}: unknown option; options: few, plenty, suggest_min, log, "
+                                  f"{', '.join(sorted(known))}")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"query.spell.{key}: expected a number, got {value!r}")
         for key, value in policy.items():

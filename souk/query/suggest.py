@@ -252,7 +252,9 @@ class Suggester:
         entity_names = (documents.check_fields(schema, entity_fields) if entity_fields is not None
                         else documents.entity_fields(schema, names))
         counts, log_stamp = _log_counts(log)
-        digest = hashlib.sha1(json.dumps([FORMAT, names, entity_names, log_stamp, cfg.digest()]).encode()).hexdigest()[:12]
+        digest = hashlib.sha1(json.dumps([FORMAT, names, entity_names, log_stamp, cfg.digest()]).encode()).hexdigest()[
+            :12
+        ]
         path = Path(searcher.path) / "cache" / f"suggest-{searcher.commit_id}-{digest}.npz"
         if cache and path.is_file():
             try:

@@ -76,7 +76,8 @@ class Expansion:
     rule: str
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "terms": list(self.terms), "weight": self.weight, "matched": self.matched, "rule": self.rule}
+        return {"text": self.text, "terms": list(self.terms), "weight": self.weight, "matched": self.matched,
+                "rule": self.rule}
 
 
 def units(text: str) -> list[tuple[str, int, int]]:
@@ -211,7 +212,8 @@ def parse_rules(path: Path) -> list[Rule]:
         with path.open("rb") as fh:
             data = fh.read(MAX_SYNONYM_FILE_BYTES + 1)
         if len(data) > MAX_SYNONYM_FILE_BYTES:
-            raise ConfigError(f"synonym file {path} is over {describe_bytes(MAX_SYNONYM_FILE_BYTES)}; split it or prune it")
+            raise ConfigError(f"synonym file {path} is over {describe_bytes(MAX_SYNONYM_FILE_BYTES)}; "
+                              "split it or prune it")
         raw = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read synonym file {path}: {type(e).__name__}") from None
@@ -294,7 +296,8 @@ def _terms(part: str, where: str, text: str) -> tuple[str, ...]:
                           f"{MAX_SYNONYM_RULE_TERMS}; split it into rules of related terms")
     for raw in raws:
         if len(raw.strip()) > MAX_SYNONYM_TERM_CHARS:
-            raise ConfigError(f"{where}: a term of {len(raw.strip())} characters is over the limit of {MAX_SYNONYM_TERM_CHARS}")
+            raise ConfigError(f"{where}: a term of {len(raw.strip())} characters is over the limit of "
+                              f"{MAX_SYNONYM_TERM_CHARS}")
         term = " ".join(normalize(raw).split())
         if not term or not units(term):
             raise ConfigError(f"{where}: {text!r} has an empty term")

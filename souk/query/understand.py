@@ -47,7 +47,8 @@ def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, 
         if key == "steps" or key in MATCH_KEYS:
             continue
         if key not in known:
-            raise ConfigError(f"query.{key}: unknown key; expected `steps`, {', '.join(MATCH_KEYS)} or a step name ({', '.join(known)})")
+            raise ConfigError(f"query.{key}: unknown key; expected `steps`, {', '.join(MATCH_KEYS)} or a step name "
+                              f"({', '.join(known)})")
         if not isinstance(value, dict):
             raise ConfigError(f"query.{key}: expected a table of options, got {value!r}")
         options[key] = value

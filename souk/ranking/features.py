@@ -126,8 +126,10 @@ class FeatureSet:
         """Refuse to score a model trained on other features (ModelError says what differs)."""
         mine = self.spec
         if spec.get("format") != mine["format"] or spec.get("groups") != mine["groups"]:
-            raise ModelError(f"{model} was trained with feature groups {spec.get('groups')} (format {spec.get('format')}); "
-                             f"this souk computes {mine['groups']} (format {mine['format']}): refit it with souk fit --stages ltr")
+            raise ModelError(f"{model} was trained with feature groups {spec.get('groups')} (format "
+                             f"{spec.get('format')}); "
+                             f"this souk computes {mine['groups']} (format {mine['format']}): refit it with "
+                             "souk fit --stages ltr")
         if spec.get("names") != mine["names"]:
             theirs, ours = list(spec.get("names") or []), mine["names"]
             i = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
@@ -353,9 +355,11 @@ def _text(env: FeatureEnv, batch: Batch) -> np.ndarray:
             seq, _ = query_term_ids(env, batch, u)
             out = found[name] = {}
             if len(seq) and all("tf" in found[p] for p in parts):
-                _counts(out, u, np.unique(seq), sum(found[p]["tf"] for p in parts), sum(found[p]["len"] for p in parts), n_docs)
+                _counts(out, u, np.unique(seq), sum(found[p]["tf"] for p in parts), sum(found[p]["len"] for p in parts),
+                        n_docs)
             else:
-                out.update({c: np.full(len(batch), np.nan) for c in COMPOSITE_FEATURES}, len=sum(found[p]["len"] for p in parts))
+                out.update({c: np.full(len(batch), np.nan) for c in COMPOSITE_FEATURES},
+                           len=sum(found[p]["len"] for p in parts))
     cols = [found[name][c] for name, u in env.terms.units.items() for c in unit_columns(u, bool(composite[name]))]
     return np.stack(cols, axis=1) if cols else np.zeros((len(batch), 0))
 
@@ -389,14 +393,16 @@ def _fitted(env: FeatureEnv) -> bool:
     return any(store.active(name) is not None for name in LEARNED_SIGNALS)
 
 
-@register_features("learned", version=1, columns=lambda env: [f"signal.{s}{r}" for s in LEARNED_SIGNALS for r in ("", "_rank")],
+@register_features("learned", version=1,
+                   columns=lambda env: [f"signal.{s}{r}" for s in LEARNED_SIGNALS for r in ("", "_rank")],
                    applies=_fitted)
 def _learned(env: FeatureEnv, batch: Batch) -> np.ndarray:
     return _signal_columns(batch, LEARNED_SIGNALS)
 
 
 # ---- number fields marked as features --------------------------------------------------------
-@register_features("number", version=1, columns=lambda env: [f"number.{f}.{t}" for f in env.terms.numbers for t in ("log", "rank")],
+@register_features("number", version=1,
+                   columns=lambda env: [f"number.{f}.{t}" for f in env.terms.numbers for t in ("log", "rank")],
                    applies=lambda env: bool(env.terms.numbers))
 def _numbers(env: FeatureEnv, batch: Batch) -> np.ndarray:
     cols = []

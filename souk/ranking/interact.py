@@ -35,7 +35,8 @@ MAX_QUERY = (16, 24, 24)    # query features kept per level (terms, characters, 
 MAX_DOC = (64, 96, 96)      # document features kept per level
 K1, B = 1.2, 0.75
 LEVEL_FEATURES = 8          # per level: weighted cover, weighted log tf, cover, full cover, and the 4 of DOC_FEATURES
-DOC_FEATURES = 4            # per level: doc share, log1p BM25, BM25 / the list's best, longest run of present query features
+# per level: doc share, log1p BM25, BM25 / the list's best, longest run of present query features
+DOC_FEATURES = 4
 GLOBAL_FEATURES = 4
 
 
@@ -53,7 +54,11 @@ class CorpusStats:
     def of(cls, view: CorpusView, model: WordVectors) -> "CorpusStats":
         n = len(view.keys)
         doc_of = np.repeat(np.arange(n), np.diff(view.offsets))
-        pairs = np.unique(doc_of.astype(np.int64) * (len(model.features) + 1) + view.ids) if len(view.ids) else np.zeros(0, np.int64)
+        pairs = (
+            np.unique(doc_of.astype(np.int64) * (len(model.features) + 1) + view.ids)
+            if len(view.ids)
+            else np.zeros(0, np.int64)
+        )
         df = np.bincount(pairs % (len(model.features) + 1), minlength=len(model.features))[: len(model.features)]
         idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
         lengths = np.zeros((n, 3), np.float32)
@@ -63,7 +68,8 @@ class CorpusStats:
         return cls(idf, float(np.log((n + 1) / 0.5)), mean_len, lengths, model.levels)
 
 
-def _split_levels(ids: np.ndarray, levels: np.ndarray, caps: Sequence[int], unknown_level: np.ndarray | None = None) -> list[np.ndarray]:
+def _split_levels(ids: np.ndarray, levels: np.ndarray, caps: Sequence[int],
+                  unknown_level: np.ndarray | None = None) -> list[np.ndarray]:
     """Feature ids of one text split by level (capped); unknown ids (-1) stay, at the level given."""
     lv = np.where(ids >= 0, levels[np.maximum(ids, 0)], unknown_level if unknown_level is not None else 0)
     return [ids[lv == level][: caps[level]] for level in range(3)]
@@ -170,19 +176,27 @@ def build_module(hidden: int = 32):
     class InteractionModel(nn.Module):
         def __init__(self):
             super().__init__()
-            self.term_weights = nn.ModuleList([nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)) for _ in range(3)])
-            self.mlp = nn.Sequential(nn.Linear(3 * LEVEL_FEATURES + GLOBAL_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+            self.term_weights = nn.ModuleList([nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+                                               for _ in range(3)])
+            self.mlp = nn.Sequential(nn.Linear(3 * LEVEL_FEATURES + GLOBAL_FEATURES, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 1))
 
         def forward(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
             feats = []
             for level in range(3):
                 mask, idf = batch[f"mask{level}"], batch[f"idf{level}"]                      # (B, Lq)
                 nq = mask.sum(1, keepdim=True)
-                w = nn.functional.softplus(self.term_weights[level](torch.stack([idf, torch.log1p(nq).expand_as(idf)], -1))[..., 0]) * mask
+                w = (
+                    nn.functional.softplus(
+                        self.term_weights[level](torch.stack([idf, torch.log1p(nq).expand_as(idf)], -1))[..., 0]
+                    )
+                    * mask
+                )
                 a = (w / w.sum(1, keepdim=True).clamp(min=1e-6))[:, None, :]                 # (B, 1, Lq)
                 pres, ltf = batch[f"present{level}"], batch[f"log_tf{level}"]               # (B, K, Lq)
                 cover = (a * pres).sum(-1)
-                feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / nq.clamp(min=1), (cover > 0.999).float() * (nq > 0).float(),
+                feats += [cover, (a * ltf).sum(-1), pres.sum(-1) / nq.clamp(min=1),
+                          (cover > 0.999).float() * (nq > 0).float(),
                           *batch["doc"][..., level, :].unbind(-1)]
             x = torch.cat([torch.stack(feats, -1), batch["glob"]], -1)
             return self.mlp(x)[..., 0]
@@ -210,7 +224,10 @@ class InteractModel:
             raise ModelError(f"{folder}: unreadable interact weights ({type(e).__name__}); fit it again") from None
         expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
                    {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
-        if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES:
+        if (
+            set(self.weights) != expected
+            or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES
+        ):
             raise ModelError(f"{folder}: interact weights do not fit this version's features; fit it again")
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -222,7 +239,8 @@ class InteractModel:
             nq = mask.sum(1, keepdims=True)
             x = np.stack([idf, np.broadcast_to(np.log1p(nq), idf.shape)], -1)
             h = np.tanh(x @ w[f"term_weights.{level}.0.weight"].T + w[f"term_weights.{level}.0.bias"])
-            tw = _softplus((h @ w[f"term_weights.{level}.2.weight"].T + w[f"term_weights.{level}.2.bias"])[..., 0]) * mask
+            tw = _softplus((h @ w[f"term_weights.{level}.2.weight"].T
+                            + w[f"term_weights.{level}.2.bias"])[..., 0]) * mask
             a = (tw / np.maximum(tw.sum(1, keepdims=True), 1e-6))[:, None, :]
             pres, ltf = arrays[f"present{level}"], arrays[f"log_tf{level}"]
             cover = (a * pres).sum(-1)
@@ -243,7 +261,8 @@ class InteractStage:
         searcher = context.searcher
         path = ModelStore(searcher.path).active(STAGE)
         if path is None:
-            raise Unavailable("no fitted interact model: run `souk fit --index DIR --train BEIR_DIR` (Chinese text) first")
+            raise Unavailable("no fitted interact model: run `souk fit --index DIR --train BEIR_DIR` "
+                              "(Chinese text) first")
         try:
             self.model = InteractModel(path)
         except (TypeError, ValueError, KeyError, IndexError) as e:  # weights or manifest of the wrong shape
@@ -291,7 +310,8 @@ def features_for(model: WordVectors, view: CorpusView, stats: CorpusStats, texts
         pos = view.positions(doc_keys(list(ids))) if len(ids) else np.zeros(0, np.int64)
         rows = view.rows(np.maximum(pos, 0)) if len(pos) else []
         rows = [r if p >= 0 else r[:0] for r, p in zip(rows, pos)]
-        items.append(pair_features(query_feature_ids(model, text), rows, np.maximum(pos, 0), stats, len(text.replace(" ", ""))))
+        items.append(pair_features(query_feature_ids(model, text), rows, np.maximum(pos, 0), stats,
+                                   len(text.replace(" ", ""))))
         positions.append(pos)
     return stack_features(items, max(k, 1)), positions
 

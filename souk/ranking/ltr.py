@@ -50,7 +50,9 @@ def read_booster(path: Path, manifest: dict[str, Any]):
     try:
         return load_booster(data, MODEL_FILE)
     except ModelError as e:
-        raise ModelUnavailable(f"model {path.name} is damaged: {e}; refit it, or activate another with souk models") from None
+        raise ModelUnavailable(
+            f"model {path.name} is damaged: {e}; refit it, or activate another with souk models"
+        ) from None
 
 
 class LtrModel:
@@ -105,7 +107,8 @@ def model_dir(index_path: Path, pinned: str | None = None) -> Path:
         return path
     path = store.active("ltr")
     if path is None:
-        raise StageUnavailable("no fitted ltr model for this index; run souk fit --index DIR --train BEIR_DIR --stages ltr")
+        raise StageUnavailable("no fitted ltr model for this index; run souk fit --index DIR --train "
+                               "BEIR_DIR --stages ltr")
     return path
 
 

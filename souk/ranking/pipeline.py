@@ -100,7 +100,8 @@ class _Step:
 class Pipeline:
     """A planner and a list of stages; the first stage recalls, the others rerank."""
 
-    def __init__(self, name: str, searcher: Any, planner: Planner, recall: RecallStage, steps: list[_Step], notes: list[str]):
+    def __init__(self, name: str, searcher: Any, planner: Planner, recall: RecallStage, steps: list[_Step],
+                 notes: list[str]):
         self.name = name
         self.searcher = searcher
         self.planner = planner
@@ -162,7 +163,8 @@ def _apply(step: _Step, plan: QueryPlan, candidates: Ranking) -> Ranking:
         tail_scores = floor - 1.0 - np.arange(1, len(tail) + 1, dtype=np.float32) * 1e-3
         tail = tail.take(slice(None), tail_scores).with_signal(step.name, np.full(len(tail), np.nan, dtype=np.float32))
         out = Ranking(out.ids + tail.ids, np.concatenate([out.scores, tail.scores]).astype(np.float32),
-                      {n: np.concatenate([out.signal(n), tail.signal(n)]) for n in set(out.signals) | set(tail.signals)})
+                      {n: np.concatenate([out.signal(n), tail.signal(n)])
+                       for n in set(out.signals) | set(tail.signals)})
     return out.top(step.keep) if step.keep else out
 
 
@@ -180,7 +182,8 @@ def pipeline_names(config: dict[str, Any] | None = None) -> list[str]:
     return sorted(set(PRESETS) | set(config or {}))
 
 
-def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def stage_specs(name: str, config: dict[str, Any] | None = None,
+                options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The stage list of pipeline `name`: its own `stages`, or a preset with the config's overrides."""
     table = dict((config or {}).get(name, {}))
     if not isinstance(table, dict):
@@ -190,9 +193,11 @@ def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[s
     if "stages" in table:
         specs = table.pop("stages")
         if table:
-            raise ConfigError(f"pipelines.{name}: with `stages`, put options inside each stage, not {sorted(table)[0]!r}")
+            raise ConfigError(f"pipelines.{name}: with `stages`, put options inside each stage, not "
+                              f"{sorted(table)[0]!r}")
         if not isinstance(specs, list) or not specs or not all(isinstance(s, dict) for s in specs):
-            raise ConfigError(f"pipelines.{name}.stages: expected a non-empty list of tables like {{stage = \"recall\"}}")
+            raise ConfigError(f"pipelines.{name}.stages: expected a non-empty list of tables like "
+                              f"{{stage = \"recall\"}}")
         specs = copy.deepcopy(specs)
     elif name in PRESETS:
         specs = copy.deepcopy(PRESETS[name])

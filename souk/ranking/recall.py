@@ -37,7 +37,8 @@ OPTIONS: dict[str, Any] = {"retrievers": list, "field": str, "depth": (int, dict
                            "weights": dict, "rrf_k": Real, "match": str}
 
 
-def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any, kind: type) -> dict[str, Any]:
+def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any,
+                   kind: type) -> dict[str, Any]:
     """`value` as {retriever: value}: a scalar applies to all; a table names retrievers."""
     if isinstance(value, dict):
         for r, v in value.items():
@@ -76,7 +77,9 @@ class RecallStage:
         for name in wanted:
             bare = name.rstrip("?")
             try:
-                extra = field if bare == "dense" else {"match": opts["match"]} if bare == "bm25" and "match" in opts else {}
+                extra = (
+                    field if bare == "dense" else {"match": opts["match"]} if bare == "bm25" and "match" in opts else {}
+                )
                 self.retrievers[bare] = build_retriever(bare, context.searcher, extra)
             except Unavailable as e:
                 if not name.endswith("?"):
@@ -87,7 +90,8 @@ class RecallStage:
         self.norm = _choice(f"{where}.norm", opts["norm"], list(NORMS))
         self.rrf_k = float(opts["rrf_k"])
         # a fitted retriever may carry the weight its fitter chose on held-out train queries (`default_weight`)
-        default_weights = {n: float(getattr(r, "default_weight", DEFAULT_WEIGHTS.get(n, 1.0))) for n, r in self.retrievers.items()}
+        default_weights = {n: float(getattr(r, "default_weight", DEFAULT_WEIGHTS.get(n, 1.0)))
+                           for n, r in self.retrievers.items()}
         weights = opts.get("weights", default_weights)
         if isinstance(weights, dict):  # weights of optional retrievers that were left out do not apply
             weights = {n: w for n, w in weights.items() if n in names or n + "?" not in wanted}
@@ -133,7 +137,8 @@ class RecallStage:
         """Fuse rankings given in retriever order with this stage's settings."""
         weights = weights or self.weights
         extra = {"rrf_k": self.rrf_k} if self.fusion == "rrf" else {"norm": self.norm}
-        return fuse(rankings, self.fusion, [weights[n] for n in self.retrievers], k, names=list(self.retrievers), **extra)
+        return fuse(rankings, self.fusion, [weights[n] for n in self.retrievers], k, names=list(self.retrievers),
+                    **extra)
 
 
 @register_stage("recall")

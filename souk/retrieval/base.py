@@ -48,7 +48,8 @@ def nearest(searcher: Any, plans: Sequence[QueryPlan], k: int, encode: Callable[
         keys, scores = search(vectors[rows], k, restrict)
         for row, row_keys, row_scores in zip(rows, keys, scores):
             keep = row_keys >= 0 if min_score is None else (row_keys >= 0) & (row_scores > min_score)
-            out[live[row]] = Ranking(searcher.keys_to_ids(row_keys[keep]), np.asarray(row_scores[keep], dtype=np.float32))
+            out[live[row]] = Ranking(searcher.keys_to_ids(row_keys[keep]),
+                                     np.asarray(row_scores[keep], dtype=np.float32))
     return out
 
 

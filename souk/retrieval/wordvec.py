@@ -54,7 +54,8 @@ def corpus_texts(searcher) -> tuple[np.ndarray, list[str], np.ndarray]:
     texts, digests = [], np.zeros(len(blobs), np.uint64)
     for i, blob in enumerate(blobs):
         record = json.loads(blob) if blob else {}
-        texts.append(" ".join(str(record[s]) for s in sources if isinstance(record.get(s), (str, int, float)) and record[s] != ""))
+        texts.append(" ".join(str(record[s]) for s in sources if isinstance(record.get(s), (str, int, float))
+                              and record[s] != ""))
         digests[i] = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little")
     return np.asarray(keys, np.int64), texts, digests
 
@@ -125,7 +126,8 @@ class CorpusView:
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "view.npz", keys=self.keys, offsets=self.offsets, ids=self.ids, digests=self.digests)
         self.index.save(folder / "vectors")
-        (folder / "view.json").write_text(json.dumps({"format": VIEW_FORMAT, "commit_id": self.commit_id, "docs": len(self.keys),
+        (folder / "view.json").write_text(json.dumps({"format": VIEW_FORMAT, "commit_id": self.commit_id,
+                                                      "docs": len(self.keys),
                                                       "vocabulary": self.vocabulary}))
 
     @classmethod
@@ -245,7 +247,11 @@ class WordVecRetriever:
         19k titles on two busy cores); both exact, so they agree."""
         if len(vectors) > SMALL_BATCH:
             return self.view.index.search(vectors, k, allowed_keys)
-        rows = np.arange(len(self.view.keys)) if allowed_keys is None else self.view.positions(np.asarray(allowed_keys, np.int64))
+        rows = (
+            np.arange(len(self.view.keys))
+            if allowed_keys is None
+            else self.view.positions(np.asarray(allowed_keys, np.int64))
+        )
         rows = rows[rows >= 0]
         k = min(k, len(rows))
         keys, scores = np.full((len(vectors), k), -1, np.int64), np.zeros((len(vectors), k), np.float32)

@@ -187,7 +187,12 @@ class Guard:
         if origin is not None and not self._origin_ok(origin.decode("latin-1"), host, scope):
             return 403, "cross-origin writes are refused; allow the origin with souk serve --cors", "OriginError", close
         if self.keys.enabled and self.keys.role(headers.get(b"authorization", b"").decode("latin-1")) is None:
-            return 401, "missing or wrong API key: send Authorization: Bearer KEY", "HTTPError", {**close, "WWW-Authenticate": "Bearer"}
+            return (
+                401,
+                "missing or wrong API key: send Authorization: Bearer KEY",
+                "HTTPError",
+                {**close, "WWW-Authenticate": "Bearer"},
+            )
         if has_body or method in ("POST", "PUT", "PATCH"):
             media = headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
             if media not in route.types:

@@ -69,7 +69,9 @@ def prior_pipeline(searcher: Any):
     return build_pipeline("cross-prior", searcher, {"stages": specs})
 
 
-def candidates(pipeline: Any, queries: dict[str, str], depth: int, progress: bool = False) -> dict[str, tuple[list[str], np.ndarray]]:
+def candidates(
+    pipeline: Any, queries: dict[str, str], depth: int, progress: bool = False
+) -> dict[str, tuple[list[str], np.ndarray]]:
     """Top `depth` ids and scores of the pipeline for each query, in batches."""
     out: dict[str, tuple[list[str], np.ndarray]] = {}
     qids = list(queries)
@@ -131,7 +133,8 @@ class Scorer:
             owners.extend([qid] * len(ids))
         flat = np.zeros(len(pairs), dtype=np.float32)
         dtype = autocast_dtype(self.device)
-        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
             for rows, ids, types, mask in self.packer.batches(pairs, self.batch_size):
                 t = [torch.from_numpy(a).to(self.device) for a in (ids, types, mask)]
                 flat[rows] = logits(self.net, *t).cpu().numpy()
@@ -159,7 +162,9 @@ def ndcg10(data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], scores
     return float(score_run(run, data.qrels, ["ndcg@10"]).means()["ndcg@10"])
 
 
-def choose_weight(data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], cross: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+def choose_weight(
+    data: Dataset, heads: dict[str, tuple[list[str], np.ndarray]], cross: dict[str, np.ndarray]
+) -> tuple[float, dict[str, float]]:
     """The mixing weight with the best nDCG@10 on `data` (the smallest on ties) and the score of each."""
     table = {}
     for w in WEIGHTS:
@@ -248,22 +253,26 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
                                 exclude=set(), depth=NEGATIVE_DEPTH))
         if len(weak) >= per:
             share = opts["weak_share"] * max(job.deadline - time.monotonic(), 0)
-            phases.append(Phase("weak", lambda epoch: batches_of(weak, per), len(weak) // per, 1, share, early_stop=False))
+            phases.append(Phase("weak", lambda epoch: batches_of(weak, per), len(weak) // per, 1, share,
+                                early_stop=False))
     heads = {q: ids for q, (ids, _) in train_c.items()}
     epoch_groups = lambda epoch: judged_groups(train_set, heads, texts, opts["negatives"],  # noqa: E731
                                                np.random.default_rng([job.seed, epoch]), top, pool)
     n_judged = sum(1 for rel in train_set.qrels.values() for g in rel.values() if g >= 1)
-    phases.append(Phase("judged", lambda epoch: batches_of(epoch_groups(epoch), per), max(n_judged // per, 1), opts["epochs"]))
+    phases.append(Phase("judged", lambda epoch: batches_of(epoch_groups(epoch), per), max(n_judged // per, 1),
+                        opts["epochs"]))
     held_pairs = sum(len(ids) for ids, _ in held_c.values())
     dev_pairs = max(sum(len(ids) for ids, _ in dev_c.values()), 1)
     spread = max(job.deadline - time.monotonic(), 0) / max(opts["evals"], 1)
-    config = LoopConfig(lr=opts["lr"], eval_every=opts["eval_every"], eval_every_s=spread, patience=opts["patience"], seed=job.seed,
+    config = LoopConfig(lr=opts["lr"], eval_every=opts["eval_every"], eval_every_s=spread, patience=opts["patience"],
+                        seed=job.seed,
                         reserve_s=15.0, reserve_evals=0.0 if dev is held else held_pairs / dev_pairs,
                         eval_at_start=opts["eval_start"])
     rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
     if rep is not None:
         phases, evaluate = [rep.shard(p) for p in phases], rep.from_rank0(evaluate)
-    result = train(rep.wrap(net) if rep is not None else net, phases, loss_of, evaluate, job.deadline, config, job.device,
+    result = train(rep.wrap(net) if rep is not None else net, phases, loss_of, evaluate, job.deadline, config,
+                   job.device,
                    job.progress, description="fitting cross-encoder", on_best=lambda: best.update(last),
                    agree=rep.agree if rep is not None else None)
     if rep is not None and rep.rank != 0:
@@ -271,7 +280,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
 
     if "scores" not in best:  # the budget ended before any evaluation: score dev once now
         best["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})
-    held_scores = best["scores"] if dev is held else scorer.score(held.queries, {q: ids for q, (ids, _) in held_c.items()})
+    held_scores = best["scores"] if dev is held else scorer.score(held.queries,
+                                                                  {q: ids for q, (ids, _) in held_c.items()})
     weight, table = choose_weight(held, held_c, held_scores)
     held_prior = ndcg10(held, held_c, {q: s for q, (_, s) in held_c.items()})
     mix = Combination(weight)
@@ -287,21 +297,32 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     plot_curve(result.curve, job.workdir / "curve.png", f"cross-encoder on {job.train.name}")
     activate = table[f"{weight:.2f}"] > held_prior
     return {
-        "kind": KIND, "base": card.name, "reads_han": card.reads_han,
-        "limits": asdict(limits), "fields": texts.fields,
+        "kind": KIND,
+        "base": card.name,
+        "reads_han": card.reads_han,
+        "limits": asdict(limits),
+        "fields": texts.fields,
         "combination": asdict(mix),
         "held_out": {"queries": len(held.qrels), "prior_ndcg@10": held_prior, "by_weight": table, "weight": weight},
         "dev": {k: round(v, 4) if isinstance(v, float) else v for k, v in dev_metrics.items()},
-        "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)} | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers,
-                                                                           "autocast": str(autocast_dtype(job.device))},
-        "training": {"steps": result.steps, "best_step": result.best_step, "train_queries": len(train_set.qrels),
-                     "weak_groups": phases[0].steps_per_epoch * per if phases[0].name == "weak" else 0,
-                     "stopped_early": result.stopped_early, "curve": result.curve},
+        "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)}
+        | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers, "autocast": str(autocast_dtype(job.device))},
+        "training": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "train_queries": len(train_set.qrels),
+            "weak_groups": phases[0].steps_per_epoch * per if phases[0].name == "weak" else 0,
+            "stopped_early": result.stopped_early,
+            "curve": result.curve,
+        },
         "curve": "curve.png",
         "stopped_by_budget": result.stopped_by_budget,
         "activate": activate,
-        "note": (f"mix weight {weight:.2f} chosen on {len(held.qrels)} held-out train queries" if activate else
-                 "published inactive: on held-out train queries no mix beat the previous stage alone"),
+        "note": (
+            f"mix weight {weight:.2f} chosen on {len(held.qrels)} held-out train queries"
+            if activate
+            else "published inactive: on held-out train queries no mix beat the previous stage alone"
+        ),
         "fit_seconds": round(time.monotonic() - t0, 1),
     }
 

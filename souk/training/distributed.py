@@ -5,11 +5,13 @@ its shard of every phase's batches.
 `fit_on_ray(name, job, workers)` runs fitter `name` in `workers` Ray Train workers (fractional CPUs,
 `WORKER_CPUS` each); inside them `replica()` tells the fitter its rank and world size and gives it the
 pieces it needs: `wrap(net)` (DDP), `shard(phase)` (item i of every batch goes to worker i mod world: the
-single process's global batch and step count), `from_rank0(evaluate)` (only rank 0 measures the dev metric, every worker gets its value)
+single process's global batch and step count), `from_rank0(evaluate)` (only rank 0 measures the dev metric, every worker
+gets its value)
 and `agree(code)` for the loop's clock decisions (deadline, time shares, when to evaluate), all rank 0's
 and broadcast, so the replicas take the same steps and the same early stop. Seeds, options and the
 manifest are the single-process fit's; rank 0 alone saves the model into `job.workdir` and reports the
-manifest (a file in the model directory, taken by the driver). The deadline travels as wall-clock time (the workers may be on other machines); the model
+manifest (a file in the model directory, taken by the driver). The deadline travels as wall-clock time (the workers may
+be on other machines); the model
 directory must be reachable from rank 0 (the same machine for a local cluster, shared storage otherwise).
 
 ray is imported only here, lazily: `pip install 'souk[ray]'`.
@@ -134,7 +136,8 @@ def fit_on_ray(name: str, job: Any, workers: int = WORKERS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="souk-ray-train-") as storage:
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"name": name, "job": replace(job, device="cpu"), "wall_deadline": time.time() + job.seconds_left},
+            train_loop_config={"name": name, "job": replace(job, device="cpu"), "wall_deadline": time.time()
+                               + job.seconds_left},
             torch_config=TorchConfig(backend="gloo"),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": WORKER_CPUS}),
             run_config=RunConfig(name=f"souk-fit-{name}", storage_path=storage))
@@ -146,7 +149,9 @@ def fit_on_ray(name: str, job: Any, workers: int = WORKERS) -> dict[str, Any]:
                 cause = cause.__cause__
             if isinstance(cause, ConfigError):
                 raise cause from None
-            raise ConfigError(f"fit {name} on Ray failed ({type(cause).__name__}: {str(cause).strip()[-400:]})") from None
+            raise ConfigError(
+                f"fit {name} on Ray failed ({type(cause).__name__}: {str(cause).strip()[-400:]})"
+            ) from None
     report = job.workdir / REPORT
     if not report.is_file():
         raise ConfigError(f"fit {name} on Ray: rank 0 wrote no model; the model directory must be on storage "

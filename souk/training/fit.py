@@ -49,8 +49,10 @@ class _Entry:
     applies: Callable[..., bool]    # (schema) or (schema, index) -> does this stage apply to this index?
     share: float                     # relative share of the time budget
     order: int
-    on_activate: Callable[[Path, Path], dict[str, Any]] | None = None  # (index, model dir): work that makes a model active
-    distributed: bool = False        # trains data-parallel on Ray Train (`souk.training.distributed`) under `fit(ray=...)`
+    # (index, model dir): work that makes a model active
+    on_activate: Callable[[Path, Path], dict[str, Any]] | None = None
+    # trains data-parallel on Ray Train (`souk.training.distributed`) under `fit(ray=...)`
+    distributed: bool = False
 
 
 _FITTERS: dict[str, _Entry] = {}
@@ -125,7 +127,8 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
     names = list(stages) if stages else [n for n in fitter_names() if _applies(_FITTERS[n], index)]
     unknown = [n for n in names if n not in _FITTERS]
     if unknown:
-        raise ConfigError(f"--stages: unknown stage {unknown[0]!r}; stages that can be fitted: {', '.join(fitter_names())}")
+        raise ConfigError(f"--stages: unknown stage {unknown[0]!r}; stages that can be fitted: "
+                          f"{', '.join(fitter_names())}")
     if not names:
         raise ConfigError("no learnable stage applies to this index; name one with --stages")
     if budget_s <= 0:

@@ -53,7 +53,9 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     recall = RecallStage(StageContext(searcher), spec)
     # training candidates come from retrievers that never learned from these queries: the fitted wordvec
     # model has, and its list would hand the model the positives lexical matching misses
-    train_recall = RecallStage(StageContext(searcher), {**spec, "retrievers": [r for r in spec["retrievers"] if r.rstrip("?") in opts["train_retrievers"]]})
+    train_recall = RecallStage(StageContext(searcher),
+                               {**spec, "retrievers": [r for r in spec["retrievers"]
+                                                       if r.rstrip("?") in opts["train_retrievers"]]})
     planner = planner_for(searcher)
 
     rng = random.Random(job.seed)
@@ -72,7 +74,9 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         valid_qrels = {q: job.train.qrels[q] for q in held}
         valid_name = "held-out train"
 
-    def candidates(queries: dict[str, str], depth: int, label: str, recall=recall) -> tuple[list[str], list[list[str]], list[Any]]:
+    def candidates(
+        queries: dict[str, str], depth: int, label: str, recall=recall
+    ) -> tuple[list[str], list[list[str]], list[Any]]:
         ids, cands, rankings = list(queries), [], []
         with progress_bar(f"interact: recall ({label})", len(ids), enabled=job.progress) as advance:
             for start in range(0, len(ids), 256):
@@ -84,7 +88,8 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
                 advance(len(chunk))
         return ids, cands, rankings
 
-    train_q, train_c, _ = candidates({q: job.train.queries[q] for q in learn}, int(opts["train_depth"]), "train", train_recall)
+    train_q, train_c, _ = candidates({q: job.train.queries[q] for q in learn}, int(opts["train_depth"]), "train",
+                                     train_recall)
     keep = [i for i, (q, c) in enumerate(zip(train_q, train_c)) if any(job.train.qrels[q].get(d, 0) > 0 for d in c)]
     train_q, train_c = [train_q[i] for i in keep], [train_c[i] for i in keep]
     train_x, _ = features_for(vectors, view, stats, [job.train.queries[q] for q in train_q], train_c)
@@ -103,7 +108,8 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     def evaluate() -> float:
         module.eval()
         with torch.no_grad():
-            scores = np.concatenate([module({k: torch.from_numpy(v[s:s + 512]) for k, v in valid_x.items() if k != "valid"}).numpy()
+            scores = np.concatenate([module({k: torch.from_numpy(v[s:s + 512]) for k, v in valid_x.items()
+                                             if k != "valid"}).numpy()
                                      for s in range(0, len(valid_q), 512)]) if valid_q else np.zeros((0, 1))
         run = {}
         for i, (q, c) in enumerate(zip(valid_q, valid_c)):

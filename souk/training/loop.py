@@ -4,7 +4,8 @@ metric, a deadline, the best checkpoint kept.
 The same code runs on CUDA (bf16 autocast) and on CPU (bf16 autocast where the CPU has bf16
 instructions, else fp32). Each phase (e.g. weak corpus pairs, then judged pairs) runs for its epochs
 or its time share; the dev metric is measured at the start (unless told not to), every `eval_every`
-steps (or `eval_every_s` seconds) and at the end of each phase; after `patience` evaluations without a gain in an early-stopping phase, that phase
+steps (or `eval_every_s` seconds) and at the end of each phase; after `patience` evaluations without a gain in an
+early-stopping phase, that phase
 ends. When the deadline (minus `reserve_s` for the caller's own finishing work) comes, the loop stops
 and the best checkpoint so far is restored. Misuse: an `evaluate` that reads the training queries;
 it must score held-out ones.
@@ -168,13 +169,19 @@ def train(net, phases: list[Phase], loss_of: Callable[[Any, Any], Any], evaluate
                     schedule.step()
                     optimizer.zero_grad(set_to_none=True)
                     value = float(loss.detach())
-                    step_cost = time.monotonic() - now if step_cost == 0 else 0.9 * step_cost + 0.1 * (time.monotonic() - now)
+                    step_cost = (
+                        time.monotonic() - now if step_cost == 0 else 0.9 * step_cost + 0.1 * (time.monotonic() - now)
+                    )
                     loss_avg = value if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * value
                     step += 1
                     since_eval += 1
                     advance(1, f"[{phase.name}] loss {loss_avg:.3f} dev {result.best:.3f}")
-                    if agree(int(since_eval >= config.eval_every or (config.eval_every_s is not None
-                                                                     and time.monotonic() - last_eval >= config.eval_every_s))):
+                    if agree(
+                        int(
+                            since_eval >= config.eval_every
+                            or (config.eval_every_s is not None and time.monotonic() - last_eval >= config.eval_every_s)
+                        )
+                    ):
                         since_eval = 0
                         before = result.best
                         measure(phase.name)

@@ -8,7 +8,8 @@ train queries, early-stopped on the dev split's nDCG@10 when one is given; then 
 train, each fold trained to the same number of rounds, gives an honest estimate (`cv`). Without a dev
 split the rounds are the best of the K folds' mean validation curve (every train query validates once),
 and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The
-model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to recall's), `importance.png` and `curve.png`.
+model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to
+recall's), `importance.png` and `curve.png`.
 Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
 """
 from __future__ import annotations
@@ -60,11 +61,16 @@ class Judged:
         """(X, y, group sizes) of the queries at positions `keep` that have a relevant candidate."""
         keep = [i for i in keep if self.labels[i].max(initial=0) > 0]
         if not keep:
-            return np.zeros((0, self.blocks[0].shape[1] if self.blocks else 0), np.float32), np.zeros(0), np.zeros(0, np.int64)
+            return (
+                np.zeros((0, self.blocks[0].shape[1] if self.blocks else 0), np.float32),
+                np.zeros(0),
+                np.zeros(0, np.int64),
+            )
         return (np.concatenate([self.blocks[i] for i in keep]), np.concatenate([self.labels[i] for i in keep]),
                 np.asarray([len(self.labels[i]) for i in keep], dtype=np.int64))
 
-    def ndcg10(self, scores: list[np.ndarray] | None, qrels: dict[str, dict[str, int]], keep: list[int] | None = None) -> float:
+    def ndcg10(self, scores: list[np.ndarray] | None, qrels: dict[str, dict[str, int]],
+               keep: list[int] | None = None) -> float:
         """Mean nDCG@10 (souk's metrics, every judged query counted) of the candidates ordered by `scores`
         (None: in recall order): what `souk eval` reports for the pipeline's top 10."""
         keep = list(range(len(self.qids))) if keep is None else keep
@@ -95,7 +101,8 @@ def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
 
 
 def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
-            progress: bool = True, what: str = "train", stages: tuple | None = None, judged_only: bool = False) -> Judged:
+            progress: bool = True, what: str = "train", stages: tuple | None = None,
+            judged_only: bool = False) -> Judged:
     """Candidates, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`);
     `stages` is what `recall_for(searcher)` returns, built once by a caller that collects several splits.
     `judged_only` keeps the candidates with a judgment (labels from clicks: only shown documents were observed)."""
@@ -197,7 +204,11 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     def predict(judged: Judged, idx: list[int], model, rounds: int) -> list[np.ndarray]:
         scores = [np.zeros(0)] * len(judged.qids)
         for i in idx:
-            scores[i] = model.predict(judged.blocks[i], num_iteration=rounds, num_threads=1) if len(judged.blocks[i]) else np.zeros(0)
+            scores[i] = (
+                model.predict(judged.blocks[i], num_iteration=rounds, num_threads=1)
+                if len(judged.blocks[i])
+                else np.zeros(0)
+            )
         return scores
 
     cv_ltr, cv_recall = [], []
@@ -242,7 +253,8 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
             if cut:
                 break
         if not folds:
-            raise DatasetError("no fold of train has a judged query whose relevant document recall finds; add judged queries")
+            raise DatasetError("no fold of train has a judged query whose relevant document recall "
+                               "finds; add judged queries")
         length = min(len(c) for c in curves)  # every fold ran at least this far (each ran PATIENCE past its own best)
         curve_valid = np.mean([c[:length] for c in curves], axis=0).tolist()
         curve_train = np.mean([c[:length] for c in train_curves], axis=0).tolist()

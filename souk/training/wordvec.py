@@ -153,7 +153,8 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
     latin = sum(1 for f in features if feature_level(f) == 0 and f.isascii())
     return {
         "kind": "wordvec",
-        "base_model": ("fastText (gensim) trained on the corpus and train queries" + (" and a query log" if log_features else "")
+        "base_model": ("fastText (gensim) trained on the corpus and train queries"
+                       + (" and a query log" if log_features else "")
                        if opts["init"] == "gensim" or not pairs else "none (random vectors, SIF weights)"),
         "analyzer": analyzer,
         "reads": ["han"] + (["latin"] if latin else []),
@@ -196,7 +197,8 @@ def _log_features(path, analyzer: str, user_dict: str | None, limit: int = 200_0
     return [text_features(line, analyzer, user_dict) for line in lines]
 
 
-def _ranking_run(model: WordVectors, view: CorpusView, searcher, queries: dict[str, str], k: int = 100) -> dict[str, Ranking]:
+def _ranking_run(model: WordVectors, view: CorpusView, searcher, queries: dict[str, str],
+                 k: int = 100) -> dict[str, Ranking]:
     """Word-vector rankings of queries by exact inner product over the view (no FAISS: evaluation only)."""
     qids = list(queries)
     out: dict[str, Ranking] = {}
@@ -304,7 +306,8 @@ def _fine_tune(base: WordVectors, view: CorpusView, searcher, pairs, query_featu
                 batch = pairs[start:start + bs]
                 docs = [doc_row(d) for _, d in batch]
                 if negatives:
-                    docs += [doc_row(rng.choice(negatives[q])) if negatives.get(q) else id_rows[rng.randrange(len(id_rows))]
+                    docs += [doc_row(rng.choice(negatives[q])) if negatives.get(q)
+                             else id_rows[rng.randrange(len(id_rows))]
                              for q, _ in batch]
                 qv = encode([q_rows[q] for q, _ in batch])
                 dv = encode(docs)
@@ -313,7 +316,8 @@ def _fine_tune(base: WordVectors, view: CorpusView, searcher, pairs, query_featu
                 where: dict[str, list[int]] = {}
                 for j, (_, d) in enumerate(batch):
                     where.setdefault(d, []).append(j)
-                same = [(i, j) for i, (q, d) in enumerate(batch) for p in positives[q] for j in where.get(p, ()) if j != i]
+                same = [(i, j) for i, (q, d) in enumerate(batch) for p in positives[q] for j in where.get(p, ())
+                        if j != i]
                 if same:
                     rows, cols = zip(*same)
                     logits[list(rows), list(cols)] = -1e4

@@ -32,7 +32,8 @@ def test_train_eval_predict(model_dir):
     assert {k: scores[k] for k in ("accuracy", "in_scope_accuracy", "oos_recall", "macro_f1")} == \
         {k: manifest["dev"][k] for k in ("accuracy", "in_scope_accuracy", "oos_recall", "macro_f1")}
     assert scores["in_scope_accuracy"] > 0.9
-    out = last_json(run_souk("intent", "predict", "--model", str(model_dir), "set an alarm for 6 am", "明天下雨吗", "--json"))
+    out = last_json(run_souk("intent", "predict", "--model", str(model_dir), "set an alarm for 6 am",
+                             "明天下雨吗", "--json"))
     assert [p["label"] for p in out["predictions"]] == ["alarm", "weather"]
     assert out["predictions"][0]["query"] == "set an alarm for 6 am" and len(out["predictions"][0]["top"]) == 3
     human = run_souk("intent", "predict", "--model", str(model_dir), "set an alarm for 6 am")
@@ -49,7 +50,8 @@ def test_train_eval_predict(model_dir):
 def test_user_errors_are_one_line(tmp_path, args, message):
     (tmp_path / "bad.tsv").write_text("text\tintent\nok\talarm\nmissing the tab\n", encoding="utf-8")
     (tmp_path / "one.tsv").write_text("wake me\talarm\nset alarm\talarm\nhello\toos\n", encoding="utf-8")
-    paths = {"BAD": tmp_path / "bad.tsv", "ONE": tmp_path / "one.tsv", "OUT": tmp_path / "out", "NOWHERE": tmp_path / "none"}
+    paths = {"BAD": tmp_path / "bad.tsv", "ONE": tmp_path / "one.tsv", "OUT": tmp_path / "out",
+             "NOWHERE": tmp_path / "none"}
     proc = run_souk(*[str(paths.get(a, a)) for a in args], check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and message in proc.stderr and "Traceback" not in proc.stderr
@@ -64,8 +66,10 @@ def test_catalog_categories_into_the_index_model_store(demo_index, tmp_path):
     result = last_json(run_souk("intent", "train", "--index", str(index), "--label-field", "category",
                                 "--features", "char", "--folds", "2", "--json"))
     assert result["model"] == str(index / "models" / "intent-1") and result["classes"] == 10
-    assert 0 < result["threshold"] < 1 and result["cv"]["oos_from"] == "held-out classes"  # no oos examples in a catalog
-    out = last_json(run_souk("intent", "predict", "--model", str(index), "shampoo", "洗发水", "iphone charger", "--json"))
+    # no oos examples in a catalog
+    assert 0 < result["threshold"] < 1 and result["cv"]["oos_from"] == "held-out classes"
+    out = last_json(run_souk("intent", "predict", "--model", str(index), "shampoo", "洗发水",
+                             "iphone charger", "--json"))
     assert [p["label"] for p in out["predictions"]] == ["Personal care", "Personal care", "oos"]
     listed = last_json(run_souk("models", "--index", str(index), "--json"))["models"]
     assert [(m["name"], m["kind"], m["active"]) for m in listed] == [("intent-1", "intent-classifier", True)]

@@ -62,7 +62,10 @@ def test_synonyms_expand_check_and_errors(tmp_path):
 def test_keywords_and_bench_suggest():
     out = last_json(run_souk("keywords", "i am looking for a waterproof hiking jacket for women that is not too "
                              "expensive and has a hood", "--json"))
-    assert out["reduced"] and out["reduced_text"] == "waterproof hiking jacket women hood" and "looking" in out["dropped"]
-    bench = last_json(run_souk("bench", "suggest", "--dataset", str(FIXTURES / "beir-mini"), "--prefixes", "20", "--json"))
+    assert (
+        out["reduced"] and out["reduced_text"] == "waterproof hiking jacket women hood" and "looking" in out["dropped"]
+    )
+    bench = last_json(run_souk("bench", "suggest", "--dataset", str(FIXTURES / "beir-mini"), "--prefixes",
+                               "20", "--json"))
     assert {"p50_ms", "p99_ms", "titles", "build_s"} <= set(bench) and bench["titles"] == 8
     assert 0 < bench["p50_ms"] < 5 and bench["prefixes"] == 20

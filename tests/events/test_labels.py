@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError, DatasetError
-from souk.events.labels import ClickModel, Observations, click_dataset, fit_pbm, ips_grades, observations, posterior_grades
+from souk.events.labels import (
+    ClickModel,
+    Observations,
+    click_dataset,
+    fit_pbm,
+    ips_grades,
+    observations,
+    posterior_grades,
+)
 
 
 def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
@@ -40,7 +48,8 @@ def test_labels_grade_clicked_documents_and_ignore_bots_and_repeats():
     records, _, _ = simulated(1500)
     dataset, report = click_dataset(records)
     assert report["queries"] == 30 and dataset.split == "clicks"
-    tops = [max(g.values()) == max((v for d, v in g.items() if d.endswith("/d0")), default=-1) for g in dataset.qrels.values()]
+    tops = [max(g.values()) == max((v for d, v in g.items() if d.endswith("/d0")), default=-1)
+            for g in dataset.qrels.values()]
     assert sum(tops) >= 25  # the most attractive document has the top grade (ties allowed: grades are coarse)
     # a bot clicking everything on one query many times, and a shopper clicking one result ten times
     bot = [{"kind": "search", "search_id": f"b{i}", "query": "query 0", "session": "bot",

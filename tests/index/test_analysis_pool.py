@@ -7,7 +7,8 @@ from souk.catalogs import read_catalog
 from support import FIXTURES
 
 SPECS = [("standard", "title"), ("standard", "text"), ("cjk_bigram", "text")]
-ROWS = [[f"Solar panel {i}", None if i % 7 == 0 else f"Rooftop 嘉頓蛋糕 panels convert sunlight {i}", f"面包 {i}"] for i in range(150)]
+ROWS = [[f"Solar panel {i}", None if i % 7 == 0 else f"Rooftop 嘉頓蛋糕 panels convert sunlight {i}", f"面包 {i}"]
+        for i in range(150)]
 
 
 def test_pool_matches_in_process_analysis():

@@ -16,7 +16,8 @@ def write_catalog(path, n=N):
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             title = " ".join(words[(i * 7 + j) % len(words)] for j in range(6))
-            fh.write(json.dumps({"id": f"d{i}", "title": f"{title} item{i}", "brand": f"b{i % 9}", "price": i % 500}, ensure_ascii=False) + "\n")
+            fh.write(json.dumps({"id": f"d{i}", "title": f"{title} item{i}", "brand": f"b{i % 9}", "price": i % 500},
+                                ensure_ascii=False) + "\n")
 
 
 def committed_docs(index_dir):

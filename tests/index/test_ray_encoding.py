@@ -37,14 +37,17 @@ def test_index_with_ray_stores_the_same_vectors(ray_local, tiny_encoder, tmp_pat
     cat.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     schema = tmp_path / "s.toml"
     schema.write_text(f'id = "_id"\n[fields._id]\nkind = "keyword"\n[fields.text]\nkind = "text"\n'
-                      f'[fields.embedding]\nkind = "vector"\nparams = {{ model = "{tiny_encoder}", backend = "torch-fp32" }}\n')
+                      '[fields.embedding]\nkind = "vector"\nparams = '
+                      f'{{ model = "{tiny_encoder}", backend = "torch-fp32" }}\n')
     stored = {}
     encoded_here = []
     real = checkpoints.encode_resumable
-    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts) or real(enc, texts, **kw))
+    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts)
+                        or real(enc, texts, **kw))
     for name, extra in (("local", []), ("ray", ["--ray", "auto"])):
         encoded_here.clear()
-        out = run_main("index", str(cat), "--index", str(tmp_path / name), "--schema", str(schema), "--on-error", "skip",
+        out = run_main("index", str(cat), "--index", str(tmp_path / name), "--schema", str(schema), "--on-error",
+                       "skip",
                        "--commit-every", "40", "--json", *extra)
         assert json.loads(out.stdout.splitlines()[-1])["docs"] == 90
         index = Index.open(tmp_path / name)
@@ -63,7 +66,8 @@ def test_ray_without_vectors_is_refused(ray_local, tmp_path):
     assert out.returncode == 2 and "--vectors" in out.stderr
 
 
-def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny_english_encoder, tmp_path, monkeypatch):
+def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny_english_encoder, tmp_path,
+                                                   monkeypatch):
     import souk.models.checkpoints as checkpoints
     from souk.index import Index
     from souk.index.vectors import encode_documents
@@ -75,7 +79,8 @@ def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny
 
     index = vector_index(tmp_path, tiny_encoder, 60)
     real, encoded_here = checkpoints.encode_resumable, []
-    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts) or real(enc, texts, **kw))
+    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts)
+                        or real(enc, texts, **kw))
     out = reencode(index.path, str(tiny_english_encoder), ray="auto")
     assert not encoded_here  # the actors encoded every document
     monkeypatch.setattr(checkpoints, "encode_resumable", real)

@@ -90,7 +90,9 @@ def test_minilm_fp32_matches_sentence_transformers(texts):
     from souk.models import model_card
 
     ours = get_encoder(EncoderConfig(backend="torch-fp32")).encode(texts)
-    peer = SentenceTransformer(str(model_card("all-MiniLM-L6-v2").path), device="cpu").encode(texts, normalize_embeddings=True)
+    peer = SentenceTransformer(str(model_card("all-MiniLM-L6-v2").path), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
     assert np.allclose(ours, peer, atol=1e-4)
 
 
@@ -120,7 +122,11 @@ def test_exports_are_built_once_and_rebuilt_when_damaged_or_foreign(tiny_encoder
     assert exported(card, "test", build) == out and len(builds) == 1  # verified, reused
     assert (out / "verified.json").exists() and exported(card, "test", build) == out and len(builds) == 1
     (out / "model.bin").write_bytes(b"tampered")
-    assert exported(card, "test", build) == out and len(builds) == 2 and (out / "model.bin").read_bytes() == b"weights" * 10
+    assert (
+        exported(card, "test", build) == out
+        and len(builds) == 2
+        and (out / "model.bin").read_bytes() == b"weights" * 10
+    )
     (out / "extra.onnx").write_bytes(b"x")  # a file the export did not list
     exported(card, "test", build)
     assert len(builds) == 3 and not (out / "extra.onnx").exists()

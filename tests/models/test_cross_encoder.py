@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from souk.errors import ModelError
-from souk.models.cross_encoder import (PATHS, Combination, CrossEncoder, FieldLimits, PairPacker, TokenCache, choose_path,
+from souk.models.cross_encoder import (PATHS, Combination, CrossEncoder, FieldLimits, PairPacker, TokenCache,
+                                       choose_path,
                                        minmax, new_model)
 from tiny_bert import tiny_tokenizer
 
@@ -101,7 +102,8 @@ def test_minilm_gets_a_new_one_score_head():
     assert a.config.num_labels == 1
     assert np.array_equal(a.classifier.weight.detach().numpy(), b.classifier.weight.detach().numpy())
     packer = PairPacker(base / "tokenizer.json", FieldLimits())
-    ids, _ = packer.pack(packer.tokens(["does aspirin help?"], 32)[0], packer.doc_tokens([("Aspirin", "word " * 400)])[0])
+    ids, _ = packer.pack(packer.tokens(["does aspirin help?"], 32)[0],
+                         packer.doc_tokens([("Aspirin", "word " * 400)])[0])
     assert len(ids) == FieldLimits().max_length and packer.tok.id_to_token(ids[0]) == "[CLS]"
 
 

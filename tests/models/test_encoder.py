@@ -32,7 +32,8 @@ def test_truncation_and_normalization_change_the_vectors(tiny_encoder, encoder):
     short = load_encoder(tiny_encoder, backend="torch-fp32", max_length=8).encode([text])
     raw = load_encoder(tiny_encoder, backend="torch-fp32", normalize=False).encode([text])
     assert not np.allclose(short, encoder.encode([text]), atol=1e-3)
-    assert abs(np.linalg.norm(raw) - 1.0) > 1e-3 and np.allclose(raw / np.linalg.norm(raw), encoder.encode([text]), atol=1e-5)
+    assert abs(np.linalg.norm(raw) - 1.0) > 1e-3 and np.allclose(raw / np.linalg.norm(raw), encoder.encode([text]),
+                                                                 atol=1e-5)
 
 
 def test_unknown_backends_and_cross_encoders_are_refused(tiny_encoder, tiny_cross_encoder):
@@ -46,7 +47,9 @@ def test_exported_names_are_what_was_meant():
     import souk.models
 
     assert set(souk.models.__all__) == {
-        "BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard", "PairScorer", "SequenceClassifier",
-        "TransformerEncoder", "choose_backend", "detect_machine", "encode_resumable", "get_encoder", "load_cross_encoder",
+        "BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConfig", "ModelCard", "PairScorer",
+        "SequenceClassifier",
+        "TransformerEncoder", "choose_backend", "detect_machine", "encode_resumable", "get_encoder",
+        "load_cross_encoder",
         "load_encoder", "model_card", "model_names", "register_model", "text_coverage", "write_model_manifest"}
     assert all(getattr(souk.models, name) is not None for name in souk.models.__all__)

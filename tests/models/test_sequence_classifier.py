@@ -24,7 +24,8 @@ def test_scores_match_the_model_run_directly(scorer, tiny_cross_encoder):
     tok = BertTokenizerFast.from_pretrained(str(tiny_cross_encoder))
     net = AutoModelForSequenceClassification.from_pretrained(str(tiny_cross_encoder)).eval()
     with torch.inference_mode():
-        ref = [net(**tok(q, d, return_tensors="pt", truncation=True, max_length=256)).logits[0, 0].item() for q, d in PAIRS]
+        ref = [net(**tok(q, d, return_tensors="pt", truncation=True, max_length=256)).logits[0, 0].item()
+               for q, d in PAIRS]
     assert np.allclose(scores, ref, atol=1e-5)
 
 

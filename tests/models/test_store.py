@@ -95,7 +95,8 @@ def test_unsealed_or_symlinked_files_in_a_published_model_are_refused(tmp_path):
             read_model_manifest(path2)
 
 
-@pytest.mark.parametrize("entry", ["../../outside/evil", "/etc", 5, 1.5, ["ltr-1"], {"a": 1}, "cross-1", "ltr-1/../ltr-1",
+@pytest.mark.parametrize("entry", ["../../outside/evil", "/etc", 5, 1.5, ["ltr-1"], {"a": 1}, "cross-1",
+                                   "ltr-1/../ltr-1",
                                    "ltr-01x", "a" * 500])
 def test_active_json_entries_outside_models_or_of_another_type_are_refused(tmp_path, entry):
     store, path = _published(tmp_path)
@@ -134,9 +135,11 @@ def test_an_unreadable_active_json_is_one_clear_error(tmp_path, content):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                     max_leaves=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -155,7 +158,8 @@ def test_property_any_active_json_resolves_inside_models_or_is_one_clear_error(t
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.floats(0, 1, exclude_max=True), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
+@given(cut=st.floats(0, 1, exclude_max=True),
+       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
 def test_property_a_truncated_or_flipped_manifest_is_refused_or_still_checks_the_files(tmp_path, cut, flips):
     store = ModelStore(tmp_path)
     path = store.root / "ltr-1"

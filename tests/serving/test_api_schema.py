@@ -28,7 +28,8 @@ def report_cases():
     yield
     out = REPO / ".artifacts"
     out.mkdir(exist_ok=True)
-    (out / "api-fuzz.json").write_text(json.dumps({"cases": sum(n for k, n in TRIED.items() if not k.startswith("variant ")),
+    (out / "api-fuzz.json").write_text(json.dumps({"cases": sum(n for k, n in TRIED.items()
+                                                                if not k.startswith("variant ")),
                                                     "by_operation": dict(TRIED)}, indent=1))
 
 
@@ -77,10 +78,12 @@ def test_generated_requests_reframed_stay_4xx(case, framed_client):
     method, url = kwargs.pop("method"), kwargs.pop("url")
     plain = framed_client.request(method, url, headers=headers, content=body, **kwargs)
     if variant == "host":
-        res = framed_client.request(method, url, headers={**headers, "Host": "rebind.evil.example"}, content=body, **kwargs)
+        res = framed_client.request(method, url, headers={**headers, "Host": "rebind.evil.example"}, content=body,
+                                    **kwargs)
         assert res.status_code == 400 and res.json()["kind"] == "HostError", res.text[:300]
     elif variant == "content-type" and method in ("POST", "PUT", "PATCH"):
-        res = framed_client.request(method, url, headers={**headers, "Content-Type": "text/plain"}, content=body, **kwargs)
+        res = framed_client.request(method, url, headers={**headers, "Content-Type": "text/plain"}, content=body,
+                                    **kwargs)
         assert res.status_code in (401, 403, 415), res.text[:300]
     else:
         pieces = [body[i:i + 7] for i in range(0, len(body or b""), 7)] if body else []

@@ -20,7 +20,9 @@ def test_an_integer_beyond_range_is_a_record_error_and_skip_keeps_the_rest(clien
     assert client.get("/health").json()["docs"] == before
     skipped = client.post("/documents", params={"on_error": "skip"}, content=body.encode(),
                           headers={"Content-Type": "application/json"})
-    assert skipped.status_code == 200 and skipped.json()["written"] == 1 and skipped.json()["rejected"][0]["record"] == 2
+    assert (
+        skipped.status_code == 200 and skipped.json()["written"] == 1 and skipped.json()["rejected"][0]["record"] == 2
+    )
     ndjson = client.post("/documents", content=(_doc("NB3", literal) + "\n").encode(),
                          headers={"Content-Type": "application/x-ndjson"})
     assert ndjson.status_code == 422

@@ -44,18 +44,22 @@ def test_shopper_types_filters_and_pages(server):
             value, count = brand.get_attribute("data-value"), int(brand.locator(".count").text_content())
             brand.click()
             try:
-                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{count} ')", timeout=15000)
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{count} ')",
+                                       timeout=15000)
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "page-facet-fail.png"), full_page=True)
-                raise AssertionError(f"{value} {count}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
+                raise AssertionError(f"{value} {count}: {page.text_content('#summary')} {page.input_value('#q')} "
+                                     f"{page.text_content('#active-filters')}")
             assert page.locator("#active-filters .chip").count() == 1
             assert all(value in t for t in page.locator("#results .hit .meta").all_text_contents())
             page.locator("#active-filters .chip").click()
             try:
-                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{total:,} ')", timeout=15000)
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{total:,} ')",
+                                       timeout=15000)
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "page-chip-fail.png"), full_page=True)
-                raise AssertionError(f"{total}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
+                raise AssertionError(f"{total}: {page.text_content('#summary')} {page.input_value('#q')} "
+                                     f"{page.text_content('#active-filters')}")
 
             first_page = page.locator("#results .hit h2").all_text_contents()
             page.click("#next")

@@ -46,7 +46,8 @@ def test_serve_says_serving_only_once_the_port_answers(demo_index):
     port = free_port()
     env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
     proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(demo_index), "--port", str(port),
-                             "--workers", "2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "--workers", "2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
     try:
         lines = []
         for line in proc.stderr:

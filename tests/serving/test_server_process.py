@@ -76,7 +76,9 @@ def test_searches_answer_while_batches_are_written(own_index):
                 assert status == 200 and ack["written"] == 25
                 for _ in range(3):  # each search may land on either worker
                     _, found = call(base + f"/search?q=w{b * 25 + 24}x")
-                    assert [h["id"] for h in found["hits"]] == [f"W{b * 25 + 24}"], "an acknowledged write is searchable at once"
+                    assert [h["id"] for h in found["hits"]] == [f"W{b * 25 + 24}"], (
+                        "an acknowledged write is searchable at once"
+                    )
             except Exception as e:  # noqa: BLE001 - every failure is counted
                 errors.append(repr(e))
 

@@ -52,7 +52,9 @@ def test_the_fit_learns_beyond_the_starting_encoder(fitted):
     manifest = fitted["outcome"].manifest
     assert manifest["dev"]["ndcg@10"] >= manifest["dev"]["start_ndcg@10"] + 0.05, manifest["training"]["curve"]
     assert manifest["kind"] == "bi-encoder" and manifest["active"] and manifest["device"] == "cpu"
-    assert manifest["activation"]["docs"] == 72 and manifest["activation"]["previous_model"] == str(fitted["base"].resolve())
+    assert manifest["activation"]["docs"] == 72 and manifest["activation"]["previous_model"] == str(
+        fitted["base"].resolve()
+    )
 
 
 def test_the_corpus_is_reencoded_and_queries_use_the_new_model(fitted):

@@ -30,7 +30,9 @@ def test_the_published_model_round_trips(tiny_cross):
     assert (path / "curve.png").stat().st_size > 0 and (path / "tokenizer.json").is_file()
     model = CrossEncoder(path, backend="torch-fp32")
     a = model.score("t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")])
-    b = CrossEncoder(path, backend="torch-fp32", batch_size=1).score("t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")])
+    b = CrossEncoder(path, backend="torch-fp32", batch_size=1).score(
+        "t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")]
+    )
     assert a.shape == (2,) and np.allclose(a, b, atol=1e-5)
 
 

@@ -121,7 +121,8 @@ def test_an_id_repeated_in_shown_counts_its_click_once(shop, tmp_path):
     path, products = shop
     terms = TermStore.open(Index.open(path).searcher())
     log = tmp_path / "log.jsonl"
-    once = {"request": "r", "query": "drill", "shown": ["bolt-drill", "acme-drill", "zenith-drill"], "clicked": ["zenith-drill"]}
+    once = {"request": "r", "query": "drill", "shown": ["bolt-drill", "acme-drill", "zenith-drill"],
+            "clicked": ["zenith-drill"]}
     many = {**once, "shown": ["bolt-drill", "acme-drill", "zenith-drill"] + ["zenith-drill"] * 50 + ["acme-drill"]}
     log.write_text(json.dumps(once) + "\n" + json.dumps(many) + "\n")
     first, second = list(read_log(log))
@@ -133,7 +134,8 @@ def test_an_id_repeated_in_shown_counts_its_click_once(shop, tmp_path):
         assert (stats.examples, stats.clicks) == (3, 1)
         models.append(model)
     assert np.array_equal(models[0].z, models[1].z) and np.array_equal(models[0].n, models[1].n)
-    gap = {"request": "g", "query": "drill", "shown": ["bolt-drill", "bolt-drill", "acme-drill"], "clicked": ["acme-drill"]}
+    gap = {"request": "g", "query": "drill", "shown": ["bolt-drill", "bolt-drill", "acme-drill"],
+           "clicked": ["acme-drill"]}
     log.write_text(json.dumps(gap) + "\n")
     [imp] = read_log(log)
     assert imp.shown == ["bolt-drill", "acme-drill"] and imp.ranks == [1, 3]  # acme keeps its display rank 3
@@ -154,7 +156,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shown=st.lists(st.sampled_from(["acme-saw", "bolt-saw", "orbit-saw", "zenith-saw", "nope"]), min_size=1, max_size=30),
+@given(shown=st.lists(st.sampled_from(["acme-saw", "bolt-saw", "orbit-saw", "zenith-saw", "nope"]), min_size=1,
+                      max_size=30),
        data=st.data())
 def test_property_repeats_in_shown_never_add_clicks_or_examples(shop, shown, data):
     path, _ = shop
@@ -164,7 +167,9 @@ def test_property_repeats_in_shown_never_add_clicks_or_examples(shop, shown, dat
 
     imp = _impression("r", "saw", shown, clicked, set(), None)
     unique = list(dict.fromkeys(shown))
-    assert imp.shown == unique and (imp.ranks or list(range(1, len(unique) + 1))) == [shown.index(i) + 1 for i in unique]
+    assert imp.shown == unique and (imp.ranks or list(range(1, len(unique) + 1))) == [
+        shown.index(i) + 1 for i in unique
+    ]
     stats = learn(ClickModel(), terms, [imp], PositionBias())
     known = [i for i in unique if i != "nope"]
     assert stats.examples == len(known) and stats.clicks == len(clicked & set(known))

@@ -23,7 +23,9 @@ def test_manifest_says_what_was_learned_and_what_it_reads():
     assert manifest["curve"]["ndcg@10"][0] > 0.5  # untrained (random vectors, SIF weights): lexical matching
     assert manifest["features"]["chars"] > 0 and manifest["features"]["bigrams"] > 0
     assert (path / "curve.png").stat().st_size > 1000 and (path / "corpus" / "view.json").is_file()
-    interact = json.loads((store.root / sorted(p.name for p in store.root.glob("interact-*"))[-1] / "manifest.json").read_text())
+    interact = json.loads(
+        (store.root / sorted(p.name for p in store.root.glob("interact-*"))[-1] / "manifest.json").read_text()
+    )
     assert interact["kind"] == "interact" and interact["dev"]["recall_ndcg@10"] > 0
 
 

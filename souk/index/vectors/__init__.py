@@ -8,7 +8,8 @@ incrementally, pruned, never outside the index), `encoding.py` (the encoder a fi
 Misuse to avoid: searching with vectors from another model than the documents', or treating the cache
 as the source of truth (delete `vectors/` at will; it is rebuilt).
 """
-from souk.index.vectors.backend import (INDEX_TYPES, FaissBackend, VectorBackend, register_vector_backend, vector_backend,
+from souk.index.vectors.backend import (INDEX_TYPES, FaissBackend, VectorBackend, register_vector_backend,
+                                        vector_backend,
                                         vector_backend_names)
 from souk.index.vectors.cache import KEEP_CACHES, VectorCacheWarning, open_vector_set
 from souk.index.vectors.config import DEFAULTS, field_params, validate_params

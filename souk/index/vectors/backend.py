@@ -141,8 +141,10 @@ def _sq8(d: int, n: int):
 
 INDEX_TYPES: dict[str, IndexType] = {t.name: t for t in (
     IndexType("flat", _flat, lambda faiss, p, sel: faiss.SearchParameters(sel=sel)),
-    IndexType("hnsw", _hnsw, lambda faiss, p, sel: faiss.SearchParametersHNSW(sel=sel, efSearch=p["ef_search"]), removable=False),
-    IndexType("ivfpq", _ivfpq, lambda faiss, p, sel: faiss.SearchParametersIVF(sel=sel, nprobe=p["nprobe"]), native_ids=True),
+    IndexType("hnsw", _hnsw, lambda faiss, p, sel: faiss.SearchParametersHNSW(sel=sel, efSearch=p["ef_search"]),
+              removable=False),
+    IndexType("ivfpq", _ivfpq, lambda faiss, p, sel: faiss.SearchParametersIVF(sel=sel, nprobe=p["nprobe"]),
+              native_ids=True),
     IndexType("sq8", _sq8, lambda faiss, p, sel: faiss.SearchParameters(sel=sel)),
 )}
 

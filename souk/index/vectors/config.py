@@ -31,7 +31,8 @@ def validate_params(field) -> dict[str, Any]:
     own = backend_params(params["index"]) if isinstance(params.get("index"), str) else {}
     unknown = set(params) - set(DEFAULTS) - {"dim"} - set(own)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted([*DEFAULTS, *own, 'dim']))}")
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: "
+                          f"{', '.join(sorted([*DEFAULTS, *own, 'dim']))}")
     params = {**DEFAULTS, **own, **params}
 
     def check(key: str, ok: bool, expected: str) -> None:
@@ -45,18 +46,21 @@ def validate_params(field) -> dict[str, Any]:
         raise ConfigError(f"{where}.model: {e}") from e
     check("model", card.kind == "bi-encoder", f"a bi-encoder ({params['model']} is a {card.kind})")
     params["model"] = card.name  # a directory is pinned as its absolute path
-    check("source", isinstance(params["source"], list) and all(isinstance(s, str) for s in params["source"]), "a list of field names")
+    check("source", isinstance(params["source"], list) and all(isinstance(s, str) for s in params["source"]),
+          "a list of field names")
     check("index", params["index"] in vector_backend_names(), "one of " + ", ".join(vector_backend_names()))
     check("normalize", isinstance(params["normalize"], bool), "true or false")
     for key in ("backend", "query_backend"):
         check(key, params[key] in ("auto", "exact", *BACKENDS), "one of auto, exact, " + ", ".join(BACKENDS))
-    for key, lo, hi in (("max_length", 8, 512), ("batch_size", 1, 4096), ("ef_search", 1, 100_000), ("nprobe", 1, 100_000)):
+    for key, lo, hi in (("max_length", 8, 512), ("batch_size", 1, 4096), ("ef_search", 1, 100_000),
+                        ("nprobe", 1, 100_000)):
         check(key, type(params[key]) is int and lo <= params[key] <= hi, f"an integer in {lo}..{hi}")
     dim = card.dim
     check("dim", params.get("dim", dim) == dim, f"{dim} (the dimension of {params['model']})")
     params["dim"] = dim
     t = params["transform"]
-    ok = t in ("none", "whiten") or (isinstance(t, str) and t.startswith("pca:") and t[4:].isdigit() and 0 < int(t[4:]) <= dim)
+    ok = t in ("none", "whiten") or (isinstance(t, str) and t.startswith("pca:") and t[4:].isdigit()
+                                     and 0 < int(t[4:]) <= dim)
     check("transform", ok, f'"none", "whiten" or "pca:N" with N in 1..{dim}')
     checker = getattr(vector_backend(params["index"]), "check_params", None)
     return checker(params, where) if checker is not None else params

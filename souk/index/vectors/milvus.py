@@ -81,7 +81,9 @@ def client(uri: str):
                 try:
                     import milvus_lite  # noqa: F401
                 except ImportError:
-                    raise ConfigError(f"a local Milvus file needs milvus-lite, part of the milvus extra: {EXTRA}") from None
+                    raise ConfigError(
+                        f"a local Milvus file needs milvus-lite, part of the milvus extra: {EXTRA}"
+                    ) from None
             try:
                 _CLIENTS[uri] = pm.MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
             except Exception as e:  # unreachable server, locked or damaged file: never echo the uri (a path)
@@ -125,7 +127,8 @@ def check_params(params: dict[str, Any], where: str) -> dict[str, Any]:
     if params["milvus_index"] not in MILVUS_INDEXES:
         raise ConfigError(f"{where}.milvus_index: expected one of {', '.join(MILVUS_INDEXES)}")
     if params["transform"] != "none":
-        raise ConfigError(f"{where}.transform: Milvus keeps the vectors as encoded; use \"none\" with index = \"milvus\"")
+        raise ConfigError(f"{where}.transform: Milvus keeps the vectors as encoded; use \"none\" "
+                          "with index = \"milvus\"")
     return params
 
 
@@ -363,14 +366,18 @@ class MilvusVectorSet:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return encode_queries(self.params, list(texts))
 
-    def search(self, query_vectors: np.ndarray, k: int, allowed_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query_vectors: np.ndarray, k: int, allowed_keys: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k keys and scores per query (-1 pads); `allowed_keys` becomes a key list expression."""
         if allowed_keys is not None and not len(allowed_keys):
             return self._empty(len(np.atleast_2d(query_vectors)), k)
         expr = "" if allowed_keys is None else f"key in [{', '.join(str(int(x)) for x in allowed_keys)}]"
         return self._search(query_vectors, k, expr)
 
-    def search_filtered(self, query_vectors: np.ndarray, k: int, filters: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    def search_filtered(
+        self, query_vectors: np.ndarray, k: int, filters: Sequence[Any] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k keys and scores per query, restricted by souk filters evaluated inside Milvus."""
         return self._search(query_vectors, k, filter_expression(filters or (), self.searcher.schema, self.names))
 
@@ -447,7 +454,8 @@ def status(index_path: str | Path, field: str | None = None) -> dict[str, Any]:
     stamp = collection_commit(cl, params["collection"])
     rows = None
     if stamp is not None:
-        rows = int(_call("count rows", cl.query, params["collection"], filter="", output_fields=["count(*)"])[0]["count(*)"])
+        rows = int(_call("count rows", cl.query, params["collection"], filter="",
+                         output_fields=["count(*)"])[0]["count(*)"])
     return {"field": vf.name, "collection": params["collection"], "index_commit": commit, "milvus_commit": stamp,
             "in_step": stamp == commit, "rows": rows, "mirrored": list(mirrored_fields(index.schema, params))}
 
@@ -476,7 +484,8 @@ def move(index_path: str | Path, backend: str, uri: str | None = None, collectio
     index = Index.open(index_path)
     fields = [f for f in index.schema.vector_fields if field is None or f.name == field]
     if len(fields) != 1:
-        raise ConfigError(f"name the vector field to move (vector fields: {', '.join(f.name for f in index.schema.vector_fields) or 'none'})")
+        raise ConfigError("name the vector field to move (vector fields: "
+                          f"{', '.join(f.name for f in index.schema.vector_fields) or 'none'})")
     vf = fields[0]
     old = field_params(index, vf)
     params = {k: v for k, v in old.items() if k not in PARAMS}

@@ -41,7 +41,8 @@ def _ray():
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str | None, num_cpus: int | None = None, object_store_memory: int | None = None) -> Iterator[Any]:
+def ray_cluster(address: str | None, num_cpus: int | None = None,
+                object_store_memory: int | None = None) -> Iterator[Any]:
     """Ray for the block: None does nothing; `auto` starts a local cluster (stopped after); an address joins
     that cluster. A Ray already initialized in this process (a test's cluster) is used as it is."""
     if not address:

@@ -27,7 +27,8 @@ class VectorSet:
     model-space vectors and applies the transform (and re-normalization) itself; an all-zero query row
     (a blank query) finds nothing."""
 
-    def __init__(self, backend, keys: np.ndarray, params: dict[str, Any], transform=None, meta: dict[str, Any] | None = None):
+    def __init__(self, backend, keys: np.ndarray, params: dict[str, Any], transform=None,
+                 meta: dict[str, Any] | None = None):
         self.backend = backend
         self.keys = np.asarray(keys, dtype=np.int64)
         self.params = params
@@ -76,7 +77,9 @@ class VectorSet:
         return int(getattr(self.backend, "memory_bytes", lambda: 0)())
 
     # searching ---------------------------------------------------------------------------------
-    def search(self, query_vectors: np.ndarray, k: int, allowed_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query_vectors: np.ndarray, k: int, allowed_keys: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k keys and scores per query, shape (queries, k); -1 keys pad short result lists.
 
         `allowed_keys` restricts results (filters); unknown keys in it are ignored."""
@@ -117,7 +120,8 @@ class VectorSet:
         if self.transform is not None:
             faiss.write_VectorTransform(self.transform, str(folder / "transform.faiss"))
         files = sorted(f.name for f in folder.iterdir() if f.name != META)
-        self.meta.update(format=FORMAT, params=self.params, count=len(self.keys), checksums={f: _checksum(folder / f) for f in files})
+        self.meta.update(format=FORMAT, params=self.params, count=len(self.keys),
+                         checksums={f: _checksum(folder / f) for f in files})
         (folder / META).write_text(json.dumps(self.meta, indent=1))
 
     @classmethod

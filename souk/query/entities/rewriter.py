@@ -5,7 +5,8 @@ boosts they become.
 [query]
 steps = ["syntax", "spell", "entities"]
 [query.entities]
-fields = ["brand", "category"]   # keyword fields whose values are the gazetteer (default: fields named like brand/category)
+# keyword fields whose values are the gazetteer (default: fields named like brand/category)
+fields = ["brand", "category"]
 aliases = {"日清" = "Nissin"}     # other names of catalog values
 tagger = "models/ner"            # optional `souk ner train` directory (relative to the index)
 types = {HPPX = "brand"}         # tagger type -> keyword field its entities boost
@@ -63,7 +64,8 @@ class EntityRewriter:
             raise ConfigError(f"query.entities.fields: {e}") from e
         self.types = options.get("types", {})
         if not isinstance(self.types, dict):
-            raise ConfigError(f"query.entities.types: expected a table of tagger type = keyword field, got {self.types!r}")
+            raise ConfigError("query.entities.types: expected a table of tagger type = keyword "
+                              f"field, got {self.types!r}")
         for kind, name in self.types.items():
             field = searcher.schema.fields.get(name)
             if field is None or field.kind != "keyword":

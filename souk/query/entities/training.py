@@ -137,7 +137,10 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
 
 def _same_features(member: Tagger, first: Tagger) -> Tagger:
     """`member` reading `first`'s features (the vocabularies are built from the same data, so the same)."""
-    if member.features.chars.tokens != first.features.chars.tokens or member.features.bigrams.tokens != first.features.bigrams.tokens:
+    if (
+        member.features.chars.tokens != first.features.chars.tokens
+        or member.features.bigrams.tokens != first.features.bigrams.tokens
+    ):
         raise DatasetError("ensemble members built different vocabularies; train with --members 1")
     member.features = first.features
     return member
@@ -181,7 +184,8 @@ def _fit_member(tagger: Tagger, train: Sequence[TaggedSentence], dev: Sequence[T
                 opt.step()
             total, count = total + loss.item() * len(idx), count + len(idx)
             if progress:
-                progress(1, f"{label}epoch {epoch} loss {total / count:.3f}" + (f" dev F1 {best.dev.f1:.4f}" if best else ""))
+                progress(1, f"{label}epoch {epoch} loss {total / count:.3f}"
+                         + (f" dev F1 {best.dev.f1:.4f}" if best else ""))
         network.eval()
         scores = evaluate_tagger(tagger, dev)
         result = EpochResult(epoch, total / count, scores, time.perf_counter() - t_epoch)

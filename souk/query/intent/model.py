@@ -174,13 +174,17 @@ class IntentModel:
         gate, grams = None, None
         if data.oos_count == 0 and config.threshold is None:
             _say(progress, "familiarity of the wording, out of fold")
-            gate, grams = familiarity.calibrate(data.texts, config.folds, config.seed), familiarity.vocabulary(data.texts)
+            gate, grams = (
+                familiarity.calibrate(data.texts, config.folds, config.seed),
+                familiarity.vocabulary(data.texts),
+            )
         backend = getattr(next((b for b in featurizer.blocks if b.name == "minilm"), None), "backend", None)
         info = {
             "threshold_rule": THRESHOLD_RULE if config.threshold is None else "fixed by the caller",
             "hyper_parameters": {"c": config.c, "train_oos": config.train_oos, "oos_as_class": chosen == "with",
                                  "oos_share": config.oos_share,
-                                 "folds": config.folds, "max_iter": config.max_iter, "solver": _solver(config, len(classes))},
+                                 "folds": config.folds, "max_iter": config.max_iter,
+                                 "solver": _solver(config, len(classes))},
             "seed": config.seed,
             "metrics": {"cv": {v: cv[v].to_dict() for v in variants}},
             "training": {"source": data.source, "queries": len(data), "intents": len(intents), "oos": data.oos_count,
@@ -189,7 +193,8 @@ class IntentModel:
                                      "total": round(time.perf_counter() - t0, 2)}},
         }
         if gate is not None:
-            info["familiarity"] = {"threshold": gate, "quantile": familiarity.DEFAULT_QUANTILE, "grams": int(len(grams))}
+            info["familiarity"] = {"threshold": gate, "quantile": familiarity.DEFAULT_QUANTILE,
+                                   "grams": int(len(grams))}
         return cls(featurizer, classes, coef, intercept, threshold, info, gate, grams)
 
     @classmethod
@@ -262,7 +267,9 @@ class IntentModel:
         except Exception as e:  # a damaged zip, a missing array
             from souk.errors import ModelUnavailable
 
-            raise ModelUnavailable(f"model {path.name}: unreadable {WEIGHTS} ({type(e).__name__}); retrain it") from None
+            raise ModelUnavailable(
+                f"model {path.name}: unreadable {WEIGHTS} ({type(e).__name__}); retrain it"
+            ) from None
         featurizer = Featurizer.from_config(manifest["features"])
         featurizer.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("features.")})
         info = {k: v for k, v in manifest.items() if k in ("threshold_rule", "hyper_parameters", "seed", "metrics",
@@ -316,7 +323,8 @@ def _out_of_fold(x, y: np.ndarray, variant: str, config: IntentConfig) -> tuple[
     column = {c: i for i, c in enumerate(classes)}
     probs = np.zeros((len(y), len(classes)), dtype=np.float32)
     smallest = min(np.unique(y, return_counts=True)[1])
-    splitter = (StratifiedKFold if smallest >= config.folds else KFold)(config.folds, shuffle=True, random_state=config.seed)
+    splitter = (StratifiedKFold if smallest >= config.folds else KFold)(config.folds, shuffle=True,
+                                                                        random_state=config.seed)
     for train, test in splitter.split(np.zeros(len(y)), y):
         if len(set(y[train].tolist()) - {OOS}) < 2:
             continue  # too few labels in this fold to learn anything; its rows stay all-zero (never confident)
