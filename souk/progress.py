@@ -34,7 +34,7 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
         task = prog.add_task(description, total=total)
 
         def advance(n: int = 1, status: str | None = None) -> None:
-            prog.update(task, advance=n, **({"description": f"{description} {status}"} if status else {}))
+            prog.update(task, advance=n, description=f"{description} {status}" if status else None)
 
         yield advance
 

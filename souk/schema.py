@@ -452,7 +452,8 @@ def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
                 raise ValueError(f"expected a number, got {type(item).__name__} {item!r:.40}")
             if isinstance(item, str):
                 num, currency = parse_number(item, f.decimal or decimal)
-                if currency and is_currency(currency) and is_currency(f.unit) and not same_currency(currency, f.unit):
+                if currency and is_currency(currency) and f.unit and is_currency(f.unit) \
+                        and not same_currency(currency, f.unit):
                     raise ValueError(f"{item!r:.40} is in {currency}, but the field's unit is {f.unit}")
             else:
                 try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import AbstractSet, Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ CHUNK = 256
 
 
 def corpus_texts(
-    dataset: Path, must_keep: set[str] = frozenset(), max_docs: int | None = None, seed: int = 0
+    dataset: Path, must_keep: AbstractSet[str] = frozenset(), max_docs: int | None = None, seed: int = 0
 ) -> tuple[list[str], list[str]]:
     """Ids and texts (title + " " + text, as the writer joins them) of a BEIR corpus; with `max_docs`,
     a seeded sample that keeps every document in `must_keep` (the judged ones)."""

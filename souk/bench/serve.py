@@ -124,7 +124,8 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
                 break
             except OSError:
                 if server.poll() is not None:
-                    raise SoukError("the server did not start: " + server.stderr.read().decode()[-500:])
+                    err = server.stderr.read().decode() if server.stderr is not None else ""
+                    raise SoukError("the server did not start: " + err[-500:])
                 time.sleep(0.1)
         ctx = mp.get_context("spawn")
         out = ctx.Queue()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -66,10 +66,12 @@ def register(app: typer.Typer) -> None:
             options = {"ltr": {"activate_anyway": True, "rounds": LTR_ROUNDS}}
         from souk.index.vectors.ray_encoding import ray_cluster
 
+        assert train_set is not None  # --train, --events or both, checked above
         with ray_cluster(ray):
             outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train, options=options,
                            ray_workers=ray_workers if ray else 0)
-        result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
+        result: dict[str, Any] = {"index": str(index), **({"events": clicks_report} if clicks_report else {}),
+                                  "models": [
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1),
              "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}

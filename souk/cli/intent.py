@@ -85,6 +85,7 @@ def train_command(
     else:
         from souk.index import Index
 
+        assert index is not None and label_field is not None  # checked above
         model = IntentModel.from_catalog(Index.open(index).searcher(), label_field, text_fields, config, progress=True,
                                          level=label_level)
     train_seconds = time.perf_counter() - t0
@@ -92,7 +93,11 @@ def train_command(
         from souk.evaluation.intent import evaluate_intents
 
         model.metrics["dev"] = {**evaluate_intents(model, dev_set), "source": str(dev)}
-    path = model.save(out) if out is not None else _publish(model, index)
+    if out is not None:
+        path = model.save(out)
+    else:
+        assert index is not None  # --data needs --out
+        path = _publish(model, index)
     chosen = model.info["metrics"]["cv"]["with" if model.info["hyper_parameters"]["oos_as_class"] else "without"]
     result = {"model": str(path), "classes": len(model.classes), "threshold": model.threshold,
               "oos_as_class": model.info["hyper_parameters"]["oos_as_class"], "cv": chosen,

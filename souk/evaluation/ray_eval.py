@@ -45,7 +45,9 @@ def evaluate_on_ray(index: str | Path, pipeline: str, dataset: Dataset, k: int =
                            replace(dataset, queries={q: dataset.queries[q] for q in s},
                                    qrels={q: dataset.qrels[q] for q in s}), k)
                for s in shards if s]
-    run, latency, stages = {}, {}, {}
+    run: dict[str, list[tuple[str, float]]] = {}
+    latency: dict[str, float] = {}
+    stages: dict[str, dict[str, float]] = {}
     for part in ray.get(futures):
         run.update(part["run"])
         for i, q in enumerate(part["qids"]):

@@ -79,8 +79,8 @@ class _Word:
 class _Tier:
     """Documents holding the kept words (`query`, cumulative) and those new at this step (`fresh`)."""
 
-    query: tantivy.Query
-    fresh: tantivy.Query
+    query: tantivy.Query | None  # None: no words to match (every document)
+    fresh: tantivy.Query | None
     dropped: list[str]
     kept: tantivy.Query | None = None  # documents holding every kept word (None: no condition)
     count: int | None = None  # documents of `query` under the request's filters, when already counted
@@ -254,7 +254,7 @@ class Searcher:
         order: list[int] | None = None
         dropped: list[str] = []
 
-        def count(q: tantivy.Query) -> int:
+        def count(q: tantivy.Query | None) -> int:
             return self._s.search(combine(q, filters, self.schema, self._tschema), 1, count=True).count
 
         q = self._holding(query, [words[i] for i in kept])
@@ -391,7 +391,8 @@ class Searcher:
         if parsed is None or not parsed.has_operators:
             return self._match(text, names, proximity=proximity)
         Occur = tantivy.Occur
-        clauses, terms = [], []
+        clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        terms: list[str] = []
         strict = parsed.phrases + parsed.required
         parts = [(Occur.Should, " ".join([parsed.free, *strict]) if relaxed else parsed.free)]
         parts += [] if relaxed else [(Occur.Must, p) for p in strict]
@@ -425,7 +426,7 @@ class Searcher:
             if not terms:
                 continue
             if phrase and len(terms) > 1:
-                queries = [tantivy.Query.phrase_query(self._tschema, name, terms)]
+                queries = [tantivy.Query.phrase_query(self._tschema, name, list(terms))]
             else:
                 queries = [tantivy.Query.term_query(self._tschema, name, t, index_option="freq") for t in terms]
                 # a bonus for query words standing close together
@@ -491,7 +492,7 @@ class Searcher:
         return tantivy.Query.boolean_query(clauses) if len(clauses) > 1 else query
 
     def bm25(self, text: str, k: int, filters: Sequence[Filter] = (), relaxed: bool = False,
-             expansions: Sequence[tuple[str, float]] = (), boosts: Sequence[tuple[Filter, float]] = (),
+             expansions: Sequence[tuple] = (), boosts: Sequence[tuple[Filter, float]] = (),
              match: str | None = "any") -> Ranking:
         """Top-k ids and BM25 scores without fetching stored documents (relaxed like `search`).
 

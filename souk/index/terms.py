@@ -21,7 +21,7 @@ import shutil
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -175,7 +175,7 @@ class TermStore:
                         [vocab.setdefault(t, len(vocab)) for t in an.terms(v)] if isinstance(v := s.get(src), str) and v
                         else []
                         for s in sources]
-        built = {}
+        built: dict[str, UnitTerms] = {}
         for u in units:
             parts = [analyzed[(u.analyzer, src)] for src in u.sources]
             lists = parts[0] if len(parts) == 1 else [[t for p in parts for t in p[r]] for r in range(len(ids))]
@@ -238,7 +238,7 @@ class TermStore:
 
     def save(self, folder: Path, extra: dict | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {"keys": self.keys}
+        arrays: dict[str, Any] = {"keys": self.keys}  # Any: savez's own keywords are not arrays
         for i, u in enumerate(self.units.values()):
             arrays.update({f"off{i}": u.offsets, f"tok{i}": u.values, f"df{i}": u.df})
         for name, values in self.numbers.items():

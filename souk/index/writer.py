@@ -122,7 +122,7 @@ class Writer:
             if problems:
                 report.rejected.extend((rec.line, f, m) for f, m in problems)
                 continue
-            if report.rejected and on_error == "fail":
+            if report.rejected and on_error == "fail" or values is None:
                 continue  # keep validating to report every problem, but write nothing more
             self._pending.append(values)
             report.filled.update(values.keys())
@@ -224,7 +224,7 @@ class Writer:
         from souk.index.store import meta_path
 
         commit_id = _digest(meta_path(self.index.path))
-        for mirror in self._mirrors:
+        for mirror in self._mirrors or []:
             try:
                 mirror.publish(commit_id)
             except SoukError as e:
@@ -280,14 +280,15 @@ class Writer:
         analyzed = dict(analyzed or {})  # (analyzer, source field) -> terms, shared by copy fields
         for f in self.schema.fields.values():
             if f.kind == "text":
-                parts = []
+                parts: list[str] = []
                 for src in f.copy_from or [f.name]:
                     if src in values:
                         key = (f.analyzer, src)
-                        if analyzed.get(key) is None:
+                        terms = analyzed.get(key)
+                        if terms is None:
                             analyzer = get_analyzer(f.analyzer, self._analysis.get("user_dict"))
-                            analyzed[key] = " ".join(analyzer.terms(values[src]))
-                        parts.append(analyzed[key])
+                            terms = analyzed[key] = " ".join(analyzer.terms(values[src]))
+                        parts.append(terms)
                 if parts:
                     doc.add_text(f.name, " ".join(parts))
             elif f.kind == "keyword" and f.name in values:

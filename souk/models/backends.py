@@ -274,8 +274,8 @@ def openvino_int8_folder(card: ModelCard, max_length: int = 256) -> Path:
         tok.no_padding()
         tok.enable_truncation(max_length)
         items = []
-        for e in tok.encode_batch(texts):
-            ids = np.asarray([e.ids], dtype=np.int64)
+        for encoding in tok.encode_batch(texts):
+            ids = np.asarray([encoding.ids], dtype=np.int64)
             items.append({"input_ids": ids, "attention_mask": np.ones_like(ids)})
         model = ov.Core().read_model(str(onnx_fp32_path(card)))
         logging.getLogger("nncf").setLevel(logging.ERROR)

@@ -73,10 +73,12 @@ class PairPacker:
         self.tok.no_padding()
         self.tok.no_truncation()
         self.limits = limits
-        self.cls, self.sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
-        if self.cls is None or self.sep is None:
+        cls, sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
+        if cls is None or sep is None:
             raise ModelError(f"{tokenizer_file}: the tokenizer has no [CLS]/[SEP] tokens (a BERT WordPiece "
                              "tokenizer is expected)")
+        self.cls: int = cls
+        self.sep: int = sep
         self.pad = self.tok.token_to_id("[PAD]") or 0
 
     def tokens(self, texts: Sequence[str], cap: int) -> list[list[int]]:

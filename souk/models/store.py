@@ -13,6 +13,7 @@ Misuse: writing into a published model directory; publish a new version.
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -136,7 +137,7 @@ _checked: dict[tuple, str] = {}
 
 def _stamp(folder: Path) -> tuple:
     """What a verdict is cached under: the files' names, sizes, times and inodes (a change re-checks)."""
-    items = [str(folder.resolve())]
+    items: list[Any] = [str(folder.resolve())]
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in sorted(dirnames + filenames):
             try:
@@ -243,7 +244,7 @@ class ModelStore:
 
     def _valid_entry(self, stage: Any, name: Any) -> bool:
         m = _VERSION.match(name) if isinstance(name, str) else None
-        return bool(m) and m["stage"] == stage and self._inside(name)
+        return m is not None and m["stage"] == stage and self._inside(name)
 
     def _inside(self, name: str) -> bool:
         """The directory is a real one directly inside models/ (no symlink out of it)."""
@@ -280,11 +281,12 @@ class ModelStore:
                 removed += 1
         return removed
 
-    def _versions(self) -> list[Path]:
+    def _versions(self) -> builtins.list[Path]:  # `list` here is the method
         if not self.root.is_dir():
             return []
-        found = [p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and _VERSION.match(p.name)]
-        return sorted(found, key=lambda p: (_VERSION.match(p.name)["stage"], int(_VERSION.match(p.name)["n"])))
+        found = [(p, m) for p in self.root.iterdir()
+                 if p.is_dir() and not p.is_symlink() and (m := _VERSION.match(p.name))]
+        return [p for p, _ in sorted(found, key=lambda pm: (pm[1]["stage"], int(pm[1]["n"])))]
 
     def _active(self) -> dict[str, Any]:
         file = self.root / ACTIVE

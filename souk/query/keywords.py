@@ -21,13 +21,16 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, han_share, normalize
 from souk.analysis.tokenize import WORD
 from souk.errors import ConfigError, QueryError
 from souk.query.plan import register_rewriter
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 DEFAULT_MAX_TERMS = 8
 DEFAULT_LONGER_THAN = 12
@@ -116,7 +119,8 @@ def _english_terms(norm: str) -> list[_Term]:
     words = WORD.findall(norm)
     stop = english_stopwords()
     weights = [0.0] * len(words)
-    segment, seen_head, marker = [], False, None
+    segment: list[int] = []
+    seen_head, marker = False, None
     segments: list[tuple[list[int], str | None]] = []
     for i, w in enumerate(words):
         if w in _BREAKS or w in stop or w in FILLER or w in _NEGATING:
@@ -171,7 +175,8 @@ def _chinese_terms(norm: str) -> list[_Term]:
     stop = english_stopwords()
     tagged = [(p.word, p.flag) for p in tagger.cut(norm) if p.word.strip()]
     first_clause = next((i for i, (w, _) in enumerate(tagged) if w in _CLAUSE_END and i > 0), len(tagged))
-    pairs, clause_of = [], []
+    pairs: list[tuple[str, str]] = []
+    clause_of: list[bool] = []
     for i, (word, flag) in enumerate(tagged):
         if not (WORD.search(word) or HAN.search(word)):
             continue
@@ -208,7 +213,7 @@ class KeywordRewriter:
     and notes what was dropped. Options (`[query.keywords]`): `max_terms` (8), `longer_than` (12).
     Queries with "phrases" or +/- words are left as typed."""
 
-    def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher | None = None, options: dict[str, Any] | None = None):
         options = dict(options or {})
         self.max_terms = options.pop("max_terms", DEFAULT_MAX_TERMS)
         self.longer_than = options.pop("longer_than", DEFAULT_LONGER_THAN)

@@ -8,11 +8,14 @@ Misuse: a stage re-parsing `plan.original` instead of reading `plan.text`/`plan.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from souk.analysis.normalize import han_share, normalize
 from souk.analysis.syntax import ParsedQuery, parse_query
 from souk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 @dataclass
@@ -104,7 +107,7 @@ def rewriter_names() -> list[str]:
 class Planner:
     """Builds a QueryPlan with the configured rewriters, in order; built once per searcher."""
 
-    def __init__(self, searcher: Any, steps: Sequence[str] = ("syntax",),
+    def __init__(self, searcher: Searcher, steps: Sequence[str] = ("syntax",),
                  options: dict[str, dict[str, Any]] | None = None):
         unknown = [s for s in steps if s not in _REWRITERS]
         if unknown:
@@ -126,7 +129,7 @@ class SyntaxRewriter:
     """Parses "phrases", +required and -excluded words into `plan.syntax` (the text stays as typed,
     since the keyword index reads the operators itself)."""
 
-    def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher | None = None, options: dict[str, Any] | None = None):
         if options:
             raise ConfigError(f"query.syntax: takes no options, got {', '.join(options)}")
 

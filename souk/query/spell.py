@@ -407,7 +407,7 @@ class Speller:
     def _logp(self, word: str, prev: str | None) -> float:
         uni = self._unigram(word)
         context = self._context.get(prev, 0.0) if prev is not None else 0.0
-        if not context:
+        if not context or prev is None:
             return uni
         lam = self.config.bigram_weight
         return math.log(lam * self.lexicon.bigram(prev, word) / context + (1 - lam) * math.exp(uni))
@@ -546,8 +546,8 @@ class SpellRewriter:
 
         # one speller per index and options, rebuilt in the background after a commit (the previous
         # commit's speller serves meanwhile: a server never waits seconds for a lexicon)
-        key = ("speller", str(Path(searcher.path).resolve()), str(log), repr(sorted(options.items())))
-        self._source = refreshing(key, "lexicon", build, ("souk.query.lexicon:prepare_cache", [key[1]]))
+        cache_key = ("speller", str(Path(searcher.path).resolve()), str(log), repr(sorted(options.items())))
+        self._source = refreshing(cache_key, "lexicon", build, ("souk.query.lexicon:prepare_cache", [cache_key[1]]))
         self._source.get(searcher)
         self.policy = policy
 

@@ -34,7 +34,7 @@ import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from souk.analysis.filters import stem
 from souk.analysis.normalize import HAN, HAN_CLASS, normalize
@@ -42,6 +42,9 @@ from souk.errors import ConfigError
 from souk.limits import (MAX_SYNONYM_EXPANSIONS, MAX_SYNONYM_FILE_BYTES, MAX_SYNONYM_RULE_TERMS,
                          MAX_SYNONYM_TERM_CHARS, describe_bytes)
 from souk.query.plan import register_rewriter
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 log = logging.getLogger("souk.query")
 
@@ -319,7 +322,7 @@ class SynonymRewriter:
     note naming the rules. Options (`[query.synonyms]`): `file` (default: the shipped set; re-read
     when it changes) and `languages` (sections to apply besides `any`; default: all)."""
 
-    def __init__(self, searcher: Any = None, options: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher | None = None, options: dict[str, Any] | None = None):
         options = dict(options or {})
         unknown = set(options) - {"file", "languages"}
         if unknown:
@@ -372,7 +375,7 @@ class _Watched:
         self._lock = threading.Lock()
         self._stamp = _stamp(path)
         self._synonyms = Synonyms.load(path)  # the first load raises: nothing older to serve
-        self._tried = self._stamp
+        self._tried: tuple[int, int] | None = self._stamp
         self._thread: threading.Thread | None = None
 
     def current(self) -> Synonyms:

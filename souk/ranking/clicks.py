@@ -111,7 +111,7 @@ class ClickModel:
                 np.concatenate(values))
 
     def _number_key(self, name: str) -> np.uint64:
-        self._number[name] = _mix(SALTS["number"], string_key(name))
+        self._number[name] = np.uint64(_mix(SALTS["number"], string_key(name)))
         return self._number[name]
 
     def coordinate(self, kind: str, *parts: str) -> int:

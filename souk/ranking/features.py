@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from souk.errors import ModelError
 from souk.index.terms import TermStore, UnitTerms
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 SPEC_FORMAT = 1
 K1, B = 1.2, 0.75  # tantivy's BM25
@@ -48,7 +51,7 @@ class FeatureEnv:
     """What feature groups may read, built once per snapshot: the searcher, its term store, and the
     index's other fitted models that serve as features (e.g. `clicks`)."""
 
-    searcher: Any
+    searcher: Searcher
     terms: TermStore
     models: dict[str, Any] = field(default_factory=dict)
 
@@ -299,7 +302,7 @@ def _fuzzy_cover(flat: np.ndarray, which: np.ndarray, present: np.ndarray, uniq:
     from rapidfuzz import fuzz, process
 
     covered = present.copy()
-    by_uniq = {}
+    by_uniq: dict[int, str] = {}
     for k, t in enumerate(strings):
         by_uniq.setdefault(int(inv[k]), t)
     todo = [(jj, t) for jj, t in sorted(by_uniq.items()) if len(t) >= FUZZY_MIN_CHARS]
@@ -340,6 +343,11 @@ def _span(hj: np.ndarray, hdoc: np.ndarray, hpos: np.ndarray, present: np.ndarra
     return span
 
 
+def _sum(arrays: list[np.ndarray]) -> np.ndarray:
+    """Element-wise sum of one or more arrays (as the builtin `sum` adds them, typed)."""
+    return cast(np.ndarray, sum(arrays))
+
+
 @register_features("text", version=1, columns=_text_columns)
 def _text(env: FeatureEnv, batch: Batch) -> np.ndarray:
     n_docs = len(env.terms)
@@ -355,11 +363,11 @@ def _text(env: FeatureEnv, batch: Batch) -> np.ndarray:
             seq, _ = query_term_ids(env, batch, u)
             out = found[name] = {}
             if len(seq) and all("tf" in found[p] for p in parts):
-                _counts(out, u, np.unique(seq), sum(found[p]["tf"] for p in parts), sum(found[p]["len"] for p in parts),
-                        n_docs)
+                _counts(out, u, np.unique(seq), _sum([found[p]["tf"] for p in parts]),
+                        _sum([found[p]["len"] for p in parts]), n_docs)
             else:
                 out.update({c: np.full(len(batch), np.nan) for c in COMPOSITE_FEATURES},
-                           len=sum(found[p]["len"] for p in parts))
+                           len=_sum([found[p]["len"] for p in parts]))
     cols = [found[name][c] for name, u in env.terms.units.items() for c in unit_columns(u, bool(composite[name]))]
     return np.stack(cols, axis=1) if cols else np.zeros((len(batch), 0))
 

@@ -10,7 +10,7 @@ Misuse: scoring with a model whose features differ from what this index computes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from souk.ranking.clicks import active_click_model
 from souk.ranking.features import FeatureEnv, FeatureSet
 from souk.ranking.stage import StageContext, StageUnavailable, check_options, register_stage
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 KIND = "ltr-lightgbm"
 MODEL_FILE = "model.txt"
@@ -58,7 +61,7 @@ def read_booster(path: Path, manifest: dict[str, Any]):
 class LtrModel:
     """A fitted booster with the feature set it was trained on, checked against this snapshot."""
 
-    def __init__(self, path: Path, searcher: Any):
+    def __init__(self, path: Path, searcher: Searcher):
         self.path = Path(path)
         self.manifest = read_model_manifest(self.path, kind=KIND)
         spec = self.manifest.get("features") or {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from souk.ranking.recall import FUSION_DEFAULTS, RecallStage
 from souk.errors import Unavailable
 from souk.ranking.stage import Stage, StageContext, positive_int, stage_factory
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS, "match": "any"}
 # Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors,
@@ -100,7 +103,7 @@ class _Step:
 class Pipeline:
     """A planner and a list of stages; the first stage recalls, the others rerank."""
 
-    def __init__(self, name: str, searcher: Any, planner: Planner, recall: RecallStage, steps: list[_Step],
+    def __init__(self, name: str, searcher: Searcher, planner: Planner, recall: RecallStage, steps: list[_Step],
                  notes: list[str]):
         self.name = name
         self.searcher = searcher

@@ -38,7 +38,7 @@ OPTIONS: dict[str, Any] = {"retrievers": list, "field": str, "depth": (int, dict
 
 
 def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any,
-                   kind: type) -> dict[str, Any]:
+                   kind: type[Real] | type[int]) -> dict[str, Any]:
     """`value` as {retriever: value}: a scalar applies to all; a table names retrievers."""
     if isinstance(value, dict):
         for r, v in value.items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from souk.models.store import ModelStore
 from souk.query.plan import QueryPlan
 from souk.ranking.stage import StageContext, StageUnavailable, check_options, positive_int, register_stage
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 OPTIONS: dict[str, Any] = {"model": str, "batch_size": int, "max_length": int, "backend": str}
 TITLE_NAMES = ("title", "name", "product_title")
@@ -51,7 +54,7 @@ class CrossStage:
 
     name = "cross"
 
-    def __init__(self, searcher: Any, model: CrossEncoder, fields: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher, model: CrossEncoder, fields: dict[str, Any] | None = None):
         self.searcher = searcher
         self.model = model
         self.fields = fields or model.fields

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from souk.errors import ConfigError
 from souk.errors import Unavailable as StageUnavailable  # noqa: F401  (stages raise it when not fitted)
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 class Stage(Protocol):
@@ -30,7 +33,7 @@ class Stage(Protocol):
 class StageContext:
     """What a stage factory may use: the snapshot searcher and the index directory (for fitted models)."""
 
-    searcher: Any
+    searcher: Searcher
 
     @property
     def index_path(self):

@@ -6,13 +6,16 @@ from a searcher and its options. `bm25` and `dense` are the first; a new backend
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from souk.errors import ConfigError
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 class Retriever(Protocol):
@@ -27,7 +30,7 @@ class Retriever(Protocol):
         ...
 
 
-def nearest(searcher: Any, plans: Sequence[QueryPlan], k: int, encode: Callable[[list[QueryPlan]], Any],
+def nearest(searcher: Searcher, plans: Sequence[QueryPlan], k: int, encode: Callable[[list[QueryPlan]], Any],
             search: Callable[[Any, int, Any], tuple[Any, Any]], min_score: float | None = None,
             push_down: bool = False) -> list[Ranking]:
     """Vector recall shared by vector retrievers: plans with text are encoded in one batch, then searched
@@ -72,7 +75,7 @@ def retriever_names() -> list[str]:
     return sorted(_RETRIEVERS)
 
 
-def build_retriever(name: str, searcher: Any, options: dict[str, Any] | None = None) -> Retriever:
+def build_retriever(name: str, searcher: Searcher, options: dict[str, Any] | None = None) -> Retriever:
     """The retriever registered as `name`, over `searcher`."""
     _load_builtin()
     if name not in _RETRIEVERS:

@@ -4,12 +4,15 @@ Option `match` (the recall stage's `match`): None follows the index's `[query] m
 use "any", since their later stages reorder a wide candidate list."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from souk.errors import ConfigError
 from souk.query.plan import QueryPlan
 from souk.retrieval.base import register_retriever
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 class BM25Retriever:
@@ -17,7 +20,7 @@ class BM25Retriever:
 
     name = "bm25"
 
-    def __init__(self, searcher: Any, match: str | None = None):
+    def __init__(self, searcher: Searcher, match: str | None = None):
         self.searcher = searcher
         self.match = match  # None: the index's `[query] match` (tiers: every word first); "any": plain BM25
 
@@ -30,7 +33,7 @@ class BM25Retriever:
 
 
 @register_retriever("bm25")
-def _bm25(searcher: Any, options: dict[str, Any]) -> BM25Retriever:
+def _bm25(searcher: Searcher, options: dict[str, Any]) -> BM25Retriever:
     options = dict(options)
     match = options.pop("match", None)
     if options:

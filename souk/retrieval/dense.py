@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
@@ -10,6 +10,9 @@ from souk.models.registry import text_coverage
 from souk.query.plan import QueryPlan
 from souk.retrieval.base import nearest, register_retriever
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 _OPEN: "weakref.WeakKeyDictionary[object, dict[str, VectorSet]]" = weakref.WeakKeyDictionary()
 
@@ -35,7 +38,7 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, searcher: Any, field: str | None = None):
+    def __init__(self, searcher: Searcher, field: str | None = None):
         self.searcher = searcher
         self.vectors = vector_set(searcher, field)
         self.vectors.encode_queries(["warm up"])  # the query encoder loads with the pipeline, not in a query's time
@@ -44,7 +47,7 @@ class DenseRetriever:
         """One Ranking per plan; queries are encoded in one batch (plans with empty text find nothing)."""
         pushed = getattr(self.vectors, "pushes_filters", False)  # Milvus: filters become its expressions
         return nearest(self.searcher, plans, k, lambda live: self.vectors.encode_queries([p.text for p in live]),
-                       self.vectors.search_filtered if pushed else self.vectors.search, push_down=pushed)
+                       getattr(self.vectors, "search_filtered") if pushed else self.vectors.search, push_down=pushed)
 
     def coverage(self, plan: QueryPlan) -> float:
         """Share of the query in scripts the encoder was trained on (an English-only model reads no Han)."""
@@ -52,7 +55,7 @@ class DenseRetriever:
 
 
 @register_retriever("dense")
-def _dense(searcher: Any, options: dict[str, Any]) -> DenseRetriever:
+def _dense(searcher: Searcher, options: dict[str, Any]) -> DenseRetriever:
     unknown = set(options) - {"field"}
     if unknown:
         raise ConfigError(f"retriever dense: unknown option {sorted(unknown)[0]!r}; allowed: field")

@@ -6,15 +6,18 @@ Misuse: expecting it to read fields that are not mirrored (filters on them are r
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.errors import ConfigError
 from souk.retrieval.base import register_retriever
 from souk.retrieval.dense import DenseRetriever
 
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
+
 
 @register_retriever("milvus")
-def _milvus(searcher: Any, options: dict[str, Any]) -> DenseRetriever:
+def _milvus(searcher: Searcher, options: dict[str, Any]) -> DenseRetriever:
     unknown = set(options) - {"field"}
     if unknown:
         raise ConfigError(f"retriever milvus: unknown option {sorted(unknown)[0]!r}; allowed: field")

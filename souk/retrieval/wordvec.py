@@ -18,7 +18,7 @@ import shutil
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from souk.progress import progress_bar
 from souk.query.plan import QueryPlan
 from souk.retrieval.base import nearest, register_retriever
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 STAGE = "wordvec"
 SMALL_BATCH = 8      # query batches up to this size are searched in numpy (see WordVecRetriever.search)
@@ -109,7 +112,8 @@ class CorpusView:
         rows: list[np.ndarray] = []
         with progress_bar("word-vector features", len(keys), enabled=progress) as advance:
             for i, o in zip(order, reuse):
-                rows.append(older.rows([o])[0] if o >= 0 else (r := model.text_ids(texts[i]))[r >= 0])
+                rows.append(older.rows(np.asarray([o]))[0] if older is not None and o >= 0
+                            else (r := model.text_ids(texts[i]))[r >= 0])
                 advance()
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -227,7 +231,7 @@ class WordVecRetriever:
 
     name = STAGE
 
-    def __init__(self, searcher: Any):
+    def __init__(self, searcher: Searcher):
         self.searcher = searcher
         self.model_dir, self.model, self.manifest = active_model(searcher)
         self.view = corpus_view(searcher, self.model_dir, self.model)
@@ -278,7 +282,7 @@ class WordVecRetriever:
 
 
 @register_retriever(STAGE)
-def _wordvec(searcher: Any, options: dict[str, Any]) -> WordVecRetriever:
+def _wordvec(searcher: Searcher, options: dict[str, Any]) -> WordVecRetriever:
     if options:
         raise ConfigError(f"retriever wordvec takes no options, got {', '.join(options)}")
     return WordVecRetriever(searcher)

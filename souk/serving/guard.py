@@ -28,7 +28,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, MutableMapping
 
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -119,12 +119,12 @@ class BodyTimeout(HTTPException):
         super().__init__(408, f"request body stalled for {BODY_IDLE_TIMEOUT_S:.0f} s", headers={"Connection": "close"})
 
 
-def request_id(scope: dict) -> str:
+def request_id(scope: MutableMapping[str, Any]) -> str:
     """The id of this request (set by `Guard`; a fresh one outside it)."""
     return scope.setdefault("souk.request_id", secrets.token_hex(8))
 
 
-def error_body(message: str, kind: str, scope: dict, **extra: Any) -> dict[str, Any]:
+def error_body(message: str, kind: str, scope: MutableMapping[str, Any], **extra: Any) -> dict[str, Any]:
     return {"error": message, "kind": kind, "request_id": request_id(scope), **extra}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -23,11 +23,15 @@ from souk.evaluation.datasets import Dataset
 from souk.evaluation.metrics import score_run
 from souk.models.cross_encoder import (KIND, Combination, FieldLimits, PairPacker, base_layers, layers_within, logits,
                                        new_model, save_model)
+from souk.models.cross_encoder import Pair
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
 from souk.training.losses import LOSSES
 from souk.training.distributed import replica
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, plot_curve, set_threads, train
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
 # Layer-tokens one query may cost (layers x pairs x tokens per pair): on 2 cores in bf16, 20 pairs of 96
@@ -57,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def prior_pipeline(searcher: Any):
+def prior_pipeline(searcher: Searcher):
     """The stages `full` runs before the cross stage (hybrid recall, the learned ranker when fitted;
     optional stages no module registers are left out)."""
     from souk.ranking.pipeline import build_pipeline, stage_specs
@@ -126,7 +130,8 @@ class Scorer:
     def score(self, queries: dict[str, str], lists: dict[str, list[str]]) -> dict[str, np.ndarray]:
         import torch
 
-        pairs, owners = [], []
+        pairs: list[Pair] = []
+        owners: list[str] = []
         for qid, ids in lists.items():
             q = self.packer.tokens([queries[qid]], self.packer.limits.query)[0]
             pairs.extend(self.packer.pack(q, d) for d in self.doc_tokens(ids))
@@ -233,7 +238,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
         return ndcg10(dev, dev_c, last["scores"])
 
     def loss_of(model, groups: list[Group]):
-        pairs, labels = [], []
+        pairs: list[Pair] = []
+        labels = []
         for g in groups:
             q = packer.tokens([g.query], limits.query)[0]
             pairs.extend(packer.pack(q, d) for d in packer.doc_tokens(g.docs))

@@ -144,7 +144,7 @@ def fit_on_ray(name: str, job: Any, workers: int = WORKERS) -> dict[str, Any]:
         try:
             trainer.fit()
         except Exception as e:
-            cause = e
+            cause: BaseException = e
             while cause.__cause__ is not None:
                 cause = cause.__cause__
             if isinstance(cause, ConfigError):

@@ -58,7 +58,7 @@ class _Entry:
 _FITTERS: dict[str, _Entry] = {}
 
 
-def register_fitter(name: str, applies: Callable[[Any], bool] = lambda schema: True, share: float = 1.0,
+def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: True, share: float = 1.0,
                     order: int = 50, on_activate: Callable[[Path, Path], dict[str, Any]] | None = None,
                     distributed: bool = False) -> Callable[[Fitter], Fitter]:
     """Decorator: register the fitter of stage `name`; `order` sets which stage fits first (a

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from souk.ranking.ltr import KIND, MODEL_FILE
 from souk.ranking.pipeline import query_steps_of, stage_specs
 from souk.training.fit import FitJob, register_fitter
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "num_leaves": 31, "learning_rate": 0.05,
@@ -83,7 +86,7 @@ class Judged:
         return float(score_run(run, {self.qids[i]: qrels[self.qids[i]] for i in keep}, ["ndcg@10"]).means()["ndcg@10"])
 
 
-def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
+def recall_for(searcher: Searcher) -> tuple[Any, Any, int, dict[str, Any]]:
     """The `ltr` pipeline's planner (its query steps), the stages before `ltr` as one pipeline (recall, and
     the interaction model where one is fitted) and the stage's depth, as serving builds them
     (`souk.ranking.pipeline.build_pipeline`), so training sees the candidates and signals serving will."""
@@ -100,7 +103,7 @@ def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
     return planner, prior, depth, recall_opts
 
 
-def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
+def collect(searcher: Searcher, features: FeatureSet, data: Dataset, deadline: float | None = None,
             progress: bool = True, what: str = "train", stages: tuple | None = None,
             judged_only: bool = False) -> Judged:
     """Candidates, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`);
@@ -218,7 +221,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
 
     X, y, g = train.subset(all_train)
-    if dev is not None and any(labels.max(initial=0) > 0 for labels in dev.labels):
+    if dev is not None and job.dev is not None and any(labels.max(initial=0) > 0 for labels in dev.labels):
         valid_idx, valid_name = list(range(len(dev.qids))), f"{job.dev.name}/{job.dev.split}"
         booster, history, by_budget = _train(X, y, g, dev.subset(valid_idx), MAX_ROUNDS, params, job.deadline, names)
         curve_valid = list(history.get("valid", {}).get("ndcg@10", []))

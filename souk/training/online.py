@@ -191,10 +191,10 @@ def learn_log(index_path: str | Path, log: str | Path, eta: float | None = None,
         bias_cfg = dict(model.meta.get("position_bias", DEFAULT_BIAS))
         for key, value in [*given.items(), ("eta", eta), ("floor", floor)]:
             current = model.params.get(key, bias_cfg.get(key))
-            if value is not None and float(value) != float(current):
+            if value is not None and current is not None and float(value) != float(current):
                 raise ConfigError(f"--{key}: the click model {active.name} was created with {key}={current:g}; "
                                   f"it keeps its settings (start afresh in a new index or drop --{key})")
-        if any(h.get("sha1") == digest for h in history):
+        if digest is not None and any(h.get("sha1") == digest for h in history):
             raise ConfigError(f"{log}: this log (sha1 {digest[:12]}) was already learned by {active.name}; "
                               "learning it again would count its clicks twice")
     else:

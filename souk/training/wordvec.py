@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -310,7 +310,7 @@ def _fine_tune(base: WordVectors, view: CorpusView, searcher, pairs, query_featu
                              else id_rows[rng.randrange(len(id_rows))]
                              for q, _ in batch]
                 qv = encode([q_rows[q] for q, _ in batch])
-                dv = encode(docs)
+                dv = encode(cast("list[np.ndarray]", docs))  # `pairs` hold only documents with a row
                 logits = qv @ dv.T / tau
                 # a document that is a positive of another query in the batch is not its negative
                 where: dict[str, list[int]] = {}

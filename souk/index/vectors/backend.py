@@ -90,7 +90,7 @@ def vector_backend_names() -> list[str]:
     return list(dict.fromkeys([*_BACKENDS, *_OPTIONAL]))
 
 
-def vector_backend(name: str) -> type:
+def vector_backend(name: str) -> type[VectorBackend]:
     """The backend class registered as `name`; `ConfigError` lists the known ones."""
     _load_optional(name)
     if name not in _BACKENDS:
@@ -171,7 +171,8 @@ class FaissBackend:
             if not index.is_trained:
                 index.train(vectors)
             if self.kind.native_ids:
-                index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by key
+                # reconstruct and remove by key (mypy does not see DirectMap in faiss's SWIG-generated module)
+                index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
             self.index = index if self.kind.native_ids else faiss.IndexIDMap2(index)
         self.index.add_with_ids(vectors, keys)
 

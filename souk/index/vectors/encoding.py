@@ -30,7 +30,7 @@ def model_record(params: dict[str, Any]) -> dict[str, Any]:
 
     config = encoder_config(params)
     choice = choose_backend(config) if config.backend == "auto" else cached_choice(config)
-    backend = config.backend if config.backend != "auto" else choice["backend"]
+    backend = choice["backend"] if config.backend == "auto" and choice is not None else config.backend
     query = params["query_backend"]
     if query in ("auto", "exact"):
         query = (choice or {}).get("backend" if query == "auto" else "exact", "torch-fp32")

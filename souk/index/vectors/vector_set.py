@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sized
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -143,7 +144,7 @@ class VectorSet:
         if len(keys) != meta.get("count"):
             raise IndexStateError(f"{folder}: {len(keys)} keys, but {meta.get('count')} recorded")
         backend = vector_backend(params["index"]).open(folder, params)
-        held = len(backend) if hasattr(backend, "__len__") else len(keys)
+        held = len(backend) if isinstance(backend, Sized) else len(keys)
         if held != len(keys):
             raise IndexStateError(f"{folder}: the index holds {held} vectors for {len(keys)} keys")
         t = folder / "transform.faiss"

@@ -19,6 +19,10 @@ FORBIDDEN = -1e4
 class CRF(nn.Module):
     """Transition, start and end scores for `num_tags` tags."""
 
+    allowed: torch.Tensor  # buffers (registered in __init__)
+    allowed_start: torch.Tensor
+    allowed_end: torch.Tensor
+
     def __init__(self, num_tags: int, allowed: torch.Tensor | None = None,
                  allowed_start: torch.Tensor | None = None, allowed_end: torch.Tensor | None = None):
         super().__init__()

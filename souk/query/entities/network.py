@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -91,7 +91,7 @@ class Ensemble(nn.Module):
                 getattr(self.crf, name).copy_(torch.stack([getattr(m.crf, name) for m in members]).mean(0))
 
     def emissions(self, batch: "Batch") -> torch.Tensor:
-        return torch.stack([m.emissions(batch) for m in self.members]).mean(0)
+        return torch.stack([cast(BiLstmCrf, m).emissions(batch) for m in self.members]).mean(0)
 
     def decode(self, batch: "Batch", scores: bool = True) -> tuple[list[list[int]], list[list[float]]]:
         return _decode(self.crf, self.emissions(batch), batch.mask, scores)

@@ -23,10 +23,13 @@ filter hides every other document; prefer boosts there.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.errors import ConfigError, ModelUnavailable
 from souk.query.plan import QueryPlan, register_rewriter
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 USES = ("boost", "filter", "none")
 OPTIONS = {"fields", "aliases", "tagger", "types", "min_score", "use", "weight"}
@@ -36,7 +39,7 @@ OPTIONS = {"fields", "aliases", "tagger", "types", "min_score", "use", "weight"}
 class EntityRewriter:
     """Gazetteer (built from the index's keyword values once per snapshot) plus an optional tagger."""
 
-    def __init__(self, searcher: Any, options: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher, options: dict[str, Any] | None = None):
         from souk.query.entities.gazetteer import Gazetteer
 
         options = dict(options or {})

@@ -15,10 +15,13 @@ Misuse: filtering on `label` without looking at `confidence` (an `oos` or unsure
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.errors import ConfigError, ModelUnavailable
 from souk.query.plan import QueryPlan, register_rewriter
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 STAGE = "intent"
 OPTIONS = {"model", "k"}
@@ -28,7 +31,7 @@ OPTIONS = {"model", "k"}
 class IntentRewriter:
     """Predicts the intent (or category) of `plan.text` once per request (a few ms with MiniLM)."""
 
-    def __init__(self, searcher: Any, options: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher, options: dict[str, Any] | None = None):
         from souk.models.store import ModelStore
         from souk.query.intent.model import IntentModel
 
@@ -47,7 +50,7 @@ class IntentRewriter:
         self.path = path
         self.note = None
         try:
-            self.model = IntentModel.load(path)
+            self.model: IntentModel | None = IntentModel.load(path)
         except ModelUnavailable as e:  # a damaged model: the step is off, searches go on with a note
             self.model, self.field, self.note = None, None, f"query step intent skipped: {e}"
             return
@@ -55,7 +58,7 @@ class IntentRewriter:
 
     def rewrite(self, plan: QueryPlan) -> QueryPlan:
         if self.model is None:
-            plan.notes.append(self.note)
+            plan.notes.append(self.note or "query step intent skipped")
             return plan
         if plan.text.strip():
             prediction = self.model.predict([plan.text], k=self.k)[0]
