@@ -107,3 +107,13 @@ def start_server(index, port: int, admin_key: str = "", search_key: str = ""):
             time.sleep(0.1)
     proc.kill()
     raise AssertionError("server did not start")
+
+
+def sign_test_p(wins_a: int, wins_b: int) -> float:
+    """Two-sided exact sign test of wins_a against wins_b, by hand (the reference for the interleaving tests)."""
+    import math
+
+    n = wins_a + wins_b
+    if wins_a == wins_b:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins_a, wins_b) + 1)) / 2 ** n)

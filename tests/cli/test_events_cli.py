@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from ltr_shop import SHOP
-from support import REPO, free_port, run_souk
+from support import REPO, free_port, run_souk, sign_test_p
 
 
 def last_json(proc):
@@ -93,7 +93,9 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     report = last_json(run_souk("experiments", "--index", index, "--json"))
     assert report["searches"] == 60 and report["a"] == "keyword" and report["b"] == "ltr"
     assert report["wins_a"] + report["wins_b"] + report["ties"] == 60
-    assert 0 <= report["p_value"] <= 1 and report["winner"] in ("a", "b", None)
+    p = sign_test_p(report["wins_a"], report["wins_b"])
+    assert report["p_value"] == pytest.approx(p, abs=1e-6)
+    assert report["winner"] == (("a" if report["wins_a"] > report["wins_b"] else "b") if p < 0.05 else None)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from souk.events.log import EventLog
 from souk.serving.app import create_app
 from souk.serving.auth import Keys
 from souk.serving.events import Experiment, Exploration
+from support import sign_test_p
 
 ADMIN, SEARCH = "a" * 20, "s" * 20
 
@@ -87,7 +88,9 @@ def test_interleaving_applies_to_searches_naming_no_pipeline_and_credits_clicks(
         wins[s["teams"][0]] += 1
     report = client.get("/experiments").json()
     assert (report["searches"], report["wins_a"], report["wins_b"], report["ties"]) == (30, wins["a"], wins["b"], 0)
-    assert report["experiment"] == "keyword,bm25" and 0 <= report["p_value"] <= 1
+    p = sign_test_p(wins["a"], wins["b"])
+    assert report["experiment"] == "keyword,bm25" and report["p_value"] == pytest.approx(p, abs=1e-6)
+    assert report["winner"] == (("a" if wins["a"] > wins["b"] else "b") if p < 0.05 else None)
 
 
 def test_exploration_moves_one_document_from_below_the_page_onto_it_and_logs_it(own_index):

@@ -19,8 +19,11 @@ def test_the_fit_learns_beyond_the_untrained_model(tiny_cross):
     assert dev["cross_ndcg@10"] >= dev["untrained_cross_ndcg@10"] + 0.1, manifest["training"]["curve"]
     assert manifest["kind"] == "cross-encoder" and manifest["device"] == "cpu"
     assert manifest["training"]["weak_groups"] > 0 and manifest["training"]["steps"] > 0
-    assert 0.0 <= manifest["combination"]["weight"] <= 1.0
-    assert set(manifest["held_out"]["by_weight"]) >= {"0.00", "1.00"}
+    weight, by_weight = manifest["combination"]["weight"], manifest["held_out"]["by_weight"]
+    assert set(by_weight) >= {"0.00", "1.00"} and manifest["held_out"]["weight"] == weight
+    # the mix kept is the best on the held-out train queries (the smallest weight on ties)
+    assert by_weight[f"{weight:.2f}"] == max(by_weight.values())
+    assert all(by_weight[w] < max(by_weight.values()) for w in by_weight if float(w) < weight)
     assert manifest["limits"] == {"max_length": 64, "query": 8, "title": 16}
 
 

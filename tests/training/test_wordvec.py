@@ -19,7 +19,8 @@ def test_manifest_says_what_was_learned_and_what_it_reads():
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "wordvec" and "han" in manifest["reads"]
     assert manifest["commit_id"] == Index.open(fitted_index()).searcher().commit_id
-    assert 0.0 <= manifest["fusion_weight"] <= 1.0
+    weight, held = manifest["fusion_weight"], manifest["fusion_held_out"]
+    assert manifest["held_out_queries"] > 0 and held[str(weight)] == max(held.values())  # the best on held-out train
     assert manifest["curve"]["ndcg@10"][0] > 0.5  # untrained (random vectors, SIF weights): lexical matching
     assert manifest["features"]["chars"] > 0 and manifest["features"]["bigrams"] > 0
     assert (path / "curve.png").stat().st_size > 1000 and (path / "corpus" / "view.json").is_file()
