@@ -26,6 +26,7 @@ from souk.engine import MAX_K, Engine
 from souk.ranking.pipeline import pipeline_names
 from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError,
                          Unavailable)
+from souk.limits import MAX_BATCH, MAX_BODY_BYTES, MAX_PAGE_SIZE, MAX_SEARCH_BODY_BYTES
 from souk.schema import loads_json
 from souk.serving.auth import Keys
 from souk.serving.display import display_config
@@ -35,10 +36,6 @@ from souk.serving.metrics import Metrics
 
 log = logging.getLogger("souk.serving")
 STATIC = Path(__file__).parent / "static"
-MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_SEARCH_BODY_BYTES = 64 * 1024
-MAX_BATCH = 10_000
-MAX_PAGE_SIZE = 100
 _STATUS = [(DocumentError, 422), (QueryError, 400), (Unavailable, 400), (ConfigError, 503), (ModelError, 503),
            (IndexStateError, 503)]
 # errors about the request itself are shown; the others may carry paths or file contents of the server,

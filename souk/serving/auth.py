@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 
 from souk.errors import ConfigError
+from souk.limits import MIN_KEY_CHARS
 
-MIN_KEY_CHARS = 16
 
 
 @dataclass(frozen=True)

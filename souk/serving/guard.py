@@ -33,16 +33,14 @@ from typing import Any, Iterable, MutableMapping
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from souk.limits import BODY_IDLE_TIMEOUT_S, HEAD_TIMEOUT_S
+
 log = logging.getLogger("souk.serving")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"})
-BODY_IDLE_TIMEOUT_S = 30.0
-HEAD_TIMEOUT_S = 10.0
-KEEP_ALIVE_S = 5
-MAX_HEAD_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
