@@ -368,6 +368,7 @@ search_args = st.lists(st.one_of(
 ), max_size=4).map(lambda groups: [a for g in groups for a in g])
 
 
+@pytest.mark.slow
 @FAST
 @given(queries, search_args)
 def test_cli_search_in_process(fixed, query, args):
@@ -379,6 +380,7 @@ def test_cli_search_in_process(fixed, query, args):
         assert ("error" in last) == (proc.returncode == 2)
 
 
+@pytest.mark.slow
 @CLI
 @given(catalog_files(), st.sampled_from([[], ["--on-error", "skip"], ["--commit-every", "2"], ["--columns", "a,b"]]))
 def test_cli_index_in_a_subprocess(tmp_path_factory, catalog, extra):
@@ -397,6 +399,7 @@ def test_cli_index_in_a_subprocess(tmp_path_factory, catalog, extra):
         assert last["docs"] == Index.open(work / "ix").searcher().num_docs
 
 
+@pytest.mark.slow
 @CLI
 @given(queries, search_args)
 def test_cli_search_in_a_subprocess(fixed, query, args):

@@ -6,6 +6,7 @@ import pytest
 from support import FIXTURES, run_souk
 
 
+@pytest.mark.slow
 def test_bench_index_json_on_fixture():
     out = json.loads(run_souk("bench", "index", "--dataset", str(FIXTURES / "beir-mini"), "--repeat", "2",
                               "--json").stdout.splitlines()[-1])

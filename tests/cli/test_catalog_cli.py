@@ -1,6 +1,8 @@
 """The real `souk` CLI in subprocesses: index, search, stats, delete, and every bad-input message."""
 import json
 
+import pytest
+
 from support import FIXTURES, run_souk
 
 
@@ -8,6 +10,7 @@ def last_json(proc):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_index_search_stats_delete(tmp_path):
     ix = str(tmp_path / "ix")
     out = last_json(run_souk("index", str(FIXTURES / "products.jsonl"), "--index", ix, "--json"))
@@ -25,6 +28,7 @@ def test_index_search_stats_delete(tmp_path):
     assert last_json(run_souk("search", "--index", ix, "milk", "--json"))["total"] == 0
 
 
+@pytest.mark.slow
 def test_indexing_again_updates_by_id(tmp_path):
     ix = str(tmp_path / "ix")
     run_souk("index", str(FIXTURES / "products.jsonl"), "--index", ix)
@@ -58,6 +62,7 @@ def _schema(tmp_path):
     return p
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_clear_messages(tmp_path):
     ix = str(tmp_path / "ix")
     run_souk("index", str(FIXTURES / "products.jsonl"), "--index", ix)
@@ -82,6 +87,7 @@ def test_bad_inputs_give_clear_messages(tmp_path):
         assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_beir_directory_keeps_beir_names(tmp_path):
     ix = str(tmp_path / "ix")
     run_souk("index", str(FIXTURES / "beir-mini"), "--index", ix)
@@ -89,6 +95,7 @@ def test_beir_directory_keeps_beir_names(tmp_path):
     assert res["hits"][0]["id"] == "d8" and set(res["hits"][0]["doc"]) == {"_id", "title", "text"}
 
 
+@pytest.mark.slow
 def test_demo_catalog_bilingual_searches(demo_index):
     ix = str(demo_index)
     assert last_json(run_souk("stats", "--index", ix, "--json"))["docs"] == 2542

@@ -25,6 +25,7 @@ def model_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_eval_predict(model_dir):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["kind"] == "intent-classifier" and manifest["dev"]["queries"] == 46
@@ -58,6 +59,7 @@ def test_user_errors_are_one_line(tmp_path, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_catalog_categories_into_the_index_model_store(demo_index, tmp_path):
     index = tmp_path / "index"
     shutil.copytree(demo_index, index)

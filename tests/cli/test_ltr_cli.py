@@ -14,6 +14,7 @@ def last_json(proc):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_fit_then_search_and_eval_the_ltr_pipeline(tmp_path):
     index = str(tmp_path / "index")
     run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
@@ -32,6 +33,7 @@ def test_fit_then_search_and_eval_the_ltr_pipeline(tmp_path):
     assert evaluated["p50_ms"] > 0
 
 
+@pytest.mark.slow
 def test_clicks_learn_continues_and_refuses_a_log_twice(tmp_path):
     index = str(tmp_path / "index")
     run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))

@@ -43,6 +43,7 @@ def model(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_eval_prints_entity_scores_as_json(model):
     scores = last_json(souk("ner", "eval", "--model", model, "--data", MINI, "--json"))
     assert list(scores) == ["f1", "precision", "recall", "per_type"]

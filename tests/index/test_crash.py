@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from souk.index import Index
 from support import SOUK
 
@@ -40,6 +42,7 @@ def index_and_kill(catalog, index_dir, every, *extra):
     return cmd
 
 
+@pytest.mark.slow
 def test_kill_9_mid_indexing_keeps_last_commit(tmp_path):
     catalog, index_dir = tmp_path / "big.jsonl", tmp_path / "index"
     write_catalog(catalog)
@@ -58,6 +61,7 @@ def test_kill_9_mid_indexing_keeps_last_commit(tmp_path):
     assert Index.open(index_dir).searcher().num_docs == N
 
 
+@pytest.mark.slow
 def test_kill_9_mid_vector_indexing_keeps_vectors_and_docs_in_step(tmp_path):
     from souk.ranking.pipeline import build_pipeline
     from souk.retrieval.dense import vector_set

@@ -46,6 +46,7 @@ def test_bf16_agrees_with_fp32(tiny_encoder):
     assert not np.array_equal(fp32, bf16)  # it really ran in bf16
 
 
+@pytest.mark.slow
 def test_auto_picks_a_path_whose_agreement_clears_the_bar(tiny_encoder, tmp_path, monkeypatch):
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
     config = EncoderConfig(model=str(tiny_encoder))
@@ -146,6 +147,7 @@ def test_capped_to_avx2_offers_only_paths_that_run_there(monkeypatch):
     assert BACKENDS["torch-fp32"].missing(m) is None
 
 
+@pytest.mark.slow
 def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tiny_encoder, tmp_path, monkeypatch):
     from souk.models.backends import cached_choice
 

@@ -78,6 +78,7 @@ def test_token_cache_loads_missing_ids_once_and_drops_the_oldest():
     assert calls[-1] == ["a"]  # evicted as the least recently used
 
 
+@pytest.mark.slow
 def test_a_model_directory_round_trips_and_the_path_choice_is_cached(tiny_cross, monkeypatch, tmp_path):
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
     path = tiny_cross["index"] / "models" / tiny_cross["outcome"].model

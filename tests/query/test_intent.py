@@ -206,6 +206,7 @@ def test_without_oos_examples_held_out_classes_stand_in():
 
 
 # ---- catalog pseudo-queries ------------------------------------------------------------------
+@pytest.mark.slow
 def test_catalog_categories_train_a_category_classifier(demo_index):
     from souk.index import Index
 

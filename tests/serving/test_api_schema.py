@@ -36,6 +36,7 @@ def report_cases():
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=40 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_generated_request_yields_a_server_error(case):
@@ -60,6 +61,7 @@ def framed_client(served_index):
 VARIANTS = ("chunked", "host", "content-type", "chunked")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=40 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 def test_generated_requests_reframed_stay_4xx(case, framed_client):

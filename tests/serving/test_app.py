@@ -129,6 +129,7 @@ FUZZ = {"cases": 0}
 text = st.text(max_size=40)
 
 
+@pytest.mark.slow
 @settings(max_examples=150 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 @given(q=text, filters=st.lists(text, max_size=3), facets=st.lists(text, max_size=2), sort=st.none() | text,
        page=st.integers(-5, 20_000), size=st.integers(-5, 200), pipeline=st.sampled_from(["keyword", "bm25", "x", ""]),

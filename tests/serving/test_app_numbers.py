@@ -28,6 +28,7 @@ def test_an_integer_beyond_range_is_a_record_error_and_skip_keeps_the_rest(clien
     assert ndjson.status_code == 422
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(digits=st.integers(1, 6000), negative=st.booleans(), where=st.sampled_from(["price", "code", "name", "extra"]))
 def test_property_integers_of_any_size_anywhere_never_give_a_500(client, digits, negative, where):

@@ -19,6 +19,7 @@ def server(served_index):
     proc.wait(10)
 
 
+@pytest.mark.slow
 def test_shopper_types_filters_and_pages(server):
     sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -86,6 +87,7 @@ def test_shopper_types_filters_and_pages(server):
             browser.close()
 
 
+@pytest.mark.slow
 def test_search_waits_for_input_method_composition(server):
     sync_api = browser_or_skip()
     with sync_api.sync_playwright() as p:
@@ -140,6 +142,7 @@ def shop_server(tmp_path_factory):
     proc.wait(10)
 
 
+@pytest.mark.slow
 def test_page_shows_the_catalogs_currency_and_a_category_drill_down(shop_server):
     sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -177,6 +180,7 @@ def test_page_shows_the_catalogs_currency_and_a_category_drill_down(shop_server)
             browser.close()
 
 
+@pytest.mark.slow
 def test_relaxed_results_say_which_words_they_may_lack(server):
     sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 import asyncio
 import socket
 
+import pytest
 import uvicorn
 
 from souk.serving.server import tcp_listener
@@ -34,6 +35,7 @@ def test_listener_for_workers_is_tcp_and_accepted_connections_skip_nagle():
     assert seen == {"nodelay": 1}
 
 
+@pytest.mark.slow
 def test_serve_says_serving_only_once_the_port_answers(demo_index):
     """The "serving on" line is the signal scripts wait for: one request right after it must be answered."""
     import os

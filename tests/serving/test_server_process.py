@@ -52,6 +52,7 @@ def batch(n, start_at):
             for i in range(start_at, start_at + n)]
 
 
+@pytest.mark.slow
 def test_searches_answer_while_batches_are_written(own_index):
     """Two worker processes: writes from two clients queue for the index, and an acknowledged write is
     found by the next search whichever worker answers it."""
@@ -110,6 +111,7 @@ def call_after_restart(index, path):
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_kill_9_loses_no_acknowledged_write(own_index):
     port = free_port()
     proc = start(own_index, port)

@@ -66,6 +66,7 @@ def learned_doc_scores(model, terms, products, query):
     return ids, scores_for(model, terms, query, ids)
 
 
+@pytest.mark.slow
 def test_ipw_recovers_hidden_preferences_that_position_hides(shop):
     path, products = shop
     terms = TermStore.open(Index.open(path).searcher())
