@@ -143,15 +143,13 @@ def register(app: typer.Typer) -> None:
         vector_backend: Optional[str] = typer.Option(None, "--vector-backend",
                                                      help="With --vectors: flat (default), hnsw, ivfpq, sq8, or milvus "
                                                           "(needs --vector-uri)."),
-        vector_uri: Optional[str] = typer.Option(None, "--vector-uri",
-                                                 help="With --vector-backend milvus: a local FILE.db (Milvus Lite) "
-                                                      "or http://host:19530."),
+        vector_uri: Optional[str] = typer.Option(
+            None, "--vector-uri", help="With --vector-backend milvus: a local FILE.db (Milvus Lite) or http://host:19530."),
         vector_collection: Optional[str] = typer.Option(None, "--vector-collection",
                                                         help="With --vector-backend milvus: the collection (default: "
                                                              "souk_<index name>_<random>)."),
-        ray: Optional[str] = typer.Option(None, "--ray",
-                                          help="Encode vectors on Ray: auto (a local cluster for this run) "
-                                               "or a cluster ADDRESS."),
+        ray: Optional[str] = typer.Option(
+            None, "--ray", help="Encode vectors on Ray: auto (a local cluster for this run) or a cluster ADDRESS."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     ) -> None:
         """Index a catalog: validate, analyze, write, commit. A failed first run leaves no index behind."""

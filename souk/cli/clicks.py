@@ -22,9 +22,9 @@ def register(app: typer.Typer) -> None:
                                                 "clicked, purchased, ts."),
         events: bool = typer.Option(False, "--events", help="Learn from the index's own event log instead (the "
                                                             "searches not learned yet)."),
-        eta: Optional[float] = typer.Option(None, "--eta",
-                                            help="Position bias: examination of rank r is r^-eta (default 1; 0 = no "
-                                                 "correction). Fixed at creation."),
+        eta: Optional[float] = typer.Option(
+            None, "--eta", help="Position bias: examination of rank r is r^-eta (default 1; 0 = no correction). "
+            "Fixed at creation."),
         floor: Optional[float] = typer.Option(None, "--floor",
                                               help="Lowest examination probability (clips the weights; default 0.1)."),
         alpha: Optional[float] = typer.Option(None, "--alpha",
