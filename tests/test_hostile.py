@@ -147,6 +147,7 @@ schema_tables = st.fixed_dictionaries(
 ) | st.dictionaries(nasty_text, json_values, max_size=3)
 
 
+@pytest.mark.slow
 @FAST
 @given(schema_tables, st.lists(records, max_size=4))
 def test_schemas_are_valid_or_one_line_config_errors(table, sample):
@@ -322,6 +323,7 @@ def test_queries_return_results_or_query_errors(fixed, query, k, offset, sort):
 
 
 # ---- filter + sort + pagination on small random indexes ----------------------------------------------
+@pytest.mark.slow
 @SLOW
 @given(catalog_rows(), st.lists(good_filter_exprs(), max_size=1) | st.lists(good_filter_exprs(), max_size=2),
        st.sampled_from([None, "rank", "-rank"]), st.integers(1, 30) | st.integers(0, 8),

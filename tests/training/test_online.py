@@ -94,6 +94,7 @@ def test_ipw_recovers_hidden_preferences_that_position_hides(shop):
     assert tops_corrected >= 5 and tops_naive <= 2
 
 
+@pytest.mark.slow
 def test_the_clicks_stage_boosts_what_users_prefer(shop, tmp_path):
     path, products = shop
     log = tmp_path / "clicks.jsonl"
