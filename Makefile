@@ -1,4 +1,5 @@
-# souk: `make demo` (install, build the demo index, search it) and `make test` (install, run the tests).
+# souk: `make demo` (install, build the demo index, search it), `make test` (install, ruff, mypy, the tests) and
+# `make test-fast` (ruff and the tests not marked slow, for the edit loop).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ SHARED ?= ../shared
 DEMO   := .demo/index
 PORT   ?= 8000
 
-.PHONY: install browser demo demo-index test bench bench-fit bench-traffic clean
+.PHONY: install browser demo demo-index lint test test-fast bench bench-fit bench-traffic clean
 
 install: $(STAMP)
 
@@ -40,8 +41,18 @@ demo: demo-index
 	@echo "serving the search page on http://127.0.0.1:$(PORT)/ (API docs at /docs); Ctrl-C stops"
 	$(SOUK) serve --index $(DEMO) --port $(PORT)
 
-test: install browser
+# ruff (rules E, F, W; lines <= 120) and mypy, as configured in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check souk tests
+	$(VENV)/bin/mypy souk
+
+test: lint browser
 	$(PY) -m pytest -q
+
+# The edit loop: ruff, then every test not marked slow, stopping at the first failure (under 3 minutes).
+test-fast: install
+	$(VENV)/bin/ruff check souk tests
+	$(PY) -m pytest -m "not slow" -x -q
 
 bench: install
 	@mkdir -p .bench

@@ -68,7 +68,9 @@ def catalog_file(path: str | Path, fmt: str | None = None) -> tuple[Path, str]:
     try:
         st = os.stat(file)
     except OSError as e:
-        what = "a symlink loop" if e.errno == errno.ELOOP else "a dangling symlink" if os.path.islink(file) else e.strerror
+        what = (
+            "a symlink loop" if e.errno == errno.ELOOP else "a dangling symlink" if os.path.islink(file) else e.strerror
+        )
         raise DocumentError(f"catalog {file} cannot be read: {what}") from None
     if not stat.S_ISREG(st.st_mode):
         raise DocumentError(f"catalog {file} is {_file_kind(st.st_mode)}, not a regular file; give a catalog file")

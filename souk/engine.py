@@ -337,7 +337,11 @@ def _collapse(hits: list, field: str) -> list:
     first: dict[str, Any] = {}
     for hit in hits:
         value = hit.doc.get(field)
-        key = normalize(" ".join(map(str, value)) if isinstance(value, list) else str(value)) if value not in (None, "") else f"\0{hit.id}"
+        key = (
+            normalize(" ".join(map(str, value)) if isinstance(value, list) else str(value))
+            if value not in (None, "")
+            else f"\0{hit.id}"
+        )
         if key in first:
             first[key].collapsed += 1
         else:

@@ -28,12 +28,13 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
         yield log.advance
         log.finish()
         return
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn()]
     with Progress(*columns, console=err_console) as prog:
         task = prog.add_task(description, total=total)
 
         def advance(n: int = 1, status: str | None = None) -> None:
-            prog.update(task, advance=n, **({"description": f"{description} {status}"} if status else {}))
+            prog.update(task, advance=n, description=f"{description} {status}" if status else None)
 
         yield advance
 

@@ -58,7 +58,8 @@ _FIELD_KEYS = {"kind", "from", "analyzer", "boost", "reduce", "copy_from", "stor
 _TOP_KEYS = {"id", "fields", "search", "analysis", "pipelines", "query", "catalog"}
 _CATALOG_KEYS = {"columns", "decimal"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_id$")
-KEYWORD_HINTS = ("brand", "category", "colour", "color", "size", "type", "tag", "vendor", "maker", "manufacturer", "supermarket", "country", "grade", "status")
+KEYWORD_HINTS = ("brand", "category", "colour", "color", "size", "type", "tag", "vendor", "maker", "manufacturer",
+                 "supermarket", "country", "grade", "status")
 ID_CANDIDATES = ("_id", "id", "uniq_id", "sku", "product_id", "item_id", "asin", "doc_id", "article_id", "variant_id",
                  "product_code", "item_code", "code", "ean", "gtin", "upc", "barcode")
 _ID_KEYS = {re.sub(r"[\s_\-]", "", c.lower()): i for i, c in enumerate(ID_CANDIDATES)}
@@ -290,7 +291,8 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
         raise SchemaError(f"{where}.kind: {got}" + ("; one of " + ", ".join(KINDS) if kind is None else ""))
     source = spec.get("from", name)
     if not isinstance(source, str) or not source.strip():
-        raise ConfigError(f"{where}.from: expected a dot path (a string such as \"name.en\"), got {_type_name(source)} {source!r:.40}")
+        raise ConfigError(f"{where}.from: expected a dot path (a string such as \"name.en\"), got "
+                          f"{_type_name(source)} {source!r:.40}")
     analyzer = spec.get("analyzer", "standard")
     if not isinstance(analyzer, str) or analyzer not in ANALYZERS:
         raise SchemaError(f"{where}.analyzer: {analyzer!r:.40} is not one of {', '.join(ANALYZERS.names())}")
@@ -316,9 +318,11 @@ def _parse_field(name: str, spec: Any, origin: str) -> Field:
         raise SchemaError(f"{where}.feature: only number fields can be ranking features (true/false)")
     unit, decimal, hierarchy = spec.get("unit"), spec.get("decimal"), spec.get("hierarchy")
     if unit is not None and (kind != "number" or not isinstance(unit, str) or not 0 < len(unit.strip()) <= 16):
-        raise SchemaError(f"{where}.unit: only number fields have a unit, a short string such as \"$\", \"EUR\" or \"ml\"")
+        raise SchemaError(f"{where}.unit: only number fields have a unit, a short string such as "
+                          "\"$\", \"EUR\" or \"ml\"")
     if decimal is not None and (kind != "number" or decimal not in DECIMALS):
-        raise SchemaError(f"{where}.decimal: only number fields have a decimal mark, \".\" or \",\"; got {decimal!r:.20}")
+        raise SchemaError(f"{where}.decimal: only number fields have a decimal mark, \".\" or "
+                          f"\",\"; got {decimal!r:.20}")
     if hierarchy is not None and (kind != "keyword" or not isinstance(hierarchy, str)
                                   or not 0 < len(hierarchy.strip()) <= 8 or hierarchy != hierarchy.strip()):
         raise SchemaError(f"{where}.hierarchy: only keyword fields are hierarchies; the level separator, "
@@ -342,7 +346,8 @@ def _tables(data: dict[str, Any], key: str, origin: str) -> dict[str, dict[str, 
     out = {}
     for name, value in _table(data, key, origin).items():
         if not isinstance(value, dict):
-            raise ConfigError(f"{origin}: {key}.{name} must be a table ([{key}.{name}]), got {_type_name(value)} {value!r:.40}")
+            raise ConfigError(f"{origin}: {key}.{name} must be a table ([{key}.{name}]), got "
+                              f"{_type_name(value)} {value!r:.40}")
         out[name] = dict(value)
     return out
 
@@ -426,7 +431,8 @@ def _check_vector_source(schema: Schema, f: Field, origin: str) -> None:
             raise SchemaError(f"{where}: no field {name!r}; declared fields: {', '.join(schema.fields)}")
         if src.kind == "vector" or src.copy_from:
             what = "a copy field (name its sources instead)" if src.copy_from else "a vector field"
-            raise SchemaError(f"{where}: {name!r} is {what}; a vector reads the values of text, keyword, number or stored fields")
+            raise SchemaError(f"{where}: {name!r} is {what}; a vector reads the values of text, keyword, "
+                              "number or stored fields")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes read with surrogateescape
@@ -453,7 +459,8 @@ def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
                 raise ValueError(f"expected a number, got {type(item).__name__} {item!r:.40}")
             if isinstance(item, str):
                 num, currency = parse_number(item, f.decimal or decimal)
-                if currency and is_currency(currency) and is_currency(f.unit) and not same_currency(currency, f.unit):
+                if currency and is_currency(currency) and f.unit and is_currency(f.unit) \
+                        and not same_currency(currency, f.unit):
                     raise ValueError(f"{item!r:.40} is in {currency}, but the field's unit is {f.unit}")
             else:
                 try:
@@ -605,12 +612,14 @@ def infer(records: list[dict[str, Any]], id_field: str | None = None) -> Inferen
         if id_path is None:
             close = difflib.get_close_matches(id_field, list(names.values()), n=3)
             raise SchemaError(f"id {id_field!r} is not a field of the catalog"
-                              + (f"; did you mean {', '.join(close)}?" if close else f"; fields: {', '.join(list(names.values())[:12])}"))
+                              + (f"; did you mean {', '.join(close)}?" if close
+                                 else f"; fields: {', '.join(list(names.values())[:12])}"))
     else:
         id_path = _id_column(samples, len(records))
     if id_path is None:
         raise SchemaError(
-            f"no id field found among the catalog's {len(samples)} fields: {', '.join(map(repr, samples))}; name one of "
+            f"no id field found among the catalog's {len(samples)} fields: "
+            f"{', '.join(map(repr, samples))}; name one of "
             f"{', '.join(ID_CANDIDATES[:8])}... (any case, spaces or '_'), or write a schema file with "
             "id = \"FIELD\" (no [fields] needed) and pass it with --schema")
     fields: dict[str, dict[str, Any]] = {}
@@ -801,7 +810,8 @@ def to_toml(schema: Schema, comments: Iterable[str] = ()) -> str:
             lines += ["", f"[{section}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
     for group in ("fields", "pipelines"):
         for name, table in data.get(group, {}).items():
-            lines += ["", f"[{group}.{_toml_key(name)}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
+            lines += ["", f"[{group}.{_toml_key(name)}]",
+                      *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -28,9 +28,15 @@ class Ranking:
 
     def take(self, positions: np.ndarray | slice, scores: np.ndarray | None = None) -> "Ranking":
         """The entries at `positions` (signals follow), optionally with new scores."""
-        pos = np.arange(len(self.ids))[positions] if isinstance(positions, slice) else np.asarray(positions, dtype=np.int64)
+        pos = (
+            np.arange(len(self.ids))[positions]
+            if isinstance(positions, slice)
+            else np.asarray(positions, dtype=np.int64)
+        )
         ids = [self.ids[i] for i in pos]
-        new_scores = np.asarray(self.scores, dtype=np.float32)[pos] if scores is None else np.asarray(scores, dtype=np.float32)
+        new_scores = (
+            np.asarray(self.scores, dtype=np.float32)[pos] if scores is None else np.asarray(scores, dtype=np.float32)
+        )
         return Ranking(ids, new_scores, {n: s[pos] for n, s in self.signals.items()})
 
     def top(self, k: int) -> "Ranking":
@@ -126,7 +132,8 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "total": self.total, "terms": self.terms, "took_ms": round(self.took_ms, 3), "facets": self.facets,
-            "relaxed": self.relaxed, "dropped": self.dropped, "partial": self.partial, "pipeline": self.pipeline, "offset": self.offset,
+            "relaxed": self.relaxed, "dropped": self.dropped, "partial": self.partial, "pipeline": self.pipeline,
+            "offset": self.offset,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "did_you_mean": self.did_you_mean, "suggestions": self.suggestions, "searched": self.searched,
             "notes": self.notes,

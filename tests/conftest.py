@@ -30,7 +30,8 @@ def product_index(tmp_path_factory) -> Path:
 def demo_index(tmp_path_factory) -> Path:
     """The shipped demo catalog indexed with its schema."""
     path = tmp_path_factory.mktemp("demo") / "index"
-    run_souk("index", str(REPO / "souk/demo/pricewatch.json"), "--index", str(path), "--schema", str(REPO / "souk/demo/pricewatch.toml"))
+    run_souk("index", str(REPO / "souk/demo/pricewatch.json"), "--index", str(path), "--schema",
+             str(REPO / "souk/demo/pricewatch.toml"))
     return path
 
 

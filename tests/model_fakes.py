@@ -57,7 +57,8 @@ def write_tiny_bert(path: Path, kind: str = "bi-encoder", reads_han: bool = True
                                             special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     tok.save(str(path / "tokenizer.json"))
     tok.save_model(str(path))
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                        num_attention_heads=2,
                         intermediate_size=2 * HIDDEN, max_position_embeddings=512, num_labels=1)
     torch.manual_seed(seed)
     net = BertForSequenceClassification(config) if kind == "cross-encoder" else BertModel(config)
@@ -75,11 +76,14 @@ def vector_index(tmp_path, model, n, **params):
     beir = tmp_path / "beir"
     beir.mkdir()
     docs = [{"_id": f"doc{i}", "title": t.split()[0], "text": t} for i, t in enumerate(synthetic_texts(n))]
-    (beir / "corpus.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    (beir / "corpus.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs),
+                                       encoding="utf-8")
     schema = Schema.from_dict({"id": "_id", "fields": {
         "_id": {"kind": "keyword"}, "title": {"kind": "stored"}, "text": {"kind": "stored"},
         "all": {"kind": "text", "copy_from": ["title", "text"]},
-        "embedding": {"kind": "vector", "params": {"source": ["title", "text"], "model": str(model), "backend": "torch-fp32", **params}}}})
+        "embedding": {"kind": "vector",
+                      "params": {"source": ["title", "text"], "model": str(model), "backend": "torch-fp32",
+                                 **params}}}})
     index = Index.create(tmp_path / "index", schema)
     with index.writer() as w:
         w.add(read_catalog(beir))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,9 @@ def needs_shared(*parts: str):
     return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (the shared data beside the repo), absent here")
 
 
-def run_souk(*args: str, check: bool = True, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_souk(
+    *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the real `souk` CLI in a subprocess and return the completed process."""
     proc = subprocess.run([*SOUK, *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout)
     if check and proc.returncode != 0:
@@ -106,3 +107,13 @@ def start_server(index, port: int, admin_key: str = "", search_key: str = ""):
             time.sleep(0.1)
     proc.kill()
     raise AssertionError("server did not start")
+
+
+def sign_test_p(wins_a: int, wins_b: int) -> float:
+    """Two-sided exact sign test of wins_a against wins_b, by hand (the reference for the interleaving tests)."""
+    import math
+
+    n = wins_a + wins_b
+    if wins_a == wins_b:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins_a, wins_b) + 1)) / 2 ** n)

@@ -1,7 +1,11 @@
+import os
+
 import pytest
 
-from souk.catalogs import detect_format, read_catalog
+import souk.catalogs as catalogs
+from souk.catalogs import detect_format, estimate_records, read_catalog
 from souk.errors import DocumentError
+from souk.limits import MAX_FIELD_CHARS, MAX_NESTING
 from support import FIXTURES
 
 
@@ -42,12 +46,6 @@ def test_unknown_format_and_missing(tmp_path):
 
 
 # ---- hostile files (issue 8) -----------------------------------------------------------------------
-import os
-
-import souk.catalogs as catalogs
-from souk.catalogs import estimate_records
-from souk.limits import MAX_FIELD_CHARS, MAX_NESTING
-
 
 def test_device_and_fifo_are_refused_before_reading(tmp_path):
     (tmp_path / "zero.jsonl").symlink_to("/dev/zero")

@@ -40,10 +40,14 @@ def test_config_sections_owned_by_higher_layers(extra, message):
 
 def test_cli_reports_config_errors_in_one_line(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"sku": "a", "title": "red shoe"}\n')
-    (tmp_path / "s.toml").write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.title]\nkind = "text"\n[pipelines]\nhybrid = 3\n')
-    proc = run_souk("index", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "idx"), "--schema", str(tmp_path / "s.toml"), check=False)
+    (tmp_path / "s.toml").write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.title]\nkind = '
+                                     '"text"\n[pipelines]\nhybrid = 3\n')
+    proc = run_souk("index", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "idx"), "--schema",
+                    str(tmp_path / "s.toml"), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "pipelines.hybrid must be a table" in proc.stderr
+    assert (
+        proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "pipelines.hybrid must be a table" in proc.stderr
+    )
 
 
 def test_a_pipeline_may_choose_its_own_query_steps():

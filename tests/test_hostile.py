@@ -27,16 +27,26 @@ from souk.index.searcher import SearchRequest
 from souk.schema import Schema, complete, infer, to_toml
 from support import FUZZ_SCALE, REPO, SOUK, run_main
 
-FAST = settings(max_examples=150 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=40 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-CLI = settings(max_examples=4 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=150 * FUZZ_SCALE, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=40 * FUZZ_SCALE, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+CLI = settings(max_examples=4 * FUZZ_SCALE, deadline=None,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # ---- strategies ------------------------------------------------------------------------------------
 nasty_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30) | st.sampled_from(
     ["", " ", "NaN", "nan", "inf", "-inf", "1e999", "-0", "0x10", "00123", "[]", "{}", '"', "\\", "\x00", "\u202e",
      "&amp;", "<mark>", "[bold]x", "蛋糕", "ＡＢＣ", "İ", "ß", "a" * 300])
-json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True) | nasty_text
-json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(nasty_text, kids, max_size=4),
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | nasty_text
+)
+json_values = st.recursive(json_scalars,
+                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(nasty_text, kids, max_size=4),
                            max_leaves=12)
 record_keys = st.sampled_from(["id", "_id", "sku", "code", "title", "a_b", "a", "price", "brand", "tags"]) | nasty_text
 records = st.dictionaries(record_keys, json_values, max_size=6)
@@ -113,20 +123,31 @@ def test_catalog_readers_and_inference_never_crash(tmp_path, catalog):
 
 field_specs = st.dictionaries(
     st.sampled_from(["kind", "from", "analyzer", "boost", "reduce", "copy_from", "stored", "params"]) | nasty_text,
-    st.sampled_from(["text", "keyword", "number", "stored", "standard", "min", "sum", "title", "a.b", "x[].y"]) | json_values,
+    st.sampled_from(["text", "keyword", "number", "stored", "standard", "min", "sum", "title", "a.b",
+                     "x[].y"]) | json_values,
     max_size=5)
 schema_tables = st.fixed_dictionaries(
-    {}, optional={
+    {},
+    optional={
         "id": st.sampled_from(["sku", "title", "_id"]) | json_values,
-        "fields": st.dictionaries(st.sampled_from(["sku", "title", "price", "_id", "__x", "9a"]) | nasty_text,
-                                  field_specs, max_size=4) | json_values,
-        "search": st.fixed_dictionaries({}, optional={"fields": st.lists(st.sampled_from(["title", "sku"]) | nasty_text)}) | json_values,
+        "fields": st.dictionaries(
+            st.sampled_from(["sku", "title", "price", "_id", "__x", "9a"]) | nasty_text, field_specs, max_size=4
+        )
+        | json_values,
+        "search": st.fixed_dictionaries(
+            {}, optional={"fields": st.lists(st.sampled_from(["title", "sku"]) | nasty_text)}
+        )
+        | json_values,
         "analysis": st.dictionaries(nasty_text, json_values, max_size=2) | json_values,
-        "pipelines": st.dictionaries(nasty_text, st.dictionaries(nasty_text, json_values, max_size=2) | json_values, max_size=2),
+        "pipelines": st.dictionaries(
+            nasty_text, st.dictionaries(nasty_text, json_values, max_size=2) | json_values, max_size=2
+        ),
         "catalog": st.fixed_dictionaries({}, optional={"columns": json_values}) | json_values,
-    }) | st.dictionaries(nasty_text, json_values, max_size=3)
+    },
+) | st.dictionaries(nasty_text, json_values, max_size=3)
 
 
+@pytest.mark.slow
 @FAST
 @given(schema_tables, st.lists(records, max_size=4))
 def test_schemas_are_valid_or_one_line_config_errors(table, sample):
@@ -187,14 +208,17 @@ def fixed(tmp_path_factory):
     return index, rows, index.searcher()
 
 
-numbers = st.one_of(st.sampled_from(["0", "-0", "1", "2.5", "10", "1e300", "-1e300", "3", "1e999", "nan", "-inf", "5e-324", "abc", ""]),
+numbers = st.one_of(st.sampled_from(["0", "-0", "1", "2.5", "10", "1e300", "-1e300", "3", "1e999", "nan", "-inf",
+                                     "5e-324", "abc", ""]),
                     st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-(10**30), 10**30).map(str))
-filter_values = st.one_of(numbers, st.sampled_from(BRANDS + [b.upper() for b in BRANDS] + [b.lower() for b in BRANDS]), nasty_text)
+filter_values = st.one_of(numbers, st.sampled_from(BRANDS + [b.upper() for b in BRANDS] + [b.lower() for b in BRANDS]),
+                          nasty_text)
 
 
 @st.composite
 def filter_exprs(draw) -> str:
-    name = draw(st.sampled_from(["price", "rank", "brand", "tags", "title", "sku", "prce", "Brand", "energy-kcal"]) | nasty_text)
+    name = draw(st.sampled_from(["price", "rank", "brand", "tags", "title", "sku", "prce", "Brand",
+                                 "energy-kcal"]) | nasty_text)
     op = draw(st.sampled_from(["=", "!=", "<", "<=", ">", ">="]) | nasty_text)
     if draw(st.booleans()):
         value = draw(filter_values)
@@ -255,7 +279,11 @@ def _reference_ids(rows, filters):
 
 
 @FAST
-@given(st.lists(filter_exprs(), max_size=2) | st.lists(good_filter_exprs(), max_size=2) | st.lists(good_filter_exprs(), max_size=2))
+@given(
+    st.lists(filter_exprs(), max_size=2)
+    | st.lists(good_filter_exprs(), max_size=2)
+    | st.lists(good_filter_exprs(), max_size=2)
+)
 def test_filters_parse_or_fail_cleanly_and_match_the_reference(fixed, exprs):
     index, rows, searcher = fixed
     filters = []
@@ -272,12 +300,14 @@ def test_filters_parse_or_fail_cleanly_and_match_the_reference(fixed, exprs):
     assert {h.id for h in res.hits} == expected
 
 
-queries = st.one_of(nasty_text, st.lists(st.sampled_from(WORDS + ['"', "+", "-", '"red shoe"', "+milk", "-tea", "usb-c", "AND", "*", "~"]),
+queries = st.one_of(nasty_text, st.lists(st.sampled_from(WORDS + ['"', "+", "-", '"red shoe"', "+milk", "-tea", "usb-c",
+                                                                  "AND", "*", "~"]),
                                          max_size=6).map(" ".join), st.text(max_size=1000))
 
 
 @FAST
-@given(queries, st.integers(0, 50), st.integers(0, 50), st.sampled_from([None, "rank", "-rank", "price", "title", "nope", "-", ""]))
+@given(queries, st.integers(0, 50), st.integers(0, 50),
+       st.sampled_from([None, "rank", "-rank", "price", "title", "nope", "-", ""]))
 def test_queries_return_results_or_query_errors(fixed, query, k, offset, sort):
     index, rows, searcher = fixed
     try:
@@ -293,9 +323,11 @@ def test_queries_return_results_or_query_errors(fixed, query, k, offset, sort):
 
 
 # ---- filter + sort + pagination on small random indexes ----------------------------------------------
+@pytest.mark.slow
 @SLOW
 @given(catalog_rows(), st.lists(good_filter_exprs(), max_size=1) | st.lists(good_filter_exprs(), max_size=2),
-       st.sampled_from([None, "rank", "-rank"]), st.integers(1, 30) | st.integers(0, 8), st.integers(0, 6) | st.integers(0, 20))
+       st.sampled_from([None, "rank", "-rank"]), st.integers(1, 30) | st.integers(0, 8),
+       st.integers(0, 6) | st.integers(0, 20))
 def test_filter_sort_and_pages_match_brute_force(tmp_path_factory, rows, exprs, sort, k, offset):
     filters = []
     for expr in exprs:
@@ -329,13 +361,16 @@ def _assert_clean(code: int, stderr: str) -> None:
 
 
 search_args = st.lists(st.one_of(
-    st.tuples(st.just("--filter"), filter_exprs()), st.tuples(st.just("--facet"), st.sampled_from(["brand", "price", "title", "x"]) | nasty_text),
+    st.tuples(st.just("--filter"), filter_exprs()),
+    st.tuples(st.just("--facet"), st.sampled_from(["brand", "price", "title", "x"]) | nasty_text),
     st.tuples(st.just("--sort"), st.sampled_from(["rank", "-price", "title", "zz"]) | nasty_text),
-    st.tuples(st.just("-k"), st.integers(-5, 50).map(str) | nasty_text), st.tuples(st.just("--offset"), st.integers(-5, 50).map(str)),
+    st.tuples(st.just("-k"), st.integers(-5, 50).map(str) | nasty_text),
+    st.tuples(st.just("--offset"), st.integers(-5, 50).map(str)),
     st.tuples(st.just("--pipeline"), st.sampled_from(["keyword", "bm25", "nope"])), st.tuples(st.just("--json")),
 ), max_size=4).map(lambda groups: [a for g in groups for a in g])
 
 
+@pytest.mark.slow
 @FAST
 @given(queries, search_args)
 def test_cli_search_in_process(fixed, query, args):
@@ -347,6 +382,7 @@ def test_cli_search_in_process(fixed, query, args):
         assert ("error" in last) == (proc.returncode == 2)
 
 
+@pytest.mark.slow
 @CLI
 @given(catalog_files(), st.sampled_from([[], ["--on-error", "skip"], ["--commit-every", "2"], ["--columns", "a,b"]]))
 def test_cli_index_in_a_subprocess(tmp_path_factory, catalog, extra):
@@ -354,7 +390,8 @@ def test_cli_index_in_a_subprocess(tmp_path_factory, catalog, extra):
     work = tmp_path_factory.mktemp("cli")
     (work / f"c.{kind}").write_bytes(data)
     proc = subprocess.run([*SOUK, "index", str(work / f"c.{kind}"), "--index", str(work / "ix"), "--json", *extra],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
     _assert_clean(proc.returncode, proc.stderr)
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     if proc.returncode == 2:
@@ -364,10 +401,12 @@ def test_cli_index_in_a_subprocess(tmp_path_factory, catalog, extra):
         assert last["docs"] == Index.open(work / "ix").searcher().num_docs
 
 
+@pytest.mark.slow
 @CLI
 @given(queries, search_args)
 def test_cli_search_in_a_subprocess(fixed, query, args):
-    assume("\x00" not in query and all("\x00" not in a for a in args))  # an OS argv cannot hold NUL (in-process test covers it)
+    # an OS argv cannot hold NUL (in-process test covers it)
+    assume("\x00" not in query and all("\x00" not in a for a in args))
     index = fixed[0]
     proc = subprocess.run([*SOUK, "search", "--index", str(index.path), *args, "--", query], capture_output=True,
                           text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

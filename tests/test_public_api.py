@@ -14,5 +14,6 @@ def test_exported_names_are_what_was_meant():
 
 
 def test_errors_share_one_base():
-    for name in ("ConfigError", "DatasetError", "DocumentError", "IndexStateError", "ModelError", "QueryError", "SchemaError"):
+    for name in ("ConfigError", "DatasetError", "DocumentError", "IndexStateError", "ModelError", "QueryError",
+                 "SchemaError"):
         assert issubclass(getattr(souk, name), souk.SoukError)

@@ -1,7 +1,9 @@
+import tomllib
+
 import pytest
 
 from souk.errors import ConfigError, SchemaError
-from souk.schema import Schema, beir_schema, infer_schema, lookup, to_toml
+from souk.schema import Schema, beir_schema, complete, infer, infer_schema, lookup, read_schema_file, to_toml
 
 BASE = {"id": "sku", "fields": {"sku": {"kind": "keyword"}, "title": {"kind": "text", "boost": 2.0}}}
 
@@ -54,7 +56,8 @@ def test_extract_reports_wrong_type_and_missing_id():
 
 
 def test_infer_flattens_nested_and_finds_id():
-    recs = [{"code": f"P{i}", "name": {"en": f"thing {i}"}, "brand": ["A", "B"][i % 2], "price": str(i + 0.5)} for i in range(40)]
+    recs = [{"code": f"P{i}", "name": {"en": f"thing {i}"}, "brand": ["A", "B"][i % 2], "price": str(i + 0.5)}
+            for i in range(40)]
     s = infer_schema(recs)
     assert s.id_field == "code"
     assert s.fields["name_en"].kind == "text" and s.fields["name_en"].source == "name.en"
@@ -73,7 +76,8 @@ def test_beir_schema_keeps_beir_names():
 
 
 def vector_schema(**params):
-    fields = {**BASE["fields"], "all": {"kind": "text", "copy_from": ["title"]}, "vec": {"kind": "vector", "params": params}}
+    fields = {**BASE["fields"], "all": {"kind": "text", "copy_from": ["title"]},
+              "vec": {"kind": "vector", "params": params}}
     return Schema.from_dict({"id": "sku", "fields": fields})
 
 
@@ -101,25 +105,27 @@ def test_parsing_a_vector_schema_loads_no_model_and_no_index():
 
 
 # ---- hostile and careless schemas (issue 8) -------------------------------------------------------
-import tomllib
-
-from souk.schema import complete, infer, read_schema_file, to_toml
-
 
 @pytest.mark.parametrize("toml, message", [
     ('id = "sku"\n[fields.sku]\nkind = "keyword"\nfrom = 5', r"fields.sku.from: expected a dot path .* got a number 5"),
     ('id = "sku"\npipelines = "x"\n[fields.sku]\nkind = "keyword"', "pipelines must be a table"),
-    ('id = "sku"\n[pipelines]\nhybrid = 3\n[fields.sku]\nkind = "keyword"', r"pipelines.hybrid must be a table \(\[pipelines.hybrid\]\), got a number 3"),
-    ('id = "sku"\n[fields.sku]\nkind = "keyword"\nstored = "no"', "fields.sku.stored: expected true or false, got a string 'no'"),
-    ('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.t]\nkind = "text"\nboost = nan', "fields.t.boost: must be a positive finite number"),
-    ('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.t]\nkind = "text"\ncopy_from = "sku"', "fields.t.copy_from: expected a list"),
+    ('id = "sku"\n[pipelines]\nhybrid = 3\n[fields.sku]\nkind = "keyword"',
+     r"pipelines.hybrid must be a table \(\[pipelines.hybrid\]\), got a number 3"),
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\nstored = "no"',
+     "fields.sku.stored: expected true or false, got a string 'no'"),
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.t]\nkind = "text"\nboost = nan',
+     "fields.t.boost: must be a positive finite number"),
+    ('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.t]\nkind = "text"\ncopy_from = "sku"',
+     "fields.t.copy_from: expected a list"),
     ('id = "sku"\n[fields.sku]\nkind = "keyword"\nanalyzer = 3', "fields.sku.analyzer: 3 is not one of"),
     ('id = "sku"\n[fields.sku]', "fields.sku.kind: missing; one of text"),
     ('id = "sku"\nfields = 3', r"\[fields\] must be a table"),
     ('id = "sku"\nanalysis = []\n[fields.sku]\nkind = "keyword"', "analysis must be a table"),
-    ('id = "sku"\n[analysis]\nuser_dict = "/no/such/dict.txt"\n[fields.sku]\nkind = "keyword"', "analysis.user_dict: /no/such/dict.txt is not a file"),
+    ('id = "sku"\n[analysis]\nuser_dict = "/no/such/dict.txt"\n[fields.sku]\nkind = "keyword"',
+     "analysis.user_dict: /no/such/dict.txt is not a file"),
     ('id = "sku"\n[catalog]\ncolumns = "a,b"\n[fields.sku]\nkind = "keyword"', "catalog.columns: expected a list"),
-    ('id = "skus"\n[fields.sku]\nkind = "keyword"', r"id field 'skus' is not declared under \[fields\]; did you mean sku\?"),
+    ('id = "skus"\n[fields.sku]\nkind = "keyword"',
+     r"id field 'skus' is not declared under \[fields\]; did you mean sku\?"),
 ])
 def test_every_key_is_type_checked_with_a_one_line_error(tmp_path, toml, message):
     path = tmp_path / "s.toml"
@@ -152,7 +158,8 @@ def test_one_stray_text_does_not_flip_a_number_column_and_says_so():
     recs = [{"code": f"P{i}", "kcal": str(100 + i)} for i in range(30)] + [{"code": "P99", "kcal": "NOTANUMBER"}]
     inf = infer(recs)
     assert inf.schema.fields["kcal"].kind == "number"
-    assert any("30 of 31 sampled values are numbers" in n and "'NOTANUMBER'" in n and "rejected" in n for n in inf.notes)
+    assert any("30 of 31 sampled values are numbers" in n and "'NOTANUMBER'" in n and "rejected" in n
+               for n in inf.notes)
     values, problems = inf.schema.extract({"code": "P99", "kcal": "NOTANUMBER"})
     assert values is None and problems == [("kcal", "expected a number, got 'NOTANUMBER'")]
     mixed = infer([{"code": f"P{i}", "size": str(i) if i % 3 else "XL"} for i in range(30)])
@@ -195,7 +202,8 @@ def test_to_toml_round_trips_through_load(tmp_path):
 
 # ---- real shop files: prices, id columns, category paths ------------------------------------------
 def test_prices_with_currency_and_separators_are_numbers_with_a_unit():
-    recs = [{"sku": f"S{i}", "title": f"item {i}", "price": p} for i, p in enumerate(["$11.99", "$1,299.50", "$5", "$0.99"] * 5)]
+    recs = [{"sku": f"S{i}", "title": f"item {i}", "price": p}
+            for i, p in enumerate(["$11.99", "$1,299.50", "$5", "$0.99"] * 5)]
     s = infer_schema(recs)
     assert s.id_field == "sku"
     assert s.fields["price"].kind == "number" and s.fields["price"].unit == "$"
@@ -219,14 +227,16 @@ def test_chinese_prices_and_a_decimal_comma_catalog():
 
 
 def test_a_price_in_another_currency_is_a_per_record_error():
-    s = Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}, "price": {"kind": "number", "unit": "USD"}}})
+    s = Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"},
+                                                 "price": {"kind": "number", "unit": "USD"}}})
     assert s.extract({"id": "a", "price": "$3"})[0]["price"] == 3.0  # $ is USD
     values, problems = s.extract({"id": "b", "price": "€3"})
     assert values is None and problems[0][0] == "price" and "unit is USD" in problems[0][1]
     assert "expected a number" in s.extract({"id": "c", "price": "call us"})[1][0][1]
 
 
-@pytest.mark.parametrize("column", ["Uniq Id", "uniq_id", "Sku", "SKU", "product_id", "Product ID", "asin", "item_id", "Code"])
+@pytest.mark.parametrize("column", ["Uniq Id", "uniq_id", "Sku", "SKU", "product_id", "Product ID", "asin",
+                                    "item_id", "Code"])
 def test_id_columns_are_found_by_their_usual_names(column):
     recs = [{"Product Name": f"thing {i}", column: f"X{i}", "Price": i} for i in range(5)]
     s = infer_schema(recs)
@@ -256,7 +266,8 @@ def test_category_paths_become_hierarchies():
 def test_unit_decimal_and_hierarchy_are_checked_and_round_trip():
     base = {"id": "id", "fields": {"id": {"kind": "keyword"}}}
     for spec, match in [({"kind": "text", "unit": "$"}, "unit"), ({"kind": "number", "decimal": ";"}, "decimal"),
-                        ({"kind": "number", "hierarchy": ">"}, "hierarchy"), ({"kind": "keyword", "hierarchy": ""}, "hierarchy")]:
+                        ({"kind": "number", "hierarchy": ">"}, "hierarchy"),
+                        ({"kind": "keyword", "hierarchy": ""}, "hierarchy")]:
         with pytest.raises(SchemaError, match=match):
             Schema.from_dict({**base, "fields": {**base["fields"], "x": spec}})
     with pytest.raises(ConfigError, match="catalog.decimal"):
@@ -301,8 +312,10 @@ def test_souk_index_skips_a_record_with_a_huge_integer(tmp_path):
     catalog.write_text('{"sku": "a", "title": "ok"}\n{"sku": "b", "title": %s}\n{"sku": "c", "price": %s}\n'
                        % ("9" * 5000, "-" + "9" * 4301))
     schema = tmp_path / "s.toml"
-    schema.write_text('id = "sku"\n[fields]\nsku = {kind = "keyword"}\ntitle = {kind = "text"}\nprice = {kind = "number"}\n')
-    out = run_main("index", str(catalog), "--index", str(tmp_path / "ix"), "--schema", str(schema), "--on-error", "skip")
+    schema.write_text('id = "sku"\n[fields]\nsku = {kind = "keyword"}\ntitle = {kind = "text"}\nprice '
+                      '= {kind = "number"}\n')
+    out = run_main("index", str(catalog), "--index", str(tmp_path / "ix"), "--schema", str(schema), "--on-error",
+                   "skip")
     assert out.returncode == 0 and "skipped line 2: title: an integer of 5000 digits" in out.stderr + out.stdout
     assert "skipped line 3: price: an integer of 4301 digits" in out.stderr + out.stdout
     failed = run_main("index", str(catalog), "--index", str(tmp_path / "ix2"), "--schema", str(schema), check=False)

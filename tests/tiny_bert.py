@@ -32,7 +32,8 @@ def topic_collection(root: Path, topics: int = 48, seed: int = 0) -> Path:
     (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
     (root / "qrels").mkdir(exist_ok=True)
     for split, rows in qrels.items():
-        (root / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows))
+        (root / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                                     + "".join(f"{q}\t{d}\t1\n" for q, d in rows))
     return root
 
 

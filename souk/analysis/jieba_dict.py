@@ -18,6 +18,7 @@ import stat
 import tempfile
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class FrozenFreq(MutableMapping):
     `add_word`) go to an overlay, so the result is the dict jieba would have built.
     Misuse: iterating it (supported, but it reads the whole dictionary)."""
 
-    def __init__(self, keys: np.ndarray, counts: np.ndarray, owner: object | None = None) -> None:
+    def __init__(self, keys: np.ndarray, counts: np.ndarray, owner: Any = None) -> None:
         self._keys, self._counts = keys, counts
         self._memo: dict[str, object] = {}
         self._owner = owner  # a tokenizer doing bulk work gets a plain dict once MATERIALIZE words were read

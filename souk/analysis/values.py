@@ -29,7 +29,8 @@ _CUR = "|".join(re.escape(s) for s in sorted(set(_SYMBOLS + _CODES), key=len, re
 _NUMBER = re.compile(
     rf"^(?P<sign>[-+])?\s*(?P<pre>{_CUR})?\s*(?P<sign2>[-+])?\s*(?P<body>\d[\d.,' ]*)\s*(?P<post>{_CUR})?$")
 _PLAIN = {".": re.compile(r"^\d+(?:\.\d+)?$|^\.\d+$"), ",": re.compile(r"^\d+(?:,\d+)?$")}
-_GROUPED = {".": re.compile(r"^\d{1,3}(?:[,' ]\d{3})+(?:\.\d+)?$"), ",": re.compile(r"^\d{1,3}(?:[.' ]\d{3})+(?:,\d+)?$")}
+_GROUPED = {".": re.compile(r"^\d{1,3}(?:[,' ]\d{3})+(?:\.\d+)?$"),
+            ",": re.compile(r"^\d{1,3}(?:[.' ]\d{3})+(?:,\d+)?$")}
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009]+")
 
 

@@ -59,7 +59,8 @@ def bench_ann(dataset: Path, split: str | None = None, types: Sequence[str] | No
                          "ndcg@10": round(score_run(run, data.qrels, ["ndcg@10"]).means()["ndcg@10"], 4)})
     finally:
         faiss.omp_set_num_threads(threads)
-    return {"dataset": str(dataset), "split": split, "docs": len(doc_ids), "queries": len(queries), "dim": int(docs.shape[1]),
+    return {"dataset": str(dataset), "split": split, "docs": len(doc_ids), "queries": len(queries),
+            "dim": int(docs.shape[1]),
             "transform": transform, "encoder": encoder.backend, "threads": 1, "rows": rows}
 
 

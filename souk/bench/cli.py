@@ -67,7 +67,8 @@ def bench_cli(index: Path, query: str, runs: int = 7, pipeline: str = "keyword")
         "souk_s": round(souk_s, 3), "peer_s": round(peer_s, 3), "ratio": round(peer_s / souk_s, 3),
         "souk_runs_s": [round(t, 3) for t in times["souk"]], "peer_runs_s": [round(t, 3) for t in times["peer"]],
         "took_ms": result.get("took_ms"), "load_ms": result.get("load_ms"),
-        "heavy_modules": heavy[-1].split(" ", 1)[1].split(",") if heavy and " " in heavy[-1] and heavy[-1].split(" ", 1)[1] else [],
+        "heavy_modules": heavy[-1].split(" ", 1)[1].split(",") if heavy and " " in heavy[-1]
+        and heavy[-1].split(" ", 1)[1] else [],
         "target_s": TARGET_S[language] if pipeline == "keyword" else 3.0,
         "peer": "python -c 'import tantivy; open the same index; one search'",
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import AbstractSet, Any, Callable, Sequence
 
 import numpy as np
 
@@ -20,7 +20,9 @@ from souk.models.registry import model_card
 CHUNK = 256
 
 
-def corpus_texts(dataset: Path, must_keep: set[str] = frozenset(), max_docs: int | None = None, seed: int = 0) -> tuple[list[str], list[str]]:
+def corpus_texts(
+    dataset: Path, must_keep: AbstractSet[str] = frozenset(), max_docs: int | None = None, seed: int = 0
+) -> tuple[list[str], list[str]]:
     """Ids and texts (title + " " + text, as the writer joins them) of a BEIR corpus; with `max_docs`,
     a seeded sample that keeps every document in `must_keep` (the judged ones)."""
     from souk.evaluation.datasets import iter_beir_corpus
@@ -29,13 +31,16 @@ def corpus_texts(dataset: Path, must_keep: set[str] = frozenset(), max_docs: int
     if max_docs is not None and max_docs < len(docs):
         keep = np.fromiter((i in must_keep for i, _ in docs), dtype=bool, count=len(docs))
         rest = np.flatnonzero(~keep)
-        extra = np.random.default_rng(seed).choice(rest, size=max(0, min(len(rest), max_docs - int(keep.sum()))), replace=False)
+        extra = np.random.default_rng(seed).choice(rest, size=max(0, min(len(rest), max_docs - int(keep.sum()))),
+                                                   replace=False)
         keep[extra] = True
         docs = [d for d, k in zip(docs, keep) if k]
     return [i for i, _ in docs], [t for _, t in docs]
 
 
-def exact_run(doc_ids: Sequence[str], docs: np.ndarray, qids: Sequence[str], queries: np.ndarray, k: int = 10) -> dict[str, list[tuple[str, float]]]:
+def exact_run(
+    doc_ids: Sequence[str], docs: np.ndarray, qids: Sequence[str], queries: np.ndarray, k: int = 10
+) -> dict[str, list[tuple[str, float]]]:
     """Top-k by inner product for every query (brute force, the reference)."""
     sims = queries @ docs.T
     top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
@@ -48,7 +53,8 @@ def default_split(dataset: Path) -> str:
     return _default_split(dataset)
 
 
-def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None = None, progress: bool = True) -> dict[str, Any]:
+def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None = None,
+                  progress: bool = True) -> dict[str, Any]:
     """Docs/s of souk's path and of the peer, their ratio, and nDCG@10 of each on `split`."""
     from sentence_transformers import SentenceTransformer
 
@@ -74,7 +80,8 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
         encode(texts[:32])  # warm up
     seconds = {s: 0.0 for s in sides}
     vectors: dict[str, list[np.ndarray]] = {s: [] for s in sides}
-    with progress_bar(f"encoding ({ours.backend} vs sentence-transformers)", 2 * len(texts), enabled=progress) as advance:
+    with progress_bar(f"encoding ({ours.backend} vs sentence-transformers)", 2 * len(texts),
+                      enabled=progress) as advance:
         for i, start in enumerate(range(0, len(texts), CHUNK)):
             part = texts[start:start + CHUNK]
             for side in (("souk", "peer") if i % 2 == 0 else ("peer", "souk")):
@@ -89,12 +96,14 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
         ndcg[side] = score_run(run, data.qrels, ["ndcg@10"]).means()["ndcg@10"]
     docs_per_s, peer_docs_per_s = len(texts) / seconds["souk"], len(texts) / seconds["peer"]
     return {
-        "dataset": str(dataset), "split": split, "docs": len(texts), "queries": len(qids), "max_length": config.max_length,
+        "dataset": str(dataset), "split": split, "docs": len(texts), "queries": len(qids),
+        "max_length": config.max_length,
         "isa": "avx2" if capped_to_avx2() else "native",
         "ndcg@10": round(ndcg["souk"], 4), "peer_ndcg@10": round(ndcg["peer"], 4),
         "probe": {n: r for n, r in choice["paths"].items()}, "peer": "sentence-transformers fp32 (batch 32)",
         "docs_per_s": round(docs_per_s, 1), "peer_docs_per_s": round(peer_docs_per_s, 1),
-        "ratio": round(docs_per_s / peer_docs_per_s, 2), "ndcg_delta": round(ndcg["souk"] - ndcg["peer"], 4), "path": ours.backend,
+        "ratio": round(docs_per_s / peer_docs_per_s, 2), "ndcg_delta": round(ndcg["souk"] - ndcg["peer"], 4),
+        "path": ours.backend,
     }
 
 

@@ -31,7 +31,8 @@ def _untrained_model(folder: Path, seed: int = 13) -> Path:
 
     base = model_card("all-MiniLM-L6-v2").path
     save_model(new_model(base, seed), folder, base)
-    write_json_atomic(folder / "manifest.json", {"kind": KIND, "base": "all-MiniLM-L6-v2", "limits": asdict(FieldLimits()),
+    write_json_atomic(folder / "manifest.json",
+                      {"kind": KIND, "base": "all-MiniLM-L6-v2", "limits": asdict(FieldLimits()),
                                                  "created": f"untrained-{seed}", "note": "new head, untrained"})
     return folder
 
@@ -115,7 +116,8 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
         peer_pairs = {qid: same_inputs(ours.packer, queries[qid], [docs[d] for d in ids]) for qid, ids in lists.items()}
 
         def peer_side(q: str, ids: list[str], qid: str) -> np.ndarray:
-            return np.asarray(peer.predict(peer_pairs[qid], batch_size=32, activation_fn=identity, show_progress_bar=False),
+            return np.asarray(peer.predict(peer_pairs[qid], batch_size=32, activation_fn=identity,
+                                           show_progress_bar=False),
                               dtype=np.float32)
 
         sides = {"souk": souk_side, "peer": peer_side}
@@ -126,7 +128,8 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
         per_query_ms: list[float] = []
         runs: dict[str, dict[str, list[tuple[str, float]]]] = {s: {} for s in sides}
         pairs = 0
-        with progress_bar(f"reranking top {depth} ({ours.backend} vs sentence-transformers fp32)", len(lists), enabled=progress) as advance:
+        with progress_bar(f"reranking top {depth} ({ours.backend} vs sentence-transformers fp32)", len(lists),
+                          enabled=progress) as advance:
             for i, (qid, ids) in enumerate(lists.items()):
                 if not ids:
                     advance()
@@ -141,7 +144,8 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
                     runs[side][qid] = list(zip(ids, scores.astype(np.float64).tolist()))
                 pairs += len(ids)
                 advance()
-    ndcg = {s: float(score_run(runs[s], {q: data.qrels[q] for q in qids}, ["ndcg@10"]).means()["ndcg@10"]) for s in sides}
+    ndcg = {s: float(score_run(runs[s], {q: data.qrels[q] for q in qids}, ["ndcg@10"]).means()["ndcg@10"])
+            for s in sides}
     ours_speed, peer_speed = pairs / max(seconds["souk"], 1e-9), pairs / max(seconds["peer"], 1e-9)
     return {
         "dataset": data.name, "split": split, "queries": len(lists), "pairs": pairs, "depth": depth,

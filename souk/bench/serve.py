@@ -113,7 +113,8 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    server = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port), "--warm", pipeline,
+    server = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port),
+                               "--warm", pipeline,
                                "--workers", str(workers)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -123,11 +124,14 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
                 break
             except OSError:
                 if server.poll() is not None:
-                    raise SoukError("the server did not start: " + server.stderr.read().decode()[-500:])
+                    err = server.stderr.read().decode() if server.stderr is not None else ""
+                    raise SoukError("the server did not start: " + err[-500:])
                 time.sleep(0.1)
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
-        procs = [ctx.Process(target=_client, args=(port, queries, pipeline, clients // 2 + (clients % 2 if i == 0 else 0), seconds, out))
+        procs = [ctx.Process(target=_client,
+                             args=(port, queries, pipeline, clients // 2 + (clients % 2 if i == 0 else 0),
+                                   seconds, out))
                  for i in range(2 if clients > 1 else 1)]
         start = time.perf_counter()
         for p in procs:

@@ -44,6 +44,7 @@ def bench_suggest(dataset: Path | None = None, index: Path | None = None, log: P
     else:
         from souk.index import Index
 
+        assert index is not None  # exactly one of the two, checked above
         if queries is None:
             raise DatasetError("--index needs --queries FILE (a query log whose queries are typed as prefixes)")
         typed = list(read_query_log(queries))
@@ -78,7 +79,8 @@ def bench_suggest(dataset: Path | None = None, index: Path | None = None, log: P
         "mean_ms": round(float(ms.mean()), 3), "empty_share": round(empty / len(sample), 3),
         "typo_share": round(typo / len(sample), 3),
         "peer": "linear scan, exact prefixes only", "peer_p50_ms": round(float(np.percentile(peer_ms, 50)), 3),
-        "speedup_p50": round(float(np.percentile(peer_ms, 50) / max(np.percentile(ms[: len(peer_ms)], 50), 1e-9)), 1),
+        "speedup_p50": round(float(np.percentile(peer_ms, 50))
+                             / max(float(np.percentile(ms[: len(peer_ms)], 50)), 1e-9), 1),
     }
 
 

@@ -45,7 +45,8 @@ def register(bench_app: typer.Typer) -> None:
             emit_json(result)
             return
         rows = result["rows"]
-        table = Table(title=f"{result['docs']} docs, {result['queries']} queries, dim {result['dim']}, transform {result['transform']}")
+        table = Table(title=f"{result['docs']} docs, {result['queries']} queries, dim {result['dim']}, transform "
+                            f"{result['transform']}")
         for col in rows[0]:
             table.add_column(col, justify="left" if col == "index" else "right")
         for row in rows:

@@ -12,10 +12,14 @@ from souk.cli.output import console, emit_json
 def register(bench_app: typer.Typer) -> None:
     @bench_app.command("suggest")
     def suggest_cmd(
-        dataset: Optional[Path] = typer.Option(None, "--dataset", help="BEIR directory: titles from the corpus, train queries as the log, dev/test queries typed."),
+        dataset: Optional[Path] = typer.Option(None, "--dataset",
+                                               help="BEIR directory: titles from the corpus, train queries as the log, "
+                                                    "dev/test queries typed."),
         index: Optional[Path] = typer.Option(None, "--index", help="Or an index (needs --queries)."),
-        log: Optional[Path] = typer.Option(None, "--log", help="Query log for completions (replaces the dataset's train queries)."),
-        queries: Optional[Path] = typer.Option(None, "--queries", help="Query file whose queries are typed as prefixes."),
+        log: Optional[Path] = typer.Option(None, "--log",
+                                           help="Query log for completions (replaces the dataset's train queries)."),
+        queries: Optional[Path] = typer.Option(None, "--queries",
+                                               help="Query file whose queries are typed as prefixes."),
         prefixes: int = typer.Option(2000, "--prefixes", min=1, help="Number of prefixes timed."),
         k: int = typer.Option(10, "-k", min=1, help="Completions per prefix."),
         seed: int = typer.Option(0, "--seed"),

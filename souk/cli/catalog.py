@@ -34,15 +34,26 @@ def register(app: typer.Typer) -> None:
     def index_cmd(
         data: Path = typer.Argument(..., help="Catalog: .jsonl, .json, .csv, .tsv or a BEIR directory."),
         index: Path = typer.Option(..., "--index", help="Index directory (created, or added to/updated)."),
-        schema: Optional[Path] = typer.Option(None, "--schema", help="Schema TOML; inferred when absent (or when it has no [fields])."),
-        columns: Optional[str] = typer.Option(None, "--columns", help="Names of the columns of a CSV/TSV without a header row: a,b,c."),
-        on_error: str = typer.Option("fail", "--on-error", help="fail: commit nothing from a bad batch; skip: commit the rest."),
-        commit_every: int = typer.Option(0, "--commit-every", help="Commit after every N records (0: once at the end)."),
-        vectors: bool = typer.Option(False, "--vectors", help="Add a dense vector field 'embedding' (MiniLM) when creating."),
-        vector_backend: Optional[str] = typer.Option(None, "--vector-backend", help="With --vectors: flat (default), hnsw, ivfpq, sq8, or milvus (needs --vector-uri)."),
-        vector_uri: Optional[str] = typer.Option(None, "--vector-uri", help="With --vector-backend milvus: a local FILE.db (Milvus Lite) or http://host:19530."),
-        vector_collection: Optional[str] = typer.Option(None, "--vector-collection", help="With --vector-backend milvus: the collection (default: souk_<index name>_<random>)."),
-        ray: Optional[str] = typer.Option(None, "--ray", help="Encode vectors on Ray: auto (a local cluster for this run) or a cluster ADDRESS."),
+        schema: Optional[Path] = typer.Option(None, "--schema",
+                                              help="Schema TOML; inferred when absent (or when it has no [fields])."),
+        columns: Optional[str] = typer.Option(None, "--columns",
+                                              help="Names of the columns of a CSV/TSV without a header row: a,b,c."),
+        on_error: str = typer.Option("fail", "--on-error",
+                                     help="fail: commit nothing from a bad batch; skip: commit the rest."),
+        commit_every: int = typer.Option(0, "--commit-every",
+                                         help="Commit after every N records (0: once at the end)."),
+        vectors: bool = typer.Option(False, "--vectors",
+                                     help="Add a dense vector field 'embedding' (MiniLM) when creating."),
+        vector_backend: Optional[str] = typer.Option(None, "--vector-backend",
+                                                     help="With --vectors: flat (default), hnsw, ivfpq, sq8, or milvus "
+                                                          "(needs --vector-uri)."),
+        vector_uri: Optional[str] = typer.Option(
+            None, "--vector-uri", help="With --vector-backend milvus: a local FILE.db (Milvus Lite) or http://host:19530."),
+        vector_collection: Optional[str] = typer.Option(None, "--vector-collection",
+                                                        help="With --vector-backend milvus: the collection (default: "
+                                                             "souk_<index name>_<random>)."),
+        ray: Optional[str] = typer.Option(
+            None, "--ray", help="Encode vectors on Ray: auto (a local cluster for this run) or a cluster ADDRESS."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     ) -> None:
         """Index a catalog: validate, analyze, write, commit. A failed first run leaves no index behind."""
@@ -64,7 +75,8 @@ def register(app: typer.Typer) -> None:
                   "docs_per_s": round(written / elapsed, 1) if elapsed else None,
                   "warnings": warnings, "notes": opened.notes}
         for line, fld, msg in rejected[:20]:
-            err_console.print(f"[yellow]skipped[/] line {line}: {escape(fld + ': ' if fld else '')}{escape(msg)}", soft_wrap=True)
+            err_console.print(f"[yellow]skipped[/] line {line}: {escape(fld + ': ' if fld else '')}{escape(msg)}",
+                              soft_wrap=True)
         if len(rejected) > 20:
             err_console.print(f"[yellow]... and {len(rejected) - 20} more rejected records[/]")
         for warning in warnings:
@@ -80,12 +92,15 @@ def register(app: typer.Typer) -> None:
     def search_cmd(
         query: str = typer.Argument("", help="Query text (empty: browse by filters)."),
         index: Path = typer.Option(..., "--index", help="Index directory."),
-        filters: list[str] = typer.Option([], "--filter", help="FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N, FIELD=A..B; repeatable."),
+        filters: list[str] = typer.Option([], "--filter",
+                                          help="FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N, FIELD=A..B; repeatable."),
         facets: list[str] = typer.Option([], "--facet", help="Keyword (counts) or number (min/max) field; repeatable."),
         k: int = typer.Option(10, "-k", "--k", help="Number of hits."),
         offset: int = typer.Option(0, "--offset", help="Skip this many hits (pagination)."),
         sort: Optional[str] = typer.Option(None, "--sort", help="Sort by a number field; '-price' for descending."),
-        pipeline: str = typer.Option("keyword", "--pipeline", help="keyword, bm25, dense, hybrid, ltr, rerank, full or one the index config declares."),
+        pipeline: str = typer.Option("keyword", "--pipeline",
+                                     help="keyword, bm25, dense, hybrid, ltr, rerank, full or one the "
+                                          "index config declares."),
         explain: bool = typer.Option(False, "--explain", help="Show the query plan and each hit's per-stage scores."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -121,16 +136,20 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(stats)
         else:
-            console.print(f"{index}: {stats['docs']} docs, {stats['bytes'] / 1e6:.1f} MB, {stats['segments']} segment(s)")
+            console.print(f"{index}: {stats['docs']} docs, {stats['bytes'] / 1e6:.1f} MB, "
+                          f"{stats['segments']} segment(s)")
             console.print("fields: " + ", ".join(f"{f['name']} ({f['kind']})" for f in stats["fields"]))
             for name, model in stats.get("models", {}).items():
                 measured = model.get("measured", {}).get(model.get("backend"), {})
-                speed = f", {measured['docs_per_s']} docs/s, cosine to fp32 {measured['cos_mean']:.4f}" if measured else ""
+                speed = (
+                    f", {measured['docs_per_s']} docs/s, cosine to fp32 {measured['cos_mean']:.4f}" if measured else ""
+                )
                 console.print(f"vectors {name}: {model.get('model')} on {model.get('backend')}{speed}; "
                               f"queries on {model.get('query_backend')}")
 
     @app.command("delete")
-    def delete_cmd(ids: list[str] = typer.Argument(..., help="Document ids."), index: Path = typer.Option(..., "--index"),
+    def delete_cmd(ids: list[str] = typer.Argument(..., help="Document ids."),
+                   index: Path = typer.Option(..., "--index"),
                    as_json: bool = typer.Option(False, "--json")) -> None:
         """Delete documents by id (committed at once)."""
         from souk.indexing import write_batch
@@ -142,7 +161,8 @@ def register(app: typer.Typer) -> None:
             emit_json(result)
         else:
             missing = len(ids) - result["deleted"]
-            console.print(f"deleted {result['deleted']} document(s){f' ({missing} id(s) not found)' if missing else ''}; {docs} remain")
+            console.print(f"deleted {result['deleted']} "
+                          f"document(s){f' ({missing} id(s) not found)' if missing else ''}; {docs} remain")
 
 
 def _print_explain(result) -> None:
@@ -173,11 +193,14 @@ def _print_result(result, schema: Schema, sort: str | None = None, load_ms: floa
     if result.suggestions:
         console.print("no results; try: " + ", ".join(f"[bold]{escape(s)}[/]" for s in result.suggestions))
     if result.dropped:
-        console.print(f"[yellow]relaxed: too few results hold every word; showing results without {', '.join(result.dropped)}[/]")
+        console.print("[yellow]relaxed: too few results hold every word; showing results without "
+                      f"{', '.join(result.dropped)}[/]")
     if result.partial:
         console.print(f"[yellow]the last {result.partial} results hold only some of the query's words[/]")
     elif result.relaxed:
-        console.print("[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]")
+        console.print(
+            "[yellow]no exact matches for the phrase or required words; showing matches of the plain words[/]"
+        )
     loaded = f" (index and models loaded in {load_ms:,.0f} ms before)" if load_ms is not None else ""
     table = Table(title=f"{result.total} hits in {result.took_ms:.1f} ms{loaded}", show_lines=False)
     table.add_column("#", justify="right")

@@ -34,7 +34,9 @@ def eval_command(
     index: Annotated[Path, typer.Option("--index", help="Index directory to search.")],
     dataset: DatasetOpt,
     split: SplitOpt = "test",
-    pipeline: Annotated[str, typer.Option("--pipeline", help="Pipeline: keyword, bm25, dense, hybrid, ltr, rerank, full or one the index config declares (dense needs --vectors).")] = "bm25",
+    pipeline: Annotated[str, typer.Option("--pipeline",
+                                          help="Pipeline: keyword, bm25, dense, hybrid, ltr, rerank, full or one the "
+                                               "index config declares (dense needs --vectors).")] = "bm25",
     k: Annotated[int, typer.Option("--k", min=1, help="Documents retrieved per query.")] = 100,
     run: Annotated[Path | None, typer.Option("--run", help="Write the TREC run file here.")] = None,
     report: Annotated[
@@ -45,8 +47,11 @@ def eval_command(
     ] = None,
     metric: PrimaryOpt = "ndcg@10",
     json_output: JsonOpt = False,
-    ray: Annotated[str | None, typer.Option("--ray", help="Split the queries over Ray workers: auto (a local cluster) or a cluster ADDRESS.")] = None,
-    served: Annotated[bool, typer.Option("--served", help="Score the pages `souk search` and the server show (matched set, relaxation, partial matches), not the pipeline's candidate ranking.")] = False,
+    ray: Annotated[str | None, typer.Option("--ray", help="Split the queries over Ray workers: auto (a local cluster) "
+                                                          "or a cluster ADDRESS.")] = None,
+    served: Annotated[bool, typer.Option("--served", help="Score the pages `souk search` and the server show (matched "
+                                                          "set, relaxation, partial matches), not the "
+                                                          "pipeline's candidate ranking.")] = False,
 ) -> None:
     """Run every judged query through a pipeline; print quality metrics and latency."""
     from souk.evaluation.compare import compare_runs
@@ -68,7 +73,8 @@ def eval_command(
     elif served:
         from souk.engine import Engine
 
-        evaluation = evaluate(ServedPages(Engine.open(index), pipeline), data, k=k, metrics=_metrics(primary), progress=True)
+        evaluation = evaluate(ServedPages(Engine.open(index), pipeline), data, k=k, metrics=_metrics(primary),
+                              progress=True)
     else:
         pipe = build_pipeline(pipeline, open_index(index))
         evaluation = evaluate(pipe, data, k=k, metrics=_metrics(primary), progress=True)
@@ -220,6 +226,7 @@ class ServedPages:
 
         from souk.types import Ranking
 
-        res = self.engine.search(text, pipeline=self.pipeline, k=k, highlight=False, record=False, suggest_instead=False)
+        res = self.engine.search(text, pipeline=self.pipeline, k=k, highlight=False, record=False,
+                                 suggest_instead=False)
         ids = list(dict.fromkeys(h.id for h in res.hits))
         return Ranking(ids, np.arange(len(ids), 0, -1, dtype=np.float32))  # the page's order

@@ -71,7 +71,8 @@ def register(app: typer.Typer) -> None:
     def export_cmd(
         index: Path = typer.Option(..., "--index"),
         since: Optional[str] = typer.Option(None, "--since", help=SINCE_HELP),
-        fmt: str = typer.Option("jsonl", "--format", help="jsonl (to stdout or --out) or parquet (needs pyarrow and --out)."),
+        fmt: str = typer.Option("jsonl", "--format",
+                                help="jsonl (to stdout or --out) or parquet (needs pyarrow and --out)."),
         out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: stdout for jsonl)."),
     ) -> None:
         """Export the event log, one record per search or action, oldest first."""
@@ -103,11 +104,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json({k: v for k, v in data.items() if k != "plots"})
             return
-        console.print(f"{data['searches']} searches, {data['clicked_searches']} with a click; actions {data['actions']}", highlight=False)
+        console.print(
+            f"{data['searches']} searches, {data['clicked_searches']} with a click; actions {data['actions']}",
+            highlight=False,
+        )
         for title, rows in (("searches per day", data["searches_per_day"]), ("top queries", data["top_queries"]),
                             ("zero-result queries", data["zero_result_queries"]),
                             ("lowest click-through", data["lowest_ctr_queries"]), ("by position", data["by_position"]),
-                            ("by pipeline", data["by_pipeline"]), ("clicks disagree with the ranking", data["disagreements"])):
+                            ("by pipeline", data["by_pipeline"]),
+                            ("clicks disagree with the ranking", data["disagreements"])):
             console.print(f"\n[bold]{title}[/bold]")
             for row in rows:
                 console.print("  " + "  ".join(f"{k}={v}" for k, v in row.items()), highlight=False, markup=False)
@@ -116,8 +121,11 @@ def register(app: typer.Typer) -> None:
     def experiments_cmd(
         index: Path = typer.Option(..., "--index"),
         since: Optional[str] = typer.Option(None, "--since", help=SINCE_HELP),
-        experiment: Optional[str] = typer.Option(None, "--experiment", help="A,B as given to --interleave (default: the largest)."),
-        ab: Optional[str] = typer.Option(None, "--ab", help="A,B: also compare the searches each pipeline ran alone (an A/B split), by click-through."),
+        experiment: Optional[str] = typer.Option(None, "--experiment",
+                                                 help="A,B as given to --interleave (default: the largest)."),
+        ab: Optional[str] = typer.Option(None, "--ab",
+                                         help="A,B: also compare the searches each pipeline ran alone (an A/B "
+                                              "split), by click-through."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Interleaved experiments: searches, wins of A and B, ties, sign-test p-value and the winner."""
@@ -135,7 +143,8 @@ def register(app: typer.Typer) -> None:
             return
         for e in data["experiments"] or [data]:
             winner = {"a": e["a"], "b": e["b"]}.get(e["winner"] or "", "none yet")
-            console.print(f"{e['experiment']}: {e['searches']} searches, wins {e['wins_a']}:{e['wins_b']}, ties {e['ties']}, "
+            console.print(f"{e['experiment']}: {e['searches']} searches, wins "
+                          f"{e['wins_a']}:{e['wins_b']}, ties {e['ties']}, "
                           f"p={e['p_value']:.4g}, winner {winner}", highlight=False)
 
     @app.command("simulate")
@@ -150,7 +159,9 @@ def register(app: typer.Typer) -> None:
                                          "split); reports click-through per pipeline and the searches A/B needs."),
         eta: float = typer.Option(1.0, "--eta", help="Examination of position k is k^-eta."),
         noise: float = typer.Option(0.05, "--noise", help="Click probability of an examined irrelevant result."),
-        index: Optional[Path] = typer.Option(None, "--index", help="Accepted for symmetry with other commands; the server's index is used."),
+        index: Optional[Path] = typer.Option(None, "--index",
+                                             help="Accepted for symmetry with other commands; the "
+                                                  "server's index is used."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Simulated shoppers (position-biased clicks on judged queries) sending real searches and clicks."""

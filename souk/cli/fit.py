@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -14,10 +14,15 @@ def register(app: typer.Typer) -> None:
     @app.command("fit")
     def fit_cmd(
         index: Path = typer.Option(..., "--index", help="Index directory (its models/ gets the fitted models)."),
-        train: Optional[Path] = typer.Option(None, "--train", help="BEIR directory with judged queries (optional with --events)."),
-        events: bool = typer.Option(False, "--events", help="Also learn from the index's event log: labels from clicks, position bias removed."),
-        events_since: Optional[str] = typer.Option(None, "--events-since", help="Only events from then on (as souk analytics --since)."),
-        events_until: Optional[str] = typer.Option(None, "--events-until", help="Only events before then (same forms as --events-since)."),
+        train: Optional[Path] = typer.Option(None, "--train",
+                                             help="BEIR directory with judged queries (optional with --events)."),
+        events: bool = typer.Option(False, "--events",
+                                    help="Also learn from the index's event log: labels from clicks, "
+                                         "position bias removed."),
+        events_since: Optional[str] = typer.Option(None, "--events-since",
+                                                   help="Only events from then on (as souk analytics --since)."),
+        events_until: Optional[str] = typer.Option(None, "--events-until",
+                                                   help="Only events before then (same forms as --events-since)."),
         click_grades: str = typer.Option("posterior", "--click-grades", help="With --events: how clicks become grades, "
                                          "posterior (clicks over expected examinations) or ips (inverse propensity)."),
         click_shown: Optional[bool] = typer.Option(None, "--click-shown/--no-click-shown",
@@ -25,7 +30,8 @@ def register(app: typer.Typer) -> None:
                                                    "candidates (default: souk's choice)."),
         split: str = typer.Option("train", "--split", help="Split to train on."),
         dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Split to early-stop on (never trained on)."),
-        stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: every one that applies)."),
+        stages: Optional[str] = typer.Option(None, "--stages",
+                                             help="Comma-separated stages (default: every one that applies)."),
         budget_min: float = typer.Option(20.0, "--budget-min", help="Time budget in minutes for all stages together."),
         seed: int = typer.Option(13, "--seed"),
         ray: Optional[str] = typer.Option(None, "--ray", help="Train the stages that can (bi, cross, interact; ltr "
@@ -91,8 +97,10 @@ def register(app: typer.Typer) -> None:
     @app.command("models")
     def models_cmd(
         index: Path = typer.Option(..., "--index"),
-        activate: Optional[str] = typer.Option(None, "--activate", help="Make this model (e.g. ltr-2) the active one of its stage."),
-        seal: Optional[str] = typer.Option(None, "--seal", help="Record the file hashes of this model (one fitted by an "
+        activate: Optional[str] = typer.Option(None, "--activate",
+                                               help="Make this model (e.g. ltr-2) the active one of its stage."),
+        seal: Optional[str] = typer.Option(None, "--seal",
+                                           help="Record the file hashes of this model (one fitted by an "
                                            "older souk, whose files you trust) so it loads again."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -109,12 +117,15 @@ def register(app: typer.Typer) -> None:
             activate_model(store.root.parent, activate)
         models = store.list()
         if as_json:
-            emit_json({"models": [{k: m.get(k) for k in ("name", "stage", "kind", "active", "created", "dev", "seconds", "device", "data")}
+            emit_json({"models": [{k: m.get(k)
+                                   for k in ("name", "stage", "kind", "active", "created", "dev", "seconds",
+                                             "device", "data")}
                                   for m in models]})
             return
         table = Table(title=f"models of {index}")
         for col in ("name", "kind", "active", "created", "dev"):
             table.add_column(col)
         for m in models:
-            table.add_row(m["name"], str(m.get("kind")), "yes" if m["active"] else "", str(m.get("created")), str(m.get("dev")))
+            table.add_row(m["name"], str(m.get("kind")), "yes" if m["active"] else "", str(m.get("created")),
+                          str(m.get("dev")))
         console.print(table)

@@ -24,19 +24,37 @@ intent_app, register = command_group(
 
 @intent_app.command("train")
 def train_command(
-    data: Annotated[Optional[Path], typer.Option("--data", help="Labeled queries: TSV text<TAB>intent, `oos` = out of scope.")] = None,
-    index: Annotated[Optional[Path], typer.Option("--index", help="Train on a catalog instead: titles as pseudo-queries.")] = None,
-    label_field: Annotated[Optional[str], typer.Option("--label-field", help="With --index: the field holding the label (e.g. category).")] = None,
-    label_level: Annotated[int, typer.Option("--label-level", min=1, help="With --index and a hierarchy field: the category level to predict (1: top).")] = 1,
-    text_fields: Annotated[Optional[list[str]], typer.Option("--text-field", help="With --index: field(s) used as pseudo-queries (default: the highest-boost text fields).")] = None,
-    dev: Annotated[Optional[Path], typer.Option("--dev", help="TSV to report dev metrics on (never used for any choice).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Model directory to write (with --index: default the index's models/intent-N).")] = None,
-    features: Annotated[str, typer.Option("--features", help="Comma-separated feature blocks: char, minilm.")] = "char,minilm",
+    data: Annotated[Optional[Path],
+                    typer.Option("--data", help="Labeled queries: TSV text<TAB>intent, `oos` = out of scope.")] = None,
+    index: Annotated[Optional[Path],
+                     typer.Option("--index", help="Train on a catalog instead: titles as pseudo-queries.")] = None,
+    label_field: Annotated[Optional[str],
+                           typer.Option("--label-field",
+                                        help="With --index: the field holding the label (e.g. category).")] = None,
+    label_level: Annotated[int, typer.Option("--label-level", min=1,
+                                             help="With --index and a hierarchy field: the category level "
+                                                  "to predict (1: top).")] = 1,
+    text_fields: Annotated[Optional[list[str]],
+                           typer.Option("--text-field",
+                                        help="With --index: field(s) used as pseudo-queries (default: the "
+                                             "highest-boost text fields).")] = None,
+    dev: Annotated[Optional[Path],
+                   typer.Option("--dev", help="TSV to report dev metrics on (never used for any choice).")] = None,
+    out: Annotated[Optional[Path],
+                   typer.Option("--out", help="Model directory to write (with --index: default the "
+                                              "index's models/intent-N).")] = None,
+    features: Annotated[str, typer.Option("--features",
+                                          help="Comma-separated feature blocks: char, minilm.")] = "char,minilm",
     c: Annotated[float, typer.Option("--c", min=1e-6, help="Inverse L2 strength of the logistic regression.")] = 30.0,
-    train_oos: Annotated[str, typer.Option("--train-oos", help="oos examples as a class: with, without, auto (both cross-validated).")] = "with",
-    oos_share: Annotated[float, typer.Option("--oos-share", help="Share of out-of-scope queries assumed in traffic; weighs oos recall in the threshold choice.")] = 0.2,
+    train_oos: Annotated[str, typer.Option("--train-oos", help="oos examples as a class: with, without, auto "
+                                                               "(both cross-validated).")] = "with",
+    oos_share: Annotated[float, typer.Option("--oos-share",
+                                             help="Share of out-of-scope queries assumed in traffic; weighs oos recall "
+                                                  "in the threshold choice.")] = 0.2,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds for the threshold.")] = 5,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Fixed oos threshold instead of the cross-validated one.")] = None,
+    threshold: Annotated[Optional[float],
+                         typer.Option("--threshold", min=0.0, max=1.0,
+                                      help="Fixed oos threshold instead of the cross-validated one.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 13,
     json_output: JsonOpt = False,
 ) -> None:
@@ -68,7 +86,11 @@ def train_command(
         from souk.evaluation.intent import evaluate_intents
 
         model.metrics["dev"] = {**evaluate_intents(model, dev_set), "source": str(dev)}
-    path = model.save(out) if out is not None else _publish(model, index)
+    if out is not None:
+        path = model.save(out)
+    else:
+        assert index is not None  # --data needs --out
+        path = _publish(model, index)
     chosen = model.info["metrics"]["cv"]["with" if model.info["hyper_parameters"]["oos_as_class"] else "without"]
     result = {"model": str(path), "classes": len(model.classes), "threshold": model.threshold,
               "oos_as_class": model.info["hyper_parameters"]["oos_as_class"], "cv": chosen,
@@ -89,7 +111,9 @@ def train_command(
 def eval_command(
     model: ModelOpt,
     data: Annotated[Path, typer.Option("--data", help="Labeled queries: TSV text<TAB>intent.")],
-    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Override the model's oos threshold.")] = None,
+    threshold: Annotated[Optional[float],
+                         typer.Option("--threshold", min=0.0, max=1.0,
+                                      help="Override the model's oos threshold.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Accuracy, in-scope accuracy, oos recall and macro-F1 of a model on labeled queries."""
@@ -160,5 +184,6 @@ def _model_dir(path: Path) -> Path:
         return path  # loading says what is wrong with it
     active = resolve(path, STAGE)
     if active is None:
-        raise ModelError(f"{path} has no active intent model; train one with souk intent train --index {path} --label-field FIELD")
+        raise ModelError(f"{path} has no active intent model; train one with souk intent train --index "
+                         f"{path} --label-field FIELD")
     return active

@@ -29,14 +29,25 @@ def train_command(
     out: Annotated[Path, typer.Option("--out", help="Model directory to write (replaced atomically).")],
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Most epochs to run.")] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, batch order and word2vec.")] = 13,
-    budget_min: Annotated[Optional[float], typer.Option("--budget-min", min=0.1, help="Wall-clock minutes for the whole run: no epoch starts that would end past them.")] = None,
-    pretrain: Annotated[Optional[list[Path]], typer.Option("--pretrain", help="Unlabeled text (one title or query a line) for word2vec character and bigram vectors; repeatable.")] = None,
-    patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without a better dev F1 before stopping.")] = 6,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch threads (default: torch's choice).")] = None,
-    members: Annotated[int, typer.Option("--members", min=1, max=16, help="Networks trained from seeds seed, seed+1, ... and ensembled (1: a single network).")] = 3,
+    budget_min: Annotated[Optional[float],
+                          typer.Option("--budget-min", min=0.1,
+                                       help="Wall-clock minutes for the whole run: no epoch starts that "
+                                            "would end past them.")] = None,
+    pretrain: Annotated[Optional[list[Path]],
+                        typer.Option("--pretrain",
+                                     help="Unlabeled text (one title or query a line) for word2vec character and "
+                                          "bigram vectors; repeatable.")] = None,
+    patience: Annotated[int, typer.Option("--patience", min=1,
+                                          help="Epochs without a better dev F1 before stopping.")] = 6,
+    threads: Annotated[Optional[int],
+                       typer.Option("--threads", min=1, help="torch threads (default: torch's choice).")] = None,
+    members: Annotated[int, typer.Option("--members", min=1, max=16,
+                                         help="Networks trained from seeds seed, seed+1, ... and ensembled "
+                                              "(1: a single network).")] = 3,
     json_output: JsonOpt = False,
 ) -> None:
-    """Train the BiLSTM-CRF entity tagger (an ensemble of seeds); each network keeps its epoch with the best dev entity F1."""
+    """Train the BiLSTM-CRF entity tagger (an ensemble of seeds); each network keeps its epoch with the
+    best dev entity F1."""
     from souk.query.entities.data import read_tagged
 
     train_set, dev_set = read_tagged(data), read_tagged(dev)  # bad data fails before torch loads
@@ -64,7 +75,8 @@ def train_command(
 
 @ner_app.command("eval")
 def eval_command(model: ModelOpt,
-                 data: Annotated[Path, typer.Option("--data", help="Gold JSONL: {\"chars\": [...], \"tags\": [...]} (BIO).")],
+                 data: Annotated[Path, typer.Option("--data", help="Gold JSONL: {\"chars\": [...], "
+                                                                   "\"tags\": [...]} (BIO).")],
                  json_output: JsonOpt = False) -> None:
     """Entity-level precision, recall and F1 (exact spans, per type) of a tagger on gold data."""
     from souk.query.entities.data import read_tagged
@@ -82,9 +94,12 @@ def eval_command(model: ModelOpt,
 @ner_app.command("tag")
 def tag_command(
     text: Annotated[str, typer.Argument(help="Query or title text.")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="Tagger directory written by `souk ner train`.")] = None,
-    gazetteer: Annotated[Optional[Path], typer.Option("--gazetteer", help="Gazetteer JSON written by `souk ner gazetteer`.")] = None,
-    min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, help="Drop tagger entities less sure than this.")] = 0.0,
+    model: Annotated[Optional[Path],
+                     typer.Option("--model", help="Tagger directory written by `souk ner train`.")] = None,
+    gazetteer: Annotated[Optional[Path],
+                         typer.Option("--gazetteer", help="Gazetteer JSON written by `souk ner gazetteer`.")] = None,
+    min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0,
+                                             help="Drop tagger entities less sure than this.")] = 0.0,
     json_output: JsonOpt = False,
 ) -> None:
     """Print the entities of one text: gazetteer matches first, then tagger entities overlapping none."""
@@ -110,7 +125,9 @@ def gazetteer_command(
     index: Annotated[Path, typer.Option("--index", help="Index directory whose keyword values become entries.")],
     field: Annotated[list[str], typer.Option("--field", help="Keyword field (the entity type); repeatable.")],
     out: Annotated[Path, typer.Option("--out", help="Gazetteer JSON file to write.")],
-    aliases: Annotated[Optional[Path], typer.Option("--aliases", help="JSON object {alias: existing value}, e.g. {\"可口可乐\": \"Coca-Cola\"}.")] = None,
+    aliases: Annotated[Optional[Path],
+                       typer.Option("--aliases", help="JSON object {alias: existing value}, e.g. "
+                                                      "{\"可口可乐\": \"Coca-Cola\"}.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Build a gazetteer from the values of keyword fields of an index."""
@@ -153,7 +170,8 @@ def _read_aliases(path: Path) -> dict[str, str]:
 def _print_scores(scores: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"entity F1 {scores['f1']:.4f} (precision {scores['precision']:.4f}, recall {scores['recall']:.4f})")
+    table = Table(title=f"entity F1 {scores['f1']:.4f} (precision {scores['precision']:.4f}, recall "
+                        f"{scores['recall']:.4f})")
     for col in ("type", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "type" else "right")
     for kind, s in scores["per_type"].items():

@@ -64,7 +64,8 @@ def run_search(query: str, index: Path, filters: list[str], facets: list[str], k
 
     started = time.perf_counter()
     engine = Engine.open(index)
-    engine.search("warm up", pipeline=pipeline, k=1, highlight=False, record=False, suggest_instead=False)  # models, dictionaries, caches
+    # models, dictionaries, caches
+    engine.search("warm up", pipeline=pipeline, k=1, highlight=False, record=False, suggest_instead=False)
     load_ms = (time.perf_counter() - started) * 1e3
     result = engine.search(query, pipeline=pipeline, filters=filters, facets=facets, sort=sort,
                            k=k, offset=offset, explain=explain)

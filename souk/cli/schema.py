@@ -22,8 +22,10 @@ def register(app: typer.Typer) -> None:
 @schema_app.command("infer")
 def infer_cmd(
     data: Path = typer.Argument(..., help="Catalog: .jsonl, .json, .csv, .tsv or a BEIR directory."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Names of the columns of a CSV/TSV without a header row: a,b,c."),
-    id_field: Optional[str] = typer.Option(None, "--id", help="The id field (default: _id, id, code, sku, ... by name)."),
+    columns: Optional[str] = typer.Option(None, "--columns",
+                                          help="Names of the columns of a CSV/TSV without a header row: a,b,c."),
+    id_field: Optional[str] = typer.Option(None, "--id",
+                                           help="The id field (default: _id, id, code, sku, ... by name)."),
     sample: int = typer.Option(INFER_SAMPLE, "--sample", min=1, help="Records to infer from (the first N)."),
     as_json: bool = typer.Option(False, "--json", help="Print {schema, notes} as one JSON object instead of TOML."),
 ) -> None:

@@ -32,13 +32,19 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, "--port"),
         workers: int = typer.Option(1, "--workers", help="Server processes (writes are serialized per index)."),
         cors: str = typer.Option("", "--cors", help="Comma-separated origins allowed to call the API from a browser."),
-        warm: str = typer.Option("keyword", "--warm", help="Pipelines to load and run once before serving (e.g. keyword,hybrid)."),
+        warm: str = typer.Option("keyword", "--warm",
+                                 help="Pipelines to load and run once before serving (e.g. keyword,hybrid)."),
         allowed_hosts: str = typer.Option("", "--allowed-hosts", help="Comma-separated Host names answered besides "
-                                          "the bound address (e.g. search.example.com); '*' answers any (DNS rebinding check off)."),
-        interleave: str = typer.Option("", "--interleave", help="A,B: team-draft interleave two pipelines on searches that name none (souk experiments reports)."),
+                                          "the bound address (e.g. search.example.com); '*' answers any (DNS "
+                                          "rebinding check off)."),
+        interleave: str = typer.Option("", "--interleave",
+                                       help="A,B: team-draft interleave two pipelines on searches that name none (souk "
+                                            "experiments reports)."),
         share: float = typer.Option(1.0, "--share", help="Share of those searches interleaved (0..1]."),
-        explore: float = typer.Option(0.0, "--explore", help="Share of the searches naming no pipeline (and not interleaved) "
-                                      "shown with one document from below the page moved onto it, for learning from clicks (0: none)."),
+        explore: float = typer.Option(0.0, "--explore",
+                                      help="Share of the searches naming no pipeline (and not interleaved) "
+                                      "shown with one document from below the page moved onto it, for learning "
+                                      "from clicks (0: none)."),
     ) -> None:
         """Serve the search API (docs at /docs) and the search page (at /) until Ctrl-C.
 
@@ -51,7 +57,8 @@ def register(app: typer.Typer) -> None:
 
         keys = Keys.from_env()
         if not keys.enabled and not is_loopback(host):
-            raise ConfigError(f"refusing to serve {host} without API keys: set SOUK_ADMIN_KEY (and SOUK_SEARCH_KEY), or bind 127.0.0.1")
+            raise ConfigError(f"refusing to serve {host} without API keys: set SOUK_ADMIN_KEY (and "
+                              "SOUK_SEARCH_KEY), or bind 127.0.0.1")
         if not 1 <= workers <= 64:
             raise ConfigError(f"--workers: expected 1..64, got {workers}")
         if not 0 < port < 65536:
@@ -65,7 +72,8 @@ def register(app: typer.Typer) -> None:
             warm = ",".join(dict.fromkeys([*warm.split(","), experiment.a, experiment.b]))
         os.environ.update({"SOUK_SERVE_INDEX": str(index.resolve()), "SOUK_SERVE_WARM": warm, "SOUK_SERVE_CORS": cors,
                            "SOUK_SERVE_ALLOWED_HOSTS": allowed_hosts,
-                           "SOUK_SERVE_INTERLEAVE": experiment.name if experiment else "", "SOUK_SERVE_SHARE": str(share),
+                           "SOUK_SERVE_INTERLEAVE": experiment.name if experiment else "",
+                           "SOUK_SERVE_SHARE": str(share),
                            "SOUK_SERVE_EXPLORE": str(explore)})
         mode = "API keys required" if keys.enabled else "open, no API keys: loopback only"
         started = time.perf_counter()

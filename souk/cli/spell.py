@@ -44,7 +44,8 @@ def spell_command(
         console.print(f"no correction for {query!r}")
     else:
         verb = "searching for" if result["decision"] == "rewrite" else "did you mean"
-        console.print(f"{verb}: [bold]{correction.corrected}[/] (hits {result['hits']['query']} -> {result['hits']['corrected']})")
+        console.print(f"{verb}: [bold]{correction.corrected}[/] (hits {result['hits']['query']} -> "
+                      f"{result['hits']['corrected']})")
         for edit in correction.edits:
             console.print(f"  {edit.kind}: {edit.original} -> {edit.replacement}")
     for text, score in correction.candidates:

@@ -17,9 +17,12 @@ def register(app: typer.Typer) -> None:
         prefix: str = typer.Argument(..., help="What the user has typed so far (text, pinyin or pinyin initials)."),
         index: Path = typer.Option(..., "--index", help="Index directory."),
         k: int = typer.Option(10, "-k", "--k", min=0, help="Number of completions."),
-        log: Optional[Path] = typer.Option(None, "--log", help="Query log (one query a line, or query<TAB>count, or JSONL)."),
-        fields: list[str] = typer.Option([], "--field", help="Title field; repeatable (default: fields named like title/name)."),
-        entity_fields: Optional[list[str]] = typer.Option(None, "--entity-field", help="Brand/category field; repeatable (default: by name)."),
+        log: Optional[Path] = typer.Option(None, "--log",
+                                           help="Query log (one query a line, or query<TAB>count, or JSONL)."),
+        fields: list[str] = typer.Option([], "--field",
+                                         help="Title field; repeatable (default: fields named like title/name)."),
+        entity_fields: Optional[list[str]] = typer.Option(None, "--entity-field",
+                                                          help="Brand/category field; repeatable (default: by name)."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Complete a prefix from titles, catalog entities and a query log (built once per commit, cached)."""

@@ -30,13 +30,15 @@ def check_cmd(file: Path = typer.Argument(..., help="Synonym file (.toml, or Sol
     if as_json:
         emit_json(result)
         return
-    console.print(f"{file}: {len(syn)} rules ({one_way} one-way); " + ", ".join(f"{k}: {v}" for k, v in sorted(by_language.items())))
+    console.print(f"{file}: {len(syn)} rules ({one_way} one-way); "
+                  + ", ".join(f"{k}: {v}" for k, v in sorted(by_language.items())))
 
 
 @synonyms_app.command("expand")
 def expand_cmd(query: str = typer.Argument(..., help="Query text."),
                file: Optional[Path] = typer.Option(None, "--file", help="Synonym file (default: the shipped set)."),
-               languages: Optional[list[str]] = typer.Option(None, "--language", help="Only these sections (plus 'any'); repeatable."),
+               languages: Optional[list[str]] = typer.Option(None, "--language",
+                                                             help="Only these sections (plus 'any'); repeatable."),
                as_json: bool = typer.Option(False, "--json")) -> None:
     """The optional, lower-weight terms a query gains from a synonym file."""
     from souk.query.synonyms import Synonyms
@@ -57,9 +59,11 @@ def mine_cmd(
     log: Optional[Path] = typer.Option(None, "--log", help="Query log (one query a line, query<TAB>count, or JSONL)."),
     top: int = typer.Option(50, "--top", min=1, help="Number of candidate pairs listed."),
     fields: list[str] = typer.Option([], "--field", help="Text field to mine; repeatable (default: title fields)."),
-    file: Optional[Path] = typer.Option(None, "--synonyms", help="Synonym file whose pairs count as known (default: shipped)."),
+    file: Optional[Path] = typer.Option(None, "--synonyms",
+                                        help="Synonym file whose pairs count as known (default: shipped)."),
     min_count: int = typer.Option(5, "--min-count", min=1, help="Words seen fewer times are ignored."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="word2vec epochs (default: 5-50 by corpus size)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                         help="word2vec epochs (default: 5-50 by corpus size)."),
     workers: int = typer.Option(1, "--workers", min=1, help="word2vec threads (1 is deterministic)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -76,7 +80,8 @@ def mine_cmd(
     queries = list(read_query_log(log)) if log else []
     known = Synonyms.load(file).pairs()
     config = MiningConfig(min_count=min_count, epochs=epochs, workers=workers)
-    err_console.print(f"mining {len(titles)} texts from {', '.join(names)}" + (f" and {len(queries)} queries" if queries else ""))
+    err_console.print(f"mining {len(titles)} texts from {', '.join(names)}"
+                      + (f" and {len(queries)} queries" if queries else ""))
     result = mine_pairs(titles, queries, top, config, known)
     if as_json:
         emit_json({**result.to_dict(), "fields": names, "applied": False})

@@ -14,10 +14,12 @@ from souk.cli.output import console, emit_json
 from souk.errors import ConfigError
 from souk.indexing import rebuild_vectors, vector_status
 
-vectors_app = typer.Typer(no_args_is_help=True, help="Vector fields kept outside the index (Milvus): status and rebuild.")
+vectors_app = typer.Typer(no_args_is_help=True,
+                          help="Vector fields kept outside the index (Milvus): status and rebuild.")
 
 
-def vector_options(index: Path, vectors: bool, backend: str | None, uri: str | None, collection: str | None) -> dict | None:
+def vector_options(index: Path, vectors: bool, backend: str | None, uri: str | None,
+                   collection: str | None) -> dict | None:
     """The vector field params `souk index --vector-backend/--vector-uri/--vector-collection` ask for."""
     if not vectors:
         if backend or uri or collection:
@@ -84,7 +86,9 @@ def register(app: typer.Typer) -> None:
         index: Path = typer.Option(..., "--index", help="Index directory."),
         backend: str = typer.Option(..., "--backend", help="milvus, or a local kind: flat, hnsw, ivfpq, sq8."),
         uri: Optional[str] = typer.Option(None, "--uri", help="With milvus: a local FILE.db (Milvus Lite) or http://host:19530."),
-        collection: Optional[str] = typer.Option(None, "--collection", help="With milvus: the collection (default: souk_<index name>_<random>)."),
+        collection: Optional[str] = typer.Option(None, "--collection",
+                                                 help="With milvus: the collection (default: "
+                                                      "souk_<index name>_<random>)."),
         field: Optional[str] = typer.Option(None, "--field", help="Vector field (default: the only one)."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:

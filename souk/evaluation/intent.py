@@ -6,15 +6,16 @@ Misuse: quoting in-scope accuracy alone; a model that never says `oos` maximises
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from souk.evaluation.metrics import accuracy, macro_f1
 from souk.query.intent import OOS, IntentModel, LabeledQueries
 
 
-def intent_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float | None]:
+def intent_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float | None]:
     """The four figures; `oos_recall` is None when no query is labeled `oos` (and in-scope likewise)."""
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
     if y_true.shape != y_pred.shape:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from souk.errors import ConfigError, DatasetError
 from souk.evaluation.datasets import Qrels
@@ -168,12 +169,14 @@ def recall(judged: Judged, k: int | None) -> np.ndarray:
 @ranking_metric("precision", needs_cutoff=True)
 def precision(judged: Judged, k: int | None) -> np.ndarray:
     """Relevant documents in the top k over k, even when fewer were retrieved (trec_eval `P.k`)."""
+    assert k is not None  # needs_cutoff: always given one
     return _cut(judged.relevant, k).sum(axis=1) / float(k)
 
 
 @ranking_metric("judged", needs_cutoff=True)
 def judged_at(judged: Judged, k: int | None) -> np.ndarray:
     """Share of the top k that carry a judgment; low values mean the other numbers are shaky."""
+    assert k is not None  # needs_cutoff: always given one
     return _cut(judged.judged, k).sum(axis=1) / float(k)
 
 
@@ -212,7 +215,7 @@ def classification_scores(y_true: Sequence, y_pred: Sequence, names: Iterable[st
 
 
 def confusion_matrix(
-    y_true: Sequence, y_pred: Sequence, labels: Sequence | None = None
+    y_true: ArrayLike, y_pred: ArrayLike, labels: Sequence | None = None
 ) -> tuple[list, np.ndarray]:
     """Labels and the matrix whose [i, j] counts items of label i predicted as label j."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -234,7 +237,7 @@ def _label_index(names: np.ndarray, values: np.ndarray) -> np.ndarray:
     return index
 
 
-def per_class(y_true: Sequence, y_pred: Sequence) -> dict[str, dict[str, float]]:
+def per_class(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support of each label (0 where undefined)."""
     labels, matrix = confusion_matrix(y_true, y_pred)
     p, r, f = _prf(matrix)
@@ -265,7 +268,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(_prf(matrix)[2].mean()) if matrix.size else 0.0
 
 
-def best_f1_threshold(y_true: Sequence[bool], scores: Sequence[float]) -> tuple[float, float]:
+def best_f1_threshold(y_true: Sequence[bool], scores: ArrayLike) -> tuple[float, float]:
     """(threshold, F1) maximizing F1 when predicting positive for `score >= threshold`."""
     positive = np.asarray(y_true, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)

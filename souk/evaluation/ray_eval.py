@@ -42,9 +42,12 @@ def evaluate_on_ray(index: str | Path, pipeline: str, dataset: Dataset, k: int =
     task = ray.remote(num_cpus=WORKER_CPUS)(_shard)
     shards = [qids[i::n] for i in range(n)]
     futures = [task.remote(str(Path(index).resolve()), pipeline,
-                           replace(dataset, queries={q: dataset.queries[q] for q in s}, qrels={q: dataset.qrels[q] for q in s}), k)
+                           replace(dataset, queries={q: dataset.queries[q] for q in s},
+                                   qrels={q: dataset.qrels[q] for q in s}), k)
                for s in shards if s]
-    run, latency, stages = {}, {}, {}
+    run: dict[str, list[tuple[str, float]]] = {}
+    latency: dict[str, float] = {}
+    stages: dict[str, dict[str, float]] = {}
     for part in ray.get(futures):
         run.update(part["run"])
         for i, q in enumerate(part["qids"]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,6 +20,12 @@ from souk.evaluation.runs import Run
 from souk.progress import progress_bar
 from souk.ranking.pipeline import Pipeline
 from souk.types import Ranking
+
+
+class Searchable(Protocol):
+    """Anything else `evaluate` can score: a ranking for a query text (a bench's wrapper, the served pages)."""
+
+    def search(self, text: str, k: int) -> Ranking: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class Evaluation:
     k: int
     stage_ms: dict[str, np.ndarray] = field(default_factory=dict)  # per stage, aligned like latency_ms
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, Any]:
         """Mean metrics plus query counts and latency percentiles, ready for `--json`."""
         latency = self.latency_ms if len(self.latency_ms) else np.zeros(1)
         return {
@@ -42,12 +49,13 @@ class Evaluation:
             "p50_ms": float(np.percentile(latency, 50)),
             "p99_ms": float(np.percentile(latency, 99)),
             "mean_ms": float(latency.mean()),
-            **({"stage_p50_ms": {n: float(np.percentile(v, 50)) for n, v in self.stage_ms.items()}} if self.stage_ms else {}),
+            **({"stage_p50_ms": {n: float(np.percentile(v, 50)) for n, v in self.stage_ms.items()}}
+               if self.stage_ms else {}),
         }
 
 
 def evaluate(
-    pipeline: Pipeline,
+    pipeline: Pipeline | Searchable,
     dataset: Dataset,
     k: int = 100,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -79,7 +87,7 @@ def evaluate(
     return Evaluation(dataset, run, per_query, latency, k, stage_ms)
 
 
-def _search(pipeline: Pipeline, text: str, k: int) -> tuple[Ranking, dict[str, float]]:
+def _search(pipeline: Pipeline | Searchable, text: str, k: int) -> tuple[Ranking, dict[str, float]]:
     """The ranking and, for a souk Pipeline, the time each stage took."""
     if isinstance(pipeline, Pipeline):
         run = pipeline.run(pipeline.plan(text), k)

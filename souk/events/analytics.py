@@ -28,7 +28,7 @@ def report(records: Iterable[dict[str, Any]], top: int = TOP) -> dict[str, Any]:
     records = list(records)
     searches = {r["search_id"]: r for r in records if r.get("kind") == "search" and isinstance(r.get("search_id"), str)}
     clicks: dict[str, dict[str, int]] = defaultdict(dict)  # search -> doc -> first position clicked
-    actions = Counter()
+    actions: Counter[str] = Counter()
     for r in records:
         if r.get("kind") in ("click", "cart", "purchase"):
             actions[r["kind"]] += 1
@@ -70,12 +70,12 @@ def report(records: Iterable[dict[str, Any]], top: int = TOP) -> dict[str, Any]:
             clicked_searches[key] += 1
             p[1] += 1
             p[2] += 1.0 / min(mine.values())
-    ctr = [{"query": texts[q], "searches": n, "ctr": round(clicked_searches[q] / n, 4)}
+    ctr: list[dict[str, Any]] = [{"query": texts[q], "searches": n, "ctr": round(clicked_searches[q] / n, 4)}
            for q, n in queries.items() if n >= MIN_SEARCHES]
-    positions = [{"position": k, "impressions": int(shown_at[k]),
+    positions: list[dict[str, Any]] = [{"position": k, "impressions": int(shown_at[k]),
                   "ctr": round(float(clicked_at[k] / shown_at[k]), 4) if shown_at[k] else None}
                  for k in range(1, MAX_POSITION + 1) if shown_at[k]]
-    pipelines = [{"pipeline": name, "searches": int(n), "ctr": round(c / n, 4) if n else None,
+    pipelines: list[dict[str, Any]] = [{"pipeline": name, "searches": int(n), "ctr": round(c / n, 4) if n else None,
                   "mrr": round(rr / n, 4) if n else None} for name, (n, c, rr) in sorted(by_pipeline.items())]
     days = sorted(per_day.items())
     out = {
@@ -109,11 +109,13 @@ def disagreements(records: Iterable[dict[str, Any]], top: int = TOP, min_clicks:
         return []
     model = fit_pbm(obs)
     rows: dict[str, list[tuple[str, float, float, float]]] = defaultdict(list)
-    position = np.bincount(obs.pair, obs.position, len(obs.pairs)) / np.maximum(np.bincount(obs.pair, minlength=len(obs.pairs)), 1)
+    position = np.bincount(obs.pair, obs.position, len(obs.pairs)) / np.maximum(
+        np.bincount(obs.pair, minlength=len(obs.pairs)), 1
+    )
     clicks = np.bincount(obs.pair, obs.clicked, len(obs.pairs))
     for i, (key, doc) in enumerate(obs.pairs):
         rows[key].append((doc, float(position[i]), float(model.gamma[i]), float(clicks[i])))
-    out = []
+    out: list[dict[str, Any]] = []
     for key, docs in rows.items():
         total = sum(d[3] for d in docs)
         if total < min_clicks or len(docs) < 3:
@@ -140,10 +142,12 @@ def bar_svg(labels: list[str], values: list[float], title: str, width: int = 640
     for i, (label, v) in enumerate(zip(labels, values)):
         h = (height - pad - bottom) * float(v) / top
         x = pad + i * bw
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - bottom - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
+        parts.append(f'<rect x="{x + 1:.1f}" y="{height - bottom - h:.1f}" '
+                     f'width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
                      f'fill="#3b6ea5"><title>{html.escape(str(label))}: {float(v):.4g}</title></rect>')
         if n <= 24:
             parts.append(f'<text x="{x + bw / 2:.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle" '
                          f'font-family="sans-serif">{html.escape(str(label)[:12])}</text>')
-    parts.append(f'<line x1="{pad}" y1="{height - bottom}" x2="{width - pad}" y2="{height - bottom}" stroke="#333"/></svg>')
+    parts.append(f'<line x1="{pad}" y1="{height - bottom}" x2="{width - pad}" y2="{height - bottom}" '
+                 'stroke="#333"/></svg>')
     return "".join(parts)

@@ -41,7 +41,8 @@ def write_parquet(records: Iterable[dict[str, Any]], out: Path) -> int:
     columns["shown"] = [[str(x) for x in v] if isinstance(v, list) else None for v in columns["shown"]]
     columns["teams"] = [[str(x) for x in v] if isinstance(v, list) else None for v in columns["teams"]]
     columns["filters"] = [[str(x) for x in v] if isinstance(v, list) else None for v in columns["filters"]]
-    for c in ("query", "pipeline", "session", "search_id", "kind", "id", "sort", "searched", "did_you_mean", "interleave"):
+    for c in ("query", "pipeline", "session", "search_id", "kind", "id", "sort", "searched", "did_you_mean",
+              "interleave"):
         columns[c] = [None if v is None else str(v) for v in columns[c]]
     pq.write_table(pa.table(columns), out)
     return len(rows)

@@ -10,7 +10,8 @@ from clicks had the same top result on 85% of 60 queries (mean common prefix 3.5
 A search is won by the pipeline whose documents got more clicks (carts and purchases count as clicks), tied
 when both got the same number (no clicks, or clicks on the common prefix only, included).
 Over searches with a winner, a two-sided sign (binomial) test asks whether wins split 50:50; the winner is
-named once p < `ALPHA`, and `significant_at` says after how many searches the test stayed significant. Misuse: crediting a search from clicks on documents it did not show.
+named once p < `ALPHA`, and `significant_at` says after how many searches the test stayed significant. Misuse: crediting
+a search from clicks on documents it did not show.
 """
 from __future__ import annotations
 
@@ -130,9 +131,12 @@ def summary(records: Iterable[dict[str, Any]], experiment: str | None = None) ->
     """One JSON object: the named experiment's (or the largest one's) searches, wins, ties, p-value, winner,
     and every experiment under `experiments`."""
     found = outcomes(records)
-    chosen = next((o for o in found if o.experiment == experiment), None) if experiment else (found[0] if found else None)
+    chosen = (
+        next((o for o in found if o.experiment == experiment), None) if experiment else (found[0] if found else None)
+    )
     base = chosen.to_dict() if chosen else {"experiment": experiment, "a": None, "b": None, "searches": 0, "wins_a": 0,
-                                            "wins_b": 0, "ties": 0, "p_value": 1.0, "winner": None, "significant_at": None}
+                                            "wins_b": 0, "ties": 0, "p_value": 1.0, "winner": None,
+                                            "significant_at": None}
     return {**base, "alpha": ALPHA, "experiments": [o.to_dict() for o in found]}
 
 

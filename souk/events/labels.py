@@ -88,7 +88,11 @@ def observations(records: Iterable[dict[str, Any]], pipelines: tuple[str, ...] |
     for r in records:
         kind = r.get("kind")
         if kind == "search":
-            if isinstance(r.get("search_id"), str) and isinstance(r.get("shown"), list) and isinstance(r.get("query"), str):
+            if (
+                isinstance(r.get("search_id"), str)
+                and isinstance(r.get("shown"), list)
+                and isinstance(r.get("query"), str)
+            ):
                 searches[r["search_id"]] = r
         elif kind in ("click", "cart", "purchase") and isinstance(r.get("search_id"), str):
             clicks[r["search_id"]].add(str(r.get("id")))

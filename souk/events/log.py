@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from souk.errors import ConfigError, QueryError
+from souk.limits import (EVENTS_MAX_BYTES, EVENTS_RETENTION_DAYS, EVENTS_SEGMENT_AGE_S, EVENTS_SEGMENT_BYTES,
+                         MAX_ACTIONS_PER_REQUEST, MAX_EVENT_ID_CHARS, MAX_KNOWN_SEARCHES)
 
 DIRNAME = "events"
 ACTIONS = ("click", "cart", "purchase")
-MAX_ID_CHARS = 64
-MAX_ACTIONS_PER_REQUEST = 1_000
-MAX_KNOWN_SEARCHES = 2_000_000  # search ids kept in memory to check actions against (oldest forgotten first)
+MAX_ID_CHARS = MAX_EVENT_ID_CHARS
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class Retention:
     """How much of the log is kept: `retention_days` of age and `max_bytes` in all; segments rotate at
     `segment_bytes` or `segment_age_s`."""
 
-    retention_days: float = 90.0
-    max_bytes: int = 1 << 30
-    segment_bytes: int = 64 << 20
-    segment_age_s: float = 86_400.0
+    retention_days: float = EVENTS_RETENTION_DAYS
+    max_bytes: int = EVENTS_MAX_BYTES
+    segment_bytes: int = EVENTS_SEGMENT_BYTES
+    segment_age_s: float = EVENTS_SEGMENT_AGE_S
 
     @classmethod
     def from_env(cls) -> "Retention":
@@ -139,7 +139,8 @@ class EventLog:
             raise QueryError(f"{where}: expected an object with search_id, type and id")
         extra = set(e) - {"search_id", "type", "id", "position", "session"}
         if extra:
-            raise QueryError(f"{where}: unknown field {sorted(extra)[0]!r}; fields: search_id, type, id, position, session")
+            raise QueryError(f"{where}: unknown field {sorted(extra)[0]!r}; fields: search_id, type, "
+                             "id, position, session")
         kind, sid, doc, pos = e.get("type"), e.get("search_id"), e.get("id"), e.get("position")
         if kind not in ACTIONS:
             raise QueryError(f"{where}.type: unknown event type {kind!r}; expected one of {', '.join(ACTIONS)}")
@@ -225,7 +226,11 @@ class EventLog:
 
     # ---- reading ------------------------------------------------------------------------------
     def segments(self) -> list[Path]:
-        return [p for p in self.dir.glob("segment-*.log") if p.is_file() and not p.is_symlink()] if self.dir.is_dir() else []
+        return (
+            [p for p in self.dir.glob("segment-*.log") if p.is_file() and not p.is_symlink()]
+            if self.dir.is_dir()
+            else []
+        )
 
     def read(self, since: float | None = None, kinds: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
         """Every intact record (segments in start order, then file order), from time `since` on."""

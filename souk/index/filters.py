@@ -42,7 +42,8 @@ def parse_filter(expr: str, schema: Schema) -> Filter:
     """Parse and check one filter expression against the schema."""
     m = _EXPR.match(expr)
     if not m or not m.group(3):
-        raise QueryError(f"cannot parse filter {expr!r:.80}; write FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>=N or FIELD=A..B")
+        raise QueryError(f"cannot parse filter {expr!r:.80}; write FIELD=VALUE, FIELD!=VALUE, FIELD<N, "
+                         "FIELD>=N or FIELD=A..B")
     name, op, raw = m.groups()
     field = schema.fields.get(name)
     filterable = [f.name for f in schema.fields.values() if f.kind in ("keyword", "number")]
@@ -144,12 +145,14 @@ def _num(text: str) -> float:
     return float(text) + 0.0
 
 
-def combine(query: tantivy.Query | None, filters: Sequence[Filter], schema: Schema, tschema: tantivy.Schema) -> tantivy.Query:
+def combine(query: tantivy.Query | None, filters: Sequence[Filter], schema: Schema,
+            tschema: tantivy.Schema) -> tantivy.Query:
     """`query` restricted by all filters (which add nothing to scores); no query means every document."""
     base = query if query is not None else tantivy.Query.all_query()
     if not filters:
         return base
-    clauses = [(occ, tantivy.Query.const_score_query(q, 0.0)) for occ, q in (filter_query(f, schema, tschema) for f in filters)]
+    clauses = [(occ, tantivy.Query.const_score_query(q, 0.0))
+               for occ, q in (filter_query(f, schema, tschema) for f in filters)]
     return tantivy.Query.boolean_query([(tantivy.Occur.Must, base), *clauses])
 
 

@@ -85,7 +85,13 @@ def _word_start(text: str, start: int, spans: list[tuple[int, int]]) -> int:
 def _word_end(text: str, end: int) -> int:
     """`end` moved forward to the end of a cut Latin word (a few characters at most)."""
     limit = min(len(text), end + 16)
-    while end < limit and text[end - 1].isascii() and text[end - 1].isalnum() and text[end].isascii() and text[end].isalnum():
+    while (
+        end < limit
+        and text[end - 1].isascii()
+        and text[end - 1].isalnum()
+        and text[end].isascii()
+        and text[end].isalnum()
+    ):
         end += 1
     return end
 

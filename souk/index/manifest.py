@@ -20,14 +20,16 @@ MANIFEST = "manifest.json"
 def new_manifest(schema_dict: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A fresh manifest; `extra` adds keys (e.g. `vectors`: the pinned params of vector fields)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"format": FORMAT_VERSION, "souk": __version__, "created": now, "updated": now, "schema": schema_dict, **extra}
+    return {"format": FORMAT_VERSION, "souk": __version__, "created": now, "updated": now, "schema": schema_dict,
+            **extra}
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
     """The manifest of `index_dir`; a clear error when missing, corrupt or of another format."""
     path = index_dir / MANIFEST
     if not path.is_file():
-        raise IndexStateError(f"{index_dir} is not a souk index (no {MANIFEST}); create it with `souk index DATA --index {index_dir}`")
+        raise IndexStateError(f"{index_dir} is not a souk index (no {MANIFEST}); create it with `souk index DATA "
+                              f"--index {index_dir}`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -37,7 +39,8 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("schema"), dict):
         raise IndexStateError(f"{path} is corrupt: expected an object with a 'schema' table; rebuild the index")
     if data.get("format") != FORMAT_VERSION:
-        raise IndexStateError(f"{path}: index format {data.get('format')!r}, this souk reads {FORMAT_VERSION}; rebuild the index")
+        raise IndexStateError(f"{path}: index format {data.get('format')!r}, this souk reads "
+                              f"{FORMAT_VERSION}; rebuild the index")
     return data
 
 

@@ -12,7 +12,8 @@ when every index term of it is in the document (in any search field). `all`: eve
 `relax`: every word must hold; when fewer than `relax_below` documents hold them all, a word no
 document holds, else the least informative word (the one most documents hold) is dropped, one at a time, down to
 `minimum_should_match` words, and the result says which words were dropped. `any`: BM25 over any word
-(the raw baseline, and candidates for fused and learned pipelines). Documents holding more words come first (tiers, BM25 order
+(the raw baseline, and candidates for fused and learned pipelines). Documents holding more words come first (tiers, BM25
+order
 inside a tier); a sort orders each tier. Misuse: deciding which words to drop by position (a
 trailing "for adults" would go before a misspelled product word).
 """
@@ -73,7 +74,8 @@ def required_count(spec: str, n: int) -> int:
     for part in str(spec).split():
         m = _MSM_PART.match(part)
         if not m:
-            raise ValueError(f"cannot read {part!r}; write a count (2, -1), a percentage (75%, -25%) or a condition (3<75%)")
+            raise ValueError(f"cannot read {part!r}; write a count (2, -1), a percentage (75%, -25%) "
+                             "or a condition (3<75%)")
         above, value, pct = m.groups()
         if above is None:
             if rule is None:

@@ -79,8 +79,8 @@ class _Word:
 class _Tier:
     """Documents holding the kept words (`query`, cumulative) and those new at this step (`fresh`)."""
 
-    query: tantivy.Query
-    fresh: tantivy.Query
+    query: tantivy.Query | None  # None: no words to match (every document)
+    fresh: tantivy.Query | None
     dropped: list[str]
     kept: tantivy.Query | None = None  # documents holding every kept word (None: no condition)
     count: int | None = None  # documents of `query` under the request's filters, when already counted
@@ -126,7 +126,8 @@ class Searcher:
         return result
 
     def _search(self, req: SearchRequest, relaxed: bool) -> SearchResult:
-        query, terms = self.text_query(req.query, req.fields, relaxed, proximity=(req.match or self.matching.mode) != "any")
+        query, terms = self.text_query(req.query, req.fields, relaxed,
+                                       proximity=(req.match or self.matching.mode) != "any")
         query = self._expand(query, req.expansions, req.fields, req.boosts)
         typed = len(set(terms))  # the query's own terms (a long query is followed by partial matches)
         terms = terms + self.expansion_terms(req.expansions, req.fields, terms)  # highlighted too
@@ -136,12 +137,18 @@ class Searcher:
         if req.sort:
             name = req.sort.lstrip("-+")
             self.schema.field(name, kinds=("number",))
-            kwargs = {"order_by_field": name, "order": tantivy.Order.Desc if req.sort.startswith("-") else tantivy.Order.Asc}
+            kwargs = {"order_by_field": name, "order": tantivy.Order.Desc if req.sort.startswith("-")
+                      else tantivy.Order.Asc}
         more = self._tiers(query, req.query, req.fields, relaxed, req.match, req.expansions, terms, req.filters) \
             if query is not None else iter(())
-        first = next(more, None) or _Tier(query, query, [])  # no words to match (filters only, one single-term word): every match
+        # no words to match (filters only, one single-term word): every match
+        first = next(more, None) or _Tier(query, query, [])
         q = combine(first.query, req.filters, self.schema, self._tschema)
-        res = self._s.search(q, req.k, count=True, offset=req.offset, **kwargs) if req.k else self._s.search(q, 1, count=True)
+        res = (
+            self._s.search(q, req.k, count=True, offset=req.offset, **kwargs)
+            if req.k
+            else self._s.search(q, 1, count=True)
+        )
         if res.count >= self.matching.relax_below:  # the usual case: one search
             more = iter(())
         chosen, counts, tiers = self._chosen(first, res.count, more, req.filters)
@@ -151,7 +158,8 @@ class Searcher:
         total, tiers = counts[chosen], tiers[:chosen + 1]
         sizes = [c - (counts[i - 1] if i else 0) for i, c in enumerate(counts[:chosen + 1])]
         if rest is not None:
-            rest_count = self._s.search(combine(rest.fresh, req.filters, self.schema, self._tschema), 1, count=True).count
+            rest_count = self._s.search(combine(rest.fresh, req.filters, self.schema, self._tschema), 1,
+                                        count=True).count
             if rest_count:
                 tiers, sizes, total = tiers + [rest], sizes + [rest_count], total + rest_count
         rows: list[tuple[Any, Any]] = []
@@ -190,7 +198,8 @@ class Searcher:
             doc = self._s.doc(addr)
             source = json.loads(bytes(doc.get_first(SOURCE)))
             hl = self._highlights(source, term_set, req.fields) if req.highlight else {}
-            hits.append(Hit(doc.get_first(ID), 0.0 if score is None else float(score), source, hl))  # None: sort value missing
+            # None: sort value missing
+            hits.append(Hit(doc.get_first(ID), 0.0 if score is None else float(score), source, hl))
         q = combine(chosen.query, req.filters, self.schema, self._tschema)
         facets = {name: self._facet(q, name, req.facet_size, req.filters) for name in req.facets}
         dropped = chosen.dropped
@@ -246,7 +255,7 @@ class Searcher:
         order: list[int] | None = None
         dropped: list[str] = []
 
-        def count(q: tantivy.Query) -> int:
+        def count(q: tantivy.Query | None) -> int:
             return self._s.search(combine(q, filters, self.schema, self._tschema), 1, count=True).count
 
         q = self._holding(query, [words[i] for i in kept])
@@ -294,7 +303,9 @@ class Searcher:
                 per_field.append(qs[0] if len(qs) == 1 else tantivy.Query.boolean_query([(Occur.Must, q) for q in qs]))
         if not per_field:
             return None
-        return per_field[0] if len(per_field) == 1 else tantivy.Query.boolean_query([(Occur.Should, q) for q in per_field])
+        return (
+            per_field[0] if len(per_field) == 1 else tantivy.Query.boolean_query([(Occur.Should, q) for q in per_field])
+        )
 
     @staticmethod
     def _all_of(words: Sequence[_Word]) -> tantivy.Query:
@@ -355,7 +366,11 @@ class Searcher:
                     if alt_clause is not None:
                         per_field.append(alt_clause)
                         alternative = True
-            clause = per_field[0] if len(per_field) == 1 else tantivy.Query.boolean_query([(Occur.Should, q) for q in per_field])
+            clause = (
+                per_field[0]
+                if len(per_field) == 1
+                else tantivy.Query.boolean_query([(Occur.Should, q) for q in per_field])
+            )
             words.append(_Word(word, clause, list(by_field.items()), alternative))
             single = len(per_field) == 1 and all(len(t) == 1 for t in by_field.values())
         if len(words) == 1 and single:
@@ -377,7 +392,8 @@ class Searcher:
         if parsed is None or not parsed.has_operators:
             return self._match(text, names, proximity=proximity)
         Occur = tantivy.Occur
-        clauses, terms = [], []
+        clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        terms: list[str] = []
         strict = parsed.phrases + parsed.required
         parts = [(Occur.Should, " ".join([parsed.free, *strict]) if relaxed else parsed.free)]
         parts += [] if relaxed else [(Occur.Must, p) for p in strict]
@@ -411,15 +427,21 @@ class Searcher:
             if not terms:
                 continue
             if phrase and len(terms) > 1:
-                queries = [tantivy.Query.phrase_query(self._tschema, name, terms)]
+                queries = [tantivy.Query.phrase_query(self._tschema, name, list(terms))]
             else:
                 queries = [tantivy.Query.term_query(self._tschema, name, t, index_option="freq") for t in terms]
-                if proximity and self.proximity > 0 and len(terms) > 1 and boost == top:  # a bonus for query words standing close together
+                # a bonus for query words standing close together
+                if proximity and self.proximity > 0 and len(terms) > 1 and boost == top:
                     pairs = pairs_of.get(analyzer)
                     if pairs is None:
                         pairs = pairs_of[analyzer] = _adjacent_pairs(analyzer.tokens(text))
-                    queries += [tantivy.Query.const_score_query(tantivy.Query.phrase_query(self._tschema, name, list(p), slop=PROXIMITY_SLOP),
-                                                          self.proximity) for p in pairs]
+                    queries += [
+                        tantivy.Query.const_score_query(
+                            tantivy.Query.phrase_query(self._tschema, name, list(p), slop=PROXIMITY_SLOP),
+                            self.proximity,
+                        )
+                        for p in pairs
+                    ]
             if boost != 1.0:
                 queries = [tantivy.Query.boost_query(q, boost) for q in queries]
             clauses.extend((tantivy.Occur.Should, q) for q in queries)
@@ -453,7 +475,8 @@ class Searcher:
 
     # ---- cheap paths for retrieval stages ------------------------------------------------------
     def _expand(self, query: tantivy.Query | None, expansions: Sequence[tuple[str, float]],
-                fields: Sequence[str] | None = None, boosts: Sequence[tuple[Filter, float]] = ()) -> tantivy.Query | None:
+                fields: Sequence[str] | None = None,
+                boosts: Sequence[tuple[Filter, float]] = ()) -> tantivy.Query | None:
         """`query` OR the expansion words, each scored with its weight, OR the boosts (documents passing
         a boost's filter get its weight added); none of them is ever required."""
         if (not expansions and not boosts) or query is None:
@@ -470,7 +493,7 @@ class Searcher:
         return tantivy.Query.boolean_query(clauses) if len(clauses) > 1 else query
 
     def bm25(self, text: str, k: int, filters: Sequence[Filter] = (), relaxed: bool = False,
-             expansions: Sequence[tuple[str, float]] = (), boosts: Sequence[tuple[Filter, float]] = (),
+             expansions: Sequence[tuple] = (), boosts: Sequence[tuple[Filter, float]] = (),
              match: str | None = "any") -> Ranking:
         """Top-k ids and BM25 scores without fetching stored documents (relaxed like `search`).
 
@@ -511,7 +534,11 @@ class Searcher:
             if len(rows) >= k:
                 break
         if not rows:
-            return self.bm25(text, k, filters, True, expansions, boosts, match) if not relaxed and is_strict(text) else Ranking.empty()
+            return (
+                self.bm25(text, k, filters, True, expansions, boosts, match)
+                if not relaxed and is_strict(text)
+                else Ranking.empty()
+            )
         keys = self._s.fast_field_values(KEY, rows)  # this snapshot's own hits: always in the table
         return Ranking(self.keys_to_ids(keys, check=False), np.asarray(scores, dtype=np.float32))
 

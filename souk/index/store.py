@@ -107,12 +107,15 @@ def guard(path: Path | str, action: str = "read") -> Iterator[None]:
         msg = str(e)
         if not msg.startswith(_STATE_ERRORS):
             raise
-        raise IndexStateError(f"{path}: cannot {action} the keyword index: {_short(msg)}; {_advice(msg, action)}") from None
+        raise IndexStateError(
+            f"{path}: cannot {action} the keyword index: {_short(msg)}; {_advice(msg, action)}"
+        ) from None
     except BaseException as e:
         if type(e).__name__ != "PanicException":
             raise
-        raise IndexStateError(f"{path}: the keyword index is damaged (tantivy failed: {_short(str(e))}); "
-                              "rebuild it from the catalog") from None
+        raise IndexStateError(
+            f"{path}: the keyword index is damaged (tantivy failed: {_short(str(e))}); rebuild it from the catalog"
+        ) from None
 
 
 def _short(msg: str) -> str:

@@ -21,7 +21,7 @@ import shutil
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -140,7 +140,8 @@ class TermStore:
         u = self.units[name].unit
         if len(u.sources) < 2:
             return []
-        found = [n for src in u.sources for n, v in self.units.items() if v.unit.sources == (src,) and v.unit.analyzer == u.analyzer]
+        found = [n for src in u.sources for n, v in self.units.items() if v.unit.sources == (src,)
+                 and v.unit.analyzer == u.analyzer]
         return found if len(found) == len(u.sources) else []
 
     def analyze(self, text: str, unit: str | None = None) -> list[str]:
@@ -171,9 +172,10 @@ class TermStore:
             for src in u.sources:
                 if (u.analyzer, src) not in analyzed:
                     analyzed[(u.analyzer, src)] = [
-                        [vocab.setdefault(t, len(vocab)) for t in an.terms(v)] if isinstance(v := s.get(src), str) and v else []
+                        [vocab.setdefault(t, len(vocab)) for t in an.terms(v)] if isinstance(v := s.get(src), str) and v
+                        else []
                         for s in sources]
-        built = {}
+        built: dict[str, UnitTerms] = {}
         for u in units:
             parts = [analyzed[(u.analyzer, src)] for src in u.sources]
             lists = parts[0] if len(parts) == 1 else [[t for p in parts for t in p[r]] for r in range(len(ids))]
@@ -181,8 +183,13 @@ class TermStore:
             lens = np.diff(ragged.offsets)
             if not lens.sum():
                 continue  # empty everywhere (HomeDepot's `text`): no features from it
-            parent = built.get(next((p.name for p in units if p.sources != u.sources and set(u.sources) < set(p.sources)), ""))
-            if parent is not None and np.array_equal(parent.values, ragged.values) and np.array_equal(parent.offsets, ragged.offsets):
+            parent = built.get(next((p.name for p in units if p.sources != u.sources
+                                     and set(u.sources) < set(p.sources)), ""))
+            if (
+                parent is not None
+                and np.array_equal(parent.values, ragged.values)
+                and np.array_equal(parent.offsets, ragged.offsets)
+            ):
                 continue  # the only non-empty source of its field (HomeDepot's `title` in `all`): a duplicate
             built[u.name] = UnitTerms(ragged.offsets, ragged.values, u, _doc_freq(ragged.values, lens, len(vocab)),
                                       float(lens.mean()))
@@ -231,7 +238,7 @@ class TermStore:
 
     def save(self, folder: Path, extra: dict | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {"keys": self.keys}
+        arrays: dict[str, Any] = {"keys": self.keys}  # Any: savez's own keywords are not arrays
         for i, u in enumerate(self.units.values()):
             arrays.update({f"off{i}": u.offsets, f"tok{i}": u.values, f"df{i}": u.df})
         for name, values in self.numbers.items():
@@ -260,7 +267,8 @@ class TermStore:
         numbers = {k[4:]: data[k] for k in data.files if k.startswith("num:")}
         keywords = {k[3:]: Ragged(data[f"kwoff:{k[3:]}"], data[k]) for k in data.files if k.startswith("kw:")}
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
-        return cls(ids, text.split("\n") if text else [], units, numbers, keywords, data["keys"], meta.get("commit_id", ""))
+        return cls(ids, text.split("\n") if text else [], units, numbers, keywords, data["keys"],
+                   meta.get("commit_id", ""))
 
 
 def is_open(searcher) -> bool:

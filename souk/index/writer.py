@@ -123,7 +123,7 @@ class Writer:
             if problems:
                 report.rejected.extend((rec.line, f, m) for f, m in problems)
                 continue
-            if report.rejected and on_error == "fail":
+            if report.rejected and on_error == "fail" or values is None:
                 continue  # keep validating to report every problem, but write nothing more
             self._pending.append(values)
             report.filled.update(values.keys())
@@ -225,7 +225,7 @@ class Writer:
         from souk.index.store import meta_path
 
         commit_id = _digest(meta_path(self.index.path))
-        for mirror in self._mirrors:
+        for mirror in self._mirrors or []:
             try:
                 mirror.publish(commit_id)
             except SoukError as e:
@@ -270,7 +270,8 @@ class Writer:
             out[vf.name] = encode_documents(params, texts, progress=False, description=f"encoding {vf.name}")
         return out
 
-    def _document(self, values: dict, vectors: dict, analyzed: dict[tuple[str, str], str | None] | None = None) -> tantivy.Document:
+    def _document(self, values: dict, vectors: dict,
+                  analyzed: dict[tuple[str, str], str | None] | None = None) -> tantivy.Document:
         doc = tantivy.Document()
         doc_id = values[self.schema.id_field]
         doc.add_text(ID, doc_id)
@@ -339,7 +340,8 @@ class AnalysisPool:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         env = os.environ.get("SOUK_ANALYSIS_WORKERS")
         # opt-in: on 2 shared cores a worker measured slower than none (scifact: 0.32x vs 0.87x bm25s docs/s)
-        self.workers = min(workers if workers is not None else (int(env) if env and env.isdigit() else 0), max(cores, 2) - 1)
+        self.workers = min(workers if workers is not None else (int(env) if env and env.isdigit() else 0),
+                           max(cores, 2) - 1)
         self._pool = None
 
     def analyze(self, specs, user_dict, rows):
@@ -349,7 +351,8 @@ class AnalysisPool:
             return analyze_rows(specs, user_dict, rows)
         pool = self._start()
         share = -(-len(rows) // (self.workers + 1))  # this process takes the first share
-        futures = [pool.submit(analyze_rows, specs, user_dict, rows[i:i + share]) for i in range(share, len(rows), share)]
+        futures = [pool.submit(analyze_rows, specs, user_dict, rows[i:i + share])
+                   for i in range(share, len(rows), share)]
         out = analyze_rows(specs, user_dict, rows[:share])
         for i, future in zip(range(share, len(rows), share), futures):
             try:

@@ -11,7 +11,8 @@ Paths (registry `BACKENDS`, names persisted with the index):
                  texts); offered only with VNNI/AMX (on AVX2 alone it measured no faster than fp32).
 `choose_backend` probes each offered path on a slice of the caller's texts and keeps the fastest whose
 embeddings stay within its tolerance of fp32 (`TOLERANCE` for exact paths, `INT8_TOLERANCE` for int8;
-measurements cached per machine under `cache_dir()`); `exact` names the path queries use: the exact one quickest to load (onnx-fp32, then
+measurements cached per machine under `cache_dir()`); `exact` names the path queries use: the exact one quickest to load
+(onnx-fp32, then
 openvino-fp32), else the fastest exact one.
 Exports (ONNX, OpenVINO IR) are built once into `cache_dir()/models/` and hash-checked against their
 `export.json` on every load; one that fails the check, or is not owned by this user, is rebuilt.
@@ -122,7 +123,10 @@ def _verified(folder: Path) -> bool:
         return False
     try:
         files = json.loads(meta.read_text())["files"]
-        names = {p.name for p in folder.iterdir() if not p.name.startswith(".verified.")} - {"export.json", "verified.json"}
+        names = {p.name for p in folder.iterdir() if not p.name.startswith(".verified.")} - {
+            "export.json",
+            "verified.json",
+        }
         if not files or names != set(files) or not all(_ours(folder / n) for n in files):
             return False
         stamps = {n: _stamp(folder / n) for n in files}
@@ -186,7 +190,8 @@ def _export_onnx(card: ModelCard, target: Path) -> None:
             self.net = net
 
         def forward(self, input_ids, attention_mask):
-            return mean_pool(self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask)
+            return mean_pool(self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                             attention_mask)
 
     example = (torch.tensor([[1, 5, 2], [1, 2, 0]]), torch.tensor([[1, 1, 1], [1, 1, 0]]))
     import warnings
@@ -258,7 +263,8 @@ def _calibration_texts() -> list[str]:
     demo = Path(__file__).resolve().parent.parent / "demo" / "pricewatch.json"
     try:
         rows = json.loads(demo.read_text(encoding="utf-8"))
-        return [str(r["name"]["en"]) for r in rows[:CALIBRATION_SIZE] if isinstance(r.get("name"), dict) and r["name"].get("en")]
+        return [str(r["name"]["en"]) for r in rows[:CALIBRATION_SIZE] if isinstance(r.get("name"), dict)
+                and r["name"].get("en")]
     except (OSError, ValueError, KeyError, TypeError):
         return ["a short text"]
 
@@ -280,8 +286,8 @@ def openvino_int8_folder(card: ModelCard, max_length: int = 256) -> Path:
         tok.no_padding()
         tok.enable_truncation(max_length)
         items = []
-        for e in tok.encode_batch(texts):
-            ids = np.asarray([e.ids], dtype=np.int64)
+        for encoding in tok.encode_batch(texts):
+            ids = np.asarray([encoding.ids], dtype=np.int64)
             items.append({"input_ids": ids, "attention_mask": np.ones_like(ids)})
         model = ov.Core().read_model(str(onnx_fp32_path(card)))
         logging.getLogger("nncf").setLevel(logging.ERROR)

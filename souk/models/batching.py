@@ -50,6 +50,7 @@ class MicroBatcher:
             self._run()
         if call.error is not None:
             raise call.error
+        assert call.result is not None  # the lead's run set it
         return call.result
 
     def _run(self) -> None:

@@ -34,7 +34,7 @@ def encode_resumable(encoder: Encoder, texts: Sequence[str], checkpoints: Path |
         checkpoints = cache_dir() / "encode" / hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()[:16]
     checkpoints.mkdir(parents=True, exist_ok=True)
     _expire(checkpoints, days=EXPIRE_DAYS)
-    parts = []
+    parts: list[np.ndarray] = []
     with progress_bar(description, len(texts), enabled=progress) as advance:
         for start in range(0, len(texts), chunk):
             part = [str(t) for t in texts[start:start + chunk]]

@@ -59,7 +59,8 @@ class FieldLimits:
         if not 16 <= self.max_length <= 512:
             raise ModelError(f"max_length must be in 16..512, got {self.max_length}")
         if self.query < 1 or self.title < 0 or self.query + 4 >= self.max_length:
-            raise ModelError(f"query ({self.query}) and title ({self.title}) budgets must leave room in max_length {self.max_length}")
+            raise ModelError(f"query ({self.query}) and title ({self.title}) budgets must leave room in "
+                             f"max_length {self.max_length}")
 
 
 class PairPacker:
@@ -72,9 +73,12 @@ class PairPacker:
         self.tok.no_padding()
         self.tok.no_truncation()
         self.limits = limits
-        self.cls, self.sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
-        if self.cls is None or self.sep is None:
-            raise ModelError(f"{tokenizer_file}: the tokenizer has no [CLS]/[SEP] tokens (a BERT WordPiece tokenizer is expected)")
+        cls, sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise ModelError(f"{tokenizer_file}: the tokenizer has no [CLS]/[SEP] tokens (a BERT WordPiece "
+                             "tokenizer is expected)")
+        self.cls: int = cls
+        self.sep: int = sep
         self.pad = self.tok.token_to_id("[PAD]") or 0
 
     def tokens(self, texts: Sequence[str], cap: int) -> list[list[int]]:
@@ -292,7 +296,8 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[s
     The paths are timed in turns, best of `ROUNDS`, so load from other processes falls on each alike."""
     manifest = read_model_manifest(path, KIND)
     m = detect_machine()
-    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), m.signature(), packer.limits.max_length,
+    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), m.signature(),
+                                   packer.limits.max_length,
                                    CHOICE_FORMAT]).encode()).hexdigest()[:16]
     file = cache_dir() / "models" / f"cross-choice-{key}.json"
     if file.exists() and not refresh:
@@ -338,7 +343,8 @@ def _probe_pairs(packer: PairPacker, n: int = 48) -> list[Pair]:
     out = []
     for i in range(n):
         q = rng.integers(lo, vocab, size=int(rng.integers(4, 20))).tolist()
-        doc = (rng.integers(lo, vocab, size=12).tolist(), rng.integers(lo, vocab, size=int(rng.integers(20, 300))).tolist())
+        doc = (rng.integers(lo, vocab, size=12).tolist(),
+               rng.integers(lo, vocab, size=int(rng.integers(20, 300))).tolist())
         out.append(packer.pack(q, doc))
     return out
 
@@ -355,7 +361,9 @@ class TokenCache:
         self.capacity = capacity
         self._items: OrderedDict[str, tuple[list[int], list[int]]] = OrderedDict()
 
-    def get_many(self, ids: Sequence[str], load: Callable[[list[str]], list[tuple[list[int], list[int]]]]) -> list[tuple[list[int], list[int]]]:
+    def get_many(
+        self, ids: Sequence[str], load: Callable[[list[str]], list[tuple[list[int], list[int]]]]
+    ) -> list[tuple[list[int], list[int]]]:
         """Tokens of `ids`, calling `load(missing ids)` once for those not cached."""
         missing = [i for i in dict.fromkeys(ids) if i not in self._items]
         if missing:

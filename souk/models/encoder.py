@@ -21,7 +21,15 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from souk.errors import ModelError
-from souk.models.backends import cached_choice, check_backend, choose_backend, load_forward, load_tokenizer, run_batches, unit_rows
+from souk.models.backends import (
+    cached_choice,
+    check_backend,
+    choose_backend,
+    load_forward,
+    load_tokenizer,
+    run_batches,
+    unit_rows,
+)
 from souk.models.registry import model_card
 
 
@@ -52,7 +60,8 @@ class TransformerEncoder:
         self.backend = check_backend(config.backend)
         self.card = model_card(config.model)
         if self.card.kind != "bi-encoder":
-            raise ModelError(f"{config.model} is a {self.card.kind}, not a bi-encoder: it scores pairs, it does not embed texts")
+            raise ModelError(f"{config.model} is a {self.card.kind}, not a bi-encoder: it scores pairs, it "
+                             "does not embed texts")
         self.dim = self.card.dim
         self._forward = load_forward(config.backend, config.model)
         self._tok = load_tokenizer(config.model, config.max_length)

@@ -25,7 +25,9 @@ class Machine:
 
     def signature(self) -> str:
         """Changes when anything that could change a path's speed or output does (keys cached choices)."""
-        return hashlib.sha1(json.dumps([sorted(self.flags), self.torch_capability, self.threads, self.cpu]).encode()).hexdigest()[:12]
+        return hashlib.sha1(
+            json.dumps([sorted(self.flags), self.torch_capability, self.threads, self.cpu]).encode()
+        ).hexdigest()[:12]
 
 
 def parse_cpuinfo(text: str) -> tuple[frozenset[str], str]:

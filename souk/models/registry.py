@@ -137,7 +137,8 @@ def read_model_dir(path: Path) -> ModelCard:
         raise ModelError(f"{path}: no tokenizer.json; save the model with a fast tokenizer (tokenizer.save_pretrained)")
     _check_sentence_transformers(path)
     archs = config.get("architectures") or []
-    kind = manifest.get("kind") or ("cross-encoder" if any(a.endswith("ForSequenceClassification") for a in archs) else "bi-encoder")
+    kind = manifest.get("kind") or ("cross-encoder" if any(a.endswith("ForSequenceClassification") for a in archs)
+                                    else "bi-encoder")
     if kind not in KINDS:
         raise ModelError(f"{path / MODEL_MANIFEST}: kind {kind!r} is not one of {', '.join(KINDS)}")
     reads_han = manifest.get("reads_han", True)

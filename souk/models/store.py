@@ -19,6 +19,7 @@ format, file hashes). Misuse: writing into a published model directory (publish 
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os

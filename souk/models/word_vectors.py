@@ -175,7 +175,8 @@ class WordVectors:
         if info.get("format") != FORMAT or info.get("kind") != KIND:
             raise ModelError(f"{folder}: word-vector format {info.get('format')} is not {FORMAT}; fit it again")
         pc = arrays["pc"]
-        meta = {k: v for k, v in info.items() if k not in ("format", "kind", "analyzer", "user_dict", "dim", "features")}
+        meta = {k: v for k, v in info.items()
+                if k not in ("format", "kind", "analyzer", "user_dict", "dim", "features")}
         return cls(features, arrays["vectors"].astype(np.float32), arrays["weights"].astype(np.float32),
                    pc.astype(np.float32) if len(pc) else None, info["analyzer"], info.get("user_dict"), meta)
 

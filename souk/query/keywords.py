@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.analysis.filters import english_stopwords
 from souk.analysis.normalize import HAN, han_share, normalize
@@ -29,6 +29,9 @@ from souk.analysis.tokenize import WORD
 from souk.errors import QueryError
 from souk.plugins import POSITIVE_INT, parse_options
 from souk.query.plan import QUERY_STEPS
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 DEFAULT_MAX_TERMS = 8
 DEFAULT_LONGER_THAN = 12
@@ -61,7 +64,8 @@ _POS_PRIOR = {
 }
 _NOUNISH = ("n", "nz", "nt", "ns", "nr", "nrt", "nrfg", "vn", "an", "j", "eng")
 _CHINESE_FILLER = frozenset(
-    "想 想要 要 买 购买 求 推荐 请问 请 有没有 哪个 哪款 什么 一个 一款 一下 一点 一点儿 一些 给 帮 帮忙 谢谢 最好 好用 适合 需要 "
+    "想 想要 要 买 购买 求 推荐 请问 请 有没有 哪个 哪款 什么 一个 一款 一下 一点 一点儿 一些 给 "
+    "帮 帮忙 谢谢 最好 好用 适合 需要 "
     "不要 稍微 比较 非常 特别 价格 价钱 便宜 实惠 划算 贵 太贵 不贵 多少钱 左右 以内 以下 以上 就行 就好".split())
 _NEGATIONS = frozenset("不 无 没 没有 非 免 不含 无需".split())
 _CLAUSE_END = frozenset("，,。.;；!！?？、")
@@ -116,7 +120,8 @@ def _english_terms(norm: str) -> list[_Term]:
     words = WORD.findall(norm)
     stop = english_stopwords()
     weights = [0.0] * len(words)
-    segment, seen_head, marker = [], False, None
+    segment: list[int] = []
+    seen_head, marker = False, None
     segments: list[tuple[list[int], str | None]] = []
     for i, w in enumerate(words):
         if w in _BREAKS or w in stop or w in FILLER or w in _NEGATING:
@@ -171,7 +176,8 @@ def _chinese_terms(norm: str) -> list[_Term]:
     stop = english_stopwords()
     tagged = [(p.word, p.flag) for p in tagger.cut(norm) if p.word.strip()]
     first_clause = next((i for i, (w, _) in enumerate(tagged) if w in _CLAUSE_END and i > 0), len(tagged))
-    pairs, clause_of = [], []
+    pairs: list[tuple[str, str]] = []
+    clause_of: list[bool] = []
     for i, (word, flag) in enumerate(tagged):
         if not (WORD.search(word) or HAN.search(word)):
             continue

@@ -69,7 +69,9 @@ class Lexicon:
         path = Path(path)
         if not path.is_file():
             raise DatasetError(f"query log {path} does not exist; pass a text file with one query a line")
-        words, bigrams, n = Counter(), Counter(), 0
+        words: Counter[str] = Counter()
+        bigrams: Counter[str] = Counter()
+        n = 0
         with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if line.strip():

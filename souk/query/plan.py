@@ -8,12 +8,15 @@ Misuse: a stage re-parsing `plan.original` instead of reading `plan.text`/`plan.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from souk.analysis.normalize import han_share, normalize
 from souk.analysis.syntax import ParsedQuery, parse_query
 from souk.errors import ConfigError
 from souk.plugins import NoOptions, Registry, parse_options
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 @dataclass

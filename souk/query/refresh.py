@@ -15,7 +15,10 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 log = logging.getLogger("souk.query")
 T = TypeVar("T")
@@ -41,7 +44,7 @@ class Refreshing(Generic[T]):
     def building(self) -> bool:
         return self._thread is not None
 
-    def get(self, searcher: Any) -> T:
+    def get(self, searcher: Searcher) -> T:
         """The version of the searcher's commit if built, else the newest older one (a background build
         of the searcher's commit starts); the first call of a process builds in the caller."""
         with self._lock:
@@ -86,7 +89,8 @@ class Refreshing(Generic[T]):
                 with collector_paused():  # loading allocates much: no full GC pass stalls other threads meanwhile
                     value = self._build(searcher)
             except Exception:  # noqa: BLE001 - a failed rebuild keeps the previous version serving
-                log.exception("rebuilding %s for commit %s failed; the previous version stays", self.name, searcher.commit_id)
+                log.exception("rebuilding %s for commit %s failed; the previous version stays", self.name,
+                              searcher.commit_id)
                 continue
             with self._lock:
                 self._value, self._commit = value, searcher.commit_id

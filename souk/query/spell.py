@@ -177,7 +177,13 @@ class Speller:
             self._context[key.split(" ", 1)[0]] += count
         self._by_length: dict[int, list[str]] = defaultdict(list)
         for word, (df, _) in lexicon.words.items():
-            if df >= cfg.min_target_df and word.isalpha() and word.isascii() and len(word) > 1 and word not in self._stop:
+            if (
+                df >= cfg.min_target_df
+                and word.isalpha()
+                and word.isascii()
+                and len(word) > 1
+                and word not in self._stop
+            ):
                 self._by_length[len(word)].append(word)
         self._syllables: dict[str, list[str]] = defaultdict(list)  # "ping guo" -> [苹果]
         self._fuzzy: dict[str, list[str]] = defaultdict(list)
@@ -389,7 +395,8 @@ class Speller:
                     best[j].extend((s + gain, words + (word,), c + cost, f or (fuzzy and cost > 0))
                                    for s, words, c, f in best[i])
                 best[j] = heapq.nlargest(keep, best[j], key=lambda h: h[0])
-        return [(words, cost, "fuzzy_pinyin" if fuzzy else "homophone") for _, words, cost, fuzzy in best[n] if cost > 0]
+        return [(words, cost, "fuzzy_pinyin" if fuzzy else "homophone") for _, words, cost, fuzzy in best[n]
+                if cost > 0]
 
     # ---- scoring ------------------------------------------------------------------------------
     def _count(self, word: str) -> float:
@@ -401,7 +408,7 @@ class Speller:
     def _logp(self, word: str, prev: str | None) -> float:
         uni = self._unigram(word)
         context = self._context.get(prev, 0.0) if prev is not None else 0.0
-        if not context:
+        if not context or prev is None:
             return uni
         lam = self.config.bigram_weight
         return math.log(lam * self.lexicon.bigram(prev, word) / context + (1 - lam) * math.exp(uni))
@@ -543,8 +550,8 @@ class SpellRewriter:
 
         # one speller per index and options, rebuilt in the background after a commit (the previous
         # commit's speller serves meanwhile: a server never waits seconds for a lexicon)
-        key = ("speller", str(Path(searcher.path).resolve()), str(log), repr(sorted(options.items())))
-        self._source = refreshing(key, "lexicon", build, ("souk.query.lexicon:prepare_cache", [key[1]]))
+        cache_key = ("speller", str(Path(searcher.path).resolve()), str(log), repr(sorted(options.items())))
+        self._source = refreshing(cache_key, "lexicon", build, ("souk.query.lexicon:prepare_cache", [cache_key[1]]))
         self._source.get(searcher)
         self.policy = policy
 

@@ -27,7 +27,7 @@ from bisect import bisect_left
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -203,7 +203,7 @@ class Suggester:
         entity_docs: Counter[str] = Counter()
         entity_display: dict[str, str] = {}
         for values in entities:
-            keys = {}
+            keys: dict[str, str] = {}
             for value in values:
                 key = completion_key(value)
                 if key:
@@ -252,7 +252,9 @@ class Suggester:
         entity_names = (documents.check_fields(schema, entity_fields) if entity_fields is not None
                         else documents.entity_fields(schema, names))
         counts, log_stamp = _log_counts(log)
-        digest = hashlib.sha1(json.dumps([FORMAT, names, entity_names, log_stamp, cfg.digest()]).encode()).hexdigest()[:12]
+        digest = hashlib.sha1(json.dumps([FORMAT, names, entity_names, log_stamp, cfg.digest()]).encode()).hexdigest()[
+            :12
+        ]
         path = Path(searcher.path) / "cache" / f"suggest-{searcher.commit_id}-{digest}.npz"
         if cache and path.is_file():
             try:
@@ -279,7 +281,7 @@ class Suggester:
         """Write atomically (temp file + rename) so readers never see half a file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"displays": _pack(self.displays), "weights": self.weights, "sources": self.sources,
+        arrays: dict[str, Any] = {"displays": _pack(self.displays), "weights": self.weights, "sources": self.sources,
                   "meta": _pack([json.dumps({"format": FORMAT, "config": self.config.digest(), "info": self.info})])}
         for name, table in self.tables.items():
             arrays[f"{name}_keys"] = _pack(table.keys)
@@ -343,7 +345,11 @@ class Suggester:
                     for i, (score, how) in found.items() if how == "typo"]
         out.sort(key=lambda s: (_TIERS[s.match], -s.score, len(s.text), s.text))
         seen: set[str] = set()
-        unique = [s for s in out if not (s.text.casefold() in seen or seen.add(s.text.casefold()))]
+        unique = []
+        for s in out:
+            if s.text.casefold() not in seen:
+                seen.add(s.text.casefold())
+                unique.append(s)
         return unique[:k]
 
     def _last_word(self, key: str, k: int) -> list[Suggestion]:

@@ -34,7 +34,7 @@ import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from souk.analysis.filters import stem
 from souk.analysis.normalize import HAN, HAN_CLASS, normalize
@@ -43,6 +43,9 @@ from souk.limits import (MAX_SYNONYM_EXPANSIONS, MAX_SYNONYM_FILE_BYTES, MAX_SYN
                          MAX_SYNONYM_TERM_CHARS, describe_bytes)
 from souk.plugins import parse_options
 from souk.query.plan import QUERY_STEPS
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 log = logging.getLogger("souk.query")
 
@@ -77,7 +80,8 @@ class Expansion:
     rule: str
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "terms": list(self.terms), "weight": self.weight, "matched": self.matched, "rule": self.rule}
+        return {"text": self.text, "terms": list(self.terms), "weight": self.weight, "matched": self.matched,
+                "rule": self.rule}
 
 
 def units(text: str) -> list[tuple[str, int, int]]:
@@ -212,7 +216,8 @@ def parse_rules(path: Path) -> list[Rule]:
         with path.open("rb") as fh:
             data = fh.read(MAX_SYNONYM_FILE_BYTES + 1)
         if len(data) > MAX_SYNONYM_FILE_BYTES:
-            raise ConfigError(f"synonym file {path} is over {describe_bytes(MAX_SYNONYM_FILE_BYTES)}; split it or prune it")
+            raise ConfigError(f"synonym file {path} is over {describe_bytes(MAX_SYNONYM_FILE_BYTES)}; "
+                              "split it or prune it")
         raw = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read synonym file {path}: {type(e).__name__}") from None
@@ -295,7 +300,8 @@ def _terms(part: str, where: str, text: str) -> tuple[str, ...]:
                           f"{MAX_SYNONYM_RULE_TERMS}; split it into rules of related terms")
     for raw in raws:
         if len(raw.strip()) > MAX_SYNONYM_TERM_CHARS:
-            raise ConfigError(f"{where}: a term of {len(raw.strip())} characters is over the limit of {MAX_SYNONYM_TERM_CHARS}")
+            raise ConfigError(f"{where}: a term of {len(raw.strip())} characters is over the limit of "
+                              f"{MAX_SYNONYM_TERM_CHARS}")
         term = " ".join(normalize(raw).split())
         if not term or not units(term):
             raise ConfigError(f"{where}: {text!r} has an empty term")
@@ -370,7 +376,7 @@ class _Watched:
         self._lock = threading.Lock()
         self._stamp = _stamp(path)
         self._synonyms = Synonyms.load(path)  # the first load raises: nothing older to serve
-        self._tried = self._stamp
+        self._tried: tuple[int, int] | None = self._stamp
         self._thread: threading.Thread | None = None
 
     def current(self) -> Synonyms:

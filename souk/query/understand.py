@@ -11,11 +11,14 @@ match = "relax"                                                  # and minimum_s
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.errors import ConfigError
 from souk.index.matching import KEYS as MATCH_KEYS, match_config
 from souk.query.plan import QUERY_STEPS, Planner
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 DEFAULT_STEPS = ("syntax", "spell")
 _PLANNERS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Planner]]" = weakref.WeakKeyDictionary()
@@ -44,7 +47,7 @@ def query_steps(config: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, 
     return steps, options
 
 
-def planner_for(searcher: Any, steps: list[str] | None = None) -> Planner:
+def planner_for(searcher: Searcher, steps: list[str] | None = None) -> Planner:
     """The planner of this searcher's index config, or with other `steps` (built once per searcher)."""
     config = dict(searcher.schema.query)
     if steps is not None:

@@ -36,7 +36,8 @@ from souk.types import Ranking
 KIND = "clicks-ftrl"
 STATE = "state.npz"
 _M1, _M2, _M3 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
-SALTS = {name: np.uint64(doc_key(f"souk-clicks:{name}")) for name in ("bias", "doc", "query", "term", "keyword", "number")}
+SALTS = {name: np.uint64(doc_key(f"souk-clicks:{name}"))
+         for name in ("bias", "doc", "query", "term", "keyword", "number")}
 
 
 def _mix(a: np.ndarray | np.uint64, b: np.ndarray | np.uint64) -> np.ndarray:
@@ -88,7 +89,8 @@ class ClickModel:
         tks = _mix(SALTS["term"], np.asarray([string_key(t) for t in qterms], dtype=np.uint64))
         kw = [r.gather(rows) for r in terms.keywords.values()]
         kw_at = np.concatenate([k[1] for k in kw]) if kw else np.zeros(0, np.int64)
-        kw_keys = _mix(SALTS["keyword"], np.concatenate([k[0] for k in kw]).astype(np.uint64) if kw else np.zeros(0, np.uint64))
+        kw_keys = _mix(SALTS["keyword"], np.concatenate([k[0] for k in kw]).astype(np.uint64) if kw
+                       else np.zeros(0, np.uint64))
         qkey = _mix(SALTS["query"], string_key(" ".join(qterms)))
         nt, nd, nk = len(tks), len(known), len(kw_keys)
         # (a, b) pairs mixed into coordinates: doc, query x doc, term x doc, term x keyword
@@ -111,7 +113,7 @@ class ClickModel:
                 np.concatenate(values))
 
     def _number_key(self, name: str) -> np.uint64:
-        self._number[name] = _mix(SALTS["number"], string_key(name))
+        self._number[name] = np.uint64(_mix(SALTS["number"], string_key(name)))
         return self._number[name]
 
     def coordinate(self, kind: str, *parts: str) -> int:
@@ -149,7 +151,8 @@ class ClickModel:
         try:
             model = cls(**manifest["params"], meta=manifest)
         except (TypeError, ValueError, KeyError) as e:  # params of the wrong shape in a hand-edited manifest
-            raise ModelUnavailable(f"model {Path(folder).name}: its manifest's params are malformed ({type(e).__name__}); "
+            raise ModelUnavailable(f"model {Path(folder).name}: its manifest's params are malformed "
+                                   f"({type(e).__name__}); "
                                    "learn it again") from None
         try:
             data = np.load(Path(folder) / STATE)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from souk.plugins import Registry
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
 
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
+
 SPEC_FORMAT = 1
 K1, B = 1.2, 0.75  # tantivy's BM25
 
@@ -49,7 +52,7 @@ class FeatureEnv:
     """What feature groups may read, built once per snapshot: the searcher, its term store, and the
     index's other fitted models that serve as features (e.g. `clicks`)."""
 
-    searcher: Any
+    searcher: Searcher
     terms: TermStore
     models: dict[str, Any] = field(default_factory=dict)
 
@@ -128,8 +131,10 @@ class FeatureSet:
         """Refuse to score a model trained on other features (ModelError says what differs)."""
         mine = self.spec
         if spec.get("format") != mine["format"] or spec.get("groups") != mine["groups"]:
-            raise ModelError(f"{model} was trained with feature groups {spec.get('groups')} (format {spec.get('format')}); "
-                             f"this souk computes {mine['groups']} (format {mine['format']}): refit it with souk fit --stages ltr")
+            raise ModelError(f"{model} was trained with feature groups {spec.get('groups')} (format "
+                             f"{spec.get('format')}); "
+                             f"this souk computes {mine['groups']} (format {mine['format']}): refit it with "
+                             "souk fit --stages ltr")
         if spec.get("names") != mine["names"]:
             theirs, ours = list(spec.get("names") or []), mine["names"]
             i = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
@@ -299,7 +304,7 @@ def _fuzzy_cover(flat: np.ndarray, which: np.ndarray, present: np.ndarray, uniq:
     from rapidfuzz import fuzz, process
 
     covered = present.copy()
-    by_uniq = {}
+    by_uniq: dict[int, str] = {}
     for k, t in enumerate(strings):
         by_uniq.setdefault(int(inv[k]), t)
     todo = [(jj, t) for jj, t in sorted(by_uniq.items()) if len(t) >= FUZZY_MIN_CHARS]
@@ -340,6 +345,11 @@ def _span(hj: np.ndarray, hdoc: np.ndarray, hpos: np.ndarray, present: np.ndarra
     return span
 
 
+def _sum(arrays: list[np.ndarray]) -> np.ndarray:
+    """Element-wise sum of one or more arrays (as the builtin `sum` adds them, typed)."""
+    return cast(np.ndarray, sum(arrays))
+
+
 @register_features("text", version=1, columns=_text_columns)
 def _text(env: FeatureEnv, batch: Batch) -> np.ndarray:
     n_docs = len(env.terms)
@@ -355,9 +365,11 @@ def _text(env: FeatureEnv, batch: Batch) -> np.ndarray:
             seq, _ = query_term_ids(env, batch, u)
             out = found[name] = {}
             if len(seq) and all("tf" in found[p] for p in parts):
-                _counts(out, u, np.unique(seq), sum(found[p]["tf"] for p in parts), sum(found[p]["len"] for p in parts), n_docs)
+                _counts(out, u, np.unique(seq), _sum([found[p]["tf"] for p in parts]),
+                        _sum([found[p]["len"] for p in parts]), n_docs)
             else:
-                out.update({c: np.full(len(batch), np.nan) for c in COMPOSITE_FEATURES}, len=sum(found[p]["len"] for p in parts))
+                out.update({c: np.full(len(batch), np.nan) for c in COMPOSITE_FEATURES},
+                           len=_sum([found[p]["len"] for p in parts]))
     cols = [found[name][c] for name, u in env.terms.units.items() for c in unit_columns(u, bool(composite[name]))]
     return np.stack(cols, axis=1) if cols else np.zeros((len(batch), 0))
 
@@ -390,14 +402,16 @@ def _fitted(env: FeatureEnv) -> bool:
     return any(resolve(env.searcher.path, name) is not None for name in LEARNED_SIGNALS)
 
 
-@register_features("learned", version=1, columns=lambda env: [f"signal.{s}{r}" for s in LEARNED_SIGNALS for r in ("", "_rank")],
+@register_features("learned", version=1,
+                   columns=lambda env: [f"signal.{s}{r}" for s in LEARNED_SIGNALS for r in ("", "_rank")],
                    applies=_fitted)
 def _learned(env: FeatureEnv, batch: Batch) -> np.ndarray:
     return _signal_columns(batch, LEARNED_SIGNALS)
 
 
 # ---- number fields marked as features --------------------------------------------------------
-@register_features("number", version=1, columns=lambda env: [f"number.{f}.{t}" for f in env.terms.numbers for t in ("log", "rank")],
+@register_features("number", version=1,
+                   columns=lambda env: [f"number.{f}.{t}" for f in env.terms.numbers for t in ("log", "rank")],
                    applies=lambda env: bool(env.terms.numbers))
 def _numbers(env: FeatureEnv, batch: Batch) -> np.ndarray:
     cols = []

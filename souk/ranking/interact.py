@@ -38,7 +38,8 @@ MAX_QUERY = (16, 24, 24)    # query features kept per level (terms, characters, 
 MAX_DOC = (64, 96, 96)      # document features kept per level
 K1, B = 1.2, 0.75
 LEVEL_FEATURES = 8          # per level: weighted cover, weighted log tf, cover, full cover, and the 4 of DOC_FEATURES
-DOC_FEATURES = 4            # per level: doc share, log1p BM25, BM25 / the list's best, longest run of present query features
+# per level: doc share, log1p BM25, BM25 / the list's best, longest run of present query features
+DOC_FEATURES = 4
 GLOBAL_FEATURES = 4
 
 
@@ -56,7 +57,11 @@ class CorpusStats:
     def of(cls, view: CorpusView, model: WordVectors) -> "CorpusStats":
         n = len(view.keys)
         doc_of = np.repeat(np.arange(n), np.diff(view.offsets))
-        pairs = np.unique(doc_of.astype(np.int64) * (len(model.features) + 1) + view.ids) if len(view.ids) else np.zeros(0, np.int64)
+        pairs = (
+            np.unique(doc_of.astype(np.int64) * (len(model.features) + 1) + view.ids)
+            if len(view.ids)
+            else np.zeros(0, np.int64)
+        )
         df = np.bincount(pairs % (len(model.features) + 1), minlength=len(model.features))[: len(model.features)]
         idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
         lengths = np.zeros((n, 3), np.float32)
@@ -66,7 +71,8 @@ class CorpusStats:
         return cls(idf, float(np.log((n + 1) / 0.5)), mean_len, lengths, model.levels)
 
 
-def _split_levels(ids: np.ndarray, levels: np.ndarray, caps: Sequence[int], unknown_level: np.ndarray | None = None) -> list[np.ndarray]:
+def _split_levels(ids: np.ndarray, levels: np.ndarray, caps: Sequence[int],
+                  unknown_level: np.ndarray | None = None) -> list[np.ndarray]:
     """Feature ids of one text split by level (capped); unknown ids (-1) stay, at the level given."""
     lv = np.where(ids >= 0, levels[np.maximum(ids, 0)], unknown_level if unknown_level is not None else 0)
     return [ids[lv == level][: caps[level]] for level in range(3)]
@@ -198,7 +204,8 @@ class InteractModel:
             nq = mask.sum(1, keepdims=True)
             x = np.stack([idf, np.broadcast_to(np.log1p(nq), idf.shape)], -1)
             h = np.tanh(x @ w[f"term_weights.{level}.0.weight"].T + w[f"term_weights.{level}.0.bias"])
-            tw = _softplus((h @ w[f"term_weights.{level}.2.weight"].T + w[f"term_weights.{level}.2.bias"])[..., 0]) * mask
+            tw = _softplus((h @ w[f"term_weights.{level}.2.weight"].T
+                            + w[f"term_weights.{level}.2.bias"])[..., 0]) * mask
             a = (tw / np.maximum(tw.sum(1, keepdims=True), 1e-6))[:, None, :]
             pres, ltf = arrays[f"present{level}"], arrays[f"log_tf{level}"]
             cover = (a * pres).sum(-1)
@@ -262,7 +269,8 @@ def features_for(model: WordVectors, view: CorpusView, stats: CorpusStats, texts
         pos = view.positions(doc_keys(list(ids))) if len(ids) else np.zeros(0, np.int64)
         rows = view.rows(np.maximum(pos, 0)) if len(pos) else []
         rows = [r if p >= 0 else r[:0] for r, p in zip(rows, pos)]
-        items.append(pair_features(query_feature_ids(model, text), rows, np.maximum(pos, 0), stats, len(text.replace(" ", ""))))
+        items.append(pair_features(query_feature_ids(model, text), rows, np.maximum(pos, 0), stats,
+                                   len(text.replace(" ", ""))))
         positions.append(pos)
     return stack_features(items, max(k, 1)), positions
 

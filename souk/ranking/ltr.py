@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from souk.plugins import parse_options
 from souk.ranking.features import FeatureEnv, FeatureSet
 from souk.ranking.stage import STAGES, Stage, StageContext, StageUnavailable
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 KIND = "ltr-lightgbm"
 MODEL_FILE = "model.txt"
@@ -53,7 +56,9 @@ def read_booster(path: Path, manifest: dict[str, Any]):
     try:
         return load_booster(data, MODEL_FILE)
     except ModelError as e:
-        raise ModelUnavailable(f"model {path.name} is damaged: {e}; refit it, or activate another with souk models") from None
+        raise ModelUnavailable(
+            f"model {path.name} is damaged: {e}; refit it, or activate another with souk models"
+        ) from None
 
 
 def read_model(path: Path) -> tuple[dict[str, Any], Any]:
@@ -65,7 +70,7 @@ def read_model(path: Path) -> tuple[dict[str, Any], Any]:
 class LtrModel:
     """A fitted booster with the feature set it was trained on, checked against this snapshot."""
 
-    def __init__(self, path: Path, searcher: Any):
+    def __init__(self, path: Path, searcher: Searcher):
         self.path = Path(path)
         self.manifest, self.booster = store.cached(self.path, read_model)
         spec = self.manifest.get("features") or {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from souk.errors import Unavailable
 from souk.plugins import POSITIVE_INT, option_check, parse_options
 from souk.ranking.stage import STAGES, Stage, StageContext, rerank_many
 from souk.types import Explanation, Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 _HYBRID = {"stage": "recall", "retrievers": ["bm25", "dense"], **FUSION_DEFAULTS, "match": "any"}
 # Learned pipelines recall with every retriever the index can run: BM25 always, dense where it has vectors,
@@ -117,7 +120,8 @@ class _Step:
 class Pipeline:
     """A planner and a list of stages; the first stage recalls, the others rerank."""
 
-    def __init__(self, name: str, searcher: Any, planner: Planner, recall: RecallStage, steps: list[_Step], notes: list[str]):
+    def __init__(self, name: str, searcher: Searcher, planner: Planner, recall: RecallStage, steps: list[_Step],
+                 notes: list[str]):
         self.name = name
         self.searcher = searcher
         self.planner = planner
@@ -208,7 +212,8 @@ def pipeline_names(config: dict[str, Any] | None = None) -> list[str]:
     return sorted(set(PRESETS) | set(config or {}))
 
 
-def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def stage_specs(name: str, config: dict[str, Any] | None = None,
+                options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The stage list of pipeline `name`: its own `stages`, or a preset with the config's overrides."""
     table = dict((config or {}).get(name, {}))
     if not isinstance(table, dict):
@@ -218,9 +223,11 @@ def stage_specs(name: str, config: dict[str, Any] | None = None, options: dict[s
     if "stages" in table:
         specs = table.pop("stages")
         if table:
-            raise ConfigError(f"pipelines.{name}: with `stages`, put options inside each stage, not {sorted(table)[0]!r}")
+            raise ConfigError(f"pipelines.{name}: with `stages`, put options inside each stage, not "
+                              f"{sorted(table)[0]!r}")
         if not isinstance(specs, list) or not specs or not all(isinstance(s, dict) for s in specs):
-            raise ConfigError(f"pipelines.{name}.stages: expected a non-empty list of tables like {{stage = \"recall\"}}")
+            raise ConfigError(f"pipelines.{name}.stages: expected a non-empty list of tables like "
+                              f"{{stage = \"recall\"}}")
         specs = copy.deepcopy(specs)
     elif name in PRESETS:
         specs = copy.deepcopy(PRESETS[name])

@@ -61,7 +61,8 @@ class RecallOptions:
         lambda v: all(isinstance(t, dict) for t in v.values()), "a table of retriever name = options table"))
 
 
-def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any, kind: type) -> dict[str, Any]:
+def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any,
+                   kind: type[Real] | type[int]) -> dict[str, Any]:
     """`value` as {retriever: value}: a scalar applies to all; a table names retrievers."""
     if isinstance(value, dict):
         for r, v in value.items():
@@ -145,7 +146,8 @@ class RecallStage(Stage):
         """Fuse rankings given in retriever order with this stage's settings."""
         weights = weights or self.weights
         extra = {"rrf_k": self.rrf_k} if self.fusion == "rrf" else {"norm": self.norm}
-        return fuse(rankings, self.fusion, [weights[n] for n in self.retrievers], k, names=list(self.retrievers), **extra)
+        return fuse(rankings, self.fusion, [weights[n] for n in self.retrievers], k, names=list(self.retrievers),
+                    **extra)
 
 
 @STAGES.register("recall")

@@ -63,7 +63,7 @@ class CrossStage(Stage):
 
     name = "cross"
 
-    def __init__(self, searcher: Any, model: CrossEncoder, fields: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher, model: CrossEncoder, fields: dict[str, Any] | None = None):
         self.searcher = searcher
         self.model = model
         self.fields = fields or model.fields

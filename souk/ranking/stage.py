@@ -21,6 +21,9 @@ from souk.plugins import Registry
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
 
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
+
 
 class Stage(Protocol):
     """Candidates in, reordered (and possibly fewer) candidates out."""
@@ -47,7 +50,7 @@ def rerank_many(stage: Any, plans: Sequence[QueryPlan], candidates: Sequence[Ran
 class StageContext:
     """What a stage factory may use: the snapshot searcher and the index directory (for fitted models)."""
 
-    searcher: Any
+    searcher: Searcher
 
     @property
     def index_path(self):

@@ -7,7 +7,7 @@ the first; a new backend is one class.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from souk.index.filters import Filters
 from souk.plugins import Registry
 from souk.query.plan import QueryPlan
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 class Retriever(Protocol):
@@ -49,7 +52,8 @@ def nearest(searcher: Any, plans: Sequence[QueryPlan], k: int, encode: Callable[
         keys, scores = search(vectors[rows], k, Filters.of(searcher, flt) if flt else None)
         for row, row_keys, row_scores in zip(rows, keys, scores):
             keep = row_keys >= 0 if min_score is None else (row_keys >= 0) & (row_scores > min_score)
-            out[live[row]] = Ranking(searcher.keys_to_ids(row_keys[keep]), np.asarray(row_scores[keep], dtype=np.float32))
+            out[live[row]] = Ranking(searcher.keys_to_ids(row_keys[keep]),
+                                     np.asarray(row_scores[keep], dtype=np.float32))
     return out
 
 

@@ -4,7 +4,7 @@ Option `match` (the recall stage's `match`): None follows the index's `[query] m
 use "any", since their later stages reorder a wide candidate list."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from dataclasses import dataclass
 from typing import Literal
@@ -14,13 +14,16 @@ from souk.query.plan import QueryPlan
 from souk.retrieval.base import RETRIEVERS
 from souk.types import Ranking
 
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
+
 
 class BM25Retriever:
     """Keyword recall; ids and scores only, stored documents are never fetched."""
 
     name = "bm25"
 
-    def __init__(self, searcher: Any, match: str | None = None):
+    def __init__(self, searcher: Searcher, match: str | None = None):
         self.searcher = searcher
         self.match = match  # None: the index's `[query] match` (tiers: every word first); "any": plain BM25
 

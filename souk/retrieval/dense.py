@@ -14,6 +14,9 @@ from souk.plugins import parse_options
 from souk.retrieval.base import RETRIEVERS, nearest
 from souk.types import Ranking
 
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
+
 _OPEN: "weakref.WeakKeyDictionary[object, dict[str, VectorSet]]" = weakref.WeakKeyDictionary()
 
 
@@ -39,7 +42,7 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, searcher: Any, field: str | None = None):
+    def __init__(self, searcher: Searcher, field: str | None = None):
         self.searcher = searcher
         self.vectors = vector_set(searcher, field)
         self.vectors.encode_queries(["warm up"])  # the query encoder loads with the pipeline, not in a query's time

@@ -34,7 +34,9 @@ NORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, float]]] = {"minmax": 
 def _union(rankings: Sequence[Ranking]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Distinct ids, each list's positions into them, and each id's best rank (0-based)."""
     all_ids = np.asarray([i for r in rankings for i in r.ids], dtype=object)
-    uniq, inverse = np.unique(all_ids, return_inverse=True) if len(all_ids) else (np.zeros(0, object), np.zeros(0, np.int64))
+    uniq, inverse = (
+        np.unique(all_ids, return_inverse=True) if len(all_ids) else (np.zeros(0, object), np.zeros(0, np.int64))
+    )
     bounds = np.cumsum([0, *map(len, rankings)])
     where = [inverse[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     best = np.full(len(uniq), np.iinfo(np.int64).max)
@@ -71,7 +73,8 @@ def rrf(rankings: Sequence[Ranking], weights: Sequence[float], k: int | None = N
     return _ranked(ids, scores, best, k)
 
 
-def weighted(rankings: Sequence[Ranking], weights: Sequence[float], k: int | None = None, norm: str = "zscore") -> Ranking:
+def weighted(rankings: Sequence[Ranking], weights: Sequence[float], k: int | None = None,
+             norm: str = "zscore") -> Ranking:
     """Weighted sum of per-list normalized scores (`norm`: a key of `NORMS`)."""
     if norm not in NORMS:
         raise ConfigError(f"norm: unknown {norm!r}; known: {', '.join(NORMS)}")

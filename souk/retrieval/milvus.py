@@ -6,12 +6,15 @@ Misuse: expecting it to read fields that are not mirrored (filters on them are r
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.errors import ConfigError
 from souk.plugins import parse_options
 from souk.retrieval.base import RETRIEVERS
 from souk.retrieval.dense import DenseOptions, DenseRetriever
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 @RETRIEVERS.register("milvus")

@@ -18,7 +18,7 @@ import shutil
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from souk.index.filters import Filters
 from souk.plugins import NoOptions, parse_options
 from souk.retrieval.base import RETRIEVERS, nearest
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 STAGE = "wordvec"
 SMALL_BATCH = 8      # query batches up to this size are searched in numpy (see WordVecRetriever.search)
@@ -56,7 +59,8 @@ def corpus_texts(searcher) -> tuple[np.ndarray, list[str], np.ndarray]:
     texts, digests = [], np.zeros(len(blobs), np.uint64)
     for i, blob in enumerate(blobs):
         record = json.loads(blob) if blob else {}
-        texts.append(" ".join(str(record[s]) for s in sources if isinstance(record.get(s), (str, int, float)) and record[s] != ""))
+        texts.append(" ".join(str(record[s]) for s in sources if isinstance(record.get(s), (str, int, float))
+                              and record[s] != ""))
         digests[i] = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little")
     return np.asarray(keys, np.int64), texts, digests
 
@@ -110,7 +114,8 @@ class CorpusView:
         rows: list[np.ndarray] = []
         with progress_bar("word-vector features", len(keys), enabled=progress) as advance:
             for i, o in zip(order, reuse):
-                rows.append(older.rows([o])[0] if o >= 0 else (r := model.text_ids(texts[i]))[r >= 0])
+                rows.append(older.rows(np.asarray([o]))[0] if older is not None and o >= 0
+                            else (r := model.text_ids(texts[i]))[r >= 0])
                 advance()
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -127,7 +132,8 @@ class CorpusView:
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "view.npz", keys=self.keys, offsets=self.offsets, ids=self.ids, digests=self.digests)
         self.index.save(folder / "vectors")
-        (folder / "view.json").write_text(json.dumps({"format": VIEW_FORMAT, "commit_id": self.commit_id, "docs": len(self.keys),
+        (folder / "view.json").write_text(json.dumps({"format": VIEW_FORMAT, "commit_id": self.commit_id,
+                                                      "docs": len(self.keys),
                                                       "vocabulary": self.vocabulary}))
 
     @classmethod
@@ -225,7 +231,7 @@ class WordVecRetriever:
 
     name = STAGE
 
-    def __init__(self, searcher: Any):
+    def __init__(self, searcher: Searcher):
         self.searcher = searcher
         self.model_dir, self.model, self.manifest = active_model(searcher)
         self.view = corpus_view(searcher, self.model_dir, self.model)

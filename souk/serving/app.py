@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import time
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +26,7 @@ from souk.engine import MAX_K, Engine
 from souk.ranking.pipeline import pipeline_names
 from souk.errors import (ConfigError, DocumentError, IndexStateError, ModelError, QueryError, SoukError,
                          Unavailable)
+from souk.limits import MAX_BATCH, MAX_BODY_BYTES, MAX_PAGE_SIZE, MAX_SEARCH_BODY_BYTES
 from souk.schema import loads_json
 from souk.serving.auth import Keys
 from souk.serving.display import display_config
@@ -36,15 +36,13 @@ from souk.serving.metrics import Metrics
 
 log = logging.getLogger("souk.serving")
 STATIC = Path(__file__).parent / "static"
-MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_SEARCH_BODY_BYTES = 64 * 1024
-MAX_BATCH = 10_000
-MAX_PAGE_SIZE = 100
-_STATUS = [(DocumentError, 422), (QueryError, 400), (Unavailable, 400), (ConfigError, 503), (ModelError, 503), (IndexStateError, 503)]
+_STATUS = [(DocumentError, 422), (QueryError, 400), (Unavailable, 400), (ConfigError, 503), (ModelError, 503),
+           (IndexStateError, 503)]
 # errors about the request itself are shown; the others may carry paths or file contents of the server,
 # so the client gets what failed and a request id, and the server log gets the message
 _SHOWN = (DocumentError, QueryError, Unavailable)  # (Unavailable: a pipeline this index cannot run, and why)
-_HIDDEN = {"ConfigError": "the index configuration", "ModelError": "a model", "IndexStateError": "the index on disk", "DatasetError": "a data file"}
+_HIDDEN = {"ConfigError": "the index configuration", "ModelError": "a model", "IndexStateError": "the index on disk",
+           "DatasetError": "a data file"}
 _PATHS = re.compile(r"""(?<![^\s'"(=:,])(?:[A-Za-z]:)?(?:/[^\s/'"]+){2,}/?""")
 
 
@@ -104,7 +102,8 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         else:
             log.warning("request %s: %s: %s", request_id(request.scope), kind, exc)
             what = _HIDDEN.get(kind, "the server")
-            body = error_body(f"{what} has a problem; the server log has the details under this request_id", kind, request.scope)
+            body = error_body(f"{what} has a problem; the server log has the details under this request_id", kind,
+                              request.scope)
         if isinstance(exc, DocumentError):
             body["problems"] = [{"record": line, "field": f, "message": scrub(m)} for line, f, m in exc.problems[:100]]
         return JSONResponse(body, status_code=status)
@@ -113,55 +112,72 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse(error_body(f"{where}: {first.get('msg', 'invalid request')}", "ValidationError", request.scope), status_code=422)
+        return JSONResponse(error_body(f"{where}: {first.get('msg', 'invalid request')}", "ValidationError",
+                                       request.scope), status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        log.exception("request %s: unexpected error on %s %s", request_id(request.scope), request.method, request.url.path)
-        return JSONResponse(error_body("internal error; the server log has it under this request_id", "InternalError", request.scope), status_code=500)
+        log.exception("request %s: unexpected error on %s %s", request_id(request.scope), request.method,
+                      request.url.path)
+        return JSONResponse(error_body("internal error; the server log has it under this request_id", "InternalError",
+                                       request.scope), status_code=500)
 
     async def role(authorization: Annotated[str | None, Header()] = None) -> str:
         if not keys.enabled:
             return "admin"
         found = keys.role(authorization)
         if found is None:
-            raise HTTPException(401, "missing or wrong API key: send Authorization: Bearer KEY", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "missing or wrong API key: send Authorization: Bearer KEY",
+                                headers={"WWW-Authenticate": "Bearer"})
         return found
 
     async def admin(who: Annotated[str, Depends(role)]) -> str:
         if who != "admin":
-            raise HTTPException(403, "this key may only search; writes need the admin key", headers={"Connection": "close"})
+            raise HTTPException(403, "this key may only search; writes need the admin key",
+                                headers={"Connection": "close"})
         return who
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse(error_body(str(exc.detail), "HTTPError", request.scope), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error_body(str(exc.detail), "HTTPError", request.scope), status_code=exc.status_code,
+                            headers=exc.headers)
 
     known_pipelines = set(pipeline_names(engine.index.schema.pipelines))
 
     async def run_search(body: SearchBody) -> JSONResponse:
-        if body.pipeline is not None and body.pipeline not in known_pipelines:  # a client's typo, told apart from a broken configured pipeline
-            raise QueryError(f"unknown pipeline {body.pipeline[:60]!r}; known pipelines: {', '.join(sorted(known_pipelines))}")
+        # a client's typo, told apart from a broken configured pipeline
+        if body.pipeline is not None and body.pipeline not in known_pipelines:
+            raise QueryError(f"unknown pipeline {body.pipeline[:60]!r}; known pipelines: "
+                             f"{', '.join(sorted(known_pipelines))}")
         schema = engine.index.schema
-        for name, kinds in [(body.sort.lstrip("+-") if body.sort else None, ("number",))] + [(f, ("keyword", "number")) for f in body.facets]:
+        for name, kinds in [(body.sort.lstrip("+-") if body.sort else None, ("number",))] + [
+            (f, ("keyword", "number")) for f in body.facets
+        ]:
             if name is not None:
                 try:
                     schema.field(name, kinds=kinds)
                 except ConfigError as e:
                     raise QueryError(f"{'sort' if kinds == ('number',) else 'facet'}: {e}") from None
-        if engine.is_lexical(body.pipeline or "keyword") and (body.pipeline or experiment is None):  # about a millisecond: on the event loop, no thread hand-off
+        # about a millisecond: on the event loop, no thread hand-off
+        if engine.is_lexical(body.pipeline or "keyword") and (body.pipeline or experiment is None):
             return page_of(body)
         return await run_in_threadpool(page_of, body)
 
     def page_of(body: SearchBody) -> JSONResponse:
-        search = partial(experiment.search, engine) if body.pipeline is None and experiment is not None and experiment.takes() else \
-            partial(exploration.search, engine) if body.pipeline is None and exploration is not None and exploration.takes() else \
-            partial(engine.search, pipeline=body.pipeline or "keyword")
+        search = (
+            partial(experiment.search, engine)
+            if body.pipeline is None and experiment is not None and experiment.takes()
+            else partial(exploration.search, engine)
+            if body.pipeline is None and exploration is not None and exploration.takes()
+            else partial(engine.search, pipeline=body.pipeline or "keyword")
+        )
         result = search(body.q, filters=body.filters, facets=body.facets, sort=body.sort, k=body.size,
-                        offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse, session=body.session)
-        # a plain JSON response: the result is JSON-ready, so FastAPI's per-value encoder walk is skipped
+                        offset=(body.page - 1) * body.size, explain=body.explain, collapse=body.collapse,
+                        session=body.session)
+        # a plain JSON response: the result is JSON-ready, so FastAPI's per-value encoder walk is skipped;
+        # X-Souk-Commit: for replicas behind a balancer, which snapshot answered
         return JSONResponse({**result.to_dict(), "page": body.page, "size": body.size},
-                            headers={"X-Souk-Commit": engine.searcher().commit_id})  # replicas behind a balancer: which snapshot answered
+                            headers={"X-Souk-Commit": engine.searcher().commit_id})
 
     @app.get("/search", summary="Search (query parameters)")
     async def search_get(
@@ -184,11 +200,25 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     async def search_post(body: SearchBody, _: Annotated[str, Depends(role)]) -> JSONResponse:
         return await run_search(body)
 
-    @app.post("/documents", summary="Upsert a batch (JSON array or NDJSON), acknowledged once committed",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": {"type": "array", "maxItems": MAX_BATCH,
-                                                   "items": {"type": "object", "description": "a document keyed by the schema's id field"}}},
-                  "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON document a line"}}}}})
+    @app.post(
+        "/documents",
+        summary="Upsert a batch (JSON array or NDJSON), acknowledged once committed",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "maxItems": MAX_BATCH,
+                            "items": {"type": "object", "description": "a document keyed by the schema's id field"},
+                        }
+                    },
+                    "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON document a line"}},
+                },
+            }
+        },
+    )
     async def documents_post(request: Request, _: Annotated[str, Depends(admin)],
                              on_error: Annotated[str, Query(pattern="^(fail|skip)$")] = "fail") -> dict[str, Any]:
         body = bytearray()
@@ -198,7 +228,8 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         del body
         return await run_in_threadpool(engine.write, records, on_error=on_error)  # searches go on meanwhile
 
-    @app.delete("/documents/{doc_id:path}", summary="Delete one document (ids may hold '/'), acknowledged once committed; "
+    @app.delete("/documents/{doc_id:path}",
+                summary="Delete one document (ids may hold '/'), acknowledged once committed; "
                 "`deleted` is 1 when the id existed, 0 when it did not")
     def documents_delete(doc_id: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
         return engine.write([], delete=[doc_id])
@@ -211,7 +242,8 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     @app.get("/health")
     async def health() -> dict[str, Any]:  # on the event loop: it answers while threads rebuild things
         searcher = engine.searcher()
-        return {"status": "ok", "docs": searcher.num_docs, "commit": searcher.commit_id, "refreshing": engine.refreshing()}
+        return {"status": "ok", "docs": searcher.num_docs, "commit": searcher.commit_id,
+                "refreshing": engine.refreshing()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_text() -> str:
@@ -222,7 +254,8 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
     @app.get("/config", summary="What the search page needs: fields to facet and sort on, pipelines")
     def config(_: Annotated[str, Depends(role)]) -> dict[str, Any]:
         schema = engine.index.schema
-        return {"keyword_fields": [f.name for f in schema.fields.values() if f.kind == "keyword" and f.name != schema.id_field],
+        return {"keyword_fields": [f.name for f in schema.fields.values() if f.kind == "keyword"
+                                   and f.name != schema.id_field],
                 "number_fields": [f.name for f in schema.fields.values() if f.kind == "number"],
                 "text_fields": list(schema.search_fields), "id_field": schema.id_field,
                 "pipelines": pipelines, "max_page_size": MAX_PAGE_SIZE, "max_k": MAX_K,
@@ -260,9 +293,12 @@ def _records(body: bytes, content_type: str, skip: bool = False) -> list[Any]:
         try:
             records = loads_json(text)
         except (json.JSONDecodeError, RecursionError) as e:
-            raise QueryError(f"request body is not valid JSON ({e}); send a JSON array of documents or NDJSON") from None
+            raise QueryError(
+                f"request body is not valid JSON ({e}); send a JSON array of documents or NDJSON"
+            ) from None
         if not isinstance(records, list):
-            raise QueryError("request body must be a JSON array of documents (or NDJSON with Content-Type application/x-ndjson)")
+            raise QueryError("request body must be a JSON array of documents (or NDJSON with Content-Type "
+                             "application/x-ndjson)")
     if len(records) > MAX_BATCH:
         raise QueryError(f"batch of {len(records)} documents is over the limit of {MAX_BATCH}; split it")
     return records
@@ -292,7 +328,8 @@ def app_from_env() -> FastAPI:
     cors = [o for o in os.environ.get("SOUK_SERVE_CORS", "").split(",") if o]
     names = tuple(h.strip() for h in os.environ.get("SOUK_SERVE_ALLOWED_HOSTS", "").split(",") if h.strip())
     hosts = HostPolicy(os.environ.get("SOUK_SERVE_HOST", "127.0.0.1"), names)
-    experiment = Experiment.parse(os.environ.get("SOUK_SERVE_INTERLEAVE", ""), float(os.environ.get("SOUK_SERVE_SHARE", "1")))
+    experiment = Experiment.parse(os.environ.get("SOUK_SERVE_INTERLEAVE", ""),
+                                  float(os.environ.get("SOUK_SERVE_SHARE", "1")))
     exploration = Exploration.parse(float(os.environ.get("SOUK_SERVE_EXPLORE", "0")))
     app = create_app(os.environ["SOUK_SERVE_INDEX"], Keys.from_env(), cors, warm, hosts, experiment, exploration)
     import gc

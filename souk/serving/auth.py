@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 
 from souk.errors import ConfigError
+from souk.limits import MIN_KEY_CHARS
 
-MIN_KEY_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class Keys:
 
     def check(self) -> None:
         if self.search and not self.admin:
-            raise ConfigError("SOUK_SEARCH_KEY is set without SOUK_ADMIN_KEY: set both, or neither for an open loopback server")
+            raise ConfigError("SOUK_SEARCH_KEY is set without SOUK_ADMIN_KEY: set both, or neither for an "
+                              "open loopback server")
         for name, key in (("SOUK_ADMIN_KEY", self.admin), ("SOUK_SEARCH_KEY", self.search)):
             if key is not None and len(key) < MIN_KEY_CHARS:
                 raise ConfigError(f"{name} is too short: use at least {MIN_KEY_CHARS} random characters")

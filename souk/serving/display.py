@@ -19,7 +19,7 @@ def price_field(schema: Schema) -> str | None:
     numbers = schema.of_kind("number")
     money = [f.name for f in numbers if is_currency(f.unit)]
     named = [f.name for f in numbers if "price" in f.name.lower() or "价" in (f.source or "")]
-    return (money or named or [None])[0]
+    return next(iter(money or named), None)
 
 
 def display_config(schema: Schema) -> dict[str, Any]:

@@ -118,7 +118,8 @@ def events_router(engine: Any, role: Callable, admin: Callable) -> APIRouter:
     @router.post("/events", status_code=202, summary="Report clicks, carts and purchases of a search (durable on 202)",
                  openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
-                     "description": '{"search_id": str, "type": "click"|"cart"|"purchase", "id": DOC_ID, "position": INT}'}}}}})
+                     "description": '{"search_id": str, "type": "click"|"cart"|"purchase", "id": '
+                                    'DOC_ID, "position": INT}'}}}}})
     async def events_post(request: Request, _: Annotated[str, Depends(role)]) -> JSONResponse:
         try:
             body = json.loads(await request.body())
@@ -129,11 +130,13 @@ def events_router(engine: Any, role: Callable, admin: Callable) -> APIRouter:
         return JSONResponse({"accepted": written}, status_code=202)
 
     @router.get("/experiments", summary="Interleaved experiments: searches, wins, ties, p-value, winner (admin key)")
-    def experiments(_: Annotated[str, Depends(admin)], since: Annotated[float | None, Query()] = None) -> dict[str, Any]:
+    def experiments(_: Annotated[str, Depends(admin)],
+                    since: Annotated[float | None, Query()] = None) -> dict[str, Any]:
         return summary(log().read(since))
 
     @router.get("/analytics/data", summary="Search analytics with SVG plots (admin key)")
-    def analytics_data(_: Annotated[str, Depends(admin)], since: Annotated[float | None, Query()] = None) -> dict[str, Any]:
+    def analytics_data(_: Annotated[str, Depends(admin)],
+                       since: Annotated[float | None, Query()] = None) -> dict[str, Any]:
         from souk.events.analytics import report
 
         return report(log().read(since))

@@ -28,10 +28,12 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, MutableMapping
 
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from souk.limits import BODY_IDLE_TIMEOUT_S, HEAD_TIMEOUT_S
 
 log = logging.getLogger("souk.serving")
 
@@ -39,10 +41,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"})
-BODY_IDLE_TIMEOUT_S = 30.0
-HEAD_TIMEOUT_S = 10.0
-KEEP_ALIVE_S = 5
-MAX_HEAD_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,12 +117,12 @@ class BodyTimeout(HTTPException):
         super().__init__(408, f"request body stalled for {BODY_IDLE_TIMEOUT_S:.0f} s", headers={"Connection": "close"})
 
 
-def request_id(scope: dict) -> str:
+def request_id(scope: MutableMapping[str, Any]) -> str:
     """The id of this request (set by `Guard`; a fresh one outside it)."""
     return scope.setdefault("souk.request_id", secrets.token_hex(8))
 
 
-def error_body(message: str, kind: str, scope: dict, **extra: Any) -> dict[str, Any]:
+def error_body(message: str, kind: str, scope: MutableMapping[str, Any], **extra: Any) -> dict[str, Any]:
     return {"error": message, "kind": kind, "request_id": request_id(scope), **extra}
 
 
@@ -187,7 +185,12 @@ class Guard:
         if origin is not None and not self._origin_ok(origin.decode("latin-1"), host, scope):
             return 403, "cross-origin writes are refused; allow the origin with souk serve --cors", "OriginError", close
         if self.keys.enabled and self.keys.role(headers.get(b"authorization", b"").decode("latin-1")) is None:
-            return 401, "missing or wrong API key: send Authorization: Bearer KEY", "HTTPError", {**close, "WWW-Authenticate": "Bearer"}
+            return (
+                401,
+                "missing or wrong API key: send Authorization: Bearer KEY",
+                "HTTPError",
+                {**close, "WWW-Authenticate": "Bearer"},
+            )
         if has_body or method in ("POST", "PUT", "PATCH"):
             media = headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
             if media not in route.types:

@@ -27,7 +27,7 @@ def serve(host: str, port: int, workers: int = 1, on_ready: Callable[[], None] |
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from souk.serving.guard import KEEP_ALIVE_S, MAX_HEAD_BYTES
+    from souk.limits import KEEP_ALIVE_S, MAX_HEAD_BYTES
 
     os.environ["SOUK_SERVE_HOST"] = host  # the Host check of `app_from_env` answers the bound address
     # h11 with a deadline on request heads, idle keep-alive connections closed, heads of bounded size

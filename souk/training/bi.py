@@ -113,7 +113,8 @@ class PairEncoder:
 
         dtype = autocast_dtype(self.device)
         out = []
-        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
             for start in range(0, len(texts), batch):
                 out.append(self(texts[start:start + batch], kind).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
@@ -135,7 +136,8 @@ def infonce(queries, docs, temperature: float, doc_texts: Sequence[str] | None =
     scores = (queries @ docs.T / temperature).float()
     n = len(queries)
     if doc_texts is not None:  # the mask is built on the scores' device (CUDA too)
-        same = torch.tensor([[j != i and doc_texts[j] == doc_texts[i] for j in range(len(doc_texts))] for i in range(n)],
+        same = torch.tensor([[j != i and doc_texts[j] == doc_texts[i] for j in range(len(doc_texts))]
+                             for i in range(n)],
                             dtype=torch.bool, device=scores.device)
         scores = scores.masked_fill(same, float("-inf"))
     return torch.nn.functional.cross_entropy(scores, torch.arange(n, device=queries.device))
@@ -250,17 +252,33 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
             shutil.copyfile(src, job.workdir / extra)
     write_curve(result.curve, job.workdir / "curve.png", f"bi-encoder on {job.train.name}", best_step=result.best_step)
     return {
-        "kind": KIND, "base": card.name, "reads_han": card.reads_han, "field": vf.name,
-        "dev": {"ndcg@10": round(result.best, 4), "start_ndcg@10": round(result.baseline, 4),
-                "measure": f"encoder alone reordering hybrid top {opts['pool']}", "queries": len(dev.qrels)},
-        "params": {k: opts[k] for k in DEFAULTS if k != "base"} | {"threads": threads, "autocast": str(autocast_dtype(job.device))},
-        "training": {"steps": result.steps, "best_step": result.best_step, "train_queries": len(train_set.qrels),
-                     "stopped_early": result.stopped_early, "curve": result.curve},
+        "kind": KIND,
+        "base": card.name,
+        "reads_han": card.reads_han,
+        "field": vf.name,
+        "dev": {
+            "ndcg@10": round(result.best, 4),
+            "start_ndcg@10": round(result.baseline, 4),
+            "measure": f"encoder alone reordering hybrid top {opts['pool']}",
+            "queries": len(dev.qrels),
+        },
+        "params": {k: opts[k] for k in DEFAULTS if k != "base"}
+        | {"threads": threads, "autocast": str(autocast_dtype(job.device))},
+        "training": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "train_queries": len(train_set.qrels),
+            "stopped_early": result.stopped_early,
+            "curve": result.curve,
+        },
         "curve": "curve.png",
         "stopped_by_budget": result.stopped_by_budget,
         "activate": improved,
-        "note": ("the corpus is re-encoded with it" if improved else
-                 f"published inactive: dev {result.best:.4f} did not beat the starting encoder's {result.baseline:.4f}"),
+        "note": (
+            "the corpus is re-encoded with it"
+            if improved
+            else f"published inactive: dev {result.best:.4f} did not beat the starting encoder's {result.baseline:.4f}"
+        ),
         "fit_seconds": round(time.monotonic() - t0, 1),
     }
 

@@ -30,6 +30,9 @@ from souk.training.distributed import replica
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, set_threads, train
 from souk.training.weights import base_layers, layers_within, new_model, save_model
 
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
+
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
 # Layer-tokens one query may cost (layers x pairs x tokens per pair): on 2 cores in bf16, 20 pairs of 96
 # tokens through 6 MiniLM layers took 250 ms; 3 layers of that (5,760) fit a 150 ms search with recall.
@@ -74,14 +77,16 @@ class Scorer:
     def score(self, queries: dict[str, str], lists: dict[str, list[str]]) -> dict[str, np.ndarray]:
         import torch
 
-        pairs, owners = [], []
+        pairs: list[Pair] = []
+        owners: list[str] = []
         for qid, ids in lists.items():
             q = self.packer.tokens([queries[qid]], self.packer.limits.query)[0]
             pairs.extend(self.packer.pack(q, d) for d in self.doc_tokens(ids))
             owners.extend([qid] * len(ids))
         flat = np.zeros(len(pairs), dtype=np.float32)
         dtype = autocast_dtype(self.device)
-        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
             for rows, ids, types, mask in self.packer.batches(pairs, self.batch_size):
                 t = [torch.from_numpy(a).to(self.device) for a in (ids, types, mask)]
                 flat[rows] = logits(self.net, *t).cpu().numpy()
@@ -179,7 +184,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     evaluate = ranking_evaluator(dev.qrels, dev_run)
 
     def loss_of(model, groups: list[Group]):
-        pairs, labels = [], []
+        pairs: list[Pair] = []
+        labels = []
         for g in groups:
             q = packer.tokens([g.query], limits.query)[0]
             pairs.extend(packer.pack(q, d) for d in packer.doc_tokens(g.docs))
@@ -199,16 +205,19 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
                                 exclude=set(), depth=NEGATIVE_DEPTH))
         if len(weak) >= per:
             share = opts["weak_share"] * max(job.deadline - time.monotonic(), 0)
-            phases.append(Phase("weak", lambda epoch: batches_of(weak, per), len(weak) // per, 1, share, early_stop=False))
+            phases.append(Phase("weak", lambda epoch: batches_of(weak, per), len(weak) // per, 1, share,
+                                early_stop=False))
     heads = {q: ids for q, (ids, _) in train_c.items()}
     epoch_groups = lambda epoch: judged_groups(train_set, heads, texts, opts["negatives"],  # noqa: E731
                                                np.random.default_rng([job.seed, epoch]), top, pool)
     n_judged = sum(1 for rel in train_set.qrels.values() for g in rel.values() if g >= 1)
-    phases.append(Phase("judged", lambda epoch: batches_of(epoch_groups(epoch), per), max(n_judged // per, 1), opts["epochs"]))
+    phases.append(Phase("judged", lambda epoch: batches_of(epoch_groups(epoch), per), max(n_judged // per, 1),
+                        opts["epochs"]))
     held_pairs = sum(len(ids) for ids, _ in held_c.values())
     dev_pairs = max(sum(len(ids) for ids, _ in dev_c.values()), 1)
     spread = max(job.deadline - time.monotonic(), 0) / max(opts["evals"], 1)
-    config = LoopConfig(lr=opts["lr"], eval_every=opts["eval_every"], eval_every_s=spread, patience=opts["patience"], seed=job.seed,
+    config = LoopConfig(lr=opts["lr"], eval_every=opts["eval_every"], eval_every_s=spread, patience=opts["patience"],
+                        seed=job.seed,
                         reserve_s=15.0, reserve_evals=0.0 if dev is held else held_pairs / dev_pairs,
                         eval_at_start=opts["eval_start"])
     rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
@@ -222,7 +231,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
 
     if "scores" not in best:  # the budget ended before any evaluation: score dev once now
         best["scores"] = scorer.score(dev.queries, {q: ids for q, (ids, _) in dev_c.items()})
-    held_scores = best["scores"] if dev is held else scorer.score(held.queries, {q: ids for q, (ids, _) in held_c.items()})
+    held_scores = best["scores"] if dev is held else scorer.score(held.queries,
+                                                                  {q: ids for q, (ids, _) in held_c.items()})
     weight, table = choose_weight(held, held_c, held_scores)
     held_prior = head_ndcg(held, held_c, {q: s for q, (_, s) in held_c.items()})
     mix = Combination(weight)
@@ -239,21 +249,32 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
                 best_step=result.best_step)
     activate = table[f"{weight:.2f}"] > held_prior
     return {
-        "kind": KIND, "base": card.name, "reads_han": card.reads_han,
-        "limits": asdict(limits), "fields": texts.fields,
+        "kind": KIND,
+        "base": card.name,
+        "reads_han": card.reads_han,
+        "limits": asdict(limits),
+        "fields": texts.fields,
         "combination": asdict(mix),
         "held_out": {"queries": len(held.qrels), "prior_ndcg@10": held_prior, "by_weight": table, "weight": weight},
         "dev": {k: round(v, 4) if isinstance(v, float) else v for k, v in dev_metrics.items()},
-        "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)} | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers,
-                                                                           "autocast": str(autocast_dtype(job.device))},
-        "training": {"steps": result.steps, "best_step": result.best_step, "train_queries": len(train_set.qrels),
-                     "weak_groups": phases[0].steps_per_epoch * per if phases[0].name == "weak" else 0,
-                     "stopped_early": result.stopped_early, "curve": result.curve},
+        "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)}
+        | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers, "autocast": str(autocast_dtype(job.device))},
+        "training": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "train_queries": len(train_set.qrels),
+            "weak_groups": phases[0].steps_per_epoch * per if phases[0].name == "weak" else 0,
+            "stopped_early": result.stopped_early,
+            "curve": result.curve,
+        },
         "curve": "curve.png",
         "stopped_by_budget": result.stopped_by_budget,
         "activate": activate,
-        "note": (f"mix weight {weight:.2f} chosen on {len(held.qrels)} held-out train queries" if activate else
-                 "published inactive: on held-out train queries no mix beat the previous stage alone"),
+        "note": (
+            f"mix weight {weight:.2f} chosen on {len(held.qrels)} held-out train queries"
+            if activate
+            else "published inactive: on held-out train queries no mix beat the previous stage alone"
+        ),
         "fit_seconds": round(time.monotonic() - t0, 1),
     }
 

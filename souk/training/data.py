@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, Iterator, Sequence
 
 import numpy as np
 
 from souk.evaluation.datasets import Dataset
 from souk.ranking.rerank import doc_fields, doc_pair
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 Doc = tuple[str, str]  # (title, text)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
@@ -35,7 +38,7 @@ class Group:
 class DocTexts:
     """(title, text) of documents of one searcher snapshot, fetched once and kept."""
 
-    searcher: Any
+    searcher: Searcher
     fields: dict[str, Any] = field(default_factory=dict)
     _cache: dict[str, Doc] = field(default_factory=dict)
 
@@ -106,8 +109,8 @@ def _clean(text: str) -> str:
     return " ".join(_SYNTAX.sub(" ", text).split())[:500]
 
 
-def weak_groups(searcher: Any, texts: DocTexts, count: int, negatives: int, rng: np.random.Generator,
-                exclude: set[str] = frozenset(), depth: int = 30) -> Iterator[Group]:
+def weak_groups(searcher: Searcher, texts: DocTexts, count: int, negatives: int, rng: np.random.Generator,
+                exclude: AbstractSet[str] = frozenset(), depth: int = 30) -> Iterator[Group]:
     """Up to `count` groups from documents of the corpus: a pseudo-query, its document (label 1), and
     negatives drawn from BM25's top `depth` for that pseudo-query (its source excluded)."""
     ids = searcher.ids()

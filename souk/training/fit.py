@@ -122,7 +122,8 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
     names = list(stages) if stages else [n for n in fitter_names() if _applies(FITTERS.get(n), index)]
     unknown = [n for n in names if n not in FITTERS]
     if unknown:
-        raise ConfigError(f"--stages: unknown stage {unknown[0]!r}; stages that can be fitted: {', '.join(fitter_names())}")
+        raise ConfigError(f"--stages: unknown stage {unknown[0]!r}; stages that can be fitted: "
+                          f"{', '.join(fitter_names())}")
     if not names:
         raise ConfigError("no learnable stage applies to this index; name one with --stages")
     if budget_s <= 0:

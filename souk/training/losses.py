@@ -23,7 +23,8 @@ def listwise(scores, labels=None):
     import torch
 
     _check_groups(scores, labels)
-    return torch.nn.functional.cross_entropy(scores.float(), torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+    return torch.nn.functional.cross_entropy(scores.float(),
+                                             torch.zeros(len(scores), dtype=torch.long, device=scores.device))
 
 
 def pointwise(scores, labels):

@@ -8,7 +8,8 @@ train queries, early-stopped on the dev split's nDCG@10 when one is given; then 
 train, each fold trained to the same number of rounds, gives an honest estimate (`cv`). Without a dev
 split the rounds are the best of the K folds' mean validation curve (every train query validates once),
 and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The
-model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to recall's), `importance.png` and `curve.png`.
+model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to
+recall's), `importance.png` and `curve.png`.
 Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
 Under `souk fit --ray` (`job.workers`) with at least `RAY_MIN_ROWS` train rows (option `ray_min_rows`), the
 boosters train in LightGBM's distributed mode on Ray (`souk.training.distributed.lightgbm_on_ray`: whole
@@ -33,6 +34,9 @@ from souk.ranking.pipeline import query_steps_of, stage_specs
 from souk.training.fit import FitJob, register_fitter
 from souk.training.kit import ndcg10
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "num_leaves": 31, "learning_rate": 0.05,
@@ -64,11 +68,16 @@ class Judged:
         """(X, y, group sizes) of the queries at positions `keep` that have a relevant candidate."""
         keep = [i for i in keep if self.labels[i].max(initial=0) > 0]
         if not keep:
-            return np.zeros((0, self.blocks[0].shape[1] if self.blocks else 0), np.float32), np.zeros(0), np.zeros(0, np.int64)
+            return (
+                np.zeros((0, self.blocks[0].shape[1] if self.blocks else 0), np.float32),
+                np.zeros(0),
+                np.zeros(0, np.int64),
+            )
         return (np.concatenate([self.blocks[i] for i in keep]), np.concatenate([self.labels[i] for i in keep]),
                 np.asarray([len(self.labels[i]) for i in keep], dtype=np.int64))
 
-    def ndcg10(self, scores: list[np.ndarray] | None, qrels: dict[str, dict[str, int]], keep: list[int] | None = None) -> float:
+    def ndcg10(self, scores: list[np.ndarray] | None, qrels: dict[str, dict[str, int]],
+               keep: list[int] | None = None) -> float:
         """Mean nDCG@10 (souk's metrics, every judged query counted) of the candidates ordered by `scores`
         (None: in recall order): what `souk eval` reports for the pipeline's top 10."""
         keep = list(range(len(self.qids))) if keep is None else keep
@@ -81,7 +90,7 @@ class Judged:
         return ndcg10(run, {self.qids[i]: qrels[self.qids[i]] for i in keep})
 
 
-def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
+def recall_for(searcher: Searcher) -> tuple[Any, Any, int, dict[str, Any]]:
     """The `ltr` pipeline's planner (its query steps), the stages before `ltr` as one pipeline (recall, and
     the interaction model where one is fitted) and the stage's depth, as serving builds them
     (`souk.ranking.pipeline.build_pipeline`), so training sees the candidates and signals serving will."""
@@ -98,8 +107,9 @@ def recall_for(searcher: Any) -> tuple[Any, Any, int, dict[str, Any]]:
     return planner, prior, depth, recall_opts
 
 
-def collect(searcher: Any, features: FeatureSet, data: Dataset, deadline: float | None = None,
-            progress: bool = True, what: str = "train", stages: tuple | None = None, judged_only: bool = False) -> Judged:
+def collect(searcher: Searcher, features: FeatureSet, data: Dataset, deadline: float | None = None,
+            progress: bool = True, what: str = "train", stages: tuple | None = None,
+            judged_only: bool = False) -> Judged:
     """Candidates, features and labels of every query of `data` (stops early, `complete=False`, at `deadline`);
     `stages` is what `recall_for(searcher)` returns, built once by a caller that collects several splits.
     `judged_only` keeps the candidates with a judgment (labels from clicks: only shown documents were observed)."""
@@ -233,7 +243,11 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     def predict(judged: Judged, idx: list[int], model, rounds: int) -> list[np.ndarray]:
         scores = [np.zeros(0)] * len(judged.qids)
         for i in idx:
-            scores[i] = model.predict(judged.blocks[i], num_iteration=rounds, num_threads=1) if len(judged.blocks[i]) else np.zeros(0)
+            scores[i] = (
+                model.predict(judged.blocks[i], num_iteration=rounds, num_threads=1)
+                if len(judged.blocks[i])
+                else np.zeros(0)
+            )
         return scores
 
     cv_ltr, cv_recall = [], []
@@ -282,7 +296,8 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
             if cut:
                 break
         if not folds:
-            raise DatasetError("no fold of train has a judged query whose relevant document recall finds; add judged queries")
+            raise DatasetError("no fold of train has a judged query whose relevant document recall "
+                               "finds; add judged queries")
         length = min(len(c) for c in curves)  # every fold ran at least this far (each ran PATIENCE past its own best)
         curve_valid = np.mean([c[:length] for c in curves], axis=0).tolist()
         curve_train = np.mean([c[:length] for c in train_curves], axis=0).tolist()

@@ -73,10 +73,12 @@ def read_log(path: str | Path) -> Iterator[Impression]:
             if stray:
                 raise DatasetError(f'{path}:{lineno}: "{key}" names {sorted(stray)[0]!r}, which was not shown')
             lists[key] = set(value)
-        yield _impression(str(rec.get("request", lineno)), query, shown, lists["clicked"], lists["purchased"], rec.get("ts"))
+        yield _impression(str(rec.get("request", lineno)), query, shown, lists["clicked"], lists["purchased"],
+                          rec.get("ts"))
 
 
-def _impression(request: str, query: str, shown: list[str], clicked: set[str], purchased: set[str], ts: Any) -> Impression:
+def _impression(request: str, query: str, shown: list[str], clicked: set[str], purchased: set[str],
+                ts: Any) -> Impression:
     """An id repeated in `shown` counts once, at its first (highest) display rank: its click is one click,
     whatever the log repeats; the other ids keep their display ranks."""
     first: dict[str, int] = {}
@@ -148,7 +150,8 @@ def learn(model: ClickModel, terms: TermStore, impressions: Iterable[Impression]
             bought = np.asarray([i in imp.purchased for i in ids], dtype=np.float64)
             text = feature_text(planner.plan(imp.query)) if planner is not None else imp.query
             which, coords, values = model.features(terms, text, rows)
-            p = update(model, which, coords, values, clicked, bias.propensity(ranks), 1.0 + (PURCHASE_WEIGHT - 1.0) * bought)
+            p = update(model, which, coords, values, clicked, bias.propensity(ranks), 1.0
+                       + (PURCHASE_WEIGHT - 1.0) * bought)
             p = np.clip(p, 1e-7, 1 - 1e-7)
             loss -= float(np.sum(clicked * np.log(p) + (1 - clicked) * np.log(1 - p)))
             stats.examples += len(rows)
@@ -188,10 +191,10 @@ def learn_log(index_path: str | Path, log: str | Path, eta: float | None = None,
         bias_cfg = dict(model.meta.get("position_bias", DEFAULT_BIAS))
         for key, value in [*given.items(), ("eta", eta), ("floor", floor)]:
             current = model.params.get(key, bias_cfg.get(key))
-            if value is not None and float(value) != float(current):
+            if value is not None and current is not None and float(value) != float(current):
                 raise ConfigError(f"--{key}: the click model {active.name} was created with {key}={current:g}; "
                                   f"it keeps its settings (start afresh in a new index or drop --{key})")
-        if any(h.get("sha1") == digest for h in history):
+        if digest is not None and any(h.get("sha1") == digest for h in history):
             raise ConfigError(f"{log}: this log (sha1 {digest[:12]}) was already learned by {active.name}; "
                               "learning it again would count its clicks twice")
     else:
@@ -200,9 +203,11 @@ def learn_log(index_path: str | Path, log: str | Path, eta: float | None = None,
         bias_cfg = {"eta": DEFAULT_BIAS["eta"] if eta is None else float(eta),
                     "floor": DEFAULT_BIAS["floor"] if floor is None else float(floor)}
     if bias_cfg["eta"] < 0 or not 0 < bias_cfg["floor"] <= 1:
-        raise ConfigError(f"position bias: eta must be >= 0 and floor in (0, 1], got eta={bias_cfg['eta']}, floor={bias_cfg['floor']}")
+        raise ConfigError(f"position bias: eta must be >= 0 and floor in (0, 1], got eta={bias_cfg['eta']}, "
+                          f"floor={bias_cfg['floor']}")
     t0 = time.monotonic()
-    stats = learn(model, terms, impressions, PositionBias(**bias_cfg), planner_for(searcher), progress, len(impressions))
+    stats = learn(model, terms, impressions, PositionBias(**bias_cfg), planner_for(searcher), progress,
+                  len(impressions))
     workdir = store.new("clicks")
     try:
         model.save(workdir)

@@ -25,6 +25,9 @@ from souk.query.entities.metrics import EntityScores, entity_scores
 from souk.query.entities.tagger import Tagger
 from souk.query.entities.text import char_key
 
+if TYPE_CHECKING:
+    from souk.query.entities.network import BiLstmCrf
+
 Progress = Callable[[int, str], None]  # (batches done since last call, status line)
 
 
@@ -116,7 +119,7 @@ def train_tagger(train: Sequence[TaggedSentence], dev: Sequence[TaggedSentence],
         member = tagger if m == 0 else _same_features(new_tagger(train, member_config, network_config), tagger)
         label = f"member {m + 1}/{config.members} " if config.members > 1 else ""
         runs.append(_fit_member(member, train, dev, member_config, progress, label))
-        networks.append(member.network)
+        networks.append(cast("BiLstmCrf", member.network))  # a member: never an ensemble
     if len(networks) > 1:
         tagger = Tagger(Ensemble(networks), tagger.features, tagger.tags)
     ensemble_dev = evaluate_tagger(tagger, dev) if len(networks) > 1 else runs[0][0].dev
@@ -156,7 +159,7 @@ def _fit_member(tagger: Tagger, train: Sequence[TaggedSentence], dev: Sequence[T
     from souk.training.loop import LoopConfig, Phase, train as loop_train
 
     t0 = time.perf_counter()
-    network, tags = tagger.network, tagger.tags
+    network, tags = cast("BiLstmCrf", tagger.network), tagger.tags  # a member: never an ensemble
     tag_id = {t: i for i, t in enumerate(tags)}
     lexicons = _fold_lexicons(train, tags, config) if config.lexicon else [None] * len(train)
     encoded = [tagger.features.encode(s.chars, lex) for s, lex in zip(train, lexicons)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -152,7 +152,8 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
     latin = sum(1 for f in features if feature_level(f) == 0 and f.isascii())
     return {
         "kind": "wordvec",
-        "base_model": ("fastText (gensim) trained on the corpus and train queries" + (" and a query log" if log_features else "")
+        "base_model": ("fastText (gensim) trained on the corpus and train queries"
+                       + (" and a query log" if log_features else "")
                        if opts["init"] == "gensim" or not pairs else "none (random vectors, SIF weights)"),
         "analyzer": analyzer,
         "reads": ["han"] + (["latin"] if latin else []),
@@ -195,7 +196,8 @@ def _log_features(path, analyzer: str, user_dict: str | None, limit: int = 200_0
     return [text_features(line, analyzer, user_dict) for line in lines]
 
 
-def _ranking_run(model: WordVectors, view: CorpusView, searcher, queries: dict[str, str], k: int = 100) -> dict[str, Ranking]:
+def _ranking_run(model: WordVectors, view: CorpusView, searcher, queries: dict[str, str],
+                 k: int = 100) -> dict[str, Ranking]:
     """Word-vector rankings of queries by exact inner product over the view (no FAISS: evaluation only)."""
     qids = list(queries)
     out: dict[str, Ranking] = {}

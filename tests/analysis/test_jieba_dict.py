@@ -41,6 +41,7 @@ def cache_root(tmp_path_factory):
         os.environ.pop("SOUK_CACHE_DIR", None)
 
 
+@pytest.mark.slow
 def test_cached_dictionary_segments_as_jieba_does(cache_root):
     import jieba
 

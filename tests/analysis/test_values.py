@@ -30,11 +30,18 @@ def test_the_decimal_mark_decides_ambiguous_text():
 
 
 def test_currencies_are_known_by_symbol_and_code():
-    assert is_currency("$") and is_currency("EUR") and is_currency("HK$") and not is_currency("ml") and not is_currency(None)
+    assert (
+        is_currency("$")
+        and is_currency("EUR")
+        and is_currency("HK$")
+        and not is_currency("ml")
+        and not is_currency(None)
+    )
 
 
 def test_hierarchy_paths_and_prefixes():
-    assert hierarchy_paths('["Clothing >> Women\'s Clothing >> Shorts"]', ">>") == ["Clothing > Women's Clothing > Shorts"]
+    assert hierarchy_paths('["Clothing >> Women\'s Clothing >> Shorts"]', ">>") == ["Clothing > "
+                                                                                    "Women's Clothing > Shorts"]
     assert hierarchy_paths("美妆 | 护肤 | 面霜", "|") == ["美妆 > 护肤 > 面霜"]
     assert hierarchy_paths("A >> B", ">") == ["A > B"]  # empty levels dropped: '>' also splits '>>'
     assert hierarchy_prefixes(["A > B > C", "A > D"]) == ["A", "A > B", "A > B > C", "A > D"]

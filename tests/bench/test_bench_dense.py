@@ -23,8 +23,13 @@ def test_bench_encoder_json():
 
 
 def test_bench_encoder_capped_to_avx2_reruns_itself_in_a_capped_process():
-    out = last_json(run_souk("bench", "encoder", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "150", "--isa", "avx2", "--json"))
-    assert out["isa"] == "avx2" and out["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and "onnxruntime cannot be capped" in out["note"]
+    out = last_json(run_souk("bench", "encoder", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "150", "--isa",
+                             "avx2", "--json"))
+    assert (
+        out["isa"] == "avx2"
+        and out["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+        and "onnxruntime cannot be capped" in out["note"]
+    )
     assert list(out)[-5:] == ["docs_per_s", "peer_docs_per_s", "ratio", "ndcg_delta", "path"]
     assert not any(n in out["path"] for n in ("onnx", "bf16", "openvino-int8"))  # what an AVX2-only CPU runs
     assert "skipped" in out["probe"]["onnx-fp32"] and abs(out["ndcg_delta"]) <= 0.03
@@ -37,5 +42,6 @@ def test_bench_ann_json_and_table():
     assert rows["flat"]["recall@10"] == 1.0
     assert all(r["qps"] > 0 and r["memory_mb"] > 0 for r in rows.values())
     assert rows["sq8"]["memory_mb"] < rows["flat"]["memory_mb"] / 3
-    table = run_souk("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300", "--index", "flat").stdout
+    table = run_souk("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300", "--index",
+                     "flat").stdout
     assert "recall@10" in table and "flat" in table

@@ -1,20 +1,27 @@
 import json
 
+import pytest
+
 from support import FIXTURES, needs_shared, DATA, run_souk
 
-KEYS = {"qps", "peer_qps", "ratio", "ndcg_delta", "index_docs_per_s", "peer_index_docs_per_s", "ndcg@10", "peer_ndcg@10", "rss_mb"}
+KEYS = {"qps", "peer_qps", "ratio", "ndcg_delta", "index_docs_per_s", "peer_index_docs_per_s", "ndcg@10",
+        "peer_ndcg@10", "rss_mb"}
 
 
+@pytest.mark.slow
 def test_bench_keyword_json_on_fixture():
-    out = json.loads(run_souk("bench", "keyword", "--dataset", str(FIXTURES / "beir-mini"), "--json").stdout.splitlines()[-1])
+    out = json.loads(run_souk("bench", "keyword", "--dataset", str(FIXTURES / "beir-mini"),
+                              "--json").stdout.splitlines()[-1])
     assert KEYS <= set(out)
     assert out["queries"] == 4  # q5 has no relevant judgment and is skipped
     assert abs(out["ndcg@10"] - out["peer_ndcg@10"]) < 0.05
     assert out["ndcg_delta"] == round(out["ndcg@10"] - out["peer_ndcg@10"], 4)
 
 
+@pytest.mark.slow
 @needs_shared("data", "cranfield")
 def test_bench_keyword_matches_peer_quality_on_cranfield():
-    out = json.loads(run_souk("bench", "keyword", "--dataset", str(DATA / "cranfield"), "--json").stdout.splitlines()[-1])
+    out = json.loads(run_souk("bench", "keyword", "--dataset", str(DATA / "cranfield"),
+                              "--json").stdout.splitlines()[-1])
     assert abs(out["ndcg@10"] - out["peer_ndcg@10"]) <= 0.01
     assert out["ndcg@10"] > 0.3

@@ -1,10 +1,13 @@
 """`souk bench rerank` on the tiny fitted index: both sides score the same candidates alike."""
 from __future__ import annotations
 
+import pytest
+
 from souk.bench.rerank import bench_rerank
 from souk.models.store import ModelStore
 
 
+@pytest.mark.slow
 def test_bench_rerank_reports_speed_and_agreement(tiny_cross):
     ModelStore(tiny_cross["index"]).activate(tiny_cross["outcome"].model)
     result = bench_rerank(tiny_cross["collection"], "dev", index=tiny_cross["index"], max_queries=12, progress=False)

@@ -1,13 +1,16 @@
 """The real `souk` CLI in subprocesses: index, search, stats, delete, and every bad-input message."""
 import json
 
-from support import FIXTURES, REPO, run_souk
+import pytest
+
+from support import FIXTURES, run_souk
 
 
 def last_json(proc):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_index_search_stats_delete(tmp_path):
     ix = str(tmp_path / "ix")
     out = last_json(run_souk("index", str(FIXTURES / "products.jsonl"), "--index", ix, "--json"))
@@ -25,11 +28,13 @@ def test_index_search_stats_delete(tmp_path):
     assert last_json(run_souk("search", "--index", ix, "milk", "--json"))["total"] == 0
 
 
+@pytest.mark.slow
 def test_indexing_again_updates_by_id(tmp_path):
     ix = str(tmp_path / "ix")
     run_souk("index", str(FIXTURES / "products.jsonl"), "--index", ix)
     update = tmp_path / "update.jsonl"
-    update.write_text(json.dumps({"sku": "A7", "title": "Meiji Chocolate Milk", "brand": "Meiji", "category": "Dairy", "price": 8}) + "\n")
+    update.write_text(json.dumps({"sku": "A7", "title": "Meiji Chocolate Milk", "brand": "Meiji", "category": "Dairy",
+                                  "price": 8}) + "\n")
     run_souk("index", str(update), "--index", ix)
     res = last_json(run_souk("search", "--index", ix, "chocolate", "--json"))
     assert res["total"] == 1 and res["hits"][0]["doc"]["price"] == 8
@@ -38,7 +43,8 @@ def test_indexing_again_updates_by_id(tmp_path):
 
 def test_bad_record_fails_whole_batch_with_line_and_field(tmp_path):
     cat = tmp_path / "bad.jsonl"
-    cat.write_bytes(b'{"sku": "1", "title": "ok", "price": 3}\n{"sku": "2", "title": "x", "price": "cheap"}\n{"title": "no id", "price": 1}\n')
+    cat.write_bytes(b'{"sku": "1", "title": "ok", "price": 3}\n{"sku": "2", "title": "x", "price": "cheap"}\n{"title": '
+                    b'"no id", "price": 1}\n')
     proc = run_souk("index", str(cat), "--index", str(tmp_path / "ix"), "--schema", str(_schema(tmp_path)), check=False)
     assert proc.returncode == 2
     assert "line 2: price: expected a number, got 'cheap'" in proc.stderr and "line 3: sku: missing id" in proc.stderr
@@ -51,10 +57,12 @@ def test_bad_record_fails_whole_batch_with_line_and_field(tmp_path):
 
 def _schema(tmp_path):
     p = tmp_path / "schema.toml"
-    p.write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.title]\nkind = "text"\n[fields.price]\nkind = "number"\n')
+    p.write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.title]\nkind = '
+                 '"text"\n[fields.price]\nkind = "number"\n')
     return p
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_clear_messages(tmp_path):
     ix = str(tmp_path / "ix")
     run_souk("index", str(FIXTURES / "products.jsonl"), "--index", ix)
@@ -67,8 +75,10 @@ def test_bad_inputs_give_clear_messages(tmp_path):
         (["search", "--index", ix, "x", "--pipeline", "magic"], "unknown pipeline 'magic'"),
     ]
     bad_schema = tmp_path / "bad.toml"
-    bad_schema.write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.title]\nkind = "text"\nanalyzer = "nope"\n')
-    cases.append((["index", str(FIXTURES / "products.jsonl"), "--index", str(tmp_path / "ix2"), "--schema", str(bad_schema)],
+    bad_schema.write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.title]\nkind = '
+                          '"text"\nanalyzer = "nope"\n')
+    cases.append((["index", str(FIXTURES / "products.jsonl"), "--index", str(tmp_path / "ix2"), "--schema",
+                   str(bad_schema)],
                   "fields.title.analyzer: 'nope' is not one of"))
     for args, message in cases:
         proc = run_souk(*args, check=False)
@@ -77,6 +87,7 @@ def test_bad_inputs_give_clear_messages(tmp_path):
         assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_beir_directory_keeps_beir_names(tmp_path):
     ix = str(tmp_path / "ix")
     run_souk("index", str(FIXTURES / "beir-mini"), "--index", ix)
@@ -84,12 +95,16 @@ def test_beir_directory_keeps_beir_names(tmp_path):
     assert res["hits"][0]["id"] == "d8" and set(res["hits"][0]["doc"]) == {"_id", "title", "text"}
 
 
+@pytest.mark.slow
 def test_demo_catalog_bilingual_searches(demo_index):
     ix = str(demo_index)
     assert last_json(run_souk("stats", "--index", ix, "--json"))["docs"] == 2542
     cake = last_json(run_souk("search", "--index", ix, "蛋糕", "--json"))
-    assert cake["total"] > 5 and all("蛋糕" in (h["doc"].get("title_zh", "") + h["doc"].get("category_text_zh", "")) for h in cake["hits"][:5])
+    assert cake["total"] > 5 and all("蛋糕" in (h["doc"].get("title_zh", "") + h["doc"].get("category_text_zh", ""))
+                                     for h in cake["hits"][:5])
     trad = last_json(run_souk("search", "--index", ix, "嘉頓", "--json"))  # traditional query, simplified field
     assert trad["total"] > 0 and all(h["doc"]["brand"] == ["Garden"] for h in trad["hits"])
     milk = last_json(run_souk("search", "--index", ix, "milk", "--filter", "price<20", "--facet", "brand", "--json"))
-    assert milk["hits"] and all(h["doc"]["price"] < 20 for h in milk["hits"]) and milk["facets"]["brand"]["distinct"] > 1
+    assert (
+        milk["hits"] and all(h["doc"]["price"] < 20 for h in milk["hits"]) and milk["facets"]["brand"]["distinct"] > 1
+    )

@@ -51,6 +51,7 @@ def test_eval_writes_run_report_and_json(tiny_index: Path, tmp_path: Path):
     assert written == {"index.html", "metrics.png", "latency.png", "baseline_diff.png"}
 
 
+@pytest.mark.slow
 def test_eval_served_scores_the_pages_search_shows(tiny_index: Path, tmp_path: Path):
     from souk.engine import Engine
 
@@ -105,6 +106,7 @@ def test_console_script_turns_errors_into_one_line():
     assert proc.stderr.strip().endswith("available splits: test")
 
 
+@pytest.mark.slow
 @needs_shared("data")
 @pytest.mark.parametrize(("collection", "split"), [("cranfield", "test"), ("scifact", "dev")])
 def test_eval_run_file_agrees_with_trec_eval(tmp_path: Path, collection: str, split: str):

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from ltr_shop import SHOP
-from support import REPO, free_port, run_souk
+from support import REPO, free_port, run_souk, sign_test_p
 
 
 def last_json(proc):
@@ -58,12 +58,14 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
 
     exported = run_souk("events", "export", "--index", index, "--format", "jsonl").stdout.splitlines()
     assert len(exported) == 300 + sim["clicks"] and json.loads(exported[0])["kind"] == "search"
-    parquet = run_souk("events", "export", "--index", index, "--format", "parquet", "--out", str(tmp_path / "e.parquet"), check=False)
+    parquet = run_souk("events", "export", "--index", index, "--format", "parquet", "--out",
+                       str(tmp_path / "e.parquet"), check=False)
     if importlib.util.find_spec("pyarrow") is None:
         assert parquet.returncode == 2 and "pyarrow" in parquet.stderr
     else:
         assert parquet.returncode == 0
-    assert run_souk("events", "export", "--index", index, "--since", "1d", "--format", "csv", check=False).returncode == 2
+    assert run_souk("events", "export", "--index", index, "--since", "1d", "--format", "csv",
+                    check=False).returncode == 2
 
     fitted = last_json(run_souk("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
     assert fitted["events"]["searches"] == 300 and fitted["events"]["queries"] >= 10
@@ -71,7 +73,8 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     assert fitted["events"]["grading"] == "posterior"
     [model] = fitted["models"]
     assert model["stage"] == "ltr" and model["model"] == "ltr-1" and model["active"]
-    ltr = last_json(run_souk("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev", "--pipeline", "ltr", "--json"))
+    ltr = last_json(run_souk("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev", "--pipeline",
+                             "ltr", "--json"))
     assert ltr["ndcg@10"] > 0
 
     learned = last_json(run_souk("clicks", "learn", "--index", index, "--events", "--json"))
@@ -99,7 +102,9 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     assert report["ab"]["searches_b"] > 0
     assert report["searches"] == 60 and report["a"] == "keyword" and report["b"] == "ltr"
     assert report["wins_a"] + report["wins_b"] + report["ties"] == 60
-    assert 0 <= report["p_value"] <= 1 and report["winner"] in ("a", "b", None)
+    p = sign_test_p(report["wins_a"], report["wins_b"])
+    assert report["p_value"] == pytest.approx(p, abs=1e-6)
+    assert report["winner"] == (("a" if report["wins_a"] > report["wins_b"] else "b") if p < 0.05 else None)
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def model_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_eval_predict(model_dir):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["kind"] == "intent-classifier" and manifest["dev"]["queries"] == 46
@@ -32,7 +33,8 @@ def test_train_eval_predict(model_dir):
     assert {k: scores[k] for k in ("accuracy", "in_scope_accuracy", "oos_recall", "macro_f1")} == \
         {k: manifest["dev"][k] for k in ("accuracy", "in_scope_accuracy", "oos_recall", "macro_f1")}
     assert scores["in_scope_accuracy"] > 0.9
-    out = last_json(run_souk("intent", "predict", "--model", str(model_dir), "set an alarm for 6 am", "明天下雨吗", "--json"))
+    out = last_json(run_souk("intent", "predict", "--model", str(model_dir), "set an alarm for 6 am",
+                             "明天下雨吗", "--json"))
     assert [p["label"] for p in out["predictions"]] == ["alarm", "weather"]
     assert out["predictions"][0]["query"] == "set an alarm for 6 am" and len(out["predictions"][0]["top"]) == 3
     human = run_souk("intent", "predict", "--model", str(model_dir), "set an alarm for 6 am")
@@ -49,13 +51,15 @@ def test_train_eval_predict(model_dir):
 def test_user_errors_are_one_line(tmp_path, args, message):
     (tmp_path / "bad.tsv").write_text("text\tintent\nok\talarm\nmissing the tab\n", encoding="utf-8")
     (tmp_path / "one.tsv").write_text("wake me\talarm\nset alarm\talarm\nhello\toos\n", encoding="utf-8")
-    paths = {"BAD": tmp_path / "bad.tsv", "ONE": tmp_path / "one.tsv", "OUT": tmp_path / "out", "NOWHERE": tmp_path / "none"}
+    paths = {"BAD": tmp_path / "bad.tsv", "ONE": tmp_path / "one.tsv", "OUT": tmp_path / "out",
+             "NOWHERE": tmp_path / "none"}
     proc = run_souk(*[str(paths.get(a, a)) for a in args], check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_catalog_categories_into_the_index_model_store(demo_index, tmp_path):
     index = tmp_path / "index"
     shutil.copytree(demo_index, index)
@@ -64,8 +68,10 @@ def test_catalog_categories_into_the_index_model_store(demo_index, tmp_path):
     result = last_json(run_souk("intent", "train", "--index", str(index), "--label-field", "category",
                                 "--features", "char", "--folds", "2", "--json"))
     assert result["model"] == str(index / "models" / "intent-1") and result["classes"] == 10
-    assert 0 < result["threshold"] < 1 and result["cv"]["oos_from"] == "held-out classes"  # no oos examples in a catalog
-    out = last_json(run_souk("intent", "predict", "--model", str(index), "shampoo", "洗发水", "iphone charger", "--json"))
+    # no oos examples in a catalog
+    assert 0 < result["threshold"] < 1 and result["cv"]["oos_from"] == "held-out classes"
+    out = last_json(run_souk("intent", "predict", "--model", str(index), "shampoo", "洗发水",
+                             "iphone charger", "--json"))
     assert [p["label"] for p in out["predictions"]] == ["Personal care", "Personal care", "oos"]
     listed = last_json(run_souk("models", "--index", str(index), "--json"))["models"]
     assert [(m["name"], m["kind"], m["active"]) for m in listed] == [("intent-1", "intent-classifier", True)]

@@ -68,4 +68,7 @@ def test_terminal_formatting_helpers():
         "[bold]brand[/] (≈97,277 distinct): M&S (3)"
     assert "(12 distinct)" in facet_line("brand", {"buckets": [], "distinct": 12})
     assert "(≈12 distinct)" in facet_line("brand", {"buckets": [], "distinct": 12, "approximate": True})
-    assert facet_line("price", {"min": 1.0, "max": 20.5, "avg": 7.3333333333333}) == "[bold]price[/]: min 1, max 20.50, avg 7.33"
+    assert (
+        facet_line("price", {"min": 1.0, "max": 20.5, "avg": 7.3333333333333})
+        == "[bold]price[/]: min 1, max 20.50, avg 7.33"
+    )

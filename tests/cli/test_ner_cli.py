@@ -34,10 +34,16 @@ def model(tmp_path_factory) -> Path:
     summary = last_json(souk("ner", "train", "--data", MINI, "--dev", MINI, "--out", out, "--epochs", "2",
                              "--seed", "3", "--threads", "1", "--members", "2", "--json"))
     torch.set_num_threads(before)
-    assert summary["model"] == str(out) and summary["epochs_run"] == 4 and summary["members"] == 2 and 0.0 <= summary["dev"]["f1"] <= 1.0
+    assert (
+        summary["model"] == str(out)
+        and summary["epochs_run"] == 4
+        and summary["members"] == 2
+        and 0.0 <= summary["dev"]["f1"] <= 1.0
+    )
     return out
 
 
+@pytest.mark.slow
 def test_eval_prints_entity_scores_as_json(model):
     scores = last_json(souk("ner", "eval", "--model", model, "--data", MINI, "--json"))
     assert list(scores) == ["f1", "precision", "recall", "per_type"]

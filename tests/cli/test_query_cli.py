@@ -38,6 +38,7 @@ def snack_index(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_suggest_and_mine_over_an_index(snack_index):
     ix = str(snack_index / "index")
     out = last_json(run_souk("suggest", "--index", ix, "zhug", "-k", "3", "--json"))
@@ -50,6 +51,7 @@ def test_suggest_and_mine_over_an_index(snack_index):
     assert all({p["a"], p["b"]} != {"巧克力", "朱古力"} for p in mined["pairs"])
 
 
+@pytest.mark.slow
 def test_synonyms_expand_check_and_errors(tmp_path):
     out = last_json(run_souk("synonyms", "expand", "朱古力 TV", "--json"))
     assert {"巧克力", "chocolate", "television"} <= {e["text"] for e in out["expansions"]}
@@ -59,10 +61,14 @@ def test_synonyms_expand_check_and_errors(tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "single character" in proc.stderr
 
 
+@pytest.mark.slow
 def test_keywords_and_bench_suggest():
     out = last_json(run_souk("keywords", "i am looking for a waterproof hiking jacket for women that is not too "
                              "expensive and has a hood", "--json"))
-    assert out["reduced"] and out["reduced_text"] == "waterproof hiking jacket women hood" and "looking" in out["dropped"]
-    bench = last_json(run_souk("bench", "suggest", "--dataset", str(FIXTURES / "beir-mini"), "--prefixes", "20", "--json"))
+    assert (
+        out["reduced"] and out["reduced_text"] == "waterproof hiking jacket women hood" and "looking" in out["dropped"]
+    )
+    bench = last_json(run_souk("bench", "suggest", "--dataset", str(FIXTURES / "beir-mini"), "--prefixes",
+                               "20", "--json"))
     assert {"p50_ms", "p99_ms", "titles", "build_s"} <= set(bench) and bench["titles"] == 8
     assert 0 < bench["p50_ms"] < 5 and bench["prefixes"] == 20

@@ -13,7 +13,8 @@ HEAVY = ("jieba", "opencc", "torch", "lightgbm", "faiss", "sentence_transformers
 
 
 def test_parse_search_takes_plain_lines_and_leaves_the_rest_to_typer():
-    args = parse_search(["search", "red drill", "--index", "ix", "-k", "3", "--filter", "a=b", "--filter", "c<2", "--json"])
+    args = parse_search(["search", "red drill", "--index", "ix", "-k", "3", "--filter", "a=b", "--filter",
+                         "c<2", "--json"])
     assert args["query"] == "red drill" and args["k"] == 3 and args["filters"] == ["a=b", "c<2"] and args["as_json"]
     assert parse_search(["search", "--index", "ix"])["query"] == ""
     for argv in (["index", "x"], ["search", "--help"], ["search", "x", "--index", "ix", "-k", "many"],

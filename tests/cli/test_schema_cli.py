@@ -42,7 +42,8 @@ def test_index_with_columns_remembers_them(tmp_path):
     proc = run_main("index", str(bare), "--index", str(tmp_path / "ix"), check=False)
     assert proc.returncode == 2 and "first row looks like data" in proc.stderr
     assert not (tmp_path / "ix").exists()
-    assert last_json(run_main("index", str(bare), "--index", str(tmp_path / "ix"), "--columns", "sku,title,price", "--json"))["docs"] == 2
+    assert last_json(run_main("index", str(bare), "--index", str(tmp_path / "ix"), "--columns", "sku,title,price",
+                              "--json"))["docs"] == 2
     more = tmp_path / "more.csv"
     more.write_text("P3,Lamp,20\n")
     assert last_json(run_main("index", str(more), "--index", str(tmp_path / "ix"), "--json"))["docs"] == 3
@@ -64,7 +65,9 @@ def test_schema_with_only_an_id_merges_with_inference_and_says_what_merged(tmp_p
 
 def test_declared_field_empty_in_every_record_is_a_warning(tmp_path):
     schema = tmp_path / "s.toml"
-    schema.write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.nme]\nkind = "text"\n[fields.title]\nkind = "text"\n')
-    proc = run_main("index", str(FIXTURES / "products.jsonl"), "--index", str(tmp_path / "ix"), "--schema", str(schema), "--json")
+    schema.write_text('id = "sku"\n[fields.sku]\nkind = "keyword"\n[fields.nme]\nkind = '
+                      '"text"\n[fields.title]\nkind = "text"\n')
+    proc = run_main("index", str(FIXTURES / "products.jsonl"), "--index", str(tmp_path / "ix"), "--schema", str(schema),
+                    "--json")
     assert last_json(proc)["warnings"] == ["declared field nme was empty in every record (its source 'nme' was never "
                                            "found); check the field name or its `from` path"]

@@ -44,7 +44,9 @@ def test_compare_tiny_runs(tiny, fixtures: Path):
     assert result.queries == 5 and (result.missing_a, result.missing_b) == (1, 0)
     ndcg = result.metrics[0]
     assert ndcg.metric == "ndcg@10" and ndcg.delta == pytest.approx(b.mean() - a.mean())
-    assert 0 < ndcg.p_randomization <= 1 and 0 < ndcg.p_ttest <= 1
+    # the per-query scores of both runs reach the tests (randomization: same seed and permutations)
+    assert ndcg.p_randomization == randomization_test(a, b, permutations=2_000) and ndcg.p_ttest == paired_t_test(a, b)
+    assert ndcg.p_randomization != ndcg.p_ttest  # two different tests, not one number twice
     assert len(result.disagreements) == 5
     deltas = [abs(d.value_b - d.value_a) for d in result.disagreements]
     assert deltas == sorted(deltas, reverse=True) and deltas[-1] > 0

@@ -97,7 +97,8 @@ def test_shared_collections_load():
 
 
 @pytest.mark.parametrize("grade, message", [
-    ("1e9", "is not an integer"), ("٣", "is not an integer"), ("1_0", "is not an integer"), ("nan", "is not an integer"),
+    ("1e9", "is not an integer"), ("٣", "is not an integer"), ("1_0", "is not an integer"),
+    ("nan", "is not an integer"),
     ("9" * 5000, "is not an integer"), ("101", "outside -10..100"), ("-11", "outside -10..100"), ("5000", "outside"),
 ])
 def test_qrels_grades_are_small_plain_integers(tmp_path: Path, grade: str, message: str):

@@ -19,10 +19,12 @@ def test_split_queries_give_the_single_process_metrics(ray_local, tiny_encoder, 
     index = vector_index(tmp_path, tiny_encoder, 50)
     beir = tmp_path / "beir"
     docs = [json.loads(line) for line in (beir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
-    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": " ".join(d["text"].split()[1:4])}) + "\n"
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}",
+                                                            "text": " ".join(d["text"].split()[1:4])}) + "\n"
                                                 for i, d in enumerate(docs[:21])), encoding="utf-8")
     (beir / "qrels").mkdir()
-    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(docs[:21])))
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                            + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(docs[:21])))
     data = load_beir(beir, "dev")
     for pipeline in ("bm25", "hybrid"):
         local = evaluate(build_pipeline(pipeline, Index.open(index.path)), data, k=10, progress=False)

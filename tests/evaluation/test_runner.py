@@ -20,7 +20,8 @@ def test_evaluate_tiny(tiny, fixtures: Path, bm25, capsys):
     assert evaluation.per_query.qids == list(tiny.qrels) == list(evaluation.run)
     assert len(evaluation.latency_ms) == 5 and (evaluation.latency_ms > 0).all()
     assert all(0 < len(ranked) <= 5 for ranked in evaluation.run.values())
-    assert 0 < summary["ndcg@10"] <= 1 and summary["p50_ms"] <= summary["p99_ms"]
+    assert summary["ndcg@10"] == pytest.approx(float(evaluation.per_query.values["ndcg@10"].mean()))
+    assert 0 < summary["ndcg@10"] < 1 and summary["p50_ms"] <= summary["p99_ms"]
     assert capsys.readouterr().out == ""  # progress goes to stderr only
 
 

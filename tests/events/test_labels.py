@@ -41,12 +41,13 @@ def test_labels_grade_clicked_documents_and_ignore_bots_and_repeats():
     records, _, _ = simulated(1500)
     dataset, report = click_dataset(records)
     assert report["queries"] == 30 and dataset.split == "clicks"
-    tops = [max(g.values()) == max((v for d, v in g.items() if d.endswith("/d0")), default=-1) for g in dataset.qrels.values()]
+    tops = [max(g.values()) == max((v for d, v in g.items() if d.endswith("/d0")), default=-1)
+            for g in dataset.qrels.values()]
     assert sum(tops) >= 25  # the most attractive document has the top grade (ties allowed: grades are coarse)
     # a bot clicking everything on one query many times, and a shopper clicking one result ten times
     bot = [{"kind": "search", "search_id": f"b{i}", "query": "query 0", "session": "bot",
             "shown": [f"query 0/d{j}" for j in range(4, -1, -1)]} for i in range(600)]
-    bot += [{"kind": "click", "search_id": f"b{i}", "id": f"query 0/d4"} for i in range(600)]
+    bot += [{"kind": "click", "search_id": f"b{i}", "id": "query 0/d4"} for i in range(600)]
     _, with_bot = click_dataset(records + bot)
     assert with_bot["bot_searches"] == 600 and with_bot["bot_sessions"] == 1
     assert observations(records + bot).stats["clicks"] == observations(records).stats["clicks"]

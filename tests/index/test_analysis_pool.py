@@ -1,5 +1,4 @@
 """Analysis split between the writer's process and a worker gives the terms the writer would compute alone."""
-import json
 
 from souk.index import Index
 from souk.index.writer import AnalysisPool, analyze_rows
@@ -8,7 +7,8 @@ from souk.catalogs import read_catalog
 from support import FIXTURES
 
 SPECS = [("standard", "title"), ("standard", "text"), ("cjk_bigram", "text")]
-ROWS = [[f"Solar panel {i}", None if i % 7 == 0 else f"Rooftop 嘉頓蛋糕 panels convert sunlight {i}", f"面包 {i}"] for i in range(150)]
+ROWS = [[f"Solar panel {i}", None if i % 7 == 0 else f"Rooftop 嘉頓蛋糕 panels convert sunlight {i}", f"面包 {i}"]
+        for i in range(150)]
 
 
 def test_pool_matches_in_process_analysis():

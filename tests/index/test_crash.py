@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from souk.index import Index
 from support import SOUK
 
@@ -16,7 +18,8 @@ def write_catalog(path, n=N):
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             title = " ".join(words[(i * 7 + j) % len(words)] for j in range(6))
-            fh.write(json.dumps({"id": f"d{i}", "title": f"{title} item{i}", "brand": f"b{i % 9}", "price": i % 500}, ensure_ascii=False) + "\n")
+            fh.write(json.dumps({"id": f"d{i}", "title": f"{title} item{i}", "brand": f"b{i % 9}", "price": i % 500},
+                                ensure_ascii=False) + "\n")
 
 
 def committed_docs(index_dir):
@@ -39,6 +42,7 @@ def index_and_kill(catalog, index_dir, every, *extra):
     return cmd
 
 
+@pytest.mark.slow
 def test_kill_9_mid_indexing_keeps_last_commit(tmp_path):
     catalog, index_dir = tmp_path / "big.jsonl", tmp_path / "index"
     write_catalog(catalog)
@@ -57,6 +61,7 @@ def test_kill_9_mid_indexing_keeps_last_commit(tmp_path):
     assert Index.open(index_dir).searcher().num_docs == N
 
 
+@pytest.mark.slow
 def test_kill_9_mid_vector_indexing_keeps_vectors_and_docs_in_step(tmp_path):
     from souk.ranking.pipeline import build_pipeline
     from souk.retrieval.dense import vector_set

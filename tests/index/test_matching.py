@@ -41,7 +41,8 @@ def build(tmp_path, name: str, query: dict | None = None) -> Index:
         "price": {"kind": "number"}}, "query": query or {}})
     index = Index.create(tmp_path / name, schema)
     with index.writer() as w:
-        w.add([Record(i, {"id": d, "title": t, "category": c, "price": p}) for i, (d, t, c, p) in enumerate(PRODUCTS, 1)])
+        w.add([Record(i, {"id": d, "title": t, "category": c, "price": p})
+               for i, (d, t, c, p) in enumerate(PRODUCTS, 1)])
         w.commit()
     return index
 
@@ -138,7 +139,8 @@ def test_all_never_relaxes(tmp_path):
 def test_relaxing_drops_the_least_informative_word_and_says_so(strict):
     res = strict.search(SearchRequest("yoga keyboard exercise"))  # "-1": at most one word of three may go
     assert res.relaxed and res.total == res.partial > 0  # none holds two: a long query shows partial matches, flagged
-    assert strict.search(SearchRequest("yoga keyboard exercise", sort="price")).total == 0  # sorted: the matched set only
+    # sorted: the matched set only
+    assert strict.search(SearchRequest("yoga keyboard exercise", sort="price")).total == 0
     res = strict.search(SearchRequest("puzzle adults"))
     assert ids(res) == ["e6"] and not res.relaxed
     res = strict.search(SearchRequest("puzzle grownups"))  # a word no product holds goes first

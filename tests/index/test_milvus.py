@@ -59,10 +59,12 @@ def test_an_unmirrored_field_is_refused_with_the_fix():
 @pytest.mark.parametrize("change, message", [
     ({"uri": ""}, "uri"), ({"uri": "/tmp/x.sqlite"}, ".db"), ({"uri": "http://user:pw@host:19530"}, "credentials"),
     ({"uri": "ftp://host"}, "http"), ({"collection": "1abc"}, "collection"), ({"collection": "a-b"}, "collection"),
-    ({"mirror": "brand"}, "mirror"), ({"milvus_index": "DISKANN2"}, "milvus_index"), ({"transform": "pca:8"}, "transform"),
+    ({"mirror": "brand"}, "mirror"), ({"milvus_index": "DISKANN2"}, "milvus_index"),
+    ({"transform": "pca:8"}, "transform"),
 ])
 def test_bad_params_are_named(change, message):
-    params = {"uri": "x.db", "collection": "c", "mirror": None, "milvus_index": "AUTOINDEX", "transform": "none", **change}
+    params = {"uri": "x.db", "collection": "c", "mirror": None, "milvus_index": "AUTOINDEX", "transform": "none",
+              **change}
     with pytest.raises(ConfigError, match=message):
         check_params(params, "fields.embedding.params")
 
@@ -88,7 +90,8 @@ def test_a_missing_extra_is_named(monkeypatch):
 
 @pytest.mark.slow
 def test_a_keyword_search_never_imports_pymilvus_or_ray(demo_index):
-    code = ("import sys; from souk.engine import Engine; e = Engine.open(sys.argv[1]); e.search('milk', filters=['price<20']);"
+    code = ("import sys; from souk.engine import Engine; e = Engine.open(sys.argv[1]); e.search('milk', "
+            "filters=['price<20']);"
             "bad = [m for m in ('pymilvus', 'milvus_lite', 'ray') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code, str(demo_index)], check=True, cwd=REPO)
 
@@ -105,7 +108,8 @@ pytestmark_milvus = pytest.mark.skipif(not _installed("pymilvus", "milvus_lite")
 
 def products(n: int) -> list[dict]:
     words = ["chocolate biscuit", "green tea", "instant noodles", "milk powder", "soy sauce"]
-    return [{"sku": f"s{i}", "title": f"{words[i % 5]} {i}", "brand": [BRANDS[i % 4]] + (["Acme"] if i % 7 == 0 else []),
+    return [{"sku": f"s{i}", "title": f"{words[i % 5]} {i}", "brand": [BRANDS[i % 4]]
+             + (["Acme"] if i % 7 == 0 else []),
              "price": float(i % 23)} | ({"colour": "Red"} if i % 3 == 0 else {}) for i in range(n)]
 
 
@@ -145,7 +149,8 @@ def shop(tmp_path_factory, tiny_encoder):
 def test_filtered_search_returns_only_matches_and_k_of_them(shop):
     docs = {d["sku"]: d for d in products(120)}
     cases = [(["brand=acme"], lambda d: "Acme" in d["brand"]),
-             (["brand=GARDEN|嘉頓", "price<10"], lambda d: bool({"Garden", "嘉頓"} & set(d["brand"])) and d["price"] < 10),
+             (["brand=GARDEN|嘉頓", "price<10"], lambda d: bool({"Garden", "嘉頓"} & set(d["brand"]))
+              and d["price"] < 10),
              (['brand=Q"uote\\s', "price=3..12"], lambda d: 'Q"uote\\s' in d["brand"] and 3 <= d["price"] <= 12),
              (["brand!=Acme", "colour=red"], lambda d: "Acme" not in d["brand"] and d.get("colour") == "Red"),
              (["price=5|7"], lambda d: d["price"] in (5.0, 7.0))]

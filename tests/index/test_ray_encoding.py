@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from souk.errors import ConfigError
 from model_fakes import synthetic_texts
 from support import run_main
 
@@ -37,14 +36,17 @@ def test_index_with_ray_stores_the_same_vectors(ray_local, tiny_encoder, tmp_pat
     cat.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     schema = tmp_path / "s.toml"
     schema.write_text(f'id = "_id"\n[fields._id]\nkind = "keyword"\n[fields.text]\nkind = "text"\n'
-                      f'[fields.embedding]\nkind = "vector"\nparams = {{ model = "{tiny_encoder}", backend = "torch-fp32" }}\n')
+                      '[fields.embedding]\nkind = "vector"\nparams = '
+                      f'{{ model = "{tiny_encoder}", backend = "torch-fp32" }}\n')
     stored = {}
     encoded_here = []
     real = checkpoints.encode_resumable
-    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts) or real(enc, texts, **kw))
+    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts)
+                        or real(enc, texts, **kw))
     for name, extra in (("local", []), ("ray", ["--ray", "auto"])):
         encoded_here.clear()
-        out = run_main("index", str(cat), "--index", str(tmp_path / name), "--schema", str(schema), "--on-error", "skip",
+        out = run_main("index", str(cat), "--index", str(tmp_path / name), "--schema", str(schema), "--on-error",
+                       "skip",
                        "--commit-every", "40", "--json", *extra)
         assert json.loads(out.stdout.splitlines()[-1])["docs"] == 90
         index = Index.open(tmp_path / name)
@@ -77,7 +79,8 @@ def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny
 
     index = vector_index(tmp_path, tiny_encoder, 60)
     real, encoded_here = checkpoints.encode_resumable, []
-    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts) or real(enc, texts, **kw))
+    monkeypatch.setattr(checkpoints, "encode_resumable", lambda enc, texts, **kw: encoded_here.extend(texts)
+                        or real(enc, texts, **kw))
     out = reencode(index.path, str(tiny_english_encoder), ray="auto")
     assert not encoded_here  # the actors encoded every document
     monkeypatch.setattr(checkpoints, "encode_resumable", real)

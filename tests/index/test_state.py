@@ -64,7 +64,8 @@ def test_missing_keyword_dir_and_edited_manifest(index):
     manifest = json.loads((edited / "manifest.json").read_text())
     manifest["schema"]["fields"]["price"]["kind"] = "keyword"
     (edited / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexStateError, match="manifest says field 'price' has kind 'keyword', but the keyword index holds a f64"):
+    with pytest.raises(IndexStateError,
+                       match="manifest says field 'price' has kind 'keyword', but the keyword index holds a f64"):
         Index.open(edited)
     (edited / "manifest.json").write_text("[1, 2]")
     with pytest.raises(IndexStateError, match="is corrupt"):
@@ -74,7 +75,8 @@ def test_missing_keyword_dir_and_edited_manifest(index):
 @pytest.mark.parametrize("make, message", [
     (lambda d: (d / "f").write_text("x") and d / "f", "is a file, not an index directory"),
     (lambda d: (d / "f").write_text("x") and d / "f" / "sub", "lies under .*f, which is a file"),
-    (lambda d: (d / "dangling").symlink_to(d / "nowhere") or d / "dangling", "is a symlink to .*nowhere, which does not exist"),
+    (lambda d: (d / "dangling").symlink_to(d / "nowhere") or d / "dangling",
+     "is a symlink to .*nowhere, which does not exist"),
     (lambda d: ((d / "a").symlink_to(d / "b"), (d / "b").symlink_to(d / "a")) and d / "a", "is a symlink loop"),
 ])
 def test_index_paths_that_cannot_be_directories(tmp_path, make, message):
@@ -90,7 +92,9 @@ def test_creation_in_a_read_only_directory_is_one_line(tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     [(code, _, err)] = as_plain_user(["index", str(FIXTURES / "products.jsonl"), "--index", str(ro / "ix")])
-    assert code == 2 and err.strip().splitlines()[-1] == f"error: cannot create an index in {ro / 'ix'}: Permission denied"
+    assert (
+        code == 2 and err.strip().splitlines()[-1] == f"error: cannot create an index in {ro / 'ix'}: Permission denied"
+    )
     assert "Traceback" not in err and not (ro / "ix").exists()
 
 
@@ -105,7 +109,8 @@ def test_read_only_index_can_be_searched_and_stat_ed_without_a_lock(tmp_path):
     ix.chmod(0o555)
     try:
         search, stats, write = as_plain_user(["search", "--index", str(ix), "milk", "--filter", "brand=B1", "--json"],
-                                             ["stats", "--index", str(ix), "--json"], ["delete", "--index", str(ix), "1"])
+                                             ["stats", "--index", str(ix), "--json"],
+                                             ["delete", "--index", str(ix), "1"])
         assert search[0] == 0, search[2]
         res = json.loads(search[1].splitlines()[-1])
         assert res["total"] == 13 and {h["doc"]["brand"][0] for h in res["hits"]} == {"b1"}
@@ -142,7 +147,8 @@ def test_reader_in_process_is_marked_read_only(tmp_path, monkeypatch):
     def locked_out(path):  # the first open (in the index dir itself) fails like on read-only media
         calls.append(path)
         if len(calls) == 1:
-            raise ValueError('Failed to acquire Lockfile: IoError(Os { code: 30, kind: ReadOnlyFilesystem, message: "Read-only file system" }). None')
+            raise ValueError('Failed to acquire Lockfile: IoError(Os { code: 30, kind: ReadOnlyFilesystem, message: '
+                             '"Read-only file system" }). None')
         return real_open(path)
 
     monkeypatch.setattr(store.tantivy.Index, "open", staticmethod(locked_out))
@@ -182,7 +188,8 @@ def test_full_disk_keeps_the_last_commit(tmp_path):
     ix = tmp_path / "ix"
     build(ix, ROWS[:5])
     catalog = tmp_path / "more.jsonl"
-    catalog.write_text("".join(json.dumps({"sku": f"m{i}", "title": f"word{i} " * 20, "price": i}) + "\n" for i in range(6_000)))
+    catalog.write_text("".join(json.dumps({"sku": f"m{i}", "title": f"word{i} " * 20, "price": i}) + "\n"
+                               for i in range(6_000)))
 
     def small_files():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like ENOSPC

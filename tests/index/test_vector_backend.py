@@ -74,7 +74,9 @@ def test_both_backends_meet_the_protocol():
 @pytest.fixture
 def indexes(tmp_path, tiny_encoder):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    return vector_index(tmp_path / "a", tiny_encoder, 30, index="numpy-exact"), vector_index(tmp_path / "b", tiny_encoder, 30)
+    return vector_index(tmp_path / "a", tiny_encoder, 30, index="numpy-exact"), vector_index(
+        tmp_path / "b", tiny_encoder, 30
+    )
 
 
 def test_dense_search_on_the_numpy_backend_matches_faiss_flat(indexes):

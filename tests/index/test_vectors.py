@@ -1,5 +1,4 @@
 """VectorSet over FAISS backends, on vectors of the tiny random-weight encoder (no MiniLM needed)."""
-import json
 import shutil
 from types import SimpleNamespace
 
@@ -15,7 +14,8 @@ from souk.models import encode_resumable, load_encoder
 from model_fakes import synthetic_texts, vector_index
 
 N = 200
-MIN_RECALL = {"flat": 1.0, "hnsw": 0.95, "sq8": 0.9, "ivfpq": 0.075}  # ivfpq: 200 docs train a coarse 2-bit PQ (chance 0.05; seen 0.09-0.11)
+# ivfpq: 200 docs train a coarse 2-bit PQ (chance 0.05; seen 0.09-0.11)
+MIN_RECALL = {"flat": 1.0, "hnsw": 0.95, "sq8": 0.9, "ivfpq": 0.075}
 
 
 def check(**params):
@@ -125,7 +125,8 @@ def test_load_refuses_a_file_that_does_not_match_its_checksum(corpus, params, tm
 
 def test_pca_reduces_dimensions_for_documents_and_queries(corpus, params):
     vs = VectorSet.build(corpus.keys, corpus.x, params(transform="pca:16"))
-    assert vs.backend.dim == 16 and vs.memory_bytes() < VectorSet.build(corpus.keys, corpus.x, params()).memory_bytes() / 1.5
+    assert vs.backend.dim == 16 and vs.memory_bytes() < VectorSet.build(corpus.keys, corpus.x,
+                                                                        params()).memory_bytes() / 1.5
     found, _ = vs.search(corpus.x[:20], 1)  # documents find themselves through the fitted projection
     assert (found[:, 0] == corpus.keys[:20]).mean() >= 0.95
 

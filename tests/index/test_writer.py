@@ -51,14 +51,19 @@ def test_delete(index):
 
 
 def test_on_error_fail_commits_nothing_and_names_every_problem(index):
-    bad = recs({"sku": "1", "title": "ok"}, {"title": "no id"}, {"sku": "3", "price": "cheap"}, {"sku": "4", "title": "ok too"})
+    bad = recs({"sku": "1", "title": "ok"}, {"title": "no id"}, {"sku": "3", "price": "cheap"},
+               {"sku": "4", "title": "ok too"})
     bad.append(Record(5, None, "invalid UTF-8"))
     with index.writer() as w:
         with pytest.raises(DocumentError) as e:
             w.add(bad, on_error="fail")
         w.commit()
     msg = str(e.value)
-    assert "line 2: sku: missing id" in msg and "line 3: price: expected a number" in msg and "line 5: invalid UTF-8" in msg
+    assert (
+        "line 2: sku: missing id" in msg
+        and "line 3: price: expected a number" in msg
+        and "line 5: invalid UTF-8" in msg
+    )
     assert "nothing from this batch was committed" in msg
     assert index.searcher().num_docs == 0
 

@@ -46,6 +46,7 @@ def test_bf16_agrees_with_fp32(tiny_encoder):
     assert not np.array_equal(fp32, bf16)  # it really ran in bf16
 
 
+@pytest.mark.slow
 def test_auto_picks_a_path_whose_agreement_clears_the_bar(tiny_encoder, tmp_path, monkeypatch):
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
     config = EncoderConfig(model=str(tiny_encoder))
@@ -90,7 +91,9 @@ def test_minilm_fp32_matches_sentence_transformers(texts):
     from souk.models import model_card
 
     ours = get_encoder(EncoderConfig(backend="torch-fp32")).encode(texts)
-    peer = SentenceTransformer(str(model_card("all-MiniLM-L6-v2").path), device="cpu").encode(texts, normalize_embeddings=True)
+    peer = SentenceTransformer(str(model_card("all-MiniLM-L6-v2").path), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
     assert np.allclose(ours, peer, atol=1e-4)
 
 
@@ -120,7 +123,11 @@ def test_exports_are_built_once_and_rebuilt_when_damaged_or_foreign(tiny_encoder
     assert exported(card, "test", build) == out and len(builds) == 1  # verified, reused
     assert (out / "verified.json").exists() and exported(card, "test", build) == out and len(builds) == 1
     (out / "model.bin").write_bytes(b"tampered")
-    assert exported(card, "test", build) == out and len(builds) == 2 and (out / "model.bin").read_bytes() == b"weights" * 10
+    assert (
+        exported(card, "test", build) == out
+        and len(builds) == 2
+        and (out / "model.bin").read_bytes() == b"weights" * 10
+    )
     (out / "extra.onnx").write_bytes(b"x")  # a file the export did not list
     exported(card, "test", build)
     assert len(builds) == 3 and not (out / "extra.onnx").exists()
@@ -140,6 +147,7 @@ def test_capped_to_avx2_offers_only_paths_that_run_there(monkeypatch):
     assert BACKENDS["torch-fp32"].missing(m) is None
 
 
+@pytest.mark.slow
 def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tiny_encoder, tmp_path, monkeypatch):
     from souk.models.backends import cached_choice
 

@@ -77,6 +77,7 @@ def test_token_cache_loads_missing_ids_once_and_drops_the_oldest():
     assert calls[-1] == ["a"]  # evicted as the least recently used
 
 
+@pytest.mark.slow
 def test_a_model_directory_round_trips_and_the_path_choice_is_cached(tiny_cross, monkeypatch, tmp_path):
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
     path = tiny_cross["index"] / "models" / tiny_cross["outcome"].model
@@ -98,7 +99,8 @@ def test_minilm_packs_a_long_document_to_its_budget():
 
     base = model_card("all-MiniLM-L6-v2").path
     packer = PairPacker(base / "tokenizer.json", FieldLimits())
-    ids, _ = packer.pack(packer.tokens(["does aspirin help?"], 32)[0], packer.doc_tokens([("Aspirin", "word " * 400)])[0])
+    ids, _ = packer.pack(packer.tokens(["does aspirin help?"], 32)[0],
+                         packer.doc_tokens([("Aspirin", "word " * 400)])[0])
     assert len(ids) == FieldLimits().max_length and packer.tok.id_to_token(ids[0]) == "[CLS]"
 
 

@@ -32,7 +32,8 @@ def test_truncation_and_normalization_change_the_vectors(tiny_encoder, encoder):
     short = load_encoder(tiny_encoder, backend="torch-fp32", max_length=8).encode([text])
     raw = load_encoder(tiny_encoder, backend="torch-fp32", normalize=False).encode([text])
     assert not np.allclose(short, encoder.encode([text]), atol=1e-3)
-    assert abs(np.linalg.norm(raw) - 1.0) > 1e-3 and np.allclose(raw / np.linalg.norm(raw), encoder.encode([text]), atol=1e-5)
+    assert abs(np.linalg.norm(raw) - 1.0) > 1e-3 and np.allclose(raw / np.linalg.norm(raw), encoder.encode([text]),
+                                                                 atol=1e-5)
 
 
 def test_unknown_backends_and_cross_encoders_are_refused(tiny_encoder, tiny_cross_encoder):

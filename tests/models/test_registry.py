@@ -26,7 +26,9 @@ def test_a_directory_loads_by_path_with_what_its_manifest_says(tiny_encoder, tin
     card = model_card(tiny_encoder)
     assert (card.kind, card.dim, card.reads_han, card.name) == ("bi-encoder", 32, True, str(tiny_encoder.resolve()))
     assert model_card(str(tiny_encoder)) == card
-    assert text_coverage(str(tiny_encoder), "跑步鞋") == 1.0 and text_coverage(str(tiny_english_encoder), "跑步鞋") == 0.0
+    assert (
+        text_coverage(str(tiny_encoder), "跑步鞋") == 1.0 and text_coverage(str(tiny_english_encoder), "跑步鞋") == 0.0
+    )
     assert model_card(tiny_cross_encoder).kind == "cross-encoder"
 
 
@@ -47,7 +49,8 @@ def test_sentence_transformers_folders_load_only_when_souk_pools_the_same_way(ti
     pooling = {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}
     (st / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
     assert model_card(st).dim == 32
-    (st / "1_Pooling" / "config.json").write_text(json.dumps({**pooling, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({**pooling, "pooling_mode_cls_token": True,
+                                                              "pooling_mode_mean_tokens": False}))
     with pytest.raises(ModelError, match="pooling"):
         model_card(st)
 
@@ -62,7 +65,8 @@ def test_a_changed_model_gets_a_new_version(tiny_encoder, tmp_path):
 @pytest.mark.parametrize("break_it, message", [
     (lambda p: (p / "tokenizer.json").unlink(), "tokenizer.json"),
     (lambda p: (p / "config.json").unlink(), "config.json"),
-    (lambda p: write_model_manifest(p, "bi-encoder", reads_han=True) and (p / MODEL_MANIFEST).write_text('{"kind": "ranker"}'), "ranker"),
+    (lambda p: write_model_manifest(p, "bi-encoder", reads_han=True)
+     and (p / MODEL_MANIFEST).write_text('{"kind": "ranker"}'), "ranker"),
 ])
 def test_broken_directories_say_what_is_wrong(break_it, message, tiny_encoder, tmp_path):
     copy = shutil.copytree(tiny_encoder, tmp_path / "copy")

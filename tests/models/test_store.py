@@ -140,6 +140,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
                      max_leaves=12)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(max_size=200) | _json.map(lambda v: json.dumps({"ltr": v}).encode()))
 def test_property_any_active_json_resolves_inside_models_or_is_one_clear_error(tmp_path, content):

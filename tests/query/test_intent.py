@@ -135,7 +135,8 @@ def test_training_records_its_choices(tiny):
 
 def test_too_few_classes_and_bad_config_are_refused(tiny):
     one = LabeledQueries(["a b", "c d", "e f"], ["x", "x", OOS], source="one.tsv")
-    with pytest.raises(DatasetError, match="one.tsv: an intent model needs at least 2 labels other than 'oos', found 1: x"):
+    with pytest.raises(DatasetError,
+                       match="one.tsv: an intent model needs at least 2 labels other than 'oos', found 1: x"):
         IntentModel.train(one, CHAR)
     with pytest.raises(ConfigError, match="train_oos"):
         IntentConfig(train_oos="sometimes")
@@ -205,6 +206,7 @@ def test_without_oos_examples_held_out_classes_stand_in():
 
 
 # ---- catalog pseudo-queries ------------------------------------------------------------------
+@pytest.mark.slow
 def test_catalog_categories_train_a_category_classifier(demo_index):
     from souk.index import Index
 
@@ -219,7 +221,8 @@ def test_catalog_categories_train_a_category_classifier(demo_index):
     # no oos examples in a catalog: the threshold comes from held-out classes, so unrelated queries are oos
     cv = model.info["metrics"]["cv"]["without"]
     assert 0.0 < model.threshold < 0.9 and cv["oos_from"] == "held-out classes" and cv["in_scope_accuracy"] > 0.8
-    assert [p.label for p in model.predict(["iphone charger", "car insurance quote", "手机壳", "running shoes"])] == [OOS] * 4
+    assert [p.label for p in model.predict(["iphone charger", "car insurance quote", "手机壳",
+                                            "running shoes"])] == [OOS] * 4
     with pytest.raises(ConfigError, match="no keyword/text/stored field 'colour'"):
         catalog_queries(searcher, "colour")
     brands = catalog_queries(searcher, "category", text_fields=["brand_en"])
@@ -307,10 +310,12 @@ def test_a_shop_catalog_model_answers_oos_for_unrelated_queries(tmp_path):
     assert set(model.classes.tolist()) == set(keep)
     cv = model.info["metrics"]["cv"]["without"]
     assert model.threshold > 0.2 and cv["in_scope_accuracy"] > 0.85 and cv["oos_recall"] > 0.5, cv
-    inside = model.predict(["women's cotton kurta", "analog watch for men", "remote control car toy", "ceramic coffee mug"])
+    inside = model.predict(["women's cotton kurta", "analog watch for men", "remote control car toy",
+                            "ceramic coffee mug"])
     print([(p.label, p.confidence, p.top[:2]) for p in inside], model.threshold)
     assert [p.label for p in inside] == ["Clothing", "Watches", "Toys & School Supplies", "Kitchen & Dining"]
-    unrelated = model.predict(["iphone charger", "how do i reset my password", "car insurance quote", "laptop ram 16gb"])
+    unrelated = model.predict(["iphone charger", "how do i reset my password", "car insurance quote",
+                               "laptop ram 16gb"])
     assert sum(p.label == OOS for p in unrelated) >= 3, [(p.label, p.confidence) for p in unrelated]
 
 
@@ -329,7 +334,8 @@ def test_a_food_catalog_model_answers_oos_for_unrelated_queries(tmp_path):
     with open(SHARED / "catalogs" / "openfoodfacts" / "openfoodfacts-19k.tsv", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh, delimiter="\t")):
             if row["product_name"].strip() and row["level_2"].strip() and len(rows) < 3000:
-                rows.append({"id": str(i), "name": row["product_name"], "category": f"{row['level_1']} > {row['level_2']}"})
+                rows.append({"id": str(i), "name": row["product_name"],
+                             "category": f"{row['level_1']} > {row['level_2']}"})
     (tmp_path / "food.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     schema = Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}, "name": {"kind": "text"},
                                                       "category": {"kind": "keyword", "hierarchy": ">"}}})
@@ -349,7 +355,8 @@ def test_a_food_catalog_model_answers_oos_for_unrelated_queries(tmp_path):
 def test_familiarity_of_wording_in_english_and_chinese(tmp_path):
     from souk.query.intent import familiarity
 
-    titles = ["Garden lemon puff biscuits 200g", "Nissin cup noodles seafood", "嘉顿 柠檬夹心饼干", "日清 合味道 海鲜味 杯面"]
+    titles = ["Garden lemon puff biscuits 200g", "Nissin cup noodles seafood", "嘉顿 柠檬夹心饼干",
+              "日清 合味道 海鲜味 杯面"]
     vocab = familiarity.vocabulary(titles)
     assert vocab.dtype == np.uint32 and np.all(np.diff(vocab.astype(np.int64)) > 0)
     got = familiarity.shares(["lemon biscuits", "iphone charger", "柠檬饼干", "手机壳", "tv"], vocab)
@@ -398,7 +405,9 @@ def test_a_damaged_intent_model_turns_the_step_off_with_a_note(char_model, tmp_p
 
 def test_a_saved_model_directory_is_sealed_and_checked(char_model, tmp_path):
     out = char_model.save(tmp_path / "model")
-    assert set(json.loads((out / "manifest.json").read_text())["files"]) == {p.name for p in out.iterdir()} - {"manifest.json"}
+    assert set(json.loads((out / "manifest.json").read_text())["files"]) == {p.name for p in out.iterdir()} - {
+        "manifest.json"
+    }
     weights = next(p for p in out.iterdir() if p.suffix == ".npz")
     weights.write_bytes(weights.read_bytes()[:-10])
     with pytest.raises(ModelError, match="model model is damaged"):

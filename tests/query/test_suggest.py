@@ -98,7 +98,8 @@ def _one_edit(a: str, b: str) -> bool:
         return False
     if len(a) == len(b):
         diff = [i for i in range(len(a)) if a[i] != b[i]]
-        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
     if abs(len(a) - len(b)) != 1:
         return False
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
@@ -125,7 +126,8 @@ def test_cache_per_commit(tmp_path):
     assert texts(again.suggest("nis", 3)) == texts(first.suggest("nis", 3))
     assert len(list((tmp_path / "ix" / "cache").glob("suggest-*.npz"))) == 1
     extra = tmp_path / "extra.jsonl"
-    extra.write_text(json.dumps({"sku": "Z1", "title": "Wireless Charger Pad", "brand": "Anker", "category": "Phone Accessories", "price": 1.0}) + "\n")
+    extra.write_text(json.dumps({"sku": "Z1", "title": "Wireless Charger Pad", "brand": "Anker",
+                                 "category": "Phone Accessories", "price": 1.0}) + "\n")
     with index.writer() as w:
         w.add(read_catalog(extra))
         w.commit()
@@ -148,7 +150,8 @@ def test_bad_input(products, product_index):
 
 
 def test_latency_on_the_demo_catalog(demo):
-    prefixes = [w[:n] for w in ["chocolate", "milk powder", "朱古力饼干", "pingguo", "instant noodles", "garden", "xuegao"]
+    prefixes = [w[:n] for w in ["chocolate", "milk powder", "朱古力饼干", "pingguo", "instant noodles",
+                                "garden", "xuegao"]
                 for n in range(1, len(w) + 1)]
     times = []
     for p in prefixes * 3:

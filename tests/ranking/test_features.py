@@ -72,7 +72,8 @@ def test_misspelt_words_count_as_fuzzy_cover(env):
 
 def test_body_span_order_and_unknown_terms(env):
     f = features(env, "apple pie")
-    # body terms (stopwords gone): d1 [sweet red appl pie cream], d2 [pie made one appl], d3 [crust pie], d4 [grandma bake]
+    # body terms (stopwords gone): d1 [sweet red appl pie cream], d2 [pie made one appl],
+    # d3 [crust pie], d4 [grandma bake]
     assert f["text.body.first"][:3].tolist() == [2, 0, 1] and np.isnan(f["text.body.first"][3])
     assert f["text.body.span"][0] == 1.0 and f["text.body.span"][1] == 2.0  # pie .. appl: 4 terms for 2
     assert f["text.body.bigram"][:2].tolist() == [1, 0]  # d2 has both words, not in query order
@@ -136,7 +137,9 @@ def test_a_field_copying_two_sources_adds_up_its_parts(tmp_path):
     env = FeatureEnv.open(index.searcher())
     fs = FeatureSet(env, ["text", "signal"])
     assert list(env.terms.units) == ["all", "title", "text"]
-    assert [c for c in fs.columns if c.startswith("text.all.")] == [f"text.all.{c}" for c in ("bm25", "bm25_rank", "cover", "idf_cover", "len")]
+    assert [c for c in fs.columns if c.startswith("text.all.")] == [
+        f"text.all.{c}" for c in ("bm25", "bm25_rank", "cover", "idf_cover", "len")
+    ]
     pipe = build_pipeline("bm25", index.searcher())
     run = pipe.run(pipe.plan("solar panels electricity"), 10)
     X = fs.matrix(run.plan, run.ranking)

@@ -44,7 +44,8 @@ def test_match_features_count_exact_matches_per_level(parts):
 
 def test_stage_reorders_candidates_and_keeps_unknown_ones_last(parts):
     stage = InteractStage(StageContext(parts[0]), {})
-    ranking = Ranking(["d20", "nope", "d11", "d13"], np.array([3.0, 2.0, 1.0, 0.5], np.float32), {"bm25": np.ones(4, np.float32)})
+    ranking = Ranking(["d20", "nope", "d11", "d13"], np.array([3.0, 2.0, 1.0, 0.5], np.float32),
+                      {"bm25": np.ones(4, np.float32)})
     out = stage.rerank(QueryPlan("华为手机截屏", "华为手机截屏"), ranking)
     order = [out.ids[i] for i in np.argsort(-out.scores, kind="stable")]
     assert order[0] == "d11" and order[-1] == "nope" and set(out.ids) == set(ranking.ids)

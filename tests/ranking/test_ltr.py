@@ -47,7 +47,8 @@ def publish_tiny_model(path, groups=("text", "signal", "number", "query"), round
 def test_no_model_means_unavailable_and_an_optional_ltr_is_skipped(shop):
     with pytest.raises(StageUnavailable, match="souk fit"):
         build_pipeline("ltr", Index.open(shop))
-    pipe = build_pipeline("mine", Index.open(shop), {"stages": [{"stage": "recall"}, {"stage": "ltr", "optional": True}]})
+    pipe = build_pipeline("mine", Index.open(shop),
+                          {"stages": [{"stage": "recall"}, {"stage": "ltr", "optional": True}]})
     plan = pipe.plan("red drill")
     assert pipe.run(plan, 5).ranking.ids and any("stage ltr skipped" in n for n in plan.notes)
 
@@ -150,17 +151,21 @@ def test_cli_and_server_on_an_index_with_a_damaged_ltr_model(damaged_shop):
 
     for damage in ("cut 10%", "root loop"):
         path = str(damaged_shop(damage, reseal=damage == "root loop"))
-        full = run_souk("search", "red drill", "--index", path, "--pipeline", "full", "--json", check=False, timeout=120)
+        full = run_souk("search", "red drill", "--index", path, "--pipeline", "full", "--json", check=False,
+                        timeout=120)
         assert full.returncode == 0, full.stderr
         found = json.loads(full.stdout.strip().splitlines()[-1])
         assert found["hits"] and any("stage ltr skipped" in n for n in found["notes"])
         ltr = run_souk("search", "red drill", "--index", path, "--pipeline", "ltr", check=False, timeout=120)
         assert ltr.returncode == 2 and "Traceback" not in ltr.stderr
-        assert [x for x in ltr.stderr.splitlines() if x.strip()] == [next(x for x in ltr.stderr.splitlines() if "error" in x)]
+        assert [x for x in ltr.stderr.splitlines() if x.strip()] == [
+            next(x for x in ltr.stderr.splitlines() if "error" in x)
+        ]
         assert "model ltr-1 is damaged" in ltr.stderr
     port = free_port()
     env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", path, "--port", str(port), "--warm", "keyword,ltr"],
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", path, "--port", str(port), "--warm",
+                             "keyword,ltr"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -184,8 +189,15 @@ def test_cli_and_server_on_an_index_with_a_damaged_ltr_model(damaged_shop):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_values = st.none() | st.booleans() | st.integers(-10, 10 ** 6) | st.floats() | st.text(max_size=12) | \
-    st.lists(st.integers(0, 5) | st.text(max_size=5), max_size=3) | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 10**6)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.lists(st.integers(0, 5) | st.text(max_size=5), max_size=3)
+    | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+)
 
 
 def _leaves(value, path=()):

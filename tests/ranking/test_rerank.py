@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,7 +159,8 @@ def _header_lies(model):
     """A safetensors header claiming a tensor far beyond the file."""
     import struct
 
-    header = b'{"bert.embeddings.word_embeddings.weight":{"dtype":"F32","shape":[999999999,4],"data_offsets":[0,15999999984]}}'
+    header = (b'{"bert.embeddings.word_embeddings.weight":'
+              b'{"dtype":"F32","shape":[999999999,4],"data_offsets":[0,15999999984]}}')
     (model / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 64)
     return True
 

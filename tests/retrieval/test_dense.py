@@ -97,7 +97,8 @@ def test_hybrid_options_are_checked(tiny, options, key):
 
 
 def test_hybrid_options_take_effect(tiny):
-    pipe = build_pipeline("hybrid", tiny, {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
+    pipe = build_pipeline("hybrid", tiny,
+                          {"fusion": "rrf", "rrf_k": 10, "weights": {"dense": 0.0}, "depth": {"bm25": 20}})
     p = pipe.recall_stage
     assert (p.fusion, p.rrf_k, p.weights["dense"], p.depth["bm25"]) == ("rrf", 10.0, 0.0, 20)
     q = "solar electricity"

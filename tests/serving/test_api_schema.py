@@ -28,13 +28,15 @@ def report_cases():
     yield
     out = REPO / ".artifacts"
     out.mkdir(exist_ok=True)
-    (out / "api-fuzz.json").write_text(json.dumps({"cases": sum(n for k, n in TRIED.items() if not k.startswith("variant ")),
+    (out / "api-fuzz.json").write_text(json.dumps({"cases": sum(n for k, n in TRIED.items()
+                                                                if not k.startswith("variant ")),
                                                     "by_operation": dict(TRIED)}, indent=1))
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=40 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_generated_request_yields_a_server_error(case):
@@ -59,6 +61,7 @@ def framed_client(served_index):
 VARIANTS = ("chunked", "host", "content-type", "chunked")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=40 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 def test_generated_requests_reframed_stay_4xx(case, framed_client):
@@ -77,10 +80,12 @@ def test_generated_requests_reframed_stay_4xx(case, framed_client):
     method, url = kwargs.pop("method"), kwargs.pop("url")
     plain = framed_client.request(method, url, headers=headers, content=body, **kwargs)
     if variant == "host":
-        res = framed_client.request(method, url, headers={**headers, "Host": "rebind.evil.example"}, content=body, **kwargs)
+        res = framed_client.request(method, url, headers={**headers, "Host": "rebind.evil.example"}, content=body,
+                                    **kwargs)
         assert res.status_code == 400 and res.json()["kind"] == "HostError", res.text[:300]
     elif variant == "content-type" and method in ("POST", "PUT", "PATCH"):
-        res = framed_client.request(method, url, headers={**headers, "Content-Type": "text/plain"}, content=body, **kwargs)
+        res = framed_client.request(method, url, headers={**headers, "Content-Type": "text/plain"}, content=body,
+                                    **kwargs)
         assert res.status_code in (401, 403, 415), res.text[:300]
     else:
         pieces = [body[i:i + 7] for i in range(0, len(body or b""), 7)] if body else []

@@ -22,7 +22,8 @@ def test_search_get_and_post_agree_and_carry_facets(client):
 
 def test_filters_sort_pages_and_explain(client):
     first = client.get("/search", params={"q": "milk", "filter": "price<20", "sort": "price", "size": 5}).json()
-    second = client.get("/search", params={"q": "milk", "filter": "price<20", "sort": "price", "size": 5, "page": 2}).json()
+    second = client.get("/search", params={"q": "milk", "filter": "price<20", "sort": "price", "size": 5,
+                                           "page": 2}).json()
     prices = [h["doc"]["price"] for h in first["hits"] + second["hits"]]
     assert prices == sorted(prices) and max(prices) < 20
     assert not {h["id"] for h in first["hits"]} & {h["id"] for h in second["hits"]}
@@ -47,7 +48,8 @@ def test_collapse_fills_the_page_and_limits_its_depth(client):
 
 
 def test_writes_are_searchable_from_the_next_request_and_deletable(client):
-    doc = {"code": "ZZ1", "name": {"en": "Quokka Crunch Bar 40g", "zh-Hans": "短尾矮袋鼠脆条"}, "prices": [{"price": 3.5}]}
+    doc = {"code": "ZZ1", "name": {"en": "Quokka Crunch Bar 40g", "zh-Hans": "短尾矮袋鼠脆条"},
+           "prices": [{"price": 3.5}]}
     ack = client.post("/documents", json=[doc])
     assert ack.status_code == 200 and ack.json()["written"] == 1
     assert [h["id"] for h in client.get("/search", params={"q": "quokka"}).json()["hits"]] == ["ZZ1"]
@@ -84,7 +86,8 @@ def test_body_limits_and_malformed_json(client):
     assert client.post("/documents", content=b"{bad", headers={"Content-Type": "application/json"}).status_code == 400
     assert client.post("/documents", content=b"{bad").status_code == 415  # no content type: not JSON
     assert client.post("/documents", json={"code": "a"}).status_code == 400
-    huge = client.post("/documents", content=b"[]", headers={"Content-Length": str(64 * 1024 * 1024), "Content-Type": "application/json"})
+    huge = client.post("/documents", content=b"[]",
+                       headers={"Content-Length": str(64 * 1024 * 1024), "Content-Type": "application/json"})
     assert huge.status_code == 413
 
 
@@ -105,7 +108,8 @@ def test_keys_gate_reads_and_writes(served_index):
     keys = Keys(admin="a" * 20, search="s" * 20)
     c = TestClient(create_app(served_index, keys))
     assert c.get("/search", params={"q": "tea"}).status_code == 401
-    assert c.get("/search", params={"q": "tea"}, headers={"Authorization": "Bearer wrongwrongwrongwrong"}).status_code == 401
+    assert c.get("/search", params={"q": "tea"},
+                 headers={"Authorization": "Bearer wrongwrongwrongwrong"}).status_code == 401
     assert c.get("/search", params={"q": "tea"}, headers={"Authorization": "Bearer " + "s" * 20}).status_code == 200
     assert c.post("/documents", json=[], headers={"Authorization": "Bearer " + "s" * 20}).status_code == 403
     assert c.post("/documents", json=[], headers={"Authorization": "Bearer " + "a" * 20}).status_code == 200
@@ -125,6 +129,7 @@ FUZZ = {"cases": 0}
 text = st.text(max_size=40)
 
 
+@pytest.mark.slow
 @settings(max_examples=150 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 @given(q=text, filters=st.lists(text, max_size=3), facets=st.lists(text, max_size=2), sort=st.none() | text,
        page=st.integers(-5, 20_000), size=st.integers(-5, 200), pipeline=st.sampled_from(["keyword", "bm25", "x", ""]),
@@ -139,9 +144,13 @@ def test_fuzzed_search_requests_never_fail_the_server(client, q, filters, facets
 
 
 @settings(max_examples=60 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                         lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
-                         max_leaves=12))
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+        max_leaves=12,
+    )
+)
 def test_fuzzed_document_batches_never_fail_the_server(client, body):
     res = client.post("/documents", params={"on_error": "skip"}, content=json.dumps(body).encode(),
                       headers={"Content-Type": "application/json"})

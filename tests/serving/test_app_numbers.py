@@ -20,12 +20,15 @@ def test_an_integer_beyond_range_is_a_record_error_and_skip_keeps_the_rest(clien
     assert client.get("/health").json()["docs"] == before
     skipped = client.post("/documents", params={"on_error": "skip"}, content=body.encode(),
                           headers={"Content-Type": "application/json"})
-    assert skipped.status_code == 200 and skipped.json()["written"] == 1 and skipped.json()["rejected"][0]["record"] == 2
+    assert (
+        skipped.status_code == 200 and skipped.json()["written"] == 1 and skipped.json()["rejected"][0]["record"] == 2
+    )
     ndjson = client.post("/documents", content=(_doc("NB3", literal) + "\n").encode(),
                          headers={"Content-Type": "application/x-ndjson"})
     assert ndjson.status_code == 422
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(digits=st.integers(1, 6000), negative=st.booleans(), where=st.sampled_from(["price", "code", "name", "extra"]))
 def test_property_integers_of_any_size_anywhere_never_give_a_500(client, digits, negative, where):

@@ -4,7 +4,8 @@ from souk.serving.display import display_config, format_value, price_field
 
 
 def schema(**price):
-    return Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}, "weight": {"kind": "number", "unit": "g"},
+    return Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"},
+                                                    "weight": {"kind": "number", "unit": "g"},
                                                     "price": {"kind": "number", **price},
                                                     "cat": {"kind": "keyword", "hierarchy": "|"}}})
 

@@ -11,6 +11,7 @@ from souk.events.log import EventLog
 from souk.serving.app import create_app
 from souk.serving.auth import Keys
 from souk.serving.events import Experiment, Exploration
+from support import sign_test_p
 
 ADMIN, SEARCH = "a" * 20, "s" * 20
 
@@ -29,12 +30,15 @@ def test_searches_carry_ids_and_clicks_are_logged_durably(own_index):
     assert isinstance(got["search_id"], str) and got["search_id"] != posted["search_id"]
     one = {"search_id": got["search_id"], "type": "click", "id": got["hits"][1]["id"], "position": 2}
     assert client.post("/events", json=one).status_code == 202
-    many = [{"search_id": posted["search_id"], "type": t, "id": posted["hits"][0]["id"]} for t in ("click", "cart", "purchase")]
+    many = [{"search_id": posted["search_id"], "type": t, "id": posted["hits"][0]["id"]}
+            for t in ("click", "cart", "purchase")]
     assert client.post("/events", json=many).json() == {"accepted": 3}
     records = list(EventLog(own_index).read())
     searches = {r["search_id"]: r for r in records if r["kind"] == "search"}
     milk = searches[got["search_id"]]
-    assert milk["session"] == "shopper-1" and milk["query"] == "milk" and milk["shown"] == [h["id"] for h in got["hits"]]
+    assert (
+        milk["session"] == "shopper-1" and milk["query"] == "milk" and milk["shown"] == [h["id"] for h in got["hits"]]
+    )
     assert searches[posted["search_id"]]["offset"] == 3 and "warm up" not in {s["query"] for s in searches.values()}
     assert [r["kind"] for r in records if r["kind"] != "search"] == ["click", "click", "cart", "purchase"]
 
@@ -105,7 +109,8 @@ def test_exploration_moves_one_document_from_below_the_page_onto_it_and_logs_it(
     searches = [r for r in EventLog(own_index).read() if r["kind"] == "search" and r.get("explore")]
     assert len(searches) == 20 and all(s["explore"]["to"] == s["shown"].index(s["explore"]["id"]) + 1 for s in searches)
     assert len(places) > 1  # the newcomer is shown at random places
-    by_price = client.get("/search", params={"q": "chocolate", "size": 4, "sort": "price", "pipeline": "keyword"}).json()
+    by_price = client.get("/search", params={"q": "chocolate", "size": 4, "sort": "price",
+                                             "pipeline": "keyword"}).json()
     explored = client.get("/search", params={"q": "chocolate", "size": 4, "sort": "price"}).json()
     assert explored["pipeline"] == "explore:keyword" and explored["hits"] == by_price["hits"]  # sorted: not moved
 

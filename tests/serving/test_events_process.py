@@ -67,7 +67,8 @@ def test_kill_9_during_a_stream_of_events_loses_no_acknowledged_event(demo_index
     proc = start(index, port)  # a new server takes the log over (cutting any torn tail) and keeps appending
     try:
         _, res = call(f"{base}/search?q=chocolate&size=3")
-        status, _ = call(f"{base}/events", {"search_id": res["search_id"], "type": "purchase", "id": res["hits"][0]["id"]})
+        status, _ = call(f"{base}/events",
+                         {"search_id": res["search_id"], "type": "purchase", "id": res["hits"][0]["id"]})
         assert status == 202
         old = acked[0][0]
         status, _ = call(f"{base}/events", {"search_id": old, "type": "cart", "id": acked[0][1]})

@@ -67,8 +67,10 @@ def docs_named(client, word):
 
 def test_host_policy_answers_the_bound_address_and_configured_names():
     loop = HostPolicy("127.0.0.1", ("shop.example",))
-    assert all(loop.allows(h) for h in ["127.0.0.1:8000", "localhost", "LOCALHOST:1", "[::1]:80", "shop.example", "shop.example."])
-    assert not any(loop.allows(h) for h in ["evil.example", "127.0.0.1.evil.example", "", None, "shop.example.evil", "10.0.0.1"])
+    assert all(loop.allows(h)
+               for h in ["127.0.0.1:8000", "localhost", "LOCALHOST:1", "[::1]:80", "shop.example", "shop.example."])
+    assert not any(loop.allows(h)
+                   for h in ["evil.example", "127.0.0.1.evil.example", "", None, "shop.example.evil", "10.0.0.1"])
     wild = HostPolicy("0.0.0.0")
     assert wild.allows("10.1.2.3:8000") and wild.allows("[fe80::1]") and not wild.allows("rebind.evil.example")
     assert HostPolicy("0.0.0.0", ("*",)).allows("anything.example")
@@ -99,11 +101,13 @@ def test_key_is_checked_before_the_body_is_read(guarded):
 
 def test_cross_origin_writes_and_non_json_bodies_are_refused(guarded):
     doc = json.dumps([{"code": "XO1", "name": {"en": "Xylophone origin test"}}])
-    plain = guarded.post("/documents", content=doc, headers={"Content-Type": "text/plain", "Origin": "http://evil.example", **auth()})
+    plain = guarded.post("/documents", content=doc,
+                         headers={"Content-Type": "text/plain", "Origin": "http://evil.example", **auth()})
     assert plain.status_code == 403 and plain.json()["kind"] == "OriginError"
     assert guarded.post("/documents", content=doc, headers={"Content-Type": "text/plain", **auth()}).status_code == 415
     assert guarded.post("/documents", content=doc, headers={**JSON, "Origin": "null", **auth()}).status_code == 403
-    assert guarded.post("/search", content=b'{"q": "x"}', headers={"Content-Type": "application/x-ndjson", **auth()}).status_code == 415
+    assert guarded.post("/search", content=b'{"q": "x"}',
+                        headers={"Content-Type": "application/x-ndjson", **auth()}).status_code == 415
     assert docs_named(guarded, "xylophone") == 0
     same = guarded.post("/documents", content=doc, headers={**JSON, "Origin": "http://127.0.0.1:8000", **auth()})
     cors = guarded.post("/documents", content=doc, headers={**JSON, "Origin": "https://shop.example", **auth()})
@@ -154,11 +158,17 @@ def test_delete_answers_whether_the_id_existed_and_takes_slashes(plain):
 
 def test_ndjson_skips_only_bad_lines_and_keeps_u2028_inside_strings(plain):
     client = plain
-    body = ('{"code": "N1", "name": {"en": "Numbat\u2028line"}}\n{bad\n{"code": "N2", "name": {"en": "Numbat two"}}\n').encode()
+    body = (
+        '{"code": "N1", "name": {"en": "Numbat\u2028line"}}\n{bad\n{"code": "N2", "name": {"en": "Numbat two"}}\n'
+    ).encode()
     nd = {"Content-Type": "application/x-ndjson"}
     assert client.post("/documents", content=body, headers=nd).status_code == 400  # on_error=fail: the batch
     res = client.post("/documents", params={"on_error": "skip"}, content=body, headers=nd).json()
-    assert res["written"] == 2 and [r["record"] for r in res["rejected"]] == [2] and "line 2" in res["rejected"][0]["message"]
+    assert (
+        res["written"] == 2
+        and [r["record"] for r in res["rejected"]] == [2]
+        and "line 2" in res["rejected"][0]["message"]
+    )
 
 
 def test_metric_labels_stay_bounded(plain):
@@ -171,21 +181,26 @@ def test_metric_labels_stay_bounded(plain):
 
 # ---- property-based ----------------------------------------------------------------------------------
 token = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-./+;= "), max_size=30)
-content_types = st.sampled_from(["application/json", "application/x-ndjson", "text/plain", "application/x-www-form-urlencoded",
-                                 "multipart/form-data; boundary=x", "application/json; charset=utf-8", "APPLICATION/JSON",
+content_types = st.sampled_from(["application/json", "application/x-ndjson", "text/plain",
+                                 "application/x-www-form-urlencoded",
+                                 "multipart/form-data; boundary=x", "application/json; charset=utf-8",
+                                 "APPLICATION/JSON",
                                  "application/jsonx", "", "application/ndjson", "text/json"]) | token
 hosts = st.sampled_from(["127.0.0.1:8000", "localhost", "shop.example", "evil.example", "127.0.0.1.nip.io", "[::1]", "",
                          "0.0.0.0", "shop.example:443", "SHOP.EXAMPLE", "xn--80ak6aa92e.com"]) | token
-origins = st.none() | st.sampled_from(["http://127.0.0.1:8000", "https://shop.example", "http://evil.example", "null", ""]) | token
+origins = st.none() | st.sampled_from(["http://127.0.0.1:8000", "https://shop.example", "http://evil.example", "null",
+                                       ""]) | token
 keys_sent = st.sampled_from([None, ADMIN, SEARCH, "wrong" * 4, ""])
 
 
 @settings(max_examples=120 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
-@given(method=st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH"]), path=st.sampled_from(["/search", "/documents", "/documents/zz", "/health"]),
+@given(method=st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH"]),
+       path=st.sampled_from(["/search", "/documents", "/documents/zz", "/health"]),
        host=hosts, origin=origins, ctype=content_types, key=keys_sent,
        chunks=st.lists(st.binary(max_size=2000) | st.just(b'[{"code": "F1", "name": {"en": "fuzz"}}]'), max_size=4),
        chunked=st.booleans())
-def test_hostile_headers_and_bodies_get_a_4xx_or_an_answer(guarded, method, path, host, origin, ctype, key, chunks, chunked):
+def test_hostile_headers_and_bodies_get_a_4xx_or_an_answer(guarded, method, path, host, origin, ctype, key, chunks,
+                                                           chunked):
     """Whatever the Host, Origin, key, content type and (chunked) body: never a 5xx, every error JSON with
     a request id, a refused Host / Origin / type / key is refused in that order of precedence."""
     headers = {"Host": host, "Content-Type": ctype}

@@ -19,6 +19,7 @@ def server(served_index):
     proc.wait(10)
 
 
+@pytest.mark.slow
 def test_shopper_types_filters_and_pages(server):
     sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -44,18 +45,22 @@ def test_shopper_types_filters_and_pages(server):
             value, count = brand.get_attribute("data-value"), int(brand.locator(".count").text_content())
             brand.click()
             try:
-                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{count} ')", timeout=15000)
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{count} ')",
+                                       timeout=15000)
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "page-facet-fail.png"), full_page=True)
-                raise AssertionError(f"{value} {count}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
+                raise AssertionError(f"{value} {count}: {page.text_content('#summary')} {page.input_value('#q')} "
+                                     f"{page.text_content('#active-filters')}")
             assert page.locator("#active-filters .chip").count() == 1
             assert all(value in t for t in page.locator("#results .hit .meta").all_text_contents())
             page.locator("#active-filters .chip").click()
             try:
-                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{total:,} ')", timeout=15000)
+                page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{total:,} ')",
+                                       timeout=15000)
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "page-chip-fail.png"), full_page=True)
-                raise AssertionError(f"{total}: {page.text_content('#summary')} {page.input_value('#q')} {page.text_content('#active-filters')}")
+                raise AssertionError(f"{total}: {page.text_content('#summary')} {page.input_value('#q')} "
+                                     f"{page.text_content('#active-filters')}")
 
             first_page = page.locator("#results .hit h2").all_text_contents()
             page.click("#next")
@@ -82,6 +87,7 @@ def test_shopper_types_filters_and_pages(server):
             browser.close()
 
 
+@pytest.mark.slow
 def test_search_waits_for_input_method_composition(server):
     sync_api = browser_or_skip()
     with sync_api.sync_playwright() as p:
@@ -136,6 +142,7 @@ def shop_server(tmp_path_factory):
     proc.wait(10)
 
 
+@pytest.mark.slow
 def test_page_shows_the_catalogs_currency_and_a_category_drill_down(shop_server):
     sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -173,6 +180,7 @@ def test_page_shows_the_catalogs_currency_and_a_category_drill_down(shop_server)
             browser.close()
 
 
+@pytest.mark.slow
 def test_relaxed_results_say_which_words_they_may_lack(server):
     sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)

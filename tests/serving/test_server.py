@@ -2,6 +2,7 @@
 import asyncio
 import socket
 
+import pytest
 import uvicorn
 
 from souk.serving.server import tcp_listener
@@ -34,6 +35,7 @@ def test_listener_for_workers_is_tcp_and_accepted_connections_skip_nagle():
     assert seen == {"nodelay": 1}
 
 
+@pytest.mark.slow
 def test_serve_says_serving_only_once_the_port_answers(demo_index):
     """The "serving on" line is the signal scripts wait for: one request right after it must be answered."""
     import os
@@ -46,7 +48,8 @@ def test_serve_says_serving_only_once_the_port_answers(demo_index):
     port = free_port()
     env = {**os.environ, "SOUK_ADMIN_KEY": "", "SOUK_SEARCH_KEY": ""}
     proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(demo_index), "--port", str(port),
-                             "--workers", "2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "--workers", "2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
     try:
         lines = []
         for line in proc.stderr:

@@ -13,7 +13,6 @@ import shutil
 import socket
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -187,10 +186,12 @@ def test_wrong_host_and_cross_site_writes_are_refused(open_server):
     assert request(port, "GET", "/health", {"Host": "rebind.evil.example"})[0] == 400
     assert request(port, "GET", "/health", {"Host": f"localhost:{port}"})[0] == 200
     doc = json.dumps([{"code": "CSRF1", "name": {"en": "Numbat overwritten"}}])
-    status, _ = request(port, "POST", "/documents", {"Content-Type": "text/plain", "Origin": "http://evil.example"}, doc)
+    status, _ = request(port, "POST", "/documents", {"Content-Type": "text/plain", "Origin": "http://evil.example"},
+                        doc)
     assert status == 403
     assert request(port, "POST", "/documents", {"Content-Type": "text/plain"}, doc)[0] == 415
-    assert request(port, "POST", "/documents", {"Content-Type": "application/json", "Host": "evil.example"}, doc)[0] == 400
+    assert request(port, "POST", "/documents", {"Content-Type": "application/json", "Host": "evil.example"},
+                   doc)[0] == 400
     _, found = request(port, "GET", "/search?q=numbat%20overwritten")
     assert json.loads(found)["total"] == 0, "nothing was written"
 
@@ -202,7 +203,8 @@ def test_metrics_stay_bounded_after_3000_requests_with_random_methods(open_serve
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for i in range(3000):
         method = "".join(rng.choice(letters) for _ in range(rng.randint(1, 12)))
-        conn.putrequest(method, f"/{rng.choice(['search', 'x', 'documents', 'metrics'])}/{i}", skip_accept_encoding=True)
+        conn.putrequest(method, f"/{rng.choice(['search', 'x', 'documents', 'metrics'])}/{i}",
+                        skip_accept_encoding=True)
         conn.endheaders()
         res = conn.getresponse()
         res.read()

@@ -52,6 +52,7 @@ def batch(n, start_at):
             for i in range(start_at, start_at + n)]
 
 
+@pytest.mark.slow
 def test_searches_answer_while_batches_are_written(own_index):
     """Two worker processes: writes from two clients queue for the index, and an acknowledged write is
     found by the next search whichever worker answers it."""
@@ -76,7 +77,9 @@ def test_searches_answer_while_batches_are_written(own_index):
                 assert status == 200 and ack["written"] == 25
                 for _ in range(3):  # each search may land on either worker
                     _, found = call(base + f"/search?q=w{b * 25 + 24}x")
-                    assert [h["id"] for h in found["hits"]] == [f"W{b * 25 + 24}"], "an acknowledged write is searchable at once"
+                    assert [h["id"] for h in found["hits"]] == [f"W{b * 25 + 24}"], (
+                        "an acknowledged write is searchable at once"
+                    )
             except Exception as e:  # noqa: BLE001 - every failure is counted
                 errors.append(repr(e))
 
@@ -108,6 +111,7 @@ def call_after_restart(index, path):
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_kill_9_loses_no_acknowledged_write(own_index):
     port = free_port()
     proc = start(own_index, port)

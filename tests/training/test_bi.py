@@ -48,13 +48,17 @@ def fitted(tmp_path_factory):
     return {"index": root / "index", "base": base, "outcome": outcome, "before": before, "dev": dev}
 
 
+@pytest.mark.slow
 def test_the_fit_learns_beyond_the_starting_encoder(fitted):
     manifest = fitted["outcome"].manifest
     assert manifest["dev"]["ndcg@10"] >= manifest["dev"]["start_ndcg@10"] + 0.05, manifest["training"]["curve"]
     assert manifest["kind"] == "bi-encoder" and manifest["active"] and manifest["device"] == "cpu"
-    assert manifest["activation"]["docs"] == 72 and manifest["activation"]["previous_model"] == str(fitted["base"].resolve())
+    assert manifest["activation"]["docs"] == 72 and manifest["activation"]["previous_model"] == str(
+        fitted["base"].resolve()
+    )
 
 
+@pytest.mark.slow
 def test_the_corpus_is_reencoded_and_queries_use_the_new_model(fitted):
     index = Index.open(fitted["index"])
     model = ModelStore(index.path).active("bi")
@@ -72,6 +76,7 @@ def test_the_corpus_is_reencoded_and_queries_use_the_new_model(fitted):
     assert manifest["base"] == str(fitted["base"].resolve()) and (model / "curve.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_failed_reencoding_leaves_index_and_active_models(fitted, monkeypatch):
     index_path = fitted["index"]
     store = ModelStore(index_path)
@@ -95,6 +100,7 @@ def test_a_failed_reencoding_leaves_index_and_active_models(fitted, monkeypatch)
     assert Index.open(index_path).searcher().stored_bytes("embedding")[1] == vectors_before
 
 
+@pytest.mark.slow
 def test_reencode_refuses_what_it_cannot_do(fitted, tmp_path):
     from souk.index.vectors.reencode import reencode
     from model_fakes import write_tiny_bert
@@ -127,6 +133,7 @@ def test_infonce_does_not_push_a_query_away_from_its_own_document_seen_twice():
     assert torch.isfinite(q.grad).all()
 
 
+@pytest.mark.slow
 def test_bi_applies_to_an_index_with_one_vector_field_it_can_read(fitted, product_index):
     index = Index.open(fitted["index"])
     assert bi.applies(index.schema, index)  # the tiny base reads every script

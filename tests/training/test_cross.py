@@ -20,8 +20,11 @@ def test_the_fit_learns_beyond_the_untrained_model(tiny_cross):
     assert dev["cross_ndcg@10"] >= dev["untrained_cross_ndcg@10"] + 0.1, manifest["training"]["curve"]
     assert manifest["kind"] == "cross-encoder" and manifest["device"] == "cpu"
     assert manifest["training"]["weak_groups"] > 0 and manifest["training"]["steps"] > 0
-    assert 0.0 <= manifest["combination"]["weight"] <= 1.0
-    assert set(manifest["held_out"]["by_weight"]) >= {"0.00", "1.00"}
+    weight, by_weight = manifest["combination"]["weight"], manifest["held_out"]["by_weight"]
+    assert set(by_weight) >= {"0.00", "1.00"} and manifest["held_out"]["weight"] == weight
+    # the mix kept is the best on the held-out train queries (the smallest weight on ties)
+    assert by_weight[f"{weight:.2f}"] == max(by_weight.values())
+    assert all(by_weight[w] < max(by_weight.values()) for w in by_weight if float(w) < weight)
     assert manifest["limits"] == {"max_length": 64, "query": 8, "title": 16}
 
 
@@ -31,7 +34,9 @@ def test_the_published_model_round_trips(tiny_cross):
     assert (path / "curve.png").stat().st_size > 0 and (path / "tokenizer.json").is_file()
     model = CrossEncoder(path, backend="torch-fp32")
     a = model.score("t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")])
-    b = CrossEncoder(path, backend="torch-fp32", batch_size=1).score("t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")])
+    b = CrossEncoder(path, backend="torch-fp32", batch_size=1).score(
+        "t4 red", [("t4 red", "kit set"), ("t9 blue", "wood metal")]
+    )
     assert a.shape == (2,) and np.allclose(a, b, atol=1e-5)
 
 

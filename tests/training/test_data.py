@@ -7,7 +7,8 @@ from souk.evaluation.datasets import Dataset
 from souk.training.data import DocTexts, judged_groups, pseudo_query, weak_groups
 
 ABSTRACT = ("Aspirin lowers the risk of stroke in older adults. We followed ten thousand patients for five years. "
-            "Bleeding events were more common among patients taking aspirin daily. Benefits outweighed harms in those at high risk.")
+            "Bleeding events were more common among patients taking aspirin daily. Benefits outweighed harms "
+            "in those at high risk.")
 
 
 def test_a_pseudo_query_is_removed_from_the_document_it_comes_from():
@@ -40,7 +41,8 @@ class FakeTexts(DocTexts):
 
 def test_judged_negatives_have_lower_grades_and_fill_from_the_pool():
     data = Dataset({"q": "drill"}, {"q": {"a": 3, "b": 1, "c": 0}})
-    groups = judged_groups(data, {"q": ["a", "x", "b", "c"]}, FakeTexts(), 3, np.random.default_rng(0), 3, pool=["p1", "p2"])
+    groups = judged_groups(data, {"q": ["a", "x", "b", "c"]}, FakeTexts(), 3, np.random.default_rng(0), 3,
+                           pool=["p1", "p2"])
     by_pos = {g.docs[0][0]: g for g in groups}
     assert set(by_pos) == {"a", "b"}
     a = by_pos["a"]

@@ -65,14 +65,21 @@ def test_bi_fits_on_ray_train_like_the_single_process_fit(ray_local, tmp_path):
     [remote] = fit(ray_ix, train, dev, ["bi"], budget_s=300, progress=False, options={"bi": OPTIONS}, ray_workers=2)
     m = remote.manifest
     assert m["distributed"] == {"engine": "ray-train", "workers": 2, "backend": "gloo", "cpus_per_worker": 0.5}
-    assert m["kind"] == "bi-encoder" and m["seed"] == 13 and m["params"] == local.manifest["params"] | {"threads": m["params"]["threads"]}
+    assert (
+        m["kind"] == "bi-encoder"
+        and m["seed"] == 13
+        and m["params"] == local.manifest["params"] | {"threads": m["params"]["threads"]}
+    )
     assert m["dev"]["start_ndcg@10"] == local.manifest["dev"]["start_ndcg@10"]  # same seed, same starting model
     assert m["dev"]["ndcg@10"] >= m["dev"]["start_ndcg@10"] + 0.05, m["training"]["curve"]
-    assert abs(m["dev"]["ndcg@10"] - local.manifest["dev"]["ndcg@10"]) <= 0.06, (m["dev"], local.manifest["dev"])  # measured 0.389 vs 0.364
+    # measured 0.389 vs 0.364
+    assert abs(m["dev"]["ndcg@10"] - local.manifest["dev"]["ndcg@10"]) <= 0.06, (m["dev"], local.manifest["dev"])
     model = ModelStore(ray_ix).active("bi")
     written = json.loads((model / "manifest.json").read_text())
     assert written["distributed"]["workers"] == 2 and (model / "curve.png").stat().st_size > 0
-    assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in ModelStore(local_ix).active("bi").iterdir())
+    assert sorted(p.name for p in model.iterdir()) == sorted(
+        p.name for p in ModelStore(local_ix).active("bi").iterdir()
+    )
     assert Index.open(ray_ix).manifest["vectors"]["embedding"]["model"] == str(model.resolve())
 
 

@@ -1,5 +1,4 @@
 """`fit` with an in-process fake fitter: budgets, publishing, and failures that leave models alone."""
-import time
 
 import pytest
 

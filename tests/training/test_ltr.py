@@ -78,7 +78,8 @@ def test_judged_only_trains_on_judged_candidates_and_rounds_can_be_fixed(shop):
     [everything] = fit(shop, TRAIN, None, ["ltr"], budget_s=120, seed=4, progress=False)
     [judged] = fit(shop, TRAIN, None, ["ltr"], budget_s=120, seed=4, progress=False,
                    options={"ltr": {"judged_only": True, "rounds": 7}})
-    rows = {o.model: read_model_manifest(ModelStore(shop).root / o.model)["train"]["rows"] for o in (everything, judged)}
+    rows = {o.model: read_model_manifest(ModelStore(shop).root / o.model)["train"]["rows"]
+            for o in (everything, judged)}
     judged_pairs = sum(len(g) for g in TRAIN.qrels.values())
     assert rows[judged.model] <= judged_pairs < rows[everything.model]
     assert read_model_manifest(ModelStore(shop).root / judged.model)["rounds"] == 7

@@ -66,6 +66,7 @@ def learned_doc_scores(model, terms, products, query):
     return ids, scores_for(model, terms, query, ids)
 
 
+@pytest.mark.slow
 def test_ipw_recovers_hidden_preferences_that_position_hides(shop):
     path, products = shop
     terms = TermStore.open(Index.open(path).searcher())
@@ -75,7 +76,9 @@ def test_ipw_recovers_hidden_preferences_that_position_hides(shop):
     learn(naive, terms, log, PositionBias(eta=0.0))
     assert stats.impressions == 3000 and stats.clicks > 500
     # weights of the named preference features point the hidden way
-    w = lambda m, kind, *parts: float(m.weights(np.asarray([m.coordinate(kind, *parts)]))[0])
+    def w(m, kind, *parts):
+        return float(m.weights(np.asarray([m.coordinate(kind, *parts)]))[0])
+
     learned = np.asarray([w(corrected, "keyword", "brand", "zenith"), w(corrected, "keyword", "brand", "acme"),
                           w(corrected, "number", "price")])
     hidden = np.asarray([HIDDEN["zenith"], HIDDEN["acme"], HIDDEN["price"]])
@@ -91,6 +94,7 @@ def test_ipw_recovers_hidden_preferences_that_position_hides(shop):
     assert tops_corrected >= 5 and tops_naive <= 2
 
 
+@pytest.mark.slow
 def test_the_clicks_stage_boosts_what_users_prefer(shop, tmp_path):
     path, products = shop
     log = tmp_path / "clicks.jsonl"
@@ -119,7 +123,8 @@ def test_an_id_repeated_in_shown_counts_its_click_once(shop, tmp_path):
     path, products = shop
     terms = TermStore.open(Index.open(path).searcher())
     log = tmp_path / "log.jsonl"
-    once = {"request": "r", "query": "drill", "shown": ["bolt-drill", "acme-drill", "zenith-drill"], "clicked": ["zenith-drill"]}
+    once = {"request": "r", "query": "drill", "shown": ["bolt-drill", "acme-drill", "zenith-drill"],
+            "clicked": ["zenith-drill"]}
     many = {**once, "shown": ["bolt-drill", "acme-drill", "zenith-drill"] + ["zenith-drill"] * 50 + ["acme-drill"]}
     log.write_text(json.dumps(once) + "\n" + json.dumps(many) + "\n")
     first, second = list(read_log(log))
@@ -131,7 +136,8 @@ def test_an_id_repeated_in_shown_counts_its_click_once(shop, tmp_path):
         assert (stats.examples, stats.clicks) == (3, 1)
         models.append(model)
     assert np.array_equal(models[0].z, models[1].z) and np.array_equal(models[0].n, models[1].n)
-    gap = {"request": "g", "query": "drill", "shown": ["bolt-drill", "bolt-drill", "acme-drill"], "clicked": ["acme-drill"]}
+    gap = {"request": "g", "query": "drill", "shown": ["bolt-drill", "bolt-drill", "acme-drill"],
+           "clicked": ["acme-drill"]}
     log.write_text(json.dumps(gap) + "\n")
     [imp] = read_log(log)
     assert imp.shown == ["bolt-drill", "acme-drill"] and imp.ranks == [1, 3]  # acme keeps its display rank 3
@@ -152,7 +158,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shown=st.lists(st.sampled_from(["acme-saw", "bolt-saw", "orbit-saw", "zenith-saw", "nope"]), min_size=1, max_size=30),
+@given(shown=st.lists(st.sampled_from(["acme-saw", "bolt-saw", "orbit-saw", "zenith-saw", "nope"]), min_size=1,
+                      max_size=30),
        data=st.data())
 def test_property_repeats_in_shown_never_add_clicks_or_examples(shop, shown, data):
     path, _ = shop
@@ -162,7 +169,9 @@ def test_property_repeats_in_shown_never_add_clicks_or_examples(shop, shown, dat
 
     imp = _impression("r", "saw", shown, clicked, set(), None)
     unique = list(dict.fromkeys(shown))
-    assert imp.shown == unique and (imp.ranks or list(range(1, len(unique) + 1))) == [shown.index(i) + 1 for i in unique]
+    assert imp.shown == unique and (imp.ranks or list(range(1, len(unique) + 1))) == [
+        shown.index(i) + 1 for i in unique
+    ]
     stats = learn(ClickModel(), terms, [imp], PositionBias())
     known = [i for i in unique if i != "nope"]
     assert stats.examples == len(known) and stats.clicks == len(clicked & set(known))

@@ -19,11 +19,17 @@ def test_manifest_says_what_was_learned_and_what_it_reads():
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "wordvec" and "han" in manifest["reads"]
     assert manifest["commit_id"] == Index.open(fitted_index()).searcher().commit_id
-    assert 0.0 <= manifest["fusion_weight"] <= 1.0
+    weight, held = manifest["fusion_weight"], manifest["fusion_held_out"]
+    if manifest["held_out_queries"]:  # the best weight on held-out train queries
+        assert held[str(weight)] == max(held.values())
+    else:  # under 50 train queries (this fixture) none are held out: the default weight, nothing measured
+        assert weight == 0.3 and held == {}
     assert manifest["curve"]["ndcg@10"][0] > 0.5  # untrained (random vectors, SIF weights): lexical matching
     assert manifest["features"]["chars"] > 0 and manifest["features"]["bigrams"] > 0
     assert (path / "curve.png").stat().st_size > 1000 and (path / "corpus" / "view.json").is_file()
-    interact = json.loads((store.root / sorted(p.name for p in store.root.glob("interact-*"))[-1] / "manifest.json").read_text())
+    interact = json.loads(
+        (store.root / sorted(p.name for p in store.root.glob("interact-*"))[-1] / "manifest.json").read_text()
+    )
     assert interact["kind"] == "interact" and interact["dev"]["recall_ndcg@10"] > 0
 
 

@@ -119,8 +119,10 @@ def _sq8(d: int, n: int):
 
 INDEX_TYPES: dict[str, IndexType] = {t.name: t for t in (
     IndexType("flat", _flat, lambda faiss, p, sel: faiss.SearchParameters(sel=sel)),
-    IndexType("hnsw", _hnsw, lambda faiss, p, sel: faiss.SearchParametersHNSW(sel=sel, efSearch=p["ef_search"]), removable=False),
-    IndexType("ivfpq", _ivfpq, lambda faiss, p, sel: faiss.SearchParametersIVF(sel=sel, nprobe=p["nprobe"]), native_ids=True),
+    IndexType("hnsw", _hnsw, lambda faiss, p, sel: faiss.SearchParametersHNSW(sel=sel, efSearch=p["ef_search"]),
+              removable=False),
+    IndexType("ivfpq", _ivfpq, lambda faiss, p, sel: faiss.SearchParametersIVF(sel=sel, nprobe=p["nprobe"]),
+              native_ids=True),
     IndexType("sq8", _sq8, lambda faiss, p, sel: faiss.SearchParameters(sel=sel)),
 )}
 
@@ -157,7 +159,8 @@ class FaissBackend:
             if not index.is_trained:
                 index.train(vectors)
             if self.kind.native_ids:
-                index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by key
+                # reconstruct and remove by key (mypy does not see DirectMap in faiss's SWIG-generated module)
+                index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
             self.index = index if self.kind.native_ids else faiss.IndexIDMap2(index)
         self.index.add_with_ids(vectors, keys)
 

@@ -77,7 +77,9 @@ def stored_vectors(searcher, name: str, params: dict) -> tuple[np.ndarray, np.nd
         raise IndexStateError(f"field {name!r} stores vectors of {odd[0] // 4} dims but its model "
                               f"{params['model']} gives {dim}; reindex the documents")
     data = b"".join(b for b, ok in zip(blobs, present) if ok)
-    return np.asarray(keys, dtype=np.int64)[present], np.frombuffer(data, dtype="<f4").reshape(-1, dim).astype(np.float32)
+    return np.asarray(keys, dtype=np.int64)[present], np.frombuffer(data, dtype="<f4").reshape(-1, dim).astype(
+        np.float32
+    )
 
 
 # ---- reading ---------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def model_record(params: dict[str, Any]) -> dict[str, Any]:
 
     config = encoder_config(params)
     choice = choose_backend(config) if config.backend == "auto" else cached_choice(config)
-    backend = config.backend if config.backend != "auto" else choice["backend"]
+    backend = choice["backend"] if config.backend == "auto" and choice is not None else config.backend
     query = params["query_backend"]
     if query in ("auto", "exact"):
         query = (choice or {}).get("backend" if query == "auto" else "exact", "torch-fp32")
@@ -67,7 +67,8 @@ def model_record(params: dict[str, Any]) -> dict[str, Any]:
     measured = {name: paths[name] for name in {backend, query, "torch-fp32"} if "docs_per_s" in paths.get(name, {})}
     return {"model": config.model, "dim": params["dim"], "max_length": config.max_length, "backend": backend,
             "query_backend": query, "measured": measured,
-            "machine": (choice or {}).get("machine", {}).get("cpu"), "capped_to_avx2": (choice or {}).get("capped_to_avx2")}
+            "machine": (choice or {}).get("machine", {}).get("cpu"),
+            "capped_to_avx2": (choice or {}).get("capped_to_avx2")}
 
 
 _READY: dict[tuple[str, int, str], list[np.ndarray]] = {}  # (model, max_length, text) -> vectors computed elsewhere
@@ -109,7 +110,8 @@ def _text(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def encode_documents(params: dict[str, Any], texts: list[str], progress: bool = True, description: str = "encoding") -> np.ndarray:
+def encode_documents(params: dict[str, Any], texts: list[str], progress: bool = True,
+                     description: str = "encoding") -> np.ndarray:
     """(len(texts), dim) float32 vectors of documents, for the writer to store; resumable (see
     `souk.models.checkpoints.encode_resumable`). Texts given to `precomputed_vectors` are not encoded again."""
     from souk.models.checkpoints import encode_resumable

@@ -84,7 +84,9 @@ def client(uri: str):
                 try:
                     import milvus_lite  # noqa: F401
                 except ImportError:
-                    raise ConfigError(f"a local Milvus file needs milvus-lite, part of the milvus extra: {EXTRA}") from None
+                    raise ConfigError(
+                        f"a local Milvus file needs milvus-lite, part of the milvus extra: {EXTRA}"
+                    ) from None
             try:
                 _CLIENTS[uri] = pm.MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
             except Exception as e:  # unreachable server, locked or damaged file: never echo the uri (a path)
@@ -138,7 +140,8 @@ def check_params(params: dict[str, Any], where: str) -> dict[str, Any]:
     if params["milvus_index"] not in MILVUS_INDEXES:
         raise ConfigError(f"{where}.milvus_index: expected one of {', '.join(MILVUS_INDEXES)}")
     if params["transform"] != "none":
-        raise ConfigError(f"{where}.transform: Milvus keeps the vectors as encoded; use \"none\" with index = \"milvus\"")
+        raise ConfigError(f"{where}.transform: Milvus keeps the vectors as encoded; use \"none\" "
+                          "with index = \"milvus\"")
     return params
 
 
@@ -463,7 +466,8 @@ def status(index_path: str | Path, field: str | None = None) -> dict[str, Any]:
     stamp = collection_commit(cl, params["collection"])
     rows = None
     if stamp is not None:
-        rows = int(_call("count rows", cl.query, params["collection"], filter="", output_fields=["count(*)"])[0]["count(*)"])
+        rows = int(_call("count rows", cl.query, params["collection"], filter="",
+                         output_fields=["count(*)"])[0]["count(*)"])
     return {"field": vf.name, "collection": params["collection"], "index_commit": commit, "milvus_commit": stamp,
             "in_step": stamp == commit, "rows": rows, "mirrored": list(mirrored_fields(index.schema, params))}
 
@@ -492,7 +496,8 @@ def move(index_path: str | Path, backend: str, uri: str | None = None, collectio
     index = Index.open(index_path)
     fields = [f for f in index.schema.vector_fields if field is None or f.name == field]
     if len(fields) != 1:
-        raise ConfigError(f"name the vector field to move (vector fields: {', '.join(f.name for f in index.schema.vector_fields) or 'none'})")
+        raise ConfigError("name the vector field to move (vector fields: "
+                          f"{', '.join(f.name for f in index.schema.vector_fields) or 'none'})")
     vf = fields[0]
     old = field_params(index, vf)
     params = core_params(old)

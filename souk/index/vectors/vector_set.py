@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sized
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,8 @@ class VectorSet:
     model-space vectors and applies the transform (and re-normalization) itself; an all-zero query row
     (a blank query) finds nothing."""
 
-    def __init__(self, backend, keys: np.ndarray, params: dict[str, Any], transform=None, meta: dict[str, Any] | None = None):
+    def __init__(self, backend, keys: np.ndarray, params: dict[str, Any], transform=None,
+                 meta: dict[str, Any] | None = None):
         self.backend = backend
         self.keys = np.asarray(keys, dtype=np.int64)
         self.params = params
@@ -117,7 +119,8 @@ class VectorSet:
         if self.transform is not None:
             faiss.write_VectorTransform(self.transform, str(folder / "transform.faiss"))
         files = sorted(f.name for f in folder.iterdir() if f.name != META)
-        self.meta.update(format=FORMAT, params=self.params, count=len(self.keys), checksums={f: _checksum(folder / f) for f in files})
+        self.meta.update(format=FORMAT, params=self.params, count=len(self.keys),
+                         checksums={f: _checksum(folder / f) for f in files})
         (folder / META).write_text(json.dumps(self.meta, indent=1))
 
     @classmethod

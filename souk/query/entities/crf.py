@@ -19,6 +19,10 @@ FORBIDDEN = -1e4
 class CRF(nn.Module):
     """Transition, start and end scores for `num_tags` tags."""
 
+    allowed: torch.Tensor  # buffers (registered in __init__)
+    allowed_start: torch.Tensor
+    allowed_end: torch.Tensor
+
     def __init__(self, num_tags: int, allowed: torch.Tensor | None = None,
                  allowed_start: torch.Tensor | None = None, allowed_end: torch.Tensor | None = None):
         super().__init__()
@@ -27,7 +31,8 @@ class CRF(nn.Module):
         self.start = nn.Parameter(torch.zeros(num_tags))
         self.end = nn.Parameter(torch.zeros(num_tags))
         ones = torch.ones(num_tags, dtype=torch.bool)
-        self.register_buffer("allowed", allowed if allowed is not None else torch.ones(num_tags, num_tags, dtype=torch.bool))
+        self.register_buffer("allowed", allowed if allowed is not None
+                             else torch.ones(num_tags, num_tags, dtype=torch.bool))
         self.register_buffer("allowed_start", allowed_start if allowed_start is not None else ones.clone())
         self.register_buffer("allowed_end", allowed_end if allowed_end is not None else ones.clone())
 
@@ -35,7 +40,11 @@ class CRF(nn.Module):
         def mask(x: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
             return torch.where(ok, x, torch.full_like(x, FORBIDDEN))
 
-        return mask(self.transitions, self.allowed), mask(self.start, self.allowed_start), mask(self.end, self.allowed_end)
+        return (
+            mask(self.transitions, self.allowed),
+            mask(self.start, self.allowed_start),
+            mask(self.end, self.allowed_end),
+        )
 
     def path_score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Score of the given tag paths, (batch,)."""

@@ -4,7 +4,7 @@ and its place in a jieba word (B/M/E/S). Plain Python (no torch), shared by trai
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 PAD, UNK = 0, 1
 BOS, EOS = "\x02", "\x03"  # sentence boundaries inside bigrams
@@ -59,10 +59,10 @@ class Lexicon:
     entity strings it stands first (B), inside (M), last (E) or alone (S), as a 4 x types bit mask.
     Every occurrence counts, overlapping ones too; the network learns how far to trust them."""
 
-    def __init__(self, words: dict[str, Iterable[str]]):
+    def __init__(self, words: Mapping[str, Iterable[str]]):
         self.types = sorted(words)
         self.words = {t: sorted(set(words[t])) for t in self.types}
-        self._trie: dict = {}
+        self._trie: Any = {}  # nested dicts: unit -> node; "" -> the bits of the types ending here
         for k, t in enumerate(self.types):
             for w in self.words[t]:
                 node = self._trie

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from souk.errors import ConfigError
 from souk.query.entities.entity import Entity
@@ -38,7 +38,7 @@ class Gazetteer:
     def __init__(self, entries: Iterable[tuple[str, str, str]] = (), min_chars: int = 2):
         self.min_chars = min_chars
         self._entries: list[tuple[str, str, str]] = []
-        self._trie: dict = {}
+        self._trie: Any = {}  # nested dicts: character -> node
         for surface, kind, value in entries:
             self.add(surface, kind, value)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -35,15 +35,19 @@ class BiLstmCrf(nn.Module):
         self.config = config
         # sparse gradients: an optimizer step touches only the rows of this batch's characters
         self.chars = nn.Embedding(n_chars, config.char_dim, padding_idx=0, sparse=True)
-        self.bigrams = nn.Embedding(n_bigrams, config.bigram_dim, padding_idx=0, sparse=True) if config.bigram_dim else None
+        self.bigrams = (
+            nn.Embedding(n_bigrams, config.bigram_dim, padding_idx=0, sparse=True) if config.bigram_dim else None
+        )
         self.segments = nn.Embedding(5, config.segment_dim, padding_idx=0) if config.segment_dim else None
         width = config.char_dim + 2 * config.bigram_dim + config.segment_dim + config.lexicon_width
         self.dropout = nn.Dropout(config.dropout)
         # two one-way LSTMs, the second over each sentence reversed within its length: exact on
         # right-padded batches without the cost of packed sequences
         lstm_dropout = config.dropout if config.layers > 1 else 0.0
-        self.forward_lstm = nn.LSTM(width, config.hidden, num_layers=config.layers, batch_first=True, dropout=lstm_dropout)
-        self.backward_lstm = nn.LSTM(width, config.hidden, num_layers=config.layers, batch_first=True, dropout=lstm_dropout)
+        self.forward_lstm = nn.LSTM(width, config.hidden, num_layers=config.layers, batch_first=True,
+                                    dropout=lstm_dropout)
+        self.backward_lstm = nn.LSTM(width, config.hidden, num_layers=config.layers, batch_first=True,
+                                     dropout=lstm_dropout)
         self.out = nn.Linear(2 * config.hidden, len(tags))
         self.crf = CRF(len(tags), *bio_constraints(tags))
 
@@ -87,13 +91,15 @@ class Ensemble(nn.Module):
                 getattr(self.crf, name).copy_(torch.stack([getattr(m.crf, name) for m in members]).mean(0))
 
     def emissions(self, batch: "Batch") -> torch.Tensor:
-        return torch.stack([m.emissions(batch) for m in self.members]).mean(0)
+        return torch.stack([cast(BiLstmCrf, m).emissions(batch) for m in self.members]).mean(0)
 
     def decode(self, batch: "Batch", scores: bool = True) -> tuple[list[list[int]], list[list[float]]]:
         return _decode(self.crf, self.emissions(batch), batch.mask, scores)
 
 
-def _decode(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor, scores: bool) -> tuple[list[list[int]], list[list[float]]]:
+def _decode(
+    crf: CRF, emissions: torch.Tensor, mask: torch.Tensor, scores: bool
+) -> tuple[list[list[int]], list[list[float]]]:
     paths = crf.decode(emissions, mask)
     if not scores:
         return paths, [[] for _ in paths]
@@ -113,7 +119,8 @@ class Batch:
     tags: torch.Tensor  # (B, L), 0 where padded
     mask: torch.Tensor  # (B, L) bool
     lengths: torch.Tensor  # (B,)
-    reversal: torch.Tensor  # (B, L): position i of row b reads position reversal[b, i] (each row reversed within its length)
+    # (B, L): position i of row b reads position reversal[b, i] (each row reversed within its length)
+    reversal: torch.Tensor
 
     @classmethod
     def of(cls, encoded: Sequence[Encoded], tags: Sequence[Sequence[int]] | None = None) -> "Batch":

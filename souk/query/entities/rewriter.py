@@ -5,7 +5,8 @@ boosts they become.
 [query]
 steps = ["syntax", "spell", "entities"]
 [query.entities]
-fields = ["brand", "category"]   # keyword fields whose values are the gazetteer (default: fields named like brand/category)
+# keyword fields whose values are the gazetteer (default: fields named like brand/category)
+fields = ["brand", "category"]
 aliases = {"日清" = "Nissin"}     # other names of catalog values
 tagger = "models/ner"            # optional `souk ner train` directory (relative to the index) or model name
 types = {HPPX = "brand"}         # tagger type -> keyword field its entities boost
@@ -27,6 +28,9 @@ from typing import Any, Literal
 from souk.errors import ConfigError, ModelUnavailable
 from souk.plugins import option_check, parse_options
 from souk.query.plan import QUERY_STEPS, QueryPlan
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 USES = ("boost", "filter", "none")
 _AT_LEAST_0 = option_check(lambda v: v >= 0, "a number >= 0")
@@ -53,7 +57,7 @@ class EntityOptions:
 class EntityRewriter:
     """Gazetteer (built from the index's keyword values once per snapshot) plus an optional tagger."""
 
-    def __init__(self, searcher: Any, options: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher, options: dict[str, Any] | None = None):
         from souk.query.entities.gazetteer import Gazetteer
 
         opts = parse_options("query.entities", options, EntityOptions)

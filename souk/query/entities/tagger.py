@@ -3,7 +3,8 @@
 A model directory holds `model.pt` (the network's state dict; an ensemble of `members` networks
 trained from different seeds when the manifest says so), `manifest.json` (kind
 "ner-tagger", tags, network sizes, features, seed, training data and dev metrics) and the vocabularies
-`chars.json` and `bigrams.json`, and the entity lexicon `lexicon.json`. torch is imported only when a tagger is loaded. Misuse: feeding
+`chars.json` and `bigrams.json`, and the entity lexicon `lexicon.json`. torch is imported only when a tagger is loaded.
+Misuse: feeding
 the network units normalized another way than `data.unit`/`text.char_key` (training and tagging
 share them).
 """
@@ -105,7 +106,8 @@ class Tagger:
         f = self.features
         manifest = {**self.manifest, **(extra or {}), "kind": KIND, "format": FORMAT, "tags": self.tags,
                     "network": self.network.config.to_dict(),
-                    "members": len(getattr(self.network, "members", [self.network])), "segments": "jieba" if f.segments else None,
+                    "members": len(getattr(self.network, "members", [self.network])), "segments": "jieba" if f.segments
+                    else None,
                     "vocab": {"chars": {"file": CHARS, "size": len(f.chars)},
                               "bigrams": {"file": BIGRAMS, "size": len(f.bigrams)}},
                     "lexicon": {"file": LEXICON, "words": {t: len(w) for t, w in f.lexicon.words.items()}}
@@ -145,7 +147,10 @@ class Tagger:
         try:
             chars = Vocab(json.loads((path / CHARS).read_text(encoding="utf-8")))
             bigrams = Vocab(json.loads((path / BIGRAMS).read_text(encoding="utf-8")))
-            lexicon = Lexicon(json.loads((path / LEXICON).read_text(encoding="utf-8"))) if manifest.get("lexicon") else None
+            lexicon = (
+                Lexicon(json.loads((path / LEXICON).read_text(encoding="utf-8"))) if manifest.get("lexicon") else None
+            )
+
             def member() -> BiLstmCrf:
                 return BiLstmCrf(NetworkConfig(**manifest["network"]), len(chars), len(bigrams), manifest["tags"])
 

@@ -10,10 +10,13 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from souk.analysis.values import PATH_JOINER
 from souk.errors import DatasetError
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 OOS = "oos"
 HEADER = ("text", "intent")
@@ -81,7 +84,7 @@ def read_labeled_tsv(path: str | Path) -> LabeledQueries:
     return LabeledQueries(texts, labels, source=str(path))
 
 
-def catalog_queries(searcher: Any, label_field: str, text_fields: Sequence[str] | None = None,
+def catalog_queries(searcher: Searcher, label_field: str, text_fields: Sequence[str] | None = None,
                     level: int = 1) -> LabeledQueries:
     """Pseudo-queries from an index: each document's `text_fields` values (default: the text fields with
     the highest boost, usually the titles) labeled with its `label_field` value; documents without a

@@ -20,6 +20,8 @@ from souk.plugins import Registry
 if TYPE_CHECKING:
     import scipy.sparse as sp  # imported where used: it costs half a second, and `souk search` loads this module
 
+    from souk.models.encoder import TransformerEncoder
+
 
 class FeatureBlock(Protocol):
     """One block of columns: fitted once on training texts, then a pure function of the text."""
@@ -61,7 +63,7 @@ class CharNgrams:
         if not 1 <= lo <= hi:
             raise ConfigError(f"char n-gram range must be 1 <= low <= high, got {lo}..{hi}")
         self.ngrams, self.min_df, self.max_features = (lo, hi), int(min_df), int(max_features)
-        self._vec = None
+        self._vec: Any = None  # a fitted sklearn TfidfVectorizer
 
     def _vectorizer(self, vocabulary: dict[str, int] | None = None):
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -117,7 +119,7 @@ class SentenceEmbedding:
     def __init__(self, model: str = "all-MiniLM-L6-v2", weight: float = 1.0, max_length: int = 64, threads: int = 1):
         self.model, self.weight, self.max_length, self.threads = model, float(weight), int(max_length), int(threads)
         self.backend = ""
-        self._encoder = None
+        self._encoder: TransformerEncoder | None = None
 
     def fit(self, texts: Sequence[str]) -> None:
         """Nothing to learn: the encoder is pretrained."""

@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from souk.query.intent.data import OOS, LabeledQueries, catalog_queries
 from souk.query.intent.features import Featurizer
 from souk.query.intent.threshold import (DEFAULT_OOS_SHARE, ThresholdChoice, choose_threshold,
                                          choose_threshold_without_oos, decide)
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 KIND = "intent-classifier"
 FORMAT = 1
@@ -96,9 +99,9 @@ class Prediction:
 class IntentModel:
     """A trained classifier. Invariant: `coef` has one row per entry of `classes`, one column per feature."""
 
-    def __init__(self, featurizer: Featurizer, classes: Sequence[str], coef: np.ndarray, intercept: np.ndarray,
-                 threshold: float, info: dict[str, Any] | None = None, familiarity: float | None = None,
-                 grams: np.ndarray | None = None):
+    def __init__(self, featurizer: Featurizer, classes: Sequence[str] | np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray, threshold: float, info: dict[str, Any] | None = None,
+                 familiarity: float | None = None, grams: np.ndarray | None = None):
         self.featurizer = featurizer
         self.classes = np.asarray(classes, dtype=object)
         self.coef = np.asarray(coef, dtype=np.float32)
@@ -135,7 +138,7 @@ class IntentModel:
             raise TypeError("predict takes a list of texts, not one string")
         probs = self.probabilities(texts)
         labels, confidence = decide(probs, self.classes, self.threshold if threshold is None else threshold)
-        if self.familiarity is not None and threshold is None:
+        if self.familiarity is not None and self.grams is not None and threshold is None:
             labels[familiarity.shares(list(texts), self.grams) < self.familiarity] = OOS
         best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(str(labels[i]), float(confidence[i]),
@@ -174,13 +177,17 @@ class IntentModel:
         gate, grams = None, None
         if data.oos_count == 0 and config.threshold is None:
             _say(progress, "familiarity of the wording, out of fold")
-            gate, grams = familiarity.calibrate(data.texts, config.folds, config.seed), familiarity.vocabulary(data.texts)
+            gate, grams = (
+                familiarity.calibrate(data.texts, config.folds, config.seed),
+                familiarity.vocabulary(data.texts),
+            )
         backend = getattr(next((b for b in featurizer.blocks if b.name == "minilm"), None), "backend", None)
         info = {
             "threshold_rule": THRESHOLD_RULE if config.threshold is None else "fixed by the caller",
             "hyper_parameters": {"c": config.c, "train_oos": config.train_oos, "oos_as_class": chosen == "with",
                                  "oos_share": config.oos_share,
-                                 "folds": config.folds, "max_iter": config.max_iter, "solver": _solver(config, len(classes))},
+                                 "folds": config.folds, "max_iter": config.max_iter,
+                                 "solver": _solver(config, len(classes))},
             "seed": config.seed,
             "metrics": {"cv": {v: cv[v].to_dict() for v in variants}},
             "training": {"source": data.source, "queries": len(data), "intents": len(intents), "oos": data.oos_count,
@@ -188,12 +195,13 @@ class IntentModel:
                          "seconds": {"features": round(t_features, 2), "cross_validation": round(t_cv, 2),
                                      "total": round(time.perf_counter() - t0, 2)}},
         }
-        if gate is not None:
-            info["familiarity"] = {"threshold": gate, "quantile": familiarity.DEFAULT_QUANTILE, "grams": int(len(grams))}
+        if gate is not None and grams is not None:
+            info["familiarity"] = {"threshold": gate, "quantile": familiarity.DEFAULT_QUANTILE,
+                                   "grams": int(len(grams))}
         return cls(featurizer, classes, coef, intercept, threshold, info, gate, grams)
 
     @classmethod
-    def from_catalog(cls, searcher: Any, label_field: str, text_fields: Sequence[str] | None = None,
+    def from_catalog(cls, searcher: Searcher, label_field: str, text_fields: Sequence[str] | None = None,
                      config: IntentConfig | None = None, progress: bool = False, level: int = 1) -> "IntentModel":
         """Category prediction for a shop without labeled queries: titles as pseudo-queries labeled with
         `label_field` (see `data.catalog_queries`). No oos examples: the threshold is calibrated on
@@ -213,7 +221,7 @@ class IntentModel:
 
     def write_files(self, directory: str | Path) -> None:
         """Write `weights.npz` into an existing directory (the caller writes the manifest)."""
-        arrays = {f"features.{k}": v for k, v in self.featurizer.arrays().items()}
+        arrays: dict[str, Any] = {f"features.{k}": v for k, v in self.featurizer.arrays().items()}
         if self.grams is not None:
             arrays["familiarity.grams"] = self.grams
         np.savez(Path(directory) / WEIGHTS, coef=self.coef, intercept=self.intercept,
@@ -258,7 +266,9 @@ class IntentModel:
         except Exception as e:  # a damaged zip, a missing array
             from souk.errors import ModelUnavailable
 
-            raise ModelUnavailable(f"model {path.name}: unreadable {WEIGHTS} ({type(e).__name__}); retrain it") from None
+            raise ModelUnavailable(
+                f"model {path.name}: unreadable {WEIGHTS} ({type(e).__name__}); retrain it"
+            ) from None
         featurizer = Featurizer.from_config(manifest["features"])
         featurizer.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("features.")})
         info = {k: v for k, v in manifest.items() if k in ("threshold_rule", "hyper_parameters", "seed", "metrics",
@@ -312,7 +322,8 @@ def _out_of_fold(x, y: np.ndarray, variant: str, config: IntentConfig) -> tuple[
     column = {c: i for i, c in enumerate(classes)}
     probs = np.zeros((len(y), len(classes)), dtype=np.float32)
     smallest = min(np.unique(y, return_counts=True)[1])
-    splitter = (StratifiedKFold if smallest >= config.folds else KFold)(config.folds, shuffle=True, random_state=config.seed)
+    splitter = (StratifiedKFold if smallest >= config.folds else KFold)(config.folds, shuffle=True,
+                                                                        random_state=config.seed)
     for train, test in splitter.split(np.zeros(len(y)), y):
         if len(set(y[train].tolist()) - {OOS}) < 2:
             continue  # too few labels in this fold to learn anything; its rows stay all-zero (never confident)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from souk.errors import ConfigError, ModelUnavailable
 from souk.plugins import POSITIVE_INT, parse_options
 from souk.query.plan import QUERY_STEPS, QueryPlan
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 STAGE = "intent"
 
@@ -60,7 +63,7 @@ class IntentRewriter:
 
     def rewrite(self, plan: QueryPlan) -> QueryPlan:
         if self.model is None:
-            plan.notes.append(self.note)
+            plan.notes.append(self.note or "query step intent skipped")
             return plan
         if plan.text.strip():
             prediction = self.model.predict([plan.text], k=self.k)[0]

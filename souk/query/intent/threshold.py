@@ -56,7 +56,7 @@ class ThresholdChoice:
             return self.in_scope_accuracy
         return (1 - self.oos_share) * self.in_scope_accuracy + self.oos_share * self.oos_recall
 
-    def to_dict(self) -> dict[str, float | None]:
+    def to_dict(self) -> dict[str, float | str | None]:
         return {"threshold": self.threshold, "in_scope_accuracy": self.in_scope_accuracy,
                 "oos_recall": self.oos_recall, "oos_share": self.oos_share, "objective": self.objective,
                 "oos_from": self.oos_from}

@@ -46,7 +46,9 @@ def test_forward_viterbi_and_marginals_match_enumeration(constrained):
                 expected = sum(v for p, v in probs.items() if p[t] == k)
                 assert float(marginals[b, t, k]) == pytest.approx(expected, abs=1e-9)
         tags = torch.tensor([paths[b] + [0] * (4 - n)])
-        assert float(crf.path_score(emissions[b: b + 1], tags, mask[b: b + 1]).detach()) == pytest.approx(scores[tuple(paths[b])])
+        assert float(crf.path_score(emissions[b : b + 1], tags, mask[b : b + 1]).detach()) == pytest.approx(
+            scores[tuple(paths[b])]
+        )
 
 
 def test_constrained_decoding_never_starts_inside_an_entity():

@@ -9,7 +9,9 @@ from souk.query.plan import QueryPlan
 
 
 def plan_of(searcher, text, **options):
-    return EntityRewriter(searcher, {"fields": ["brand", "category"], **options}).rewrite(QueryPlan(original=text, text=text))
+    return EntityRewriter(searcher, {"fields": ["brand", "category"], **options}).rewrite(
+        QueryPlan(original=text, text=text)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,8 @@ def searcher(product_index):
 def test_entities_are_listed_and_boost_recall(searcher):
     plain = searcher.bm25("anta running shoes", 10, relaxed=True)
     plan = plan_of(searcher, "anta running shoes")
-    assert [(e.type, e.value, e.source) for e in plan.entities] == [("brand", "Anta", "gazetteer"), ("category", "Shoes", "gazetteer")]
+    assert [(e.type, e.value, e.source) for e in plan.entities] == [("brand", "Anta", "gazetteer"),
+                                                                    ("category", "Shoes", "gazetteer")]
     assert {(b["field"], b["value"]) for b in plan.boosts} == {("brand", "Anta"), ("category", "Shoes")}
     boosted = searcher.bm25(plan.text, 10, relaxed=True, boosts=plan.boost_filters)
     assert set(plain.ids[:2]) == {"A9", "A10"} and boosted.ids[0] == "A10"  # the Anta shoe first
@@ -46,7 +49,8 @@ def test_tagger_entities_only_boost_through_their_mapped_field(searcher):
 
     class FakeTagger:  # a seam: the real tagger has tests of its own (test_tagger.py)
         def tag(self, text):
-            return [Entity("HPPX", "vitasoy", "vitasoy", 0, 7, "tagger", 0.9), Entity("HCCX", "milk", "milk", 8, 12, "tagger", 0.9)]
+            return [Entity("HPPX", "vitasoy", "vitasoy", 0, 7, "tagger", 0.9),
+                    Entity("HCCX", "milk", "milk", 8, 12, "tagger", 0.9)]
 
     rewriter = EntityRewriter(searcher, {"fields": ["category"], "use": "filter", "types": {"HPPX": "brand"}})
     rewriter.tagger = FakeTagger()

@@ -30,8 +30,14 @@ def test_learns_the_fixture_and_keeps_the_best_epoch(mini):
     assert result.best.epoch == max(result.history, key=lambda h: h.dev.f1).epoch
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "ner-tagger" and manifest["seed"] == 1 and manifest["dev"]["f1"] == pytest.approx(1.0)
-    assert manifest["tags"][0] == "O" and {"chars", "bigrams"} == set(manifest["vocab"]) and manifest["lexicon"]["words"]["HPPX"] == 11
-    assert {"model.pt", "chars.json", "bigrams.json", "lexicon.json", "manifest.json"} <= {p.name for p in path.iterdir()}
+    assert (
+        manifest["tags"][0] == "O"
+        and {"chars", "bigrams"} == set(manifest["vocab"])
+        and manifest["lexicon"]["words"]["HPPX"] == 11
+    )
+    assert {"model.pt", "chars.json", "bigrams.json", "lexicon.json", "manifest.json"} <= {
+        p.name for p in path.iterdir()
+    }
 
 
 def test_tag_spans_point_into_the_raw_query(mini):
@@ -102,7 +108,8 @@ def test_same_seed_same_weights_including_word2vec(tmp_path):
     config = TrainConfig(epochs=2, batch_size=4, seed=5, pretrain=[str(text)], pretrain_min_count=1, members=1)
     first, second = (train_tagger(sentences, sentences, config, SMALL).tagger.network.state_dict() for _ in range(2))
     assert all(torch.equal(first[k], second[k]) for k in first)
-    other = train_tagger(sentences, sentences, TrainConfig(epochs=2, batch_size=4, seed=6, members=1), SMALL).tagger.network
+    other = train_tagger(sentences, sentences, TrainConfig(epochs=2, batch_size=4, seed=6, members=1),
+                         SMALL).tagger.network
     assert not torch.equal(other.state_dict()["out.weight"], first["out.weight"])
 
 
