@@ -51,6 +51,56 @@ MAX_SYNONYM_EXPANSIONS = 200_000
 MAX_SYNONYM_TERM_CHARS = 200
 """Longest term of a synonym rule in characters."""
 
+# ---- serving (HTTP) ------------------------------------------------------------------------------
+MAX_BODY_BYTES = 16 * 1_048_576
+"""Largest request body the server reads (document batches, JSON or NDJSON): 16 MiB; larger gets 413."""
+
+MAX_SEARCH_BODY_BYTES = 64 * 1024
+"""Largest body of a POST /search: 64 KiB (a query, filters and options, never documents)."""
+
+MAX_BATCH = 10_000
+"""Most documents in one write request; a larger batch is refused whole (split it)."""
+
+MAX_PAGE_SIZE = 100
+"""Most hits on one page of /search (`size`)."""
+
+MAX_HEAD_BYTES = 16 * 1024
+"""Largest request line plus headers: 16 KiB (uvicorn's h11 limit is set to it)."""
+
+BODY_IDLE_TIMEOUT_S = 30.0
+"""Seconds a request body may stall between chunks before the server answers 408 and closes."""
+
+HEAD_TIMEOUT_S = 10.0
+"""Seconds a connection may take to send its request line and headers before it is closed."""
+
+KEEP_ALIVE_S = 5
+"""Seconds an idle keep-alive connection stays open between requests."""
+
+MIN_KEY_CHARS = 16
+"""Shortest API key (admin or search) the server accepts."""
+
+# ---- events (the search and action log) ----------------------------------------------------------
+MAX_EVENT_ID_CHARS = 64
+"""Longest search id, document id of an action, or session id in the event log."""
+
+MAX_ACTIONS_PER_REQUEST = 1_000
+"""Most actions (click, cart, purchase) in one POST /events."""
+
+MAX_KNOWN_SEARCHES = 2_000_000
+"""Search ids kept in memory to check actions against (the oldest are forgotten first)."""
+
+EVENTS_RETENTION_DAYS = 90.0
+"""Default age past which event segments are deleted (SOUK_EVENTS_RETENTION_DAYS overrides it)."""
+
+EVENTS_MAX_BYTES = 1 << 30
+"""Default size of the whole event log, oldest segments deleted first: 1 GiB (SOUK_EVENTS_MAX_MB overrides it)."""
+
+EVENTS_SEGMENT_BYTES = 64 << 20
+"""Size at which the event log starts a new segment: 64 MiB."""
+
+EVENTS_SEGMENT_AGE_S = 86_400.0
+"""Age at which the event log starts a new segment: one day."""
+
 MAX_IMPACT_TOKENS = 20_000_000
 """Analyzed tokens of a commit's search fields up to which `Searcher.bm25` builds impacts (8 bytes a posting,
 a few times that while building); larger indexes keep answering from tantivy alone."""

@@ -14,8 +14,11 @@ def register(bench_app: typer.Typer) -> None:
     def encoder_cmd(
         dataset: DatasetOpt,
         split: SplitOpt = None,
-        max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Encode a seeded sample of this many docs (judged ones kept)."),
-        isa: str = typer.Option("native", "--isa", help="native, or avx2: both sides rerun in a process with oneDNN and torch capped to AVX2."),
+        max_docs: Optional[int] = typer.Option(None, "--max-docs",
+                                               help="Encode a seeded sample of this many docs (judged ones kept)."),
+        isa: str = typer.Option("native", "--isa",
+                                help="native, or avx2: both sides rerun in a process with oneDNN and "
+                                     "torch capped to AVX2."),
         as_json: JsonOpt = False,
     ) -> None:
         """Docs/s of souk's chosen encoder path vs sentence-transformers fp32; nDCG@10 of both."""

@@ -42,6 +42,7 @@ def learn_command(
         with events_as_impression_log(index) as log:
             result = learn_log(index, log, eta, floor, {"alpha": alpha, "l1": l1, "l2": l2})
     else:
+        assert log is not None  # one of --log and --events, checked above
         result = learn_log(index, log, eta, floor, {"alpha": alpha, "l1": l1, "l2": l2})
     if as_json:
         emit_json(result)

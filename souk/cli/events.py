@@ -154,7 +154,9 @@ def register(app: typer.Typer) -> None:
         url: str = typer.Option(..., "--url", help="A running `souk serve`, e.g. http://127.0.0.1:8000"),
         searches: int = typer.Option(1000, "--searches"),
         seed: int = typer.Option(13, "--seed"),
-        pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Name a pipeline (default: none, so a running experiment interleaves)."),
+        pipeline: Optional[str] = typer.Option(None, "--pipeline",
+                                               help="Name a pipeline (default: none, so a running "
+                                                    "experiment interleaves)."),
         ab: Optional[str] = typer.Option(None, "--ab", help="A,B: each search names one of the two at random (an A/B "
                                          "split); reports click-through per pipeline and the searches A/B needs."),
         eta: float = typer.Option(1.0, "--eta", help="Examination of position k is k^-eta."),

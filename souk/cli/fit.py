@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
             from souk.events.labels import SHOWN_FLOOR, click_dataset, merge
 
             until = parse_since(events_until)
-            records = (r for r in _log(index).read(parse_since(events_since)) if until is None or float(r.get("t", 0)) < until)
+            records = (r for r in _log(index).read(parse_since(events_since)) if until is None
+                       or float(r.get("t", 0)) < until)
             clicked, clicks_report = click_dataset(records, grading=click_grades,
                                                    shown=SHOWN_FLOOR if click_shown is None else click_shown)
             train_set = merge(train_set, clicked) if train_set is not None else clicked
@@ -74,6 +75,7 @@ def register(app: typer.Typer) -> None:
         previous = os.environ.get("SOUK_RAY")
         if ray:  # a fitted bi-encoder's re-encode (its activation) runs on the same cluster
             os.environ["SOUK_RAY"] = ray
+        assert train_set is not None  # --train, --events or both, checked above
         try:
             with ray_cluster(ray):
                 outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train,
@@ -83,8 +85,10 @@ def register(app: typer.Typer) -> None:
                 os.environ.pop("SOUK_RAY", None)
             else:
                 os.environ["SOUK_RAY"] = previous
-        result = {"index": str(index), **({"events": clicks_report} if clicks_report else {}), "models": [
-            {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1), "active": o.manifest.get("active", True),
+        report = {"events": clicks_report} if clicks_report else {}
+        result: dict[str, Any] = {"index": str(index), **report, "models": [
+            {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1),
+             "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}
             for o in outcomes]}
         if as_json:

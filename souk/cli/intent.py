@@ -16,7 +16,8 @@ from souk.cli.output import console, emit_json
 from souk.errors import ConfigError
 
 STAGE = "intent"
-ModelOpt = Annotated[Path, typer.Option("--model", help="Intent model directory, or an index whose active intent model to use.")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="Intent model directory, or an index whose active "
+                                                        "intent model to use.")]
 
 intent_app, register = command_group(
     "intent", "Intent / category prediction for queries, with out-of-scope (oos) detection.")
@@ -79,6 +80,7 @@ def train_command(
     else:
         from souk.indexing import open_index
 
+        assert index is not None and label_field is not None  # checked above
         model = IntentModel.from_catalog(open_index(index).searcher(), label_field, text_fields, config, progress=True,
                                          level=label_level)
     train_seconds = time.perf_counter() - t0

@@ -19,7 +19,6 @@ format, file hashes). Misuse: writing into a published model directory (publish 
 """
 from __future__ import annotations
 
-import builtins
 import hashlib
 import json
 import os

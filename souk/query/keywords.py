@@ -31,7 +31,7 @@ from souk.plugins import POSITIVE_INT, parse_options
 from souk.query.plan import QUERY_STEPS
 
 if TYPE_CHECKING:
-    from souk.index.searcher import Searcher
+    pass
 
 DEFAULT_MAX_TERMS = 8
 DEFAULT_LONGER_THAN = 12

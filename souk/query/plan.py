@@ -16,7 +16,7 @@ from souk.errors import ConfigError
 from souk.plugins import NoOptions, Registry, parse_options
 
 if TYPE_CHECKING:
-    from souk.index.searcher import Searcher
+    pass
 
 
 @dataclass
@@ -96,7 +96,8 @@ QUERY_STEPS: Registry[RewriterFactory] = Registry("query_step", builtins=(
 class Planner:
     """Builds a QueryPlan with the configured rewriters, in order; built once per searcher."""
 
-    def __init__(self, searcher: Any, steps: Sequence[str] = ("syntax",), options: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, searcher: Any, steps: Sequence[str] = ("syntax",),
+                 options: dict[str, dict[str, Any]] | None = None):
         unknown = [s for s in steps if s not in QUERY_STEPS]
         if unknown:
             raise ConfigError(f"query.steps: unknown step {unknown[0]!r}; known: {', '.join(QUERY_STEPS.names())}")

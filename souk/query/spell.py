@@ -550,7 +550,7 @@ class SpellRewriter:
 
         # one speller per index and options, rebuilt in the background after a commit (the previous
         # commit's speller serves meanwhile: a server never waits seconds for a lexicon)
-        cache_key = ("speller", str(Path(searcher.path).resolve()), str(log), repr(sorted(options.items())))
+        cache_key = ("speller", str(Path(searcher.path).resolve()), str(log), repr(sorted((options or {}).items())))
         self._source = refreshing(cache_key, "lexicon", build, ("souk.query.lexicon:prepare_cache", [cache_key[1]]))
         self._source.get(searcher)
         self.policy = policy

@@ -45,7 +45,7 @@ from souk.plugins import parse_options
 from souk.query.plan import QUERY_STEPS
 
 if TYPE_CHECKING:
-    from souk.index.searcher import Searcher
+    pass
 
 log = logging.getLogger("souk.query")
 

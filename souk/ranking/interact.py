@@ -191,7 +191,8 @@ class InteractModel:
                                    "fit it again") from None
         expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
                    {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
-        if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != 3 * LEVEL_FEATURES + GLOBAL_FEATURES:
+        width = 3 * LEVEL_FEATURES + GLOBAL_FEATURES
+        if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != width:
             raise ModelUnavailable(f"model {folder.name}: interact weights do not fit this version's features; "
                                    "fit it again")
 

@@ -100,7 +100,8 @@ class RecallStage(Stage):
         names = list(self.retrievers)
         self.fusion, self.norm, self.rrf_k = opts.fusion, opts.norm, float(opts.rrf_k)
         # a fitted retriever may carry the weight its fitter chose on held-out train queries (`default_weight`)
-        default_weights = {n: float(getattr(r, "default_weight", DEFAULT_WEIGHTS.get(n, 1.0))) for n, r in self.retrievers.items()}
+        default_weights = {n: float(getattr(r, "default_weight", DEFAULT_WEIGHTS.get(n, 1.0)))
+                           for n, r in self.retrievers.items()}
         weights = default_weights if opts.weights is None else opts.weights
         if isinstance(weights, dict):  # weights of optional retrievers that were left out do not apply
             weights = {n: w for n, w in weights.items() if n in names or n + "?" not in wanted}

@@ -13,7 +13,7 @@ scores was chosen on lists of that length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from souk.query.plan import QueryPlan
 from souk.plugins import POSITIVE_INT, option_check, parse_options
 from souk.ranking.stage import STAGES, Stage, StageContext
 from souk.types import Ranking
+
+if TYPE_CHECKING:
+    from souk.index.searcher import Searcher
 
 
 

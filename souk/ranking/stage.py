@@ -14,7 +14,7 @@ Misuse: fetching stored documents per candidate inside `rerank`; read fast field
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from souk.errors import Unavailable as StageUnavailable  # noqa: F401  (stages raise it when not fitted)
 from souk.plugins import Registry

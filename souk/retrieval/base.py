@@ -17,7 +17,7 @@ from souk.query.plan import QueryPlan
 from souk.types import Ranking
 
 if TYPE_CHECKING:
-    from souk.index.searcher import Searcher
+    pass
 
 
 class Retriever(Protocol):

@@ -14,7 +14,7 @@ from souk.retrieval.base import RETRIEVERS
 from souk.retrieval.dense import DenseOptions, DenseRetriever
 
 if TYPE_CHECKING:
-    from souk.index.searcher import Searcher
+    pass
 
 
 @RETRIEVERS.register("milvus")

@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from souk.errors import ConfigError, ModelError
 from souk.evaluation.datasets import Dataset
-from souk.models.cross_encoder import KIND, Combination, FieldLimits, PairPacker, logits
+from souk.models.cross_encoder import KIND, Combination, FieldLimits, Pair, PairPacker, logits
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
 from souk.training.kit import (Heads, candidates, ndcg10, prior_pipeline, ranking_evaluator, reordered, sample,
@@ -31,7 +31,7 @@ from souk.training.loop import LoopConfig, Phase, autocast_dtype, set_threads, t
 from souk.training.weights import base_layers, layers_within, new_model, save_model
 
 if TYPE_CHECKING:
-    from souk.index.searcher import Searcher
+    pass
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
 # Layer-tokens one query may cost (layers x pairs x tokens per pair): on 2 cores in bf16, 20 pairs of 96
@@ -223,7 +223,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
     if rep is not None:
         phases, evaluate = [rep.shard(p) for p in phases], evaluate.wrapped(rep.from_rank0)
-    result = train(rep.wrap(net) if rep is not None else net, phases, loss_of, evaluate, job.deadline, config, job.device,
+    result = train(rep.wrap(net) if rep is not None else net, phases, loss_of, evaluate, job.deadline, config,
+                   job.device,
                    job.progress, description="fitting cross-encoder", on_best=lambda: best.update(last),
                    agree=rep.agree if rep is not None else None)
     if rep is not None and rep.rank != 0:

@@ -54,8 +54,10 @@ class FitterEntry:
     applies: Callable[..., bool] = lambda schema: True  # (schema) or (schema, index): does it apply to this index?
     share: float = 1.0               # relative share of the time budget
     order: int = 50
-    on_activate: Callable[[Path, Path], dict[str, Any]] | None = None  # (index, model dir): work that makes a model active
-    distributed: bool = False        # trains data-parallel on Ray Train (`souk.training.distributed`) under `fit(ray=...)`
+    # (index, model dir): work that makes a model active
+    on_activate: Callable[[Path, Path], dict[str, Any]] | None = None
+    # trains data-parallel on Ray Train (`souk.training.distributed`) under `fit(ray=...)`
+    distributed: bool = False
 
 
 FITTERS: Registry[FitterEntry] = Registry("fitter", builtins=(

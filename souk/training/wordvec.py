@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Sequence, cast
+from typing import Any, Sequence
 
 import numpy as np
 

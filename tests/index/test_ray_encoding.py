@@ -67,7 +67,8 @@ def test_ray_without_vectors_is_refused(ray_local, tmp_path):
 
 
 @pytest.mark.slow
-def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny_english_encoder, tmp_path, monkeypatch):
+def test_reencode_on_ray_matches_the_local_encoder(ray_local, tiny_encoder, tiny_english_encoder, tmp_path,
+                                                   monkeypatch):
     import souk.models.checkpoints as checkpoints
     from souk.index import Index
     from souk.index.vectors import encode_documents

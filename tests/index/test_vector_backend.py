@@ -65,7 +65,8 @@ def test_exported_names_are_what_was_meant():
 
 
 def test_both_backends_meet_the_protocol():
-    assert isinstance(NumpyBackend(4, {}), VectorBackend) and isinstance(FaissBackend(4, {"index": "flat"}), VectorBackend)
+    assert isinstance(NumpyBackend(4, {}), VectorBackend)
+    assert isinstance(FaissBackend(4, {"index": "flat"}), VectorBackend)
     assert VECTOR_BACKENDS.get("numpy-exact") is NumpyBackend
     with pytest.raises(ConfigError, match="numpy-exact"):
         VECTOR_BACKENDS.get("annoy")

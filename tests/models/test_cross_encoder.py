@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from souk.errors import ModelError
-from souk.models.cross_encoder import (PATHS, Combination, CrossEncoder, FieldLimits, PairPacker, TokenCache, choose_path,
+from souk.models.cross_encoder import (PATHS, Combination, CrossEncoder, FieldLimits, PairPacker, TokenCache,
+                                       choose_path,
                                        minmax)
 from tiny_bert import tiny_tokenizer
 

@@ -11,7 +11,6 @@ from souk.events.log import EventLog
 from souk.serving.app import create_app
 from souk.serving.auth import Keys
 from souk.serving.events import Experiment, Exploration
-from support import sign_test_p
 
 ADMIN, SEARCH = "a" * 20, "s" * 20
 

@@ -63,7 +63,7 @@ class VectorBackend(Protocol):
 
 
 # backends in their own modules are optional: imported when first named (their client libraries load only when used)
-VECTOR_BACKENDS: Registry[type] = Registry("vector_backend", optional={"milvus": "souk.index.vectors.milvus"})
+VECTOR_BACKENDS: Registry[Any] = Registry("vector_backend", optional={"milvus": "souk.index.vectors.milvus"})
 
 
 def backend_param_names(name: Any) -> set[str]:

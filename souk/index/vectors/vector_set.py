@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sized
 from pathlib import Path
 from typing import Any, Sequence
 

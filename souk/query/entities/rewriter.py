@@ -23,7 +23,7 @@ filter hides every other document; prefer boosts there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from souk.errors import ConfigError, ModelUnavailable
 from souk.plugins import option_check, parse_options

@@ -23,7 +23,7 @@ from souk.plugins import POSITIVE_INT, parse_options
 from souk.query.plan import QUERY_STEPS, QueryPlan
 
 if TYPE_CHECKING:
-    from souk.index.searcher import Searcher
+    pass
 
 STAGE = "intent"
 
