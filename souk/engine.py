@@ -24,7 +24,6 @@ from souk.index import Index
 from souk.index.filters import Filter, parse_filters
 from souk.index.searcher import MAX_QUERY_CHARS, SearchRequest, Searcher, _digest
 from souk.index.store import meta_path
-from souk.models.store import activation
 from souk.ranking.pipeline import Pipeline, build_pipeline
 from souk.query.plan import QueryPlan
 from souk.types import Explanation, SearchResult
@@ -85,6 +84,8 @@ class Engine:
     def pipeline(self, name: str) -> Pipeline:
         """Pipeline `name` over the current snapshot (built once per snapshot)."""
         searcher = self.searcher()
+        from souk.models.store import activation  # lazy: a keyword search loads no model code
+
         models = activation(self.index.path)  # a model activated since (souk fit, souk models): built again
         pipe = self._pipelines.get(name)
         if pipe is not None and pipe.searcher is searcher and self._activation.get(name) == models:
