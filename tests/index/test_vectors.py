@@ -15,7 +15,8 @@ from model_fakes import synthetic_texts, vector_index
 
 N = 200
 # ivfpq: 200 docs train a coarse 2-bit PQ (chance 0.05; seen 0.09-0.11)
-MIN_RECALL = {"flat": 1.0, "hnsw": 0.95, "sq8": 0.9, "ivfpq": 0.075}
+# flat is exact; FAISS (BLAS) and numpy may order a near-tie at rank 10 differently (seen once in 400)
+MIN_RECALL = {"flat": 0.99, "hnsw": 0.95, "sq8": 0.9, "ivfpq": 0.075}
 
 
 def check(**params):
