@@ -85,7 +85,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index, port: int, admin_key: str = "", search_key: str = ""):
+def start_server(index, port: int, admin_key: str = "", search_key: str = "", args: tuple[str, ...] = ()):
     """A real `souk serve` over `index` on loopback `port`, returned once /health answers (stderr piped for
     the failure message). Misuse: leaving it running; stop it with terminate() and wait()."""
     import os
@@ -95,8 +95,8 @@ def start_server(index, port: int, admin_key: str = "", search_key: str = ""):
     import urllib.request
 
     env = {**os.environ, "SOUK_ADMIN_KEY": admin_key, "SOUK_SEARCH_KEY": search_key}
-    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "souk", "serve", "--index", str(index), "--port", str(port),
+                             *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(600):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
