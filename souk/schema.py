@@ -210,12 +210,15 @@ class Schema:
         """Typed values of one record, or problems as (field, message); never both."""
         problems: list[tuple[str, str]] = []
         values: dict[str, Any] = {}
+        decimal = self.catalog.get("decimal")
+        plain = isinstance(record, dict)
         for f in self.fields.values():
             if f.copy_from or f.kind == "vector":
                 continue
-            raw = lookup(record, f.source or f.name)
+            path = f.source or f.name
+            raw = record[path] if plain and path in record else lookup(record, path)
             try:
-                value = _coerce(f, raw, self.catalog.get("decimal"))
+                value = _coerce(f, raw, decimal)
             except ValueError as e:
                 problems.append((f.name, str(e)))
                 continue
@@ -224,10 +227,11 @@ class Schema:
         doc_id = values.get(self.id_field)
         if isinstance(doc_id, list):
             doc_id = values[self.id_field] = doc_id[0] if len(doc_id) == 1 else None
-        if self.id_field not in [p[0] for p in problems]:
+        if not problems or self.id_field not in [p[0] for p in problems]:
             if not doc_id:
                 problems.append((self.id_field, "missing id (or several ids)"))
-            elif len(doc_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            elif (not doc_id.isascii() or len(doc_id) > MAX_ID_BYTES) \
+                    and len(doc_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
                 problems.append((self.id_field, f"id of {len(doc_id.encode('utf-8', 'surrogatepass'))} bytes is "
                                                 f"longer than the id limit of {MAX_ID_BYTES} bytes"))
         return (None, problems) if problems else (values, [])
@@ -450,6 +454,9 @@ def _coerce(f: Field, raw: Any, decimal: str | None = None) -> Any:
             raise ValueError(f"value of {len(raw)} characters is longer than the field size limit "
                              f"({MAX_FIELD_CHARS:,} characters)")
         return raw
+    if type(raw) is str and f.kind == "keyword" and not f.hierarchy and raw.isascii() and len(raw) <= MAX_TERM_BYTES:
+        value = raw.strip()  # an id, a brand: what the general path gives (NFKC leaves ASCII as it is)
+        return [value] if value else None
     if f.kind == "number":
         items = raw if isinstance(raw, list) else [raw]
         _check_in_range(items)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import tantivy
 
-from souk.analysis.registry import get_analyzer
 from souk.catalogs import Record
 from souk.errors import ConfigError, DocumentError, IndexStateError, SoukError
 from souk.index.keys import doc_key
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 
 ON_ERROR = ("fail", "skip")
 MAX_REPORTED = 50
+MAX_SEEN_IDS = 2_000_000  # ids a writer of a new index remembers to skip deletes (beyond: it deletes before each add)
 TURN_FILE = ".souk-write-turn"
 
 
@@ -104,6 +104,9 @@ class Writer:
         self._mirrors: list | None = None  # vector fields kept in another service (Milvus), synced at commit
         self._analysis = dict(self.schema.analysis)
         self._doc_layout: _Layout | None = None
+        # ids added since this writer opened an index that had no segment (no committed document): an unseen id
+        # replaces nothing, so its delete is skipped; None: every add deletes first
+        self._seen: set[str] | None = set() if _no_segments(index.path) else None
 
     # ---- writes ------------------------------------------------------------------------------
     def add(self, records: Iterable[Record], on_error: str = "fail",
@@ -113,6 +116,7 @@ class Writer:
         if on_error not in ON_ERROR:
             raise ConfigError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
         report = WriteReport()
+        shapes: dict[tuple[str, ...], int] = {}  # the names of written records' values -> how many records
         for rec in records:
             if progress:
                 progress(1)
@@ -126,9 +130,11 @@ class Writer:
             if report.rejected and on_error == "fail" or values is None:
                 continue  # keep validating to report every problem, but write nothing more
             self._pending.append(values)
-            report.filled.update(values.keys())
+            shapes[tuple(values)] = shapes.get(tuple(values), 0) + 1
             if len(self._pending) >= self._batch_size:
                 report.written += self._flush()
+        for names, n in shapes.items():  # (counted per set of names: a Counter update per record costs more)
+            report.filled.update(dict.fromkeys(names, n))
         if report.rejected and on_error == "fail":
             self.rollback()
             raise DocumentError(_describe(report.rejected), report.rejected)
@@ -238,16 +244,48 @@ class Writer:
             return 0
         vectors = self._encode(batch)
         specs = self._text_sources()
-        analyzed = self._analysis_pool.analyze(specs, self._analysis.get("user_dict"),
-                                               [[values.get(src) for _, src in specs] for values in batch])
+        columns = self._analysis_pool.analyze(specs, self._analysis.get("user_dict"),
+                                              [[values.get(src) for values in batch] for _, src in specs])
         for mirror in self._mirror_list():
             mirror.stage(batch, vectors[mirror.field])
+        return self._write(batch, columns, vectors)
+
+    def _write(self, batch: list[dict], columns: list[list[str | None]], vectors: dict) -> int:
+        """Add a batch's documents to tantivy (`columns`: each text source's terms per document), replacing
+        documents with the same id (a new index's unseen ids need no delete: nothing holds them)."""
+        layout, id_field, w = self._layout(), self.schema.id_field, self._w
+        seen = self._seen
+        texts = [(name, _combined([columns[c] for c in cols])) for name, cols in layout.text]
         with guard(self.index.path, "write"):
             for i, values in enumerate(batch):
-                doc_id = values[self.schema.id_field]
-                self._w.delete_documents_by_term(ID, doc_id)
-                terms = dict(zip(specs, analyzed[i]))
-                self._w.add_document(self._document(values, {n: v[i] for n, v in vectors.items()}, terms))
+                doc_id = values[id_field]
+                if seen is None or doc_id in seen:
+                    w.delete_documents_by_term(ID, doc_id)
+                elif len(seen) < MAX_SEEN_IDS:
+                    seen.add(doc_id)
+                else:
+                    self._seen = seen = None
+                doc = tantivy.Document()
+                doc.add_text(ID, doc_id)
+                doc.add_integer(KEY, doc_key(doc_id))
+                doc.add_bytes(SOURCE, _source(values if layout.all_stored else
+                                              {n: v for n, v in values.items() if n in layout.stored}))
+                for name, terms in texts:
+                    if terms[i] is not None:
+                        doc.add_text(name, terms[i])
+                for name, f in layout.keyword:
+                    vals = values.get(name)
+                    if vals is not None:
+                        if type(vals) is str:  # the id field (`Schema.extract` gives its one value)
+                            vals = [vals]
+                        for v in keyword_terms(f, vals) if f.hierarchy else vals:
+                            doc.add_text(name, v)
+                for name in layout.number:
+                    if name in values:
+                        doc.add_float(name, float(values[name]))
+                for name, vecs in vectors.items():
+                    doc.add_bytes(name, vecs[i].astype("<f4").tobytes())
+                w.add_document(doc)
         return len(batch)
 
     def _text_sources(self) -> list[tuple[str, str]]:
@@ -270,68 +308,68 @@ class Writer:
             out[vf.name] = encode_documents(params, texts, progress=False, description=f"encoding {vf.name}")
         return out
 
-    def _document(self, values: dict, vectors: dict,
-                  analyzed: dict[tuple[str, str], str | None] | None = None) -> tantivy.Document:
-        doc = tantivy.Document()
-        doc_id = values[self.schema.id_field]
-        doc.add_text(ID, doc_id)
-        doc.add_integer(KEY, doc_key(doc_id))
-        layout = self._layout()
-        stored = {n: v for n, v in values.items() if n in layout.stored}
-        doc.add_bytes(SOURCE, _JSON.encode(stored).encode("utf-8"))
-        analyzed = dict(analyzed or {})  # (analyzer, source field) -> terms, shared by copy fields
-        for f in layout.fields:
-            if f.kind == "text":
-                parts: list[str] = []
-                for src in f.copy_from or [f.name]:
-                    if src in values:
-                        key = (f.analyzer, src)
-                        terms = analyzed.get(key)
-                        if terms is None:
-                            analyzer = get_analyzer(f.analyzer, self._analysis.get("user_dict"))
-                            terms = analyzed[key] = " ".join(analyzer.terms(values[src]))
-                        parts.append(terms)
-                if parts:
-                    doc.add_text(f.name, parts[0] if len(parts) == 1 else " ".join(parts))
-            elif f.kind == "keyword" and f.name in values:
-                vals = values[f.name]
-                for v in keyword_terms(f, [vals] if isinstance(vals, str) else vals):
-                    doc.add_text(f.name, v)
-            elif f.kind == "number" and f.name in values:
-                doc.add_float(f.name, float(values[f.name]))
-        for name, vec in vectors.items():
-            doc.add_bytes(name, vec.astype("<f4").tobytes())
-        return doc
-
     def _layout(self) -> "_Layout":
-        """The schema's stored field names and the fields a document adds to tantivy (worked out once)."""
+        """What a document adds to tantivy, worked out once: the stored field names, each text field's sources
+        (indexes into `_text_sources`), the keyword and number fields."""
         if self._doc_layout is None:
-            fields = [f for f in self.schema.fields.values() if f.kind in ("text", "keyword", "number")]
-            self._doc_layout = _Layout(frozenset(n for n, f in self.schema.fields.items() if f.stored), fields)
+            specs = {spec: i for i, spec in enumerate(self._text_sources())}
+            fields = self.schema.fields.values()
+            stored = frozenset(f.name for f in fields if f.stored)
+            extracted = {f.name for f in fields if not f.copy_from and f.kind != "vector"}
+            self._doc_layout = _Layout(
+                stored, extracted <= stored,
+                [(f.name, [specs[(f.analyzer, src)] for src in f.copy_from or [f.name]])
+                 for f in fields if f.kind == "text"],
+                [(f.name, f) for f in fields if f.kind == "keyword"], [f.name for f in fields if f.kind == "number"])
         return self._doc_layout
 
 
 @dataclass(frozen=True)
 class _Layout:
     stored: frozenset[str]
-    fields: list
+    all_stored: bool  # every value `Schema.extract` gives is stored
+    text: list[tuple[str, list[int]]]
+    keyword: list[tuple[str, Any]]
+    number: list[str]
+
+
+def _combined(columns: list[list[str | None]]) -> list[str | None]:
+    """The terms of a text field per document from those of its sources (a copy field's several): None where no
+    source has a value."""
+    if len(columns) == 1:
+        return columns[0]
+    out = columns[0]
+    for more in columns[1:]:
+        out = [b if a is None else a if b is None else f"{a} {b}" for a, b in zip(out, more)]
+    return out
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)  # the stored source (what json.dumps(..., ensure_ascii=False) writes)
+# its C encoder made once (`JSONEncoder.encode` makes one per call: a third of the time for a short record)
+_C_ENCODE = json.encoder.c_make_encoder and json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _JSON.default, json.encoder.c_encode_basestring, None, ": ", ", ", False, False, True)  # type: ignore
 
 
-def analyze_rows(specs: list[tuple[str, str]], user_dict: str | None, rows: list[list[Any]]) -> list[list[str | None]]:
-    """The index terms (space-joined) of each row's source values, one per (analyzer, source) spec; None where
-    a row has no value. Runs in the writer's process or in an analysis worker."""
-    analyzers = [get_analyzer(name, user_dict) for name, _ in specs]
-    return [[None if v is None else " ".join(a.terms(v)) for a, v in zip(analyzers, row)] for row in rows]
+def _source(values: dict) -> bytes:
+    """The stored source of a document: its JSON (ensure_ascii=False), UTF-8."""
+    return ("".join(_C_ENCODE(values, 0)) if _C_ENCODE else _JSON.encode(values)).encode("utf-8")
+
+
+def _no_segments(path: Path) -> bool:
+    """Whether the keyword index's last commit holds no segment (a new index); False when unreadable."""
+    from souk.index.store import meta_path
+
+    try:
+        return json.loads(meta_path(path).read_text(encoding="utf-8")).get("segments") == []
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class AnalysisPool:
     """Analysis of large batches split between this process and worker processes (spawned: started clean,
     never forked from a process with tantivy's threads running; they exit when this process dies), opt-in with
     `workers` or SOUK_ANALYSIS_WORKERS (at most cores - 1). Small batches (a server's upserts) stay in-process;
-    a failed worker means the batch is analyzed here.
+    a failed worker means the batch is analyzed here. Batches are columns of texts, one per (analyzer, source).
     Misuse: sharing one pool between writers (each writer closes its own)."""
 
     MIN_ROWS = 64  # below this, shipping rows to a worker costs more than it saves
@@ -339,31 +377,36 @@ class AnalysisPool:
     def __init__(self, workers: int | None = None):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         env = os.environ.get("SOUK_ANALYSIS_WORKERS")
-        # opt-in: on 2 shared cores a worker measured slower than none (scifact: 0.32x vs 0.87x bm25s docs/s)
         self.workers = min(workers if workers is not None else (int(env) if env and env.isdigit() else 0),
                            max(cores, 2) - 1)
-        self._pool = None
+        self._pool: Any = None
 
-    def analyze(self, specs, user_dict, rows):
+    def analyze(self, specs: list[tuple[str, str]], user_dict: str | None,
+                columns: list[list[str | None]]) -> list[list[str | None]]:
+        from souk.analysis.batch import analyze_columns
+
+        rows = len(columns[0]) if columns else 0
         if not specs:
-            return [[] for _ in rows]
-        if self.workers < 1 or len(rows) < self.MIN_ROWS:
-            return analyze_rows(specs, user_dict, rows)
+            return []
+        if self.workers < 1 or rows < self.MIN_ROWS:
+            return analyze_columns(specs, user_dict, columns)
         pool = self._start()
-        share = -(-len(rows) // (self.workers + 1))  # this process takes the first share
-        futures = [pool.submit(analyze_rows, specs, user_dict, rows[i:i + share])
-                   for i in range(share, len(rows), share)]
-        out = analyze_rows(specs, user_dict, rows[:share])
-        for i, future in zip(range(share, len(rows), share), futures):
+        share = -(-rows // (self.workers + 1))  # this process takes the first share
+        starts = range(share, rows, share)
+        futures = [pool.submit(analyze_columns, specs, user_dict, [c[i:i + share] for c in columns]) for i in starts]
+        out = analyze_columns(specs, user_dict, [c[:share] for c in columns])
+        for i, future in zip(starts, futures):
             try:
-                out += future.result()
+                part = future.result()
             except Exception:  # a worker died (memory, a signal): this process does its share
                 self.close()
                 self.workers = 0
-                out += analyze_rows(specs, user_dict, rows[i:i + share])
+                part = analyze_columns(specs, user_dict, [c[i:i + share] for c in columns])
+            for column, more in zip(out, part):
+                column += more
         return out
 
-    def _start(self):
+    def _start(self) -> Any:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
