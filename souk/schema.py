@@ -217,6 +217,14 @@ class Schema:
                 continue
             path = f.source or f.name
             raw = record[path] if plain and path in record else lookup(record, path)
+            if type(raw) is str and raw.isascii() and raw:  # the usual values, as `_coerce` takes them, inline
+                if (f.kind == "text" or f.kind == "stored") and len(raw) <= MAX_FIELD_CHARS:
+                    values[f.name] = raw
+                    continue
+                if f.kind == "keyword" and not f.hierarchy and len(raw) <= MAX_TERM_BYTES:
+                    if raw := raw.strip():
+                        values[f.name] = [raw]
+                    continue
             try:
                 value = _coerce(f, raw, decimal)
             except ValueError as e:

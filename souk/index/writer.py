@@ -6,8 +6,10 @@ readers keep searching their snapshot while a writer writes.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 ON_ERROR = ("fail", "skip")
 MAX_REPORTED = 50
+PROGRESS_EVERY = 256  # records between calls of `add`'s progress callback
 MAX_SEEN_IDS = 2_000_000  # ids a writer of a new index remembers to skip deletes (beyond: it deletes before each add)
 TURN_FILE = ".souk-write-turn"
 
@@ -86,7 +89,7 @@ class WriteReport:
 class Writer:
     """Adds, updates (same id replaces) and deletes documents; `commit()` publishes them."""
 
-    def __init__(self, index: "Index", heap_mb: int = 128, threads: int = 1, batch: int = 256,
+    def __init__(self, index: "Index", heap_mb: int = 128, threads: int = 1, batch: int = 512,
                  workers: int | None = None):
         self.index = index
         self._analysis_pool = AnalysisPool(workers)
@@ -101,6 +104,8 @@ class Writer:
                 raise
         self._batch_size = batch
         self._pending: list[dict] = []
+        # batches whose analysis may still run in a worker, in order: (records' values, vectors, terms to come)
+        self._queue: collections.deque[tuple[list[dict], dict, Terms]] = collections.deque()
         self._mirrors: list | None = None  # vector fields kept in another service (Milvus), synced at commit
         self._analysis = dict(self.schema.analysis)
         self._doc_layout: _Layout | None = None
@@ -117,9 +122,12 @@ class Writer:
             raise ConfigError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
         report = WriteReport()
         shapes: dict[tuple[str, ...], int] = {}  # the names of written records' values -> how many records
+        seen = 0  # records read since progress was last told
         for rec in records:
-            if progress:
-                progress(1)
+            seen += 1
+            if progress and seen >= PROGRESS_EVERY:  # (a terminal's bar redrawn per record costs more than the record)
+                progress(seen)
+                seen = 0
             if rec.error is not None:
                 report.rejected.append((rec.line, "", rec.error))
                 continue
@@ -132,7 +140,9 @@ class Writer:
             self._pending.append(values)
             shapes[tuple(values)] = shapes.get(tuple(values), 0) + 1
             if len(self._pending) >= self._batch_size:
-                report.written += self._flush()
+                report.written += self._flush(more=True)
+        if progress and seen:
+            progress(seen)
         for names, n in shapes.items():  # (counted per set of names: a Counter update per record costs more)
             report.filled.update(dict.fromkeys(names, n))
         if report.rejected and on_error == "fail":
@@ -149,7 +159,7 @@ class Writer:
             self._pending.append(values)
             n += 1
             if len(self._pending) >= self._batch_size:
-                self._flush()
+                self._flush(more=True)
         self._flush()
         return n
 
@@ -184,6 +194,7 @@ class Writer:
     def rollback(self) -> None:
         """Drop everything since the last commit."""
         self._pending.clear()
+        self._queue.clear()
         for mirror in self._mirrors or []:
             mirror.clear()
         with guard(self.index.path, "write"):
@@ -192,6 +203,7 @@ class Writer:
     def close(self) -> None:
         """Wait for background merges and release the writer lock (uncommitted work is dropped)."""
         self._pending.clear()
+        self._queue.clear()
         self._analysis_pool.close()
         with guard(self.index.path, "write"):
             self._w.wait_merging_threads()
@@ -238,54 +250,70 @@ class Writer:
                 raise IndexStateError(f"committed, but the vectors of field {mirror.field} could not be sent to "
                                       f"their store ({e}); run `souk vectors rebuild --index DIR`") from None
 
-    def _flush(self) -> int:
+    def _flush(self, more: bool = False) -> int:
+        """Send the pending batch to analysis and write the batches whose terms are ready, in order; all of
+        them unless `more` (more batches follow: the workers may keep analyzing while this process reads on)."""
         batch, self._pending = self._pending, []
-        if not batch:
-            return 0
-        vectors = self._encode(batch)
-        specs = self._text_sources()
-        columns = self._analysis_pool.analyze(specs, self._analysis.get("user_dict"),
-                                              [[values.get(src) for values in batch] for _, src in specs])
-        for mirror in self._mirror_list():
-            mirror.stage(batch, vectors[mirror.field])
-        return self._write(batch, columns, vectors)
+        if batch:
+            vectors = self._encode(batch)
+            specs = self._text_sources()
+            terms = self._analysis_pool.submit(specs, self._analysis.get("user_dict"),
+                                               [[values.get(src) for values in batch] for _, src in specs],
+                                               bulk=more)
+            for mirror in self._mirror_list():
+                mirror.stage(batch, vectors[mirror.field])
+            self._queue.append((batch, vectors, terms))
+        written = 0
+        while self._queue:
+            batch, vectors, terms = self._queue[0]
+            if more and len(self._queue) <= self._analysis_pool.ahead and not terms.done():
+                break
+            self._queue.popleft()
+            written += self._write(batch, terms.result(), vectors)
+        return written
 
     def _write(self, batch: list[dict], columns: list[list[str | None]], vectors: dict) -> int:
         """Add a batch's documents to tantivy (`columns`: each text source's terms per document), replacing
         documents with the same id (a new index's unseen ids need no delete: nothing holds them)."""
-        layout, id_field, w = self._layout(), self.schema.id_field, self._w
-        seen = self._seen
+        layout, id_field, add_document, delete = self._layout(), self.schema.id_field, self._w.add_document, \
+            self._w.delete_documents_by_term
+        seen, stored, all_stored, keyword, number = self._seen, layout.stored, layout.all_stored, layout.keyword, \
+            layout.number
         texts = [(name, _combined([columns[c] for c in cols])) for name, cols in layout.text]
+        encode: Callable[[Any, int], Any] = _C_ENCODE or (lambda o, _level: _JSON.iterencode(o))
+        document, blake2b = tantivy.Document, hashlib.blake2b
         with guard(self.index.path, "write"):
             for i, values in enumerate(batch):
                 doc_id = values[id_field]
                 if seen is None or doc_id in seen:
-                    w.delete_documents_by_term(ID, doc_id)
+                    delete(ID, doc_id)
                 elif len(seen) < MAX_SEEN_IDS:
                     seen.add(doc_id)
                 else:
                     self._seen = seen = None
-                doc = tantivy.Document()
+                doc = document()
                 doc.add_text(ID, doc_id)
-                doc.add_integer(KEY, doc_key(doc_id))
-                doc.add_bytes(SOURCE, _source(values if layout.all_stored else
-                                              {n: v for n, v in values.items() if n in layout.stored}))
+                # `doc_key` and `_source`, inline (this loop runs once per document)
+                doc.add_integer(KEY, int.from_bytes(blake2b(doc_id.encode(), digest_size=8).digest(), "big") >> 1)
+                doc.add_bytes(SOURCE, "".join(encode(values if all_stored else
+                                                     {n: v for n, v in values.items() if n in stored}, 0)).encode())
                 for name, terms in texts:
-                    if terms[i] is not None:
-                        doc.add_text(name, terms[i])
-                for name, f in layout.keyword:
+                    text = terms[i]
+                    if text is not None:
+                        doc.add_text(name, text)
+                for name, f in keyword:
                     vals = values.get(name)
                     if vals is not None:
                         if type(vals) is str:  # the id field (`Schema.extract` gives its one value)
                             vals = [vals]
                         for v in keyword_terms(f, vals) if f.hierarchy else vals:
                             doc.add_text(name, v)
-                for name in layout.number:
+                for name in number:
                     if name in values:
                         doc.add_float(name, float(values[name]))
                 for name, vecs in vectors.items():
                     doc.add_bytes(name, vecs[i].astype("<f4").tobytes())
-                w.add_document(doc)
+                add_document(doc)
         return len(batch)
 
     def _text_sources(self) -> list[tuple[str, str]]:
@@ -350,11 +378,6 @@ _C_ENCODE = json.encoder.c_make_encoder and json.encoder.c_make_encoder(  # type
     None, _JSON.default, json.encoder.c_encode_basestring, None, ": ", ", ", False, False, True)  # type: ignore
 
 
-def _source(values: dict) -> bytes:
-    """The stored source of a document: its JSON (ensure_ascii=False), UTF-8."""
-    return ("".join(_C_ENCODE(values, 0)) if _C_ENCODE else _JSON.encode(values)).encode("utf-8")
-
-
 def _no_segments(path: Path) -> bool:
     """Whether the keyword index's last commit holds no segment (a new index); False when unreadable."""
     from souk.index.store import meta_path
@@ -365,76 +388,92 @@ def _no_segments(path: Path) -> bool:
         return False
 
 
+class Terms:
+    """The terms of a batch (columns, as `analyze_columns` gives them): computed here, or to come from a worker
+    (computed here after all when the worker failed)."""
+
+    def __init__(self, value: list | None = None, future: Any = None, args: tuple = ()):
+        self._value, self._future, self._args = value, future, args
+
+    def done(self) -> bool:
+        return self._future is None or self._future.done()
+
+    def result(self) -> list:
+        if self._future is not None:
+            try:
+                self._value = self._future.result()
+            except Exception:  # the worker died (memory, a signal) or the batch failed there: this process does it
+                from souk.analysis.batch import analyze_columns
+
+                self._value = analyze_columns(*self._args)
+            self._future = None
+        return self._value  # type: ignore[return-value]
+
+
 class AnalysisPool:
-    """Analysis of large batches split between this process and worker processes (spawned: started clean,
-    never forked from a process with tantivy's threads running; they exit when this process dies), opt-in with
-    `workers` or SOUK_ANALYSIS_WORKERS (at most cores - 1). Small batches (a server's upserts) stay in-process;
-    a failed worker means the batch is analyzed here. Batches are columns of texts, one per (analyzer, source).
+    """Analysis of a bulk load's batches in worker processes (`souk.analysis.worker`) while this process
+    validates, writes and reads on. Workers: `workers`, else SOUK_ANALYSIS_WORKERS, else cores - 1 (at most
+    `MAX_WORKERS`); they start once one `add` has filled `BULK_BATCHES` batches, so small writes (a server's
+    upserts, a small catalog) never pay their start-up, and take batches once they answer; until then, and
+    whenever `ahead` batches are already out, this process analyzes the batch itself. A failed worker means its
+    batch is analyzed here and no worker is used again.
     Misuse: sharing one pool between writers (each writer closes its own)."""
 
     MIN_ROWS = 64  # below this, shipping rows to a worker costs more than it saves
+    BULK_BATCHES = 2
+    MAX_WORKERS = 4
+    PER_WORKER = 4  # batches a worker may hold before this process analyzes the next one itself
 
     def __init__(self, workers: int | None = None):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         env = os.environ.get("SOUK_ANALYSIS_WORKERS")
-        self.workers = min(workers if workers is not None else (int(env) if env and env.isdigit() else 0),
-                           max(cores, 2) - 1)
-        self._pool: Any = None
+        if workers is None:
+            workers = int(env) if env and env.isdigit() else min(cores - 1, self.MAX_WORKERS)
+        self.workers = max(0, min(workers, max(cores, 2) - 1))
+        self._started: list[Any] = []  # `souk.analysis.worker.Worker`s
+        self._bulk = 0  # bulk batches seen
 
-    def analyze(self, specs: list[tuple[str, str]], user_dict: str | None,
-                columns: list[list[str | None]]) -> list[list[str | None]]:
+    @property
+    def ahead(self) -> int:
+        """How many batches may be in the workers' hands while this process reads on."""
+        return self.PER_WORKER * len(self._started)
+
+    def submit(self, specs: list[tuple[str, str]], user_dict: str | None, columns: list[list[str | None]],
+               bulk: bool = False) -> Terms:
+        """The terms of `columns` (one column of texts per (analyzer, source) spec), now or to come. `bulk`: more
+        batches follow in the same write (a large catalog)."""
         from souk.analysis.batch import analyze_columns
 
-        rows = len(columns[0]) if columns else 0
-        if not specs:
-            return []
-        if self.workers < 1 or rows < self.MIN_ROWS:
-            return analyze_columns(specs, user_dict, columns)
-        pool = self._start()
-        share = -(-rows // (self.workers + 1))  # this process takes the first share
-        starts = range(share, rows, share)
-        futures = [pool.submit(analyze_columns, specs, user_dict, [c[i:i + share] for c in columns]) for i in starts]
-        out = analyze_columns(specs, user_dict, [c[:share] for c in columns])
-        for i, future in zip(starts, futures):
-            try:
-                part = future.result()
-            except Exception:  # a worker died (memory, a signal): this process does its share
-                self.close()
-                self.workers = 0
-                part = analyze_columns(specs, user_dict, [c[i:i + share] for c in columns])
-            for column, more in zip(out, part):
-                column += more
-        return out
+        args = (specs, user_dict, columns)
+        if specs and bulk and self.workers > 0 and len(columns[0]) >= self.MIN_ROWS:
+            self._bulk += 1
+            if self._bulk >= self.BULK_BATCHES:
+                worker = self._idle_worker()
+                if worker is not None:
+                    return Terms(future=worker.submit(*args), args=args)
+        return Terms(analyze_columns(*args) if specs else [])
 
-    def _start(self) -> Any:
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+    def _idle_worker(self) -> Any:
+        """The ready worker with the fewest batches, if it has fewer than `PER_WORKER` (starting the workers first)."""
+        if not self._started:
+            from souk.analysis.worker import Worker
 
-            # spawn: a fresh interpreter, never a fork of a process with tantivy's threads running; each worker
-            # watches its parent and exits when it is gone (kill -9 of `souk index` leaves no worker behind)
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_watch_parent)
-        return self._pool
+            self._started = [Worker() for _ in range(self.workers)]
+        ready = [w for w in self._started if w.ready.done()]
+        if any(w.ready.exception() is not None for w in ready):  # one failed to start: none is used
+            self.close()
+            self.workers = 0
+            return None
+        best = min(ready, key=lambda w: w.pending, default=None)
+        return best if best is not None and best.pending < self.PER_WORKER else None
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._started]
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-
-def _watch_parent() -> None:
-    """In an analysis worker: exit as soon as the writer's process is gone (the pool's pipes would not tell)."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="souk-parent-watch").start()
+        for worker in self._started:
+            worker.close()
+        self._started = []
 
 
 def _describe(rejected: list[tuple[int, str, str]]) -> str:
