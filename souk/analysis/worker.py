@@ -55,6 +55,10 @@ class Worker:
         self._writer.start()
 
     @property
+    def alive(self) -> bool:
+        return not self._dead
+
+    @property
     def pending(self) -> int:
         return len(self._waiting)
 

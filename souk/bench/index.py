@@ -1,12 +1,20 @@
 """`souk bench index`: souk indexing a BEIR corpus against bm25s indexing the same corpus with the same tokens.
 
-Both sides start from the raw records: souk validates, analyzes (in parallel, see `AnalysisPool`), stores and
-commits into a fresh index; the peer analyzes every document with souk's analyzer (the tokens souk's `all` field
-indexes) and builds its bm25s index. Runs alternate sides, medians are reported; `ratio` is souk's docs/s over
-the peer's.
+Both sides start from the same records in memory and end with an index that answers BM25 queries. souk validates,
+analyzes (batched, and in worker processes for a bulk load, see `AnalysisPool`), stores the source and commits a
+fresh index (searchable at once; the impacts that speed up plain queries are built at its first search and timed
+by `bench keyword`). The peer analyzes every document with souk's analyzer, one text at a time (the tokens souk's
+`all` field indexes; checked on a sample, `same_tokens`), and builds its bm25s index (which stores no documents).
+bm25s's own tokenizer (`bm25s.tokenize`, PyStemmer and souk's stopwords) is timed once beside it,
+`peer_bm25s_tokenize_s`, to show the peer's analysis is no slower than its own would be. Runs alternate sides
+(worker start-up counts on every souk run); medians are reported; `ratio` is souk's docs/s over the peer's. CPU
+seconds (souk's include its workers') and the load average are reported too: on a shared machine wall-clock time
+depends on the load more than on the work.
 """
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -18,6 +26,8 @@ from souk.catalogs import read_catalog
 from souk.index import Index
 from souk.schema import beir_schema
 
+SAMPLE = 500  # documents whose tokens are compared between the two sides
+
 
 def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     """Docs/s of `souk index` (in-process, same code path) and of bm25s on `dataset`, `repeat` runs each."""
@@ -28,11 +38,14 @@ def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     schema = beir_schema()
     peer = _Peer(schema.fields["all"].analyzer)
     times: dict[str, list[float]] = {"souk": [], "peer": []}
-    workers = 0
+    cpu: dict[str, list[float]] = {"souk": [], "peer": []}
+    workers, to_workers = 0, 0
+    load = os.getloadavg()[0]
     for r in range(repeat):
         for side in ("souk", "peer") if r % 2 == 0 else ("peer", "souk"):
             _STEMS.clear()  # every run starts with no remembered stems (the first would otherwise warm the other's)
             _KEPT.clear()
+            c0 = _cpu()
             t0 = time.perf_counter()
             if side == "peer":
                 peer.index(records)
@@ -41,17 +54,58 @@ def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
                 try:
                     index = Index.create(workdir / "index", schema)
                     with index.writer() as writer:
-                        workers = writer._analysis_pool.workers
+                        pool = writer._analysis_pool
                         writer.add(records, on_error="skip")
                         writer.commit()
+                        workers, to_workers = pool.workers, pool.given
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
             times[side].append(time.perf_counter() - t0)
+            cpu[side].append(_cpu() - c0)
     souk_s, peer_s = statistics.median(times["souk"]), statistics.median(times["peer"])
     n = len(records)
     return {
         "dataset": str(dataset), "docs": n, "repeat": repeat,
         "docs_per_s": round(n / souk_s, 1), "peer_docs_per_s": round(n / peer_s, 1), "ratio": round(peer_s / souk_s, 3),
         "souk_runs_s": [round(t, 3) for t in times["souk"]], "peer_runs_s": [round(t, 3) for t in times["peer"]],
-        "analysis_workers": workers, "peer": "bm25s (lucene) over souk's analyzer tokens of title + text",
+        "souk_cpu_s": [round(t, 3) for t in cpu["souk"]], "peer_cpu_s": [round(t, 3) for t in cpu["peer"]],
+        "cpu_ratio": round(statistics.median(cpu["peer"]) / max(statistics.median(cpu["souk"]), 1e-9), 3),
+        "analysis_workers": workers, "batches_to_workers": to_workers,
+        "same_tokens": _same_tokens(records, schema, peer), "peer_bm25s_tokenize_s": _bm25s_tokenize_s(records),
+        "load_avg_1m": [round(load, 2), round(os.getloadavg()[0], 2)], "cores": os.cpu_count(),
+        "peer": "bm25s (lucene) over souk's analyzer tokens of title + text, one text at a time",
     }
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have exited (souk's analysis workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _same_tokens(records: list, schema: Any, peer: Any) -> bool:
+    """Whether souk's writer analysis gives a sample of documents the tokens the peer indexes."""
+    from souk.analysis.batch import analyze_columns
+
+    docs = [r.data for r in records[:SAMPLE] if r.data]
+    specs = [(schema.fields["all"].analyzer, src) for src in schema.fields["all"].copy_from]
+    columns = analyze_columns(specs, None, [[d.get(src) or None for d in docs] for _, src in specs])
+    souk_terms = [" ".join(t for t in parts if t).split() for parts in zip(*columns)]
+    peer_terms = [peer.analyzer.terms(d.get("title", "")) + peer.analyzer.terms(d.get("text", "")) for d in docs]
+    return souk_terms == peer_terms
+
+
+def _bm25s_tokenize_s(records: list) -> float | None:
+    """Seconds bm25s's own tokenizer takes over the corpus (stemmed, souk's stopwords; tokens differ slightly)."""
+    try:
+        import bm25s
+        import Stemmer
+    except ImportError:
+        return None
+    from souk.analysis.filters import english_stopwords
+
+    texts = [f"{r.data.get('title', '')} {r.data.get('text', '')}" for r in records if r.data]
+    t0 = time.perf_counter()
+    bm25s.tokenize(texts, stopwords=sorted(english_stopwords()), stemmer=Stemmer.Stemmer("english"),
+                   token_pattern=r"[a-z0-9]+", show_progress=False, return_ids=False)
+    return round(time.perf_counter() - t0, 3)

@@ -432,6 +432,7 @@ class AnalysisPool:
         self.workers = max(0, min(workers, max(cores, 2) - 1))
         self._started: list[Any] = []  # `souk.analysis.worker.Worker`s
         self._bulk = 0  # bulk batches seen
+        self.given = 0  # batches given to workers
 
     @property
     def ahead(self) -> int:
@@ -450,6 +451,7 @@ class AnalysisPool:
             if self._bulk >= self.BULK_BATCHES:
                 worker = self._idle_worker()
                 if worker is not None:
+                    self.given += 1
                     return Terms(future=worker.submit(*args), args=args)
         return Terms(analyze_columns(*args) if specs else [])
 
@@ -460,7 +462,7 @@ class AnalysisPool:
 
             self._started = [Worker() for _ in range(self.workers)]
         ready = [w for w in self._started if w.ready.done()]
-        if any(w.ready.exception() is not None for w in ready):  # one failed to start: none is used
+        if any(w.ready.exception() is not None or not w.alive for w in ready):  # one failed or died: none is used
             self.close()
             self.workers = 0
             return None

@@ -12,6 +12,8 @@ def test_bench_index_json_on_fixture():
                               "--json").stdout.splitlines()[-1])
     assert out["docs"] == 8 and len(out["souk_runs_s"]) == len(out["peer_runs_s"]) == 2
     assert out["ratio"] > 0 and out["docs_per_s"] > 0 and out["peer_docs_per_s"] > 0
+    assert out["same_tokens"] is True and len(out["souk_cpu_s"]) == 2 and out["cpu_ratio"] > 0
+    assert out["batches_to_workers"] == 0  # 8 documents: no worker is started
 
 
 @pytest.mark.slow

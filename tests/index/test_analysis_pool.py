@@ -1,53 +1,71 @@
-"""Analysis split between the writer's process and a worker gives the terms the writer would compute alone."""
+"""Analysis in worker processes gives the terms the writer would compute alone, and never outlives the writer."""
+import os
+import signal
+import subprocess
+import sys
+import time
 
-from souk.index import Index
-from souk.index.writer import AnalysisPool, analyze_rows
-from souk.schema import beir_schema
+from souk.analysis.batch import analyze_columns
 from souk.catalogs import read_catalog
-from support import FIXTURES
+from souk.index import Index
+from souk.index.writer import AnalysisPool
+from souk.schema import beir_schema
+from support import FIXTURES, REPO
 
 SPECS = [("standard", "title"), ("standard", "text"), ("cjk_bigram", "text")]
-ROWS = [[f"Solar panel {i}", None if i % 7 == 0 else f"Rooftop 嘉頓蛋糕 panels convert sunlight {i}", f"面包 {i}"]
-        for i in range(150)]
+COLUMNS = [[f"Solar panel {i}" for i in range(150)],
+           [None if i % 7 == 0 else f"Rooftop 嘉頓蛋糕 panels convert sunlight {i}" for i in range(150)],
+           [f"面包 {i}" for i in range(150)]]
 
 
-def test_pool_matches_in_process_analysis():
+def _bulk(pool, batches=12):
+    """Submit bulk batches until a worker has taken one (it starts on the second); their terms."""
+    out, deadline = [], time.monotonic() + 60
+    while len(out) < batches or not any(t._future is not None for t in out):
+        out.append(pool.submit(SPECS, None, COLUMNS, bulk=True))
+        if time.monotonic() > deadline:
+            raise AssertionError("no worker took a batch within 60 s")
+        time.sleep(0.05)
+    return out
+
+
+def test_workers_answer_what_this_process_computes():
     pool = AnalysisPool(workers=1)
     try:
-        assert pool.analyze(SPECS, None, ROWS) == analyze_rows(SPECS, None, ROWS)
-        assert pool._pool is not None  # the worker really took a share
+        terms = _bulk(pool)
+        expected = analyze_columns(SPECS, None, COLUMNS)
+        assert all(t.result() == expected for t in terms)
+        assert pool.pids()  # the worker really took batches
     finally:
         pool.close()
-    assert AnalysisPool(workers=0).analyze(SPECS, None, ROWS[:3]) == analyze_rows(SPECS, None, ROWS[:3])
+    small = AnalysisPool(workers=1)
+    assert small.submit(SPECS, None, [c[:3] for c in COLUMNS], bulk=True).result() == \
+        analyze_columns(SPECS, None, [c[:3] for c in COLUMNS])
+    assert not small.pids()  # a small write starts no worker
 
 
-def test_a_failed_worker_leaves_the_batch_to_this_process(monkeypatch):
+def test_a_dead_worker_leaves_its_batches_to_this_process():
     pool = AnalysisPool(workers=1)
-
-    class Broken:
-        def submit(self, *a, **k):
-            from concurrent.futures import Future
-
-            f = Future()
-            f.set_exception(RuntimeError("worker died"))
-            return f
-
-        def shutdown(self, **k):
-            pass
-
-    pool._pool = Broken()
-    assert pool.analyze(SPECS, None, ROWS) == analyze_rows(SPECS, None, ROWS)
-    assert pool.workers == 0 and pool._pool is None
+    try:
+        terms = _bulk(pool)
+        os.kill(pool.pids()[0], signal.SIGKILL)
+        more = [pool.submit(SPECS, None, COLUMNS, bulk=True) for _ in range(6)]
+        expected = analyze_columns(SPECS, None, COLUMNS)
+        assert all(t.result() == expected for t in terms + more)
+    finally:
+        pool.close()
 
 
 def test_index_written_with_a_worker_equals_one_written_alone(tmp_path):
-    records = list(read_catalog(FIXTURES / "beir-mini")) * 20  # same ids again: upserts, > one worker share
+    records = list(read_catalog(FIXTURES / "beir-mini")) * 200  # same ids again: upserts, many batches
     results = []
     for workers in (0, 1):
         index = Index.create(tmp_path / f"ix{workers}", beir_schema())
         with index.writer() as writer:
             writer._analysis_pool.workers = workers
+            writer._batch_size = 64
             writer.add(records)
+            assert workers == 0 or writer._analysis_pool.pids()
             writer.commit()
         s = index.searcher()
         results.append([(s.num_docs, s.bm25(q, 5).pairs()) for q in ("solar panels", "electricity wind", "coffee")])
@@ -55,21 +73,14 @@ def test_index_written_with_a_worker_equals_one_written_alone(tmp_path):
 
 
 def test_workers_exit_when_the_writing_process_is_killed(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from support import REPO
-
     script = ("import sys, time\n"
               "from souk.index.writer import AnalysisPool\n"
-              "if __name__ == '__main__':\n"
-              "    pool = AnalysisPool(workers=1)\n"
-              "    pool.analyze([('standard', 'title')], None, [['solar panel']] * 100)\n"
-              "    print(*pool._pool._processes, flush=True)\n"
-              "    time.sleep(60)\n")
+              "pool = AnalysisPool(workers=1)\n"
+              "while not any(t._future is not None for t in\n"
+              "              [pool.submit([('standard', 'title')], None, [['solar panel'] * 100], bulk=True)]):\n"
+              "    time.sleep(0.05)\n"
+              "print(*pool.pids(), flush=True)\n"
+              "time.sleep(60)\n")
     (tmp_path / "writer.py").write_text(script)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "writer.py")], stdout=subprocess.PIPE, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
