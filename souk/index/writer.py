@@ -138,7 +138,8 @@ class Writer:
             if report.rejected and on_error == "fail" or values is None:
                 continue  # keep validating to report every problem, but write nothing more
             self._pending.append(values)
-            shapes[tuple(values)] = shapes.get(tuple(values), 0) + 1
+            names = tuple(values)
+            shapes[names] = shapes.get(names, 0) + 1
             if len(self._pending) >= self._batch_size:
                 report.written += self._flush(more=True)
         if progress and seen:
