@@ -89,7 +89,7 @@ class WriteReport:
 class Writer:
     """Adds, updates (same id replaces) and deletes documents; `commit()` publishes them."""
 
-    def __init__(self, index: "Index", heap_mb: int = 128, threads: int = 1, batch: int = 512,
+    def __init__(self, index: "Index", heap_mb: int = 128, threads: int = 1, batch: int = 256,
                  workers: int | None = None):
         self.index = index
         self._analysis_pool = AnalysisPool(workers)
