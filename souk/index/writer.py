@@ -476,7 +476,14 @@ class AnalysisPool:
         if not self._started:
             from souk.analysis.worker import Worker
 
-            self._started = [Worker() for _ in range(self.workers)]
+            for _ in range(self.workers):
+                try:
+                    self._started.append(Worker())
+                except OSError:  # no process to be had (limits, no interpreter at sys.executable): fewer workers
+                    break
+            if not self._started:
+                self.workers = 0
+                return None
         ready = [w for w in self._started if w.ready.done()]
         if any(w.ready.exception() is not None or not w.alive for w in ready):  # one failed or died: none is used
             self.close()

@@ -113,3 +113,15 @@ def test_workers_by_default_are_the_cores_the_load_leaves_idle(monkeypatch):
     assert AnalysisPool().workers == min(writer.spare_cores(len(os.sched_getaffinity(0))), AnalysisPool.MAX_WORKERS)
     monkeypatch.setenv("SOUK_ANALYSIS_WORKERS", "0")
     assert AnalysisPool().workers == 0
+
+
+def test_no_process_to_be_had_means_analysis_here(monkeypatch):
+    from souk.analysis import worker
+
+    def refuse(*a, **k):
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(worker.subprocess, "Popen", refuse)
+    pool = AnalysisPool(workers=1)
+    terms = [pool.submit(SPECS, None, COLUMNS, bulk=True) for _ in range(3)]
+    assert all(t.result() == analyze_columns(SPECS, None, COLUMNS) for t in terms) and pool.workers == 0
