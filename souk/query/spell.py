@@ -20,6 +20,7 @@ Misuse: building a Speller per query (it indexes the vocabulary once; keep it wi
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections import defaultdict
@@ -168,46 +169,83 @@ class Speller:
     def __init__(self, lexicon: Lexicon, config: SpellConfig | None = None):
         self.lexicon = lexicon
         self.config = config or SpellConfig()
-        cfg = self.config
         self._stop = english_stopwords()
-        self._total = sum(cf for _, cf in lexicon.words.values()) + cfg.log_weight * sum(lexicon.log_words.values())
-        self._total = max(self._total, 1.0)
-        self._context: dict[str, float] = defaultdict(float)
-        for key, count in list(lexicon.bigrams.items()) + list(lexicon.log_bigrams.items()):
-            self._context[key.split(" ", 1)[0]] += count
-        self._by_length: dict[int, list[str]] = defaultdict(list)
-        for word, (df, _) in lexicon.words.items():
+        # the tables below are built on first use: a query of trusted words needs none of them (a CLI search)
+
+    @functools.cached_property
+    def _total(self) -> float:
+        lexicon, cfg = self.lexicon, self.config
+        total = sum(cf for _, cf in lexicon.words.values()) + cfg.log_weight * sum(lexicon.log_words.values())
+        return max(total, 1.0)
+
+    @functools.cached_property
+    def _context(self) -> dict[str, float]:
+        context: dict[str, float] = defaultdict(float)
+        for key, count in list(self.lexicon.bigrams.items()) + list(self.lexicon.log_bigrams.items()):
+            context[key.split(" ", 1)[0]] += count
+        return context
+
+    @functools.cached_property
+    def _by_length(self) -> dict[int, list[str]]:
+        by_length: dict[int, list[str]] = defaultdict(list)
+        for word, (df, _) in self.lexicon.words.items():
             if (
-                df >= cfg.min_target_df
+                df >= self.config.min_target_df
                 and word.isalpha()
                 and word.isascii()
                 and len(word) > 1
                 and word not in self._stop
             ):
-                self._by_length[len(word)].append(word)
-        self._syllables: dict[str, list[str]] = defaultdict(list)  # "ping guo" -> [苹果]
-        self._fuzzy: dict[str, list[str]] = defaultdict(list)
-        self._typed: dict[str, list[str]] = defaultdict(list)  # "pingguo" -> [苹果]
-        self._initials: dict[str, list[str]] = defaultdict(list)  # "pg" -> [苹果, ...]
+                by_length[len(word)].append(word)
+        return by_length
+
+    @functools.cached_property
+    def _pinyin_tables(self) -> tuple[dict[str, list[str]], ...]:
+        """(syllables, fuzzy syllables, typed letters, initials) -> Han words, most documents first."""
+        lexicon = self.lexicon
+        syllables_of: dict[str, list[str]] = defaultdict(list)  # "ping guo" -> [苹果]
+        fuzzy: dict[str, list[str]] = defaultdict(list)
+        typed: dict[str, list[str]] = defaultdict(list)  # "pingguo" -> [苹果]
+        initials: dict[str, list[str]] = defaultdict(list)  # "pg" -> [苹果, ...]
         for word, syllables in lexicon.pinyin.items():
-            if lexicon.df(word) < cfg.min_target_df:
+            if lexicon.df(word) < self.config.min_target_df:
                 continue
             parts = syllables.split()
-            self._syllables[syllables].append(word)
-            self._fuzzy[" ".join(map(_fuzzy, parts))].append(word)
-            self._typed["".join(parts)].append(word)
-            self._initials["".join(p[0] for p in parts)].append(word)
-        for table in (self._syllables, self._fuzzy, self._typed, self._initials):
+            syllables_of[syllables].append(word)
+            fuzzy[" ".join(map(_fuzzy, parts))].append(word)
+            typed["".join(parts)].append(word)
+            initials["".join(p[0] for p in parts)].append(word)
+        for table in (syllables_of, fuzzy, typed, initials):
             for key, words in table.items():
                 words.sort(key=lambda w: -lexicon.df(w))
-        self._longest_typed = max(map(len, self._typed), default=0)
+        return syllables_of, fuzzy, typed, initials
+
+    @property
+    def _syllables(self) -> dict[str, list[str]]:
+        return self._pinyin_tables[0]
+
+    @property
+    def _fuzzy(self) -> dict[str, list[str]]:
+        return self._pinyin_tables[1]
+
+    @property
+    def _typed(self) -> dict[str, list[str]]:
+        return self._pinyin_tables[2]
+
+    @property
+    def _initials(self) -> dict[str, list[str]]:
+        return self._pinyin_tables[3]
+
+    @functools.cached_property
+    def _longest_typed(self) -> int:
+        return max(map(len, self._typed), default=0)
 
     # ---- public -------------------------------------------------------------------------------
     def correct(self, text: str) -> Correction:
         """The best correction of `text` and the runners-up (see the module docstring)."""
         norm = normalize(text)
         tokens = self._tokens(norm)
-        if not tokens:
+        if not tokens or self._as_typed(tokens):
             return Correction(text, text, False, [(norm, 1.0)])
         edges = self._edges(tokens)
         typed = [e for e in edges if e.kind is None and e.end == e.start + 1]
@@ -233,6 +271,23 @@ class Speller:
         edits = [Edit(norm[tokens[e.start].start:tokens[e.end - 1].end], _join(e.words), e.kind,
                       tokens[e.start].start, tokens[e.end - 1].end) for e in best_path if e.kind is not None]
         return Correction(text, best_text, True, candidates, edits)
+
+    def _as_typed(self, tokens: list[_Token]) -> bool:
+        """True when the lattice would hold the typed tokens alone (`_edges` finds no other edge), so the
+        answer is the query as typed, found without the bigram model or the edit tables: no Han, nothing
+        untrusted, no join into a known word, no run of letters that could be pinyin."""
+        lex, cfg = self.lexicon, self.config
+        for i, tok in enumerate(tokens):
+            if tok.han or not (tok.trusted or tok.fixed):
+                return False
+            if lex.pinyin and tok.alpha and not (tok.trusted and len(tok.text) > 1) and tok.text not in lex.protected:
+                return False
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if (nxt is not None and tok.alpha and nxt.alpha
+                    and not (tok.text in lex.protected or nxt.text in lex.protected)
+                    and lex.df(tok.text + nxt.text) >= cfg.min_target_df):
+                return False
+        return True
 
     # ---- tokens -------------------------------------------------------------------------------
     def _tokens(self, norm: str) -> list[_Token]:

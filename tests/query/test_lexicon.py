@@ -67,7 +67,8 @@ def test_cached_per_commit_and_rebuilt_after_a_commit(tmp_path: Path, monkeypatc
     second = index.searcher()
     assert second.commit_id != first.commit_id
     assert load_lexicon(second).docs == 42
-    assert [p.name for p in (index.path / "cache").iterdir()] == [f"lexicon-{second.commit_id}.json"]
+    assert sorted(p.name for p in (index.path / "cache").iterdir()) == [
+        f"lexicon-{second.commit_id}-bigrams.json", f"lexicon-{second.commit_id}.json"]
 
 
 def test_query_log_adds_frequencies(lex: Lexicon, tmp_path: Path):
