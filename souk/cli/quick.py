@@ -62,6 +62,9 @@ def run_search(query: str, index: Path, filters: list[str], facets: list[str], k
 
     from souk.cli.output import emit_json
     from souk.engine import Engine
+    from souk.query.spell import tables_on_first_use
+
+    tables_on_first_use()  # one query: the speller reads its bigrams and builds its tables only if it needs them
 
     started = time.perf_counter()
     engine = Engine.open(index)

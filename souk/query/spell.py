@@ -38,6 +38,13 @@ from souk.query.lexicon import Lexicon, maximal_tokens
 from souk.query.units import quantity_spans
 
 DECISIONS = ("rewrite", "suggest", "none")
+_EAGER = [True]  # spellers of the `spell` step build every table at once (a server: no request waits for one)
+
+
+def tables_on_first_use() -> None:
+    """One-shot processes (a CLI search): the `spell` step's spellers build their tables (and read the bigrams)
+    only when a query needs them; a query of trusted words needs none."""
+    _EAGER[0] = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,12 @@ class Speller:
         self.config = config or SpellConfig()
         self._stop = english_stopwords()
         # the tables below are built on first use: a query of trusted words needs none of them (a CLI search)
+
+    def prepare(self) -> "Speller":
+        """Build every table now (they are otherwise built on first use)."""
+        for table in ("_total", "_context", "_by_length", "_pinyin_tables"):
+            getattr(self, table)
+        return self
 
     @functools.cached_property
     def _total(self) -> float:
@@ -601,7 +614,8 @@ class SpellRewriter:
             lexicon = load_lexicon(snapshot)
             if log is not None:
                 lexicon = lexicon.with_log(log)
-            return lexicon, Speller(lexicon, config)
+            speller = Speller(lexicon, config)
+            return lexicon, speller.prepare() if _EAGER[0] else speller
 
         # one speller per index and options, rebuilt in the background after a commit (the previous
         # commit's speller serves meanwhile: a server never waits seconds for a lexicon)
