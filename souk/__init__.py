@@ -2,8 +2,9 @@
 
 The flat public API; everything else is reachable through the sub-packages named after the chain.
 """
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from souk.plugins import lazy_exports
 from souk.version import __version__
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ __all__ = [
     "SearchResult", "SoukError", "__version__", "build_pipeline", "parse_filter", "pipeline_names", "read_catalog",
 ]
 
-# name -> module: imported on first use (`import souk` alone, or the CLI, loads none of them)
-_LAZY = {name: module for module, names in {
+# each name's module imported on first use (`import souk` alone, or the CLI, loads none of them)
+__getattr__ = lazy_exports("souk", globals(), {
     "souk.catalogs": ("Record", "read_catalog"), "souk.engine": ("Engine",),
     "souk.errors": ("ConfigError", "DatasetError", "DocumentError", "IndexStateError", "ModelError", "QueryError",
                     "SchemaError", "SoukError"),
@@ -34,15 +35,4 @@ _LAZY = {name: module for module, names in {
     "souk.index.searcher": ("SearchRequest",), "souk.query.plan": ("QueryPlan",),
     "souk.ranking.pipeline": ("Pipeline", "build_pipeline", "pipeline_names"), "souk.schema": ("Field", "Schema"),
     "souk.types": ("Hit", "Ranking", "SearchResult"),
-}.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'souk' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+})

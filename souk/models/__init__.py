@@ -4,7 +4,9 @@ Models are registered names (packaged, e.g. all-MiniLM-L6-v2) or model directori
 `manifest.json`; both load the same way. Nothing here is downloaded from a hub, and nothing
 heavy (torch, transformers) is imported until a model is loaded.
 """
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from souk.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from souk.models.backends import BACKENDS, choose_backend
@@ -20,22 +22,11 @@ __all__ = ["BACKENDS", "MODEL_MANIFEST", "CrossEncoder", "Encoder", "EncoderConf
            "load_encoder", "model_card", "model_names", "register_model", "text_coverage", "write_model_manifest"]
 
 # imported on first use: `souk.models.store` (a keyword search checking activations) loads no encoder code
-_LAZY = {name: module for module, names in {
+__getattr__ = lazy_exports("souk.models", globals(), {
     "souk.models.backends": ("BACKENDS", "choose_backend"), "souk.models.checkpoints": ("encode_resumable",),
     "souk.models.cross_encoder": ("CrossEncoder",),
     "souk.models.encoder": ("Encoder", "EncoderConfig", "TransformerEncoder", "get_encoder", "load_encoder"),
     "souk.models.machine": ("detect_machine",),
     "souk.models.registry": ("MODEL_MANIFEST", "ModelCard", "model_card", "model_names", "register_model",
                              "text_coverage", "write_model_manifest"),
-}.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'souk.models' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+})

@@ -162,6 +162,14 @@ class _Token:
 
 
 @dataclass(frozen=True)
+class _PinyinTables:
+    syllables: dict[str, list[str]]
+    fuzzy: dict[str, list[str]]
+    typed: dict[str, list[str]]
+    initials: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
 class _Edge:
     start: int  # token positions [start, end)
     end: int
@@ -181,7 +189,7 @@ class Speller:
 
     def prepare(self) -> "Speller":
         """Build every table now (they are otherwise built on first use)."""
-        for table in ("_total", "_context", "_by_length", "_pinyin_tables"):
+        for table in ("_total", "_context", "_by_length", "_pinyin"):
             getattr(self, table)
         return self
 
@@ -213,45 +221,26 @@ class Speller:
         return by_length
 
     @functools.cached_property
-    def _pinyin_tables(self) -> tuple[dict[str, list[str]], ...]:
-        """(syllables, fuzzy syllables, typed letters, initials) -> Han words, most documents first."""
+    def _pinyin(self) -> "_PinyinTables":
+        """Han words by their syllables, fuzzy syllables, typed letters and initials, most documents first."""
         lexicon = self.lexicon
-        syllables_of: dict[str, list[str]] = defaultdict(list)  # "ping guo" -> [苹果]
-        fuzzy: dict[str, list[str]] = defaultdict(list)
-        typed: dict[str, list[str]] = defaultdict(list)  # "pingguo" -> [苹果]
-        initials: dict[str, list[str]] = defaultdict(list)  # "pg" -> [苹果, ...]
+        tables = _PinyinTables(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list))
         for word, syllables in lexicon.pinyin.items():
             if lexicon.df(word) < self.config.min_target_df:
                 continue
             parts = syllables.split()
-            syllables_of[syllables].append(word)
-            fuzzy[" ".join(map(_fuzzy, parts))].append(word)
-            typed["".join(parts)].append(word)
-            initials["".join(p[0] for p in parts)].append(word)
-        for table in (syllables_of, fuzzy, typed, initials):
+            tables.syllables[syllables].append(word)  # "ping guo" -> [苹果]
+            tables.fuzzy[" ".join(map(_fuzzy, parts))].append(word)
+            tables.typed["".join(parts)].append(word)  # "pingguo" -> [苹果]
+            tables.initials["".join(p[0] for p in parts)].append(word)  # "pg" -> [苹果, ...]
+        for table in (tables.syllables, tables.fuzzy, tables.typed, tables.initials):
             for key, words in table.items():
                 words.sort(key=lambda w: -lexicon.df(w))
-        return syllables_of, fuzzy, typed, initials
-
-    @property
-    def _syllables(self) -> dict[str, list[str]]:
-        return self._pinyin_tables[0]
-
-    @property
-    def _fuzzy(self) -> dict[str, list[str]]:
-        return self._pinyin_tables[1]
-
-    @property
-    def _typed(self) -> dict[str, list[str]]:
-        return self._pinyin_tables[2]
-
-    @property
-    def _initials(self) -> dict[str, list[str]]:
-        return self._pinyin_tables[3]
+        return tables
 
     @functools.cached_property
     def _longest_typed(self) -> int:
-        return max(map(len, self._typed), default=0)
+        return max(map(len, self._pinyin.typed), default=0)
 
     # ---- public -------------------------------------------------------------------------------
     def correct(self, text: str) -> Correction:
@@ -395,7 +384,7 @@ class Speller:
         return out
 
     def _initial_word(self, letters: str) -> str | None:
-        words = self._initials.get(letters)
+        words = self._pinyin.initials.get(letters)
         if not words:
             return None
         dfs = [self.lexicon.df(w) for w in words]
@@ -403,7 +392,7 @@ class Speller:
 
     def _pinyin_edges(self, tokens: list[_Token]) -> list[_Edge]:
         """Runs of unknown Latin words read as full pinyin of catalog words (pingguo shouji -> 苹果手机)."""
-        if not self._typed:
+        if not self._pinyin.typed:
             return []
         edges = []
         for i in range(len(tokens)):
@@ -426,7 +415,7 @@ class Speller:
             if not best[i]:
                 continue
             for j in range(i + 1, min(n, i + self._longest_typed) + 1):
-                for word in self._typed.get(letters[i:j], ())[:3]:
+                for word in self._pinyin.typed.get(letters[i:j], ())[:3]:
                     gain = self._unigram(word) - self.config.pinyin_cost
                     best[j].extend((s + gain, words + (word,)) for s, words in best[i])
                 best[j] = heapq.nlargest(keep, best[j])
@@ -454,9 +443,9 @@ class Speller:
                     options[seg] = (0.0, False)
                 if j > i + 1 and seg not in lex.protected:
                     for combo in _limited_product(readings[i:j]):
-                        for word in self._syllables.get(" ".join(combo), ())[:4]:
+                        for word in self._pinyin.syllables.get(" ".join(combo), ())[:4]:
                             options.setdefault(word, (cfg.homophone_cost * _diff(word, seg), False))
-                        for word in self._fuzzy.get(" ".join(map(_fuzzy, combo)), ())[:4]:
+                        for word in self._pinyin.fuzzy.get(" ".join(map(_fuzzy, combo)), ())[:4]:
                             options.setdefault(word, (cfg.fuzzy_pinyin_cost * _diff(word, seg), True))
                 for word, (cost, fuzzy) in options.items():
                     gain = self._unigram(word) - cost

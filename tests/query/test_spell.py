@@ -178,8 +178,8 @@ def test_the_spell_step_builds_its_tables_at_once_unless_a_one_shot_process_asks
 
     monkeypatch.setattr(spell, "_EAGER", [True])  # (as a new process starts; restored after the test)
     eager = spell.SpellRewriter(spell_searcher, {"plenty": 2}).speller
-    assert {"_context", "_by_length", "_pinyin_tables"} <= set(vars(eager))  # a server's requests never wait
+    assert {"_context", "_by_length", "_pinyin"} <= set(vars(eager))  # a server's requests never wait
     spell.tables_on_first_use()
     lazy = spell.SpellRewriter(spell_searcher, {"plenty": 3}).speller
-    assert not {"_context", "_by_length", "_pinyin_tables"} & set(vars(lazy))
+    assert not {"_context", "_by_length", "_pinyin"} & set(vars(lazy))
     assert lazy.correct("samsng fridge").corrected == "samsung fridge" and "_by_length" in vars(lazy)
