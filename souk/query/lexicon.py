@@ -12,6 +12,7 @@ Misuse: building a lexicon per query (build once per commit; the Speller keeps i
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,20 +185,29 @@ class _LazyBigrams(Mapping[str, int]):
     rebuilds them (`rebuild`) rather than leave the speller without context."""
 
     def __init__(self, path: Path, rebuild: Callable[[], Mapping[str, int]]):
-        self._path, self._rebuild = path, rebuild
+        self._path = path
+        self._rebuild: Callable[[], Mapping[str, int]] | None = rebuild  # (holds a searcher: dropped once read)
         self._data: Mapping[str, int] | None = None
+        self._lock = threading.Lock()
 
     @property
     def data(self) -> Mapping[str, int]:
         if self._data is None:
-            try:
-                data = json.loads(self._path.read_text(encoding="utf-8"))
-                if not isinstance(data, dict):
-                    raise ValueError("not an object")
-                self._data = data
-            except (OSError, ValueError):
-                self._data = self._rebuild()
+            with self._lock:  # (server threads: read once)
+                if self._data is None:
+                    self._data = self._read()
+                    self._rebuild = None
         return self._data
+
+    def _read(self) -> Mapping[str, int]:
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return data
+        except (OSError, ValueError):
+            assert self._rebuild is not None
+            return self._rebuild()
 
     def __getitem__(self, key: str) -> int:
         return self.data[key]
