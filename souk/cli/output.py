@@ -2,7 +2,6 @@
 and how values look on a terminal (entities decoded, numbers rounded, estimates marked)."""
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -53,6 +52,8 @@ _LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 def plain_text(value: Any) -> str:
     """A catalog value for the terminal: HTML entities decoded (`&amp;` -> `&`), rich markup escaped."""
+    import html  # (its entity table: not for a `--json` search)
+
     from rich.markup import escape
 
     return escape(html.unescape(str(value)))
