@@ -293,3 +293,19 @@ def _type_ok(value: Any, hint: Any) -> tuple[bool, str]:
     if isinstance(hint, type):
         return isinstance(value, hint), hint.__name__
     return True, str(hint)
+
+
+def lazy_exports(package: str, namespace: dict[str, Any], exports: dict[str, tuple[str, ...]]) -> Callable[[str], Any]:
+    """A package's module `__getattr__` (PEP 562) for its flat public names: each name's module (`exports`:
+    module -> names) is imported on first use, so importing the package costs nothing it does not use.
+    Misuse: a name in two modules (the last one listed wins)."""
+    where = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = namespace[name] = getattr(importlib.import_module(module), name)
+        return value
+
+    return __getattr__

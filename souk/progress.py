@@ -7,13 +7,24 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+if TYPE_CHECKING:
+    from rich.console import Console
 
-err_console = Console(stderr=True)
+    err_console: Console
+
 LOG_SECONDS = 10.0
+
+
+def __getattr__(name: str) -> Any:
+    """`err_console`, made on first use: rich costs 50-150 ms of imports, which a CLI search never needs."""
+    if name != "err_console":
+        raise AttributeError(f"module 'souk.progress' has no attribute {name!r}")
+    from rich.console import Console
+
+    console = globals()["err_console"] = Console(stderr=True)
+    return console
 
 
 @contextmanager
@@ -23,6 +34,11 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
     if not enabled:
         yield lambda n=1, status=None: None
         return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from souk.progress import err_console
+
     if not err_console.is_terminal:
         log = ProgressLog(description, total, _log_seconds())
         yield log.advance

@@ -91,7 +91,9 @@ def _interleaved(sides: dict, queries: list[tuple[str, str]], repeat: int) -> tu
 
 
 class _Peer:
-    """bm25s over souk's terms of title + text (the same text souk's `all` field indexes)."""
+    """bm25s over souk's terms of title + text (the same text souk's `all` field indexes), at its best settings
+    without optional compilers: the numpy backend (bm25s's `numba` backend needs numba, not a souk dependency),
+    scores from `get_scores` and top-k by `argpartition`, hits assembled with array operations as souk's are."""
 
     def __init__(self, analyzer_name: str):
         from souk.analysis.registry import get_analyzer
@@ -118,9 +120,12 @@ class _Peer:
         if not ids_q:
             return []
         scores = self.model.get_scores(ids_q)
+        # (selecting from the negated scores: numpy's introselect is several times slower on homedepot selecting
+        # the largest of mostly-zero scores in place, measured)
         top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
         top = top[np.argsort(-scores[top])]
-        return [(ids[i], float(scores[i])) for i in top if scores[i] > 0]
+        top = top[scores[top] > 0]  # (vectorised, as souk's side assembles its pairs: no per-hit numpy scalars)
+        return list(zip(ids[top].tolist(), scores[top].astype(np.float64).tolist()))
 
 
 def _default_split(dataset: Path) -> str:

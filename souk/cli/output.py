@@ -2,21 +2,36 @@
 and how values look on a terminal (entities decoded, numbers rounded, estimates marked)."""
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
 import sys
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from souk.limits import EXACT_DISTINCT_LIMIT
-from souk.progress import err_console, progress_bar
+from souk.progress import progress_bar
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    console: Console
+    err_console: Console
 
 __all__ = ["console", "emit_json", "err_console", "facet_line", "format_number", "plain_text", "progress_bar"]
-console = Console()
+
+
+def __getattr__(name: str) -> Any:
+    """`console` and `err_console`, made on first use: rich's imports (50-150 ms) stay out of `souk search --json`."""
+    if name == "err_console":
+        from souk import progress
+
+        return progress.err_console
+    if name != "console":
+        raise AttributeError(f"module 'souk.cli.output' has no attribute {name!r}")
+    from rich.console import Console
+
+    made = globals()["console"] = Console()
+    return made
 
 
 def emit_json(data: dict[str, Any]) -> None:
@@ -37,6 +52,10 @@ _LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 def plain_text(value: Any) -> str:
     """A catalog value for the terminal: HTML entities decoded (`&amp;` -> `&`), rich markup escaped."""
+    import html  # (its entity table: not for a `--json` search)
+
+    from rich.markup import escape
+
     return escape(html.unescape(str(value)))
 
 
@@ -58,6 +77,8 @@ def facet_line(name: str, facet: dict[str, Any]) -> str:
     """One facet as a rich-markup line: `brand (≈1,234 distinct): A (3), B (2)` or `price: min 1, max 20, avg 7.33`.
     A distinct count is marked `≈` when the facet says it is approximate (or, when it does not say,
     when it is above `EXACT_DISTINCT_LIMIT`, where tantivy's count becomes an estimate)."""
+    from rich.markup import escape
+
     if "buckets" in facet:
         distinct = facet.get("distinct", 0)
         approximate = facet.get("approximate", distinct > EXACT_DISTINCT_LIMIT)

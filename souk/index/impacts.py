@@ -22,6 +22,7 @@ import numpy as np
 from souk.limits import MAX_IMPACT_TOKENS
 
 K1, B = 1.2, 0.75
+FLOOR_K = 100  # per term, its FLOOR_K-th best score: a floor under a query's k-th best total, for k <= FLOOR_K
 
 
 def _field_norms() -> np.ndarray:
@@ -45,6 +46,7 @@ class FieldImpacts:
 
     starts: list[int]  # vocabulary size + 1 (Python ints: slicing with them is quicker than with numpy scalars)
     packed: np.ndarray  # int64, ascending rows within a term
+    floors: list[float]  # per term id, its FLOOR_K-th best score (0.0 below FLOOR_K documents)
 
     @classmethod
     def of(cls, offsets: np.ndarray, tokens: np.ndarray, vocab_size: int, boost: float) -> "FieldImpacts":
@@ -69,7 +71,12 @@ class FieldImpacts:
         if boost != 1.0:
             scores = (scores * np.float32(boost)).astype(np.float32)
         packed = (row << 32) | scores.view(np.uint32).astype(np.int64)
-        return cls(starts.tolist(), packed)
+        floors = np.zeros(vocab_size, dtype=np.float32)
+        if boost > 0:  # (scores are then positive: a document's total is at least any one of its terms' scores)
+            for t in (df >= FLOOR_K).nonzero()[0].tolist():
+                seg = scores[starts[t]:starts[t + 1]]
+                floors[t] = np.partition(seg, len(seg) - FLOOR_K)[len(seg) - FLOOR_K]
+        return cls(starts.tolist(), packed, floors.tolist())
 
 
 class Impacts:
@@ -103,15 +110,18 @@ class Impacts:
         """The `k` best documents (ids, scores, best first) for the query's terms per field."""
         parts = []
         get = self._term.get
+        floor = 0.0  # FLOOR_K documents hold one of the query's terms with at least this score: so do the top k
         for name, terms in terms_by_field.items():
             f = self.fields.get(name)
             if f is None:
                 continue
-            starts = f.starts
+            starts, floors = f.starts, f.floors
             for t in terms:
                 tid = get(t)
                 if tid is not None and starts[tid] < starts[tid + 1]:
                     parts.append(f.packed[starts[tid]:starts[tid + 1]])
+                    if floors[tid] > floor:
+                        floor = floors[tid]
         if not parts or k <= 0:
             return [], np.zeros(0, dtype=np.float32)
         if len(parts) == 1:  # one posting list: one entry per document already
@@ -122,7 +132,9 @@ class Impacts:
             packed = np.concatenate(parts)
             if 8 * len(packed) >= self.num_docs:  # dense enough: one sum over every row (scifact: 4k postings, 5k docs)
                 total = np.bincount(packed >> 32, _scores(packed), minlength=self.num_docs)
-                cand = (total > 0).nonzero()[0]  # (a boolean mask: nonzero() on floats measured several times slower)
+                # (a boolean mask: nonzero() on floats measured several times slower; the floor leaves a few
+                # hundred candidates of thousands to `argpartition`)
+                cand = (total >= floor).nonzero()[0] if 0 < floor and k <= FLOOR_K else (total > 0).nonzero()[0]
                 sc = total[cand]
             else:  # sparse (homedepot: 3k postings, 55k docs): sorted, a document's postings stand together
                 packed.sort()

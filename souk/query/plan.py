@@ -88,9 +88,9 @@ class Rewriter(Protocol):
 
 # name -> factory(searcher, options) -> Rewriter; the name is what `[query] steps` lists
 RewriterFactory = Callable[[Any, dict[str, Any]], Rewriter]
-QUERY_STEPS: Registry[RewriterFactory] = Registry("query_step", builtins=(
-    "souk.query.spell", "souk.query.synonyms", "souk.query.keywords", "souk.query.intent.rewriter",
-    "souk.query.entities.rewriter"))
+QUERY_STEPS: Registry[RewriterFactory] = Registry("query_step", optional={  # each imported only when named
+    "spell": "souk.query.spell", "synonyms": "souk.query.synonyms", "keywords": "souk.query.keywords",
+    "intent": "souk.query.intent.rewriter", "entities": "souk.query.entities.rewriter"})
 
 
 class Planner:

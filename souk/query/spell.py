@@ -20,6 +20,7 @@ Misuse: building a Speller per query (it indexes the vocabulary once; keep it wi
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections import defaultdict
@@ -37,6 +38,13 @@ from souk.query.lexicon import Lexicon, maximal_tokens
 from souk.query.units import quantity_spans
 
 DECISIONS = ("rewrite", "suggest", "none")
+_EAGER = [True]  # spellers of the `spell` step build every table at once (a server: no request waits for one)
+
+
+def tables_on_first_use() -> None:
+    """One-shot processes (a CLI search): the `spell` step's spellers build their tables (and read the bigrams)
+    only when a query needs them; a query of trusted words needs none."""
+    _EAGER[0] = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,14 @@ class _Token:
 
 
 @dataclass(frozen=True)
+class _PinyinTables:
+    syllables: dict[str, list[str]]
+    fuzzy: dict[str, list[str]]
+    typed: dict[str, list[str]]
+    initials: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
 class _Edge:
     start: int  # token positions [start, end)
     end: int
@@ -168,46 +184,70 @@ class Speller:
     def __init__(self, lexicon: Lexicon, config: SpellConfig | None = None):
         self.lexicon = lexicon
         self.config = config or SpellConfig()
-        cfg = self.config
         self._stop = english_stopwords()
-        self._total = sum(cf for _, cf in lexicon.words.values()) + cfg.log_weight * sum(lexicon.log_words.values())
-        self._total = max(self._total, 1.0)
-        self._context: dict[str, float] = defaultdict(float)
-        for key, count in list(lexicon.bigrams.items()) + list(lexicon.log_bigrams.items()):
-            self._context[key.split(" ", 1)[0]] += count
-        self._by_length: dict[int, list[str]] = defaultdict(list)
-        for word, (df, _) in lexicon.words.items():
+        # the tables below are built on first use: a query of trusted words needs none of them (a CLI search)
+
+    def prepare(self) -> "Speller":
+        """Build every table now (they are otherwise built on first use)."""
+        for table in ("_total", "_context", "_by_length", "_pinyin"):
+            getattr(self, table)
+        return self
+
+    @functools.cached_property
+    def _total(self) -> float:
+        lexicon, cfg = self.lexicon, self.config
+        total = sum(cf for _, cf in lexicon.words.values()) + cfg.log_weight * sum(lexicon.log_words.values())
+        return max(total, 1.0)
+
+    @functools.cached_property
+    def _context(self) -> dict[str, float]:
+        context: dict[str, float] = defaultdict(float)
+        for key, count in list(self.lexicon.bigrams.items()) + list(self.lexicon.log_bigrams.items()):
+            context[key.split(" ", 1)[0]] += count
+        return context
+
+    @functools.cached_property
+    def _by_length(self) -> dict[int, list[str]]:
+        by_length: dict[int, list[str]] = defaultdict(list)
+        for word, (df, _) in self.lexicon.words.items():
             if (
-                df >= cfg.min_target_df
+                df >= self.config.min_target_df
                 and word.isalpha()
                 and word.isascii()
                 and len(word) > 1
                 and word not in self._stop
             ):
-                self._by_length[len(word)].append(word)
-        self._syllables: dict[str, list[str]] = defaultdict(list)  # "ping guo" -> [苹果]
-        self._fuzzy: dict[str, list[str]] = defaultdict(list)
-        self._typed: dict[str, list[str]] = defaultdict(list)  # "pingguo" -> [苹果]
-        self._initials: dict[str, list[str]] = defaultdict(list)  # "pg" -> [苹果, ...]
+                by_length[len(word)].append(word)
+        return by_length
+
+    @functools.cached_property
+    def _pinyin(self) -> "_PinyinTables":
+        """Han words by their syllables, fuzzy syllables, typed letters and initials, most documents first."""
+        lexicon = self.lexicon
+        tables = _PinyinTables(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list))
         for word, syllables in lexicon.pinyin.items():
-            if lexicon.df(word) < cfg.min_target_df:
+            if lexicon.df(word) < self.config.min_target_df:
                 continue
             parts = syllables.split()
-            self._syllables[syllables].append(word)
-            self._fuzzy[" ".join(map(_fuzzy, parts))].append(word)
-            self._typed["".join(parts)].append(word)
-            self._initials["".join(p[0] for p in parts)].append(word)
-        for table in (self._syllables, self._fuzzy, self._typed, self._initials):
+            tables.syllables[syllables].append(word)  # "ping guo" -> [苹果]
+            tables.fuzzy[" ".join(map(_fuzzy, parts))].append(word)
+            tables.typed["".join(parts)].append(word)  # "pingguo" -> [苹果]
+            tables.initials["".join(p[0] for p in parts)].append(word)  # "pg" -> [苹果, ...]
+        for table in (tables.syllables, tables.fuzzy, tables.typed, tables.initials):
             for key, words in table.items():
                 words.sort(key=lambda w: -lexicon.df(w))
-        self._longest_typed = max(map(len, self._typed), default=0)
+        return tables
+
+    @functools.cached_property
+    def _longest_typed(self) -> int:
+        return max(map(len, self._pinyin.typed), default=0)
 
     # ---- public -------------------------------------------------------------------------------
     def correct(self, text: str) -> Correction:
         """The best correction of `text` and the runners-up (see the module docstring)."""
         norm = normalize(text)
         tokens = self._tokens(norm)
-        if not tokens:
+        if not tokens or self._as_typed(tokens):
             return Correction(text, text, False, [(norm, 1.0)])
         edges = self._edges(tokens)
         typed = [e for e in edges if e.kind is None and e.end == e.start + 1]
@@ -233,6 +273,23 @@ class Speller:
         edits = [Edit(norm[tokens[e.start].start:tokens[e.end - 1].end], _join(e.words), e.kind,
                       tokens[e.start].start, tokens[e.end - 1].end) for e in best_path if e.kind is not None]
         return Correction(text, best_text, True, candidates, edits)
+
+    def _as_typed(self, tokens: list[_Token]) -> bool:
+        """True when the lattice would hold the typed tokens alone (`_edges` finds no other edge), so the
+        answer is the query as typed, found without the bigram model or the edit tables: no Han, nothing
+        untrusted, no join into a known word, no run of letters that could be pinyin."""
+        lex, cfg = self.lexicon, self.config
+        for i, tok in enumerate(tokens):
+            if tok.han or not (tok.trusted or tok.fixed):
+                return False
+            if lex.pinyin and tok.alpha and not (tok.trusted and len(tok.text) > 1) and tok.text not in lex.protected:
+                return False
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if (nxt is not None and tok.alpha and nxt.alpha
+                    and not (tok.text in lex.protected or nxt.text in lex.protected)
+                    and lex.df(tok.text + nxt.text) >= cfg.min_target_df):
+                return False
+        return True
 
     # ---- tokens -------------------------------------------------------------------------------
     def _tokens(self, norm: str) -> list[_Token]:
@@ -327,7 +384,7 @@ class Speller:
         return out
 
     def _initial_word(self, letters: str) -> str | None:
-        words = self._initials.get(letters)
+        words = self._pinyin.initials.get(letters)
         if not words:
             return None
         dfs = [self.lexicon.df(w) for w in words]
@@ -335,7 +392,7 @@ class Speller:
 
     def _pinyin_edges(self, tokens: list[_Token]) -> list[_Edge]:
         """Runs of unknown Latin words read as full pinyin of catalog words (pingguo shouji -> 苹果手机)."""
-        if not self._typed:
+        if not self._pinyin.typed:
             return []
         edges = []
         for i in range(len(tokens)):
@@ -358,7 +415,7 @@ class Speller:
             if not best[i]:
                 continue
             for j in range(i + 1, min(n, i + self._longest_typed) + 1):
-                for word in self._typed.get(letters[i:j], ())[:3]:
+                for word in self._pinyin.typed.get(letters[i:j], ())[:3]:
                     gain = self._unigram(word) - self.config.pinyin_cost
                     best[j].extend((s + gain, words + (word,)) for s, words in best[i])
                 best[j] = heapq.nlargest(keep, best[j])
@@ -386,9 +443,9 @@ class Speller:
                     options[seg] = (0.0, False)
                 if j > i + 1 and seg not in lex.protected:
                     for combo in _limited_product(readings[i:j]):
-                        for word in self._syllables.get(" ".join(combo), ())[:4]:
+                        for word in self._pinyin.syllables.get(" ".join(combo), ())[:4]:
                             options.setdefault(word, (cfg.homophone_cost * _diff(word, seg), False))
-                        for word in self._fuzzy.get(" ".join(map(_fuzzy, combo)), ())[:4]:
+                        for word in self._pinyin.fuzzy.get(" ".join(map(_fuzzy, combo)), ())[:4]:
                             options.setdefault(word, (cfg.fuzzy_pinyin_cost * _diff(word, seg), True))
                 for word, (cost, fuzzy) in options.items():
                     gain = self._unigram(word) - cost
@@ -546,7 +603,8 @@ class SpellRewriter:
             lexicon = load_lexicon(snapshot)
             if log is not None:
                 lexicon = lexicon.with_log(log)
-            return lexicon, Speller(lexicon, config)
+            speller = Speller(lexicon, config)
+            return lexicon, speller.prepare() if _EAGER[0] else speller
 
         # one speller per index and options, rebuilt in the background after a commit (the previous
         # commit's speller serves meanwhile: a server never waits seconds for a lexicon)

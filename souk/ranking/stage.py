@@ -58,5 +58,6 @@ class StageContext:
 
 
 StageFactory = Callable[[StageContext, dict[str, Any]], Stage]
-STAGES: Registry[StageFactory] = Registry("stage", builtins=(
-    "souk.ranking.recall", "souk.ranking.interact", "souk.ranking.ltr", "souk.ranking.clicks", "souk.ranking.rerank"))
+STAGES: Registry[StageFactory] = Registry("stage", optional={  # each imported only when named (a CLI search)
+    "recall": "souk.ranking.recall", "interact": "souk.ranking.interact", "ltr": "souk.ranking.ltr",
+    "clicks": "souk.ranking.clicks", "cross": "souk.ranking.rerank"})

@@ -58,5 +58,6 @@ def nearest(searcher: Any, plans: Sequence[QueryPlan], k: int, encode: Callable[
 
 
 RetrieverFactory = Callable[[Any, dict[str, Any]], Retriever]
-RETRIEVERS: Registry[RetrieverFactory] = Registry("retriever", builtins=(
-    "souk.retrieval.bm25", "souk.retrieval.dense", "souk.retrieval.milvus", "souk.retrieval.wordvec"))
+RETRIEVERS: Registry[RetrieverFactory] = Registry("retriever", optional={  # each imported only when named
+    "bm25": "souk.retrieval.bm25", "dense": "souk.retrieval.dense", "milvus": "souk.retrieval.milvus",
+    "wordvec": "souk.retrieval.wordvec"})

@@ -54,3 +54,13 @@ def test_csv_header_problems(tmp_path):
     dup.write_text("id,id,title\n1,2,x\n")
     fails("index", str(dup), "--index", str(tmp_path / "ix"), message="column 'id' appears twice")
     fails("index", str(dup), "--index", str(tmp_path / "ix"), "--columns", "a,,b", message="--columns 'a,,b'")
+
+
+def test_index_leaves_the_spelling_lexicon_built_for_the_first_search(tmp_path):
+    import json
+
+    out = json.loads(run_main("index", str(FIXTURES / "beir-mini"), "--index", str(tmp_path / "ix"),
+                              "--json").stdout.strip().splitlines()[-1])
+    assert out["prepare_s"] >= 0 and out["commits"] == 1
+    names = sorted(p.name for p in (tmp_path / "ix" / "cache").iterdir())
+    assert len(names) == 2 and names[0].endswith("-bigrams.json") and names[1].startswith("lexicon-")

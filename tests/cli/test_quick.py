@@ -51,3 +51,32 @@ def test_an_english_search_process_loads_no_heavy_library(english_index):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_english_search_process_loads_only_what_a_keyword_search_needs(english_index):
+    """Beyond the heavy libraries: no terminal UI (rich), no spelling tables for a query of known words, no model,
+    query-step, ranking-stage or retriever module the keyword pipeline does not name (each costs start-up)."""
+    probe = ("import sys, io, contextlib\n"
+             f"sys.argv = ['souk', 'search', '--index', {str(english_index)!r}, 'electricity', '--json']\n"
+             "from souk.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    try:\n        main()\n    except SystemExit:\n        pass\n"
+             "print(sorted(sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = set(eval(done.stdout.strip().splitlines()[-1]))  # noqa: S307 - our own probe's printed list
+    unwanted = {"rich", "typer", "pypinyin", "rapidfuzz", "sklearn", "pydantic", "souk.catalogs", "souk.models.encoder",
+                "souk.models.backends", "souk.models.cross_encoder", "souk.query.synonyms", "souk.query.intent",
+                "souk.query.entities", "souk.ranking.ltr", "souk.ranking.rerank", "souk.retrieval.dense",
+                "souk.retrieval.milvus", "souk.training", *HEAVY}
+    assert "souk.engine" in loaded and not loaded & unwanted, sorted(loaded & unwanted)
+
+
+def test_import_souk_loads_the_public_names_on_first_use():
+    probe = ("import sys\nimport souk\nbefore = 'souk.engine' in sys.modules\n"
+             "from souk import Engine, Index, read_catalog\n"
+             "print(before, Engine.__module__, 'souk.engine' in sys.modules, "
+             "all(getattr(souk, name) is not None for name in souk.__all__))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "souk.engine", "True", "True"]

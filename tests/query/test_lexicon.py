@@ -67,7 +67,8 @@ def test_cached_per_commit_and_rebuilt_after_a_commit(tmp_path: Path, monkeypatc
     second = index.searcher()
     assert second.commit_id != first.commit_id
     assert load_lexicon(second).docs == 42
-    assert [p.name for p in (index.path / "cache").iterdir()] == [f"lexicon-{second.commit_id}.json"]
+    assert sorted(p.name for p in (index.path / "cache").iterdir()) == [
+        f"lexicon-{second.commit_id}-bigrams.json", f"lexicon-{second.commit_id}.json"]
 
 
 def test_query_log_adds_frequencies(lex: Lexicon, tmp_path: Path):
@@ -87,3 +88,13 @@ def test_surface_words_keep_case_folded_unstemmed_words_and_whole_han_words():
 
     tokens = get_analyzer("simple").tokens("不锈钢冰箱")
     assert [t.text for t in maximal_tokens(tokens)] == ["不锈钢", "冰箱"] and len(tokens) == 3
+
+
+def test_a_cached_lexicon_with_ragged_or_foreign_columns_is_rebuilt(spell_searcher):
+    built = load_lexicon(spell_searcher)
+    path = lexicon_path(spell_searcher.path, spell_searcher.commit_id)
+    cached = json.loads(path.read_text(encoding="utf-8"))
+    assert set(cached["words"]) == {"word", "df", "cf"}  # columns, read back a third quicker than objects
+    for broken in ({**cached["words"], "df": cached["words"]["df"][:-1]}, {"word": 3, "df": [], "cf": []}, [1, 2]):
+        path.write_text(json.dumps({**cached, "words": broken}), encoding="utf-8")
+        assert load_lexicon(spell_searcher).words == built.words

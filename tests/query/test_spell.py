@@ -145,3 +145,41 @@ def test_a_rewrite_never_pushes_a_valid_query_over_the_length_limit(spell_search
     plan = QueryPlan(original=typed, text=typed, normalized=typed)
     plan.syntax = parse_query(typed)
     assert step.rewrite(plan).text == typed and not plan.corrections
+
+
+@pytest.mark.parametrize("query", [
+    "samsung fridge", "peanut butter", "almond milk", "dewalt xr500", "coca cola 500ml", "the fridge", "a b",
+    "samsng fridge", "pingguo shouji", "pg", "chain saw", "fridge fridge", "苹果手机",
+])
+def test_the_typed_shortcut_answers_as_the_full_lattice(speller: Speller, query: str, monkeypatch):
+    quick = speller.correct(query)
+    monkeypatch.setattr(Speller, "_as_typed", lambda self, tokens: False)
+    assert speller.correct(query) == quick
+
+
+def test_a_query_of_trusted_words_never_reads_the_bigrams(spell_searcher):
+    from souk.query.lexicon import bigrams_path, load_lexicon
+
+    load_lexicon(spell_searcher)  # the cache
+    lexicon = load_lexicon(spell_searcher)
+    speller = Speller(lexicon)
+    assert not speller.correct("samsung fridge").changed
+    assert lexicon.bigrams._data is None  # type: ignore[attr-defined]
+    assert speller.correct("almond milk").corrected == "almondmilk"  # a join reads them
+    assert lexicon.bigrams._data  # type: ignore[attr-defined]
+    bigrams_path(spell_searcher.path, spell_searcher.commit_id).write_text("[1, 2", encoding="utf-8")
+    broken = Speller(load_lexicon(spell_searcher))  # a corrupt bigram file is rebuilt, never an empty model
+    assert broken.correct("almond milk").corrected == "almondmilk"
+    assert len(broken.lexicon.bigrams) == len(lexicon.bigrams)
+
+
+def test_the_spell_step_builds_its_tables_at_once_unless_a_one_shot_process_asks(spell_searcher, monkeypatch):
+    from souk.query import spell
+
+    monkeypatch.setattr(spell, "_EAGER", [True])  # (as a new process starts; restored after the test)
+    eager = spell.SpellRewriter(spell_searcher, {"plenty": 2}).speller
+    assert {"_context", "_by_length", "_pinyin"} <= set(vars(eager))  # a server's requests never wait
+    spell.tables_on_first_use()
+    lazy = spell.SpellRewriter(spell_searcher, {"plenty": 3}).speller
+    assert not {"_context", "_by_length", "_pinyin"} & set(vars(lazy))
+    assert lazy.correct("samsng fridge").corrected == "samsung fridge" and "_by_length" in vars(lazy)
