@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError, DatasetError
-from souk.events.labels import (ClickModel, Observations, click_dataset, fit_pbm, ips_grades, moved_pairs,
-                                observations, posterior_grades, shown_floor)
+from souk.events.labels import (LTR_ROUNDS, ClickModel, Observations, click_dataset, fit_pbm, ips_grades,
+                                ltr_options, moved_pairs, observations, posterior_grades, shown_floor)
 
 
 def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
@@ -119,3 +119,8 @@ def test_queries_without_a_click_do_not_count_towards_enough_traffic():
     clicks = [{"kind": "click", "search_id": f"s{i}", "id": "a"} for i in range(5)]
     with pytest.raises(DatasetError, match="only 5 queries with a clicked result"):
         click_dataset(searches + clicks, shown=True)
+
+
+def test_ltr_from_clicks_never_reads_the_click_model_that_saw_its_labels():
+    assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS}
+    assert ltr_options(alone=False) == {"clicks": False}  # with a judged dev split: its early stopping and veto
