@@ -144,7 +144,8 @@ def report(directory: Path) -> dict[str, Any]:
     BM25, of ltr fitted on the judged train split and of ltr fitted from clicks alone; the click-fitted ltr's share
     of the judged gain over BM25; the interleaved experiment (BM25 vs the click-fitted ltr: searches, wins, p-value,
     the searches after which it stayed significant) and the searches an A/B split of the same pair needs (from the
-    simulated shoppers' click-through on each pipeline's pages). Misuse: reading numbers of different indexes."""
+    simulated shoppers' click-through on each pipeline's pages); `bootstrap`: the searches each needs for p < 0.05
+    with 80% power, resampling the logged searches of each. Misuse: reading numbers of different indexes."""
     found: dict[str, Any] = {}
     for name, file in REPORT_FILES.items():
         path = Path(directory) / file
@@ -169,4 +170,13 @@ def report(directory: Path) -> dict[str, Any]:
         "interleaving_searches_to_significance": interleaving,
         "ab_searches_needed": needed,
         "ab_over_interleaving": round(needed / interleaving, 1) if needed and interleaving else None,
+        # the same question at 80% power for both, by bootstrap over the logged searches of each
+        # (`souk experiments --ab`: `interleaving_searches_needed`, `ab_bootstrap_searches_needed`)
+        "bootstrap": _bootstrap(experiment),
     }
+
+
+def _bootstrap(experiment: dict[str, Any]) -> dict[str, Any]:
+    interleaved, split = experiment.get("searches_needed"), (experiment.get("ab") or {}).get("searches_needed")
+    return {"interleaving_searches_needed": interleaved, "ab_searches_needed": split,
+            "ab_over_interleaving": round(split / interleaved, 1) if interleaved and split else None}

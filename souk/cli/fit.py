@@ -64,10 +64,10 @@ def register(app: typer.Typer) -> None:
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         # from clicks alone nothing unbiased can veto the model (see souk.training.ltr): it becomes active
         options = None
-        if events and dev_set is None:
-            from souk.events.labels import LTR_ROUNDS
+        if events:
+            from souk.events.labels import ltr_options
 
-            options = {"ltr": {"activate_anyway": True, "rounds": LTR_ROUNDS}}
+            options = {"ltr": ltr_options(alone=dev_set is None)}
         import os
 
         from souk.indexing import ray_cluster

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 ALPHA = 0.05
+POWER = 0.8  # the share of bootstrap experiments that must reach p < ALPHA (`searches_needed`)
+BOOTSTRAP_ROUNDS = 1000
+MAX_SEARCHES = 1_000_000  # `searches_needed` gives up (None) beyond this
 
 
 def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -69,12 +72,13 @@ class Outcome:
     p_value: float
     winner: str | None
     significant_at: int | None = None  # searches after which the test first said p < ALPHA and never lost it
+    searches_needed: int | None = None  # bootstrap: searches at which POWER of resampled experiments are significant
 
     def to_dict(self) -> dict[str, Any]:
         a, b = self.experiment.split(",", 1) if "," in self.experiment else (None, None)
         return {"experiment": self.experiment, "a": a, "b": b, "searches": self.searches, "wins_a": self.wins_a,
                 "wins_b": self.wins_b, "ties": self.ties, "p_value": round(self.p_value, 6), "winner": self.winner,
-                "significant_at": self.significant_at}
+                "significant_at": self.significant_at, "searches_needed": self.searches_needed}
 
 
 def outcomes(records: Iterable[dict[str, Any]]) -> list[Outcome]:
@@ -109,7 +113,8 @@ def outcomes(records: Iterable[dict[str, Any]]) -> list[Outcome]:
     for name, (n, wa, wb, ties) in tally.items():
         p = sign_test(wa, wb)
         winner = ("a" if wa > wb else "b") if p < ALPHA else None
-        out.append(Outcome(name, n, wa, wb, ties, p, winner, _significant_at(steps[name]) if winner else None))
+        out.append(Outcome(name, n, wa, wb, ties, p, winner, _significant_at(steps[name]) if winner else None,
+                           interleaving_searches_needed(wa, wb, ties)))
     return sorted(out, key=lambda o: -o.searches)
 
 
@@ -127,6 +132,68 @@ def _significant_at(steps: list[int]) -> int | None:
     return last_bad + 1 if last_bad < len(steps) else None
 
 
+def _smallest(significant: Any) -> int | None:
+    """The smallest number of searches (to 2%) at which `significant(n)`, the share of bootstrap experiments of n
+    searches with p < ALPHA, reaches POWER: doubling from 16, then bisecting (power rises with n)."""
+    high = 16
+    while significant(high) < POWER:
+        high *= 2
+        if high > MAX_SEARCHES:
+            return None
+    low = high // 2
+    while high - low > max(1, high // 50):
+        middle = (low + high) // 2
+        low, high = (low, middle) if significant(middle) >= POWER else (middle, high)
+    return high
+
+
+def interleaving_searches_needed(wins_a: int, wins_b: int, ties: int, seed: int = 0) -> int | None:
+    """Searches an interleaved experiment needs for a sign test at ALPHA with probability POWER, by bootstrap
+    over its logged searches (Efron and Tibshirani 1993: n searches redrawn with replacement, i.e. wins, losses and
+    ties drawn multinomially at the observed shares; `BOOTSTRAP_ROUNDS` experiments per n). None without wins or
+    when even `MAX_SEARCHES` do not suffice. Misuse: reading it for an experiment of a few dozen searches."""
+    import numpy as np
+    from scipy.stats import binom
+
+    total = wins_a + wins_b + ties
+    if not wins_a + wins_b or wins_a == wins_b:
+        return None
+    rng = np.random.default_rng(seed)
+    shares = np.array([wins_a, wins_b, ties], dtype=np.float64) / total
+
+    def significant(n: int) -> float:
+        draws = rng.multinomial(n, shares, size=BOOTSTRAP_ROUNDS)
+        decided = draws[:, 0] + draws[:, 1]
+        p = np.minimum(1.0, 2 * binom.cdf(np.minimum(draws[:, 0], draws[:, 1]), decided, 0.5))
+        return float(np.mean((p < ALPHA) & (decided > 0)))
+
+    return _smallest(significant)
+
+
+def ab_bootstrap_searches_needed(searches_a: int, clicked_a: int, searches_b: int, clicked_b: int,
+                                 seed: int = 0) -> int | None:
+    """Searches (both arms, split 50:50) an A/B split of click-through needs for a two-sided two-proportion z-test
+    at ALPHA with probability POWER, by bootstrap over its logged searches (each arm's searches redrawn with
+    replacement: binomial clicks at the observed rate), the counterpart of `interleaving_searches_needed`."""
+    import numpy as np
+    from scipy.stats import norm
+
+    if not searches_a or not searches_b or clicked_a * searches_b == clicked_b * searches_a:
+        return None
+    rng = np.random.default_rng(seed)
+    rate_a, rate_b = clicked_a / searches_a, clicked_b / searches_b
+
+    def significant(n: int) -> float:
+        half = max(n // 2, 1)
+        ca, cb = rng.binomial(half, rate_a, BOOTSTRAP_ROUNDS), rng.binomial(half, rate_b, BOOTSTRAP_ROUNDS)
+        pooled = (ca + cb) / (2 * half)
+        se = np.sqrt(pooled * (1 - pooled) * 2 / half)
+        z = np.divide(np.abs(ca - cb) / half, se, out=np.zeros(BOOTSTRAP_ROUNDS), where=se > 0)
+        return float(np.mean(2 * norm.sf(z) < ALPHA))
+
+    return 2 * (found // 2) if (found := _smallest(significant)) is not None else None
+
+
 def summary(records: Iterable[dict[str, Any]], experiment: str | None = None) -> dict[str, Any]:
     """One JSON object: the named experiment's (or the largest one's) searches, wins, ties, p-value, winner,
     and every experiment under `experiments`."""
@@ -136,7 +203,7 @@ def summary(records: Iterable[dict[str, Any]], experiment: str | None = None) ->
     )
     base = chosen.to_dict() if chosen else {"experiment": experiment, "a": None, "b": None, "searches": 0, "wins_a": 0,
                                             "wins_b": 0, "ties": 0, "p_value": 1.0, "winner": None,
-                                            "significant_at": None}
+                                            "significant_at": None, "searches_needed": None}
     return {**base, "alpha": ALPHA, "experiments": [o.to_dict() for o in found]}
 
 
@@ -182,4 +249,5 @@ def ab_summary(records: Iterable[dict[str, Any]], a: str, b: str) -> dict[str, A
     if p_value < ALPHA:
         winner = "a" if (ctr[a] or 0) > (ctr[b] or 0) else "b"
     return {"a": a, "b": b, "searches_a": n[a], "searches_b": n[b], "ctr_a": ctr[a], "ctr_b": ctr[b],
-            "p_value": round(p_value, 6), "winner": winner}
+            "p_value": round(p_value, 6), "winner": winner,
+            "searches_needed": ab_bootstrap_searches_needed(n[a], c[a], n[b], c[b])}

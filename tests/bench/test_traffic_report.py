@@ -14,7 +14,8 @@ def write_steps(tmp_path, bm25=0.38, judged=0.42, clicks=0.41):
         "bm25": {"ndcg@10": bm25, "dataset": "homedepot", "split": "dev"},
         "judged_ltr": {"ndcg@10": judged}, "click_ltr": {"ndcg@10": clicks},
         "experiment": {"experiment": "bm25,ltr", "searches": 3000, "wins_a": 400, "wins_b": 600, "ties": 2000,
-                       "p_value": 1e-9, "winner": "b", "significant_at": 250},
+                       "p_value": 1e-9, "winner": "b", "significant_at": 250, "searches_needed": 400,
+                       "ab": {"searches_needed": 6000}},
         "ab": {"searches": 3000, "ab": {"a": "bm25", "b": "ltr", "arms": {}, "searches_needed": 25000}},
     }
     for name, file in REPORT_FILES.items():
@@ -30,6 +31,8 @@ def test_the_table_states_the_share_of_the_judged_gain_and_interleaving_against_
     assert got["interleaving_searches_to_significance"] == 250 and got["ab_searches_needed"] == 25000
     assert got["ab_over_interleaving"] == 100.0
     assert got["interleaving"]["winner"] == got["offline_winner"] == "b"
+    assert got["bootstrap"] == {"interleaving_searches_needed": 400, "ab_searches_needed": 6000,
+                                "ab_over_interleaving": 15.0}
 
 
 def test_a_missing_step_names_it_and_says_how_to_make_it(tmp_path):

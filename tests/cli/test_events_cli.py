@@ -81,6 +81,10 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     assert learned["model"] == "clicks-1" and learned["impressions"] == 300
     again = run_souk("clicks", "learn", "--index", index, "--events", check=False)
     assert again.returncode == 2 and "since the clicks model last learned" in again.stderr
+    refit = last_json(run_souk("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
+    manifest = json.loads((tmp_path / "index" / "models" / refit["models"][0]["model"] / "manifest.json").read_text())
+    assert "clicks" not in manifest["features"]["groups"]  # the click model learnt from the labels' own clicks
+    run_souk("models", "--index", index, "--activate", "ltr-1")
 
     proc, url = serve(index, "--interleave", "keyword,ltr")
     try:

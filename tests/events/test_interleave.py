@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from souk.events.interleave import ab_searches_needed, outcomes, sign_test, summary, team_draft
+from souk.events.interleave import (ab_bootstrap_searches_needed, ab_searches_needed, interleaving_searches_needed,
+                                    outcomes, sign_test, summary, team_draft)
 
 
 @given(st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
@@ -76,3 +77,15 @@ def test_ab_sample_size_matches_the_textbook_and_shrinks_with_the_effect():
     assert ab_searches_needed(0.5, 0.5) is None
     with pytest.raises(ValueError):
         ab_searches_needed(1.5, 0.2)
+
+
+def test_bootstrap_searches_needed_agree_with_the_textbook_sizes():
+    # A/B: the bootstrap over 10,000 + 10,000 logged searches lands near the normal-approximation size (19,5xx)
+    boot = ab_bootstrap_searches_needed(10_000, 4_500, 10_000, 4_700)
+    assert 0.85 * ab_searches_needed(0.45, 0.47) <= boot <= 1.15 * ab_searches_needed(0.45, 0.47)
+    assert ab_bootstrap_searches_needed(100, 30, 100, 30) is None
+    # interleaving: wins 60:40 need about 190 decided searches (sign test, power 0.8); half of them tied: twice
+    decided = interleaving_searches_needed(600, 400, 0)
+    assert 150 <= decided <= 240
+    assert 1.7 * decided <= interleaving_searches_needed(600, 400, 1000) <= 2.3 * decided
+    assert interleaving_searches_needed(5, 5, 100) is None and interleaving_searches_needed(0, 0, 10) is None

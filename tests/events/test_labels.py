@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError, DatasetError
-from souk.events.labels import (ClickModel, Observations, click_dataset, fit_pbm, ips_grades, observations,
-                                posterior_grades, shown_floor)
+from souk.events.labels import (LTR_ROUNDS, ClickModel, Observations, click_dataset, fit_pbm, ips_grades,
+                                ltr_options, moved_pairs, observations, posterior_grades, shown_floor)
 
 
 def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
@@ -35,6 +35,18 @@ def test_em_recovers_position_bias_when_documents_move():
         by_doc.setdefault(doc[-2:], []).append(g)
     means = [np.mean(by_doc[f"d{j}"]) for j in range(5)]
     assert means == sorted(means, reverse=True)  # attractiveness in the true order
+
+
+def test_moved_pairs_says_whether_the_log_identifies_position_bias():
+    records, _, _ = simulated(600)
+    assert moved_pairs(observations(records)) > 0.9  # every order is random: documents move
+    fixed = [{"kind": "search", "search_id": f"s{i}", "query": f"q{i % 7}", "shown": ["a", "b", "c"]}
+             for i in range(50)]
+    fixed += [{"kind": "click", "search_id": f"s{i}", "id": "b"} for i in range(0, 50, 3)]
+    obs = observations(fixed)
+    assert moved_pairs(obs) == 0.0  # one deterministic ranker: theta is the prior's
+    _, report = click_dataset(records)
+    assert report["moved_pairs"] > 0.9
 
 
 def test_labels_grade_clicked_documents_and_ignore_bots_and_repeats():
@@ -107,3 +119,8 @@ def test_queries_without_a_click_do_not_count_towards_enough_traffic():
     clicks = [{"kind": "click", "search_id": f"s{i}", "id": "a"} for i in range(5)]
     with pytest.raises(DatasetError, match="only 5 queries with a clicked result"):
         click_dataset(searches + clicks, shown=True)
+
+
+def test_ltr_from_clicks_never_reads_the_click_model_that_saw_its_labels():
+    assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS}
+    assert ltr_options(alone=False) == {"clicks": False}  # with a judged dev split: its early stopping and veto
