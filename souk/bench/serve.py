@@ -25,6 +25,8 @@ import numpy as np
 from souk.engine import Engine
 from souk.errors import SoukError
 
+START_TIMEOUT_S = 600
+
 
 def sample_queries(engine: Engine, n: int = 200, seed: int = 7) -> list[str]:
     """Short queries: the first one to three words of sampled documents' first non-empty search field."""
@@ -124,14 +126,17 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
                                "--workers", str(workers)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for _ in range(600):
+        ready_by = time.monotonic() + START_TIMEOUT_S  # a full pipeline loads models: minutes on a busy machine
+        while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
                 break
             except OSError:
                 if server.poll() is not None:
                     err = server.stderr.read().decode() if server.stderr is not None else ""
-                    raise SoukError("the server did not start: " + err[-500:])
+                    raise SoukError("the server did not start: " + err[-500:]) from None
+                if time.monotonic() > ready_by:
+                    raise SoukError(f"the server did not answer /health within {START_TIMEOUT_S} s") from None
                 time.sleep(0.1)
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
@@ -149,7 +154,11 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
         rss = _rss_mb(server.pid)
     finally:
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # requests still queued behind a slow pipeline: the numbers are in
+            server.kill()
+            server.wait()
     lat = np.asarray([x for part, _, _ in parts for x in part]) * 1e3
     errors = sum(e for _, e, _ in parts)
     stage_ms: dict[str, list[float]] = {}
