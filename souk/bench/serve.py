@@ -2,11 +2,13 @@
 
 Clients run in two worker processes (threads inside, one keep-alive connection each) for a bounded
 time; queries are the first words of titles sampled from the index. Reports throughput, latency
-percentiles, errors, the server's memory, and the same queries searched in-process for the HTTP overhead.
+percentiles, the server's stage timings (p50 of each response's `timings_ms`), errors, the server's memory,
+and the same queries searched in-process for the HTTP overhead.
 """
 from __future__ import annotations
 
 import http.client
+import json
 import multiprocessing as mp
 import os
 import random
@@ -22,6 +24,8 @@ import numpy as np
 
 from souk.engine import Engine
 from souk.errors import SoukError
+
+START_TIMEOUT_S = 600
 
 
 def sample_queries(engine: Engine, n: int = 200, seed: int = 7) -> list[str]:
@@ -45,6 +49,7 @@ def _client(port: int, queries: list[str], pipeline: str, threads: int, seconds:
     import threading
 
     lat: list[float] = []
+    stages: dict[str, list[float]] = {}
     errors = [0]
     deadline = time.perf_counter() + seconds
 
@@ -59,9 +64,12 @@ def _client(port: int, queries: list[str], pipeline: str, threads: int, seconds:
             try:
                 conn.request("GET", path)
                 resp = conn.getresponse()
-                resp.read()
+                body = resp.read()
                 if resp.status != 200:
                     errors[0] += 1
+                else:
+                    for name, ms in json.loads(body).get("timings_ms", {}).items():
+                        stages.setdefault(name, []).append(float(ms))
             except (OSError, http.client.HTTPException):
                 errors[0] += 1
                 conn.close()
@@ -74,7 +82,7 @@ def _client(port: int, queries: list[str], pipeline: str, threads: int, seconds:
         t.start()
     for t in ts:
         t.join()
-    out.put((lat, errors[0]))
+    out.put((lat, errors[0], stages))
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -118,14 +126,17 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
                                "--workers", str(workers)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for _ in range(600):
+        ready_by = time.monotonic() + START_TIMEOUT_S  # a full pipeline loads models: minutes on a busy machine
+        while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
                 break
             except OSError:
                 if server.poll() is not None:
                     err = server.stderr.read().decode() if server.stderr is not None else ""
-                    raise SoukError("the server did not start: " + err[-500:])
+                    raise SoukError("the server did not start: " + err[-500:]) from None
+                if time.monotonic() > ready_by:
+                    raise SoukError(f"the server did not answer /health within {START_TIMEOUT_S} s") from None
                 time.sleep(0.1)
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
@@ -143,12 +154,21 @@ def bench_serve(index: str | Path, clients: int = 16, seconds: float = 10.0, pip
         rss = _rss_mb(server.pid)
     finally:
         server.terminate()
-        server.wait(10)
-    lat = np.asarray([x for part, _ in parts for x in part]) * 1e3
-    errors = sum(e for _, e in parts)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # requests still queued behind a slow pipeline: the numbers are in
+            server.kill()
+            server.wait()
+    lat = np.asarray([x for part, _, _ in parts for x in part]) * 1e3
+    errors = sum(e for _, e, _ in parts)
+    stage_ms: dict[str, list[float]] = {}
+    for _, _, stages in parts:
+        for name, values in stages.items():
+            stage_ms.setdefault(name, []).extend(values)
     qps = len(lat) / min(wall, seconds) if len(lat) else 0.0
     return {"qps": round(qps, 1), "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None, "errors": errors,
+            "stage_p50_ms": {n: round(float(np.percentile(v, 50)), 2) for n, v in stage_ms.items()},
             "requests": int(len(lat)), "in_process_qps": round(in_process_qps, 1),
             "http_vs_in_process": round(qps / in_process_qps, 2) if in_process_qps else None,
             "clients": clients, "workers": workers, "seconds": seconds, "pipeline": pipeline, "server_rss_mb": rss}

@@ -5,10 +5,10 @@ own budget, the title gets its budget next, and the text fills what is left, so 
 crowds out the title. A model directory holds the transformers weights (`save_pretrained`), the
 tokenizer files and `manifest.json` (kind `cross-encoder`, base model, limits, how its score combines
 with the previous stage's). Inference runs on the bi-encoder's exact paths: torch-fp32, torch-bf16, and fp32
-on ONNX Runtime or OpenVINO (one ONNX export per model directory, built once into the cache and hash-checked
-like the encoder's), whichever is fastest on this machine within `TOLERANCE` of fp32 (bf16 is offered only where
-the CPU has bf16 instructions; ONNX Runtime not when capped to AVX2; the choice is measured once per model and
-machine and cached).
+on ONNX Runtime or OpenVINO, bf16 on OpenVINO (one ONNX export per model directory, built once into the cache
+and hash-checked like the encoder's), whichever is fastest on this machine within `TOLERANCE` of fp32 (bf16 is
+offered only where the CPU has bf16 instructions; ONNX Runtime not when capped to AVX2; the choice is measured
+once per model and machine and cached).
 
 Misuse: scoring pairs packed with other limits than the model was trained with (read them from the
 manifest, which `CrossEncoder` does), or comparing raw scores across queries (they are per-query logits).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,18 +28,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from souk.errors import ModelError, ModelUnavailable
-from souk.models.backends import BACKENDS, exported_as, openvino_compiled, ort_session, quiet_transformers
+from souk.models.backends import BACKENDS, StreamedModel, exported_as, ort_session, quiet_transformers
 from souk.models.machine import detect_machine
 from souk.models.registry import cache_dir
 from souk.models.store import read_model_manifest
 
 KIND = "cross-encoder"
-PATHS = ("torch-fp32", "torch-bf16", "onnx-fp32", "openvino-fp32")  # no int8: it costs nDCG on the bi-encoder
+PATHS = ("torch-fp32", "torch-bf16", "onnx-fp32", "openvino-fp32", "openvino-bf16")  # no int8: it costs nDCG
 # Scores on a path vs fp32 on the probe: near-lossless means the order of candidates barely moves. bf16
 # weights gave correlation 0.9998 on a fitted MiniLM cross-encoder and moved SciFact dev nDCG@10 of the
 # top 20 by 0.002 (`souk bench rerank`).
 TOLERANCE = {"corr_min": 0.9995}
-CHOICE_FORMAT = 3  # bump when the measurement changes: cached choices are keyed by it
+CHOICE_FORMAT = 4  # bump when the measurement changes: cached choices are keyed by it
 ROUNDS = 3
 Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
@@ -197,7 +198,7 @@ class CrossEncoder:
 
 def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """The scoring function of one path; sets torch's threads by `torch_threads` (process-wide)."""
-    if backend in ("onnx-fp32", "openvino-fp32"):
+    if backend in ("onnx-fp32", "openvino-fp32", "openvino-bf16"):
         return _load_exported(path, backend)
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -222,15 +223,14 @@ INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 def _load_exported(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """fp32 on ONNX Runtime or OpenVINO over the model's ONNX export (exact: the same logits as torch-fp32)."""
+    """ONNX Runtime (fp32) or OpenVINO (fp32, bf16; one stream per core, a call's pairs split across them) over
+    the model's ONNX export."""
     model = onnx_export(path)
     if backend == "onnx-fp32":
         sess = ort_session(model, torch_threads())
         return lambda ids, types, mask: sess.run(None, dict(zip(INPUTS, (ids, types, mask))))[0]
-    compiled = openvino_compiled(model, exact=True, threads=torch_threads())
-    request, out = compiled.create_infer_request(), compiled.output(0)
-    return lambda ids, types, mask: np.array(request.infer(dict(zip(INPUTS, (ids, types, mask))))[out],
-                                             dtype=np.float32)
+    streamed = StreamedModel(model, "bf16" if backend == "openvino-bf16" else "f32", threads=torch_threads())
+    return lambda ids, types, mask: streamed(dict(zip(INPUTS, (ids, types, mask))))
 
 
 def onnx_export(path: Path) -> Path:
@@ -355,25 +355,33 @@ def _chunks(packer: PairPacker, pairs: Sequence[Pair], size: int):
 
 
 class TokenCache:
-    """Packed-ready document tokens by id, least recently used dropped beyond `capacity`."""
+    """Packed-ready document tokens by id, least recently used dropped beyond `capacity` (thread-safe)."""
 
     def __init__(self, capacity: int = 50_000):
         self.capacity = capacity
         self._items: OrderedDict[str, tuple[list[int], list[int]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get_many(
         self, ids: Sequence[str], load: Callable[[list[str]], list[tuple[list[int], list[int]]]]
     ) -> list[tuple[list[int], list[int]]]:
-        """Tokens of `ids`, calling `load(missing ids)` once for those not cached."""
-        missing = [i for i in dict.fromkeys(ids) if i not in self._items]
-        if missing:
-            for doc_id, toks in zip(missing, load(missing)):
+        """Tokens of `ids`, calling `load(missing ids)` once for those not cached (`load` runs unlocked)."""
+        with self._lock:
+            missing = [i for i in dict.fromkeys(ids) if i not in self._items]
+        loaded = dict(zip(missing, load(missing))) if missing else {}
+        with self._lock:
+            self._items.update(loaded)
+            gone = [i for i in dict.fromkeys(ids) if i not in self._items]  # dropped by another thread meanwhile
+        if gone:
+            loaded.update(zip(gone, load(gone)))
+        with self._lock:
+            out = []
+            for doc_id in ids:
+                toks = loaded.get(doc_id) or self._items[doc_id]
                 self._items[doc_id] = toks
-        out = []
-        for doc_id in ids:
-            self._items.move_to_end(doc_id)
-            out.append(self._items[doc_id])
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+                self._items.move_to_end(doc_id)
+                out.append(toks)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
         return out
 

@@ -5,8 +5,10 @@ Options (`[pipelines.rerank.cross]` or `{stage = "cross", ...}`):
   model       a model of this index (`cross-2`) or a model directory, relative to the index (default: the active one)
   batch_size  pairs per forward pass                                        (default 32)
   max_length  tokens per pair                                               (default: the model's own)
-  backend     "auto" | "torch-fp32" | "torch-bf16"                          (default "auto")
+  backend     "auto" | a path of `souk.models.cross_encoder.PATHS`            (default "auto")
 Without a fitted model the stage is unavailable (`souk fit --stages cross` makes one).
+Concurrent searches (the server's threads) share forward passes: their pairs are scored together by a
+`MicroBatcher` (a search finding the model idle runs at once; those arriving meanwhile go in the next pass).
 Misuse: a depth far beyond the one the model was fitted at (20): the mix with the previous stage's
 scores was chosen on lists of that length.
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from souk.errors import ConfigError, ModelError, ModelUnavailable
+from souk.models.batching import MicroBatcher
 from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache
 from souk.models import store
 from souk.query.plan import QueryPlan
@@ -42,6 +45,7 @@ class CrossOptions:
     backend: str = field(default="auto", metadata=option_check(lambda v: v in ("auto", *PATHS),
                                                                "one of auto, " + ", ".join(PATHS)))
 TITLE_NAMES = ("title", "name", "product_title")
+MAX_SHARED_PAIRS = 256  # pairs of concurrent searches scored in one pass (a search's own pairs always go whole)
 
 
 def doc_fields(schema) -> dict[str, Any]:
@@ -71,6 +75,7 @@ class CrossStage(Stage):
         self.model = model
         self.fields = fields or model.fields
         self.cache = TokenCache()
+        self._score = MicroBatcher(self._score_pairs, max_items=MAX_SHARED_PAIRS)
 
     def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking:
         return self.rerank_many([plan], [candidates])[0]
@@ -84,7 +89,7 @@ class CrossStage(Stage):
             docs = self.cache.get_many(ranking.ids, self._tokens) if len(ranking) else []
             pairs += [packer.pack(query, d) for d in docs]
             bounds.append(len(pairs))
-        cross = self.model.score_pairs(pairs) if pairs else np.zeros(0, dtype=np.float32)
+        cross = self._score(pairs) if pairs else np.zeros(0, dtype=np.float32)
         out = []
         for i, ranking in enumerate(candidates):
             if not len(ranking):
@@ -94,6 +99,9 @@ class CrossStage(Stage):
             scores = self.model.combination.apply(mine, np.asarray(ranking.scores, dtype=np.float32))
             out.append(Ranking(ranking.ids, scores, {**ranking.signals, "cross_model": mine}))
         return out
+
+    def _score_pairs(self, pairs: list) -> np.ndarray:
+        return self.model.score_pairs(pairs)
 
     def _tokens(self, ids: list[str]) -> list[tuple[list[int], list[int]]]:
         return self.model.packer.doc_tokens([doc_pair(d, self.fields) for d in self.searcher.docs(ids)])

@@ -142,7 +142,7 @@ def test_capped_to_avx2_offers_only_paths_that_run_there(monkeypatch):
     m = detect_machine()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert capped_to_avx2()
-    for name in ("torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8"):
+    for name in ("torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8", "openvino-bf16"):
         assert BACKENDS[name].missing(m), name  # bf16/VNNI capped away; onnxruntime cannot be capped
     assert BACKENDS["torch-fp32"].missing(m) is None
 
@@ -159,3 +159,32 @@ def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tin
     choice = choose_backend(EncoderConfig(model=str(tiny_encoder)), PROBE)
     assert choice["exact"] in BACKENDS and "int8" not in choice["exact"]
     assert get_encoder(config).backend == choice["exact"]
+
+
+def test_streamed_openvino_splits_rows_across_streams_and_keeps_their_order(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from souk.models.backends import StreamedModel, load_tokenizer, onnx_fp32_path, run_batches
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card = model_card(str(tiny_encoder))
+    one, two = StreamedModel(onnx_fp32_path(card), "f32", 1), StreamedModel(onnx_fp32_path(card), "f32", 2)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 90, size=(5, 7)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[3, 4:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    np.testing.assert_allclose(two(inputs), one(inputs), atol=1e-5)  # 5 rows over 2 streams, in order
+    np.testing.assert_allclose(two({k: v[:1] for k, v in inputs.items()}), one(inputs)[:1], atol=1e-5)
+    tok = load_tokenizer(str(tiny_encoder), 32)
+    forward = BACKENDS["openvino-fp32"].load(card)
+    assert hasattr(forward, "map_batches")  # a whole job goes to the streams at once
+    streamed = run_batches(forward, tok, PROBE[:20], 4, card.dim)
+    alone = np.concatenate([run_batches(forward, tok, [t], 4, card.dim) for t in PROBE[:20]])
+    np.testing.assert_allclose(streamed, alone, atol=1e-4)
+
+    def broken(key, out):
+        raise ValueError("sink")
+
+    with pytest.raises(ValueError, match="sink"):
+        two.map([(0, inputs)], broken)

@@ -60,6 +60,46 @@ def test_rerank_many_scores_every_query_in_one_pass_as_each_alone(active):
                                    rtol=1e-4, atol=1e-5)
 
 
+def test_concurrent_searches_share_the_cross_encoders_passes(active):
+    import threading
+    import time
+
+    pipe = build_pipeline("rerank", Index.open(active["index"]))
+    queries = ["t5 green", "blue", "t5", "green"]
+    alone = {q: pipe.run(pipe.plan(q), 30) for q in queries}
+    cross = pipe.steps[0].stage
+    calls, first_in, release = [], threading.Event(), threading.Event()
+    score_pairs = cross.model.score_pairs
+
+    def held(pairs):  # the first pass waits until the other searches queued behind it
+        calls.append(len(pairs))
+        first_in.set()
+        release.wait(30)
+        return score_pairs(pairs)
+
+    cross.model.score_pairs = held
+    out: dict[str, object] = {}
+    try:
+        threads = [threading.Thread(target=lambda q=q: out.__setitem__(q, pipe.run(pipe.plan(q), 30))) for q in queries]
+        threads[0].start()
+        assert first_in.wait(30)
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(cross._score._queue) < len(queries) - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        del cross.model.score_pairs
+    assert len(calls) == 2  # the first search alone, the three that arrived meanwhile in one pass
+    for q in queries:
+        assert out[q].ranking.ids == alone[q].ranking.ids
+        np.testing.assert_allclose(out[q].ranking.signal("cross_model"), alone[q].ranking.signal("cross_model"),
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
     found = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "rerank", "--explain", "--json")
     assert found["hits"] and "cross" in found["timings_ms"]
