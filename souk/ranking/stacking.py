@@ -36,6 +36,7 @@ class Stacker:
         if self.manifest.get("columns") != stack_columns(self.retrievers):
             raise ModelError(f"model {self.path.name}: its columns are not this souk's stacking features; refit it")
         self.booster = read_booster(self.path, self.manifest)
+        self.prior = float(self.manifest.get("prior", 0.0))  # the fixed fusion's score times this, plus the trees
         if self.booster.num_feature() != len(self.manifest["columns"]):
             raise ModelError(f"model {self.path.name}: the booster reads {self.booster.num_feature()} features")
 
@@ -44,7 +45,8 @@ class Stacker:
         blocks = [stack_features(f, ls) for f, ls in zip(fused, lists)]
         if not any(len(b) for b in blocks):
             return list(fused)
-        scores = self.booster.predict(np.concatenate(blocks), num_threads=1)
+        x = np.concatenate(blocks)
+        scores = self.booster.predict(x, num_threads=1) + self.prior * x[:, -3]
         out, start = [], 0
         for f, b in zip(fused, blocks):
             out.append(restack(f, scores[start:start + len(b)]) if len(b) else f)

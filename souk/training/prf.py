@@ -34,7 +34,7 @@ class DenseOptions:
         lambda v: bool(v) and all(0 < w <= 100 for w in v), "a list of weights in (0, 100]"))
     lexical: int = field(default=Feedback.lexical, metadata=POSITIVE_INT)
     agree: int = field(default=Feedback.agree, metadata=POSITIVE_INT)
-    queries: int = field(default=400, metadata=POSITIVE_INT)   # train queries the weight is chosen on
+    queries: int = field(default=300, metadata=POSITIVE_INT)   # train queries the weight is chosen on
     dev_max: int = field(default=300, metadata=POSITIVE_INT)   # dev queries reported (never chosen on)
     min_gain: float = 0.002
 
@@ -58,7 +58,7 @@ def recall_ndcg(searcher: Any, data: Dataset, fb: Feedback, preset: str = "hybri
     return ndcg10(run, data.qrels)
 
 
-@register_fitter(STAGE, applies=applies, share=0.05, order=15, options=DenseOptions)
+@register_fitter(STAGE, applies=applies, share=0.1, order=15, options=DenseOptions)
 def fit_dense(job: FitJob) -> dict[str, Any]:
     """Choose the feedback weight on train queries (see the module docstring); returns the manifest."""
     from souk.index import Index
@@ -78,9 +78,10 @@ def fit_dense(job: FitJob) -> dict[str, Any]:
         table[f"{w:g}"] = round(recall_ndcg(searcher, chosen_on, Feedback(w, opts.lexical, opts.agree)), 4)
         if time.monotonic() > job.deadline:
             break
-    best = max(table, key=lambda w: (table[w], -float(w)))
+    tried = [w for w in table if float(w) > 0] or ["0"]
+    best = max(tried, key=lambda w: (table[w], -float(w)))  # the best feedback weight (the smallest on ties) ...
     weight = float(best)
-    win = weight > 0 and table[best] >= table["0"] + opts.min_gain
+    win = weight > 0 and table[best] >= table["0"] + opts.min_gain  # ... against none
     dev: dict[str, Any] = {}
     if job.dev is not None and win:
         dev_set = sample(job.dev, opts.dev_max, rng)

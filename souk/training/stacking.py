@@ -3,9 +3,10 @@
 For the train queries, the learned recall (the `full` preset's recall stage: BM25, dense and wordvec where
 they apply) gives each retriever's list and the fixed fusion of them; `souk.retrieval.fusion.stack_features`
 describes every fused candidate (each list's raw and min-max score, rank, whether it found the document; the
-fixed fusion's score and rank) and LightGBM lambdarank learns to order them, early-stopped on dev (or the
-held-out part). A seeded part of TRAIN is held out: the model is activated only when its nDCG@10 there beats
-the fixed fusion's by `min_gain`; otherwise it is published inactive and the fixed fusion serves
+fixed fusion's score and rank) and LightGBM lambdarank learns to order them, starting from the fixed
+fusion's score (times `prior`: the trees learn corrections to it), early-stopped on dev (or the held-out
+part). A seeded part of TRAIN is held out: the model is activated only when its nDCG@10 there beats the
+fixed fusion's by `min_gain`; otherwise it is published inactive and the fixed fusion serves
 (`souk.ranking.stacking`). With `stacking = false` nothing is trained and any active model is set aside.
 Misuse: comparing on dev (dev early-stops the booster; held-out TRAIN decides).
 """
@@ -44,6 +45,7 @@ class FusionOptions:
     rounds: int = 400
     patience: int = 40
     min_gain: float = 0.002
+    prior: float = 5.0  # the fixed fusion's score times this is where boosting starts (0: from nothing)
 
 
 def applies(schema: Any) -> bool:
@@ -88,10 +90,11 @@ def _ndcg(qids: list[str], fused: list[Any], scores: list[np.ndarray] | None,
     return ndcg10(run, {q: qrels[q] for q in qids})
 
 
-def _stacked(booster: Any, blocks: list[np.ndarray]) -> list[np.ndarray]:
+def _stacked(booster: Any, blocks: list[np.ndarray], prior: float) -> list[np.ndarray]:
     if not blocks:
         return []
-    flat = booster.predict(np.concatenate(blocks), num_threads=1)
+    x = np.concatenate(blocks)
+    flat = booster.predict(x, num_threads=1) + prior * x[:, -3]
     out, start = [], 0
     for b in blocks:
         out.append(flat[start:start + len(b)])
@@ -153,8 +156,9 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
         keep = [i for i, y in enumerate(labels) if y.max(initial=0) > 0]
         if not keep:
             raise DatasetError(f"fusion: no {what} query has a relevant document among its recall candidates")
-        return lgb.Dataset(np.concatenate([blocks[i] for i in keep]), np.concatenate([labels[i] for i in keep]),
-                           group=[len(labels[i]) for i in keep], free_raw_data=False)
+        x = np.concatenate([blocks[i] for i in keep])
+        return lgb.Dataset(x, np.concatenate([labels[i] for i in keep]), group=[len(labels[i]) for i in keep],
+                           init_score=opts.prior * x[:, -3], free_raw_data=False)
 
     train_set = dataset("train")
     valid_set = dataset("valid") if valid is not held else dataset("held")
@@ -163,11 +167,11 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
                         callbacks=[lgb.early_stopping(opts.patience, verbose=False)])
     qids, fused, blocks, _, qrels = parts["held"]
     fixed_held = _ndcg(qids, fused, None, qrels)
-    stacked_held = _ndcg(qids, fused, _stacked(booster, blocks), qrels)
+    stacked_held = _ndcg(qids, fused, _stacked(booster, blocks, opts.prior), qrels)
     dev_metrics: dict[str, Any] = {}
     if valid is not held:
         vq, vf, vb, _, vqrels = parts["valid"]
-        dev_metrics = {"ndcg@10": round(_ndcg(vq, vf, _stacked(booster, vb), vqrels), 4),
+        dev_metrics = {"ndcg@10": round(_ndcg(vq, vf, _stacked(booster, vb, opts.prior), vqrels), 4),
                        "fixed_ndcg@10": round(_ndcg(vq, vf, None, vqrels), 4), "queries": len(vq)}
     (job.workdir / "model.txt").write_text(booster.model_to_string())
     win = stacked_held >= fixed_held + opts.min_gain
@@ -178,6 +182,7 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
         "stacking": True,
         "retrievers": names,
         "columns": stack_columns(names),
+        "prior": opts.prior,
         "fusion": {"method": stage.fusion, "norm": stage.norm, "weights": stage.weights, "depth": stage.depth},
         "held_out": {"queries": len(qids), "ndcg@10": round(stacked_held, 4), "fixed_ndcg@10": round(fixed_held, 4)},
         "dev": dev_metrics,
