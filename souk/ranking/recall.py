@@ -14,6 +14,8 @@ Options (`{stage = "recall", ...}` in `[pipelines.NAME] stages`, or top-level ke
   match       the bm25 retriever's matching: "all" | "relax" | "any"  (default: the index's `[query] match`;
               the bm25, hybrid and learned presets use "any": candidates for fusion and reranking)
   options     {NAME = {...}}: a retriever's own options (its options dataclass reads them)
+  stacking    false: never reorder by the index's stacking model (default: the active `fusion` model fitted
+              for exactly these retrievers reorders the fused list; see `souk.ranking.stacking`)
 The fused list carries each retriever's raw scores as signals named after it, plus `recall`.
 """
 from __future__ import annotations

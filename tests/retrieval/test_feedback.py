@@ -59,6 +59,7 @@ def test_prf_options_are_checked(index):
         _dense(index.searcher(), {"prf": -1.0})
 
 
+@pytest.mark.slow
 def test_the_dense_fitter_publishes_its_weight_and_off_sets_it_aside(index):
     from souk.training.fit import fit
 
