@@ -78,6 +78,7 @@ def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: Tru
     `on_activate(index_path, model_dir)` runs before a model of the stage becomes active (e.g. re-encoding
     the corpus with a new bi-encoder); if it fails, the model stays inactive. `distributed`: the fitter
     runs data-parallel on Ray Train when `fit` is given a cluster (it reads `distributed.replica()`).
+    A fitter returning `{"skipped": reason}` (an option turned it off) publishes nothing.
     `options`: what `job.options` may hold, a dataclass type or the fitter's dict of defaults (each key typed by
     its default's type; None defaults take anything); `fit` refuses other keys and wrong types up front."""
 
@@ -208,6 +209,12 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
         manifest = {"seconds": round(seconds, 1), "device": job.device, "seed": seed,
                     "data": {"train": f"{train.name}/{train.split}", "dev": f"{dev.name}/{dev.split}" if dev else None},
                     **manifest}
+        if manifest.get("skipped"):  # an idea switched off: nothing was trained, nothing is published
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+            outcomes.append(FitOutcome(name, None, {**manifest, "active": False}, seconds))
+            continue
         activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
         path = store.publish(name, workdir, manifest, activate=False)
         done = activate_model(index.path, path.name) if activate else {}

@@ -69,7 +69,7 @@ def fit_dense(job: FitJob) -> dict[str, Any]:
     opts = parse_options(STAGE, job.options, DenseOptions)
     if not opts.prf:
         ModelStore(job.index_path).deactivate(STAGE)
-        return {"kind": KIND, "prf": None, "activate": False, "note": "option dense.prf is off: no feedback"}
+        return {"skipped": "option dense.prf is off: no feedback"}
     searcher = Index.open(job.index_path).searcher()
     rng = np.random.default_rng(job.seed)
     chosen_on = sample(job.train, opts.queries, rng)

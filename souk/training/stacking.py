@@ -126,16 +126,14 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
     opts = parse_options(STAGE, job.options, FusionOptions)
     if not opts.stacking:
         _set_aside(job)
-        return {"kind": KIND, "stacking": False, "activate": False,
-                "note": "option fusion.stacking is off: the fixed fusion serves"}
+        return {"skipped": "option fusion.stacking is off: the fixed fusion serves"}
     searcher = Index.open(job.index_path).searcher()
     spec = {k: v for k, v in stage_specs("full", searcher.schema.pipelines)[0].items() if k != "stage"}
     stage = RecallStage(StageContext(searcher), {**spec, "stacking": False})
     names = list(stage.retrievers)
     if len(names) < 2:
         _set_aside(job)
-        return {"kind": KIND, "stacking": False, "activate": False,
-                "note": f"the learned recall has one list ({', '.join(names)}): nothing to fuse"}
+        return {"skipped": f"the learned recall has one list ({', '.join(names)}): nothing to fuse"}
     depth = max(stage.depth.values())
     planner = planner_for(searcher)
     rng = np.random.default_rng(job.seed)

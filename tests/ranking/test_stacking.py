@@ -62,7 +62,7 @@ def test_the_fusion_fitter_trains_a_stacker_the_recall_stage_uses(index):
     for a, b in zip(stage.recall(plans, 20), fixed.recall(plans, 20)):
         assert set(a.ids) == set(b.ids) and "bm25" in a.signals  # the same candidates, reordered
     [off] = fit(index.path, data, None, ["fusion"], budget_s=60, options={"fusion": {"stacking": False}})
-    assert not off.manifest["active"] and ModelStore(index.path).active("fusion") is None
+    assert off.model is None and ModelStore(index.path).active("fusion") is None  # nothing published
     assert active_stacker(index.path, ["bm25", "dense"]) is None
 
 

@@ -74,7 +74,7 @@ def test_the_dense_fitter_publishes_its_weight_and_off_sets_it_aside(index):
     assert fitted_feedback(index.searcher()) == Feedback(0.5, 5, 20)
     assert DenseRetriever(index.searcher()).feedback.weight == 0.5
     [off] = fit(index.path, data, None, ["dense"], budget_s=60, options={"dense": {"prf": False}})
-    assert not off.manifest["active"] and ModelStore(index.path).active("dense") is None
+    assert off.model is None and ModelStore(index.path).active("dense") is None  # nothing published
     assert fitted_feedback(index.searcher()) == Feedback()
 
 

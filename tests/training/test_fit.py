@@ -72,3 +72,14 @@ def test_a_bad_option_fails_before_any_fitting(product_index):
     with pytest.raises(ConfigError, match="cross: unknown key"):
         fit(product_index, DATA, None, ["fake"], budget_s=60, options={"cross": {"nope": True}})
     assert CALLS == []
+
+
+def test_a_skipped_fit_publishes_nothing(product_index):
+    def skip(job):
+        (job.workdir / "x").write_text("x")
+        return {"skipped": "option off"}
+
+    with FITTERS.override("skip", FitterEntry(skip)):
+        [out] = fit(product_index, DATA, None, ["skip"], budget_s=60)
+    assert out.model is None and out.manifest["skipped"] == "option off" and not out.manifest["active"]
+    assert not [p for p in ModelStore(product_index).root.iterdir() if p.name.startswith(("skip", ".tmp"))]
