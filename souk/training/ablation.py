@@ -143,16 +143,17 @@ def ablate(index_path: str | Path, train: Dataset, dev: Dataset | None, ideas: S
 
 
 def verdicts(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per idea: the on arm's held-out-train gain over off in the first report pipeline, and whether it won."""
-    first = report["pipelines"][0]
+    """Per idea: the on arm's held-out-train gain over off in each report pipeline; it deserves to be on by
+    default only when it gained in every one (the last stage must not lose what recall won)."""
     arms: dict[str, dict[str, dict]] = {}
     for row in report["rows"]:
         arms.setdefault(row["idea"], {})[row["arm"]] = row
     out = {}
     for name, pair in arms.items():
         if {"on", "off"} <= set(pair):
-            gain = pair["on"]["held_out_train"][first] - pair["off"]["held_out_train"][first]
-            out[name] = {"held_out_train_gain": round(gain, 4), "on_by_default": gain > 0}
+            gains = {p: round(pair["on"]["held_out_train"][p] - pair["off"]["held_out_train"][p], 4)
+                     for p in report["pipelines"]}
+            out[name] = {"held_out_train_gain": gains, "on_by_default": all(g > 0 for g in gains.values())}
     return out
 
 
@@ -172,8 +173,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
                 f"{r['dev'][p]:.4f}" if p in r["dev"] else "-" for p in pipes]
             lines.append("| " + " | ".join(cells + [f"{r['seconds']:.0f}"]) + " |")
         for name, v in (report.get("verdicts") or {}).items():
-            lines.append(f"\n{name}: held-out train gain {v['held_out_train_gain']:+.4f} -> "
-                         f"{'on' if v['on_by_default'] else 'off'} by default")
+            gains = ", ".join(f"{p} {g:+.4f}" for p, g in v["held_out_train_gain"].items())
+            lines.append(f"\n{name}: held-out train gain {gains} -> {'on' if v['on_by_default'] else 'off'} by default")
         lines.append("")
     lines += ["## Ideas (`--ablate` any of these; `--option STAGE.KEY=true|false` sets one)", "",
               "| idea | stage | default | what it does |", "|---|---|---|---|"]
