@@ -2,12 +2,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
 
 from souk.cli.output import console, emit_json
+
+
+def parse_option(text: str) -> tuple[str, str, Any]:
+    """`STAGE.KEY=VALUE` as (stage, key, value): VALUE read as JSON (true, 3, 0.5, [1, 2], "x"), else as text.
+    Misuse: spaces around `=` (the shell hands them over as part of the key)."""
+    import json
+
+    from souk.errors import ConfigError
+
+    name, sep, raw = text.partition("=")
+    stage, dot, key = name.partition(".")
+    if not sep or not dot or not stage or not key:
+        raise ConfigError(f"--option {text!r}: expected STAGE.KEY=VALUE, e.g. dense.prf=true")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return stage, key, value
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +56,18 @@ def register(app: typer.Typer) -> None:
                                           "on large data) data-parallel on Ray Train, and re-encode on it: auto (a "
                                           "local cluster) or a cluster ADDRESS."),
         ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray Train workers (DDP replicas) with --ray."),
+        option: Optional[List[str]] = typer.Option(None, "--option", help="A fitter's option, STAGE.KEY=VALUE "
+                                                   "(VALUE read as JSON, else as text), e.g. dense.prf=true; "
+                                                   "repeatable."),
+        report: Optional[Path] = typer.Option(None, "--report", help="Write the fit report (ablation.md, "
+                                              "ablation.json) into this directory: the ideas souk knows, and with "
+                                              "--ablate each idea fitted on and off."),
+        ablate: Optional[str] = typer.Option(None, "--ablate", help="With --report: comma-separated ideas (e.g. "
+                                             "dense.prf,fusion.stacking), each fitted on and off on copies of the "
+                                             "index (same budget and seed per arm), scored on held-out TRAIN "
+                                             "queries and dev; the index itself is left as it was."),
+        report_pipelines: str = typer.Option("full", "--report-pipelines",
+                                             help="With --ablate: comma-separated pipelines each arm is scored with."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Train the index's learnable ranking stages from judged queries; the best model of each becomes active."""
@@ -63,11 +93,32 @@ def register(app: typer.Typer) -> None:
             train_set = merge(train_set, clicked) if train_set is not None else clicked
         names = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         # from clicks alone nothing unbiased can veto the model (see souk.training.ltr): it becomes active
-        options = None
+        options: dict[str, dict[str, Any]] = {}
         if events:
             from souk.events.labels import ltr_options
 
             options = {"ltr": ltr_options(alone=dev_set is None)}
+        for stage, key, value in map(parse_option, option or []):
+            options.setdefault(stage, {})[key] = value
+        from souk.training.fit import check_options
+
+        options = check_options(options)  # an unknown stage or key fails before any fitting
+        if ablate and report is None:
+            raise ConfigError("--ablate needs --report DIR (where the ablation table is written)")
+        if report is not None and ablate:
+            from souk.training.ablation import ablate as run_ablation
+
+            assert train_set is not None
+            ideas = [i.strip() for i in ablate.split(",") if i.strip()]
+            table = run_ablation(index, train_set, dev_set, ideas, report, budget_min * 60, seed, names, options,
+                                 corpus_dir=train, progress=not as_json,
+                                 pipelines=[p.strip() for p in report_pipelines.split(",") if p.strip()])
+            if as_json:
+                emit_json({"report": str(report / "ablation.md"), "rows": table["rows"],
+                           "verdicts": table["verdicts"]})
+            else:
+                console.print((report / "ablation.md").read_text())
+            return
         import os
 
         from souk.indexing import ray_cluster
@@ -79,18 +130,25 @@ def register(app: typer.Typer) -> None:
         try:
             with ray_cluster(ray):
                 outcomes = fit(index, train_set, dev_set, names, budget_min * 60, seed, corpus_dir=train,
-                               options=options, ray_workers=ray_workers if ray else 0)
+                               options=options or None, ray_workers=ray_workers if ray else 0)
         finally:
             if previous is None:
                 os.environ.pop("SOUK_RAY", None)
             else:
                 os.environ["SOUK_RAY"] = previous
-        report = {"events": clicks_report} if clicks_report else {}
-        result: dict[str, Any] = {"index": str(index), **report, "models": [
+        extra = {"events": clicks_report} if clicks_report else {}
+        result: dict[str, Any] = {"index": str(index), **extra, "models": [
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1),
              "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False)}
             for o in outcomes]}
+        if report is not None:
+            from souk.training.ablation import known_ideas, write_report
+
+            report.mkdir(parents=True, exist_ok=True)
+            write_report({"train": f"{train_set.name}/{train_set.split}", "index": str(index), "ideas": known_ideas(),
+                          "models": result["models"]}, report)
+            result["report"] = str(report / "ablation.md")
         if as_json:
             emit_json(result)
             return

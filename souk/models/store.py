@@ -310,6 +310,18 @@ class ModelStore:
             valid = {}
         write_json_atomic(self.root / ACTIVE, {**valid, m["stage"]: name})
 
+    def deactivate(self, stage: str) -> bool:
+        """Leave `stage` with no active model (its models stay, `activate` brings one back); False when none was."""
+        try:
+            current = self._active()
+        except ModelUnavailable:
+            current = {}
+        if stage not in current:
+            return False
+        write_json_atomic(self.root / ACTIVE, {k: v for k, v in current.items()
+                                               if k != stage and self._valid_entry(k, v)})
+        return True
+
     def active(self, stage: str) -> Path | None:
         """The active model directory of `stage`, or None when none was fitted. An entry that is not a name
         `<stage>-<n>` of a directory inside `models/` is refused (`ModelUnavailable`), never followed."""

@@ -14,6 +14,8 @@ Options (`{stage = "recall", ...}` in `[pipelines.NAME] stages`, or top-level ke
   match       the bm25 retriever's matching: "all" | "relax" | "any"  (default: the index's `[query] match`;
               the bm25, hybrid and learned presets use "any": candidates for fusion and reranking)
   options     {NAME = {...}}: a retriever's own options (its options dataclass reads them)
+  stacking    false: never reorder by the index's stacking model (default: the active `fusion` model fitted
+              for exactly these retrievers reorders the fused list; see `souk.ranking.stacking`)
 The fused list carries each retriever's raw scores as signals named after it, plus `recall`.
 """
 from __future__ import annotations
@@ -59,6 +61,7 @@ class RecallOptions:
     match: Literal["all", "relax", "any"] | None = None
     options: dict[str, dict] = dataclasses.field(default_factory=dict, metadata=option_check(
         lambda v: all(isinstance(t, dict) for t in v.values()), "a table of retriever name = options table"))
+    stacking: bool | None = None  # the active `fusion` model (fitted for these retrievers) reorders; False: never
 
 
 def _per_retriever(where: str, value: Any, names: Sequence[str], default: dict[str, Any] | Any,
@@ -107,9 +110,23 @@ class RecallStage(Stage):
             weights = {n: w for n, w in weights.items() if n in names or n + "?" not in wanted}
         self.weights = _per_retriever(f"{where}.weights", weights, names, default_weights, Real)
         self.depth = _per_retriever(f"{where}.depth", opts.depth, names, FUSION_DEFAULTS["depth"], int)
+        self.stacker = None  # a learned fusion (`souk.ranking.stacking`), where one was fitted for these retrievers
+        if opts.stacking is not False and len(names) > 1:
+            from souk.ranking.stacking import active_stacker
+
+            self.stacker = active_stacker(context.index_path, names)
 
     def recall(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """Candidates for each plan (at least `k` deep where the retrievers find that many)."""
+        weights, lists = self.lists(plans, k)
+        names = list(self.retrievers)
+        if len(names) == 1:
+            return [ls[0].with_signal(names[0], ls[0].scores) for ls in lists]
+        fused = [self.fuse(ls, w) for ls, w in zip(lists, weights)]
+        return self.stacker.rerank(fused, lists) if self.stacker is not None else fused
+
+    def lists(self, plans: Sequence[QueryPlan], k: int) -> tuple[list[dict[str, float]], list[list[Ranking]]]:
+        """Each plan's retriever weights and its lists (in retriever order, empty where a weight is 0)."""
         weights = [self.query_weights(p) for p in plans]
         for plan, w in zip(plans, weights):
             for name in self.retrievers:
@@ -124,16 +141,7 @@ class RecallStage(Stage):
             for i, r in zip(todo, found):
                 lists[i] = r
             per_retriever[name] = lists
-        names = list(self.retrievers)
-        out = []
-        for i, w in enumerate(weights):
-            rankings = [per_retriever[n][i] for n in names]
-            if len(names) == 1:
-                r = rankings[0]
-                out.append(r.with_signal(names[0], r.scores))
-            else:
-                out.append(self.fuse(rankings, w))
-        return out
+        return weights, [[per_retriever[n][i] for n in self.retrievers] for i in range(len(plans))]
 
     def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking:
         """A recall stage later in a pipeline ignores its input and recalls afresh."""

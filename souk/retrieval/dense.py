@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field as option
 from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
 
 from souk.errors import ConfigError, Unavailable
 from souk.index.vectors import VectorSet
 from souk.index.vectors.encoding import DEFAULT_ENCODER
 from souk.models.registry import text_coverage
 from souk.query.plan import QueryPlan
-from souk.plugins import parse_options
+from souk.plugins import POSITIVE_INT, option_check, parse_options
 from souk.retrieval.base import RETRIEVERS, nearest
+from souk.retrieval.feedback import Feedback, fitted_feedback, retrieve_with_feedback
 from souk.types import Ranking
 
 if TYPE_CHECKING:
@@ -42,13 +45,19 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, searcher: Searcher, field: str | None = None):
+    def __init__(self, searcher: Searcher, field: str | None = None, feedback: Feedback | None = None):
         self.searcher = searcher
         self.vectors = vector_set(searcher, field)
         self.vectors.encode_queries(["warm up"])  # the query encoder loads with the pipeline, not in a query's time
+        # pseudo-relevance feedback (`souk.retrieval.feedback`): given, else the fitted `dense` model's
+        self.feedback = feedback if feedback is not None else fitted_feedback(searcher)
+        if self.feedback.on and self.vectors.vectors(np.zeros(0, np.int64)) is None:
+            self.feedback = Feedback()  # a backend that cannot give vectors back (Milvus): no feedback
 
     def retrieve(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
         """One Ranking per plan; queries are encoded in one batch (plans with empty text find nothing)."""
+        if self.feedback.on:
+            return retrieve_with_feedback(self.searcher, self.vectors, plans, k, self.feedback)
         return nearest(self.searcher, plans, k, lambda live: self.vectors.encode_queries([p.text for p in live]),
                        self.vectors.search)
 
@@ -62,11 +71,18 @@ class DenseRetriever:
 
 @dataclass
 class DenseOptions:
-    """Retrievers `dense` and `milvus`: `field`, the vector field (default: the only one)."""
+    """Retrievers `dense` and `milvus`: `field`, the vector field (default: the only one); `prf`, the weight of
+    pseudo-relevance feedback (None: the fitted `dense` model's, 0: none) with `prf_lexical` / `prf_agree`."""
 
     field: str | None = None
+    prf: float | None = option(default=None, metadata=option_check(lambda v: v is None or 0 <= v <= 100,
+                                                                   "a weight from 0 to 100"))
+    prf_lexical: int = option(default=Feedback.lexical, metadata=POSITIVE_INT)
+    prf_agree: int = option(default=Feedback.agree, metadata=POSITIVE_INT)
 
 
 @RETRIEVERS.register("dense")
 def _dense(searcher: Any, options: dict[str, Any]) -> DenseRetriever:
-    return DenseRetriever(searcher, parse_options("retrievers.dense", options, DenseOptions).field)
+    opts = parse_options("retrievers.dense", options, DenseOptions)
+    feedback = None if opts.prf is None else Feedback(opts.prf, opts.prf_lexical, opts.prf_agree)
+    return DenseRetriever(searcher, opts.field, feedback)

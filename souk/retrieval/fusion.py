@@ -101,3 +101,44 @@ def fuse(rankings: Sequence[Ranking], method: str = "rrf", weights: Sequence[flo
         raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings; give one weight per ranking")
     fused = FUSIONS[method](rankings, weights, k, **options)
     return _with_signals(fused, rankings, names) if names else fused
+
+
+# ---- stacking: a learned fusion over the lists' scores and ranks (`souk.ranking.stacking`) ------------------
+STACK_PER_LIST = ("score", "norm", "rank", "found")
+
+
+def stack_columns(names: Sequence[str]) -> list[str]:
+    """The columns `stack_features` gives, in order: per list its raw score, min-max score, rank and whether
+    it found the document, then the fixed fusion's score and rank and how many lists found the document."""
+    return [f"{n}.{f}" for n in names for f in STACK_PER_LIST] + ["fixed.score", "fixed.rank", "lists"]
+
+
+def stack_features(fused: Ranking, rankings: Sequence[Ranking]) -> np.ndarray:
+    """(len(fused), columns) features of each fused document (see `stack_columns`; NaN score where a list
+    missed it, its rank then the list's length): what a stacking model reads."""
+    n, width = len(fused.ids), len(STACK_PER_LIST)
+    x = np.zeros((n, width * len(rankings) + 3), dtype=np.float32)
+    pos = {doc_id: i for i, doc_id in enumerate(fused.ids)}
+    found = np.zeros(n, dtype=np.float32)
+    for j, r in enumerate(rankings):
+        scores = np.asarray(r.scores, dtype=np.float32)
+        normed, _ = _minmax(scores.astype(np.float64))
+        col = x[:, j * width:(j + 1) * width]
+        col[:, 0] = np.nan
+        col[:, 1] = 0.0
+        col[:, 2] = len(r.ids)
+        for rank, doc_id in enumerate(r.ids):
+            i = pos.get(doc_id)
+            if i is not None:
+                col[i, 0], col[i, 1], col[i, 2], col[i, 3] = scores[rank], normed[rank], rank, 1.0
+        found += col[:, 3]
+    x[:, -3] = np.asarray(fused.scores, dtype=np.float32)
+    x[:, -2] = np.arange(n, dtype=np.float32)
+    x[:, -1] = found
+    return x
+
+
+def restack(fused: Ranking, scores: np.ndarray) -> Ranking:
+    """`fused` reordered by a stacking model's `scores` (ties keep the fixed fusion's order), signals kept."""
+    order = np.lexsort((np.arange(len(fused.ids)), -np.asarray(scores, dtype=np.float64)))
+    return fused.take(order, np.asarray(scores, dtype=np.float32)[order])

@@ -143,7 +143,8 @@ def infonce(queries, docs, temperature: float, doc_texts: Sequence[str] | None =
     return torch.nn.functional.cross_entropy(scores, torch.arange(n, device=queries.device))
 
 
-@register_fitter("bi", applies=applies, share=1.0, order=10, on_activate=activate_bi, distributed=True)
+@register_fitter("bi", applies=applies, share=1.0, order=10, on_activate=activate_bi, distributed=True,
+                 options=DEFAULTS)
 def fit_bi(job: FitJob) -> dict[str, Any]:
     """Fine-tune, keep the best dev checkpoint, save into `job.workdir`; returns the manifest."""
     from transformers import AutoModel

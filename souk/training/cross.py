@@ -136,7 +136,7 @@ def applies(schema: Any, index: Any) -> bool:
     return model_card("all-MiniLM-L6-v2").reads_han or not reads_han(schema, index)
 
 
-@register_fitter("cross", applies=applies, order=70, distributed=True)
+@register_fitter("cross", applies=applies, order=70, distributed=True, options=DEFAULTS)
 def fit_cross(job: FitJob) -> dict[str, Any]:
     """Train, choose the mix on held-out TRAIN queries, save into `job.workdir`, return the manifest."""
     import torch

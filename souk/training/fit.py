@@ -10,6 +10,8 @@ Misuse: choosing hyper-parameters on the dev split's test-time numbers; early-st
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Callable, Protocol, Sequence
 from souk.errors import ConfigError
 from souk.evaluation.datasets import Dataset
 from souk.models.store import ModelStore
-from souk.plugins import Registry
+from souk.plugins import Registry, parse_options
 
 
 @dataclass
@@ -58,23 +60,30 @@ class FitterEntry:
     on_activate: Callable[[Path, Path], dict[str, Any]] | None = None
     # trains data-parallel on Ray Train (`souk.training.distributed`) under `fit(ray=...)`
     distributed: bool = False
+    # the options `job.options` may hold: a dataclass type, or a dict of defaults (typed by their values); None:
+    # not declared (passed through unchecked)
+    options: Any = None
 
 
 FITTERS: Registry[FitterEntry] = Registry("fitter", builtins=(
-    "souk.training.ltr", "souk.training.cross", "souk.training.interact", "souk.training.wordvec", "souk.training.bi"))
+    "souk.training.ltr", "souk.training.cross", "souk.training.interact", "souk.training.wordvec", "souk.training.bi",
+    "souk.training.prf", "souk.training.stacking"))
 
 
 def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: True, share: float = 1.0,
                     order: int = 50, on_activate: Callable[[Path, Path], dict[str, Any]] | None = None,
-                    distributed: bool = False) -> Callable[[Fitter], Fitter]:
+                    distributed: bool = False, options: Any = None) -> Callable[[Fitter], Fitter]:
     """Decorator: register the fitter of stage `name`; `order` sets which stage fits first (a
     later stage may use an earlier one's model, e.g. the cross-encoder trains on the bi-encoder's recall);
     `on_activate(index_path, model_dir)` runs before a model of the stage becomes active (e.g. re-encoding
     the corpus with a new bi-encoder); if it fails, the model stays inactive. `distributed`: the fitter
-    runs data-parallel on Ray Train when `fit` is given a cluster (it reads `distributed.replica()`)."""
+    runs data-parallel on Ray Train when `fit` is given a cluster (it reads `distributed.replica()`).
+    A fitter returning `{"skipped": reason}` (an option turned it off) publishes nothing.
+    `options`: what `job.options` may hold, a dataclass type or the fitter's dict of defaults (each key typed by
+    its default's type; None defaults take anything); `fit` refuses other keys and wrong types up front."""
 
     def deco(fitter: Fitter) -> Fitter:
-        FITTERS.register(name, FitterEntry(fitter, applies, share, order, on_activate, distributed))
+        FITTERS.register(name, FitterEntry(fitter, applies, share, order, on_activate, distributed, options))
         return fitter
 
     return deco
@@ -83,6 +92,46 @@ def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: Tru
 def fitter_names() -> list[str]:
     """The registered fitters in the order they fit."""
     return [name for name, _ in sorted(FITTERS.items(), key=lambda kv: kv[1].order)]
+
+
+_TYPES = (bool, int, float, str, list, dict)
+
+
+@functools.lru_cache(maxsize=None)
+def _options_class(stage: str, declared: Any) -> type:
+    """The dataclass of a fitter's options: `declared` itself, or one made from its defaults (given as a tuple of
+    (key, default) items, lists as tuples, so the cache can hash them): each key typed by its default (a float
+    takes ints too), a None default taking anything."""
+    if dataclasses.is_dataclass(declared):
+        return declared  # type: ignore[return-value]
+    fields = []
+    for key, default in declared:
+        kind = list if isinstance(default, tuple) else next((t for t in _TYPES if type(default) is t), Any)
+        fields.append((key, kind, dataclasses.field(default=None)))
+    return dataclasses.make_dataclass(f"{stage.title()}Options", fields)
+
+
+def check_options(options: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """`options[STAGE][KEY]` checked against each fitter's declared options (`register_fitter(options=...)`,
+    read by `souk.plugins.parse_options`): an unknown stage or key, or a value of the wrong type, is a
+    `ConfigError` naming what is allowed. Returns the options as given (ints given for floats as floats).
+    Misuse: checking after a fitter started (check first: a typo must not cost a fit)."""
+    out: dict[str, dict[str, Any]] = {}
+    for stage, raw in (options or {}).items():
+        if stage not in FITTERS:
+            raise ConfigError(f"option {stage}.*: unknown stage {stage!r}; stages that can be fitted: "
+                              f"{', '.join(fitter_names())}")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"option {stage}: expected a table of options, got {raw!r}")
+        declared = FITTERS.get(stage).options
+        if declared is None:
+            out[stage] = dict(raw)
+            continue
+        if not dataclasses.is_dataclass(declared):
+            declared = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in declared.items())
+        parsed: Any = parse_options(stage, raw, _options_class(stage, declared))
+        out[stage] = {k: getattr(parsed, k) for k in raw}
+    return out
 
 
 def _applies(entry: FitterEntry, index: Any) -> bool:
@@ -120,6 +169,7 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
     on large data); the others fit in this process as without it."""
     from souk.index import Index
 
+    options = check_options(options)
     index = Index.open(index_path)
     names = list(stages) if stages else [n for n in fitter_names() if _applies(FITTERS.get(n), index)]
     unknown = [n for n in names if n not in FITTERS]
@@ -159,6 +209,12 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
         manifest = {"seconds": round(seconds, 1), "device": job.device, "seed": seed,
                     "data": {"train": f"{train.name}/{train.split}", "dev": f"{dev.name}/{dev.split}" if dev else None},
                     **manifest}
+        if manifest.get("skipped"):  # an idea switched off: nothing was trained, nothing is published
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+            outcomes.append(FitOutcome(name, None, {**manifest, "active": False}, seconds))
+            continue
         activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
         path = store.publish(name, workdir, manifest, activate=False)
         done = activate_model(index.path, path.name) if activate else {}

@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {"train_depth": 30, "depth": 100, "epochs": 12, "batc
                             "hidden": 32, "patience": 2, "held_out": 0.1, "train_retrievers": ["bm25", "dense"]}
 
 
-@register_fitter(STAGE, applies=reads_han, share=0.55, order=30, distributed=True)
+@register_fitter(STAGE, applies=reads_han, share=0.55, order=30, distributed=True, options=DEFAULTS)
 def fit_interact(job: FitJob) -> dict[str, Any]:
     """Train the interaction model into `job.workdir`; returns its manifest fields."""
     import torch

@@ -165,3 +165,13 @@ def write_epoch_curve(values: Sequence[float], best_epoch: int, label: str, titl
 
     plot_curve(path, {label: (list(range(len(values))), list(values))}, title, "epoch", "nDCG@10", kept=best_epoch,
                kept_label=f"kept epoch {best_epoch}", lines=lines)
+
+
+HELD_OUT_SEED = 20221  # a constant, not the fit's seed: the same slice for every arm and every run
+
+
+def held_out_train(data: Dataset, share: float = 0.2, cap: int = 300) -> tuple[Dataset, Dataset]:
+    """(train, held-out train): a fixed slice of the train queries (the same whatever the fit's seed) that an
+    ablation's fitters never see, so each idea is judged on train queries no arm learned from.
+    Misuse: handing the held-out part to a fitter (pass the first part as the fit's train split)."""
+    return split_train(data, share, cap, np.random.default_rng(HELD_OUT_SEED))

@@ -206,7 +206,20 @@ def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
     return [np.sort(order[i::k]) for i in range(k)]
 
 
-@register_fitter("ltr", order=40, share=1.0)
+@dataclass
+class LtrOptions:
+    """The `ltr` fitter's options (`souk fit --option ltr.KEY=VALUE`)."""
+
+    clicks: bool = True                  # a feature group from the active click model, where one exists
+    features: list[str] | None = None    # feature groups (default: every group that applies)
+    threads: int = PARAMS["num_threads"]
+    judged_only: bool = False            # train on judged candidates only
+    ray_min_rows: int = RAY_MIN_ROWS
+    rounds: int | None = None            # boosting rounds fixed by the caller (default: early stopping)
+    activate_anyway: bool = False        # activate without the dev/CV veto (labels from clicks alone)
+
+
+@register_fitter("ltr", order=40, share=1.0, options=LtrOptions)
 def fit_ltr(job: FitJob) -> dict[str, Any]:
     """Fit the LightGBM lambdarank model of the `ltr` stage (see the module docstring)."""
     from souk.index import Index

@@ -63,7 +63,7 @@ def reads_han(schema, index=None, sample: int = 200) -> bool:
     return bool(texts) and han_share(" ".join(texts)) >= HAN_MIN
 
 
-@register_fitter(STAGE, applies=reads_han, share=0.45, order=20)
+@register_fitter(STAGE, applies=reads_han, share=0.45, order=20, options=DEFAULTS)
 def fit_wordvec(job: FitJob) -> dict[str, Any]:
     """Train, fine-tune and write a word-vector model into `job.workdir`; returns its manifest fields."""
     from souk.index import Index

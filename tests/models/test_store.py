@@ -24,6 +24,17 @@ def test_publish_versions_and_switches_active(tmp_path):
         store.activate("ltr-9")
 
 
+def test_deactivate_leaves_the_stage_without_an_active_model_and_the_others_alone(tmp_path):
+    store = ModelStore(tmp_path)
+    assert store.deactivate("fusion") is False
+    ltr = store.publish("ltr", store.new("ltr"), {"kind": "ltr"})
+    store.publish("fusion", store.new("fusion"), {"kind": "fusion-stacking"})
+    assert store.deactivate("fusion") is True
+    assert store.active("fusion") is None and store.active("ltr") == ltr
+    store.activate("fusion-1")
+    assert store.active("fusion").name == "fusion-1"
+
+
 def test_inactive_publish_and_unfitted_stage(tmp_path):
     store = ModelStore(tmp_path)
     assert store.active("cross") is None

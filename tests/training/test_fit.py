@@ -49,3 +49,37 @@ def test_unknown_stage_and_bad_budget(product_index):
         fit(product_index, DATA, None, ["nope"])
     with pytest.raises(ConfigError, match="--budget-min must be positive"):
         fit(product_index, DATA, None, ["fake"], budget_s=0)
+
+
+def test_options_are_checked_against_each_fitters_declared_options():
+    from souk.training.fit import check_options
+
+    assert check_options({"bi": {"lr": 1, "epochs": 2}, "ltr": {"rounds": 5}}) == {
+        "bi": {"lr": 1.0, "epochs": 2}, "ltr": {"rounds": 5}}  # an int given for a float default becomes a float
+    assert check_options({"fake": {"anything": [1]}}) == {"fake": {"anything": [1]}}  # undeclared: passed through
+    with pytest.raises(ConfigError, match="unknown stage 'bx'; stages that can be fitted: .*bi"):
+        check_options({"bx": {"lr": 1}})
+    with pytest.raises(ConfigError, match="bi: unknown key 'lrr'; allowed: .*lr"):
+        check_options({"bi": {"lrr": 1}})
+    with pytest.raises(ConfigError, match="bi.epochs: expected an integer, got 'x'"):
+        check_options({"bi": {"epochs": "x"}})
+    with pytest.raises(ConfigError, match="fusion.stacking: expected true or false"):
+        check_options({"fusion": {"stacking": 1}})
+
+
+def test_a_bad_option_fails_before_any_fitting(product_index):
+    CALLS.clear()
+    with pytest.raises(ConfigError, match="cross: unknown key"):
+        fit(product_index, DATA, None, ["fake"], budget_s=60, options={"cross": {"nope": True}})
+    assert CALLS == []
+
+
+def test_a_skipped_fit_publishes_nothing(product_index):
+    def skip(job):
+        (job.workdir / "x").write_text("x")
+        return {"skipped": "option off"}
+
+    with FITTERS.override("skip", FitterEntry(skip)):
+        [out] = fit(product_index, DATA, None, ["skip"], budget_s=60)
+    assert out.model is None and out.manifest["skipped"] == "option off" and not out.manifest["active"]
+    assert not [p for p in ModelStore(product_index).root.iterdir() if p.name.startswith(("skip", ".tmp"))]

@@ -161,3 +161,14 @@ def test_candidates_come_from_the_pipeline_without_the_stage(product_index):
     heads = candidates(prior, {"a": "iphone case", "b": "zzzz-no-such-word"}, 3)
     assert set(heads) == {"a", "b"} and 0 < len(heads["a"][0]) <= 3 and heads["a"][1].dtype == np.float32
     assert list(heads["a"][1]) == sorted(heads["a"][1], reverse=True) and heads["b"][0] == []
+
+
+def test_held_out_train_is_a_fixed_slice_whatever_the_seed():
+    from souk.training.kit import held_out_train
+
+    data = Dataset({f"q{i}": "x" for i in range(50)}, {f"q{i}": {"d": 1} for i in range(50)}, 0, "t", "train")
+    learn, held = held_out_train(data)
+    again = held_out_train(data)[1]
+    assert len(held.qrels) == 10 and set(held.qrels) == set(again.qrels)
+    assert not set(held.qrels) & set(learn.qrels) and len(learn.qrels) == 40
+    assert len(held_out_train(data, cap=3)[1].qrels) == 3

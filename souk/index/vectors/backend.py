@@ -199,6 +199,12 @@ class FaissBackend:
         scores[:, :n] = np.take_along_axis(sims, top, axis=1)
         return keys, scores
 
+    def reconstruct(self, keys: np.ndarray) -> np.ndarray:
+        """The stored (index-space) vectors of `keys`, all present (approximate for compressed kinds)."""
+        if not len(keys):
+            return np.zeros((0, self.dim), np.float32)
+        return self.index.reconstruct_batch(np.asarray(keys, dtype=np.int64))
+
     def save(self, folder: Path) -> None:
         import faiss
 

@@ -95,6 +95,27 @@ class VectorSet:
         keys[live], scores[live] = found, sims
         return keys, scores
 
+    def search_index_space(self, vectors: np.ndarray, k: int,
+                           filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`search` for vectors already in index space (e.g. a query moved toward documents' `vectors`)."""
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if self.params["normalize"]:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        k = max(0, min(k, len(self)))
+        if k == 0 or not len(x):
+            return np.full((len(x), k), -1, np.int64), np.zeros((len(x), k), np.float32)
+        within = None if filters is None else filters.within(self.keys)
+        return self.backend.search(np.ascontiguousarray(x, dtype=np.float32), k, within)
+
+    def vectors(self, keys: np.ndarray) -> np.ndarray | None:
+        """Index-space vectors of `keys` (all present), or None when the backend cannot give them back."""
+        reconstruct = getattr(self.backend, "reconstruct", None)
+        return None if reconstruct is None else np.asarray(reconstruct(np.asarray(keys, dtype=np.int64)), np.float32)
+
+    def to_index_space(self, x: np.ndarray) -> np.ndarray:
+        """Model-space vectors (from `encode_queries`) as the backend searches them."""
+        return self._to_index_space(np.atleast_2d(np.asarray(x, dtype=np.float32)))
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Model-space query vectors (same model, truncation and normalization as the documents)."""
         return encode_queries(self.params, list(texts))
