@@ -22,7 +22,7 @@ from souk.retrieval.feedback import KIND, STAGE, Feedback
 from souk.training.fit import FitJob, register_fitter
 from souk.training.kit import candidates, ndcg10, sample
 
-PRF = False  # on by default only where it wins on held-out TRAIN queries (see the fit report)
+PRF = True  # on: homedepot held-out train hybrid 0.4262 -> 0.4321, scifact declined by the fitter (see the fit report)
 
 
 @dataclass

@@ -64,7 +64,7 @@ def test_unknown_or_undeclared_ideas_are_refused(product_index, tmp_path):
 
 def test_the_report_lists_the_known_ideas_with_their_defaults(tmp_path):
     ideas = {i["idea"]: i for i in known_ideas()}
-    assert ideas["dense.prf"]["default"] is False and ideas["fusion.stacking"]["stage"] == "fusion"
+    assert ideas["dense.prf"]["default"] is True and ideas["fusion.stacking"]["stage"] == "fusion"
     assert ideas["fake.boost"]["default"] is False
     write_report({"train": "tiny/train", "index": "ix", "ideas": known_ideas(),
                   "models": [{"stage": "ltr", "model": "ltr-1", "active": True, "dev": {"ndcg@10": 0.5}}]}, tmp_path)
