@@ -141,7 +141,7 @@ def test_bi_applies_to_an_index_with_one_vector_field_it_can_read(fitted, produc
     assert not bi.applies(plain.schema, plain)  # no vector field
 
 
-# ---------------------------------------------------------------- issue 22: distill, temperature schedule, medium negatives
+# ---------------- issue 22: distill, temperature schedule, medium negatives
 
 @pytest.fixture(scope="module")
 def tiny_vectors(tmp_path_factory):
@@ -162,33 +162,38 @@ def tiny_vectors(tmp_path_factory):
     return {"index": root / "index", "base": base, "train": load_beir(coll, "train"), "dev": load_beir(coll, "dev")}
 
 
-def test_medium_negatives_are_the_band_of_the_encoders_own_ranking(tiny_vectors):
+@pytest.mark.slow  # a tiny BERT built and loaded, FAISS imported: seconds on a loaded machine
+def test_medium_negatives_are_the_band_of_the_encoders_own_ranking(tmp_path):
     from transformers import AutoModel
 
-    from souk.training.data import DocTexts
-
-    searcher = Index.open(tiny_vectors["index"]).searcher()
-    base = tiny_vectors["base"]
+    docs = {f"d{i}": (f"t{i} {c}", "kit of wood") for i in range(6) for c in ("red", "blue")}
+    base = tiny_bert(tmp_path / "base", [" ".join(d) for d in docs.values()])
     encoder = bi.PairEncoder(AutoModel.from_pretrained(str(base)).eval(), base, "cpu", 32, 8)
-    texts, corpus = DocTexts(searcher), searcher.ids()
-    queries = dict(list(tiny_vectors["train"].queries.items())[:4])
-    band = bi.dense_band(encoder, texts, corpus, queries, 3, 7)
-    docs = encoder.encode([bi.doc_text(d) for d in texts.get(corpus)], "doc")
+
+    class Texts:  # the one method of DocTexts that dense_band reads
+        def get(self, ids):
+            return [docs[i] for i in ids]
+
+    corpus = list(docs)
+    queries = {"q1": "t1 red", "q2": "t4 blue", "q3": "wood kit"}
+    band = bi.dense_band(encoder, Texts(), corpus, queries, 3, 7)  # type: ignore[arg-type]
+    vectors = encoder.encode([bi.doc_text(d) for d in docs.values()], "doc")
     for (qid, text), vector in zip(queries.items(), encoder.encode(list(queries.values()), "query")):
-        order = np.argsort(-(docs @ vector), kind="stable")
+        order = np.argsort(-(vectors @ vector), kind="stable")
         assert band[qid] == [corpus[i] for i in order[3:7]], text
 
 
-def test_distill_without_a_fitted_ranker_teaches_nothing(tiny_vectors):
-    searcher = Index.open(tiny_vectors["index"]).searcher()
-    heads, note = bi.teacher_heads(tiny_vectors["index"], searcher, tiny_vectors["train"].queries, 5)
+def test_distill_without_a_fitted_ranker_teaches_nothing(tmp_path):
+    heads, note = bi.teacher_heads(tmp_path, None, {"q": "anything"}, 5)  # no models: the searcher is not read
     assert heads == {} and note["teacher"] is None and "no active ltr or cross" in note["note"]
 
 
-def test_a_temperature_schedule_that_shrinks_is_refused(tmp_path, tiny_vectors):
+def test_a_temperature_schedule_that_shrinks_is_refused(tmp_path):
+    from souk.evaluation.datasets import Dataset
     from souk.training.fit import FitJob
 
-    job = FitJob(tiny_vectors["index"], tiny_vectors["train"], None, None, tmp_path, 0.0,
+    train = Dataset({"q": "x"}, {"q": {"d": 1}}, 0, "tiny", "train")
+    job = FitJob(tmp_path, train, None, None, tmp_path, 0.0,
                  options={"temperature_schedule": True, "temperature_start": 0.2, "temperature_max": 0.1})
     with pytest.raises(ConfigError, match="temperature_start"):
         bi.fit_bi(job)
