@@ -32,6 +32,7 @@ class Group:
     query: str
     docs: list[Doc]
     labels: list[float]
+    ids: list[str] = field(default_factory=list)  # the documents' ids where known (judged groups)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def judged_groups(data: Dataset, candidates: dict[str, list[str]], texts: DocTex
                 continue
             ids = [doc_id, *pick]
             labels = [grade / top_grade] + [max(judged.get(d, 0), 0) / top_grade for d in pick]
-            groups.append(Group(data.queries[qid], texts.get(ids), labels))
+            groups.append(Group(data.queries[qid], texts.get(ids), labels, ids))
     order = rng.permutation(len(groups))
     return [groups[i] for i in order]
 

@@ -139,3 +139,82 @@ def test_bi_applies_to_an_index_with_one_vector_field_it_can_read(fitted, produc
     assert bi.applies(index.schema, index)  # the tiny base reads every script
     plain = Index.open(product_index)
     assert not bi.applies(plain.schema, plain)  # no vector field
+
+
+# ---------------- issue 22: distill, temperature schedule, medium negatives
+
+@pytest.fixture(scope="module")
+def tiny_vectors(tmp_path_factory):
+    """The topic collection indexed with a tiny random BERT's vectors; `full` is recall then ltr (no fit yet)."""
+    from souk.catalogs import read_catalog
+    from souk.schema import Schema
+
+    root = tmp_path_factory.mktemp("bi22")
+    coll = topic_collection(root / "beir", topics=12, seed=5)
+    base = tiny_bert(root / "base", collection_texts(coll))
+    schema = vector_schema(base)
+    schema["pipelines"]["full"] = {"stages": [{"stage": "recall", "retrievers": ["bm25", "dense"]},
+                                              {"stage": "ltr", "optional": True}]}
+    index = Index.create(root / "index", Schema.from_dict(schema, origin="tiny"))
+    with index.writer() as w:
+        w.add(read_catalog(coll))
+        w.commit()
+    return {"index": root / "index", "base": base, "train": load_beir(coll, "train"), "dev": load_beir(coll, "dev")}
+
+
+@pytest.mark.slow  # a tiny BERT built and loaded, FAISS imported: seconds on a loaded machine
+def test_medium_negatives_are_the_band_of_the_encoders_own_ranking(tmp_path):
+    from transformers import AutoModel
+
+    docs = {f"d{i}": (f"t{i} {c}", "kit of wood") for i in range(6) for c in ("red", "blue")}
+    base = tiny_bert(tmp_path / "base", [" ".join(d) for d in docs.values()])
+    encoder = bi.PairEncoder(AutoModel.from_pretrained(str(base)).eval(), base, "cpu", 32, 8)
+
+    class Texts:  # the one method of DocTexts that dense_band reads
+        def get(self, ids):
+            return [docs[i] for i in ids]
+
+    corpus = list(docs)
+    queries = {"q1": "t1 red", "q2": "t4 blue", "q3": "wood kit"}
+    band = bi.dense_band(encoder, Texts(), corpus, queries, 3, 7)  # type: ignore[arg-type]
+    vectors = encoder.encode([bi.doc_text(d) for d in docs.values()], "doc")
+    for (qid, text), vector in zip(queries.items(), encoder.encode(list(queries.values()), "query")):
+        order = np.argsort(-(vectors @ vector), kind="stable")
+        assert band[qid] == [corpus[i] for i in order[3:7]], text
+
+
+def test_distill_without_a_fitted_ranker_teaches_nothing(tmp_path):
+    heads, note = bi.teacher_heads(tmp_path, None, {"q": "anything"}, 5)  # no models: the searcher is not read
+    assert heads == {} and note["teacher"] is None and "no active ltr or cross" in note["note"]
+
+
+def test_a_temperature_schedule_that_shrinks_is_refused(tmp_path):
+    from souk.evaluation.datasets import Dataset
+    from souk.training.fit import FitJob
+
+    train = Dataset({"q": "x"}, {"q": {"d": 1}}, 0, "tiny", "train")
+    job = FitJob(tmp_path, train, None, None, tmp_path, 0.0,
+                 options={"temperature_schedule": True, "temperature_start": 0.2, "temperature_max": 0.1})
+    with pytest.raises(ConfigError, match="temperature_start"):
+        bi.fit_bi(job)
+
+
+@pytest.mark.slow
+def test_the_three_ideas_train_together_from_the_fitted_ranker(tiny_vectors, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(tiny_vectors["index"], index)
+    train, dev = tiny_vectors["train"], tiny_vectors["dev"]
+    fit(index, train, dev, ["ltr"], budget_s=60, progress=False, options={"ltr": {"activate_anyway": True}})
+    options = {**OPTIONS, "weak_pairs": 0, "queries_per_batch": 8, "epochs": 4, "eval_every": 4, "distill": True,
+               "distill_depth": 10, "temperature_schedule": True, "medium_negatives": True, "medium_band": [3, 8]}
+    [outcome] = fit(index, train, dev, ["bi"], budget_s=120, progress=False, options={"bi": options})
+    manifest = outcome.manifest
+    ideas = manifest["ideas"]
+    assert ideas["distill"]["stages"] == ["ltr"] and ideas["distill"]["queries"] == len(train.qrels)
+    assert ideas["distill"]["taught_pairs"] > 0 and ideas["distill"]["sigma"] > 0
+    steps = manifest["training"]["steps"]
+    assert ideas["temperature_schedule"]["over_steps"] == steps == 4 * (len(train.qrels) // 8)
+    assert ideas["medium_negatives"]["remined_at"] == steps // 2
+    assert manifest["dev"]["ndcg@10"] >= manifest["dev"]["start_ndcg@10"], manifest["training"]["curve"]
