@@ -69,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "patience": 2,
     "min_gain": 0.002,        # published (and the corpus re-encoded) only when dev rises at least this much
     "eval_every": None,       # steps between dev evaluations (None: `evals` spread over the time)
-    "distill": False,         # margin-MSE from the index's `full` pipeline (its active ltr/cross) over its top
+    "distill": True,          # margin-MSE from the index's `full` pipeline (its active ltr/cross) over its top
     "distill_depth": 20,      # ... candidates of each train query
     "distill_weight": 1.0,    # the margin-MSE term's weight next to InfoNCE
     "distill_scale": 2.0,     # student logits (cosine / temperature) per standard deviation of the teacher's scores
