@@ -52,6 +52,11 @@ def han_segments(run: str, user_dict: str | None = None) -> Iterator[tuple[str, 
     yield from _jieba(user_dict).tokenize(run)
 
 
+def suggested_count(word: str, user_dict: str | None = None) -> int:
+    """The smallest dictionary count with which jieba keeps `word` whole when it stands alone."""
+    return int(_jieba(user_dict).suggest_freq(word, False))
+
+
 def han_bigrams(run: str) -> Iterator[tuple[str, int, int]]:
     """Overlapping character bigrams; a single character stays a unigram."""
     if len(run) == 1:

@@ -34,6 +34,7 @@ _HAN_RUN = re.compile(f"[{HAN_CLASS}]+")
 _HAN_ONLY = re.compile(f"[{HAN_CLASS}]+")
 EDGE_STOP = frozenset("的了是在和与及或就也都而被把从对")  # a word rarely starts or ends with these particles
 WORDS_FILE = "words.txt"
+COUNT_RANGE = (300, 20_000)
 DEFAULTS: dict[str, Any] = {
     "new_words": False,       # mine and add new words (off until it wins on held-out train queries)
     "max_query_chars": 4,
@@ -97,9 +98,19 @@ def jieba_splits(word: str, user_dict: str | None = None) -> bool:
     return not in_dictionary(word, user_dict) and len(list(han_segments(word, user_dict))) > 1
 
 
+def count_for(word: str, seen: int, user_dict: str | None = None) -> int:
+    """The dictionary count a new word gets: 100 per document or query it was seen in (within
+    `COUNT_RANGE`; a few hundred is a rare dictionary word, so it usually wins over its pieces in context, where
+    jieba's own suggestion only makes it win alone), never below jieba's suggestion."""
+    from souk.analysis.tokenize import suggested_count
+
+    lo, hi = COUNT_RANGE
+    return max(suggested_count(word, user_dict), min(hi, max(lo, 100 * seen)))
+
+
 def mine(doc_texts: Iterable[str], queries: Iterable[str], opts: dict[str, Any],
-         user_dict: str | None = None) -> tuple[list[str], dict[str, Any]]:
-    """(new words, most frequent first; a report of how many each source gave)."""
+         user_dict: str | None = None) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """(new words with their dictionary counts, most frequent first; a report of how many each source gave)."""
     n = int(opts["max_ngram"])
     stats = NgramStats([_HAN_RUN.findall(normalize(t)) for t in doc_texts], max(n, int(opts["max_query_chars"])))
     counts: Counter[str] = Counter()
@@ -126,7 +137,7 @@ def mine(doc_texts: Iterable[str], queries: Iterable[str], opts: dict[str, Any],
                     del grams[sub]
     grams = {g: df for g, df in grams.items() if jieba_splits(g, user_dict)}
     ranked = sorted({**grams, **from_queries}.items(), key=lambda kv: (-kv[1], kv[0]))
-    words = [w for w, _ in ranked[:int(opts["max_words"])]]
+    words = [(w, count_for(w, seen, user_dict)) for w, seen in ranked[:int(opts["max_words"])]]
     return words, {"from_queries": len(from_queries), "from_catalog": len(grams), "kept": len(words),
                    "short_queries": len(counts)}
 
@@ -138,11 +149,11 @@ def activate_words(index_path: Path, model_dir: Path) -> dict[str, Any]:
     from souk.analysis.user_words import format_words
     from souk.index import Index
 
-    new = [w for w, _, _ in read_words(model_dir / WORDS_FILE)]
+    new = read_words(model_dir / WORDS_FILE)
     current = Index.open(index_path).schema.analysis.get("user_dict")
     kept = read_words(current) if current else []
     known = {w for w, _, _ in kept}
-    merged = kept + [(w, None, None) for w in dict.fromkeys(new) if w not in known]
+    merged = kept + [w for w in new if w[0] not in known]
     done = reanalyze(index_path, format_words(merged), len(merged), mined=len(new))
     return {**done, "added": len(merged) - len(kept)}
 
@@ -180,8 +191,8 @@ def fit_words(job: FitJob) -> dict[str, Any]:
 
         queries += [q for q, c in read_query_log(opts["query_log"]).items() for _ in range(min(c, 1000))]
     words, report = mine(docs, queries, opts, user_dict)
-    (job.workdir / WORDS_FILE).write_text(format_words([(w, None, None) for w in words]), encoding="utf-8")
-    return {"kind": "words", "words": len(words), "sample": words[:30], "sources": report,
+    (job.workdir / WORDS_FILE).write_text(format_words([(w, c, None) for w, c in words]), encoding="utf-8")
+    return {"kind": "words", "words": len(words), "sample": [w for w, _ in words[:30]], "sources": report,
             "params": {k: v for k, v in opts.items() if k != "query_log"},
             "query_log": str(opts["query_log"]) if opts["query_log"] else None,
             "activate": bool(words), "fit_seconds": round(time.monotonic() - t0, 1)}
