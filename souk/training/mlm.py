@@ -51,7 +51,7 @@ def han_spans(text: str, user_dict: str | None = None) -> list[tuple[int, int]]:
     """(start, end) of every jieba word (precise mode) of the Han runs of `text`, in order."""
     from souk.analysis.tokenize import han_segments
 
-    out = []
+    out: list[tuple[int, int]] = []
     for run in _HAN_RUN.finditer(text):
         out.extend((run.start() + s, run.start() + e) for _, s, e in han_segments(run.group(), user_dict))
     return out
@@ -185,7 +185,7 @@ def post_train(encoder: Any, tokenizer_file: Path, texts: Sequence[str], config:
     end = min(deadline, t0 + config.seconds) if config.seconds is not None else deadline
     head_steps = int(round(config.steps * config.head_share))
     batch_rng = np.random.default_rng([seed, 7])
-    reports = []
+    reports: list[dict[str, Any]] = []
     start_loss = None
     for name, steps, lr, frozen in (("head", head_steps, config.head_lr, True),
                                     ("encoder", config.steps - head_steps, config.lr, False)):
