@@ -34,12 +34,8 @@ def parse_words(data: bytes, name: str = "user dictionary") -> list[Word]:
     """The words of a dictionary file's bytes; ConfigError (naming `name` and the line) on any bad line."""
     if len(data) > MAX_USER_DICT_BYTES:
         raise ConfigError(f"{name}: larger than {describe_bytes(MAX_USER_DICT_BYTES)}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{name}: not UTF-8 text (byte {e.start})") from None
     out: list[Word] = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(_text(data, name).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -61,6 +57,13 @@ def parse_words(data: bytes, name: str = "user dictionary") -> list[Word]:
             tag = rest[0]
         out.append((word, count, tag))
     return out
+
+
+def _text(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: not UTF-8 text (byte {e.start})") from None
 
 
 def read_words(path: str | Path) -> list[Word]:
