@@ -259,3 +259,18 @@ def move_vectors(index: Path, backend: str, uri: str | None, collection: str | N
     from souk.index.vectors.milvus import move
 
     return move(index, backend, uri, collection, field_name, progress=progress)
+
+
+def add_words(index: Path, words: Sequence[str], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Add `words` to the index's own jieba word list (its current list kept) and analyze every document
+    again with it in one commit (`souk.index.words.reanalyze`); the list is versioned in the manifest."""
+    from souk.analysis.user_words import format_words, read_words
+    from souk.index.words import reanalyze
+
+    opened = Index.open(index)
+    current = opened.schema.analysis.get("user_dict")
+    kept = read_words(current) if current else []
+    known = {w for w, _, _ in kept}
+    merged = kept + [(w, None, None) for w in dict.fromkeys(words) if w not in known]
+    return reanalyze(index, format_words(merged), len(merged), progress)
+

@@ -104,3 +104,13 @@ EVENTS_SEGMENT_AGE_S = 86_400.0
 MAX_IMPACT_TOKENS = 20_000_000
 """Analyzed tokens of a commit's search fields up to which `Searcher.bm25` builds impacts (8 bytes a posting,
 a few times that while building); larger indexes keep answering from tantivy alone."""
+
+# ---- user dictionaries (jieba words; `souk.analysis.user_words`) ----------------------------------
+MAX_USER_DICT_BYTES = 4 * 1_048_576
+"""Largest jieba user dictionary (a schema's `user_dict`, an index's mined word list): 4 MiB."""
+
+MAX_USER_WORDS = 100_000
+"""Most words one user dictionary may add to jieba's."""
+
+MAX_USER_WORD_CHARS = 32
+"""Longest word of a user dictionary in characters."""

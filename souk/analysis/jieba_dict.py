@@ -200,6 +200,9 @@ def new_tokenizer(user_dict: str | None = None):
         tokenizer.FREQ, tokenizer.total = cached
         tokenizer.FREQ._owner = tokenizer
     tokenizer.initialized = True
-    if user_dict:
-        tokenizer.load_userdict(str(Path(user_dict)))
+    if user_dict:  # checked first (`souk.analysis.user_words`): jieba's own reader accepts anything
+        from souk.analysis.user_words import read_words
+
+        for word, count, tag in read_words(user_dict):
+            tokenizer.add_word(word, count, tag)
     return tokenizer

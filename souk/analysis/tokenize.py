@@ -47,6 +47,16 @@ def han_words(run: str, user_dict: str | None = None) -> Iterator[tuple[str, int
         yield word, start, end
 
 
+def han_segments(run: str, user_dict: str | None = None) -> Iterator[tuple[str, int, int]]:
+    """jieba's precise-mode words of a Han run with their spans (no overlaps: each character in one word)."""
+    yield from _jieba(user_dict).tokenize(run)
+
+
+def suggested_count(word: str, user_dict: str | None = None) -> int:
+    """The smallest dictionary count with which jieba keeps `word` whole when it stands alone."""
+    return int(_jieba(user_dict).suggest_freq(word, False))
+
+
 def han_bigrams(run: str) -> Iterator[tuple[str, int, int]]:
     """Overlapping character bigrams; a single character stays a unigram."""
     if len(run) == 1:

@@ -68,6 +68,10 @@ class Index:
         check_index_path(path, must_exist=True)
         manifest = read_manifest(path)
         schema = Schema.from_dict(manifest["schema"], origin=f"{path}/{MANIFEST}")
+        if "words" in manifest:  # the index's own word list (checked) is the analyzers' user dictionary
+            from souk.index.words import words_path
+
+            schema.analysis["user_dict"] = str(words_path(path, manifest["words"]).resolve())
         return cls(path, schema, manifest, open_tantivy(path, schema))
 
     @property

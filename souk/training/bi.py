@@ -48,10 +48,13 @@ from souk.training.fit import FitJob, register_fitter
 from souk.training.kit import Heads, candidates, ranking_evaluator, reordered, sample, split_train, write_curve
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, set_threads, train
 from souk.training.losses import margin_mse, temperature_at
+from souk.training.mlm import post_train_for
 
 KIND = "bi-encoder"
 DEFAULTS: dict[str, Any] = {
     "base": None,             # model directory to start from (default: the model the index's vectors came from)
+    "mlm": False,             # domain post-training first: `mlm_steps` whole-word MLM steps (souk.training.mlm)
+    "mlm_steps": 200,
     "temperature": 0.05,      # softmax temperature of the cosine similarities
     "lr": 2e-5,
     "queries_per_batch": 32,
@@ -242,6 +245,7 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
 
     torch.manual_seed(job.seed)
     net = AutoModel.from_pretrained(str(card.path)).to(job.device)
+    mlm = post_train_for(job, net, card.path, opts["mlm_steps"]) if opts["mlm"] else None
     encoder = PairEncoder(net, card.path, job.device, opts["doc_length"], opts["query_length"])
     searcher = index.searcher()
     texts = DocTexts(searcher)
@@ -431,5 +435,6 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
             else f"published inactive: dev {result.best:.4f} did not beat the starting encoder's {result.baseline:.4f}"
         ),
         "fit_seconds": round(time.monotonic() - t0, 1),
+        **({"mlm": mlm} if mlm else {}),
     }
 

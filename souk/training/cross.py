@@ -28,6 +28,7 @@ from souk.training.kit import (Heads, candidates, ndcg10, prior_pipeline, rankin
 from souk.training.losses import LOSSES
 from souk.training.distributed import replica
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, set_threads, train
+from souk.training.mlm import post_train_for
 from souk.training.weights import base_layers, layers_within, new_model, save_model
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ NEGATIVE_DEPTH = 30    # hard negatives come from this deep in recall
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
 DEFAULTS: dict[str, Any] = {
     "base": None,            # model directory to start from (default: the bundled all-MiniLM-L6-v2)
+    "mlm": False,            # domain post-training first: `mlm_steps` whole-word MLM steps (souk.training.mlm)
+    "mlm_steps": 200,
     "loss": "listwise",
     "negatives": 3,          # per positive
     "groups_per_batch": 8,
@@ -172,6 +175,7 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     layers = opts["layers"] or layers_within(LAYER_TOKENS, RERANK_DEPTH, pair_length(packer, train_set, train_c, texts),
                                              base_layers(base))
     net = new_model(base, job.seed, layers).to(job.device)
+    mlm = post_train_for(job, net.base_model, base, opts["mlm_steps"]) if opts["mlm"] else None
     scorer = Scorer(net, packer, texts, job.device, opts["batch_size"])
     loss_fn = LOSSES[opts["loss"]]
     last: dict[str, Any] = {}
@@ -277,5 +281,6 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
             else "published inactive: on held-out train queries no mix beat the previous stage alone"
         ),
         "fit_seconds": round(time.monotonic() - t0, 1),
+        **({"mlm": mlm} if mlm else {}),
     }
 

@@ -67,7 +67,7 @@ class FitterEntry:
 
 FITTERS: Registry[FitterEntry] = Registry("fitter", builtins=(
     "souk.training.ltr", "souk.training.cross", "souk.training.interact", "souk.training.wordvec", "souk.training.bi",
-    "souk.training.prf", "souk.training.stacking"))
+    "souk.training.prf", "souk.training.stacking", "souk.training.words"))
 
 
 def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: True, share: float = 1.0,

@@ -36,7 +36,9 @@ from souk.training.loop import LoopConfig, Phase, train
 from souk.training.wordvec import reads_han
 
 DEFAULTS: dict[str, Any] = {"train_depth": 30, "depth": 100, "epochs": 12, "batch_size": 32, "lr": 3e-3,
-                            "hidden": 32, "patience": 2, "held_out": 0.1, "train_retrievers": ["bm25", "dense"]}
+                            "hidden": 32, "patience": 2, "held_out": 0.1, "train_retrievers": ["bm25", "dense"],
+                            # pre-training on pseudo-queries of the corpus first (`pseudo_queries`)
+                            "pretrain": False, "pretrain_queries": 3000, "pretrain_epochs": 2}
 
 
 @register_fitter(STAGE, applies=reads_han, share=0.55, order=30, distributed=True, options=DEFAULTS)
@@ -95,10 +97,20 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
                                      train_recall)
     keep = [i for i, (q, c) in enumerate(zip(train_q, train_c)) if any(job.train.qrels[q].get(d, 0) > 0 for d in c)]
     train_q, train_c = [train_q[i] for i in keep], [train_c[i] for i in keep]
-    train_x, _ = features_for(vectors, view, stats, [job.train.queries[q] for q in train_q], train_c)
+    pseudo: dict[str, str] = {}  # source document -> its pseudo-query (`interact.pretrain`)
+    pseudo_c: list[list[str]] = []
+    if opts["pretrain"]:
+        pseudo = pseudo_queries(searcher, int(opts["pretrain_queries"]), rng)
+        _, found, _ = candidates(pseudo, int(opts["train_depth"]), "pre-training", train_recall)
+        kept = [(d, c) for d, c in zip(pseudo, found) if d in c]
+        pseudo, pseudo_c = {d: pseudo[d] for d, _ in kept}, [c for _, c in kept]
+    texts = [job.train.queries[q] for q in train_q] + list(pseudo.values())
+    train_x, _ = features_for(vectors, view, stats, texts, train_c + pseudo_c)
     train_y = np.zeros(train_x["valid"].shape, np.float32)
     for i, (q, c) in enumerate(zip(train_q, train_c)):
         train_y[i, : len(c)] = [max(job.train.qrels[q].get(d, 0), 0) for d in c]
+    for i, (d, c) in enumerate(zip(pseudo, pseudo_c), len(train_q)):
+        train_y[i, c.index(d)] = 1.0
     rep = replica()  # data-parallel on Ray Train: DDP, a share of each batch, rank 0's clock and dev metric
     if rep is not None and rep.rank != 0:  # only rank 0 scores the dev candidates
         valid_queries = {}
@@ -138,10 +150,18 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
         for start in range(0, len(order), bs):
             yield order[start:start + bs]
 
+    def pseudo_batches(epoch: int):  # the pseudo-queries' rows follow the train queries'
+        order = torch.randperm(len(pseudo), generator=torch.Generator().manual_seed(job.seed - epoch - 1))
+        for start in range(0, len(order), bs):
+            yield order[start:start + bs] + len(train_q)
+
     config = LoopConfig(lr=float(opts["lr"]), weight_decay=0.0, warmup_steps=0, eval_every=per_epoch,
                         patience=int(opts["patience"]), grad_clip=0.0, reserve_s=5.0, seed=job.seed, optimizer="adam",
                         autocast=False)
     phases = [Phase("judged", batches, per_epoch, int(opts["epochs"]))]
+    if pseudo:
+        phases.insert(0, Phase("pretrain", pseudo_batches, -(-len(pseudo) // bs), int(opts["pretrain_epochs"]),
+                               early_stop=False))
     evaluator = DevEvaluator(lambda: ndcg10(valid_run(), valid_qrels))
     if rep is not None:  # each replica a share of every batch; rank 0 measures and its clock decides
         phases, evaluator = [rep.shard(p) for p in phases], evaluator.wrapped(rep.from_rank0)
@@ -165,6 +185,7 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
                 "depth": int(opts["depth"])},
         "curve": {"ndcg@10": [round(v, 4) for v in curve], "best_epoch": best_epoch},
         "train_queries": len(train_q),
+        **({"pretrain": {"pseudo_queries": len(pseudo), "epochs": int(opts["pretrain_epochs"])}} if pseudo else {}),
         "stopped_by_budget": stopped,
         "activate": best_score > recall_score,
         "active": best_score > recall_score,
@@ -213,3 +234,36 @@ def manifest_fields() -> dict[str, Any]:
     """Manifest fields every interact model records (its format and feature layout)."""
     return {"kind": KIND, "format": FORMAT, "levels": ["term", "char", "bigram"], "max_query": list(MAX_QUERY),
             "max_doc": list(MAX_DOC), "features_per_level": LEVEL_FEATURES, "global_features": GLOBAL_FEATURES}
+
+
+def pseudo_queries(searcher: Any, n: int, rng: random.Random) -> dict[str, str]:
+    """`interact.pretrain`'s training queries: for up to `n` sampled documents, 2 to 4 consecutive whole words of
+    the document (jieba words of its Han runs, other words as they are), Han words joined as people type them."""
+    import re
+
+    from souk.analysis.normalize import HAN_CLASS, normalize
+    from souk.analysis.tokenize import han_segments
+    from souk.training.data import DocTexts
+
+    user_dict = searcher.schema.analysis.get("user_dict")
+    runs = re.compile(f"(?P<han>[{HAN_CLASS}]+)|(?P<word>[^\\W_{HAN_CLASS}]+)")
+    ids = searcher.ids()
+    picked = rng.sample(range(len(ids)), min(n, len(ids)))
+    docs = DocTexts(searcher).get([ids[i] for i in picked])
+    out = {}
+    for i, doc in zip(picked, docs):
+        words: list[tuple[str, bool]] = []
+        for m in runs.finditer(normalize(" ".join(p for p in doc if p))):
+            if m.lastgroup == "han":
+                words += [(w, True) for w, _, _ in han_segments(m.group(), user_dict)]
+            else:
+                words.append((m.group(), False))
+        if len(words) < 3:
+            continue
+        size = rng.randint(2, min(4, len(words) - 1))
+        start = rng.randrange(len(words) - size + 1)
+        span = words[start:start + size]
+        query = "".join(w if han or not k else " " + w for k, (w, han) in enumerate(span)).strip()
+        if len(query) >= 2:
+            out[ids[i]] = query
+    return out

@@ -18,12 +18,13 @@ FAISS inner-product index) and `curve.png`. Misuse: choosing the fusion weight o
 from __future__ import annotations
 
 import random
+import re
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from souk.analysis.normalize import han_share
+from souk.analysis.normalize import HAN_CLASS, han_share, normalize as normalize_text
 from souk.errors import DatasetError
 from souk.models.word_vectors import (SIF_A, WordVectors, feature_level, feature_vectors, first_component,
                                       sif_weights, text_features, train_gensim)
@@ -35,6 +36,7 @@ from souk.training.kit import DevEvaluator, epoch_curve, hold_out, ndcg10, write
 from souk.training.loop import LoopConfig, Phase, train
 from souk.types import Ranking
 
+_HAN = re.compile(f"[{HAN_CLASS}]+")
 HAN_MIN = 0.3   # an index whose sampled text is at least this share Han gets word vectors by default
 # Chosen on qbqtc with the fusion weight measured on held-out train queries (dev only early-stops): fine-tuning
 # from random vectors (dev alone 0.680 after one epoch) beat fine-tuning from the gensim fastText vectors (0.530
@@ -44,6 +46,8 @@ HAN_MIN = 0.3   # an index whose sampled text is at least this share Han gets wo
 DEFAULTS: dict[str, Any] = {
     "dim": 128, "gensim_epochs": 5, "epochs": 3, "batch_size": 128, "lr": 0.01, "temperature": 0.05,
     "hard_negatives": True, "held_out": 0.1, "patience": 2, "query_log": None, "init": "random",
+    "pretrain": False,  # masked-word pre-training of the random vectors on the corpus and queries first (below)
+    "pretrain_pairs": 20000, "pretrain_epochs": 2,
 }
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 
@@ -118,6 +122,11 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
         lap("gensim")
     else:  # measured on qbqtc: fine-tuning from random vectors beats starting from fastText's (see DEFAULTS)
         vectors = np.random.default_rng(job.seed).normal(0.0, 0.1, (len(features), int(opts["dim"]))).astype(np.float32)
+    pretrained: dict[str, Any] = {}
+    if opts["pretrain"]:
+        sentences = list(texts) + [job.train.queries[q] for q in learn] + _log_lines(opts["query_log"])
+        vectors, pretrained = pretrain_vectors(features, vectors, sentences, analyzer, user_dict, job, opts)
+        lap("pretrain")
     weights = sif_weights(np.asarray([counts[f] for f in features]), SIF_A)
     base = WordVectors(features, vectors, weights, None, analyzer, user_dict)
     view = _view_from_features(base, keys, doc_features, digests, searcher.commit_id)
@@ -169,6 +178,7 @@ def fit_wordvec(job: FitJob) -> dict[str, Any]:
         "commit_id": searcher.commit_id,
         "stopped_by_budget": stopped_by_budget,
         "timings_s": timings,
+        **({"pretrain": pretrained} if pretrained else {}),
     }
 
 
@@ -184,6 +194,10 @@ def _view_from_features(model: WordVectors, keys: np.ndarray, doc_features: Sequ
 
 
 def _log_features(path, analyzer: str, user_dict: str | None, limit: int = 200_000) -> list[list[str]]:
+    return [text_features(line, analyzer, user_dict) for line in _log_lines(path, limit)]
+
+
+def _log_lines(path, limit: int = 200_000) -> list[str]:
     if not path:
         return []
     from pathlib import Path
@@ -192,8 +206,101 @@ def _log_features(path, analyzer: str, user_dict: str | None, limit: int = 200_0
     if not p.is_file():
         raise DatasetError(f"query log {p} does not exist; pass a text file with one query a line")
     with p.open(encoding="utf-8", errors="replace") as fh:
-        lines = [line.strip() for _, line in zip(range(limit), fh) if line.strip()]
-    return [text_features(line, analyzer, user_dict) for line in lines]
+        return [line.strip() for _, line in zip(range(limit), fh) if line.strip()]
+
+
+def masked_pairs(sentences: Sequence[str], n: int, rng: random.Random,
+                 user_dict: str | None = None) -> list[tuple[str, str]]:
+    """Up to `n` (context, word) pairs: a whole jieba word (precise mode, Han, 2+ characters) cut out of a
+    sentence of the corpus or the queries, and the sentence without it (a space where it was)."""
+    from souk.analysis.tokenize import han_segments
+
+    out: list[tuple[str, str]] = []
+    order = list(range(len(sentences)))
+    rng.shuffle(order)
+    for i in order:
+        text = normalize_text(sentences[i])
+        words = [(m.start() + s, m.start() + e) for m in _HAN.finditer(text)
+                 for w, s, e in han_segments(m.group(), user_dict) if len(w) >= 2]
+        if len(words) < 2 and not (words and len(text) > words[0][1] - words[0][0] + 1):
+            continue  # nothing would be left to predict it from
+        start, end = words[rng.randrange(len(words))]
+        out.append((text[:start] + " " + text[end:], text[start:end]))
+        if len(out) >= n:
+            break
+    return out
+
+
+def pretrain_vectors(features: Sequence[str], vectors: np.ndarray, sentences: Sequence[str], analyzer: str,
+                     user_dict: str | None, job: FitJob, opts: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """`wordvec.pretrain`: the dual encoder's own formula (SIF-weighted sum of feature vectors) trained to find a
+    masked whole word from the rest of its sentence (InfoNCE over the batch's words, both sides one encoder),
+    on the corpus, the learning queries and a query log: the vectors fine-tuning then starts from. Bounded by
+    `pretrain_epochs` and a fifth of the stage's time left. Returns (vectors, report)."""
+    import torch
+    import torch.nn.functional as F
+
+    t0 = time.monotonic()
+    rng = random.Random(job.seed + 1)
+    pairs = masked_pairs(sentences, int(opts["pretrain_pairs"]), rng, user_dict)
+    index = {f: i for i, f in enumerate(features)}
+
+    def rows(text: str) -> np.ndarray:
+        return np.asarray([index[f] for f in text_features(text, analyzer, user_dict) if f in index], np.int64)
+
+    encoded = [(c, w) for c, w in ((rows(c), rows(w)) for c, w in pairs) if len(c) and len(w)]
+    if len(encoded) < 2 * int(opts["batch_size"]):
+        return vectors, {"pairs": len(encoded), "note": "skipped: too few sentences with a word to mask"}
+    torch.manual_seed(job.seed)
+    emb = torch.nn.EmbeddingBag(len(features), vectors.shape[1], mode="sum", sparse=True)
+    with torch.no_grad():
+        emb.weight.copy_(torch.from_numpy(vectors))
+    counts = np.bincount(np.concatenate([r for c, w in encoded for r in (c, w)]), minlength=len(features))
+    weights = torch.from_numpy(sif_weights(counts + 1, SIF_A) / sif_weights(counts + 1, SIF_A).max())
+    tau = float(opts["temperature"])
+
+    def encode(batch_rows: list[np.ndarray]):
+        lengths = torch.tensor([len(r) for r in batch_rows])
+        flat = torch.from_numpy(np.concatenate(batch_rows))
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+        return F.normalize(emb(flat, offsets, per_sample_weights=weights[flat]), dim=-1)
+
+    def loss_of(net, batch):
+        words = [w for _, w in batch]
+        logits = encode([c for c, _ in batch]) @ encode(words).T / tau
+        same = [(i, j) for i, a in enumerate(words) for j, b in enumerate(words) if i != j and np.array_equal(a, b)]
+        if same:
+            r, c = zip(*same)
+            logits[list(r), list(c)] = -1e4
+        return F.cross_entropy(logits, torch.arange(len(batch)))
+
+    cut = min(512, len(encoded) // 5)
+    held, learn = encoded[:cut], encoded[cut:]
+    bs = int(opts["batch_size"])
+    per_epoch = max(1, len(learn) // bs)
+
+    def batches(epoch: int):
+        order = list(range(len(learn)))
+        random.Random(job.seed + epoch).shuffle(order)
+        for start in range(0, per_epoch * bs, bs):
+            yield [learn[i] for i in order[start:start + bs]]
+
+    def held_loss() -> float:
+        with torch.no_grad():
+            return float(np.mean([float(loss_of(None, held[s:s + bs])) for s in range(0, len(held) - bs + 1, bs)]
+                                 or [0.0]))
+
+    net = torch.nn.ModuleDict({"emb": emb})
+    end = time.monotonic() + 0.2 * max(job.seconds_left, 0.0)
+    config = LoopConfig(lr=float(opts["lr"]), weight_decay=0.0, warmup_steps=0, eval_every=per_epoch, patience=10**6,
+                        grad_clip=0.0, seed=job.seed, autocast=False)
+    result = train(net, [Phase("pretrain", batches, per_epoch, int(opts["pretrain_epochs"]), early_stop=False)],
+                   loss_of, DevEvaluator(held_loss, "masked_word_loss", greater_is_better=False), end, config,
+                   "cpu", job.progress, description="wordvec: pre-training")
+    return emb.weight.detach().numpy().astype(np.float32), {
+        "pairs": len(encoded), "steps": result.steps, "held_out_loss": round(result.best, 4),
+        "start_held_out_loss": round(result.baseline, 4), "seconds": round(time.monotonic() - t0, 1),
+        "stopped_by_budget": result.stopped_by_budget}
 
 
 def _ranking_run(model: WordVectors, view: CorpusView, searcher, queries: dict[str, str],
