@@ -172,9 +172,7 @@ def fit_words(job: FitJob) -> dict[str, Any]:
     opts = {**DEFAULTS, **job.options}
     t0 = time.monotonic()
     if not opts["new_words"]:
-        (job.workdir / WORDS_FILE).write_text("")
-        return {"kind": "words", "words": 0, "activate": False, "note": "off (option words.new_words)",
-                "params": opts}
+        return {"skipped": "option words.new_words is off: the index's words stay as they are"}
     index = Index.open(job.index_path)
     searcher = index.searcher()
     user_dict = index.schema.analysis.get("user_dict")
