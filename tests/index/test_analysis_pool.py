@@ -106,7 +106,7 @@ def test_workers_by_default_are_the_cores_the_load_leaves_idle(monkeypatch):
     from souk.index import writer
 
     monkeypatch.delenv("SOUK_ANALYSIS_WORKERS", raising=False)
-    for load, cores, expected in ((20.0, 2, 0), (0.2, 2, 1), (1.0, 8, 6), (0.0, 1, 0)):
+    for load, cores, expected in ((20.0, 2, 0), (0.2, 2, 1), (0.6, 2, 1), (1.0, 2, 0), (1.0, 8, 6), (0.0, 1, 0)):
         monkeypatch.setattr(writer.os, "getloadavg", lambda load=load: (load, load, load))
         assert writer.spare_cores(cores) == expected
     monkeypatch.setattr(writer.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
