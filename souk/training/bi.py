@@ -225,9 +225,6 @@ def fit_bi(job: FitJob) -> dict[str, Any]:
     from souk.training.weights import save_model
 
     t0 = time.monotonic()
-    unknown = set(job.options) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"bi: unknown option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(DEFAULTS))}")
     opts = {**DEFAULTS, **job.options}
     if opts["temperature_schedule"] and not 0 < opts["temperature_start"] <= opts["temperature_max"]:
         raise ConfigError(f"bi: temperature_start ({opts['temperature_start']}) must be positive and at most "

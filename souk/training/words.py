@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from souk.analysis.normalize import HAN_CLASS, normalize
-from souk.errors import ConfigError
 from souk.training.fit import FitJob, register_fitter
 from souk.training.wordvec import reads_han
 
@@ -158,7 +157,8 @@ def activate_words(index_path: Path, model_dir: Path) -> dict[str, Any]:
     return {**done, "added": len(merged) - len(kept)}
 
 
-@register_fitter("words", applies=reads_han, share=0.05, order=5, on_activate=activate_words)
+@register_fitter("words", applies=reads_han, share=0.05, order=5, on_activate=activate_words,
+                 options=DEFAULTS)
 def fit_words(job: FitJob) -> dict[str, Any]:
     """Mine new words into `job.workdir/words.txt`; the manifest says how many and from where."""
     from souk.index import Index
@@ -166,9 +166,6 @@ def fit_words(job: FitJob) -> dict[str, Any]:
     from souk.training.data import DocTexts
     from souk.training.mlm import logged_queries
 
-    unknown = set(job.options) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"words: unknown option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(DEFAULTS))}")
     opts = {**DEFAULTS, **job.options}
     t0 = time.monotonic()
     if not opts["new_words"]:

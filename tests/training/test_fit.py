@@ -61,6 +61,10 @@ def test_options_are_checked_against_each_fitters_declared_options():
         check_options({"bx": {"lr": 1}})
     with pytest.raises(ConfigError, match="bi: unknown key 'lrr'; allowed: .*lr"):
         check_options({"bi": {"lrr": 1}})
+    assert check_options({"words": {"new_words": True}, "cross": {"mlm": True}}) == {
+        "words": {"new_words": True}, "cross": {"mlm": True}}  # every built-in fitter declares its options
+    with pytest.raises(ConfigError, match="words: unknown key 'new_word'; allowed: .*new_words"):
+        check_options({"words": {"new_word": True}})
     with pytest.raises(ConfigError, match="bi.epochs: expected an integer, got 'x'"):
         check_options({"bi": {"epochs": "x"}})
     with pytest.raises(ConfigError, match="fusion.stacking: expected true or false"):
