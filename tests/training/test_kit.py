@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from souk.errors import ConfigError
 from souk.evaluation.datasets import Dataset
 from souk.evaluation.metrics import score_run
-from souk.training.kit import (DevEvaluator, as_evaluator, candidates, epoch_curve, hold_out, ndcg10, prior_pipeline,
+from souk.training.kit import (DevEvaluator, as_evaluator, candidates, hold_out, ndcg10, prior_pipeline,
                                ranking_evaluator, reordered, sample, split_train, write_curve, write_epoch_curve)
 
 
@@ -66,82 +65,6 @@ def test_the_evaluator_says_which_way_is_better_and_survives_wrapping():
     assert plain is not None and plain() == 0.5 and plain.greater_is_better and as_evaluator(loss) is loss
     run = {"a": [("x", 1.0)]}
     assert ranking_evaluator({"a": {"x": 1}}, lambda: run)() == pytest.approx(1.0)
-
-
-torch = pytest.importorskip("torch")
-
-
-def regression(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(128, 4, generator=g)
-    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0])
-    return [(x[i:i + 32], y[i:i + 32]) for i in range(0, 128, 32)], x, y
-
-
-def mse(net, batch):
-    x, y = batch
-    return ((net(x).squeeze(-1) - y) ** 2).mean()
-
-
-def test_the_loop_keeps_the_lowest_value_of_a_lower_is_better_metric():
-    from souk.training.loop import LoopConfig, Phase, train
-
-    batches, x, y = regression()
-    net = torch.nn.Linear(4, 1)
-    error = DevEvaluator(lambda: float(mse(net, (x, y)).detach()), "mse", greater_is_better=False)
-    result = train(net, [Phase("fit", lambda e: batches, len(batches), epochs=10)], mse, error, time.monotonic() + 60,
-                   LoopConfig(lr=0.05, warmup_steps=1, eval_every=4, patience=50), progress=False)
-    assert result.best < result.baseline and result.best == min(result.values)
-    assert error() == pytest.approx(result.best, rel=1e-5)  # the lowest checkpoint is what the net holds
-
-
-def test_a_known_start_is_recorded_not_measured_and_a_worse_run_keeps_the_start():
-    from souk.training.loop import LoopConfig, Phase, train
-
-    batches, x, y = regression()
-    net = torch.nn.Linear(4, 1)
-    start = {k: v.clone() for k, v in net.state_dict().items()}
-    calls: list[int] = []
-    never_better = DevEvaluator(lambda: (calls.append(1), 0.1)[1], start=0.9)
-    result = train(net, [Phase("fit", lambda e: batches, len(batches), epochs=3)], mse, never_better,
-                   time.monotonic() + 60, LoopConfig(lr=0.05, eval_every=len(batches), patience=2), progress=False)
-    assert result.values == [0.9, 0.1, 0.1] and len(calls) == 2 and result.stopped_early
-    assert epoch_curve(result.values, result.best_step, len(batches)) == ([0.9, 0.1, 0.1], 0)
-    assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())  # the start is kept
-
-
-def test_sparse_embeddings_train_with_sparse_adam_and_the_lr_decays_per_epoch():
-    from souk.training.loop import LoopConfig, Phase, optimizers_for, train
-
-    net = torch.nn.ModuleDict({"emb": torch.nn.EmbeddingBag(10, 3, mode="sum", sparse=True),
-                               "out": torch.nn.Linear(3, 1)})
-    opts, dense = optimizers_for(net, LoopConfig(optimizer="adam"))
-    assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"] and len(dense) == 2
-    with pytest.raises(ValueError, match="adamw or adam"):
-        optimizers_for(net, LoopConfig(optimizer="sgd"))
-    ids = torch.tensor([[1, 2], [3, 4]])
-
-    def loss_of(model, batch):
-        return model["out"](model["emb"](ids)).pow(2).mean()
-
-    def batches(epoch):
-        for _ in range(2):
-            yield epoch
-
-    lrs: list[float] = []  # the learning rate each sparse step runs with
-    original = torch.optim.SparseAdam.step
-
-    def step(self, *a, **k):
-        lrs.append(self.param_groups[0]["lr"])
-        return original(self, *a, **k)
-
-    torch.optim.SparseAdam.step = step
-    try:
-        train(net, [Phase("fit", batches, 2, epochs=3)], loss_of, lambda: 0.0, time.monotonic() + 60,
-              LoopConfig(lr=0.1, warmup_steps=0, lr_decay=0.5, eval_every=100, grad_clip=0.0), progress=False)
-    finally:
-        torch.optim.SparseAdam.step = original
-    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
 
 
 def test_curves_are_drawn_by_the_one_public_plot(tmp_path):

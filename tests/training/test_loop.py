@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from souk.training.kit import write_curve
+from souk.training.kit import DevEvaluator, epoch_curve, write_curve
 from souk.training.loop import LoopConfig, Phase, train
 
 torch = pytest.importorskip("torch")
@@ -72,3 +72,61 @@ def test_agree_overrides_each_clock_decision():
                   time.monotonic() + 60, LoopConfig(eval_every=1000, patience=100), progress=False,
                   agree=lambda code: 1)
     assert evals.stopped_by_budget and evals.steps == 0  # code 1 before the first step: the deadline
+
+
+def test_the_loop_keeps_the_lowest_value_of_a_lower_is_better_metric():
+    batches, x, y = problem()
+    net = torch.nn.Linear(4, 1)
+    error = DevEvaluator(lambda: float(loss_of(net, (x, y)).detach()), "mse", greater_is_better=False)
+    result = train(net, [Phase("fit", lambda e: batches, len(batches), epochs=10)], loss_of, error,
+                   time.monotonic() + 60, LoopConfig(lr=0.05, warmup_steps=1, eval_every=4, patience=50),
+                   progress=False)
+    assert result.best < result.baseline and result.best == min(result.values)
+    assert error() == pytest.approx(result.best, rel=1e-5)  # the lowest checkpoint is what the net holds
+
+
+def test_a_known_start_is_recorded_not_measured_and_a_worse_run_keeps_the_start():
+    batches, x, y = problem()
+    net = torch.nn.Linear(4, 1)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    calls: list[int] = []
+    never_better = DevEvaluator(lambda: (calls.append(1), 0.1)[1], start=0.9)
+    result = train(net, [Phase("fit", lambda e: batches, len(batches), epochs=3)], loss_of, never_better,
+                   time.monotonic() + 60, LoopConfig(lr=0.05, eval_every=len(batches), patience=2), progress=False)
+    assert result.values == [0.9, 0.1, 0.1] and len(calls) == 2 and result.stopped_early
+    assert epoch_curve(result.values, result.best_step, len(batches)) == ([0.9, 0.1, 0.1], 0)
+    assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())  # the start is kept
+
+
+def test_sparse_embeddings_train_with_sparse_adam_and_the_lr_decays_per_epoch():
+    from souk.training.loop import optimizers_for
+
+    net = torch.nn.ModuleDict({"emb": torch.nn.EmbeddingBag(10, 3, mode="sum", sparse=True),
+                               "out": torch.nn.Linear(3, 1)})
+    opts, dense = optimizers_for(net, LoopConfig(optimizer="adam"))
+    assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"] and len(dense) == 2
+    with pytest.raises(ValueError, match="adamw or adam"):
+        optimizers_for(net, LoopConfig(optimizer="sgd"))
+    ids = torch.tensor([[1, 2], [3, 4]])
+
+    def loss_of(model, batch):
+        return model["out"](model["emb"](ids)).pow(2).mean()
+
+    def batches(epoch):
+        for _ in range(2):
+            yield epoch
+
+    lrs: list[float] = []  # the learning rate each sparse step runs with
+    original = torch.optim.SparseAdam.step
+
+    def step(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return original(self, *a, **k)
+
+    torch.optim.SparseAdam.step = step
+    try:
+        train(net, [Phase("fit", batches, 2, epochs=3)], loss_of, lambda: 0.0, time.monotonic() + 60,
+              LoopConfig(lr=0.1, warmup_steps=0, lr_decay=0.5, eval_every=100, grad_clip=0.0), progress=False)
+    finally:
+        torch.optim.SparseAdam.step = original
+    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
