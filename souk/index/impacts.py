@@ -13,8 +13,7 @@ takes this path only for plain queries and asks tantivy otherwise.
 """
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -41,12 +40,25 @@ FIELD_NORMS = _field_norms()
 
 @dataclass
 class FieldImpacts:
-    """One field: term id t's postings are `packed[starts[t]:starts[t + 1]]`, each a document row (high 32 bits)
-    and its boosted f32 score (low 32 bits): a query sorts one int64 array to gather each document's postings."""
+    """One field: term id t's postings are `rows[starts[t]:starts[t + 1]]` (document rows, ascending) with their
+    boosted scores at the same positions of `scores` (f32 values held as f64: `bincount` and `add.at` sum them
+    without a conversion per query)."""
 
     starts: list[int]  # vocabulary size + 1 (Python ints: slicing with them is quicker than with numpy scalars)
-    packed: np.ndarray  # int64, ascending rows within a term
+    rows: np.ndarray  # intp (the index type numpy's scatter and gather take without a copy)
+    scores: np.ndarray  # float64 holding f32 values
     floors: list[float]  # per term id, its FLOOR_K-th best score (0.0 below FLOOR_K documents)
+    # term -> (rows, scores, floor) of the terms queries asked for: one dictionary read per query term
+    views: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+
+    def view(self, term: str, term_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """The postings of `term` (None when this field holds it nowhere), remembered in `views`."""
+        tid = term_index.get(term)
+        if tid is None or self.starts[tid] == self.starts[tid + 1]:
+            return None
+        a, b = self.starts[tid], self.starts[tid + 1]
+        out = self.views[term] = (self.rows[a:b], self.scores[a:b], self.floors[tid])
+        return out
 
     @classmethod
     def of(cls, offsets: np.ndarray, tokens: np.ndarray, vocab_size: int, boost: float) -> "FieldImpacts":
@@ -70,13 +82,12 @@ class FieldImpacts:
         scores = (weight * (tff / (tff + cache[norm_id[row]]))).astype(np.float32)
         if boost != 1.0:
             scores = (scores * np.float32(boost)).astype(np.float32)
-        packed = (row << 32) | scores.view(np.uint32).astype(np.int64)
         floors = np.zeros(vocab_size, dtype=np.float32)
         if boost > 0:  # (scores are then positive: a document's total is at least any one of its terms' scores)
             for t in (df >= FLOOR_K).nonzero()[0].tolist():
                 seg = scores[starts[t]:starts[t + 1]]
                 floors[t] = np.partition(seg, len(seg) - FLOOR_K)[len(seg) - FLOOR_K]
-        return cls(starts.tolist(), packed, floors.tolist())
+        return cls(starts.tolist(), row.astype(np.intp), scores.astype(np.float64), floors.tolist())
 
 
 class Impacts:
@@ -87,6 +98,7 @@ class Impacts:
         self._term = term_index
         self._ids = np.asarray(ids, dtype=object)
         self.num_docs = len(ids)
+        self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # sparse sums' buffers (see `_sparse_sum`)
 
     @classmethod
     def of(cls, store, schema, plan: Sequence[tuple[str, object, float]]) -> "Impacts | None":
@@ -108,51 +120,62 @@ class Impacts:
 
     def top(self, terms_by_field: dict[str, list[str]], k: int) -> tuple[list[str], np.ndarray]:
         """The `k` best documents (ids, scores, best first) for the query's terms per field."""
-        parts = []
-        get = self._term.get
+        rows_of, scores_of = [], []
         floor = 0.0  # FLOOR_K documents hold one of the query's terms with at least this score: so do the top k
         for name, terms in terms_by_field.items():
             f = self.fields.get(name)
             if f is None:
                 continue
-            starts, floors = f.starts, f.floors
+            views = f.views
             for t in terms:
-                tid = get(t)
-                if tid is not None and starts[tid] < starts[tid + 1]:
-                    parts.append(f.packed[starts[tid]:starts[tid + 1]])
-                    if floors[tid] > floor:
-                        floor = floors[tid]
-        if not parts or k <= 0:
+                v = views.get(t) or f.view(t, self._term)
+                if v is not None:
+                    rows_of.append(v[0])
+                    scores_of.append(v[1])
+                    if v[2] > floor:
+                        floor = v[2]
+        if not rows_of or k <= 0:
             return [], np.zeros(0, dtype=np.float32)
-        if len(parts) == 1:  # one posting list: one entry per document already
-            packed = parts[0]
-            cand = packed >> 32
-            sc = _scores(packed)
+        if not (0 < floor and k <= FLOOR_K):
+            floor = 0.0
+        if len(rows_of) == 1:  # one posting list: one entry per document already
+            cand, sc = rows_of[0], scores_of[0]
         else:
-            packed = np.concatenate(parts)
-            if 8 * len(packed) >= self.num_docs:  # dense enough: one sum over every row (scifact: 4k postings, 5k docs)
-                total = np.bincount(packed >> 32, _scores(packed), minlength=self.num_docs)
+            rows = np.concatenate(rows_of)
+            scores = np.concatenate(scores_of)
+            if 8 * len(rows) >= self.num_docs:  # dense enough: one sum over every row (scifact: 4k postings, 5k docs)
+                total = np.bincount(rows, scores, minlength=self.num_docs)
                 # (a boolean mask: nonzero() on floats measured several times slower; the floor leaves a few
-                # hundred candidates of thousands to `argpartition`)
-                cand = (total >= floor).nonzero()[0] if 0 < floor and k <= FLOOR_K else (total > 0).nonzero()[0]
+                # hundred candidates of thousands)
+                cand = (total >= floor).nonzero()[0] if floor else (total > 0).nonzero()[0]
                 sc = total[cand]
-            else:  # sparse (homedepot: 3k postings, 55k docs): sorted, a document's postings stand together
-                packed.sort()
-                rows = packed >> 32
-                first = np.concatenate([[0], (rows[1:] != rows[:-1]).nonzero()[0] + 1])
-                cand, sc = rows[first], np.add.reduceat(_scores(packed), first)
-        if len(cand) > k:
-            keep = np.argpartition(sc, len(sc) - k)[len(sc) - k:]
+            else:  # sparse (homedepot: 3k postings, 55k docs): summed in a reused buffer, read back per posting
+                cand, sc = self._sparse_sum(rows, scores, floor)
+        sc = sc.astype(np.float32)
+        if len(cand) > k:  # the k best and every document tied with the k-th (the lowest rows win ties below)
+            kth = np.partition(sc, len(sc) - k)[len(sc) - k]
+            keep = (sc >= kth).nonzero()[0]
             cand, sc = cand[keep], sc[keep]
-        order = np.lexsort((cand, -sc))
-        return self._ids[cand[order]].tolist(), sc[order].astype(np.float32)
+        order = np.lexsort((cand, -sc))[:k]
+        return self._ids[cand[order]].tolist(), sc[order]
 
-
-def _scores(packed: np.ndarray) -> np.ndarray:
-    """The f32 scores in the low 32 bits of packed postings (summed in f32, as tantivy sums them)."""
-    if _LITTLE:  # the low half of each int64 is its first float32: a strided view, no copy
-        return packed.view(np.float32)[::2]
-    return (packed & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
-
-
-_LITTLE = sys.byteorder == "little"
+    def _sparse_sum(self, rows: np.ndarray, scores: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct rows of `rows` (postings of several terms) whose summed scores reach `floor`, with the sums:
+        no array of every document allocated per query (a buffer per thread, taken from a pool and zeroed after)."""
+        try:
+            acc, mark = self._buffers.pop()
+        except IndexError:
+            acc, mark = np.zeros(self.num_docs, dtype=np.float64), np.zeros(self.num_docs, dtype=np.intp)
+        try:
+            np.add.at(acc, rows, scores)
+            total = acc[rows]
+            acc[rows] = 0.0
+            if floor:
+                keep = (total >= floor).nonzero()[0]
+                rows, total = rows[keep], total[keep]
+            pos = np.arange(len(rows))
+            mark[rows] = pos  # one position per document survives the scatter: keep that one
+            first = (mark[rows] == pos).nonzero()[0]
+            return rows[first], total[first]
+        finally:
+            self._buffers.append((acc, mark))
