@@ -48,8 +48,7 @@ _KEPT: dict[str, str] = {}  # English word -> its stem, or "" for a stopword (on
 
 def kept_stems(words: list[str]) -> list[str]:
     """`stem_words` of the words that are not English stopwords, in order: what the standard analyzer keeps."""
-    get = _KEPT.get
-    out = [get(w) for w in words]
+    out = list(map(_KEPT.get, words))
     if None in out:
         if len(_KEPT) > _STEMS_MAX:
             _KEPT.clear()
@@ -58,7 +57,7 @@ def kept_stems(words: list[str]) -> list[str]:
         for w, s in zip(new, stem_words(new)):
             _KEPT[w] = "" if w in stop else s
         out = [_KEPT[w] for w in words]
-    return [s for s in out if s]  # type: ignore[misc]
+    return list(filter(None, out))  # type: ignore[arg-type]
 
 
 def stem(word: str, language: str = "english") -> str:

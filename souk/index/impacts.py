@@ -22,6 +22,7 @@ from souk.limits import MAX_IMPACT_TOKENS
 
 K1, B = 1.2, 0.75
 FLOOR_K = 100  # per term, its FLOOR_K-th best score: a floor under a query's k-th best total, for k <= FLOOR_K
+DENSE = 8  # a query with more than 1/DENSE postings per document sums them over every document (`bincount`)
 
 
 def _field_norms() -> np.ndarray:
@@ -143,7 +144,7 @@ class Impacts:
         else:
             rows = np.concatenate(rows_of)
             scores = np.concatenate(scores_of)
-            if 8 * len(rows) >= self.num_docs:  # dense enough: one sum over every row (scifact: 4k postings, 5k docs)
+            if DENSE * len(rows) >= self.num_docs:  # dense: one sum over every row (scifact: 4k postings, 5k docs)
                 total = np.bincount(rows, scores, minlength=self.num_docs)
                 # (a boolean mask: nonzero() on floats measured several times slower; the floor leaves a few
                 # hundred candidates of thousands)

@@ -100,3 +100,34 @@ def test_the_floor_of_common_terms_keeps_the_top_k_exact(tmp_path):
             want, got = plain.bm25(q, k), fast.bm25(q, k)
             assert np.allclose(got.scores, want.scores, rtol=1e-5), (q, k)
             assert set(got.ids[:k // 2]) == set(want.ids[:k // 2]) or len(set(want.scores.tolist())) < k, (q, k)
+
+
+@pytest.mark.parametrize("dense", [0, 10**9])
+def test_both_sums_keep_tantivys_ranking_through_ties_at_the_kth_score(tmp_path, monkeypatch, dense):
+    """The sparse sum (a reused buffer, one entry per document) and the dense one (`bincount`) give tantivy's ids in
+    its order, ties at the k-th score included (many documents share a title: their scores tie)."""
+    import json
+
+    import souk.index.impacts as impacts
+    from souk.catalogs import read_catalog
+    from souk.schema import infer_schema
+
+    titles = ["milk tea", "green tea", "milk", "dark milk tea box", "tea"]
+    lines = [{"id": f"d{i}", "title": f"{titles[i % len(titles)]} item{i}"} for i in range(40)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    records = list(read_catalog(path))
+    index = Index.create(tmp_path / "index", infer_schema([r.data for r in records]))
+    with index.writer() as writer:
+        writer.add(records)
+        writer.commit()
+    monkeypatch.setattr(impacts, "DENSE", dense)
+    plain, fast = index.searcher(), Index.open(tmp_path / "index").searcher()
+    assert fast.prepare_bm25()
+    for q in ["milk tea", "tea tea green", "dark box milk", "tea"]:
+        for k in (3, 10, 17, 100):
+            want, got = plain.bm25(q, k), fast.bm25(q, k)
+            assert want.ids and got.ids == want.ids, (q, k)
+            assert np.allclose(got.scores, want.scores, rtol=1e-5), (q, k)
+            assert len(set(got.scores.tolist())) < len(got.ids), (q, k)  # ties
+    assert fast._impacts._buffers or dense  # the sparse sums gave their buffer back
