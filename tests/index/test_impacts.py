@@ -72,19 +72,13 @@ def test_an_index_past_the_token_limit_keeps_tantivy(product_index, monkeypatch)
     assert searcher.bm25("milk", 5).ids == Index.open(product_index).searcher().bm25("milk", 5).ids
 
 
-def test_the_floor_of_common_terms_keeps_the_top_k_exact(tmp_path):
-    """Terms in >= FLOOR_K documents give a floor under the k-th best score (the dense path prunes with it):
-    rankings stay tantivy's for k up to FLOOR_K and past it."""
+def _plain_and_fast(tmp_path, lines: list[dict]):
+    """An index of `lines` (a catalog inferred from them): a searcher answering from tantivy and one from impacts."""
     import json
-    import random
 
     from souk.catalogs import read_catalog
-    from souk.index.impacts import FLOOR_K
     from souk.schema import infer_schema
 
-    rng = random.Random(7)
-    words = ["milk", "tea", "cake", "green", "fresh", "box", "large", "small", "sweet", "dark"]
-    lines = [{"id": f"d{i}", "title": " ".join(rng.choices(words, k=rng.randint(2, 9)))} for i in range(3 * FLOOR_K)]
     path = tmp_path / "docs.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
     records = list(read_catalog(path))
@@ -94,6 +88,20 @@ def test_the_floor_of_common_terms_keeps_the_top_k_exact(tmp_path):
         writer.commit()
     plain, fast = index.searcher(), Index.open(tmp_path / "index").searcher()
     assert fast.prepare_bm25()
+    return plain, fast
+
+
+def test_the_floor_of_common_terms_keeps_the_top_k_exact(tmp_path):
+    """Terms in >= FLOOR_K documents give a floor under the k-th best score (the dense path prunes with it):
+    rankings stay tantivy's for k up to FLOOR_K and past it."""
+    import random
+
+    from souk.index.impacts import FLOOR_K
+
+    rng = random.Random(7)
+    words = ["milk", "tea", "cake", "green", "fresh", "box", "large", "small", "sweet", "dark"]
+    lines = [{"id": f"d{i}", "title": " ".join(rng.choices(words, k=rng.randint(2, 9)))} for i in range(3 * FLOOR_K)]
+    plain, fast = _plain_and_fast(tmp_path, lines)
     assert max(f for field in fast._impacts.fields.values() for f in field.floors) > 0
     for q in ["milk tea", "green cake box", "sweet dark milk large", "small"]:
         for k in (10, FLOOR_K, 2 * FLOOR_K):
@@ -106,24 +114,12 @@ def test_the_floor_of_common_terms_keeps_the_top_k_exact(tmp_path):
 def test_both_sums_keep_tantivys_ranking_through_ties_at_the_kth_score(tmp_path, monkeypatch, dense):
     """The sparse sum (a reused buffer, one entry per document) and the dense one (`bincount`) give tantivy's ids in
     its order, ties at the k-th score included (many documents share a title: their scores tie)."""
-    import json
-
     import souk.index.impacts as impacts
-    from souk.catalogs import read_catalog
-    from souk.schema import infer_schema
 
     titles = ["milk tea", "green tea", "milk", "dark milk tea box", "tea"]
-    lines = [{"id": f"d{i}", "title": f"{titles[i % len(titles)]} item{i}"} for i in range(40)]
-    path = tmp_path / "docs.jsonl"
-    path.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
-    records = list(read_catalog(path))
-    index = Index.create(tmp_path / "index", infer_schema([r.data for r in records]))
-    with index.writer() as writer:
-        writer.add(records)
-        writer.commit()
     monkeypatch.setattr(impacts, "DENSE", dense)
-    plain, fast = index.searcher(), Index.open(tmp_path / "index").searcher()
-    assert fast.prepare_bm25()
+    plain, fast = _plain_and_fast(tmp_path, [{"id": f"d{i}", "title": f"{titles[i % len(titles)]} item{i}"}
+                                             for i in range(40)])
     for q in ["milk tea", "tea tea green", "dark box milk", "tea"]:
         for k in (3, 10, 17, 100):
             want, got = plain.bm25(q, k), fast.bm25(q, k)
