@@ -139,6 +139,7 @@ class Impacts:
             return [], np.zeros(0, dtype=np.float32)
         if not (0 < floor and k <= FLOOR_K):
             floor = 0.0
+        ascending = True  # candidates in row order (the stable sort below then breaks ties as tantivy does)
         if len(rows_of) == 1:  # one posting list: one entry per document already
             cand, sc = rows_of[0], scores_of[0]
         else:
@@ -152,12 +153,14 @@ class Impacts:
                 sc = total[cand]
             else:  # sparse (homedepot: 3k postings, 55k docs): summed in a reused buffer, read back per posting
                 cand, sc = self._sparse_sum(rows, scores, floor)
+                ascending = False
         sc = sc.astype(np.float32)
         if len(cand) > k:  # the k best and every document tied with the k-th (the lowest rows win ties below)
-            kth = np.partition(sc, len(sc) - k)[len(sc) - k]
-            keep = (sc >= kth).nonzero()[0]
+            part = sc.copy()
+            part.partition(len(sc) - k)
+            keep = (sc >= part[len(sc) - k]).nonzero()[0]
             cand, sc = cand[keep], sc[keep]
-        order = np.lexsort((cand, -sc))[:k]
+        order = (np.argsort(-sc, kind="stable") if ascending else np.lexsort((cand, -sc)))[:k]
         return self._ids[cand[order]].tolist(), sc[order]
 
     def _sparse_sum(self, rows: np.ndarray, scores: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
