@@ -102,8 +102,9 @@ EVENTS_SEGMENT_AGE_S = 86_400.0
 """Age at which the event log starts a new segment: one day."""
 
 MAX_IMPACT_TOKENS = 20_000_000
-"""Analyzed tokens of a commit's search fields up to which `Searcher.bm25` builds impacts (8 bytes a posting,
-a few times that while building); larger indexes keep answering from tantivy alone."""
+"""Analyzed tokens of a commit's search fields up to which `Searcher.bm25` builds impacts (16 bytes a posting:
+a row and an f64 score, at most ~320 MB; a few times that while building); larger indexes keep answering from
+tantivy alone."""
 
 # ---- user dictionaries (jieba words; `souk.analysis.user_words`) ----------------------------------
 MAX_USER_DICT_BYTES = 4 * 1_048_576
