@@ -69,16 +69,16 @@ LTR_ROUNDS = 300
 # documents below the page that no click ever reaches: a log of one page per search caps the click-fitted ltr near
 # half of it, whatever the click model.
 # Measured since on the same split (an offline replica of the simulation over the ltr feature blocks, 20,000 searches):
-# deeper exploration does not lift it. On a share of searches k documents drawn uniformly from recall ranks 11..D
-# put at random places on the page (RandTop-style, Joachims et al. 2017): share 0.3, k 3, D 50 (page DCG 97% of the
-# unexplored) 0.3946; share 1, k 2 at positions 6-10, D 100 0.3923; share 1, k 3, D 30 0.3888; even the judged
-# grades of everything shown under share 0.3, k 3, D 50 give 0.4009 (share 1, k 3, D 100: 0.4004), against 0.3994
-# without exploration: candidates never shown stay 0 while relevant. Skipped documents as negatives (a shown,
-# unclicked pair with expected examinations >= 0.5 graded 0, unshown candidates 1, clicked 1 + grade) 0.3789 (0.3881
-# with the share-0.3 exploration); unshown candidates left out of the lists (with that exploration) 0.3729: recall's
-# order is the prior that unshown-as-0 keeps. What did move it: shoppers who, finding nothing on page 1, open page 2 (`souk simulate
-# --next-page`; real logs have such requests): at chance 0.3 0.3960 (judged grades of what they saw 0.4027), on a
-# second split of the train queries 0.4021 against 0.3987 page-1 only; chance 0.6 0.3951; with the exploration 0.3949.
+# deeper exploration does not lift it. On a share of searches k documents drawn uniformly from recall ranks 11..D put at
+# random places on the page (RandTop-style, Joachims et al. 2017): share 0.3, k 3, D 50 (page DCG 97% of the unexplored)
+# 0.3946; share 1, k 2 at positions 6-10, D 100 0.3923; share 1, k 3, D 30 0.3888; even the judged grades of everything
+# shown under share 0.3, k 3, D 50 give 0.4009 (share 1, k 3, D 100: 0.4004), against 0.3994 without exploration:
+# candidates never shown stay 0 while relevant. Skipped documents as negatives (a shown, unclicked pair with expected
+# examinations >= 0.5 graded 0, unshown candidates 1, clicked 1 + grade) 0.3789 (0.3881 with the share-0.3 exploration);
+# unshown candidates left out of the lists (with that exploration) 0.3729: recall's order is the prior that unshown-as-0
+# keeps. What did move it: shoppers who, finding nothing on page 1, open page 2 (`souk simulate --next-page`; real logs
+# have such requests): at chance 0.3 0.3960 (judged grades of what they saw 0.4027), on a second split of the train
+# queries 0.4021 against 0.3987 page-1 only; chance 0.6 0.3951; with the exploration 0.3949.
 MIN_PROPENSITY = 0.1  # inverse propensity weights are clipped at 10 (a click far down is noisy evidence)
 ITERATIONS = 60
 # grade shown documents above unshown candidates (`shown_floor`, `souk fit --events --click-shown`): not the default
