@@ -78,10 +78,11 @@ LTR_ROUNDS = 300
 # unshown candidates left out of the lists (with that exploration) 0.3729: recall's order is the prior that unshown-as-0
 # keeps. What did move it: shoppers who, finding nothing on page 1, open page 2 (`souk simulate --next-page`; real logs
 # have such requests): at chance 0.3 0.3960 (judged grades of what they saw 0.4027), on a second split of the train
-# queries 0.4021 against 0.3987 page-1 only; chance 0.6 0.3951; with the exploration 0.3949; with page 2, adding a group
-# per click of the clicked document over the ones skipped above it (Joachims 2002's preferences) 0.3900, shown_floor
-# 0.3936. End to end on dev (`make bench-traffic`, 20,000 train shoppers): page 1 only 0.4098, with page-2 shoppers at
-# chance 0.3 0.4144 (BM25 0.3854, judged ltr 0.4228: 65% -> 77.5% of the judged gain).
+# queries 0.4021 against 0.3987 page-1 only; chance 0.6 0.3951; if page 2 were examined as positions 11..20 of one long
+# page (1/k) rather than from its own top, 0.3936: the gain rests on that assumption; with the exploration 0.3949; with
+# page 2, adding a group per click of the clicked document over the ones skipped above it (Joachims 2002's preferences)
+# 0.3900, shown_floor 0.3936. End to end on dev (`make bench-traffic`, 20,000 train shoppers): page 1 only 0.4098, with
+# page-2 shoppers at chance 0.3 0.4144 (BM25 0.3854, judged ltr 0.4228: 65% -> 77.5% of the judged gain).
 MIN_PROPENSITY = 0.1  # inverse propensity weights are clipped at 10 (a click far down is noisy evidence)
 ITERATIONS = 60
 # grade shown documents above unshown candidates (`shown_floor`, `souk fit --events --click-shown`): not the default
