@@ -101,13 +101,16 @@ bench-fit: install
 # searches split A/B; `souk bench traffic` prints the table (about 45 minutes on 2 busy cores).
 TRAFFIC := .bench/traffic
 TPORT   ?= 8797
+# train shoppers who clicked nothing on page 1 open page 2 with this chance (`souk simulate --next-page`; 0: page 1
+# only, the benchmark before 2026-12-06); the interleaving and A/B steps keep page-1 shoppers
+NEXT_PAGE ?= 0.3
 bench-traffic: install
 	@mkdir -p $(TRAFFIC)
 	rm -rf $(TRAFFIC)/homedepot
 	$(SOUK) index $(SHARED)/data/homedepot --index $(TRAFFIC)/homedepot
 	$(SOUK) serve --index $(TRAFFIC)/homedepot --port $(TPORT) & pid=$$!; \
 	  for i in $$(seq 120); do curl -sf http://127.0.0.1:$(TPORT)/health >/dev/null && break; sleep 1; done; \
-	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split train --searches 20000 --url http://127.0.0.1:$(TPORT) --seed 13 --json | tee $(TRAFFIC)/simulate-train.json; \
+	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split train --searches 20000 --url http://127.0.0.1:$(TPORT) --seed 13 --next-page $(NEXT_PAGE) --json | tee $(TRAFFIC)/simulate-train.json; \
 	  kill $$pid; wait $$pid || true
 	$(SOUK) eval --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline bm25 --json | tee $(TRAFFIC)/eval-bm25.json
 	$(SOUK) fit --index $(TRAFFIC)/homedepot --events --stages ltr --budget-min 10 --json | tee $(TRAFFIC)/fit-events.json

@@ -3,8 +3,11 @@
 A shopper takes a judged query (uniformly from the split), searches (`GET /search`, no pipeline named unless
 given, a session id of its own), examines position k with probability k^-eta (the position-based model),
 clicks an examined result with probability noise + (1 - 2 noise) (2^g - 1) / (2^gmax - 1) for its grade g
-(unjudged = 0), and reports its clicks with one `POST /events`. Everything goes through the server's API, so
-the searches, impressions and events are the ones a shop's page would produce.
+(unjudged = 0), and reports its clicks with one `POST /events`. With `next_page` P, a shopper who clicked nothing
+on page 1 opens page 2 (`page=2`, same session) with probability P and examines it the same way from its top (a
+shopper who turns the page looks at what it shows first; its impressions are logged at positions 11..20). Real
+search logs have such page-2 requests; 0 (the default) is the older page-1-only shopper. Everything goes through
+the server's API, so the searches, impressions and events are the ones a shop's page would produce.
 Misuse: simulating on the split you evaluate on (simulate on train, evaluate on dev).
 """
 from __future__ import annotations
@@ -30,6 +33,11 @@ class Shoppers:
     eta: float = 1.0
     noise: float = 0.05
     size: int = 10
+    next_page: float = 0.0  # chance that a shopper with no click on page 1 opens page 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.next_page <= 1:
+            raise ConfigError(f"--next-page: expected a probability in [0, 1], got {self.next_page}")
 
     def examined(self, position: int) -> float:
         return position ** -self.eta
@@ -93,19 +101,11 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
             arm = rng.choice(ab) if ab else None
             if pipeline or arm:
                 params["pipeline"] = pipeline or arm
-            status, body = client.call("GET", "/search?" + urllib.parse.urlencode(params))
-            if status != 200:
-                raise QueryError(f"GET /search answered {status}: {(body or {}).get('error')}")
             grades = data.qrels[qid]
-            events = []
-            no_click = 1.0
-            for i, hit in enumerate(body["hits"]):
-                position = body.get("offset", 0) + i + 1
-                examined, attracted = shoppers.examined(position), shoppers.attracted(grades.get(hit["id"], 0), top)
-                no_click *= 1 - examined * attracted
-                if rng.random() < examined and rng.random() < attracted:
-                    events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"],
-                                   "position": position})
+            events, no_click = _page(client, params, grades, top, shoppers, rng)
+            if not events and shoppers.next_page and rng.random() < shoppers.next_page:
+                events, no_click_2 = _page(client, {**params, "page": 2}, grades, top, shoppers, rng)
+                no_click *= 1 - shoppers.next_page * (1 - no_click_2)  # as expected over the shoppers who turn
             if arm:
                 arms[arm][0] += 1
                 arms[arm][1] += bool(events)
@@ -121,7 +121,8 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
     seconds = time.monotonic() - t0
     result = {"searches": searches, "clicks": clicks, "accepted": accepted, "clicked_searches": clicked_searches,
               "seconds": round(seconds, 1), "searches_per_s": round(searches / max(seconds, 1e-9), 1),
-              "shoppers": {"eta": shoppers.eta, "noise": shoppers.noise, "size": shoppers.size},
+              "shoppers": {"eta": shoppers.eta, "noise": shoppers.noise, "size": shoppers.size,
+                           "next_page": shoppers.next_page},
               "data": f"{data.name}/{data.split}", "seed": seed}
     if ab:
         from souk.events.interleave import ab_searches_needed
@@ -132,6 +133,22 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
         result["ab"] = {"a": ab[0], "b": ab[1], "arms": split,
                         "searches_needed": ab_searches_needed(ea / na, eb / nb) if na and nb else None}
     return result
+
+
+def _page(client: Client, params: dict[str, Any], grades: dict[str, int], top: int, shoppers: Shoppers,
+          rng: random.Random) -> tuple[list[dict[str, Any]], float]:
+    """One page searched and examined by a shopper: its clicks as events, and the chance it had of none."""
+    status, body = client.call("GET", "/search?" + urllib.parse.urlencode(params))
+    if status != 200:
+        raise QueryError(f"GET /search answered {status}: {(body or {}).get('error')}")
+    events, no_click = [], 1.0
+    for i, hit in enumerate(body["hits"]):
+        position = body.get("offset", 0) + i + 1
+        examined, attracted = shoppers.examined(i + 1), shoppers.attracted(grades.get(hit["id"], 0), top)
+        no_click *= 1 - examined * attracted
+        if rng.random() < examined and rng.random() < attracted:
+            events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"], "position": position})
+    return events, no_click
 
 
 # the files `make bench-traffic` writes into its directory, read by `report`

@@ -161,6 +161,8 @@ def register(app: typer.Typer) -> None:
                                          "split); reports click-through per pipeline and the searches A/B needs."),
         eta: float = typer.Option(1.0, "--eta", help="Examination of position k is k^-eta."),
         noise: float = typer.Option(0.05, "--noise", help="Click probability of an examined irrelevant result."),
+        next_page: float = typer.Option(0.0, "--next-page", help="Chance that a shopper who clicked nothing on page "
+                                        "1 opens page 2 (0: page 1 only)."),
         index: Optional[Path] = typer.Option(None, "--index",
                                              help="Accepted for symmetry with other commands; the "
                                                   "server's index is used."),
@@ -175,8 +177,8 @@ def register(app: typer.Typer) -> None:
         data = load_beir(dataset, split)
         key = os.environ.get("SOUK_SEARCH_KEY") or os.environ.get("SOUK_ADMIN_KEY")
         arms = tuple(p.strip() for p in ab.split(",")) if ab else None
-        result = simulate(url, data, searches, seed, key, pipeline, Shoppers(eta, noise), progress=sys.stderr.isatty(),
-                          ab=arms)
+        shoppers = Shoppers(eta, noise, next_page=next_page)
+        result = simulate(url, data, searches, seed, key, pipeline, shoppers, progress=sys.stderr.isatty(), ab=arms)
         if as_json:
             emit_json(result)
             return

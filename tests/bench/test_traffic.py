@@ -1,0 +1,90 @@
+"""Simulated shoppers: page 1 only by default; with `next_page`, shoppers who clicked nothing open page 2.
+
+The server is a small HTTP fake at the seam (the shoppers only speak HTTP); `tests/cli/test_events_cli.py` drives
+a real `souk serve`."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from souk.bench.traffic import Shoppers, simulate
+from souk.errors import ConfigError
+from souk.evaluation.datasets import Dataset
+
+
+class Shop(BaseHTTPRequestHandler):
+    """20 results a query, 10 a page; answers searches like `GET /search` and takes events like `POST /events`."""
+
+    searches: list[dict] = []
+    events: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body):
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self):
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        page, size = int(params.get("page", 1)), int(params["size"])
+        self.searches.append(params)
+        offset = (page - 1) * size
+        hits = [{"id": f"d{offset + i + 1}"} for i in range(size)]
+        self.answer(200, {"search_id": f"s{len(self.searches)}", "offset": offset, "hits": hits})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.events.extend(body)
+        self.answer(202, {"accepted": len(body)})
+
+
+@pytest.fixture
+def shop():
+    Shop.searches, Shop.events = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def data():
+    # the only relevant result is the 11th: page 1 gets no click (noise 0), page 2's top is clicked when examined
+    return Dataset.from_parts({"q1": "drill"}, {"q1": {"d11": 3}}, name="shop", split="train")
+
+
+def test_shoppers_stay_on_page_one_by_default(shop):
+    result = simulate(shop, data(), 50, seed=1, shoppers=Shoppers(noise=0.0), progress=False)
+    assert len(Shop.searches) == 50 and all("page" not in s for s in Shop.searches)
+    assert result["clicks"] == 0 and result["shoppers"]["next_page"] == 0.0
+
+
+def test_shoppers_who_find_nothing_open_page_two_and_click_at_its_positions(shop):
+    result = simulate(shop, data(), 40, seed=1, shoppers=Shoppers(noise=0.0, next_page=0.5), progress=False)
+    turned = [s for s in Shop.searches if s.get("page") == "2"]
+    assert len(Shop.searches) == 40 + len(turned) and 8 < len(turned) < 32
+    assert {s["session"] for s in turned} <= {s["session"] for s in Shop.searches if "page" not in s}
+    # page 2's top is examined like page 1's: the grade-3 result (the top grade) is clicked every time it is shown
+    assert result["clicks"] == len(turned) == result["clicked_searches"]
+    assert {e["id"] for e in Shop.events} == {"d11"} and {e["position"] for e in Shop.events} == {11}
+
+
+def test_a_shopper_who_clicked_on_page_one_does_not_turn_the_page(shop):
+    clicked = Dataset.from_parts({"q1": "drill"}, {"q1": {"d1": 3}}, name="shop", split="train")
+    simulate(shop, clicked, 30, seed=2, shoppers=Shoppers(noise=0.0, next_page=1.0), progress=False)
+    assert all(s.get("page") != "2" for s in Shop.searches)
+
+
+def test_next_page_must_be_a_probability():
+    with pytest.raises(ConfigError, match="--next-page"):
+        Shoppers(next_page=1.5)
