@@ -130,6 +130,12 @@ class Combination:
 
     weight: float = 1.0
 
+    @property
+    def reads_cross(self) -> bool:
+        """False when the mix gives the cross score no weight: the order is the previous stage's, and scoring
+        the pairs would be wasted work (the fitter sets weight 0 when the model did not beat its prior on dev)."""
+        return self.weight > 0.0
+
     def apply(self, cross: np.ndarray, prior: np.ndarray) -> np.ndarray:
         if self.weight >= 1.0 or not len(cross):
             return np.asarray(cross, dtype=np.float32)

@@ -81,7 +81,14 @@ class CrossStage(Stage):
         return self.rerank_many([plan], [candidates])[0]
 
     def rerank_many(self, plans: Sequence[QueryPlan], candidates: Sequence[Ranking]) -> list[Ranking]:
-        """Every query's pairs scored in one pass of the model (its batches cut across queries)."""
+        """Every query's pairs scored in one pass of the model (its batches cut across queries); none when the
+        model's combination gives the cross score no weight (the previous order stands, `cross_model` is NaN)."""
+        combination = self.model.combination
+        if not combination.reads_cross:
+            return [Ranking(r.ids, combination.apply(np.full(len(r), np.nan, dtype=np.float32),
+                                                     np.asarray(r.scores, dtype=np.float32)),
+                            {**r.signals, "cross_model": np.full(len(r), np.nan, dtype=np.float32)})
+                    if len(r) else r for r in candidates]
         packer = self.model.packer
         queries = packer.tokens([plan.text for plan in plans], packer.limits.query)
         pairs, bounds = [], [0]

@@ -25,8 +25,13 @@ def last_json(*args) -> dict:
 
 
 @pytest.fixture()
-def active(tiny_cross):
+def active(tiny_cross, monkeypatch):
+    """The tiny fitted cross-encoder, active, and scored whatever weight its fit gave the mix (on the tiny dev
+    set the fit may choose weight 0, which skips the model: these tests are about scoring the pairs)."""
+    from souk.models.cross_encoder import Combination
+
     ModelStore(tiny_cross["index"]).activate(tiny_cross["outcome"].model)
+    monkeypatch.setattr(Combination, "reads_cross", property(lambda self: True))
     return tiny_cross
 
 
@@ -58,6 +63,27 @@ def test_rerank_many_scores_every_query_in_one_pass_as_each_alone(active):
         assert a.ranking.ids == b.ranking.ids
         np.testing.assert_allclose(a.ranking.signal("cross_model"), b.ranking.signal("cross_model"),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_mixed_at_weight_zero_is_not_run_and_the_prior_order_stands(active, monkeypatch):
+    from souk.models.cross_encoder import Combination
+
+    monkeypatch.undo()
+    assert not Combination(weight=0.0).reads_cross and Combination(weight=0.1).reads_cross
+    pipe = build_pipeline("rerank", Index.open(active["index"]))
+    cross = pipe.steps[0].stage
+    calls: list[int] = []
+    score_pairs = cross.model.score_pairs
+    cross.model.score_pairs = lambda pairs: calls.append(len(pairs)) or score_pairs(pairs)
+    cross.model.combination = Combination(weight=0.0)
+    try:
+        run = pipe.run(pipe.plan("t5 green"), 30)
+    finally:
+        del cross.model.score_pairs
+    assert calls == []
+    head = run.ranking.top(20)
+    assert list(head.ids) == list(run.stages[0].ranking.top(20).ids)
+    assert np.isnan(head.signal("cross_model")).all()
 
 
 def test_concurrent_searches_share_the_cross_encoders_passes(active):
