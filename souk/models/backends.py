@@ -220,6 +220,21 @@ def onnx_fp32_path(card: ModelCard) -> Path:
     return exported(card, "onnx", lambda d: _export_onnx(card, d / "model.onnx")) / "model.onnx"
 
 
+def built_onnx_fp32(card: ModelCard) -> Path | None:
+    """The model's fp32 ONNX export if it was built already and verifies (never builds: building needs torch)."""
+    folder = cache_dir() / "models" / f"{card.slug}-{card.version}-onnx{ONNX_FORMAT}"
+    return folder / "model.onnx" if _verified(folder) else None
+
+
+def unmeasured_exact(model: str) -> str:
+    """The exact path for queries while nothing was measured on this machine (another machine's signature, a
+    cleared cache): onnx-fp32 when its export is already built and ONNX Runtime can run here (a query process
+    then never imports torch), else torch-fp32."""
+    if _onnx_missing(detect_machine()) is None and built_onnx_fp32(model_card(model)) is not None:
+        return "onnx-fp32"
+    return REFERENCE
+
+
 def onnx_int8_path(card: ModelCard, reduce_range: bool = False) -> Path:
     """The int8 ONNX export (dynamic quantization, per-channel weights). `reduce_range` (7-bit weights) is
     what CPUs without VNNI need: their u8*s8 multiply-add saturates on full-range weights."""

@@ -300,12 +300,7 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[s
     """Measure each offered path on a probe of packed pairs (pairs/s, agreement with fp32) and keep the
     fastest within `TOLERANCE`; cached per model directory (published ones never change) and machine.
     The paths are timed in turns, best of `ROUNDS`, so load from other processes falls on each alike."""
-    manifest = read_model_manifest(path, KIND)
-    m = detect_machine()
-    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), m.signature(),
-                                   packer.limits.max_length,
-                                   CHOICE_FORMAT]).encode()).hexdigest()[:16]
-    file = cache_dir() / "models" / f"cross-choice-{key}.json"
+    file = _choice_file(path, packer.limits.max_length)
     if file.exists() and not refresh:
         return _verdict(json.loads(file.read_text())["paths"])
     probe = _probe_pairs(packer)
@@ -333,6 +328,24 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[s
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, file)
     return result
+
+
+def _choice_file(path: Path, max_length: int) -> Path:
+    manifest = read_model_manifest(path, KIND)
+    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), detect_machine().signature(),
+                                   max_length, CHOICE_FORMAT]).encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"cross-choice-{key}.json"
+
+
+def measured_path(path: Path) -> dict[str, Any] | None:
+    """What this machine measured for the model directory at its own limits (`choose_path`'s verdict: `backend`,
+    and `pairs_per_s` / `corr` of each path), without measuring; None when nothing was measured yet.
+    Misuse: deciding a path from it in a search (`CrossEncoder` measures when nothing is cached)."""
+    try:
+        file = _choice_file(Path(path), limits_of(read_model_manifest(Path(path), KIND)).max_length)
+        return _verdict(json.loads(file.read_text())["paths"]) if file.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError, ModelError):
+        return None
 
 
 def _verdict(report: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -161,6 +161,24 @@ def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tin
     assert get_encoder(config).backend == choice["exact"]
 
 
+def test_unmeasured_exact_queries_take_a_built_onnx_export_and_never_build_one(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from souk.models.backends import built_onnx_fp32, onnx_fp32_path, unmeasured_exact
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card = model_card(str(tiny_encoder))
+    assert unmeasured_exact(str(tiny_encoder)) == "torch-fp32" and built_onnx_fp32(card) is None  # nothing built
+    path = onnx_fp32_path(card)  # as a fit's probe on another machine (or signature) leaves it
+    assert built_onnx_fp32(card) == path and unmeasured_exact(str(tiny_encoder)) == "onnx-fp32"
+    encoder = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="exact"))
+    assert encoder.backend == "onnx-fp32"
+    reference = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="torch-fp32"))
+    assert cosines(encoder.encode(PROBE[:8]), reference.encode(PROBE[:8])).min() > 0.9999
+    path.write_bytes(path.read_bytes()[:-10])  # a damaged export is not taken
+    assert unmeasured_exact(str(tiny_encoder)) == "torch-fp32"
+
+
 def test_streamed_openvino_splits_rows_across_streams_and_keeps_their_order(tiny_encoder, tmp_path, monkeypatch):
     pytest.importorskip("openvino")
     from souk.models.backends import StreamedModel, load_tokenizer, onnx_fp32_path, run_batches
