@@ -21,7 +21,8 @@ import numpy as np
 
 from souk.errors import ConfigError, ModelError, ModelUnavailable
 from souk.models.batching import MicroBatcher
-from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache
+from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache, measured_path, model_fields, set_probe
+from souk.models.store import read_model_manifest
 from souk.models import store
 from souk.query.plan import QueryPlan
 from souk.plugins import POSITIVE_INT, option_check, parse_options
@@ -114,10 +115,28 @@ class CrossStage(Stage):
         return self.model.packer.doc_tokens([doc_pair(d, self.fields) for d in self.searcher.docs(ids)])
 
 
+PROBE_DOCS = 24
+
+
+def probe_triples(searcher: Searcher, fields: dict[str, Any], n: int = PROBE_DOCS) -> list[tuple[str, str, str]]:
+    """(query, title, text) triples for measuring a cross-encoder's paths on this index's own documents: each of
+    `n` sampled documents (a fixed seed) with the first words of its own title (a likely match) and of the next
+    one's (a likely miss), so the probe spans the scores the model gives real candidates."""
+    import random
+
+    ids = searcher.ids()
+    docs = [doc_pair(d, fields) for d in searcher.docs(random.Random(0).sample(ids, min(n, len(ids))))]
+    queries = [" ".join((title or text).split()[:3]) or "a" for title, text in docs]
+    return [(queries[(i + shift) % len(docs)], title, text) for i, (title, text) in enumerate(docs) for shift in (0, 1)]
+
+
 def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     opts = parse_options("cross", options, CrossOptions)
     batch, max_length, backend = opts.batch_size, opts.max_length, opts.backend
     try:
+        chosen = store.resolve(context.index_path, "cross", opts.model) if backend == "auto" else None
+        if chosen is not None and measured_path(chosen) is None:  # its paths are measured on these documents
+            set_probe(probe_triples(context.searcher, model_fields(read_model_manifest(chosen, "cross-encoder"))))
         model = store.load(context.index_path, "cross", CrossEncoder, opts.model,
                            options=(backend, batch, max_length), unfitted="no fitted cross-encoder in this index; "
                            "run `souk fit --stages cross`")

@@ -251,3 +251,26 @@ def test_a_damaged_cross_encoder_turns_the_stage_off_and_full_still_answers(acti
     assert [x for x in result.stderr.splitlines() if x.strip()] == [f"error: {e.value}"]
     found = last_json("search", "t5 green", "--index", str(path), "--pipeline", "full", "--json")
     assert found["hits"] and any("stage cross skipped" in n for n in found["notes"])
+
+
+def test_the_stage_measures_its_paths_on_the_index_documents(active, monkeypatch, tmp_path):
+    from souk.models import cross_encoder
+    from souk.ranking.rerank import probe_triples
+
+    index = Index.open(active["index"])
+    searcher = index.searcher()
+    triples = probe_triples(searcher, {"title": "title", "text": []}, n=5)
+    titles = [t for _, t, _ in triples]
+    assert len(triples) == 10 and titles[0::2] == titles[1::2] and all(titles)
+    assert all(q == " ".join(t.split()[:3]) for q, t, _ in triples[0::2])  # its own title's words, then another's
+    assert triples[1][0] == triples[2][0]
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    path = active["index"] / "models" / active["outcome"].model
+    assert cross_encoder.measured_path(path) is None
+    monkeypatch.setattr(cross_encoder, "offered_paths", lambda: {n: None if n == "torch-fp32" else "off"
+                                                                 for n in cross_encoder.PATHS})
+    pipe = build_pipeline("rerank", index)  # the stage sets the probe; the loaded model may be cached already
+    model = pipe.steps[0].stage.model
+    verdict = cross_encoder.choose_path(path, model.packer)
+    assert verdict["probe"] == "documents" and verdict["pairs"] == 2 * min(len(searcher.ids()), 24)
+    assert cross_encoder.measured_path(path)["backend"] == "torch-fp32"
