@@ -78,6 +78,11 @@ class CrossStage(Stage):
         self.cache = TokenCache()
         self._score = MicroBatcher(self._score_pairs, max_items=MAX_SHARED_PAIRS)
 
+    @property
+    def path(self) -> str:
+        """The inference path the model runs on (`souk eval --json` reports it), or why it does not run."""
+        return self.model.backend if self.model.combination.reads_cross else "not run (mixed at weight 0)"
+
     def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking:
         return self.rerank_many([plan], [candidates])[0]
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from souk.cli.main import app
 from souk.errors import ConfigError
 from souk.index import Index
+from souk.models.cross_encoder import PATHS
 from souk.models.store import ModelStore
 from souk.ranking.pipeline import build_pipeline
 from souk.ranking.stage import StageUnavailable
@@ -133,7 +134,8 @@ def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
     result = last_json("eval", "--index", active["index"], "--dataset", active["collection"], "--split", "dev",
                        "--pipeline", "rerank", "--json")
     assert result["pipeline"] == "rerank" and result["queries"] == 36 and result["ndcg@10"] >= 0.9  # measured 0.99
-    assert result["p50_ms"] > 0
+    assert result["p50_ms"] > 0 and result["stage_p50_ms"]["cross"] > 0
+    assert result["stage_paths"]["cross"] in PATHS  # the path the scores came from
     full = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "full", "--json")
     assert "cross" in full["timings_ms"]
 
