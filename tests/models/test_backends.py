@@ -179,6 +179,16 @@ def test_unmeasured_exact_queries_take_a_built_onnx_export_and_never_build_one(t
     assert unmeasured_exact(str(tiny_encoder)) == "torch-fp32"
 
 
+def test_onnx_sessions_do_not_spin_after_a_run(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from souk.models.backends import onnx_fp32_path, ort_session
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    session = ort_session(onnx_fp32_path(model_card(str(tiny_encoder))), threads=2)
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_streamed_openvino_splits_rows_across_streams_and_keeps_their_order(tiny_encoder, tmp_path, monkeypatch):
     pytest.importorskip("openvino")
     from souk.models.backends import StreamedModel, load_tokenizer, onnx_fp32_path, run_batches
