@@ -138,6 +138,11 @@ def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
     assert result["stage_paths"]["cross"] in PATHS  # the path the scores came from
     full = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "full", "--json")
     assert "cross" in full["timings_ms"]
+    stats = last_json("stats", "--index", active["index"], "--json")  # the path this machine measured for it
+    assert stats["cross"]["model"] == active["outcome"].model
+    assert stats["cross"]["backend"] in PATHS and stats["cross"]["backend"] in stats["cross"]["measured"]
+    shown = runner.invoke(app, ["stats", "--index", str(active["index"])])
+    assert shown.exit_code == 0 and "pairs/s" in shown.output
 
 
 def test_the_fitted_cross_encoder_ranks_the_relevant_document_far_above_chance(active):
