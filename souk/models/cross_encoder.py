@@ -8,7 +8,8 @@ with the previous stage's). Inference runs on the bi-encoder's exact paths: torc
 on ONNX Runtime or OpenVINO, bf16 on OpenVINO (one ONNX export per model directory, built once into the cache
 and hash-checked like the encoder's), whichever is fastest on this machine within `TOLERANCE` of fp32 (bf16 is
 offered only where the CPU has bf16 instructions; ONNX Runtime not when capped to AVX2; the choice is measured
-once per model and machine and cached).
+once per model and machine, on pairs of the caller's own documents where it gives them (`set_probe`), and cached;
+`measured_path` reads it back for `souk stats`).
 
 Misuse: scoring pairs packed with other limits than the model was trained with (read them from the
 manifest, which `CrossEncoder` does), or comparing raw scores across queries (they are per-query logits).
