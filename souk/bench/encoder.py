@@ -67,7 +67,8 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
     judged = {d for rel in data.qrels.values() for d in rel}
     doc_ids, texts = corpus_texts(dataset, judged, max_docs)
     config = EncoderConfig()
-    choice = choose_backend(config, texts[:PROBE_DOCS])
+    choice = choose_backend(config, texts[:PROBE_DOCS], refresh=True)  # measured now: a cached verdict may date from
+    # another load (the last one chose torch-bf16 at 101 docs/s over openvino-bf16 at 88)
     ours: TransformerEncoder = get_encoder(replace(config, backend=choice["backend"]))
     quiet_transformers()
     peer = SentenceTransformer(str(model_card(config.model).path), device="cpu")

@@ -161,6 +161,12 @@ def register(app: typer.Typer) -> None:
                 )
                 console.print(f"vectors {name}: {model.get('model')} on {model.get('backend')}{speed}; "
                               f"queries on {model.get('query_backend')}")
+            cross = stats.get("cross")
+            if cross:
+                chosen = cross["measured"].get(cross["backend"] or "", {})
+                console.print(f"cross-encoder {cross['model']}: " + (
+                    f"on {cross['backend']}, {chosen.get('pairs_per_s')} pairs/s, correlation to fp32 "
+                    f"{chosen.get('corr', 1.0):.4f}" if chosen else "path not measured yet (the first search does)"))
 
     @app.command("delete")
     def delete_cmd(ids: list[str] = typer.Argument(..., help="Document ids."),

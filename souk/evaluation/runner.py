@@ -38,6 +38,7 @@ class Evaluation:
     latency_ms: np.ndarray  # aligned with per_query.qids
     k: int
     stage_ms: dict[str, np.ndarray] = field(default_factory=dict)  # per stage, aligned like latency_ms
+    paths: dict[str, str] = field(default_factory=dict)  # the inference path a model stage ran on (its `path`)
 
     def summary(self) -> dict[str, Any]:
         """Mean metrics plus query counts and latency percentiles, ready for `--json`."""
@@ -51,6 +52,7 @@ class Evaluation:
             "mean_ms": float(latency.mean()),
             **({"stage_p50_ms": {n: float(np.percentile(v, 50)) for n, v in self.stage_ms.items()}}
                if self.stage_ms else {}),
+            **({"stage_paths": dict(self.paths)} if self.paths else {}),
         }
 
 
@@ -84,7 +86,9 @@ def evaluate(
             run[qid] = list(zip(ranking.ids, np.asarray(ranking.scores, dtype=np.float64).tolist()))
             advance()
     per_query = score_run(run, dataset.qrels, metrics)
-    return Evaluation(dataset, run, per_query, latency, k, stage_ms)
+    paths = {step.name: step.stage.path for step in getattr(pipeline, "steps", [])
+             if isinstance(getattr(step.stage, "path", None), str)}
+    return Evaluation(dataset, run, per_query, latency, k, stage_ms, paths)
 
 
 def _search(pipeline: Pipeline | Searchable, text: str, k: int) -> tuple[Ranking, dict[str, float]]:

@@ -115,7 +115,28 @@ class Index:
             "segments": searcher._s.num_segments,
             "updated": manifest.get("updated"),
             "models": manifest.get("models", {}),
+            **_cross_record(self.path),
         }
+
+
+def _cross_record(path: Path) -> dict[str, Any]:
+    """`{"cross": ...}`: the active cross-encoder and the path this machine measured for it (none measured yet:
+    `backend` None; the first search that loads it measures)."""
+    from souk.errors import ModelError
+    from souk.models.store import ModelStore
+
+    try:
+        model = ModelStore(path).active("cross")
+    except ModelError:
+        return {}
+    if model is None:
+        return {}
+    from souk.models.cross_encoder import measured_path
+
+    choice = measured_path(model) or {}
+    backend = choice.get("backend")
+    return {"cross": {"model": model.name, "backend": backend,
+                      "measured": {n: r for n, r in choice.get("paths", {}).items() if "pairs_per_s" in r}}}
 
 
 def check_index_path(path: Path, must_exist: bool = False) -> None:

@@ -220,6 +220,21 @@ def onnx_fp32_path(card: ModelCard) -> Path:
     return exported(card, "onnx", lambda d: _export_onnx(card, d / "model.onnx")) / "model.onnx"
 
 
+def built_onnx_fp32(card: ModelCard) -> Path | None:
+    """The model's fp32 ONNX export if it was built already and verifies (never builds: building needs torch)."""
+    folder = cache_dir() / "models" / f"{card.slug}-{card.version}-onnx{ONNX_FORMAT}"
+    return folder / "model.onnx" if _verified(folder) else None
+
+
+def unmeasured_exact(model: str) -> str:
+    """The exact path for queries while nothing was measured on this machine (another machine's signature, a
+    cleared cache): onnx-fp32 when its export is already built and ONNX Runtime can run here (a query process
+    then never imports torch), else torch-fp32."""
+    if _onnx_missing(detect_machine()) is None and built_onnx_fp32(model_card(model)) is not None:
+        return "onnx-fp32"
+    return REFERENCE
+
+
 def onnx_int8_path(card: ModelCard, reduce_range: bool = False) -> Path:
     """The int8 ONNX export (dynamic quantization, per-channel weights). `reduce_range` (7-bit weights) is
     what CPUs without VNNI need: their u8*s8 multiply-add saturates on full-range weights."""
@@ -246,6 +261,9 @@ def ort_session(path: Path, threads: int | None = None):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or detect_machine().threads
     opts.inter_op_num_threads = 1
+    # Its threads would spin after each run, on cores the next stage needs (a query's encoding, then the
+    # cross-encoder's OpenVINO streams): `full` on homedepot at load 2.5, cross stage p50 51-66 ms vs 84-93 spinning.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -361,13 +379,41 @@ class StreamedModel:
             raise errors[0]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The output for one batch (rows in order), its rows split across the streams."""
-        n = len(next(iter(inputs.values())))
-        parts = np.array_split(np.arange(n), max(1, min(self.streams, n)))
+        """The output for one batch (rows in order), its rows split across the streams (`split_rows`)."""
+        parts = split_rows(inputs, self.streams)
         outs: dict[int, np.ndarray] = {}
-        self.map(((i, {k: v[p] for k, v in inputs.items()}) for i, p in enumerate(parts)),
-                 outs.__setitem__)
-        return np.concatenate([outs[i] for i in range(len(parts))])
+        self.map(((i, part) for i, (_, part) in enumerate(parts)), outs.__setitem__)
+        out = np.empty((sum(len(rows) for rows, _ in parts), *outs[0].shape[1:]), dtype=np.float32)
+        for i, (rows, _) in enumerate(parts):
+            out[rows] = outs[i]
+        return out
+
+
+def split_rows(inputs: dict[str, np.ndarray], parts: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """A padded batch cut into up to `parts` (rows, inputs) parts of about equal real tokens (by
+    `attention_mask`; rows of like length together), each part's padding columns beyond its own longest row
+    dropped: a cross-encoder's 20 pairs of 22-44 tokens split in halves no longer run the short half at the
+    long half's width. Without a mask: equal row counts, in order. Masked-out columns never change a row's
+    output (attention and pooling skip them), so the parts' rows equal the whole batch's."""
+    n = len(next(iter(inputs.values())))
+    k = max(1, min(parts, n))
+    mask = inputs.get("attention_mask")
+    if mask is None or mask.ndim != 2:
+        return [(p, {name: v[p] for name, v in inputs.items()}) for p in np.array_split(np.arange(n), k)]
+    lengths = mask.sum(1)
+    order = np.argsort(-lengths, kind="stable")
+    ranked = lengths[order]
+    if k == 2:  # the cut whose larger part (rows x its longest row) is smallest
+        at = np.arange(1, n)
+        cuts = [int(at[np.argmin(np.maximum(at * ranked[0], (n - at) * ranked[at]))])]
+    else:
+        cuts = list(np.searchsorted(np.cumsum(ranked), ranked.sum() * np.arange(1, k) / k, side="right"))
+    out = []
+    for rows in np.split(order, np.unique(np.clip(cuts, 1, n - 1))) if k > 1 else [order]:
+        width = max(int(lengths[rows].max()), 1)
+        out.append((rows, {name: v[rows][:, :width] if v.ndim == 2 and v.shape[1] == mask.shape[1] else v[rows]
+                           for name, v in inputs.items()}))
+    return out
 
 
 class _StreamedForward:

@@ -8,7 +8,8 @@ with the previous stage's). Inference runs on the bi-encoder's exact paths: torc
 on ONNX Runtime or OpenVINO, bf16 on OpenVINO (one ONNX export per model directory, built once into the cache
 and hash-checked like the encoder's), whichever is fastest on this machine within `TOLERANCE` of fp32 (bf16 is
 offered only where the CPU has bf16 instructions; ONNX Runtime not when capped to AVX2; the choice is measured
-once per model and machine and cached).
+once per model and machine, on pairs of the caller's own documents where it gives them (`set_probe`), and cached;
+`measured_path` reads it back for `souk stats`).
 
 Misuse: scoring pairs packed with other limits than the model was trained with (read them from the
 manifest, which `CrossEncoder` does), or comparing raw scores across queries (they are per-query logits).
@@ -39,7 +40,7 @@ PATHS = ("torch-fp32", "torch-bf16", "onnx-fp32", "openvino-fp32", "openvino-bf1
 # weights gave correlation 0.9998 on a fitted MiniLM cross-encoder and moved SciFact dev nDCG@10 of the
 # top 20 by 0.002 (`souk bench rerank`).
 TOLERANCE = {"corr_min": 0.9995}
-CHOICE_FORMAT = 4  # bump when the measurement changes: cached choices are keyed by it
+CHOICE_FORMAT = 5  # bump when the measurement changes: cached choices are keyed by it
 ROUNDS = 3
 Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
@@ -130,6 +131,12 @@ class Combination:
 
     weight: float = 1.0
 
+    @property
+    def reads_cross(self) -> bool:
+        """False when the mix gives the cross score no weight: the order is the previous stage's, and scoring
+        the pairs would be wasted work (the fitter sets weight 0 when the model did not beat its prior on dev)."""
+        return self.weight > 0.0
+
     def apply(self, cross: np.ndarray, prior: np.ndarray) -> np.ndarray:
         if self.weight >= 1.0 or not len(cross):
             return np.asarray(cross, dtype=np.float32)
@@ -146,6 +153,11 @@ def minmax(x: np.ndarray) -> np.ndarray:
 def logits(net, ids, types, mask):
     """The model's first logit per pair (float32 tensor); works with torch tensors on any device."""
     return net(input_ids=ids, token_type_ids=types, attention_mask=mask).logits[:, 0].float()
+
+
+def model_fields(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The document fields a cross-encoder's manifest says it was trained on: {"title": name or None, "text": [...]}."""
+    return manifest.get("fields", {"title": "title", "text": ["text"]})
 
 
 def limits_of(manifest: dict[str, Any]) -> FieldLimits:
@@ -181,7 +193,7 @@ class CrossEncoder:
     @property
     def fields(self) -> dict[str, Any]:
         """The document fields the model was trained on: {"title": name or None, "text": [names]}."""
-        return self.manifest.get("fields", {"title": "title", "text": ["text"]})
+        return model_fields(self.manifest)
 
     def score_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
         """One score per packed pair (float32)."""
@@ -290,38 +302,40 @@ def offered_paths() -> dict[str, str | None]:
     return {name: BACKENDS[name].missing(m) for name in PATHS}
 
 
-def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[str, Any]:
+def choose_path(path: Path, packer: PairPacker, refresh: bool = False,
+                probe: Sequence[tuple[str, str, str]] | None = None) -> dict[str, Any]:
     """Measure each offered path on a probe of packed pairs (pairs/s, agreement with fp32) and keep the
     fastest within `TOLERANCE`; cached per model directory (published ones never change) and machine.
-    The paths are timed in turns, best of `ROUNDS`, so load from other processes falls on each alike."""
-    manifest = read_model_manifest(path, KIND)
-    m = detect_machine()
-    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), m.signature(),
-                                   packer.limits.max_length,
-                                   CHOICE_FORMAT]).encode()).hexdigest()[:16]
-    file = cache_dir() / "models" / f"cross-choice-{key}.json"
+    `probe` (default: what `set_probe` left): (query, title, text) triples of the caller's own documents (the
+    `cross` stage gives each sampled document with a query from its own title and one from another's), so
+    agreement is measured on the score spread the model meets there; without one, pseudo-text of the vocabulary
+    (a trained model scores all of it alike, so bf16's rounding shows larger there: correlation 0.998 where
+    real HomeDepot pairs gave 0.9999). The paths are timed in turns, best of `ROUNDS`, so load from other
+    processes falls on each alike."""
+    file = _choice_file(path, packer.limits.max_length)
     if file.exists() and not refresh:
-        return _verdict(json.loads(file.read_text())["paths"])
-    probe = _probe_pairs(packer)
+        return _read_verdict(file)
+    probe = _PROBE[:] if probe is None else probe
+    pairs = _real_pairs(packer, probe) if probe else _probe_pairs(packer)
     report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items() if why}
     forwards = {name: _load(path, name) for name in PATHS if name not in report}
     scores = {}
     for name, forward in forwards.items():  # also the warm-up
-        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, probe, 16)])
+        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, pairs, 16)])
     best = {name: 0.0 for name in forwards}
     for _ in range(ROUNDS):
         for name, forward in forwards.items():
             t0 = time.perf_counter()
-            for ids, types, mask in _chunks(packer, probe, 16):
+            for ids, types, mask in _chunks(packer, pairs, 16):
                 forward(ids, types, mask)
-            best[name] = max(best[name], len(probe) / (time.perf_counter() - t0))
+            best[name] = max(best[name], len(pairs) / (time.perf_counter() - t0))
     ref = scores["torch-fp32"]
     for name in forwards:
         s = scores[name]
         corr = float(np.corrcoef(s, ref)[0, 1]) if np.std(ref) > 0 and np.std(s) > 0 else 1.0
         report[name] = {"pairs_per_s": round(best[name], 1), "corr": corr,
                         "max_abs_over_std": float(np.abs(s - ref).max() / max(float(np.std(ref)), 1e-6))}
-    result = _verdict(report)
+    result = _verdict(report) | {"probe": "documents" if probe else "pseudo-text", "pairs": len(pairs)}
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(result, indent=1))
@@ -329,10 +343,49 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False) -> dict[s
     return result
 
 
+def _choice_file(path: Path, max_length: int) -> Path:
+    manifest = read_model_manifest(path, KIND)
+    key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), detect_machine().signature(),
+                                   max_length, CHOICE_FORMAT]).encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"cross-choice-{key}.json"
+
+
+def measured_path(path: Path) -> dict[str, Any] | None:
+    """What this machine measured for the model directory at its own limits (`choose_path`'s verdict: `backend`,
+    and `pairs_per_s` / `corr` of each path), without measuring; None when nothing was measured yet.
+    Misuse: deciding a path from it in a search (`CrossEncoder` measures when nothing is cached)."""
+    try:
+        file = _choice_file(Path(path), limits_of(read_model_manifest(Path(path), KIND)).max_length)
+        return _read_verdict(file) if file.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError, ModelError):
+        return None
+
+
+def _read_verdict(file: Path) -> dict[str, Any]:
+    """A cached measurement, its verdict applied again (so a changed `TOLERANCE` applies to it)."""
+    data = json.loads(file.read_text())
+    return _verdict(data["paths"]) | {"probe": data.get("probe", "pseudo-text"), "pairs": data.get("pairs")}
+
+
 def _verdict(report: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ok = {n: r for n, r in report.items() if "pairs_per_s" in r and r["corr"] >= TOLERANCE["corr_min"]}
     best = max(ok, key=lambda n: ok[n]["pairs_per_s"]) if ok else "torch-fp32"
     return {"backend": best, "tolerance": TOLERANCE, "paths": report}
+
+
+_PROBE: list[tuple[str, str, str]] = []
+
+
+def set_probe(triples: Sequence[tuple[str, str, str]]) -> None:
+    """(query, title, text) triples `choose_path` measures on when it next measures (a sample of the caller's
+    documents, as `backends.set_calibration` for the encoder)."""
+    _PROBE[:] = [(str(q), str(t), str(x)) for q, t, x in triples]
+
+
+def _real_pairs(packer: PairPacker, probe: Sequence[tuple[str, str, str]]) -> list[Pair]:
+    queries = packer.tokens([q for q, _, _ in probe], packer.limits.query)
+    docs = packer.doc_tokens([(title, text) for _, title, text in probe])
+    return [packer.pack(q, d) for q, d in zip(queries, docs)]
 
 
 def _probe_pairs(packer: PairPacker, n: int = 48) -> list[Pair]:

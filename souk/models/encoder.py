@@ -29,6 +29,7 @@ from souk.models.backends import (
     load_tokenizer,
     run_batches,
     unit_rows,
+    unmeasured_exact,
 )
 from souk.models.registry import model_card
 
@@ -85,13 +86,13 @@ def _encoder(config: EncoderConfig) -> TransformerEncoder:
 
 def get_encoder(config: EncoderConfig, probe: Sequence[str] = ()) -> TransformerEncoder:
     """A loaded encoder (cached per config); `backend="auto"` resolves via `choose_backend(config, probe)`,
-    `backend="exact"` to the fastest measured exact path (torch-fp32 while nothing was measured: a query never
-    waits for a measurement)."""
+    `backend="exact"` to the fastest measured exact path (while nothing was measured: onnx-fp32 when its export
+    is built, else torch-fp32; a query never waits for a measurement)."""
     if config.backend == "auto":
         config = replace(config, backend=choose_backend(config, probe)["backend"])
     elif config.backend == "exact":
         choice = cached_choice(config)
-        config = replace(config, backend=choice["exact"] if choice else "torch-fp32")
+        config = replace(config, backend=choice["exact"] if choice else unmeasured_exact(config.model))
     return _encoder(config)
 
 

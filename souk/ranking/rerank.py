@@ -21,7 +21,8 @@ import numpy as np
 
 from souk.errors import ConfigError, ModelError, ModelUnavailable
 from souk.models.batching import MicroBatcher
-from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache
+from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache, measured_path, model_fields, set_probe
+from souk.models.store import read_model_manifest
 from souk.models import store
 from souk.query.plan import QueryPlan
 from souk.plugins import POSITIVE_INT, option_check, parse_options
@@ -77,11 +78,23 @@ class CrossStage(Stage):
         self.cache = TokenCache()
         self._score = MicroBatcher(self._score_pairs, max_items=MAX_SHARED_PAIRS)
 
+    @property
+    def path(self) -> str:
+        """The inference path the model runs on (`souk eval --json` reports it), or why it does not run."""
+        return self.model.backend if self.model.combination.reads_cross else "not run (mixed at weight 0)"
+
     def rerank(self, plan: QueryPlan, candidates: Ranking) -> Ranking:
         return self.rerank_many([plan], [candidates])[0]
 
     def rerank_many(self, plans: Sequence[QueryPlan], candidates: Sequence[Ranking]) -> list[Ranking]:
-        """Every query's pairs scored in one pass of the model (its batches cut across queries)."""
+        """Every query's pairs scored in one pass of the model (its batches cut across queries); none when the
+        model's combination gives the cross score no weight (the previous order stands, `cross_model` is NaN)."""
+        combination = self.model.combination
+        if not combination.reads_cross:
+            return [Ranking(r.ids, combination.apply(np.full(len(r), np.nan, dtype=np.float32),
+                                                     np.asarray(r.scores, dtype=np.float32)),
+                            {**r.signals, "cross_model": np.full(len(r), np.nan, dtype=np.float32)})
+                    if len(r) else r for r in candidates]
         packer = self.model.packer
         queries = packer.tokens([plan.text for plan in plans], packer.limits.query)
         pairs, bounds = [], [0]
@@ -107,10 +120,28 @@ class CrossStage(Stage):
         return self.model.packer.doc_tokens([doc_pair(d, self.fields) for d in self.searcher.docs(ids)])
 
 
+PROBE_DOCS = 24
+
+
+def probe_triples(searcher: Searcher, fields: dict[str, Any], n: int = PROBE_DOCS) -> list[tuple[str, str, str]]:
+    """(query, title, text) triples for measuring a cross-encoder's paths on this index's own documents: each of
+    `n` sampled documents (a fixed seed) with the first words of its own title (a likely match) and of the next
+    one's (a likely miss), so the probe spans the scores the model gives real candidates."""
+    import random
+
+    ids = searcher.ids()
+    docs = [doc_pair(d, fields) for d in searcher.docs(random.Random(0).sample(ids, min(n, len(ids))))]
+    queries = [" ".join((title or text).split()[:3]) or "a" for title, text in docs]
+    return [(queries[(i + shift) % len(docs)], title, text) for i, (title, text) in enumerate(docs) for shift in (0, 1)]
+
+
 def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     opts = parse_options("cross", options, CrossOptions)
     batch, max_length, backend = opts.batch_size, opts.max_length, opts.backend
     try:
+        chosen = store.resolve(context.index_path, "cross", opts.model) if backend == "auto" else None
+        if chosen is not None and measured_path(chosen) is None:  # its paths are measured on these documents
+            set_probe(probe_triples(context.searcher, model_fields(read_model_manifest(chosen, "cross-encoder"))))
         model = store.load(context.index_path, "cross", CrossEncoder, opts.model,
                            options=(backend, batch, max_length), unfitted="no fitted cross-encoder in this index; "
                            "run `souk fit --stages cross`")

@@ -35,9 +35,12 @@ if TYPE_CHECKING:
     pass
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
-# Layer-tokens one query may cost (layers x pairs x tokens per pair): on 2 cores in bf16, 20 pairs of 96
-# tokens through 6 MiniLM layers took 250 ms; 3 layers of that (5,760) fit a 150 ms search with recall.
-LAYER_TOKENS = 5760
+# Layer-tokens one query may cost (layers x pairs x tokens per pair), for `full` within 40 ms at depth 20 on 2
+# cores: cross-encoders now score in bf16 (OpenVINO, AMX) at ~85 layer-tokens/ms. HomeDepot (pairs ~28 tokens),
+# `souk bench serve --pipeline full --clients 1`: 6 layers (3,360) p50 66.5 ms, cross 41 ms; 3 layers (1,680)
+# p50 40.8-42.6 ms, cross 20-21 ms, dev nDCG@10 of the fit 0.4469 vs 0.4479 (short budgets). 96-token pairs get
+# one layer. (It was 5,760, for a 150 ms search.)
+LAYER_TOKENS = 1920
 NEGATIVE_DEPTH = 30    # hard negatives come from this deep in recall
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
 DEFAULTS: dict[str, Any] = {

@@ -107,3 +107,40 @@ def test_the_numpy_backend_is_cached_and_updated_like_any_other(indexes):
     hits = build_pipeline("dense", searcher).search("solar panels", 30, [])
     assert len(hits) == 27 and not {"doc1", "doc2", "doc3"} & set(hits.ids)
     assert open_vector_set(numpy_index.searcher(), field).meta["built"] == "incremental"  # loaded, not rebuilt
+
+
+def test_a_single_query_search_runs_on_one_thread_and_leaves_the_setting_as_it_was():
+    import threading
+
+    import faiss
+
+    from souk.index.vectors.backend import SPLIT_FROM
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((500, 16)).astype(np.float32)
+    backend = FaissBackend(16, {"index": "flat", "ef_search": 64, "nprobe": 16})
+    backend.add(np.arange(500, dtype=np.int64) * 7, vectors)
+    queries = rng.standard_normal((SPLIT_FROM, 16)).astype(np.float32)
+    seen: list[int] = []
+    real = faiss.omp_set_num_threads
+    before = faiss.omp_get_max_threads()
+
+    def other_thread() -> int:
+        out: list[int] = []
+        worker = threading.Thread(target=lambda: out.append(faiss.omp_get_max_threads()))
+        worker.start()
+        worker.join()
+        return out[0]
+
+    elsewhere = other_thread()
+    faiss.omp_set_num_threads = lambda n: seen.append(n) or real(n)
+    try:
+        many_keys, many_scores = backend.search(queries, 10, None)  # a batch: the threads as set
+        assert seen == []
+        one = [backend.search(q[None], 10, None) for q in queries]
+    finally:
+        faiss.omp_set_num_threads = real
+    assert seen == [1, before] * SPLIT_FROM and faiss.omp_get_max_threads() == before
+    for i, (keys, scores) in enumerate(one):
+        assert (keys[0] == many_keys[i]).all() and np.allclose(scores[0], many_scores[i], atol=1e-5)
+    assert other_thread() == elsewhere  # other threads' setting untouched

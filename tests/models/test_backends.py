@@ -161,6 +161,52 @@ def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tin
     assert get_encoder(config).backend == choice["exact"]
 
 
+def test_unmeasured_exact_queries_take_a_built_onnx_export_and_never_build_one(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from souk.models.backends import built_onnx_fp32, onnx_fp32_path, unmeasured_exact
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card = model_card(str(tiny_encoder))
+    assert unmeasured_exact(str(tiny_encoder)) == "torch-fp32" and built_onnx_fp32(card) is None  # nothing built
+    path = onnx_fp32_path(card)  # as a fit's probe on another machine (or signature) leaves it
+    assert built_onnx_fp32(card) == path and unmeasured_exact(str(tiny_encoder)) == "onnx-fp32"
+    encoder = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="exact"))
+    assert encoder.backend == "onnx-fp32"
+    reference = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="torch-fp32"))
+    assert cosines(encoder.encode(PROBE[:8]), reference.encode(PROBE[:8])).min() > 0.9999
+    path.write_bytes(path.read_bytes()[:-10])  # a damaged export is not taken
+    assert unmeasured_exact(str(tiny_encoder)) == "torch-fp32"
+
+
+def test_split_rows_balances_the_padded_work_and_drops_each_parts_padding():
+    from souk.models.backends import split_rows
+
+    mask = np.zeros((6, 10), dtype=np.int64)
+    for row, length in enumerate([3, 10, 5, 2, 8, 4]):
+        mask[row, :length] = 1
+    ids = np.arange(60).reshape(6, 10)
+    parts = split_rows({"input_ids": ids, "attention_mask": mask}, 2)
+    assert [list(rows) for rows, _ in parts] == [[1, 4], [2, 5, 0, 3]]  # 2 x 10 and 4 x 5 padded tokens
+    assert [p["input_ids"].shape for _, p in parts] == [(2, 10), (4, 5)]
+    assert (parts[1][1]["input_ids"] == ids[[2, 5, 0, 3], :5]).all()
+    four = split_rows({"input_ids": ids, "attention_mask": mask}, 4)
+    assert sorted(r for rows, _ in four for r in rows) == list(range(6))
+    assert [list(r) for r, _ in split_rows({"input_ids": ids[:1], "attention_mask": mask[:1]}, 2)] == [[0]]
+    unmasked = split_rows({"x": ids}, 2)
+    assert [list(r) for r, _ in unmasked] == [[0, 1, 2], [3, 4, 5]] and unmasked[0][1]["x"].shape == (3, 10)
+
+
+def test_onnx_sessions_do_not_spin_after_a_run(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from souk.models.backends import onnx_fp32_path, ort_session
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    session = ort_session(onnx_fp32_path(model_card(str(tiny_encoder))), threads=2)
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_streamed_openvino_splits_rows_across_streams_and_keeps_their_order(tiny_encoder, tmp_path, monkeypatch):
     pytest.importorskip("openvino")
     from souk.models.backends import StreamedModel, load_tokenizer, onnx_fp32_path, run_batches
@@ -176,6 +222,9 @@ def test_streamed_openvino_splits_rows_across_streams_and_keeps_their_order(tiny
     inputs = {"input_ids": ids, "attention_mask": mask}
     np.testing.assert_allclose(two(inputs), one(inputs), atol=1e-5)  # 5 rows over 2 streams, in order
     np.testing.assert_allclose(two({k: v[:1] for k, v in inputs.items()}), one(inputs)[:1], atol=1e-5)
+    mask[:, 5:] = 0  # mostly padding: each stream's part runs at its own width, rows still in order
+    mask[0, 2:] = 0
+    np.testing.assert_allclose(two(inputs), one(inputs), atol=1e-5)
     tok = load_tokenizer(str(tiny_encoder), 32)
     forward = BACKENDS["openvino-fp32"].load(card)
     assert hasattr(forward, "map_batches")  # a whole job goes to the streams at once

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from souk.cli.main import app
 from souk.errors import ConfigError
 from souk.index import Index
+from souk.models.cross_encoder import PATHS
 from souk.models.store import ModelStore
 from souk.ranking.pipeline import build_pipeline
 from souk.ranking.stage import StageUnavailable
@@ -25,8 +26,13 @@ def last_json(*args) -> dict:
 
 
 @pytest.fixture()
-def active(tiny_cross):
+def active(tiny_cross, monkeypatch):
+    """The tiny fitted cross-encoder, active, and scored whatever weight its fit gave the mix (on the tiny dev
+    set the fit may choose weight 0, which skips the model: these tests are about scoring the pairs)."""
+    from souk.models.cross_encoder import Combination
+
     ModelStore(tiny_cross["index"]).activate(tiny_cross["outcome"].model)
+    monkeypatch.setattr(Combination, "reads_cross", property(lambda self: True))
     return tiny_cross
 
 
@@ -58,6 +64,27 @@ def test_rerank_many_scores_every_query_in_one_pass_as_each_alone(active):
         assert a.ranking.ids == b.ranking.ids
         np.testing.assert_allclose(a.ranking.signal("cross_model"), b.ranking.signal("cross_model"),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_mixed_at_weight_zero_is_not_run_and_the_prior_order_stands(active, monkeypatch):
+    from souk.models.cross_encoder import Combination
+
+    monkeypatch.undo()
+    assert not Combination(weight=0.0).reads_cross and Combination(weight=0.1).reads_cross
+    pipe = build_pipeline("rerank", Index.open(active["index"]))
+    cross = pipe.steps[0].stage
+    calls: list[int] = []
+    score_pairs = cross.model.score_pairs
+    cross.model.score_pairs = lambda pairs: calls.append(len(pairs)) or score_pairs(pairs)
+    cross.model.combination = Combination(weight=0.0)
+    try:
+        run = pipe.run(pipe.plan("t5 green"), 30)
+    finally:
+        del cross.model.score_pairs
+    assert calls == []
+    head = run.ranking.top(20)
+    assert list(head.ids) == list(run.stages[0].ranking.top(20).ids)
+    assert np.isnan(head.signal("cross_model")).all()
 
 
 def test_concurrent_searches_share_the_cross_encoders_passes(active):
@@ -107,9 +134,15 @@ def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
     result = last_json("eval", "--index", active["index"], "--dataset", active["collection"], "--split", "dev",
                        "--pipeline", "rerank", "--json")
     assert result["pipeline"] == "rerank" and result["queries"] == 36 and result["ndcg@10"] >= 0.9  # measured 0.99
-    assert result["p50_ms"] > 0
+    assert result["p50_ms"] > 0 and result["stage_p50_ms"]["cross"] > 0
+    assert result["stage_paths"]["cross"] in PATHS  # the path the scores came from
     full = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "full", "--json")
     assert "cross" in full["timings_ms"]
+    stats = last_json("stats", "--index", active["index"], "--json")  # the path this machine measured for it
+    assert stats["cross"]["model"] == active["outcome"].model
+    assert stats["cross"]["backend"] in PATHS and stats["cross"]["backend"] in stats["cross"]["measured"]
+    shown = runner.invoke(app, ["stats", "--index", str(active["index"])])
+    assert shown.exit_code == 0 and "pairs/s" in shown.output
 
 
 def test_the_fitted_cross_encoder_ranks_the_relevant_document_far_above_chance(active):
@@ -225,3 +258,26 @@ def test_a_damaged_cross_encoder_turns_the_stage_off_and_full_still_answers(acti
     assert [x for x in result.stderr.splitlines() if x.strip()] == [f"error: {e.value}"]
     found = last_json("search", "t5 green", "--index", str(path), "--pipeline", "full", "--json")
     assert found["hits"] and any("stage cross skipped" in n for n in found["notes"])
+
+
+def test_the_stage_measures_its_paths_on_the_index_documents(active, monkeypatch, tmp_path):
+    from souk.models import cross_encoder
+    from souk.ranking.rerank import probe_triples
+
+    index = Index.open(active["index"])
+    searcher = index.searcher()
+    triples = probe_triples(searcher, {"title": "title", "text": []}, n=5)
+    titles = [t for _, t, _ in triples]
+    assert len(triples) == 10 and titles[0::2] == titles[1::2] and all(titles)
+    assert all(q == " ".join(t.split()[:3]) for q, t, _ in triples[0::2])  # its own title's words, then another's
+    assert triples[1][0] == triples[2][0]
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    path = active["index"] / "models" / active["outcome"].model
+    assert cross_encoder.measured_path(path) is None
+    monkeypatch.setattr(cross_encoder, "offered_paths", lambda: {n: None if n == "torch-fp32" else "off"
+                                                                 for n in cross_encoder.PATHS})
+    pipe = build_pipeline("rerank", index)  # the stage sets the probe; the loaded model may be cached already
+    model = pipe.steps[0].stage.model
+    verdict = cross_encoder.choose_path(path, model.packer)
+    assert verdict["probe"] == "documents" and verdict["pairs"] == 2 * min(len(searcher.ids()), 24)
+    assert cross_encoder.measured_path(path)["backend"] == "torch-fp32"

@@ -135,6 +135,9 @@ class FaissParams:
     nprobe: int = field(default=16, metadata=option_check(lambda v: 1 <= v <= 100_000, "an integer in 1..100000"))
 
 
+SPLIT_FROM = 4  # queries in one search from which FAISS's OpenMP threads share the work
+
+
 class FaissBackend:
     """A FAISS index over document keys; the kind (`params["index"]`) is one of `INDEX_TYPES`.
 
@@ -175,8 +178,22 @@ class FaissBackend:
         self.index.remove_ids(sel)
 
     def search(self, queries: np.ndarray, k: int, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and scores of the `k` nearest per query. A search of fewer than `SPLIT_FROM` queries runs on
+        this thread alone: FAISS's OpenMP team for one query's scan spins against other processes' work (flat,
+        54,667 x 384 at load 4 on 2 cores: 47 ms median with 2 threads, 11 ms with 1)."""
         import faiss
 
+        if len(queries) >= SPLIT_FROM:
+            return self._search(faiss, queries, k, filters)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # OpenMP's thread count is this thread's own setting: others keep theirs
+        try:
+            return self._search(faiss, queries, k, filters)
+        finally:
+            faiss.omp_set_num_threads(threads)
+
+    def _search(self, faiss: Any, queries: np.ndarray, k: int,
+                filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
         if filters is None:
             scores, keys = self.index.search(queries, k, params=self.kind.params(faiss, self.params, None))
             return keys, scores
