@@ -229,7 +229,8 @@ async function start() {
   for (const p of config.pipelines) $("pipeline").append(el("option", { value: p, text: p }));
   $("sort").value = state.sort;
   $("pipeline").value = state.pipeline;
-  $("q").value = state.q;
+  const typed = $("q").value;  // what a shopper typed while /config loaded: kept and searched, not overwritten
+  if (typed && typed !== state.q) { state.q = typed; state.page = 1; } else $("q").value = state.q;
   $("q").addEventListener("compositionstart", () => { composing = true; });
   $("q").addEventListener("compositionend", () => { composing = false; scheduleSearch(); });
   $("q").addEventListener("input", scheduleSearch);
