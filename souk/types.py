@@ -55,7 +55,7 @@ class Ranking:
 
     def pairs(self) -> list[tuple[str, float]]:
         """(id, score) tuples, convenient for run files and printing."""
-        return list(zip(self.ids, np.asarray(self.scores, dtype=np.float64).tolist()))
+        return list(zip(self.ids, np.asarray(self.scores).tolist()))  # (float32 -> float is exact)
 
     @classmethod
     def empty(cls) -> "Ranking":

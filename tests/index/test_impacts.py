@@ -127,3 +127,23 @@ def test_both_sums_keep_tantivys_ranking_through_ties_at_the_kth_score(tmp_path,
             assert np.allclose(got.scores, want.scores, rtol=1e-5), (q, k)
             assert len(set(got.scores.tolist())) < len(got.ids), (q, k)  # ties
     assert fast._impacts._buffers or dense  # the sparse sums gave their buffer back
+
+
+def test_accumulate_sums_the_weighted_postings_of_any_terms_in_place():
+    """The one-call sum (scipy's CSC product over each term's own range) equals a plain per-posting sum: terms given
+    in any order, far apart or adjacent, a duplicate query term weighing twice; nothing else in the buffer moves."""
+    from souk.index.impacts import FieldImpacts, _accumulate
+
+    rng = np.random.default_rng(3)
+    n, vocab = 50, 12
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 8, n))])
+    tokens = rng.integers(0, vocab, offsets[-1])
+    f = FieldImpacts.of(offsets, tokens, vocab, 1.0)
+    for weights in ({3: 1.0}, {0: 1.0, 11: 2.0}, {5: 1.0, 4: 1.0, 9: 1.0}, {7: 3.0, 1: 1.0, 6: 1.0, 2: 2.0}):
+        want = np.full(n, 0.5)
+        for t, w in weights.items():
+            a, b = f.starts[t], f.starts[t + 1]
+            np.add.at(want, f.rows[a:b], w * f.scores[a:b])
+        got = np.full(n, 0.5)
+        _accumulate(f, weights, got)
+        assert np.array_equal(got, want), weights
