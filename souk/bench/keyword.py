@@ -4,7 +4,8 @@ Both sides see identical analyzed terms (souk's analyzer); both are timed from r
 analysis cost counts on both sides. souk answers from its impacts (`Searcher.prepare_bm25`: postings scored
 once per commit, as bm25s scores them at index time); building them counts in souk's index time. Queries run
 one at a time on one thread, as a server answers them, interleaved query by query between the two sides so that
-machine noise falls on both alike.
+machine noise falls on both alike. `cpu_ratio` is the same ratio in this thread's CPU seconds (the clock read
+around each query on both sides): on a shared machine it moves less with the load than wall-clock time.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
     return {
         "dataset": str(dataset), "split": split, "docs": len(records), "queries": len(queries),
         "qps": round(n / souk_s, 1), "peer_qps": round(n / peer_s, 1), "ratio": round(peer_s / souk_s, 3),
+        "cpu_ratio": round(seconds["peer_cpu"] / max(seconds["souk_cpu"], 1e-9), 3),
         "index_docs_per_s": round(len(records) / index_s, 1),
         "peer_index_docs_per_s": round(len(records) / peer_index_s, 1),
         "impacts": impacts, "impacts_s": round(prepare_s, 3),
@@ -77,17 +79,20 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
 
 def _interleaved(sides: dict, queries: list[tuple[str, str]], repeat: int) -> tuple[dict, dict]:
     """Run every query on every side, alternating which side goes first, so that machine noise
-    (other processes, frequency changes) falls on both sides alike. Returns runs and seconds per side."""
+    (other processes, frequency changes) falls on both sides alike. Returns runs, and seconds per side (wall clock
+    under the side's name, this thread's CPU under `<name>_cpu`)."""
     runs: dict[str, dict] = {name: {} for name in sides}
     seconds = {name: 0.0 for name in sides}
+    cpu = {f"{name}_cpu": 0.0 for name in sides}
     order = list(sides)
     for r in range(repeat):
         for i, (qid, text) in enumerate(queries):
             for name in order if (i + r) % 2 == 0 else order[::-1]:
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 runs[name][qid] = sides[name](text)
                 seconds[name] += time.perf_counter() - t0
-    return runs, seconds
+                cpu[f"{name}_cpu"] += time.thread_time() - c0
+    return runs, {**seconds, **cpu}
 
 
 class _Peer:

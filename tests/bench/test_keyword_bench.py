@@ -5,7 +5,7 @@ import pytest
 from support import FIXTURES, needs_shared, DATA, run_souk
 
 KEYS = {"qps", "peer_qps", "ratio", "ndcg_delta", "index_docs_per_s", "peer_index_docs_per_s", "ndcg@10",
-        "peer_ndcg@10", "rss_mb"}
+        "peer_ndcg@10", "rss_mb", "cpu_ratio"}
 
 
 @pytest.mark.slow
@@ -14,6 +14,7 @@ def test_bench_keyword_json_on_fixture():
                               "--json").stdout.splitlines()[-1])
     assert KEYS <= set(out)
     assert out["queries"] == 4  # q5 has no relevant judgment and is skipped
+    assert out["cpu_ratio"] > 0
     assert abs(out["ndcg@10"] - out["peer_ndcg@10"]) < 0.05
     assert out["ndcg_delta"] == round(out["ndcg@10"] - out["peer_ndcg@10"], 4)
 
