@@ -55,7 +55,8 @@ class Ranking:
 
     def pairs(self) -> list[tuple[str, float]]:
         """(id, score) tuples, convenient for run files and printing."""
-        return list(zip(self.ids, np.asarray(self.scores).tolist()))  # (float32 -> float is exact)
+        scores = np.asarray(self.scores)  # (float32's tolist gives the same floats as a float64 copy would)
+        return list(zip(self.ids, (scores if scores.dtype.kind == "f" else scores.astype(np.float64)).tolist()))
 
     @classmethod
     def empty(cls) -> "Ranking":
