@@ -105,6 +105,9 @@ MAX_IMPACT_TOKENS = 20_000_000
 """Analyzed tokens of a commit's search fields up to which `Searcher.bm25` builds impacts (16 bytes a posting:
 a row and an f64 score, at most ~320 MB; a few times that while building); larger indexes keep answering from
 tantivy alone."""
+MAX_IMPACT_VIEWS = 20_000
+"""Query terms whose postings one field's impacts keep at hand (`FieldImpacts.views`, ~0.5 KB each: ~10 MB); past
+it the field forgets them all and starts again (a server's long tail of words cannot grow it without end)."""
 
 # ---- user dictionaries (jieba words; `souk.analysis.user_words`) ----------------------------------
 MAX_USER_DICT_BYTES = 4 * 1_048_576

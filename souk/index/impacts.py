@@ -1,7 +1,5 @@
 """Impacts: each search field's postings with their BM25 scores computed once per commit, so that a plain
-"any word" BM25 query is one summing call over the query terms' postings (scipy's CSC matrix-vector product,
-read in place: `_accumulate`) and a top-k selection instead of a tantivy query. Nothing is cached per term or
-per query (a term's postings are two list reads away).
+"any word" BM25 query is a few array slices and one `bincount` instead of a tantivy query.
 
 Built from the term store (`souk.index.terms`: every document's analyzed terms per search field, as indexed),
 scored exactly as tantivy scores them: k1 = 1.2, b = 0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5)), document
@@ -15,13 +13,12 @@ takes this path only for plain queries and asks tantivy otherwise.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy.sparse._sparsetools import csc_matvec as _csc_matvec  # (scipy pinned; tests check its sums)
 
-from souk.limits import MAX_IMPACT_TOKENS
+from souk.limits import MAX_IMPACT_TOKENS, MAX_IMPACT_VIEWS
 
 K1, B = 1.2, 0.75
 FLOOR_K = 100  # per term, its FLOOR_K-th best score: a floor under a query's k-th best total, for k <= FLOOR_K
@@ -45,13 +42,28 @@ FIELD_NORMS = _field_norms()
 @dataclass
 class FieldImpacts:
     """One field: term id t's postings are `rows[starts[t]:starts[t + 1]]` (document rows, ascending) with their
-    boosted scores at the same positions of `scores` (f32 values held as f64: summed without a conversion per query,
-    and exactly: a handful of f32 values add up in f64 without rounding, so the order of terms does not matter)."""
+    boosted scores at the same positions of `scores` (f32 values held as f64: `bincount` and `add.at` sum them
+    without a conversion per query)."""
 
     starts: list[int]  # vocabulary size + 1 (Python ints: slicing with them is quicker than with numpy scalars)
-    rows: np.ndarray  # int64 (the index type numpy's scatter and gather and scipy's products take as is)
+    rows: np.ndarray  # intp (the index type numpy's scatter and gather take without a copy)
     scores: np.ndarray  # float64 holding f32 values
     floors: list[float]  # per term id, its FLOOR_K-th best score (0.0 below FLOOR_K documents)
+    # term -> (rows, scores, floor) of the terms queries asked for: one dictionary read per query term (at most
+    # MAX_IMPACT_VIEWS of them: then forgotten all at once, which a dictionary read racing it in another thread
+    # survives, and asked for again)
+    views: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+
+    def view(self, term: str, term_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """The postings of `term` (None when this field holds it nowhere), remembered in `views`."""
+        tid = term_index.get(term)
+        if tid is None or self.starts[tid] == self.starts[tid + 1]:
+            return None
+        a, b = self.starts[tid], self.starts[tid + 1]
+        if len(self.views) >= MAX_IMPACT_VIEWS:
+            self.views.clear()
+        out = self.views[term] = (self.rows[a:b], self.scores[a:b], self.floors[tid])
+        return out
 
     @classmethod
     def of(cls, offsets: np.ndarray, tokens: np.ndarray, vocab_size: int, boost: float) -> "FieldImpacts":
@@ -80,7 +92,7 @@ class FieldImpacts:
             for t in (df >= FLOOR_K).nonzero()[0].tolist():
                 seg = scores[starts[t]:starts[t + 1]]
                 floors[t] = np.partition(seg, len(seg) - FLOOR_K)[len(seg) - FLOOR_K]
-        return cls(starts.tolist(), row.astype(np.int64), scores.astype(np.float64), floors.tolist())
+        return cls(starts.tolist(), row.astype(np.intp), scores.astype(np.float64), floors.tolist())
 
 
 class Impacts:
@@ -91,7 +103,7 @@ class Impacts:
         self._term = term_index
         self._ids = np.asarray(ids, dtype=object)
         self.num_docs = len(ids)
-        self._buffers: list[np.ndarray] = []  # sparse sums' buffers (see `_sparse_sum`)
+        self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # sparse sums' buffers (see `_sparse_sum`)
 
     @classmethod
     def of(cls, store, schema, plan: Sequence[tuple[str, object, float]]) -> "Impacts | None":
@@ -113,87 +125,65 @@ class Impacts:
 
     def top(self, terms_by_field: dict[str, list[str]], k: int) -> tuple[list[str], np.ndarray]:
         """The `k` best documents (ids, scores, best first) for the query's terms per field."""
-        if k <= 0:
-            return [], np.zeros(0, dtype=np.float32)
-        index = self._term
-        picked = []  # (field, term ids, weights): a field's distinct query terms, duplicates weighing more
+        rows_of, scores_of = [], []
         floor = 0.0  # FLOOR_K documents hold one of the query's terms with at least this score: so do the top k
-        postings = 0
         for name, terms in terms_by_field.items():
             f = self.fields.get(name)
             if f is None:
                 continue
-            starts, floors = f.starts, f.floors
-            weights: dict[int, float] = {}
+            views = f.views
             for t in terms:
-                tid = index.get(t)
-                if tid is not None and starts[tid] != starts[tid + 1]:
-                    weights[tid] = weights.get(tid, 0.0) + 1.0
-            for tid in weights:
-                postings += starts[tid + 1] - starts[tid]
-                if floors[tid] > floor:
-                    floor = floors[tid]
-            if weights:
-                picked.append((f, weights))
-        if not picked:
+                v = views.get(t) or f.view(t, self._term)
+                if v is not None:
+                    rows_of.append(v[0])
+                    scores_of.append(v[1])
+                    if v[2] > floor:
+                        floor = v[2]
+        if not rows_of or k <= 0:
             return [], np.zeros(0, dtype=np.float32)
         if not (0 < floor and k <= FLOOR_K):
             floor = 0.0
         ascending = True  # candidates in row order (the stable sort below then breaks ties as tantivy does)
-        if len(picked) == 1 and len(picked[0][1]) == 1:  # one posting list: one entry per document already
-            f, weights = picked[0]
-            (tid, w), = weights.items()
-            cand, sc = f.rows[f.starts[tid]:f.starts[tid + 1]], f.scores[f.starts[tid]:f.starts[tid + 1]]
-            if w != 1.0:
-                sc = sc * w
-        elif DENSE * postings >= self.num_docs:  # dense: one sum over every row (scifact: 4k postings, 5k docs)
-            total = np.zeros(self.num_docs, dtype=np.float64)
-            for f, weights in picked:
-                _accumulate(f, weights, total)
-            # (a boolean mask: nonzero() on floats measured several times slower; the floor leaves a few
-            # hundred candidates of thousands)
-            cand = (total >= floor).nonzero()[0] if floor else (total > 0).nonzero()[0]
-            sc = total[cand]
-        else:  # sparse (homedepot: 3k postings, 55k docs): summed in a reused buffer, read back per posting
-            cand, sc = self._sparse_sum(picked, floor)
-            ascending = False
+        if len(rows_of) == 1:  # one posting list: one entry per document already
+            cand, sc = rows_of[0], scores_of[0]
+        else:
+            rows = np.concatenate(rows_of)
+            scores = np.concatenate(scores_of)
+            if DENSE * len(rows) >= self.num_docs:  # dense: one sum over every row (scifact: 4k postings, 5k docs)
+                total = np.bincount(rows, scores, minlength=self.num_docs)
+                # (a boolean mask: nonzero() on floats measured several times slower; the floor leaves a few
+                # hundred candidates of thousands)
+                cand = (total >= floor).nonzero()[0] if floor else (total > 0).nonzero()[0]
+                sc = total[cand]
+            else:  # sparse (homedepot: 3k postings, 55k docs): summed in a reused buffer, read back per posting
+                cand, sc = self._sparse_sum(rows, scores, floor)
+                ascending = False
         sc = sc.astype(np.float32)
         if len(cand) > k:  # the k best and every document tied with the k-th (the lowest rows win ties below)
-            keep = sc >= np.partition(sc, len(sc) - k)[len(sc) - k]
+            part = sc.copy()
+            part.partition(len(sc) - k)
+            keep = (sc >= part[len(sc) - k]).nonzero()[0]
             cand, sc = cand[keep], sc[keep]
         order = (np.argsort(-sc, kind="stable") if ascending else np.lexsort((cand, -sc)))[:k]
         return self._ids[cand[order]].tolist(), sc[order]
 
-    def _sparse_sum(self, picked: list, floor: float) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct rows holding the picked terms whose summed scores reach `floor` (are positive without one), with
-        the sums: no array of every document allocated per query (a buffer per thread, taken from a pool). Each
-        term's postings read the sums and zero them, so a document holding several terms is read once."""
-        acc = self._buffers.pop() if self._buffers else np.zeros(self.num_docs, dtype=np.float64)
-        for f, weights in picked:
-            _accumulate(f, weights, acc)
-        parts, totals = [], []
-        for f, weights in picked:
-            for t in weights:
-                r = f.rows[f.starts[t]:f.starts[t + 1]]
-                parts.append(r)
-                totals.append(acc[r])
-                acc[r] = 0.0
-        self._buffers.append(acc)  # (zero again; a query failing half-way leaves its buffer out of the pool)
-        rows, total = np.concatenate(parts), np.concatenate(totals)
-        keep = (total >= floor).nonzero()[0] if floor else (total > 0).nonzero()[0]
-        return rows[keep], total[keep]
-
-
-def _accumulate(f: FieldImpacts, weights: dict[int, float], total: np.ndarray) -> None:
-    """total[row] += weight * score for every posting of the weighted terms, in one C loop: scipy's CSC
-    matrix-vector product over the term ids' own (start, end) ranges of `f`'s postings, read in place (no
-    concatenation). Ranges go by descending start: the range between two terms' ranges (end of one, start of the
-    next) then runs backwards, which the loop skips, and its weight is 0 anyway."""
-    tids = sorted(weights, reverse=True)
-    starts = f.starts
-    bounds: list[int] = []
-    x: list[float] = []
-    for t in tids:
-        bounds += (starts[t], starts[t + 1])
-        x += (weights[t], 0.0)
-    _csc_matvec(len(total), len(x) - 1, np.array(bounds, dtype=np.int64), f.rows, f.scores, np.array(x), total)
+    def _sparse_sum(self, rows: np.ndarray, scores: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct rows of `rows` (postings of several terms) whose summed scores reach `floor`, with the sums:
+        no array of every document allocated per query (a buffer per thread, taken from a pool and zeroed after)."""
+        try:
+            acc, mark = self._buffers.pop()
+        except IndexError:
+            acc, mark = np.zeros(self.num_docs, dtype=np.float64), np.zeros(self.num_docs, dtype=np.intp)
+        try:
+            np.add.at(acc, rows, scores)
+            total = acc[rows]
+            acc[rows] = 0.0
+            if floor:
+                keep = (total >= floor).nonzero()[0]
+                rows, total = rows[keep], total[keep]
+            pos = np.arange(len(rows))
+            mark[rows] = pos  # one position per document survives the scatter: keep that one
+            first = (mark[rows] == pos).nonzero()[0]
+            return rows[first], total[first]
+        finally:
+            self._buffers.append((acc, mark))

@@ -129,21 +129,19 @@ def test_both_sums_keep_tantivys_ranking_through_ties_at_the_kth_score(tmp_path,
     assert fast._impacts._buffers or dense  # the sparse sums gave their buffer back
 
 
-def test_accumulate_sums_the_weighted_postings_of_any_terms_in_place():
-    """The one-call sum (scipy's CSC product over each term's own range) equals a plain per-posting sum: terms given
-    in any order, far apart or adjacent, a duplicate query term weighing twice; nothing else in the buffer moves."""
-    from souk.index.impacts import FieldImpacts, _accumulate
 
-    rng = np.random.default_rng(3)
-    n, vocab = 50, 12
-    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 8, n))])
-    tokens = rng.integers(0, vocab, offsets[-1])
-    f = FieldImpacts.of(offsets, tokens, vocab, 1.0)
-    for weights in ({3: 1.0}, {0: 1.0, 11: 2.0}, {5: 1.0, 4: 1.0, 9: 1.0}, {7: 3.0, 1: 1.0, 6: 1.0, 2: 2.0}):
-        want = np.full(n, 0.5)
-        for t, w in weights.items():
-            a, b = f.starts[t], f.starts[t + 1]
-            np.add.at(want, f.rows[a:b], w * f.scores[a:b])
-        got = np.full(n, 0.5)
-        _accumulate(f, weights, got)
-        assert np.array_equal(got, want), weights
+def test_the_postings_kept_at_hand_stay_bounded_and_answers_stay_tantivys(pair, monkeypatch):
+    """`FieldImpacts.views` remembers the terms queries asked for, at most MAX_IMPACT_VIEWS per field (then forgets
+    them all): a long tail of words cannot grow it without end, and queries answer the same throughout."""
+    import souk.index.impacts as impacts
+
+    plain, fast = pair
+    monkeypatch.setattr(impacts, "MAX_IMPACT_VIEWS", 3)
+    for f in fast._impacts.fields.values():
+        f.views.clear()  # (earlier tests asked for terms under the real bound)
+    for _ in range(2):
+        for q in QUERIES + ["tea", "green tea cake", "sweet milk box", "dark chocolate"]:
+            want, got = plain.bm25(q, 10), fast.bm25(q, 10)
+            assert got.ids == want.ids, q
+            assert all(len(f.views) <= 3 for f in fast._impacts.fields.values()), q
+    assert any(f.views for f in fast._impacts.fields.values())
