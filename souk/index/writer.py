@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 ON_ERROR = ("fail", "skip")
 MAX_REPORTED = 50
 PROGRESS_EVERY = 256  # records between calls of `add`'s progress callback
+MIN_TICKS = 10  # clock ticks (10 ms each, usually) a core must pass before its idle share is read (`idle_cores`)
 MAX_SEEN_IDS = 2_000_000  # ids a writer of a new index remembers to skip deletes (beyond: it deletes before each add)
 TURN_FILE = ".souk-write-turn"
 
@@ -422,11 +423,41 @@ def spare_cores(cores: int) -> int:
     return max(0, cores - 1 - int(load))
 
 
+def cpu_times(cpus: set[int]) -> tuple[int, int] | None:
+    """(idle, total) clock ticks so far of the CPUs in `cpus` (Linux's /proc/stat; idle counts I/O wait), or None
+    where there is no such file or it names none of them."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except (OSError, ValueError):
+        return None
+    idle = total = 0
+    for line in lines:
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *ticks = line.split()
+            if int(name[3:]) in cpus:
+                # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+                values = [int(t) for t in ticks[:8]]
+                idle += values[3] + values[4]
+                total += sum(values)
+    return (idle, total) if total else None
+
+
+def idle_cores(before: tuple[int, int], after: tuple[int, int], cpus: int) -> float | None:
+    """How many of `cpus` cores stood idle between two `cpu_times` samples; None when under MIN_TICKS ticks a core
+    passed (the count is too coarse to tell yet)."""
+    ticks = after[1] - before[1]
+    if ticks < MIN_TICKS * cpus:
+        return None
+    return cpus * (after[0] - before[0]) / ticks
+
+
 class AnalysisPool:
     """Analysis of a bulk load's batches in worker processes (`souk.analysis.worker`) while this process
-    validates, writes and reads on. Workers: `workers`, else SOUK_ANALYSIS_WORKERS, else the spare cores
-    (`spare_cores`, at most `MAX_WORKERS`); they start once one `add` has filled `BULK_BATCHES` batches, so small
-    writes (a server's upserts, a small catalog) never pay their start-up, and take batches once they answer;
+    validates, writes and reads on. Workers: `workers`, else SOUK_ANALYSIS_WORKERS, else the cores that stood idle
+    while this process filled its first batches (`cpu_times`, `idle_cores`; where those cannot be read, the load
+    average's `spare_cores`), at most `MAX_WORKERS`; they start once one `add` has filled `BULK_BATCHES` batches, so
+    small writes (a server's upserts, a small catalog) never pay their start-up, and take batches once they answer;
     until then, and whenever a worker holds `PER_WORKER` batches, this process analyzes the batch itself. A
     failed worker means its batch is analyzed here and no worker is used again.
     Misuse: sharing one pool between writers (each writer closes its own)."""
@@ -441,14 +472,30 @@ class AnalysisPool:
     AHEAD = 8  # batches per worker not yet written before this process waits for the oldest
 
     def __init__(self, workers: int | None = None):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+        cores = self._cores = len(cpus)
         env = os.environ.get("SOUK_ANALYSIS_WORKERS")
+        # the CPU times the idle cores are measured from, when the workers would start (None: decided already)
+        self._cpus, self._since = cpus, None
         if workers is None:
-            workers = int(env) if env and env.isdigit() else min(spare_cores(cores), self.MAX_WORKERS)
-        self.workers = max(0, min(workers, max(cores, 2) - 1))
+            if env and env.isdigit():
+                workers = int(env)
+            else:
+                workers = min(spare_cores(cores), self.MAX_WORKERS)  # (kept where the CPU times cannot be read)
+                self._since = cpu_times(cpus)
+        self._workers = max(0, min(workers, max(cores, 2) - 1))
         self._started: list[Any] = []  # `souk.analysis.worker.Worker`s
         self._bulk = 0  # bulk batches seen
         self.given = 0  # batches given to workers
+
+    @property
+    def workers(self) -> int:
+        """Workers this pool starts (or started)."""
+        return self._workers
+
+    @workers.setter
+    def workers(self, n: int) -> None:  # (a number set here is kept: nothing measured replaces it)
+        self._workers, self._since = n, None
 
     @property
     def ahead(self) -> int:
@@ -462,14 +509,29 @@ class AnalysisPool:
         from souk.analysis.batch import analyze_columns
 
         args = (specs, user_dict, columns)
-        if specs and bulk and self.workers > 0 and len(columns[0]) >= self.MIN_ROWS:
+        if specs and bulk and len(columns[0]) >= self.MIN_ROWS:
             self._bulk += 1
-            if self._bulk >= self.BULK_BATCHES:
+            if self._bulk >= self.BULK_BATCHES and self._measured() and self.workers > 0:
                 worker = self._idle_worker()
                 if worker is not None:
                     self.given += 1
                     return Terms(future=worker.submit(*args), args=args)
         return Terms(analyze_columns(*args) if specs else [])
+
+    def _measured(self) -> bool:
+        """Whether the number of workers is settled: by default the cores that stood idle beside this process while
+        it read and analyzed the first batches (the 1-minute load average counts this very process once it has
+        run a while, and a quiet 2-core box then looked busy); False while too little time has passed to tell."""
+        if self._since is None:
+            return True
+        now = cpu_times(self._cpus)
+        idle = None if now is None else idle_cores(self._since, now, self._cores)
+        if idle is None and now is not None:
+            return False  # (this batch is analyzed here; measured again at the next)
+        if idle is not None:
+            self._workers = max(0, min(int(idle + 0.5), self.MAX_WORKERS, max(self._cores, 2) - 1))
+        self._since = None
+        return True
 
     def _idle_worker(self) -> Any:
         """The ready worker with the fewest batches, if it has fewer than `PER_WORKER` (starting the workers first)."""

@@ -125,3 +125,43 @@ def test_no_process_to_be_had_means_analysis_here(monkeypatch):
     pool = AnalysisPool(workers=1)
     terms = [pool.submit(SPECS, None, COLUMNS, bulk=True) for _ in range(3)]
     assert all(t.result() == analyze_columns(SPECS, None, COLUMNS) for t in terms) and pool.workers == 0
+
+
+def test_default_workers_are_the_cores_that_stood_idle_while_the_first_batches_filled(monkeypatch):
+    """The CPU times (the seam: /proc/stat) say how many cores idled beside this process; the load average, which
+    counts this very process once it has run a while, is only the fallback where they cannot be read."""
+    from souk.index import writer
+
+    monkeypatch.delenv("SOUK_ANALYSIS_WORKERS", raising=False)
+    monkeypatch.setattr(writer.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(writer.os, "getloadavg", lambda: (1.2, 1.2, 1.2))  # the load average alone: no worker
+    started = []
+    monkeypatch.setattr(AnalysisPool, "_idle_worker", lambda self: started.append(self.workers))  # (none started)
+    # a start, a sample too soon to tell (8 ticks on 2 cores), then half of the 2 cores idle since the start
+    cases = [([(0, 0), (3, 8), (100, 200)], 1), ([(0, 0), (10, 200)], 0), ([None, None], 0), ([(0, 0), None], 0)]
+    for samples, expected in cases:
+        feed = iter(samples)
+        monkeypatch.setattr(writer, "cpu_times", lambda cpus: next(feed))
+        pool, started[:] = AnalysisPool(), []
+        assert pool.workers == 0  # (the load average's guess until measured)
+        terms = [pool.submit(SPECS, None, COLUMNS, bulk=True) for _ in range(4)]
+        assert pool.workers == expected, samples
+        assert started == ([1, 1] if expected else []), samples  # (batches 3 and 4 asked for a worker)
+        assert all(t.result() == analyze_columns(SPECS, None, COLUMNS) for t in terms)
+
+
+def test_cpu_times_read_this_machines_cores():
+    from souk.index.writer import cpu_times, idle_cores
+
+    cpus = os.sched_getaffinity(0)
+    before = cpu_times(cpus)
+    if before is None:  # (no /proc/stat: not Linux)
+        return
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        pass
+    after = cpu_times(cpus)
+    assert after is not None and after[1] > before[1] and after[0] >= before[0]
+    idle = idle_cores(before, after, len(cpus))
+    assert idle is None or 0 <= idle <= len(cpus) - 0.5  # this loop kept one core busy
+    assert cpu_times({10**6}) is None
