@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 ON_ERROR = ("fail", "skip")
 MAX_REPORTED = 50
 PROGRESS_EVERY = 256  # records between calls of `add`'s progress callback
+IDLE_ROUND = 0.7  # idle cores measured round up to a worker from 0.3 of a core
 MIN_TICKS = 10  # clock ticks (10 ms each, usually) a core must pass before its idle share is read (`idle_cores`)
 MAX_SEEN_IDS = 2_000_000  # ids a writer of a new index remembers to skip deletes (beyond: it deletes before each add)
 TURN_FILE = ".souk-write-turn"
@@ -528,8 +529,8 @@ class AnalysisPool:
         idle = None if now is None else idle_cores(self._since, now, self._cores)
         if idle is None and now is not None:
             return False  # (this batch is analyzed here; measured again at the next)
-        if idle is not None:
-            self._workers = max(0, min(int(idle + 0.5), self.MAX_WORKERS, max(self._cores, 2) - 1))
+        if idle is not None:  # (a core idle 30% of the time gives a worker a share: tantivy's thread has the rest)
+            self._workers = max(0, min(int(idle + IDLE_ROUND), self.MAX_WORKERS, max(self._cores, 2) - 1))
         self._since = None
         return True
 
