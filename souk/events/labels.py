@@ -253,16 +253,24 @@ def posterior_grades(obs: Observations, model: ClickModel, prior: tuple[float, f
 
 GRADINGS = {"posterior": posterior_grades, "ips": ips_grades}
 
-# Position-debiased lambdarank (Unbiased LambdaMART: Hu, Wang, Peng, Li, WWW 2019; LightGBM's `position` of a
-# Dataset with `lambdarank_position_bias_regularization`, 4.1+): besides the model, boosting learns a bias factor per
-# logged position and divides each pair's lambda by them, so the ltr fitted from clicks is not pushed to copy where the
-# log showed documents. Each (query, document) pair carries the smallest position it was shown at (`ClickDataset`);
-# candidates recall found but the log never showed share one more position, `UNSHOWN_POSITION` (its factor learns how
-# little their 0 grade says). Measured on the split of the comment by `LTR_ROUNDS` (offline replica, 20,000 searches
-# with page-2 shoppers at 0.3; mean of train-query splits 1 and 2): without it 0.3991 at 300 rounds; with it and no
-# regularisation 0.3995 at 100 rounds, falling to 0.3824 at 300 (the factors run away); regularisation 1.0 0.3993 at
-# 300; 0.1 0.4005 at 200; 0.03 0.4017 at 200, 0.4004 at 300 (both splits gained, +0.003 and +0.002); with binary click
-# labels instead of the posterior grades (no regularisation) 0.3992 at 100.
+# Position-debiased lambdarank (LightGBM 4.1+: a Dataset's `position` with `lambdarank_position_bias_regularization`,
+# microsoft/LightGBM#5929, after Unbiased LambdaMART, Hu, Wang, Peng, Li, WWW 2019, which estimates position bias
+# jointly with the ranker): during boosting a learnt bias per logged position is added to each row's score (a
+# generalised additive model, the regularisation shrinking the biases) and prediction drops it, so the trees need not
+# learn where the log showed documents. Each (query, document) pair carries the smallest position it was shown at
+# (`ClickDataset`); candidates recall found but the log never showed share one more position, `UNSHOWN_POSITION` (its
+# bias absorbs part of what their 0 grade owes to never being shown). Measured on the split of the comment by
+# `LTR_ROUNDS` (offline replica, 20,000 searches with page-2 shoppers at 0.3; mean of train-query splits 1 and 2):
+# without it 0.3991 at 300 rounds (0.3982 at 200); with it and no regularisation 0.3995 at 100 rounds, falling to
+# 0.3824 at 300 (the biases run away); regularisation 1.0 0.3993 at 300; 0.1 0.4005 at 200; 0.03 0.4017 at 200, 0.4004
+# at 300 (split 1 +0.0029, split 2 +0.0024 over 300 rounds without it; a third split, 3, checked after choosing:
+# 0.3925 against 0.3908, +0.0017); with binary click labels instead of the posterior grades (no regularisation) 0.3992
+# at 100. Also measured on splits 1 and 2, not kept: recall's score as LightGBM's init_score (base margin, added again
+# at prediction) with weight 1.0 0.3994, 0.3 0.3993 (at 300 rounds, against 0.3991: the trees overturn it anyway; it
+# would also need the serving stage to add the margin); three fits on bootstrap samples of the queries, averaged,
+# split 1 only 0.3969 against 0.3960 (three times the fitting for +0.001); self-training (fit, give the unshown
+# candidates the model puts in a query's top 3 grade 1, refit once, as regression-EM relabels from its model), split 1
+# 0.3960 against 0.3960: the model trained on unshown-as-0 put only 31 unshown candidates in any top 3.
 POSITION_BIAS = 0.03  # LightGBM's lambdarank_position_bias_regularization for labels from clicks
 UNSHOWN_POSITION = MAX_POSITION + 1
 
