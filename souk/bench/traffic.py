@@ -8,6 +8,13 @@ on page 1 opens page 2 (`page=2`, same session) with probability P and examines 
 shopper who turns the page looks at what it shows first; its impressions are logged at positions 11..20). Real
 search logs have such page-2 requests; 0 (the default) is the older page-1-only shopper. Everything goes through
 the server's API, so the searches, impressions and events are the ones a shop's page would produce.
+Shoppers with several searches (`per_shopper` m, `engagement` (a, b)): consecutive searches belong to one shopper
+(one session id, and with `ab` one arm for all of them, as A/B tests bucket users), each search a fresh query; the
+shopper draws its engagement e ~ Beta(a, b) once and examines position k with probability e k^-eta. A shop's
+shoppers differ in how much they look and click; that spread is what an A/B split of shoppers carries in its
+variance and an interleaved comparison (both rankings on the same page) cancels (Chapelle, Joachims, Radlinski, Yue,
+"Large-scale validation and analysis of interleaved search evaluation", TOIS 2012). The defaults (m = 1, no
+engagement: every shopper e = 1) are the older independent searches.
 Misuse: simulating on the split you evaluate on (simulate on train, evaluate on dev).
 """
 from __future__ import annotations
@@ -34,13 +41,24 @@ class Shoppers:
     noise: float = 0.05
     size: int = 10
     next_page: float = 0.0  # chance that a shopper with no click on page 1 opens page 2
+    per_shopper: int = 1  # consecutive searches made by one shopper (one session, one A/B arm)
+    engagement: tuple[float, float] | None = None  # Beta(a, b) of a shopper's examination scale; None: all 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.next_page <= 1:
             raise ConfigError(f"--next-page: expected a probability in [0, 1], got {self.next_page}")
+        if self.per_shopper < 1:
+            raise ConfigError(f"--per-shopper: expected at least 1 search a shopper, got {self.per_shopper}")
+        if self.engagement is not None and (len(self.engagement) != 2 or min(self.engagement) <= 0):
+            raise ConfigError(f"--engagement: expected A,B > 0 (a Beta distribution), got {self.engagement}")
 
-    def examined(self, position: int) -> float:
-        return position ** -self.eta
+    @property
+    def population(self) -> bool:
+        """Whether shoppers differ or make several searches (the shopper-level draws use their own generator)."""
+        return self.per_shopper > 1 or self.engagement is not None
+
+    def examined(self, position: int, engaged: float = 1.0) -> float:
+        return engaged * position ** -self.eta
 
     def attracted(self, grade: int, top: int) -> float:
         return self.noise + (1 - 2 * self.noise) * (2 ** max(grade, 0) - 1) / max(2 ** top - 1, 1)
@@ -80,12 +98,18 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
     """Run `searches` simulated shoppers against the server at `url`; returns counts and timings. With `ab`
     each search names one of the two pipelines at random (an A/B split; named searches are never interleaved) and
     the result adds, per pipeline, the searches, the share with a click and the expected share (the shoppers'
-    exact click probability on the pages shown), and the searches an A/B split needs (`ab_searches_needed`)."""
+    exact click probability on the pages shown), and the searches an A/B split needs (`ab_searches_needed`). With
+    several searches a shopper the arm is drawn once per shopper. The shopper-level draws (query, engagement, arm)
+    come from their own generator, so two runs with one seed and one `shoppers` meet the same shoppers."""
     if searches < 1:
         raise ConfigError(f"--searches: expected at least 1, got {searches}")
     if ab is not None and (len(ab) != 2 or ab[0] == ab[1] or pipeline):
         raise ConfigError(f"--ab: expected two different pipelines as A,B (and no --pipeline), got {','.join(ab)!r}")
     rng = random.Random(seed)
+    # the shoppers (queries, engagement, arm) apart from their clicks: the same population in every run of a seed;
+    # the older independent searches keep their single generator (and their numbers)
+    people = random.Random(f"shoppers-{seed}") if shoppers.population else rng
+    engaged, arm = 1.0, None  # the current shopper's (the older searches draw an arm each)
     arms: dict[str, list[float]] = {name: [0, 0, 0.0] for name in ab or ()}  # searches, clicked, expected clicked
     qids = sorted(data.queries)
     if not qids:
@@ -96,15 +120,21 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
     t0 = time.monotonic()
     with progress_bar("simulated searches", searches, enabled=progress) as advance:
         for n in range(searches):
-            qid = rng.choice(qids)
-            params = {"q": data.queries[qid], "size": shoppers.size, "session": f"sim-{seed}-{n}"}
-            arm = rng.choice(ab) if ab else None
+            shopper, first = divmod(n, shoppers.per_shopper)
+            if shoppers.population and not first:
+                engaged = people.betavariate(*shoppers.engagement) if shoppers.engagement else 1.0
+                second = people.random() < 0.5  # drawn in every run, so the population is the same
+                arm = ab[second] if ab else None
+            qid = people.choice(qids)
+            params = {"q": data.queries[qid], "size": shoppers.size, "session": f"sim-{seed}-{shopper}"}
+            if not shoppers.population:
+                arm = rng.choice(ab) if ab else None
             if pipeline or arm:
                 params["pipeline"] = pipeline or arm
             grades = data.qrels[qid]
-            events, no_click = _page(client, params, grades, top, shoppers, rng)
+            events, no_click = _page(client, params, grades, top, shoppers, rng, engaged)
             if not events and shoppers.next_page and rng.random() < shoppers.next_page:
-                events, no_click_2 = _page(client, {**params, "page": 2}, grades, top, shoppers, rng)
+                events, no_click_2 = _page(client, {**params, "page": 2}, grades, top, shoppers, rng, engaged)
                 no_click *= 1 - shoppers.next_page * (1 - no_click_2)  # as expected over the shoppers who turn
             if arm:
                 arms[arm][0] += 1
@@ -122,7 +152,8 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
     result = {"searches": searches, "clicks": clicks, "accepted": accepted, "clicked_searches": clicked_searches,
               "seconds": round(seconds, 1), "searches_per_s": round(searches / max(seconds, 1e-9), 1),
               "shoppers": {"eta": shoppers.eta, "noise": shoppers.noise, "size": shoppers.size,
-                           "next_page": shoppers.next_page},
+                           "next_page": shoppers.next_page, "per_shopper": shoppers.per_shopper,
+                           "engagement": list(shoppers.engagement) if shoppers.engagement else None},
               "data": f"{data.name}/{data.split}", "seed": seed}
     if ab:
         from souk.events.interleave import ab_searches_needed
@@ -136,7 +167,7 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
 
 
 def _page(client: Client, params: dict[str, Any], grades: dict[str, int], top: int, shoppers: Shoppers,
-          rng: random.Random) -> tuple[list[dict[str, Any]], float]:
+          rng: random.Random, engaged: float = 1.0) -> tuple[list[dict[str, Any]], float]:
     """One page searched and examined by a shopper: its clicks as events, and the chance it had of none."""
     status, body = client.call("GET", "/search?" + urllib.parse.urlencode(params))
     if status != 200:
@@ -144,7 +175,8 @@ def _page(client: Client, params: dict[str, Any], grades: dict[str, int], top: i
     events, no_click = [], 1.0
     for i, hit in enumerate(body["hits"]):
         position = body.get("offset", 0) + i + 1
-        examined, attracted = shoppers.examined(i + 1), shoppers.attracted(grades.get(hit["id"], 0), top)
+        examined = shoppers.examined(i + 1, engaged)
+        attracted = shoppers.attracted(grades.get(hit["id"], 0), top)
         no_click *= 1 - examined * attracted
         if rng.random() < examined and rng.random() < attracted:
             events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"], "position": position})
@@ -154,6 +186,8 @@ def _page(client: Client, params: dict[str, Any], grades: dict[str, int], top: i
 # the files `make bench-traffic` writes into its directory, read by `report`
 REPORT_FILES = {"bm25": "eval-bm25.json", "judged_ltr": "eval-ltr-judged.json", "click_ltr": "eval-ltr-events.json",
                 "experiment": "experiments.json", "ab": "simulate-ab.json"}
+# the shopper-population steps (several searches a shopper, engagement drawn per shopper), read when present
+SHOPPER_FILES = {"experiment": "experiments-shoppers.json", "ab": "simulate-ab-shoppers.json"}
 
 
 def report(directory: Path) -> dict[str, Any]:
@@ -162,7 +196,9 @@ def report(directory: Path) -> dict[str, Any]:
     of the judged gain over BM25; the interleaved experiment (BM25 vs the click-fitted ltr: searches, wins, p-value,
     the searches after which it stayed significant) and the searches an A/B split of the same pair needs (from the
     simulated shoppers' click-through on each pipeline's pages); `bootstrap`: the searches each needs for p < 0.05
-    with 80% power, resampling the logged searches of each. Misuse: reading numbers of different indexes."""
+    with 80% power, resampling the logged searches of each; `shoppers` (None without those steps): the same from
+    one population of shoppers with several searches each, A/B split by shopper, resampling shoppers.
+    Misuse: reading numbers of different indexes."""
     found: dict[str, Any] = {}
     for name, file in REPORT_FILES.items():
         path = Path(directory) / file
@@ -190,7 +226,35 @@ def report(directory: Path) -> dict[str, Any]:
         # the same question at 80% power for both, by bootstrap over the logged searches of each
         # (`souk experiments --ab`: `interleaving_searches_needed`, `ab_bootstrap_searches_needed`)
         "bootstrap": _bootstrap(experiment),
+        "shoppers": _shoppers(Path(directory)),
     }
+
+
+def _shoppers(directory: Path) -> dict[str, Any] | None:
+    found: dict[str, Any] = {}
+    for name, file in SHOPPER_FILES.items():
+        try:
+            found[name] = json.loads((directory / file).read_text(encoding="utf-8").strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            return None
+    experiment, ab = found["experiment"], found["experiment"].get("ab") or {}
+    interleaved, split = experiment.get("shopper_searches_needed"), ab.get("shopper_searches_needed")
+    design, expected = ab.get("design_effect"), (found["ab"].get("ab") or {}).get("searches_needed")
+    return {**{k: (found["ab"].get("shoppers") or {}).get(k) for k in ("per_shopper", "engagement")},
+            "interleaving": {k: experiment.get(k) for k in ("searches", "wins_a", "wins_b", "ties", "p_value",
+                                                            "winner", "significant_at")},
+            "ab": {k: ab.get(k) for k in ("searches_a", "searches_b", "shoppers_a", "shoppers_b", "ctr_a", "ctr_b",
+                                          "shopper_p_value")},
+            # 80% power by bootstrap: over searches (as if independent) and over shoppers (what an A/B test of
+            # bucketed shoppers faces; interleaving still credited per search)
+            "interleaving_searches_needed": experiment.get("searches_needed"),
+            "interleaving_shopper_searches_needed": interleaved,
+            "ab_searches_needed": ab.get("searches_needed"), "ab_shopper_searches_needed": split,
+            "ab_over_interleaving": round(split / interleaved, 1) if interleaved and split else None,
+            # less noisy for A/B: the simulator's exact expected click-through of each arm (the textbook size for
+            # independent searches) times the design effect measured on the shoppers (clustered over naive variance)
+            "ab_design_effect": design, "ab_expected_searches_needed": expected,
+            "ab_expected_shopper_searches_needed": round(expected * design) if expected and design else None}
 
 
 def _bootstrap(experiment: dict[str, Any]) -> dict[str, Any]:

@@ -88,3 +88,52 @@ def test_a_shopper_who_clicked_on_page_one_does_not_turn_the_page(shop):
 def test_next_page_must_be_a_probability():
     with pytest.raises(ConfigError, match="--next-page"):
         Shoppers(next_page=1.5)
+
+
+def many():
+    # ten queries, the top result of each is the top grade: a shopper clicks it exactly when it examines position 1
+    queries = {f"q{i}": f"drill {i}" for i in range(10)}
+    return Dataset.from_parts(queries, {q: {"d1": 3} for q in queries}, name="shop", split="train")
+
+
+def sessions():
+    out: dict[str, list[dict]] = {}
+    for s in Shop.searches:
+        out.setdefault(s["session"], []).append(s)
+    return out
+
+
+def test_a_shopper_makes_several_searches_in_one_session_and_one_ab_arm(shop):
+    result = simulate(shop, many(), 60, seed=3, shoppers=Shoppers(per_shopper=3), progress=False, ab=("a", "b"))
+    groups = sessions()
+    assert len(groups) == 20 and all(len(g) == 3 for g in groups.values())
+    arms = [{s["pipeline"] for s in g} for g in groups.values()]
+    assert all(len(a) == 1 for a in arms) and {a.pop() for a in arms} == {"a", "b"}  # per shopper, both arms used
+    assert result["shoppers"]["per_shopper"] == 3
+
+
+def test_engagement_is_drawn_once_a_shopper(shop):
+    # Beta(0.05, 0.05): a shopper examines (and so clicks) nearly always or nearly never, the same in each search
+    simulate(shop, many(), 300, seed=4, shoppers=Shoppers(noise=0.0, per_shopper=3, engagement=(0.05, 0.05)),
+             progress=False)
+    clicked = {e["search_id"] for e in Shop.events}
+    ids = {id(s): f"s{n + 1}" for n, s in enumerate(Shop.searches)}
+    mixed = [g for g in sessions().values() if len({ids[id(s)] in clicked for s in g}) > 1]
+    assert 0.25 < len(clicked) / 300 < 0.75
+    assert len(mixed) < 0.15 * 100  # drawn a search, about 3 of 4 shoppers would both click and not
+
+
+def test_one_seed_meets_the_same_shoppers_with_or_without_ab(shop):
+    shoppers = Shoppers(per_shopper=2, engagement=(1.0, 1.0))
+    simulate(shop, many(), 40, seed=5, shoppers=shoppers, progress=False)
+    first = [(s["q"], s["session"]) for s in Shop.searches]
+    Shop.searches.clear()
+    simulate(shop, many(), 40, seed=5, shoppers=shoppers, progress=False, ab=("a", "b"))
+    assert [(s["q"], s["session"]) for s in Shop.searches] == first
+
+
+def test_shoppers_need_a_search_and_a_beta():
+    with pytest.raises(ConfigError, match="--per-shopper"):
+        Shoppers(per_shopper=0)
+    with pytest.raises(ConfigError, match="--engagement"):
+        Shoppers(engagement=(0.0, 1.0))
