@@ -135,7 +135,7 @@ bench-traffic: install
 	$(SOUK) serve --index $(TRAFFIC)/homedepot --port $(TPORT) --interleave bm25,ltr & pid=$$!; \
 	  for i in $$(seq 120); do curl -sf http://127.0.0.1:$(TPORT)/health >/dev/null && break; sleep 1; done; \
 	  since=$$(date +%s); \
-	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --per-shopper $(PER_SHOPPER) --engagement $(ENGAGEMENT) --json | tee $(TRAFFIC)/simulate-interleave-shoppers.json; \
+	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --per-shopper $(PER_SHOPPER) --engagement $(ENGAGEMENT) --index $(TRAFFIC)/homedepot --json | tee $(TRAFFIC)/simulate-interleave-shoppers.json; \
 	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --per-shopper $(PER_SHOPPER) --engagement $(ENGAGEMENT) --ab bm25,ltr --json | tee $(TRAFFIC)/simulate-ab-shoppers.json; \
 	  kill $$pid; wait $$pid || true; \
 	  $(SOUK) experiments --index $(TRAFFIC)/homedepot --since $$since --experiment bm25,ltr --ab bm25,ltr --json | tee $(TRAFFIC)/experiments-shoppers.json

@@ -94,13 +94,15 @@ class Client:
 
 def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | None = None,
              pipeline: str | None = None, shoppers: Shoppers = Shoppers(), progress: bool = True,
-             ab: tuple[str, ...] | None = None) -> dict[str, Any]:
+             ab: tuple[str, ...] | None = None, index: Path | None = None) -> dict[str, Any]:
     """Run `searches` simulated shoppers against the server at `url`; returns counts and timings. With `ab`
     each search names one of the two pipelines at random (an A/B split; named searches are never interleaved) and
     the result adds, per pipeline, the searches, the share with a click and the expected share (the shoppers'
     exact click probability on the pages shown), and the searches an A/B split needs (`ab_searches_needed`). With
     several searches a shopper the arm is drawn once per shopper. The shopper-level draws (query, engagement, arm)
-    come from their own generator, so two runs with one seed and one `shoppers` meet the same shoppers."""
+    come from their own generator, so two runs with one seed and one `shoppers` meet the same shoppers. With `index`
+    (the server's index directory, read after the run) the result adds `expected_interleaving`: the interleaved
+    searches' exact expected wins (`expected_interleaving`), the counterpart of the arms' expected click-through."""
     if searches < 1:
         raise ConfigError(f"--searches: expected at least 1, got {searches}")
     if ab is not None and (len(ab) != 2 or ab[0] == ab[1] or pipeline):
@@ -117,7 +119,8 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
     top = max((g for judged in data.qrels.values() for g in judged.values()), default=1)
     client = Client(url, key)
     clicks = accepted = clicked_searches = 0
-    t0 = time.monotonic()
+    pages: dict[str, tuple[dict[str, int], float]] = {}  # search id -> the grades and the engagement it met
+    t0, started = time.monotonic(), time.time()
     with progress_bar("simulated searches", searches, enabled=progress) as advance:
         for n in range(searches):
             shopper, first = divmod(n, shoppers.per_shopper)
@@ -132,9 +135,11 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
             if pipeline or arm:
                 params["pipeline"] = pipeline or arm
             grades = data.qrels[qid]
-            events, no_click = _page(client, params, grades, top, shoppers, rng, engaged)
+            events, no_click, sid = _page(client, params, grades, top, shoppers, rng, engaged)
+            pages[sid] = (grades, engaged)
             if not events and shoppers.next_page and rng.random() < shoppers.next_page:
-                events, no_click_2 = _page(client, {**params, "page": 2}, grades, top, shoppers, rng, engaged)
+                events, no_click_2, sid = _page(client, {**params, "page": 2}, grades, top, shoppers, rng, engaged)
+                pages[sid] = (grades, engaged)
                 no_click *= 1 - shoppers.next_page * (1 - no_click_2)  # as expected over the shoppers who turn
             if arm:
                 arms[arm][0] += 1
@@ -163,12 +168,51 @@ def simulate(url: str, data: Dataset, searches: int, seed: int = 13, key: str | 
         (na, _, ea), (nb, _, eb) = arms[ab[0]], arms[ab[1]]
         result["ab"] = {"a": ab[0], "b": ab[1], "arms": split,
                         "searches_needed": ab_searches_needed(ea / na, eb / nb) if na and nb else None}
+    if index is not None:
+        from souk.events.log import event_log
+
+        records = event_log(index).read(started - 1, kinds=("search",))
+        result["expected_interleaving"] = expected_interleaving(records, pages, top, shoppers)
     return result
 
 
+def expected_interleaving(records: Any, pages: dict[str, tuple[dict[str, int], float]], top: int,
+                          shoppers: Shoppers) -> dict[str, Any]:
+    """The expected outcome of the interleaved searches among `records` (logged searches with `teams`) that
+    `pages` knows (search id -> grades and the shopper's engagement): per search, the exact chances that team a's
+    documents get more clicks than team b's, fewer, or as many, under the shoppers' click model (clicks at the
+    positions independent), summed; and the searches a sign test then needs at 80% power (`searches_needed`,
+    independent searches). Misuse: records of another run (their search ids are unknown and skipped)."""
+    from souk.events.interleave import interleaving_searches_needed
+
+    wins_a = wins_b = ties = 0.0
+    for r in records:
+        if not isinstance(r.get("teams"), list) or str(r.get("search_id")) not in pages:
+            continue
+        grades, engaged = pages[str(r["search_id"])]
+        margin = {0: 1.0}  # distribution of (team a's clicks - team b's clicks)
+        for i, (doc, team) in enumerate(zip(r.get("shown") or [], r["teams"])):
+            step = {"a": 1, "b": -1}.get(team)
+            if step is None:
+                continue
+            p = shoppers.examined(i + 1, engaged) * shoppers.attracted(grades.get(str(doc), 0), top)
+            moved: dict[int, float] = {}
+            for d, q in margin.items():
+                moved[d + step] = moved.get(d + step, 0.0) + q * p
+                moved[d] = moved.get(d, 0.0) + q * (1 - p)
+            margin = moved
+        wins_a += sum(q for d, q in margin.items() if d > 0)
+        wins_b += sum(q for d, q in margin.items() if d < 0)
+        ties += margin.get(0, 0.0)
+    n = wins_a + wins_b + ties
+    needed = interleaving_searches_needed(*(round(x / n * 1_000_000) for x in (wins_a, wins_b, ties))) if n else None
+    return {"searches": round(n), "wins_a": round(wins_a, 3), "wins_b": round(wins_b, 3), "ties": round(ties, 3),
+            "searches_needed": needed}
+
+
 def _page(client: Client, params: dict[str, Any], grades: dict[str, int], top: int, shoppers: Shoppers,
-          rng: random.Random, engaged: float = 1.0) -> tuple[list[dict[str, Any]], float]:
-    """One page searched and examined by a shopper: its clicks as events, and the chance it had of none."""
+          rng: random.Random, engaged: float = 1.0) -> tuple[list[dict[str, Any]], float, str]:
+    """One page searched and examined by a shopper: its clicks as events, the chance it had of none, its id."""
     status, body = client.call("GET", "/search?" + urllib.parse.urlencode(params))
     if status != 200:
         raise QueryError(f"GET /search answered {status}: {(body or {}).get('error')}")
@@ -180,14 +224,15 @@ def _page(client: Client, params: dict[str, Any], grades: dict[str, int], top: i
         no_click *= 1 - examined * attracted
         if rng.random() < examined and rng.random() < attracted:
             events.append({"search_id": body["search_id"], "type": "click", "id": hit["id"], "position": position})
-    return events, no_click
+    return events, no_click, str(body["search_id"])
 
 
 # the files `make bench-traffic` writes into its directory, read by `report`
 REPORT_FILES = {"bm25": "eval-bm25.json", "judged_ltr": "eval-ltr-judged.json", "click_ltr": "eval-ltr-events.json",
                 "experiment": "experiments.json", "ab": "simulate-ab.json"}
 # the shopper-population steps (several searches a shopper, engagement drawn per shopper), read when present
-SHOPPER_FILES = {"experiment": "experiments-shoppers.json", "ab": "simulate-ab-shoppers.json"}
+SHOPPER_FILES = {"experiment": "experiments-shoppers.json", "ab": "simulate-ab-shoppers.json",
+                 "interleave": "simulate-interleave-shoppers.json"}
 
 
 def report(directory: Path) -> dict[str, Any]:
@@ -240,6 +285,11 @@ def _shoppers(directory: Path) -> dict[str, Any] | None:
     experiment, ab = found["experiment"], found["experiment"].get("ab") or {}
     interleaved, split = experiment.get("shopper_searches_needed"), ab.get("shopper_searches_needed")
     design, expected = ab.get("design_effect"), (found["ab"].get("ab") or {}).get("searches_needed")
+    ab_expected = round(expected * design) if expected and design else None
+    per_search = experiment.get("searches_needed")
+    interleaving_design = round(interleaved / per_search, 3) if interleaved and per_search else None
+    i_expected = (found["interleave"].get("expected_interleaving") or {}).get("searches_needed")
+    i_shoppers = round(i_expected * interleaving_design) if i_expected and interleaving_design else None
     return {**{k: (found["ab"].get("shoppers") or {}).get(k) for k in ("per_shopper", "engagement")},
             "interleaving": {k: experiment.get(k) for k in ("searches", "wins_a", "wins_b", "ties", "p_value",
                                                             "winner", "significant_at")},
@@ -254,7 +304,12 @@ def _shoppers(directory: Path) -> dict[str, Any] | None:
             # less noisy for A/B: the simulator's exact expected click-through of each arm (the textbook size for
             # independent searches) times the design effect measured on the shoppers (clustered over naive variance)
             "ab_design_effect": design, "ab_expected_searches_needed": expected,
-            "ab_expected_shopper_searches_needed": round(expected * design) if expected and design else None}
+            "ab_expected_shopper_searches_needed": ab_expected,
+            # and for interleaving: the exact expected wins of its searches (`simulate --index`), times the factor
+            # resampling shoppers cost in its bootstrap
+            "interleaving_design_effect": interleaving_design, "interleaving_expected_searches_needed": i_expected,
+            "interleaving_expected_shopper_searches_needed": i_shoppers,
+            "expected_ab_over_interleaving": round(ab_expected / i_shoppers, 1) if ab_expected and i_shoppers else None}
 
 
 def _bootstrap(experiment: dict[str, Any]) -> dict[str, Any]:

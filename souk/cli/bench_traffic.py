@@ -44,6 +44,10 @@ def register(bench_app: typer.Typer) -> None:
                       f"({s['ab_searches_needed']} resampling searches)"),
                      ("shoppers: A/B over interleaving", s["ab_over_interleaving"]),
                      ("shoppers: A/B from expected click-through", f"{s['ab_expected_shopper_searches_needed']} "
-                      f"({s['ab_expected_searches_needed']} x design effect {s['ab_design_effect']})")]
+                      f"({s['ab_expected_searches_needed']} x design effect {s['ab_design_effect']})"),
+                     ("shoppers: interleaving from expected wins",
+                      f"{s['interleaving_expected_shopper_searches_needed']} "
+                      f"({s['interleaving_expected_searches_needed']} x {s['interleaving_design_effect']})"),
+                     ("shoppers, expected: A/B over interleaving", s["expected_ab_over_interleaving"])]
         for label, value in rows:
             console.print(f"{label:>42}: {value}", highlight=False)

@@ -169,8 +169,8 @@ def register(app: typer.Typer) -> None:
                                                  "with chance e k^-eta, e ~ Beta(A,B) drawn once a shopper (1,1: "
                                                  "uniform, no knowledge of the spread); default: e = 1 for all."),
         index: Optional[Path] = typer.Option(None, "--index",
-                                             help="Accepted for symmetry with other commands; the "
-                                                  "server's index is used."),
+                                             help="The server's index directory: its log is read after the run "
+                                                  "for the interleaved searches' expected wins."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Simulated shoppers (position-biased clicks on judged queries) sending real searches and clicks."""
@@ -190,7 +190,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--engagement: expected A,B (a Beta distribution), got {engagement!r}")
         shoppers = Shoppers(eta, noise, next_page=next_page, per_shopper=per_shopper,
                             engagement=(beta[0], beta[1]) if beta else None)
-        result = simulate(url, data, searches, seed, key, pipeline, shoppers, progress=sys.stderr.isatty(), ab=arms)
+        result = simulate(url, data, searches, seed, key, pipeline, shoppers, progress=sys.stderr.isatty(), ab=arms,
+                          index=index)
         if as_json:
             emit_json(result)
             return

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from souk.bench.traffic import Shoppers, simulate
+from souk.bench.traffic import Shoppers, expected_interleaving, simulate
 from souk.errors import ConfigError
 from souk.evaluation.datasets import Dataset
 
@@ -137,3 +137,21 @@ def test_shoppers_need_a_search_and_a_beta():
         Shoppers(per_shopper=0)
     with pytest.raises(ConfigError, match="--engagement"):
         Shoppers(engagement=(0.0, 1.0))
+
+
+def test_the_expected_interleaved_outcome_is_exact_under_the_click_model():
+    shoppers = Shoppers(noise=0.0)  # attraction: grade 3 of top 3 -> 1, grade 0 -> 0; examination 1/k
+    grades = {"d1": 3, "d2": 0, "d3": 3}
+    records = [{"kind": "search", "search_id": "s1", "shown": ["d1", "d2"], "teams": ["a", "b"]},
+               {"kind": "search", "search_id": "s2", "shown": ["d2", "d3"], "teams": ["a", "b"]},
+               {"kind": "search", "search_id": "s3", "shown": ["d1", "d3"], "teams": ["ab", "a"]},
+               {"kind": "search", "search_id": "s4", "shown": ["d1", "d3"], "teams": ["a", "b"]},
+               {"kind": "search", "search_id": "other run", "shown": ["d1"], "teams": ["a"]}]
+    pages = {"s1": (grades, 1.0), "s2": (grades, 1.0), "s3": (grades, 0.5), "s4": (grades, 1.0)}
+    got = expected_interleaving(records, pages, 3, shoppers)
+    # s1: a wins surely; s2: b's d3 at position 2 is clicked with 1/2; s3: a's d3 at 2 with 0.5 x 1/2 (the shared
+    # top counts for neither); s4: a's d1 always clicked, b's d3 with 1/2: a wins 1/2, ties 1/2
+    assert got["searches"] == 4
+    assert got["wins_a"] == pytest.approx(1 + 0.25 + 0.5, abs=0.001) and got["wins_b"] == pytest.approx(0.5, abs=0.001)
+    assert got["ties"] == pytest.approx(0.5 + 0.75 + 0.5, abs=0.001)
+    assert got["searches_needed"] > 0
