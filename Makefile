@@ -98,12 +98,19 @@ bench-fit: install
 # Learning from the shop's own traffic (issue 19): 20,000 simulated shoppers on homedepot TRAIN queries through a
 # real `souk serve`, ltr fitted from the event log alone and from the judged train split, both evaluated on dev next
 # to BM25; then BM25 vs the click-fitted ltr over simulated dev shoppers: 3,000 interleaved searches and 3,000
-# searches split A/B; `souk bench traffic` prints the table (about 45 minutes on 2 busy cores).
+# searches split A/B, then both again over shoppers with several searches each; `souk bench traffic` prints the table (about 45 minutes on 2 busy cores).
 TRAFFIC := .bench/traffic
 TPORT   ?= 8797
 # train shoppers who clicked nothing on page 1 open page 2 with this chance (`souk simulate --next-page`; 0: page 1
 # only, the benchmark before 2026-12-06); the interleaving and A/B steps keep page-1 shoppers
 NEXT_PAGE ?= 0.3
+# then the same pair over one population of shoppers (the same seed for the interleaved and the A/B run: the same
+# shoppers, queries and engagement), A/B split by shopper as A/B tests bucket users. PER_SHOPPER: searches a shopper
+# makes; 3 because web logs show 2-3 queries a session (Silverstein et al. 1999: 2.02; Jansen et al. 2000: 2.8), and a
+# test that buckets a user for weeks sees more (so more clustering than here). ENGAGEMENT: Beta(A,B) of a shopper's
+# examination scale; 1,1 (uniform) because nothing is known of a shop's spread: every level equally likely
+PER_SHOPPER ?= 3
+ENGAGEMENT  ?= 1,1
 bench-traffic: install
 	@mkdir -p $(TRAFFIC)
 	rm -rf $(TRAFFIC)/homedepot
@@ -125,6 +132,13 @@ bench-traffic: install
 	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 8 --ab bm25,ltr --json | tee $(TRAFFIC)/simulate-ab.json; \
 	  kill $$pid; wait $$pid || true; \
 	  $(SOUK) experiments --index $(TRAFFIC)/homedepot --since $$since --experiment bm25,ltr --ab bm25,ltr --json | tee $(TRAFFIC)/experiments.json
+	$(SOUK) serve --index $(TRAFFIC)/homedepot --port $(TPORT) --interleave bm25,ltr & pid=$$!; \
+	  for i in $$(seq 120); do curl -sf http://127.0.0.1:$(TPORT)/health >/dev/null && break; sleep 1; done; \
+	  since=$$(date +%s); \
+	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --per-shopper $(PER_SHOPPER) --engagement $(ENGAGEMENT) --index $(TRAFFIC)/homedepot --json | tee $(TRAFFIC)/simulate-interleave-shoppers.json; \
+	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --per-shopper $(PER_SHOPPER) --engagement $(ENGAGEMENT) --ab bm25,ltr --json | tee $(TRAFFIC)/simulate-ab-shoppers.json; \
+	  kill $$pid; wait $$pid || true; \
+	  $(SOUK) experiments --index $(TRAFFIC)/homedepot --since $$since --experiment bm25,ltr --ab bm25,ltr --json | tee $(TRAFFIC)/experiments-shoppers.json
 	$(SOUK) bench traffic --dir $(TRAFFIC) --json | tee $(TRAFFIC)/result.json
 	$(SOUK) bench traffic --dir $(TRAFFIC)
 

@@ -34,5 +34,20 @@ def register(bench_app: typer.Typer) -> None:
                 ("bootstrap, 80% power: interleaving", result["bootstrap"]["interleaving_searches_needed"]),
                 ("bootstrap, 80% power: A/B split", result["bootstrap"]["ab_searches_needed"]),
                 ("bootstrap: A/B over interleaving", result["bootstrap"]["ab_over_interleaving"])]
+        if (s := result.get("shoppers")) is not None:
+            i = s["interleaving"]
+            rows += [(f"shoppers ({s['per_shopper']} searches, Beta{tuple(s['engagement'] or ())})",
+                      f"interleaving {i['searches']} searches, wins {i['wins_a']}:{i['wins_b']}, p={i['p_value']}"),
+                     ("shoppers, 80% power: interleaving", f"{s['interleaving_shopper_searches_needed']} "
+                      f"({s['interleaving_searches_needed']} resampling searches)"),
+                     ("shoppers, 80% power: A/B split by shopper", f"{s['ab_shopper_searches_needed']} "
+                      f"({s['ab_searches_needed']} resampling searches)"),
+                     ("shoppers: A/B over interleaving", s["ab_over_interleaving"]),
+                     ("shoppers: A/B from expected click-through", f"{s['ab_expected_shopper_searches_needed']} "
+                      f"({s['ab_expected_searches_needed']} x design effect {s['ab_design_effect']})"),
+                     ("shoppers: interleaving from expected wins",
+                      f"{s['interleaving_expected_shopper_searches_needed']} "
+                      f"({s['interleaving_expected_searches_needed']} x {s['interleaving_design_effect']})"),
+                     ("shoppers, expected: A/B over interleaving", s["expected_ab_over_interleaving"])]
         for label, value in rows:
             console.print(f"{label:>42}: {value}", highlight=False)

@@ -163,9 +163,14 @@ def register(app: typer.Typer) -> None:
         noise: float = typer.Option(0.05, "--noise", help="Click probability of an examined irrelevant result."),
         next_page: float = typer.Option(0.0, "--next-page", help="Chance that a shopper who clicked nothing on page "
                                         "1 opens page 2 (0: page 1 only)."),
+        per_shopper: int = typer.Option(1, "--per-shopper", help="Searches a shopper makes (one session id, one "
+                                        "--ab arm); 1: independent searches."),
+        engagement: Optional[str] = typer.Option(None, "--engagement", help="A,B: each shopper examines position k "
+                                                 "with chance e k^-eta, e ~ Beta(A,B) drawn once a shopper (1,1: "
+                                                 "uniform, no knowledge of the spread); default: e = 1 for all."),
         index: Optional[Path] = typer.Option(None, "--index",
-                                             help="Accepted for symmetry with other commands; the "
-                                                  "server's index is used."),
+                                             help="The server's index directory: its log is read after the run "
+                                                  "for the interleaved searches' expected wins."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Simulated shoppers (position-biased clicks on judged queries) sending real searches and clicks."""
@@ -177,8 +182,16 @@ def register(app: typer.Typer) -> None:
         data = load_beir(dataset, split)
         key = os.environ.get("SOUK_SEARCH_KEY") or os.environ.get("SOUK_ADMIN_KEY")
         arms = tuple(p.strip() for p in ab.split(",")) if ab else None
-        shoppers = Shoppers(eta, noise, next_page=next_page)
-        result = simulate(url, data, searches, seed, key, pipeline, shoppers, progress=sys.stderr.isatty(), ab=arms)
+        try:
+            beta = tuple(float(x) for x in engagement.split(",")) if engagement else None
+        except ValueError:
+            beta = ()
+        if beta is not None and len(beta) != 2:
+            raise ConfigError(f"--engagement: expected A,B (a Beta distribution), got {engagement!r}")
+        shoppers = Shoppers(eta, noise, next_page=next_page, per_shopper=per_shopper,
+                            engagement=(beta[0], beta[1]) if beta else None)
+        result = simulate(url, data, searches, seed, key, pipeline, shoppers, progress=sys.stderr.isatty(), ab=arms,
+                          index=index)
         if as_json:
             emit_json(result)
             return

@@ -209,6 +209,7 @@ class BoosterTask:
     groups: Any
     valid: tuple[Any, Any, Any] | None
     rounds: int
+    position: Any = None  # logged position per train row (labels from clicks; trained in one process, not on Ray)
 
 
 def query_shards(groups: Any, workers: int) -> list[Any]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from souk.errors import ConfigError, DatasetError
 from souk.evaluation.datasets import Dataset
+from souk.plugins import option_check
 from souk.progress import progress_bar
 from souk.ranking.clicks import active_click_model
 from souk.ranking.features import FeatureEnv, FeatureSet, default_groups
@@ -146,15 +147,16 @@ def label_gain(top: float) -> list[float]:
 
 
 def train_booster(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], deadline: float | None,
-                  names: list[str], agree: Callable[[bool], bool] | None = None, every: int = 1):
+                  names: list[str], agree: Callable[[bool], bool] | None = None, every: int = 1, position=None):
     """One booster; with `valid`, the per-round nDCG@10 history of train and valid (the caller picks the best).
-    The deadline is checked every `every` rounds, through `agree` when given (distributed: rank 0's clock)."""
+    The deadline is checked every `every` rounds, through `agree` when given (distributed: rank 0's clock).
+    `position`: the logged position of each train row (labels from clicks, see `click_positions`)."""
     import lightgbm as lgb
 
     params = dict(params)
     if "label_gain" not in params:
         params["label_gain"] = label_gain(max(y.max(initial=0), valid[1].max(initial=0) if valid else 0))
-    train = lgb.Dataset(X, y, group=g, feature_name=names, free_raw_data=False)
+    train = lgb.Dataset(X, y, group=g, feature_name=names, free_raw_data=False, position=position)
     sets, labels = [train], ["train"]
     if valid is not None:
         sets.append(lgb.Dataset(valid[0], valid[1], group=valid[2], reference=train))
@@ -195,10 +197,29 @@ def _boosted(tasks: Iterable[Any], params: dict[str, Any], names: list[str], dea
     for t in tasks:
         if min_left and job.seconds_left < min_left:
             return
-        done = train_booster(t.X, t.y, t.groups, t.valid, t.rounds, params, deadline, names)
+        done = train_booster(t.X, t.y, t.groups, t.valid, t.rounds, params, deadline, names, position=t.position)
         yield done
         if done[2]:
             return
+
+
+def click_positions(train: Judged, data: Dataset, regularization: float | None) -> list[np.ndarray] | None:
+    """Per collected query, the position the log first showed each candidate at, where the labels come from clicks
+    (`souk.events.labels.ClickDataset`) and `regularization` is set: LightGBM then fits position-debiased lambdarank
+    (Unbiased LambdaMART, Hu et al., WWW 2019; measured in `souk.events.labels`, `POSITION_BIAS`). None otherwise."""
+    from souk.events.labels import ClickDataset
+
+    if regularization is None or not isinstance(data, ClickDataset):
+        return None
+    return [data.shown_at(qid, list(ranking.ids)) for qid, ranking in zip(train.qids, train.rankings)]
+
+
+def _rows(shown: list[np.ndarray] | None, train: Judged, keep: Any) -> np.ndarray | None:
+    """The positions of the rows `train.subset(keep)` stacks (None without positions)."""
+    if shown is None:
+        return None
+    kept = [shown[i] for i in keep if train.labels[i].max(initial=0) > 0]
+    return np.concatenate(kept) if kept else np.zeros(0, np.int32)
 
 
 def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
@@ -217,6 +238,8 @@ class LtrOptions:
     ray_min_rows: int = RAY_MIN_ROWS
     rounds: int | None = None            # boosting rounds fixed by the caller (default: early stopping)
     activate_anyway: bool = False        # activate without the dev/CV veto (labels from clicks alone)
+    # labels from clicks: position-debiased lambdarank with this regularisation (see `click_positions`); null: off
+    position_bias: float | None = field(default=None, metadata=option_check(lambda v: v is None or v >= 0, ">= 0"))
 
 
 @register_fitter("ltr", order=40, share=1.0, options=LtrOptions)
@@ -248,6 +271,9 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     train = collect(searcher, features, job.train, started + budget * 0.5, job.progress, "train", stages, judged_only)
     dev = collect(searcher, features, job.dev, None, job.progress, "dev", stages) if job.dev is not None else None
     positives = [i for i, y in enumerate(train.labels) if y.max(initial=0) > 0]
+    shown = click_positions(train, job.train, job.options.get("position_bias"))
+    if shown is not None:
+        params["lambdarank_position_bias_regularization"] = float(job.options["position_bias"])
     if len(positives) < 10:
         raise DatasetError(f"only {len(positives)} train queries have a relevant document among the top {depth} "
                            "candidates; ltr needs judged queries that recall can find (at least 10)")
@@ -270,15 +296,19 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
 
     X, y, g = train.subset(all_train)
-    workers = job.workers if len(y) >= int(job.options.get("ray_min_rows", RAY_MIN_ROWS)) else 0
+    # LightGBM's distributed mode takes no positions: labels from clicks train here
+    workers = job.workers if len(y) >= int(job.options.get("ray_min_rows", RAY_MIN_ROWS)) and shown is None else 0
     from souk.training.distributed import BoosterTask
 
     def boosted(tasks: Iterable[Any], deadline: float | None, min_left: float = 0.0):
         return _boosted(tasks, params, names, deadline, job, workers, min_left)
 
+    def task(keep: Any, valid: tuple | None, rounds: int) -> BoosterTask:
+        return BoosterTask(*train.subset(keep), valid, rounds, position=_rows(shown, train, keep))
+
     if dev is not None and job.dev is not None and any(labels.max(initial=0) > 0 for labels in dev.labels):
         valid_idx, valid_name = list(range(len(dev.qids))), f"{job.dev.name}/{job.dev.split}"
-        main = BoosterTask(X, y, g, dev.subset(valid_idx), MAX_ROUNDS)
+        main = task(all_train, dev.subset(valid_idx), MAX_ROUNDS)
         [(booster, history, by_budget)] = boosted([main], job.deadline)
         curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
         curve_train = list(history.get("train", {}).get("ndcg@10", []))
@@ -287,7 +317,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         valid_recall = dev.ndcg10(None, job.dev.qrels, valid_idx)
         # grouped K-fold on train with the same number of rounds: an estimate no early stopping has seen
         folds_of = _folds(len(all_train), FOLDS, seed)
-        tasks = (BoosterTask(*train.subset(np.setdiff1d(all_train, fold).tolist()), None, best) for fold in folds_of)
+        tasks = (task(np.setdiff1d(all_train, fold).tolist(), None, best) for fold in folds_of)
         for fold, (model, _, cut) in zip(folds_of, boosted(tasks, job.deadline, min_left=5)):
             if cut:
                 break
@@ -299,8 +329,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         folds, curves, train_curves, by_budget = [], [], [], False
         held_out = [(fold, held) for fold in _folds(len(all_train), FOLDS, seed)
                     for held in [train.subset(fold.tolist())] if len(held[2])]
-        tasks = (BoosterTask(*train.subset(np.setdiff1d(all_train, fold).tolist()), held, MAX_ROUNDS)
-                 for fold, held in held_out)
+        tasks = (task(np.setdiff1d(all_train, fold).tolist(), held, MAX_ROUNDS) for fold, held in held_out)
         for (fold, _), (model, history, cut) in zip(held_out, boosted(tasks, job.deadline)):
             folds.append((fold.tolist(), model))
             curves.append(history["valid"]["ndcg@10"])
@@ -319,7 +348,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
             score_fold(idx, model, best)
         valid_ltr, valid_recall = float(np.mean(cv_ltr)), float(np.mean(cv_recall))
         # the served model: all train, `best` rounds
-        [(booster, _, _)] = boosted([BoosterTask(X, y, g, None, best)], None)
+        [(booster, _, _)] = boosted([task(all_train, None, best)], None)
     booster.save_model(str(job.workdir / MODEL_FILE), num_iteration=best)
     gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
     gains = dict(sorted(gains.items(), key=lambda kv: -kv[1]))

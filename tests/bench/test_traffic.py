@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from souk.bench.traffic import Shoppers, simulate
+from souk.bench.traffic import Shoppers, expected_interleaving, simulate
 from souk.errors import ConfigError
 from souk.evaluation.datasets import Dataset
 
@@ -88,3 +88,70 @@ def test_a_shopper_who_clicked_on_page_one_does_not_turn_the_page(shop):
 def test_next_page_must_be_a_probability():
     with pytest.raises(ConfigError, match="--next-page"):
         Shoppers(next_page=1.5)
+
+
+def many():
+    # ten queries, the top result of each is the top grade: a shopper clicks it exactly when it examines position 1
+    queries = {f"q{i}": f"drill {i}" for i in range(10)}
+    return Dataset.from_parts(queries, {q: {"d1": 3} for q in queries}, name="shop", split="train")
+
+
+def sessions():
+    out: dict[str, list[dict]] = {}
+    for s in Shop.searches:
+        out.setdefault(s["session"], []).append(s)
+    return out
+
+
+def test_a_shopper_makes_several_searches_in_one_session_and_one_ab_arm(shop):
+    result = simulate(shop, many(), 60, seed=3, shoppers=Shoppers(per_shopper=3), progress=False, ab=("a", "b"))
+    groups = sessions()
+    assert len(groups) == 20 and all(len(g) == 3 for g in groups.values())
+    arms = [{s["pipeline"] for s in g} for g in groups.values()]
+    assert all(len(a) == 1 for a in arms) and {a.pop() for a in arms} == {"a", "b"}  # per shopper, both arms used
+    assert result["shoppers"]["per_shopper"] == 3
+
+
+def test_engagement_is_drawn_once_a_shopper(shop):
+    # Beta(0.05, 0.05): a shopper examines (and so clicks) nearly always or nearly never, the same in each search
+    simulate(shop, many(), 300, seed=4, shoppers=Shoppers(noise=0.0, per_shopper=3, engagement=(0.05, 0.05)),
+             progress=False)
+    clicked = {e["search_id"] for e in Shop.events}
+    ids = {id(s): f"s{n + 1}" for n, s in enumerate(Shop.searches)}
+    mixed = [g for g in sessions().values() if len({ids[id(s)] in clicked for s in g}) > 1]
+    assert 0.25 < len(clicked) / 300 < 0.75
+    assert len(mixed) < 0.15 * 100  # drawn a search, about 3 of 4 shoppers would both click and not
+
+
+def test_one_seed_meets_the_same_shoppers_with_or_without_ab(shop):
+    shoppers = Shoppers(per_shopper=2, engagement=(1.0, 1.0))
+    simulate(shop, many(), 40, seed=5, shoppers=shoppers, progress=False)
+    first = [(s["q"], s["session"]) for s in Shop.searches]
+    Shop.searches.clear()
+    simulate(shop, many(), 40, seed=5, shoppers=shoppers, progress=False, ab=("a", "b"))
+    assert [(s["q"], s["session"]) for s in Shop.searches] == first
+
+
+def test_shoppers_need_a_search_and_a_beta():
+    with pytest.raises(ConfigError, match="--per-shopper"):
+        Shoppers(per_shopper=0)
+    with pytest.raises(ConfigError, match="--engagement"):
+        Shoppers(engagement=(0.0, 1.0))
+
+
+def test_the_expected_interleaved_outcome_is_exact_under_the_click_model():
+    shoppers = Shoppers(noise=0.0)  # attraction: grade 3 of top 3 -> 1, grade 0 -> 0; examination 1/k
+    grades = {"d1": 3, "d2": 0, "d3": 3}
+    records = [{"kind": "search", "search_id": "s1", "shown": ["d1", "d2"], "teams": ["a", "b"]},
+               {"kind": "search", "search_id": "s2", "shown": ["d2", "d3"], "teams": ["a", "b"]},
+               {"kind": "search", "search_id": "s3", "shown": ["d1", "d3"], "teams": ["ab", "a"]},
+               {"kind": "search", "search_id": "s4", "shown": ["d1", "d3"], "teams": ["a", "b"]},
+               {"kind": "search", "search_id": "other run", "shown": ["d1"], "teams": ["a"]}]
+    pages = {"s1": (grades, 1.0), "s2": (grades, 1.0), "s3": (grades, 0.5), "s4": (grades, 1.0)}
+    got = expected_interleaving(records, pages, 3, shoppers)
+    # s1: a wins surely; s2: b's d3 at position 2 is clicked with 1/2; s3: a's d3 at 2 with 0.5 x 1/2 (the shared
+    # top counts for neither); s4: a's d1 always clicked, b's d3 with 1/2: a wins 1/2, ties 1/2
+    assert got["searches"] == 4
+    assert got["wins_a"] == pytest.approx(1 + 0.25 + 0.5, abs=0.001) and got["wins_b"] == pytest.approx(0.5, abs=0.001)
+    assert got["ties"] == pytest.approx(0.5 + 0.75 + 0.5, abs=0.001)
+    assert got["searches_needed"] > 0

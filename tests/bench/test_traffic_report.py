@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from souk.bench.traffic import REPORT_FILES, report
+from souk.bench.traffic import REPORT_FILES, SHOPPER_FILES, report
 from souk.errors import ConfigError
 
 
@@ -40,3 +40,25 @@ def test_a_missing_step_names_it_and_says_how_to_make_it(tmp_path):
     (tmp_path / REPORT_FILES["ab"]).unlink()
     with pytest.raises(ConfigError, match="step ab .*make bench-traffic"):
         report(tmp_path)
+
+
+def test_the_shopper_population_is_reported_beside_the_independent_searches_when_its_steps_ran(tmp_path):
+    write_steps(tmp_path)
+    assert report(tmp_path)["shoppers"] is None  # an older run: nothing made up
+    experiment = {"searches": 3000, "wins_a": 140, "wins_b": 180, "ties": 2680, "p_value": 0.03, "winner": "b",
+                  "significant_at": 2900, "searches_needed": 2000, "shopper_searches_needed": 2100,
+                  "ab": {"searches_needed": 8000, "shopper_searches_needed": 10500, "design_effect": 1.2,
+                         "shoppers_a": 500, "shoppers_b": 500}}
+    ab = {"searches": 3000, "shoppers": {"per_shopper": 3, "engagement": [1.0, 1.0]}, "ab": {"searches_needed": 9000}}
+    interleave = {"searches": 3000, "expected_interleaving": {"searches_needed": 1000}}
+    for name, step in (("experiment", experiment), ("ab", ab), ("interleave", interleave)):
+        (tmp_path / SHOPPER_FILES[name]).write_text(json.dumps(step) + "\n", encoding="utf-8")
+    got = report(tmp_path)
+    shoppers = got["shoppers"]
+    assert shoppers["per_shopper"] == 3 and shoppers["engagement"] == [1.0, 1.0]
+    assert shoppers["interleaving_shopper_searches_needed"] == 2100 and shoppers["ab_shopper_searches_needed"] == 10500
+    assert shoppers["ab_over_interleaving"] == 5.0 and shoppers["ab_expected_shopper_searches_needed"] == 10800
+    assert shoppers["interleaving_design_effect"] == 1.05
+    assert shoppers["interleaving_expected_shopper_searches_needed"] == 1050
+    assert shoppers["expected_ab_over_interleaving"] == round(10800 / 1050, 1)
+    assert got["bootstrap"]["ab_over_interleaving"] == 15.0  # the independent searches' numbers stay

@@ -89,3 +89,87 @@ def test_bootstrap_searches_needed_agree_with_the_textbook_sizes():
     assert 150 <= decided <= 240
     assert 1.7 * decided <= interleaving_searches_needed(600, 400, 1000) <= 2.3 * decided
     assert interleaving_searches_needed(5, 5, 100) is None and interleaving_searches_needed(0, 0, 10) is None
+
+
+def shopper_records(shoppers, each, clicking, session=True):
+    """A/B records: shopper i of each arm makes `each` searches (one session), all clicked when clicking(arm, i)."""
+    records = []
+    for pipeline in ("keyword", "ltr"):
+        for i in range(shoppers):
+            for j in range(each):
+                sid = f"{pipeline}-{i}-{j}"
+                records.append({"kind": "search", "search_id": sid, "pipeline": pipeline, "shown": ["x"],
+                                **({"session": f"{pipeline}-{i}"} if session else {})})
+                if clicking(pipeline, i, j):
+                    records.append({"kind": "click", "search_id": sid, "id": "x"})
+    return records
+
+
+def test_an_ab_split_of_shoppers_is_judged_by_the_spread_between_shoppers():
+    from souk.events.interleave import ab_summary
+
+    # each shopper clicks all of its 10 searches or none: 10 searches of one shopper are worth about one search
+    def clustered(pipeline, i, j):
+        return i % 10 < (4 if pipeline == "keyword" else 5)
+
+    def spread(pipeline, i, j):  # the same click-through, spread evenly over the shoppers
+        return (i + j) % 10 < (4 if pipeline == "keyword" else 5)
+
+    def independent(pipeline, i, j):  # each search on its own
+        return draws.random() < (0.4 if pipeline == "keyword" else 0.5)
+
+    draws = random.Random(3)
+    together = ab_summary(shopper_records(100, 10, clustered), "keyword", "ltr")
+    apart = ab_summary(shopper_records(100, 10, spread), "keyword", "ltr")
+    assert together["ctr_a"] == apart["ctr_a"] == 0.4 and together["ctr_b"] == apart["ctr_b"] == 0.5
+    assert together["shoppers_a"] == together["shoppers_b"] == 100
+    assert together["p_value"] == apart["p_value"] < 0.001  # per search the two logs look alike
+    assert together["shopper_p_value"] > 0.1 and apart["shopper_p_value"] == 0.0  # no spread at all: certain
+    assert together["shopper_searches_needed"] > 5 * together["searches_needed"]
+    assert 9 < together["design_effect"] < 11  # 1 + (10 - 1) x 1: all of a shopper's searches alike
+    alone = ab_summary(shopper_records(100, 10, independent), "keyword", "ltr")
+    assert 0.75 < alone["shopper_searches_needed"] / alone["searches_needed"] < 1.33
+    assert 0.7 < alone["design_effect"] < 1.3
+
+
+def test_searches_without_a_session_are_shoppers_of_their_own():
+    from souk.events.interleave import ab_summary
+
+    data = ab_summary(shopper_records(300, 1, lambda p, i, j: i % 10 < (3 if p == "keyword" else 4), session=False),
+                      "keyword", "ltr")
+    assert data["shoppers_a"] == data["searches_a"] == 300
+    assert 0.75 < data["shopper_searches_needed"] / data["searches_needed"] < 1.33
+
+
+def test_the_clustered_z_is_the_two_proportion_z_for_one_search_a_shopper():
+    import numpy as np
+
+    from souk.events.interleave import _moments, clustered_z
+
+    a, b = [[1, i < 30] for i in range(100)], [[1, i < 50] for i in range(100)]
+    z = float(clustered_z(_moments(a).sum(axis=0), _moments(b).sum(axis=0)))
+    variance = 0.3 * 0.7 * 100 / 99 / 100 + 0.5 * 0.5 * 100 / 99 / 100  # sample variances over 100 shoppers
+    assert z == pytest.approx(0.2 / np.sqrt(variance))
+    # ratio of sums: a shopper with 3 searches counts 3 times in its arm's click-through
+    c = [[3, 3], [1, 0]]
+    assert float(clustered_z(_moments(c).sum(axis=0), _moments(c).sum(axis=0))) == 0.0
+
+
+def test_interleaving_resampled_by_shopper_sees_shoppers_whose_wins_go_together():
+    draws = random.Random(5)
+
+    def records(together):
+        out = []
+        for i in range(300):
+            for j in range(5):
+                sid = f"s{i}-{j}"
+                won = (i % 10 < 6) if together else draws.random() < 0.6  # b wins about 60% of the searches
+                out.append({"kind": "search", "search_id": sid, "interleave": "keyword,ltr", "shown": ["x", "y"],
+                            "teams": ["a", "b"], "session": f"u{i}"})
+                out.append({"kind": "click", "search_id": sid, "id": "y" if won else "x"})
+        return out
+
+    [together], [apart] = outcomes(records(True)), outcomes(records(False))
+    assert (together.wins_a, together.wins_b) == (600, 900) and 0.55 < apart.wins_b / 1500 < 0.65
+    assert together.shopper_searches_needed > 3 * together.searches_needed  # 5 searches of a shopper: one answer
+    assert 0.75 < apart.shopper_searches_needed / apart.searches_needed < 1.33

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from souk.errors import ConfigError, DatasetError
-from souk.events.labels import (LTR_ROUNDS, ClickModel, Observations, click_dataset, fit_pbm, ips_grades,
-                                ltr_options, moved_pairs, observations, posterior_grades, shown_floor)
+from souk.evaluation.datasets import Dataset
+from souk.events.labels import (LTR_ROUNDS, POSITION_BIAS, UNSHOWN_POSITION, ClickDataset, ClickModel, Observations,
+                                click_dataset, fit_pbm, ips_grades, ltr_options, merge, moved_pairs, observations,
+                                posterior_grades, shown_floor)
 
 
 def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
@@ -122,5 +124,19 @@ def test_queries_without_a_click_do_not_count_towards_enough_traffic():
 
 
 def test_ltr_from_clicks_never_reads_the_click_model_that_saw_its_labels():
-    assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS}
+    assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS,
+                                       "position_bias": POSITION_BIAS}
     assert ltr_options(alone=False) == {"clicks": False}  # with a judged dev split: its early stopping and veto
+
+
+def test_click_labels_carry_the_position_each_document_was_first_shown_at():
+    """What the ltr fitter's position-debiased objective reads (souk.training.ltr.click_positions)."""
+    searches = [{"kind": "search", "search_id": f"s{i}", "query": f"q{i % 12}", "session": f"u{i}",
+                 "shown": ["a", "b", "c"] if i < 24 else ["c", "a", "b"]} for i in range(36)]
+    clicks = [{"kind": "click", "search_id": f"s{i}", "id": "b"} for i in range(36)]
+    dataset, _ = click_dataset(searches + clicks)
+    assert isinstance(dataset, ClickDataset) and set(dataset.positions) == set(dataset.qrels)
+    qid = next(iter(dataset.qrels))
+    assert dataset.positions[qid] == {"a": 1, "b": 2, "c": 1}  # the smallest position of every impression
+    assert dataset.shown_at(qid, ["c", "b", "never"]).tolist() == [1, 2, UNSHOWN_POSITION]
+    assert type(merge(dataset, dataset)) is Dataset  # with judged queries: no positions (plain lambdarank)

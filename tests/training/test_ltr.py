@@ -83,3 +83,35 @@ def test_judged_only_trains_on_judged_candidates_and_rounds_can_be_fixed(shop):
     judged_pairs = sum(len(g) for g in TRAIN.qrels.values())
     assert rows[judged.model] <= judged_pairs < rows[everything.model]
     assert read_model_manifest(ModelStore(shop).root / judged.model)["rounds"] == 7
+
+
+def test_labels_from_clicks_fit_position_debiased_lambdarank(shop):
+    """`souk fit --events`: a `ClickDataset` carries where the log showed each document; option `position_bias`
+    makes LightGBM learn a bias per position (Unbiased LambdaMART) and the trees change; judged data ignore it."""
+    from souk.errors import ConfigError
+    from souk.events.labels import UNSHOWN_POSITION, ClickDataset
+    from souk.training.ltr import Judged, click_positions
+
+    positions = {q: {d: k + 1 for k, d in enumerate(sorted(g))} for q, g in TRAIN.qrels.items()}
+    clicked = ClickDataset(TRAIN.queries, TRAIN.qrels, name="events", split="clicks", positions=positions)
+    opts = {"rounds": 7, "activate_anyway": True}
+    [plain] = fit(shop, clicked, None, ["ltr"], budget_s=120, seed=4, progress=False, options={"ltr": opts})
+    [debiased] = fit(shop, clicked, None, ["ltr"], budget_s=120, seed=4, progress=False,
+                     options={"ltr": {**opts, "position_bias": 0.03}})
+    models = {o.model: ModelStore(shop).root / o.model for o in (plain, debiased)}
+    params = read_model_manifest(models[debiased.model])["params"]
+    assert params["lambdarank_position_bias_regularization"] == 0.03
+    assert "lambdarank_position_bias_regularization" not in read_model_manifest(models[plain.model])["params"]
+    assert trees(models[plain.model]) != trees(models[debiased.model])
+    pipe = build_pipeline("ltr", Index.open(shop))
+    assert pipe.run(pipe.plan("red drill"), 5).ranking.ids  # served like any ltr model
+
+    import numpy as np
+
+    from souk.types import Ranking
+    judged = Judged(qids=["q"], rankings=[Ranking(["p001", "zzz"], np.asarray([2.0, 1.0]))])
+    one = ClickDataset({"q": "red drill"}, {"q": {"p001": 1}}, positions={"q": {"p001": 3}})
+    assert [p.tolist() for p in click_positions(judged, one, 0.0)] == [[3, UNSHOWN_POSITION]]
+    assert click_positions(judged, TRAIN, 0.03) is None and click_positions(judged, one, None) is None
+    with pytest.raises(ConfigError, match="position_bias"):
+        fit(shop, clicked, None, ["ltr"], budget_s=60, progress=False, options={"ltr": {"position_bias": -1}})
