@@ -15,9 +15,9 @@ Paths (registry `BACKENDS`, names persisted with the index):
                  fp32 (8.9 vs 14.8 docs/s on one thread) and lossy: cosine 0.926 / 0.832 (u8*s8 saturation),
                  0.9925 / 0.987 with NNCF's `OverflowFix.ENABLE` (7-bit weights), below `INT8_TOLERANCE`.
 OpenVINO paths run one stream per core (one thread each, `StreamedModel`): a batch job's batches (of about
-equal padded tokens, `balanced_batches`) go to the streams in turn, one call's rows are split across them, so no thread waits at a barrier for a core another
-process holds (measured at load 17 on 2 cores: bf16 4.27x sentence-transformers with streams, 2.95x with one
-2-thread stream; fp32 capped to AVX2 1.15x vs 0.93x).
+equal padded tokens, `balanced_batches`) go to the streams in turn, one call's rows are split across them, so no
+thread waits at a barrier for a core another process holds (measured at load 17 on 2 cores: bf16 4.27x
+sentence-transformers with streams, 2.95x with one 2-thread stream; fp32 capped to AVX2 1.15x vs 0.93x).
 `choose_backend` probes each offered path on a slice of the caller's texts and keeps the fastest whose
 embeddings stay within its tolerance of fp32 (`TOLERANCE` for exact paths, `INT8_TOLERANCE` for int8;
 measurements cached per machine under `cache_dir()`); `exact` names the path queries use: the exact one quickest to load
