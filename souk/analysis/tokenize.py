@@ -66,19 +66,14 @@ def han_bigrams(run: str) -> Iterator[tuple[str, int, int]]:
         yield run[i : i + 2], i, i + 2
 
 
-@functools.lru_cache(maxsize=256)
-def _words_from(prefixes: tuple[str, ...]) -> re.Pattern:
-    starts = "|".join(re.escape(p) for p in sorted(set(prefixes), key=len, reverse=True))
-    return re.compile(rf"(?<![^\W_{HAN_CLASS}])(?:{starts})[^\W_{HAN_CLASS}]*")
-
-
 def words_starting(text: str, prefixes: tuple[str, ...]) -> list[Token]:
     """The non-Han words of normalized text that start with one of `prefixes` (what `tokenize(text, "skip")`
-    gives, filtered by prefix, without building a token for every other word)."""
+    gives, filtered by prefix, without building a token for every other word). One fixed pattern: a pattern
+    per query's prefixes cost a 3.5 ms compile per search (highlighting, homedepot `full`)."""
     prefixes = tuple(p for p in prefixes if WORD.fullmatch(p))  # no word starts with a non-word character
     if not prefixes:
         return []
-    return [Token(m.group(), m.start(), m.end()) for m in _words_from(prefixes).finditer(text)]
+    return [Token(m.group(), m.start(), m.end()) for m in WORD.finditer(text) if m.group().startswith(prefixes)]
 
 
 def tokenize(text: str, han: str = "jieba", user_dict: str | None = None) -> list[Token]:

@@ -11,11 +11,13 @@ Paths (registry `BACKENDS`, names persisted with the index):
                  on CPUs without VNNI, where full-range u8*s8 products saturate).
   openvino-int8  OpenVINO, NNCF post-training int8 (SmoothQuant, calibrated on a slice of the caller's
                  texts, one export per calibration set: calibrated on short product names it gave cosine 0.74 on
-                 SciFact abstracts); offered only with VNNI/AMX (on AVX2 alone it measured no faster than fp32).
-OpenVINO paths run one stream per core (one thread each, `StreamedModel`): a batch job's batches go to the
-streams in turn, one call's rows are split across them, so no thread waits at a barrier for a core another
-process holds (measured at load 17 on 2 cores: bf16 4.27x sentence-transformers with streams, 2.95x with one
-2-thread stream; fp32 capped to AVX2 1.15x vs 0.93x).
+                 SciFact abstracts); offered only with VNNI/AMX. On AVX2 (capped) it measured slower than
+                 fp32 (8.9 vs 14.8 docs/s on one thread) and lossy: cosine 0.926 / 0.832 (u8*s8 saturation),
+                 0.9925 / 0.987 with NNCF's `OverflowFix.ENABLE` (7-bit weights), below `INT8_TOLERANCE`.
+OpenVINO paths run one stream per core (one thread each, `StreamedModel`): a batch job's batches (of about
+equal padded tokens, `balanced_batches`) go to the streams in turn, one call's rows are split across them, so no
+thread waits at a barrier for a core another process holds (measured at load 17 on 2 cores: bf16 4.27x
+sentence-transformers with streams, 2.95x with one 2-thread stream; fp32 capped to AVX2 1.15x vs 0.93x).
 `choose_backend` probes each offered path on a slice of the caller's texts and keeps the fastest whose
 embeddings stay within its tolerance of fp32 (`TOLERANCE` for exact paths, `INT8_TOLERANCE` for int8;
 measurements cached per machine under `cache_dir()`); `exact` names the path queries use: the exact one quickest to load
@@ -421,6 +423,7 @@ class _StreamedForward:
 
     def __init__(self, model: StreamedModel):
         self.model = model
+        self.streams = model.streams
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.model({"input_ids": ids, "attention_mask": mask})
@@ -505,8 +508,9 @@ def _int8_missing(m: Machine) -> str | None:
 
 
 def _openvino_int8_missing(m: Machine) -> str | None:
-    if not _has_vnni(m):  # without VNNI OpenVINO's int8 kernels are no faster than fp32 (measured: 1.04x)
-        return "no int8 dot-product instructions (amx_int8 / avx512_vnni / avx_vnni), or capped to AVX2"
+    if not _has_vnni(m):  # without VNNI OpenVINO's int8 kernels are slower than fp32 and lose (module docstring)
+        return "no int8 dot-product instructions (amx_int8 / avx512_vnni / avx_vnni), or capped to AVX2 (int8 " \
+            "measured slower than fp32 there, and below the int8 cosine bar)"
     return _module_missing("openvino") or _module_missing("nncf")
 
 
@@ -565,10 +569,13 @@ def run_batches(forward: Forward, tokenizer, texts: Sequence[str], batch_size: i
     encs = tokenizer.encode_batch([str(t).strip() for t in texts])
     lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
     order = np.argsort(-lengths, kind="stable")
+    many = getattr(forward, "map_batches", None)
+    groups = balanced_batches(lengths[order], batch_size, 2 * getattr(forward, "streams", 1)) if many else \
+        [(start, min(start + batch_size, len(order))) for start in range(0, len(order), batch_size)]
 
     def batches():
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        for start, end in groups:
+            rows = order[start:end]
             width = int(lengths[rows].max())
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -579,12 +586,29 @@ def run_batches(forward: Forward, tokenizer, texts: Sequence[str], batch_size: i
             if on_batch:
                 on_batch(len(rows))
 
-    many = getattr(forward, "map_batches", None)
     if many is not None:
         many(batches(), out.__setitem__)
         return out
     for rows, ids, mask in batches():
         out[rows] = forward(ids, mask)
+    return out
+
+
+def balanced_batches(ranked: np.ndarray, batch_size: int, jobs: int) -> list[tuple[int, int]]:
+    """(start, end) slices of lengths sorted longest first, for forwards that run batches side by side
+    (OpenVINO's streams): at most `batch_size` rows each, and at least `jobs` batches of about equal padded
+    tokens (rows x the first, longest row) when there are rows enough. Batches of equal rows would give one
+    stream the longest texts: a 48-text probe in batches of 32 ran its 32 longest on one stream while the other
+    idled after the 16 shortest, and measured OpenVINO 1.3-1.5x slower than it encodes a corpus."""
+    n = len(ranked)
+    budget = max(float(ranked.sum()) / max(1, min(jobs, n)), 1.0)
+    out, start = [], 0
+    while start < n:
+        end = start + 1
+        while end < n and end - start < batch_size and (end - start + 1) * ranked[start] <= budget:
+            end += 1
+        out.append((start, end))
+        start = end
     return out
 
 

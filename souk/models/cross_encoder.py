@@ -8,8 +8,8 @@ with the previous stage's). Inference runs on the bi-encoder's exact paths: torc
 on ONNX Runtime or OpenVINO, bf16 on OpenVINO (one ONNX export per model directory, built once into the cache
 and hash-checked like the encoder's), whichever is fastest on this machine within `TOLERANCE` of fp32 (bf16 is
 offered only where the CPU has bf16 instructions; ONNX Runtime not when capped to AVX2; the choice is measured
-once per model and machine, on pairs of the caller's own documents where it gives them (`set_probe`), and cached;
-`measured_path` reads it back for `souk stats`).
+once per model and machine, on pairs of the caller's own documents where it gives them (`measure_paths(path,
+probe)`), and cached; `measured_path` reads it back for `souk stats`).
 
 Misuse: scoring pairs packed with other limits than the model was trained with (read them from the
 manifest, which `CrossEncoder` does), or comparing raw scores across queries (they are per-query logits).
@@ -179,10 +179,7 @@ class CrossEncoder:
 
     def _open(self, backend: str, batch_size: int, max_length: int | None) -> None:
         self.manifest = read_model_manifest(self.path, KIND)
-        limits = limits_of(self.manifest)
-        if max_length is not None:
-            limits = FieldLimits(max_length, min(limits.query, max_length - 8), limits.title)
-        self.packer = PairPacker(self.path / "tokenizer.json", limits)
+        self.packer = packer_for(self.path, max_length, self.manifest)
         self.combination = Combination(**self.manifest.get("combination", {}))
         self.batch_size = batch_size
         self.backend = choose_path(self.path, self.packer)["backend"] if backend == "auto" else backend
@@ -206,6 +203,14 @@ class CrossEncoder:
         """Scores of (title, text) documents for one query."""
         q = self.packer.tokens([query], self.packer.limits.query)[0]
         return self.score_pairs([self.packer.pack(q, d) for d in self.packer.doc_tokens(docs)])
+
+
+def packer_for(path: Path, max_length: int | None = None, manifest: dict[str, Any] | None = None) -> PairPacker:
+    """The pair packer of a model directory at its own limits, or with the pair cut to `max_length`."""
+    limits = limits_of(manifest if manifest is not None else read_model_manifest(path, KIND))
+    if max_length is not None:
+        limits = FieldLimits(max_length, min(limits.query, max_length - 8), limits.title)
+    return PairPacker(path / "tokenizer.json", limits)
 
 
 def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
@@ -306,7 +311,7 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False,
                 probe: Sequence[tuple[str, str, str]] | None = None) -> dict[str, Any]:
     """Measure each offered path on a probe of packed pairs (pairs/s, agreement with fp32) and keep the
     fastest within `TOLERANCE`; cached per model directory (published ones never change) and machine.
-    `probe` (default: what `set_probe` left): (query, title, text) triples of the caller's own documents (the
+    `probe`: (query, title, text) triples of the caller's own documents (the
     `cross` stage gives each sampled document with a query from its own title and one from another's), so
     agreement is measured on the score spread the model meets there; without one, pseudo-text of the vocabulary
     (a trained model scores all of it alike, so bf16's rounding shows larger there: correlation 0.998 where
@@ -315,7 +320,6 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False,
     file = _choice_file(path, packer.limits.max_length)
     if file.exists() and not refresh:
         return _read_verdict(file)
-    probe = _PROBE[:] if probe is None else probe
     pairs = _real_pairs(packer, probe) if probe else _probe_pairs(packer)
     report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items() if why}
     forwards = {name: _load(path, name) for name in PATHS if name not in report}
@@ -350,12 +354,14 @@ def _choice_file(path: Path, max_length: int) -> Path:
     return cache_dir() / "models" / f"cross-choice-{key}.json"
 
 
-def measured_path(path: Path) -> dict[str, Any] | None:
-    """What this machine measured for the model directory at its own limits (`choose_path`'s verdict: `backend`,
-    and `pairs_per_s` / `corr` of each path), without measuring; None when nothing was measured yet.
-    Misuse: deciding a path from it in a search (`CrossEncoder` measures when nothing is cached)."""
+def measured_path(path: Path, max_length: int | None = None) -> dict[str, Any] | None:
+    """What this machine measured for the model directory at its own limits (or pairs cut to `max_length`):
+    `choose_path`'s verdict (`backend`, and `pairs_per_s` / `corr` of each path), without measuring; None when
+    nothing was measured yet. Misuse: deciding a path from it in a search (`CrossEncoder` measures when nothing
+    is cached)."""
     try:
-        file = _choice_file(Path(path), limits_of(read_model_manifest(Path(path), KIND)).max_length)
+        length = max_length or limits_of(read_model_manifest(Path(path), KIND)).max_length
+        file = _choice_file(Path(path), length)
         return _read_verdict(file) if file.is_file() else None
     except (OSError, ValueError, KeyError, TypeError, ModelError):
         return None
@@ -373,13 +379,12 @@ def _verdict(report: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"backend": best, "tolerance": TOLERANCE, "paths": report}
 
 
-_PROBE: list[tuple[str, str, str]] = []
-
-
-def set_probe(triples: Sequence[tuple[str, str, str]]) -> None:
-    """(query, title, text) triples `choose_path` measures on when it next measures (a sample of the caller's
-    documents, as `backends.set_calibration` for the encoder)."""
-    _PROBE[:] = [(str(q), str(t), str(x)) for q, t, x in triples]
+def measure_paths(path: Path, probe: Sequence[tuple[str, str, str]], max_length: int | None = None,
+                  refresh: bool = False) -> dict[str, Any]:
+    """`choose_path` for a model directory (pairs cut to `max_length`, default its own) on `probe`, (query, title,
+    text) triples of the caller's documents; the verdict `CrossEncoder(path, "auto")` then reads back."""
+    triples = [(str(q), str(t), str(x)) for q, t, x in probe]
+    return choose_path(Path(path), packer_for(Path(path), max_length), refresh, triples)
 
 
 def _real_pairs(packer: PairPacker, probe: Sequence[tuple[str, str, str]]) -> list[Pair]:

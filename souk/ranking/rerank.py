@@ -21,7 +21,7 @@ import numpy as np
 
 from souk.errors import ConfigError, ModelError, ModelUnavailable
 from souk.models.batching import MicroBatcher
-from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache, measured_path, model_fields, set_probe
+from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache, measure_paths, measured_path, model_fields
 from souk.models.store import read_model_manifest
 from souk.models import store
 from souk.query.plan import QueryPlan
@@ -140,8 +140,9 @@ def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     batch, max_length, backend = opts.batch_size, opts.max_length, opts.backend
     try:
         chosen = store.resolve(context.index_path, "cross", opts.model) if backend == "auto" else None
-        if chosen is not None and measured_path(chosen) is None:  # its paths are measured on these documents
-            set_probe(probe_triples(context.searcher, model_fields(read_model_manifest(chosen, "cross-encoder"))))
+        if chosen is not None and measured_path(chosen, max_length) is None:  # measured on these documents
+            fields = model_fields(read_model_manifest(chosen, "cross-encoder"))
+            measure_paths(chosen, probe_triples(context.searcher, fields), max_length)
         model = store.load(context.index_path, "cross", CrossEncoder, opts.model,
                            options=(backend, batch, max_length), unfitted="no fitted cross-encoder in this index; "
                            "run `souk fit --stages cross`")

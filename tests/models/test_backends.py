@@ -237,3 +237,16 @@ def test_streamed_openvino_splits_rows_across_streams_and_keeps_their_order(tiny
 
     with pytest.raises(ValueError, match="sink"):
         two.map([(0, inputs)], broken)
+
+
+def test_balanced_batches_give_side_by_side_streams_equal_work():
+    from souk.models.backends import balanced_batches
+
+    ranked = np.array([250] * 16 + [200] * 16 + [60] * 16)  # a 48-text probe, longest first
+    cuts = balanced_batches(ranked, 32, 4)
+    assert cuts[0][0] == 0 and cuts[-1][1] == 48 and all(a[1] == b[0] for a, b in zip(cuts, cuts[1:]))
+    padded = [(end - start) * ranked[start] for start, end in cuts]
+    assert len(cuts) >= 4 and max(padded) <= ranked.sum() / 4  # equal rows would give one stream 32 x 250
+    big = np.full(1000, 100)
+    assert balanced_batches(big, 32, 4) == [(s, min(s + 32, 1000)) for s in range(0, 1000, 32)]  # rows cap
+    assert balanced_batches(np.array([7]), 32, 4) == [(0, 1)]

@@ -276,8 +276,12 @@ def test_the_stage_measures_its_paths_on_the_index_documents(active, monkeypatch
     assert cross_encoder.measured_path(path) is None
     monkeypatch.setattr(cross_encoder, "offered_paths", lambda: {n: None if n == "torch-fp32" else "off"
                                                                  for n in cross_encoder.PATHS})
-    pipe = build_pipeline("rerank", index)  # the stage sets the probe; the loaded model may be cached already
+    pipe = build_pipeline("rerank", index)  # the stage measures on its documents; the model may be cached already
     model = pipe.steps[0].stage.model
     verdict = cross_encoder.choose_path(path, model.packer)
     assert verdict["probe"] == "documents" and verdict["pairs"] == 2 * min(len(searcher.ids()), 24)
     assert cross_encoder.measured_path(path)["backend"] == "torch-fp32"
+    assert cross_encoder.measured_path(path, 32) is None  # pairs cut shorter are measured apart
+    short = cross_encoder.measure_paths(path, triples[:3], 32)
+    assert short["probe"] == "documents" and short["pairs"] == 3 and cross_encoder.measured_path(path, 32)
+    assert cross_encoder.choose_path(path, cross_encoder.packer_for(path, 40))["probe"] == "pseudo-text"
