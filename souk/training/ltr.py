@@ -217,6 +217,8 @@ class LtrOptions:
     ray_min_rows: int = RAY_MIN_ROWS
     rounds: int | None = None            # boosting rounds fixed by the caller (default: early stopping)
     activate_anyway: bool = False        # activate without the dev/CV veto (labels from clicks alone)
+    ensemble: bool = True                # more boosters from other seeds while the budget holds (`seed_ensemble`)
+    members: int = 5                     # an ensemble's boosters at most
 
 
 @register_fitter("ltr", order=40, share=1.0, options=LtrOptions)
@@ -270,6 +272,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
 
     X, y, g = train.subset(all_train)
+    on_dev = False  # valid_ltr measured on the dev split (else: on train folds)
     workers = job.workers if len(y) >= int(job.options.get("ray_min_rows", RAY_MIN_ROWS)) else 0
     from souk.training.distributed import BoosterTask
 
@@ -278,6 +281,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
 
     if dev is not None and job.dev is not None and any(labels.max(initial=0) > 0 for labels in dev.labels):
         valid_idx, valid_name = list(range(len(dev.qids))), f"{job.dev.name}/{job.dev.split}"
+        on_dev = True
         main = BoosterTask(X, y, g, dev.subset(valid_idx), MAX_ROUNDS)
         [(booster, history, by_budget)] = boosted([main], job.deadline)
         curve_valid = list(history.get("valid", {}).get("ndcg@10", []))
@@ -320,8 +324,18 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         valid_ltr, valid_recall = float(np.mean(cv_ltr)), float(np.mean(cv_recall))
         # the served model: all train, `best` rounds
         [(booster, _, _)] = boosted([BoosterTask(X, y, g, None, best)], None)
-    booster.save_model(str(job.workdir / MODEL_FILE), num_iteration=best)
     gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
+    model_text, members = booster.model_to_string(num_iteration=best), 1
+    if job.options.get("ensemble", True) and not workers and not by_budget:
+        texts = seed_ensemble(X, y, g, params, names, best, job, int(job.options.get("members", 5)))
+        if texts:
+            model_text, members = merged_model([model_text] + texts), 1 + len(texts)
+            if on_dev and dev is not None and job.dev is not None:  # the ensemble's own dev score
+                from souk.models.lightgbm_text import load_booster
+
+                merged = load_booster(model_text.encode("utf-8"))
+                valid_ltr = dev.ndcg10(predict(dev, valid_idx, merged, merged.num_trees()), job.dev.qrels, valid_idx)
+    (job.workdir / MODEL_FILE).write_text(model_text, encoding="utf-8")
     gains = dict(sorted(gains.items(), key=lambda kv: -kv[1]))
     _plot_importance(gains, job.workdir / "importance.png")
     _plot_curve(curve_train, curve_valid, best, valid_name, job.workdir / "curve.png")
@@ -333,6 +347,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         "params": {**params, "max_rounds": MAX_ROUNDS, "patience": PATIENCE},
         "rounds_chosen_on": valid_name,
         "rounds": best,
+        "members": members,
         "recall": recall_opts,
         "depth": depth,
         "dev": dev_metrics,
@@ -349,6 +364,54 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         # favours recall's order by construction and cannot judge the model; `souk fit --events` activates it)
         "activate": valid_ltr >= valid_recall - 0.002 or bool(job.options.get("activate_anyway", False)),
     }
+
+
+def seed_ensemble(X, y, g, params: dict[str, Any], names: list[str], rounds: int, job: FitJob,
+                  members: int) -> list[str]:
+    """Option `ensemble`: up to `members - 1` more boosters on the same rows and `rounds`, each from another seed
+    (its bagging and feature sampling), trained while the budget holds one more (timed on the first); their
+    model texts. Averaging them with the first lowers the variance between seeds (held-out TRAIN in README)."""
+    out: list[str] = []
+    t0 = time.monotonic()
+    for k in range(1, members):
+        spent = (time.monotonic() - t0) / max(len(out), 1)
+        if job.seconds_left < 1.5 * spent + 5:
+            break
+        booster, _, cut = train_booster(X, y, g, None, rounds, {**params, "seed": params["seed"] + 1000 * k},
+                                        job.deadline, names)
+        if cut:
+            break
+        out.append(booster.model_to_string(num_iteration=rounds))
+    return out
+
+
+def merged_model(texts: list[str]) -> str:
+    """One LightGBM text model scoring the mean of `texts`' models (same features): every tree of each, its leaf
+    values divided by their number. Misuse: merging models over different feature lists (refused)."""
+    from souk.models.lightgbm_text import canonical_text, parse_model
+
+    models = [parse_model(t) for t in texts]
+    first = models[0]
+    if any(m.feature_names != first.feature_names or m.objective != first.objective for m in models[1:]):
+        raise ConfigError("merged_model: the models score different features")
+    share = 1.0 / len(models)
+    trees = []
+    for m in models:
+        for tree in m.trees:
+            for key in ("leaf_value", "internal_value"):
+                if key in tree.arrays:
+                    tree.arrays[key] = [v * share for v in tree.arrays[key]]
+            trees.append(tree)
+    infos = [_widest([m.feature_infos[i] for m in models]) for i in range(first.num_features)]
+    return canonical_text(type(first)(first.objective, first.max_feature_idx, first.feature_names, infos, trees))
+
+
+def _widest(infos: list[str]) -> str:
+    """The feature range `[lo:hi]` covering each model's (`none` where none saw the feature vary)."""
+    ranges = [tuple(float(v) for v in i[1:-1].split(":")) for i in infos if i != "none"]
+    if not ranges:
+        return "none"
+    return f"[{min(r[0] for r in ranges)!r}:{max(r[1] for r in ranges)!r}]"
 
 
 def _mean_sd(values: list[float]) -> dict[str, float] | None:

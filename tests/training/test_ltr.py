@@ -83,3 +83,25 @@ def test_judged_only_trains_on_judged_candidates_and_rounds_can_be_fixed(shop):
     judged_pairs = sum(len(g) for g in TRAIN.qrels.values())
     assert rows[judged.model] <= judged_pairs < rows[everything.model]
     assert read_model_manifest(ModelStore(shop).root / judged.model)["rounds"] == 7
+
+
+def test_seed_ensemble_scores_the_mean_of_its_boosters(shop):
+    import lightgbm as lgb
+    import numpy as np
+
+    from souk.models.lightgbm_text import load_booster
+    from souk.training.ltr import PARAMS, merged_model
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300).astype(float)
+    g = np.full(30, 10)
+    texts = [lgb.train({**PARAMS, "seed": s, "min_data_in_leaf": 5}, lgb.Dataset(X, y, group=g), 20).model_to_string()
+             for s in (1, 2, 3)]
+    singles = [load_booster(t.encode()).predict(X) for t in texts]
+    merged = load_booster(merged_model(texts).encode())
+    assert merged.num_trees() == 60 and np.allclose(merged.predict(X), np.mean(singles, axis=0), atol=1e-9)
+    assert not np.allclose(singles[0], singles[1])  # the seeds differ, so averaging changes something
+    m = read_model_manifest(fit_ltr(shop), kind="ltr-lightgbm")  # the fitted model: members by default
+    assert m["members"] == 5
+    one = fit(shop, TRAIN, DEV, ["ltr"], budget_s=120, seed=3, progress=False, options={"ltr": {"ensemble": False}})
+    assert one[0].manifest["members"] == 1
