@@ -325,7 +325,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         # the served model: all train, `best` rounds
         [(booster, _, _)] = boosted([BoosterTask(X, y, g, None, best)], None)
     gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
-    model_text, members = booster.model_to_string(num_iteration=best), 1
+    model_text, members, single = booster.model_to_string(num_iteration=best), 1, valid_ltr
     if job.options.get("ensemble", True) and not workers and not by_budget:
         texts = seed_ensemble(X, y, g, params, names, best, job, int(job.options.get("members", 5)))
         if texts:
@@ -340,7 +340,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     _plot_importance(gains, job.workdir / "importance.png")
     _plot_curve(curve_train, curve_valid, best, valid_name, job.workdir / "curve.png")
     dev_metrics = {"ndcg@10": round(valid_ltr, 4), "recall_ndcg@10": round(valid_recall, 4), "on": valid_name,
-                   "queries": len(valid_idx)}
+                   "queries": len(valid_idx), **({"first_member_ndcg@10": round(single, 4)} if members > 1 else {})}
     return {
         "kind": KIND,
         "features": features.spec,
