@@ -219,6 +219,7 @@ class LtrOptions:
     activate_anyway: bool = False        # activate without the dev/CV veto (labels from clicks alone)
     ensemble: bool = True                # more boosters from other seeds while the budget holds (`seed_ensemble`)
     members: int = 5                     # an ensemble's boosters at most
+    max_trees: int = 1500                # ... and their trees at most (serving time grows with them)
 
 
 @register_fitter("ltr", order=40, share=1.0, options=LtrOptions)
@@ -327,7 +328,8 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     gains = dict(zip(names, booster.feature_importance("gain", iteration=best).astype(float).tolist()))
     model_text, members, single = booster.model_to_string(num_iteration=best), 1, valid_ltr
     if job.options.get("ensemble", True) and not workers and not by_budget:
-        texts = seed_ensemble(X, y, g, params, names, best, job, int(job.options.get("members", 5)))
+        most = min(int(job.options.get("members", 5)), int(job.options.get("max_trees", 1500)) // max(best, 1))
+        texts = seed_ensemble(X, y, g, params, names, best, job, most)
         if texts:
             model_text, members = merged_model([model_text] + texts), 1 + len(texts)
             if on_dev and dev is not None and job.dev is not None:  # the ensemble's own dev score
@@ -368,7 +370,9 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
 
 def seed_ensemble(X, y, g, params: dict[str, Any], names: list[str], rounds: int, job: FitJob,
                   members: int) -> list[str]:
-    """Option `ensemble`: up to `members - 1` more boosters on the same rows and `rounds`, each from another seed
+    """Option `ensemble`: up to `members - 1` more boosters (`fit_ltr` caps `members` so that all hold at most
+    `max_trees` trees: scoring 100 candidates took 3.4 ms with 420 trees, 14 ms with 1,260, 32 ms with 2,100 on two
+    loaded cores) on the same rows and `rounds`, each from another seed
     (its bagging and feature sampling), trained while the budget holds one more (timed on the first); their
     model texts. Averaging them with the first lowers the variance between seeds (held-out TRAIN in README)."""
     out: list[str] = []

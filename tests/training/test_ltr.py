@@ -103,5 +103,6 @@ def test_seed_ensemble_scores_the_mean_of_its_boosters(shop):
     assert not np.allclose(singles[0], singles[1])  # the seeds differ, so averaging changes something
     m = read_model_manifest(fit_ltr(shop), kind="ltr-lightgbm")  # the fitted model: members by default
     assert m["members"] == 5
-    one = fit(shop, TRAIN, DEV, ["ltr"], budget_s=120, seed=3, progress=False, options={"ltr": {"ensemble": False}})
-    assert one[0].manifest["members"] == 1
+    for off in ({"ensemble": False}, {"max_trees": 2 * m["rounds"]}):  # off, or capped at two boosters' trees
+        [one] = fit(shop, TRAIN, DEV, ["ltr"], budget_s=120, seed=3, progress=False, options={"ltr": off})
+        assert one.manifest["members"] == (1 if "ensemble" in off else 2)
