@@ -13,7 +13,7 @@ from support import FIXTURES
 FIXTURE = FIXTURES / "zh-mini"
 # small and quick: seconds on two cores
 FAST = {"wordvec": {"dim": 32, "gensim_epochs": 5, "epochs": 4, "batch_size": 8, "lr": 0.02},
-        "interact": {"epochs": 4, "train_depth": 10, "depth": 50, "batch_size": 8}}
+        "interact": {"epochs": 4, "train_depth": 10, "depth": 50, "batch_size": 8, "ensemble": False}}
 
 
 def build_index(path: Path, records_dir: Path = FIXTURE):

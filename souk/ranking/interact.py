@@ -41,6 +41,7 @@ LEVEL_FEATURES = 8          # per level: weighted cover, weighted log tf, cover,
 # per level: doc share, log1p BM25, BM25 / the list's best, longest run of present query features
 DOC_FEATURES = 4
 GLOBAL_FEATURES = 4
+MAX_MEMBERS = 16            # an ensemble's modules at most (`weights.npz`, `weights-1.npz`, ...)
 
 
 @dataclass
@@ -183,22 +184,39 @@ class InteractModel:
     def __init__(self, folder: Path):
         manifest = read_model_manifest(folder, KIND, format=FORMAT)
         self.manifest = manifest
+        count = manifest.get("members", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_MEMBERS:
+            raise ModelUnavailable(f"model {folder.name}: its manifest's members must be 1..{MAX_MEMBERS}; "
+                                   "fit it again")
+        self.members = [self._read(folder, "weights.npz" if k == 0 else f"weights-{k}.npz") for k in range(count)]
+        self.weights = self.members[0]
+
+    @staticmethod
+    def _read(folder: Path, name: str) -> dict[str, np.ndarray]:
+        """One member's weights, checked against this version's layout."""
         try:
-            with np.load(folder / "weights.npz") as data:
-                self.weights = {k: data[k].astype(np.float32) for k in data.files}
+            with np.load(folder / name) as data:
+                weights = {k: data[k].astype(np.float32) for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise ModelUnavailable(f"model {folder.name}: unreadable interact weights ({type(e).__name__}); "
                                    "fit it again") from None
         expected = {f"term_weights.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} | \
                    {f"mlp.{j}.{p}" for j in (0, 2) for p in ("weight", "bias")}
         width = 3 * LEVEL_FEATURES + GLOBAL_FEATURES
-        if set(self.weights) != expected or self.weights["mlp.0.weight"].shape[1] != width:
+        if set(weights) != expected or weights["mlp.0.weight"].shape[1] != width:
             raise ModelUnavailable(f"model {folder.name}: interact weights do not fit this version's features; "
                                    "fit it again")
+        return weights
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        """(queries, candidates) scores of stacked features (see `stack_features`)."""
-        w = self.weights
+        """(queries, candidates) scores of stacked features (see `stack_features`): an ensemble's mean."""
+        total = self._member_score(self.members[0], arrays)
+        for w in self.members[1:]:
+            total += self._member_score(w, arrays)
+        return total / np.float32(len(self.members))
+
+    @staticmethod
+    def _member_score(w: dict[str, np.ndarray], arrays: dict[str, np.ndarray]) -> np.ndarray:
         feats = []
         for level in range(3):
             mask, idf = arrays[f"mask{level}"], arrays[f"idf{level}"]

@@ -54,6 +54,8 @@ for _stage, _key, _what in (
     ("words", "new_words", "frequent short queries and catalog n-grams jieba splits become dictionary words"),
     ("dense", "prf", "pseudo-relevance feedback: the query vector moves toward documents BM25 and dense agree on"),
     ("fusion", "stacking", "a LightGBM ranker over the retrievers' scores and ranks instead of the fixed fusion"),
+    ("interact", "ensemble", "interaction models from consecutive seeds, their scores averaged (budget-sized)"),
+    ("ltr", "ensemble", "LightGBM rankers from other seeds averaged into one model (as many as the budget holds)"),
 ):
     IDEAS.register(f"{_stage}.{_key}", Idea(_stage, _key, _what))
 

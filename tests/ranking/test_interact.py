@@ -77,6 +77,54 @@ def test_numpy_scoring_matches_the_torch_module_it_was_trained_as(parts, tmp_pat
     assert np.allclose(InteractModel(tmp_path).score(x), expected, atol=1e-4)
 
 
+def test_an_ensemble_scores_the_mean_of_its_members_and_a_bad_count_is_refused(parts, tmp_path):
+    torch = pytest.importorskip("torch")
+    from souk.errors import ModelUnavailable
+    from souk.training.interact import build_module, manifest_fields, save_module
+
+    searcher, model, view, stats = parts
+    x, _ = features_for(model, view, stats, ["华为手机截屏"], [["d11", "d20", "d13"]])
+    singles = []
+    for k, name in enumerate(["weights.npz", "weights-1.npz"]):
+        torch.manual_seed(k)
+        module = build_module()
+        save_module(module, tmp_path, name)
+        (tmp_path / str(k)).mkdir()
+        save_module(module, tmp_path / str(k))
+        write_json_atomic(tmp_path / str(k) / "manifest.json", manifest_fields())
+        singles.append(InteractModel(tmp_path / str(k)).score(x))
+    write_json_atomic(tmp_path / "manifest.json", {**manifest_fields(), "members": 2})
+    assert np.allclose(InteractModel(tmp_path).score(x), (singles[0] + singles[1]) / 2, atol=1e-6)
+    assert not np.allclose(singles[0], singles[1])
+    for bad in (0, 17, "2", True):
+        write_json_atomic(tmp_path / "manifest.json", {**manifest_fields(), "members": bad})
+        with pytest.raises(ModelUnavailable, match="members"):
+            InteractModel(tmp_path)
+    write_json_atomic(tmp_path / "manifest.json", {**manifest_fields(), "members": 3})  # weights-2.npz is missing
+    with pytest.raises(ModelUnavailable, match="unreadable"):
+        InteractModel(tmp_path)
+
+
+def test_fit_trains_ensemble_members_from_consecutive_seeds(tmp_path):
+    import json
+
+    from zh_mini import FAST, fit_fast
+
+    path = copy_of_fitted(tmp_path)
+    options = {**FAST, "interact": {**FAST["interact"], "ensemble": True, "members": 2}}
+    [outcome] = fit_fast(path, stages=("interact",), options=options)
+    manifest = json.loads((ModelStore(path).root / outcome.model / "manifest.json").read_text())
+    first, second, mean = manifest["member_ndcg@10"]  # both trained; kept only where their mean beat the first
+    assert manifest["members"] in (1, 2)
+    if manifest["members"] == 2:  # the mean beat the first member on the early-stopping split
+        assert manifest["dev"]["ndcg@10"] == mean >= first
+    else:
+        assert manifest["dev"]["ndcg@10"] == first >= mean
+    files = {p.name for p in (ModelStore(path).root / outcome.model).iterdir()}
+    assert ("weights-1.npz" in files) == (manifest["members"] == 2)
+    assert len(InteractModel(ModelStore(path).root / outcome.model).members) == manifest["members"]
+
+
 def test_pipeline_with_interact_and_without_a_model(parts, tmp_path):
     pipe = build_pipeline("mine", parts[0], PIPELINE)
     run = pipe.run(pipe.plan("宝宝有痰怎么办"), 10)

@@ -115,3 +115,26 @@ def test_labels_from_clicks_fit_position_debiased_lambdarank(shop):
     assert click_positions(judged, TRAIN, 0.03) is None and click_positions(judged, one, None) is None
     with pytest.raises(ConfigError, match="position_bias"):
         fit(shop, clicked, None, ["ltr"], budget_s=60, progress=False, options={"ltr": {"position_bias": -1}})
+
+
+def test_seed_ensemble_scores_the_mean_of_its_boosters(shop):
+    import lightgbm as lgb
+    import numpy as np
+
+    from souk.models.lightgbm_text import load_booster
+    from souk.training.ltr import PARAMS, merged_model
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300).astype(float)
+    g = np.full(30, 10)
+    texts = [lgb.train({**PARAMS, "seed": s, "min_data_in_leaf": 5}, lgb.Dataset(X, y, group=g), 20).model_to_string()
+             for s in (1, 2, 3)]
+    singles = [load_booster(t.encode()).predict(X) for t in texts]
+    merged = load_booster(merged_model(texts).encode())
+    assert merged.num_trees() == 60 and np.allclose(merged.predict(X), np.mean(singles, axis=0), atol=1e-9)
+    assert not np.allclose(singles[0], singles[1])  # the seeds differ, so averaging changes something
+    m = read_model_manifest(fit_ltr(shop), kind="ltr-lightgbm")  # one booster by default (option off)
+    assert m["members"] == 1
+    for on in ({"ensemble": True}, {"ensemble": True, "max_trees": 2 * m["rounds"]}):  # on, or capped at two boosters
+        [one] = fit(shop, TRAIN, DEV, ["ltr"], budget_s=120, seed=3, progress=False, options={"ltr": on})
+        assert one.manifest["members"] == (5 if "max_trees" not in on else 2)
