@@ -41,7 +41,13 @@ LEVEL_FEATURES = 8          # per level: weighted cover, weighted log tf, cover,
 # per level: doc share, log1p BM25, BM25 / the list's best, longest run of present query features
 DOC_FEATURES = 4
 GLOBAL_FEATURES = 4
-MAX_MEMBERS = 16            # an ensemble's modules at most (`weights.npz`, `weights-1.npz`, ...)
+MAX_MEMBERS = 16            # an ensemble's modules at most (`member_file`)
+
+
+def member_file(k: int) -> str:
+    """The weights file of an ensemble's member `k` (0: `weights.npz`, then `weights-1.npz`, ...): the one naming
+    rule the fitter writes and `InteractModel` reads."""
+    return "weights.npz" if k == 0 else f"weights-{k}.npz"
 
 
 @dataclass
@@ -188,7 +194,7 @@ class InteractModel:
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_MEMBERS:
             raise ModelUnavailable(f"model {folder.name}: its manifest's members must be 1..{MAX_MEMBERS}; "
                                    "fit it again")
-        self.members = [self._read(folder, "weights.npz" if k == 0 else f"weights-{k}.npz") for k in range(count)]
+        self.members = [self._read(folder, member_file(k)) for k in range(count)]
         self.weights = self.members[0]
 
     @staticmethod

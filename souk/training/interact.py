@@ -24,7 +24,7 @@ import numpy as np
 from souk.errors import Unavailable
 from souk.progress import progress_bar
 from souk.ranking.interact import (FORMAT, GLOBAL_FEATURES, KIND, LEVEL_FEATURES, MAX_DOC, MAX_QUERY, STAGE,
-                                   corpus_stats, features_for)
+                                   corpus_stats, features_for, member_file)
 from souk.ranking.pipeline import stage_specs
 from souk.ranking.recall import RecallStage
 from souk.ranking.stage import StageContext
@@ -203,9 +203,8 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
             member_scores.append(round(ensemble_score, 4))  # the last entry: the members' mean
             if ensemble_score > best_score:
                 members, best_score = members + extra, ensemble_score
-    save_module(members[0], job.workdir)
-    for k, net in enumerate(members[1:], 1):
-        save_module(net, job.workdir, f"weights-{k}.npz")
+    for k, net in enumerate(members):
+        save_module(net, job.workdir, member_file(k))
     write_epoch_curve(curve, best_epoch, f"interact over recall, {valid_name}",
                       "interact: nDCG@10 by epoch (0 = untrained)", job.workdir / "curve.png",
                       {"recall alone": recall_score})
@@ -261,9 +260,8 @@ def build_module(hidden: int = 32):
     return InteractionModel()
 
 
-def save_module(module: Any, folder: Path, name: str = "weights.npz") -> None:
-    """Write a trained module's parameters as `name` (`weights.npz`, an ensemble's further members
-    `weights-1.npz`...: what `InteractModel` reads)."""
+def save_module(module: Any, folder: Path, name: str = member_file(0)) -> None:
+    """Write a trained module's parameters as `name` (`member_file`: what `InteractModel` reads)."""
     np.savez(folder / name, **{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
 
 
