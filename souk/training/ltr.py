@@ -65,9 +65,13 @@ class Judged:
     seconds: float = 0.0
     complete: bool = True
 
+    def trainable(self, keep: Iterable[int]) -> list[int]:
+        """The positions in `keep` whose query has a relevant candidate (the rows `subset` stacks)."""
+        return [i for i in keep if self.labels[i].max(initial=0) > 0]
+
     def subset(self, keep: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X, y, group sizes) of the queries at positions `keep` that have a relevant candidate."""
-        keep = [i for i in keep if self.labels[i].max(initial=0) > 0]
+        keep = self.trainable(keep)
         if not keep:
             return (
                 np.zeros((0, self.blocks[0].shape[1] if self.blocks else 0), np.float32),
@@ -218,7 +222,7 @@ def _rows(shown: list[np.ndarray] | None, train: Judged, keep: Any) -> np.ndarra
     """The positions of the rows `train.subset(keep)` stacks (None without positions)."""
     if shown is None:
         return None
-    kept = [shown[i] for i in keep if train.labels[i].max(initial=0) > 0]
+    kept = [shown[i] for i in train.trainable(keep)]
     return np.concatenate(kept) if kept else np.zeros(0, np.int32)
 
 
@@ -275,7 +279,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     judged_only = bool(job.options.get("judged_only", False))
     train = collect(searcher, features, job.train, started + budget * 0.5, job.progress, "train", stages, judged_only)
     dev = collect(searcher, features, job.dev, None, job.progress, "dev", stages) if job.dev is not None else None
-    positives = [i for i, y in enumerate(train.labels) if y.max(initial=0) > 0]
+    positives = train.trainable(range(len(train.labels)))
     shown = click_positions(train, job.train, job.options.get("position_bias"))
     if shown is not None:
         params["lambdarank_position_bias_regularization"] = float(job.options["position_bias"])
