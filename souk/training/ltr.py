@@ -17,6 +17,7 @@ queries per worker, the same seed, rounds and early stopping); features are stil
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,7 @@ class LtrOptions:
     ray_min_rows: int = RAY_MIN_ROWS
     rounds: int | None = None            # boosting rounds fixed by the caller (default: early stopping)
     activate_anyway: bool = False        # activate without the dev/CV veto (labels from clicks alone)
+    cv: bool = True                      # without a dev split: K-fold CV on train; false (needs `rounds`): none
     # labels from clicks: position-debiased lambdarank with this regularisation (see `click_positions`); null: off
     position_bias: float | None = field(default=None, metadata=option_check(lambda v: v is None or v >= 0, ">= 0"))
     # more boosters from other seeds while the budget holds (`seed_ensemble`); off by default: on held-out TRAIN
@@ -333,6 +335,15 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
             if cut:
                 break
             score_fold(fold.tolist(), model, best)
+    elif not job.options.get("cv", True):
+        # option `cv` off (labels from clicks alone, `souk.events.labels.ltr_options`): the caller fixes the rounds
+        # and activates without a veto, so a K-fold CV on click labels (which favours recall's order by
+        # construction, see `activate` below) would only cost time; the report then has no held-out estimate
+        if job.options.get("rounds") is None:
+            raise ConfigError("ltr.cv=false needs ltr.rounds (the boosting rounds no validation can then choose)")
+        valid_name, valid_idx, curve_valid, curve_train = "none (ltr.cv off, rounds fixed)", [], [], []
+        best, by_budget, valid_ltr, valid_recall = int(job.options["rounds"]), False, math.nan, math.nan
+        [(booster, _, _)] = boosted([task(all_train, None, best)], None)
     else:
         # no dev split: every train query validates once, in grouped K-fold; the rounds are the best of the
         # folds' mean curve (a held-out tenth of a small train set is a handful of queries: too noisy to stop on)
@@ -377,8 +388,8 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     gains = dict(sorted(gains.items(), key=lambda kv: -kv[1]))
     _plot_importance(gains, job.workdir / "importance.png")
     _plot_curve(curve_train, curve_valid, best, valid_name, job.workdir / "curve.png")
-    dev_metrics = {"ndcg@10": round(valid_ltr, 4), "recall_ndcg@10": round(valid_recall, 4), "on": valid_name,
-                   "queries": len(valid_idx), **({"first_member_ndcg@10": round(single, 4)} if members > 1 else {})}
+    dev_metrics = {"ndcg@10": _rounded(valid_ltr), "recall_ndcg@10": _rounded(valid_recall), "on": valid_name,
+                   "queries": len(valid_idx), **({"first_member_ndcg@10": _rounded(single)} if members > 1 else {})}
     return {
         "kind": KIND,
         "features": features.spec,
@@ -452,6 +463,10 @@ def _widest(infos: list[str]) -> str:
     if not ranges:
         return "none"
     return f"[{min(r[0] for r in ranges)!r}:{max(r[1] for r in ranges)!r}]"
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 4)  # NaN: no held-out estimate (option `cv` off)
 
 
 def _mean_sd(values: list[float]) -> dict[str, float] | None:

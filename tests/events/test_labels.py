@@ -124,7 +124,7 @@ def test_queries_without_a_click_do_not_count_towards_enough_traffic():
 
 
 def test_ltr_from_clicks_never_reads_the_click_model_that_saw_its_labels():
-    assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS,
+    assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS, "cv": False,
                                        "position_bias": POSITION_BIAS}
     assert ltr_options(alone=False) == {"clicks": False}  # with a judged dev split: its early stopping and veto
 

@@ -54,6 +54,25 @@ def test_without_dev_rounds_come_from_cross_validation_on_train(shop):
     assert 1 <= m["rounds"] <= len(m["curve"]["valid"]) and m["rounds_chosen_on"] == m["dev"]["on"]
 
 
+def test_cv_off_trains_only_the_served_booster(shop):
+    """Option `cv` false (labels from clicks, `souk fit --events`): no K-fold CV, the same served model as with it,
+    no held-out estimate in the report; it needs the rounds fixed."""
+    from souk.errors import ConfigError
+
+    opts = {"rounds": 7, "activate_anyway": True}
+    [with_cv] = fit(shop, TRAIN, None, ["ltr"], budget_s=120, seed=4, progress=False, options={"ltr": opts})
+    [without] = fit(shop, TRAIN, None, ["ltr"], budget_s=120, seed=4, progress=False,
+                    options={"ltr": {**opts, "cv": False}})
+    root = ModelStore(shop).root
+    m = read_model_manifest(root / without.model)
+    assert m["cv"] == {"folds": 0, "ndcg@10": None, "recall_ndcg@10": None} and m["dev"]["ndcg@10"] is None
+    assert m["rounds"] == 7 and m["dev"]["queries"] == 0 and without.manifest.get("active", True)
+    assert read_model_manifest(root / with_cv.model)["cv"]["folds"] == 5
+    assert trees(root / without.model) == trees(root / with_cv.model)  # CV never touched the served booster
+    with pytest.raises(ConfigError, match="ltr.rounds"):
+        fit(shop, TRAIN, None, ["ltr"], budget_s=60, progress=False, options={"ltr": {"cv": False}})
+
+
 def test_too_few_findable_queries_is_a_clear_error(shop):
     tiny = Dataset.from_parts({"q": "red drill"}, {"q": {"p001": 1}}, name="tiny", split="train")
     with pytest.raises(DatasetError, match="ltr needs judged queries"):
