@@ -6,9 +6,9 @@ import pytest
 
 from souk.errors import ConfigError, DatasetError
 from souk.evaluation.datasets import Dataset
-from souk.events.labels import (LTR_ROUNDS, POSITION_BIAS, UNSHOWN_POSITION, ClickDataset, ClickModel, Observations,
-                                click_dataset, fit_pbm, ips_grades, ltr_options, merge, moved_pairs, observations,
-                                posterior_grades, shown_floor)
+from souk.events.labels import (CLICK_MEMBERS, LTR_ROUNDS, POSITION_BIAS, UNSHOWN_POSITION, ClickDataset, ClickModel,
+                                Observations, click_dataset, fit_pbm, ips_grades, ltr_options, merge, moved_pairs,
+                                observations, posterior_grades, shown_floor)
 
 
 def simulated(n_searches=3000, seed=0, theta=(1.0, 0.6, 0.35, 0.2, 0.1)):
@@ -125,7 +125,7 @@ def test_queries_without_a_click_do_not_count_towards_enough_traffic():
 
 def test_ltr_from_clicks_never_reads_the_click_model_that_saw_its_labels():
     assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS, "cv": False,
-                                       "position_bias": POSITION_BIAS}
+                                       "position_bias": POSITION_BIAS, "ensemble": True, "members": CLICK_MEMBERS}
     assert ltr_options(alone=False) == {"clicks": False}  # with a judged dev split: its early stopping and veto
 
 

@@ -157,3 +157,29 @@ def test_seed_ensemble_scores_the_mean_of_its_boosters(shop):
     for on in ({"ensemble": True}, {"ensemble": True, "max_trees": 2 * m["rounds"]}):  # on, or capped at two boosters
         [one] = fit(shop, TRAIN, DEV, ["ltr"], budget_s=120, seed=3, progress=False, options={"ltr": on})
         assert one.manifest["members"] == (5 if "max_trees" not in on else 2)
+
+
+def test_labels_from_clicks_ensemble_debiases_every_member(shop):
+    """`souk fit --events` averages position-debiased boosters from several seeds: each member gets the logged
+    positions (without them a member would learn where the log showed documents)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from souk.events.labels import ClickDataset
+    from souk.training.ltr import PARAMS, seed_ensemble
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300).astype(float)
+    g, position = np.full(30, 10), np.tile(np.arange(1, 11, dtype=np.int32), 30)
+    params = {**PARAMS, "seed": 3, "min_data_in_leaf": 5, "lambdarank_position_bias_regularization": 0.0}
+    job = SimpleNamespace(seconds_left=1e9, deadline=None)
+    names = [f"f{i}" for i in range(4)]
+    debiased = seed_ensemble(X, y, g, params, names, 10, job, 2, position=position)
+    plain = seed_ensemble(X, y, g, params, names, 10, job, 2)
+    assert len(debiased) == len(plain) == 1 and debiased != plain
+    positions = {q: {d: k + 1 for k, d in enumerate(sorted(grades))} for q, grades in TRAIN.qrels.items()}
+    clicked = ClickDataset(TRAIN.queries, TRAIN.qrels, name="events", split="clicks", positions=positions)
+    opts = {"rounds": 7, "activate_anyway": True, "cv": False, "position_bias": 0.03, "ensemble": True, "members": 3}
+    [one] = fit(shop, clicked, None, ["ltr"], budget_s=120, seed=4, progress=False, options={"ltr": opts})
+    assert one.manifest["members"] == 3 and one.manifest["rounds"] == 7
