@@ -284,7 +284,7 @@ GRADINGS = {"posterior": posterior_grades, "ips": ips_grades}
 # 0.4004 at 200 rounds, with simulation seed 14 0.4001; mean of splits 1 and 2): 10,000 BM25 then 10,000 ltr-v1
 # searches 0.3993 (seed 14: 0.3995); 10,000 then 10,000 team-draft interleaved BM25/v1 (split 1) 0.3959 against
 # 0.3982; v1 cross-fitted (each query served by the ltr of the other half of the queries, which ranks it from features
-# rather than from its own clicks) 0.3992; three rounds of 7,000, 7,000, 6,000 (split 1) 0.3939. The rankers do move
+# rather than from its own clicks) 0.3992; three rounds of 7,000, 7,000, 6,000 0.3978. The rankers do move
 # pairs (15% of pairs seen at two or more positions, against none), but the later pages are v1's, a weaker prior for
 # "shown above unshown" than BM25's, and each page gets fewer searches. Why little is left to gain from labels: the
 # click ltr gains only within recall's top 20 (reranking the top 20 alone, the rest below in recall's order, 0.4003
@@ -293,7 +293,10 @@ GRADINGS = {"posterior": posterior_grades, "ips": ips_grades}
 # Also not kept (one round, splits 1 and 2, 200 rounds): lambdarank_truncation_level 100 0.4007, 10 0.4007 (20: 0.4004);
 # the rank features left out (recall, bm25, dense and field-bm25 ranks missing) 0.4002; monotone constraints (score
 # rising with the bm25, cover, idf_cover, bigram, phrase and equals of the field and the recall, bm25 and dense
-# signals) 0.4012 (split 1 -0.0001, split 2 +0.0018), with the ranks falling too 0.4012.
+# signals) 0.4012 (split 1 -0.0001, split 2 +0.0018), with the ranks falling too 0.4012; the queries searched but
+# never clicked added, their unshown candidates graded 1 and shown ones 0 (abandonment: the good documents must lie
+# below) 0.3607 (of those queries 27% had a document of grade 5 or 6 on page 1 and 31% one below rank 20; the label
+# marks some 80 mostly irrelevant candidates as good).
 POSITION_BIAS = 0.03  # LightGBM's lambdarank_position_bias_regularization for labels from clicks
 UNSHOWN_POSITION = MAX_POSITION + 1
 # boosters averaged (`souk.training.ltr.seed_ensemble`, each from its own seed and position-debiased): on the replica
