@@ -289,11 +289,15 @@ GRADINGS = {"posterior": posterior_grades, "ips": ips_grades}
 # "shown above unshown" than BM25's, and each page gets fewer searches. Why little is left to gain from labels: the
 # click ltr gains only within recall's top 20 (reranking the top 20 alone, the rest below in recall's order, 0.4003
 # against 0.4004 over all 100; top 10 0.3977), while the ltr on the judged grades of the same 60% of queries gets
-# 0.4049 from its top 20 and 0.4101 from all 100 (split 1; recall 0.3911): half of its lead lies deeper than page 2.
+# 0.4085 from its top 20 and 0.4127 from all 100 (recall 0.3940): a third of its lead lies deeper than page 2. The
+# rest is the labels within the top 20, not the queries they reach: judged grades on only the queries with a click (63%)
+# 0.4118; judged grades of the top 20 alone (deeper candidates 0) 0.4072, of the top 10 alone 0.3994 (above): clicks
+# grade ranks 11-20 only where a shopper turned the page.
 # Also not kept (one round, splits 1 and 2, 200 rounds): lambdarank_truncation_level 100 0.4007, 10 0.4007 (20: 0.4004);
 # the rank features left out (recall, bm25, dense and field-bm25 ranks missing) 0.4002; monotone constraints (score
 # rising with the bm25, cover, idf_cover, bigram, phrase and equals of the field and the recall, bm25 and dense
-# signals) 0.4012 (split 1 -0.0001, split 2 +0.0018), with the ranks falling too 0.4012; the queries searched but
+# signals) 0.4012 (split 1 -0.0001, split 2 +0.0018), with the ranks falling too 0.4012, with `CLICK_MEMBERS` boosters
+# 0.4012 (0.4017 without the constraints); the queries searched but
 # never clicked added, their unshown candidates graded 1 and shown ones 0 (abandonment: the good documents must lie
 # below) 0.3607 (of those queries 27% had a document of grade 5 or 6 on page 1 and 31% one below rank 20; the label
 # marks some 80 mostly irrelevant candidates as good).
@@ -302,7 +306,8 @@ UNSHOWN_POSITION = MAX_POSITION + 1
 # boosters averaged (`souk.training.ltr.seed_ensemble`, each from its own seed and position-debiased): on the replica
 # above 0.4017 with 3 (0.4017 with 2) against 0.4004 with one (split 1 +0.0014, split 2 +0.0012; split 3, checked after
 # choosing, 0.3931 against 0.3928); end to end on homedepot dev (the `make bench-traffic` log, NEXT_PAGE=0.3) 0.4166
-# against 0.4162. Small, and three times the trees to score (about 5 ms for 100 candidates instead of 2).
+# against 0.4162. Small; three times the trees, yet the ltr stage's p50 on those dev queries was 10.4 ms against 10.2 ms
+# with one booster (features dominate; one busy machine, runs back to back).
 CLICK_MEMBERS = 3
 
 
