@@ -125,7 +125,8 @@ def test_queries_without_a_click_do_not_count_towards_enough_traffic():
 
 def test_ltr_from_clicks_never_reads_the_click_model_that_saw_its_labels():
     assert ltr_options(alone=True) == {"clicks": False, "activate_anyway": True, "rounds": LTR_ROUNDS, "cv": False,
-                                       "position_bias": POSITION_BIAS, "ensemble": True, "members": CLICK_MEMBERS}
+                                       "position_bias": POSITION_BIAS}
+    assert CLICK_MEMBERS == 3  # opt-in (`--option ltr.ensemble=true --option ltr.members=3`), see its comment
     assert ltr_options(alone=False) == {"clicks": False}  # with a judged dev split: its early stopping and veto
 
 
