@@ -309,10 +309,11 @@ UNSHOWN_POSITION = MAX_POSITION + 1
 # against 0.4162 (76.1% of the judged gain against 75.2%). Small; three times the trees, yet the ltr stage's p50 on
 # those dev queries was 10.4 ms against 10.2 ms with one booster (features dominate; one busy machine, back to back).
 # Not the default: in that run's interleaving of BM25 against it (3,000 dev searches, seed 7) it won 298:255,
-# p = 0.074, not significant (one booster, same seeds: 330:222, p = 5e-06); its expected margin is smaller (searches
-# needed at 80% power from the exact click probabilities, 3 searches a shopper: 5,888 against 4,160), so a gain within
-# noise would cost the interleaving check. Opt-in: `souk fit --events --option ltr.ensemble=true --option
-# ltr.members=3`.
+# p = 0.074, not significant (one booster, same seeds, rerun on the same tree: 313:242, p = 0.0029; the last stop's
+# run 330:222: team-draft's coin flips differ between runs); its expected margin is smaller too (searches needed at 80%
+# power from the exact click probabilities, 3 searches a shopper: 5,888 against 3,904, 4,160 at the last stop), so a
+# gain within noise would weaken the interleaving check. Opt-in: `souk fit --events --option
+# ltr.ensemble=true --option ltr.members=3`.
 CLICK_MEMBERS = 3
 
 
