@@ -8,8 +8,8 @@ machine noise falls on both alike. `cpu_ratio` is the same ratio in this thread'
 around each query on both sides): on a shared machine it moves less with the load than wall-clock time.
 `ratio_median` and `cpu_ratio_median` take each query's median over the repeats on each side before summing: a
 query stretched by another process's time slice (a few ms, 20-50 times a query's time) then counts as a typical
-one on both sides alike. Under load (2 shared cores, load 4-8) the summed ratio swung 0.8-1.4x on scifact within
-one minute; the medians show what each side's own work costs. `load_avg_1m` is the load before and after.
+one on both sides alike. On 2 shared cores at load 1-9 the summed ratio of scifact dev went 0.77-1.86x within 20
+minutes, the median one 1.09-1.41x: neither is steady there. `load_avg_1m` is the load before and after.
 """
 from __future__ import annotations
 
