@@ -32,6 +32,7 @@ from souk.index.store import SOURCE
 
 FORMAT = 2
 KEEP_CACHES = 2
+_BATCH = 4096  # texts analyzed at once while building (`_term_ids`)
 _OPEN: "weakref.WeakKeyDictionary[object, TermStore]" = weakref.WeakKeyDictionary()
 
 
@@ -290,8 +291,6 @@ def _term_ids(analyzer, texts: list[str | None], vocab: dict[str, int]) -> Ragge
     values = np.fromiter(map(vocab.__getitem__, words), dtype=np.int32, count=len(words))
     return Ragged(np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]).astype(np.int64), values)
 
-
-_BATCH = 4096
 
 
 def _joined(parts: list[Ragged]) -> Ragged:
