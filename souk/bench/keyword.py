@@ -6,9 +6,14 @@ once per commit, as bm25s scores them at index time); building them counts in so
 one at a time on one thread, as a server answers them, interleaved query by query between the two sides so that
 machine noise falls on both alike. `cpu_ratio` is the same ratio in this thread's CPU seconds (the clock read
 around each query on both sides): on a shared machine it moves less with the load than wall-clock time.
+`ratio_median` and `cpu_ratio_median` take each query's median over the repeats on each side before summing: a
+query stretched by another process's time slice (a few ms, 20-50 times a query's time) then counts as a typical
+one on both sides alike. On 2 shared cores at load 1-9 the summed ratio of scifact dev went 0.77-1.86x within 20
+minutes, the median one 1.09-1.41x: neither is steady there. `load_avg_1m` is the load before and after.
 """
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import tempfile
@@ -34,6 +39,7 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
     data = load_beir(dataset, split)
     records = list(read_catalog(dataset))
     queries = list(data.queries.items())
+    load = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="souk-bench-"))
     try:
         t0 = time.perf_counter()
@@ -56,7 +62,7 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
         peer_index_s = time.perf_counter() - t0
         peer.search("warm up", ids, 1)
         sides = {"souk": lambda q: searcher.bm25(q, k).pairs(), "peer": lambda q: peer.search(q, ids, k)}
-        runs, seconds = _interleaved(sides, queries, repeat)
+        runs, seconds, each = _interleaved(sides, queries, repeat)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     souk_m = score_run(runs["souk"], data.qrels, ["ndcg@10", "recall@100"]).means()
@@ -66,6 +72,9 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
         "dataset": str(dataset), "split": split, "docs": len(records), "queries": len(queries),
         "qps": round(n / souk_s, 1), "peer_qps": round(n / peer_s, 1), "ratio": round(peer_s / souk_s, 3),
         "cpu_ratio": round(seconds["peer_cpu"] / max(seconds["souk_cpu"], 1e-9), 3),
+        "ratio_median": _median_ratio(each["peer"], each["souk"]),
+        "cpu_ratio_median": _median_ratio(each["peer_cpu"], each["souk_cpu"]),
+        "load_avg_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
         "index_docs_per_s": round(len(records) / index_s, 1),
         "peer_index_docs_per_s": round(len(records) / peer_index_s, 1),
         "impacts": impacts, "impacts_s": round(prepare_s, 3),
@@ -77,22 +86,27 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
     }
 
 
-def _interleaved(sides: dict, queries: list[tuple[str, str]], repeat: int) -> tuple[dict, dict]:
+def _interleaved(sides: dict, queries: list[tuple[str, str]], repeat: int) -> tuple[dict, dict, dict]:
     """Run every query on every side, alternating which side goes first, so that machine noise
-    (other processes, frequency changes) falls on both sides alike. Returns runs, and seconds per side (wall clock
-    under the side's name, this thread's CPU under `<name>_cpu`)."""
+    (other processes, frequency changes) falls on both sides alike. Returns runs, seconds per side (wall clock
+    under the side's name, this thread's CPU under `<name>_cpu`), and the same per query and repeat (arrays of
+    repeat x queries seconds)."""
     runs: dict[str, dict] = {name: {} for name in sides}
-    seconds = {name: 0.0 for name in sides}
-    cpu = {f"{name}_cpu": 0.0 for name in sides}
+    each = {key: np.zeros((repeat, len(queries))) for name in sides for key in (name, f"{name}_cpu")}
     order = list(sides)
     for r in range(repeat):
         for i, (qid, text) in enumerate(queries):
             for name in order if (i + r) % 2 == 0 else order[::-1]:
                 c0, t0 = time.thread_time(), time.perf_counter()
                 runs[name][qid] = sides[name](text)
-                seconds[name] += time.perf_counter() - t0
-                cpu[f"{name}_cpu"] += time.thread_time() - c0
-    return runs, {**seconds, **cpu}
+                each[name][r, i] = time.perf_counter() - t0
+                each[f"{name}_cpu"][r, i] = time.thread_time() - c0
+    return runs, {key: float(a.sum()) for key, a in each.items()}, each
+
+
+def _median_ratio(peer: np.ndarray, souk: np.ndarray) -> float:
+    """Peer over souk in the sum over queries of each query's median time across the repeats."""
+    return round(float(np.median(peer, axis=0).sum()) / max(float(np.median(souk, axis=0).sum()), 1e-9), 3)
 
 
 class _Peer:
