@@ -134,7 +134,8 @@ def ablate(index_path: str | Path, train: Dataset, dev: Dataset | None, ideas: S
                        "held_out_train": {p: round(score(copy_dir, p, held), 4) for p in pipelines},
                        "dev": {p: round(score(copy_dir, p, dev), 4) for p in pipelines} if dev else {},
                        "seconds": round(seconds, 1),
-                       "models": [{"stage": o.stage, "model": o.model, "active": o.manifest.get("active", True)}
+                       "models": [{"stage": o.stage, "model": o.model, "active": o.manifest.get("active", True),
+                                   "fit_dev": o.manifest.get("dev"), "note": o.manifest.get("note")}
                                   for o in outcomes]}
                 report["rows"].append(row)
                 shutil.rmtree(copy_dir, ignore_errors=True)

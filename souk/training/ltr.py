@@ -9,7 +9,8 @@ train, each fold trained to the same number of rounds, gives an honest estimate 
 split the rounds are the best of the K folds' mean validation curve (every train query validates once),
 and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The
 model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to
-recall's), `importance.png` and `curve.png`.
+recall's), `importance.png`, `curve.png` and `out_of_fold.json` (each train query's top 20 by the fold booster that
+did not train on it: what a later fitter choosing on train queries must see, `write_out_of_fold`).
 Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
 Under `souk fit --ray` (`job.workers`) with at least `RAY_MIN_ROWS` train rows (option `ray_min_rows`), the
 boosters train in LightGBM's distributed mode on Ray (`souk.training.distributed.lightgbm_on_ray`: whole

@@ -115,3 +115,15 @@ def candidates_of(prior, data):
     from souk.training.kit import candidates
 
     return candidates(prior, data.queries, RERANK_DEPTH)
+
+
+@pytest.mark.slow
+def test_train_queries_are_capped_by_train_max(tiny_cross, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(tiny_cross["index"], index)
+    [outcome] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=60, progress=False,
+                    options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "epochs": 1, "weak_groups": 0,
+                                       "train_max": 5}})
+    assert outcome.manifest["training"]["train_queries"] == 5 < len(tiny_cross["train"].qrels) * 0.8
