@@ -127,3 +127,16 @@ def test_train_queries_are_capped_by_train_max(tiny_cross, tmp_path):
                     options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "epochs": 1, "weak_groups": 0,
                                        "train_max": 5}})
     assert outcome.manifest["training"]["train_queries"] == 5 < len(tiny_cross["train"].qrels) * 0.8
+
+
+@pytest.mark.slow
+def test_a_head_the_budget_never_trained_stays_inactive(tiny_cross, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(tiny_cross["index"], index)
+    [outcome] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=0.01, progress=False,
+                    options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "weak_groups": 0}})
+    assert outcome.manifest["training"]["steps"] == 0
+    assert outcome.manifest["active"] is False and "before a training step" in outcome.manifest["note"]
+    assert ModelStore(index).active("cross") is None or ModelStore(index).active("cross").name != outcome.model
