@@ -49,6 +49,7 @@ for _stage, _key, _what in (
     ("bi", "temperature_schedule", "InfoNCE temperature grows from small to a ceiling instead of the fixed 0.05"),
     ("bi", "medium_negatives", "hard negatives from the fine-tuned recall's ranks around 30, re-mined once"),
     ("cross", "mlm", "domain MLM post-training of the cross-encoder before fine-tuning"),
+    ("cross", "out_of_fold", "the cross mix is chosen against the ltr's out-of-fold scores, not the served ltr's"),
     ("interact", "pretrain", "pre-train the interaction model on the corpus and query log"),
     ("wordvec", "pretrain", "pre-train the word vectors on the corpus and query log"),
     ("words", "new_words", "frequent short queries and catalog n-grams jieba splits become dictionary words"),
@@ -56,6 +57,7 @@ for _stage, _key, _what in (
     ("fusion", "stacking", "a LightGBM ranker over the retrievers' scores and ranks instead of the fixed fusion"),
     ("interact", "ensemble", "interaction models from consecutive seeds, their scores averaged (budget-sized)"),
     ("ltr", "ensemble", "LightGBM rankers from other seeds averaged into one model (as many as the budget holds)"),
+    ("ltr", "linear_gain", "LightGBM's label gain is the grade (the gain souk's nDCG scores) instead of 2^grade - 1"),
 ):
     IDEAS.register(f"{_stage}.{_key}", Idea(_stage, _key, _what))
 
@@ -132,7 +134,8 @@ def ablate(index_path: str | Path, train: Dataset, dev: Dataset | None, ideas: S
                        "held_out_train": {p: round(score(copy_dir, p, held), 4) for p in pipelines},
                        "dev": {p: round(score(copy_dir, p, dev), 4) for p in pipelines} if dev else {},
                        "seconds": round(seconds, 1),
-                       "models": [{"stage": o.stage, "model": o.model, "active": o.manifest.get("active", True)}
+                       "models": [{"stage": o.stage, "model": o.model, "active": o.manifest.get("active", True),
+                                   "fit_dev": o.manifest.get("dev"), "note": o.manifest.get("note")}
                                   for o in outcomes]}
                 report["rows"].append(row)
                 shutil.rmtree(copy_dir, ignore_errors=True)

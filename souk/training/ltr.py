@@ -9,7 +9,8 @@ train, each fold trained to the same number of rounds, gives an honest estimate 
 split the rounds are the best of the K folds' mean validation curve (every train query validates once),
 and the model is then trained on all of train; `cv` is then those folds (rounds chosen on them). The
 model directory holds `model.txt`, the manifest (features, hyper-parameters, gains, curve, dev and CV nDCG@10 next to
-recall's), `importance.png` and `curve.png`.
+recall's), `importance.png`, `curve.png` and `out_of_fold.json` (each train query's top 20 by the fold booster that
+did not train on it: what a later fitter choosing on train queries must see, `write_out_of_fold`).
 Hyper-parameters are few and fixed (never tuned on dev). Misuse: fitting on the split you report.
 Under `souk fit --ray` (`job.workers`) with at least `RAY_MIN_ROWS` train rows (option `ray_min_rows`), the
 boosters train in LightGBM's distributed mode on Ray (`souk.training.distributed.lightgbm_on_ray`: whole
@@ -146,9 +147,10 @@ def collect(searcher: Searcher, features: FeatureSet, data: Dataset, deadline: f
     return out
 
 
-def label_gain(top: float) -> list[float]:
-    """LightGBM's gain per grade 0..`top` (2^grade - 1, at least two grades)."""
-    return [float(2 ** i - 1) for i in range(max(int(top) + 1, 2))]
+def label_gain(top: float, linear: bool = False) -> list[float]:
+    """LightGBM's gain per grade 0..`top` (2^grade - 1, at least two grades; `linear`: the grade itself, the gain
+    souk's nDCG scores with, which differs where grades go past 1)."""
+    return [float(i if linear else 2 ** i - 1) for i in range(max(int(top) + 1, 2))]
 
 
 def train_booster(X, y, g, valid: tuple | None, rounds: int, params: dict[str, Any], deadline: float | None,
@@ -196,7 +198,7 @@ def _boosted(tasks: Iterable[Any], params: dict[str, Any], names: list[str], dea
 
         tasks = list(tasks)
         top = max(max(t.y.max(initial=0), t.valid[1].max(initial=0) if t.valid else 0) for t in tasks)
-        yield from lightgbm_on_ray(tasks, {**params, "label_gain": label_gain(top)}, names, deadline, workers,
+        yield from lightgbm_on_ray(tasks, {"label_gain": label_gain(top), **params}, names, deadline, workers,
                                    job.workdir)
         return
     for t in tasks:
@@ -249,6 +251,8 @@ class LtrOptions:
     # more boosters from other seeds while the budget holds (`seed_ensemble`); off by default: on held-out TRAIN
     # +0.002 (scifact) / +0.001 (qbqtc), within seed noise, dev 0.000-0.005 lower, and its trees cost serving time
     ensemble: bool = False
+    # LightGBM's label gain linear in the grade (souk's nDCG) instead of 2^grade - 1; the same for 0/1 grades
+    linear_gain: bool = False
     members: int = 5                     # an ensemble's boosters at most
     max_trees: int = 1500                # ... and their trees at most (serving time grows with them)
 
@@ -285,6 +289,9 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
     shown = click_positions(train, job.train, job.options.get("position_bias"))
     if shown is not None:
         params["lambdarank_position_bias_regularization"] = float(job.options["position_bias"])
+    if job.options.get("linear_gain", False):
+        seen = [a.max(initial=0) for judged in (train, dev) if judged is not None for a in judged.labels]
+        params["label_gain"] = label_gain(max(seen, default=1), linear=True)
     if len(positives) < 10:
         raise DatasetError(f"only {len(positives)} train queries have a relevant document among the top {depth} "
                            "candidates; ltr needs judged queries that recall can find (at least 10)")
@@ -301,9 +308,12 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         return scores
 
     cv_ltr, cv_recall = [], []
+    out_of_fold: dict[int, np.ndarray] = {}  # each train query's scores by the fold model that never saw it
 
     def score_fold(idx: list[int], model, rounds: int) -> None:
-        cv_ltr.append(train.ndcg10(predict(train, idx, model, rounds), job.train.qrels, idx))
+        scores = predict(train, idx, model, rounds)
+        out_of_fold.update((i, scores[i]) for i in idx)
+        cv_ltr.append(train.ndcg10(scores, job.train.qrels, idx))
         cv_recall.append(train.ndcg10(None, job.train.qrels, idx))
 
     X, y, g = train.subset(all_train)
@@ -385,6 +395,7 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
                 merged = load_booster(model_text.encode("utf-8"))
                 valid_ltr = dev.ndcg10(predict(dev, valid_idx, merged, merged.num_trees()), job.dev.qrels, valid_idx)
     (job.workdir / MODEL_FILE).write_text(model_text, encoding="utf-8")
+    write_out_of_fold(job.workdir, train, out_of_fold)
     gains = dict(sorted(gains.items(), key=lambda kv: -kv[1]))
     _plot_importance(gains, job.workdir / "importance.png")
     _plot_curve(curve_train, curve_valid, best, valid_name, job.workdir / "curve.png")
@@ -413,6 +424,30 @@ def fit_ltr(job: FitJob) -> dict[str, Any]:
         # favours recall's order by construction and cannot judge the model; `souk fit --events` activates it)
         "activate": valid_ltr >= valid_recall - 0.002 or bool(job.options.get("activate_anyway", False)),
     }
+
+
+OUT_OF_FOLD_FILE = "out_of_fold.json"
+OUT_OF_FOLD_DEPTH = 20  # what the `full` preset hands the cross stage (`souk.training.cross.RERANK_DEPTH`)
+
+
+def write_out_of_fold(workdir: Path, train: Judged, scores: dict[int, np.ndarray],
+                      depth: int = OUT_OF_FOLD_DEPTH) -> int:
+    """`OUT_OF_FOLD_FILE`: for every train query the K-fold scored, its top `depth` candidates and their scores by
+    the fold booster that did not train on it, i.e. what the ltr stage hands a later stage for a query it never saw.
+    A later fitter choosing something on train queries (the cross-encoder's mix weight) reads these, not the served
+    model's scores: those queries trained the served model, whose order there is too good (scifact: held-out
+    train prior 0.965 against 0.759 on dev, so no mix could win). Returns the queries written."""
+    import json
+
+    out = {}
+    for i, s in scores.items():
+        if not len(s):
+            continue
+        top = np.argsort(-s, kind="stable")[:depth]
+        out[train.qids[i]] = {"ids": [train.rankings[i].ids[j] for j in top],
+                              "scores": [round(float(s[j]), 5) for j in top]}
+    (Path(workdir) / OUT_OF_FOLD_FILE).write_text(json.dumps({"depth": depth, "queries": out}), encoding="utf-8")
+    return len(out)
 
 
 def seed_ensemble(X, y, g, params: dict[str, Any], names: list[str], rounds: int, job: FitJob,

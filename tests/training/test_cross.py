@@ -78,3 +78,65 @@ def test_losses_check_their_groups():
         losses.listwise(torch.zeros(4))
     with pytest.raises(ValueError, match="shape of scores"):
         losses.pointwise(scores, torch.zeros(2, 2))
+
+
+@pytest.mark.slow
+def test_the_mix_is_chosen_against_the_ltr_scores_of_queries_it_never_saw(tmp_path):
+    from souk.errors import ModelUnavailable
+    from souk.evaluation.datasets import load_beir
+    from souk.index import Index
+    from souk.models.store import ModelStore
+    from souk.training.cross import held_out_heads
+    from souk.training.kit import prior_pipeline, subset
+    from souk.training.ltr import OUT_OF_FOLD_FILE
+    from ltr_shop import SHOP, shop_index
+
+    index = shop_index(tmp_path / "index")
+    train = load_beir(SHOP, "train")
+    held = subset(train, sorted(train.qrels)[:10], "train (held out)")
+    prior = prior_pipeline(Index.open(index).searcher())
+    kept, heads, where = held_out_heads(index, held, prior)  # no ltr yet: the served prior
+    assert where.startswith("previous stages as served") and kept is held and set(heads) == set(held.qrels)
+    [outcome] = fit(index, train, load_beir(SHOP, "dev"), ["ltr"], budget_s=60, seed=3, progress=False)
+    kept, oof, where = held_out_heads(index, held, prior)
+    assert where == "ltr out-of-fold scores" and set(oof) == set(kept.qrels) and len(kept.qrels) >= 5
+    served = {q: dict(zip(ids, s.tolist())) for q, (ids, s) in candidates_of(prior, kept).items()}
+    assert any(abs(served[q][d] - float(s)) > 1e-4 for q, (ids, scores) in oof.items()
+               for d, s in zip(ids, scores) if d in served[q])  # not the served booster's scores
+    assert held_out_heads(index, held, prior, out_of_fold=False)[2] == "previous stages as served"
+    model = ModelStore(index).root / outcome.model
+    (model / OUT_OF_FOLD_FILE).write_text('{"queries": {"q": {"ids": ["a"], "scores": []}}}')
+    with pytest.raises(ModelUnavailable, match="damaged"):  # the file hash is checked before it is read
+        held_out_heads(index, held, prior)
+
+
+def candidates_of(prior, data):
+    from souk.training.cross import RERANK_DEPTH
+    from souk.training.kit import candidates
+
+    return candidates(prior, data.queries, RERANK_DEPTH)
+
+
+@pytest.mark.slow
+def test_train_queries_are_capped_by_train_max(tiny_cross, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(tiny_cross["index"], index)
+    [outcome] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=60, progress=False,
+                    options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "epochs": 1, "weak_groups": 0,
+                                       "train_max": 5}})
+    assert outcome.manifest["training"]["train_queries"] == 5 < len(tiny_cross["train"].qrels) * 0.8
+
+
+@pytest.mark.slow
+def test_a_head_the_budget_never_trained_stays_inactive(tiny_cross, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(tiny_cross["index"], index)
+    [outcome] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=0.01, progress=False,
+                    options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "weak_groups": 0}})
+    assert outcome.manifest["training"]["steps"] == 0
+    assert outcome.manifest["active"] is False and "before a training step" in outcome.manifest["note"]
+    assert ModelStore(index).active("cross") is None or ModelStore(index).active("cross").name != outcome.model

@@ -183,3 +183,32 @@ def test_labels_from_clicks_ensemble_debiases_every_member(shop):
     opts = {"rounds": 7, "activate_anyway": True, "cv": False, "position_bias": 0.03, "ensemble": True, "members": 3}
     [one] = fit(shop, clicked, None, ["ltr"], budget_s=120, seed=4, progress=False, options={"ltr": opts})
     assert one.manifest["members"] == 3 and one.manifest["rounds"] == 7
+
+
+@pytest.mark.slow
+def test_train_queries_keep_their_out_of_fold_scores_and_the_gain_can_be_linear(shop):
+    from souk.ranking.ltr import LtrModel
+    from souk.training.ltr import OUT_OF_FOLD_FILE, label_gain, recall_for
+
+    assert label_gain(3) == [0, 1, 3, 7] and label_gain(3, linear=True) == [0, 1, 2, 3]
+    assert label_gain(1, linear=True) == label_gain(1) == [0, 1]  # binary grades: the same either way
+    [outcome] = fit(shop, TRAIN, DEV, ["ltr"], budget_s=120, seed=5, progress=False,
+                    options={"ltr": {"linear_gain": True}})
+    model_dir = ModelStore(shop).root / outcome.model
+    m = read_model_manifest(model_dir)
+    assert m["params"]["label_gain"] == [0.0, 1.0, 2.0, 3.0, 4.0]  # the shop's grades go to 4
+    assert OUT_OF_FOLD_FILE in m["files"]  # sealed with the model: read only after its hash is checked
+    oof = json.loads((model_dir / OUT_OF_FOLD_FILE).read_text())["queries"]
+    assert len(oof) == m["train"]["queries"] and set(oof) <= set(TRAIN.queries)
+    searcher = Index.open(shop).searcher()
+    served = LtrModel(model_dir, searcher)
+    planner, prior, depth, _ = recall_for(searcher)
+    differs = 0
+    for qid, head in list(oof.items())[:10]:
+        assert 1 <= len(head["ids"]) <= 20 and head["scores"] == sorted(head["scores"], reverse=True)
+        plan = planner.plan(TRAIN.queries[qid])
+        candidates = prior.run_many([plan], depth)[0].ranking.top(depth)
+        assert set(head["ids"]) <= set(candidates.ids)  # the ltr's own candidates
+        by_served = dict(zip(candidates.ids, served.scores(plan, candidates).tolist()))
+        differs += any(abs(by_served[i] - s) > 1e-4 for i, s in zip(head["ids"], head["scores"]))
+    assert differs >= 5  # scored by the fold boosters that did not train on the query, not the served one
