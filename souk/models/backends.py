@@ -25,12 +25,11 @@ measurements cached per machine under `cache_dir()`); `exact` names the path que
 openvino-fp32), else the fastest exact one.
 Exports (ONNX, OpenVINO IR) are built once into `cache_dir()/models/` and hash-checked against their
 `export.json` on every load; one that fails the check, or is not owned by this user, is rebuilt.
-Never assume a capability: every path is checked against what the machine reports;
-`ONEDNN_MAX_CPU_ISA=AVX2` (with `ATEN_CPU_CAPABILITY=avx2`) makes torch and OpenVINO behave as on an AVX2-only
-CPU and is honoured here (`capped_to_avx2`); ONNX Runtime cannot be capped. Neither can the GEMM libraries under
-them (torch's MKL sgemm, OpenVINO's MLAS for most fp32 FullyConnected layers keep AVX-512, seen with MKL_VERBOSE and
-OpenVINO's runtime model), so a capped run compares like with like but is not a full AVX2 CPU. Capped, OpenVINO
-compiles only in f32 (its bf16 Softmax has no AVX2 kernel).
+Never assume a capability: every path is checked against what the machine reports; a process capped to AVX2
+(`capped_to_avx2`, set up by `isa.avx2_env`) is offered only what runs on an AVX2-only CPU. The CPUID mask
+(`isa.cpuid_masked`) caps every library; the variables alone (`isa.CAP_ENV`: oneDNN, ATen, MKL) leave OpenVINO's
+MLAS GEMMs on AVX-512 and cannot cap ONNX Runtime, whose paths are then left out. Capped, OpenVINO compiles only in
+f32 (its bf16 Softmax has no AVX2 kernel).
 
 onnx-int8 quantizes activations per batch, so a text's vector shifts slightly with its batch mates
 (cosine > 0.99 to fp32 either way).
@@ -456,7 +455,7 @@ def set_calibration(texts: Sequence[str]) -> None:
 
 def _bf16_isa_missing(m: Machine) -> str | None:
     if capped_to_avx2():
-        return "capped to AVX2 (ONEDNN_MAX_CPU_ISA)"
+        return "capped to AVX2"
     if not m.flags & {"amx_bf16", "avx512_bf16"}:
         return "no bf16 instructions (amx_bf16 / avx512_bf16)"
     return None
@@ -482,9 +481,12 @@ def _has_vnni(m: Machine) -> bool:
 
 
 def capped_to_avx2() -> bool:
-    """True when oneDNN (torch, OpenVINO) is told to use AVX2 at most (ONEDNN_MAX_CPU_ISA=AVX2): the machine
-    then behaves, for those libraries, like one without AVX-512, VNNI or AMX. ONNX Runtime cannot be capped."""
-    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ("AVX2", "AVX", "SSE41")
+    """True when this process runs as on a CPU without AVX-512, VNNI or AMX: CPUID masked (`isa.cpuid_masked`,
+    every library), or oneDNN told to use AVX2 at most (ONEDNN_MAX_CPU_ISA=AVX2: torch and OpenVINO, not their
+    MLAS GEMMs; ONNX Runtime not at all). `isa.report()` says which."""
+    from souk.models.isa import cpuid_masked, env_capped
+
+    return env_capped() or cpuid_masked()
 
 
 def _module_missing(name: str) -> str | None:
@@ -494,8 +496,11 @@ def _module_missing(name: str) -> str | None:
 
 
 def _onnx_missing(m: Machine) -> str | None:
-    if capped_to_avx2():
-        return "onnxruntime cannot be capped to AVX2 (ONEDNN_MAX_CPU_ISA is set): it would not measure this CPU"
+    from souk.models.isa import cpuid_masked
+
+    if capped_to_avx2() and not cpuid_masked():
+        return "onnxruntime cannot be capped to AVX2 without the CPUID mask (ONEDNN_MAX_CPU_ISA is set): it " \
+            "would not measure this CPU"
     return _module_missing("onnxruntime")
 
 
@@ -622,8 +627,10 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 def _choice_path(config: "EncoderConfig") -> Path:
     m = detect_machine()
     card = model_card(config.model)
+    from souk.models.isa import cpuid_masked
+
     key = hashlib.sha1(json.dumps([card.key, config.max_length, m.signature(), ONNX_FORMAT, capped_to_avx2(),
-                                   CHOICE_FORMAT]).encode()).hexdigest()[:16]
+                                   CHOICE_FORMAT] + ([True] if cpuid_masked() else [])).encode()).hexdigest()[:16]
     return cache_dir() / "models" / f"choice-{key}.json"
 
 
