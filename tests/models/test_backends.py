@@ -250,3 +250,20 @@ def test_balanced_batches_give_side_by_side_streams_equal_work():
     big = np.full(1000, 100)
     assert balanced_batches(big, 32, 4) == [(s, min(s + 32, 1000)) for s in range(0, 1000, 32)]  # rows cap
     assert balanced_batches(np.array([7]), 32, 4) == [(0, 1)]
+
+
+def test_int8_export_keeps_the_feed_forward_outputs_fp32(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from souk.models.backends import fp32_matmuls, onnx_fp32_path, onnx_int8_path
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card = model_card(str(tiny_encoder))
+    kept = fp32_matmuls(onnx_fp32_path(card))
+    layers = json.loads((tiny_encoder / "config.json").read_text())["num_hidden_layers"]
+    assert len(kept) == layers and all("/output/dense/" in n and "/attention/" not in n for n in kept)
+    graph = onnx.load(str(onnx_int8_path(card, reduce_range=True))).graph
+    assert {n.name for n in graph.node if n.op_type == "MatMul"} >= set(kept)  # still fp32 MatMuls
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)  # the rest int8
