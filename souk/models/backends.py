@@ -283,9 +283,47 @@ def ort_session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _ort_session(path: Path):
-    sess = ort_session(path)
-    return lambda ids, mask: sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+class OrtStreams:
+    """ONNX Runtime run like OpenVINO's streams: one single-threaded run per core side by side (a session's `run`
+    is thread-safe; ONNX Runtime releases the GIL), so no thread waits at an intra-op barrier for a core another
+    process holds. One call's rows are split across the runs (`split_rows`); `map_batches` keeps every run busy
+    with whole batches. A single row runs on the calling thread."""
+
+    def __init__(self, path: Path, streams: int | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.streams = max(1, streams or detect_machine().threads)
+        self.session = ort_session(path, 1)
+        self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="souk-ort") if self.streams > 1 else None
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self._pool is None or len(ids) < 2:
+            return self._run(ids, mask)
+        parts = split_rows({"input_ids": ids, "attention_mask": mask}, self.streams)
+        done = [self._pool.submit(self._run, part["input_ids"], part["attention_mask"]) for _, part in parts]
+        outs = [f.result() for f in done]
+        out = np.empty((len(ids), *outs[0].shape[1:]), dtype=np.float32)
+        for (rows, _), o in zip(parts, outs):
+            out[rows] = o
+        return out
+
+    def map_batches(self, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                    sink: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """Every (rows, ids, mask) batch run on the streams; `sink(rows, output)` once per batch, in order."""
+        if self._pool is None:
+            for rows, ids, mask in batches:
+                sink(rows, self._run(ids, mask))
+            return
+        pending = [(rows, self._pool.submit(self._run, ids, mask)) for rows, ids, mask in batches]
+        for rows, future in pending:
+            sink(rows, future.result())
+
+
+def _ort_session(path: Path) -> Forward:
+    return OrtStreams(path)
 
 
 def _onnx_forward(card: ModelCard) -> Forward:
