@@ -15,6 +15,7 @@ import numpy as np
 
 from souk.models.backends import PROBE_DOCS, capped_to_avx2, choose_backend, quiet_transformers
 from souk.models.encoder import EncoderConfig, TransformerEncoder, get_encoder
+from souk.models.isa import report as isa_report
 from souk.models.registry import model_card
 
 CHUNK = 256
@@ -99,7 +100,7 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
     return {
         "dataset": str(dataset), "split": split, "docs": len(texts), "queries": len(qids),
         "max_length": config.max_length,
-        "isa": "avx2" if capped_to_avx2() else "native",
+        "isa": "avx2" if capped_to_avx2() else "native", **({"cap": isa_report()} if capped_to_avx2() else {}),
         "ndcg@10": round(ndcg["souk"], 4), "peer_ndcg@10": round(ndcg["peer"], 4),
         "probe": {n: r for n, r in choice["paths"].items()}, "peer": "sentence-transformers fp32 (batch 32)",
         "docs_per_s": round(docs_per_s, 1), "peer_docs_per_s": round(peer_docs_per_s, 1),
@@ -108,31 +109,30 @@ def bench_encoder(dataset: Path, split: str | None = None, max_docs: int | None 
     }
 
 
-CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
-
-
 def bench_encoder_capped(dataset: Path, split: str | None = None, max_docs: int | None = None) -> dict[str, Any]:
-    """`bench_encoder` in a child process whose torch and oneDNN (OpenVINO's CPU kernels) are capped to AVX2:
-    what souk chooses and how fast it runs on a CPU without AVX-512, VNNI or AMX. ONNX Runtime reads the CPU's
-    features itself and cannot be capped; the result says so."""
+    """`bench_encoder` in a child process that runs as on an AVX2-only CPU (`souk.models.isa`: the CPUID mask
+    where it can be built, else the cap variables): what souk chooses and how fast it runs without AVX-512, VNNI or
+    AMX, against sentence-transformers capped alike. The result's `cap` says how it was capped and `uncapped`
+    lists what still ran on the full instruction set."""
     import json
     import os
     import subprocess
     import sys
+    import tempfile
 
     from souk.errors import SoukError
+    from souk.models.isa import avx2_env
 
     cmd = [sys.executable, "-m", "souk", "bench", "encoder", "--dataset", str(dataset), "--json"]
     cmd += ["--split", split] if split else []
     cmd += ["--max-docs", str(max_docs)] if max_docs else []
-    done = subprocess.run(cmd, env={**os.environ, **CAP}, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="souk-avx2-") as folder:
+        env, how = avx2_env(Path(folder))
+        done = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         raise SoukError(f"the AVX2-capped encoder bench failed (exit {done.returncode}): {done.stderr.strip()[-300:]}")
     result = json.loads(lines[-1])
     result["isa"] = "avx2"
-    return {"env": CAP, "note": NOTE, **result}  # the measured keys stay last, as `bench_encoder` orders them
-
-
-NOTE = ("torch and OpenVINO capped to AVX2 via oneDNN/ATen; onnxruntime cannot be capped, so its "
-        "paths were left out of the choice here (they would use the CPU's full instruction set)")
+    cap = result.pop("cap", {})
+    return {"cap": {**cap, "how": how}, "uncapped": cap.get("uncapped", []), **result}  # measured keys stay last

@@ -17,8 +17,8 @@ def register(bench_app: typer.Typer) -> None:
         max_docs: Optional[int] = typer.Option(None, "--max-docs",
                                                help="Encode a seeded sample of this many docs (judged ones kept)."),
         isa: str = typer.Option("native", "--isa",
-                                help="native, or avx2: both sides rerun in a process with oneDNN and "
-                                     "torch capped to AVX2."),
+                                help="native, or avx2: both sides rerun in a process that sees an AVX2-only "
+                                     "CPU (CPUID masked where possible; the result lists what was not capped)."),
         as_json: JsonOpt = False,
     ) -> None:
         """Docs/s of souk's chosen encoder path vs sentence-transformers fp32; nDCG@10 of both."""

@@ -250,3 +250,44 @@ def test_balanced_batches_give_side_by_side_streams_equal_work():
     big = np.full(1000, 100)
     assert balanced_batches(big, 32, 4) == [(s, min(s + 32, 1000)) for s in range(0, 1000, 32)]  # rows cap
     assert balanced_batches(np.array([7]), 32, 4) == [(0, 1)]
+
+
+def test_int8_export_keeps_the_feed_forward_outputs_fp32(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from souk.models.backends import fp32_matmuls, onnx_fp32_path, onnx_int8_path
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card = model_card(str(tiny_encoder))
+    kept = fp32_matmuls(onnx_fp32_path(card))
+    layers = json.loads((tiny_encoder / "config.json").read_text())["num_hidden_layers"]
+    assert len(kept) == layers and all("/output/dense/" in n and "/attention/" not in n for n in kept)
+    graph = onnx.load(str(onnx_int8_path(card, reduce_range=True))).graph
+    assert {n.name for n in graph.node if n.op_type == "MatMul"} >= set(kept)  # still fp32 MatMuls
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)  # the rest int8
+
+
+def test_onnx_streams_give_the_rows_one_session_gives(tiny_encoder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from souk.models.backends import OrtStreams, load_tokenizer, onnx_fp32_path, ort_session, run_batches
+    from souk.models.registry import model_card
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    card = model_card(str(tiny_encoder))
+    path = onnx_fp32_path(card)
+    streams, whole = OrtStreams(path, 2), ort_session(path, 1)
+    tok = load_tokenizer(str(tiny_encoder), 64)
+    encs = tok.encode_batch(PROBE[:7])
+    width = max(len(e.ids) for e in encs)
+    ids = np.zeros((7, width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, e in enumerate(encs):
+        ids[i, :len(e.ids)], mask[i, :len(e.ids)] = e.ids, 1
+    ref = whole.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    assert np.allclose(streams(ids, mask), ref, atol=1e-5)  # rows split across two runs, put back in order
+    assert np.allclose(streams(ids[:1], mask[:1]), ref[:1], atol=1e-5)
+    dim = ref.shape[1]
+    one = run_batches(lambda i, m: whole.run(None, {"input_ids": i, "attention_mask": m})[0], tok, PROBE, 8, dim)
+    assert np.allclose(run_batches(streams, tok, PROBE, 8, dim), one, atol=1e-5)  # whole batches on the streams
