@@ -88,7 +88,12 @@ class Ragged:
     def of(cls, lists: list[list[int]], dtype) -> "Ragged":
         lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         values = np.fromiter((v for lst in lists for v in lst), dtype=dtype, count=int(lens.sum()))
-        return cls(np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), values)
+        return cls.from_lengths(lens, values)
+
+    @classmethod
+    def from_lengths(cls, lens: Any, values: np.ndarray) -> "Ragged":
+        """Rows of `lens` values each, taken from `values` in order. Misuse: `values` not `sum(lens)` long."""
+        return cls(np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]).astype(np.int64), values)
 
 
 @dataclass
@@ -289,7 +294,7 @@ def _term_ids(analyzer, texts: list[str | None], vocab: dict[str, int]) -> Ragge
         if w not in vocab:
             vocab[w] = len(vocab)
     values = np.fromiter(map(vocab.__getitem__, words), dtype=np.int32, count=len(words))
-    return Ragged(np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]).astype(np.int64), values)
+    return Ragged.from_lengths(lens, values)
 
 
 
@@ -298,15 +303,14 @@ def _joined(parts: list[Ragged]) -> Ragged:
     if len(parts) == 1:
         return parts[0]
     lens = [np.diff(p.offsets) for p in parts]
-    total = np.sum(lens, axis=0)
-    offsets = np.concatenate([[0], np.cumsum(total)]).astype(np.int64)
-    values = np.empty(int(offsets[-1]), dtype=parts[0].values.dtype)
-    before = offsets[:-1].copy()  # where each document's next part starts
+    values = np.empty(sum(len(p.values) for p in parts), dtype=parts[0].values.dtype)
+    joined = Ragged.from_lengths(np.sum(lens, axis=0), values)
+    before = joined.offsets[:-1].copy()  # where each document's next part starts
     for p, n in zip(parts, lens):
         pos = np.arange(len(p.values)) - np.repeat(p.offsets[:-1], n)  # position inside the document's list
         values[np.repeat(before, n) + pos] = p.values
         before += n
-    return Ragged(offsets, values)
+    return joined
 
 
 def _doc_freq(tokens: np.ndarray, lens: np.ndarray, vocab_size: int) -> np.ndarray:
