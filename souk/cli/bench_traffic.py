@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -51,3 +52,52 @@ def register(bench_app: typer.Typer) -> None:
                      ("shoppers, expected: A/B over interleaving", s["expected_ab_over_interleaving"])]
         for label, value in rows:
             console.print(f"{label:>42}: {value}", highlight=False)
+
+    @bench_app.command("power")
+    def power_cmd(
+        index: Path = typer.Option(..., "--index", help="Index whose two pipelines are compared (models active)."),
+        dataset: Path = typer.Option(..., "--dataset", help="BEIR directory whose judged queries shoppers search."),
+        split: str = typer.Option("dev", "--split"),
+        pipelines: str = typer.Option("bm25,ltr", "--pipelines", help="A,B: the two pipelines compared."),
+        per_shopper: str = typer.Option("1,3,10,30", "--per-shopper",
+                                        help="Searches a shopper makes (A/B buckets shoppers), one row each."),
+        engagement: Optional[str] = typer.Option(None, "--engagement", help="A,B: shoppers' examination scale e ~ "
+                                                 "Beta(A,B) (as `souk simulate --engagement`); default e = 1."),
+        eta: float = typer.Option(1.0, "--eta", help="Examination of position k is e k^-eta."),
+        noise: float = typer.Option(0.05, "--noise", help="Click probability of an examined irrelevant result."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Searches for 80% power, interleaving vs an A/B split, exact under the simulated shoppers' click model."""
+        from souk.bench.power import METRICS, exact_power, pipeline_rankings
+        from souk.bench.traffic import Shoppers
+        from souk.errors import ConfigError
+        from souk.evaluation.datasets import load_beir
+
+        names = [p.strip() for p in pipelines.split(",")]
+        if len(names) != 2 or names[0] == names[1] or not all(names):
+            raise ConfigError(f"--pipelines: expected two different pipelines as A,B, got {pipelines!r}")
+        try:
+            counts = [int(x) for x in per_shopper.split(",")]
+            beta = tuple(float(x) for x in engagement.split(",")) if engagement else None
+        except ValueError:
+            raise ConfigError("--per-shopper: expected whole numbers like 1,3,10; --engagement: A,B numbers") from None
+        if beta is not None and len(beta) != 2:
+            raise ConfigError(f"--engagement: expected A,B (a Beta distribution), got {engagement!r}")
+        shoppers = Shoppers(eta, noise, engagement=(beta[0], beta[1]) if beta else None)
+        data = load_beir(dataset, split)
+        rankings = pipeline_rankings(index, data.queries, names[0], names[1], shoppers.size)
+        result = {"pipelines": names, "dataset": f"{data.name}/{data.split}",
+                  **exact_power(rankings, data.qrels, shoppers, counts)}
+        if as_json:
+            emit_json(result)
+            return
+        i = result["interleaving"]
+        console.print(f"{names[0]} vs {names[1]} on {result['queries']} queries: interleaving wins "
+                      f"{i['wins_a']:.4f}:{i['wins_b']:.4f} a search", highlight=False)
+        for m in METRICS:
+            a, b = (result["metrics"][m][s]["mean"] for s in "ab")
+            console.print(f"  A/B {m}: {a:.4f} vs {b:.4f}", highlight=False)
+        for row in result["searches_needed"]:
+            ab = ", ".join(f"{m} {row['ab'][m]} ({row['ab_over_interleaving'][m]}x)" for m in METRICS)
+            console.print(f"{row['per_shopper']:>3} a shopper: interleaving {row['interleaving']}; A/B {ab}",
+                          highlight=False)

@@ -57,6 +57,32 @@ def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: random.Random) -
     return shown, teams
 
 
+class _Coins:
+    """A stand-in for `random.Random` in `team_draft` that replays scripted coin flips (`random()` values), then
+    flips "a" (0.0), recording every value it returned."""
+
+    def __init__(self, script: tuple[float, ...]):
+        self.script, self.used = script, []  # type: tuple[float, ...], list[float]
+
+    def random(self) -> float:
+        value = self.script[len(self.used)] if len(self.used) < len(self.script) else 0.0
+        self.used.append(value)
+        return value
+
+
+def team_draft_pages(a: Sequence[str], b: Sequence[str], k: int) -> list[tuple[list[str], list[str], float]]:
+    """Every page `team_draft` can show for rankings `a` and `b`, with its teams and its chance: the draft itself,
+    replayed over each sequence of its coin flips (at most one a pair of picks, so at most 2^(k/2) pages)."""
+    pages, todo = [], [()]  # type: list[tuple[list[str], list[str], float]], list[tuple[float, ...]]
+    while todo:
+        script = todo.pop()
+        coins = _Coins(script)
+        shown, teams = team_draft(a, b, k, coins)  # type: ignore[arg-type]
+        pages.append((shown, teams, 0.5 ** len(coins.used)))
+        todo += [tuple(coins.used[:i]) + (0.9,) for i in range(len(script), len(coins.used))]
+    return pages
+
+
 def sign_test(wins_a: int, wins_b: int) -> float:
     """Two-sided exact binomial test of wins_a against p = 0.5 (1.0 with no wins)."""
     n = wins_a + wins_b
