@@ -98,7 +98,9 @@ bench-fit: install
 # Learning from the shop's own traffic (issue 19): 20,000 simulated shoppers on homedepot TRAIN queries through a
 # real `souk serve`, ltr fitted from the event log alone and from the judged train split, both evaluated on dev next
 # to BM25; then BM25 vs the click-fitted ltr over simulated dev shoppers: 3,000 interleaved searches and 3,000
-# searches split A/B, then both again over shoppers with several searches each; `souk bench traffic` prints the table (about 45 minutes on 2 busy cores).
+# searches split A/B, then both again over shoppers with several searches each, and the searches each design needs for
+# 80% power computed exactly from the click model (`souk bench power`); `souk bench traffic` prints the table (about
+# 45 minutes on 2 busy cores).
 TRAFFIC := .bench/traffic
 TPORT   ?= 8797
 # train shoppers who clicked nothing on page 1 open page 2 with this chance (`souk simulate --next-page`; 0: page 1
@@ -139,6 +141,8 @@ bench-traffic: install
 	  $(SOUK) simulate --dataset $(SHARED)/data/homedepot --split dev --searches 3000 --url http://127.0.0.1:$(TPORT) --seed 7 --per-shopper $(PER_SHOPPER) --engagement $(ENGAGEMENT) --ab bm25,ltr --json | tee $(TRAFFIC)/simulate-ab-shoppers.json; \
 	  kill $$pid; wait $$pid || true; \
 	  $(SOUK) experiments --index $(TRAFFIC)/homedepot --since $$since --experiment bm25,ltr --ab bm25,ltr --json | tee $(TRAFFIC)/experiments-shoppers.json
+	$(SOUK) bench power --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipelines bm25,ltr --per-shopper 1 --json | tee $(TRAFFIC)/power.json
+	$(SOUK) bench power --index $(TRAFFIC)/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipelines bm25,ltr --per-shopper 1,$(PER_SHOPPER),10,30 --engagement $(ENGAGEMENT) --json | tee $(TRAFFIC)/power-shoppers.json
 	$(SOUK) bench traffic --dir $(TRAFFIC) --json | tee $(TRAFFIC)/result.json
 	$(SOUK) bench traffic --dir $(TRAFFIC)
 

@@ -230,6 +230,8 @@ def _page(client: Client, params: dict[str, Any], grades: dict[str, int], top: i
 # the files `make bench-traffic` writes into its directory, read by `report`
 REPORT_FILES = {"bm25": "eval-bm25.json", "judged_ltr": "eval-ltr-judged.json", "click_ltr": "eval-ltr-events.json",
                 "experiment": "experiments.json", "ab": "simulate-ab.json"}
+# the exact searches needed for 80% power (`souk bench power`): page-1 shoppers alike, and a population of shoppers
+POWER_FILES = {"shoppers_alike": "power.json", "shoppers_differ": "power-shoppers.json"}
 # the shopper-population steps (several searches a shopper, engagement drawn per shopper), read when present
 SHOPPER_FILES = {"experiment": "experiments-shoppers.json", "ab": "simulate-ab-shoppers.json",
                  "interleave": "simulate-interleave-shoppers.json"}
@@ -242,7 +244,8 @@ def report(directory: Path) -> dict[str, Any]:
     the searches after which it stayed significant) and the searches an A/B split of the same pair needs (from the
     simulated shoppers' click-through on each pipeline's pages); `bootstrap`: the searches each needs for p < 0.05
     with 80% power, resampling the logged searches of each; `shoppers` (None without those steps): the same from
-    one population of shoppers with several searches each, A/B split by shopper, resampling shoppers.
+    one population of shoppers with several searches each, A/B split by shopper, resampling shoppers; `exact` (None
+    without those steps): the searches each design needs, exact under the click model (`souk.bench.power`).
     Misuse: reading numbers of different indexes."""
     found: dict[str, Any] = {}
     for name, file in REPORT_FILES.items():
@@ -272,7 +275,22 @@ def report(directory: Path) -> dict[str, Any]:
         # (`souk experiments --ab`: `interleaving_searches_needed`, `ab_bootstrap_searches_needed`)
         "bootstrap": _bootstrap(experiment),
         "shoppers": _shoppers(Path(directory)),
+        "exact": _exact(Path(directory)),
     }
+
+
+def _exact(directory: Path) -> dict[str, Any] | None:
+    """`souk bench power`'s rows (searches for 80% power, interleaving and A/B by metric), when its steps ran."""
+    found: dict[str, Any] = {}
+    for name, file in POWER_FILES.items():
+        try:
+            step = json.loads((directory / file).read_text(encoding="utf-8").strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            continue
+        found[name] = {"engagement": (step.get("shoppers") or {}).get("engagement"),
+                       "rows": [{k: row.get(k) for k in ("per_shopper", "interleaving", "ab", "ab_over_interleaving")}
+                                for row in step.get("searches_needed") or []]}
+    return found or None
 
 
 def _shoppers(directory: Path) -> dict[str, Any] | None:

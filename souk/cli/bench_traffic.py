@@ -50,6 +50,11 @@ def register(bench_app: typer.Typer) -> None:
                       f"{s['interleaving_expected_shopper_searches_needed']} "
                       f"({s['interleaving_expected_searches_needed']} x {s['interleaving_design_effect']})"),
                      ("shoppers, expected: A/B over interleaving", s["expected_ab_over_interleaving"])]
+        for name, found in (result.get("exact") or {}).items():
+            for row in found["rows"]:
+                ratios = ", ".join(f"{m} {n} ({row['ab_over_interleaving'][m]}x)" for m, n in row["ab"].items())
+                rows.append((f"exact 80% power, {name.replace('_', ' ')}, {row['per_shopper']} a shopper",
+                             f"interleaving {row['interleaving']}; A/B {ratios}"))
         for label, value in rows:
             console.print(f"{label:>42}: {value}", highlight=False)
 

@@ -62,3 +62,18 @@ def test_the_shopper_population_is_reported_beside_the_independent_searches_when
     assert shoppers["interleaving_expected_shopper_searches_needed"] == 1050
     assert shoppers["expected_ab_over_interleaving"] == round(10800 / 1050, 1)
     assert got["bootstrap"]["ab_over_interleaving"] == 15.0  # the independent searches' numbers stay
+
+
+def test_the_exact_power_rows_are_reported_when_their_steps_ran(tmp_path):
+    from souk.bench.traffic import POWER_FILES
+
+    write_steps(tmp_path)
+    assert report(tmp_path)["exact"] is None
+    row = {"per_shopper": 1, "interleaving": 1668, "interleaving_design_effect": 1.0, "ab": {"clicked": 12309},
+           "ab_over_interleaving": {"clicked": 7.4}}
+    step = {"shoppers": {"engagement": None}, "searches_needed": [row]}
+    (tmp_path / POWER_FILES["shoppers_alike"]).write_text(json.dumps(step) + "\n", encoding="utf-8")
+    got = report(tmp_path)["exact"]
+    assert list(got) == ["shoppers_alike"]
+    assert got["shoppers_alike"]["rows"] == [{"per_shopper": 1, "interleaving": 1668, "ab": {"clicked": 12309},
+                                              "ab_over_interleaving": {"clicked": 7.4}}]
