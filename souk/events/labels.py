@@ -301,6 +301,10 @@ GRADINGS = {"posterior": posterior_grades, "ips": ips_grades}
 # never clicked added, their unshown candidates graded 1 and shown ones 0 (abandonment: the good documents must lie
 # below) 0.3607 (of those queries 27% had a document of grade 5 or 6 on page 1 and 31% one below rank 20; the label
 # marks some 80 mostly irrelevant candidates as good).
+# Also not kept (2026-12-06, same replica, `/tmp/h19h/rounds.py`; base re-measured 0.4004 at 200): training lists cut
+# to recall's top D (candidates below what the log could observe left out of training, not graded 0; prediction still
+# over all 100): D 10 0.3760, 15 0.3984, 20 0.4018, 30 0.4013, 50 0.4012; cut per query 5 below the deepest shown
+# candidate 0.4019; on split 3 (checked before keeping) D 20 0.3919 and the per-query cut 0.3906 against 0.3928: noise.
 POSITION_BIAS = 0.03  # LightGBM's lambdarank_position_bias_regularization for labels from clicks
 UNSHOWN_POSITION = MAX_POSITION + 1
 # boosters averaged (`souk.training.ltr.seed_ensemble`, each from its own seed and position-debiased): on the replica
