@@ -31,7 +31,7 @@ def register(bench_app: typer.Typer) -> None:
                  f"p={e['p_value']}, winner {e['winner']} (offline {result['offline_winner']})"),
                 ("interleaving: searches to p < 0.05", result["interleaving_searches_to_significance"]),
                 ("A/B split: searches needed (80% power)", result["ab_searches_needed"]),
-                ("A/B over interleaving", result["ab_over_interleaving"]),
+                ("A/B over that (not like for like)", result["ab_over_interleaving"]),
                 ("bootstrap, 80% power: interleaving", result["bootstrap"]["interleaving_searches_needed"]),
                 ("bootstrap, 80% power: A/B split", result["bootstrap"]["ab_searches_needed"]),
                 ("bootstrap: A/B over interleaving", result["bootstrap"]["ab_over_interleaving"])]
