@@ -305,6 +305,13 @@ GRADINGS = {"posterior": posterior_grades, "ips": ips_grades}
 # to recall's top D (candidates below what the log could observe left out of training, not graded 0; prediction still
 # over all 100): D 10 0.3760, 15 0.3984, 20 0.4018, 30 0.4013, 50 0.4012; cut per query 5 below the deepest shown
 # candidate 0.4019; on split 3 (checked before keeping) D 20 0.3919 and the per-query cut 0.3906 against 0.3928: noise.
+# Regression-EM (Wang et al. 2018, the relevance half a GBDT on the ltr features: cross-entropy on the E-step's
+# posterior P(R=1 | a pair's clicks, impressions, theta), 3 iterations), its posterior grading unclicked pairs 1 and
+# clicked ones 1 + grade: posterior > 0.5 (26 pairs) 0.4018, > 0.25 (3,212 shown pairs) 0.4007, > 0.3 with unshown
+# candidates graded by f (4,855, 3,636 unshown) 0.4006, against 0.4010 for the same shifted grades with none added;
+# f alone as the ranker 0.3543, its rank blended into the ltr's 0.3760 (0.3) and 0.3670 (0.5). Click-graph transfer
+# (Craswell and Szummer 2007) has nothing to carry: of A's unshown candidates, those clicked under another A query were
+# judged grade >= 5 in 0.4% of cases against 1.1% of the rest.
 POSITION_BIAS = 0.03  # LightGBM's lambdarank_position_bias_regularization for labels from clicks
 UNSHOWN_POSITION = MAX_POSITION + 1
 # boosters averaged (`souk.training.ltr.seed_ensemble`, each from its own seed and position-debiased): on the replica
