@@ -103,14 +103,26 @@ def _needed(variance: float, delta: float, alpha: float, power: float) -> int | 
     return int(np.ceil(z ** 2 * variance / delta ** 2))
 
 
+def _power_at(searches: int, variance: float, delta: float, alpha: float) -> float | None:
+    """The chance that a two-sided z-test at `alpha` over `searches` is significant (the far tail ignored)."""
+    from scipy.stats import norm
+
+    if delta == 0 or variance <= 0:
+        return None
+    return round(float(norm.cdf(abs(delta) / np.sqrt(variance / searches) - norm.isf(alpha / 2))), 3)
+
+
 def exact_power(rankings: Mapping[str, tuple[Sequence[str], Sequence[str]]], qrels: dict[str, dict[str, int]],
                 shoppers: Shoppers = Shoppers(), per_shopper: Sequence[int] = (1,), alpha: float = ALPHA,
-                power: float = POWER) -> dict[str, Any]:
+                power: float = POWER, at: int = 3000) -> dict[str, Any]:
     """Searches (in all) an A/B split needs per metric and an interleaved experiment needs, for each number of
     searches a shopper in `per_shopper`, from each query's two rankings (`rankings`: query id -> (A's ids, B's ids),
-    the first `shoppers.size` shown) and its judged grades. Misuse: rankings deeper than the page (cut here)."""
+    the first `shoppers.size` shown) and its judged grades; `power_at`: each design's power with `at` searches.
+    Misuse: rankings deeper than the page (cut here)."""
     if not rankings:
         raise ConfigError("bench power: no judged query with rankings to compute from")
+    if at < 1:
+        raise ConfigError(f"--searches: expected at least 1, got {at}")
     if min(per_shopper, default=0) < 1:
         raise ConfigError(f"--per-shopper: expected counts of at least 1, got {list(per_shopper)}")
     top = max((g for judged in qrels.values() for g in judged.values()), default=1)
@@ -140,11 +152,14 @@ def exact_power(rankings: Mapping[str, tuple[Sequence[str], Sequence[str]]], qre
 
         interleaving = _needed(d["variance"] * effect(d), d["mean"], alpha, power)
         row: dict[str, Any] = {"per_shopper": m, "interleaving": interleaving, "interleaving_design_effect":
-                               round(effect(d), 3), "ab": {}, "ab_design_effect": {}, "ab_over_interleaving": {}}
+                               round(effect(d), 3), "ab": {}, "ab_design_effect": {}, "ab_over_interleaving": {},
+                               "power_at": {"searches": at, "interleaving": _power_at(at, d["variance"] * effect(d),
+                                                                                      d["mean"], alpha), "ab": {}}}
         for name in METRICS:
             sa, sb = spread["a"][name], spread["b"][name]
-            needed = _needed(2 * (sa["variance"] * effect(sa) + sb["variance"] * effect(sb)),
-                             sb["mean"] - sa["mean"], alpha, power)
+            variance = 2 * (sa["variance"] * effect(sa) + sb["variance"] * effect(sb))
+            needed = _needed(variance, sb["mean"] - sa["mean"], alpha, power)
+            row["power_at"]["ab"][name] = _power_at(at, variance, sb["mean"] - sa["mean"], alpha)
             row["ab"][name] = needed
             row["ab_design_effect"][name] = round((effect(sa) + effect(sb)) / 2, 3)
             row["ab_over_interleaving"][name] = round(needed / interleaving, 1) if needed and interleaving else None

@@ -70,6 +70,7 @@ def register(bench_app: typer.Typer) -> None:
                                                  "Beta(A,B) (as `souk simulate --engagement`); default e = 1."),
         eta: float = typer.Option(1.0, "--eta", help="Examination of position k is e k^-eta."),
         noise: float = typer.Option(0.05, "--noise", help="Click probability of an examined irrelevant result."),
+        searches: int = typer.Option(3000, "--searches", help="Also report each design's power at this many."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Searches for 80% power, interleaving vs an A/B split, exact under the simulated shoppers' click model."""
@@ -92,7 +93,7 @@ def register(bench_app: typer.Typer) -> None:
         data = load_beir(dataset, split)
         rankings = pipeline_rankings(index, data.queries, names[0], names[1], shoppers.size)
         result = {"pipelines": names, "dataset": f"{data.name}/{data.split}",
-                  **exact_power(rankings, data.qrels, shoppers, counts)}
+                  **exact_power(rankings, data.qrels, shoppers, counts, at=searches)}
         if as_json:
             emit_json(result)
             return
@@ -106,3 +107,6 @@ def register(bench_app: typer.Typer) -> None:
             ab = ", ".join(f"{m} {row['ab'][m]} ({row['ab_over_interleaving'][m]}x)" for m in METRICS)
             console.print(f"{row['per_shopper']:>3} a shopper: interleaving {row['interleaving']}; A/B {ab}",
                           highlight=False)
+            at = row["power_at"]
+            console.print(f"    power at {at['searches']} searches: interleaving {at['interleaving']}; A/B "
+                          + ", ".join(f"{m} {at['ab'][m]}" for m in METRICS), highlight=False)

@@ -81,6 +81,9 @@ def test_searches_needed_grow_with_searches_a_shopper_for_ab_more_than_for_inter
     assert ten["ab"]["clicked"] > one["ab"]["clicked"] and ten["ab_design_effect"]["clicked"] > 1.2
     assert ten["interleaving"] >= one["interleaving"]
     assert ten["ab_over_interleaving"]["clicked"] > one["ab_over_interleaving"]["clicked"]
+    at = exact_power(rankings, qrels, Shoppers(size=6, engagement=(1.0, 1.0)), at=one["interleaving"])
+    assert 0.8 <= at["searches_needed"][0]["power_at"]["interleaving"] < 0.82  # at the size it needs
+    assert at["searches_needed"][0]["power_at"]["ab"]["clicked"] < 0.8
     flat = exact_power(rankings, qrels, Shoppers(size=6), per_shopper=(1, 10))["searches_needed"]
     assert flat[0]["ab"] == flat[1]["ab"]  # every shopper alike: searches of one shopper are independent
 
@@ -93,6 +96,8 @@ def test_identical_rankers_need_no_finite_experiment_and_bad_input_is_refused():
         exact_power({}, {}, Shoppers())
     with pytest.raises(ConfigError, match="per-shopper"):
         exact_power({"q": (A, B)}, {"q": {"d1": 3}}, Shoppers(), per_shopper=(0,))
+    with pytest.raises(ConfigError, match="searches"):
+        exact_power({"q": (A, B)}, {"q": {"d1": 3}}, Shoppers(), at=0)
 
 
 def test_bench_power_ranks_with_the_index_and_prints_one_object(product_index):
