@@ -10,26 +10,11 @@ import pytest
 from souk.bench.power import exact_power, pipeline_rankings
 from souk.bench.traffic import Shoppers
 from souk.errors import ConfigError
-from souk.events.interleave import team_draft, team_draft_pages
+from souk.events.interleave import team_draft
 from support import FIXTURES, run_main
 
 A = ["d1", "d2", "d3", "d4", "d5", "d6"]
 B = ["d1", "d4", "d2", "d7", "d3", "d8"]
-
-
-def test_team_draft_pages_are_every_draft_with_its_chance():
-    pages = team_draft_pages(A, B, 6)
-    assert sum(c for _, _, c in pages) == pytest.approx(1.0)
-    assert len(pages) <= 2 ** 3
-    seen = {(tuple(s), tuple(t)) for s, t, _ in pages}
-    rng = random.Random(3)
-    counts: dict[tuple, int] = {}
-    for _ in range(4000):
-        shown, teams = team_draft(A, B, 6, rng)
-        assert (tuple(shown), tuple(teams)) in seen
-        counts[(tuple(shown), tuple(teams))] = counts.get((tuple(shown), tuple(teams)), 0) + 1
-    for shown, teams, chance in pages:
-        assert counts.get((tuple(shown), tuple(teams)), 0) / 4000 == pytest.approx(chance, abs=0.03)
 
 
 def _simulate(rankings, qrels, shoppers, searches, seed=5):

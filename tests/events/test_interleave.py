@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from souk.events.interleave import (ab_bootstrap_searches_needed, ab_searches_needed, interleaving_searches_needed,
-                                    outcomes, sign_test, summary, team_draft)
+                                    outcomes, sign_test, summary, team_draft, team_draft_pages)
 
 
 @given(st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
@@ -173,3 +173,20 @@ def test_interleaving_resampled_by_shopper_sees_shoppers_whose_wins_go_together(
     assert (together.wins_a, together.wins_b) == (600, 900) and 0.55 < apart.wins_b / 1500 < 0.65
     assert together.shopper_searches_needed > 3 * together.searches_needed  # 5 searches of a shopper: one answer
     assert 0.75 < apart.shopper_searches_needed / apart.searches_needed < 1.33
+
+
+def test_team_draft_pages_are_every_draft_with_its_chance():
+    a = ["d1", "d2", "d3", "d4", "d5", "d6"]
+    b = ["d1", "d4", "d2", "d7", "d3", "d8"]
+    pages = team_draft_pages(a, b, 6)
+    assert sum(c for _, _, c in pages) == pytest.approx(1.0)
+    assert len(pages) <= 2 ** 3
+    seen = {(tuple(s), tuple(t)) for s, t, _ in pages}
+    rng = random.Random(3)
+    counts: dict[tuple, int] = {}
+    for _ in range(4000):
+        shown, teams = team_draft(a, b, 6, rng)
+        assert (tuple(shown), tuple(teams)) in seen
+        counts[(tuple(shown), tuple(teams))] = counts.get((tuple(shown), tuple(teams)), 0) + 1
+    for shown, teams, chance in pages:
+        assert counts.get((tuple(shown), tuple(teams)), 0) / 4000 == pytest.approx(chance, abs=0.03)
