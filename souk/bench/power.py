@@ -10,7 +10,9 @@ exact for these polynomials in e). From that, per query and engagement, the exac
   `clicked` (1 - abandonment), `clicks` (clicks per search), `first_click_rr` (reciprocal rank of the first click,
   0 without one; max reciprocal rank, as the first click is the highest);
 - interleaving's per-search preference D (+1 when B's team got more clicks, -1 when A's did, 0 for a tie), over
-  every page team draft can show (`souk.events.interleave.team_draft_pages`, each with its coin flips' chance).
+  every page team draft can show (`souk.events.interleave.team_draft_pages`, each with its coin flips' chance);
+  souk's draft (the rankings' common prefix credited to neither) and, for comparison, the original (Radlinski et al.
+  2008: the prefix drafted like the rest, `interleaving_original_draft`).
 Shoppers draw queries uniformly from the split. Both designs get the same test: a two-sided z-test at `ALPHA` with
 power `POWER`, n = (z_{1-alpha/2} + z_power)^2 V / delta^2 (Kohavi, Tang, Xu, "Trustworthy Online Controlled
 Experiments", 2020, ch. 17), V the variance one search adds to the estimate: for A/B, searches split 50:50 between
@@ -130,6 +132,7 @@ def exact_power(rankings: Mapping[str, tuple[Sequence[str], Sequence[str]]], qre
     k = shoppers.size
     moments: dict[str, dict[str, list[list[np.ndarray]]]] = {side: {m: [[], []] for m in METRICS} for side in "ab"}
     prefs: list[list[np.ndarray]] = [[], []]
+    original: list[list[np.ndarray]] = [[], []]  # the original team draft (the common prefix drafted too)
     for qid in sorted(rankings):
         grades = qrels.get(qid, {})
         a, b = (list(r)[:k] for r in rankings[qid])
@@ -140,9 +143,13 @@ def exact_power(rankings: Mapping[str, tuple[Sequence[str], Sequence[str]]], qre
         wins_a, wins_b = preference(team_draft_pages(a, b, k), grades, top, shoppers, engaged)
         prefs[0].append(wins_b - wins_a)
         prefs[1].append(wins_a + wins_b)  # D^2
+        wins_a, wins_b = preference(team_draft_pages(a, b, k, shared_prefix=False), grades, top, shoppers, engaged)
+        original[0].append(wins_b - wins_a)
+        original[1].append(wins_a + wins_b)
     spread = {side: {m: _spread(np.array(m1), np.array(m2), weights) for m, (m1, m2) in by.items()}
               for side, by in moments.items()}
     d = _spread(np.array(prefs[0]), np.array(prefs[1]), weights)
+    d_original = _spread(np.array(original[0]), np.array(original[1]), weights)
     win_b = float(weights @ ((np.array(prefs[1]) + np.array(prefs[0])) / 2).mean(axis=0))
     win_a = float(weights @ ((np.array(prefs[1]) - np.array(prefs[0])) / 2).mean(axis=0))
     table = []
@@ -152,7 +159,9 @@ def exact_power(rankings: Mapping[str, tuple[Sequence[str], Sequence[str]]], qre
 
         interleaving = _needed(d["variance"] * effect(d), d["mean"], alpha, power)
         row: dict[str, Any] = {"per_shopper": m, "interleaving": interleaving, "interleaving_design_effect":
-                               round(effect(d), 3), "ab": {}, "ab_design_effect": {}, "ab_over_interleaving": {},
+                               round(effect(d), 3), "interleaving_original_draft": _needed(
+                                   d_original["variance"] * effect(d_original), d_original["mean"], alpha, power),
+                               "ab": {}, "ab_design_effect": {}, "ab_over_interleaving": {},
                                "power_at": {"searches": at, "interleaving": _power_at(at, d["variance"] * effect(d),
                                                                                       d["mean"], alpha), "ab": {}}}
         for name in METRICS:

@@ -105,7 +105,8 @@ def register(bench_app: typer.Typer) -> None:
             console.print(f"  A/B {m}: {a:.4f} vs {b:.4f}", highlight=False)
         for row in result["searches_needed"]:
             ab = ", ".join(f"{m} {row['ab'][m]} ({row['ab_over_interleaving'][m]}x)" for m in METRICS)
-            console.print(f"{row['per_shopper']:>3} a shopper: interleaving {row['interleaving']}; A/B {ab}",
+            console.print(f"{row['per_shopper']:>3} a shopper: interleaving {row['interleaving']} (original draft "
+                          f"{row['interleaving_original_draft']}); A/B {ab}",
                           highlight=False)
             at = row["power_at"]
             console.print(f"    power at {at['searches']} searches: interleaving {at['interleaving']}; A/B "

@@ -31,11 +31,12 @@ MAX_SEARCHES = 1_000_000  # `searches_needed` gives up (None) beyond this
 MAX_SHOPPERS = 5_000  # shopper bootstraps resample a random subset of this many shoppers of a larger log
 
 
-def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: random.Random) -> tuple[list[str], list[str]]:
+def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: random.Random,
+               shared_prefix: bool = True) -> tuple[list[str], list[str]]:
     """The first `k` documents of the interleaved list and the team ('a', 'b', or 'ab' for the common prefix) of
-    each."""
+    each; without `shared_prefix` the original draft (the common prefix drafted like the rest)."""
     prefix = 0
-    while prefix < min(len(a), len(b), k) and a[prefix] == b[prefix]:
+    while shared_prefix and prefix < min(len(a), len(b), k) and a[prefix] == b[prefix]:
         prefix += 1
     shown: list[str] = list(a[:prefix])
     teams: list[str] = ["ab"] * prefix
@@ -70,14 +71,15 @@ class _Coins:
         return value
 
 
-def team_draft_pages(a: Sequence[str], b: Sequence[str], k: int) -> list[tuple[list[str], list[str], float]]:
+def team_draft_pages(a: Sequence[str], b: Sequence[str], k: int,
+                     shared_prefix: bool = True) -> list[tuple[list[str], list[str], float]]:
     """Every page `team_draft` can show for rankings `a` and `b`, with its teams and its chance: the draft itself,
     replayed over each sequence of its coin flips (at most one a pair of picks, so at most 2^(k/2) pages)."""
     pages, todo = [], [()]  # type: list[tuple[list[str], list[str], float]], list[tuple[float, ...]]
     while todo:
         script = todo.pop()
         coins = _Coins(script)
-        shown, teams = team_draft(a, b, k, coins)  # type: ignore[arg-type]
+        shown, teams = team_draft(a, b, k, coins, shared_prefix)  # type: ignore[arg-type]
         pages.append((shown, teams, 0.5 ** len(coins.used)))
         todo += [tuple(coins.used[:i]) + (0.9,) for i in range(len(script), len(coins.used))]
     return pages

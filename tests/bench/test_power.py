@@ -65,6 +65,7 @@ def test_searches_needed_grow_with_searches_a_shopper_for_ab_more_than_for_inter
     one, ten = got["searches_needed"]
     assert ten["ab"]["clicked"] > one["ab"]["clicked"] and ten["ab_design_effect"]["clicked"] > 1.2
     assert ten["interleaving"] >= one["interleaving"]
+    assert one["interleaving_original_draft"] > one["interleaving"]  # the shared first result adds only noise
     assert ten["ab_over_interleaving"]["clicked"] > one["ab_over_interleaving"]["clicked"]
     at = exact_power(rankings, qrels, Shoppers(size=6, engagement=(1.0, 1.0)), at=one["interleaving"])
     assert 0.8 <= at["searches_needed"][0]["power_at"]["interleaving"] < 0.82  # at the size it needs

@@ -190,3 +190,6 @@ def test_team_draft_pages_are_every_draft_with_its_chance():
         counts[(tuple(shown), tuple(teams))] = counts.get((tuple(shown), tuple(teams)), 0) + 1
     for shown, teams, chance in pages:
         assert counts.get((tuple(shown), tuple(teams)), 0) / 4000 == pytest.approx(chance, abs=0.03)
+    original = team_draft_pages(a, b, 6, shared_prefix=False)  # the common first result drafted too
+    assert sum(c for _, _, c in original) == pytest.approx(1.0)
+    assert all("ab" not in teams for _, teams, _ in original) and any(t[0] == "b" for _, t, _ in original)
