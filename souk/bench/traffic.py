@@ -287,9 +287,9 @@ def _exact(directory: Path) -> dict[str, Any] | None:
             step = json.loads((directory / file).read_text(encoding="utf-8").strip().splitlines()[-1])
         except (OSError, ValueError, IndexError):
             continue
+        keys = ("per_shopper", "interleaving", "interleaving_original_draft", "ab", "ab_over_interleaving")
         found[name] = {"engagement": (step.get("shoppers") or {}).get("engagement"),
-                       "rows": [{k: row.get(k) for k in ("per_shopper", "interleaving", "ab", "ab_over_interleaving")}
-                                for row in step.get("searches_needed") or []]}
+                       "rows": [{k: row.get(k) for k in keys} for row in step.get("searches_needed") or []]}
     return found or None
 
 

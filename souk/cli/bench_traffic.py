@@ -54,7 +54,8 @@ def register(bench_app: typer.Typer) -> None:
             for row in found["rows"]:
                 ratios = ", ".join(f"{m} {n} ({row['ab_over_interleaving'][m]}x)" for m, n in row["ab"].items())
                 rows.append((f"exact 80% power, {name.replace('_', ' ')}, {row['per_shopper']} a shopper",
-                             f"interleaving {row['interleaving']}; A/B {ratios}"))
+                             f"interleaving {row['interleaving']} (original draft "
+                             f"{row['interleaving_original_draft']}); A/B {ratios}"))
         for label, value in rows:
             console.print(f"{label:>42}: {value}", highlight=False)
 

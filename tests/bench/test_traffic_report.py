@@ -70,10 +70,12 @@ def test_the_exact_power_rows_are_reported_when_their_steps_ran(tmp_path):
     write_steps(tmp_path)
     assert report(tmp_path)["exact"] is None
     row = {"per_shopper": 1, "interleaving": 1668, "interleaving_design_effect": 1.0, "ab": {"clicked": 12309},
+           "interleaving_original_draft": 3873,
            "ab_over_interleaving": {"clicked": 7.4}}
     step = {"shoppers": {"engagement": None}, "searches_needed": [row]}
     (tmp_path / POWER_FILES["shoppers_alike"]).write_text(json.dumps(step) + "\n", encoding="utf-8")
     got = report(tmp_path)["exact"]
     assert list(got) == ["shoppers_alike"]
     assert got["shoppers_alike"]["rows"] == [{"per_shopper": 1, "interleaving": 1668, "ab": {"clicked": 12309},
+                                              "interleaving_original_draft": 3873,
                                               "ab_over_interleaving": {"clicked": 7.4}}]
