@@ -32,7 +32,8 @@ from souk.index.store import SOURCE
 
 FORMAT = 2
 KEEP_CACHES = 2
-_BATCH = 4096  # texts analyzed at once while building (`_term_ids`)
+_BATCH = 4096  # texts analyzed at once while building (`_joined_terms`)
+_UNKNOWN = object()  # a document whose terms were not handed over: analyzed
 _OPEN: "weakref.WeakKeyDictionary[object, TermStore]" = weakref.WeakKeyDictionary()
 
 
@@ -158,21 +159,29 @@ class TermStore:
 
     # ---- building and caching ----------------------------------------------------------------
     @classmethod
-    def build(cls, searcher) -> "TermStore":
-        """Analyze every stored document of the searcher's commit (seconds for ~50k product titles)."""
+    def build(cls, searcher, reuse: bool = True) -> "TermStore":
+        """The store of the searcher's commit from its stored documents, analyzed (seconds for ~50k product
+        titles) except where the writer of this commit handed their terms over in this process (`reuse`,
+        `souk.index.handover`): the same store either way."""
+        from souk.index.handover import take
+
         schema = searcher.schema
         user_dict = schema.analysis.get("user_dict")
         _, blobs = searcher.stored_bytes(SOURCE)
         sources = [json.loads(b) if b else {} for b in blobs]
         ids = [str(s.get(schema.id_field, "")) for s in sources]
+        handed = take(searcher.path, searcher.commit_id, user_dict) if reuse else None
+        where = handed.positions(ids) if handed is not None else None
         vocab: dict[str, int] = {}
         analyzed: dict[tuple[str, str], Ragged] = {}  # (analyzer, source field) -> term ids per document
         units = feature_units(schema)
         for u in units:
             for src in u.sources:
                 if (u.analyzer, src) not in analyzed:
-                    texts = [v if isinstance(v := s.get(src), str) and v else None for s in sources]
-                    analyzed[(u.analyzer, src)] = _term_ids(get_analyzer(u.analyzer, user_dict), texts, vocab)
+                    given = handed.column((u.analyzer, src)) if handed is not None else None
+                    known = [given[p] if p >= 0 else _UNKNOWN for p in where or ()] if given is not None else None
+                    joined = _joined_terms(get_analyzer(u.analyzer, user_dict), src, sources, known)
+                    analyzed[(u.analyzer, src)] = _term_ids(joined, vocab)
         built: dict[str, UnitTerms] = {}
         for u in units:
             ragged = _joined([analyzed[(u.analyzer, src)] for src in u.sources])
@@ -272,19 +281,31 @@ def is_open(searcher) -> bool:
     return searcher in _OPEN
 
 
-def _term_ids(analyzer, texts: list[str | None], vocab: dict[str, int]) -> Ragged:
-    """Each text's terms (`analyzer.terms`; None: no terms) as ids of `vocab`, new terms added in order of first
-    appearance. Analyzed as the writer analyzes (`joined_terms`, batches of `_BATCH` texts) and mapped with one
-    dictionary read per term: per text and per term in Python, scifact's store took 2.4 CPU s."""
+def _joined_terms(analyzer, src: str, sources: list[dict], known: list | None) -> list[str | None]:
+    """The space-joined terms of field `src` of each document (None: no terms): `known` where it holds them (the
+    writer's, handed over), else analyzed from the stored text as the writer analyzes (`joined_terms`, batches of
+    `_BATCH` texts)."""
     from souk.analysis.batch import joined_terms
 
+    out: list = known if known is not None else [_UNKNOWN] * len(sources)
+    todo: Sequence[int] = [i for i, t in enumerate(out) if t is _UNKNOWN] if known is not None else range(len(sources))
+    texts = [v if isinstance(v := sources[i].get(src), str) and v else None for i in todo]
+    for start in range(0, len(texts), _BATCH):
+        for i, joined in zip(todo[start:start + _BATCH], joined_terms(analyzer, texts[start:start + _BATCH])):
+            out[i] = joined
+    return out
+
+
+def _term_ids(joined_texts: list[str | None], vocab: dict[str, int]) -> Ragged:
+    """Each text's terms (space-joined, as `joined_terms` gives them; None: no terms) as ids of `vocab`, new terms
+    added in order of first appearance, with one dictionary read per term (per text and per term in Python,
+    scifact's store took 2.4 CPU s)."""
     lens: list[int] = []
     words: list[str] = []
-    for i in range(0, len(texts), _BATCH):
-        for joined in joined_terms(analyzer, texts[i:i + _BATCH]):
-            found = joined.split(" ") if joined else []  # (terms hold no space: the writer's tokenizer splits there)
-            lens.append(len(found))
-            words.extend(found)
+    for joined in joined_texts:
+        found = joined.split(" ") if joined else []  # (terms hold no space: the writer's tokenizer splits there)
+        lens.append(len(found))
+        words.extend(found)
     for w in dict.fromkeys(words):  # (first appearances, in order)
         if w not in vocab:
             vocab[w] = len(vocab)
