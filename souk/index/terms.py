@@ -167,20 +167,35 @@ class TermStore:
 
         schema = searcher.schema
         user_dict = schema.analysis.get("user_dict")
-        _, blobs = searcher.stored_bytes(SOURCE)
-        sources = [json.loads(b) if b else {} for b in blobs]
-        ids = [str(s.get(schema.id_field, "")) for s in sources]
+        units = feature_units(schema)
+        kw_fields = [f.name for f in schema.of_kind("keyword") if f.name != schema.id_field and f.stored]
         handed = take(searcher.path, searcher.commit_id, user_dict) if reuse else None
-        where = handed.positions(ids) if handed is not None else None
+        if handed is not None and not ({(u.analyzer, s) for u in units for s in u.sources} <= set(handed.specs)
+                                       and set(kw_fields) <= set(handed.keywords)):
+            handed = None  # (written with another schema)
+        sources: list[dict] | None = None  # the stored documents, read unless every one was handed over
+        where: list[int] | None = None  # each document's place in `handed` (-1: not handed over)
+        if handed is not None:
+            keys = searcher.live_keys()
+            where = handed.positions(keys)
+            if min(where, default=0) >= 0:
+                handed_ids = handed.ids()
+                ids = [handed_ids[p] for p in where]
+            else:
+                where = None
+        if where is None:
+            keys, blobs = searcher.stored_bytes(SOURCE)
+            sources = [json.loads(b) if b else {} for b in blobs]
+            ids = [str(s.get(schema.id_field, "")) for s in sources]
+            where = handed.positions(keys) if handed is not None else None
         vocab: dict[str, int] = {}
         analyzed: dict[tuple[str, str], Ragged] = {}  # (analyzer, source field) -> term ids per document
-        units = feature_units(schema)
         for u in units:
             for src in u.sources:
                 if (u.analyzer, src) not in analyzed:
                     given = handed.column((u.analyzer, src)) if handed is not None else None
                     known = [given[p] if p >= 0 else _UNKNOWN for p in where or ()] if given is not None else None
-                    joined = _joined_terms(get_analyzer(u.analyzer, user_dict), src, sources, known)
+                    joined = _joined_terms(get_analyzer(u.analyzer, user_dict), src, sources or [], known)
                     analyzed[(u.analyzer, src)] = _term_ids(joined, vocab)
         built: dict[str, UnitTerms] = {}
         for u in units:
@@ -199,14 +214,14 @@ class TermStore:
             built[u.name] = UnitTerms(ragged.offsets, ragged.values, u, _doc_freq(ragged.values, lens, len(vocab)),
                                       float(lens.mean()))
         keywords = {}
-        for f in schema.of_kind("keyword"):
-            if f.name != schema.id_field and f.stored:
-                lists = [[value_key(f.name, v) for v in ([vals] if isinstance(vals, str) else vals or [])]
-                         for vals in (s.get(f.name) for s in sources)]
-                keywords[f.name] = Ragged.of(lists, np.int64)
+        for name in kw_fields:
+            given = handed.keyword(name) if sources is None and handed is not None else None
+            column = [s.get(name) for s in sources or ()] if given is None else [given[p] for p in where or ()]
+            lists = [[value_key(name, v) for v in ([vals] if isinstance(vals, str) else vals or [])] for vals in column]
+            keywords[name] = Ragged.of(lists, np.int64)
         numbers = {f.name: np.asarray(searcher.numbers(ids, f.name), dtype=np.float64)
                    for f in schema.of_kind("number") if f.feature} if ids else {}
-        return cls(ids, list(vocab), built, numbers, keywords, commit_id=searcher.commit_id)
+        return cls(ids, list(vocab), built, numbers, keywords, np.asarray(keys, dtype=np.int64), searcher.commit_id)
 
     @classmethod
     def open(cls, searcher) -> "TermStore":

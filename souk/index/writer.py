@@ -116,7 +116,9 @@ class Writer:
         # replaces nothing, so its delete is skipped; None: every add deletes first
         self._seen: set[str] | None = set() if _no_segments(index.path) else None
         # the terms written, for the term store of a commit built in this process (`souk.index.handover`)
-        self._handover = Handover(self._text_sources(), self._analysis.get("user_dict"))
+        self._handover = Handover(self._text_sources(), [f.name for f in self.schema.of_kind("keyword")
+                                                          if f.stored and f.name != self.schema.id_field],
+                                  self._analysis.get("user_dict"))
 
     # ---- writes ------------------------------------------------------------------------------
     def add(self, records: Iterable[Record], on_error: str = "fail",
@@ -287,6 +289,7 @@ class Writer:
         texts = [(name, _combined([columns[c] for c in cols])) for name, cols in layout.text]
         encode: Callable[[Any, int], Any] = _C_ENCODE or (lambda o, _level: _JSON.iterencode(o))
         document, blake2b = tantivy.Document, hashlib.blake2b
+        keys: list[int] = []
         with guard(self.index.path, "write"):
             for i, values in enumerate(batch):
                 doc_id = values[id_field]
@@ -299,7 +302,9 @@ class Writer:
                 doc = document()
                 doc.add_text(ID, doc_id)
                 # `doc_key` and `_source`, inline (this loop runs once per document)
-                doc.add_integer(KEY, int.from_bytes(blake2b(doc_id.encode(), digest_size=8).digest(), "big") >> 1)
+                key = int.from_bytes(blake2b(doc_id.encode(), digest_size=8).digest(), "big") >> 1
+                doc.add_integer(KEY, key)
+                keys.append(key)
                 doc.add_bytes(SOURCE, "".join(encode(values if all_stored else
                                                      {n: v for n, v in values.items() if n in stored}, 0)).encode())
                 for name, terms in texts:
@@ -319,7 +324,9 @@ class Writer:
                 for name, vecs in vectors.items():
                     doc.add_bytes(name, vecs[i].astype("<f4").tobytes())
                 add_document(doc)
-        self._handover.add([values[id_field] for values in batch], columns)
+        handover = self._handover
+        handover.add([values[id_field] for values in batch], keys, columns,
+                     [[values.get(name) for values in batch] for name in handover.keywords])
         return len(batch)
 
     def _text_sources(self) -> list[tuple[str, str]]:
