@@ -3,7 +3,8 @@
 tantivy answers "which documents hold this term" but not "which terms, where, does this document hold";
 coverage, phrase, span and first-position features need the latter for 100-200 candidates per query.
 The store is a forward index built once per commit from the stored documents (the same analyzers as the
-keyword index), kept in memory as flat int32 term ids with per-document offsets (so a batch of
+keyword index; in the process that wrote the commit, from the terms its writer handed over, `souk.index.handover`),
+kept in memory as flat int32 term ids with per-document offsets (so a batch of
 candidates is gathered with array ops, never a loop per document), and cached on disk under
 `DIR/cache/terms-<commit>/` (a read-only index keeps it in memory only). It also holds the values of
 number fields marked `feature = true` and each document's keyword values (as stable keys, for click and
