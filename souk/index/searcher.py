@@ -600,6 +600,10 @@ class Searcher:
             raise KeyError("keys not in this snapshot of the index")
         return ids[pos].tolist()
 
+    def live_keys(self) -> np.ndarray:
+        """Keys of every live document, in the order `stored_bytes` gives them (fast fields only)."""
+        return self._keys_of([(0.0, a) for a in self._all_addresses()])
+
     def stored_bytes(self, field_name: str) -> tuple[np.ndarray, list[bytes]]:
         """Keys and raw stored bytes of one bytes field for every live document."""
         addrs = self._all_addresses()
