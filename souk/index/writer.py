@@ -188,8 +188,12 @@ class Writer:
         keys are written into the index manifest with the commit record (one atomic write).
         A full disk or a lost permission raises `IndexStateError`; the last commit stays intact."""
         self._flush()
-        with guard(self.index.path, "write"):
-            opstamp = self._w.commit()
+        try:
+            with guard(self.index.path, "write"):
+                opstamp = self._w.commit()
+        except BaseException:
+            self._handover.drop(over=True)  # (what the index holds now is unsure: its store reads it)
+            raise
         share_commit_files(self.index.path)
         commit_id = _commit_id(self.index.path)
         self._handover.publish(self.index.path, commit_id)
@@ -215,6 +219,7 @@ class Writer:
         """Wait for background merges and release the writer lock (uncommitted work is dropped)."""
         self._pending.clear()
         self._queue.clear()
+        self._handover.drop()
         self._analysis_pool.close()
         with guard(self.index.path, "write"):
             self._w.wait_merging_threads()
@@ -290,6 +295,7 @@ class Writer:
         encode: Callable[[Any, int], Any] = _C_ENCODE or (lambda o, _level: _JSON.iterencode(o))
         document, blake2b = tantivy.Document, hashlib.blake2b
         keys: list[int] = []
+        self._handover.begin()  # (a batch that fails half-written leaves its commit with no handover)
         with guard(self.index.path, "write"):
             for i, values in enumerate(batch):
                 doc_id = values[id_field]

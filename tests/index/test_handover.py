@@ -5,6 +5,7 @@ import souk.analysis.batch
 from souk.catalogs import Record
 from souk.index import Index
 from souk.index import handover as handover_module
+from souk.index import writer as writer_module
 from souk.index.keys import doc_keys
 from souk.index.searcher import Searcher
 from souk.index.terms import TermStore
@@ -39,6 +40,14 @@ def _same(a: TermStore, b: TermStore) -> None:
         assert np.array_equal(a.keywords[name].offsets, b.keywords[name].offsets)
 
 
+@pytest.fixture(autouse=True)
+def no_handover_left():
+    """Each test starts and ends with no handed-over commit in this process."""
+    handover_module._LATEST.clear()
+    yield
+    handover_module._LATEST.clear()
+
+
 @pytest.fixture
 def analyzed(monkeypatch):
     """Texts the term store's build analyzes itself (those not handed over); "read" once stored documents are read."""
@@ -71,7 +80,23 @@ def _built_both_ways(index: Index, analyzed: list) -> tuple[TermStore, int]:
     return handed, n
 
 
-def test_the_store_from_handed_terms_equals_the_store_from_stored_documents(tmp_path, analyzed):
+def test_a_bulk_load_hands_every_document_over_and_the_store_equals_the_one_from_stored_documents(tmp_path, analyzed):
+    index = Index.create(tmp_path / "index", beir_schema())
+    with index.writer() as w:
+        w._batch_size = 2  # (several batches; "7" written twice: the last batch wins)
+        w.add(_records(DOCS + [{"_id": "7", "title": "seven"}, {"_id": "7", "title": "seven, last"}]))
+        w.delete(["nope"])
+        w.commit()
+    assert handover_module.held() == 1
+    store, own = _built_both_ways(index, analyzed)
+    assert own == 0 and handover_module.held() == 0  # taken once, by the store built for that commit
+    assert sorted(store.ids) == ["1", "2", "3", "4", "5", "6", "7"]
+    all_ = store.units["all"]
+    row = store.rows(["7"])[0]
+    assert store.terms_of(all_.values[all_.offsets[row]:all_.offsets[row + 1]]) == ["seven", "last"]
+
+
+def test_a_later_commit_hands_over_only_what_it_wrote(tmp_path, analyzed):
     index = Index.create(tmp_path / "index", beir_schema())
     with index.writer() as w:
         w.add(_records(DOCS))
@@ -83,22 +108,86 @@ def test_the_store_from_handed_terms_equals_the_store_from_stored_documents(tmp_
         w.add(_records([{"_id": "7", "title": "seven, last"}]))
         w.commit()
     store, own = _built_both_ways(index, analyzed)
-    assert own == 0  # every document's terms were handed over
+    assert own == 2 * 5  # title and text of the 5 live documents the last commit did not write (read from the store)
     assert sorted(store.ids) == ["1", "2", "3", "4", "5", "6", "7"]
-    row = store.rows(["7", "1"])
     all_ = store.units["all"]
+    row = store.rows(["7", "1"])
     assert store.terms_of(all_.values[all_.offsets[row[0]]:all_.offsets[row[0] + 1]]) == ["seven", "last"]
     assert "trail" in store.terms_of(all_.values[all_.offsets[row[1]]:all_.offsets[row[1] + 1]])
+
+
+def test_a_writer_committing_many_times_keeps_at_most_one_commits_handover(tmp_path, analyzed):
+    index = Index.create(tmp_path / "index", beir_schema())
+    with index.writer() as w:
+        for n in range(12):
+            w.add(_records([{"_id": f"{n}-{k}", "title": f"commit {n} shoes {k}"} for k in range(5)]))
+            assert w._handover.held > 0
+            w.commit()
+            assert w._handover.held == 0  # what the writer holds: the commit it is writing, nothing before
+            assert handover_module.held() == 1
+            (path, handed), = handover_module._LATEST
+            assert sorted(handed.ids()) == [f"{n}-{k}" for k in range(5)]  # only the last commit's documents
+        w.add(_records([{"_id": "uncommitted", "title": "dropped at close"}]))
+    assert w._handover.held == 0  # (closed: dropped)
+    other = Index.create(tmp_path / "other", beir_schema())
+    with other.writer() as w:
+        w.add(_records(DOCS[:2]))
+        w.commit()
+    (path, _), = handover_module._LATEST  # one handed-over commit per process: the other index's replaced it
+    assert path.endswith("other")
+    store, own = _built_both_ways(index, analyzed)  # (none left for `index`: built from its stored documents)
+    assert own == 2 * 12 * 5 and len(store.ids) == 60  # (title and text each)
+
+
+def test_a_commit_past_the_cap_hands_nothing_over_and_gives_the_same_store(tmp_path, analyzed, monkeypatch):
+    monkeypatch.setattr(handover_module, "MAX_HANDOVER_BYTES", 2_000)
+    index = Index.create(tmp_path / "index", beir_schema())
+    big = [{"_id": f"big-{k}", "title": f"big batch {k}", "text": "running shoes " * 10} for k in range(40)]
+    with index.writer() as w:
+        w._batch_size = 8
+        w.add(_records(big))
+        assert w._handover.over and w._handover.held == 0  # past the cap: nothing more kept for this commit
+        w.commit()
+        assert handover_module.held() == 0
+        store, own = _built_both_ways(index, analyzed)
+        assert own == 2 * len(big)  # the fallback: every document analyzed from the stored documents
+        w.add(_records(DOCS))  # the next commit is under the cap again: handed over
+        w.commit()
+        assert handover_module.held() == 1
+    store, own = _built_both_ways(index, analyzed)
+    assert own == 2 * len(big) and len(store.ids) == len(big) + len(DOCS)
+
+
+def test_a_batch_that_failed_half_written_hands_nothing_over(tmp_path, analyzed, monkeypatch):
+    index = Index.create(tmp_path / "index", beir_schema())
+    real, calls = writer_module._C_ENCODE, []
+
+    def failing(values, level):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real(values, level)
+
+    with index.writer() as w:
+        w.add(_records(DOCS))
+        monkeypatch.setattr(writer_module, "_C_ENCODE", failing)
+        with pytest.raises(RuntimeError):
+            w.add(_records([{"_id": "1", "title": "new one"}, {"_id": "2", "title": "new two"},
+                            {"_id": "3", "title": "new three"}]))
+        monkeypatch.setattr(writer_module, "_C_ENCODE", real)
+        w.commit()  # (a caller that goes on: "1" and "2" are written with their new text, "3" deleted, not added)
+    assert handover_module.held() == 0
+    store, own = _built_both_ways(index, analyzed)
+    assert own == 2 * (len(DOCS) - 1) and "3" not in store.ids and "new" in store.vocab  # from the stored documents
 
 
 def test_a_rollback_drops_the_terms_written_since_the_last_commit(tmp_path, analyzed):
     index = Index.create(tmp_path / "index", beir_schema())
     with index.writer() as w:
-        w.add(_records(DOCS))
-        w.commit()
+        w.add(_records(DOCS[:3]))
         w.add(_records([{"_id": "1", "title": "rolled back"}, {"_id": "8", "title": "never written"}]))
         w.rollback()
-        w.add(_records([{"_id": "2", "title": "kept"}]))
+        w.add(_records(DOCS))
         w.commit()
     store, own = _built_both_ways(index, analyzed)
     assert own == 0 and "rolled" not in store.vocab and "8" not in store.ids
@@ -127,23 +216,6 @@ def test_documents_another_writer_wrote_are_analyzed_and_an_old_handover_is_not_
     assert len(analyzed) - before == 2 * len(store.ids) + 2 + 1  # and "read"
 
 
-def test_batches_past_the_memory_limit_are_spilled_and_read_back(tmp_path, analyzed, monkeypatch):
-    monkeypatch.setattr(handover_module, "MAX_HANDOVER_BYTES", 300)
-    index = Index.create(tmp_path / "index", beir_schema())
-    with index.writer() as w:
-        for d in DOCS:
-            w.add(_records([d]))
-        w.commit()
-        spilled = [b for b in w._handover._batches if isinstance(b[0], int)]
-        w.add(_records([{"_id": "1", "title": "rolled back"}]))
-        w.rollback()
-        w.add(_records([{"_id": "5", "title": "after the rollback"}]))
-        w.commit()
-    assert spilled and len(spilled) < len(DOCS)
-    store, own = _built_both_ways(index, analyzed)
-    assert own == 0 and "roll" not in store.vocab
-
-
 def test_other_analyzers_keyword_and_number_fields_round_trip(tmp_path, analyzed):
     schema = Schema.from_dict({"id": "sku", "fields": {
         "sku": {"kind": "keyword"}, "name": {"kind": "text"},
@@ -156,7 +228,6 @@ def test_other_analyzers_keyword_and_number_fields_round_trip(tmp_path, analyzed
                          "brand": "华为", "price": 5999},
                         {"sku": "b", "name": "", "tag": "", "brand": "x", "price": 1},
                         {"sku": "c", "brand": "y"}]))
-        w.commit()
         w.add(_records([{"sku": "b", "name": "苹果 iPhone 15 手机壳", "simple": "跑步鞋", "price": 2}]))
         w.commit()
     store, own = _built_both_ways(index, analyzed)
