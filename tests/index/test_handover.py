@@ -140,9 +140,9 @@ def test_a_writer_committing_many_times_keeps_at_most_one_commits_handover(tmp_p
 
 
 def test_a_commit_past_the_cap_hands_nothing_over_and_gives_the_same_store(tmp_path, analyzed, monkeypatch):
-    monkeypatch.setattr(handover_module, "MAX_HANDOVER_BYTES", 2_000)
+    monkeypatch.setattr(handover_module, "MAX_HANDOVER_BYTES", 4_000)
     index = Index.create(tmp_path / "index", beir_schema())
-    big = [{"_id": f"big-{k}", "title": f"big batch {k}", "text": "running shoes " * 10} for k in range(40)]
+    big = [{"_id": f"big-{k}", "title": f"big batch {k}", "text": "running shoes " * 40} for k in range(40)]
     with index.writer() as w:
         w._batch_size = 8
         w.add(_records(big))
@@ -232,3 +232,15 @@ def test_other_analyzers_keyword_and_number_fields_round_trip(tmp_path, analyzed
         w.commit()
     store, own = _built_both_ways(index, analyzed)
     assert own == 0 and "苹果" in store.vocab and {"name", "bigrams", "tag", "simple"} <= set(store.units)
+
+
+@pytest.mark.parametrize("text", ["running shoes for the road", "跑步鞋 手机壳 嘉顿蛋糕", "Crème brûlée 🍮 café"])
+def test_the_size_estimate_counts_what_a_batch_keeps_alive(text):
+    import sys
+
+    ids = [f"id-{k}" for k in range(50)]
+    columns = [[f"{text} {k}" if k % 7 else None for k in range(50)], [""] * 50]
+    keywords = [["brand"] * 50, [None] * 50]
+    strings = ids + [t for c in columns for t in c if t is not None] + keywords[0]
+    real = sum(map(sys.getsizeof, strings)) + 8 * (len(strings) + 2 * 50)
+    assert real <= handover_module._estimate(ids, columns, keywords) <= 3 * real
