@@ -154,7 +154,9 @@ def _estimate(ids: list[str], columns: list[list[str | None]], keywords: list[li
     17-33 ms of the writer's CPU on homedepot, this 8-9 ms), keys and list slots; a keyword value that is not a
     string counts `_PER_STRING`."""
     size = (_KEY + _SLOT * (2 + len(columns) + len(keywords))) * len(ids)
-    for column in [ids, *columns, *([v for v in values if isinstance(v, str)] for values in keywords)]:
+    strings: list[Sequence[str | None]] = [ids, *columns]
+    strings += [[v for v in values if isinstance(v, str)] for values in keywords]
+    for column in strings:
         size += sys.getsizeof("".join(filter(None, column))) + _PER_STRING * len(column)
     for values in keywords:
         size += _PER_STRING * sum(1 for v in values if not isinstance(v, str))
