@@ -12,6 +12,17 @@ bm25s's own tokenizer (`bm25s.tokenize`, PyStemmer and souk's stopwords) is time
 (worker start-up counts on every souk run); medians are reported; `ratio` is souk's docs/s over the peer's. CPU
 seconds (souk's include its workers') and the load average are reported too: on a shared machine wall-clock time
 depends on the load more than on the work.
+
+Where souk's time goes (one process, no worker, load 3.7-3.9, `time.thread_time` per part): scifact 0.81-0.85 CPU s
+(main thread 0.57-0.60, analysis 0.44 of it; tantivy's threads 0.24), peer 0.94-1.24; homedepot 1.30-1.42 (main
+0.85-0.93: documents built and handed to tantivy 0.38-0.41, analysis 0.27, `extract` 0.12; tantivy 0.45-0.49,
+commit 0.19-0.22 s of wall at the end), peer 1.24-1.53. So 2x in CPU is out of reach (tantivy alone is a third of
+the peer on homedepot); 2x in wall needs the second core idle for a worker and tantivy's thread. Tried, not kept:
+tantivy analyzing the raw text itself (regex, lowercase, souk's stopwords, snowball, registered on the index):
+scifact 0.94-1.00, homedepot 0.67-1.06 CPU s against 0.59-0.93 and 0.52-0.57 for souk's batched terms indexed on
+whitespace (and non-ASCII terms differ: 9,635 of 10,366 scifact texts alike); `Document(**fields)` 0.57-0.61 and
+`add_json` 0.65-0.83 s against 0.49-0.57 for `add_*` calls (homedepot); leaving the id out of its keyword field
+would save 0.10-0.15 s on homedepot, but filters, facets and sorts on the id field read it.
 """
 from __future__ import annotations
 
