@@ -159,6 +159,8 @@ class Impacts:
                 cand, sc = self._sparse_sum(rows, scores, floor)
                 ascending = False
         sc = sc.astype(np.float32)
+        # (sorting every candidate instead when there are few: no quicker, scifact 45.3 vs 45.6 us a query at <= 300,
+        # 47.7 vs 77.5 at <= 2048, all judged queries, interleaved, load 4)
         if len(cand) > k:  # the k best and every document tied with the k-th (the lowest rows win ties below)
             part = sc.copy()
             part.partition(len(sc) - k)
