@@ -15,7 +15,8 @@ depends on the load more than on the work.
 
 Where souk's time goes (one process, no worker, load 3.7-3.9, `time.thread_time` per part): scifact 0.81-0.85 CPU s
 (main thread 0.57-0.60, analysis 0.44 of it; tantivy's threads 0.24), peer 0.94-1.24; homedepot 1.30-1.42 (main
-0.85-0.93: documents built and handed to tantivy 0.38-0.41, analysis 0.27, `extract` 0.12; tantivy 0.45-0.49,
+0.85-0.93: documents built and handed to tantivy 0.38-0.41 (in a bare loop: key and JSON 0.11, `Document` and its
+`add_*` 0.07, `add_document` 0.07-0.10), analysis 0.27, `extract` 0.12; tantivy 0.45-0.49,
 commit 0.19-0.22 s of wall at the end), peer 1.24-1.53. So 2x in CPU is out of reach (tantivy alone is a third of
 the peer on homedepot); 2x in wall needs the second core idle for a worker and tantivy's thread. Tried, not kept:
 tantivy analyzing the raw text itself (regex, lowercase, souk's stopwords, snowball, registered on the index):
