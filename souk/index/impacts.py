@@ -166,7 +166,8 @@ class Impacts:
             part.partition(len(sc) - k)
             keep = (sc >= part[len(sc) - k]).nonzero()[0]
             cand, sc = cand[keep], sc[keep]
-        order = (np.argsort(-sc, kind="stable") if ascending else np.lexsort((cand, -sc)))[:k]
+        # (the array's own argsort: np.argsort's Python wrapper cost 1 us of a query's ~50, measured)
+        order = ((-sc).argsort(kind="stable") if ascending else np.lexsort((cand, -sc)))[:k]
         return self._ids[cand[order]].tolist(), sc[order]
 
     def _sparse_sum(self, rows: np.ndarray, scores: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
