@@ -24,6 +24,11 @@ MAX_TERM_BYTES = 65_530
 MAX_ID_BYTES = MAX_TERM_BYTES
 """Longest document id in UTF-8 bytes (ids are indexed as one raw term)."""
 
+MAX_HANDOVER_BYTES = 128 * 1_048_576
+"""Analyzed terms a writer keeps in memory (estimated bytes) of the commit it is writing, for the term store built
+after it (`souk.index.handover`); a commit writing more hands nothing over: its store is built from the stored
+documents. The process keeps one handed-over commit at most."""
+
 EXACT_DISTINCT_LIMIT = 200
 """tantivy's distinct count (HyperLogLog) was measured exact up to about 200 values; above, it is an estimate."""
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,9 @@ from souk.analysis.tokenize import WORD, Token, tokenize, words_starting
 from souk.plugins import Registry
 
 
-_ASCII_WORD = re.compile(r"[a-z0-9]+")  # `WORD` on lower-case ASCII text
+# `WORD` on ASCII text, lower-cased: A-Z lowered, a-z and 0-9 kept, every other character a space, then `split`
+# (the words of `re.findall("[a-z0-9]+", text.lower())`: scifact queries 3.7 -> 2.0 us, homedepot 1.2 -> 0.9)
+_ASCII_WORDS = str.maketrans({chr(c): chr(c).lower() if chr(c).isalnum() else " " for c in range(128)})
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Analyzer:
     def terms(self, text: str) -> list[str]:
         """The index terms of `text`, in order (duplicates kept: BM25 counts them)."""
         if not self.whole and text.isascii() and len(text) <= self.max_chars:  # hot path: plain ASCII text
-            words = _ASCII_WORD.findall(text.lower())  # (WORD on ASCII: letters and digits; measured 44 -> 28 us)
+            words = text.translate(_ASCII_WORDS).split()  # (WORD on ASCII: letters and digits)
             if self.stopwords and self.stem:
                 return kept_stems(words)
             if self.stopwords:

@@ -135,7 +135,8 @@ class _Peer:
         return np.asarray([d["_id"] for d in docs])
 
     def search(self, text: str, ids: np.ndarray, k: int) -> list[tuple[str, float]]:
-        ids_q = [self.vocab[t] for t in self.analyzer.terms(text) if t in self.vocab]
+        vocab = self.vocab
+        ids_q = [i for t in self.analyzer.terms(text) if (i := vocab.get(t)) is not None]  # (one lookup a term)
         if not ids_q:
             return []
         scores = self.model.get_scores(ids_q)
@@ -144,7 +145,7 @@ class _Peer:
         top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
         top = top[np.argsort(-scores[top])]
         top = top[scores[top] > 0]  # (vectorised, as souk's side assembles its pairs: no per-hit numpy scalars)
-        return list(zip(ids[top].tolist(), scores[top].astype(np.float64).tolist()))
+        return list(zip(ids[top].tolist(), scores[top].tolist()))  # (float32's tolist: the same Python floats)
 
 
 def _default_split(dataset: Path) -> str:

@@ -159,12 +159,15 @@ class Impacts:
                 cand, sc = self._sparse_sum(rows, scores, floor)
                 ascending = False
         sc = sc.astype(np.float32)
+        # (sorting every candidate instead when there are few: no quicker, scifact 45.3 vs 45.6 us a query at <= 300,
+        # 47.7 vs 77.5 at <= 2048, all judged queries, interleaved, load 4)
         if len(cand) > k:  # the k best and every document tied with the k-th (the lowest rows win ties below)
             part = sc.copy()
             part.partition(len(sc) - k)
             keep = (sc >= part[len(sc) - k]).nonzero()[0]
             cand, sc = cand[keep], sc[keep]
-        order = (np.argsort(-sc, kind="stable") if ascending else np.lexsort((cand, -sc)))[:k]
+        # (the array's own argsort: np.argsort's Python wrapper cost 1 us of a query's ~50, measured)
+        order = ((-sc).argsort(kind="stable") if ascending else np.lexsort((cand, -sc)))[:k]
         return self._ids[cand[order]].tolist(), sc[order]
 
     def _sparse_sum(self, rows: np.ndarray, scores: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:

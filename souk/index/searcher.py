@@ -108,6 +108,7 @@ class Searcher:
         self.matching: MatchConfig = match_config(self.schema.query)
         self.proximity: float = PROXIMITY
         self._impacts: Any = None  # `souk.index.impacts.Impacts` once `prepare_bm25` built them
+        self._analysis_groups: list[tuple[list[str], Any]] | None = None  # (fields, their analyzer's `terms`)
 
     # ---- full search -------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchResult:
@@ -504,8 +505,11 @@ class Searcher:
         if self._impacts is None:
             self._impacts_when_store_open()
         if self._impacts and not (filters or expansions or boosts) and (match or self.matching.mode) == "any" \
-                and len(text) <= MAX_QUERY_CHARS and not may_have_operators(text):
-            return self._bm25_impacts(text, k)
+                and len(text) <= MAX_QUERY_CHARS:
+            if not may_have_operators(text):
+                return self._bm25_impacts(text, k)
+            if relaxed and (words := _relaxed_words(text)) is not None:  # (a phrase that matched nothing)
+                return self._bm25_impacts(words, k)
         query, terms = self.text_query(text, relaxed=relaxed, proximity=(match or self.matching.mode) != "any")
         query = self._expand(query, expansions, None, boosts)
         if query is None or k <= 0:
@@ -576,12 +580,20 @@ class Searcher:
         threading.Thread(target=build, name="souk-impacts", daemon=True).start()
 
     def _bm25_impacts(self, text: str, k: int) -> Ranking:
+        groups = self._analysis_groups
+        if groups is None:  # once per snapshot: runs of search fields sharing an analyzer share its terms
+            groups, last = [], None
+            for name, analyzer, _ in self._plan(tuple(self.schema.search_fields)):
+                if analyzer is not last:
+                    groups.append(([], analyzer.terms))
+                    last = analyzer
+                groups[-1][0].append(name)
+            self._analysis_groups = groups
         terms: dict[str, list[str]] = {}
-        last: tuple[Any, list[str]] = (None, [])
-        for name, analyzer, _ in self._plan(tuple(self.schema.search_fields)):
-            if analyzer is not last[0]:  # fields sharing an analyzer share its terms (no dataclass hash per query)
-                last = (analyzer, analyzer.terms(text))
-            terms[name] = last[1]
+        for names, terms_of in groups:
+            found = terms_of(text)
+            for name in names:
+                terms[name] = found
         ids, scores = self._impacts.top(terms, k)
         return Ranking(ids, scores) if ids else Ranking.empty()
 
@@ -599,6 +611,10 @@ class Searcher:
         if check and len(keys) and (pos.max() >= len(sorted_keys) or not np.array_equal(sorted_keys[pos], keys)):
             raise KeyError("keys not in this snapshot of the index")
         return ids[pos].tolist()
+
+    def live_keys(self) -> np.ndarray:
+        """Keys of every live document, in the order `stored_bytes` gives them (fast fields only)."""
+        return self._keys_of([(0.0, a) for a in self._all_addresses()])
 
     def stored_bytes(self, field_name: str) -> tuple[np.ndarray, list[bytes]]:
         """Keys and raw stored bytes of one bytes field for every live document."""
@@ -747,6 +763,15 @@ class Searcher:
                     if snippet:
                         out[src] = snippet
         return out
+
+
+def _relaxed_words(text: str) -> str | None:
+    """The plain words a relaxed `text_query` of `text` searches for (phrases and required words as free words),
+    or None when it also excludes words."""
+    parsed = parse_query(text)
+    if parsed.excluded:
+        return None
+    return " ".join([parsed.free, *parsed.phrases, *parsed.required]) if parsed.has_operators else text
 
 
 def _adjacent_pairs(tokens: Sequence[Any]) -> list[tuple[str, str]]:

@@ -3,7 +3,8 @@
 tantivy answers "which documents hold this term" but not "which terms, where, does this document hold";
 coverage, phrase, span and first-position features need the latter for 100-200 candidates per query.
 The store is a forward index built once per commit from the stored documents (the same analyzers as the
-keyword index), kept in memory as flat int32 term ids with per-document offsets (so a batch of
+keyword index; in the process that wrote the commit, from the terms its writer handed over, `souk.index.handover`),
+kept in memory as flat int32 term ids with per-document offsets (so a batch of
 candidates is gathered with array ops, never a loop per document), and cached on disk under
 `DIR/cache/terms-<commit>/` (a read-only index keeps it in memory only). It also holds the values of
 number fields marked `feature = true` and each document's keyword values (as stable keys, for click and
@@ -32,7 +33,8 @@ from souk.index.store import SOURCE
 
 FORMAT = 2
 KEEP_CACHES = 2
-_BATCH = 4096  # texts analyzed at once while building (`_term_ids`)
+_BATCH = 4096  # texts analyzed at once while building (`_joined_terms`)
+_UNKNOWN = object()  # a document whose terms were not handed over: analyzed
 _OPEN: "weakref.WeakKeyDictionary[object, TermStore]" = weakref.WeakKeyDictionary()
 
 
@@ -163,21 +165,44 @@ class TermStore:
 
     # ---- building and caching ----------------------------------------------------------------
     @classmethod
-    def build(cls, searcher) -> "TermStore":
-        """Analyze every stored document of the searcher's commit (seconds for ~50k product titles)."""
+    def build(cls, searcher, reuse: bool = True) -> "TermStore":
+        """The store of the searcher's commit from its stored documents, analyzed (seconds for ~50k product
+        titles) except where the writer of this commit handed their terms over in this process (`reuse`,
+        `souk.index.handover`): the same store either way."""
+        from souk.index.handover import take
+
         schema = searcher.schema
         user_dict = schema.analysis.get("user_dict")
-        _, blobs = searcher.stored_bytes(SOURCE)
-        sources = [json.loads(b) if b else {} for b in blobs]
-        ids = [str(s.get(schema.id_field, "")) for s in sources]
+        units = feature_units(schema)
+        kw_fields = [f.name for f in schema.of_kind("keyword") if f.name != schema.id_field and f.stored]
+        handed = take(searcher.path, searcher.commit_id, user_dict) if reuse else None
+        if handed is not None and not ({(u.analyzer, s) for u in units for s in u.sources} <= set(handed.specs)
+                                       and set(kw_fields) <= set(handed.keywords)):
+            handed = None  # (written with another schema)
+        sources: list[dict] | None = None  # the stored documents, read unless every one was handed over
+        where: list[int] | None = None  # each document's place in `handed` (-1: not handed over)
+        if handed is not None:
+            keys = searcher.live_keys()
+            where = handed.positions(keys)
+            if min(where, default=0) >= 0:
+                handed_ids = handed.ids()
+                ids = [handed_ids[p] for p in where]
+            else:
+                where = None
+        if where is None:
+            keys, blobs = searcher.stored_bytes(SOURCE)
+            sources = [json.loads(b) if b else {} for b in blobs]
+            ids = [str(s.get(schema.id_field, "")) for s in sources]
+            where = handed.positions(keys) if handed is not None else None
         vocab: dict[str, int] = {}
         analyzed: dict[tuple[str, str], Ragged] = {}  # (analyzer, source field) -> term ids per document
-        units = feature_units(schema)
         for u in units:
             for src in u.sources:
                 if (u.analyzer, src) not in analyzed:
-                    texts = [v if isinstance(v := s.get(src), str) and v else None for s in sources]
-                    analyzed[(u.analyzer, src)] = _term_ids(get_analyzer(u.analyzer, user_dict), texts, vocab)
+                    given = handed.column((u.analyzer, src)) if handed is not None else None
+                    known = [given[p] if p >= 0 else _UNKNOWN for p in where or ()] if given is not None else None
+                    joined = _joined_terms(get_analyzer(u.analyzer, user_dict), src, sources or [], known)
+                    analyzed[(u.analyzer, src)] = _term_ids(joined, vocab)
         built: dict[str, UnitTerms] = {}
         for u in units:
             ragged = _joined([analyzed[(u.analyzer, src)] for src in u.sources])
@@ -195,14 +220,14 @@ class TermStore:
             built[u.name] = UnitTerms(ragged.offsets, ragged.values, u, _doc_freq(ragged.values, lens, len(vocab)),
                                       float(lens.mean()))
         keywords = {}
-        for f in schema.of_kind("keyword"):
-            if f.name != schema.id_field and f.stored:
-                lists = [[value_key(f.name, v) for v in ([vals] if isinstance(vals, str) else vals or [])]
-                         for vals in (s.get(f.name) for s in sources)]
-                keywords[f.name] = Ragged.of(lists, np.int64)
+        for name in kw_fields:
+            given = handed.keyword(name) if sources is None and handed is not None else None
+            column = [s.get(name) for s in sources or ()] if given is None else [given[p] for p in where or ()]
+            lists = [[value_key(name, v) for v in ([vals] if isinstance(vals, str) else vals or [])] for vals in column]
+            keywords[name] = Ragged.of(lists, np.int64)
         numbers = {f.name: np.asarray(searcher.numbers(ids, f.name), dtype=np.float64)
                    for f in schema.of_kind("number") if f.feature} if ids else {}
-        return cls(ids, list(vocab), built, numbers, keywords, commit_id=searcher.commit_id)
+        return cls(ids, list(vocab), built, numbers, keywords, np.asarray(keys, dtype=np.int64), searcher.commit_id)
 
     @classmethod
     def open(cls, searcher) -> "TermStore":
@@ -277,19 +302,31 @@ def is_open(searcher) -> bool:
     return searcher in _OPEN
 
 
-def _term_ids(analyzer, texts: list[str | None], vocab: dict[str, int]) -> Ragged:
-    """Each text's terms (`analyzer.terms`; None: no terms) as ids of `vocab`, new terms added in order of first
-    appearance. Analyzed as the writer analyzes (`joined_terms`, batches of `_BATCH` texts) and mapped with one
-    dictionary read per term: per text and per term in Python, scifact's store took 2.4 CPU s."""
+def _joined_terms(analyzer, src: str, sources: list[dict], known: list | None) -> list[str | None]:
+    """The space-joined terms of field `src` of each document (None: no terms): `known` where it holds them (the
+    writer's, handed over), else analyzed from the stored text as the writer analyzes (`joined_terms`, batches of
+    `_BATCH` texts)."""
     from souk.analysis.batch import joined_terms
 
+    out: list = known if known is not None else [_UNKNOWN] * len(sources)
+    todo: Sequence[int] = [i for i, t in enumerate(out) if t is _UNKNOWN] if known is not None else range(len(sources))
+    texts = [v if isinstance(v := sources[i].get(src), str) and v else None for i in todo]
+    for start in range(0, len(texts), _BATCH):
+        for i, joined in zip(todo[start:start + _BATCH], joined_terms(analyzer, texts[start:start + _BATCH])):
+            out[i] = joined
+    return out
+
+
+def _term_ids(joined_texts: list[str | None], vocab: dict[str, int]) -> Ragged:
+    """Each text's terms (space-joined, as `joined_terms` gives them; None: no terms) as ids of `vocab`, new terms
+    added in order of first appearance, with one dictionary read per term (per text and per term in Python,
+    scifact's store took 2.4 CPU s)."""
     lens: list[int] = []
     words: list[str] = []
-    for i in range(0, len(texts), _BATCH):
-        for joined in joined_terms(analyzer, texts[i:i + _BATCH]):
-            found = joined.split(" ") if joined else []  # (terms hold no space: the writer's tokenizer splits there)
-            lens.append(len(found))
-            words.extend(found)
+    for joined in joined_texts:
+        found = joined.split(" ") if joined else []  # (terms hold no space: the writer's tokenizer splits there)
+        lens.append(len(found))
+        words.extend(found)
     for w in dict.fromkeys(words):  # (first appearances, in order)
         if w not in vocab:
             vocab[w] = len(vocab)

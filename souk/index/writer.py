@@ -22,6 +22,7 @@ import tantivy
 
 from souk.catalogs import Record
 from souk.errors import ConfigError, DocumentError, IndexStateError, SoukError
+from souk.index.handover import Handover
 from souk.index.keys import doc_key
 from souk.index.manifest import touch_manifest
 from souk.index.store import ID, KEY, SOURCE, guard, keyword_terms, share_commit_files
@@ -114,6 +115,10 @@ class Writer:
         # ids added since this writer opened an index that had no segment (no committed document): an unseen id
         # replaces nothing, so its delete is skipped; None: every add deletes first
         self._seen: set[str] | None = set() if _no_segments(index.path) else None
+        # the terms written, for the term store of a commit built in this process (`souk.index.handover`)
+        self._handover = Handover(self._text_sources(), [f.name for f in self.schema.of_kind("keyword")
+                                                          if f.stored and f.name != self.schema.id_field],
+                                  self._analysis.get("user_dict"))
 
     # ---- writes ------------------------------------------------------------------------------
     def add(self, records: Iterable[Record], on_error: str = "fail",
@@ -183,21 +188,28 @@ class Writer:
         keys are written into the index manifest with the commit record (one atomic write).
         A full disk or a lost permission raises `IndexStateError`; the last commit stays intact."""
         self._flush()
-        with guard(self.index.path, "write"):
-            opstamp = self._w.commit()
+        try:
+            with guard(self.index.path, "write"):
+                opstamp = self._w.commit()
+        except BaseException:
+            self._handover.drop(over=True)  # (what the index holds now is unsure: its store reads it)
+            raise
         share_commit_files(self.index.path)
+        commit_id = _commit_id(self.index.path)
+        self._handover.publish(self.index.path, commit_id)
         try:
             touch_manifest(self.index.path, **self._model_records(), **manifest)
         except OSError as e:
             raise IndexStateError(f"{self.index.path}: committed, but the manifest could not be updated: "
                                   f"{e.strerror}") from None
-        self._publish_mirrors()
+        self._publish_mirrors(commit_id)
         return opstamp
 
     def rollback(self) -> None:
         """Drop everything since the last commit."""
         self._pending.clear()
         self._queue.clear()
+        self._handover.rollback()
         for mirror in self._mirrors or []:
             mirror.clear()
         with guard(self.index.path, "write"):
@@ -207,6 +219,7 @@ class Writer:
         """Wait for background merges and release the writer lock (uncommitted work is dropped)."""
         self._pending.clear()
         self._queue.clear()
+        self._handover.drop()
         self._analysis_pool.close()
         with guard(self.index.path, "write"):
             self._w.wait_merging_threads()
@@ -236,16 +249,12 @@ class Writer:
             self._mirrors = mirrors_for(self.index) if self.schema.vector_fields else []
         return self._mirrors
 
-    def _publish_mirrors(self) -> None:
+    def _publish_mirrors(self, commit_id: str) -> None:
         """After the tantivy commit: send the commit's writes and deletes to each mirror, stamped with the
         commit id searchers will see. A failure leaves the index committed and the mirror stamped as
         not in step (searches refuse it until `souk vectors rebuild`)."""
         if not self._mirror_list():
             return
-        from souk.index.searcher import _digest
-        from souk.index.store import meta_path
-
-        commit_id = _digest(meta_path(self.index.path))
         for mirror in self._mirrors or []:
             try:
                 mirror.publish(commit_id)
@@ -285,6 +294,8 @@ class Writer:
         texts = [(name, _combined([columns[c] for c in cols])) for name, cols in layout.text]
         encode: Callable[[Any, int], Any] = _C_ENCODE or (lambda o, _level: _JSON.iterencode(o))
         document, blake2b = tantivy.Document, hashlib.blake2b
+        keys: list[int] = []
+        self._handover.begin()  # (a batch that fails half-written leaves its commit with no handover)
         with guard(self.index.path, "write"):
             for i, values in enumerate(batch):
                 doc_id = values[id_field]
@@ -297,7 +308,9 @@ class Writer:
                 doc = document()
                 doc.add_text(ID, doc_id)
                 # `doc_key` and `_source`, inline (this loop runs once per document)
-                doc.add_integer(KEY, int.from_bytes(blake2b(doc_id.encode(), digest_size=8).digest(), "big") >> 1)
+                key = int.from_bytes(blake2b(doc_id.encode(), digest_size=8).digest(), "big") >> 1
+                doc.add_integer(KEY, key)
+                keys.append(key)
                 doc.add_bytes(SOURCE, "".join(encode(values if all_stored else
                                                      {n: v for n, v in values.items() if n in stored}, 0)).encode())
                 for name, terms in texts:
@@ -317,6 +330,9 @@ class Writer:
                 for name, vecs in vectors.items():
                     doc.add_bytes(name, vecs[i].astype("<f4").tobytes())
                 add_document(doc)
+        handover = self._handover
+        handover.add([values[id_field] for values in batch], keys, columns,
+                     [[values.get(name) for values in batch] for name in handover.keywords])
         return len(batch)
 
     def _text_sources(self) -> list[tuple[str, str]]:
@@ -379,6 +395,14 @@ _JSON = json.JSONEncoder(ensure_ascii=False)  # the stored source (what json.dum
 # its C encoder made once (`JSONEncoder.encode` makes one per call: a third of the time for a short record)
 _C_ENCODE = json.encoder.c_make_encoder and json.encoder.c_make_encoder(  # type: ignore[attr-defined]
     None, _JSON.default, json.encoder.c_encode_basestring, None, ": ", ", ", False, False, True)  # type: ignore
+
+
+def _commit_id(path: Path) -> str:
+    """The id searchers give the index's last commit."""
+    from souk.index.searcher import _digest
+    from souk.index.store import meta_path
+
+    return _digest(meta_path(path))
 
 
 def _no_segments(path: Path) -> bool:

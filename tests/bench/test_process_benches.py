@@ -14,6 +14,7 @@ def test_bench_index_json_on_fixture():
     assert out["ratio"] > 0 and out["docs_per_s"] > 0 and out["peer_docs_per_s"] > 0
     assert out["same_tokens"] is True and len(out["souk_cpu_s"]) == 2 and out["cpu_ratio"] > 0
     assert out["batches_to_workers"] == 0  # 8 documents: no worker is started
+    assert len(out["souk_impacts_cpu_s"]) == 2 and 0 < out["cpu_ratio_with_impacts"] < out["cpu_ratio"]
 
 
 @pytest.mark.slow

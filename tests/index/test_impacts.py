@@ -41,6 +41,20 @@ def test_requests_the_impacts_cannot_answer_go_to_tantivy(pair):
         assert fast.bm25(q, 10, **kw).ids == plain.bm25(q, 10, **kw).ids, q
 
 
+def test_a_phrase_matching_nothing_is_relaxed_from_the_impacts(pair, monkeypatch):
+    plain, fast = pair
+    asked: list[str] = []
+    real = fast._bm25_impacts
+    monkeypatch.setattr(fast, "_bm25_impacts", lambda text, k: asked.append(text) or real(text, k))
+    for q in ['milk "tea running cake"', '"garden shoes zzzz" +milk']:
+        want, got = plain.bm25(q, 20), fast.bm25(q, 20)
+        assert want.ids and got.ids == want.ids, q
+        assert np.allclose(got.scores, want.scores, rtol=1e-5), q
+    assert [a.split() for a in asked] == [["milk", "tea", "running", "cake"], ["garden", "shoes", "zzzz", "milk"]]
+    assert fast.bm25('"tea running cake" -milk', 20).ids == plain.bm25('"tea running cake" -milk', 20).ids
+    assert len(asked) == 2  # an excluded word: tantivy answers the relaxed query
+
+
 def test_empty_and_zero_k(pair):
     _, fast = pair
     assert fast.bm25("zzzzqqq", 5).ids == [] and fast.bm25("milk", 0).ids == []
