@@ -436,7 +436,8 @@ def write_out_of_fold(workdir: Path, train: Judged, scores: dict[int, np.ndarray
     the fold booster that did not train on it, i.e. what the ltr stage hands a later stage for a query it never saw.
     A later fitter choosing something on train queries (the cross-encoder's mix weight) reads these, not the served
     model's scores: those queries trained the served model, whose order there is too good (scifact: held-out
-    train prior 0.965 against 0.759 on dev, so no mix could win). Returns the queries written."""
+    train prior 0.965 against 0.759 on dev, so no mix could win). Returns the queries written; with none (a fit
+    without K-fold CV, e.g. from clicks) no file is written and a later fitter falls back to the served model."""
     import json
 
     out = {}
@@ -446,6 +447,8 @@ def write_out_of_fold(workdir: Path, train: Judged, scores: dict[int, np.ndarray
         top = np.argsort(-s, kind="stable")[:depth]
         out[train.qids[i]] = {"ids": [train.rankings[i].ids[j] for j in top],
                               "scores": [round(float(s[j]), 5) for j in top]}
+    if not out:
+        return 0
     (Path(workdir) / OUT_OF_FOLD_FILE).write_text(json.dumps({"depth": depth, "queries": out}), encoding="utf-8")
     return len(out)
 

@@ -58,6 +58,7 @@ def test_cv_off_trains_only_the_served_booster(shop):
     """Option `cv` false (labels from clicks, `souk fit --events`): no K-fold CV, the same served model as with it,
     no held-out estimate in the report; it needs the rounds fixed."""
     from souk.errors import ConfigError
+    from souk.training.ltr import OUT_OF_FOLD_FILE
 
     opts = {"rounds": 7, "activate_anyway": True}
     [with_cv] = fit(shop, TRAIN, None, ["ltr"], budget_s=120, seed=4, progress=False, options={"ltr": opts})
@@ -68,6 +69,8 @@ def test_cv_off_trains_only_the_served_booster(shop):
     assert m["cv"] == {"folds": 0, "ndcg@10": None, "recall_ndcg@10": None} and m["dev"]["ndcg@10"] is None
     assert m["rounds"] == 7 and m["dev"]["queries"] == 0 and without.manifest.get("active", True)
     assert read_model_manifest(root / with_cv.model)["cv"]["folds"] == 5
+    assert not (root / without.model / OUT_OF_FOLD_FILE).exists()  # no fold scored a query: nothing to hand on
+    assert (root / with_cv.model / OUT_OF_FOLD_FILE).is_file()
     assert trees(root / without.model) == trees(root / with_cv.model)  # CV never touched the served booster
     with pytest.raises(ConfigError, match="ltr.rounds"):
         fit(shop, TRAIN, None, ["ltr"], budget_s=60, progress=False, options={"ltr": {"cv": False}})
