@@ -176,11 +176,13 @@ class CoarseScan:
         import faiss
 
         index = faiss.read_index(str(file))
-        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else None
-        ok = (isinstance(inner, faiss.IndexScalarQuantizer) and inner.metric_type == faiss.METRIC_INNER_PRODUCT
-              and inner.sq.qtype == faiss.ScalarQuantizer.QT_8bit and index.d == flat.d
-              and index.ntotal == flat.ntotal and np.array_equal(np.sort(faiss.vector_to_array(index.id_map)),
-                                                                 np.sort(faiss.vector_to_array(flat.id_map))))
+        ok = False
+        if isinstance(index, faiss.IndexIDMap2) and isinstance(flat, faiss.IndexIDMap2):
+            inner = faiss.downcast_index(index.index)
+            ok = (isinstance(inner, faiss.IndexScalarQuantizer) and inner.metric_type == faiss.METRIC_INNER_PRODUCT
+                  and inner.sq.qtype == faiss.ScalarQuantizer.QT_8bit and index.d == flat.d
+                  and index.ntotal == flat.ntotal and np.array_equal(np.sort(faiss.vector_to_array(index.id_map)),
+                                                                     np.sort(faiss.vector_to_array(flat.id_map))))
         if not ok:
             raise IndexStateError(f"{file.name} is not the 8-bit copy of this vector set; rebuild the cache")
         return cls(index)
