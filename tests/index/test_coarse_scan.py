@@ -115,3 +115,21 @@ def test_a_copy_that_is_not_this_sets_is_refused(foreign, tmp_path):
     faiss.write_index(other, str(tmp_path / backend.COARSE_FILE))
     with pytest.raises(IndexStateError, match="8-bit copy"):
         backend.FaissBackend.open(tmp_path, params())
+
+
+def test_a_lone_querys_scan_in_parts_finds_the_same_candidates_and_follows_removes(monkeypatch):
+    monkeypatch.setattr(backend, "SHARD_MIN", 300)
+    monkeypatch.setattr(backend, "scan_parts", lambda: 3)
+    keys, x = corpus(2000)
+    vs = VectorSet.build(keys, x, params())
+    coarse, q = vs.backend.coarse, queries(x, 10)
+    for k in (5, 100):
+        for row in q:
+            whole = coarse.candidates(row[None], k, None)
+            assert np.array_equal(coarse.candidates(row[None], k, None, split=True), whole)
+    assert len(coarse._parts) == 3
+    same_results(*vs.search(q[:1], 10), *flat_scan(keys, x, q[:1], 10))  # one query: scanned in parts
+    vs.remove(keys[:1000])
+    assert coarse._parts is None
+    found, _ = vs.search(q[:1], 50)
+    assert not np.isin(found, keys[:1000]).any() and sum(p.ntotal for p in coarse._parts) == 1000
