@@ -133,3 +133,21 @@ def test_a_lone_querys_scan_in_parts_finds_the_same_candidates_and_follows_remov
     assert coarse._parts is None
     found, _ = vs.search(q[:1], 50)
     assert not np.isin(found, keys[:1000]).any() and sum(p.ntotal for p in coarse._parts) == 1000
+
+
+def test_a_forked_child_scans_in_parts_on_its_own_threads(monkeypatch):
+    import multiprocessing as mp
+
+    monkeypatch.setattr(backend, "SHARD_MIN", 300)
+    monkeypatch.setattr(backend, "scan_parts", lambda: 2)
+    keys, x = corpus(1000)
+    vs = VectorSet.build(keys, x, params())
+    q = queries(x, 1)
+    want = vs.search(q, 10)[0]  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=lambda: out.put(vs.search(q, 10)[0]))  # forked: nothing is pickled but the answer
+    child.start()
+    got = out.get(timeout=60)
+    child.join(10)
+    assert np.array_equal(got, want)

@@ -160,10 +160,10 @@ def _scan_pool(parts: int) -> Any:
 
     import faiss
 
-    with _POOL_LOCK:
-        if not _POOL or _POOL[0]._max_workers < parts:
+    with _POOL_LOCK:  # a forked child has the pool object but not its threads: it makes its own
+        if not _POOL or _POOL[1] != os.getpid() or _POOL[0]._max_workers < parts:
             _POOL[:] = [ThreadPoolExecutor(parts, thread_name_prefix="souk-scan",
-                                           initializer=lambda: faiss.omp_set_num_threads(1))]
+                                           initializer=lambda: faiss.omp_set_num_threads(1)), os.getpid()]
         return _POOL[0]
 
 
