@@ -746,7 +746,16 @@ def choose_backend(config: "EncoderConfig", probe: Sequence[str] = (), refresh: 
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, path)
+    _GENERATION[0] += 1
     return result
+
+
+_GENERATION = [0]
+
+
+def choice_generation() -> int:
+    """How many measurements this process has written (a cached resolution of `exact` is stale once it grows)."""
+    return _GENERATION[0]
 
 
 # Exact paths that load without torch, quickest to load first (measured: onnx-fp32 2.2 s, openvino-fp32 3.2 s,
