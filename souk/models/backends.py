@@ -40,6 +40,7 @@ Misuse to avoid: comparing paths on different texts or truncation; `choose_backe
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -312,12 +313,15 @@ class OrtStreams:
 
     def map_batches(self, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
                     sink: Callable[[np.ndarray, np.ndarray], None]) -> None:
-        """Every (rows, ids, mask) batch run on the streams; `sink(rows, output)` once per batch, in order."""
-        if self._pool is None:
-            for rows, ids, mask in batches:
+        """Every (rows, ids, mask) batch run on the streams; `sink(rows, output)` once per batch, in order. A job of
+        one batch (a query) runs on the calling thread: no hand-over to a pool thread that may wait for a core."""
+        jobs = iter(batches)
+        head = list(itertools.islice(jobs, 2))
+        if self._pool is None or len(head) == 1:
+            for rows, ids, mask in itertools.chain(head, jobs):
                 sink(rows, self._run(ids, mask))
             return
-        pending = [(rows, self._pool.submit(self._run, ids, mask)) for rows, ids, mask in batches]
+        pending = [(rows, self._pool.submit(self._run, ids, mask)) for rows, ids, mask in itertools.chain(head, jobs)]
         for rows, future in pending:
             sink(rows, future.result())
 
@@ -746,7 +750,16 @@ def choose_backend(config: "EncoderConfig", probe: Sequence[str] = (), refresh: 
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, path)
+    _GENERATION[0] += 1
     return result
+
+
+_GENERATION = [0]
+
+
+def choice_generation() -> int:
+    """How many measurements this process has written (a cached resolution of `exact` is stale once it grows)."""
+    return _GENERATION[0]
 
 
 # Exact paths that load without torch, quickest to load first (measured: onnx-fp32 2.2 s, openvino-fp32 3.2 s,

@@ -66,11 +66,13 @@ class StepOptions:
 
 @dataclass
 class StageRun:
-    """What one stage did for one query: its output (ids + its scores) and its wall time."""
+    """What one stage did for one query: its output (ids + its scores), its wall time and, where the stage
+    reports them, its parts' times (recall: each retriever's)."""
 
     name: str
     ranking: Ranking
     ms: float
+    parts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,7 +85,12 @@ class PipelineRun:
 
     @property
     def timings_ms(self) -> dict[str, float]:
-        return {s.name: s.ms for s in self.stages}
+        """Each stage's milliseconds, then its parts' as `stage.part` (`recall.bm25`, `recall.dense`)."""
+        out: dict[str, float] = {}
+        for s in self.stages:
+            out[s.name] = s.ms
+            out.update({f"{s.name}.{part}": ms for part, ms in s.parts.items()})
+        return out
 
     def explanation(self, doc_id: str) -> Explanation:
         """How the document's final score came about: a child per stage that saw it (its score and rank
@@ -152,12 +159,13 @@ class Pipeline:
         """Every plan through every stage, each stage once for all plans (`rerank_many`: a batched stage
         scores every query's candidates in one pass); the result holds at least the top `k` (where found)."""
         t0 = time.perf_counter()
-        recalled = self.recall_stage.recall(plans, k)
+        parts: dict[str, float] = {}
+        recalled = self.recall_stage.recall(plans, k, parts)
         ms = (time.perf_counter() - t0) * 1e3 / max(len(plans), 1)
         runs = []
         for plan, ranking in zip(plans, recalled):
             ranking = ranking.with_signal("recall", ranking.scores)
-            runs.append(PipelineRun(plan, ranking, [StageRun("recall", ranking, ms)]))
+            runs.append(PipelineRun(plan, ranking, [StageRun("recall", ranking, ms, dict(parts))]))
         for step in self.steps:
             t1 = time.perf_counter()
             rankings = _apply(step, plans, [run.ranking for run in runs])

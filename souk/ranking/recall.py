@@ -21,6 +21,7 @@ The fused list carries each retriever's raw scores as signals named after it, pl
 from __future__ import annotations
 
 import dataclasses
+import time
 from numbers import Real
 from typing import Any, Literal, Sequence
 
@@ -116,17 +117,20 @@ class RecallStage(Stage):
 
             self.stacker = active_stacker(context.index_path, names)
 
-    def recall(self, plans: Sequence[QueryPlan], k: int) -> list[Ranking]:
-        """Candidates for each plan (at least `k` deep where the retrievers find that many)."""
-        weights, lists = self.lists(plans, k)
+    def recall(self, plans: Sequence[QueryPlan], k: int, timings: dict[str, float] | None = None) -> list[Ranking]:
+        """Candidates for each plan (at least `k` deep where the retrievers find that many); with several
+        retrievers, `timings` (when given) gets each one's milliseconds per plan."""
+        weights, lists = self.lists(plans, k, timings if len(self.retrievers) > 1 else None)
         names = list(self.retrievers)
         if len(names) == 1:
             return [ls[0].with_signal(names[0], ls[0].scores) for ls in lists]
         fused = [self.fuse(ls, w) for ls, w in zip(lists, weights)]
         return self.stacker.rerank(fused, lists) if self.stacker is not None else fused
 
-    def lists(self, plans: Sequence[QueryPlan], k: int) -> tuple[list[dict[str, float]], list[list[Ranking]]]:
-        """Each plan's retriever weights and its lists (in retriever order, empty where a weight is 0)."""
+    def lists(self, plans: Sequence[QueryPlan], k: int,
+              timings: dict[str, float] | None = None) -> tuple[list[dict[str, float]], list[list[Ranking]]]:
+        """Each plan's retriever weights and its lists (in retriever order, empty where a weight is 0);
+        `timings` (when given) gets each retriever's milliseconds per plan."""
         weights = [self.query_weights(p) for p in plans]
         for plan, w in zip(plans, weights):
             for name in self.retrievers:
@@ -136,7 +140,10 @@ class RecallStage(Stage):
         per_retriever: dict[str, list[Ranking]] = {}
         for name, retriever in self.retrievers.items():
             todo = [i for i, w in enumerate(weights) if w[name] > 0]
+            t0 = time.perf_counter()
             found = retriever.retrieve([plans[i] for i in todo], max(self.depth[name], k)) if todo else []
+            if timings is not None:
+                timings[name] = (time.perf_counter() - t0) * 1e3 / max(len(plans), 1)
             lists = [Ranking.empty()] * len(plans)
             for i, r in zip(todo, found):
                 lists[i] = r

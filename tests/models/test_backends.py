@@ -291,3 +291,30 @@ def test_onnx_streams_give_the_rows_one_session_gives(tiny_encoder, tmp_path, mo
     dim = ref.shape[1]
     one = run_batches(lambda i, m: whole.run(None, {"input_ids": i, "attention_mask": m})[0], tok, PROBE, 8, dim)
     assert np.allclose(run_batches(streams, tok, PROBE, 8, dim), one, atol=1e-5)  # whole batches on the streams
+    import threading
+
+    runs_on = []
+    run = streams._run
+    monkeypatch.setattr(streams, "_run", lambda i, m: runs_on.append(threading.current_thread()) or run(i, m))
+    assert np.allclose(run_batches(streams, tok, PROBE[:1], 8, dim), one[:1], atol=1e-5)
+    assert runs_on == [threading.current_thread()]  # one batch (a query): no hand-over to a stream's thread
+    run_batches(streams, tok, PROBE, 8, dim)
+    assert threading.current_thread() not in runs_on[1:]
+
+
+def test_a_querys_exact_path_is_resolved_once_per_window_and_again_after_a_measurement(tiny_encoder, monkeypatch):
+    import souk.models.backends as backends
+    import souk.models.encoder as encoder
+
+    reads = []
+    monkeypatch.setattr(encoder, "_EXACT", {})
+    monkeypatch.setattr(encoder, "cached_choice", lambda config: reads.append(1) or {"exact": "torch-fp32"})
+    config = EncoderConfig(model=str(tiny_encoder), backend="exact")
+    first = get_encoder(config)
+    assert get_encoder(config) is first and first.backend == "torch-fp32" and len(reads) == 1  # no file read per query
+    monkeypatch.setattr(backends, "_GENERATION", [backends.choice_generation() + 1])  # this process measured again
+    get_encoder(config)
+    assert len(reads) == 2
+    monkeypatch.setattr(encoder, "RESOLVE_EVERY_S", 0.0)  # the window passed: another process may have measured
+    get_encoder(config)
+    assert len(reads) == 3

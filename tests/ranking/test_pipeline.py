@@ -159,3 +159,25 @@ def test_run_many_hands_every_query_to_a_stage_at_once(product_index):
     assert BatchedStage.calls == [3]  # one call for three queries; `reverse` (no rerank_many) loops over rerank
     assert [r.ranking.ids for r in runs] == [pipe.run(p, 10).ranking.ids for p in plans]
     assert [list(r.timings_ms) for r in runs] == [["recall", "batched", "reverse"]] * 3
+
+
+class SlowRetriever(AlphabetRetriever):
+    """Fake retriever that takes a known least time per call."""
+
+    def retrieve(self, plans, k):
+        import time
+
+        time.sleep(0.02)
+        return super().retrieve(plans, k)
+
+
+def test_recall_times_each_of_several_retrievers(product_index):
+    searcher = Index.open(product_index).searcher()
+    with RETRIEVERS.override("slow", lambda searcher, options: SlowRetriever(searcher)):
+        pipe = build_pipeline("mine", searcher, {"stages": [{"stage": "recall", "retrievers": ["alphabet", "slow"]},
+                                                            {"stage": "reverse", "depth": 2}]})
+        timings = pipe.run(pipe.plan("anything"), 10).timings_ms
+    assert list(timings) == ["recall", "recall.alphabet", "recall.slow", "reverse"]
+    assert timings["recall.slow"] >= 20 and timings["recall"] >= timings["recall.slow"] + timings["recall.alphabet"]
+    single = build_pipeline("one", searcher, {"stages": [{"stage": "recall", "retrievers": ["alphabet"]}]})
+    assert list(single.run(single.plan("anything"), 10).timings_ms) == ["recall"]  # one retriever: recall is its time
