@@ -38,6 +38,12 @@ _LOCK = threading.Lock()
 Batch = tuple[list[str], list[int], list[list[str | None]], list[list[Any]]]
 
 
+def kept_keywords(schema: Any) -> list[str]:
+    """The keyword fields whose values the term store keeps per document (stored ones, not the id): what a writer
+    hands over and what the store reads. Misuse: listing them elsewhere (the two sides would drift apart)."""
+    return [f.name for f in schema.of_kind("keyword") if f.name != schema.id_field and f.stored]
+
+
 class Handover:
     """The terms a writer wrote since its last commit, at most `limit` bytes (estimated; default
     `MAX_HANDOVER_BYTES`): past it the commit hands nothing over."""

@@ -169,12 +169,12 @@ class TermStore:
         """The store of the searcher's commit from its stored documents, analyzed (seconds for ~50k product
         titles) except where the writer of this commit handed their terms over in this process (`reuse`,
         `souk.index.handover`): the same store either way."""
-        from souk.index.handover import take
+        from souk.index.handover import kept_keywords, take
 
         schema = searcher.schema
         user_dict = schema.analysis.get("user_dict")
         units = feature_units(schema)
-        kw_fields = [f.name for f in schema.of_kind("keyword") if f.name != schema.id_field and f.stored]
+        kw_fields = kept_keywords(schema)
         handed = take(searcher.path, searcher.commit_id, user_dict) if reuse else None
         if handed is not None and not ({(u.analyzer, s) for u in units for s in u.sources} <= set(handed.specs)
                                        and set(kw_fields) <= set(handed.keywords)):
@@ -332,7 +332,6 @@ def _term_ids(joined_texts: list[str | None], vocab: dict[str, int]) -> Ragged:
             vocab[w] = len(vocab)
     values = np.fromiter(map(vocab.__getitem__, words), dtype=np.int32, count=len(words))
     return Ragged.from_lengths(lens, values)
-
 
 
 def _joined(parts: list[Ragged]) -> Ragged:

@@ -22,7 +22,7 @@ import tantivy
 
 from souk.catalogs import Record
 from souk.errors import ConfigError, DocumentError, IndexStateError, SoukError
-from souk.index.handover import Handover
+from souk.index.handover import Handover, kept_keywords
 from souk.index.keys import doc_key
 from souk.index.manifest import touch_manifest
 from souk.index.store import ID, KEY, SOURCE, guard, keyword_terms, share_commit_files
@@ -116,9 +116,7 @@ class Writer:
         # replaces nothing, so its delete is skipped; None: every add deletes first
         self._seen: set[str] | None = set() if _no_segments(index.path) else None
         # the terms written, for the term store of a commit built in this process (`souk.index.handover`)
-        self._handover = Handover(self._text_sources(), [f.name for f in self.schema.of_kind("keyword")
-                                                          if f.stored and f.name != self.schema.id_field],
-                                  self._analysis.get("user_dict"))
+        self._handover = Handover(self._text_sources(), kept_keywords(self.schema), self._analysis.get("user_dict"))
 
     # ---- writes ------------------------------------------------------------------------------
     def add(self, records: Iterable[Record], on_error: str = "fail",
