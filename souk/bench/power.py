@@ -140,12 +140,10 @@ def exact_power(rankings: Mapping[str, tuple[Sequence[str], Sequence[str]]], qre
             for name, (m1, m2) in page_moments(click_chances(page, grades, top, shoppers, engaged)).items():
                 moments[side][name][0].append(m1)
                 moments[side][name][1].append(m2)
-        wins_a, wins_b = preference(team_draft_pages(a, b, k), grades, top, shoppers, engaged)
-        prefs[0].append(wins_b - wins_a)
-        prefs[1].append(wins_a + wins_b)  # D^2
-        wins_a, wins_b = preference(team_draft_pages(a, b, k, shared_prefix=False), grades, top, shoppers, engaged)
-        original[0].append(wins_b - wins_a)
-        original[1].append(wins_a + wins_b)
+        for draft, shared_prefix in ((prefs, True), (original, False)):
+            wins_a, wins_b = preference(team_draft_pages(a, b, k, shared_prefix), grades, top, shoppers, engaged)
+            draft[0].append(wins_b - wins_a)  # D
+            draft[1].append(wins_a + wins_b)  # D^2
     spread = {side: {m: _spread(np.array(m1), np.array(m2), weights) for m, (m1, m2) in by.items()}
               for side, by in moments.items()}
     d = _spread(np.array(prefs[0]), np.array(prefs[1]), weights)

@@ -251,7 +251,7 @@ def report(directory: Path) -> dict[str, Any]:
     for name, file in REPORT_FILES.items():
         path = Path(directory) / file
         try:
-            found[name] = json.loads(path.read_text(encoding="utf-8").strip().splitlines()[-1])
+            found[name] = _step_result(path)
         except (OSError, ValueError, IndexError) as exc:
             raise ConfigError(f"bench traffic: no result of its step {name} ({file}) in the directory; run "
                               f"`make bench-traffic` first ({type(exc).__name__})") from None
@@ -279,12 +279,18 @@ def report(directory: Path) -> dict[str, Any]:
     }
 
 
+def _step_result(path: Path) -> Any:
+    """A step's result: the JSON object on the last line of what it printed (`tee`'d into `path`); raises OSError,
+    ValueError or IndexError (an empty file) for the caller to handle."""
+    return json.loads(path.read_text(encoding="utf-8").strip().splitlines()[-1])
+
+
 def _exact(directory: Path) -> dict[str, Any] | None:
     """`souk bench power`'s rows (searches for 80% power, interleaving and A/B by metric), when its steps ran."""
     found: dict[str, Any] = {}
     for name, file in POWER_FILES.items():
         try:
-            step = json.loads((directory / file).read_text(encoding="utf-8").strip().splitlines()[-1])
+            step = _step_result(directory / file)
         except (OSError, ValueError, IndexError):
             continue
         keys = ("per_shopper", "interleaving", "interleaving_original_draft", "ab", "ab_over_interleaving")
@@ -297,7 +303,7 @@ def _shoppers(directory: Path) -> dict[str, Any] | None:
     found: dict[str, Any] = {}
     for name, file in SHOPPER_FILES.items():
         try:
-            found[name] = json.loads((directory / file).read_text(encoding="utf-8").strip().splitlines()[-1])
+            found[name] = _step_result(directory / file)
         except (OSError, ValueError, IndexError):
             return None
     experiment, ab = found["experiment"], found["experiment"].get("ab") or {}
