@@ -32,6 +32,8 @@ def test_verdict_takes_the_fastest_path_within_tolerance():
     assert verdict(report, detect_machine())["exact"] == "torch-fp32"  # bf16 failed its bar; nothing lighter measured
     report["onnx-fp32"] = {"docs_per_s": 20.0, "cos_mean": 1.0, "cos_min": 0.99999}
     assert verdict(report, detect_machine())["exact"] == "onnx-fp32"  # exact and loads without torch
+    report["openvino-int8"]["docs_per_s"] = 28.0  # within its bar, but 1.4x the fastest exact path: not worth it
+    assert verdict(report, detect_machine())["backend"] == "onnx-fp32"
     with pytest.raises(ModelError, match="tolerance"):
         verdict({"onnx-int8": report["onnx-int8"]}, detect_machine())
 
