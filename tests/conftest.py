@@ -6,7 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from support import FIXTURES, REPO, run_souk
+from support import FIXTURES, REPO, Prebuild, run_souk
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the background commands (`support.Prebuild`) of the modules whose tests will run."""
+    for module in {getattr(item, "module", None) for item in session.items} - {None}:
+        for name, args in getattr(module, "PREBUILD", {}).items():
+            Prebuild.start(name, args)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    Prebuild.stop_all()
 
 
 @pytest.fixture(scope="session")

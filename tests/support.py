@@ -38,6 +38,51 @@ def run_souk(
 
 
 
+class Prebuild:
+    """A long `souk` command a test module declares (`PREBUILD = {name: args}`, "{out}" in args is a fresh folder)
+    and the session starts in the background at the lowest CPU priority once it has collected a test of that
+    module: it runs on the core time other tests leave idle (the suite waits on processes, servers and browsers
+    for about 0.8 of its 2 cores) instead of after them. The test's fixture calls `wait`. Misuse: declaring a
+    command whose result a test changes (each name runs once per session), or one a skipped module needs."""
+
+    RUNNING: dict[str, "Prebuild"] = {}
+
+    def __init__(self, name: str, args: tuple[str, ...]):
+        import tempfile
+
+        self.name, self.out = name, Path(tempfile.mkdtemp(prefix=f"souk-prebuild-{name}-"))
+        self.log = self.out / "log.txt"
+        self.args = tuple(a.replace("{out}", str(self.out)) for a in args)
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=log,
+                                         stderr=subprocess.STDOUT)
+
+    @classmethod
+    def start(cls, name: str, args: tuple[str, ...]) -> None:
+        if name not in cls.RUNNING:
+            cls.RUNNING[name] = cls(name, args)
+
+    @classmethod
+    def wait(cls, name: str, timeout: float = 1800) -> Path:
+        """The finished command's "{out}" folder; raises with the command's output when it failed."""
+        job = cls.RUNNING[name]
+        code = job.proc.wait(timeout=timeout)
+        if code != 0:
+            raise AssertionError(f"souk {' '.join(job.args)} failed ({code}):\n{job.log.read_text()[-3000:]}")
+        return job.out
+
+    @classmethod
+    def stop_all(cls) -> None:
+        import shutil
+
+        for job in cls.RUNNING.values():
+            if job.proc.poll() is None:
+                job.proc.kill()
+                job.proc.wait()
+            shutil.rmtree(job.out, ignore_errors=True)
+        cls.RUNNING.clear()
+
+
 def run_main(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run `souk ARGS` through the real entry point in this process (no interpreter start-up, so
     cheaper than `run_souk`); stdout, stderr and the exit status come back as from a subprocess."""

@@ -29,6 +29,11 @@ def test_split_queries_give_the_single_process_metrics(ray_local, tiny_encoder, 
     for pipeline in ("bm25", "hybrid"):
         local = evaluate(build_pipeline(pipeline, Index.open(index.path)), data, k=10, progress=False)
         split = evaluate_on_ray(index.path, pipeline, data, k=10, workers=2)
-        assert split.run == local.run
-        assert split.per_query.means() == local.per_query.means()
+        # the same ranking; dense scores may differ in the last float bits (a query encoded with other batch mates
+        # takes other BLAS kernel blocks on some CPUs: seen on an AVX2-only EPYC)
+        assert split.run.keys() == local.run.keys()
+        for qid, ranked in local.run.items():
+            assert [d for d, _ in split.run[qid]] == [d for d, _ in ranked], qid
+            assert [s for _, s in split.run[qid]] == pytest.approx([s for _, s in ranked], rel=1e-5, abs=1e-6), qid
+        assert split.per_query.means() == pytest.approx(local.per_query.means())
         assert len(split.latency_ms) == len(local.latency_ms) == 21
