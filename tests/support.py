@@ -51,11 +51,9 @@ class Prebuild:
         import tempfile
 
         self.name, self.out = name, Path(tempfile.mkdtemp(prefix=f"souk-prebuild-{name}-"))
-        self.log = self.out / "log.txt"
         self.args = tuple(a.replace("{out}", str(self.out)) for a in args)
-        with self.log.open("w") as log:
-            self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=log,
-                                         stderr=subprocess.STDOUT)
+        with (self.out / "stdout.txt").open("w") as out, (self.out / "stderr.txt").open("w") as err:
+            self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=out, stderr=err)
 
     @classmethod
     def start(cls, name: str, args: tuple[str, ...]) -> None:
@@ -64,12 +62,21 @@ class Prebuild:
 
     @classmethod
     def wait(cls, name: str, timeout: float = 1800) -> Path:
-        """The finished command's "{out}" folder; raises with the command's output when it failed."""
+        """The finished command's "{out}" folder (with its stdout.txt and stderr.txt); raises with its output
+        when it failed."""
         job = cls.RUNNING[name]
         code = job.proc.wait(timeout=timeout)
         if code != 0:
-            raise AssertionError(f"souk {' '.join(job.args)} failed ({code}):\n{job.log.read_text()[-3000:]}")
+            said = (job.out / "stdout.txt").read_text()[-1500:] + (job.out / "stderr.txt").read_text()[-1500:]
+            raise AssertionError(f"souk {' '.join(job.args)} failed ({code}):\n{said}")
         return job.out
+
+    @classmethod
+    def last_json(cls, name: str, timeout: float = 1800) -> dict:
+        """The JSON object on the last line of the finished command's stdout."""
+        import json
+
+        return json.loads((cls.wait(name, timeout) / "stdout.txt").read_text().strip().splitlines()[-1])
 
     @classmethod
     def stop_all(cls) -> None:
