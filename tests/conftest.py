@@ -9,11 +9,26 @@ import pytest
 from support import FIXTURES, REPO, Prebuild, run_souk
 
 
+def _prebuilds(item) -> dict:
+    """The background commands `item` waits on: its `prebuild` marks' names, looked up in its module's PREBUILD
+    (empty where the module declares none, as without ../shared)."""
+    declared = getattr(getattr(item, "module", None), "PREBUILD", None) or {}
+    names = [n for mark in item.iter_markers("prebuild") for n in mark.args]
+    return {n: declared[n] for n in names if n in declared}
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Tests waiting on background commands (`support.Prebuild`) run last, once those have had the idle time."""
+    items.sort(key=lambda item: bool(_prebuilds(item)))  # stable: the order stays within each group
+
+
 def pytest_collection_finish(session) -> None:
-    """Start the background commands (`support.Prebuild`) of the modules whose tests will run."""
-    for module in {getattr(item, "module", None) for item in session.items} - {None}:
-        for name, args in getattr(module, "PREBUILD", {}).items():
-            Prebuild.start(name, args)
+    """Start the background commands of the modules whose tests will run, in the order they will wait on them."""
+    jobs: dict = {}
+    for item in session.items:
+        jobs.update(_prebuilds(item))
+    if jobs:
+        Prebuild.start(jobs)
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,36 +40,52 @@ def run_souk(
 
 
 class Prebuild:
-    """A long `souk` command a test module declares (`PREBUILD = {name: args}`, "{out}" in args is a fresh folder)
-    and the session starts in the background at the lowest CPU priority once it has collected a test of that
-    module: it runs on the core time other tests leave idle (the suite waits on processes, servers and browsers
-    for about 0.8 of its 2 cores) instead of after them. The test's fixture calls `wait`. Misuse: declaring a
-    command whose result a test changes (each name runs once per session), or one a skipped module needs."""
+    """Long `souk` commands test modules declare (`PREBUILD = {name: args}`; "{out}" in args is a fresh folder),
+    run one after another in the background at the lowest CPU priority from the moment the session has collected
+    a test of that module: they take the core time other tests leave idle (the suite waits on processes, servers
+    and browsers for about 0.8 of its 2 cores) instead of running after them. Those modules' tests run last
+    (conftest) and call `wait`. Misuse: a command whose result a test changes (each name runs once a session)."""
 
-    RUNNING: dict[str, "Prebuild"] = {}
+    QUEUE: dict[str, "Prebuild"] = {}
+    LOCK = threading.Lock()
+    STOPPED = threading.Event()
 
     def __init__(self, name: str, args: tuple[str, ...]):
         import tempfile
 
         self.name, self.out = name, Path(tempfile.mkdtemp(prefix=f"souk-prebuild-{name}-"))
         self.args = tuple(a.replace("{out}", str(self.out)) for a in args)
+        self.done = threading.Event()
+        self.code: int | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def run(self) -> None:
         with (self.out / "stdout.txt").open("w") as out, (self.out / "stderr.txt").open("w") as err:
-            self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=out, stderr=err)
+            with Prebuild.LOCK:
+                if Prebuild.STOPPED.is_set():
+                    return
+                self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=out,
+                                             stderr=err)
+            self.code = self.proc.wait()
+        self.done.set()
 
     @classmethod
-    def start(cls, name: str, args: tuple[str, ...]) -> None:
-        if name not in cls.RUNNING:
-            cls.RUNNING[name] = cls(name, args)
+    def start(cls, jobs: dict[str, tuple[str, ...]]) -> None:
+        """Queue `jobs` (names already queued are skipped) and run them in turn on one background thread."""
+        queued = [cls(n, a) for n, a in jobs.items() if n not in cls.QUEUE]
+        cls.QUEUE.update((j.name, j) for j in queued)
+        threading.Thread(target=lambda: [j.run() for j in queued], daemon=True, name="prebuild").start()
 
     @classmethod
     def wait(cls, name: str, timeout: float = 1800) -> Path:
         """The finished command's "{out}" folder (with its stdout.txt and stderr.txt); raises with its output
         when it failed."""
-        job = cls.RUNNING[name]
-        code = job.proc.wait(timeout=timeout)
-        if code != 0:
+        job = cls.QUEUE[name]
+        if not job.done.wait(timeout):
+            raise AssertionError(f"souk {' '.join(job.args)} still running after {timeout} s")
+        if job.code != 0:
             said = (job.out / "stdout.txt").read_text()[-1500:] + (job.out / "stderr.txt").read_text()[-1500:]
-            raise AssertionError(f"souk {' '.join(job.args)} failed ({code}):\n{said}")
+            raise AssertionError(f"souk {' '.join(job.args)} failed ({job.code}):\n{said}")
         return job.out
 
     @classmethod
@@ -82,12 +99,15 @@ class Prebuild:
     def stop_all(cls) -> None:
         import shutil
 
-        for job in cls.RUNNING.values():
-            if job.proc.poll() is None:
-                job.proc.kill()
-                job.proc.wait()
+        with cls.LOCK:
+            cls.STOPPED.set()
+            for job in cls.QUEUE.values():
+                if job.proc is not None and job.proc.poll() is None:
+                    job.proc.kill()
+                    job.proc.wait()
+        for job in cls.QUEUE.values():
             shutil.rmtree(job.out, ignore_errors=True)
-        cls.RUNNING.clear()
+        cls.QUEUE.clear()
 
 
 def run_main(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -21,6 +21,7 @@ PREBUILD = {**({"bench-encoder": (*ENCODER, "--max-docs", "200")} if BEYOND_AVX2
 
 
 @pytest.mark.skipif(not BEYOND_AVX2, reason="an AVX2-only CPU: the capped test's child runs this very bench")
+@pytest.mark.prebuild("bench-encoder")
 def test_bench_encoder_json():
     out = Prebuild.last_json("bench-encoder")
     assert {"docs_per_s", "peer_docs_per_s", "ratio", "ndcg_delta", "path"} <= set(out)
@@ -29,6 +30,7 @@ def test_bench_encoder_json():
     assert abs(out["ndcg_delta"]) <= 0.03 and out["peer_ndcg@10"] > 0.5
 
 
+@pytest.mark.prebuild("bench-encoder-avx2")
 def test_bench_encoder_capped_to_avx2_reruns_itself_in_a_capped_process():
     out = Prebuild.last_json("bench-encoder-avx2")
     cap = out["cap"]
@@ -45,6 +47,7 @@ def test_bench_encoder_capped_to_avx2_reruns_itself_in_a_capped_process():
     assert abs(out["ndcg_delta"]) <= 0.03
 
 
+@pytest.mark.prebuild("bench-ann", "bench-ann-table")
 def test_bench_ann_json_and_table():
     out = Prebuild.last_json("bench-ann")
     rows = {r["index"]: r for r in out["rows"]}

@@ -5,7 +5,7 @@ import pytest
 
 from support import DATA, Prebuild, needs_shared, run_souk
 
-pytestmark = [needs_shared("data", "scifact"), pytest.mark.slow]
+pytestmark = [needs_shared("data", "scifact"), pytest.mark.slow, pytest.mark.prebuild("scifact-vectors")]
 # encoding the 5,183 abstracts takes minutes on 2 cores: started when the session begins, on idle core time
 PREBUILD = {"scifact-vectors": ("index", str(DATA / "scifact"), "--index", "{out}/index", "--vectors")} \
     if (DATA / "scifact").is_dir() else {}
