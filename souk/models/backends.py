@@ -308,10 +308,18 @@ class OrtStreams:
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self._pool is None or len(ids) < 2:
             return self._run(ids, mask)
-        parts = split_rows({"input_ids": ids, "attention_mask": mask}, self.streams)
-        done = [self._pool.submit(self._run, part["input_ids"], part["attention_mask"]) for _, part in parts]
+        return self.run({"input_ids": ids, "attention_mask": mask})
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The first output for one batch of any model's `inputs` (rows in order), its rows split across the runs
+        (`split_rows`; a cross-encoder's pairs too)."""
+        n = len(next(iter(inputs.values())))
+        if self._pool is None or n < 2:
+            return self.session.run(None, inputs)[0]
+        parts = split_rows(inputs, self.streams)
+        done = [self._pool.submit(lambda p: self.session.run(None, p)[0], part) for _, part in parts]
         outs = [f.result() for f in done]
-        out = np.empty((len(ids), *outs[0].shape[1:]), dtype=np.float32)
+        out = np.empty((n, *outs[0].shape[1:]), dtype=np.float32)
         for (rows, _), o in zip(parts, outs):
             out[rows] = o
         return out
