@@ -50,7 +50,8 @@ class FieldLimits:
     """Token budgets: the whole pair (special tokens included), the query, and the title.
 
     The defaults keep a search's latency budget with long texts: 20 pairs of 96 tokens took 250 ms through
-    6 MiniLM layers on 2 cores in bf16, so the fitter also keeps fewer layers (see
+    6 MiniLM layers on 2 Intel cores in bf16 (one layer in fp32 on 2 AVX2-only AMD EPYC cores: ~100 ms of CPU),
+    so the fitter also keeps fewer layers (see
     `souk.training.weights.layers_within`); a long text gives way first, the title keeps its share."""
 
     max_length: int = 96
