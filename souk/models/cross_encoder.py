@@ -40,7 +40,7 @@ PATHS = ("torch-fp32", "torch-bf16", "onnx-fp32", "openvino-fp32", "openvino-bf1
 # weights gave correlation 0.9998 on a fitted MiniLM cross-encoder and moved SciFact dev nDCG@10 of the
 # top 20 by 0.002 (`souk bench rerank`).
 TOLERANCE = {"corr_min": 0.9995}
-CHOICE_FORMAT = 6  # bump when the measurement changes: cached choices are keyed by it
+CHOICE_FORMAT = 7  # bump when the measurement changes: cached choices are keyed by it
 ROUNDS = 3
 Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
@@ -241,13 +241,15 @@ INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 def _load_exported(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """ONNX Runtime (fp32) or OpenVINO (fp32, bf16) over the model's ONNX export, each with one single-threaded
-    run per core and a call's pairs split across them (ONNX Runtime as `OrtStreams`: on an AVX2-only AMD EPYC, 2
+    """ONNX Runtime (fp32) or OpenVINO (fp32, bf16) over the model's ONNX export, with single-threaded runs side by
+    side and a call's pairs split across them (OpenVINO: `torch_threads()` streams; ONNX Runtime: `OrtStreams`, one
+    run per core, also under load, since its runs neither spin nor wait at a barrier: on an AVX2-only AMD EPYC, 2
     cores, HomeDepot's 20 pairs of ~27 tokens through 3 layers took 92 ms of CPU a query that way against 139 ms
-    in one session of 2 threads, whose barriers wait on short ops)."""
+    in one session of 2 threads, whose barriers wait on short ops; at load 8, p50 257 ms against 282 on one
+    thread, `torch_threads`' choice there, and 336 in one 2-thread session)."""
     model = onnx_export(path)
     if backend == "onnx-fp32":
-        streams = OrtStreams(model, torch_threads())
+        streams = OrtStreams(model)
         return lambda ids, types, mask: streams.run(dict(zip(INPUTS, (ids, types, mask))))
     streamed = StreamedModel(model, "bf16" if backend == "openvino-bf16" else "f32", threads=torch_threads())
     return lambda ids, types, mask: streamed(dict(zip(INPUTS, (ids, types, mask))))

@@ -159,7 +159,6 @@ def test_onnx_fp32_splits_a_querys_pairs_across_single_threaded_runs(tiny_cross,
     from souk.models.cross_encoder import INPUTS, onnx_export
 
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("SOUK_TORCH_THREADS", "2")
     path = tiny_cross["index"] / "models" / tiny_cross["outcome"].model
     model = CrossEncoder(path, backend="onnx-fp32")
     docs = [(f"t{i} {c}", "kit set " * i) for i in range(6) for c in ("red", "blue")]
