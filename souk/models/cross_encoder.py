@@ -246,7 +246,9 @@ def _load_exported(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray
     run per core, also under load, since its runs neither spin nor wait at a barrier: on an AVX2-only AMD EPYC, 2
     cores, HomeDepot's 20 pairs of ~27 tokens through 3 layers took 92 ms of CPU a query that way against 139 ms
     in one session of 2 threads, whose barriers wait on short ops; at load 8, p50 257 ms against 282 on one
-    thread, `torch_threads`' choice there, and 336 in one 2-thread session)."""
+    thread, `torch_threads`' choice there, and 336 in one 2-thread session). End to end at load ~1.7 the two
+    were within noise: `souk bench serve --pipeline full --clients 1` on HomeDepot p50 55.3 / 50.2 ms against
+    49.9 / 52.9 (cross 47.8 / 43.6 against 43.0 / 46.0)."""
     model = onnx_export(path)
     if backend == "onnx-fp32":
         streams = OrtStreams(model)
