@@ -9,16 +9,23 @@ Paths (registry `BACKENDS`, names persisted with the index):
                  offered only when the CPU has bf16 instructions and is not capped to AVX2.
   onnx-int8      ONNX Runtime, int8 dynamic quantization (per-channel weights; 7-bit `reduce_range` weights
                  on CPUs without VNNI, where full-range u8*s8 products saturate); the feed-forward output
-                 projections stay fp32 (`fp32_matmuls`: cosine 0.9966 / 0.9947 instead of 0.9933 / 0.9894).
+                 projections stay fp32 (`fp32_matmuls`: cosine 0.9966 / 0.9947 instead of 0.9933 / 0.9894,
+                 Intel capped to AVX2). Without VNNI int8 buys little (`LOSSY_MIN_GAIN`): on an AVX2-only AMD
+                 EPYC it took 66.7 ms of CPU a SciFact doc against openvino-fp32's 82.4 (1.24x), and every variant
+                 that keeps more in fp32 for quality gave the gain back (`fp32_matmuls`).
   openvino-int8  OpenVINO, NNCF post-training int8 (SmoothQuant, calibrated on a slice of the caller's
                  texts, one export per calibration set: calibrated on short product names it gave cosine 0.74 on
                  SciFact abstracts); offered only with VNNI/AMX. On AVX2 (capped) it measured slower than
                  fp32 (8.9 vs 14.8 docs/s on one thread) and lossy: cosine 0.926 / 0.832 (u8*s8 saturation),
                  0.9925 / 0.987 with NNCF's `OverflowFix.ENABLE` (7-bit weights), below `INT8_TOLERANCE`.
+                 NNCF int8 weight compression (f32 activations) on an AVX2-only AMD EPYC: 81.3 ms of CPU a
+                 SciFact doc vs 79.9 in f32 (with or without dynamic quantization), cosine 0.9994: no path.
 OpenVINO paths run one stream per core (one thread each, `StreamedModel`): a batch job's batches (of about
 equal padded tokens, `balanced_batches`) go to the streams in turn, one call's rows are split across them, so no
-thread waits at a barrier for a core another process holds (measured at load 17 on 2 cores: bf16 4.27x
-sentence-transformers with streams, 2.95x with one 2-thread stream; fp32 capped to AVX2 1.15x vs 0.93x).
+thread waits at a barrier for a core another process holds (measured on Intel at load 17 on 2 cores: bf16 4.27x
+sentence-transformers with streams, 2.95x with one 2-thread stream; fp32 capped to AVX2 1.15x vs 0.93x; on an
+AVX2-only AMD EPYC, openvino-fp32 streams 82.4 ms of CPU a SciFact doc, one 2-thread LATENCY model 0.89x its
+docs/s). ONNX Runtime runs the same way (`OrtStreams`: 96.9 ms a doc there, 100.6 in one 2-thread session).
 `choose_backend` probes each offered path on a slice of the caller's texts and keeps the fastest whose
 embeddings stay within its tolerance of fp32 (`TOLERANCE` for exact paths, `INT8_TOLERANCE` for int8, which must
 also run `LOSSY_MIN_GAIN` times the fastest exact path;
@@ -65,14 +72,20 @@ if TYPE_CHECKING:
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> mean-pooled (n, dim)
 # A path's embeddings vs torch-fp32 on the probe. Exact paths (fp32 on another runtime, bf16) must stay
 # near-lossless (bf16: cosine 0.99995, no nDCG change on SciFact); int8 paths get their own bar (OpenVINO int8
-# with SmoothQuant: cosine 0.997 mean / 0.995 min, |delta nDCG@10| <= 0.005 on SciFact dev, `souk bench encoder`).
+# with SmoothQuant on Intel AMX: cosine 0.997 mean / 0.995 min, |delta nDCG@10| <= 0.005 on SciFact dev,
+# `souk bench encoder`).
 # onnx-int8 all int8 (dynamic activations: 0.993 / 0.986) missed it; with its feed-forward output projections in
 # fp32 (`fp32_matmuls`) it measured 0.9966 / 0.9947 and is chosen when fastest.
 TOLERANCE = {"cos_mean": 0.999, "cos_min": 0.995}
 INT8_TOLERANCE = {"cos_mean": 0.995, "cos_min": 0.99}
 # A lossy (int8) path must also buy a real speed-up over the fastest exact path within its bar. Measured on an
 # AVX2-only AMD EPYC (no VNNI): onnx-int8 ran 1.29x openvino-fp32 (27.0 vs 21.0 docs/s, cosine 0.9969 / 0.9954)
-# and cost 0.0065 nDCG@10 of dense recall on SciFact dev (0.6201 -> 0.6136): not worth it.
+# and cost 0.0065 nDCG@10 of dense recall on SciFact dev (0.6201 -> 0.6136): not worth it. There fp32 runs near
+# the FMA units' peak (82 ms of CPU for a 256-token doc, ~5.4 GFLOP), so int8 without VNNI cannot double it; in
+# CPU ms a doc (48 SciFact docs, best of 6): openvino-fp32 82.4, onnx-int8 66.7, int8 on ONNX Runtime's fused
+# BERT graph 68.2, u8 weights 75.5 (cosine 0.9974 / 0.9958), only the feed-forward input projections int8
+# 80.4 (0.9983 / 0.9971); all 1.02-1.24x, none at this bar. In docs/s at load ~1.4: openvino-fp32 22.8,
+# onnx-fp32 17.8, onnx-int8 27.0 (1.18x), u8 weights 26.3 (1.15x), feed-forward inputs only 23.4 (1.03x).
 LOSSY_MIN_GAIN = 1.5
 ONNX_FORMAT = 2  # bump when an export or the set of paths changes: cached exports and choices are keyed by it
 PROBE_DOCS = 48
@@ -247,8 +260,11 @@ def unmeasured_exact(model: str) -> str:
 def fp32_matmuls(model_path: Path) -> list[str]:
     """The MatMul nodes an int8 export keeps in fp32: each layer's feed-forward output projection
     (`.../output/dense/MatMul`, not the attention's), whose input (after GELU) has outliers that per-tensor
-    activation scales lose. MiniLM-L6 on 160 SciFact abstracts, capped to AVX2: cosine to fp32 0.9933 / 0.9894
-    all int8, 0.9966 / 0.9947 with these six in fp32 (only layer 0's: 0.9945 / 0.9913)."""
+    activation scales lose. MiniLM-L6 on 160 SciFact abstracts, Intel capped to AVX2: cosine to fp32 0.9933 /
+    0.9894 all int8, 0.9966 / 0.9947 with these six in fp32 (only layer 0's: 0.9945 / 0.9913). On an AVX2-only
+    AMD EPYC (240 abstracts, wall time vs onnx-fp32 under load): these six 1.36x, 0.9966 / 0.9940; also the
+    attention output projections 1.36x, 0.9968 / 0.9936; also layers 0 and 5 whole 1.22x, 0.9974 / 0.9955;
+    per-tensor weights 1.27x, 0.9895 / 0.9831."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -308,10 +324,18 @@ class OrtStreams:
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self._pool is None or len(ids) < 2:
             return self._run(ids, mask)
-        parts = split_rows({"input_ids": ids, "attention_mask": mask}, self.streams)
-        done = [self._pool.submit(self._run, part["input_ids"], part["attention_mask"]) for _, part in parts]
+        return self.run({"input_ids": ids, "attention_mask": mask})
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The first output for one batch of any model's `inputs` (rows in order), its rows split across the runs
+        (`split_rows`; a cross-encoder's pairs too)."""
+        n = len(next(iter(inputs.values())))
+        if self._pool is None or n < 2:
+            return self.session.run(None, inputs)[0]
+        parts = split_rows(inputs, self.streams)
+        done = [self._pool.submit(lambda p: self.session.run(None, p)[0], part) for _, part in parts]
         outs = [f.result() for f in done]
-        out = np.empty((len(ids), *outs[0].shape[1:]), dtype=np.float32)
+        out = np.empty((n, *outs[0].shape[1:]), dtype=np.float32)
         for (rows, _), o in zip(parts, outs):
             out[rows] = o
         return out

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from souk.errors import ModelError, ModelUnavailable
-from souk.models.backends import BACKENDS, StreamedModel, exported_as, ort_session, quiet_transformers
+from souk.models.backends import BACKENDS, OrtStreams, StreamedModel, exported_as, quiet_transformers
 from souk.models.machine import detect_machine
 from souk.models.registry import cache_dir
 from souk.models.store import read_model_manifest
@@ -40,7 +40,7 @@ PATHS = ("torch-fp32", "torch-bf16", "onnx-fp32", "openvino-fp32", "openvino-bf1
 # weights gave correlation 0.9998 on a fitted MiniLM cross-encoder and moved SciFact dev nDCG@10 of the
 # top 20 by 0.002 (`souk bench rerank`).
 TOLERANCE = {"corr_min": 0.9995}
-CHOICE_FORMAT = 5  # bump when the measurement changes: cached choices are keyed by it
+CHOICE_FORMAT = 7  # bump when the measurement changes: cached choices are keyed by it
 ROUNDS = 3
 Pair = tuple[list[int], list[int]]  # (input ids, token type ids) of one packed pair
 
@@ -50,7 +50,8 @@ class FieldLimits:
     """Token budgets: the whole pair (special tokens included), the query, and the title.
 
     The defaults keep a search's latency budget with long texts: 20 pairs of 96 tokens took 250 ms through
-    6 MiniLM layers on 2 cores in bf16, so the fitter also keeps fewer layers (see
+    6 MiniLM layers on 2 Intel cores in bf16 (one layer in fp32 on 2 AVX2-only AMD EPYC cores: ~100 ms of CPU),
+    so the fitter also keeps fewer layers (see
     `souk.training.weights.layers_within`); a long text gives way first, the title keeps its share."""
 
     max_length: int = 96
@@ -240,12 +241,18 @@ INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 def _load_exported(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """ONNX Runtime (fp32) or OpenVINO (fp32, bf16; one stream per core, a call's pairs split across them) over
-    the model's ONNX export."""
+    """ONNX Runtime (fp32) or OpenVINO (fp32, bf16) over the model's ONNX export, with single-threaded runs side by
+    side and a call's pairs split across them (OpenVINO: `torch_threads()` streams; ONNX Runtime: `OrtStreams`, one
+    run per core, also under load, since its runs neither spin nor wait at a barrier: on an AVX2-only AMD EPYC, 2
+    cores, HomeDepot's 20 pairs of ~27 tokens through 3 layers took 92 ms of CPU a query that way against 139 ms
+    in one session of 2 threads, whose barriers wait on short ops; at load 8, p50 257 ms against 282 on one
+    thread, `torch_threads`' choice there, and 336 in one 2-thread session). End to end at load ~1.7 the two
+    were within noise: `souk bench serve --pipeline full --clients 1` on HomeDepot p50 55.3 / 50.2 ms against
+    49.9 / 52.9 (cross 47.8 / 43.6 against 43.0 / 46.0)."""
     model = onnx_export(path)
     if backend == "onnx-fp32":
-        sess = ort_session(model, torch_threads())
-        return lambda ids, types, mask: sess.run(None, dict(zip(INPUTS, (ids, types, mask))))[0]
+        streams = OrtStreams(model)
+        return lambda ids, types, mask: streams.run(dict(zip(INPUTS, (ids, types, mask))))
     streamed = StreamedModel(model, "bf16" if backend == "openvino-bf16" else "f32", threads=torch_threads())
     return lambda ids, types, mask: streamed(dict(zip(INPUTS, (ids, types, mask))))
 

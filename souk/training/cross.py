@@ -40,7 +40,12 @@ RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross sta
 # cores: cross-encoders now score in bf16 (OpenVINO, AMX) at ~85 layer-tokens/ms. HomeDepot (pairs ~28 tokens),
 # `souk bench serve --pipeline full --clients 1`: 6 layers (3,360) p50 66.5 ms, cross 41 ms; 3 layers (1,680)
 # p50 40.8-42.6 ms, cross 20-21 ms, dev nDCG@10 of the fit 0.4469 vs 0.4479 (short budgets). 96-token pairs get
-# one layer. (It was 5,760, for a 150 ms search.)
+# one layer. (It was 5,760, for a 150 ms search.) Those are Intel (AMX bf16) numbers: on an AVX2-only AMD EPYC
+# (fp32 near the FMA units' peak, ~18 layer-tokens per core-ms; 2 cores) HomeDepot's 3 layers took ~100 ms of
+# CPU a query: `souk bench serve --pipeline full --clients 1` p50 50-55 ms (cross 43-48) at load ~1.7, `souk eval
+# --pipeline full` 112.7 ms at load 3-7; SciFact's one layer of 96-token pairs p50 73.3 ms served (cross 56.7),
+# 185.2 ms in eval at load 3-7. A 1-layer HomeDepot cross (`cross.layers=1`) did not beat its prior on the
+# held-out queries (0.4121 both) and stayed inactive. No fitted cross kept `full` within 40 ms there.
 LAYER_TOKENS = 1920
 NEGATIVE_DEPTH = 30    # hard negatives come from this deep in recall
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)

@@ -151,3 +151,28 @@ def test_the_exported_exact_paths_score_as_torch_fp32(tiny_cross, monkeypatch, t
         got = CrossEncoder(path, backend=backend).score("t3 red", docs)
         assert np.allclose(got, ref, atol=1e-4), backend
     assert len(list(tmp_path.glob("models/cross-*-onnx*/model.onnx"))) == 1  # one export, shared by both paths
+
+
+def test_onnx_fp32_splits_a_querys_pairs_across_single_threaded_runs(tiny_cross, monkeypatch, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from souk.models.backends import OrtStreams, ort_session
+    from souk.models.cross_encoder import INPUTS, onnx_export
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    path = tiny_cross["index"] / "models" / tiny_cross["outcome"].model
+    model = CrossEncoder(path, backend="onnx-fp32")
+    docs = [(f"t{i} {c}", "kit set " * i) for i in range(6) for c in ("red", "blue")]
+    q = model.packer.tokens(["t3 red"], model.packer.limits.query)[0]
+    pairs = [model.packer.pack(q, d) for d in model.packer.doc_tokens(docs)]
+    (_, ids, types, mask), = model.packer.batches(pairs, 32)
+    inputs = dict(zip(INPUTS, (ids, types, mask)))
+    whole = ort_session(onnx_export(path), 1).run(None, inputs)[0]
+    streams = OrtStreams(onnx_export(path), 2)
+    seen = []
+    run = streams.session.run
+    monkeypatch.setattr(streams, "session", type("S", (), {"run": lambda self, o, p: seen.append(len(p["input_ids"]))
+                                                           or run(o, p)})())
+    assert np.allclose(streams.run(inputs), whole, atol=1e-5)  # the pairs split in two runs, put back in order
+    assert sorted(seen) != [len(pairs)] and sum(seen) == len(pairs)
+    assert np.allclose(model.score("t3 red", docs), CrossEncoder(path, backend="torch-fp32").score("t3 red", docs),
+                       atol=1e-4)
