@@ -322,8 +322,6 @@ class OrtStreams:
         return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self._pool is None or len(ids) < 2:
-            return self._run(ids, mask)
         return self.run({"input_ids": ids, "attention_mask": mask})
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -797,9 +795,14 @@ def choice_generation() -> int:
 LIGHT_EXACT = ("onnx-fp32", "openvino-fp32")
 
 
+def lossy(name: str) -> bool:
+    """True for the int8 paths: near fp32, not exact (their own cosine bar, and `LOSSY_MIN_GAIN`)."""
+    return "int8" in name
+
+
 def tolerance(name: str) -> dict[str, float]:
     """The cosine bar path `name` must clear against torch-fp32 to be chosen automatically."""
-    return INT8_TOLERANCE if "int8" in name else TOLERANCE
+    return INT8_TOLERANCE if lossy(name) else TOLERANCE
 
 
 def within(name: str, r: dict) -> bool:
@@ -814,11 +817,11 @@ def verdict(report: dict[str, dict], m: Machine) -> dict:
     ok = {n: r for n, r in report.items() if within(n, r)}
     if not ok:
         raise ModelError(f"no encoder path measured within tolerance {TOLERANCE}: {report}")
-    fastest_exact = max((ok[n]["docs_per_s"] for n in ok if "int8" not in n), default=0.0)
-    ok = {n: r for n, r in ok.items() if "int8" not in n or r["docs_per_s"] >= LOSSY_MIN_GAIN * fastest_exact}
+    fastest_exact = max((ok[n]["docs_per_s"] for n in ok if not lossy(n)), default=0.0)
+    ok = {n: r for n, r in ok.items() if not lossy(n) or r["docs_per_s"] >= LOSSY_MIN_GAIN * fastest_exact}
     best = max(ok, key=lambda n: ok[n]["docs_per_s"])
     exact = next((n for n in LIGHT_EXACT if n in ok), None) or \
-        max((n for n in ok if "int8" not in n), key=lambda n: ok[n]["docs_per_s"], default=REFERENCE)
+        max((n for n in ok if not lossy(n)), key=lambda n: ok[n]["docs_per_s"], default=REFERENCE)
     return {"backend": best, "exact": exact, "machine": asdict(m) | {"flags": sorted(m.flags)},
             "capped_to_avx2": capped_to_avx2(),
             "tolerance": {"exact": TOLERANCE, "int8": INT8_TOLERANCE, "int8_min_gain": LOSSY_MIN_GAIN},
