@@ -60,13 +60,13 @@ class Prebuild:
         self.proc: subprocess.Popen | None = None
 
     def run(self) -> None:
-        with (self.out / "stdout.txt").open("w") as out, (self.out / "stderr.txt").open("w") as err:
-            with Prebuild.LOCK:
-                if Prebuild.STOPPED.is_set():
-                    return
+        with Prebuild.LOCK:  # the session may have ended (stop_all) while an earlier command ran
+            if Prebuild.STOPPED.is_set():
+                return
+            with (self.out / "stdout.txt").open("w") as out, (self.out / "stderr.txt").open("w") as err:
                 self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=out,
                                              stderr=err)
-            self.code = self.proc.wait()
+        self.code = self.proc.wait()
         self.done.set()
 
     @classmethod
