@@ -9,14 +9,13 @@ from support import DATA, Prebuild, needs_shared
 pytestmark = [needs_shared("data", "scifact"), pytest.mark.slow]
 SCIFACT = str(DATA / "scifact")
 ENCODER = ("bench", "encoder", "--dataset", SCIFACT, "--split", "dev", "--json")
+ANN = ("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300")
 # minutes of encoding on 2 cores: started when the session begins, on idle core time (`support.Prebuild`); only
 # the outputs' contracts are asserted, so the load of the tests beside them does not matter
 BEYOND_AVX2 = bool(detect_machine().flags - {"avx2"})  # else the AVX2-capped run is the native run (same code)
 PREBUILD = {**({"bench-encoder": (*ENCODER, "--max-docs", "200")} if BEYOND_AVX2 else {}),
             "bench-encoder-avx2": (*ENCODER, "--max-docs", "150", "--isa", "avx2"),
-            "bench-ann": ("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300", "--json"),
-            "bench-ann-table": ("bench", "ann", "--dataset", SCIFACT, "--split", "dev", "--max-docs", "300", "--index",
-                                "flat")} \
+            "bench-ann": (*ANN, "--json"), "bench-ann-table": (*ANN, "--index", "flat")} \
     if (DATA / "scifact").is_dir() else {}
 
 
