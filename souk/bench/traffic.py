@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from souk.errors import ConfigError, QueryError
+from souk.limits import MAX_PAGE_SIZE
 from souk.evaluation.datasets import Dataset
 from souk.progress import progress_bar
 
@@ -45,6 +46,8 @@ class Shoppers:
     engagement: tuple[float, float] | None = None  # Beta(a, b) of a shopper's examination scale; None: all 1
 
     def __post_init__(self) -> None:
+        if not 1 <= self.size <= MAX_PAGE_SIZE:
+            raise ConfigError(f"--page-size: expected 1..{MAX_PAGE_SIZE} results a page, got {self.size}")
         if not 0 <= self.next_page <= 1:
             raise ConfigError(f"--next-page: expected a probability in [0, 1], got {self.next_page}")
         if self.per_shopper < 1:

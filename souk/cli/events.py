@@ -161,6 +161,8 @@ def register(app: typer.Typer) -> None:
                                          "split); reports click-through per pipeline and the searches A/B needs."),
         eta: float = typer.Option(1.0, "--eta", help="Examination of position k is k^-eta."),
         noise: float = typer.Option(0.05, "--noise", help="Click probability of an examined irrelevant result."),
+        size: int = typer.Option(10, "--page-size", help="Results a page shows (a shop's grid: homedepot.com shows "
+                                 "24)."),
         next_page: float = typer.Option(0.0, "--next-page", help="Chance that a shopper who clicked nothing on page "
                                         "1 opens page 2 (0: page 1 only)."),
         per_shopper: int = typer.Option(1, "--per-shopper", help="Searches a shopper makes (one session id, one "
@@ -188,7 +190,7 @@ def register(app: typer.Typer) -> None:
             beta = ()
         if beta is not None and len(beta) != 2:
             raise ConfigError(f"--engagement: expected A,B (a Beta distribution), got {engagement!r}")
-        shoppers = Shoppers(eta, noise, next_page=next_page, per_shopper=per_shopper,
+        shoppers = Shoppers(eta, noise, size=size, next_page=next_page, per_shopper=per_shopper,
                             engagement=(beta[0], beta[1]) if beta else None)
         result = simulate(url, data, searches, seed, key, pipeline, shoppers, progress=sys.stderr.isatty(), ab=arms,
                           index=index)

@@ -90,6 +90,19 @@ def test_next_page_must_be_a_probability():
         Shoppers(next_page=1.5)
 
 
+def test_a_page_of_twelve_shows_the_eleventh_result_on_page_one(shop):
+    # the grade-3 result at 11 is on page 1 of a 12-result grid: clicked there when examined, no page 2 needed
+    result = simulate(shop, data(), 40, seed=1, shoppers=Shoppers(noise=0.0, size=12, next_page=1.0), progress=False)
+    assert {s["size"] for s in Shop.searches} == {"12"}
+    assert {e["position"] for e in Shop.events} == {11} and {e["id"] for e in Shop.events} == {"d11"}
+    assert 0 < result["clicks"] < 40 and result["shoppers"]["size"] == 12
+    # every shopper who missed it turns to page 2 (next_page 1), whose results start at 13
+    assert len([s for s in Shop.searches if s.get("page") == "2"]) == 40 - result["clicks"]
+    for size in (0, 101):
+        with pytest.raises(ConfigError, match="--page-size"):
+            Shoppers(size=size)
+
+
 def many():
     # ten queries, the top result of each is the top grade: a shopper clicks it exactly when it examines position 1
     queries = {f"q{i}": f"drill {i}" for i in range(10)}
