@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from support import FIXTURES, REPO, Prebuild, run_souk
+from support import FIXTURES, REPO, Prebuild, run_main
 
 
 def _prebuilds(item) -> dict:
@@ -56,7 +56,7 @@ def product_index(tmp_path_factory) -> Path:
 def demo_index(tmp_path_factory) -> Path:
     """The shipped demo catalog indexed with its schema."""
     path = tmp_path_factory.mktemp("demo") / "index"
-    run_souk("index", str(REPO / "souk/demo/pricewatch.json"), "--index", str(path), "--schema",
+    run_main("index", str(REPO / "souk/demo/pricewatch.json"), "--index", str(path), "--schema",
              str(REPO / "souk/demo/pricewatch.toml"))
     return path
 

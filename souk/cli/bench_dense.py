@@ -1,7 +1,7 @@
 """`souk bench encoder` and `souk bench ann` (dense recall benchmarks)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -39,19 +39,24 @@ def register(bench_app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Per FAISS index type: recall@k against exact search, queries/s, memory, build time, nDCG@10."""
-        from rich.table import Table
-
         from souk.bench.ann import bench_ann
 
         result = bench_ann(dataset, split, index or None, transform, max_docs, k)
         if as_json:
             emit_json(result)
             return
-        rows = result["rows"]
-        table = Table(title=f"{result['docs']} docs, {result['queries']} queries, dim {result['dim']}, transform "
-                            f"{result['transform']}")
-        for col in rows[0]:
-            table.add_column(col, justify="left" if col == "index" else "right")
-        for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
-        console.print(table)
+        console.print(ann_table(result))
+
+
+def ann_table(result: dict[str, Any]) -> Any:
+    """`souk bench ann`'s table (a rich Table) of its JSON result: a row per index type."""
+    from rich.table import Table
+
+    rows = result["rows"]
+    table = Table(title=f"{result['docs']} docs, {result['queries']} queries, dim {result['dim']}, transform "
+                        f"{result['transform']}")
+    for col in rows[0]:
+        table.add_column(col, justify="left" if col == "index" else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    return table

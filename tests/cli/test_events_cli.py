@@ -1,6 +1,7 @@
 """The traffic loop end to end on the tool shop: a real server, simulated shoppers over HTTP, analytics, export,
 `souk fit --events --stages ltr`, `souk eval --pipeline ltr`, `souk clicks learn --events`, and an interleaved
-experiment reported by `souk experiments --json`."""
+experiment reported by `souk experiments --json`. The commands run in this process (`run_main`: no interpreter
+start-up each), the server in its own."""
 from __future__ import annotations
 
 import importlib.util
@@ -14,7 +15,7 @@ import urllib.request
 import pytest
 
 from ltr_shop import SHOP
-from support import REPO, free_port, run_souk, sign_test_p
+from support import REPO, free_port, run_main, sign_test_p
 
 
 def last_json(proc):
@@ -40,58 +41,58 @@ def serve(index, *extra):
 @pytest.mark.slow
 def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tmp_path):
     index = str(tmp_path / "index")
-    run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
+    run_main("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
     proc, url = serve(index)
     try:
-        sim = last_json(run_souk("simulate", "--dataset", str(SHOP), "--split", "train", "--searches", "300",
+        sim = last_json(run_main("simulate", "--dataset", str(SHOP), "--split", "train", "--searches", "300",
                                  "--url", url, "--seed", "3", "--json"))
     finally:
         proc.terminate()
         proc.wait(10)
     assert sim["searches"] == 300 and sim["clicks"] == sim["accepted"] > 50
 
-    stats = last_json(run_souk("analytics", "--index", index, "--json"))
+    stats = last_json(run_main("analytics", "--index", index, "--json"))
     assert stats["searches"] == 300 and stats["actions"]["click"] == sim["clicks"]
     ctr = [p["ctr"] for p in stats["by_position"]]
     assert ctr[0] > ctr[-1]  # shoppers examine the top more
     assert stats["by_pipeline"][0]["pipeline"] == "keyword" and 0 < stats["by_pipeline"][0]["mrr"] <= 1
 
-    exported = run_souk("events", "export", "--index", index, "--format", "jsonl").stdout.splitlines()
+    exported = run_main("events", "export", "--index", index, "--format", "jsonl").stdout.splitlines()
     assert len(exported) == 300 + sim["clicks"] and json.loads(exported[0])["kind"] == "search"
-    parquet = run_souk("events", "export", "--index", index, "--format", "parquet", "--out",
+    parquet = run_main("events", "export", "--index", index, "--format", "parquet", "--out",
                        str(tmp_path / "e.parquet"), check=False)
     if importlib.util.find_spec("pyarrow") is None:
         assert parquet.returncode == 2 and "pyarrow" in parquet.stderr
     else:
         assert parquet.returncode == 0
-    assert run_souk("events", "export", "--index", index, "--since", "1d", "--format", "csv",
+    assert run_main("events", "export", "--index", index, "--since", "1d", "--format", "csv",
                     check=False).returncode == 2
 
-    fitted = last_json(run_souk("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
+    fitted = last_json(run_main("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
     assert fitted["events"]["searches"] == 300 and fitted["events"]["queries"] >= 10
     assert fitted["events"]["theta"][0] == 1.0 and fitted["events"]["theta"][4] < 1.0
     assert fitted["events"]["grading"] == "posterior"
     [model] = fitted["models"]
     assert model["stage"] == "ltr" and model["model"] == "ltr-1" and model["active"]
-    ltr = last_json(run_souk("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev", "--pipeline",
+    ltr = last_json(run_main("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev", "--pipeline",
                              "ltr", "--json"))
     assert ltr["ndcg@10"] > 0
 
-    learned = last_json(run_souk("clicks", "learn", "--index", index, "--events", "--json"))
+    learned = last_json(run_main("clicks", "learn", "--index", index, "--events", "--json"))
     assert learned["model"] == "clicks-1" and learned["impressions"] == 300
-    again = run_souk("clicks", "learn", "--index", index, "--events", check=False)
+    again = run_main("clicks", "learn", "--index", index, "--events", check=False)
     assert again.returncode == 2 and "since the clicks model last learned" in again.stderr
-    refit = last_json(run_souk("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
+    refit = last_json(run_main("fit", "--index", index, "--events", "--stages", "ltr", "--budget-min", "1", "--json"))
     manifest = json.loads((tmp_path / "index" / "models" / refit["models"][0]["model"] / "manifest.json").read_text())
     assert "clicks" not in manifest["features"]["groups"]  # the click model learnt from the labels' own clicks
-    run_souk("models", "--index", index, "--activate", "ltr-1")
+    run_main("models", "--index", index, "--activate", "ltr-1")
 
     proc, url = serve(index, "--interleave", "keyword,ltr")
     try:
-        run_souk("simulate", "--dataset", str(SHOP), "--split", "dev", "--searches", "60", "--url", url, "--seed", "4")
+        run_main("simulate", "--dataset", str(SHOP), "--split", "dev", "--searches", "60", "--url", url, "--seed", "4")
         named = json.loads(urllib.request.urlopen(f"{url}/search?q=drill&pipeline=ltr").read())
         assert named["pipeline"] == "ltr"
-        split = last_json(run_souk("simulate", "--dataset", str(SHOP), "--split", "dev", "--searches", "40",
+        split = last_json(run_main("simulate", "--dataset", str(SHOP), "--split", "dev", "--searches", "40",
                                    "--url", url, "--seed", "5", "--ab", "keyword,ltr", "--json"))["ab"]
         arms = split["arms"]
         assert arms["keyword"]["searches"] + arms["ltr"]["searches"] == 40
@@ -101,7 +102,7 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
     finally:
         proc.terminate()
         proc.wait(10)
-    report = last_json(run_souk("experiments", "--index", index, "--json", "--ab", "keyword,ltr"))
+    report = last_json(run_main("experiments", "--index", index, "--json", "--ab", "keyword,ltr"))
     assert report["ab"]["searches_a"] + report["ab"]["searches_b"] >= 41  # the split and the named search
     assert report["ab"]["searches_b"] > 0
     assert report["searches"] == 60 and report["a"] == "keyword" and report["b"] == "ltr"
@@ -114,14 +115,14 @@ def test_simulated_traffic_fits_ltr_and_an_interleaved_experiment_is_reported(tm
 @pytest.mark.slow
 def test_fit_needs_judgments_or_events_and_serve_refuses_a_bad_experiment(tmp_path):
     index = str(tmp_path / "index")
-    run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
-    nothing = run_souk("fit", "--index", index, "--stages", "ltr", check=False)
+    run_main("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
+    nothing = run_main("fit", "--index", index, "--stages", "ltr", check=False)
     assert nothing.returncode == 2 and "--events" in nothing.stderr
-    empty = run_souk("fit", "--index", index, "--events", "--stages", "ltr", check=False)
+    empty = run_main("fit", "--index", index, "--events", "--stages", "ltr", check=False)
     assert empty.returncode == 2 and "collect more traffic" in empty.stderr
-    grades = run_souk("fit", "--index", index, "--events", "--click-grades", "ctr", "--stages", "ltr", check=False)
+    grades = run_main("fit", "--index", index, "--events", "--click-grades", "ctr", "--stages", "ltr", check=False)
     assert grades.returncode == 2 and "posterior" in grades.stderr
     for spec, words in (("keyword", "two pipelines"), ("keyword,keyword", "two different")):
-        bad = run_souk("serve", "--index", index, "--interleave", spec, check=False)
+        bad = run_main("serve", "--index", index, "--interleave", spec, check=False)
         assert bad.returncode == 2 and words in bad.stderr
-    assert last_json(run_souk("experiments", "--index", index, "--json"))["winner"] is None
+    assert last_json(run_main("experiments", "--index", index, "--json"))["winner"] is None

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ltr_shop import SHOP
-from support import run_souk
+from support import run_main
 
 
 def last_json(proc):
@@ -17,16 +17,16 @@ def last_json(proc):
 @pytest.mark.slow
 def test_fit_then_search_and_eval_the_ltr_pipeline(tmp_path):
     index = str(tmp_path / "index")
-    run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
-    fitted = last_json(run_souk("fit", "--index", index, "--train", str(SHOP), "--split", "train", "--dev-split", "dev",
+    run_main("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
+    fitted = last_json(run_main("fit", "--index", index, "--train", str(SHOP), "--split", "train", "--dev-split", "dev",
                                 "--stages", "ltr", "--budget-min", "2", "--seed", "5", "--json"))
     [model] = fitted["models"]
     assert model["stage"] == "ltr" and model["model"] == "ltr-1" and model["active"]
-    found = last_json(run_souk("search", "red drill", "--index", index, "--pipeline", "ltr", "--explain", "-k",
+    found = last_json(run_main("search", "red drill", "--index", index, "--pipeline", "ltr", "--explain", "-k",
                                "3", "--json"))
     assert list(found["timings_ms"]) == ["recall", "ltr"]
     assert [h["explain"]["ltr"]["rank"] for h in found["hits"]] == [1, 2, 3]
-    evaluated = last_json(run_souk("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev",
+    evaluated = last_json(run_main("eval", "--index", index, "--dataset", str(SHOP), "--split", "dev",
                                    "--pipeline", "ltr", "--json"))
     # the fitter measured what eval measures
     assert evaluated["ndcg@10"] == pytest.approx(model["dev"]["ndcg@10"], abs=1e-4)
@@ -36,7 +36,7 @@ def test_fit_then_search_and_eval_the_ltr_pipeline(tmp_path):
 @pytest.mark.slow
 def test_clicks_learn_continues_and_refuses_a_log_twice(tmp_path):
     index = str(tmp_path / "index")
-    run_souk("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
+    run_main("index", str(SHOP / "corpus.jsonl"), "--index", index, "--schema", str(SHOP / "schema.toml"))
     logs = []
     for n in range(2):
         log = tmp_path / f"day{n}.jsonl"
@@ -45,15 +45,15 @@ def test_clicks_learn_continues_and_refuses_a_log_twice(tmp_path):
                                              "clicked": ["p000"], "ts": "2025-01-0%dT12:00:00Z" % (n + 1)})
                                  for i in range(20)) + "\n")
         logs.append(log)
-    first = last_json(run_souk("clicks", "learn", "--index", index, "--log", str(logs[0]), "--json"))
+    first = last_json(run_main("clicks", "learn", "--index", index, "--log", str(logs[0]), "--json"))
     assert first["model"] == "clicks-1" and first["continued_from"] is None and first["clicks"] == 20
-    second = last_json(run_souk("clicks", "learn", "--index", index, "--log", str(logs[1]), "--json"))
+    second = last_json(run_main("clicks", "learn", "--index", index, "--log", str(logs[1]), "--json"))
     assert (
         second["model"] == "clicks-2" and second["continued_from"] == "clicks-1" and second["total_impressions"] == 40
     )
-    again = run_souk("clicks", "learn", "--index", index, "--log", str(logs[1]), check=False)
+    again = run_main("clicks", "learn", "--index", index, "--log", str(logs[1]), check=False)
     assert again.returncode == 2 and "already learned by clicks-2" in again.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "x", "shown": ["p001"], "clicked": ["p009"]}\n')
-    refused = run_souk("clicks", "learn", "--index", index, "--log", str(bad), check=False)
+    refused = run_main("clicks", "learn", "--index", index, "--log", str(bad), check=False)
     assert refused.returncode == 2 and "bad.jsonl:1" in refused.stderr and "not shown" in refused.stderr

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from support import FIXTURES, run_souk
+from support import FIXTURES, run_main
 
 
 def last_json(proc):
@@ -41,10 +41,10 @@ def snack_index(tmp_path_factory):
 @pytest.mark.slow
 def test_suggest_and_mine_over_an_index(snack_index):
     ix = str(snack_index / "index")
-    out = last_json(run_souk("suggest", "--index", ix, "zhug", "-k", "3", "--json"))
+    out = last_json(run_main("suggest", "--index", ix, "zhug", "-k", "3", "--json"))
     assert out["suggestions"][0]["text"] == "朱古力" and out["suggestions"][0]["match"] == "pinyin"
     assert out["cached"] is False and out["completions"] > 10
-    mined = last_json(run_souk("synonyms", "mine", "--index", ix, "--log", str(snack_index / "queries.txt"),
+    mined = last_json(run_main("synonyms", "mine", "--index", ix, "--log", str(snack_index / "queries.txt"),
                                "--top", "3", "--min-count", "3", "--json"))
     assert mined["applied"] is False and mined["fields"] == ["title"] and mined["texts"] >= 600
     assert sorted(map(sorted, mined["known_found"])) == [["巧克力", "朱古力"]]  # in the shipped set already
@@ -53,22 +53,22 @@ def test_suggest_and_mine_over_an_index(snack_index):
 
 @pytest.mark.slow
 def test_synonyms_expand_check_and_errors(tmp_path):
-    out = last_json(run_souk("synonyms", "expand", "朱古力 TV", "--json"))
+    out = last_json(run_main("synonyms", "expand", "朱古力 TV", "--json"))
     assert {"巧克力", "chocolate", "television"} <= {e["text"] for e in out["expansions"]}
     bad = tmp_path / "bad.toml"
     bad.write_text('[zh]\nrules = ["糖, 糖果"]\n', encoding="utf-8")
-    proc = run_souk("synonyms", "check", str(bad), check=False)
+    proc = run_main("synonyms", "check", str(bad), check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "single character" in proc.stderr
 
 
 @pytest.mark.slow
 def test_keywords_and_bench_suggest():
-    out = last_json(run_souk("keywords", "i am looking for a waterproof hiking jacket for women that is not too "
+    out = last_json(run_main("keywords", "i am looking for a waterproof hiking jacket for women that is not too "
                              "expensive and has a hood", "--json"))
     assert (
         out["reduced"] and out["reduced_text"] == "waterproof hiking jacket women hood" and "looking" in out["dropped"]
     )
-    bench = last_json(run_souk("bench", "suggest", "--dataset", str(FIXTURES / "beir-mini"), "--prefixes",
+    bench = last_json(run_main("bench", "suggest", "--dataset", str(FIXTURES / "beir-mini"), "--prefixes",
                                "20", "--json"))
     assert {"p50_ms", "p99_ms", "titles", "build_s"} <= set(bench) and bench["titles"] == 8
     assert 0 < bench["p50_ms"] < 5 and bench["prefixes"] == 20

@@ -26,7 +26,7 @@ def test_parse_search_takes_plain_lines_and_leaves_the_rest_to_typer():
 @pytest.fixture(scope="module")
 def english_index(tmp_path_factory):
     path = tmp_path_factory.mktemp("en") / "index"
-    run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(path))
+    run_main("index", str(FIXTURES / "beir-mini"), "--index", str(path))
     return path
 
 

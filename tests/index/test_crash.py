@@ -10,7 +10,7 @@ import pytest
 from souk.index import Index
 from support import SOUK
 
-N, EVERY = 60_000, 5_000
+N, EVERY = 20_000, 2_000  # ten commits: killed after the first with seconds to spare, resumed in a few
 
 
 def write_catalog(path, n=N):

@@ -7,7 +7,7 @@ import pytest
 
 from souk.errors import ConfigError
 from souk.query.understand import DEFAULT_STEPS, query_steps
-from support import run_souk
+from support import run_main
 
 CATALOG = [
     {"sku": "p1", "name": "Jigsaw Puzzle 1000 Pieces for Adults", "price": 15},
@@ -30,7 +30,7 @@ def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("shop")
     path = root / "catalog.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in CATALOG) + "\n", encoding="utf-8")
-    run_souk("index", str(path), "--index", str(root / "index"))  # schema inferred, defaults only
+    run_main("index", str(path), "--index", str(root / "index"))  # schema inferred, defaults only
     from souk.engine import Engine
 
     return Engine.open(root / "index")

@@ -11,7 +11,7 @@ from souk.query.plan import QueryPlan
 from souk.ranking.pipeline import build_pipeline
 from souk.retrieval.dense import DenseRetriever
 from model_fakes import vector_index
-from support import DATA, FIXTURES, needs_shared, run_souk
+from support import DATA, FIXTURES, needs_shared, run_main
 
 N = 200
 
@@ -35,7 +35,7 @@ def slice_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def searcher(slice_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("dense") / "index"
-    run_souk("index", str(slice_dir), "--index", str(path), "--vectors")
+    run_main("index", str(slice_dir), "--index", str(path), "--vectors")
     return Index.open(path).searcher()
 
 
@@ -107,10 +107,10 @@ def test_hybrid_options_take_effect(tiny):
 
 def test_dense_on_an_index_without_vectors_says_how_to_add_them(tmp_path):
     path = tmp_path / "index"
-    run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(path))
+    run_main("index", str(FIXTURES / "beir-mini"), "--index", str(path))
     with pytest.raises(ConfigError, match="--vectors"):
         build_pipeline("dense", Index.open(path))
-    again = run_souk("index", str(FIXTURES / "beir-mini"), "--index", str(path), "--vectors", check=False)
+    again = run_main("index", str(FIXTURES / "beir-mini"), "--index", str(path), "--vectors", check=False)
     assert again.returncode == 2 and "without a vector field" in again.stderr and "Traceback" not in again.stderr
 
 

@@ -147,13 +147,9 @@ def test_ltr_trains_in_lightgbms_distributed_mode_on_ray_like_one_process(ray_lo
     written = read_model_manifest(ModelStore(index).root / remote.model, kind="ltr-lightgbm")
     assert written["distributed"] == m["distributed"]
     assert not list((ModelStore(index).root / remote.model).glob(".rank0*"))
-    # without a dev split: the K folds (validated, rounds from their mean curve) and the final model, on Ray too
-    [cv] = fit(index, train, None, ["ltr"], budget_s=900, seed=4, progress=False, options=ray_opts, ray_workers=2)
-    [cv_local] = fit(index, train, None, ["ltr"], budget_s=120, seed=4, progress=False)
-    assert cv.manifest["distributed"]["workers"] == 2 and cv.manifest["cv"]["folds"] == 2
-    assert abs(cv.manifest["dev"]["ndcg@10"] - cv_local.manifest["dev"]["ndcg@10"]) <= 0.05
-    print("ltr dev", local.manifest["dev"], m["dev"], m["seconds"], "cv", cv_local.manifest["dev"], cv.manifest["dev"],
-          cv.manifest["seconds"])
+    # (the no-dev K-fold path on Ray is left out: its trainings are the validated and unvalidated tasks run above,
+    # each Ray Train run costs ~20 s of worker start-up on 2 cores, and its fold logic is the local one)
+    print("ltr dev", local.manifest["dev"], m["dev"], m["seconds"])
 
 
 @pytest.mark.slow
