@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from souk.errors import ConfigError, QueryError
-from souk.limits import MAX_PAGE_SIZE
 from souk.evaluation.datasets import Dataset
+from souk.limits import MAX_PAGE_SIZE
 from souk.progress import progress_bar
 
 
@@ -40,7 +40,7 @@ class Shoppers:
 
     eta: float = 1.0
     noise: float = 0.05
-    size: int = 10
+    size: int = 10  # results a page shows (`--page-size`); page 2 starts at size + 1
     next_page: float = 0.0  # chance that a shopper with no click on page 1 opens page 2
     per_shopper: int = 1  # consecutive searches made by one shopper (one session, one A/B arm)
     engagement: tuple[float, float] | None = None  # Beta(a, b) of a shopper's examination scale; None: all 1
