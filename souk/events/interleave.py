@@ -85,6 +85,11 @@ def team_draft_pages(a: Sequence[str], b: Sequence[str], k: int,
     return pages
 
 
+def reported_p(p: float) -> float:
+    """A p-value as reports show it: six significant digits (six decimals showed 4e-10 as 0.0)."""
+    return float(f"{p:.6g}")
+
+
 def sign_test(wins_a: int, wins_b: int) -> float:
     """Two-sided exact binomial test of wins_a against p = 0.5 (1.0 with no wins)."""
     n = wins_a + wins_b
@@ -111,7 +116,7 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         a, b = self.experiment.split(",", 1) if "," in self.experiment else (None, None)
         return {"experiment": self.experiment, "a": a, "b": b, "searches": self.searches, "wins_a": self.wins_a,
-                "wins_b": self.wins_b, "ties": self.ties, "p_value": round(self.p_value, 6), "winner": self.winner,
+                "wins_b": self.wins_b, "ties": self.ties, "p_value": reported_p(self.p_value), "winner": self.winner,
                 "significant_at": self.significant_at, "searches_needed": self.searches_needed,
                 "shopper_searches_needed": self.shopper_searches_needed}
 
@@ -412,8 +417,8 @@ def ab_summary(records: Iterable[dict[str, Any]], a: str, b: str) -> dict[str, A
         naive = float(ra * (1 - ra) / sums_a[1] + rb * (1 - rb) / sums_b[1])
         design = round(float(va + vb) / naive, 3) if naive > 0 else None
     return {"a": a, "b": b, "searches_a": n[a], "searches_b": n[b], "ctr_a": ctr[a], "ctr_b": ctr[b],
-            "p_value": round(p_value, 6), "winner": winner,
+            "p_value": reported_p(p_value), "winner": winner,
             "searches_needed": ab_bootstrap_searches_needed(n[a], c[a], n[b], c[b]),
-            "shoppers_a": len(shoppers_a), "shoppers_b": len(shoppers_b), "shopper_p_value": round(shopper_p, 6),
+            "shoppers_a": len(shoppers_a), "shoppers_b": len(shoppers_b), "shopper_p_value": reported_p(shopper_p),
             "design_effect": design,
             "shopper_searches_needed": ab_shopper_searches_needed(shoppers_a, shoppers_b)}

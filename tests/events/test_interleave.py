@@ -193,3 +193,11 @@ def test_team_draft_pages_are_every_draft_with_its_chance():
     original = team_draft_pages(a, b, 6, shared_prefix=False)  # the common first result drafted too
     assert sum(c for _, _, c in original) == pytest.approx(1.0)
     assert all("ab" not in teams for _, teams, _ in original) and any(t[0] == "b" for _, t, _ in original)
+
+
+def test_a_tiny_p_value_is_reported_to_significant_digits_not_as_zero():
+    from souk.events.interleave import reported_p, sign_test
+
+    p = sign_test(93, 200)  # a SciFact run's 93:200
+    assert 0 < reported_p(p) == pytest.approx(3.808e-10, rel=1e-3)
+    assert reported_p(0.584664711728692) == 0.584665 and reported_p(1.0) == 1.0
