@@ -60,14 +60,19 @@ class Prebuild:
         self.proc: subprocess.Popen | None = None
 
     def run(self) -> None:
-        with Prebuild.LOCK:  # the session may have ended (stop_all) while an earlier command ran
-            if Prebuild.STOPPED.is_set():
-                return
-            with (self.out / "stdout.txt").open("w") as out, (self.out / "stderr.txt").open("w") as err:
-                self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=out,
-                                             stderr=err)
-        self.code = self.proc.wait()
-        self.done.set()
+        try:
+            with Prebuild.LOCK:  # the session may have ended (stop_all) while an earlier command ran
+                if Prebuild.STOPPED.is_set():
+                    return
+                with (self.out / "stdout.txt").open("w") as out, (self.out / "stderr.txt").open("w") as err:
+                    self.proc = subprocess.Popen(["nice", "-n", "19", *SOUK, *self.args], cwd=REPO, stdout=out,
+                                                 stderr=err)
+            self.code = self.proc.wait()
+        except OSError as e:  # no process started: its waiters fail at once with the reason, not after the timeout
+            (self.out / "stderr.txt").write_text(f"could not start: {e}\n")
+            self.code = -1
+        finally:
+            self.done.set()
 
     @classmethod
     def start(cls, jobs: dict[str, tuple[str, ...]]) -> None:
