@@ -319,6 +319,15 @@ GRADINGS = {"posterior": posterior_grades, "ips": ips_grades}
 # f alone as the ranker 0.3543, its rank blended into the ltr's 0.3760 (0.3) and 0.3670 (0.5). Click-graph transfer
 # (Craswell and Szummer 2007) has nothing to carry: of A's unshown candidates, those clicked under another A query were
 # judged grade >= 5 in 0.4% of cases against 1.1% of the rest.
+# Also not kept (2026-12-07, AVX2 EPYC, the `make bench-traffic` steps with NEXT_PAGE 0.3, dev nDCG@10): the loop
+# end to end, 10,000 BM25 searches (seed 13) and the ltr fitted on them 0.4130, then 10,000 more (seed 14) served
+# `--interleave bm25,ltr` and a refit on the whole log (26% of pairs moved) 0.4129, against 0.4162 for 20,000 BM25
+# searches: the replica's verdict above holds. Labels carried by content: unshown candidates whose title shares a word
+# Jaccard >= T with a document clicked for the query graded 1 (clicked pairs as they are, or 1 + grade: "shifted").
+# Fitted on the clicks of 60% of the train queries of the 20,000-search log; held-out TRAIN (the other 40%, judged) /
+# dev: none 0.4047 / 0.4125; T 0.6 0.4052 / 0.4129; 0.5 0.4043 / 0.4135; 0.5 shifted 0.4056 / 0.4136; 0.4 shifted
+# 0.4040 / 0.4138; 0.3 shifted 0.4027 / 0.4102: noise. Such candidates are judged relevant 10-17% of the time at
+# Jaccard >= 0.6 (1% below 0.1), but are about one a query: most relevant unshown ones share few words with a click.
 POSITION_BIAS = 0.03  # LightGBM's lambdarank_position_bias_regularization for labels from clicks
 UNSHOWN_POSITION = MAX_POSITION + 1
 # boosters averaged (`souk.training.ltr.seed_ensemble`, each from its own seed and position-debiased): on the replica
