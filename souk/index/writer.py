@@ -196,7 +196,7 @@ class Writer:
         commit_id = _commit_id(self.index.path)
         self._handover.publish(self.index.path, commit_id)
         try:
-            touch_manifest(self.index.path, **self._model_records(), **manifest)
+            touch_manifest(self.index.path, **{**self._model_records(), **manifest})  # (the caller's keys win)
         except OSError as e:
             raise IndexStateError(f"{self.index.path}: committed, but the manifest could not be updated: "
                                   f"{e.strerror}") from None
@@ -237,8 +237,16 @@ class Writer:
         if not self.schema.vector_fields:
             return {}
         from souk.index.vectors import field_params, model_record
+        from souk.index.vectors.config import pin_model
 
-        return {"models": {vf.name: model_record(field_params(self.index, vf)) for vf in self.schema.vector_fields}}
+        fields, where = self.schema.vector_fields, self.index.path
+        out: dict[str, Any] = {"models": {vf.name: pin_model(where, model_record(field_params(self.index, vf)))
+                                          for vf in fields}}
+        pinned = self.index.manifest.get("vectors")
+        if pinned:  # pins made absolute before relative ones: re-pinned, so that the index can move from now on
+            out["vectors"] = {**pinned, **{vf.name: pin_model(where, field_params(self.index, vf))
+                                           for vf in fields if vf.name in pinned}}
+        return out
 
     def _mirror_list(self) -> list:
         if self._mirrors is None:

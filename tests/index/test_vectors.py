@@ -222,3 +222,90 @@ def test_index_creation_checks_vector_params_before_writing(tmp_path):
     with pytest.raises(ConfigError, match=r"fields.vec.params.model: unknown model 'bert-huge'"):
         Index.create(tmp_path / "index", schema)
     assert not (tmp_path / "index").exists()
+
+
+# ---- a model inside the index (a fitted bi-encoder) moves with it ------------------------------------------------
+def _own_model(index_path, model):
+    """`model` published into the index's model store as a fitted bi-encoder is (sealed: files hashed)."""
+    from souk.models.store import ModelStore
+
+    store = ModelStore(index_path)
+    work = store.new("bi")
+    shutil.copytree(model, work, dirs_exist_ok=True)
+    return store.publish("bi", work, {"kind": "bi-encoder"}, activate=False)
+
+
+def _dense_ids(path, text="alpha"):
+    from souk.engine import Engine
+
+    return [h.id for h in Engine.open(path).search(text, pipeline="dense", k=5).hits]
+
+
+def test_a_model_inside_the_index_is_pinned_relative_and_read_where_the_index_now_is(small_index, tiny_encoder,
+                                                                                     tmp_path, monkeypatch):
+    from souk.index import Index
+    from souk.index.vectors import field_params
+    from souk.index.vectors.reencode import reencode
+
+    own = _own_model(small_index.path, tiny_encoder)
+    reencode(small_index.path, str(own))
+    before = _dense_ids(small_index.path)
+    manifest = Index.open(small_index.path).manifest
+    assert manifest["vectors"]["embedding"]["model"] == "models/bi-1"
+    assert manifest["models"]["embedding"]["model"] == "models/bi-1"
+    moved = tmp_path / "elsewhere" / "index"
+    shutil.move(str(small_index.path), str(moved))  # deployed to another directory: the old one is gone
+    index = Index.open(moved)
+    assert field_params(index, index.schema.vector_fields[0])["model"] == str((moved / "models" / "bi-1").resolve())
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the moved index rebuilt its vector cache")
+
+    monkeypatch.setattr(VectorSet, "build", rebuilt)  # the cache made before the move is still this commit's
+    assert _dense_ids(moved) == before
+
+
+def test_a_copied_index_reads_its_own_model_not_the_originals(small_index, tiny_encoder, tmp_path):
+    from souk.index import Index
+    from souk.index.vectors import field_params
+    from souk.index.vectors.reencode import reencode
+
+    reencode(small_index.path, str(_own_model(small_index.path, tiny_encoder)))
+    copy = tmp_path / "copy"
+    shutil.copytree(small_index.path, copy)
+    index = Index.open(copy)
+    assert field_params(index, index.schema.vector_fields[0])["model"] == str((copy / "models" / "bi-1").resolve())
+
+
+def test_a_manifest_model_path_leaving_the_index_is_refused_without_naming_it(small_index, tiny_encoder):
+    from souk.index import Index
+    from souk.index.vectors import field_params
+
+    index = Index.open(small_index.path)
+    for hostile in ("../../" + tiny_encoder.name, "models/bi\x00-1"):
+        index.manifest["vectors"]["embedding"]["model"] = hostile
+        with pytest.raises(ConfigError, match="not a place inside the index directory") as err:
+            field_params(index, index.schema.vector_fields[0])
+        assert tiny_encoder.name not in str(err.value) and "bi" not in str(err.value)
+
+
+def test_an_index_pinned_absolute_before_finds_its_moved_model_and_is_re_pinned_at_its_next_commit(
+        small_index, tiny_encoder, tmp_path):
+    import json
+
+    from souk.index import Index
+    from souk.index.vectors import field_params
+
+    _own_model(small_index.path, tiny_encoder)
+    manifest_file = small_index.path / "manifest.json"
+    data = json.loads(manifest_file.read_text())
+    data["vectors"]["embedding"]["model"] = str(tmp_path / "where-it-was-fitted" / "models" / "bi-1")  # gone now
+    manifest_file.write_text(json.dumps(data))
+    index = Index.open(small_index.path)
+    own = str((small_index.path / "models" / "bi-1").resolve())
+    assert field_params(index, index.schema.vector_fields[0])["model"] == own
+    with index.writer() as w:
+        w.delete(["doc0"])
+        w.commit()
+    assert Index.open(small_index.path).manifest["vectors"]["embedding"]["model"] == "models/bi-1"
+    assert len(_dense_ids(small_index.path)) == 5

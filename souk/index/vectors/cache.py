@@ -28,7 +28,7 @@ import numpy as np
 
 from souk.errors import IndexStateError
 from souk.index.vectors.backend import VECTOR_BACKENDS
-from souk.index.vectors.config import field_params
+from souk.index.vectors.config import field_params, pin_model
 from souk.index.vectors.vector_set import META, VectorSet
 
 KEEP_CACHES = 2  # commit caches kept per field (the newest by time); older ones are removed
@@ -58,12 +58,22 @@ def open_vector_set(searcher, field) -> VectorSet:
         if vs is not None:
             return vs
     keys, vectors = stored_vectors(searcher, field.name, params)
-    vs = _update_from_older(root, params, keys, vectors) if usable else None
+    vs = _update_from_older(root, params, keys, vectors, index_dir) if usable else None
     vs, built = (vs, "incremental") if vs is not None else (VectorSet.build(keys, vectors, params), "full")
     vs.meta.update(commit_id=searcher.commit_id, docs=searcher.num_docs, field=field.name, built=built)
     if usable:
         _write(root, searcher.commit_id, vs, keys, vectors, index_dir)
     return vs
+
+
+def _same_params(cached: VectorSet, params: dict, index_dir: Path) -> bool:
+    """Whether a cache was built with `params` (the runtime ones, `field_params`), compared as the manifest pins
+    them: a model inside the index relative to it, so that a moved or copied index keeps its caches. On a match
+    the set takes the runtime params (its queries are encoded with the model where the index is now)."""
+    if pin_model(index_dir, cached.meta.get("params") or {}) != pin_model(index_dir, params):
+        return False
+    cached.params = params
+    return True
 
 
 def stored_vectors(searcher, name: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +101,8 @@ def _load_verified(folder: Path, searcher, params: dict) -> VectorSet | None:
         vs = VectorSet.load(folder)
     except Exception:  # damaged beyond reading: rebuilt, never trusted
         return None
-    same = (vs.params == params and vs.meta.get("commit_id") == searcher.commit_id
-            and vs.meta.get("docs") == searcher.num_docs and vs.meta.get("count") == len(vs))
+    same = (vs.meta.get("commit_id") == searcher.commit_id and vs.meta.get("docs") == searcher.num_docs
+            and vs.meta.get("count") == len(vs) and _same_params(vs, params, Path(searcher.path).resolve()))
     return vs if same else None
 
 
@@ -104,7 +114,8 @@ def _fingerprint(vectors: np.ndarray) -> np.ndarray:
         return (words * mult).sum(axis=1, dtype=np.uint64)
 
 
-def _update_from_older(root: Path, params: dict, keys: np.ndarray, vectors: np.ndarray) -> VectorSet | None:
+def _update_from_older(root: Path, params: dict, keys: np.ndarray, vectors: np.ndarray,
+                       index_dir: Path) -> VectorSet | None:
     """Bring the newest older cache with the same params up to date, or None when a rebuild is better."""
     if not root.is_dir():
         return None
@@ -115,7 +126,7 @@ def _update_from_older(root: Path, params: dict, keys: np.ndarray, vectors: np.n
             saved = np.load(folder / FINGERPRINTS)
         except Exception:
             return None
-        if old.params != params:
+        if not _same_params(old, params, index_dir):
             return None
         order = np.argsort(saved["keys"])
         old_keys, old_fp = saved["keys"][order], saved["fp"][order]
@@ -150,7 +161,7 @@ def _write(root: Path, commit_id: str, vs: VectorSet, keys: np.ndarray, vectors:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         np.savez(tmp / FINGERPRINTS, keys=keys, fp=_fingerprint(vectors))
-        vs.save(tmp)
+        vs.save(tmp, params=pin_model(index_dir, vs.params))
         shutil.rmtree(final, ignore_errors=True)
         try:
             os.replace(tmp, final)

@@ -5,7 +5,8 @@ is checked here when an index is created (`Index.create` calls `validate_params`
 anything): the core keys (`VectorParams`) and the keys of the field's backend (its `Params` dataclass, e.g.
 FAISS's `ef_search`/`nprobe`, Milvus's `uri`/`collection`) are read by `parse_options`; with the default
 encoder the model is looked up in the model registry (a registered name, or a model directory whose path is
-pinned absolute) and the dimension read from it; another encoder (`encoder = "NAME"`, see
+pinned absolute; one inside the index directory, a fitted model, relative to it: `pin_model`) and the dimension
+read from it; another encoder (`encoder = "NAME"`, see
 `encoding.ENCODERS`) takes `model` as written and needs `dim`. The completed params are stored in the
 manifest under `vectors`, so later defaults never change an existing index.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from souk.errors import ConfigError, SoukError
@@ -107,9 +109,59 @@ def validate_params(field) -> dict[str, Any]:
 
 def field_params(index, field) -> dict[str, Any]:
     """The completed params of vector field `field` in `index`: as pinned in its manifest at creation
-    (indexes made before pinning completed them in the schema itself)."""
+    (indexes made before pinning completed them in the schema itself), a model kept inside the index
+    directory given as its absolute path where the index is now (`pin_model`)."""
     pinned = index.manifest.get("vectors", {}).get(field.name)
-    return dict(pinned) if pinned is not None else validate_params(field)
+    if pinned is None:
+        return validate_params(field)
+    return {**pinned, "model": _unpinned(Path(index.path), field.name, pinned)}
+
+
+def pin_model(index_path: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` as the manifest keeps them: a model directory inside the index (a fitted bi-encoder under
+    `models/`) as a path relative to the index directory, so that a moved or copied index reads its own
+    model, never the one where it was fitted; any other model as it is. Misuse: writing `field_params`'
+    output back into the manifest without it (the index then breaks when moved)."""
+    model = params.get("model")
+    if params.get("encoder", DEFAULT_ENCODER) != DEFAULT_ENCODER or not isinstance(model, str):
+        return dict(params)
+    path = Path(model)
+    if not path.is_absolute():
+        return dict(params)
+    try:
+        inside = path.resolve().relative_to(Path(index_path).resolve())
+    except (ValueError, OSError, RuntimeError):
+        return dict(params)
+    return {**params, "model": inside.as_posix()}
+
+
+def _unpinned(index_path: Path, field_name: str, params: dict[str, Any]) -> Any:
+    """The model of pinned `params` to load: a path relative to the index (`pin_model`) made absolute; it must
+    stay inside the index (the manifest is untrusted input). A model that an index pinned absolute inside its
+    own `models/` before relative pins, and that is gone because the index was moved, is found in the index's
+    own `models/` under its name."""
+    from souk.models.registry import MODELS
+    from souk.models.store import MODELS_DIR
+
+    model = params.get("model")
+    if params.get("encoder", DEFAULT_ENCODER) != DEFAULT_ENCODER or not isinstance(model, str) or model in MODELS:
+        return model
+    path = Path(model)
+    try:
+        root = index_path.resolve()
+        if path.is_absolute():
+            moved = root / MODELS_DIR / path.name
+            if (not path.exists() and path.parent.name == MODELS_DIR and path.name not in ("", ".", "..")
+                    and moved.is_dir()):
+                return str(moved)
+            return model
+        resolved = (root / path).resolve()
+    except (ValueError, OSError, RuntimeError):  # a NUL byte, a symlink loop
+        resolved = None
+    if resolved is None or not resolved.is_relative_to(root):
+        raise ConfigError(f"vector field {field_name!r}: its model path in the index manifest is not a place "
+                          "inside the index directory; re-create the index or fit the model again")
+    return str(resolved)
 
 
 def mirrors_for(index) -> list:

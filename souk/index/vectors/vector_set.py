@@ -128,9 +128,11 @@ class VectorSet:
         return np.ascontiguousarray(x, dtype=np.float32)
 
     # persistence -------------------------------------------------------------------------------
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, params: dict[str, Any] | None = None) -> None:
         """Write the set into `folder` (which may already hold companion files); `meta.json` comes last and
-        records a checksum of every file in the folder, so `load` can tell a damaged cache."""
+        records a checksum of every file in the folder, so `load` can tell a damaged cache. `params`: what
+        `meta.json` records as the set's params (default: its own; the index's cache records them pinned, see
+        `souk.index.vectors.config.pin_model`)."""
         import faiss
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -139,7 +141,7 @@ class VectorSet:
         if self.transform is not None:
             faiss.write_VectorTransform(self.transform, str(folder / "transform.faiss"))
         files = sorted(f.name for f in folder.iterdir() if f.name != META)
-        self.meta.update(format=FORMAT, params=self.params, count=len(self.keys),
+        self.meta.update(format=FORMAT, params=self.params if params is None else params, count=len(self.keys),
                          checksums={f: _checksum(folder / f) for f in files})
         (folder / META).write_text(json.dumps(self.meta, indent=1))
 
