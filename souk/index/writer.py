@@ -196,7 +196,7 @@ class Writer:
         commit_id = _commit_id(self.index.path)
         self._handover.publish(self.index.path, commit_id)
         try:
-            touch_manifest(self.index.path, **{**self._model_records(), **manifest})  # (the caller's keys win)
+            touch_manifest(self.index.path, **self._model_records(), **manifest)
         except OSError as e:
             raise IndexStateError(f"{self.index.path}: committed, but the manifest could not be updated: "
                                   f"{e.strerror}") from None
@@ -239,14 +239,11 @@ class Writer:
         from souk.index.vectors import field_params, model_record
         from souk.index.vectors.config import pin_model
 
-        fields, where = self.schema.vector_fields, self.index.path
-        out: dict[str, Any] = {"models": {vf.name: pin_model(where, model_record(field_params(self.index, vf)))
-                                          for vf in fields}}
-        pinned = self.index.manifest.get("vectors")
-        if pinned:  # pins made absolute before relative ones: re-pinned, so that the index can move from now on
-            out["vectors"] = {**pinned, **{vf.name: pin_model(where, field_params(self.index, vf))
-                                           for vf in fields if vf.name in pinned}}
-        return out
+        # (the pinned `vectors` are written only by the commits that change them, never from this writer's copy
+        # of the manifest, which may be older than the file)
+        where = self.index.path
+        return {"models": {vf.name: pin_model(where, model_record(field_params(self.index, vf)))
+                           for vf in self.schema.vector_fields}}
 
     def _mirror_list(self) -> list:
         if self._mirrors is None:

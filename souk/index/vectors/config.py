@@ -139,7 +139,7 @@ def _unpinned(index_path: Path, field_name: str, params: dict[str, Any]) -> Any:
     """The model of pinned `params` to load: a path relative to the index (`pin_model`) made absolute; it must
     stay inside the index (the manifest is untrusted input). A model that an index pinned absolute inside its
     own `models/` before relative pins, and that is gone because the index was moved, is found in the index's
-    own `models/` under its name."""
+    own `models/` under its name (the next re-encode pins it relative)."""
     from souk.models.registry import MODELS
     from souk.models.store import MODELS_DIR
 
