@@ -54,7 +54,7 @@ def open_vector_set(searcher, field) -> VectorSet:
         _warn(f"{root} leads outside the index ({root.resolve()}); its vector caches are not read, written or pruned")
     else:
         _remove_stale_temps(root)
-        vs = _load_verified(root / searcher.commit_id, searcher, params)
+        vs = _load_verified(root / searcher.commit_id, searcher, params, index_dir)
         if vs is not None:
             return vs
     keys, vectors = stored_vectors(searcher, field.name, params)
@@ -93,7 +93,7 @@ def stored_vectors(searcher, name: str, params: dict) -> tuple[np.ndarray, np.nd
 
 
 # ---- reading ---------------------------------------------------------------------------------
-def _load_verified(folder: Path, searcher, params: dict) -> VectorSet | None:
+def _load_verified(folder: Path, searcher, params: dict, index_dir: Path) -> VectorSet | None:
     """The cache in `folder` if it is this commit's, complete and intact; None (rebuild) otherwise."""
     if folder.is_symlink() or not (folder / META).exists():
         return None
@@ -102,7 +102,7 @@ def _load_verified(folder: Path, searcher, params: dict) -> VectorSet | None:
     except Exception:  # damaged beyond reading: rebuilt, never trusted
         return None
     same = (vs.meta.get("commit_id") == searcher.commit_id and vs.meta.get("docs") == searcher.num_docs
-            and vs.meta.get("count") == len(vs) and _same_params(vs, params, Path(searcher.path).resolve()))
+            and vs.meta.get("count") == len(vs) and _same_params(vs, params, index_dir))
     return vs if same else None
 
 
