@@ -49,7 +49,9 @@ class Index:
         try:
             path.mkdir(parents=True, exist_ok=True)
             tindex = open_tantivy(path, schema, create=True)
-            manifest = new_manifest(schema.to_dict(), **({"vectors": vectors} if vectors else {}))
+            own = _own_user_dict(path, schema)
+            manifest = new_manifest(schema.to_dict(), **({"vectors": vectors} if vectors else {}),
+                                    **({"words": own} if own else {}))
             write_json_atomic(path / MANIFEST, manifest)
         except BaseException as e:
             _remove_created(path, made)
@@ -207,3 +209,18 @@ def _disk_bytes(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def _own_user_dict(path: Path, schema: Schema) -> dict[str, Any] | None:
+    """The schema's `[analysis] user_dict` (a file of the user's, outside the index) copied into the index as its
+    first word list (`souk.index.words`), so that the index can be moved or copied to another machine, and an
+    edit of the user's file later cannot make query terms differ from the indexed ones; its manifest entry, or
+    None without a user dictionary."""
+    user_dict = schema.analysis.get("user_dict")
+    if not user_dict:
+        return None
+    from souk.analysis.user_words import format_words, read_words
+    from souk.index.words import write_words
+
+    words = read_words(user_dict)
+    return write_words(path, 1, format_words(words), len(words), source="schema user_dict")

@@ -68,3 +68,33 @@ def test_a_failed_reanalysis_leaves_the_index_as_it_was(tmp_path, monkeypatch):
     assert not list((path / "analysis").glob("words-*"))
     monkeypatch.undo()
     assert "感冒咳嗽" not in _terms(path, "感冒咳嗽") and Index.open(path).searcher().num_docs == 50
+
+
+def test_a_schema_user_dictionary_is_copied_into_the_index_which_then_moves_without_it(tmp_path):
+    import shutil
+
+    from souk.catalogs import read_catalog
+    from souk.schema import Schema
+
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "dict.txt").write_text("感冒咳嗽 100\n", encoding="utf-8")
+    schema = (f'id = "_id"\n[analysis]\nuser_dict = "{shop / "dict.txt"}"\n'
+              '[fields._id]\nkind = "keyword"\n[fields.text]\nkind = "text"\n')
+    (shop / "schema.toml").write_text(schema, encoding="utf-8")
+    docs = [{"_id": "d0", "text": "小孩感冒咳嗽吃什么药好"}, {"_id": "d1", "text": "儿童发烧怎么办"}]
+    (shop / "catalog.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs),
+                                        encoding="utf-8")
+    path = tmp_path / "index"
+    index = Index.create(path, Schema.load(shop / "schema.toml"))
+    with index.writer() as writer:
+        writer.add(read_catalog(shop / "catalog.jsonl"))
+        writer.commit()
+    entry = json.loads((path / "manifest.json").read_text())["words"]
+    assert entry["version"] == 1 and entry["count"] == 1 and entry["source"] == "schema user_dict"
+    shutil.rmtree(shop)  # the index goes to another machine; the shop's file stays behind
+    moved = tmp_path / "deployed" / "index"
+    shutil.move(str(path), str(moved))
+    assert "感冒咳嗽" in _terms(moved, "感冒咳嗽") and Index.open(moved).searcher().bm25("感冒咳嗽", 5).ids == ["d0"]
+    assert add_words(moved, ["快速退烧"])["version"] == 2  # mined words add to the shop's, as a new version
+    assert {"感冒咳嗽", "快速退烧"} <= set(_terms(moved, "感冒咳嗽 快速退烧"))
