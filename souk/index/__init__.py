@@ -179,7 +179,9 @@ def _first_missing(path: Path) -> Path | None:
 
 def _remove_created(path: Path, made: Path | None) -> None:
     """Undo `Index.create`: its files, then the directories it made, only while they are empty."""
-    for name in (KEYWORD_DIR, "vectors"):
+    from souk.index.words import WORDS_DIR
+
+    for name in (KEYWORD_DIR, "vectors", WORDS_DIR):  # (WORDS_DIR: the copy of the schema's user dictionary)
         sub = path / name
         if sub.is_dir() and not sub.is_symlink():
             shutil.rmtree(sub, ignore_errors=True)

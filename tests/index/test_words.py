@@ -98,3 +98,8 @@ def test_a_schema_user_dictionary_is_copied_into_the_index_which_then_moves_with
     assert "感冒咳嗽" in _terms(moved, "感冒咳嗽") and Index.open(moved).searcher().bm25("感冒咳嗽", 5).ids == ["d0"]
     assert add_words(moved, ["快速退烧"])["version"] == 2  # mined words add to the shop's, as a new version
     assert {"感冒咳嗽", "快速退烧"} <= set(_terms(moved, "感冒咳嗽 快速退烧"))
+    # a first run that fails leaves nothing behind, the copied dictionary included
+    again = Index.create(tmp_path / "second" / "index", Index.open(moved).schema)
+    assert (again.path / "analysis").is_dir()
+    again.discard()
+    assert not (tmp_path / "second").exists()
