@@ -183,7 +183,8 @@ class Writer:
 
     def commit(self, **manifest: Any) -> int:
         """Publish and persist everything since the last commit; returns tantivy's opstamp. `manifest`
-        keys are written into the index manifest with the commit record (one atomic write).
+        keys are written into the index manifest with the commit record (one atomic write); `vectors`, the
+        pinned params of vector fields, with a model inside the index pinned relative to it.
         A full disk or a lost permission raises `IndexStateError`; the last commit stays intact."""
         self._flush()
         try:
@@ -195,6 +196,11 @@ class Writer:
         share_commit_files(self.index.path)
         commit_id = _commit_id(self.index.path)
         self._handover.publish(self.index.path, commit_id)
+        if isinstance(manifest.get("vectors"), dict):  # pinned as the manifest keeps them (`pin_model`)
+            from souk.index.vectors.config import pin_model
+
+            manifest["vectors"] = {name: pin_model(self.index.path, params) if isinstance(params, dict) else params
+                                   for name, params in manifest["vectors"].items()}
         try:
             touch_manifest(self.index.path, **self._model_records(), **manifest)
         except OSError as e:

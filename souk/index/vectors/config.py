@@ -120,8 +120,8 @@ def field_params(index, field) -> dict[str, Any]:
 def pin_model(index_path: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """`params` as the manifest keeps them: a model directory inside the index (a fitted bi-encoder under
     `models/`) as a path relative to the index directory, so that a moved or copied index reads its own
-    model, never the one where it was fitted; any other model as it is. Misuse: writing `field_params`'
-    output back into the manifest without it (the index then breaks when moved)."""
+    model, never the one where it was fitted; any other model as it is. `Writer.commit` pins the `vectors` it
+    writes. Misuse: writing `field_params`' output into the manifest another way (the index then breaks when moved)."""
     model = params.get("model")
     if params.get("encoder", DEFAULT_ENCODER) != DEFAULT_ENCODER or not isinstance(model, str):
         return dict(params)

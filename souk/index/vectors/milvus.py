@@ -491,7 +491,7 @@ def move(index_path: str | Path, backend: str, uri: str | None = None, collectio
     from types import SimpleNamespace
 
     from souk.index import Index
-    from souk.index.vectors.config import core_params, field_params, pin_model, validate_params
+    from souk.index.vectors.config import core_params, field_params, validate_params
 
     index = Index.open(index_path)
     fields = [f for f in index.schema.vector_fields if field is None or f.name == field]
@@ -507,7 +507,7 @@ def move(index_path: str | Path, backend: str, uri: str | None = None, collectio
     elif uri or collection:
         raise ConfigError(f"uri and collection apply to the milvus backend, not {backend}")
     params = validate_params(SimpleNamespace(name=vf.name, params=params))
-    vectors = {**index.manifest.get("vectors", {}), vf.name: pin_model(index.path, params)}
+    vectors = {**index.manifest.get("vectors", {}), vf.name: params}
     with index.writer() as writer:
         writer._mirrors = []  # the new collection is filled whole by `rebuild` below, not from this commit's writes
         writer.commit(vectors=vectors)

@@ -22,7 +22,7 @@ def reencode(index_path: str | Path, model: str, field: str | None = None,
     activation can use it too): `auto` or a cluster address encodes in a Ray actor pool, this process
     still the only writer."""
     from souk.index import Index
-    from souk.index.vectors.config import field_params, pin_model
+    from souk.index.vectors.config import field_params
     from souk.models.registry import model_card
 
     index = Index.open(index_path)
@@ -45,7 +45,7 @@ def reencode(index_path: str | Path, model: str, field: str | None = None,
     if card.kind != "bi-encoder" or card.dim != old["dim"]:
         raise ConfigError(f"re-encode: {model} is a {card.kind} of dimension {card.dim}; the field needs a "
                           f"bi-encoder of dimension {old['dim']}")
-    params = pin_model(index.path, {**old, "model": card.name})
+    params = {**old, "model": card.name}
     index.manifest.setdefault("vectors", {})[vf.name] = params  # the writer encodes with these
     searcher = index.searcher()
     ids = searcher.ids()
