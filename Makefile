@@ -87,9 +87,9 @@ bench-fit: install
 	@test -f .bench/homedepot/manifest.json || $(SOUK) index $(SHARED)/data/homedepot --index .bench/homedepot --vectors
 	$(SOUK) fit --index .bench/homedepot --train $(SHARED)/data/homedepot --split train --dev-split dev --budget-min 30 --seed 13 --json | tee .bench/fit-homedepot.json
 	$(SOUK) eval --index .bench/homedepot --dataset $(SHARED)/data/homedepot --split dev --pipeline full --json | tee .bench/full-homedepot.json
-	@test -f .bench/qbqtc/manifest.json || $(SOUK) index $(SHARED)/data/qbqtc --index .bench/qbqtc
-	$(SOUK) fit --index .bench/qbqtc --train $(SHARED)/data/qbqtc --split train --dev-split dev --budget-min 20 --seed 13 --json | tee .bench/fit-qbqtc.json
-	$(SOUK) eval --index .bench/qbqtc --dataset $(SHARED)/data/qbqtc --split dev --pipeline full --json | tee .bench/full-qbqtc.json
+	@test -f .bench/qbqtc-vectors/manifest.json || $(SOUK) index $(SHARED)/data/qbqtc --index .bench/qbqtc-vectors --vectors
+	$(SOUK) fit --index .bench/qbqtc-vectors --train $(SHARED)/data/qbqtc --split train --dev-split dev --budget-min 20 --seed 13 --json | tee .bench/fit-qbqtc.json
+	$(SOUK) eval --index .bench/qbqtc-vectors --dataset $(SHARED)/data/qbqtc --split dev --pipeline full --json | tee .bench/full-qbqtc.json
 	$(SOUK) fit --index .bench/scifact --train $(SHARED)/data/scifact --split train --dev-split dev --stages dense,fusion,ltr --budget-min 8 --seed 13 --report .bench/report-scifact --ablate dense.prf,fusion.stacking,ltr.ensemble --report-pipelines hybrid,full --json | tee .bench/ablation-scifact.json
 	$(SOUK) fit --index .bench/homedepot --train $(SHARED)/data/homedepot --split train --dev-split dev --stages dense,fusion --budget-min 8 --seed 13 --report .bench/report-homedepot --ablate dense.prf,fusion.stacking --report-pipelines hybrid,full --json | tee .bench/ablation-homedepot.json
 	$(SOUK) ner train --data $(SHARED)/data/taobao-ner/train.jsonl --dev $(SHARED)/data/taobao-ner/dev.jsonl --out .bench/ner --json | tee .bench/ner-train.json
