@@ -19,6 +19,7 @@ import hashlib
 import json
 import zipfile
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -32,6 +33,7 @@ from souk.errors import ModelError
 FORMAT = 1
 KIND = "word_vectors"
 CHAR, BIGRAM = "#", "##"        # feature prefixes (analyzer terms never start with '#')
+USER_DICT = "user_dict.txt"     # the jieba user dictionary the model's analyzer reads, kept inside the model
 LEVELS = ("term", "char", "bigram")
 SIF_A = 1e-3
 _HAN_RUN = re.compile(f"[{HAN_CLASS}]+")
@@ -149,14 +151,22 @@ class WordVectors:
 
     # persistence ---------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
-        """Write `features.txt` and `word_vectors.npz` (vectors as float16) into `folder`."""
+        """Write `features.txt` and `word_vectors.npz` (vectors as float16) into `folder`, and a copy of the
+        analyzer's user dictionary (`USER_DICT`), so the model reads text the same way wherever its index moves
+        and whatever later becomes of the file it was fitted with."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        user_dict = None
+        if self.user_dict:
+            own = folder / USER_DICT
+            if not own.exists() or not own.samefile(self.user_dict):
+                shutil.copyfile(self.user_dict, own)
+            user_dict = USER_DICT
         (folder / "features.txt").write_text("\n".join(self.features) + "\n", encoding="utf-8")
         np.savez(folder / "word_vectors.npz", vectors=self.vectors.astype(np.float16), weights=self.weights,
                  pc=self.pc if self.pc is not None else np.zeros(0, np.float32))
         (folder / "word_vectors.json").write_text(json.dumps(
-            {"format": FORMAT, "kind": KIND, "analyzer": self.analyzer, "user_dict": self.user_dict,
+            {"format": FORMAT, "kind": KIND, "analyzer": self.analyzer, "user_dict": user_dict,
              "dim": self.dim, "features": len(self.features), **self.meta}, ensure_ascii=False, indent=1))
 
     @classmethod
@@ -178,7 +188,30 @@ class WordVectors:
         meta = {k: v for k, v in info.items()
                 if k not in ("format", "kind", "analyzer", "user_dict", "dim", "features")}
         return cls(features, arrays["vectors"].astype(np.float32), arrays["weights"].astype(np.float32),
-                   pc.astype(np.float32) if len(pc) else None, info["analyzer"], info.get("user_dict"), meta)
+                   pc.astype(np.float32) if len(pc) else None, info["analyzer"],
+                   _user_dict(folder, info.get("user_dict")), meta)
+
+
+def _user_dict(folder: Path, named: Any) -> str | None:
+    """The user dictionary a saved model reads: its own copy (`USER_DICT`). Models saved before the copy named the
+    index's word list by absolute path (`INDEX/analysis/words-N.txt`, or the shop's file): that name is looked up in
+    the model's own index first, so a moved or copied index reads its own list, not the original's."""
+    if named is None:
+        return None
+    if not isinstance(named, str) or "\x00" in named or named in ("", ".", ".."):
+        raise ModelError(f"{folder.name}: its user_dict is not a file name; fit it again with souk fit")
+    if named == USER_DICT:
+        found = folder / USER_DICT
+    elif Path(named).is_absolute():
+        found = folder.parent.parent / "analysis" / Path(named).name
+        if not found.is_file():
+            found = Path(named)
+    else:
+        raise ModelError(f"{folder.name}: its user dictionary must be {USER_DICT} inside the model; fit it again "
+                         "with souk fit")
+    if not found.is_file():
+        raise ModelError(f"{folder.name}: its user dictionary is missing; fit it again with souk fit")
+    return str(found)
 
 
 def train_gensim(sentences: Sequence[Sequence[str]], dim: int = 128, epochs: int = 5, seed: int = 13,

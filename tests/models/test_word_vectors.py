@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,6 +65,37 @@ def test_round_trip_and_unreadable_directories(tmp_path):
         WordVectors.load(tmp_path / "m")
     with pytest.raises(ModelError, match="fit it again"):
         WordVectors.load(tmp_path / "absent")
+
+
+def test_the_user_dictionary_travels_with_the_model_and_legacy_paths_find_the_index_own(tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    (index / "analysis").mkdir(parents=True)
+    words = index / "analysis" / "words-1.txt"
+    words.write_text("感冒咳嗽 100\n", encoding="utf-8")
+    feats = sorted(set(text_features("小孩感冒咳嗽", user_dict=str(words))))
+    assert "感冒咳嗽" in feats
+    model = WordVectors(feats, np.eye(len(feats), dtype=np.float32), np.ones(len(feats), np.float32),
+                        user_dict=str(words))
+    model.save(index / "models" / "wordvec-1")
+    saved = json.loads((index / "models" / "wordvec-1" / "word_vectors.json").read_text())
+    assert saved["user_dict"] == "user_dict.txt"
+    moved = tmp_path / "elsewhere" / "index"
+    shutil.move(str(index), str(moved))  # the index moves; nothing is left where it was fitted
+    loaded = WordVectors.load(moved / "models" / "wordvec-1")
+    assert "感冒咳嗽" in loaded.text_features("小孩感冒咳嗽") and loaded.coverage("感冒咳嗽") == 1.0
+    # a model saved before the copy named the index's list by its absolute path: found in its own index
+    info_path = moved / "models" / "wordvec-1" / "word_vectors.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "user_dict": str(words)}))
+    (moved / "models" / "wordvec-1" / "user_dict.txt").unlink()
+    assert Path(WordVectors.load(moved / "models" / "wordvec-1").user_dict) == moved / "analysis" / "words-1.txt"
+    for hostile in ("../../analysis/words-1.txt", "a\x00b", 7, "/nowhere/shop-dict.txt"):
+        info_path.write_text(json.dumps({**info, "user_dict": hostile}))
+        with pytest.raises(ModelError, match="fit it again") as caught:
+            WordVectors.load(moved / "models" / "wordvec-1")
+        assert "analysis" not in str(caught.value) and "nowhere" not in str(caught.value)
 
 
 def test_gensim_fasttext_gives_every_feature_a_vector():
