@@ -3,8 +3,11 @@ script its analyzer reads) where no pretrained encoder exists.
 
 A text's *features* are its analyzer terms (jieba search-mode words for Han, words for Latin) plus, for Han
 runs, each character (`#字`) and character bigram (`##字词`), so a word the model never saw still shares
-pieces with words it did. A sentence vector is the weighted sum of its features' vectors, minus its
-projection on the corpus' first principal component (when the model keeps one), L2-normalized. Weights
+pieces with words it did; models fitted with `latin_grams` n also add the character n-grams of longer runs of
+Latin letters and digits (`##lia`, at the bigram level), for brands, model numbers and English written without
+spaces (`liarliar1997`, `kungpaochickenrecipe`), which the analyzer keeps as one term. A sentence vector is the
+weighted sum of its features' vectors, minus its projection on the corpus' first principal component (when the
+model keeps one), L2-normalized. Weights
 start as SIF weights `a / (a + p(f))`; a fine-tuned model (souk/training/wordvec.py) learns them with
 the vectors. Vectors come from gensim (`train_gensim`: fastText over term sequences, whose character
 n-grams give every character and bigram a vector too); serving is numpy only, so queries need neither
@@ -34,18 +37,30 @@ FORMAT = 1
 KIND = "word_vectors"
 CHAR, BIGRAM = "#", "##"        # feature prefixes (analyzer terms never start with '#')
 USER_DICT = "user_dict.txt"     # the jieba user dictionary the model's analyzer reads, kept inside the model
+LATIN_GRAMS = (0, 2, 3, 4, 5)  # n of the Latin character n-grams a model may use (0: none, as models before them)
 LEVELS = ("term", "char", "bigram")
 SIF_A = 1e-3
 _HAN_RUN = re.compile(f"[{HAN_CLASS}]+")
+_LATIN_RUN = re.compile("[a-z0-9]+")
 
 
-def text_features(text: str, analyzer: str = "standard", user_dict: str | None = None) -> list[str]:
-    """Analyzer terms of `text`, then the characters and character bigrams of its Han runs (prefixed)."""
+def text_features(text: str, analyzer: str = "standard", user_dict: str | None = None,
+                  latin_grams: int = 0) -> list[str]:
+    """Analyzer terms of `text`, then the characters and character bigrams of its Han runs (prefixed), then with
+    `latin_grams` n the character n-grams of its runs of more than n Latin letters and digits (prefixed as bigrams)."""
     out = get_analyzer(analyzer, user_dict).terms(text)
-    for run in _HAN_RUN.findall(normalize(text)):
+    norm = normalize(text)
+    for run in _HAN_RUN.findall(norm):
         out += [CHAR + c for c in run]
         out += [BIGRAM + run[i:i + 2] for i in range(len(run) - 1)]
+    if latin_grams:
+        out += [BIGRAM + g for run in _LATIN_RUN.findall(norm) for g in latin_ngrams(run, latin_grams)]
     return out
+
+
+def latin_ngrams(word: str, n: int) -> list[str]:
+    """The character n-grams of a Latin word longer than n (none for shorter ones: the word itself is a term)."""
+    return [word[i:i + n] for i in range(len(word) - n + 1)] if len(word) > n else []
 
 
 def feature_level(feature: str) -> int:
@@ -89,6 +104,9 @@ class WordVectors:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.latin_grams = self.meta.get("latin_grams", 0)
+        if self.latin_grams not in LATIN_GRAMS or isinstance(self.latin_grams, bool):
+            raise ModelError(f"word vectors: latin_grams must be one of {', '.join(map(str, LATIN_GRAMS))}")
         self.index = {f: i for i, f in enumerate(self.features)}
         self.levels = np.fromiter((feature_level(f) for f in self.features), dtype=np.int8, count=len(self.features))
         if self.vectors.shape[0] != len(self.features) or self.weights.shape[0] != len(self.features):
@@ -107,7 +125,7 @@ class WordVectors:
         return int(self.vectors.shape[1])
 
     def text_features(self, text: str) -> list[str]:
-        return text_features(text, self.analyzer, self.user_dict)
+        return text_features(text, self.analyzer, self.user_dict, self.latin_grams)
 
     def ids(self, features: Iterable[str]) -> np.ndarray:
         """Vocabulary ids of features, -1 for features the model does not know."""
@@ -118,10 +136,17 @@ class WordVectors:
         return self.ids(self.text_features(text))
 
     def coverage(self, text: str) -> float:
-        """Share of the text's analyzer terms (by characters) the model has vectors for, 0..1."""
+        """Share of the text's analyzer terms (by characters) the model has vectors for, 0..1; with `latin_grams`
+        an unknown Latin term counts by the share of its n-grams the model knows."""
         terms = get_analyzer(self.analyzer, self.user_dict).terms(text)
         total = sum(len(t) for t in terms)
-        return sum(len(t) for t in terms if t in self.index) / total if total else 0.0
+        return sum(self._known_chars(t) for t in terms) / total if total else 0.0
+
+    def _known_chars(self, term: str) -> float:
+        if term in self.index:
+            return len(term)
+        grams = latin_ngrams(term, self.latin_grams) if self.latin_grams and term.isascii() else []
+        return len(term) * sum(BIGRAM + g in self.index for g in grams) / len(grams) if grams else 0.0
 
     def encode_ids(self, rows: Sequence[np.ndarray]) -> np.ndarray:
         """Unit sentence vectors of texts given as vocabulary ids (-1 entries are skipped)."""

@@ -20,6 +20,36 @@ def test_features_are_terms_then_han_characters_and_bigrams():
     assert [feature_text(f) for f in ("手机", "#手", "##手机")] == ["手机", "手", "手机"]
 
 
+def test_latin_ngrams_give_run_together_words_pieces_a_query_word_shares():
+    feats = text_features("liarliar1997-imdb 电影", latin_grams=3)
+    assert feats[:2] == ["liarliar1997", "imdb"]  # the analyzer keeps a run of letters and digits whole
+    assert {"##lia", "##iar", "##r19", "##997", "##imd", "##mdb"} <= set(feats) and "##电影" in feats
+    assert "##lia" not in text_features("liarliar1997-imdb 电影")  # off unless asked for (models before them)
+    assert "##lia" not in text_features("lia 电影", latin_grams=3)  # a word no longer than n is its own term
+    assert [f for f in text_features("KUNGPAO", latin_grams=4) if f.startswith("##")] == \
+        ["##kung", "##ungp", "##ngpa", "##gpao"]
+    assert feature_level("##lia") == 2 and feature_text("##lia") == "lia"
+
+
+def test_a_model_with_latin_ngrams_reads_them_keeps_them_and_counts_them_in_coverage(tmp_path):
+    feats = sorted(set(text_features("liarliar1997 电影", latin_grams=3)))
+    model = WordVectors(feats, np.eye(len(feats), dtype=np.float32), np.ones(len(feats), np.float32),
+                        meta={"latin_grams": 3})
+    assert model.coverage("liar") == 1.0  # an unknown word whose n-grams are all known
+    assert model.coverage("liarxyz") == pytest.approx(2 / 5)  # 2 of its 5 trigrams (lia, iar) known
+    assert model.encode(["liar"]).any() and not model.encode(["qqqq"]).any()
+    model.save(tmp_path / "m")
+    loaded = WordVectors.load(tmp_path / "m")
+    assert loaded.latin_grams == 3 and loaded.text_features("liar") == model.text_features("liar")
+    older = WordVectors(feats, model.vectors, model.weights)  # saved before latin n-grams: none read
+    assert older.latin_grams == 0 and older.coverage("liar") == 0.0 and not older.encode(["liar"]).any()
+    info = json.loads((tmp_path / "m" / "word_vectors.json").read_text())
+    for hostile in (7, "3", True, -1):
+        (tmp_path / "m" / "word_vectors.json").write_text(json.dumps({**info, "latin_grams": hostile}))
+        with pytest.raises(ModelError, match="latin_grams"):
+            WordVectors.load(tmp_path / "m")
+
+
 def _model(dim: int = 8) -> WordVectors:
     feats = sorted({f for t in TITLES for f in text_features(t)})
     rng = np.random.default_rng(0)

@@ -4,10 +4,11 @@ import random
 
 import pytest
 
-from souk.errors import Unavailable
+from souk.errors import ConfigError, Unavailable
 from souk.evaluation.datasets import load_beir
 from souk.index import Index
 from souk.models.store import ModelStore
+from souk.models.word_vectors import WordVectors
 from souk.training.wordvec import reads_han
 from support import DATA, FIXTURES, needs_shared
 from zh_mini import FAST, build_index, copy_of_fitted, fit_fast, fitted_index
@@ -26,6 +27,7 @@ def test_manifest_says_what_was_learned_and_what_it_reads():
         assert weight == 0.3 and held == {}
     assert manifest["curve"]["ndcg@10"][0] > 0.5  # untrained (random vectors, SIF weights): lexical matching
     assert manifest["features"]["chars"] > 0 and manifest["features"]["bigrams"] > 0
+    assert manifest["features"]["latin_grams"] == 3 and WordVectors.load(path).latin_grams == 3
     assert (path / "curve.png").stat().st_size > 1000 and (path / "corpus" / "view.json").is_file()
     interact = json.loads(
         (store.root / sorted(p.name for p in store.root.glob("interact-*"))[-1] / "manifest.json").read_text()
@@ -46,6 +48,15 @@ def test_a_failed_fit_leaves_the_active_model_alone(tmp_path, monkeypatch):
         fit_fast(path, stages=("wordvec",))
     assert store.active("wordvec") == before
     assert not list(store.root.glob(".tmp-*"))
+
+
+def test_latin_ngrams_can_be_turned_off_and_a_bad_n_is_refused_before_training(tmp_path):
+    path = copy_of_fitted(tmp_path)
+    with pytest.raises(ConfigError, match="latin_grams"):
+        fit_fast(path, stages=("wordvec",), options={"wordvec": {**FAST["wordvec"], "latin_grams": 7}})
+    fit_fast(path, stages=("wordvec",), options={"wordvec": {**FAST["wordvec"], "latin_grams": 0}})
+    off = WordVectors.load(ModelStore(path).active("wordvec"))
+    assert off.latin_grams == 0 and not any(f.startswith("##") and f.isascii() for f in off.features)
 
 
 def test_applies_to_chinese_indexes_only(tmp_path):
