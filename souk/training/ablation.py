@@ -1,8 +1,9 @@
 """The fit report's ablation (`souk fit --report DIR --ablate bi.distill,fusion.stacking,...`).
 
-Each named idea is a boolean option of one fitter (`IDEAS`: name, stage, what it does; its default is the
-fitter's). For every idea the index is copied twice and fitted once with the idea on and once off, with the
-same budget, seed, stages and other options, on the train split minus a fixed held-out slice
+Each named idea is an option of one fitter with an on and an off value (`IDEAS`: name, stage, what it does,
+True/False unless it says otherwise; its default is the fitter's). For every idea the index is copied twice
+and fitted once with the idea on and once off, with the same budget, seed, stages and other options, on the
+train split minus a fixed held-out slice
 (`kit.held_out_train`: the fitters never see it); each arm is then scored with nDCG@10 on that held-out
 TRAIN slice and on dev, for each report pipeline (default `full`), and timed. `DIR/ablation.json` and
 `DIR/ablation.md` hold the table (written after every arm, so a stopped run keeps what it measured). An idea
@@ -31,11 +32,13 @@ from souk.training.kit import candidates, held_out_train, ndcg10
 
 @dataclass(frozen=True)
 class Idea:
-    """A boolean option `stage.key` of a fitter, and what turning it on does."""
+    """An option `stage.key` of a fitter, what turning it on does, and its values on and off."""
 
     stage: str
     key: str
     what: str
+    on: Any = True
+    off: Any = False
 
     @property
     def name(self) -> str:
@@ -60,6 +63,8 @@ for _stage, _key, _what in (
     ("ltr", "linear_gain", "LightGBM's label gain is the grade (the gain souk's nDCG scores) instead of 2^grade - 1"),
 ):
     IDEAS.register(f"{_stage}.{_key}", Idea(_stage, _key, _what))
+IDEAS.register("wordvec.latin_grams", Idea("wordvec", "latin_grams", "character trigrams of Latin letter and digit "
+                                           "runs as word-vector features (on: 3, off: 0)", on=3, off=0))
 
 
 def default_of(idea: Idea) -> Any:
@@ -125,7 +130,7 @@ def ablate(index_path: str | Path, train: Dataset, dev: Dataset | None, ideas: S
                 copy_dir = arms / f"{idea.stage}-{idea.key}-{'on' if on else 'off'}"
                 shutil.copytree(index_path, copy_dir, symlinks=True)
                 arm_options = copy.deepcopy(options or {})
-                arm_options.setdefault(idea.stage, {})[idea.key] = on
+                arm_options.setdefault(idea.stage, {})[idea.key] = idea.on if on else idea.off
                 t0 = time.monotonic()
                 outcomes = fit(copy_dir, learn, dev, stages, budget_s, seed, corpus_dir=corpus_dir,
                                progress=progress, options=arm_options)

@@ -70,3 +70,15 @@ def test_the_report_lists_the_known_ideas_with_their_defaults(tmp_path):
                   "models": [{"stage": "ltr", "model": "ltr-1", "active": True, "dev": {"ndcg@10": 0.5}}]}, tmp_path)
     md = (tmp_path / "ablation.md").read_text()
     assert "| fusion.stacking | fusion | false |" in md and "| ltr | ltr-1 | True |" in md
+
+
+def test_an_idea_with_values_fits_its_on_and_off_values(product_index, tmp_path, monkeypatch):
+    given = []
+    monkeypatch.setattr("souk.training.ablation.fit", lambda path, *a, options=None, **k: given.append(options) or [])
+    monkeypatch.setattr("souk.training.ablation.score", lambda *a: 0.5)
+    with FITTERS.override("fake", FitterEntry(_fake, options={"grams": 3})), \
+            IDEAS.override("fake.grams", Idea("fake", "grams", "n-grams", on=3, off=0)):
+        report = ablate(product_index, DATA, None, ["fake.grams"], tmp_path / "rep", budget_s=30, stages=["fake"])
+    assert given == [{"fake": {"grams": 3}}, {"fake": {"grams": 0}}]
+    assert [r["arm"] for r in report["rows"]] == ["on", "off"]
+    assert {i["idea"]: i["default"] for i in known_ideas()}["wordvec.latin_grams"] == 3
