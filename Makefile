@@ -78,7 +78,7 @@ bench: install
 # The learned stages as the issues' acceptance runs them: fit on train within a budget, evaluate `full` on dev
 # (about 1.5 hours on 2 cores: indexing with vectors, three fits, the NER tagger); then the fit report's ablation
 # of the recall ideas on copies of the fitted indexes (each idea on and off, held-out TRAIN and dev nDCG@10 in
-# .bench/report-*/ablation.md; about 40 minutes more on 2 idle cores).
+# .bench/report-*/ablation.md; about 1 hour more on 2 idle cores).
 bench-fit: install
 	@mkdir -p .bench
 	@test -f .bench/scifact/manifest.json || $(SOUK) index $(SHARED)/data/scifact --index .bench/scifact --vectors
@@ -92,6 +92,7 @@ bench-fit: install
 	$(SOUK) eval --index .bench/qbqtc-vectors --dataset $(SHARED)/data/qbqtc --split dev --pipeline full --json | tee .bench/full-qbqtc.json
 	$(SOUK) fit --index .bench/scifact --train $(SHARED)/data/scifact --split train --dev-split dev --stages dense,fusion,ltr --budget-min 8 --seed 13 --report .bench/report-scifact --ablate dense.prf,fusion.stacking,ltr.ensemble --report-pipelines hybrid,full --json | tee .bench/ablation-scifact.json
 	$(SOUK) fit --index .bench/homedepot --train $(SHARED)/data/homedepot --split train --dev-split dev --stages dense,fusion --budget-min 8 --seed 13 --report .bench/report-homedepot --ablate dense.prf,fusion.stacking --report-pipelines hybrid,full --json | tee .bench/ablation-homedepot.json
+	$(SOUK) fit --index .bench/qbqtc-vectors --train $(SHARED)/data/qbqtc --split train --dev-split dev --stages wordvec,interact,ltr --budget-min 8 --seed 13 --report .bench/report-qbqtc --ablate wordvec.latin_grams --report-pipelines hybrid,full --json | tee .bench/ablation-qbqtc.json
 	$(SOUK) ner train --data $(SHARED)/data/taobao-ner/train.jsonl --dev $(SHARED)/data/taobao-ner/dev.jsonl --out .bench/ner --json | tee .bench/ner-train.json
 	$(SOUK) ner eval --model .bench/ner --data $(SHARED)/data/taobao-ner/dev.jsonl --json | tee .bench/ner-dev.json
 
