@@ -82,3 +82,16 @@ def test_an_idea_with_values_fits_its_on_and_off_values(product_index, tmp_path,
     assert given == [{"fake": {"grams": 3}}, {"fake": {"grams": 0}}]
     assert [r["arm"] for r in report["rows"]] == ["on", "off"]
     assert {i["idea"]: i["default"] for i in known_ideas()}["wordvec.latin_grams"] == 3
+
+
+def test_an_idea_is_on_by_default_where_it_gains_in_one_pipeline_and_loses_in_none():
+    from souk.training.ablation import verdicts
+
+    def report(on_hybrid, on_full):
+        rows = [{"idea": "x.y", "arm": "off", "held_out_train": {"hybrid": 0.80, "full": 0.85}},
+                {"idea": "x.y", "arm": "on", "held_out_train": {"hybrid": on_hybrid, "full": on_full}}]
+        return {"pipelines": ["hybrid", "full"], "rows": rows}
+
+    assert verdicts(report(0.80, 0.86))["x.y"]["on_by_default"] is True  # hybrid untouched (a wordvec idea)
+    assert verdicts(report(0.79, 0.87))["x.y"]["on_by_default"] is False  # recall lost what the last stage won
+    assert verdicts(report(0.80, 0.85))["x.y"]["on_by_default"] is False  # no gain anywhere
