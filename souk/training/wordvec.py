@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "pretrain": False,  # masked-word pre-training of the random vectors on the corpus and queries first (below)
     "pretrain_pairs": 20000, "pretrain_epochs": 2,
     # character n-grams of longer Latin runs as features (`souk.models.word_vectors`; 0: off). qbqtc, `--budget-min 20
-    # --seed 13`, AVX2 EPYC: dev `full` 0.8345 -> 0.8566 (index with --vectors 0.8507 -> 0.8602), the ltr's 5-fold
+    # --seed 13`, AVX-512 EPYC: dev `full` 0.8345 -> 0.8566 (index with --vectors 0.8507 -> 0.8602), the ltr's 5-fold
     # held-out-train nDCG@10 0.8263 -> 0.8497 (0.8452 -> 0.8564), wordvec's fusion on 1,152 held-out train queries
     # 0.8051 -> 0.8207; the gain is on the 27% of queries with Latin letters or digits (0.745 -> 0.824).
     "latin_grams": 3,
