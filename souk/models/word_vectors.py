@@ -7,11 +7,10 @@ pieces with words it did; models fitted with `latin_grams` n also add the charac
 Latin letters and digits (`##lia`, at the bigram level), for brands, model numbers and English written without
 spaces (`liarliar1997`, `kungpaochickenrecipe`), which the analyzer keeps as one term. A sentence vector is the
 weighted sum of its features' vectors, minus its projection on the corpus' first principal component (when the
-model keeps one), L2-normalized. Weights
-start as SIF weights `a / (a + p(f))`; a fine-tuned model (souk/training/wordvec.py) learns them with
-the vectors. Vectors come from gensim (`train_gensim`: fastText over term sequences, whose character
-n-grams give every character and bigram a vector too); serving is numpy only, so queries need neither
-gensim nor torch.
+model keeps one), L2-normalized. Weights start as SIF weights `a / (a + p(f))`; a fine-tuned model
+(souk/training/wordvec.py) learns them with the vectors. Vectors come from gensim (`train_gensim`: fastText
+over term sequences, whose character n-grams give every character and bigram a vector too); serving is numpy
+only, so queries need neither gensim nor torch.
 
 Misuse: encoding queries with another analyzer than the model's (the model records its analyzer and
 `WordVectors.features` always uses it).
@@ -105,7 +104,7 @@ class WordVectors:
 
     def __post_init__(self) -> None:
         self.latin_grams = self.meta.get("latin_grams", 0)
-        if self.latin_grams not in LATIN_GRAMS or isinstance(self.latin_grams, bool):
+        if type(self.latin_grams) is not int or self.latin_grams not in LATIN_GRAMS:  # a model file is untrusted
             raise ModelError(f"word vectors: latin_grams must be one of {', '.join(map(str, LATIN_GRAMS))}")
         self.index = {f: i for i, f in enumerate(self.features)}
         self.levels = np.fromiter((feature_level(f) for f in self.features), dtype=np.int8, count=len(self.features))

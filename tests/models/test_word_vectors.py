@@ -44,7 +44,7 @@ def test_a_model_with_latin_ngrams_reads_them_keeps_them_and_counts_them_in_cove
     older = WordVectors(feats, model.vectors, model.weights)  # saved before latin n-grams: none read
     assert older.latin_grams == 0 and older.coverage("liar") == 0.0 and not older.encode(["liar"]).any()
     info = json.loads((tmp_path / "m" / "word_vectors.json").read_text())
-    for hostile in (7, "3", True, -1):
+    for hostile in (7, "3", True, -1, 3.0):
         (tmp_path / "m" / "word_vectors.json").write_text(json.dumps({**info, "latin_grams": hostile}))
         with pytest.raises(ModelError, match="latin_grams"):
             WordVectors.load(tmp_path / "m")
