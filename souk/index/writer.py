@@ -202,7 +202,7 @@ class Writer:
             manifest["vectors"] = {name: pin_model(self.index.path, params) if isinstance(params, dict) else params
                                    for name, params in manifest["vectors"].items()}
         try:
-            touch_manifest(self.index.path, **self._model_records(), **manifest)
+            touch_manifest(self.index.path, **{**self._model_records(), **manifest})  # (the caller's keys win)
         except OSError as e:
             raise IndexStateError(f"{self.index.path}: committed, but the manifest could not be updated: "
                                   f"{e.strerror}") from None

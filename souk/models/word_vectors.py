@@ -227,7 +227,9 @@ def _user_dict(folder: Path, named: Any) -> str | None:
     if named == USER_DICT:
         found = folder / USER_DICT
     elif Path(named).is_absolute():
-        found = folder.parent.parent / "analysis" / Path(named).name
+        from souk.index.words import WORDS_DIR
+
+        found = folder.parent.parent / WORDS_DIR / Path(named).name
         if not found.is_file():
             found = Path(named)
     else:
