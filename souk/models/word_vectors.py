@@ -227,9 +227,7 @@ def _user_dict(folder: Path, named: Any) -> str | None:
     if named == USER_DICT:
         found = folder / USER_DICT
     elif Path(named).is_absolute():
-        from souk.index.words import WORDS_DIR
-
-        found = folder.parent.parent / WORDS_DIR / Path(named).name
+        found = folder.parent.parent / "analysis" / Path(named).name  # souk.index.words.WORDS_DIR (a higher layer)
         if not found.is_file():
             found = Path(named)
     else:
