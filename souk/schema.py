@@ -17,6 +17,9 @@ A schema is one TOML file (validated on load; errors name the key):
     fields = ["title_en", "title_zh"]   # default query fields (default: every text field)
     [pipelines.hybrid]                   # per-pipeline options or stages (souk.ranking.pipeline)
     [query]                              # query understanding steps (souk.query.understand)
+    [analysis]
+    user_dict = "words.txt"  # a jieba user dictionary (one word per line)
+    word_parts = true        # mate40pro is also mate 40 pro (default for new indexes; older ones keep false)
     [fields.price_usd]
     kind = "number"
     from = "price"           # "$11.99", "¥1,299", "1.299,50 €" are read as numbers
@@ -35,6 +38,7 @@ Every value is type-checked (`stored = "no"` is an error, not true); limits come
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -44,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from souk.analysis.registry import ANALYZERS
+from souk.analysis.registry import ANALYZERS, analyzer_name
 from souk.analysis.normalize import normalize_keyword
 from souk.analysis.values import (DECIMALS, decimal_of, guess_hierarchy, hierarchy_levels, hierarchy_paths,
                                   is_currency, parse_number)
@@ -139,6 +143,12 @@ class Schema:
                 if name not in names:
                     names.append(name)
         return names
+
+    def analyzer_of(self, f: Field) -> str:
+        """The analyzer text field `f` is indexed and searched with: its own, with word parts where `[analysis]
+        word_parts` is on (`souk.analysis.registry`; `Index.create` turns it on unless the schema says false,
+        so an index created before it keeps its terms). Misuse: `get_analyzer(f.analyzer)` for a field's terms."""
+        return analyzer_name(f.analyzer, self.analysis.get("word_parts") is True)
 
     def field(self, name: str, kinds: Iterable[str] | None = None) -> Field:
         """The field called `name`, optionally required to be of one of `kinds`."""
@@ -368,6 +378,14 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
+def for_new_index(schema: Schema) -> Schema:
+    """`schema` as `Index.create` stores it: `[analysis] word_parts` on unless the schema says false (an index
+    created before the key existed has none, so it keeps the terms it was written with)."""
+    if "word_parts" in schema.analysis:
+        return schema
+    return dataclasses.replace(schema, analysis={**schema.analysis, "word_parts": True})
+
+
 def _type_name(value: Any) -> str:
     return {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list",
             dict: "a table"}.get(type(value), type(value).__name__)
@@ -378,6 +396,8 @@ def _analysis(analysis: dict[str, Any], origin: str) -> dict[str, Any]:
     user_dict = analysis.get("user_dict")
     if user_dict is not None and (not isinstance(user_dict, str) or not user_dict):
         raise ConfigError(f"{origin}: analysis.user_dict: expected a file path (a string)")
+    if not isinstance(analysis.get("word_parts", False), bool):
+        raise ConfigError(f"{origin}: analysis.word_parts: expected true or false")
     return dict(analysis)
 
 

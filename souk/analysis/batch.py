@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from souk.analysis.filters import _KEPT, _STEMS_MAX, english_stopwords, kept_stems, stem_words
 from souk.analysis.normalize import has_han, normalize
-from souk.analysis.tokenize import WORD
+from souk.analysis.tokenize import WORD, word_parts
 
 if TYPE_CHECKING:
     from souk.analysis.registry import Analyzer
@@ -26,7 +26,9 @@ _WORDS = re.compile(rf"{WORD.pattern}|{_SEP}")  # `Analyzer.terms`'s words of no
 # gives `Analyzer.terms`'s ASCII words (`[a-z0-9]+` of the lower-cased text), 3x faster than a regex scan
 _WORD_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c <= 57 or c == 0 else 32
                     for c in range(256))
-_TABLES: dict[tuple[bool, bool], dict[str, str]] = {}  # (stopwords, stem) -> word -> term ("" drops the word)
+# (stopwords, stem, parts) -> word -> term ("" drops the word; with parts, a mixed word's term and its parts' terms,
+# space-joined: `mate40pro mate 40 pro`)
+_TABLES: dict[tuple[bool, bool, bool], dict[str, str]] = {}
 
 
 def joined_terms(analyzer: "Analyzer", texts: Sequence[str | None]) -> list[str | None]:
@@ -72,14 +74,20 @@ def _ascii_parts(analyzer: "Analyzer", joined: str) -> list[str]:
 
 def _parts(analyzer: "Analyzer", words: list[str]) -> list[str]:
     """The words of texts joined by the separator, as terms: one space-joined part per text (spaces either end)."""
-    if analyzer.stopwords or analyzer.stem:
-        words = _terms_of(words, analyzer.stopwords, analyzer.stem)
+    if analyzer.stopwords or analyzer.stem or analyzer.parts:
+        words = _terms_of(words, analyzer.stopwords, analyzer.stem, analyzer.parts)
     return " ".join(filter(None, words)).split(_SEP)
 
 
-def _terms_of(words: list[str], stopwords: bool, stem: bool) -> list[str]:
+def terms_with_parts(words: list[str], stopwords: bool, stem: bool) -> list[str]:
+    """The terms of a text's words (`WORD`'s) for an analyzer with `parts`: each kept word's term, a word mixing
+    letters and digits followed by its parts' terms (`tokenize.word_parts`; stemmed, no stopword dropped)."""
+    return " ".join(filter(None, _terms_of(words, stopwords, stem, True))).split()
+
+
+def _terms_of(words: list[str], stopwords: bool, stem: bool, parts: bool = False) -> list[str]:
     """Each word's term ("" for a dropped stopword), the separator kept, through the table for these filters."""
-    table = _KEPT if stopwords and stem else _TABLES.setdefault((stopwords, stem), {})
+    table = _KEPT if stopwords and stem and not parts else _TABLES.setdefault((stopwords, stem, parts), {})
     table[_SEP] = _SEP
     try:
         return list(map(table.__getitem__, words))
@@ -89,11 +97,16 @@ def _terms_of(words: list[str], stopwords: bool, stem: bool) -> list[str]:
     if len(table) + len(new) > _STEMS_MAX:  # bounded memory: start afresh (before filling, so no word is lost)
         table.clear()
         new = list(set(words).difference((_SEP,)))
-    if stopwords and stem:
+    if stopwords and stem and not parts:
         kept_stems(new)  # fills `_KEPT`, the table the one-text path reads too
     else:
         stop = english_stopwords() if stopwords else frozenset()
         table.update(zip(new, ("" if w in stop else s for w, s in zip(new, stem_words(new) if stem else new))))
+        for w in new if parts else ():
+            found = word_parts(w)
+            if found and table[w]:
+                pieces = [p for p, _, _ in found]
+                table[w] = " ".join([table[w], *(stem_words(pieces) if stem else pieces)])
     table[_SEP] = _SEP
     return list(map(table.__getitem__, words))
 

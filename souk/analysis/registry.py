@@ -6,6 +6,11 @@
 | cjk_bigram | overlapping bigrams    | stopwords removed, stemmed   |
 | simple     | jieba search mode      | lower-cased words, no stems  |
 | keyword    | the whole value, normalized, as one term                |
+
+A name ending in `+parts` (`standard+parts`) is that analyzer giving each word that mixes letters and digits
+(`mate40pro`, `iphone12`, `p53`) as itself and then its parts (`mate 40 pro`), so `iphone 12` finds `iphone12`
+and back. Schemas name the base analyzer; `[analysis] word_parts` (on for indexes created since it exists,
+`Schema.analyzer_of`) adds the suffix. Misuse: naming a `+parts` analyzer in a schema's field.
 """
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from souk.analysis.batch import terms_with_parts
 from souk.analysis.filters import english_stopwords, kept_stems, stem, stem_words
 from souk.analysis.normalize import DEFAULT_MAX_CHARS, has_han, normalize
-from souk.analysis.tokenize import WORD, Token, tokenize, words_starting
+from souk.analysis.tokenize import WORD, Token, tokenize, word_parts, words_starting
 from souk.plugins import Registry
 
 
@@ -35,6 +41,7 @@ class Analyzer:
     whole: bool = False
     user_dict: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS
+    parts: bool = False  # words mixing letters and digits also give their parts (after the whole word)
 
     def tokens(self, text: str, han: bool = True, prefixes: tuple[str, ...] | None = None) -> list[Token]:
         """Tokens of the normalized text with spans into it (stemmed text, original spans). A caller looking for
@@ -46,20 +53,27 @@ class Analyzer:
             return [Token(value, 0, len(norm))] if value else []
         stop = english_stopwords() if self.stopwords else frozenset()
         out = []
-        if prefixes is not None and not han:
+        if prefixes is not None and not han and not self.parts:  # (a part need not start its word)
             found = words_starting(norm, prefixes)
         else:
             found = tokenize(norm, self.han if han else "skip", self.user_dict)
         for tok in found:
-            if tok.text in stop or (prefixes is not None and not tok.text.startswith(prefixes)):
+            if tok.text in stop:
                 continue
-            out.append(Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end))
+            pieces = word_parts(tok.text) if self.parts else []
+            if prefixes is None or tok.text.startswith(prefixes):
+                out.append(Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end, bool(pieces)))
+            for part, a, b in pieces:
+                if prefixes is None or part.startswith(prefixes):
+                    out.append(Token(stem(part) if self.stem else part, tok.start + a, tok.start + b))
         return out
 
     def terms(self, text: str) -> list[str]:
         """The index terms of `text`, in order (duplicates kept: BM25 counts them)."""
         if not self.whole and text.isascii() and len(text) <= self.max_chars:  # hot path: plain ASCII text
             words = text.translate(_ASCII_WORDS).split()  # (WORD on ASCII: letters and digits)
+            if self.parts:
+                return terms_with_parts(words, self.stopwords, self.stem)
             if self.stopwords and self.stem:
                 return kept_stems(words)
             if self.stopwords:
@@ -70,6 +84,8 @@ class Analyzer:
         if self.whole or self.han != "jieba" or has_han(norm):
             return [t.text for t in self.tokens(text)]
         words = WORD.findall(norm)  # no Han text: skip span bookkeeping (hot path)
+        if self.parts:
+            return terms_with_parts(words, self.stopwords, self.stem)
         if self.stopwords:
             stop = english_stopwords()
             words = [w for w in words if w not in stop]
@@ -84,7 +100,20 @@ ANALYZERS.register("simple", {"stem": False, "stopwords": False})
 ANALYZERS.register("keyword", {"whole": True, "stem": False, "stopwords": False})
 
 
+PARTS = "+parts"
+
+
+def analyzer_name(base: str, parts: bool) -> str:
+    """The name of analyzer `base` with word parts when `parts` (never for `keyword`, which splits nothing)."""
+    return base + PARTS if parts and not ANALYZERS.get(base).get("whole") else base
+
+
 @functools.lru_cache(maxsize=64)
 def get_analyzer(name: str, user_dict: str | None = None, max_chars: int = DEFAULT_MAX_CHARS) -> Analyzer:
-    """The analyzer registered under `name`; unknown names list the known ones."""
-    return Analyzer(name=name, user_dict=user_dict, max_chars=max_chars, **ANALYZERS.get(name))
+    """The analyzer registered under `name` (or `name` without its `+parts`, with parts); unknown names list the
+    known ones."""
+    if name.endswith(PARTS) and name[: -len(PARTS)] in ANALYZERS:
+        settings = {**ANALYZERS.get(name[: -len(PARTS)]), "parts": True}
+    else:
+        settings = ANALYZERS.get(name)
+    return Analyzer(name=name, user_dict=user_dict, max_chars=max_chars, **settings)

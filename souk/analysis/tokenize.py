@@ -15,6 +15,8 @@ from souk.analysis.normalize import HAN_CLASS
 
 _RUNS = re.compile(rf"(?P<han>[{HAN_CLASS}]+)|(?P<word>[^\W_{HAN_CLASS}]+)")
 WORD = re.compile(rf"[^\W_{HAN_CLASS}]+")
+_PART = re.compile(r"\d+|[^\W\d_]+")  # the letter runs and digit runs of a word
+MAX_PARTS = 4  # a word of more runs is a code (b00x4wh2ya), kept whole only
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,17 @@ class Token:
     text: str
     start: int
     end: int
+    whole: bool = False  # a word also given as its parts (the tokens after it): it counts for the score only
+
+
+def word_parts(word: str) -> list[tuple[str, int, int]]:
+    """The letter and digit runs of a word mixing them (`mate40pro` -> mate, 40, pro) with their spans in it,
+    when there are 2 to `MAX_PARTS`; else [] (a plain word, or a code). Elasticsearch's word_delimiter splits
+    the same way; the analyzer keeps the word whole too (`Analyzer.parts`)."""
+    if word.isalpha() or word.isdigit():
+        return []
+    found = [(m.group(), m.start(), m.end()) for m in _PART.finditer(word)]
+    return found if 2 <= len(found) <= MAX_PARTS else []
 
 
 @functools.lru_cache(maxsize=8)

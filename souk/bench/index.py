@@ -38,19 +38,20 @@ from typing import Any
 
 from souk.catalogs import read_catalog
 from souk.index import Index
-from souk.schema import beir_schema
+from souk.schema import beir_schema, for_new_index
 
 SAMPLE = 500  # documents whose tokens are compared between the two sides
 
 
 def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     """Docs/s of `souk index` (in-process, same code path) and of bm25s on `dataset`, `repeat` runs each."""
+    from souk.analysis.batch import _TABLES
     from souk.analysis.filters import _KEPT, _STEMS
     from souk.bench.keyword import _Peer
 
     records = list(read_catalog(dataset))
-    schema = beir_schema()
-    peer = _Peer(schema.fields["all"].analyzer)
+    schema = for_new_index(beir_schema())
+    peer = _Peer(schema.analyzer_of(schema.fields["all"]))
     times: dict[str, list[float]] = {"souk": [], "peer": []}
     cpu: dict[str, list[float]] = {"souk": [], "peer": []}
     impacts_cpu: list[float] = []  # souk's term store and impacts built right after each commit (not in `ratio`)
@@ -60,6 +61,7 @@ def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
         for side in ("souk", "peer") if r % 2 == 0 else ("peer", "souk"):
             _STEMS.clear()  # every run starts with no remembered stems (the first would otherwise warm the other's)
             _KEPT.clear()
+            _TABLES.clear()
             c0 = _cpu()
             t0 = time.perf_counter()
             if side == "peer":
@@ -111,7 +113,7 @@ def _same_tokens(records: list, schema: Any, peer: Any) -> bool:
     from souk.analysis.batch import analyze_columns
 
     docs = [r.data for r in records[:SAMPLE] if r.data]
-    specs = [(schema.fields["all"].analyzer, src) for src in schema.fields["all"].copy_from]
+    specs = [(schema.analyzer_of(schema.fields["all"]), src) for src in schema.fields["all"].copy_from]
     columns = analyze_columns(specs, None, [[d.get(src) or None for d in docs] for _, src in specs])
     souk_terms = [" ".join(t for t in parts if t).split() for parts in zip(*columns)]
     peer_terms = [peer.analyzer.terms(d.get("title", "")) + peer.analyzer.terms(d.get("text", "")) for d in docs]

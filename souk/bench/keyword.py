@@ -55,8 +55,7 @@ def bench_keyword(dataset: Path, split: str | None = None, k: int = 100, repeat:
         searcher.bm25("warm up", 1)
         searcher.ids()  # the key -> id table queries falling back to tantivy read (else built in a timed query)
 
-        analyzer = index.schema.fields["all"]
-        peer = _Peer(analyzer.analyzer)
+        peer = _Peer(index.schema.analyzer_of(index.schema.fields["all"]))
         t0 = time.perf_counter()
         ids = peer.index(records)
         peer_index_s = time.perf_counter() - t0

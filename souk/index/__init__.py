@@ -14,7 +14,7 @@ from typing import Any
 from souk.errors import IndexStateError
 from souk.index.manifest import MANIFEST, new_manifest, read_manifest, write_json_atomic
 from souk.index.store import KEYWORD_DIR, TantivyIndex, open_tantivy
-from souk.schema import Schema
+from souk.schema import Schema, for_new_index
 
 __all__ = ["Index"]
 
@@ -41,6 +41,7 @@ class Index:
         path = Path(path)
         vectors = {f.name: validate_params(f) for f in schema.vector_fields}
         check_index_path(path)
+        schema = for_new_index(schema)
         if (path / MANIFEST).exists():
             raise IndexStateError(f"{path} already holds an index; open it to add documents, or delete the directory")
         if path.is_dir() and any(path.iterdir()):

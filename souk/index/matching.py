@@ -8,7 +8,8 @@ relax_below = 1              # relax when fewer documents than this hold every w
 ```
 A query's words are what the shopper typed between spaces, Han text cut into jieba's longest words (a
 lone Han character stays with its neighbour, so 花西子 is one word, never 花 alone); a word holds
-when every index term of it is in the document (in any search field). `all`: every word must hold.
+when every index term of it is in the document (in any search field); a word also given as its parts
+(`iphone12`: iphone, 12) holds by its parts, so `iphone12` and `iphone 12` find each other. `all`: every word must hold.
 `relax`: every word must hold; when fewer than `relax_below` documents hold them all, a word no
 document holds, else the least informative word (the one most documents hold) is dropped, one at a time, down to
 `minimum_should_match` words, and the result says which words were dropped. `any`: BM25 over any word

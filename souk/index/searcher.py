@@ -294,11 +294,13 @@ class Searcher:
         return max(df, 1) if word.alternative else df
 
     def _all_terms(self, text: str, names: Sequence[str]) -> tantivy.Query | None:
-        """Documents holding every term of `text` in one of the search fields (None: no terms)."""
+        """Documents holding every term of `text` in one of the search fields (None: no terms); a word given whole
+        and as parts, by its parts."""
         Occur = tantivy.Occur
         per_field = []
         for name, analyzer, _ in self._plan(tuple(names)):
-            terms = list(dict.fromkeys(analyzer.terms(text)))
+            found = [t.text for t in analyzer.tokens(text) if not t.whole] if analyzer.parts else analyzer.terms(text)
+            terms = list(dict.fromkeys(found))
             if terms:
                 qs = [tantivy.Query.term_query(self._tschema, name, t) for t in terms]
                 per_field.append(qs[0] if len(qs) == 1 else tantivy.Query.boolean_query([(Occur.Must, q) for q in qs]))
@@ -343,6 +345,8 @@ class Searcher:
         per_word: list[dict[str, list[str]]] = [{} for _ in spans]
         for name, analyzer, _ in plan:
             for tok in tokens_of[analyzer]:
+                if tok.whole:
+                    continue  # its parts (the tokens after it) are what the word requires; the whole scores
                 for i, (a, b) in enumerate(spans):
                     if a <= tok.start < b:
                         field_terms = per_word[i].setdefault(name, [])
@@ -428,7 +432,9 @@ class Searcher:
             if not terms:
                 continue
             if phrase and len(terms) > 1:
-                queries = [tantivy.Query.phrase_query(self._tschema, name, list(terms))]
+                # (a word given whole and as parts is its parts in a phrase: `"iphone12 case"` finds iphone 12 case)
+                in_order = [t.text for t in analyzer.tokens(text) if not t.whole] if analyzer.parts else terms
+                queries = [tantivy.Query.phrase_query(self._tschema, name, list(in_order))]
             else:
                 queries = [tantivy.Query.term_query(self._tschema, name, t, index_option="freq") for t in terms]
                 # a bonus for query words standing close together
@@ -455,7 +461,8 @@ class Searcher:
         plan = self._plans.get(names)
         if plan is None:
             fields = [self.schema.field(n, kinds=("text",)) for n in names]
-            plan = self._plans[names] = [(f.name, get_analyzer(f.analyzer, self._user_dict), f.boost) for f in fields]
+            plan = self._plans[names] = [(f.name, get_analyzer(self.schema.analyzer_of(f), self._user_dict), f.boost)
+                                         for f in fields]
         return plan
 
     def warm(self) -> None:
@@ -759,7 +766,7 @@ class Searcher:
             for src in f.copy_from or [name]:
                 text = source.get(src)
                 if isinstance(text, str) and src not in out:
-                    snippet = highlight(text, terms, get_analyzer(f.analyzer, self._user_dict))
+                    snippet = highlight(text, terms, get_analyzer(self.schema.analyzer_of(f), self._user_dict))
                     if snippet:
                         out[src] = snippet
         return out
@@ -775,9 +782,10 @@ def _relaxed_words(text: str) -> str | None:
 
 
 def _adjacent_pairs(tokens: Sequence[Any]) -> list[tuple[str, str]]:
-    """Consecutive pairs of a query's longest tokens (search mode's sub-words left out), distinct words."""
+    """Consecutive pairs of a query's longest tokens (search mode's sub-words left out; a word given whole and
+    as parts, by its parts), distinct words."""
     longest: list[Any] = []
-    for tok in sorted(tokens, key=lambda t: (t.start, -t.end)):
+    for tok in sorted((t for t in tokens if not t.whole), key=lambda t: (t.start, -t.end)):
         if not longest or tok.start >= longest[-1].end:
             longest.append(tok)
     return list(dict.fromkeys((a.text, b.text) for a, b in zip(longest, longest[1:]) if a.text != b.text))

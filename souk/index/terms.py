@@ -55,11 +55,11 @@ def feature_units(schema) -> list[Unit]:
         sources = tuple(s for s in (f.copy_from or [f.name]) if schema.fields[s].stored)
         if not sources:
             continue  # nothing stored to rebuild its terms from
-        units.append(Unit(f.name, f.analyzer, sources))
+        units.append(Unit(f.name, schema.analyzer_of(f), sources))
         if len(sources) > 1:
             taken = {u.name for u in units} | set(schema.search_fields)
             for src in sources:
-                units.append(Unit(src if src not in taken else f"{f.name}.{src}", f.analyzer, (src,)))
+                units.append(Unit(src if src not in taken else f"{f.name}.{src}", schema.analyzer_of(f), (src,)))
     return units
 
 

@@ -350,7 +350,7 @@ class Writer:
         for f in self.schema.fields.values():
             if f.kind == "text":
                 for src in f.copy_from or [f.name]:
-                    out[(f.analyzer, src)] = None
+                    out[(self.schema.analyzer_of(f), src)] = None
         return list(out)
 
     def _encode(self, batch: list[dict]) -> dict:
@@ -374,7 +374,7 @@ class Writer:
             extracted = {f.name for f in fields if not f.copy_from and f.kind != "vector"}
             self._doc_layout = _Layout(
                 stored, extracted <= stored,
-                [(f.name, [specs[(f.analyzer, src)] for src in f.copy_from or [f.name]])
+                [(f.name, [specs[(self.schema.analyzer_of(f), src)] for src in f.copy_from or [f.name]])
                  for f in fields if f.kind == "text"],
                 [(f.name, f) for f in fields if f.kind == "keyword"], [f.name for f in fields if f.kind == "number"])
         return self._doc_layout

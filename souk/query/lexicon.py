@@ -131,7 +131,7 @@ def build_lexicon(searcher, progress: bool = False) -> Lexicon:
     for name in schema.search_fields:
         f = schema.fields[name]
         for src in f.copy_from or [f.name]:
-            plan.append((src, get_analyzer(f.analyzer, user_dict)))
+            plan.append((src, get_analyzer(schema.analyzer_of(f), user_dict)))
     brand_sources = [n for n, f in schema.fields.items()
                      if f.kind in ("keyword", "text") and n != schema.id_field
                      and any(h in n.lower() for h in PROTECTED_HINTS)]

@@ -13,11 +13,11 @@ TEXTS = [
     "Solar panels convert sunlight", "", None, "THE running Runners ran", "iphone 15 手机壳", "garden 嘉頓蛋糕 75g",
     "Café crème brûlée — naïve résumé", "β-blockers reduce mortality (p<0.05)", "a\x00b nul inside", "x" * 30,
     "  spaces\tand\nnewlines  ", "the of and", "ＦＵＬＬ－ＷＩＤＴＨ ｔｅｘｔ", "emoji 😀 stripped",
-    "50% off_sale 3-pack",
+    "50% off_sale 3-pack", "Huawei Mate40Pro 2gallons b00x4wh2ya", "华为mate40pro手机壳 Café2",
 ]
 
 
-@pytest.mark.parametrize("name", ANALYZERS.names())
+@pytest.mark.parametrize("name", [*ANALYZERS.names(), "standard+parts", "simple+parts", "cjk_bigram+parts"])
 def test_every_text_gets_the_terms_of_the_one_text_path(name):
     analyzer = get_analyzer(name)
     expected = [None if t is None else " ".join(analyzer.terms(t)) for t in TEXTS]
@@ -56,7 +56,7 @@ def test_columns_follow_their_specs():
 @given(st.lists(st.one_of(st.none(), st.text(max_size=40),
                           st.text(alphabet="abc XYZ 019-_.,éß嘉頓\x00\t", max_size=40)), max_size=8))
 def test_any_batch_matches_the_one_text_path(texts):
-    for name in ("standard", "simple", "cjk_bigram"):
+    for name in ("standard", "simple", "cjk_bigram", "standard+parts", "simple+parts"):
         analyzer = get_analyzer(name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -3,6 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from souk.analysis import ANALYZERS, get_analyzer
+from souk.analysis.normalize import has_han
+from souk.analysis.registry import analyzer_name
 from souk.errors import ConfigError
 
 
@@ -23,6 +25,27 @@ def test_fast_path_equals_token_path():
     a = get_analyzer("standard")
     text = "Lightweight running shoes, men's 2.5 size"
     assert a.terms(text) == [t.text for t in a.tokens(text)]
+
+
+def test_word_parts_give_a_mixed_word_whole_then_its_parts():
+    a = get_analyzer("standard+parts")
+    assert a.parts and not get_analyzer("standard").parts
+    assert a.terms("Huawei Mate40Pro 2Gallons") == ["huawei", "mate40pro", "mate", "40", "pro",
+                                                    "2gallons", "2", "gallon"]
+    assert a.terms("iphone 12 case") == get_analyzer("standard").terms("iphone 12 case")  # plain words: unchanged
+    assert a.terms("b00x4wh2ya") == ["b00x4wh2ya"]  # a code of many runs stays whole
+    toks = a.tokens("华为mate40pro手机")
+    assert [(t.text, t.start, t.end, t.whole) for t in toks if not has_han(t.text)] == [
+        ("mate40pro", 2, 11, True), ("mate", 2, 6, False), ("40", 6, 8, False), ("pro", 8, 11, False)]
+    assert a.terms("华为mate40pro手机") == [t.text for t in toks]
+    assert [t.text for t in a.tokens("Mate40Pro case", han=False, prefixes=("pro", "ca"))] == ["pro", "case"]
+
+
+def test_parts_are_named_by_suffix_and_never_split_a_keyword():
+    assert analyzer_name("standard", True) == "standard+parts" and analyzer_name("standard", False) == "standard"
+    assert analyzer_name("keyword", True) == "keyword"
+    with pytest.raises(ConfigError):
+        get_analyzer("nosuch+parts")
 
 
 def test_keyword_analyzer_is_one_term():

@@ -49,3 +49,12 @@ def test_words_starting_is_tokenize_filtered_by_prefix(text, prefixes):
 
     want = [t for t in tokenize(text, "skip") if t.text.startswith(tuple(prefixes))]
     assert words_starting(text, tuple(prefixes)) == want
+
+
+def test_word_parts_split_letter_and_digit_runs_of_short_mixes_only():
+    from souk.analysis.tokenize import MAX_PARTS, word_parts
+
+    assert word_parts("mate40pro") == [("mate", 0, 4), ("40", 4, 6), ("pro", 6, 9)]
+    assert word_parts("café2") == [("café", 0, 4), ("2", 4, 5)]
+    assert word_parts("iphone") == word_parts("2024") == []
+    assert word_parts("a1b2c3d4") == [] and MAX_PARTS == 4  # a code: whole only

@@ -202,3 +202,43 @@ def test_bm25_tiers_full_matches_first_then_the_rest(default):
 def test_proximity_bonus_prefers_words_together(strict):
     res = strict.search(SearchRequest("yoga mat", k=2))
     assert res.hits[0].score > strict.search(SearchRequest("yoga mat", k=2, match="any")).hits[0].score
+
+
+MIXED = [("m1", "Huawei Mate40Pro phone case"), ("m2", "Huawei Mate 40 Pro screen protector"),
+         ("m3", "iPhone12 silicone case"), ("m4", "iPhone 12 leather case"), ("m5", "Mate 20 phone case"),
+         ("m6", "华为mate40pro手机壳")]
+
+
+def mixed_index(tmp_path, analysis: dict | None = None) -> Index:
+    schema = Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}, "title": {"kind": "text"}},
+                               **({"analysis": analysis} if analysis is not None else {})})
+    index = Index.create(tmp_path / "mixed", schema)
+    with index.writer() as w:
+        w.add([Record(i, {"id": d, "title": t}) for i, (d, t) in enumerate(MIXED, 1)])
+        w.commit()
+    return index
+
+
+def test_a_word_mixing_letters_and_digits_matches_its_parts_and_back(tmp_path):
+    index = mixed_index(tmp_path)
+    assert index.schema.analysis["word_parts"] is True  # on for a new index, kept in its manifest
+    s = Index.open(index.path).searcher()
+    assert set(ids(s.search(SearchRequest("iphone 12 case", match="all")))) == {"m3", "m4"}
+    assert set(ids(s.search(SearchRequest("iphone12 case", match="all")))) == {"m3", "m4"}
+    assert set(ids(s.search(SearchRequest("mate40pro", match="all")))) == {"m1", "m2", "m6"}
+    assert ids(s.search(SearchRequest("mate40pro case", match="all")))[0] == "m1"  # the whole word scores too
+    assert set(ids(s.search(SearchRequest('"mate40pro phone"')))) == {"m1"}  # a phrase by its parts
+    assert set(ids(s.search(SearchRequest('"mate 40 pro screen"')))) == {"m2"}
+    assert set(s.bm25("mate40pro", 10, match=None).ids[:3]) == {"m1", "m2", "m6"}  # (then mate 20: the rest)
+    assert set(s.bm25("mate40pro", 10).ids) >= {"m1", "m2", "m6"}  # the impacts path reads the same terms
+    res = s.search(SearchRequest("apple 12 case", match="all", expansions=[("iphone12", 0.5, "apple")]))
+    assert set(ids(res)) == {"m3", "m4"} and not res.relaxed  # a synonym holds by its parts too
+    hit = s.search(SearchRequest("mate 40 pro", match="all", k=10)).hits
+    assert "<mark>40</mark>" in next(h for h in hit if h.id == "m1").highlights["title"]
+
+
+def test_an_index_without_word_parts_keeps_its_terms(tmp_path):
+    s = mixed_index(tmp_path, {"word_parts": False}).searcher()
+    assert set(ids(s.search(SearchRequest("iphone12 case", match="all")))) == {"m3"}
+    with pytest.raises(ConfigError, match="word_parts"):
+        Schema.from_dict({"id": "id", "fields": {"id": {"kind": "keyword"}}, "analysis": {"word_parts": "yes"}})
