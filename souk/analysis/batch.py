@@ -26,9 +26,10 @@ _WORDS = re.compile(rf"{WORD.pattern}|{_SEP}")  # `Analyzer.terms`'s words of no
 # gives `Analyzer.terms`'s ASCII words (`[a-z0-9]+` of the lower-cased text), 3x faster than a regex scan
 _WORD_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c <= 57 or c == 0 else 32
                     for c in range(256))
-# (stopwords, stem, parts) -> word -> term ("" drops the word; with parts, a mixed word's term and its parts' terms,
-# space-joined: `mate40pro mate 40 pro`)
+# (stopwords, stem, parts) -> word -> term ("" drops the word; with parts, a word mixing letters and digits gives its
+# parts' terms, space-joined: `mate 40 pro`)
 _TABLES: dict[tuple[bool, bool, bool], dict[str, str]] = {}
+_WHOLES: dict[tuple[bool, bool], dict[str, str]] = {}  # (stopwords, stem) -> mixed word -> its own term (`mate40pro`)
 
 
 def joined_terms(analyzer: "Analyzer", texts: Sequence[str | None]) -> list[str | None]:
@@ -74,20 +75,30 @@ def _ascii_parts(analyzer: "Analyzer", joined: str) -> list[str]:
 
 def _parts(analyzer: "Analyzer", words: list[str]) -> list[str]:
     """The words of texts joined by the separator, as terms: one space-joined part per text (spaces either end)."""
-    if analyzer.stopwords or analyzer.stem or analyzer.parts:
-        words = _terms_of(words, analyzer.stopwords, analyzer.stem, analyzer.parts)
+    if analyzer.parts:
+        texts = " ".join(filter(None, _terms_of(words, analyzer.stopwords, analyzer.stem, True))).split(_SEP)
+        wholes = _WHOLES[(analyzer.stopwords, analyzer.stem)]
+        ends = " ".join(filter(None, map(wholes.get, words))).split(_SEP)  # (the separator maps to itself)
+        return [f"{t.rstrip(' ')} {w.strip(' ')}" if w.strip(" ") else t for t, w in zip(texts, ends)]
+    if analyzer.stopwords or analyzer.stem:
+        words = _terms_of(words, analyzer.stopwords, analyzer.stem)
     return " ".join(filter(None, words)).split(_SEP)
 
 
 def terms_with_parts(words: list[str], stopwords: bool, stem: bool) -> list[str]:
     """The terms of a text's words (`WORD`'s) for an analyzer with `parts`: each kept word's term, a word mixing
-    letters and digits followed by its parts' terms (`tokenize.word_parts`; stemmed, no stopword dropped)."""
-    return " ".join(filter(None, _terms_of(words, stopwords, stem, True))).split()
+    letters and digits giving its parts' terms in its place (`tokenize.word_parts`; stemmed, no stopword dropped)
+    and its own term at the end of the text, so that phrases of parts stay adjacent (`iphone12 case` is
+    `iphone 12 case iphone12`)."""
+    terms = " ".join(filter(None, _terms_of(words, stopwords, stem, True))).split()
+    wholes = _WHOLES[(stopwords, stem)]  # (filled with the table by `_terms_of`)
+    return terms + [wholes[w] for w in words if w in wholes]
 
 
 def _terms_of(words: list[str], stopwords: bool, stem: bool, parts: bool = False) -> list[str]:
     """Each word's term ("" for a dropped stopword), the separator kept, through the table for these filters."""
     table = _KEPT if stopwords and stem and not parts else _TABLES.setdefault((stopwords, stem, parts), {})
+    wholes = _WHOLES.setdefault((stopwords, stem), {_SEP: _SEP}) if parts else {}
     table[_SEP] = _SEP
     try:
         return list(map(table.__getitem__, words))
@@ -96,6 +107,8 @@ def _terms_of(words: list[str], stopwords: bool, stem: bool, parts: bool = False
     new = list(set(words).difference(table))
     if len(table) + len(new) > _STEMS_MAX:  # bounded memory: start afresh (before filling, so no word is lost)
         table.clear()
+        wholes.clear()
+        wholes[_SEP] = _SEP
         new = list(set(words).difference((_SEP,)))
     if stopwords and stem and not parts:
         kept_stems(new)  # fills `_KEPT`, the table the one-text path reads too
@@ -106,7 +119,8 @@ def _terms_of(words: list[str], stopwords: bool, stem: bool, parts: bool = False
             found = word_parts(w)
             if found and table[w]:
                 pieces = [p for p, _, _ in found]
-                table[w] = " ".join([table[w], *(stem_words(pieces) if stem else pieces)])
+                wholes[w] = table[w]
+                table[w] = " ".join(stem_words(pieces) if stem else pieces)
     table[_SEP] = _SEP
     return list(map(table.__getitem__, words))
 

@@ -8,9 +8,10 @@
 | keyword    | the whole value, normalized, as one term                |
 
 A name ending in `+parts` (`standard+parts`) is that analyzer giving each word that mixes letters and digits
-(`mate40pro`, `iphone12`, `p53`) as itself and then its parts (`mate 40 pro`), so `iphone 12` finds `iphone12`
-and back. Schemas name the base analyzer; `[analysis] word_parts` (on for indexes created since it exists,
-`Schema.analyzer_of`) adds the suffix. Misuse: naming a `+parts` analyzer in a schema's field.
+(`mate40pro`, `iphone12`, `p53`) as its parts in its place (`mate 40 pro`) and as itself at the end of the text
+(where it breaks no phrase of parts), so `iphone 12` finds `iphone12` and back. Schemas name the base analyzer;
+`[analysis] word_parts` (on for indexes created since it exists, `Schema.analyzer_of`) adds the suffix.
+Misuse: naming a `+parts` analyzer in a schema's field.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class Analyzer:
     whole: bool = False
     user_dict: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS
-    parts: bool = False  # words mixing letters and digits also give their parts (after the whole word)
+    parts: bool = False  # words mixing letters and digits give their parts (and themselves at the text's end)
 
     def tokens(self, text: str, han: bool = True, prefixes: tuple[str, ...] | None = None) -> list[Token]:
         """Tokens of the normalized text with spans into it (stemmed text, original spans). A caller looking for
@@ -52,7 +53,8 @@ class Analyzer:
             value = "_".join(norm.split())
             return [Token(value, 0, len(norm))] if value else []
         stop = english_stopwords() if self.stopwords else frozenset()
-        out = []
+        out: list[Token] = []
+        wholes: list[Token] = []
         if prefixes is not None and not han and not self.parts:  # (a part need not start its word)
             found = words_starting(norm, prefixes)
         else:
@@ -62,11 +64,12 @@ class Analyzer:
                 continue
             pieces = word_parts(tok.text) if self.parts else []
             if prefixes is None or tok.text.startswith(prefixes):
-                out.append(Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end, bool(pieces)))
+                whole = Token(stem(tok.text) if self.stem else tok.text, tok.start, tok.end, bool(pieces))
+                (wholes if pieces else out).append(whole)
             for part, a, b in pieces:
                 if prefixes is None or part.startswith(prefixes):
                     out.append(Token(stem(part) if self.stem else part, tok.start + a, tok.start + b))
-        return out
+        return out + wholes  # (a word given as parts is whole at the end: phrases of parts stay adjacent)
 
     def terms(self, text: str) -> list[str]:
         """The index terms of `text`, in order (duplicates kept: BM25 counts them)."""

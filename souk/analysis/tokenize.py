@@ -26,7 +26,7 @@ class Token:
     text: str
     start: int
     end: int
-    whole: bool = False  # a word also given as its parts (the tokens after it): it counts for the score only
+    whole: bool = False  # a word also given as its parts (tokens of its span): it counts for the score only
 
 
 def word_parts(word: str) -> list[tuple[str, int, int]]:

@@ -45,7 +45,7 @@ SAMPLE = 500  # documents whose tokens are compared between the two sides
 
 def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
     """Docs/s of `souk index` (in-process, same code path) and of bm25s on `dataset`, `repeat` runs each."""
-    from souk.analysis.batch import _TABLES
+    from souk.analysis.batch import _TABLES, _WHOLES
     from souk.analysis.filters import _KEPT, _STEMS
     from souk.bench.keyword import _Peer
 
@@ -62,6 +62,7 @@ def bench_index(dataset: Path, repeat: int = 2) -> dict[str, Any]:
             _STEMS.clear()  # every run starts with no remembered stems (the first would otherwise warm the other's)
             _KEPT.clear()
             _TABLES.clear()
+            _WHOLES.clear()
             c0 = _cpu()
             t0 = time.perf_counter()
             if side == "peer":

@@ -346,7 +346,7 @@ class Searcher:
         for name, analyzer, _ in plan:
             for tok in tokens_of[analyzer]:
                 if tok.whole:
-                    continue  # its parts (the tokens after it) are what the word requires; the whole scores
+                    continue  # its parts (the tokens inside its span) are what the word requires; the whole scores
                 for i, (a, b) in enumerate(spans):
                     if a <= tok.start < b:
                         field_terms = per_word[i].setdefault(name, [])

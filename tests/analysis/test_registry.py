@@ -30,13 +30,13 @@ def test_fast_path_equals_token_path():
 def test_word_parts_give_a_mixed_word_whole_then_its_parts():
     a = get_analyzer("standard+parts")
     assert a.parts and not get_analyzer("standard").parts
-    assert a.terms("Huawei Mate40Pro 2Gallons") == ["huawei", "mate40pro", "mate", "40", "pro",
-                                                    "2gallons", "2", "gallon"]
+    assert a.terms("Huawei Mate40Pro 2Gallons") == ["huawei", "mate", "40", "pro", "2", "gallon",
+                                                    "mate40pro", "2gallons"]  # (the wholes at the end)
     assert a.terms("iphone 12 case") == get_analyzer("standard").terms("iphone 12 case")  # plain words: unchanged
     assert a.terms("b00x4wh2ya") == ["b00x4wh2ya"]  # a code of many runs stays whole
     toks = a.tokens("华为mate40pro手机")
     assert [(t.text, t.start, t.end, t.whole) for t in toks if not has_han(t.text)] == [
-        ("mate40pro", 2, 11, True), ("mate", 2, 6, False), ("40", 6, 8, False), ("pro", 8, 11, False)]
+        ("mate", 2, 6, False), ("40", 6, 8, False), ("pro", 8, 11, False), ("mate40pro", 2, 11, True)]
     assert a.terms("华为mate40pro手机") == [t.text for t in toks]
     assert [t.text for t in a.tokens("Mate40Pro case", han=False, prefixes=("pro", "ca"))] == ["pro", "case"]
 

@@ -229,6 +229,8 @@ def test_a_word_mixing_letters_and_digits_matches_its_parts_and_back(tmp_path):
     assert ids(s.search(SearchRequest("mate40pro case", match="all")))[0] == "m1"  # the whole word scores too
     assert set(ids(s.search(SearchRequest('"mate40pro phone"')))) == {"m1"}  # a phrase by its parts
     assert set(ids(s.search(SearchRequest('"mate 40 pro screen"')))) == {"m2"}
+    assert set(ids(s.search(SearchRequest('"silicone case"')))) == {"m3"}  # (iphone12's whole breaks no phrase)
+    assert set(ids(s.search(SearchRequest('"huawei mate40pro phone"')))) == {"m1"}
     assert set(s.bm25("mate40pro", 10, match=None).ids[:3]) == {"m1", "m2", "m6"}  # (then mate 20: the rest)
     assert set(s.bm25("mate40pro", 10).ids) >= {"m1", "m2", "m6"}  # the impacts path reads the same terms
     res = s.search(SearchRequest("apple 12 case", match="all", expansions=[("iphone12", 0.5, "apple")]))
