@@ -90,9 +90,12 @@ def terms_with_parts(words: list[str], stopwords: bool, stem: bool) -> list[str]
     letters and digits giving its parts' terms in its place (`tokenize.word_parts`; stemmed, no stopword dropped)
     and its own term at the end of the text, so that phrases of parts stay adjacent (`iphone12 case` is
     `iphone 12 case iphone12`)."""
-    terms = " ".join(filter(None, _terms_of(words, stopwords, stem, True))).split()
+    terms = _terms_of(words, stopwords, stem, True)
     wholes = _WHOLES[(stopwords, stem)]  # (filled with the table by `_terms_of`)
-    return terms + [wholes[w] for w in words if w in wholes]
+    mixed = [wholes[w] for w in words if w in wholes]
+    if not mixed:  # (most texts: one term a word, as without parts)
+        return list(filter(None, terms))
+    return " ".join(filter(None, terms)).split() + mixed
 
 
 def _terms_of(words: list[str], stopwords: bool, stem: bool, parts: bool = False) -> list[str]:
