@@ -131,6 +131,8 @@ class Searcher:
                                        proximity=(req.match or self.matching.mode) != "any")
         query = self._expand(query, req.expansions, req.fields, req.boosts)
         typed = len(set(terms))  # the query's own terms (a long query is followed by partial matches)
+        if typed >= LONG_QUERY_TERMS:
+            typed = self._typed_terms(req.query, req.fields or self.schema.search_fields, typed)
         terms = terms + self.expansion_terms(req.expansions, req.fields, terms)  # highlighted too
         if query is None and req.query.strip() and not req.filters:
             return SearchResult([], 0, terms, relaxed=relaxed)
@@ -178,6 +180,18 @@ class Searcher:
         if len(tiers) > chosen + 1:  # documents holding fewer words follow the matched set: say so
             result.relaxed, result.partial = True, sizes[-1]
         return result
+
+    def _typed_terms(self, text: str, names: Sequence[str], counted: int) -> int:
+        """`counted` terms of a query, with a word given whole and as parts (`w49x`: w, 49, x) counted once, as
+        typed: a model number alone is no long query."""
+        plan = self._plan(tuple(names))
+        if not any(analyzer.parts for _, analyzer, _ in plan):
+            return counted
+        tokens = plan[0][1].tokens(text)
+        wholes = [(t.start, t.end) for t in tokens if t.whole]
+        if not wholes:
+            return counted
+        return len({t.text for t in tokens if t.whole or not any(a <= t.start and t.end <= b for a, b in wholes)})
 
     def _rest(self, query: tantivy.Query | None, chosen: _Tier, req: SearchRequest, typed: int) -> _Tier | None:
         """For a long query (`LONG_QUERY_TERMS` or more terms) ranked by relevance under `relax`: the other

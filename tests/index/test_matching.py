@@ -235,6 +235,8 @@ def test_a_word_mixing_letters_and_digits_matches_its_parts_and_back(tmp_path):
     assert set(s.bm25("mate40pro", 10).ids) >= {"m1", "m2", "m6"}  # the impacts path reads the same terms
     res = s.search(SearchRequest("apple 12 case", match="all", expansions=[("iphone12", 0.5, "apple")]))
     assert set(ids(res)) == {"m3", "m4"} and not res.relaxed  # a synonym holds by its parts too
+    code = s.search(SearchRequest("mate40pro"))  # one typed word, not a long query: no partial match (mate 20) follows
+    assert set(ids(code)) == {"m1", "m2", "m6"} and not code.relaxed and code.partial == 0
     hit = s.search(SearchRequest("mate 40 pro", match="all", k=10)).hits
     assert "<mark>40</mark>" in next(h for h in hit if h.id == "m1").highlights["title"]
 
