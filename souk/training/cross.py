@@ -24,8 +24,8 @@ from souk.evaluation.datasets import Dataset
 from souk.models.cross_encoder import KIND, Combination, FieldLimits, Pair, PairPacker, logits
 from souk.training.data import DocTexts, Group, judged_groups, max_grade, weak_groups
 from souk.training.fit import FitJob, register_fitter
-from souk.training.kit import (Heads, candidates, ndcg10, prior_pipeline, ranking_evaluator, reordered, sample,
-                               split_train, subset, write_curve)
+from souk.training.kit import (Heads, candidates, fit_searcher, ndcg10, prior_pipeline, ranking_evaluator, reordered,
+                               sample, split_train, subset, write_curve)
 from souk.training.losses import LOSSES
 from souk.training.distributed import replica
 from souk.training.loop import LoopConfig, Phase, autocast_dtype, set_threads, train
@@ -214,7 +214,6 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     """Train, choose the mix on held-out TRAIN queries, save into `job.workdir`, return the manifest."""
     import torch
 
-    from souk.index import Index
     from souk.models.registry import model_card
 
     t0 = time.monotonic()
@@ -223,7 +222,7 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
         raise ConfigError(f"cross.loss: expected one of {', '.join(LOSSES)}, got {opts['loss']!r}")
     threads = set_threads()
     rng = np.random.default_rng(job.seed)
-    searcher = Index.open(job.index_path).searcher()
+    searcher = fit_searcher(job.index_path)
     card = model_card(opts["base"] or "all-MiniLM-L6-v2")
     base = card.path
     if not (base / "tokenizer.json").is_file():

@@ -31,7 +31,7 @@ from souk.ranking.stage import StageContext
 from souk.retrieval.wordvec import active_model, corpus_view
 from souk.training.distributed import replica
 from souk.training.fit import FitJob, register_fitter
-from souk.training.kit import DevEvaluator, epoch_curve, hold_out, ndcg10, write_epoch_curve
+from souk.training.kit import DevEvaluator, epoch_curve, fit_searcher, hold_out, ndcg10, write_epoch_curve
 from souk.training.loop import LoopConfig, Phase, train
 from souk.training.wordvec import reads_han
 
@@ -48,12 +48,11 @@ def fit_interact(job: FitJob) -> dict[str, Any]:
     """Train the interaction model into `job.workdir`; returns its manifest fields."""
     import torch
 
-    from souk.index import Index
     from souk.query.understand import planner_for
 
     opts = {**DEFAULTS, **{k: v for k, v in job.options.items() if k in DEFAULTS}}
     t_start = time.monotonic()
-    searcher = Index.open(job.index_path).searcher()
+    searcher = fit_searcher(job.index_path)
     try:
         wv_dir, vectors, _ = active_model(searcher)
     except Unavailable as e:

@@ -61,6 +61,18 @@ def hold_out(qids: Sequence[str], share: float, rng: random.Random, least: int =
 
 # ---------------------------------------------------------------- candidates
 
+def fit_searcher(index_path: Path) -> Any:
+    """A searcher of the index's last commit whose plain BM25 is read from the impacts from the first query on
+    (`Searcher.prepare_bm25`, built now): otherwise they are built in a thread once features open the term store,
+    and queries before and after the switch get BM25 sums in another float order, so one seed gave two models.
+    Misuse: `Index.open(path).searcher()` in a fit stage."""
+    from souk.index import Index
+
+    searcher = Index.open(index_path).searcher()
+    searcher.prepare_bm25()
+    return searcher
+
+
 def prior_pipeline(searcher: Any, stage: str = "cross", preset: str = "full") -> Any:
     """The stages of pipeline `preset` other than `stage` (optional stages no module registers left out),
     built as one pipeline: the candidates `stage` reorders when it serves."""

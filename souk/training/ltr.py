@@ -35,7 +35,7 @@ from souk.ranking.features import FeatureEnv, FeatureSet, default_groups
 from souk.ranking.ltr import KIND, MODEL_FILE
 from souk.ranking.pipeline import query_steps_of, stage_specs
 from souk.training.fit import FitJob, register_fitter
-from souk.training.kit import ndcg10
+from souk.training.kit import fit_searcher, ndcg10
 from souk.types import Ranking
 
 if TYPE_CHECKING:
@@ -260,9 +260,8 @@ class LtrOptions:
 @register_fitter("ltr", order=40, share=1.0, options=LtrOptions)
 def fit_ltr(job: FitJob) -> dict[str, Any]:
     """Fit the LightGBM lambdarank model of the `ltr` stage (see the module docstring)."""
-    from souk.index import Index
 
-    searcher = Index.open(job.index_path).searcher()
+    searcher = fit_searcher(job.index_path)
     models = {}
     clicks = active_click_model(job.index_path)
     if clicks is not None and job.options.get("clicks", True):

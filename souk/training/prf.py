@@ -20,7 +20,7 @@ from souk.evaluation.datasets import Dataset
 from souk.plugins import POSITIVE_INT, option_check
 from souk.retrieval.feedback import KIND, STAGE, Feedback
 from souk.training.fit import FitJob, register_fitter
-from souk.training.kit import candidates, ndcg10, sample
+from souk.training.kit import candidates, fit_searcher, ndcg10, sample
 
 PRF = True  # on: homedepot held-out train hybrid 0.4262 -> 0.4321, scifact declined by the fitter (see the fit report)
 
@@ -61,7 +61,6 @@ def recall_ndcg(searcher: Any, data: Dataset, fb: Feedback, preset: str = "hybri
 @register_fitter(STAGE, applies=applies, share=0.1, order=15, options=DenseOptions)
 def fit_dense(job: FitJob) -> dict[str, Any]:
     """Choose the feedback weight on train queries (see the module docstring); returns the manifest."""
-    from souk.index import Index
     from souk.models.store import ModelStore
     from souk.plugins import parse_options
 
@@ -70,7 +69,7 @@ def fit_dense(job: FitJob) -> dict[str, Any]:
     if not opts.prf:
         ModelStore(job.index_path).deactivate(STAGE)
         return {"skipped": "option dense.prf is off: no feedback"}
-    searcher = Index.open(job.index_path).searcher()
+    searcher = fit_searcher(job.index_path)
     rng = np.random.default_rng(job.seed)
     chosen_on = sample(job.train, opts.queries, rng)
     table = {}

@@ -23,7 +23,7 @@ from souk.evaluation.datasets import Dataset
 from souk.plugins import option_check
 from souk.ranking.stacking import KIND, STAGE
 from souk.training.fit import FitJob, register_fitter
-from souk.training.kit import ndcg10, sample, split_train
+from souk.training.kit import fit_searcher, ndcg10, sample, split_train
 
 STACKING = False  # on by default only where it wins on held-out TRAIN queries (see the fit report)
 PARAMS: dict[str, Any] = {
@@ -114,7 +114,6 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
     """Train the stacking model into `job.workdir` (see the module docstring); returns the manifest."""
     import lightgbm as lgb
 
-    from souk.index import Index
     from souk.plugins import parse_options
     from souk.query.understand import planner_for
     from souk.ranking.pipeline import stage_specs
@@ -127,7 +126,7 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
     if not opts.stacking:
         _set_aside(job)
         return {"skipped": "option fusion.stacking is off: the fixed fusion serves"}
-    searcher = Index.open(job.index_path).searcher()
+    searcher = fit_searcher(job.index_path)
     spec = {k: v for k, v in stage_specs("full", searcher.schema.pipelines)[0].items() if k != "stage"}
     stage = RecallStage(StageContext(searcher), {**spec, "stacking": False})
     names = list(stage.retrievers)

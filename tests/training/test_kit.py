@@ -95,3 +95,16 @@ def test_held_out_train_is_a_fixed_slice_whatever_the_seed():
     assert len(held.qrels) == 10 and set(held.qrels) == set(again.qrels)
     assert not set(held.qrels) & set(learn.qrels) and len(learn.qrels) == 40
     assert len(held_out_train(data, cap=3)[1].qrels) == 3
+
+
+def test_a_fit_searcher_reads_bm25_from_the_impacts_from_the_first_query(tmp_path):
+    """Else the impacts come from a thread mid-fit, and BM25 sums in another float order gave one seed two models."""
+    from ltr_shop import shop_index
+
+    from souk.index import Index
+    from souk.training.kit import fit_searcher
+
+    path = shop_index(tmp_path / "index")
+    searcher = fit_searcher(path)
+    assert searcher._impacts  # built before any query
+    assert not Index.open(path).searcher()._impacts  # (a plain searcher builds them only once features ask)
