@@ -71,6 +71,11 @@ class Analyzer:
                     out.append(Token(stem(part) if self.stem else part, tok.start + a, tok.start + b))
         return out + wholes  # (a word given as parts is whole at the end: phrases of parts stay adjacent)
 
+    def required_terms(self, text: str) -> list[str]:
+        """The terms a document must hold to hold `text` (every word, a phrase): `terms` without the whole of each
+        word given as its parts, in order."""
+        return [t.text for t in self.tokens(text) if not t.whole] if self.parts else self.terms(text)
+
     def terms(self, text: str) -> list[str]:
         """The index terms of `text`, in order (duplicates kept: BM25 counts them)."""
         if not self.whole and text.isascii() and len(text) <= self.max_chars:  # hot path: plain ASCII text

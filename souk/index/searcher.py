@@ -313,8 +313,7 @@ class Searcher:
         Occur = tantivy.Occur
         per_field = []
         for name, analyzer, _ in self._plan(tuple(names)):
-            found = [t.text for t in analyzer.tokens(text) if not t.whole] if analyzer.parts else analyzer.terms(text)
-            terms = list(dict.fromkeys(found))
+            terms = list(dict.fromkeys(analyzer.required_terms(text)))
             if terms:
                 qs = [tantivy.Query.term_query(self._tschema, name, t) for t in terms]
                 per_field.append(qs[0] if len(qs) == 1 else tantivy.Query.boolean_query([(Occur.Must, q) for q in qs]))
@@ -447,7 +446,7 @@ class Searcher:
                 continue
             if phrase and len(terms) > 1:
                 # (a word given whole and as parts is its parts in a phrase: `"iphone12 case"` finds iphone 12 case)
-                in_order = [t.text for t in analyzer.tokens(text) if not t.whole] if analyzer.parts else terms
+                in_order = analyzer.required_terms(text) if analyzer.parts else terms
                 queries = [tantivy.Query.phrase_query(self._tschema, name, list(in_order))]
             else:
                 queries = [tantivy.Query.term_query(self._tschema, name, t, index_option="freq") for t in terms]
