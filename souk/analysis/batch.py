@@ -76,10 +76,8 @@ def _ascii_parts(analyzer: "Analyzer", joined: str) -> list[str]:
 def _parts(analyzer: "Analyzer", words: list[str]) -> list[str]:
     """The words of texts joined by the separator, as terms: one space-joined part per text (spaces either end)."""
     if analyzer.parts:
-        texts = " ".join(filter(None, _terms_of(words, analyzer.stopwords, analyzer.stem, True))).split(_SEP)
-        wholes = _WHOLES[(analyzer.stopwords, analyzer.stem)]
-        ends = " ".join(filter(None, map(wholes.get, words))).split(_SEP)  # (the separator maps to itself)
-        return [f"{t.rstrip(' ')} {w.strip(' ')}" if w.strip(" ") else t for t, w in zip(texts, ends)]
+        terms = _terms_of(words, analyzer.stopwords, analyzer.stem, True)
+        return _with_wholes(" ".join(filter(None, terms)), words, _WHOLES[(analyzer.stopwords, analyzer.stem)])
     if analyzer.stopwords or analyzer.stem:
         words = _terms_of(words, analyzer.stopwords, analyzer.stem)
     return " ".join(filter(None, words)).split(_SEP)
@@ -92,10 +90,16 @@ def terms_with_parts(words: list[str], stopwords: bool, stem: bool) -> list[str]
     `iphone 12 case iphone12`)."""
     terms = _terms_of(words, stopwords, stem, True)
     wholes = _WHOLES[(stopwords, stem)]  # (filled with the table by `_terms_of`)
-    mixed = [wholes[w] for w in words if w in wholes]
-    if not mixed:  # (most texts: one term a word, as without parts)
+    if not any(map(wholes.__contains__, words)):  # (most texts: one term a word, as without parts)
         return list(filter(None, terms))
-    return " ".join(filter(None, terms)).split() + mixed
+    return _with_wholes(" ".join(filter(None, terms)), words, wholes)[0].split()
+
+
+def _with_wholes(joined: str, words: list[str], wholes: dict[str, str]) -> list[str]:
+    """The texts of `joined` (terms, texts parted by the separator), each with the own terms of its words that mix
+    letters and digits (`wholes`) appended: the one place they go to the end of their text."""
+    ends = " ".join(filter(None, map(wholes.get, words))).split(_SEP)  # (the separator maps to itself)
+    return [f"{t.rstrip(' ')} {w.strip(' ')}" if w.strip(" ") else t for t, w in zip(joined.split(_SEP), ends)]
 
 
 def _terms_of(words: list[str], stopwords: bool, stem: bool, parts: bool = False) -> list[str]:
