@@ -8,7 +8,7 @@ import pytest
 from souk.models.cross_encoder import CrossEncoder
 from souk.models.store import ModelStore
 from souk.training import losses
-from souk.training.cross import choose_weight
+from souk.training.cross import DEFAULTS, choose_weight, split_queries
 from souk.training.fit import fit
 from souk.training.kit import split_train
 from tiny_bert import FIT_OPTIONS
@@ -140,3 +140,27 @@ def test_a_head_the_budget_never_trained_stays_inactive(tiny_cross, tmp_path):
     assert outcome.manifest["training"]["steps"] == 0
     assert outcome.manifest["active"] is False and "before a training step" in outcome.manifest["note"]
     assert ModelStore(index).active("cross") is None or ModelStore(index).active("cross").name != outcome.model
+
+
+def _queries(n: int):
+    from souk.evaluation.datasets import Dataset
+
+    return Dataset.from_parts({f"q{i}": f"query {i}" for i in range(n)}, {f"q{i}": {"d": 1} for i in range(n)},
+                              name="t", split="train")
+
+
+def test_train_queries_past_train_max_choose_the_mix_too():
+    data = _queries(60)
+    opts = {**DEFAULTS, "held_out": 0.1, "held_out_max": 4, "train_max": 30, "held_out_spare": 20}
+    train, held = split_queries(data, opts, np.random.default_rng(3), 3)
+    share_held = split_train(data, 0.1, 4, np.random.default_rng(3))[1]
+    assert len(train.qrels) == 30 and len(held.qrels) == 20  # 4 by the share, 16 of the 26 left over
+    assert set(share_held.qrels) <= set(held.qrels) and not set(train.qrels) & set(held.qrels)
+    assert split_queries(data, opts, np.random.default_rng(3), 3)[1].qrels == held.qrels  # seeded
+
+
+def test_no_query_leaves_training_when_train_max_is_not_reached():
+    data = _queries(30)
+    opts = {**DEFAULTS, "held_out": 0.2, "held_out_max": 200, "train_max": 3000, "held_out_spare": 2000}
+    train, held = split_queries(data, opts, np.random.default_rng(1), 1)
+    assert (len(train.qrels), len(held.qrels)) == (24, 6)
