@@ -159,8 +159,12 @@ def register(app: typer.Typer) -> None:
                 speed = (
                     f", {measured['docs_per_s']} docs/s, cosine to fp32 {measured['cos_mean']:.4f}" if measured else ""
                 )
+                here = model.get("here") or {}
+                queries = here.get("query_backend", model.get("query_backend"))
+                where = "" if not here else (" (measured on this machine)" if here.get("measured_here") else
+                                             " (not measured on this machine: the figures are the committing one's)")
                 console.print(f"vectors {name}: {model.get('model')} on {model.get('backend')}{speed}; "
-                              f"queries on {model.get('query_backend')}")
+                              f"queries on {queries}{where}")
             cross = stats.get("cross")
             if cross:
                 chosen = cross["measured"].get(cross["backend"] or "", {})

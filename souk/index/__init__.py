@@ -117,9 +117,28 @@ class Index:
             "bytes": size,
             "segments": searcher._s.num_segments,
             "updated": manifest.get("updated"),
-            "models": manifest.get("models", {}),
+            "models": _models_here(self, manifest.get("models", {})),
             **_cross_record(self.path),
         }
+
+
+def _models_here(index: "Index", models: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's model records (what the committing machine measured), each with `here`: the path its
+    queries take in this process and whether this machine measured it (`query_path_here`)."""
+    from souk.errors import SoukError
+    from souk.index.vectors import field_params
+    from souk.index.vectors.encoding import query_path_here
+
+    out = {}
+    for name, record in models.items():
+        out[name] = record
+        field = index.schema.fields.get(name)
+        if isinstance(record, dict) and field is not None and field in index.schema.vector_fields:
+            try:
+                out[name] = {**record, "here": query_path_here(field_params(index, field))}
+            except (SoukError, OSError, KeyError, TypeError, ValueError):
+                pass  # a record that no longer resolves: shown as committed
+    return out
 
 
 def _cross_record(path: Path) -> dict[str, Any]:

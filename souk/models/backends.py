@@ -33,7 +33,9 @@ measurements cached per machine under `cache_dir()`); `exact` names the path que
 (onnx-fp32, then
 openvino-fp32), else the fastest exact one.
 Exports (ONNX, OpenVINO IR) are built once into `cache_dir()/models/` and hash-checked against their
-`export.json` on every load; one that fails the check, or is not owned by this user, is rebuilt.
+`export.json` on every load; one that fails the check, or is not owned by this user, is rebuilt. The fp32 ONNX
+export of a BERT is written from its weights (`onnx_bert`, no torch: a query process with a cold cache takes
+onnx-fp32 in about a second); other architectures are traced with torch.
 Never assume a capability: every path is checked against what the machine reports; a process capped to AVX2
 (`capped_to_avx2`, set up by `isa.avx2_env`) is offered only what runs on an AVX2-only CPU. The CPUID mask
 (`isa.cpuid_masked`) caps every library; the variables alone (`isa.CAP_ENV`: oneDNN, ATen, MKL) leave OpenVINO's
@@ -87,7 +89,7 @@ INT8_TOLERANCE = {"cos_mean": 0.995, "cos_min": 0.99}
 # 80.4 (0.9983 / 0.9971); all 1.02-1.24x, none at this bar. In docs/s at load ~1.4: openvino-fp32 22.8,
 # onnx-fp32 17.8, onnx-int8 27.0 (1.18x), u8 weights 26.3 (1.15x), feed-forward inputs only 23.4 (1.03x).
 LOSSY_MIN_GAIN = 1.5
-ONNX_FORMAT = 2  # bump when an export or the set of paths changes: cached exports and choices are keyed by it
+ONNX_FORMAT = 3  # bump when an export or the set of paths changes: cached exports and choices are keyed by it
 PROBE_DOCS = 48
 PROBE_ROUNDS = 3
 CHOICE_FORMAT = 4  # bump when the probe changes: cached choices are keyed by it (exports by ONNX_FORMAT)
@@ -207,7 +209,14 @@ def exported_as(stem: str, model_key: str, kind: str, build: Callable[[Path], No
 
 
 def _export_onnx(card: ModelCard, target: Path) -> None:
-    """fp32 ONNX of the model with mean pooling inside (inputs input_ids, attention_mask; output embedding)."""
+    """fp32 ONNX of the model with mean pooling inside (inputs input_ids, attention_mask; output embedding): written
+    from the weights for a BERT (`onnx_bert`, no torch), traced with torch for any other architecture."""
+    from souk.models.onnx_bert import NotBert, write_bert_onnx
+
+    try:
+        return write_bert_onnx(card.path, target, head="mean")
+    except NotBert:
+        pass
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
         import torch
@@ -250,9 +259,12 @@ def built_onnx_fp32(card: ModelCard) -> Path | None:
 
 def unmeasured_exact(model: str) -> str:
     """The exact path for queries while nothing was measured on this machine (another machine's signature, a
-    cleared cache): onnx-fp32 when its export is already built and ONNX Runtime can run here (a query process
-    then never imports torch), else torch-fp32."""
-    if _onnx_missing(detect_machine()) is None and built_onnx_fp32(model_card(model)) is not None:
+    cleared cache): onnx-fp32 where ONNX Runtime runs here and the export is built or can be written without torch
+    (a BERT: about a second, `onnx_bert`), so a query process never imports torch; else torch-fp32."""
+    from souk.models.onnx_bert import writable
+
+    card = model_card(model)
+    if _onnx_missing(detect_machine()) is None and (built_onnx_fp32(card) is not None or writable(card.path)):
         return "onnx-fp32"
     return REFERENCE
 

@@ -259,13 +259,20 @@ def _load_exported(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray
 
 def onnx_export(path: Path) -> Path:
     """The fp32 ONNX export of a cross-encoder directory (inputs `INPUTS`, output: the first logit per pair), built
-    once into the cache; keyed by the directory, its manifest's creation time and its weights' size and mtime."""
+    once into the cache (`onnx_bert` for a BERT, else traced with torch); keyed by the directory, its manifest's
+    creation time and its weights' size and mtime."""
     manifest = read_model_manifest(path, KIND)
     weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()
                      if p.suffix in (".safetensors", ".bin"))
     key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), weights]).encode()).hexdigest()[:16]
 
     def build(folder: Path) -> None:
+        from souk.models.onnx_bert import NotBert, write_bert_onnx
+
+        try:  # a BERT is written from its weights (no torch); other architectures are traced
+            return write_bert_onnx(path, folder / "model.onnx", head="first_logit")
+        except NotBert:
+            pass
         import warnings
 
         import torch

@@ -309,3 +309,18 @@ def test_an_index_pinned_absolute_before_finds_its_own_model_once_moved(small_in
     assert Index.open(small_index.path).manifest["vectors"]["embedding"]["model"] == data["vectors"]["embedding"][
         "model"]
     assert len(_dense_ids(small_index.path)) == 5
+
+
+def test_stats_say_which_path_queries_take_here_and_whether_this_machine_measured_it(tiny_encoder, tmp_path,
+                                                                                     monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from souk.models import choose_backend
+    from souk.models.encoder import EncoderConfig
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path / "cache"))
+    index = vector_index(tmp_path, tiny_encoder, 20)  # documents on torch-fp32; queries "exact", nothing measured
+    record = index.stats()["models"]["embedding"]
+    assert record["here"] == {"query_backend": "onnx-fp32", "measured_here": False}  # written without torch
+    choice = choose_backend(EncoderConfig(model=str(tiny_encoder), max_length=record["max_length"]),
+                            synthetic_texts(8))
+    assert index.stats()["models"]["embedding"]["here"] == {"query_backend": choice["exact"], "measured_here": True}

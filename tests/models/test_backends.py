@@ -1,5 +1,6 @@
 """Inference paths agree with fp32, and `auto` picks a path whose measured agreement clears the bar."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -156,29 +157,34 @@ def test_exact_queries_use_the_fastest_exact_path_measured_and_never_measure(tin
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
     config = EncoderConfig(model=str(tiny_encoder), backend="exact")
     assert cached_choice(config) is None
-    assert get_encoder(config).backend == "torch-fp32"  # nothing measured: the reference, no probe run
+    unmeasured = "onnx-fp32" if BACKENDS["onnx-fp32"].missing(detect_machine()) is None else "torch-fp32"
+    assert get_encoder(config).backend == unmeasured  # nothing measured: exact, written without torch, no probe run
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("choice-*.json"))
     choice = choose_backend(EncoderConfig(model=str(tiny_encoder)), PROBE)
     assert choice["exact"] in BACKENDS and "int8" not in choice["exact"]
     assert get_encoder(config).backend == choice["exact"]
 
 
-def test_unmeasured_exact_queries_take_a_built_onnx_export_and_never_build_one(tiny_encoder, tmp_path, monkeypatch):
+def test_unmeasured_exact_queries_take_onnx_written_without_torch(tiny_encoder, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from souk.models.backends import built_onnx_fp32, onnx_fp32_path, unmeasured_exact
     from souk.models.registry import model_card
 
     monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
     card = model_card(str(tiny_encoder))
-    assert unmeasured_exact(str(tiny_encoder)) == "torch-fp32" and built_onnx_fp32(card) is None  # nothing built
-    path = onnx_fp32_path(card)  # as a fit's probe on another machine (or signature) leaves it
-    assert built_onnx_fp32(card) == path and unmeasured_exact(str(tiny_encoder)) == "onnx-fp32"
+    assert built_onnx_fp32(card) is None and unmeasured_exact(str(tiny_encoder)) == "onnx-fp32"  # a BERT: writable
     encoder = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="exact"))
-    assert encoder.backend == "onnx-fp32"
+    assert encoder.backend == "onnx-fp32"  # (its export written at load: test_onnx_bert's cold query process)
     reference = get_encoder(EncoderConfig(model=str(tiny_encoder), backend="torch-fp32"))
     assert cosines(encoder.encode(PROBE[:8]), reference.encode(PROBE[:8])).min() > 0.9999
-    path.write_bytes(path.read_bytes()[:-10])  # a damaged export is not taken
-    assert unmeasured_exact(str(tiny_encoder)) == "torch-fp32"
+    path = onnx_fp32_path(card)
+    path.write_bytes(path.read_bytes()[:-10])  # a damaged export is not taken, and written again
+    assert built_onnx_fp32(card) is None and onnx_fp32_path(card) == path and built_onnx_fp32(card) == path
+    other = tmp_path / "other"  # an architecture the writer does not know, nothing exported: torch
+    shutil.copytree(tiny_encoder, other)
+    (other / "config.json").write_text(json.dumps(json.loads((other / "config.json").read_text())
+                                                  | {"position_embedding_type": "relative_key"}))
+    assert unmeasured_exact(str(other)) == "torch-fp32"
 
 
 def test_split_rows_balances_the_padded_work_and_drops_each_parts_padding():

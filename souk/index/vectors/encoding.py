@@ -71,6 +71,22 @@ def model_record(params: dict[str, Any]) -> dict[str, Any]:
             "capped_to_avx2": (choice or {}).get("capped_to_avx2")}
 
 
+def query_path_here(params: dict[str, Any]) -> dict[str, Any]:
+    """The path queries of a vector field take in this process now (`query_backend`, as `get_encoder` resolves it)
+    and whether it was measured on this machine (`measured_here`): the manifest's record is what the committing
+    machine measured, and a copied index or a cleared cache resolves differently. Reads small files only."""
+    from souk.models.backends import cached_choice, unmeasured_exact
+
+    if params.get("encoder", DEFAULT_ENCODER) != DEFAULT_ENCODER:
+        return {}
+    config = encoder_config(params, queries=True)
+    choice = cached_choice(config)
+    query = config.backend
+    if query in ("auto", "exact"):
+        query = choice["backend" if query == "auto" else "exact"] if choice else unmeasured_exact(config.model)
+    return {"query_backend": query, "measured_here": choice is not None}
+
+
 _READY: dict[tuple[str, int, str], list[np.ndarray]] = {}  # (model, max_length, text) -> vectors computed elsewhere
 _READY_LOCK = threading.Lock()
 
