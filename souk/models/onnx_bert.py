@@ -32,6 +32,7 @@ from souk.errors import ModelError
 OPSET = 17  # LayerNormalization; the traced exports used the same
 LIMITS = {"hidden_size": 8192, "num_hidden_layers": 64, "num_attention_heads": 128, "intermediate_size": 65536,
           "vocab_size": 1_000_000, "max_position_embeddings": 65536, "type_vocab_size": 64}
+MAX_CONFIG_BYTES = 1_000_000
 MAX_BYTES = 1_500_000_000  # one protobuf holds at most 2 GB: larger models are traced with external data
 ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh")
 HEADS = ("mean", "first_logit")
@@ -44,7 +45,11 @@ class NotBert(ModelError):
 def bert_config(model_dir: Path) -> dict:
     """The validated BERT config of `model_dir` (raises `NotBert` naming what is wrong)."""
     try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        with open(model_dir / "config.json", "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise NotBert(f"config.json is larger than {MAX_CONFIG_BYTES} bytes")
+        config = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         raise NotBert("config.json is missing or not JSON") from None
     if not isinstance(config, dict) or config.get("model_type") != "bert":

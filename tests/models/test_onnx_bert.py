@@ -86,6 +86,7 @@ def _hostile(tiny_encoder, tmp_path, name):
 
 @pytest.mark.parametrize("damage, expected", [
     (lambda m: (m / "config.json").write_text("{not json"), "not JSON"),
+    (lambda m: (m / "config.json").write_text(" " * 2_000_000 + "{}"), "larger than"),
     (lambda m: (m / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"})), "does not describe a BERT"),
     (lambda m: (m / "config.json").write_text(json.dumps(json.loads((m / "config.json").read_text())
                                                          | {"hidden_size": 10 ** 9})), "hidden_size"),
@@ -104,7 +105,8 @@ def test_files_it_cannot_read_raise_one_clear_error_without_a_path(tiny_encoder,
     with pytest.raises(NotBert, match=expected) as e:
         write_bert_onnx(model, tmp_path / "m.onnx")
     assert str(tmp_path) not in str(e.value) and not (tmp_path / "m.onnx").exists()
-    if expected in ("not JSON", "does not describe a BERT", "hidden_size", "hidden_act", "no model.safetensors"):
+    if expected in ("not JSON", "larger than", "does not describe a BERT", "hidden_size", "hidden_act",
+                    "no model.safetensors"):
         assert not writable(model)
 
 
