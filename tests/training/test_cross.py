@@ -8,7 +8,7 @@ import pytest
 from souk.models.cross_encoder import CrossEncoder
 from souk.models.store import ModelStore
 from souk.training import losses
-from souk.training.cross import DEFAULTS, choose_weight, split_queries
+from souk.training.cross import DEFAULTS, choose_weight, cross_validated_gain, mix_gain, split_queries
 from souk.training.fit import fit
 from souk.training.kit import split_train
 from tiny_bert import FIT_OPTIONS
@@ -65,6 +65,45 @@ def test_the_mix_weight_is_chosen_on_held_out_train_queries(tiny_cross):
     assert weight >= 0.5 and table["1.00"] == 1.0 and table["0.00"] < 1.0
     train, held = split_train(tiny_cross["train"], 0.2, 300, np.random.default_rng(1))
     assert not set(train.qrels) & set(held.qrels) and len(held) == round(len(tiny_cross["train"]) * 0.2)
+
+
+def test_the_mix_gain_comes_with_its_standard_error_over_paired_queries():
+    from souk.evaluation.datasets import Dataset
+
+    qrels = {f"q{i}": {"good": 1} for i in range(4)}
+    data = Dataset({q: "x" for q in qrels}, qrels)
+    wrong = (["bad", "good"], np.array([2.0, 1.0], dtype=np.float32))  # the prior ranks the relevant one second
+    right = (["good", "bad"], np.array([2.0, 1.0], dtype=np.float32))
+    heads = {"q0": wrong, "q1": right, "q2": right, "q3": right}
+    fixes = {q: np.array([0.0, 5.0] if q == "q0" else [5.0, 0.0], dtype=np.float32) for q in qrels}
+    gain, se = mix_gain(data, heads, fixes, 1.0)  # one query of four moves from nDCG 1/log2(3) to 1
+    d = 1.0 - 1.0 / np.log2(3)
+    assert gain == pytest.approx(d / 4) and se == pytest.approx(np.std([d, 0, 0, 0], ddof=1) / 2)
+    assert gain <= se  # one query of four: within one standard error, so the stage would stay inactive
+    assert mix_gain(data, heads, fixes, 0.0) == (0.0, 0.0)
+    heads = {q: wrong for q in qrels}
+    fixes = {q: np.array([0.0, 5.0], dtype=np.float32) for q in qrels}
+    assert mix_gain(data, heads, fixes, 1.0) == (pytest.approx(d), 0.0)  # every query gains alike: no doubt
+
+
+def test_the_cross_validated_gain_scores_each_fold_at_a_weight_chosen_on_the_others():
+    from souk.evaluation.datasets import Dataset
+
+    qrels = {f"q{i:02d}": {"good": 1} for i in range(20)}
+    data = Dataset({q: "x" for q in qrels}, qrels)
+    wrong = (["bad", "good"], np.array([2.0, 1.0], dtype=np.float32))
+    heads = {q: wrong for q in qrels}
+    helps = {q: np.array([0.0, 5.0], dtype=np.float32) for q in qrels}  # the cross fixes every query
+    d = 1.0 - 1.0 / np.log2(3)
+    assert cross_validated_gain(data, heads, helps, 5, seed=1) == (pytest.approx(d), pytest.approx(0.0, abs=1e-12))
+    # a cross that fixes one query and is no use elsewhere: the weight that query alone picks wins where it was
+    # chosen, and gains nothing on the fold holding that query (chosen without it: weight 0)
+    lucky = {q: np.array([0.0, 5.0] if q == "q00" else [0.0, 0.0], dtype=np.float32) for q in qrels}
+    heads_lucky = {q: (wrong if q == "q00" else (["good", "bad"], np.array([2.0, 1.0], dtype=np.float32)))
+                   for q in qrels}
+    in_sample, _ = mix_gain(data, heads_lucky, lucky, choose_weight(data, heads_lucky, lucky)[0])
+    assert in_sample == pytest.approx(d / 20)
+    assert cross_validated_gain(data, heads_lucky, lucky, 5, seed=1) == (0.0, 0.0)
 
 
 def test_losses_check_their_groups():
