@@ -109,12 +109,18 @@ def _exact(config: EncoderConfig) -> EncoderConfig:
     hit = _EXACT.get(config)
     if hit is not None and now - hit[0] < RESOLVE_EVERY_S and hit[1] == generation:
         return hit[2]
-    choice = cached_choice(config)
-    resolved = replace(config, backend=choice["exact"] if choice else unmeasured_exact(config.model))
+    resolved = replace(config, backend=exact_path(config)[0])
     if len(_EXACT) > 64:
         _EXACT.clear()
     _EXACT[config] = (now, generation, resolved)
     return resolved
+
+
+def exact_path(config: EncoderConfig) -> tuple[str, bool]:
+    """The path `backend="exact"` takes on this machine now, and whether this machine measured it (else the
+    unmeasured choice, `unmeasured_exact`). Reads small files only; `get_encoder` caches it per config."""
+    choice = cached_choice(config)
+    return (choice["exact"], True) if choice else (unmeasured_exact(config.model), False)
 
 
 def load_encoder(model: str | Path, probe: Sequence[str] = (), **options) -> TransformerEncoder:

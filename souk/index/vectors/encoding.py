@@ -72,19 +72,23 @@ def model_record(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def query_path_here(params: dict[str, Any]) -> dict[str, Any]:
-    """The path queries of a vector field take in this process now (`query_backend`, as `get_encoder` resolves it)
-    and whether it was measured on this machine (`measured_here`): the manifest's record is what the committing
+    """The path queries of a vector field take in this process now (`query_backend`, as `get_encoder` resolves it;
+    "auto" where nothing was measured: the first query measures) and whether this machine measured it
+    (`measured_here`): the manifest's record is what the committing
     machine measured, and a copied index or a cleared cache resolves differently. Reads small files only."""
-    from souk.models.backends import cached_choice, unmeasured_exact
+    from souk.models.backends import cached_choice
+    from souk.models.encoder import exact_path
 
     if params.get("encoder", DEFAULT_ENCODER) != DEFAULT_ENCODER:
         return {}
     config = encoder_config(params, queries=True)
+    if config.backend == "exact":
+        query, measured = exact_path(config)
+        return {"query_backend": query, "measured_here": measured}
     choice = cached_choice(config)
-    query = config.backend
-    if query in ("auto", "exact"):
-        query = choice["backend" if query == "auto" else "exact"] if choice else unmeasured_exact(config.model)
-    return {"query_backend": query, "measured_here": choice is not None}
+    if config.backend == "auto":  # measured by the first query where nothing is yet
+        return {"query_backend": choice["backend"] if choice else "auto", "measured_here": choice is not None}
+    return {"query_backend": config.backend, "measured_here": choice is not None}
 
 
 _READY: dict[tuple[str, int, str], list[np.ndarray]] = {}  # (model, max_length, text) -> vectors computed elsewhere
