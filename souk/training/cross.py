@@ -79,8 +79,8 @@ DEFAULTS: dict[str, Any] = {
     "train_max": 3000,
     # choose the mix against the ltr's out-of-fold scores of the held-out train queries (`held_out_heads`)
     "out_of_fold": True,
-    # activate only when the mix's held-out gain over the previous stage exceeds this many standard errors of the
-    # per-query gains (1: the one-standard-error rule); 0 activates on any gain
+    # activate only when the mix's cross-validated held-out gain over the previous stage (`cross_validated_gain`)
+    # exceeds this many standard errors of the per-query gains (1: the one-standard-error rule); 0: any gain
     "min_gain_se": 1.0,
 }
 
@@ -408,7 +408,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     # exceeds one standard error of the per-query gains (the one-standard-error rule, Breiman et al.,
     # "Classification and Regression Trees", 1984): a stage that costs most of `full`'s latency must pay for it.
     # Scifact (133 held-out queries, AVX-512 EPYC, seed 13): weight 0.05, +0.0010 +- 0.0007 on the queries that
-    # chose it, dev `full` 0.8059 against the ltr's 0.8074 at +38 ms p50; homedepot (2,000): 0.25, +0.0035 +- 0.0017.
+    # chose it but -0.0079 +- 0.0097 cross-validated (dev `full` 0.8059 with it, the ltr's 0.8074, at +38 ms p50):
+    # inactive; homedepot (2,000): weight 0.25, +0.0035 +- 0.0017, cross-validated +0.0029 +- 0.0016: active.
     gain, gain_se = mix_gain(held, held_c, held_scores, weight)
     cv_gain, cv_se = cross_validated_gain(held, held_c, held_scores, MIX_FOLDS, job.seed)
     noise = cv_gain <= opts["min_gain_se"] * cv_se
