@@ -181,7 +181,8 @@ def cross_validated_gain(data: Dataset, heads: Heads, cross: dict[str, np.ndarra
                          seed: int) -> tuple[float, float]:
     """`mix_gain` of a weight chosen on other queries: each of `folds` seeded folds of `data` scored at the weight
     `choose_weight` picks on the rest, the gains pooled. The best of 21 weights on the same queries is optimistic
-    (its gain includes the luck of the choice); this is what choosing on held-out queries gains on new ones."""
+    (its gain includes the luck of the choice); this is what choosing on held-out queries gains on new ones. With
+    fewer than two queries a fold there is nothing to hold apart: the in-sample `mix_gain` of the best weight."""
     qids = sorted(data.qrels)
     if len(qids) < 2 * folds:
         return mix_gain(data, heads, cross, choose_weight(data, heads, cross)[0])
