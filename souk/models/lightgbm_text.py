@@ -19,6 +19,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from souk.errors import ModelError
 
 MAX_BYTES = 512 << 20  # a model file larger than this is refused unread
@@ -278,17 +280,143 @@ def canonical_text(model: LightGBMText) -> str:
     return "\n".join(header) + "\n\n" + "".join(blocks) + "end of trees\n\npandas_categorical:null\n"
 
 
-def load_booster(data: bytes, where: str = "model.txt"):
-    """A `lightgbm.Booster` from untrusted bytes: decoded, checked, rewritten, then loaded."""
-    import lightgbm as lgb
+ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: |x| at most this counts as zero
 
+
+class Trees:
+    """A checked model's trees as flat arrays, predicted with numpy exactly as LightGBM's numerical decisions
+    (`Tree::NumericalDecision`: NaN becomes 0 unless the split's missing type is NaN; a missing value (zero for
+    missing type Zero, NaN for NaN) goes the split's default way; else `x <= threshold` goes left; values within
+    `ZERO` of 0 are 0, as LightGBM's dense rows drop them). A search process so imports no LightGBM (1.3 s with
+    the scikit-learn it imports) and runs no C loader over a file from an index directory.
+    Every (row, tree) pair takes one step of depth per numpy pass; leaves are nodes that lead to themselves, and
+    the pairs that reached one are dropped every `COMPACT` passes. HomeDepot's fitted ranker (177 trees, depth
+    16) over 150 rows: 1.15 ms against LightGBM's 0.45 (one thread); LightGBM's import costs 1.3 s a process.
+    Misuse: building it from text `parse_model`
+    did not check (only there do the children form proper trees)."""
+
+    COMPACT = 4  # passes between drops of finished pairs (1: 1.66 ms, 2: 1.27, 3: 1.17, 4: 1.15 on the above)
+
+    def __init__(self, model: LightGBMText):
+        inner = sum(t.num_leaves - 1 for t in model.trees if t.num_leaves > 1)
+        feature: list[int] = []
+        threshold: list[float] = []
+        decision: list[int] = []
+        left: list[int] = []
+        right: list[int] = []
+        leaf_value: list[float] = []
+        roots: list[int] = []
+        self.constant, self.depth = 0.0, 0  # trees of one leaf; the deepest leaf
+        at = leaves = 0
+        for tree in model.trees:
+            a = tree.arrays
+            if tree.num_leaves == 1:
+                self.constant += float(a["leaf_value"][0])
+                continue
+            roots.append(at)
+            feature += a["split_feature"]
+            threshold += a["threshold"]
+            decision += a["decision_type"]
+            for side, children in ((left, a["left_child"]), (right, a["right_child"])):
+                side += [at + c if c >= 0 else inner + leaves + ~c for c in children]
+            leaf_value += a["leaf_value"]
+            self.depth = max(self.depth, _depth(a["left_child"], a["right_child"]))
+            at += tree.num_leaves - 1
+            leaves += tree.num_leaves
+        self.inner = inner
+        # leaves follow the inner nodes: feature 0, threshold +inf, both children themselves
+        self.feature = np.asarray(feature + [0] * leaves, dtype=np.int32)
+        self.threshold = np.asarray(threshold + [math.inf] * leaves, dtype=np.float64)
+        decision_type = np.asarray(decision + [0] * leaves, dtype=np.int64)
+        self.default_left = (decision_type & 2) != 0
+        self.missing = (decision_type >> 2) & 3  # 0 none, 1 zero, 2 NaN
+        own = list(range(inner, inner + leaves))
+        self.children = np.stack([np.asarray(right + own, dtype=np.int32), np.asarray(left + own, dtype=np.int32)],
+                                 axis=1).ravel()  # [2 * node + went left]
+        self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
+        self.roots = np.asarray(roots, dtype=np.int32)
+        self.zero_missing = bool((self.missing == 1).any())
+        self._features = model.num_features
+        self._trees = len(model.trees)
+
+    def num_feature(self) -> int:
+        return self._features
+
+    def num_trees(self) -> int:
+        return self._trees
+
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """One score per row of `X` (rows x `num_feature()`), as `lightgbm.Booster.predict` gives (raw score:
+        souk's objectives have no output transform). `num_threads` is accepted for the Booster's signature."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self._features:
+            raise ValueError(f"expected rows of {self._features} features, got shape {X.shape}")
+        n, t, f = len(X), len(self.roots), X.shape[1]
+        out = np.full(n, self.constant)
+        if not n or not t:
+            return out
+        flat = np.where(np.abs(X) <= ZERO, 0.0, X).ravel()
+        general = self.zero_missing or bool(np.isnan(flat).any())  # else a plain comparison decides every split
+        if n * max(t, f) >= 2**31:
+            raise ValueError(f"{n} rows of {f} features over {t} trees: score them in smaller batches")
+        base = np.repeat(np.arange(n, dtype=np.int32) * np.int32(f), t)  # each pair's row offset in `flat`
+        node = np.tile(self.roots, n)
+        for step in range(1, self.depth + 1):
+            x = np.take(flat, base + np.take(self.feature, node))
+            if general:
+                missing = np.take(self.missing, node)
+                nan = np.isnan(x)
+                x = np.where(nan & (missing != 2), 0.0, x)
+                default = ((missing == 1) & (x == 0.0)) | ((missing == 2) & nan)
+                went_left = np.where(default, np.take(self.default_left, node), x <= np.take(self.threshold, node))
+            else:
+                went_left = x <= np.take(self.threshold, node)
+            node = np.take(self.children, node * 2 + went_left)
+            if step % self.COMPACT == 0 or step == self.depth:
+                done = node >= self.inner
+                if done.any():
+                    out += np.bincount(base[done] // f, weights=np.take(self.leaf_value, node[done] - self.inner),
+                                       minlength=n)
+                    node, base = node[~done], base[~done]
+                    if not len(node):
+                        break
+        return out
+
+
+def _depth(left: list, right: list) -> int:
+    """The number of splits on the longest path from the root (node 0) to a leaf (negative child)."""
+    deepest, stack = 0, [(0, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in (left[node], right[node]):
+            if child >= 0:
+                stack.append((child, depth + 1))
+            else:
+                deepest = max(deepest, depth)
+    return deepest
+
+
+def _checked(data: bytes, where: str) -> LightGBMText:
     if len(data) > MAX_BYTES:
         raise ModelTextError(f"{where} is over {MAX_BYTES >> 20} MB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ModelTextError(f"{where}: not UTF-8 text (byte {e.start})") from None
-    model = parse_model(text)
+    return parse_model(text)
+
+
+def load_trees(data: bytes, where: str = "model.txt") -> Trees:
+    """The trees of untrusted bytes, decoded and checked, for prediction without LightGBM (what searches use)."""
+    return Trees(_checked(data, where))
+
+
+def load_booster(data: bytes, where: str = "model.txt"):
+    """A `lightgbm.Booster` from untrusted bytes: decoded, checked, rewritten, then loaded (for training code,
+    which imports LightGBM anyway; searches use `load_trees`)."""
+    import lightgbm as lgb
+
+    model = _checked(data, where)
     try:
         booster = lgb.Booster(model_str=canonical_text(model))
     except lgb.basic.LightGBMError as e:

@@ -5,6 +5,8 @@ active `ltr` model (`DIR/models/ltr-<n>/`: `model.txt` and a manifest naming the
 with), fitted by `souk fit --stages ltr` (`souk.training.ltr`). Options: `model` pins a model directory
 (e.g. "ltr-2"). Without a fitted model the stage is unavailable (the `full` pipeline then skips it); so is it
 with a model that fails its checks (file hashes, `souk.models.lightgbm_text`), with a note naming the model.
+The trees are evaluated with numpy (`lightgbm_text.Trees`, LightGBM's decisions to the last bit): a search
+process loads no LightGBM.
 Misuse: scoring with a model whose features differ from what this index computes; `LtrModel` refuses.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from souk.errors import ModelError, ModelUnavailable
-from souk.models.lightgbm_text import MAX_BYTES, load_booster
+from souk.models.lightgbm_text import MAX_BYTES, Trees, load_trees
 from souk.models import store
 from souk.models.store import FILES, read_model_manifest
 from souk.query.plan import QueryPlan
@@ -33,9 +35,9 @@ KIND = "ltr-lightgbm"
 MODEL_FILE = "model.txt"
 
 
-def read_booster(path: Path, manifest: dict[str, Any]):
-    """The booster of a model directory: the bytes are read once, checked against the manifest's sha256 and
-    by `load_booster` before LightGBM sees them; `ModelUnavailable` names the model, never a path."""
+def read_trees(path: Path, manifest: dict[str, Any]) -> Trees:
+    """The trees of a model directory: the bytes are read once, checked against the manifest's sha256 and by
+    `load_trees` (predicted with numpy, no LightGBM loaded); `ModelUnavailable` names the model, never a path."""
     import hashlib
 
     file = Path(path) / MODEL_FILE
@@ -54,7 +56,7 @@ def read_booster(path: Path, manifest: dict[str, Any]):
         raise ModelUnavailable(f"model {path.name} is damaged: {MODEL_FILE} does not match the sha256 in its manifest; "
                                "refit it, or activate another with souk models")
     try:
-        return load_booster(data, MODEL_FILE)
+        return load_trees(data, MODEL_FILE)
     except ModelError as e:
         raise ModelUnavailable(
             f"model {path.name} is damaged: {e}; refit it, or activate another with souk models"
@@ -62,17 +64,17 @@ def read_booster(path: Path, manifest: dict[str, Any]):
 
 
 def read_model(path: Path) -> tuple[dict[str, Any], Any]:
-    """(manifest, booster) of an ltr model directory (what `store.load` caches)."""
+    """(manifest, trees) of an ltr model directory (what `store.load` caches)."""
     manifest = read_model_manifest(path, kind=KIND)
-    return manifest, read_booster(Path(path), manifest)
+    return manifest, read_trees(Path(path), manifest)
 
 
 class LtrModel:
-    """A fitted booster with the feature set it was trained on, checked against this snapshot."""
+    """A fitted ranker's trees with the feature set it was trained on, checked against this snapshot."""
 
     def __init__(self, path: Path, searcher: Searcher):
         self.path = Path(path)
-        self.manifest, self.booster = store.cached(self.path, read_model)
+        self.manifest, self.trees = store.cached(self.path, read_model)
         spec = self.manifest.get("features") or {}
         models = {}
         if "clicks" in (spec.get("groups") or {}):
@@ -83,15 +85,15 @@ class LtrModel:
             models["clicks"] = clicks
         self.features = FeatureSet(FeatureEnv.open(searcher, models), list(spec.get("groups") or {}))
         self.features.check(spec, model=f"model {self.path.name}")
-        if self.booster.num_feature() != len(self.features.columns):
-            raise ModelUnavailable(f"model {self.path.name}: {MODEL_FILE} takes {self.booster.num_feature()} features, "
+        if self.trees.num_feature() != len(self.features.columns):
+            raise ModelUnavailable(f"model {self.path.name}: {MODEL_FILE} takes {self.trees.num_feature()} features, "
                                    f"its manifest names {len(self.features.columns)}: the model directory is "
                                    "inconsistent; refit it")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not len(X):
             return np.zeros(0)
-        return self.booster.predict(X, num_threads=1)
+        return self.trees.predict(X, num_threads=1)
 
     def scores(self, plan: QueryPlan, candidates: Ranking) -> np.ndarray:
         return self.predict(self.features.matrix(plan, candidates))

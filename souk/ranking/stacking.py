@@ -4,8 +4,8 @@ The recall stage fuses its lists as configured (weighted min-max by default), th
 active `fusion` model fitted for the same retrievers (`souk fit`, option `fusion.stacking`: see
 `souk.training.stacking`), reorders the fused candidates by the model's score over
 `souk.retrieval.fusion.stack_features`. The fitter activates a model only when it beat the fixed fusion on
-held-out train queries. Model files are untrusted: the manifest is checked by the one reader and the booster
-text by `souk.models.lightgbm_text` before LightGBM reads it.
+held-out train queries. Model files are untrusted: the manifest is checked by the one reader and the model
+text by `souk.models.lightgbm_text`, whose `Trees` score it with numpy.
 Misuse: a model fitted for other retrievers (it is not used: the columns would mean other things).
 """
 from __future__ import annotations
@@ -28,17 +28,17 @@ class Stacker:
 
     def __init__(self, path: Path):
         from souk.models.store import read_model_manifest
-        from souk.ranking.ltr import read_booster
+        from souk.ranking.ltr import read_trees
 
         self.path = Path(path)
         self.manifest = read_model_manifest(self.path, kind=KIND)
         self.retrievers = [str(n) for n in self.manifest["retrievers"]]
         if self.manifest.get("columns") != stack_columns(self.retrievers):
             raise ModelError(f"model {self.path.name}: its columns are not this souk's stacking features; refit it")
-        self.booster = read_booster(self.path, self.manifest)
+        self.trees = read_trees(self.path, self.manifest)
         self.prior = float(self.manifest.get("prior", 0.0))  # the fixed fusion's score times this, plus the trees
-        if self.booster.num_feature() != len(self.manifest["columns"]):
-            raise ModelError(f"model {self.path.name}: the booster reads {self.booster.num_feature()} features")
+        if self.trees.num_feature() != len(self.manifest["columns"]):
+            raise ModelError(f"model {self.path.name}: the trees read {self.trees.num_feature()} features")
 
     def rerank(self, fused: Sequence[Ranking], lists: Sequence[Sequence[Ranking]]) -> list[Ranking]:
         """Each fused list (with its input lists, in `retrievers` order) reordered by the model, scored at once."""
@@ -46,7 +46,7 @@ class Stacker:
         if not any(len(b) for b in blocks):
             return list(fused)
         x = np.concatenate(blocks)
-        scores = self.booster.predict(x, num_threads=1) + self.prior * x[:, -3]
+        scores = self.trees.predict(x, num_threads=1) + self.prior * x[:, -3]
         out, start = [], 0
         for f, b in zip(fused, blocks):
             out.append(restack(f, scores[start:start + len(b)]) if len(b) else f)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from souk.models.lightgbm_text import ModelTextError, canonical_text, load_booster, parse_model
+from souk.models.lightgbm_text import ModelTextError, Trees, canonical_text, load_booster, load_trees, parse_model
 
 X = np.random.default_rng(1).normal(size=(64, 4))
 
@@ -163,8 +163,62 @@ def test_property_any_single_index_edit_is_refused_or_predicts(model_text, tree,
     values = _line(model_text, tree, key)
     values[pos] = str(value)
     text = _replace_line(model_text, tree, key, " ".join(values))
-    if _outcome(text) == "ok":  # a proper tree: LightGBM predicts in finite time
-        assert np.isfinite(load_booster(text.encode()).predict(X[:4])).all()
+    if _outcome(text) == "ok":  # a proper tree: LightGBM predicts in finite time, and numpy exactly alike
+        expected = load_booster(text.encode()).predict(X[:4])
+        assert np.isfinite(expected).all()
+        np.testing.assert_allclose(load_trees(text.encode()).predict(X[:4]), expected, rtol=1e-12, atol=1e-12)
+
+
+def _missing_data(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Features with NaNs, exact zeros, values within LightGBM's zero threshold and a constant column."""
+    data = rng.normal(size=(rows, 5))
+    data[rng.random(data.shape) < 0.15] = np.nan
+    data[rng.random(data.shape) < 0.15] = 0.0
+    data[rng.random(data.shape) < 0.05] = 1e-36
+    data[:, 4] = 1.0
+    return data
+
+
+@pytest.mark.parametrize("params", [
+    {"objective": "lambdarank"},
+    {"objective": "lambdarank", "zero_as_missing": True},  # missing type Zero
+    {"objective": "regression", "use_missing": False},      # missing type None: NaN compares as 0
+    {"objective": "regression", "num_leaves": 63, "min_data_in_leaf": 2, "max_depth": 12},
+    {"objective": "huber", "min_data_in_leaf": 300},      # trees of one leaf (a constant)
+])
+def test_numpy_trees_predict_exactly_what_lightgbm_predicts(params):
+    """`Trees` (what searches use) against LightGBM itself on the same checked text, over rows that hit every
+    missing-value rule: NaN, zero, below the zero threshold, and values equal to thresholds."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(7)
+    train = _missing_data(rng, 400)
+    booster = lgb.train({"verbosity": -1, "num_threads": 1, "min_data_in_leaf": 5, **params},
+                        lgb.Dataset(train, rng.integers(0, 4, 400).astype(float), group=[20] * 20
+                                    if params["objective"] == "lambdarank" else None), num_boost_round=20)
+    text = booster.model_to_string()
+    rows = _missing_data(rng, 300)
+    model = parse_model(text)
+    thresholds = [v for t in model.trees if t.num_leaves > 1 for v in t.arrays["threshold"]]
+    if thresholds:
+        rows[:50, 0] = np.resize(thresholds, 50)  # a value equal to a split's threshold goes left
+    trees = load_trees(text.encode())
+    assert (trees.num_feature(), trees.num_trees()) == (5, booster.num_trees())
+    np.testing.assert_allclose(trees.predict(rows), booster.predict(rows), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(trees.predict(rows.astype(np.float32)), booster.predict(rows.astype(np.float32)),
+                               rtol=1e-12, atol=1e-12)
+    assert trees.predict(rows[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="5 features"):
+        trees.predict(rows[:, :4])
+
+
+def test_a_search_process_scores_with_numpy_trees_and_never_imports_lightgbm(model_text):
+    code = ("import sys, numpy as np\nfrom souk.models.lightgbm_text import load_trees\n"
+            "t = load_trees(sys.stdin.buffer.read())\nprint(t.predict(np.ones((3, 4))).shape)\n"
+            "assert 'lightgbm' not in sys.modules and 'sklearn' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], input=model_text.encode(), capture_output=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == b"(3,)", out.stderr.decode()[-2000:]
+    assert isinstance(load_trees(model_text.encode()), Trees)
 
 
 SWEEP = textwrap.dedent("""

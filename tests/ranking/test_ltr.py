@@ -261,4 +261,4 @@ def test_an_engine_builds_its_pipelines_again_when_a_model_is_activated_without_
     assert engine.pipeline("ltr").steps[0].stage.model.path == second
     ModelStore(shop).activate(first.name)
     again = engine.pipeline("ltr").steps[0].stage.model
-    assert again.path == first and again.booster is model.booster
+    assert again.path == first and again.trees is model.trees
