@@ -10,6 +10,7 @@ Misuse: building pipelines per request; ask the engine, which caches them per sn
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,8 @@ from souk.index.store import meta_path
 from souk.ranking.pipeline import Pipeline, build_pipeline
 from souk.query.plan import QueryPlan
 from souk.types import Explanation, SearchResult
+
+log = logging.getLogger("souk.engine")
 
 MAX_K = 1_000          # hits per page
 MAX_DEPTH = 10_000     # offset + k: how deep a user may page
@@ -98,6 +101,46 @@ class Engine:
                 self._pipelines[name] = pipe
                 self._activation[name] = models
             return pipe
+
+    def rebuild(self) -> None:
+        """Build the pipelines built so far again and swap them in (searches meanwhile keep the old ones): after
+        something they read at build time changed, e.g. a model's paths were measured (`measure_in_background`)."""
+        searcher = self.searcher()
+        from souk.models.store import activation
+
+        models = activation(self.index.path)
+        with self._build_lock:
+            for name in list(self._pipelines):
+                self._pipelines[name] = build_pipeline(name, searcher)
+                self._activation[name] = models
+            searcher.warm()
+
+    def measure_in_background(self) -> threading.Thread | None:
+        """Where the active cross-encoder was never measured on this machine (an index copied from another, a
+        cleared cache), measure its paths on a background thread and then `rebuild`, so a long-running server
+        moves from the unmeasured path to the fastest one without a search waiting; None when there is nothing
+        to measure. Misuse: calling it from a one-shot CLI search (the thread would die with the process)."""
+        from souk.models.cross_encoder import unmeasured_path
+        from souk.ranking.rerank import measure_model, unmeasured_model
+
+        model = unmeasured_model(self.index.path)
+        if model is None:
+            return None
+
+        def run() -> None:
+            try:
+                verdict = measure_model(self.index.path, model)
+                self.rebuild()
+            except Exception as e:  # a thread's failure must not pass silently, nor stop the server
+                log.warning("measuring the paths of cross-encoder %s failed (%s): it stays on %s", model.name,
+                            type(e).__name__, unmeasured_path(model))
+                return
+            log.info("cross-encoder %s measured on this machine: searches now take %s", model.name,
+                     verdict["backend"])
+
+        thread = threading.Thread(target=run, name="souk-measure-cross", daemon=True)
+        thread.start()
+        return thread
 
     def is_lexical(self, name: str) -> bool:
         """True when pipeline `name` is already built for the current snapshot and is BM25 alone (a search
@@ -290,9 +333,7 @@ class Engine:
                 if self._suggests:
                     self.suggest("warm")
         except Exception:  # noqa: BLE001 - a background warm-up must never kill the process
-            import logging
-
-            logging.getLogger("souk.engine").exception("refreshing pipelines after a commit failed")
+            log.exception("refreshing pipelines after a commit failed")
         finally:
             with self._lock:
                 self._refresher = None

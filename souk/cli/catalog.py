@@ -168,9 +168,10 @@ def register(app: typer.Typer) -> None:
             cross = stats.get("cross")
             if cross:
                 chosen = cross["measured"].get(cross["backend"] or "", {})
-                console.print(f"cross-encoder {cross['model']}: " + (
-                    f"on {cross['backend']}, {chosen.get('pairs_per_s')} pairs/s, correlation to fp32 "
-                    f"{chosen.get('corr', 1.0):.4f}" if chosen else "path not measured yet (the first search does)"))
+                console.print(f"cross-encoder {cross['model']}: on {cross['backend']}" + (
+                    f", {chosen.get('pairs_per_s')} pairs/s, correlation to fp32 {chosen.get('corr', 1.0):.4f}"
+                    if chosen and cross.get("measured_here") else " (not measured on this machine: activating "
+                    "the model or a server measures it)"))
 
     @app.command("delete")
     def delete_cmd(ids: list[str] = typer.Argument(..., help="Document ids."),

@@ -142,8 +142,9 @@ def _models_here(index: "Index", models: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cross_record(path: Path) -> dict[str, Any]:
-    """`{"cross": ...}`: the active cross-encoder and the path this machine measured for it (none measured yet:
-    `backend` None; the first search that loads it measures)."""
+    """`{"cross": ...}`: the active cross-encoder, the path searches take with it on this machine (`backend`),
+    whether this machine measured that choice (`measured_here`; else it is the unmeasured path until activation
+    or a server measures it) and each measured path's speed and agreement."""
     from souk.errors import ModelError
     from souk.models.store import ModelStore
 
@@ -153,11 +154,11 @@ def _cross_record(path: Path) -> dict[str, Any]:
         return {}
     if model is None:
         return {}
-    from souk.models.cross_encoder import measured_path
+    from souk.models.cross_encoder import measured_path, path_here
 
     choice = measured_path(model) or {}
-    backend = choice.get("backend")
-    return {"cross": {"model": model.name, "backend": backend,
+    backend, measured = path_here(model)
+    return {"cross": {"model": model.name, "backend": backend, "measured_here": measured,
                       "measured": {n: r for n, r in choice.get("paths", {}).items() if "pairs_per_s" in r}}}
 
 

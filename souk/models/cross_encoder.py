@@ -8,8 +8,11 @@ with the previous stage's). Inference runs on the bi-encoder's exact paths: torc
 on ONNX Runtime or OpenVINO, bf16 on OpenVINO (one ONNX export per model directory, built once into the cache
 and hash-checked like the encoder's), whichever is fastest on this machine within `TOLERANCE` of fp32 (bf16 is
 offered only where the CPU has bf16 instructions; ONNX Runtime not when capped to AVX2; the choice is measured
-once per model and machine, on pairs of the caller's own documents where it gives them (`measure_paths(path,
-probe)`), and cached; `measured_path` reads it back for `souk stats`).
+once per model and machine, on pairs of the index's own documents (`measure_paths(path, probe)`: when the model
+is activated, and in the background of a server that finds it unmeasured), and cached; `measured_path` reads it
+back for `souk stats`). A search never measures: where nothing was measured on this machine yet (an index copied
+from another, a cleared cache) it takes `unmeasured_path` (fp32 on ONNX Runtime over an export written without
+torch), the way the bi-encoder's queries do.
 
 Misuse: scoring pairs packed with other limits than the model was trained with (read them from the
 manifest, which `CrossEncoder` does), or comparing raw scores across queries (they are per-query logits).
@@ -183,7 +186,7 @@ class CrossEncoder:
         self.packer = packer_for(self.path, max_length, self.manifest)
         self.combination = Combination(**self.manifest.get("combination", {}))
         self.batch_size = batch_size
-        self.backend = choose_path(self.path, self.packer)["backend"] if backend == "auto" else backend
+        self.backend = path_here(self.path, self.packer.limits.max_length)[0] if backend == "auto" else backend
         if self.backend not in PATHS:
             raise ModelError(f"unknown cross-encoder backend {self.backend!r}; known: auto, {', '.join(PATHS)}")
         self._forward = _load(self.path, self.backend)
@@ -315,6 +318,23 @@ def torch_threads() -> int:
     return max(1, int(os.environ.get("SOUK_TORCH_THREADS", cores // 2 if busy else cores)))
 
 
+def unmeasured_path(path: Path) -> str:
+    """The path for a model nothing was measured for on this machine: onnx-fp32 where ONNX Runtime runs here and
+    the model is a BERT whose export `onnx_bert` writes without torch (about a second for 6 layers), so a cold
+    search imports no torch and waits for no measurement; else torch-fp32 (the reference)."""
+    from souk.models.onnx_bert import writable
+
+    return "onnx-fp32" if BACKENDS["onnx-fp32"].missing(detect_machine()) is None and writable(Path(path)) \
+        else "torch-fp32"
+
+
+def path_here(path: Path, max_length: int | None = None) -> tuple[str, bool]:
+    """The path `backend="auto"` takes for the model directory on this machine now (pairs cut to `max_length`,
+    default its own), and whether this machine measured it (else `unmeasured_path`). Reads small files only."""
+    choice = measured_path(path, max_length)
+    return (choice["backend"], True) if choice else (unmeasured_path(path), False)
+
+
 def offered_paths() -> dict[str, str | None]:
     """Each path and why this machine should not use it (None: offered), by the encoder's own checks."""
     m = detect_machine()
@@ -325,15 +345,28 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False,
                 probe: Sequence[tuple[str, str, str]] | None = None) -> dict[str, Any]:
     """Measure each offered path on a probe of packed pairs (pairs/s, agreement with fp32) and keep the
     fastest within `TOLERANCE`; cached per model directory (published ones never change) and machine.
-    `probe`: (query, title, text) triples of the caller's own documents (the
-    `cross` stage gives each sampled document with a query from its own title and one from another's), so
+    `probe`: (query, title, text) triples of the caller's own documents (`souk.ranking.rerank.probe_triples`
+    gives each sampled document with a query from its own title and one from another's), so
     agreement is measured on the score spread the model meets there; without one, pseudo-text of the vocabulary
     (a trained model scores all of it alike, so bf16's rounding shows larger there: correlation 0.998 where
     real HomeDepot pairs gave 0.9999). The paths are timed in turns, best of `ROUNDS`, so load from other
-    processes falls on each alike."""
+    processes falls on each alike. Processes measuring the same model at once (a server's workers) take turns
+    on a lock file: the later ones read the first one's verdict."""
+    import fcntl
+
     file = _choice_file(path, packer.limits.max_length)
     if file.exists() and not refresh:
         return _read_verdict(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if file.exists() and not refresh:
+            return _read_verdict(file)
+        return _measure(path, packer, file, probe)
+
+
+def _measure(path: Path, packer: PairPacker, file: Path,
+             probe: Sequence[tuple[str, str, str]] | None) -> dict[str, Any]:
     pairs = _real_pairs(packer, probe) if probe else _probe_pairs(packer)
     report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items() if why}
     forwards = {name: _load(path, name) for name in PATHS if name not in report}
@@ -354,7 +387,6 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False,
         report[name] = {"pairs_per_s": round(best[name], 1), "corr": corr,
                         "max_abs_over_std": float(np.abs(s - ref).max() / max(float(np.std(ref)), 1e-6))}
     result = _verdict(report) | {"probe": "documents" if probe else "pseudo-text", "pairs": len(pairs)}
-    file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, file)
@@ -371,8 +403,7 @@ def _choice_file(path: Path, max_length: int) -> Path:
 def measured_path(path: Path, max_length: int | None = None) -> dict[str, Any] | None:
     """What this machine measured for the model directory at its own limits (or pairs cut to `max_length`):
     `choose_path`'s verdict (`backend`, and `pairs_per_s` / `corr` of each path), without measuring; None when
-    nothing was measured yet. Misuse: deciding a path from it in a search (`CrossEncoder` measures when nothing
-    is cached)."""
+    nothing was measured yet (then `path_here` says which path a search takes)."""
     try:
         length = max_length or limits_of(read_model_manifest(Path(path), KIND)).max_length
         file = _choice_file(Path(path), length)

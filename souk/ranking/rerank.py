@@ -15,13 +15,15 @@ scores was chosen on lists of that length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from souk.errors import ConfigError, ModelError, ModelUnavailable
 from souk.models.batching import MicroBatcher
-from souk.models.cross_encoder import PATHS, CrossEncoder, TokenCache, measure_paths, measured_path, model_fields
+from souk.models.cross_encoder import (PATHS, CrossEncoder, TokenCache, measure_paths, measured_path, model_fields,
+                                       path_here)
 from souk.models.store import read_model_manifest
 from souk.models import store
 from souk.query.plan import QueryPlan
@@ -140,9 +142,8 @@ def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     batch, max_length, backend = opts.batch_size, opts.max_length, opts.backend
     try:
         chosen = store.resolve(context.index_path, "cross", opts.model) if backend == "auto" else None
-        if chosen is not None and measured_path(chosen, max_length) is None:  # measured on these documents
-            fields = model_fields(read_model_manifest(chosen, "cross-encoder"))
-            measure_paths(chosen, probe_triples(context.searcher, fields), max_length)
+        if chosen is not None:  # the measured path, or the unmeasured one (a search never waits for a measurement)
+            backend = path_here(chosen, max_length)[0]
         model = store.load(context.index_path, "cross", CrossEncoder, opts.model,
                            options=(backend, batch, max_length), unfitted="no fitted cross-encoder in this index; "
                            "run `souk fit --stages cross`")
@@ -151,6 +152,26 @@ def cross_stage(context: StageContext, options: dict[str, Any]) -> CrossStage:
     except ModelError as e:
         raise ConfigError(f"cross.model: {e}") from e
     return CrossStage(context.searcher, model)
+
+
+def measure_model(index_path: Path, model: Path, max_length: int | None = None) -> dict[str, Any]:
+    """Measure a cross-encoder's paths on this machine on the index's own documents (`probe_triples`) unless
+    this machine measured them already; returns the verdict (`backend`, each path's pairs/s and agreement).
+    Takes seconds (every path is loaded, torch too): call it where nobody waits for a search (activation, a
+    server's background), never from a stage factory."""
+    from souk.index import Index
+
+    fields = model_fields(read_model_manifest(model, "cross-encoder"))
+    return measure_paths(model, probe_triples(Index.open(index_path).searcher(), fields), max_length)
+
+
+def unmeasured_model(index_path: Path) -> Path | None:
+    """The index's active cross-encoder when this machine has not measured its paths yet, else None."""
+    try:
+        model = store.resolve(index_path, "cross", None)
+    except ModelError:
+        return None
+    return model if model is not None and measured_path(model) is None else None
 
 
 STAGES.register("cross", cross_stage)

@@ -78,6 +78,7 @@ def create_app(index_path: str | Path, keys: Keys | None = None, cors_origins: l
         except (ModelError, ConfigError) as e:  # a damaged model: that pipeline is off, keyword search is not
             log.warning("souk serve: pipeline %s not warmed: %s", name, e)
     engine.suggest("warm")
+    engine.measure_in_background()  # a cross-encoder never measured here: its fastest path found while serving
     metrics = Metrics()
     pipelines = engine.available_pipelines()
     for name, why in engine.off.items():

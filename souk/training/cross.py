@@ -293,7 +293,22 @@ def applies(schema: Any, index: Any) -> bool:
     return model_card("all-MiniLM-L6-v2").reads_han or not reads_han(schema, index)
 
 
-@register_fitter("cross", applies=applies, order=70, distributed=True, options=DEFAULTS)
+def activate_cross(index_path: Path, model_dir: Path) -> dict[str, Any]:
+    """Measure a fitted cross-encoder's inference paths on this machine and the index's documents before it
+    becomes active, so searches find the fastest path chosen (`souk.ranking.rerank.measure_model`). A failure
+    to measure does not keep the model inactive: searches then take the unmeasured path, and a server measures
+    again in its background."""
+    from souk.ranking.rerank import measure_model
+
+    try:
+        verdict = measure_model(index_path, model_dir)
+    except Exception as e:  # OpenVINO or ONNX Runtime refusing the export: still a usable model on torch
+        return {"measured": False, "error": type(e).__name__}
+    return {"measured": True, "backend": verdict["backend"],
+            "pairs_per_s": {n: r["pairs_per_s"] for n, r in verdict["paths"].items() if "pairs_per_s" in r}}
+
+
+@register_fitter("cross", applies=applies, order=70, on_activate=activate_cross, distributed=True, options=DEFAULTS)
 def fit_cross(job: FitJob) -> dict[str, Any]:
     """Train, choose the mix on held-out TRAIN queries, save into `job.workdir`, return the manifest."""
     import torch

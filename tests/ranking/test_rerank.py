@@ -14,6 +14,7 @@ from souk.index import Index
 from souk.models.cross_encoder import PATHS
 from souk.models.store import ModelStore
 from souk.ranking.pipeline import build_pipeline
+from souk.ranking.rerank import measure_model
 from souk.ranking.stage import StageUnavailable
 
 runner = CliRunner()
@@ -127,7 +128,7 @@ def test_concurrent_searches_share_the_cross_encoders_passes(active):
                                    rtol=1e-4, atol=1e-5)
 
 
-def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
+def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active, monkeypatch, tmp_path):
     found = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "rerank", "--explain", "--json")
     assert found["hits"] and "cross" in found["timings_ms"]
     assert "cross" in found["hits"][0]["explain"]
@@ -138,9 +139,16 @@ def test_souk_search_and_eval_run_the_rerank_and_full_pipelines(active):
     assert result["stage_paths"]["cross"] in PATHS  # the path the scores came from
     full = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "full", "--json")
     assert "cross" in full["timings_ms"]
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))  # a machine that measured nothing (the fit may have)
+    stats = last_json("stats", "--index", active["index"], "--json")
+    assert stats["cross"] | {"measured": {}} == {"model": active["outcome"].model, "backend": "onnx-fp32",
+                                                  "measured_here": False, "measured": {}}
+    assert "not measured on this machine" in runner.invoke(app, ["stats", "--index", str(active["index"])]).output
+    search = last_json("search", "t5 green", "--index", active["index"], "--pipeline", "full", "--json")
+    assert "cross" in search["timings_ms"] and not list(tmp_path.glob("models/cross-choice-*.json"))  # no measuring
+    measure_model(active["index"], ModelStore(active["index"]).active("cross"))
     stats = last_json("stats", "--index", active["index"], "--json")  # the path this machine measured for it
-    assert stats["cross"]["model"] == active["outcome"].model
-    assert stats["cross"]["backend"] in PATHS and stats["cross"]["backend"] in stats["cross"]["measured"]
+    assert stats["cross"]["measured_here"] and stats["cross"]["backend"] in stats["cross"]["measured"]
     shown = runner.invoke(app, ["stats", "--index", str(active["index"])])
     assert shown.exit_code == 0 and "pairs/s" in shown.output
 
@@ -260,7 +268,7 @@ def test_a_damaged_cross_encoder_turns_the_stage_off_and_full_still_answers(acti
     assert found["hits"] and any("stage cross skipped" in n for n in found["notes"])
 
 
-def test_the_stage_measures_its_paths_on_the_index_documents(active, monkeypatch, tmp_path):
+def test_paths_are_measured_on_the_index_documents_never_by_a_stage(active, monkeypatch, tmp_path):
     from souk.models import cross_encoder
     from souk.ranking.rerank import probe_triples
 
@@ -276,12 +284,38 @@ def test_the_stage_measures_its_paths_on_the_index_documents(active, monkeypatch
     assert cross_encoder.measured_path(path) is None
     monkeypatch.setattr(cross_encoder, "offered_paths", lambda: {n: None if n == "torch-fp32" else "off"
                                                                  for n in cross_encoder.PATHS})
-    pipe = build_pipeline("rerank", index)  # the stage measures on its documents; the model may be cached already
+    pipe = build_pipeline("rerank", index)  # a stage never measures: it takes the unmeasured path
     model = pipe.steps[0].stage.model
-    verdict = cross_encoder.choose_path(path, model.packer)
+    assert model.backend == cross_encoder.unmeasured_path(path) == "onnx-fp32"  # over the export torch never wrote
+    assert cross_encoder.measured_path(path) is None
+    verdict = measure_model(active["index"], path)  # what activation and a server do: on the index's documents
     assert verdict["probe"] == "documents" and verdict["pairs"] == 2 * min(len(searcher.ids()), 24)
+    assert cross_encoder.choose_path(path, model.packer) == verdict
     assert cross_encoder.measured_path(path)["backend"] == "torch-fp32"
     assert cross_encoder.measured_path(path, 32) is None  # pairs cut shorter are measured apart
     short = cross_encoder.measure_paths(path, triples[:3], 32)
     assert short["probe"] == "documents" and short["pairs"] == 3 and cross_encoder.measured_path(path, 32)
     assert cross_encoder.choose_path(path, cross_encoder.packer_for(path, 40))["probe"] == "pseudo-text"
+
+
+def test_activation_measures_the_paths_and_a_server_measures_what_nobody_did(active, monkeypatch, tmp_path):
+    from souk.engine import Engine
+    from souk.models import cross_encoder
+    from souk.training.fit import activate_model
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path / "a"))  # a machine that measured nothing
+    path = ModelStore(active["index"]).active("cross")
+    engine = Engine.open(active["index"])
+    assert engine.pipeline("rerank").steps[0].stage.model.backend == "onnx-fp32"  # unmeasured: no torch, no wait
+    thread = engine.measure_in_background()  # what `souk serve` does after its warm-up
+    assert thread is not None
+    thread.join(120)
+    measured = cross_encoder.measured_path(path)
+    assert measured and measured["probe"] == "documents"
+    assert engine.pipeline("rerank").steps[0].stage.model.backend == measured["backend"]  # rebuilt on it
+    assert engine.measure_in_background() is None  # nothing left to measure
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path / "b"))  # another machine: activating measures there
+    done = activate_model(active["index"], path.name)["activation"]
+    assert done["measured"] and done["backend"] == cross_encoder.measured_path(path)["backend"]
+    assert set(done["pairs_per_s"]) <= set(cross_encoder.PATHS) and "torch-fp32" in done["pairs_per_s"]
