@@ -55,7 +55,8 @@ class FieldLimits:
     The defaults keep a search's latency budget with long texts: 20 pairs of 96 tokens took 250 ms through
     6 MiniLM layers on 2 Intel cores in bf16 (one layer in fp32 on 2 AVX2-only AMD EPYC cores: ~100 ms of CPU),
     so the fitter also keeps fewer layers (see
-    `souk.training.weights.layers_within`); a long text gives way first, the title keeps its share."""
+    `souk.training.cross.measured_layers`, timed on the fitting machine); a long text gives way first, the title
+    keeps its share."""
 
     max_length: int = 96
     query: int = 24
@@ -367,17 +368,28 @@ def choose_path(path: Path, packer: PairPacker, refresh: bool = False,
 
 def _measure(path: Path, packer: PairPacker, file: Path,
              probe: Sequence[tuple[str, str, str]] | None) -> dict[str, Any]:
-    pairs = _real_pairs(packer, probe) if probe else _probe_pairs(packer)
+    pairs = _real_pairs(packer, probe) if probe else probe_pairs(packer)
+    report = time_paths(path, packer, pairs)
+    result = _verdict(report) | {"probe": "documents" if probe else "pseudo-text", "pairs": len(pairs)}
+    tmp = file.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, file)
+    return result
+
+
+def time_paths(path: Path, packer: PairPacker, pairs: Sequence[Pair], chunk: int = 16) -> dict[str, dict[str, Any]]:
+    """Each path's pairs/s on `pairs` (`chunk` pairs a call, best of `ROUNDS`, the paths in turns) and its agreement
+    with torch-fp32 (`corr`, `max_abs_over_std`), or why it is `skipped` here; nothing is cached."""
     report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items() if why}
     forwards = {name: _load(path, name) for name in PATHS if name not in report}
     scores = {}
     for name, forward in forwards.items():  # also the warm-up
-        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, pairs, 16)])
+        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, pairs, chunk)])
     best = {name: 0.0 for name in forwards}
     for _ in range(ROUNDS):
         for name, forward in forwards.items():
             t0 = time.perf_counter()
-            for ids, types, mask in _chunks(packer, pairs, 16):
+            for ids, types, mask in _chunks(packer, pairs, chunk):
                 forward(ids, types, mask)
             best[name] = max(best[name], len(pairs) / (time.perf_counter() - t0))
     ref = scores["torch-fp32"]
@@ -386,11 +398,7 @@ def _measure(path: Path, packer: PairPacker, file: Path,
         corr = float(np.corrcoef(s, ref)[0, 1]) if np.std(ref) > 0 and np.std(s) > 0 else 1.0
         report[name] = {"pairs_per_s": round(best[name], 1), "corr": corr,
                         "max_abs_over_std": float(np.abs(s - ref).max() / max(float(np.std(ref)), 1e-6))}
-    result = _verdict(report) | {"probe": "documents" if probe else "pseudo-text", "pairs": len(pairs)}
-    tmp = file.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, file)
-    return result
+    return report
 
 
 def _choice_file(path: Path, max_length: int) -> Path:
@@ -438,13 +446,19 @@ def _real_pairs(packer: PairPacker, probe: Sequence[tuple[str, str, str]]) -> li
     return [packer.pack(q, d) for q, d in zip(queries, docs)]
 
 
-def _probe_pairs(packer: PairPacker, n: int = 48) -> list[Pair]:
-    """Deterministic pseudo-text pairs of realistic lengths from the tokenizer's own vocabulary."""
+def probe_pairs(packer: PairPacker, n: int = 48, length: int | None = None) -> list[Pair]:
+    """Deterministic pseudo-text pairs of realistic lengths from the tokenizer's own vocabulary (every pair
+    packed to `length` tokens where given: a 4-token query, a 4-token title, the text filling the rest)."""
     rng = np.random.default_rng(0)
     vocab = packer.tok.get_vocab_size()
     lo = min(1000, vocab // 2)  # past the special and rare tokens at the start of a BERT vocabulary
     out = []
     for i in range(n):
+        if length is not None:
+            q, title = rng.integers(lo, vocab, size=4).tolist(), rng.integers(lo, vocab, size=4).tolist()
+            text = rng.integers(lo, vocab, size=max(1, length - 12)).tolist()
+            out.append(packer.pack(q, (title, text)))
+            continue
         q = rng.integers(lo, vocab, size=int(rng.integers(4, 20))).tolist()
         doc = (rng.integers(lo, vocab, size=12).tolist(),
                rng.integers(lo, vocab, size=int(rng.integers(20, 300))).tolist())

@@ -11,6 +11,7 @@ Misuse: reading dev numbers from the manifest as test numbers (dev chose the che
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     pass
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
-# Layer-tokens one query may cost (layers x pairs x tokens per pair), for `full` within 40 ms at depth 20 on 2
+# With `cross.latency_ms` null (the default measures the layers instead: `measured_layers`), the layer-tokens one
+# query may cost (layers x pairs x tokens per pair), for `full` within 40 ms at depth 20 on 2
 # cores: cross-encoders now score in bf16 (OpenVINO, AMX) at ~85 layer-tokens/ms. HomeDepot (pairs ~28 tokens),
 # `souk bench serve --pipeline full --clients 1`: 6 layers (3,360) p50 66.5 ms, cross 41 ms; 3 layers (1,680)
 # p50 40.8-42.6 ms, cross 20-21 ms, dev nDCG@10 of the fit 0.4469 vs 0.4479 (short budgets). 96-token pairs get
@@ -73,7 +75,12 @@ DEFAULTS: dict[str, Any] = {
     "dev_max": 60,           # dev queries for early stopping (a seeded sample beyond this)
     "max_length": FieldLimits.max_length, "query_length": FieldLimits.query, "title_length": FieldLimits.title,
     "batch_size": 32,        # scoring batch
-    "layers": None,          # transformer layers kept from the base (default: the most within LAYER_TOKENS)
+    "layers": None,          # transformer layers kept from the base (default: `latency_ms`, measured)
+    # the forward pass's time a query (20 candidates) the layers are chosen for, on this machine's fastest path
+    # (`measured_layers`), for `full` within 40 ms: recall and ltr take ~12 ms, and the stage ~1.3x its forward
+    # pass (HomeDepot, 4 layers: the probe priced 21 ms, the stage's p50 was 33 ms, 25 of it in the forward pass;
+    # AVX-512 EPYC, 2 cores); null: the fixed LAYER_TOKENS
+    "latency_ms": 20.0,
     # train queries at most (a seeded sample beyond): homedepot's 7,243 took 362 s of recall on loaded cores, leaving
     # its cross no step; 3,000 hold ~12,000 judged groups, more than a CPU budget trains on (678 steps of 8 in 8 min)
     "train_max": 3000,
@@ -293,6 +300,52 @@ def applies(schema: Any, index: Any) -> bool:
     return model_card("all-MiniLM-L6-v2").reads_han or not reads_han(schema, index)
 
 
+PROBE_LAYERS = 2  # layers of the model timed to price one layer (`measured_layers`)
+
+
+def head_pairs(packer: PairPacker, data: Dataset, heads: Heads, texts: DocTexts, queries: int = 4) -> list[Pair]:
+    """The packed pairs of the first `queries` training queries' top `RERANK_DEPTH` candidates, as a search
+    scores them (`measured_layers` times these: their lengths and padding are the catalog's)."""
+    qids = [q for q in sorted(data.qrels) if heads.get(q, ([], None))[0]][:queries]
+    out: list[Pair] = []
+    for q in qids:
+        query = packer.tokens([data.queries[q]], packer.limits.query)[0]
+        out += [packer.pack(query, d) for d in packer.doc_tokens(texts.get(list(heads[q][0][:RERANK_DEPTH])))]
+    return out
+
+
+def measured_layers(base: Path, packer: PairPacker, pairs: Sequence[Pair], most: int, latency_ms: float,
+                    seed: int) -> tuple[int, dict[str, Any]]:
+    """The most layers (1..`most`) whose `RERANK_DEPTH` of `pairs` (a query's candidates, `head_pairs`) this
+    machine scores within `latency_ms` on its fastest inference path: a `PROBE_LAYERS`-layer model from `base`,
+    saved to a temporary directory, timed on every offered path as a search scores (`RERANK_DEPTH` pairs a call,
+    split across the cores: `cross_encoder.time_paths`; its export removed from the cache after), its time split
+    per layer (the embeddings and the head counted in: an estimate on the safe side). Returns the layers and what
+    was measured: the layer count follows the machine that fits, not a constant measured elsewhere.
+    Misuse: fitting on one machine for serving on a slower one (set `cross.layers` there)."""
+    import shutil
+    import tempfile
+
+    from souk.models.cross_encoder import onnx_export, probe_pairs, time_paths
+
+    if not pairs:
+        pairs = probe_pairs(packer, 2 * RERANK_DEPTH, 32)  # (no candidates to read: 32-token pseudo-text)
+    with tempfile.TemporaryDirectory(prefix="souk-layer-probe-") as tmp:
+        folder = Path(tmp) / "probe"
+        save_model(new_model(base, seed, min(PROBE_LAYERS, most)), folder, base)
+        (folder / "manifest.json").write_text(json.dumps({"kind": KIND, "created": time.time(),
+                                                          "limits": asdict(packer.limits)}))
+        report = time_paths(folder, PairPacker(folder / "tokenizer.json", packer.limits), pairs, chunk=RERANK_DEPTH)
+        if any("pairs_per_s" in r for name, r in report.items() if not name.startswith("torch")):
+            shutil.rmtree(onnx_export(folder).parent, ignore_errors=True)  # built by the timing: found, not rebuilt
+    timed = {name: r["pairs_per_s"] for name, r in report.items() if "pairs_per_s" in r}
+    path = max(timed, key=timed.__getitem__)
+    layer_ms = 1000.0 * RERANK_DEPTH / timed[path] / min(PROBE_LAYERS, most)
+    layers = max(1, min(most, int(latency_ms // layer_ms)))
+    return layers, {"latency_ms": latency_ms, "path": path, "ms_per_layer": round(layer_ms, 2), "pairs": len(pairs),
+                    "mean_tokens": round(float(np.mean([len(ids) for ids, _ in pairs])), 1), "pairs_per_s": timed}
+
+
 def activate_cross(index_path: Path, model_dir: Path) -> dict[str, Any]:
     """Measure a fitted cross-encoder's inference paths on this machine and the index's documents before it
     becomes active, so searches find the fastest path chosen (`souk.ranking.rerank.measure_model`). A failure
@@ -337,8 +390,15 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     dev_c = held_c if dev is held else candidates(prior, dev.queries, RERANK_DEPTH)
     top = max_grade(job.train, job.dev)
 
-    layers = opts["layers"] or layers_within(LAYER_TOKENS, RERANK_DEPTH, pair_length(packer, train_set, train_c, texts),
-                                             base_layers(base))
+    tokens = pair_length(packer, train_set, train_c, texts)
+    timing: dict[str, Any] = {}
+    if opts["layers"]:
+        layers = opts["layers"]
+    elif opts["latency_ms"]:
+        layers, timing = measured_layers(base, packer, head_pairs(packer, train_set, train_c, texts), base_layers(base),
+                                         float(opts["latency_ms"]), job.seed)
+    else:
+        layers = layers_within(LAYER_TOKENS, RERANK_DEPTH, tokens, base_layers(base))
     net = new_model(base, job.seed, layers).to(job.device)
     mlm = post_train_for(job, net.base_model, base, opts["mlm_steps"]) if opts["mlm"] else None
     scorer = Scorer(net, packer, texts, job.device, opts["batch_size"])
@@ -442,7 +502,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
                      "cross_validated_gain": round(cv_gain, 5), "cross_validated_gain_se": round(cv_se, 5)},
         "dev": {k: round(v, 4) if isinstance(v, float) else v for k, v in dev_metrics.items()},
         "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)}
-        | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers, "autocast": str(autocast_dtype(job.device))},
+        | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers, "autocast": str(autocast_dtype(job.device)),
+           "pair_tokens": tokens, **({"layer_timing": timing} if timing else {})},
         "training": {
             "steps": result.steps,
             "best_step": result.best_step,

@@ -203,3 +203,24 @@ def test_no_query_leaves_training_when_train_max_is_not_reached():
     opts = {**DEFAULTS, "held_out": 0.2, "held_out_max": 200, "train_max": 3000, "held_out_spare": 2000}
     train, held = split_queries(data, opts, np.random.default_rng(1), 1)
     assert (len(train.qrels), len(held.qrels)) == (24, 6)
+
+
+def test_layers_are_chosen_by_the_time_this_machine_takes_per_layer(tiny_cross, monkeypatch, tmp_path):
+    """`cross.latency_ms`: a probe model from the base is timed on every offered path; the fastest path's time per
+    layer for 20 pairs prices the layers kept (at least one, at most the base's), and the probe leaves no export."""
+    from souk.models.cross_encoder import PATHS, FieldLimits, PairPacker, probe_pairs
+    from souk.training.cross import measured_layers
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    base = tiny_cross["base"]
+    packer = PairPacker(base / "tokenizer.json", FieldLimits(64, 8, 16))
+    pairs = probe_pairs(packer, 40, 30)
+    layers, timing = measured_layers(base, packer, pairs, 6, 25.0, 0)
+    assert timing["path"] in PATHS and timing["pairs_per_s"][timing["path"]] == max(timing["pairs_per_s"].values())
+    assert (timing["pairs"], timing["mean_tokens"]) == (40, 30.0)
+    assert layers == max(1, min(6, int(25.0 // timing["ms_per_layer"])))
+    assert measured_layers(base, packer, pairs, 6, 1e-3, 0)[0] == 1  # no budget: still one layer
+    assert not list(tmp_path.glob("models/cross-*"))  # the probe's export was removed with it
+    params = tiny_cross["outcome"].manifest["params"]  # the fit chose its layers so (none were given)
+    assert params["latency_ms"] == 20.0 and params["layer_timing"]["latency_ms"] == 20.0
+    assert params["layers"] == max(1, min(2, int(20.0 // params["layer_timing"]["ms_per_layer"])))
