@@ -394,11 +394,13 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     timing: dict[str, Any] = {}
     if opts["layers"]:
         layers = opts["layers"]
-    elif opts["latency_ms"]:
+    elif opts["latency_ms"] and replica() is None:
         layers, timing = measured_layers(base, packer, head_pairs(packer, train_set, train_c, texts), base_layers(base),
                                          float(opts["latency_ms"]), job.seed)
     else:
         layers = layers_within(LAYER_TOKENS, RERANK_DEPTH, tokens, base_layers(base))
+        if opts["latency_ms"]:  # Ray workers need not be the machine that serves
+            timing = {"skipped": "fitted on Ray: the fixed LAYER_TOKENS (set cross.layers for the serving machine)"}
     net = new_model(base, job.seed, layers).to(job.device)
     mlm = post_train_for(job, net.base_model, base, opts["mlm_steps"]) if opts["mlm"] else None
     scorer = Scorer(net, packer, texts, job.device, opts["batch_size"])

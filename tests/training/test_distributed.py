@@ -99,6 +99,7 @@ def test_cross_fits_on_ray_train_like_the_single_process_fit(ray_local, tiny_cro
     assert m["dev"]["cross_ndcg@10"] >= m["dev"]["untrained_cross_ndcg@10"] + 0.05, m["training"]["curve"]
     assert abs(m["dev"]["cross_ndcg@10"] - local["dev"]["cross_ndcg@10"]) <= 0.06, (m["dev"], local["dev"])
     assert (ModelStore(index).root / remote.model / "model.safetensors").is_file()
+    assert "fitted on Ray" in m["params"]["layer_timing"]["skipped"]  # its workers do not time the layers
 
 
 def test_query_shards_keep_each_query_whole_on_one_worker():
