@@ -392,15 +392,18 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
 
     tokens = pair_length(packer, train_set, train_c, texts)
     timing: dict[str, Any] = {}
-    if opts["layers"]:
-        layers = opts["layers"]
-    elif opts["latency_ms"] and replica() is None:
-        layers, timing = measured_layers(base, packer, head_pairs(packer, train_set, train_c, texts), base_layers(base),
-                                         float(opts["latency_ms"]), job.seed)
-    else:
-        layers = layers_within(LAYER_TOKENS, RERANK_DEPTH, tokens, base_layers(base))
-        if opts["latency_ms"]:  # Ray workers need not be the machine that serves
+    layers = opts["layers"]
+    if not layers and opts["latency_ms"]:
+        if replica() is not None:  # Ray workers need not be the machine that serves
             timing = {"skipped": "fitted on Ray: the fixed LAYER_TOKENS (set cross.layers for the serving machine)"}
+        else:
+            try:
+                layers, timing = measured_layers(base, packer, head_pairs(packer, train_set, train_c, texts),
+                                                 base_layers(base), float(opts["latency_ms"]), job.seed)
+            except (ModelError, OSError, RuntimeError, ValueError) as e:  # an inference path refusing the probe
+                timing = {"skipped": f"timing the layers failed ({type(e).__name__}): the fixed LAYER_TOKENS"}
+    if not layers:
+        layers = layers_within(LAYER_TOKENS, RERANK_DEPTH, tokens, base_layers(base))
     net = new_model(base, job.seed, layers).to(job.device)
     mlm = post_train_for(job, net.base_model, base, opts["mlm_steps"]) if opts["mlm"] else None
     scorer = Scorer(net, packer, texts, job.device, opts["batch_size"])

@@ -224,3 +224,20 @@ def test_layers_are_chosen_by_the_time_this_machine_takes_per_layer(tiny_cross, 
     params = tiny_cross["outcome"].manifest["params"]  # the fit chose its layers so (none were given)
     assert params["latency_ms"] == 20.0 and params["layer_timing"]["latency_ms"] == 20.0
     assert params["layers"] == max(1, min(2, int(20.0 // params["layer_timing"]["ms_per_layer"])))
+
+
+def test_a_layer_timing_that_fails_falls_back_to_the_fixed_budget_and_the_fit_goes_on(tiny_cross, monkeypatch,
+                                                                                      tmp_path):
+    import shutil
+
+    from souk.training import cross
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("an inference path refused the probe")
+
+    monkeypatch.setattr(cross, "measured_layers", refused)
+    index = shutil.copytree(tiny_cross["index"], tmp_path / "index")
+    [outcome] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=5, progress=False,
+                    options={"cross": {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "weak_groups": 0}})
+    params = outcome.manifest["params"]
+    assert "RuntimeError" in params["layer_timing"]["skipped"] and params["layers"] >= 1
