@@ -520,6 +520,9 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
         "curve": "curve.png",
         "stopped_by_budget": result.stopped_by_budget,
         "activate": activate,
+        # trained, and no mix beat the previous stage as fitted now: a cross active from an earlier fit (its mix chosen
+        # against an earlier ltr) is retired with it
+        "retire": not activate and result.steps > 0,
         "note": (
             f"mix weight {weight:.2f} chosen on {len(held.qrels)} held-out train queries"
             if activate

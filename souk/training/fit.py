@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from souk.errors import ConfigError
+from souk.errors import ConfigError, ModelError
 from souk.evaluation.datasets import Dataset
 from souk.models.store import ModelStore
 from souk.plugins import Registry, parse_options
@@ -78,7 +78,9 @@ def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: Tru
     `on_activate(index_path, model_dir)` runs before a model of the stage becomes active (e.g. re-encoding
     the corpus with a new bi-encoder); if it fails, the model stays inactive. `distributed`: the fitter
     runs data-parallel on Ray Train when `fit` is given a cluster (it reads `distributed.replica()`).
-    A fitter returning `{"skipped": reason}` (an option turned it off) publishes nothing.
+    A fitter returning `{"skipped": reason}` (an option turned it off) publishes nothing; `"activate": False`
+    publishes the model inactive, and `"retire": True` with it leaves the stage with no active model (the fitter
+    found the stage does not pay over the stages fitted before it, so an earlier model of it does not either).
     `options`: what `job.options` may hold, a dataclass type or the fitter's dict of defaults (each key typed by
     its default's type; None defaults take anything); `fit` refuses other keys and wrong types up front."""
 
@@ -216,8 +218,16 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
             outcomes.append(FitOutcome(name, None, {**manifest, "active": False}, seconds))
             continue
         activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
+        retire = bool(manifest.pop("retire", False))  # ... and say the stage does not pay: none of its models stays on
         path = store.publish(name, workdir, manifest, activate=False)
         done = activate_model(index.path, path.name) if activate else {}
+        if retire and not activate:
+            try:
+                previous: Path | None = store.active(name)
+            except ModelError:
+                previous = None
+            if store.deactivate(name):
+                done = {"retired": previous.name if previous is not None else None}
         outcomes.append(FitOutcome(name, path.name, {**manifest, **done, "active": activate}, seconds))
     return outcomes
 

@@ -181,6 +181,25 @@ def test_a_head_the_budget_never_trained_stays_inactive(tiny_cross, tmp_path):
     assert ModelStore(index).active("cross") is None or ModelStore(index).active("cross").name != outcome.model
 
 
+@pytest.mark.slow
+def test_a_cross_that_does_not_pay_now_retires_the_one_active_before(tiny_cross, tmp_path):
+    """A trained cross whose mix does not beat the stages fitted before it says the stage does not pay: the cross
+    active from an earlier fit (its mix chosen against an earlier ltr) goes too; one never trained keeps it."""
+    import shutil
+
+    index = shutil.copytree(tiny_cross["index"], tmp_path / "index")
+    store = ModelStore(index)
+    store.activate(tiny_cross["outcome"].model)
+    options = {**FIT_OPTIONS, "base": str(tiny_cross["base"]), "weak_groups": 0, "layers": 1}
+    [kept] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=0.01, progress=False,
+                 options={"cross": options})
+    assert kept.manifest["training"]["steps"] == 0 and store.active("cross").name == tiny_cross["outcome"].model
+    [outcome] = fit(index, tiny_cross["train"], tiny_cross["dev"], ["cross"], budget_s=20, progress=False,
+                    options={"cross": {**options, "min_gain_se": 1e9}})
+    assert outcome.manifest["training"]["steps"] > 0 and outcome.manifest["active"] is False
+    assert outcome.manifest["retired"] == tiny_cross["outcome"].model and store.active("cross") is None
+
+
 def _queries(n: int):
     from souk.evaluation.datasets import Dataset
 
