@@ -79,8 +79,9 @@ def register_fitter(name: str, applies: Callable[..., bool] = lambda schema: Tru
     the corpus with a new bi-encoder); if it fails, the model stays inactive. `distributed`: the fitter
     runs data-parallel on Ray Train when `fit` is given a cluster (it reads `distributed.replica()`).
     A fitter returning `{"skipped": reason}` (an option turned it off) publishes nothing; `"activate": False`
-    publishes the model inactive, and `"retire": True` with it leaves the stage with no active model (the fitter
-    found the stage does not pay over the stages fitted before it, so an earlier model of it does not either).
+    publishes the model inactive; `"retire": True` with either leaves the stage with no active model (the idea
+    is off, or the fitter found the stage does not pay over the stages fitted before it, so an earlier model of it
+    does not either). Misuse: deactivating models from inside a fitter (a failed fit must leave them as they were).
     `options`: what `job.options` may hold, a dataclass type or the fitter's dict of defaults (each key typed by
     its default's type; None defaults take anything); `fit` refuses other keys and wrong types up front."""
 
@@ -211,25 +212,28 @@ def fit(index_path: str | Path, train: Dataset, dev: Dataset | None, stages: Seq
         manifest = {"seconds": round(seconds, 1), "device": job.device, "seed": seed,
                     "data": {"train": f"{train.name}/{train.split}", "dev": f"{dev.name}/{dev.split}" if dev else None},
                     **manifest}
+        retire = bool(manifest.pop("retire", False))  # the stage does not pay: none of its models stays active
         if manifest.get("skipped"):  # an idea switched off: nothing was trained, nothing is published
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
-            outcomes.append(FitOutcome(name, None, {**manifest, "active": False}, seconds))
+            done = _retire(store, name) if retire else {}
+            outcomes.append(FitOutcome(name, None, {**manifest, **done, "active": False}, seconds))
             continue
         activate = bool(manifest.pop("activate", True))  # a fitter may publish a model that lost on dev, inactive
-        retire = bool(manifest.pop("retire", False))  # ... and say the stage does not pay: none of its models stays on
         path = store.publish(name, workdir, manifest, activate=False)
-        done = activate_model(index.path, path.name) if activate else {}
-        if retire and not activate:
-            try:
-                previous: Path | None = store.active(name)
-            except ModelError:
-                previous = None
-            if store.deactivate(name):
-                done = {"retired": previous.name if previous is not None else None}
+        done = activate_model(index.path, path.name) if activate else _retire(store, name) if retire else {}
         outcomes.append(FitOutcome(name, path.name, {**manifest, **done, "active": activate}, seconds))
     return outcomes
+
+
+def _retire(store: ModelStore, stage: str) -> dict[str, Any]:
+    """Leave `stage` with no active model; `{"retired": name}` when one was active."""
+    try:
+        previous = store.active(stage)
+    except ModelError:  # an unreadable entry: deactivating repairs it
+        previous = None
+    return {"retired": previous.name if previous is not None else None} if store.deactivate(stage) else {}
 
 
 def activate_model(index_path: str | Path, name: str) -> dict[str, Any]:

@@ -61,14 +61,12 @@ def recall_ndcg(searcher: Any, data: Dataset, fb: Feedback, preset: str = "hybri
 @register_fitter(STAGE, applies=applies, share=0.1, order=15, options=DenseOptions)
 def fit_dense(job: FitJob) -> dict[str, Any]:
     """Choose the feedback weight on train queries (see the module docstring); returns the manifest."""
-    from souk.models.store import ModelStore
     from souk.plugins import parse_options
 
     t0 = time.monotonic()
     opts = parse_options(STAGE, job.options, DenseOptions)
     if not opts.prf:
-        ModelStore(job.index_path).deactivate(STAGE)
-        return {"skipped": "option dense.prf is off: no feedback"}
+        return {"skipped": "option dense.prf is off: no feedback", "retire": True}
     searcher = fit_searcher(job.index_path)
     rng = np.random.default_rng(job.seed)
     chosen_on = sample(job.train, opts.queries, rng)
@@ -88,14 +86,13 @@ def fit_dense(job: FitJob) -> dict[str, Any]:
         dev = {"hybrid_ndcg@10": round(recall_ndcg(searcher, dev_set, fb), 4),
                "hybrid_ndcg@10_without": round(recall_ndcg(searcher, dev_set, Feedback()), 4),
                "queries": len(dev_set.qrels)}
-    if not win:
-        ModelStore(job.index_path).deactivate(STAGE)
     return {
         "kind": KIND,
         "prf": {"weight": weight if win else 0.0, "lexical": opts.lexical, "agree": opts.agree},
         "train": {"queries": len(chosen_on.qrels), "hybrid_ndcg@10_by_weight": table},
         "dev": dev,
         "activate": win,
+        "retire": not win,
         "note": (f"feedback weight {weight:g} chosen on {len(chosen_on.qrels)} train queries (hybrid nDCG@10 "
                  f"{table[best]:.4f} vs {table['0']:.4f} without)" if win
                  else "published inactive: no feedback weight beat the plain query vector on train queries"),

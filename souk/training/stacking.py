@@ -102,13 +102,6 @@ def _stacked(booster: Any, blocks: list[np.ndarray], prior: float) -> list[np.nd
     return out
 
 
-def _set_aside(job: FitJob) -> None:
-    """No `fusion` model serves after this fit (the fixed fusion does)."""
-    from souk.models.store import ModelStore
-
-    ModelStore(job.index_path).deactivate(STAGE)
-
-
 @register_fitter(STAGE, applies=applies, share=0.1, order=25, options=FusionOptions)
 def fit_fusion(job: FitJob) -> dict[str, Any]:
     """Train the stacking model into `job.workdir` (see the module docstring); returns the manifest."""
@@ -124,15 +117,13 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
     t0 = time.monotonic()
     opts = parse_options(STAGE, job.options, FusionOptions)
     if not opts.stacking:
-        _set_aside(job)
-        return {"skipped": "option fusion.stacking is off: the fixed fusion serves"}
+        return {"skipped": "option fusion.stacking is off: the fixed fusion serves", "retire": True}
     searcher = fit_searcher(job.index_path)
     spec = {k: v for k, v in stage_specs("full", searcher.schema.pipelines)[0].items() if k != "stage"}
     stage = RecallStage(StageContext(searcher), {**spec, "stacking": False})
     names = list(stage.retrievers)
     if len(names) < 2:
-        _set_aside(job)
-        return {"skipped": f"the learned recall has one list ({', '.join(names)}): nothing to fuse"}
+        return {"skipped": f"the learned recall has one list ({', '.join(names)}): nothing to fuse", "retire": True}
     depth = max(stage.depth.values())
     planner = planner_for(searcher)
     rng = np.random.default_rng(job.seed)
@@ -172,8 +163,6 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
                        "fixed_ndcg@10": round(_ndcg(vq, vf, None, vqrels), 4), "queries": len(vq)}
     (job.workdir / "model.txt").write_text(booster.model_to_string())
     win = stacked_held >= fixed_held + opts.min_gain
-    if not win:
-        _set_aside(job)
     return {
         "kind": KIND,
         "stacking": True,
@@ -186,6 +175,7 @@ def fit_fusion(job: FitJob) -> dict[str, Any]:
         "params": {**params, "rounds": booster.best_iteration or opts.rounds},
         "training": {"queries": len(parts["train"][0])},
         "activate": win,
+        "retire": not win,  # the fixed fusion serves
         "note": (f"stacking {stacked_held:.4f} vs fixed fusion {fixed_held:.4f} on {len(qids)} held-out train queries"
                  + ("" if win else ": published inactive, the fixed fusion serves")),
         "fit_seconds": round(time.monotonic() - t0, 1),

@@ -75,6 +75,7 @@ def test_the_dense_fitter_publishes_its_weight_and_off_sets_it_aside(index):
     assert DenseRetriever(index.searcher()).feedback.weight == 0.5
     [off] = fit(index.path, data, None, ["dense"], budget_s=60, options={"dense": {"prf": False}})
     assert off.model is None and ModelStore(index.path).active("dense") is None  # nothing published
+    assert off.manifest["retired"] == out.model  # the feedback fitted before is off with the option
     assert fitted_feedback(index.searcher()) == Feedback()
 
 
