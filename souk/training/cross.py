@@ -330,9 +330,10 @@ def measured_layers(base: Path, packer: PairPacker, pairs: Sequence[Pair], most:
 
     if not pairs:
         pairs = probe_pairs(packer, 2 * RERANK_DEPTH, 32)  # (no candidates to read: 32-token pseudo-text)
+    probe = min(PROBE_LAYERS, most)
     with tempfile.TemporaryDirectory(prefix="souk-layer-probe-") as tmp:
         folder = Path(tmp) / "probe"
-        save_model(new_model(base, seed, min(PROBE_LAYERS, most)), folder, base)
+        save_model(new_model(base, seed, probe), folder, base)
         (folder / "manifest.json").write_text(json.dumps({"kind": KIND, "created": time.time(),
                                                           "limits": asdict(packer.limits)}))
         report = time_paths(folder, PairPacker(folder / "tokenizer.json", packer.limits), pairs, chunk=RERANK_DEPTH)
@@ -340,7 +341,7 @@ def measured_layers(base: Path, packer: PairPacker, pairs: Sequence[Pair], most:
             shutil.rmtree(onnx_export(folder).parent, ignore_errors=True)  # built by the timing: found, not rebuilt
     timed = {name: r["pairs_per_s"] for name, r in report.items() if "pairs_per_s" in r}
     path = max(timed, key=timed.__getitem__)
-    layer_ms = 1000.0 * RERANK_DEPTH / timed[path] / min(PROBE_LAYERS, most)
+    layer_ms = 1000.0 * RERANK_DEPTH / timed[path] / probe
     layers = max(1, min(most, int(latency_ms // layer_ms)))
     return layers, {"latency_ms": latency_ms, "path": path, "ms_per_layer": round(layer_ms, 2), "pairs": len(pairs),
                     "mean_tokens": round(float(np.mean([len(ids) for ids, _ in pairs])), 1), "pairs_per_s": timed}
