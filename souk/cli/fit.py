@@ -141,7 +141,8 @@ def register(app: typer.Typer) -> None:
             {"stage": o.stage, "model": o.model, "seconds": round(o.seconds, 1),
              "active": o.manifest.get("active", True),
              "dev": o.manifest.get("dev"), "stopped_by_budget": o.manifest.get("stopped_by_budget", False),
-             **({"retired": o.manifest["retired"]} if "retired" in o.manifest else {})}
+             **({"retired": o.manifest["retired"]} if "retired" in o.manifest else {}),
+             **({"kept": o.manifest["standing"]["model"]} if "standing" in o.manifest else {})}
             for o in outcomes]}
         if report is not None:
             from souk.training.ablation import known_ideas, write_report
@@ -155,7 +156,8 @@ def register(app: typer.Typer) -> None:
             return
         for m in result["models"]:
             budget = " (budget ran out: best checkpoint kept)" if m["stopped_by_budget"] else ""
-            state = "" if m["active"] else f", inactive{'; retired ' + str(m['retired']) if m.get('retired') else ''}"
+            state = "" if m["active"] else ", inactive" + (f"; retired {m['retired']}" if m.get("retired") else
+                                                          f"; {m['kept']} stays active" if m.get("kept") else "")
             console.print(f"{m['stage']}: {m['model']} in {m['seconds']}s, dev {m['dev']}{budget}{state}")
 
     @app.command("models")

@@ -305,7 +305,7 @@ class ModelStore:
             known = ", ".join(p.name for p in self._versions()) or "none"
             raise ModelError(f"no model {name!r} in {self.root}; models: {known}")
         try:  # entries that are not model names, or an unreadable file, are dropped: activating repairs it
-            valid = {k: v for k, v in self._active().items() if self._valid_entry(k, v)}
+            valid = self.active_names()
         except ModelUnavailable:
             valid = {}
         write_json_atomic(self.root / ACTIVE, {**valid, m["stage"]: name})
@@ -333,6 +333,10 @@ class ModelStore:
             raise ModelUnavailable(f"models/{ACTIVE}: {stage} -> {shown} is not a model name like {stage}-3 inside "
                                    f"models/; activate a model again with souk models --activate {stage}-N")
         return self.root / name if (self.root / name / MANIFEST).is_file() else None
+
+    def active_names(self) -> dict[str, str]:
+        """Stage -> active model name, valid entries only (an unreadable `active.json`: `ModelUnavailable`)."""
+        return {k: v for k, v in self._active().items() if self._valid_entry(k, v)}
 
     def seal(self, name: str) -> Path:
         """Record the present files' hashes of model `name` (one published by a souk that did not seal
@@ -367,7 +371,7 @@ class ModelStore:
     def list(self) -> List[dict[str, Any]]:
         """Every published model with its manifest and whether it is active, oldest first per stage."""
         try:
-            active = {v for k, v in self._active().items() if self._valid_entry(k, v)}
+            active = set(self.active_names().values())
         except ModelUnavailable:
             active = set()
         out = []

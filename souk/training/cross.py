@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     pass
 
 RERANK_DEPTH = 20      # what the `rerank` and `full` presets hand the cross stage
-# With `cross.latency_ms` null (the default measures the layers instead: `measured_layers`), the layer-tokens one
-# query may cost (layers x pairs x tokens per pair), for `full` within 40 ms at depth 20 on 2
+# With `cross.full_ms` and `cross.latency_ms` null (the default measures the layers: `measured_layers`), the
+# layer-tokens one query may cost (layers x pairs x tokens per pair), for `full` within 40 ms at depth 20 on 2
 # cores: cross-encoders now score in bf16 (OpenVINO, AMX) at ~85 layer-tokens/ms. HomeDepot (pairs ~28 tokens),
 # `souk bench serve --pipeline full --clients 1`: 6 layers (3,360) p50 66.5 ms, cross 41 ms; 3 layers (1,680)
 # p50 40.8-42.6 ms, cross 20-21 ms, dev nDCG@10 of the fit 0.4469 vs 0.4479 (short budgets). 96-token pairs get
@@ -75,12 +75,13 @@ DEFAULTS: dict[str, Any] = {
     "dev_max": 60,           # dev queries for early stopping (a seeded sample beyond this)
     "max_length": FieldLimits.max_length, "query_length": FieldLimits.query, "title_length": FieldLimits.title,
     "batch_size": 32,        # scoring batch
-    "layers": None,          # transformer layers kept from the base (default: `latency_ms`, measured)
-    # the forward pass's time a query (20 candidates) the layers are chosen for, on this machine's fastest path
-    # (`measured_layers`), for `full` within 40 ms: recall and ltr take ~12 ms, and the stage ~1.3x its forward
-    # pass (HomeDepot, 4 layers: the probe priced 21 ms, the stage's p50 was 33 ms, 25 of it in the forward pass;
-    # AVX-512 EPYC, 2 cores); null: the fixed LAYER_TOKENS
-    "latency_ms": 20.0,
+    "layers": None,          # transformer layers kept from the base (default: `full_ms`, measured)
+    # a `full` search's time a query (20 candidates reranked) the layers are chosen for: the stages before the
+    # cross are timed here (`prior_ms`), and what is left, over `STAGE_COST`, is the forward pass's budget on this
+    # machine's fastest path (`measured_layers`)
+    "full_ms": 40.0,
+    # the forward pass's budget itself (overrides `full_ms`); with both null: the fixed LAYER_TOKENS
+    "latency_ms": None,
     # train queries at most (a seeded sample beyond): homedepot's 7,243 took 362 s of recall on loaded cores, leaving
     # its cross no step; 3,000 hold ~12,000 judged groups, more than a CPU budget trains on (678 steps of 8 in 8 min)
     "train_max": 3000,
@@ -251,6 +252,39 @@ def held_out_heads(index_path: Any, held: Dataset, prior: Any, out_of_fold: bool
     return held, candidates(prior, held.queries, RERANK_DEPTH), fallback
 
 
+def mix_context(index_path: Path, searcher: Any, held: Dataset, prior_of: str) -> str:
+    """What a mix's held-out gain is measured against, as one digest: the index's commit and pipelines, the active
+    models of the other stages, where the prior scores came from and the held-out queries. Two crosses of equal
+    contexts were judged on the same queries against the same candidates and scores: their gains compare."""
+    import hashlib
+
+    from souk.models.store import ModelStore
+
+    stages = {k: v for k, v in ModelStore(index_path).active_names().items() if k != "cross"}
+    what = {"commit": searcher.commit_id, "pipelines": searcher.schema.pipelines, "stages": stages,
+            "prior": prior_of, "queries": sorted(held.qrels)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def standing_cross(index_path: Path, context: str) -> dict[str, Any] | None:
+    """The active cross-encoder's name and cross-validated held-out gain where its mix was chosen in `context`
+    (`mix_context`), else None (none active, or judged against other stages, queries or documents: its gain no
+    longer says what it adds)."""
+    from souk.models.store import ModelStore, read_model_manifest
+
+    try:
+        path = ModelStore(index_path).active("cross")
+        held = read_model_manifest(path, kind=KIND).get("held_out") if path is not None else None
+    except ModelError:  # unreadable or tampered: nothing to weigh against (it is retired as before)
+        return None
+    if not isinstance(held, dict) or held.get("context") != context:
+        return None
+    gain = held.get("cross_validated_gain")
+    if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not math.isfinite(gain):
+        return None
+    return {"model": path.name, "cross_validated_gain": float(gain)} if path is not None else None
+
+
 def out_of_fold_scores(index_path: Path, max_bytes: int = 256 << 20) -> Heads | None:
     """The active ltr model's out-of-fold top candidates by train query (None: no active ltr, or one written
     before it kept them). The file is untrusted: read only after the model's file hashes are checked, its shape
@@ -301,6 +335,40 @@ def applies(schema: Any, index: Any) -> bool:
 
 
 PROBE_LAYERS = 2  # layers of the model timed to price one layer (`measured_layers`)
+# the cross stage's time in a search over its forward pass's as the probe prices it (reading and packing the
+# documents, the mix, the threads of the stages before it): HomeDepot, 4 layers, the probe priced 21.2 ms and
+# `souk eval --pipeline full` measured the stage at p50 27.3 ms over 1,918 dev queries (AVX-512 EPYC, 2 cores, quiet)
+STAGE_COST = 1.3
+PRIOR_QUERIES = 12  # train queries timed through the stages before the cross (`prior_ms`)
+
+
+def prior_ms(prior: Any, queries: dict[str, str], n: int = PRIOR_QUERIES) -> float:
+    """Median milliseconds the stages before the cross (`prior`, a pipeline) take one query for its
+    `RERANK_DEPTH` candidates, one query at a time as a search runs them, over `n` of `queries` (after one
+    unmeasured query: models and caches load there). 0.0 without queries."""
+    texts = list(queries.values())[:n + 1]
+    if len(texts) < 2:
+        return 0.0
+    prior.run(prior.plan(texts[0]), RERANK_DEPTH)
+    times = []
+    for text in texts[1:]:
+        t0 = time.perf_counter()
+        prior.run(prior.plan(text), RERANK_DEPTH)
+        times.append(1000.0 * (time.perf_counter() - t0))
+    return float(np.median(times))
+
+
+def forward_budget(opts: dict[str, Any], prior: Any, queries: dict[str, str]) -> tuple[float | None, dict[str, Any]]:
+    """The forward pass's milliseconds a query the layers are chosen for: `latency_ms` where given, else what
+    `full_ms` leaves after the timed stages before the cross, over `STAGE_COST` (at least 0: one layer then);
+    None where neither is set (the fixed LAYER_TOKENS). With what was measured."""
+    if opts.get("latency_ms"):
+        return float(opts["latency_ms"]), {}
+    if not opts.get("full_ms"):
+        return None, {}
+    before = round(prior_ms(prior, queries), 2)
+    budget = max(0.0, (float(opts["full_ms"]) - before) / STAGE_COST)
+    return budget, {"full_ms": float(opts["full_ms"]), "prior_ms": before, "stage_cost": STAGE_COST}
 
 
 def head_pairs(packer: PairPacker, data: Dataset, heads: Heads, texts: DocTexts, queries: int = 4) -> list[Pair]:
@@ -343,8 +411,9 @@ def measured_layers(base: Path, packer: PairPacker, pairs: Sequence[Pair], most:
     path = max(timed, key=timed.__getitem__)
     layer_ms = 1000.0 * RERANK_DEPTH / timed[path] / probe
     layers = max(1, min(most, int(latency_ms // layer_ms)))
-    return layers, {"latency_ms": latency_ms, "path": path, "ms_per_layer": round(layer_ms, 2), "pairs": len(pairs),
-                    "mean_tokens": round(float(np.mean([len(ids) for ids, _ in pairs])), 1), "pairs_per_s": timed}
+    return layers, {"latency_ms": round(latency_ms, 2), "path": path, "ms_per_layer": round(layer_ms, 2),
+                    "pairs": len(pairs), "mean_tokens": round(float(np.mean([len(ids) for ids, _ in pairs])), 1),
+                    "pairs_per_s": timed}
 
 
 def activate_cross(index_path: Path, model_dir: Path) -> dict[str, Any]:
@@ -394,13 +463,15 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     tokens = pair_length(packer, train_set, train_c, texts)
     timing: dict[str, Any] = {}
     layers = opts["layers"]
-    if not layers and opts["latency_ms"]:
+    if not layers and (opts["latency_ms"] or opts["full_ms"]):
         if replica() is not None:  # Ray workers need not be the machine that serves
             timing = {"skipped": "fitted on Ray: the fixed LAYER_TOKENS (set cross.layers for the serving machine)"}
         else:
             try:
+                budget, spent = forward_budget(opts, prior, train_set.queries)
                 layers, timing = measured_layers(base, packer, head_pairs(packer, train_set, train_c, texts),
-                                                 base_layers(base), float(opts["latency_ms"]), job.seed)
+                                                 base_layers(base), float(budget or 0.0), job.seed)
+                timing = {**spent, **timing}
             except (ModelError, OSError, RuntimeError, ValueError) as e:  # an inference path refusing the probe
                 timing = {"skipped": f"timing the layers failed ({type(e).__name__}): the fixed LAYER_TOKENS"}
     if not layers:
@@ -496,6 +567,13 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
     cv_gain, cv_se = cross_validated_gain(held, held_c, held_scores, MIX_FOLDS, job.seed)
     noise = cv_gain <= opts["min_gain_se"] * cv_se
     activate = result.steps > 0 and table[f"{weight:.2f}"] > held_prior and not noise
+    # the cross active now, judged on these very queries against these stages, stays where it gains more (it passed
+    # the same test when it was activated); judged elsewhere, a trained cross that does not pay retires it
+    context = mix_context(job.index_path, searcher, held, held_prior_of)
+    standing = standing_cross(job.index_path, context) if result.steps > 0 else None
+    stays = standing is not None and (not activate or standing["cross_validated_gain"] >= cv_gain)
+    if stays:
+        activate = False
     return {
         "kind": KIND,
         "base": card.name,
@@ -505,7 +583,8 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
         "combination": asdict(mix),
         "held_out": {"queries": len(held.qrels), "prior_ndcg@10": held_prior, "by_weight": table, "weight": weight,
                      "prior": held_prior_of, "gain": round(gain, 5), "gain_se": round(gain_se, 5),
-                     "cross_validated_gain": round(cv_gain, 5), "cross_validated_gain_se": round(cv_se, 5)},
+                     "cross_validated_gain": round(cv_gain, 5), "cross_validated_gain_se": round(cv_se, 5),
+                     "context": context},
         "dev": {k: round(v, 4) if isinstance(v, float) else v for k, v in dev_metrics.items()},
         "params": {k: opts[k] for k in DEFAULTS if k not in ("base",)}
         | {"threads": threads, "depth": RERANK_DEPTH, "layers": layers, "autocast": str(autocast_dtype(job.device)),
@@ -522,11 +601,15 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
         "stopped_by_budget": result.stopped_by_budget,
         "activate": activate,
         # trained, and no mix beat the previous stage as fitted now: a cross active from an earlier fit (its mix chosen
-        # against an earlier ltr) is retired with it
-        "retire": not activate and result.steps > 0,
+        # against an earlier ltr) is retired with it, unless it was judged on the same queries and stages and won
+        "retire": not activate and result.steps > 0 and not stays,
+        **({"standing": standing} if stays else {}),
         "note": (
             f"mix weight {weight:.2f} chosen on {len(held.qrels)} held-out train queries"
             if activate
+            else f"published inactive: the active {standing['model']} was judged on the same held-out queries "
+                 f"against the same stages and gains more there ({standing['cross_validated_gain']:+.4f} against "
+                 f"{cv_gain:+.4f}): it stays" if standing is not None and stays
             else "published inactive: the budget ended before a training step" if not result.steps
             else "published inactive: on held-out train queries no mix beat the previous stage alone"
             if table[f"{weight:.2f}"] <= held_prior
