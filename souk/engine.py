@@ -116,27 +116,36 @@ class Engine:
             searcher.warm()
 
     def measure_in_background(self) -> threading.Thread | None:
-        """Where the active cross-encoder was never measured on this machine (an index copied from another, a
-        cleared cache), measure its paths on a background thread and then `rebuild`, so a long-running server
-        moves from the unmeasured path to the fastest one without a search waiting; None when there is nothing
-        to measure. Misuse: calling it from a one-shot CLI search (the thread would die with the process)."""
+        """Where a cross-encoder the pipelines run was never measured on this machine (an index copied from
+        another, a cleared cache, a pipeline cutting pairs to its own `max_length`: `unmeasured_crosses`), measure
+        its paths on a background thread and then `rebuild`, so a long-running server moves from the unmeasured
+        path to the fastest one without a search waiting; None when there is nothing to measure.
+        Misuse: calling it from a one-shot CLI search (the thread would die with the process)."""
         from souk.models.cross_encoder import unmeasured_path
-        from souk.ranking.rerank import measure_model, unmeasured_model
+        from souk.ranking.rerank import measure_model, unmeasured_crosses
 
-        model = unmeasured_model(self.index.path)
-        if model is None:
+        todo = unmeasured_crosses(self.index.path, self.index.schema.pipelines)
+        if not todo:
             return None
 
         def run() -> None:
-            try:
-                verdict = measure_model(self.index.path, model)
-                self.rebuild()
-            except Exception as e:  # a thread's failure must not pass silently, nor stop the server
-                log.warning("measuring the paths of cross-encoder %s failed (%s): it stays on %s", model.name,
-                            type(e).__name__, unmeasured_path(model))
-                return
-            log.info("cross-encoder %s measured on this machine: searches now take %s", model.name,
-                     verdict["backend"])
+            done = 0
+            for model, max_length in todo:
+                cut = f" at {max_length} tokens" if max_length else ""
+                try:
+                    verdict = measure_model(self.index.path, model, max_length)
+                except Exception as e:  # a thread's failure must not pass silently, nor stop the server
+                    log.warning("measuring the paths of cross-encoder %s%s failed (%s): it stays on %s", model.name,
+                                cut, type(e).__name__, unmeasured_path(model))
+                    continue
+                done += 1
+                log.info("cross-encoder %s%s measured on this machine: searches now take %s", model.name, cut,
+                         verdict["backend"])
+            if done:
+                try:
+                    self.rebuild()
+                except Exception as e:  # (the pipelines built before stay)
+                    log.warning("rebuilding the pipelines after measuring failed (%s)", type(e).__name__)
 
         thread = threading.Thread(target=run, name="souk-measure-cross", daemon=True)
         thread.start()

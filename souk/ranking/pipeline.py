@@ -52,7 +52,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     "full": [_LEARNED_RECALL, {"stage": "interact", "depth": 100, "optional": True}, {"stage": "ltr", "optional": True},
              {"stage": "cross", "depth": 20, "optional": True}],
 }
-_PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
+PIPELINE_KEYS = {"stage", "depth", "keep", "optional"}  # read by the pipeline, not passed to the stage
 
 
 @dataclass
@@ -297,7 +297,7 @@ def build_pipeline(name: str, index_or_searcher: Any, options: dict[str, Any] | 
         stage_name = spec["stage"]
         step = parse_options(where, {k: spec[k] for k in ("depth", "keep", "optional") if k in spec}, StepOptions)
         depth, keep, optional = step.depth, step.keep, step.optional
-        opts = {k: v for k, v in spec.items() if k not in _PIPELINE_KEYS}
+        opts = {k: v for k, v in spec.items() if k not in PIPELINE_KEYS}
         try:
             stage = STAGES.get(stage_name)(context, opts)
         except (Unavailable, ModelError) as e:  # not fitted, or a model that fails its checks (ModelUnavailable)

@@ -165,13 +165,43 @@ def measure_model(index_path: Path, model: Path, max_length: int | None = None) 
     return measure_paths(model, probe_triples(Index.open(index_path).searcher(), fields), max_length)
 
 
-def unmeasured_model(index_path: Path) -> Path | None:
-    """The index's active cross-encoder when this machine has not measured its paths yet, else None."""
-    try:
-        model = store.resolve(index_path, "cross", None)
-    except ModelError:
-        return None
-    return model if model is not None and measured_path(model) is None else None
+def cross_uses(pipelines: dict[str, Any] | None) -> list[tuple[str | None, int | None]]:
+    """Each (pinned model name or None for the active one, `max_length`) with which a pipeline of an index
+    (`pipelines`: its config's table; the presets too) runs a cross stage on the measured path (`backend`
+    auto). Pipelines whose config does not parse are left to the search that reports them."""
+    from souk.ranking.pipeline import PIPELINE_KEYS, pipeline_names, stage_specs
+
+    out: dict[tuple[str | None, int | None], None] = {}
+    for name in pipeline_names(pipelines):
+        try:
+            specs = stage_specs(name, pipelines)
+        except ConfigError:
+            continue
+        for spec in specs:
+            if spec.get("stage") != "cross":
+                continue
+            try:
+                opts = parse_options("cross", {k: v for k, v in spec.items() if k not in PIPELINE_KEYS},
+                                     CrossOptions)
+            except ConfigError:
+                continue
+            if opts.backend == "auto":
+                out[(opts.model, opts.max_length)] = None
+    return list(out)
+
+
+def unmeasured_crosses(index_path: Path, pipelines: dict[str, Any] | None) -> list[tuple[Path, int | None]]:
+    """Each (cross-encoder directory, `max_length`) of `cross_uses` that this machine has not measured yet
+    (models that do not resolve are left to the search that reports them)."""
+    out: dict[tuple[Path, int | None], None] = {}
+    for name, max_length in cross_uses(pipelines):
+        try:
+            model = store.resolve(index_path, "cross", name)
+        except ModelError:
+            continue
+        if model is not None and measured_path(model, max_length) is None:
+            out[(model, max_length)] = None
+    return list(out)
 
 
 STAGES.register("cross", cross_stage)

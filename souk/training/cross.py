@@ -420,14 +420,19 @@ def activate_cross(index_path: Path, model_dir: Path) -> dict[str, Any]:
     """Measure a fitted cross-encoder's inference paths on this machine and the index's documents before it
     becomes active, so searches find the fastest path chosen (`souk.ranking.rerank.measure_model`). A failure
     to measure does not keep the model inactive: searches then take the unmeasured path, and a server measures
-    again in its background."""
-    from souk.ranking.rerank import measure_model
+    again in its background. Pipelines of the index that cut its pairs shorter (`max_length`) are measured at
+    their lengths too (`cut`: length -> path)."""
+    from souk.index import Index
+    from souk.ranking.rerank import cross_uses, measure_model
 
     try:
         verdict = measure_model(index_path, model_dir)
+        lengths = {n for name, n in cross_uses(Index.open(index_path).schema.pipelines)
+                   if n and name in (None, model_dir.name)}
+        cut = {n: measure_model(index_path, model_dir, n)["backend"] for n in sorted(lengths)}
     except Exception as e:  # OpenVINO or ONNX Runtime refusing the export: still a usable model on torch
         return {"measured": False, "error": type(e).__name__}
-    return {"measured": True, "backend": verdict["backend"],
+    return {"measured": True, "backend": verdict["backend"], **({"cut": cut} if cut else {}),
             "pairs_per_s": {n: r["pairs_per_s"] for n, r in verdict["paths"].items() if "pairs_per_s" in r}}
 
 

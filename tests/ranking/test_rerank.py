@@ -319,3 +319,39 @@ def test_activation_measures_the_paths_and_a_server_measures_what_nobody_did(act
     done = activate_model(active["index"], path.name)["activation"]
     assert done["measured"] and done["backend"] == cross_encoder.measured_path(path)["backend"]
     assert set(done["pairs_per_s"]) <= set(cross_encoder.PATHS) and "torch-fp32" in done["pairs_per_s"]
+
+
+def test_pipelines_that_cut_pairs_shorter_are_measured_at_their_length(active, monkeypatch, tmp_path):
+    """A pipeline whose cross stage cuts pairs to its own `max_length` runs a path measured at that length: a
+    server measures it in the background, and activation measures it with the model's own length."""
+    import json
+    import shutil
+
+    from souk.engine import Engine
+    from souk.models import cross_encoder
+    from souk.ranking.rerank import cross_uses, unmeasured_crosses
+    from souk.training.fit import activate_model
+
+    index = shutil.copytree(active["index"], tmp_path / "index")
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["schema"]["pipelines"]["short"] = {"stages": [{"stage": "recall", "retrievers": ["bm25"]},
+                                                           {"stage": "cross", "depth": 20, "max_length": 32}]}
+    manifest["schema"]["pipelines"]["pinned"] = {"stages": [{"stage": "recall", "retrievers": ["bm25"]},
+                                                            {"stage": "cross", "backend": "torch-fp32"}]}
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    pipelines = Index.open(index).schema.pipelines
+    assert set(cross_uses(pipelines)) == {(None, None), (None, 32)}  # a fixed backend needs no measuring
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path / "a"))
+    path = ModelStore(index).active("cross")
+    assert set(unmeasured_crosses(index, pipelines)) == {(path, None), (path, 32)}
+    engine = Engine.open(index)
+    thread = engine.measure_in_background()
+    assert thread is not None
+    thread.join(120)
+    assert cross_encoder.measured_path(path) and cross_encoder.measured_path(path, 32)
+    assert engine.pipeline("short").steps[0].stage.model.backend == cross_encoder.measured_path(path, 32)["backend"]
+    assert unmeasured_crosses(index, pipelines) == [] and engine.measure_in_background() is None
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path / "b"))  # another machine: activation measures both lengths
+    done = activate_model(index, path.name)["activation"]
+    assert done["measured"] and done["cut"] == {32: cross_encoder.measured_path(path, 32)["backend"]}
