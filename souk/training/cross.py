@@ -336,9 +336,11 @@ def applies(schema: Any, index: Any) -> bool:
 
 PROBE_LAYERS = 2  # layers of the model timed to price one layer (`measured_layers`)
 # the cross stage's time in a search over its forward pass's as the probe prices it (reading and packing the
-# documents, the mix, the threads of the stages before it): HomeDepot, 4 layers, the probe priced 21.2 ms and
-# `souk eval --pipeline full` measured the stage at p50 27.3 ms over 1,918 dev queries (AVX-512 EPYC, 2 cores, quiet)
-STAGE_COST = 1.3
+# documents, the mix, the threads of the stages before it; the probe's per-layer price carries half a 2-layer
+# model's embeddings and head, so few layers cost relatively more): `souk eval --pipeline full` on the AVX-512 EPYC,
+# 2 cores, quiet, openvino-bf16: HomeDepot, 4 layers, priced 21.2 ms, stage p50 27.3 ms over 1,918 dev queries
+# (1.29); SciFact, 1 layer of 96-token pairs, priced 19.25 ms, stage p50 28.5 ms over 142 (1.48). The larger kept.
+STAGE_COST = 1.5
 PRIOR_QUERIES = 12  # train queries timed through the stages before the cross (`prior_ms`)
 
 
