@@ -274,7 +274,9 @@ def standing_cross(index_path: Path, context: str) -> dict[str, Any] | None:
 
     try:
         path = ModelStore(index_path).active("cross")
-        held = read_model_manifest(path, kind=KIND).get("held_out") if path is not None else None
+        if path is None:
+            return None
+        held = read_model_manifest(path, kind=KIND).get("held_out")
     except ModelError:  # unreadable or tampered: nothing to weigh against (it is retired as before)
         return None
     if not isinstance(held, dict) or held.get("context") != context:
@@ -282,7 +284,7 @@ def standing_cross(index_path: Path, context: str) -> dict[str, Any] | None:
     gain = held.get("cross_validated_gain")
     if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not math.isfinite(gain):
         return None
-    return {"model": path.name, "cross_validated_gain": float(gain)} if path is not None else None
+    return {"model": path.name, "cross_validated_gain": float(gain)}
 
 
 def out_of_fold_scores(index_path: Path, max_bytes: int = 256 << 20) -> Heads | None:
