@@ -206,6 +206,7 @@ def test_a_cross_that_does_not_pay_now_retires_the_one_active_before(tiny_cross,
     assert outcome.manifest["retired"] == tiny_cross["outcome"].model and store.active("cross") is None
 
 
+@pytest.mark.slow
 def test_the_active_cross_judged_on_the_same_queries_and_stages_stays_when_the_new_one_does_not_pay(tiny_cross,
                                                                                                    tmp_path):
     """Same index, stages and held-out queries (the same seed): the active cross's cross-validated gain was measured
