@@ -77,7 +77,7 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
 
     from souk.evaluation.datasets import load_beir
     from souk.evaluation.metrics import score_run
-    from souk.models.cross_encoder import CrossEncoder
+    from souk.models.cross_encoder import CrossEncoder, with_pooling
     from souk.models.backends import quiet_transformers
     from souk.models.store import resolve
     from souk.progress import progress_bar
@@ -105,6 +105,9 @@ def bench_rerank(dataset: Path, split: str, index: Path | None = None, model: Pa
         # the peer reads exactly the text souk's packer keeps (query, title and text each cut to their token
         # budget), given back as strings: both sides then score the same inputs, and only the path differs
         peer = PeerCrossEncoder(str(path), device="cpu", max_length=ours.packer.limits.max_length + 16)
+        # a model fitted with mean pooling (`souk_pooling`, which sentence-transformers does not read) pools so
+        # there too: both sides compute one function, only the inference path differs
+        with_pooling(peer.model)
         identity = torch.nn.Identity()
         fields = ours.fields if "fields" in ours.manifest else doc_fields(searcher.schema)
         all_ids = sorted({d for ids in lists.values() for d in ids})

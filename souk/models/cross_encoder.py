@@ -22,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from types import MethodType
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -70,6 +72,21 @@ class FieldLimits:
                              f"max_length {self.max_length}")
 
 
+_SPACE = re.compile(r"\s")
+# a text's head of this many characters a token needed holds them (English ~4.5): of 3,000 SciFact abstracts at 96
+# tokens, 38 fell short and were tokenized whole (at 8: none, but 26% slower; at 5: 818)
+HEAD_CHARS_PER_TOKEN = 6
+
+
+def text_head(text: str, chars: int) -> str:
+    """`text` cut at the first whitespace at or after `chars` characters (whole when it has none within
+    `chars` more): a WordPiece tokenizer whose words never span whitespace gives it the text's first ids."""
+    if len(text) <= chars:
+        return text
+    space = _SPACE.search(text, chars, 2 * chars)
+    return text[:space.start()] if space else text
+
+
 class PairPacker:
     """Tokenizes queries and documents once (no special tokens) and packs them into model inputs."""
 
@@ -87,6 +104,8 @@ class PairPacker:
         self.cls: int = cls
         self.sep: int = sep
         self.pad = self.tok.token_to_id("[PAD]") or 0
+        # words never span whitespace (BERT's pre-tokenizer): a text cut at whitespace gives its first ids
+        self._words_split = type(self.tok.pre_tokenizer).__name__ == "BertPreTokenizer"
 
     def tokens(self, texts: Sequence[str], cap: int) -> list[list[int]]:
         """Token ids of each text (no special tokens), cut at `cap`."""
@@ -95,10 +114,18 @@ class PairPacker:
         return [e.ids[:cap] for e in self.tok.encode_batch([str(t or "") for t in texts], add_special_tokens=False)]
 
     def doc_tokens(self, docs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-        """(title ids, text ids) of each (title, text), each cut at what a pair could ever hold."""
+        """(title ids, text ids) of each (title, text), each cut at what a pair could ever hold. A long text is
+        tokenized from its head (`text_head`: the same ids; SciFact's abstracts, ~1,400 characters, tokenized
+        whole for 96 tokens took twice the time)."""
         cap = self.limits.max_length
         titles = self.tokens([d[0] for d in docs], min(cap, self.limits.title))
-        texts = self.tokens([d[1] for d in docs], cap)
+        if not self._words_split:
+            return list(zip(titles, self.tokens([d[1] for d in docs], cap)))
+        heads = [text_head(str(d[1] or ""), cap * HEAD_CHARS_PER_TOKEN) for d in docs]
+        texts = self.tokens(heads, cap)
+        short = [i for i, (ids, head) in enumerate(zip(texts, heads)) if len(ids) < cap and head != (docs[i][1] or "")]
+        for i, ids in zip(short, self.tokens([docs[i][1] for i in short], cap)):  # (rare: very long words)
+            texts[i] = ids
         return list(zip(titles, texts))
 
     def pack(self, query: list[int], doc: tuple[list[int], list[int]]) -> Pair:
@@ -155,8 +182,55 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
+# What the head reads: "cls", the [CLS] token's state (`BertForSequenceClassification`), or "mean", the mean of
+# every token's state under the attention mask (`souk_pooling` in the model's config.json; absent: "cls"). MiniLM's
+# [CLS] state is nearly the same for every input through its first 3 layers (an attention sink: max |difference|
+# between three unrelated HomeDepot pairs 1e-3 of its norm at layers 1-3), so the truncated crosses a latency
+# budget gives (1-3 layers) read nothing there: HomeDepot's 3-layer fits stayed at the loss of chance, log 4, for
+# 1,000+ steps, while 4 layers learnt. The mean of the tokens varies with the input at every depth.
+POOLINGS = ("cls", "mean")
+
+
+def pooling_of(net) -> str:
+    """The pooling a loaded model's config names (raises `ModelUnavailable` for another value: untrusted file)."""
+    pooling = getattr(net.config, "souk_pooling", "cls")
+    if pooling not in POOLINGS:
+        raise ModelUnavailable(f"its config's souk_pooling must be one of {', '.join(POOLINGS)}")
+    return pooling
+
+
+def with_pooling(net):
+    """`net` (a loaded `BertForSequenceClassification`) reading the pooling its config names: for "mean" its
+    `forward` (the one `nn.Module.__call__`, DDP and tracing call) pools the tokens' mean under the mask before the
+    pooler's dense layer and the classifier. Raises `ModelUnavailable` for an unknown pooling. Misuse: calling the
+    class's forward directly (`type(net).forward(net, ...)`), which reads [CLS]."""
+    if pooling_of(net) == "mean":
+        if not mean_poolable(net):
+            raise ModelUnavailable("its config's souk_pooling is mean, which needs a BERT with a pooler")
+        net.forward = MethodType(_mean_forward, net)
+    return net
+
+
+def mean_poolable(net) -> bool:
+    """Whether the model has the parts mean pooling feeds (a BERT's pooler, dropout and classifier)."""
+    pooler = getattr(net.base_model, "pooler", None)
+    return pooler is not None and hasattr(pooler, "dense") and hasattr(net, "classifier") and hasattr(net, "dropout")
+
+
+def _mean_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **_: Any):
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    bert = self.base_model
+    hidden = bert(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask).last_hidden_state
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    pooled = bert.pooler.activation(bert.pooler.dense(pooled))
+    return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+
 def logits(net, ids, types, mask):
-    """The model's first logit per pair (float32 tensor); works with torch tensors on any device."""
+    """The model's first logit per pair (float32 tensor); works with torch tensors on any device, and with a
+    model in DDP. The model must come from `with_pooling` (as `new_model` and the loaders here give it)."""
     return net(input_ids=ids, token_type_ids=types, attention_mask=mask).logits[:, 0].float()
 
 
@@ -229,7 +303,9 @@ def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
     quiet_transformers()
     dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
     try:
-        net = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype).eval()
+        net = with_pooling(AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype).eval())
+    except ModelUnavailable as e:
+        raise ModelUnavailable(f"model {path.name}: {e}; refit it, or activate another with souk models") from None
     except Exception as e:  # a truncated safetensors file, a pickle torch refuses, a broken config
         raise ModelUnavailable(f"model {path.name}: cannot load the cross-encoder weights ({type(e).__name__}); "
                                "refit it, or activate another with souk models") from None
@@ -274,7 +350,7 @@ def onnx_export(path: Path) -> Path:
         from souk.models.onnx_bert import NotBert, write_bert_onnx
 
         try:  # a BERT is written from its weights (no torch); other architectures are traced
-            return write_bert_onnx(path, folder / "model.onnx", head="first_logit")
+            return write_bert_onnx(path, folder / "model.onnx", head="first_logit")  # (its config's pooling)
         except NotBert:
             pass
         import warnings
@@ -284,7 +360,10 @@ def onnx_export(path: Path) -> Path:
 
         quiet_transformers()
         try:
-            net = AutoModelForSequenceClassification.from_pretrained(str(path), attn_implementation="eager").eval()
+            net = with_pooling(AutoModelForSequenceClassification.from_pretrained(str(path),
+                                                                                  attn_implementation="eager").eval())
+        except ModelUnavailable as e:
+            raise ModelUnavailable(f"model {path.name}: {e}; refit it, or activate another with souk models") from None
         except Exception as e:
             raise ModelUnavailable(f"model {path.name}: cannot load the cross-encoder weights ({type(e).__name__}); "
                                    "refit it, or activate another with souk models") from None
@@ -377,27 +456,35 @@ def _measure(path: Path, packer: PairPacker, file: Path,
     return result
 
 
-def time_paths(path: Path, packer: PairPacker, pairs: Sequence[Pair], chunk: int = 16) -> dict[str, dict[str, Any]]:
+def time_paths(path: Path, packer: PairPacker, pairs: Sequence[Pair], chunk: int = 16,
+               paths: Sequence[str] | None = None, in_order: bool = False) -> dict[str, dict[str, Any]]:
     """Each path's pairs/s on `pairs` (`chunk` pairs a call, best of `ROUNDS`, the paths in turns) and its agreement
-    with torch-fp32 (`corr`, `max_abs_over_std`), or why it is `skipped` here; nothing is cached."""
-    report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items() if why}
-    forwards = {name: _load(path, name) for name in PATHS if name not in report}
+    with torch-fp32 (`corr`, `max_abs_over_std`; where torch-fp32 is timed too), or why it is `skipped` here;
+    nothing is cached. `paths`: only these (default every path); `in_order`: each call takes the next `chunk`
+    pairs as given (one query's candidates, as a search scores them) instead of pairs of like length from all
+    (which pads less: a search's call would be underpriced)."""
+    report: dict[str, dict[str, Any]] = {name: {"skipped": why} for name, why in offered_paths().items()
+                                         if why and (paths is None or name in paths)}
+    forwards = {name: _load(path, name) for name in PATHS if name not in report and (paths is None or name in paths)}
+    calls = _calls(packer, pairs, chunk, in_order)
     scores = {}
     for name, forward in forwards.items():  # also the warm-up
-        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in _chunks(packer, pairs, chunk)])
+        scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in calls])
     best = {name: 0.0 for name in forwards}
     for _ in range(ROUNDS):
         for name, forward in forwards.items():
             t0 = time.perf_counter()
-            for ids, types, mask in _chunks(packer, pairs, chunk):
+            for ids, types, mask in calls:
                 forward(ids, types, mask)
             best[name] = max(best[name], len(pairs) / (time.perf_counter() - t0))
-    ref = scores["torch-fp32"]
+    ref = scores.get("torch-fp32")
     for name in forwards:
         s = scores[name]
-        corr = float(np.corrcoef(s, ref)[0, 1]) if np.std(ref) > 0 and np.std(s) > 0 else 1.0
-        report[name] = {"pairs_per_s": round(best[name], 1), "corr": corr,
-                        "max_abs_over_std": float(np.abs(s - ref).max() / max(float(np.std(ref)), 1e-6))}
+        report[name] = {"pairs_per_s": round(best[name], 1)}
+        if ref is not None:
+            corr = float(np.corrcoef(s, ref)[0, 1]) if np.std(ref) > 0 and np.std(s) > 0 else 1.0
+            report[name] |= {"corr": corr,
+                             "max_abs_over_std": float(np.abs(s - ref).max() / max(float(np.std(ref)), 1e-6))}
     return report
 
 
@@ -466,9 +553,12 @@ def probe_pairs(packer: PairPacker, n: int = 48, length: int | None = None) -> l
     return out
 
 
-def _chunks(packer: PairPacker, pairs: Sequence[Pair], size: int):
-    for _, ids, types, mask in packer.batches(pairs, size):
-        yield ids, types, mask
+def _calls(packer: PairPacker, pairs: Sequence[Pair], size: int, in_order: bool = False) -> list[tuple]:
+    """(ids, types, mask) of each call: `size` pairs of like length, or (`in_order`) each next `size` pairs."""
+    if not in_order:
+        return [(ids, types, mask) for _, ids, types, mask in packer.batches(pairs, size)]
+    return [(ids, types, mask) for start in range(0, len(pairs), size)
+            for _, ids, types, mask in packer.batches(pairs[start:start + size], size)]
 
 
 class TokenCache:

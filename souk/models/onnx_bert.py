@@ -8,8 +8,9 @@ graph from `config.json` and `model.safetensors` with numpy and `onnx.helper`: H
 fp32 (absolute positions, post-layer-norm, erf GELU, the additive attention mask of the most negative float),
 then either mean pooling under the attention mask (`head="mean"`: inputs `input_ids`, `attention_mask`; output
 `embedding`) or `BertForSequenceClassification`'s first logit (`head="first_logit"`: inputs `input_ids`,
-`token_type_ids`, `attention_mask`; output `score`). Node names follow the traced graph's
-(`/encoder/layer.N/output/dense/MatMul`), which `backends.fp32_matmuls` selects by.
+`token_type_ids`, `attention_mask`; output `score`; a cross-encoder whose config says `"souk_pooling": "mean"`
+feeds the pooler the mean of the tokens instead of the first one, as `cross_encoder.logits` does). Node names
+follow the traced graph's (`/encoder/layer.N/output/dense/MatMul`), which `backends.fp32_matmuls` selects by.
 
 The files are untrusted: the config must be a BERT one within `LIMITS`, every tensor must be present with its
 shape, and anything else raises `NotBert` (the caller then traces with torch, as before: other architectures
@@ -68,6 +69,8 @@ def bert_config(model_dir: Path) -> dict:
     eps = config.get("layer_norm_eps", 1e-12)
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
         raise NotBert("config.json: layer_norm_eps must be a number between 0 and 1")
+    if config.get("souk_pooling", "cls") not in ("cls", "mean"):
+        raise NotBert("config.json: souk_pooling must be cls or mean")
     return config
 
 
@@ -184,6 +187,16 @@ def _activation(g: _Graph, x: str, kind: str, scope: str) -> str:
     return g.op("Mul", [g.op("Mul", [x, half], scope + "/Half"), inner], scope + "/Mul")
 
 
+def _masked_mean(g: _Graph, x: str, maskf: str) -> str:
+    """The mean of the token states `x` (batch, seq, hidden) under the float mask (batch, seq)."""
+    m = g.op("Unsqueeze", [maskf, g.const("/pool_axis", np.asarray([-1], dtype=np.int64))], "/pool/Unsqueeze")
+    axis = g.const("/pool_seq_axis", np.asarray([1], dtype=np.int64))
+    total = g.op("ReduceSum", [g.op("Mul", [x, m], "/pool/Mul"), axis], "/pool/ReduceSum", keepdims=0)
+    count = g.op("ReduceSum", [m, axis], "/pool/ReduceSum_1", keepdims=0)
+    count = g.op("Max", [count, g.const("/pool_floor", np.float32(1e-9))], "/pool/Clip")
+    return g.op("Div", [total, count], "/pool/Div")
+
+
 def write_bert_onnx(model_dir: Path, target: Path, head: str = "mean") -> None:
     """Write the fp32 ONNX graph of the BERT in `model_dir` to `target` (see the module docstring for `head`);
     raises `NotBert` when the directory is not one this module writes."""
@@ -248,14 +261,12 @@ def write_bert_onnx(model_dir: Path, target: Path, head: str = "mean") -> None:
         x = g.norm(g.op("Add", [out, x], f"/encoder/layer.{i}/output/Add_res"), w, f"{layer}.output.LayerNorm", eps)
 
     if head == "mean":
-        m = g.op("Unsqueeze", [maskf, g.const("/pool_axis", i64(-1))], "/pool/Unsqueeze")
-        axis = g.const("/pool_seq_axis", i64(1))
-        total = g.op("ReduceSum", [g.op("Mul", [x, m], "/pool/Mul"), axis], "/pool/ReduceSum", keepdims=0)
-        count = g.op("ReduceSum", [m, axis], "/pool/ReduceSum_1", keepdims=0)
-        count = g.op("Max", [count, g.const("/pool_floor", np.float32(1e-9))], "/pool/Clip")
-        result, out_name, out_shape = g.op("Div", [total, count], "/pool/Div"), "embedding", ["batch", h]
+        result, out_name, out_shape = _masked_mean(g, x, maskf), "embedding", ["batch", h]
     else:
-        first = g.op("Gather", [x, g.const("/pooler/zero", np.int64(0))], "/pooler/Gather", axis=1)
+        if config.get("souk_pooling", "cls") == "mean":
+            first = _masked_mean(g, x, maskf)
+        else:
+            first = g.op("Gather", [x, g.const("/pooler/zero", np.int64(0))], "/pooler/Gather", axis=1)
         pooled = g.op("Tanh", [g.linear(first, w, "pooler.dense")], "/pooler/activation/Tanh")
         labels = g.linear(pooled, w, "classifier")
         result, out_name, out_shape = g.op("Gather", [labels, g.const("/score/zero", np.int64(0))], "/score/Gather",

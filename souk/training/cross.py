@@ -76,6 +76,11 @@ DEFAULTS: dict[str, Any] = {
     "max_length": FieldLimits.max_length, "query_length": FieldLimits.query, "title_length": FieldLimits.title,
     "batch_size": 32,        # scoring batch
     "layers": None,          # transformer layers kept from the base (default: `full_ms`, measured)
+    # what the head reads: the tokens' mean or the [CLS] state (`cross_encoder.POOLINGS`). HomeDepot, seed 13, 9 min,
+    # cross-validated held-out gain over the ltr: [CLS] with 3 layers stayed at chance (loss log 4; three fits),
+    # with 4 +0.0029 +- 0.0016; the mean with 2 layers +0.0023 +- 0.0018, with 4 +0.0019 +- 0.0017. SciFact's one
+    # layer: [CLS] +0.0014 +- 0.0063, the mean +0.0026 +- 0.0104 (both inactive).
+    "pooling": "mean",
     # a `full` search's time a query (20 candidates reranked) the layers are chosen for: the stages before the
     # cross are timed here (`prior_ms`), and what is left, over `STAGE_COST`, is the forward pass's budget on this
     # machine's fastest path (`measured_layers`)
@@ -336,13 +341,16 @@ def applies(schema: Any, index: Any) -> bool:
     return model_card("all-MiniLM-L6-v2").reads_han or not reads_han(schema, index)
 
 
-PROBE_LAYERS = 2  # layers of the model timed to price one layer (`measured_layers`)
-# the cross stage's time in a search over its forward pass's as the probe prices it (reading and packing the
-# documents, the mix, the threads of the stages before it; the probe's per-layer price carries half a 2-layer
-# model's embeddings and head, so few layers cost relatively more): `souk eval --pipeline full` on the AVX-512 EPYC,
-# 2 cores, quiet, openvino-bf16: HomeDepot, 4 layers, priced 21.2 ms, stage p50 27.3 ms over 1,918 dev queries
-# (1.29); SciFact, 1 layer of 96-token pairs, priced 19.25 ms, stage p50 28.5 ms over 142 (1.48). The larger kept.
-STAGE_COST = 1.5
+PROBE_QUERIES = 16  # train queries (a seeded sample) whose candidates price the layers (`probe_queries`)
+# the cross stage's time in a search over what the probe prices it at (`measured_layers`: the forward pass of one
+# query's candidates as a + b x layers, plus reading and tokenizing them as first met): the stage also waits for
+# the inference threads to wake after the stages before it. `souk eval --pipeline full --json` on dev, each run
+# paired with the probe of the fit (16 train queries, seed 13) right after it; AVX-512 EPYC, 2 cores, load
+# 1.2-1.9, openvino-bf16: HomeDepot, 4 layers of ~26-token pairs, stage p50 32.26 / 30.89 ms, priced 32.97 / 29.90
+# (0.98 / 1.03); SciFact, 1 layer of 96-token pairs, 33.07 / 34.84 ms, priced 28.55 / 31.31 (read 7.8 / 10.6:
+# 1.16 / 1.11). The larger kept. (The probe before, the first 4 train queries' pairs sorted by length and a
+# 2-layer model's time halved, priced HomeDepot's 4 layers at 21.2 ms for a 27.3 ms stage: 1.29.)
+STAGE_COST = 1.15
 PRIOR_QUERIES = 12  # train queries timed through the stages before the cross (`prior_ms`)
 
 
@@ -362,62 +370,98 @@ def prior_ms(prior: Any, queries: dict[str, str], n: int = PRIOR_QUERIES) -> flo
     return float(np.median(times))
 
 
-def forward_budget(opts: dict[str, Any], prior: Any, queries: dict[str, str]) -> tuple[float | None, dict[str, Any]]:
+def forward_budget(opts: dict[str, Any], prior: Any, queries: dict[str, str],
+                   read_ms: float = 0.0) -> tuple[float | None, dict[str, Any]]:
     """The forward pass's milliseconds a query the layers are chosen for: `latency_ms` where given, else what
-    `full_ms` leaves after the timed stages before the cross, over `STAGE_COST` (at least 0: one layer then);
-    None where neither is set (the fixed LAYER_TOKENS). With what was measured."""
+    `full_ms` leaves after the timed stages before the cross, over `STAGE_COST`, less `read_ms` (reading and
+    tokenizing the candidates: `probe_queries`); at least 0 (one layer then). None where neither is set (the fixed
+    LAYER_TOKENS). With what was measured."""
     if opts.get("latency_ms"):
         return float(opts["latency_ms"]), {}
     if not opts.get("full_ms"):
         return None, {}
     before = round(prior_ms(prior, queries), 2)
-    budget = max(0.0, (float(opts["full_ms"]) - before) / STAGE_COST)
-    return budget, {"full_ms": float(opts["full_ms"]), "prior_ms": before, "stage_cost": STAGE_COST}
+    budget = max(0.0, (float(opts["full_ms"]) - before) / STAGE_COST - read_ms)
+    return budget, {"full_ms": float(opts["full_ms"]), "prior_ms": before, "read_ms": round(read_ms, 2),
+                    "stage_cost": STAGE_COST}
 
 
-def head_pairs(packer: PairPacker, data: Dataset, heads: Heads, texts: DocTexts, queries: int = 4) -> list[Pair]:
-    """The packed pairs of the first `queries` training queries' top `RERANK_DEPTH` candidates, as a search
-    scores them (`measured_layers` times these: their lengths and padding are the catalog's)."""
-    qids = [q for q in sorted(data.qrels) if heads.get(q, ([], None))[0]][:queries]
+def probe_queries(packer: PairPacker, data: Dataset, heads: Heads, texts: DocTexts, seed: int,
+                  queries: int = PROBE_QUERIES) -> tuple[list[Pair], float]:
+    """The packed pairs of a seeded sample of `queries` training queries' top `RERANK_DEPTH` candidates, each
+    query's in its order (`measured_layers` scores them a query a call, as a search does: their lengths and
+    padding are the catalog's), and the median milliseconds reading and tokenizing one query's candidates takes
+    when none was read before (as a search meets documents first)."""
+    qids = [q for q in sorted(data.qrels) if heads.get(q, ([], None))[0]]
+    rng = np.random.default_rng(seed)
+    qids = [qids[i] for i in sorted(rng.choice(len(qids), min(queries, len(qids)), replace=False))] if qids else []
     out: list[Pair] = []
+    reads = []
     for q in qids:
+        ids = list(heads[q][0][:RERANK_DEPTH])
+        fresh = DocTexts(texts.searcher, texts.fields)  # nothing read yet
+        t0 = time.perf_counter()
+        docs = packer.doc_tokens(fresh.get(ids))
+        reads.append(1000.0 * (time.perf_counter() - t0))
         query = packer.tokens([data.queries[q]], packer.limits.query)[0]
-        out += [packer.pack(query, d) for d in packer.doc_tokens(texts.get(list(heads[q][0][:RERANK_DEPTH])))]
-    return out
+        out += [packer.pack(query, d) for d in docs]
+    return out, float(np.median(reads)) if reads else 0.0
 
 
 def measured_layers(base: Path, packer: PairPacker, pairs: Sequence[Pair], most: int, latency_ms: float,
-                    seed: int) -> tuple[int, dict[str, Any]]:
-    """The most layers (1..`most`) whose `RERANK_DEPTH` of `pairs` (a query's candidates, `head_pairs`) this
-    machine scores within `latency_ms` on its fastest inference path: a `PROBE_LAYERS`-layer model from `base`,
-    saved to a temporary directory, timed on every offered path as a search scores (`RERANK_DEPTH` pairs a call,
-    split across the cores: `cross_encoder.time_paths`; its export removed from the cache after), its time split
-    per layer (the embeddings and the head counted in: an estimate on the safe side). Returns the layers and what
-    was measured: the layer count follows the machine that fits, not a constant measured elsewhere.
+                    seed: int, pooling: str = "cls") -> tuple[int, dict[str, Any]]:
+    """The most layers (1..`most`) whose forward pass over a query's candidates (`pairs`, `RERANK_DEPTH` a query:
+    `probe_queries`) this machine runs within `latency_ms` on its fastest inference path. A 1-layer model from
+    `base` is timed on every offered path as a search scores (one query's pairs a call, split across the cores:
+    `cross_encoder.time_paths`), a `most`-layer one on the fastest path; the two give the call's fixed cost a
+    (embeddings, head, the call's overhead) and its cost a layer b, and L layers cost a + b x L (the forward pass
+    is linear in the layers; halving a 2-layer probe's time instead priced 4 layers 10% short, and a 1- and
+    2-layer pair moved b by 25% between runs on a quiet machine). The probes are saved to a temporary directory
+    and their exports removed from the cache after. Returns the layers and what was measured: the layer count
+    follows the machine that fits, not a constant measured elsewhere.
     Misuse: fitting on one machine for serving on a slower one (set `cross.layers` there)."""
-    import shutil
-    import tempfile
-
-    from souk.models.cross_encoder import onnx_export, probe_pairs, time_paths
+    from souk.models.cross_encoder import probe_pairs
 
     if not pairs:
         pairs = probe_pairs(packer, 2 * RERANK_DEPTH, 32)  # (no candidates to read: 32-token pseudo-text)
-    probe = min(PROBE_LAYERS, most)
-    with tempfile.TemporaryDirectory(prefix="souk-layer-probe-") as tmp:
-        folder = Path(tmp) / "probe"
-        save_model(new_model(base, seed, probe), folder, base)
-        (folder / "manifest.json").write_text(json.dumps({"kind": KIND, "created": time.time(),
-                                                          "limits": asdict(packer.limits)}))
-        report = time_paths(folder, PairPacker(folder / "tokenizer.json", packer.limits), pairs, chunk=RERANK_DEPTH)
-        if any("pairs_per_s" in r for name, r in report.items() if not name.startswith("torch")):
-            shutil.rmtree(onnx_export(folder).parent, ignore_errors=True)  # built by the timing: found, not rebuilt
+    report = _time_probe(base, packer, pairs, 1, seed, None, pooling)
     timed = {name: r["pairs_per_s"] for name, r in report.items() if "pairs_per_s" in r}
     path = max(timed, key=timed.__getitem__)
-    layer_ms = 1000.0 * RERANK_DEPTH / timed[path] / probe
-    layers = max(1, min(most, int(latency_ms // layer_ms)))
-    return layers, {"latency_ms": round(latency_ms, 2), "path": path, "ms_per_layer": round(layer_ms, 2),
+    call = {1: 1000.0 * RERANK_DEPTH / timed[path]}  # ms a query's candidates take at 1 and `most` layers
+    per_layer, fixed = call[1], 0.0
+    if most > 1:
+        larger = _time_probe(base, packer, pairs, most, seed, path, pooling)
+        call[most] = 1000.0 * RERANK_DEPTH / larger[path]["pairs_per_s"]
+        per_layer = (call[most] - call[1]) / (most - 1)
+        fixed = call[1] - per_layer
+        if per_layer <= 0 or fixed < 0:  # noise beyond the difference: the larger probe's time split per layer
+            per_layer, fixed = call[most] / most, 0.0
+    layers = max(1, min(most, int((latency_ms - fixed) // per_layer) if latency_ms > fixed else 1))
+    return layers, {"latency_ms": round(latency_ms, 2), "path": path, "ms_per_layer": round(per_layer, 2),
+                    "ms_fixed": round(fixed, 2), "ms_probe": {str(k): round(v, 2) for k, v in sorted(call.items())},
                     "pairs": len(pairs), "mean_tokens": round(float(np.mean([len(ids) for ids, _ in pairs])), 1),
                     "pairs_per_s": timed}
+
+
+def _time_probe(base: Path, packer: PairPacker, pairs: Sequence[Pair], layers: int, seed: int,
+                path: str | None, pooling: str = "cls") -> dict[str, dict[str, Any]]:
+    """`time_paths` of a `layers`-layer model from `base` (on `path` only, or every offered path), a query's
+    `RERANK_DEPTH` pairs a call in order; the model and its export are removed after."""
+    import shutil
+    import tempfile
+
+    from souk.models.cross_encoder import onnx_export, time_paths
+
+    with tempfile.TemporaryDirectory(prefix="souk-layer-probe-") as tmp:
+        folder = Path(tmp) / "probe"
+        save_model(new_model(base, seed, layers, pooling), folder, base)
+        (folder / "manifest.json").write_text(json.dumps({"kind": KIND, "created": time.time(),
+                                                          "limits": asdict(packer.limits)}))
+        report = time_paths(folder, PairPacker(folder / "tokenizer.json", packer.limits), pairs, chunk=RERANK_DEPTH,
+                            paths=None if path is None else (path,), in_order=True)
+        if any("pairs_per_s" in r for name, r in report.items() if not name.startswith("torch")):
+            shutil.rmtree(onnx_export(folder).parent, ignore_errors=True)  # built by the timing: found, not rebuilt
+    return report
 
 
 def activate_cross(index_path: Path, model_dir: Path) -> dict[str, Any]:
@@ -477,15 +521,16 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
             timing = {"skipped": "fitted on Ray: the fixed LAYER_TOKENS (set cross.layers for the serving machine)"}
         else:
             try:
-                budget, spent = forward_budget(opts, prior, train_set.queries)
-                layers, timing = measured_layers(base, packer, head_pairs(packer, train_set, train_c, texts),
-                                                 base_layers(base), float(budget or 0.0), job.seed)
+                pairs, read_ms = probe_queries(packer, train_set, train_c, texts, job.seed)
+                budget, spent = forward_budget(opts, prior, train_set.queries, read_ms)
+                layers, timing = measured_layers(base, packer, pairs, base_layers(base), float(budget or 0.0),
+                                                 job.seed, opts["pooling"])
                 timing = {**spent, **timing}
             except (ModelError, OSError, RuntimeError, ValueError) as e:  # an inference path refusing the probe
                 timing = {"skipped": f"timing the layers failed ({type(e).__name__}): the fixed LAYER_TOKENS"}
     if not layers:
         layers = layers_within(LAYER_TOKENS, RERANK_DEPTH, tokens, base_layers(base))
-    net = new_model(base, job.seed, layers).to(job.device)
+    net = new_model(base, job.seed, layers, opts["pooling"]).to(job.device)
     mlm = post_train_for(job, net.base_model, base, opts["mlm_steps"]) if opts["mlm"] else None
     scorer = Scorer(net, packer, texts, job.device, opts["batch_size"])
     loss_fn = LOSSES[opts["loss"]]

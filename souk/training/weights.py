@@ -9,21 +9,29 @@ import json
 import shutil
 from pathlib import Path
 
-from souk.errors import ModelError
+from souk.errors import ConfigError, ModelError
 from souk.models.backends import quiet_transformers
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-def new_model(base_dir: Path, seed: int, layers: int | None = None):
+def new_model(base_dir: Path, seed: int, layers: int | None = None, pooling: str = "cls"):
     """A sequence-classification model (one output) from the encoder weights in `base_dir`, keeping its
-    first `layers` transformer layers (all when None); the head is new, initialized from `seed`."""
+    first `layers` transformer layers (all when None); the head is new, initialized from `seed`, and reads
+    `pooling` (`cross_encoder.POOLINGS`, recorded in its config)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from souk.models.cross_encoder import POOLINGS, mean_poolable, with_pooling
+
+    if pooling not in POOLINGS:
+        raise ConfigError(f"cross.pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
     quiet_transformers()
     torch.manual_seed(seed)
     net = AutoModelForSequenceClassification.from_pretrained(str(base_dir), num_labels=1)
+    if pooling != "cls" and mean_poolable(net):  # (another architecture keeps its own head)
+        net.config.souk_pooling = pooling
+        with_pooling(net)
     stack = net.base_model.encoder.layer
     if layers is not None and layers < len(stack):
         if layers < 1:

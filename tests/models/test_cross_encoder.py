@@ -108,6 +108,26 @@ def test_minilm_packs_a_long_document_to_its_budget():
     assert len(ids) == FieldLimits().max_length and packer.tok.id_to_token(ids[0]) == "[CLS]"
 
 
+def test_a_long_text_is_tokenized_from_its_head_with_the_same_ids():
+    """Texts cut at whitespace past `HEAD_CHARS_PER_TOKEN` characters a token give the ids of the whole text;
+    one whose head holds too few tokens (long words) is tokenized whole; one without whitespace is kept."""
+    from souk.models.cross_encoder import text_head
+    from souk.models.registry import model_card
+
+    rng = np.random.default_rng(0)
+    words = ["aspirin", "a", "of", "immunohistochemistry", "p53-dependent", "5", "(CI", "95%)", "naïve", "蛋白质",
+             "x" * 120, "Glu-tamate", "\n", "tumour\tcells"]
+    texts = [" ".join(rng.choice(words, int(rng.integers(1, 400))).tolist()) for _ in range(200)]
+    texts += ["supercalifragilistic " * 200, "".join(["ab"] * 2000), "word " * 400, ""]
+    packer = PairPacker(model_card("all-MiniLM-L6-v2").path / "tokenizer.json", FieldLimits(max_length=32))
+    assert packer._words_split
+    docs = [("a title", t) for t in texts]
+    fast = packer.doc_tokens(docs)
+    packer._words_split = False
+    assert fast == packer.doc_tokens(docs)
+    assert text_head("ab cd ef", 3) == "ab cd" and text_head("abcdefgh", 3) == "abcdefgh" and text_head("ab", 3) == "ab"
+
+
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -143,6 +163,28 @@ def test_property_damaged_cross_encoder_files_load_or_are_unavailable(tiny_cross
         return
     scores = model.score("t1 red", [("t1 red", "kit"), ("t2 blue", "set")])
     assert scores.shape == (2,)
+
+
+@pytest.mark.parametrize("backend", ["torch-fp32", "onnx-fp32"])
+def test_a_config_naming_an_unknown_pooling_is_unavailable_on_every_path(tiny_cross, monkeypatch, tmp_path, backend):
+    """config.json is untrusted: `souk_pooling` other than cls or mean (hashes rewritten to match) is refused with
+    one line naming the model, not a path, on torch and on the exported paths (whose writer refuses it too, and
+    whose traced fallback reads the same check)."""
+    import json
+    import shutil
+
+    from souk.errors import ModelUnavailable
+    from souk.models.store import seal
+
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "cross-9"
+    shutil.copytree(tiny_cross["index"] / "models" / tiny_cross["outcome"].model, path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(config | {"souk_pooling": "max"}))
+    seal(path)
+    with pytest.raises(ModelUnavailable, match="souk_pooling") as e:
+        CrossEncoder(path, backend=backend).score("t1 red", [("t1 red", "kit")])
+    assert str(e.value).startswith("model cross-9") and str(tmp_path) not in str(e.value)
 
 
 def test_the_exported_exact_paths_score_as_torch_fp32(tiny_cross, monkeypatch, tmp_path):

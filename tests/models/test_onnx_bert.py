@@ -70,6 +70,31 @@ def test_the_first_logit_graph_matches_the_sequence_classifier_with_token_types(
     assert ours.shape == reference.shape and np.abs(ours - reference).max() < 1e-5
 
 
+def test_a_mean_pooled_cross_encoder_graph_matches_its_torch_scores(tiny_cross_encoder, tmp_path):
+    """`souk_pooling: mean` in the config: the pooler reads the tokens' mean under the mask, in ONNX as in
+    `cross_encoder.logits`, and the scores differ from the [CLS] head's on the same weights."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from souk.models.cross_encoder import logits, with_pooling
+
+    model = tmp_path / "mean"
+    shutil.copytree(tiny_cross_encoder, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | {"souk_pooling": "mean"}))
+    feeds = _batch(model, synthetic_texts(9, seed=2) + ["x"], pairs=True)  # padded rows: the mask matters
+    write_bert_onnx(model, tmp_path / "c.onnx", head="first_logit")
+    net = with_pooling(AutoModelForSequenceClassification.from_pretrained(str(model)).eval())
+    assert net.config.souk_pooling == "mean"
+    with torch.inference_mode():
+        reference = logits(net, *(torch.from_numpy(feeds[k]) for k in ("input_ids", "token_type_ids",
+                                                                        "attention_mask"))).numpy()
+        cls = type(net).forward(net, **{k: torch.from_numpy(v) for k, v in feeds.items()}).logits[:, 0].numpy()
+    ours = _run(tmp_path / "c.onnx", feeds)
+    assert ours.shape == reference.shape and np.abs(ours - reference).max() < 1e-5
+    assert np.abs(cls - reference).max() > 1e-3
+
+
 def test_the_feed_forward_output_projections_keep_the_names_int8_exports_select(tiny_encoder, tmp_path):
     from souk.models.backends import fp32_matmuls
 
@@ -98,6 +123,8 @@ def _hostile(tiny_encoder, tmp_path, name):
                                                          | {"num_hidden_layers": 9})), "lacks encoder.layer."),
     (lambda m: (m / "config.json").write_text(json.dumps(json.loads((m / "config.json").read_text())
                                                          | {"intermediate_size": 7})), "has shape"),
+    (lambda m: (m / "config.json").write_text(json.dumps(json.loads((m / "config.json").read_text())
+                                                         | {"souk_pooling": "max"})), "souk_pooling"),
 ])
 def test_files_it_cannot_read_raise_one_clear_error_without_a_path(tiny_encoder, tmp_path, damage, expected):
     model = _hostile(tiny_encoder, tmp_path, "hostile")

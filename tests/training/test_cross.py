@@ -2,6 +2,8 @@
 leaves the active model alone."""
 from __future__ import annotations
 
+import itertools
+import json
 import time
 
 import numpy as np
@@ -23,6 +25,8 @@ def test_the_fit_learns_beyond_the_untrained_model(tiny_cross):
     assert dev["cross_ndcg@10"] >= dev["untrained_cross_ndcg@10"] + 0.1, manifest["training"]["curve"]
     assert manifest["kind"] == "cross-encoder" and manifest["device"] == "cpu"
     assert manifest["training"]["weak_groups"] > 0 and manifest["training"]["steps"] > 0
+    folder = tiny_cross["index"] / "models" / tiny_cross["outcome"].model  # the head reads the tokens' mean
+    assert json.loads((folder / "config.json").read_text())["souk_pooling"] == "mean"
     weight, by_weight = manifest["combination"]["weight"], manifest["held_out"]["by_weight"]
     assert set(by_weight) >= {"0.00", "1.00"} and manifest["held_out"]["weight"] == weight
     # the mix kept is the best on the held-out train queries (the smallest weight on ties)
@@ -253,8 +257,9 @@ def test_no_query_leaves_training_when_train_max_is_not_reached():
 
 
 def test_layers_are_chosen_by_the_time_this_machine_takes_per_layer(tiny_cross, monkeypatch, tmp_path):
-    """`cross.latency_ms`: a probe model from the base is timed on every offered path; the fastest path's time per
-    layer for 20 pairs prices the layers kept (at least one, at most the base's), and the probe leaves no export."""
+    """`cross.latency_ms`: a 1-layer probe model from the base is timed on every offered path and a `most`-layer one
+    on the fastest; their times a query's candidates give a fixed cost and a cost a layer that price the layers kept
+    (at least one, at most the base's), and the probes leave no export."""
     from souk.models.cross_encoder import PATHS, FieldLimits, PairPacker, probe_pairs
     from souk.training.cross import measured_layers
 
@@ -262,18 +267,70 @@ def test_layers_are_chosen_by_the_time_this_machine_takes_per_layer(tiny_cross, 
     base = tiny_cross["base"]
     packer = PairPacker(base / "tokenizer.json", FieldLimits(64, 8, 16))
     pairs = probe_pairs(packer, 40, 30)
-    layers, timing = measured_layers(base, packer, pairs, 6, 25.0, 0)
+    layers, timing = measured_layers(base, packer, pairs, 2, 25.0, 0)
     assert timing["path"] in PATHS and timing["pairs_per_s"][timing["path"]] == max(timing["pairs_per_s"].values())
-    assert (timing["pairs"], timing["mean_tokens"]) == (40, 30.0)
-    assert layers == max(1, min(6, int(25.0 // timing["ms_per_layer"])))
-    assert measured_layers(base, packer, pairs, 6, 1e-3, 0)[0] == 1  # no budget: still one layer
-    assert not list(tmp_path.glob("models/cross-*"))  # the probe's export was removed with it
+    assert (timing["pairs"], timing["mean_tokens"]) == (40, 30.0) and set(timing["ms_probe"]) == {"1", "2"}
+    fixed, per_layer = timing["ms_fixed"], timing["ms_per_layer"]
+    assert fixed >= 0 and per_layer > 0 and fixed + 2 * per_layer == pytest.approx(timing["ms_probe"]["2"], abs=0.02)
+    assert layers == max(1, min(2, int((25.0 - fixed) // per_layer)))
+    assert measured_layers(base, packer, pairs, 2, 1e-3, 0)[0] == 1  # no budget: still one layer
+    assert not list(tmp_path.glob("models/cross-*"))  # the probes' exports were removed with them
     params = tiny_cross["outcome"].manifest["params"]  # the fit chose its layers so (none were given) ...
     timing = params["layer_timing"]
-    assert params["full_ms"] == timing["full_ms"] == 40.0 and timing["prior_ms"] > 0  # ... for `full` in 40 ms
-    budget = max(0.0, (40.0 - timing["prior_ms"]) / STAGE_COST)  # what the stages before the cross leave it
-    assert timing["latency_ms"] == round(budget, 2)
-    assert params["layers"] == max(1, min(2, int(budget // timing["ms_per_layer"])))
+    assert params["full_ms"] == timing["full_ms"] == 40.0 and timing["prior_ms"] > 0 and timing["read_ms"] > 0
+    # ... for `full` in 40 ms: what the stages before the cross and reading the candidates leave the forward pass
+    budget = max(0.0, (40.0 - timing["prior_ms"]) / STAGE_COST - timing["read_ms"])
+    assert timing["latency_ms"] == pytest.approx(budget, abs=0.02)
+    left = timing["latency_ms"] - timing["ms_fixed"]
+    assert params["layers"] == max(1, min(2, int(left // timing["ms_per_layer"])))
+
+
+def test_a_layer_costs_the_difference_between_the_probes_and_noise_falls_back_to_an_even_split(monkeypatch):
+    """L layers cost a + b x L from a 1-layer and a 6-layer probe; probes that contradict that (the larger one
+    cheaper a layer than the fixed part allows) split the larger probe's time evenly."""
+    from souk.training import cross
+
+    def timed(ms: dict[int, float]):
+        def time_probe(base, packer, pairs, layers, seed, path, pooling="cls"):
+            assert path in (None, "openvino-bf16") and (path is None) == (layers == 1)  # all paths at 1 layer only
+            pps = 1000.0 * cross.RERANK_DEPTH / ms[layers]
+            return {"openvino-bf16": {"pairs_per_s": pps}, "torch-fp32": {"pairs_per_s": pps / 3}}
+        return time_probe
+
+    pairs = [([1, 2, 3], [0, 0, 0])] * 40
+    monkeypatch.setattr(cross, "_time_probe", timed({1: 9.0, 6: 44.0}))  # a = 2, b = 7
+    layers, timing = cross.measured_layers(None, None, pairs, 6, 30.5, 0)
+    assert (timing["ms_fixed"], timing["ms_per_layer"], layers) == (2.0, 7.0, 4)  # 2 + 4 x 7 = 30
+    assert timing["ms_probe"] == {"1": 9.0, "6": 44.0} and timing["path"] == "openvino-bf16"
+    assert cross.measured_layers(None, None, pairs, 6, 29.5, 0)[0] == 3
+    assert cross.measured_layers(None, None, pairs, 6, 500.0, 0)[0] == 6  # never more than the base has
+    assert cross.measured_layers(None, None, pairs, 6, 1.0, 0)[0] == 1  # nor fewer than one
+    monkeypatch.setattr(cross, "_time_probe", timed({1: 10.0, 6: 66.0}))  # b = 11.2 > the 1-layer's 10: noise
+    layers, timing = cross.measured_layers(None, None, pairs, 6, 27.0, 0)
+    assert (timing["ms_fixed"], timing["ms_per_layer"], layers) == (0.0, 11.0, 2)
+
+
+def test_the_probe_reads_a_seeded_sample_of_queries_candidates_in_their_order(tiny_cross):
+    from souk.models.cross_encoder import FieldLimits, PairPacker
+    from souk.training.cross import RERANK_DEPTH, probe_queries
+    from souk.training.data import DocTexts
+    from souk.training.kit import candidates, fit_searcher, prior_pipeline
+
+    base, data = tiny_cross["base"], tiny_cross["train"]
+    searcher = fit_searcher(tiny_cross["index"])
+    heads = candidates(prior_pipeline(searcher), data.queries, 30)
+    packer = PairPacker(base / "tokenizer.json", FieldLimits(64, 8, 16))
+    texts = DocTexts(searcher)
+    pairs, read_ms = probe_queries(packer, data, heads, texts, 13, queries=3)
+    assert read_ms > 0 and pairs == probe_queries(packer, data, heads, texts, 13, queries=3)[0]  # seeded
+    assert pairs != probe_queries(packer, data, heads, texts, 14, queries=3)[0]
+    depth = [min(RERANK_DEPTH, len(heads[q][0])) for q in sorted(data.qrels) if heads[q][0]]
+    assert len(pairs) in {sum(c) for c in itertools.combinations(depth, 3)}
+    first = next(q for q in sorted(data.qrels) if heads[q][0])
+    one = probe_queries(packer, data, {first: heads[first]}, texts, 0, queries=3)[0]  # one query: its candidates
+    docs = packer.doc_tokens(texts.get(heads[first][0][:RERANK_DEPTH]))  # ... in recall's order
+    query = packer.tokens([data.queries[first]], packer.limits.query)[0]
+    assert one == [packer.pack(query, d) for d in docs]
 
 
 def test_the_forward_budget_is_what_full_ms_leaves_after_the_stages_before_the_cross():
