@@ -36,6 +36,7 @@ import numpy as np
 from souk.errors import ModelError, ModelUnavailable
 from souk.models.backends import BACKENDS, OrtStreams, StreamedModel, exported_as, quiet_transformers
 from souk.models.machine import detect_machine
+from souk.models.onnx_bert import POOLINGS
 from souk.models.registry import cache_dir
 from souk.models.store import read_model_manifest
 
@@ -187,8 +188,8 @@ def minmax(x: np.ndarray) -> np.ndarray:
 # [CLS] state is nearly the same for every input through its first 3 layers (an attention sink: max |difference|
 # between three unrelated HomeDepot pairs 1e-3 of its norm at layers 1-3), so the truncated crosses a latency
 # budget gives (1-3 layers) read nothing there: HomeDepot's 3-layer fits stayed at the loss of chance, log 4, for
-# 1,000+ steps, while 4 layers learnt. The mean of the tokens varies with the input at every depth.
-POOLINGS = ("cls", "mean")
+# 1,000+ steps, while 4 layers learnt. The mean of the tokens varies with the input at every depth. (`POOLINGS`, from
+# the ONNX writer, which checks the same key.)
 
 
 def pooling_of(net) -> str:
@@ -297,24 +298,33 @@ def _load(path: Path, backend: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
     if backend in ("onnx-fp32", "openvino-fp32", "openvino-bf16"):
         return _load_exported(path, backend)
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     torch.set_num_threads(torch_threads())
     quiet_transformers()
     dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
-    try:
-        net = with_pooling(AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype).eval())
-    except ModelUnavailable as e:
-        raise ModelUnavailable(f"model {path.name}: {e}; refit it, or activate another with souk models") from None
-    except Exception as e:  # a truncated safetensors file, a pickle torch refuses, a broken config
-        raise ModelUnavailable(f"model {path.name}: cannot load the cross-encoder weights ({type(e).__name__}); "
-                               "refit it, or activate another with souk models") from None
+    net = _classifier(path, dtype=dtype)
 
     def forward(ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return logits(net, torch.from_numpy(ids), torch.from_numpy(types), torch.from_numpy(mask)).numpy()
 
     return forward
+
+
+def _classifier(path: Path, **options: Any):
+    """The model directory's torch classifier in eval mode, reading its pooling (`with_pooling`); any failure (a
+    truncated safetensors file, a pickle torch refuses, a broken or hostile config) is one `ModelUnavailable` line
+    naming the model, never a path."""
+    from transformers import AutoModelForSequenceClassification
+
+    again = "refit it, or activate another with souk models"
+    try:
+        return with_pooling(AutoModelForSequenceClassification.from_pretrained(str(path), **options).eval())
+    except ModelUnavailable as e:
+        raise ModelUnavailable(f"model {path.name}: {e}; {again}") from None
+    except Exception as e:
+        raise ModelUnavailable(f"model {path.name}: cannot load the cross-encoder weights ({type(e).__name__}); "
+                               f"{again}") from None
 
 
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -356,17 +366,9 @@ def onnx_export(path: Path) -> Path:
         import warnings
 
         import torch
-        from transformers import AutoModelForSequenceClassification
 
         quiet_transformers()
-        try:
-            net = with_pooling(AutoModelForSequenceClassification.from_pretrained(str(path),
-                                                                                  attn_implementation="eager").eval())
-        except ModelUnavailable as e:
-            raise ModelUnavailable(f"model {path.name}: {e}; refit it, or activate another with souk models") from None
-        except Exception as e:
-            raise ModelUnavailable(f"model {path.name}: cannot load the cross-encoder weights ({type(e).__name__}); "
-                                   "refit it, or activate another with souk models") from None
+        net = _classifier(path, attn_implementation="eager")
 
         class Scores(torch.nn.Module):
             def __init__(self) -> None:

@@ -37,6 +37,8 @@ MAX_CONFIG_BYTES = 1_000_000
 MAX_BYTES = 1_500_000_000  # one protobuf holds at most 2 GB: larger models are traced with external data
 ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh")
 HEADS = ("mean", "first_logit")
+# what a cross-encoder's head reads (`souk_pooling` in its config.json; absent: "cls"): see `cross_encoder.POOLINGS`
+POOLINGS = ("cls", "mean")
 
 
 class NotBert(ModelError):
@@ -69,8 +71,8 @@ def bert_config(model_dir: Path) -> dict:
     eps = config.get("layer_norm_eps", 1e-12)
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
         raise NotBert("config.json: layer_norm_eps must be a number between 0 and 1")
-    if config.get("souk_pooling", "cls") not in ("cls", "mean"):
-        raise NotBert("config.json: souk_pooling must be cls or mean")
+    if config.get("souk_pooling", "cls") not in POOLINGS:
+        raise NotBert(f"config.json: souk_pooling must be one of {', '.join(POOLINGS)}")
     return config
 
 
