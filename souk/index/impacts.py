@@ -1,5 +1,5 @@
 """Impacts: each search field's postings with their BM25 scores computed once per commit, so that a plain
-"any word" BM25 query is a few array slices and one `bincount` instead of a tantivy query.
+"any word" BM25 query is a few array slices and one scatter-add instead of a tantivy query.
 
 Built from the term store (`souk.index.terms`: every document's analyzed terms per search field, as indexed),
 scored exactly as tantivy scores them: k1 = 1.2, b = 0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5)), document
@@ -14,7 +14,7 @@ takes this path only for plain queries and asks tantivy otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,7 +22,18 @@ from souk.limits import MAX_IMPACT_TOKENS, MAX_IMPACT_VIEWS
 
 K1, B = 1.2, 0.75
 FLOOR_K = 100  # per term, its FLOOR_K-th best score: a floor under a query's k-th best total, for k <= FLOOR_K
-DENSE = 8  # a query with more than 1/DENSE postings per document sums them over every document (`bincount`)
+DENSE = 8  # a query with more than 1/DENSE postings per document sums them over every document (`_dense_sum`)
+_ALTERNATE = np.resize(np.array([1.0, 0.0]), 255)  # weights of term spans and the empty columns between them
+
+
+def _compiled_scatter() -> Any:
+    """scipy's compiled Y += A x of a CSC matrix (a private module of the pinned scipy; importing scipy.sparse
+    takes ~0.3-0.8 s, so only where impacts are built), or None: the sums then use `bincount`."""
+    try:
+        from scipy.sparse._sparsetools import csc_matvec
+    except ImportError:  # pragma: no cover
+        return None
+    return csc_matvec
 
 
 def _field_norms() -> np.ndarray:
@@ -42,19 +53,19 @@ FIELD_NORMS = _field_norms()
 @dataclass
 class FieldImpacts:
     """One field: term id t's postings are `rows[starts[t]:starts[t + 1]]` (document rows, ascending) with their
-    boosted scores at the same positions of `scores` (f32 values held as f64: `bincount` and `add.at` sum them
-    without a conversion per query)."""
+    boosted scores at the same positions of `scores` (f32 values held as f64: the sums take them without a
+    conversion per query)."""
 
     starts: list[int]  # vocabulary size + 1 (Python ints: slicing with them is quicker than with numpy scalars)
     rows: np.ndarray  # intp (the index type numpy's scatter and gather take without a copy)
     scores: np.ndarray  # float64 holding f32 values
-    floors: list[float]  # per term id, its FLOOR_K-th best score (0.0 below FLOOR_K documents)
-    # term -> (rows, scores, floor) of the terms queries asked for: one dictionary read per query term (at most
-    # MAX_IMPACT_VIEWS of them: then forgotten all at once, which a dictionary read racing it in another thread
-    # survives, and asked for again)
-    views: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    floors: list[float]  # per term id, its FLOOR_K-th best score (0.0 below FLOOR_K documents, or boost <= 0)
+    # term -> `View` of the terms queries asked for: one dictionary read per query term (at most MAX_IMPACT_VIEWS of
+    # them: then forgotten all at once, which a dictionary read racing it in another thread survives, and asked for
+    # again)
+    views: dict[str, "View"] = field(default_factory=dict)
 
-    def view(self, term: str, term_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, float] | None:
+    def view(self, term: str, term_index: dict[str, int]) -> "View | None":
         """The postings of `term` (None when this field holds it nowhere), remembered in `views`."""
         tid = term_index.get(term)
         if tid is None or self.starts[tid] == self.starts[tid + 1]:
@@ -62,7 +73,7 @@ class FieldImpacts:
         a, b = self.starts[tid], self.starts[tid + 1]
         if len(self.views) >= MAX_IMPACT_VIEWS:
             self.views.clear()
-        out = self.views[term] = (self.rows[a:b], self.scores[a:b], self.floors[tid])
+        out = self.views[term] = (self.rows[a:b], self.scores[a:b], self.floors[tid], a, b)
         return out
 
     @classmethod
@@ -95,6 +106,10 @@ class FieldImpacts:
         return cls(starts.tolist(), row.astype(np.intp), scores.astype(np.float64), floors.tolist())
 
 
+# (rows, scores, floor, start, end): a term's postings in one field (`FieldImpacts.view`)
+View = tuple[np.ndarray, np.ndarray, float, int, int]
+
+
 class Impacts:
     """The impacts of every search field of one commit (built from its term store)."""
 
@@ -104,6 +119,7 @@ class Impacts:
         self._ids = np.asarray(ids, dtype=object)
         self.num_docs = len(ids)
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # sparse sums' buffers (see `_sparse_sum`)
+        self._scatter = _compiled_scatter()
 
     @classmethod
     def of(cls, store, schema, plan: Sequence[tuple[str, object, float]]) -> "Impacts | None":
@@ -125,39 +141,41 @@ class Impacts:
 
     def top(self, terms_by_field: dict[str, list[str]], k: int) -> tuple[list[str], np.ndarray]:
         """The `k` best documents (ids, scores, best first) for the query's terms per field."""
-        rows_of, scores_of = [], []
+        picked: list[tuple[FieldImpacts, list[View]]] = []
+        postings = 0
         floor = 0.0  # FLOOR_K documents hold one of the query's terms with at least this score: so do the top k
         for name, terms in terms_by_field.items():
             f = self.fields.get(name)
             if f is None:
                 continue
-            views = f.views
+            views, found = f.views, []
             for t in terms:
                 v = views.get(t) or f.view(t, self._term)
                 if v is not None:
-                    rows_of.append(v[0])
-                    scores_of.append(v[1])
+                    found.append(v)
+                    postings += v[4] - v[3]
                     if v[2] > floor:
                         floor = v[2]
-        if not rows_of or k <= 0:
+            if found:
+                picked.append((f, found))
+        if not picked or k <= 0:
             return [], np.zeros(0, dtype=np.float32)
         if not (0 < floor and k <= FLOOR_K):
             floor = 0.0
         ascending = True  # candidates in row order (the stable sort below then breaks ties as tantivy does)
-        if len(rows_of) == 1:  # one posting list: one entry per document already
-            cand, sc = rows_of[0], scores_of[0]
-        else:
-            rows = np.concatenate(rows_of)
-            scores = np.concatenate(scores_of)
-            if DENSE * len(rows) >= self.num_docs:  # dense: one sum over every row (scifact: 4k postings, 5k docs)
-                total = np.bincount(rows, scores, minlength=self.num_docs)
-                # (a boolean mask: nonzero() on floats measured several times slower; the floor leaves a few
-                # hundred candidates of thousands)
-                cand = (total >= floor).nonzero()[0] if floor else (total > 0).nonzero()[0]
-                sc = total[cand]
-            else:  # sparse (homedepot: 3k postings, 55k docs): summed in a reused buffer, read back per posting
-                cand, sc = self._sparse_sum(rows, scores, floor)
-                ascending = False
+        if len(picked) == 1 and len(picked[0][1]) == 1:  # one posting list: one entry per document already
+            cand, sc = picked[0][1][0][0], picked[0][1][0][1]
+        elif DENSE * postings >= self.num_docs:  # dense: one sum over every row (scifact: 5k postings, 5k docs)
+            total = self._dense_sum(picked)
+            # (a boolean mask: nonzero() on floats measured several times slower; the floor leaves a few
+            # hundred candidates of thousands)
+            cand = (total >= floor).nonzero()[0] if floor else (total > 0).nonzero()[0]
+            sc = total[cand]
+        else:  # sparse (homedepot: 3k postings, 55k docs): summed in a reused buffer, read back per posting
+            rows = np.concatenate([v[0] for _, found in picked for v in found])
+            scores = np.concatenate([v[1] for _, found in picked for v in found])
+            cand, sc = self._sparse_sum(rows, scores, floor)
+            ascending = False
         sc = sc.astype(np.float32)
         # (sorting every candidate instead when there are few: no quicker, scifact 45.3 vs 45.6 us a query at <= 300,
         # 47.7 vs 77.5 at <= 2048, all judged queries, interleaved, load 4)
@@ -169,6 +187,25 @@ class Impacts:
         # (the array's own argsort: np.argsort's Python wrapper cost 1 us of a query's ~50, measured)
         order = ((-sc).argsort(kind="stable") if ascending else np.lexsort((cand, -sc)))[:k]
         return self._ids[cand[order]].tolist(), sc[order]
+
+    def _dense_sum(self, picked: list[tuple[FieldImpacts, list[View]]]) -> np.ndarray:
+        """Every document's summed score (f64) over the picked terms' postings: scattered in place, a field's
+        terms in one call of scipy's compiled sparse product (`_compiled_scatter`), else concatenated into one
+        `bincount` (the concatenation copies every posting: `top` on all scifact dev queries, best of 8 loops
+        alternating with the `bincount` sum, 33.8 against 42.3 us a query; homedepot's dense queries gain alike)."""
+        scatter = self._scatter
+        if scatter is None:
+            return np.bincount(np.concatenate([v[0] for _, found in picked for v in found]),
+                               np.concatenate([v[1] for _, found in picked for v in found]), minlength=self.num_docs)
+        total = np.zeros(self.num_docs)
+        for f, found in picked:
+            # Term spans as the columns of a CSC matrix, latest start first: the column between two spans runs from
+            # one's end back to the next one's start, so it is empty (and weighted 0 besides).
+            spans = np.array(sorted([(v[3], v[4]) for v in found], reverse=True), dtype=np.intp).ravel()
+            columns = len(spans) - 1
+            weights = _ALTERNATE[:columns] if columns <= len(_ALTERNATE) else np.resize(_ALTERNATE[:2], columns)
+            scatter(self.num_docs, columns, spans, f.rows, f.scores, weights, total)
+        return total
 
     def _sparse_sum(self, rows: np.ndarray, scores: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
         """Distinct rows of `rows` (postings of several terms) whose summed scores reach `floor`, with the sums:

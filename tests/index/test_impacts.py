@@ -124,17 +124,23 @@ def test_the_floor_of_common_terms_keeps_the_top_k_exact(tmp_path):
             assert set(got.ids[:k // 2]) == set(want.ids[:k // 2]) or len(set(want.scores.tolist())) < k, (q, k)
 
 
-@pytest.mark.parametrize("dense", [0, 10**9])
-def test_both_sums_keep_tantivys_ranking_through_ties_at_the_kth_score(tmp_path, monkeypatch, dense):
-    """The sparse sum (a reused buffer, one entry per document) and the dense one (`bincount`) give tantivy's ids in
-    its order, ties at the k-th score included (many documents share a title: their scores tie)."""
+@pytest.mark.parametrize("dense,compiled", [(0, True), (10**9, True), (10**9, False)])
+def test_every_sum_keeps_tantivys_ranking_through_ties_at_the_kth_score(tmp_path, monkeypatch, dense, compiled):
+    """The sparse sum (a reused buffer, one entry per document) and the dense one (scipy's compiled scatter, or
+    `bincount` where it is missing) give tantivy's ids in its order, ties at the k-th score and repeated query
+    words included (many documents share a title: their scores tie)."""
     import souk.index.impacts as impacts
 
     titles = ["milk tea", "green tea", "milk", "dark milk tea box", "tea"]
     monkeypatch.setattr(impacts, "DENSE", dense)
+    if not compiled:
+        monkeypatch.setattr(impacts, "_compiled_scatter", lambda: None)
     plain, fast = _plain_and_fast(tmp_path, [{"id": f"d{i}", "title": f"{titles[i % len(titles)]} item{i}"}
                                              for i in range(40)])
-    for q in ["milk tea", "tea tea green", "dark box milk", "tea"]:
+    assert (fast._impacts._scatter is not None) == compiled
+    queries = ["milk tea", "tea tea green", "dark box milk", "tea", "box milk box tea milk green item7",
+               "milk tea " * 70]
+    for q in queries:
         for k in (3, 10, 17, 100):
             want, got = plain.bm25(q, k), fast.bm25(q, k)
             assert want.ids and got.ids == want.ids, (q, k)
