@@ -205,6 +205,31 @@ def test_split_rows_balances_the_padded_work_and_drops_each_parts_padding():
     assert [list(r) for r, _ in unmasked] == [[0, 1, 2], [3, 4, 5]] and unmasked[0][1]["x"].shape == (3, 10)
 
 
+def test_inputs_padded_to_a_multiple_of_columns_give_the_same_vectors(tiny_encoder, tmp_path, monkeypatch):
+    """The int8 OpenVINO path pads its inputs to `INT8_WIDTH_MULTIPLE` columns (quicker kernels): masked columns
+    change no row's output, through `map` (a corpus) and `__call__` (rows split across the streams)."""
+    pytest.importorskip("openvino")
+    from souk.models.backends import StreamedModel, onnx_fp32_path, padded_to
+    from souk.models.registry import model_card
+
+    mask = np.zeros((3, 5), dtype=np.int64)
+    for row, length in enumerate([5, 2, 3]):
+        mask[row, :length] = 1
+    ids = (np.arange(15).reshape(3, 5) + 100) * mask
+    wide = padded_to({"input_ids": ids, "attention_mask": mask, "rows": np.arange(3)}, 8)
+    assert wide["input_ids"].shape == (3, 8) and (wide["input_ids"][:, :5] == ids).all()
+    assert not wide["attention_mask"][:, 5:].any() and wide["rows"].shape == (3,)
+    assert padded_to({"input_ids": ids}, 5)["input_ids"] is ids
+    monkeypatch.setenv("SOUK_CACHE_DIR", str(tmp_path))
+    path = onnx_fp32_path(model_card(str(tiny_encoder)))
+    plain, padded = StreamedModel(path, "f32", threads=2), StreamedModel(path, "f32", threads=2, multiple=8)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    assert np.allclose(plain(inputs), padded(inputs), atol=1e-5)
+    got: dict = {}
+    padded.map([("all", inputs)], got.__setitem__)
+    assert np.allclose(got["all"], plain(inputs), atol=1e-5)
+
+
 def test_onnx_sessions_do_not_spin_after_a_run(tiny_encoder, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from souk.models.backends import onnx_fp32_path, ort_session
