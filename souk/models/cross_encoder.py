@@ -490,6 +490,28 @@ def time_paths(path: Path, packer: PairPacker, pairs: Sequence[Pair], chunk: int
     return report
 
 
+def time_models(folders: dict[Any, Path], packer: PairPacker, pairs: Sequence[Pair], path: str, chunk: int = 16,
+                rounds: int = 2 * ROUNDS) -> dict[Any, float]:
+    """Pairs/s of each model folder on one inference `path`, each call the next `chunk` pairs as given (`in_order`
+    in `time_paths`), the models in turns round after round (the order reversed each round), best of `rounds`:
+    models compared so see the same moments of the machine's load (timed one after the other, a 6-layer probe
+    moved 39-46 ms a query on a quiet machine while the 1-layer one it was set against had been timed before)."""
+    forwards = {key: _load(folder, path) for key, folder in folders.items()}
+    calls = _calls(packer, pairs, chunk, in_order=True)
+    for forward in forwards.values():  # warm-up
+        forward(*calls[0])
+    best = {key: 0.0 for key in forwards}
+    keys = list(forwards)
+    for r in range(rounds):
+        for key in keys if r % 2 == 0 else keys[::-1]:
+            forward = forwards[key]
+            t0 = time.perf_counter()
+            for ids, types, mask in calls:
+                forward(ids, types, mask)
+            best[key] = max(best[key], len(pairs) / (time.perf_counter() - t0))
+    return best
+
+
 def _choice_file(path: Path, max_length: int) -> Path:
     manifest = read_model_manifest(path, KIND)
     key = hashlib.sha1(json.dumps([str(path.resolve()), manifest.get("created"), detect_machine().signature(),

@@ -424,14 +424,14 @@ def measured_layers(base: Path, packer: PairPacker, pairs: Sequence[Pair], most:
 
     if not pairs:
         pairs = probe_pairs(packer, 2 * RERANK_DEPTH, 32)  # (no candidates to read: 32-token pseudo-text)
-    report = _time_probe(base, packer, pairs, 1, seed, None, pooling)
+    report = _time_probe(base, packer, pairs, (1,), seed, None, pooling)[1]
     timed = {name: r["pairs_per_s"] for name, r in report.items() if "pairs_per_s" in r}
     path = max(timed, key=timed.__getitem__)
     call = {1: 1000.0 * RERANK_DEPTH / timed[path]}  # ms a query's candidates take at 1 and `most` layers
     per_layer, fixed = call[1], 0.0
-    if most > 1:
-        larger = _time_probe(base, packer, pairs, most, seed, path, pooling)
-        call[most] = 1000.0 * RERANK_DEPTH / larger[path]["pairs_per_s"]
+    if most > 1:  # both depths again on that path, in turns: the same moments of the machine's load
+        both = _time_probe(base, packer, pairs, (1, most), seed, path, pooling)
+        call = {depth: 1000.0 * RERANK_DEPTH / both[depth][path]["pairs_per_s"] for depth in (1, most)}
         per_layer = (call[most] - call[1]) / (most - 1)
         fixed = call[1] - per_layer
         if per_layer <= 0 or fixed < 0:  # noise beyond the difference: the larger probe's time split per layer
@@ -443,25 +443,36 @@ def measured_layers(base: Path, packer: PairPacker, pairs: Sequence[Pair], most:
                     "pairs_per_s": timed}
 
 
-def _time_probe(base: Path, packer: PairPacker, pairs: Sequence[Pair], layers: int, seed: int,
-                path: str | None, pooling: str = "cls") -> dict[str, dict[str, Any]]:
-    """`time_paths` of a `layers`-layer model from `base` (on `path` only, or every offered path), a query's
-    `RERANK_DEPTH` pairs a call in order; the model and its export are removed after."""
+def _time_probe(base: Path, packer: PairPacker, pairs: Sequence[Pair], depths: Sequence[int], seed: int,
+                path: str | None, pooling: str = "cls") -> dict[int, dict[str, dict[str, Any]]]:
+    """Per depth in `depths`, the pairs/s of a model of that many layers from `base`, a query's `RERANK_DEPTH` pairs
+    a call in order: one depth on every offered path (`path` None: `time_paths`' report), or several on `path`,
+    timed in turns (`time_models`). The models and their exports are removed after."""
     import shutil
     import tempfile
 
-    from souk.models.cross_encoder import onnx_export, time_paths
+    from souk.models.cross_encoder import onnx_export, time_models, time_paths
 
     with tempfile.TemporaryDirectory(prefix="souk-layer-probe-") as tmp:
-        folder = Path(tmp) / "probe"
-        save_model(new_model(base, seed, layers, pooling), folder, base)
-        (folder / "manifest.json").write_text(json.dumps({"kind": KIND, "created": time.time(),
-                                                          "limits": asdict(packer.limits)}))
-        report = time_paths(folder, PairPacker(folder / "tokenizer.json", packer.limits), pairs, chunk=RERANK_DEPTH,
-                            paths=None if path is None else (path,), in_order=True)
-        if any("pairs_per_s" in r for name, r in report.items() if not name.startswith("torch")):
-            shutil.rmtree(onnx_export(folder).parent, ignore_errors=True)  # built by the timing: found, not rebuilt
-    return report
+        folders = {}
+        for depth in depths:
+            folder = folders[depth] = Path(tmp) / f"probe-{depth}"
+            save_model(new_model(base, seed, depth, pooling), folder, base)
+            (folder / "manifest.json").write_text(json.dumps({"kind": KIND, "created": time.time(),
+                                                              "limits": asdict(packer.limits)}))
+        tokens = PairPacker(folders[depths[0]] / "tokenizer.json", packer.limits)
+        if path is None:
+            (depth,) = depths
+            out = {depth: time_paths(folders[depth], tokens, pairs, chunk=RERANK_DEPTH, in_order=True)}
+            exported = any("pairs_per_s" in r for name, r in out[depth].items() if not name.startswith("torch"))
+        else:
+            speed = time_models(folders, tokens, pairs, path, chunk=RERANK_DEPTH)
+            out = {depth: {path: {"pairs_per_s": round(speed[depth], 1)}} for depth in depths}
+            exported = not path.startswith("torch")
+        if exported:  # (built by the timing: found, not rebuilt)
+            for folder in folders.values():
+                shutil.rmtree(onnx_export(folder).parent, ignore_errors=True)
+    return out
 
 
 def activate_cross(index_path: Path, model_dir: Path) -> dict[str, Any]:

@@ -291,10 +291,12 @@ def test_a_layer_costs_the_difference_between_the_probes_and_noise_falls_back_to
     from souk.training import cross
 
     def timed(ms: dict[int, float]):
-        def time_probe(base, packer, pairs, layers, seed, path, pooling="cls"):
-            assert path in (None, "openvino-bf16") and (path is None) == (layers == 1)  # all paths at 1 layer only
-            pps = 1000.0 * cross.RERANK_DEPTH / ms[layers]
-            return {"openvino-bf16": {"pairs_per_s": pps}, "torch-fp32": {"pairs_per_s": pps / 3}}
+        def time_probe(base, packer, pairs, depths, seed, path, pooling="cls"):
+            # every path at 1 layer; then 1 layer and the most, in turns, on the fastest path only
+            assert (path, tuple(depths)) in ((None, (1,)), ("openvino-bf16", (1, 6)))
+            pps = {d: 1000.0 * cross.RERANK_DEPTH / ms[d] for d in depths}
+            return {d: {"openvino-bf16": {"pairs_per_s": pps[d]}, "torch-fp32": {"pairs_per_s": pps[d] / 3}}
+                    for d in depths}
         return time_probe
 
     pairs = [([1, 2, 3], [0, 0, 0])] * 40
