@@ -140,6 +140,8 @@ class Impacts:
         fields = {}
         for name, analyzer, boost in plan:
             u = store.units.get(name)
+            if u is not None and len(u.offsets) != len(store.ids) + 1:
+                return None  # (a store read from disk that contradicts itself: rows past the documents' sums)
             if u is not None and u.unit.analyzer == getattr(analyzer, "name", None):
                 fields[name] = FieldImpacts.of(np.asarray(u.offsets), np.asarray(u.values), len(store.vocab), boost)
             elif u is not None or name not in rebuilt:

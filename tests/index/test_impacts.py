@@ -86,6 +86,26 @@ def test_an_index_past_the_token_limit_keeps_tantivy(product_index, monkeypatch)
     assert searcher.bm25("milk", 5).ids == Index.open(product_index).searcher().bm25("milk", 5).ids
 
 
+def test_a_term_store_with_rows_past_its_documents_builds_no_impacts(product_index):
+    """The term store can be read from disk (untrusted): one whose offsets hold more rows than it lists documents
+    would have the compiled sum write past its array; it builds nothing, and tantivy answers."""
+    from dataclasses import replace
+
+    from souk.index.impacts import Impacts
+    from souk.index.terms import TermStore
+
+    searcher = Index.open(product_index).searcher()
+    store = TermStore.open(searcher)
+    plan = searcher._plan(tuple(searcher.schema.search_fields))
+    assert Impacts.of(store, searcher.schema, plan) is not None
+    name, unit = next(iter(store.units.items()))
+    store.units[name] = replace(unit, offsets=np.concatenate([unit.offsets, unit.offsets[-1:]]))  # one row more
+    try:
+        assert Impacts.of(store, searcher.schema, plan) is None
+    finally:
+        store.units[name] = unit
+
+
 def _plain_and_fast(tmp_path, lines: list[dict]):
     """An index of `lines` (a catalog inferred from them): a searcher answering from tantivy and one from impacts."""
     import json
