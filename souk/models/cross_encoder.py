@@ -472,13 +472,7 @@ def time_paths(path: Path, packer: PairPacker, pairs: Sequence[Pair], chunk: int
     scores = {}
     for name, forward in forwards.items():  # also the warm-up
         scores[name] = np.concatenate([forward(ids, types, mask) for ids, types, mask in calls])
-    best = {name: 0.0 for name in forwards}
-    for _ in range(ROUNDS):
-        for name, forward in forwards.items():
-            t0 = time.perf_counter()
-            for ids, types, mask in calls:
-                forward(ids, types, mask)
-            best[name] = max(best[name], len(pairs) / (time.perf_counter() - t0))
+    best = _in_turns(forwards, calls, len(pairs), ROUNDS)
     ref = scores.get("torch-fp32")
     for name in forwards:
         s = scores[name]
@@ -493,13 +487,19 @@ def time_paths(path: Path, packer: PairPacker, pairs: Sequence[Pair], chunk: int
 def time_models(folders: dict[Any, Path], packer: PairPacker, pairs: Sequence[Pair], path: str, chunk: int = 16,
                 rounds: int = 2 * ROUNDS) -> dict[Any, float]:
     """Pairs/s of each model folder on one inference `path`, each call the next `chunk` pairs as given (`in_order`
-    in `time_paths`), the models in turns round after round (the order reversed each round), best of `rounds`:
-    models compared so see the same moments of the machine's load (timed one after the other, a 6-layer probe
-    moved 39-46 ms a query on a quiet machine while the 1-layer one it was set against had been timed before)."""
+    in `time_paths`), the models in turns, best of `rounds`: models compared so meet the same moments of the
+    machine's load (a 6-layer probe timed after the 1-layer one it was set against moved 39-46 ms a query on a
+    quiet machine)."""
     forwards = {key: _load(folder, path) for key, folder in folders.items()}
     calls = _calls(packer, pairs, chunk, in_order=True)
     for forward in forwards.values():  # warm-up
         forward(*calls[0])
+    return _in_turns(forwards, calls, len(pairs), rounds)
+
+
+def _in_turns(forwards: dict[Any, Callable], calls: list[tuple], pairs: int, rounds: int) -> dict[Any, float]:
+    """Pairs/s of each forward over all `calls` (`pairs` in all), the forwards in turns (the order reversed each
+    round), best of `rounds`."""
     best = {key: 0.0 for key in forwards}
     keys = list(forwards)
     for r in range(rounds):
@@ -508,7 +508,7 @@ def time_models(folders: dict[Any, Path], packer: PairPacker, pairs: Sequence[Pa
             t0 = time.perf_counter()
             for ids, types, mask in calls:
                 forward(ids, types, mask)
-            best[key] = max(best[key], len(pairs) / (time.perf_counter() - t0))
+            best[key] = max(best[key], pairs / (time.perf_counter() - t0))
     return best
 
 
