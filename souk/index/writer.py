@@ -486,6 +486,26 @@ def idle_cores(before: tuple[int, int], after: tuple[int, int], cpus: int) -> fl
     return cpus * (after[0] - before[0]) / ticks
 
 
+class OtherLoad:
+    """How many cores other processes kept busy from its creation to `cores()`: the busy clock ticks of the CPUs
+    this process may use (`cpu_times`) less this process's own CPU time, over the wall-clock time between. A
+    measurement that runs this process on every core (a timing probe) cannot read idle cores; this still sees who
+    else ran. Misuse: reading it over a few milliseconds (clock ticks are 10 ms)."""
+
+    def __init__(self) -> None:
+        self._cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+        self._ticks, self._own, self._t0 = cpu_times(self._cpus), time.process_time(), time.perf_counter()
+
+    def cores(self) -> float | None:
+        """Cores' worth of other processes' work since creation (None where /proc/stat cannot be read)."""
+        now = cpu_times(self._cpus)
+        wall = time.perf_counter() - self._t0
+        if now is None or self._ticks is None or wall <= 0:
+            return None
+        busy = ((now[1] - self._ticks[1]) - (now[0] - self._ticks[0])) / os.sysconf("SC_CLK_TCK")
+        return max(0.0, (busy - (time.process_time() - self._own)) / wall)
+
+
 class AnalysisPool:
     """Analysis of a bulk load's batches in worker processes (`souk.analysis.worker`) while this process
     validates, writes and reads on. Workers: `workers`, else SOUK_ANALYSIS_WORKERS, else the cores that stood idle

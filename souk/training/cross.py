@@ -532,11 +532,15 @@ def fit_cross(job: FitJob) -> dict[str, Any]:
             timing = {"skipped": "fitted on Ray: the fixed LAYER_TOKENS (set cross.layers for the serving machine)"}
         else:
             try:
+                from souk.index.writer import OtherLoad
+
+                others = OtherLoad()  # the layers are priced for the load of this moment: say what it was
                 pairs, read_ms = probe_queries(packer, train_set, train_c, texts, job.seed)
                 budget, spent = forward_budget(opts, prior, train_set.queries, read_ms)
                 layers, timing = measured_layers(base, packer, pairs, base_layers(base), float(budget or 0.0),
                                                  job.seed, opts["pooling"])
-                timing = {**spent, **timing}
+                busy = others.cores()
+                timing = {**spent, **timing, "other_cores": None if busy is None else round(busy, 2)}
             except (ModelError, OSError, RuntimeError, ValueError) as e:  # an inference path refusing the probe
                 timing = {"skipped": f"timing the layers failed ({type(e).__name__}): the fixed LAYER_TOKENS"}
     if not layers:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from souk.analysis.batch import analyze_columns
 from souk.catalogs import read_catalog
 from souk.index import Index
@@ -167,3 +169,23 @@ def test_cpu_times_read_this_machines_cores():
     idle = idle_cores(before, after, len(cpus))
     assert idle is None or 0 <= idle <= len(cpus) - 0.5  # this loop kept one core busy
     assert cpu_times({10**6}) is None
+
+
+def test_other_load_counts_another_process_and_not_this_one():
+    """`OtherLoad` (the cross fit's record of who else ran during its timing probe): a child process spinning for
+    0.6 s reads as about one core; this process spinning alone reads as about none."""
+    from souk.index.writer import OtherLoad, cpu_times
+
+    if cpu_times(os.sched_getaffinity(0)) is None or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs /proc/stat and two cores")
+    alone = OtherLoad()
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:
+        pass
+    mine = alone.cores()
+    busy = OtherLoad()
+    spin = "import time\nend = time.monotonic() + 0.6\nwhile time.monotonic() < end: pass"
+    subprocess.run([sys.executable, "-c", spin], check=True)
+    theirs = busy.cores()
+    assert mine is not None and theirs is not None
+    assert theirs > 0.5 and theirs > mine + 0.4, (mine, theirs)

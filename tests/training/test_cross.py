@@ -278,6 +278,7 @@ def test_layers_are_chosen_by_the_time_this_machine_takes_per_layer(tiny_cross, 
     params = tiny_cross["outcome"].manifest["params"]  # the fit chose its layers so (none were given) ...
     timing = params["layer_timing"]
     assert params["full_ms"] == timing["full_ms"] == 40.0 and timing["prior_ms"] > 0 and timing["read_ms"] > 0
+    assert timing["other_cores"] is None or timing["other_cores"] >= 0  # who else ran while it was priced
     # ... for `full` in 40 ms: what the stages before the cross and reading the candidates leave the forward pass
     budget = max(0.0, (40.0 - timing["prior_ms"]) / STAGE_COST - timing["read_ms"])
     assert timing["latency_ms"] == pytest.approx(budget, abs=0.02)
