@@ -457,6 +457,11 @@ def spare_cores(cores: int) -> int:
     return max(0, cores - 1 - int(load))
 
 
+def usable_cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity where the OS reports one, else every CPU)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
 def cpu_times(cpus: set[int]) -> tuple[int, int] | None:
     """(idle, total) clock ticks so far of the CPUs in `cpus` (Linux's /proc/stat; idle counts I/O wait), or None
     where there is no such file or it names none of them."""
@@ -493,7 +498,7 @@ class OtherLoad:
     else ran. Misuse: reading it over a few milliseconds (clock ticks are 10 ms)."""
 
     def __init__(self) -> None:
-        self._cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+        self._cpus = usable_cpus()
         self._ticks, self._own, self._t0 = cpu_times(self._cpus), time.process_time(), time.perf_counter()
 
     def cores(self) -> float | None:
@@ -526,7 +531,7 @@ class AnalysisPool:
     AHEAD = 8  # batches per worker not yet written before this process waits for the oldest
 
     def __init__(self, workers: int | None = None):
-        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+        cpus = usable_cpus()
         cores = self._cores = len(cpus)
         env = os.environ.get("SOUK_ANALYSIS_WORKERS")
         # the CPU times the idle cores are measured from, when the workers would start (None: decided already)
